@@ -1,0 +1,115 @@
+//! A fixed-size set of chunk indices, one bit per chunk.
+
+/// Which chunks of one file a participant holds (or is fetching).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChunkSet {
+    words: Vec<u64>,
+    len: u32,
+    ones: u32,
+}
+
+impl ChunkSet {
+    pub fn new(len: u32) -> Self {
+        Self {
+            words: vec![0; (len as usize).div_ceil(64)],
+            len,
+            ones: 0,
+        }
+    }
+
+    pub fn full(len: u32) -> Self {
+        let mut set = Self::new(len);
+        for i in 0..len {
+            set.insert(i);
+        }
+        set
+    }
+
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of members.
+    pub fn count(&self) -> u32 {
+        self.ones
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.ones == self.len
+    }
+
+    pub fn contains(&self, i: u32) -> bool {
+        i < self.len && self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    /// Adds `i`; returns whether it was new. Indices past the end are ignored.
+    pub fn insert(&mut self, i: u32) -> bool {
+        if i >= self.len || self.contains(i) {
+            return false;
+        }
+        self.words[(i / 64) as usize] |= 1 << (i % 64);
+        self.ones += 1;
+        true
+    }
+
+    /// Removes `i`; returns whether it was present.
+    pub fn remove(&mut self, i: u32) -> bool {
+        if !self.contains(i) {
+            return false;
+        }
+        self.words[(i / 64) as usize] &= !(1 << (i % 64));
+        self.ones -= 1;
+        true
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            let mut bits = word;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                Some(w as u32 * 64 + b)
+            })
+        })
+    }
+
+    /// Word `w` of the members that are in `self` but in neither `a` nor `b`.
+    /// Used by the scheduler to skip 64 chunks at a time.
+    pub(crate) fn word_minus(&self, w: usize, a: &ChunkSet, b: &ChunkSet) -> u64 {
+        self.words[w]
+            & !a.words.get(w).copied().unwrap_or(0)
+            & !b.words.get(w).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn word_count(&self) -> usize {
+        self.words.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn insert_remove_iterate() {
+        let mut s = ChunkSet::new(130);
+        assert!(s.insert(0) && s.insert(64) && s.insert(129));
+        assert!(!s.insert(129));
+        assert!(!s.insert(130), "out of range is ignored");
+        assert_eq!(s.count(), 3);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 64, 129]);
+        assert!(s.remove(64) && !s.remove(64));
+        assert_eq!(s.count(), 2);
+        assert!(ChunkSet::full(130).is_complete());
+        assert!(ChunkSet::new(0).is_complete());
+    }
+}

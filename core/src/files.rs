@@ -1,0 +1,113 @@
+//! What this node knows of each file: its identity, what is held here, what is being
+//! fetched, and how many connected peers hold each chunk. The Query status and the
+//! rarest-first pick are computed from this.
+
+use crate::bitset::ChunkSet;
+use crate::layout::chunk_count;
+use crate::manifest::{Digest, Manifest};
+use crate::name::FileName;
+use crate::wire::FileEntry;
+
+/// One file as this node sees it.
+#[derive(Debug)]
+pub(crate) struct FileState {
+    pub size: u64,
+    pub digest: Digest,
+    /// Known once fetched (or computed at insert); chunks are fetched only after it.
+    pub manifest: Option<Manifest>,
+    /// Verified chunks on disk.
+    pub have: ChunkSet,
+    /// Chunks requested from a peer and not yet answered.
+    pub requested: ChunkSet,
+    /// Verified chunks being written.
+    pub writing: ChunkSet,
+    /// For each chunk, how many connected peers hold it.
+    pub peer_counts: Vec<u16>,
+    /// Connected peers that announced the file (even with no chunks).
+    pub announcers: u32,
+    /// The peer a manifest request is outstanding with.
+    pub manifest_from: Option<crate::wire::PeerAddr>,
+}
+
+impl FileState {
+    pub fn new(size: u64, digest: Digest) -> Self {
+        let n = chunk_count(size);
+        Self {
+            size,
+            digest,
+            manifest: None,
+            have: ChunkSet::new(n),
+            requested: ChunkSet::new(n),
+            writing: ChunkSet::new(n),
+            peer_counts: vec![0; n as usize],
+            announcers: 0,
+            manifest_from: None,
+        }
+    }
+
+    pub fn chunk_count(&self) -> u32 {
+        self.have.len()
+    }
+
+    /// Worth listing in the status: held here, or announced by a connected peer.
+    pub fn is_known(&self) -> bool {
+        self.manifest.is_some() || self.announcers > 0
+    }
+
+    pub fn matches(&self, size: u64, digest: Digest) -> bool {
+        self.size == size && self.digest == digest
+    }
+
+    /// Our entry for a file list (Add, Files), if we can serve the file at all.
+    pub fn entry(&self, name: &FileName) -> Option<FileEntry> {
+        self.manifest.as_ref()?;
+        Some(FileEntry {
+            name: name.clone(),
+            size: self.size,
+            digest: self.digest,
+            chunks: self.have.iter().collect(),
+        })
+    }
+
+    /// Participants holding chunk `i`: connected peers, plus this node.
+    pub fn replication(&self, i: u32) -> u32 {
+        u32::from(self.peer_counts[i as usize]) + u32::from(self.have.contains(i))
+    }
+
+    /// Participants holding an empty file: it is complete wherever it is known.
+    pub fn empty_file_holders(&self) -> u32 {
+        self.announcers + u32::from(self.manifest.is_some())
+    }
+
+    /// The rarest chunk worth requesting from a peer holding `peer_has`, scanning from
+    /// word `start` so that different fetchers pick different chunks among equals.
+    /// Returns the chunk and how many peers hold it.
+    pub fn rarest_wanted(&self, peer_has: &ChunkSet, start: usize) -> Option<(u32, u16)> {
+        let words = peer_has.word_count();
+        let mut best: Option<(u32, u16)> = None;
+        for step in 0..words {
+            let w = (start + step) % words;
+            let mut bits =
+                peer_has.word_minus(w, &self.have, &self.requested) & !self.writing_word(w);
+            while bits != 0 {
+                let i = w as u32 * 64 + bits.trailing_zeros();
+                bits &= bits - 1;
+                let count = self.peer_counts[i as usize];
+                if best.is_none_or(|(_, c)| count < c) {
+                    best = Some((i, count));
+                    if count <= 1 {
+                        // Nothing is rarer than a chunk only this peer holds.
+                        return best;
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    fn writing_word(&self, w: usize) -> u64 {
+        // `writing` has the same length as `have`; its words line up.
+        self.writing
+            .word_minus(w, &ChunkSet::default(), &ChunkSet::default())
+    }
+}

@@ -1,0 +1,33 @@
+//! torronto-core: the portable, sans-IO protocol engine of torronto.
+//!
+//! Layout, one idea per module:
+//! - [`name`]: `FileName`, the only way a string becomes a path;
+//! - [`layout`]: chunk arithmetic (64 KiB chunks);
+//! - [`manifest`]: chunk hashes, the manifest and the file digest;
+//! - [`bitset`]: `ChunkSet`, which chunks of a file a participant holds;
+//! - [`wire`]: frames, JSON headers and typed messages, with their size limits;
+//! - [`status`]: the Query answer;
+//! - `files`: per-file bookkeeping (held, fetching, replication counts, rarest pick);
+//! - [`node`]: the state machine the native node and the browser peer both drive.
+//!
+//! Nothing here does I/O, reads a clock or spawns: drivers pass time in and carry
+//! out the commands that come out (see [`node::Node`]).
+
+pub mod bitset;
+mod files;
+pub mod layout;
+pub mod manifest;
+pub mod name;
+pub mod node;
+pub mod status;
+pub mod wire;
+
+pub use bitset::ChunkSet;
+pub use manifest::{Digest, Manifest, ManifestBuilder};
+pub use name::FileName;
+pub use node::{
+    Config, ConnId, ConnInfo, Event, LocalFile, Millis, NetCommand, Node, StorageCommand,
+    StorageError, StorageEvent, Tuning,
+};
+pub use status::Status;
+pub use wire::{Code, Envelope, Message, PeerAddr};

@@ -1,0 +1,818 @@
+//! Whole-network scenarios: several `Node`s joined through an in-memory network (every
+//! message goes through the real encoder and decoder), storage in memory, a fake clock.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use torronto_core::layout::{chunk_range, CHUNK_SIZE};
+use torronto_core::wire::{FrameDecoder, MessageReader, Reply};
+use torronto_core::{
+    Code, Config, ConnId, ConnInfo, Envelope, Event, FileName, Manifest, ManifestBuilder, Message,
+    NetCommand, Node, PeerAddr, Status, StorageCommand, StorageError, StorageEvent, Tuning,
+};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// One simulated machine: a node, its folder, and files on its disk outside the folder.
+struct Machine {
+    node: Node,
+    /// Paths a user could insert from.
+    outside: HashMap<String, Vec<u8>>,
+    imports: HashMap<u64, (Vec<u8>, Manifest)>,
+    /// Every file of the folder, partial ones included.
+    folder: BTreeMap<FileName, Vec<u8>>,
+    finalized: Vec<FileName>,
+    /// Corrupts every chunk it uploads.
+    liar: bool,
+    /// Refuses writes, as a full disk does.
+    disk_full: bool,
+    events: Vec<Event>,
+}
+
+struct Net {
+    machines: Vec<Machine>,
+    /// (machine, conn) -> (machine, conn) at the other end.
+    links: HashMap<(usize, ConnId), (usize, ConnId)>,
+    /// Control connections: (machine, conn) -> replies received.
+    clients: HashMap<(usize, ConnId), Vec<Reply>>,
+    in_flight: VecDeque<(usize, ConnId, Bytes)>,
+    readers: HashMap<(usize, ConnId), MessageReader>,
+    next_conn: ConnId,
+    now: u64,
+}
+
+fn addr(i: usize) -> PeerAddr {
+    PeerAddr::new("10.0.0.1", 7000 + i as u16)
+}
+
+fn name(s: &str) -> FileName {
+    FileName::new(s).unwrap()
+}
+
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u64 * 2654435761 >> 7) as u8) ^ seed)
+        .collect()
+}
+
+impl Net {
+    /// `n` machines, each with every other in its peers file.
+    fn new(n: usize) -> Self {
+        Self::with_tuning(n, Tuning::default())
+    }
+
+    fn with_tuning(n: usize, tuning: Tuning) -> Self {
+        let machines = (0..n)
+            .map(|i| Machine {
+                node: Node::new(Config {
+                    me: addr(i),
+                    peers: (0..n).map(addr).collect(),
+                    token: Some("secret".into()),
+                    seed: i as u64 + 1,
+                    tuning: tuning.clone(),
+                }),
+                outside: HashMap::new(),
+                imports: HashMap::new(),
+                folder: BTreeMap::new(),
+                finalized: Vec::new(),
+                liar: false,
+                disk_full: false,
+                events: Vec::new(),
+            })
+            .collect();
+        Net {
+            machines,
+            links: HashMap::new(),
+            clients: HashMap::new(),
+            in_flight: VecDeque::new(),
+            readers: HashMap::new(),
+            next_conn: 1,
+            now: 0,
+        }
+    }
+
+    /// Sends a control message on a fresh client connection; returns that connection.
+    fn control(
+        &mut self,
+        m: usize,
+        message: Message,
+        trusted: bool,
+        token: Option<&str>,
+    ) -> ConnId {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.clients.insert((m, conn), Vec::new());
+        let now = self.now;
+        let node = &mut self.machines[m].node;
+        node.handle_connected(
+            now,
+            conn,
+            ConnInfo {
+                dialed: None,
+                trusted,
+            },
+        );
+        let env = Envelope {
+            from: None,
+            token: token.map(String::from),
+            message,
+        };
+        node.handle_message(now, conn, env);
+        conn
+    }
+
+    /// Runs a control action to completion and returns its reply.
+    fn ask(&mut self, m: usize, message: Message) -> Reply {
+        let conn = self.control(m, message, true, None);
+        self.run();
+        let replies = &self.clients[&(m, conn)];
+        assert_eq!(
+            replies.len(),
+            1,
+            "one reply per control action: {replies:?}"
+        );
+        replies[0].clone()
+    }
+
+    fn code(&mut self, m: usize, message: Message) -> Code {
+        self.ask(m, message).code_or_ok()
+    }
+
+    fn status(&mut self, m: usize) -> Status {
+        *self
+            .ask(m, Message::Query)
+            .status
+            .expect("Query answers a status")
+    }
+
+    fn insert(&mut self, m: usize, file: &str, data: Vec<u8>) -> Code {
+        let path = format!("/home/user/{file}");
+        self.machines[m].outside.insert(path.clone(), data);
+        self.code(m, Message::Insert { path })
+    }
+
+    /// Delivers messages and runs storage until nothing moves; advances the clock to
+    /// pending timeouts only when `until_quiet` allows.
+    fn run(&mut self) {
+        self.run_for(0);
+    }
+
+    /// As `run`, also letting up to `millis` of fake time pass for timers.
+    fn run_for(&mut self, millis: u64) {
+        let end = self.now + millis;
+        loop {
+            let mut moved = false;
+            for m in 0..self.machines.len() {
+                moved |= self.drain(m);
+            }
+            if let Some((m, conn, bytes)) = self.in_flight.pop_front() {
+                self.deliver(m, conn, bytes);
+                continue;
+            }
+            if moved {
+                continue;
+            }
+            let next = self
+                .machines
+                .iter()
+                .filter_map(|x| x.node.poll_timeout())
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    let now = self.now;
+                    for x in &mut self.machines {
+                        if x.node.poll_timeout().is_some_and(|t| t <= now) {
+                            x.node.handle_timeout(now);
+                        }
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn deliver(&mut self, m: usize, conn: ConnId, bytes: Bytes) {
+        let now = self.now;
+        let reader = self.readers.entry((m, conn)).or_default();
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut messages = Vec::new();
+        while let Some(frame) =
+            FrameDecoder::decode(&mut buf, reader.frame_limit()).expect("frames fit")
+        {
+            match reader.push_frame(frame) {
+                Ok(Some(env)) => messages.push(Ok(env)),
+                Ok(None) => {}
+                Err(e) => messages.push(Err(e)),
+            }
+        }
+        for msg in messages {
+            if let Some(replies) = self.clients.get_mut(&(m, conn)) {
+                if let Ok(Envelope {
+                    message: Message::Reply(r),
+                    ..
+                }) = msg
+                {
+                    replies.push(r);
+                }
+                continue;
+            }
+            let node = &mut self.machines[m].node;
+            match msg {
+                Ok(env) => node.handle_message(now, conn, env),
+                Err(e) => node.handle_malformed(now, conn, e.to_string()),
+            }
+        }
+    }
+
+    /// Carries out one machine's outputs; returns whether there were any.
+    fn drain(&mut self, m: usize) -> bool {
+        let mut moved = false;
+        let now = self.now;
+        while let Some(cmd) = self.machines[m].node.poll_net() {
+            moved = true;
+            match cmd {
+                NetCommand::Send { conn, envelope } => {
+                    let mut envelope = envelope;
+                    if self.machines[m].liar {
+                        if let Message::Upload { data, .. } = &mut envelope.message {
+                            let mut bad = data.to_vec();
+                            bad[0] ^= 0xff;
+                            *data = Bytes::from(bad);
+                        }
+                    }
+                    let mut buf = BytesMut::new();
+                    envelope.encode().write_tcp(&mut buf);
+                    if self.clients.contains_key(&(m, conn)) {
+                        // A reply to a control client: loop it back to the client's inbox.
+                        let mut reader = MessageReader::new();
+                        while let Some(f) =
+                            FrameDecoder::decode(&mut buf, reader.frame_limit()).unwrap()
+                        {
+                            if let Ok(Some(Envelope {
+                                message: Message::Reply(r),
+                                ..
+                            })) = reader.push_frame(f)
+                            {
+                                self.clients.get_mut(&(m, conn)).unwrap().push(r);
+                            }
+                        }
+                    } else if let Some(&(to, their)) = self.links.get(&(m, conn)) {
+                        self.in_flight.push_back((to, their, buf.freeze()));
+                    }
+                }
+                NetCommand::Dial(peer) => {
+                    let Some(to) = (0..self.machines.len()).find(|&i| addr(i) == peer) else {
+                        self.machines[m].node.handle_dial_failed(now, &peer);
+                        continue;
+                    };
+                    let (a, b) = (self.next_conn, self.next_conn + 1);
+                    self.next_conn += 2;
+                    self.links.insert((m, a), (to, b));
+                    self.links.insert((to, b), (m, a));
+                    self.machines[to].node.handle_connected(
+                        now,
+                        b,
+                        ConnInfo {
+                            dialed: None,
+                            trusted: false,
+                        },
+                    );
+                    self.machines[m].node.handle_connected(
+                        now,
+                        a,
+                        ConnInfo {
+                            dialed: Some(peer),
+                            trusted: false,
+                        },
+                    );
+                }
+                NetCommand::Close(conn) => self.close(m, conn),
+            }
+        }
+        while let Some(cmd) = self.machines[m].node.poll_storage() {
+            moved = true;
+            let event = self.machines[m].storage(cmd);
+            if let Some(event) = event {
+                self.machines[m].node.handle_storage(now, event);
+            }
+        }
+        while let Some(e) = self.machines[m].node.poll_event() {
+            self.machines[m].events.push(e);
+        }
+        moved
+    }
+
+    fn close(&mut self, m: usize, conn: ConnId) {
+        let now = self.now;
+        self.clients.remove(&(m, conn));
+        if let Some((to, their)) = self.links.remove(&(m, conn)) {
+            self.links.remove(&(to, their));
+            self.in_flight
+                .retain(|(x, c, _)| !(*x == to && *c == their));
+            self.machines[to].node.handle_disconnected(now, their);
+        }
+        self.machines[m].node.handle_disconnected(now, conn);
+    }
+
+    /// Cuts every link of machine `m` without a word, as a crash does.
+    fn crash_links(&mut self, m: usize) {
+        let conns: Vec<ConnId> = self
+            .links
+            .keys()
+            .filter(|(x, _)| *x == m)
+            .map(|(_, c)| *c)
+            .collect();
+        for conn in conns {
+            self.close(m, conn);
+        }
+    }
+
+    fn join_all(&mut self) {
+        for m in 0..self.machines.len() {
+            assert_eq!(self.code(m, Message::Join), Code::Ok);
+        }
+    }
+
+    fn file(&self, m: usize, file: &str) -> Option<&Vec<u8>> {
+        let x = &self.machines[m];
+        let n = name(file);
+        x.finalized.contains(&n).then(|| &x.folder[&n])
+    }
+}
+
+impl Machine {
+    fn storage(&mut self, cmd: StorageCommand) -> Option<StorageEvent> {
+        Some(match cmd {
+            StorageCommand::Import { id, path, .. } => {
+                let result = match self.outside.get(&path) {
+                    None => Err(StorageError {
+                        code: Code::FileMissing,
+                        message: format!("{path}: no such file"),
+                    }),
+                    Some(data) => {
+                        let mut b = ManifestBuilder::new();
+                        b.update(data);
+                        let m = b.finish().unwrap();
+                        self.imports.insert(id, (data.clone(), m.clone()));
+                        Ok(m)
+                    }
+                };
+                StorageEvent::Imported { id, result }
+            }
+            StorageCommand::Commit { id, name, .. } => {
+                let (data, _) = self.imports.remove(&id).unwrap();
+                self.folder.insert(name.clone(), data);
+                self.finalized.push(name);
+                StorageEvent::Committed { id, result: Ok(()) }
+            }
+            StorageCommand::Discard { id } => {
+                self.imports.remove(&id);
+                return None;
+            }
+            StorageCommand::Prepare { file, manifest } => {
+                self.folder.insert(file, vec![0; manifest.size() as usize]);
+                return None;
+            }
+            StorageCommand::Read { conn, chunk, push } => {
+                let r = chunk_range(chunk.size, chunk.index);
+                let data = Bytes::copy_from_slice(
+                    &self.folder[&chunk.file][r.start as usize..r.end as usize],
+                );
+                StorageEvent::Read {
+                    conn,
+                    chunk,
+                    push,
+                    result: Ok(data),
+                }
+            }
+            StorageCommand::Write { chunk, data } => {
+                if self.disk_full {
+                    let error = StorageError {
+                        code: Code::BadPermission,
+                        message: "No space left on device".into(),
+                    };
+                    return Some(StorageEvent::Written {
+                        chunk,
+                        result: Err(error),
+                    });
+                }
+                let r = chunk_range(chunk.size, chunk.index);
+                self.folder.get_mut(&chunk.file).unwrap()[r.start as usize..r.end as usize]
+                    .copy_from_slice(&data);
+                StorageEvent::Written {
+                    chunk,
+                    result: Ok(()),
+                }
+            }
+            StorageCommand::Finalize { file } => {
+                self.finalized.push(file);
+                return None;
+            }
+        })
+    }
+}
+
+fn assert_fully_replicated(net: &mut Net, file: &str, data: &[u8], participants: u32) {
+    for m in 0..net.machines.len() {
+        assert_eq!(
+            net.file(m, file).map(Vec::as_slice),
+            Some(data),
+            "machine {m} holds {file}"
+        );
+        let s = net.status(m);
+        let i = s.files.iter().position(|f| f == file).unwrap();
+        assert_eq!(
+            (
+                s.local[i],
+                s.system[i],
+                s.least_replication[i],
+                s.weighted_least_replication[i]
+            ),
+            (1.0, 1.0, participants, f64::from(participants)),
+            "status of {file} on machine {m}"
+        );
+    }
+}
+
+#[test]
+fn four_nodes_replicate_an_inserted_file() {
+    let mut net = Net::new(4);
+    net.join_all();
+    let data = content(10 * CHUNK_SIZE as usize + 123, 1);
+    assert_eq!(net.insert(0, "big.bin", data.clone()), Code::Ok);
+    net.run();
+    assert_fully_replicated(&mut net, "big.bin", &data, 4);
+    let s = net.status(2);
+    assert_eq!(s.num_files, 1);
+    assert_eq!(s.peers.len(), 3);
+    assert!(s.joined);
+}
+
+#[test]
+fn status_counts_exactly_while_files_spread() {
+    let mut net = Net::new(3);
+    net.join_all();
+    let data = content(4 * CHUNK_SIZE as usize, 2);
+    // Inserted on a node that has not joined: only it knows the file.
+    let mut solo = Net::new(1);
+    assert_eq!(solo.insert(0, "f", data.clone()), Code::Ok);
+    let s = solo.status(0);
+    assert_eq!(
+        (
+            s.local[0],
+            s.system[0],
+            s.least_replication[0],
+            s.weighted_least_replication[0]
+        ),
+        (1.0, 1.0, 1, 1.0)
+    );
+    assert!(!s.joined);
+
+    // Insert on 0 but hold back all traffic: 0 holds it alone, peers know nothing yet.
+    let conn = net.control(
+        0,
+        Message::Insert {
+            path: "/x/f".into(),
+        },
+        true,
+        None,
+    );
+    net.machines[0].outside.insert("/x/f".into(), data.clone());
+    let _ = conn;
+    net.run();
+    assert_fully_replicated(&mut net, "f", &data, 3);
+
+    // A peer leaves gracefully: its chunks stop counting everywhere else.
+    assert_eq!(net.code(2, Message::Leave), Code::Ok);
+    let s = net.status(0);
+    assert_eq!(
+        (s.least_replication[0], s.weighted_least_replication[0]),
+        (2, 2.0)
+    );
+    assert_eq!(s.peers.len(), 1);
+    let s = net.status(2);
+    assert_eq!(
+        (s.local[0], s.least_replication[0]),
+        (1.0, 1),
+        "the leaver keeps its copy and counts alone"
+    );
+}
+
+#[test]
+fn partial_replication_is_reported_exactly() {
+    let mut net = Net::new(2);
+    net.join_all();
+    let data = content(4 * CHUNK_SIZE as usize, 3);
+    // Node 1's disk is full: it learns of the file but cannot store a chunk.
+    net.machines[1].disk_full = true;
+    assert_eq!(net.insert(0, "f", data), Code::Ok);
+    net.run();
+    let s = net.status(1);
+    assert_eq!(
+        (
+            s.local[0],
+            s.system[0],
+            s.least_replication[0],
+            s.weighted_least_replication[0]
+        ),
+        (0.0, 1.0, 1, 1.0)
+    );
+    assert!(net.machines[1]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::StorageFailed { .. })));
+    // Space comes back: fetching resumes after the back-off and completes.
+    net.machines[1].disk_full = false;
+    net.run_for(5_000);
+    let s = net.status(1);
+    assert_eq!(
+        (
+            s.local[0],
+            s.least_replication[0],
+            s.weighted_least_replication[0]
+        ),
+        (1.0, 2, 2.0)
+    );
+}
+
+#[test]
+fn control_error_codes() {
+    let mut net = Net::new(2);
+    assert_eq!(
+        net.code(0, Message::Leave),
+        Code::Disconnected,
+        "leave before join"
+    );
+    assert_eq!(net.code(0, Message::Join), Code::Ok);
+    assert_eq!(net.code(0, Message::Join), Code::Connected, "join twice");
+    assert_eq!(
+        net.code(
+            0,
+            Message::Insert {
+                path: "/nope/missing".into()
+            }
+        ),
+        Code::FileMissing
+    );
+    assert_eq!(net.insert(0, "a", content(10, 0)), Code::Ok);
+    assert_eq!(
+        net.insert(0, "a", content(10, 0)),
+        Code::FileExists,
+        "same file again"
+    );
+    assert_eq!(
+        net.insert(0, "a", content(11, 0)),
+        Code::FileExists,
+        "other content, same name"
+    );
+    assert_eq!(
+        net.code(
+            0,
+            Message::Insert {
+                path: "/tmp/..".into()
+            }
+        ),
+        Code::BadRequest
+    );
+    assert_eq!(net.code(0, Message::Leave), Code::Ok);
+    assert_eq!(
+        net.code(0, Message::Leave),
+        Code::Disconnected,
+        "leave twice"
+    );
+}
+
+#[test]
+fn control_needs_the_token_on_untrusted_connections() {
+    let mut net = Net::new(1);
+    let c = net.control(0, Message::Query, false, None);
+    let d = net.control(0, Message::Query, false, Some("wrong"));
+    let e = net.control(0, Message::Query, false, Some("secret"));
+    net.run();
+    assert_eq!(net.clients[&(0, c)][0].code, Some(Code::BadPermission));
+    assert_eq!(net.clients[&(0, d)][0].code, Some(Code::BadPermission));
+    assert_eq!(net.clients[&(0, e)][0].code, Some(Code::Ok));
+}
+
+#[test]
+fn peer_messages_to_a_node_not_joined_are_refused() {
+    let mut net = Net::new(2);
+    // Node 0 joins; node 1 has not: 0's Add is answered ErrDisconnected and 0 is alone.
+    assert_eq!(net.code(0, Message::Join), Code::Ok);
+    assert!(net.status(0).peers.is_empty());
+    // When 1 joins it dials 0 and both see each other.
+    assert_eq!(net.code(1, Message::Join), Code::Ok);
+    assert_eq!(net.status(0).peers, vec![addr(1).to_string()]);
+    assert_eq!(net.status(1).peers, vec![addr(0).to_string()]);
+}
+
+#[test]
+fn a_peer_not_in_the_peers_file_can_join() {
+    let mut net = Net::new(3);
+    // Node 2 knows 0 only; 0 and 1 do not list 2.
+    for m in 0..2 {
+        net.machines[m].node = Node::new(Config {
+            me: addr(m),
+            peers: vec![addr(0), addr(1)],
+            token: None,
+            seed: 9,
+            tuning: Tuning::default(),
+        });
+    }
+    net.machines[2].node = Node::new(Config {
+        me: addr(2),
+        peers: vec![addr(0)],
+        token: None,
+        seed: 3,
+        tuning: Tuning::default(),
+    });
+    net.join_all();
+    let data = content(3 * CHUNK_SIZE as usize, 4);
+    assert_eq!(net.insert(1, "via-0", data.clone()), Code::Ok);
+    net.run();
+    // 2 is connected to 0 only, so it counts 2 participants; 0 and 1 see all 3.
+    assert_eq!(net.file(2, "via-0"), Some(&data));
+    assert_eq!(net.status(0).least_replication, vec![3]);
+    assert_eq!(net.status(2).least_replication, vec![2]);
+}
+
+#[test]
+fn leave_right_after_insert_loses_nothing() {
+    let mut net = Net::new(3);
+    net.join_all();
+    let data = content(40 * CHUNK_SIZE as usize + 5, 5);
+    net.machines[0]
+        .outside
+        .insert("/d/only-here".into(), data.clone());
+    // Insert and Leave back to back, before any peer has fetched anything.
+    let ins = net.control(
+        0,
+        Message::Insert {
+            path: "/d/only-here".into(),
+        },
+        true,
+        None,
+    );
+    for _ in 0..3 {
+        net.drain(0); // import, commit, announce; nothing delivered yet
+    }
+    assert_eq!(net.clients[&(0, ins)][0].code, Some(Code::Ok));
+    let leave = net.control(0, Message::Leave, true, None);
+    net.run();
+    let reply = &net.clients[&(0, leave)][0];
+    assert_eq!((reply.code, reply.unconfirmed), (Some(Code::Ok), None));
+    // The leaver's folder is gone; the others still complete the file between them.
+    net.machines[0].folder.clear();
+    net.run();
+    for m in 1..3 {
+        assert_eq!(net.file(m, "only-here"), Some(&data), "machine {m}");
+        let s = net.status(m);
+        assert_eq!((s.least_replication[0], s.system[0]), (2, 1.0));
+    }
+}
+
+#[test]
+fn corrupt_chunks_are_rejected_and_the_liar_cut_off() {
+    let data = content(30 * CHUNK_SIZE as usize, 6);
+    // Nodes 0 and 1 both hold the file; then 1 starts lying and 2 and 3 join.
+    let mut late = Net::new(4);
+    for m in 0..2 {
+        assert_eq!(late.code(m, Message::Join), Code::Ok);
+    }
+    assert_eq!(late.insert(0, "f", data.clone()), Code::Ok);
+    late.run();
+    assert_eq!(late.file(1, "f"), Some(&data));
+    late.machines[1].liar = true;
+    for m in 2..4 {
+        assert_eq!(late.code(m, Message::Join), Code::Ok);
+    }
+    late.run();
+    for m in [2, 3] {
+        assert_eq!(
+            late.file(m, "f"),
+            Some(&data),
+            "machine {m} completes from honest peers"
+        );
+        let events = &late.machines[m].events;
+        let rejected = events
+            .iter()
+            .filter(|e| matches!(e, Event::ChunkRejected { peer, .. } if *peer == addr(1)))
+            .count();
+        assert_eq!(
+            rejected, 3,
+            "machine {m} rejects exactly up to the strike limit: {events:?}"
+        );
+        assert!(
+            events.contains(&Event::PeerBanned(addr(1))),
+            "machine {m} cut the liar off"
+        );
+        assert!(!late.status(m).peers.contains(&addr(1).to_string()));
+    }
+}
+
+#[test]
+fn crash_and_restart_keeps_verified_chunks() {
+    let mut net = Net::new(2);
+    net.join_all();
+    let data = content(12 * CHUNK_SIZE as usize, 7);
+    assert_eq!(net.insert(0, "f", data.clone()), Code::Ok);
+    net.run();
+    assert_eq!(net.file(1, "f"), Some(&data));
+    // Node 1 vanishes without Remove: node 0 stops counting it and will redial.
+    net.crash_links(1);
+    let s = net.status(0);
+    assert_eq!((s.least_replication[0], s.peers.len()), (1, 0));
+    // Node 1 restarts from its disk and rejoins; it fetches nothing.
+    let manifest = {
+        let mut b = ManifestBuilder::new();
+        b.update(&data);
+        b.finish().unwrap()
+    };
+    let m1 = &mut net.machines[1];
+    m1.events.clear();
+    m1.node = Node::new(Config {
+        me: addr(1),
+        peers: vec![addr(0)],
+        token: None,
+        seed: 5,
+        tuning: Tuning::default(),
+    });
+    m1.node.add_local_file(torronto_core::LocalFile {
+        name: name("f"),
+        have: torronto_core::ChunkSet::full(manifest.chunk_count()),
+        manifest,
+    });
+    assert_eq!(net.code(1, Message::Join), Code::Ok);
+    net.run();
+    assert_eq!(net.status(0).least_replication, vec![2]);
+    assert!(
+        !net.machines[1]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::FileComplete { .. })),
+        "nothing re-fetched"
+    );
+}
+
+#[test]
+fn lost_peers_are_redialled() {
+    let mut net = Net::new(2);
+    net.join_all();
+    net.crash_links(0);
+    assert!(net.status(1).peers.is_empty());
+    // Both sides redial after their back-off; the link is back within a few seconds.
+    net.run_for(5_000);
+    assert_eq!(net.status(1).peers, vec![addr(0).to_string()]);
+}
+
+#[test]
+fn odd_sizes_replicate() {
+    let mut net = Net::new(3);
+    net.join_all();
+    let sizes = [
+        0,
+        1,
+        CHUNK_SIZE as usize - 1,
+        CHUNK_SIZE as usize,
+        CHUNK_SIZE as usize + 1,
+    ];
+    for (k, size) in sizes.iter().enumerate() {
+        assert_eq!(
+            net.insert(k % 3, &format!("f{size}"), content(*size, k as u8)),
+            Code::Ok
+        );
+    }
+    net.run();
+    for (k, size) in sizes.iter().enumerate() {
+        assert_fully_replicated(&mut net, &format!("f{size}"), &content(*size, k as u8), 3);
+    }
+}
+
+#[test]
+fn many_files_replicate_across_many_nodes() {
+    let tuning = Tuning {
+        requests_per_peer: 4,
+        ..Tuning::default()
+    };
+    let mut net = Net::with_tuning(6, tuning);
+    net.join_all();
+    let files: Vec<(String, Vec<u8>)> = (0..30)
+        .map(|k| {
+            (
+                format!("dir{}/file{k}", k % 3),
+                content(k * 9_000 + k % 2, k as u8),
+            )
+        })
+        .collect();
+    for (k, (file, data)) in files.iter().enumerate() {
+        // Inserts come from paths whose base name is the file name.
+        let base = file.rsplit('/').next().unwrap();
+        assert_eq!(net.insert(k % 6, base, data.clone()), Code::Ok);
+    }
+    net.run();
+    for (file, data) in &files {
+        let base = file.rsplit('/').next().unwrap();
+        assert_fully_replicated(&mut net, base, data, 6);
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for the integration tests: start nodes, talk to them.
