@@ -270,6 +270,8 @@ pub struct Node {
     next_import: u64,
     pending_have: Vec<HaveEntry>,
     fetch_paused_until: Millis,
+    chunks_fetched: u64,
+    chunks_served: u64,
     rng: u64,
     net: VecDeque<NetCommand>,
     storage: VecDeque<StorageCommand>,
@@ -294,6 +296,8 @@ impl Node {
             next_import: 0,
             pending_have: Vec::new(),
             fetch_paused_until: 0,
+            chunks_fetched: 0,
+            chunks_served: 0,
             rng,
             net: VecDeque::new(),
             storage: VecDeque::new(),
@@ -1222,7 +1226,10 @@ impl Node {
             state.serving = state.serving.saturating_sub(1);
         }
         match result {
-            Ok(data) => self.send(conn, Message::Upload { chunk, data }),
+            Ok(data) => {
+                self.chunks_served += 1;
+                self.send(conn, Message::Upload { chunk, data });
+            }
             Err(e) => {
                 self.events.push_back(Event::StorageFailed {
                     file: chunk.file.clone(),
@@ -1312,6 +1319,7 @@ impl Node {
         if !f.have.insert(chunk.index) {
             return;
         }
+        self.chunks_fetched += 1;
         self.pending_have.push(HaveEntry {
             chunk: chunk.clone(),
             digest: Some(f.digest),
@@ -1622,6 +1630,8 @@ impl Node {
             node: self.config.me.to_string(),
             joined: self.is_joined(),
             peers: self.peers.keys().map(ToString::to_string).collect(),
+            chunks_fetched: self.chunks_fetched,
+            chunks_served: self.chunks_served,
             ..Status::default()
         };
         for (name, f) in self.files.iter().filter(|(_, f)| f.is_known()) {

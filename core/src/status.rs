@@ -35,4 +35,10 @@ pub struct Status {
     /// Each file's hex digest.
     #[serde(default)]
     pub digests: Vec<String>,
+    /// Verified chunks this node has stored from the network since it started.
+    #[serde(rename = "chunksFetched", default)]
+    pub chunks_fetched: u64,
+    /// Chunks this node has sent to peers since it started.
+    #[serde(rename = "chunksServed", default)]
+    pub chunks_served: u64,
 }

@@ -443,6 +443,13 @@ fn four_nodes_replicate_an_inserted_file() {
     assert_eq!(net.insert(0, "big.bin", data.clone()), Code::Ok);
     net.run();
     assert_fully_replicated(&mut net, "big.bin", &data, 4);
+    let fetched: u64 = (1..4).map(|m| net.status(m).chunks_fetched).sum();
+    let served: u64 = (0..4).map(|m| net.status(m).chunks_served).sum();
+    assert_eq!(
+        (fetched, served),
+        (33, 33),
+        "every chunk fetched once by each of three nodes"
+    );
     let s = net.status(2);
     assert_eq!(s.num_files, 1);
     assert_eq!(s.peers.len(), 3);
