@@ -10,11 +10,7 @@ pub struct ChunkSet {
 
 impl ChunkSet {
     pub fn new(len: u32) -> Self {
-        Self {
-            words: vec![0; (len as usize).div_ceil(64)],
-            len,
-            ones: 0,
-        }
+        Self { words: vec![0; (len as usize).div_ceil(64)], len, ones: 0 }
     }
 
     pub fn full(len: u32) -> Self {
@@ -83,9 +79,7 @@ impl ChunkSet {
     /// Word `w` of the members that are in `self` but in neither `a` nor `b`.
     /// Used by the scheduler to skip 64 chunks at a time.
     pub(crate) fn word_minus(&self, w: usize, a: &ChunkSet, b: &ChunkSet) -> u64 {
-        self.words[w]
-            & !a.words.get(w).copied().unwrap_or(0)
-            & !b.words.get(w).copied().unwrap_or(0)
+        self.words[w] & !a.words.get(w).copied().unwrap_or(0) & !b.words.get(w).copied().unwrap_or(0)
     }
 
     pub(crate) fn word_count(&self) -> usize {

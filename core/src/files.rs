@@ -61,12 +61,7 @@ impl FileState {
     /// Our entry for a file list (Add, Files), if we can serve the file at all.
     pub fn entry(&self, name: &FileName) -> Option<FileEntry> {
         self.manifest.as_ref()?;
-        Some(FileEntry {
-            name: name.clone(),
-            size: self.size,
-            digest: self.digest,
-            chunks: self.have.iter().collect(),
-        })
+        Some(FileEntry { name: name.clone(), size: self.size, digest: self.digest, chunks: self.have.iter().collect() })
     }
 
     /// Participants holding chunk `i`: connected peers, plus this node.
@@ -87,8 +82,7 @@ impl FileState {
         let mut best: Option<(u32, u16)> = None;
         for step in 0..words {
             let w = (start + step) % words;
-            let mut bits =
-                peer_has.word_minus(w, &self.have, &self.requested) & !self.writing_word(w);
+            let mut bits = peer_has.word_minus(w, &self.have, &self.requested) & !self.writing_word(w);
             while bits != 0 {
                 let i = w as u32 * 64 + bits.trailing_zeros();
                 bits &= bits - 1;
@@ -107,7 +101,6 @@ impl FileState {
 
     fn writing_word(&self, w: usize) -> u64 {
         // `writing` has the same length as `have`; its words line up.
-        self.writing
-            .word_minus(w, &ChunkSet::default(), &ChunkSet::default())
+        self.writing.word_minus(w, &ChunkSet::default(), &ChunkSet::default())
     }
 }

@@ -59,12 +59,8 @@ impl FromStr for Digest {
         }
         let mut out = [0u8; 32];
         for (i, pair) in bytes.chunks_exact(2).enumerate() {
-            let hi = (pair[0] as char)
-                .to_digit(16)
-                .ok_or(ManifestError::BadDigest)?;
-            let lo = (pair[1] as char)
-                .to_digit(16)
-                .ok_or(ManifestError::BadDigest)?;
+            let hi = (pair[0] as char).to_digit(16).ok_or(ManifestError::BadDigest)?;
+            let lo = (pair[1] as char).to_digit(16).ok_or(ManifestError::BadDigest)?;
             out[i] = (hi * 16 + lo) as u8;
         }
         Ok(Digest(out))
@@ -123,17 +119,10 @@ impl Manifest {
         }
         let want = chunk_count(size) as usize;
         if hashes.len() != want {
-            return Err(ManifestError::WrongLength {
-                got: hashes.len() * 32,
-                want: want * 32,
-            });
+            return Err(ManifestError::WrongLength { got: hashes.len() * 32, want: want * 32 });
         }
         let digest = Digest::of_hashes(&hashes);
-        Ok(Self {
-            size,
-            digest,
-            hashes: hashes.into(),
-        })
+        Ok(Self { size, digest, hashes: hashes.into() })
     }
 
     /// Parses a Manifest body received for a file of `size` bytes and checks it
@@ -144,15 +133,10 @@ impl Manifest {
         }
         let want = chunk_count(size) as usize * 32;
         if body.len() != want {
-            return Err(ManifestError::WrongLength {
-                got: body.len(),
-                want,
-            });
+            return Err(ManifestError::WrongLength { got: body.len(), want });
         }
-        let hashes: Vec<ChunkHash> = body
-            .chunks_exact(32)
-            .map(|c| c.try_into().expect("chunks_exact(32) yields 32 bytes"))
-            .collect();
+        let hashes: Vec<ChunkHash> =
+            body.chunks_exact(32).map(|c| c.try_into().expect("chunks_exact(32) yields 32 bytes")).collect();
         let manifest = Self::from_hashes(size, hashes)?;
         if manifest.digest != digest {
             return Err(ManifestError::DigestMismatch);
@@ -183,9 +167,8 @@ impl Manifest {
 
     /// Whether `data` is exactly chunk `index` of this file.
     pub fn verify(&self, index: u32, data: &[u8]) -> bool {
-        self.chunk_hash(index).is_some_and(|want| {
-            data.len() == crate::layout::chunk_len(self.size, index) && hash_chunk(data) == *want
-        })
+        self.chunk_hash(index)
+            .is_some_and(|want| data.len() == crate::layout::chunk_len(self.size, index) && hash_chunk(data) == *want)
     }
 }
 
@@ -259,10 +242,7 @@ mod tests {
     fn empty_file_digest_is_hash_of_nothing() {
         let m = ManifestBuilder::new().finish().unwrap();
         assert_eq!(m.chunk_count(), 0);
-        assert_eq!(
-            m.digest().to_string(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(m.digest().to_string(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]
@@ -272,18 +252,12 @@ mod tests {
         let m = b.finish().unwrap();
         let body = m.to_body();
         assert_eq!(Manifest::from_body(m.size(), m.digest(), &body).unwrap(), m);
-        assert_eq!(
-            Manifest::from_body(m.size(), Digest([0; 32]), &body).unwrap_err(),
-            ManifestError::DigestMismatch
-        );
+        assert_eq!(Manifest::from_body(m.size(), Digest([0; 32]), &body).unwrap_err(), ManifestError::DigestMismatch);
         assert!(matches!(
             Manifest::from_body(m.size() + CHUNK_SIZE, m.digest(), &body),
             Err(ManifestError::WrongLength { .. })
         ));
-        assert!(matches!(
-            Manifest::from_body(MAX_FILE_SIZE + 1, m.digest(), &body),
-            Err(ManifestError::TooLarge(_))
-        ));
+        assert!(matches!(Manifest::from_body(MAX_FILE_SIZE + 1, m.digest(), &body), Err(ManifestError::TooLarge(_))));
     }
 
     #[test]

@@ -114,15 +114,7 @@ mod tests {
 
     #[test]
     fn accepts_normal_names() {
-        for ok in [
-            "a",
-            "a.txt",
-            "dir/sub/file.bin",
-            "..a",
-            "a..",
-            ".hidden",
-            "x/.torronto",
-        ] {
+        for ok in ["a", "a.txt", "dir/sub/file.bin", "..a", "a..", ".hidden", "x/.torronto"] {
             assert!(FileName::new(ok).is_ok(), "{ok}");
         }
     }
@@ -154,12 +146,7 @@ mod tests {
 
     #[test]
     fn base_of_a_path() {
-        assert_eq!(
-            FileName::from_path_base("/tmp/x/report.pdf")
-                .unwrap()
-                .as_str(),
-            "report.pdf"
-        );
+        assert_eq!(FileName::from_path_base("/tmp/x/report.pdf").unwrap().as_str(), "report.pdf");
         assert_eq!(FileName::from_path_base("file").unwrap().as_str(), "file");
         assert!(FileName::from_path_base("/").is_err());
         assert!(FileName::from_path_base("/tmp/..").is_err());
@@ -168,11 +155,6 @@ mod tests {
     #[test]
     fn deserialize_validates() {
         assert!(serde_json::from_str::<FileName>("\"../x\"").is_err());
-        assert_eq!(
-            serde_json::from_str::<FileName>("\"a/b\"")
-                .unwrap()
-                .as_str(),
-            "a/b"
-        );
+        assert_eq!(serde_json::from_str::<FileName>("\"a/b\"").unwrap().as_str(), "a/b");
     }
 }

@@ -17,8 +17,7 @@ use crate::manifest::Manifest;
 use crate::name::FileName;
 use crate::status::Status;
 use crate::wire::{
-    have_entry_len, ChunkRef, Code, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr,
-    Reply, HEADER_LIMIT,
+    have_entry_len, ChunkRef, Code, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr, Reply, HEADER_LIMIT,
 };
 
 /// Milliseconds since an origin of the driver's choosing.
@@ -110,27 +109,15 @@ pub enum NetCommand {
 pub enum StorageCommand {
     /// Copy the file at `path` (on this machine) aside and compute its manifest;
     /// answer `Imported`.
-    Import {
-        id: u64,
-        path: String,
-        name: FileName,
-    },
+    Import { id: u64, path: String, name: FileName },
     /// Publish an imported copy as `name`, keeping its manifest; answer `Committed`.
-    Commit {
-        id: u64,
-        name: FileName,
-        manifest: Manifest,
-    },
+    Commit { id: u64, name: FileName, manifest: Manifest },
     /// Drop an imported copy.
     Discard { id: u64 },
     /// Make room for a file being fetched and keep its manifest.
     Prepare { file: FileName, manifest: Manifest },
     /// Read a chunk we hold; answer `Read`.
-    Read {
-        conn: ConnId,
-        chunk: ChunkRef,
-        push: bool,
-    },
+    Read { conn: ConnId, chunk: ChunkRef, push: bool },
     /// Store a verified chunk; answer `Written`.
     Write { chunk: ChunkRef, data: Bytes },
     /// Every chunk is written: make the file visible under its name.
@@ -147,24 +134,10 @@ pub struct StorageError {
 /// Results of [`StorageCommand`]s.
 #[derive(Clone, Debug)]
 pub enum StorageEvent {
-    Imported {
-        id: u64,
-        result: Result<Manifest, StorageError>,
-    },
-    Committed {
-        id: u64,
-        result: Result<(), StorageError>,
-    },
-    Read {
-        conn: ConnId,
-        chunk: ChunkRef,
-        push: bool,
-        result: Result<Bytes, StorageError>,
-    },
-    Written {
-        chunk: ChunkRef,
-        result: Result<(), StorageError>,
-    },
+    Imported { id: u64, result: Result<Manifest, StorageError> },
+    Committed { id: u64, result: Result<(), StorageError> },
+    Read { conn: ConnId, chunk: ChunkRef, push: bool, result: Result<Bytes, StorageError> },
+    Written { chunk: ChunkRef, result: Result<(), StorageError> },
 }
 
 /// Things worth telling a user or a log.
@@ -195,11 +168,7 @@ pub struct LocalFile {
 #[derive(Debug)]
 enum Membership {
     NotJoined,
-    Joining {
-        reply_to: Option<ConnId>,
-        waiting: BTreeSet<PeerAddr>,
-        deadline: Millis,
-    },
+    Joining { reply_to: Option<ConnId>, waiting: BTreeSet<PeerAddr>, deadline: Millis },
     Joined,
     Leaving(LeavePlan),
 }
@@ -323,6 +292,15 @@ impl Node {
         self.files.insert(file.name, state);
     }
 
+    /// Leaves as if a trusted client had asked (for a graceful shutdown); watch
+    /// [`Node::is_joined`] to see it finish.
+    pub fn leave(&mut self, now: Millis) {
+        if matches!(self.membership, Membership::Joined | Membership::Joining { .. }) {
+            self.finish_join();
+            self.start_leave(now, None);
+        }
+    }
+
     /// Joins as if a trusted client had asked (for `--join` at start).
     pub fn join(&mut self, now: Millis) {
         if !self.is_joined() {
@@ -355,16 +333,10 @@ impl Node {
             Membership::Leaving(plan) => Some(plan.deadline),
             _ => None,
         };
-        let requests = self
-            .peers
-            .values()
-            .flat_map(|p| p.requests.values().chain(p.manifest_requests.values()));
+        let requests = self.peers.values().flat_map(|p| p.requests.values().chain(p.manifest_requests.values()));
         let redials = self.redial.values().map(|r| &r.at);
         let paused = (self.fetch_paused_until > 0).then_some(&self.fetch_paused_until);
-        membership
-            .into_iter()
-            .chain(requests.chain(redials).chain(paused).copied())
-            .min()
+        membership.into_iter().chain(requests.chain(redials).chain(paused).copied()).min()
     }
 
     // -----------------------------------------------------------------------------
@@ -374,19 +346,11 @@ impl Node {
         let dialed = info.dialed.clone();
         self.conns.insert(
             conn,
-            ConnState {
-                peer: None,
-                dialed: info.dialed,
-                trusted: info.trusted,
-                control: false,
-                serving: 0,
-            },
+            ConnState { peer: None, dialed: info.dialed, trusted: info.trusted, control: false, serving: 0 },
         );
         if let Some(addr) = dialed {
-            if matches!(
-                self.membership,
-                Membership::Joining { .. } | Membership::Joined
-            ) && !self.banned.contains(&addr)
+            if matches!(self.membership, Membership::Joining { .. } | Membership::Joined)
+                && !self.banned.contains(&addr)
             {
                 let files = self.file_list();
                 self.send(conn, Message::Add { files });
@@ -417,16 +381,10 @@ impl Node {
                 });
                 if last {
                     self.drop_peer(&addr, false);
-                    if matches!(
-                        self.membership,
-                        Membership::Joined | Membership::Joining { .. }
-                    ) && addr.is_diallable()
+                    if matches!(self.membership, Membership::Joined | Membership::Joining { .. }) && addr.is_diallable()
                     {
                         let backoff = self.config.tuning.redial_min;
-                        self.redial.entry(addr).or_insert(Redial {
-                            at: now + backoff,
-                            backoff,
-                        });
+                        self.redial.entry(addr).or_insert(Redial { at: now + backoff, backoff });
                     }
                 }
             }
@@ -436,17 +394,8 @@ impl Node {
 
     /// A message that could not be decoded: answer ErrBadRequest.
     pub fn handle_malformed(&mut self, now: Millis, conn: ConnId, reason: String) {
-        self.events.push_back(Event::BadRequest {
-            conn,
-            reason: reason.clone(),
-        });
-        self.reply(
-            conn,
-            Reply {
-                reason: Some(reason),
-                ..Reply::code(Code::BadRequest)
-            },
-        );
+        self.events.push_back(Event::BadRequest { conn, reason: reason.clone() });
+        self.reply(conn, Reply { reason: Some(reason), ..Reply::code(Code::BadRequest) });
         self.after_input(now);
     }
 
@@ -454,11 +403,7 @@ impl Node {
         if !self.conns.contains_key(&conn) {
             return;
         }
-        let Envelope {
-            from,
-            token,
-            message,
-        } = envelope;
+        let Envelope { from, token, message } = envelope;
         if message.is_control() {
             self.handle_control(now, conn, token, message);
         } else {
@@ -471,12 +416,7 @@ impl Node {
         match event {
             StorageEvent::Imported { id, result } => self.on_imported(id, result),
             StorageEvent::Committed { id, result } => self.on_committed(id, result),
-            StorageEvent::Read {
-                conn,
-                chunk,
-                push,
-                result,
-            } => self.on_read(conn, chunk, push, result),
+            StorageEvent::Read { conn, chunk, push, result } => self.on_read(conn, chunk, push, result),
             StorageEvent::Written { chunk, result } => self.on_written(now, chunk, result),
         }
         self.after_input(now);
@@ -516,12 +456,7 @@ impl Node {
                 }
             }
         }
-        let due: Vec<PeerAddr> = self
-            .redial
-            .iter()
-            .filter(|(_, r)| r.at <= now)
-            .map(|(a, _)| a.clone())
-            .collect();
+        let due: Vec<PeerAddr> = self.redial.iter().filter(|(_, r)| r.at <= now).map(|(a, _)| a.clone()).collect();
         for addr in due {
             let max = self.config.tuning.redial_max;
             if let Some(r) = self.redial.get_mut(&addr) {
@@ -539,13 +474,7 @@ impl Node {
     // -----------------------------------------------------------------------------
     // Control actions.
 
-    fn handle_control(
-        &mut self,
-        now: Millis,
-        conn: ConnId,
-        token: Option<String>,
-        message: Message,
-    ) {
+    fn handle_control(&mut self, now: Millis, conn: ConnId, token: Option<String>, message: Message) {
         let Some(state) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -565,9 +494,7 @@ impl Node {
                 }
             }
             Message::Leave => match self.membership {
-                Membership::NotJoined | Membership::Leaving(_) => {
-                    self.reply(conn, Reply::code(Code::Disconnected))
-                }
+                Membership::NotJoined | Membership::Leaving(_) => self.reply(conn, Reply::code(Code::Disconnected)),
                 _ => {
                     self.finish_join();
                     self.start_leave(now, Some(conn));
@@ -576,50 +503,26 @@ impl Node {
             Message::Insert { path } => self.start_insert(conn, path),
             Message::Query => {
                 let status = self.status();
-                self.reply(
-                    conn,
-                    Reply {
-                        status: Some(Box::new(status)),
-                        ..Reply::code(Code::Ok)
-                    },
-                );
+                self.reply(conn, Reply { status: Some(Box::new(status)), ..Reply::code(Code::Ok) });
             }
             _ => unreachable!("is_control() covers exactly these"),
         }
     }
 
     fn start_join(&mut self, now: Millis, reply_to: Option<ConnId>) {
-        let connected: BTreeSet<PeerAddr> = self
-            .conns
-            .values()
-            .filter_map(|c| c.dialed.clone())
-            .collect();
-        let waiting: BTreeSet<PeerAddr> = self
-            .config
-            .peers
-            .iter()
-            .filter(|p| !connected.contains(*p))
-            .cloned()
-            .collect();
+        let connected: BTreeSet<PeerAddr> = self.conns.values().filter_map(|c| c.dialed.clone()).collect();
+        let waiting: BTreeSet<PeerAddr> =
+            self.config.peers.iter().filter(|p| !connected.contains(*p)).cloned().collect();
         for addr in &waiting {
             self.net.push_back(NetCommand::Dial(addr.clone()));
         }
         // Connections we dialled before (while not joined) are introduced now.
-        let open: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.dialed.is_some())
-            .map(|(&id, _)| id)
-            .collect();
+        let open: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.dialed.is_some()).map(|(&id, _)| id).collect();
         for conn in open {
             let files = self.file_list();
             self.send(conn, Message::Add { files });
         }
-        self.membership = Membership::Joining {
-            reply_to,
-            waiting,
-            deadline: now + self.config.tuning.join_timeout,
-        };
+        self.membership = Membership::Joining { reply_to, waiting, deadline: now + self.config.tuning.join_timeout };
         self.maybe_finish_join();
     }
 
@@ -638,12 +541,8 @@ impl Node {
     }
 
     fn finish_join(&mut self) {
-        if let Membership::Joining { reply_to, .. } =
-            std::mem::replace(&mut self.membership, Membership::Joined)
-        {
-            self.events.push_back(Event::Joined {
-                peers: self.peers.len(),
-            });
+        if let Membership::Joining { reply_to, .. } = std::mem::replace(&mut self.membership, Membership::Joined) {
+            self.events.push_back(Event::Joined { peers: self.peers.len() });
             if let Some(conn) = reply_to {
                 self.reply(conn, Reply::code(Code::Ok));
             }
@@ -662,12 +561,7 @@ impl Node {
         let mut todo = BTreeSet::new();
         for (name, f) in &self.files {
             if f.manifest.is_some() {
-                todo.extend(
-                    f.have
-                        .iter()
-                        .filter(|&i| f.peer_counts[i as usize] == 0)
-                        .map(|i| (name.clone(), i)),
-                );
+                todo.extend(f.have.iter().filter(|&i| f.peer_counts[i as usize] == 0).map(|i| (name.clone(), i)));
             }
         }
         self.redial.clear();
@@ -691,19 +585,12 @@ impl Node {
             return;
         }
         let window = self.config.tuning.push_window;
-        let unassigned: Vec<(FileName, u32)> = plan
-            .todo
-            .iter()
-            .filter(|k| !plan.pushed.contains_key(*k))
-            .cloned()
-            .collect();
+        let unassigned: Vec<(FileName, u32)> =
+            plan.todo.iter().filter(|k| !plan.pushed.contains_key(*k)).cloned().collect();
         for key in unassigned {
             // Least-loaded receiver; the browser peers too, as they hold chunks as well.
-            let Some((addr, peer)) = self
-                .peers
-                .iter_mut()
-                .filter(|(_, p)| p.pushes < window)
-                .min_by_key(|(_, p)| p.pushes)
+            let Some((addr, peer)) =
+                self.peers.iter_mut().filter(|(_, p)| p.pushes < window).min_by_key(|(_, p)| p.pushes)
             else {
                 break;
             };
@@ -711,31 +598,13 @@ impl Node {
             let conn = peer.conn;
             let file = &self.files[&key.0];
             if plan.manifests_sent.insert((addr.clone(), key.0.clone())) {
-                let m = file
-                    .manifest
-                    .as_ref()
-                    .expect("only files with a manifest are planned");
-                let message = Message::Manifest {
-                    file: key.0.clone(),
-                    size: m.size(),
-                    digest: m.digest(),
-                    hashes: m.to_body(),
-                };
-                self.net.push_back(NetCommand::Send {
-                    conn,
-                    envelope: envelope(&self.config.me, message),
-                });
+                let m = file.manifest.as_ref().expect("only files with a manifest are planned");
+                let message =
+                    Message::Manifest { file: key.0.clone(), size: m.size(), digest: m.digest(), hashes: m.to_body() };
+                self.net.push_back(NetCommand::Send { conn, envelope: envelope(&self.config.me, message) });
             }
-            let chunk = ChunkRef {
-                file: key.0.clone(),
-                size: file.size,
-                index: key.1,
-            };
-            self.storage.push_back(StorageCommand::Read {
-                conn,
-                chunk,
-                push: true,
-            });
+            let chunk = ChunkRef { file: key.0.clone(), size: file.size, index: key.1 };
+            self.storage.push_back(StorageCommand::Read { conn, chunk, push: true });
             plan.pushed.insert(key, addr.clone());
         }
     }
@@ -757,9 +626,7 @@ impl Node {
     }
 
     fn finish_leave(&mut self) {
-        let Membership::Leaving(plan) =
-            std::mem::replace(&mut self.membership, Membership::NotJoined)
-        else {
+        let Membership::Leaving(plan) = std::mem::replace(&mut self.membership, Membership::NotJoined) else {
             return;
         };
         let unconfirmed = plan.todo.len() as u64;
@@ -782,13 +649,7 @@ impl Node {
         self.events.push_back(Event::Left { unconfirmed });
         if let Some(conn) = plan.reply_to {
             let unconfirmed = (unconfirmed > 0).then_some(unconfirmed);
-            self.reply(
-                conn,
-                Reply {
-                    unconfirmed,
-                    ..Reply::code(Code::Ok)
-                },
-            );
+            self.reply(conn, Reply { unconfirmed, ..Reply::code(Code::Ok) });
         }
     }
 
@@ -796,43 +657,25 @@ impl Node {
         let name = match FileName::from_path_base(&path) {
             Ok(name) => name,
             Err(e) => {
-                self.reply(
-                    conn,
-                    Reply {
-                        reason: Some(format!("{path:?}: {e}")),
-                        ..Reply::code(Code::BadRequest)
-                    },
-                );
+                self.reply(conn, Reply { reason: Some(format!("{path:?}: {e}")), ..Reply::code(Code::BadRequest) });
                 return;
             }
         };
         if self.name_taken(&name) {
             self.reply(
                 conn,
-                Reply {
-                    reason: Some(format!("{name} is already in the network")),
-                    ..Reply::code(Code::FileExists)
-                },
+                Reply { reason: Some(format!("{name} is already in the network")), ..Reply::code(Code::FileExists) },
             );
             return;
         }
         let id = self.next_import;
         self.next_import += 1;
-        self.imports.insert(
-            id,
-            PendingImport {
-                conn,
-                name: name.clone(),
-                manifest: None,
-            },
-        );
-        self.storage
-            .push_back(StorageCommand::Import { id, path, name });
+        self.imports.insert(id, PendingImport { conn, name: name.clone(), manifest: None });
+        self.storage.push_back(StorageCommand::Import { id, path, name });
     }
 
     fn name_taken(&self, name: &FileName) -> bool {
-        self.files.get(name).is_some_and(FileState::is_known)
-            || self.imports.values().any(|i| i.name == *name)
+        self.files.get(name).is_some_and(FileState::is_known) || self.imports.values().any(|i| i.name == *name)
     }
 
     fn on_imported(&mut self, id: u64, result: Result<Manifest, StorageError>) {
@@ -844,13 +687,7 @@ impl Node {
         match result {
             Err(e) => {
                 self.imports.remove(&id);
-                self.reply(
-                    conn,
-                    Reply {
-                        reason: Some(e.message),
-                        ..Reply::code(e.code)
-                    },
-                );
+                self.reply(conn, Reply { reason: Some(e.message), ..Reply::code(e.code) });
             }
             // Announced by a peer while we were hashing: same name, so the same answer.
             Ok(_) if self.files.get(&name).is_some_and(FileState::is_known) => {
@@ -865,10 +702,8 @@ impl Node {
                 );
             }
             Ok(manifest) => {
-                self.imports.get_mut(&id).expect("looked up above").manifest =
-                    Some(manifest.clone());
-                self.storage
-                    .push_back(StorageCommand::Commit { id, name, manifest });
+                self.imports.get_mut(&id).expect("looked up above").manifest = Some(manifest.clone());
+                self.storage.push_back(StorageCommand::Commit { id, name, manifest });
             }
         }
     }
@@ -878,44 +713,27 @@ impl Node {
             return;
         };
         let (Ok(()), Some(manifest)) = (&result, import.manifest) else {
-            let e = result.err().unwrap_or(StorageError {
-                code: Code::BadRequest,
-                message: "commit without import".into(),
-            });
-            self.reply(
-                import.conn,
-                Reply {
-                    reason: Some(e.message),
-                    ..Reply::code(e.code)
-                },
-            );
+            let e = result
+                .err()
+                .unwrap_or(StorageError { code: Code::BadRequest, message: "commit without import".into() });
+            self.reply(import.conn, Reply { reason: Some(e.message), ..Reply::code(e.code) });
             return;
         };
         let name = import.name;
         let (size, digest) = (manifest.size(), manifest.digest());
         // A peer may have announced other content under this name while we hashed;
         // what is now on our disk is what we count.
-        if self
-            .files
-            .get(&name)
-            .is_some_and(|f| !f.matches(size, digest))
-        {
+        if self.files.get(&name).is_some_and(|f| !f.matches(size, digest)) {
             for peer in self.peers.values_mut() {
                 peer.files.remove(&name);
             }
             self.files.remove(&name);
         }
-        let f = self
-            .files
-            .entry(name.clone())
-            .or_insert_with(|| FileState::new(size, digest));
+        let f = self.files.entry(name.clone()).or_insert_with(|| FileState::new(size, digest));
         f.have = ChunkSet::full(manifest.chunk_count());
         f.requested = ChunkSet::new(manifest.chunk_count());
         f.manifest = Some(manifest);
-        self.events.push_back(Event::FileInserted {
-            file: name.clone(),
-            size,
-        });
+        self.events.push_back(Event::FileInserted { file: name.clone(), size });
         self.announce(&name);
         self.reply(import.conn, Reply::code(Code::Ok));
     }
@@ -923,13 +741,7 @@ impl Node {
     // -----------------------------------------------------------------------------
     // Peer messages.
 
-    fn handle_peer_message(
-        &mut self,
-        now: Millis,
-        conn: ConnId,
-        from: Option<PeerAddr>,
-        message: Message,
-    ) {
+    fn handle_peer_message(&mut self, now: Millis, conn: ConnId, from: Option<PeerAddr>, message: Message) {
         if let Message::Reply(reply) = message {
             self.on_reply(conn, reply);
             return;
@@ -967,10 +779,7 @@ impl Node {
             }
             (_, None) => self.reply(
                 conn,
-                Reply {
-                    reason: Some("introduce yourself with Add first".into()),
-                    ..Reply::code(Code::BadRequest)
-                },
+                Reply { reason: Some("introduce yourself with Add first".into()), ..Reply::code(Code::BadRequest) },
             ),
             (Message::Remove, Some(addr)) => {
                 self.drop_peer(&addr, true);
@@ -982,23 +791,10 @@ impl Node {
             (Message::Download(chunk), Some(_)) => self.on_download(conn, chunk),
             (Message::Upload { chunk, data }, Some(addr)) => self.on_upload(&addr, chunk, data),
             (Message::GetManifest { file }, Some(_)) => self.on_get_manifest(conn, file),
-            (
-                Message::Manifest {
-                    file,
-                    size,
-                    digest,
-                    hashes,
-                },
-                Some(addr),
-            ) => self.on_manifest(&addr, file, size, digest, &hashes),
-            (
-                Message::Join
-                | Message::Leave
-                | Message::Insert { .. }
-                | Message::Query
-                | Message::Reply(_),
-                _,
-            ) => {
+            (Message::Manifest { file, size, digest, hashes }, Some(addr)) => {
+                self.on_manifest(&addr, file, size, digest, &hashes)
+            }
+            (Message::Join | Message::Leave | Message::Insert { .. } | Message::Query | Message::Reply(_), _) => {
                 unreachable!("handled above")
             }
         }
@@ -1066,10 +862,7 @@ impl Node {
             plan.pushed.retain(|_, to| to != addr);
             plan.manifests_sent.retain(|(to, _)| to != addr);
         }
-        self.events.push_back(Event::PeerLeft {
-            peer: addr.clone(),
-            graceful,
-        });
+        self.events.push_back(Event::PeerLeft { peer: addr.clone(), graceful });
         self.pump_leave();
     }
 
@@ -1112,20 +905,14 @@ impl Node {
     ) -> bool {
         match (self.files.get(name), digest) {
             (Some(f), Some(d)) if !f.matches(size, d) => {
-                self.events.push_back(Event::Conflict {
-                    peer: addr.clone(),
-                    file: name.clone(),
-                });
+                self.events.push_back(Event::Conflict { peer: addr.clone(), file: name.clone() });
                 false
             }
             (Some(f), None) if f.size != size => false,
             (Some(_), _) => true,
             (None, Some(d)) => {
                 self.files.insert(name.clone(), FileState::new(size, d));
-                self.events.push_back(Event::FileAnnounced {
-                    file: name.clone(),
-                    size,
-                });
+                self.events.push_back(Event::FileAnnounced { file: name.clone(), size });
                 true
             }
             // A Have for a file we do not know, without its digest: nothing to check it by.
@@ -1138,8 +925,7 @@ impl Node {
             return false;
         };
         if !peer.files.contains_key(name) {
-            peer.files
-                .insert(name.clone(), ChunkSet::new(f.chunk_count()));
+            peer.files.insert(name.clone(), ChunkSet::new(f.chunk_count()));
             f.announcers += 1;
         }
         true
@@ -1149,20 +935,9 @@ impl Node {
         if !self.peer_holds_file(addr, name) {
             return;
         }
-        let peer = self
-            .peers
-            .get_mut(addr)
-            .expect("checked by peer_holds_file");
-        let f = self
-            .files
-            .get_mut(name)
-            .expect("checked by peer_holds_file");
-        if peer
-            .files
-            .get_mut(name)
-            .expect("inserted by peer_holds_file")
-            .insert(i)
-        {
+        let peer = self.peers.get_mut(addr).expect("checked by peer_holds_file");
+        let f = self.files.get_mut(name).expect("checked by peer_holds_file");
+        if peer.files.get_mut(name).expect("inserted by peer_holds_file").insert(i) {
             f.peer_counts[i as usize] += 1;
             self.leave_confirmed(name, i);
         }
@@ -1177,22 +952,10 @@ impl Node {
     }
 
     fn on_download(&mut self, conn: ConnId, chunk: ChunkRef) {
-        let held = self
-            .files
-            .get(&chunk.file)
-            .is_some_and(|f| f.size == chunk.size && f.have.contains(chunk.index));
+        let held = self.files.get(&chunk.file).is_some_and(|f| f.size == chunk.size && f.have.contains(chunk.index));
         if !held {
-            let about = FileRef {
-                name: chunk.file.clone(),
-                chunk: Some((chunk.size, chunk.index)),
-            };
-            self.reply(
-                conn,
-                Reply {
-                    about: Some(about),
-                    ..Reply::code(Code::FileMissing)
-                },
-            );
+            let about = FileRef { name: chunk.file.clone(), chunk: Some((chunk.size, chunk.index)) };
+            self.reply(conn, Reply { about: Some(about), ..Reply::code(Code::FileMissing) });
             return;
         }
         let limit = self.config.tuning.serve_limit;
@@ -1205,20 +968,10 @@ impl Node {
             return;
         }
         state.serving += 1;
-        self.storage.push_back(StorageCommand::Read {
-            conn,
-            chunk,
-            push: false,
-        });
+        self.storage.push_back(StorageCommand::Read { conn, chunk, push: false });
     }
 
-    fn on_read(
-        &mut self,
-        conn: ConnId,
-        chunk: ChunkRef,
-        push: bool,
-        result: Result<Bytes, StorageError>,
-    ) {
+    fn on_read(&mut self, conn: ConnId, chunk: ChunkRef, push: bool, result: Result<Bytes, StorageError>) {
         let Some(state) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -1231,21 +984,9 @@ impl Node {
                 self.send(conn, Message::Upload { chunk, data });
             }
             Err(e) => {
-                self.events.push_back(Event::StorageFailed {
-                    file: chunk.file.clone(),
-                    message: e.message,
-                });
-                let about = FileRef {
-                    name: chunk.file,
-                    chunk: Some((chunk.size, chunk.index)),
-                };
-                self.reply(
-                    conn,
-                    Reply {
-                        about: Some(about),
-                        ..Reply::code(Code::FileMissing)
-                    },
-                );
+                self.events.push_back(Event::StorageFailed { file: chunk.file.clone(), message: e.message });
+                let about = FileRef { name: chunk.file, chunk: Some((chunk.size, chunk.index)) };
+                self.reply(conn, Reply { about: Some(about), ..Reply::code(Code::FileMissing) });
             }
         }
     }
@@ -1271,16 +1012,12 @@ impl Node {
             return;
         }
         if !manifest.verify(i, &data) {
-            self.events.push_back(Event::ChunkRejected {
-                peer: addr.clone(),
-                chunk,
-            });
+            self.events.push_back(Event::ChunkRejected { peer: addr.clone(), chunk });
             self.strike(addr);
             return;
         }
         f.writing.insert(i);
-        self.storage
-            .push_back(StorageCommand::Write { chunk, data });
+        self.storage.push_back(StorageCommand::Write { chunk, data });
     }
 
     fn strike(&mut self, addr: &PeerAddr) {
@@ -1310,52 +1047,30 @@ impl Node {
         f.writing.remove(chunk.index);
         if let Err(e) = result {
             self.fetch_paused_until = now + self.config.tuning.storage_backoff;
-            self.events.push_back(Event::StorageFailed {
-                file: chunk.file,
-                message: e.message,
-            });
+            self.events.push_back(Event::StorageFailed { file: chunk.file, message: e.message });
             return;
         }
         if !f.have.insert(chunk.index) {
             return;
         }
         self.chunks_fetched += 1;
-        self.pending_have.push(HaveEntry {
-            chunk: chunk.clone(),
-            digest: Some(f.digest),
-        });
+        self.pending_have.push(HaveEntry { chunk: chunk.clone(), digest: Some(f.digest) });
         if f.have.is_complete() {
             let size = f.size;
-            self.storage.push_back(StorageCommand::Finalize {
-                file: chunk.file.clone(),
-            });
-            self.events.push_back(Event::FileComplete {
-                file: chunk.file,
-                size,
-            });
+            self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone() });
+            self.events.push_back(Event::FileComplete { file: chunk.file, size });
         }
     }
 
     fn on_get_manifest(&mut self, conn: ConnId, file: FileName) {
         match self.files.get(&file).and_then(|f| f.manifest.as_ref()) {
             Some(m) => {
-                let message = Message::Manifest {
-                    file,
-                    size: m.size(),
-                    digest: m.digest(),
-                    hashes: m.to_body(),
-                };
+                let message = Message::Manifest { file, size: m.size(), digest: m.digest(), hashes: m.to_body() };
                 self.send(conn, message);
             }
             None => self.reply(
                 conn,
-                Reply {
-                    about: Some(FileRef {
-                        name: file,
-                        chunk: None,
-                    }),
-                    ..Reply::code(Code::FileMissing)
-                },
+                Reply { about: Some(FileRef { name: file, chunk: None }), ..Reply::code(Code::FileMissing) },
             ),
         }
     }
@@ -1387,18 +1102,11 @@ impl Node {
         match Manifest::from_body(size, digest, hashes) {
             Ok(manifest) => {
                 f.manifest = Some(manifest.clone());
-                self.storage.push_back(StorageCommand::Prepare {
-                    file: file.clone(),
-                    manifest,
-                });
+                self.storage.push_back(StorageCommand::Prepare { file: file.clone(), manifest });
                 if f.have.is_complete() {
                     // An empty file is complete as soon as it exists; tell the others.
-                    self.storage
-                        .push_back(StorageCommand::Finalize { file: file.clone() });
-                    self.events.push_back(Event::FileComplete {
-                        file: file.clone(),
-                        size,
-                    });
+                    self.storage.push_back(StorageCommand::Finalize { file: file.clone() });
+                    self.events.push_back(Event::FileComplete { file: file.clone(), size });
                     self.announce(&file);
                 }
             }
@@ -1407,20 +1115,13 @@ impl Node {
     }
 
     fn on_reply(&mut self, conn: ConnId, reply: Reply) {
-        let addr = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.peer.clone().or_else(|| c.dialed.clone()));
+        let addr = self.conns.get(&conn).and_then(|c| c.peer.clone().or_else(|| c.dialed.clone()));
         let Some(addr) = addr else { return };
         match reply.code_or_ok() {
             // The peer has not joined: it will introduce itself when it does.
             Code::Disconnected => {
                 self.join_answered(&addr);
-                if self
-                    .peers
-                    .get(&addr)
-                    .is_some_and(|p| p.conns.contains(&conn))
-                {
+                if self.peers.get(&addr).is_some_and(|p| p.conns.contains(&conn)) {
                     self.drop_peer(&addr, true);
                 }
                 self.redial.remove(&addr);
@@ -1461,11 +1162,7 @@ impl Node {
     // Fetching.
 
     fn after_input(&mut self, now: Millis) {
-        if matches!(
-            self.membership,
-            Membership::Joined | Membership::Joining { .. }
-        ) && self.fetch_paused_until == 0
-        {
+        if matches!(self.membership, Membership::Joined | Membership::Joining { .. }) && self.fetch_paused_until == 0 {
             self.request_manifests(now);
             self.request_chunks(now);
         }
@@ -1488,10 +1185,7 @@ impl Node {
             let Some((addr, peer)) = holder else { continue };
             peer.manifest_requests.insert(name.clone(), deadline);
             let conn = peer.conn;
-            self.files
-                .get_mut(&name)
-                .expect("listed above")
-                .manifest_from = Some(addr.clone());
+            self.files.get_mut(&name).expect("listed above").manifest_from = Some(addr.clone());
             self.send(conn, Message::GetManifest { file: name });
         }
     }
@@ -1514,11 +1208,7 @@ impl Node {
                 };
                 let f = self.files.get_mut(&name).expect("picked from files");
                 f.requested.insert(i);
-                let chunk = ChunkRef {
-                    file: name.clone(),
-                    size: f.size,
-                    index: i,
-                };
+                let chunk = ChunkRef { file: name.clone(), size: f.size, index: i };
                 let peer = self.peers.get_mut(addr).expect("listed above");
                 peer.requests.insert((name, i), deadline);
                 let conn = peer.conn;
@@ -1561,10 +1251,7 @@ impl Node {
     // Sending.
 
     fn send(&mut self, conn: ConnId, message: Message) {
-        self.net.push_back(NetCommand::Send {
-            conn,
-            envelope: envelope(&self.config.me, message),
-        });
+        self.net.push_back(NetCommand::Send { conn, envelope: envelope(&self.config.me, message) });
     }
 
     fn reply(&mut self, conn: ConnId, reply: Reply) {
@@ -1573,10 +1260,7 @@ impl Node {
 
     /// Our file list, for Add and Files.
     fn file_list(&self) -> Vec<FileEntry> {
-        self.files
-            .iter()
-            .filter_map(|(name, f)| f.entry(name))
-            .collect()
+        self.files.iter().filter_map(|(name, f)| f.entry(name)).collect()
     }
 
     /// Tells every peer about one file we hold.
@@ -1586,12 +1270,7 @@ impl Node {
         };
         let conns: Vec<ConnId> = self.peers.values().map(|p| p.conn).collect();
         for conn in conns {
-            self.send(
-                conn,
-                Message::Files {
-                    files: vec![entry.clone()],
-                },
-            );
+            self.send(conn, Message::Files { files: vec![entry.clone()] });
         }
     }
 
@@ -1649,12 +1328,7 @@ impl Node {
                     total += u64::from(r);
                 }
                 let n_f = f64::from(n);
-                (
-                    f64::from(f.have.count()) / n_f,
-                    f64::from(present) / n_f,
-                    least,
-                    total as f64 / n_f,
-                )
+                (f64::from(f.have.count()) / n_f, f64::from(present) / n_f, least, total as f64 / n_f)
             };
             s.files.push(name.to_string());
             s.local.push(local);
@@ -1676,11 +1350,7 @@ impl Node {
 }
 
 fn envelope(me: &PeerAddr, message: Message) -> Envelope {
-    Envelope {
-        from: Some(me.clone()),
-        token: None,
-        message,
-    }
+    Envelope { from: Some(me.clone()), token: None, message }
 }
 
 /// Compares secrets without leaking where they differ through timing.

@@ -112,10 +112,7 @@ pub struct PeerAddr {
 
 impl PeerAddr {
     pub fn new(host: impl Into<String>, port: u16) -> Self {
-        Self {
-            host: host.into(),
-            port,
-        }
+        Self { host: host.into(), port }
     }
 
     /// Whether other nodes can open a connection to this address.
@@ -142,11 +139,9 @@ impl FromStr for PeerAddr {
         let (host, port) = if let Some((h, p)) = s.split_once(char::is_whitespace) {
             (h.trim(), p.trim())
         } else if let Some(rest) = s.strip_prefix('[') {
-            rest.split_once("]:")
-                .ok_or_else(|| format!("bad address {s:?}"))?
+            rest.split_once("]:").ok_or_else(|| format!("bad address {s:?}"))?
         } else {
-            s.rsplit_once(':')
-                .ok_or_else(|| format!("address {s:?} needs a port (host:port)"))?
+            s.rsplit_once(':').ok_or_else(|| format!("address {s:?} needs a port (host:port)"))?
         };
         if host.is_empty() {
             return Err(format!("address {s:?} has no host"));
@@ -204,10 +199,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn code(code: Code) -> Self {
-        Reply {
-            code: Some(code),
-            ..Reply::default()
-        }
+        Reply { code: Some(code), ..Reply::default() }
     }
 
     pub fn code_or_ok(&self) -> Code {
@@ -271,10 +263,7 @@ impl Message {
 
     /// Control actions come from a user's client, not a peer.
     pub fn is_control(&self) -> bool {
-        matches!(
-            self,
-            Message::Join | Message::Leave | Message::Insert { .. } | Message::Query
-        )
+        matches!(self, Message::Join | Message::Leave | Message::Insert { .. } | Message::Query)
     }
 }
 
@@ -352,10 +341,7 @@ impl FrameDecoder {
         }
         let len = u32::from_be_bytes(buf[..FRAME_PREFIX_LEN].try_into().expect("4 bytes")) as usize;
         if len > limit {
-            return Err(WireError::FrameTooLong {
-                len: len as u64,
-                limit,
-            });
+            return Err(WireError::FrameTooLong { len: len as u64, limit });
         }
         if buf.len() < FRAME_PREFIX_LEN + len {
             buf.reserve(FRAME_PREFIX_LEN + len - buf.len());
@@ -397,10 +383,7 @@ impl MessageReader {
     pub fn push_frame(&mut self, frame: Bytes) -> Result<Option<Envelope>, WireError> {
         let limit = self.frame_limit();
         if frame.len() > limit {
-            return Err(WireError::FrameTooLong {
-                len: frame.len() as u64,
-                limit,
-            });
+            return Err(WireError::FrameTooLong { len: frame.len() as u64, limit });
         }
         match self.awaiting.take() {
             None => {
@@ -494,56 +477,35 @@ struct InFileList {
 
 impl InFile {
     fn name(&self) -> Result<FileName, WireError> {
-        let raw = self
-            .name
-            .as_deref()
-            .ok_or_else(|| bad("file entry without FileName"))?;
+        let raw = self.name.as_deref().ok_or_else(|| bad("file entry without FileName"))?;
         FileName::new(raw).map_err(|e| bad(format!("FileName {raw:?}: {e}")))
     }
 
     fn digest(&self) -> Result<Option<Digest>, WireError> {
-        self.digest
-            .as_deref()
-            .map(|d| d.parse().map_err(|e| bad(format!("Digest: {e}"))))
-            .transpose()
+        self.digest.as_deref().map(|d| d.parse().map_err(|e| bad(format!("Digest: {e}")))).transpose()
     }
 
     fn chunk_ref(self) -> Result<ChunkRef, WireError> {
         let file = self.name()?;
-        let list = self
-            .chunks
-            .ok_or_else(|| bad("chunk reference without chunks"))?
-            .into_list()?;
+        let list = self.chunks.ok_or_else(|| bad("chunk reference without chunks"))?.into_list()?;
         let [size, index] = list[..] else {
             return Err(bad("chunks must be [FileSize, chunk]"));
         };
         let size = checked_size(size)?;
         let index = u32::try_from(index).map_err(|_| bad("chunk number out of range"))?;
         if index >= chunk_count(size) {
-            return Err(bad(format!(
-                "chunk {index} is past the end of a {size}-byte file"
-            )));
+            return Err(bad(format!("chunk {index} is past the end of a {size}-byte file")));
         }
         Ok(ChunkRef { file, size, index })
     }
 
     fn entry(self) -> Result<FileEntry, WireError> {
         let name = self.name()?;
-        let digest = self
-            .digest()?
-            .ok_or_else(|| bad(format!("{name}: file entry without Digest")))?;
-        let size = checked_size(
-            self.size
-                .ok_or_else(|| bad(format!("{name}: file entry without Size")))?,
-        )?;
+        let digest = self.digest()?.ok_or_else(|| bad(format!("{name}: file entry without Digest")))?;
+        let size = checked_size(self.size.ok_or_else(|| bad(format!("{name}: file entry without Size")))?)?;
         let count = chunk_count(size);
         let mut chunks = Vec::new();
-        for c in self
-            .chunks
-            .map(InChunks::into_list)
-            .transpose()?
-            .unwrap_or_default()
-        {
+        for c in self.chunks.map(InChunks::into_list).transpose()?.unwrap_or_default() {
             match u32::try_from(c) {
                 Ok(c) if c < count => chunks.push(c),
                 _ => return Err(bad(format!("{name}: chunk {c} is past the end"))),
@@ -551,20 +513,13 @@ impl InFile {
         }
         chunks.sort_unstable();
         chunks.dedup();
-        Ok(FileEntry {
-            name,
-            size,
-            digest,
-            chunks,
-        })
+        Ok(FileEntry { name, size, digest, chunks })
     }
 }
 
 fn checked_size(size: u64) -> Result<u64, WireError> {
     if size > MAX_FILE_SIZE {
-        return Err(bad(format!(
-            "file size {size} is over the limit of {MAX_FILE_SIZE}"
-        )));
+        return Err(bad(format!("file size {size} is over the limit of {MAX_FILE_SIZE}")));
     }
     Ok(size)
 }
@@ -586,15 +541,9 @@ struct Head {
 #[derive(Debug)]
 enum HeadKind {
     Complete(Message),
-    FileList {
-        add: bool,
-    },
+    FileList { add: bool },
     Upload(ChunkRef),
-    Manifest {
-        file: FileName,
-        size: u64,
-        digest: Digest,
-    },
+    Manifest { file: FileName, size: u64, digest: Digest },
 }
 
 impl Head {
@@ -611,13 +560,8 @@ impl Head {
         let message = match self.kind {
             HeadKind::Complete(m) => m,
             HeadKind::FileList { add } => {
-                let list: InFileList =
-                    serde_json::from_slice(&body).map_err(|e| bad(format!("file list: {e}")))?;
-                let files = list
-                    .files
-                    .into_iter()
-                    .map(InFile::entry)
-                    .collect::<Result<Vec<_>, _>>()?;
+                let list: InFileList = serde_json::from_slice(&body).map_err(|e| bad(format!("file list: {e}")))?;
+                let files = list.files.into_iter().map(InFile::entry).collect::<Result<Vec<_>, _>>()?;
                 if add {
                     Message::Add { files }
                 } else {
@@ -627,34 +571,19 @@ impl Head {
             HeadKind::Upload(chunk) => {
                 let want = chunk_len(chunk.size, chunk.index);
                 if body.len() != want {
-                    return Err(bad(format!(
-                        "chunk body has {} bytes, expected {want}",
-                        body.len()
-                    )));
+                    return Err(bad(format!("chunk body has {} bytes, expected {want}", body.len())));
                 }
                 Message::Upload { chunk, data: body }
             }
             HeadKind::Manifest { file, size, digest } => {
                 let want = chunk_count(size) as usize * 32;
                 if body.len() != want {
-                    return Err(bad(format!(
-                        "manifest body has {} bytes, expected {want}",
-                        body.len()
-                    )));
+                    return Err(bad(format!("manifest body has {} bytes, expected {want}", body.len())));
                 }
-                Message::Manifest {
-                    file,
-                    size,
-                    digest,
-                    hashes: body,
-                }
+                Message::Manifest { file, size, digest, hashes: body }
             }
         };
-        Ok(Envelope {
-            from: self.from,
-            token: self.token,
-            message,
-        })
+        Ok(Envelope { from: self.from, token: self.token, message })
     }
 }
 
@@ -676,19 +605,11 @@ fn parse_header(frame: &[u8]) -> Result<Head, HeaderError> {
 fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
     let port = match raw.port {
         None => None,
-        Some(InPort::Number(n)) => {
-            Some(u16::try_from(n).map_err(|_| bad("PortNumber out of range"))?)
-        }
-        Some(InPort::Text(t)) => Some(
-            t.trim()
-                .parse::<u16>()
-                .map_err(|_| bad("PortNumber is not a port number"))?,
-        ),
+        Some(InPort::Number(n)) => Some(u16::try_from(n).map_err(|_| bad("PortNumber out of range"))?),
+        Some(InPort::Text(t)) => Some(t.trim().parse::<u16>().map_err(|_| bad("PortNumber is not a port number"))?),
     };
     let from = match (raw.host, port) {
-        (Some(host), Some(port))
-            if !host.is_empty() && host.len() <= 255 && !host.chars().any(char::is_control) =>
-        {
+        (Some(host), Some(port)) if !host.is_empty() && host.len() <= 255 && !host.chars().any(char::is_control) => {
             Some(PeerAddr::new(host, port))
         }
         (Some(_), Some(_)) => return Err(bad("bad HostName")),
@@ -706,13 +627,11 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
             let Some(code) = raw.code else {
                 return Err(bad("header has neither Action nor Code"));
             };
-            let code =
-                Code::from_number(code).ok_or_else(|| bad(format!("unknown Code {code}")))?;
+            let code = Code::from_number(code).ok_or_else(|| bad(format!("unknown Code {code}")))?;
             let status = match raw.num_files {
-                Some(_) => Some(Box::new(
-                    serde_json::from_slice::<Status>(frame)
-                        .map_err(|e| bad(format!("status: {e}")))?,
-                )),
+                Some(_) => {
+                    Some(Box::new(serde_json::from_slice::<Status>(frame).map_err(|e| bad(format!("status: {e}")))?))
+                }
                 None => None,
             };
             let about = match files.pop() {
@@ -720,9 +639,7 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
                     let name = f.name()?;
                     let chunk = match f.chunks {
                         Some(c) => match c.into_list()?[..] {
-                            [size, index] => {
-                                Some((size, u32::try_from(index).map_err(|_| bad("chunk number"))?))
-                            }
+                            [size, index] => Some((size, u32::try_from(index).map_err(|_| bad("chunk number"))?)),
                             _ => None,
                         },
                         None => None,
@@ -742,12 +659,8 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
         Some(0) => HeadKind::Complete(Message::Join),
         Some(1) => HeadKind::Complete(Message::Leave),
         Some(2) => {
-            let path = one_file(&mut files)?
-                .name
-                .filter(|p| !p.is_empty() && !p.contains('\0'));
-            HeadKind::Complete(Message::Insert {
-                path: path.ok_or_else(|| bad("Insert needs a FileName path"))?,
-            })
+            let path = one_file(&mut files)?.name.filter(|p| !p.is_empty() && !p.contains('\0'));
+            HeadKind::Complete(Message::Insert { path: path.ok_or_else(|| bad("Insert needs a FileName path"))? })
         }
         Some(3) => HeadKind::Complete(Message::Query),
         Some(4) => HeadKind::FileList { add: true },
@@ -763,17 +676,12 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
                 .into_iter()
                 .map(|f| {
                     let digest = f.digest()?;
-                    Ok(HaveEntry {
-                        chunk: f.chunk_ref()?,
-                        digest,
-                    })
+                    Ok(HaveEntry { chunk: f.chunk_ref()?, digest })
                 })
                 .collect::<Result<Vec<_>, WireError>>()?;
             HeadKind::Complete(Message::Have(entries))
         }
-        Some(10) => HeadKind::Complete(Message::GetManifest {
-            file: one_file(&mut files)?.name()?,
-        }),
+        Some(10) => HeadKind::Complete(Message::GetManifest { file: one_file(&mut files)?.name()? }),
         Some(11) => {
             let f = one_file(&mut files)?;
             let file = f.name()?;
@@ -783,11 +691,7 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
         }
         Some(n) => return Err(bad(format!("unknown Action {n}"))),
     };
-    Ok(Head {
-        from,
-        token: raw.token,
-        kind,
-    })
+    Ok(Head { from, token: raw.token, kind })
 }
 
 // ---------------------------------------------------------------------------------
@@ -795,10 +699,10 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
 
 #[derive(Serialize)]
 struct OutHeader<'a> {
-    #[serde(rename = "HostName")]
-    host: &'a str,
-    #[serde(rename = "PortNumber")]
-    port: u16,
+    #[serde(rename = "HostName", skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
+    #[serde(rename = "PortNumber", skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
     #[serde(rename = "Action", skip_serializing_if = "Option::is_none")]
     action: Option<u8>,
     #[serde(rename = "Files", skip_serializing_if = "Vec::is_empty")]
@@ -842,19 +746,11 @@ struct OutFileList<'a> {
 
 impl<'a> OutFile<'a> {
     fn name(name: &'a str) -> Self {
-        OutFile {
-            name,
-            size: None,
-            digest: None,
-            chunks: None,
-        }
+        OutFile { name, size: None, digest: None, chunks: None }
     }
 
     fn chunk(c: &'a ChunkRef) -> Self {
-        OutFile {
-            chunks: Some(OutChunks::Ref([c.size, u64::from(c.index)])),
-            ..OutFile::name(c.file.as_str())
-        }
+        OutFile { chunks: Some(OutChunks::Ref([c.size, u64::from(c.index)])), ..OutFile::name(c.file.as_str()) }
     }
 
     fn entry(e: &'a FileEntry) -> Self {
@@ -874,13 +770,9 @@ fn to_json<T: Serialize>(value: &T) -> Bytes {
 impl Envelope {
     /// Encodes the header and body frames of this message.
     pub fn encode(&self) -> Encoded {
-        let (host, port) = self
-            .from
-            .as_ref()
-            .map_or(("", 0), |a| (a.host.as_str(), a.port));
         let mut head = OutHeader {
-            host,
-            port,
+            host: self.from.as_ref().map(|a| a.host.as_str()),
+            port: self.from.as_ref().map(|a| a.port),
             action: self.message.action().map(|a| a as u8),
             files: Vec::new(),
             token: self.token.as_deref(),
@@ -894,9 +786,7 @@ impl Envelope {
             Message::Join | Message::Leave | Message::Query | Message::Remove => {}
             Message::Insert { path } => head.files.push(OutFile::name(path)),
             Message::Add { files } | Message::Files { files } => {
-                body = Some(to_json(&OutFileList {
-                    files: files.iter().map(OutFile::entry).collect(),
-                }));
+                body = Some(to_json(&OutFileList { files: files.iter().map(OutFile::entry).collect() }));
             }
             Message::Download(c) => head.files.push(OutFile::chunk(c)),
             Message::Upload { chunk, data } => {
@@ -904,26 +794,11 @@ impl Envelope {
                 body = Some(data.clone());
             }
             Message::Have(entries) => {
-                head.files = entries
-                    .iter()
-                    .map(|e| OutFile {
-                        digest: e.digest,
-                        ..OutFile::chunk(&e.chunk)
-                    })
-                    .collect();
+                head.files = entries.iter().map(|e| OutFile { digest: e.digest, ..OutFile::chunk(&e.chunk) }).collect();
             }
             Message::GetManifest { file } => head.files.push(OutFile::name(file.as_str())),
-            Message::Manifest {
-                file,
-                size,
-                digest,
-                hashes,
-            } => {
-                head.files.push(OutFile {
-                    size: Some(*size),
-                    digest: Some(*digest),
-                    ..OutFile::name(file.as_str())
-                });
+            Message::Manifest { file, size, digest, hashes } => {
+                head.files.push(OutFile { size: Some(*size), digest: Some(*digest), ..OutFile::name(file.as_str()) });
                 body = Some(hashes.clone());
             }
             Message::Reply(r) => {
@@ -939,10 +814,7 @@ impl Envelope {
                 }
             }
         }
-        Encoded {
-            header: to_json(&head),
-            body,
-        }
+        Encoded { header: to_json(&head), body }
     }
 }
 
@@ -992,11 +864,7 @@ mod tests {
     }
 
     fn round_trip(message: Message) {
-        let env = Envelope {
-            from: Some(PeerAddr::new("127.0.0.1", 7001)),
-            token: Some("t".into()),
-            message,
-        };
+        let env = Envelope { from: Some(PeerAddr::new("127.0.0.1", 7001)), token: Some("t".into()), message };
         let mut buf = BytesMut::new();
         env.encode().write_tcp(&mut buf);
         let got = decode_stream(buf);
@@ -1005,53 +873,23 @@ mod tests {
 
     #[test]
     fn every_message_round_trips() {
-        let chunk = ChunkRef {
-            file: name("dir/a.bin"),
-            size: CHUNK_SIZE + 5,
-            index: 1,
-        };
-        let entry = FileEntry {
-            name: name("a"),
-            size: 3 * CHUNK_SIZE,
-            digest: Digest([7; 32]),
-            chunks: vec![0, 2],
-        };
+        let chunk = ChunkRef { file: name("dir/a.bin"), size: CHUNK_SIZE + 5, index: 1 };
+        let entry = FileEntry { name: name("a"), size: 3 * CHUNK_SIZE, digest: Digest([7; 32]), chunks: vec![0, 2] };
         for m in [
             Message::Join,
             Message::Leave,
-            Message::Insert {
-                path: "/tmp/x y.txt".into(),
-            },
+            Message::Insert { path: "/tmp/x y.txt".into() },
             Message::Query,
-            Message::Add {
-                files: vec![entry.clone()],
-            },
+            Message::Add { files: vec![entry.clone()] },
             Message::Remove,
             Message::Files {
-                files: vec![
-                    entry,
-                    FileEntry {
-                        name: name("e"),
-                        size: 0,
-                        digest: Digest([1; 32]),
-                        chunks: vec![],
-                    },
-                ],
+                files: vec![entry, FileEntry { name: name("e"), size: 0, digest: Digest([1; 32]), chunks: vec![] }],
             },
             Message::Download(chunk.clone()),
-            Message::Upload {
-                chunk: chunk.clone(),
-                data: Bytes::from_static(b"hello"),
-            },
+            Message::Upload { chunk: chunk.clone(), data: Bytes::from_static(b"hello") },
             Message::Have(vec![
-                HaveEntry {
-                    chunk: chunk.clone(),
-                    digest: Some(Digest([9; 32])),
-                },
-                HaveEntry {
-                    chunk,
-                    digest: None,
-                },
+                HaveEntry { chunk: chunk.clone(), digest: Some(Digest([9; 32])) },
+                HaveEntry { chunk, digest: None },
             ]),
             Message::GetManifest { file: name("a") },
             Message::Manifest {
@@ -1073,10 +911,7 @@ mod tests {
             }),
             Message::Reply(Reply {
                 code: Some(Code::FileMissing),
-                about: Some(FileRef {
-                    name: name("a"),
-                    chunk: Some((10, 0)),
-                }),
+                about: Some(FileRef { name: name("a"), chunk: Some((10, 0)) }),
                 reason: Some("gone".into()),
                 ..Reply::default()
             }),
@@ -1090,20 +925,11 @@ mod tests {
         let header = br#"{"HostName":"h","PortNumber":"7001","Action":6}"#;
         let body = br#"{"Files":[{"file":"a","Size":131072,"Digest":"0707070707070707070707070707070707070707070707070707070707070707","chunks":"[1, 0]"}]}"#;
         let got = decode_stream(raw_frames(&[header, body]));
-        let Ok(Envelope {
-            from,
-            message: Message::Files { files },
-            ..
-        }) = &got[0]
-        else {
-            panic!("{got:?}")
-        };
+        let Ok(Envelope { from, message: Message::Files { files }, .. }) = &got[0] else { panic!("{got:?}") };
         assert_eq!(from.as_ref().unwrap(), &PeerAddr::new("h", 7001));
         assert_eq!(files[0].chunks, vec![0, 1]);
         // A control message from the original document, trailing comma aside.
-        let got = decode_stream(raw_frames(&[
-            br#"{"HostName":"h","PortNumber":"1","Action":0}"#,
-        ]));
+        let got = decode_stream(raw_frames(&[br#"{"HostName":"h","PortNumber":"1","Action":0}"#]));
         assert_eq!(got[0].as_ref().unwrap().message, Message::Join);
     }
 
@@ -1111,10 +937,7 @@ mod tests {
     fn limits_are_checked_before_reading() {
         // A length prefix near 4 GiB is refused from the prefix alone.
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xf0][..]);
-        assert!(matches!(
-            FrameDecoder::decode(&mut buf, HEADER_LIMIT),
-            Err(WireError::FrameTooLong { .. })
-        ));
+        assert!(matches!(FrameDecoder::decode(&mut buf, HEADER_LIMIT), Err(WireError::FrameTooLong { .. })));
         // A header over 64 KiB.
         let big = vec![b' '; HEADER_LIMIT + 1];
         let got = decode_stream(raw_frames(&[&big]));
@@ -1125,10 +948,7 @@ mod tests {
         assert!(got[0].as_ref().unwrap_err().is_fatal());
         // Shorter is a bad request, not fatal.
         let got = decode_stream(raw_frames(&[header, &[0u8; 9]]));
-        assert_eq!(
-            got[0].as_ref().unwrap_err(),
-            &WireError::BadRequest("chunk body has 9 bytes, expected 10".into())
-        );
+        assert_eq!(got[0].as_ref().unwrap_err(), &WireError::BadRequest("chunk body has 9 bytes, expected 10".into()));
     }
 
     #[test]
@@ -1150,16 +970,8 @@ mod tests {
         ];
         for case in cases {
             let got = decode_stream(raw_frames(&[case, br#"{"Action":3}"#]));
-            assert!(
-                matches!(got[0], Err(WireError::BadRequest(_))),
-                "{}: {got:?}",
-                String::from_utf8_lossy(case)
-            );
-            assert_eq!(
-                got[1].as_ref().unwrap().message,
-                Message::Query,
-                "stream stays usable after {case:?}"
-            );
+            assert!(matches!(got[0], Err(WireError::BadRequest(_))), "{}: {got:?}", String::from_utf8_lossy(case));
+            assert_eq!(got[1].as_ref().unwrap().message, Message::Query, "stream stays usable after {case:?}");
         }
         // A refused Upload header has its body skipped.
         let header = br#"{"Action":8,"Files":[{"FileName":"..","chunks":[10,0]}]}"#;
@@ -1170,18 +982,9 @@ mod tests {
 
     #[test]
     fn peer_addresses_parse() {
-        assert_eq!(
-            "127.0.0.1:7001".parse::<PeerAddr>().unwrap(),
-            PeerAddr::new("127.0.0.1", 7001)
-        );
-        assert_eq!(
-            "localhost 7002".parse::<PeerAddr>().unwrap(),
-            PeerAddr::new("localhost", 7002)
-        );
-        assert_eq!(
-            "[::1]:7003".parse::<PeerAddr>().unwrap(),
-            PeerAddr::new("::1", 7003)
-        );
+        assert_eq!("127.0.0.1:7001".parse::<PeerAddr>().unwrap(), PeerAddr::new("127.0.0.1", 7001));
+        assert_eq!("localhost 7002".parse::<PeerAddr>().unwrap(), PeerAddr::new("localhost", 7002));
+        assert_eq!("[::1]:7003".parse::<PeerAddr>().unwrap(), PeerAddr::new("::1", 7003));
         assert_eq!(PeerAddr::new("::1", 7003).to_string(), "[::1]:7003");
         assert!("nohost".parse::<PeerAddr>().is_err());
         assert!("h:99999".parse::<PeerAddr>().is_err());

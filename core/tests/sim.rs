@@ -7,8 +7,8 @@ use bytes::{Bytes, BytesMut};
 use torronto_core::layout::{chunk_range, CHUNK_SIZE};
 use torronto_core::wire::{FrameDecoder, MessageReader, Reply};
 use torronto_core::{
-    Code, Config, ConnId, ConnInfo, Envelope, Event, FileName, Manifest, ManifestBuilder, Message,
-    NetCommand, Node, PeerAddr, Status, StorageCommand, StorageError, StorageEvent, Tuning,
+    Code, Config, ConnId, ConnInfo, Envelope, Event, FileName, Manifest, ManifestBuilder, Message, NetCommand, Node,
+    PeerAddr, Status, StorageCommand, StorageError, StorageEvent, Tuning,
 };
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -50,9 +50,7 @@ fn name(s: &str) -> FileName {
 }
 
 fn content(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((i as u64 * 2654435761 >> 7) as u8) ^ seed)
-        .collect()
+    (0..len).map(|i| ((i as u64 * 2654435761 >> 7) as u8) ^ seed).collect()
 }
 
 impl Net {
@@ -92,31 +90,14 @@ impl Net {
     }
 
     /// Sends a control message on a fresh client connection; returns that connection.
-    fn control(
-        &mut self,
-        m: usize,
-        message: Message,
-        trusted: bool,
-        token: Option<&str>,
-    ) -> ConnId {
+    fn control(&mut self, m: usize, message: Message, trusted: bool, token: Option<&str>) -> ConnId {
         let conn = self.next_conn;
         self.next_conn += 1;
         self.clients.insert((m, conn), Vec::new());
         let now = self.now;
         let node = &mut self.machines[m].node;
-        node.handle_connected(
-            now,
-            conn,
-            ConnInfo {
-                dialed: None,
-                trusted,
-            },
-        );
-        let env = Envelope {
-            from: None,
-            token: token.map(String::from),
-            message,
-        };
+        node.handle_connected(now, conn, ConnInfo { dialed: None, trusted });
+        let env = Envelope { from: None, token: token.map(String::from), message };
         node.handle_message(now, conn, env);
         conn
     }
@@ -126,11 +107,7 @@ impl Net {
         let conn = self.control(m, message, true, None);
         self.run();
         let replies = &self.clients[&(m, conn)];
-        assert_eq!(
-            replies.len(),
-            1,
-            "one reply per control action: {replies:?}"
-        );
+        assert_eq!(replies.len(), 1, "one reply per control action: {replies:?}");
         replies[0].clone()
     }
 
@@ -139,10 +116,7 @@ impl Net {
     }
 
     fn status(&mut self, m: usize) -> Status {
-        *self
-            .ask(m, Message::Query)
-            .status
-            .expect("Query answers a status")
+        *self.ask(m, Message::Query).status.expect("Query answers a status")
     }
 
     fn insert(&mut self, m: usize, file: &str, data: Vec<u8>) -> Code {
@@ -172,11 +146,7 @@ impl Net {
             if moved {
                 continue;
             }
-            let next = self
-                .machines
-                .iter()
-                .filter_map(|x| x.node.poll_timeout())
-                .min();
+            let next = self.machines.iter().filter_map(|x| x.node.poll_timeout()).min();
             match next {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
@@ -197,9 +167,7 @@ impl Net {
         let reader = self.readers.entry((m, conn)).or_default();
         let mut buf = BytesMut::from(&bytes[..]);
         let mut messages = Vec::new();
-        while let Some(frame) =
-            FrameDecoder::decode(&mut buf, reader.frame_limit()).expect("frames fit")
-        {
+        while let Some(frame) = FrameDecoder::decode(&mut buf, reader.frame_limit()).expect("frames fit") {
             match reader.push_frame(frame) {
                 Ok(Some(env)) => messages.push(Ok(env)),
                 Ok(None) => {}
@@ -208,11 +176,7 @@ impl Net {
         }
         for msg in messages {
             if let Some(replies) = self.clients.get_mut(&(m, conn)) {
-                if let Ok(Envelope {
-                    message: Message::Reply(r),
-                    ..
-                }) = msg
-                {
+                if let Ok(Envelope { message: Message::Reply(r), .. }) = msg {
                     replies.push(r);
                 }
                 continue;
@@ -246,14 +210,8 @@ impl Net {
                     if self.clients.contains_key(&(m, conn)) {
                         // A reply to a control client: loop it back to the client's inbox.
                         let mut reader = MessageReader::new();
-                        while let Some(f) =
-                            FrameDecoder::decode(&mut buf, reader.frame_limit()).unwrap()
-                        {
-                            if let Ok(Some(Envelope {
-                                message: Message::Reply(r),
-                                ..
-                            })) = reader.push_frame(f)
-                            {
+                        while let Some(f) = FrameDecoder::decode(&mut buf, reader.frame_limit()).unwrap() {
+                            if let Ok(Some(Envelope { message: Message::Reply(r), .. })) = reader.push_frame(f) {
                                 self.clients.get_mut(&(m, conn)).unwrap().push(r);
                             }
                         }
@@ -270,22 +228,8 @@ impl Net {
                     self.next_conn += 2;
                     self.links.insert((m, a), (to, b));
                     self.links.insert((to, b), (m, a));
-                    self.machines[to].node.handle_connected(
-                        now,
-                        b,
-                        ConnInfo {
-                            dialed: None,
-                            trusted: false,
-                        },
-                    );
-                    self.machines[m].node.handle_connected(
-                        now,
-                        a,
-                        ConnInfo {
-                            dialed: Some(peer),
-                            trusted: false,
-                        },
-                    );
+                    self.machines[to].node.handle_connected(now, b, ConnInfo { dialed: None, trusted: false });
+                    self.machines[m].node.handle_connected(now, a, ConnInfo { dialed: Some(peer), trusted: false });
                 }
                 NetCommand::Close(conn) => self.close(m, conn),
             }
@@ -308,8 +252,7 @@ impl Net {
         self.clients.remove(&(m, conn));
         if let Some((to, their)) = self.links.remove(&(m, conn)) {
             self.links.remove(&(to, their));
-            self.in_flight
-                .retain(|(x, c, _)| !(*x == to && *c == their));
+            self.in_flight.retain(|(x, c, _)| !(*x == to && *c == their));
             self.machines[to].node.handle_disconnected(now, their);
         }
         self.machines[m].node.handle_disconnected(now, conn);
@@ -317,12 +260,7 @@ impl Net {
 
     /// Cuts every link of machine `m` without a word, as a crash does.
     fn crash_links(&mut self, m: usize) {
-        let conns: Vec<ConnId> = self
-            .links
-            .keys()
-            .filter(|(x, _)| *x == m)
-            .map(|(_, c)| *c)
-            .collect();
+        let conns: Vec<ConnId> = self.links.keys().filter(|(x, _)| *x == m).map(|(_, c)| *c).collect();
         for conn in conns {
             self.close(m, conn);
         }
@@ -346,10 +284,7 @@ impl Machine {
         Some(match cmd {
             StorageCommand::Import { id, path, .. } => {
                 let result = match self.outside.get(&path) {
-                    None => Err(StorageError {
-                        code: Code::FileMissing,
-                        message: format!("{path}: no such file"),
-                    }),
+                    None => Err(StorageError { code: Code::FileMissing, message: format!("{path}: no such file") }),
                     Some(data) => {
                         let mut b = ManifestBuilder::new();
                         b.update(data);
@@ -376,34 +311,17 @@ impl Machine {
             }
             StorageCommand::Read { conn, chunk, push } => {
                 let r = chunk_range(chunk.size, chunk.index);
-                let data = Bytes::copy_from_slice(
-                    &self.folder[&chunk.file][r.start as usize..r.end as usize],
-                );
-                StorageEvent::Read {
-                    conn,
-                    chunk,
-                    push,
-                    result: Ok(data),
-                }
+                let data = Bytes::copy_from_slice(&self.folder[&chunk.file][r.start as usize..r.end as usize]);
+                StorageEvent::Read { conn, chunk, push, result: Ok(data) }
             }
             StorageCommand::Write { chunk, data } => {
                 if self.disk_full {
-                    let error = StorageError {
-                        code: Code::BadPermission,
-                        message: "No space left on device".into(),
-                    };
-                    return Some(StorageEvent::Written {
-                        chunk,
-                        result: Err(error),
-                    });
+                    let error = StorageError { code: Code::BadPermission, message: "No space left on device".into() };
+                    return Some(StorageEvent::Written { chunk, result: Err(error) });
                 }
                 let r = chunk_range(chunk.size, chunk.index);
-                self.folder.get_mut(&chunk.file).unwrap()[r.start as usize..r.end as usize]
-                    .copy_from_slice(&data);
-                StorageEvent::Written {
-                    chunk,
-                    result: Ok(()),
-                }
+                self.folder.get_mut(&chunk.file).unwrap()[r.start as usize..r.end as usize].copy_from_slice(&data);
+                StorageEvent::Written { chunk, result: Ok(()) }
             }
             StorageCommand::Finalize { file } => {
                 self.finalized.push(file);
@@ -415,20 +333,11 @@ impl Machine {
 
 fn assert_fully_replicated(net: &mut Net, file: &str, data: &[u8], participants: u32) {
     for m in 0..net.machines.len() {
-        assert_eq!(
-            net.file(m, file).map(Vec::as_slice),
-            Some(data),
-            "machine {m} holds {file}"
-        );
+        assert_eq!(net.file(m, file).map(Vec::as_slice), Some(data), "machine {m} holds {file}");
         let s = net.status(m);
         let i = s.files.iter().position(|f| f == file).unwrap();
         assert_eq!(
-            (
-                s.local[i],
-                s.system[i],
-                s.least_replication[i],
-                s.weighted_least_replication[i]
-            ),
+            (s.local[i], s.system[i], s.least_replication[i], s.weighted_least_replication[i]),
             (1.0, 1.0, participants, f64::from(participants)),
             "status of {file} on machine {m}"
         );
@@ -445,11 +354,7 @@ fn four_nodes_replicate_an_inserted_file() {
     assert_fully_replicated(&mut net, "big.bin", &data, 4);
     let fetched: u64 = (1..4).map(|m| net.status(m).chunks_fetched).sum();
     let served: u64 = (0..4).map(|m| net.status(m).chunks_served).sum();
-    assert_eq!(
-        (fetched, served),
-        (33, 33),
-        "every chunk fetched once by each of three nodes"
-    );
+    assert_eq!((fetched, served), (33, 33), "every chunk fetched once by each of three nodes");
     let s = net.status(2);
     assert_eq!(s.num_files, 1);
     assert_eq!(s.peers.len(), 3);
@@ -465,26 +370,11 @@ fn status_counts_exactly_while_files_spread() {
     let mut solo = Net::new(1);
     assert_eq!(solo.insert(0, "f", data.clone()), Code::Ok);
     let s = solo.status(0);
-    assert_eq!(
-        (
-            s.local[0],
-            s.system[0],
-            s.least_replication[0],
-            s.weighted_least_replication[0]
-        ),
-        (1.0, 1.0, 1, 1.0)
-    );
+    assert_eq!((s.local[0], s.system[0], s.least_replication[0], s.weighted_least_replication[0]), (1.0, 1.0, 1, 1.0));
     assert!(!s.joined);
 
     // Insert on 0 but hold back all traffic: 0 holds it alone, peers know nothing yet.
-    let conn = net.control(
-        0,
-        Message::Insert {
-            path: "/x/f".into(),
-        },
-        true,
-        None,
-    );
+    let conn = net.control(0, Message::Insert { path: "/x/f".into() }, true, None);
     net.machines[0].outside.insert("/x/f".into(), data.clone());
     let _ = conn;
     net.run();
@@ -493,17 +383,10 @@ fn status_counts_exactly_while_files_spread() {
     // A peer leaves gracefully: its chunks stop counting everywhere else.
     assert_eq!(net.code(2, Message::Leave), Code::Ok);
     let s = net.status(0);
-    assert_eq!(
-        (s.least_replication[0], s.weighted_least_replication[0]),
-        (2, 2.0)
-    );
+    assert_eq!((s.least_replication[0], s.weighted_least_replication[0]), (2, 2.0));
     assert_eq!(s.peers.len(), 1);
     let s = net.status(2);
-    assert_eq!(
-        (s.local[0], s.least_replication[0]),
-        (1.0, 1),
-        "the leaver keeps its copy and counts alone"
-    );
+    assert_eq!((s.local[0], s.least_replication[0]), (1.0, 1), "the leaver keeps its copy and counts alone");
 }
 
 #[test]
@@ -516,78 +399,28 @@ fn partial_replication_is_reported_exactly() {
     assert_eq!(net.insert(0, "f", data), Code::Ok);
     net.run();
     let s = net.status(1);
-    assert_eq!(
-        (
-            s.local[0],
-            s.system[0],
-            s.least_replication[0],
-            s.weighted_least_replication[0]
-        ),
-        (0.0, 1.0, 1, 1.0)
-    );
-    assert!(net.machines[1]
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::StorageFailed { .. })));
+    assert_eq!((s.local[0], s.system[0], s.least_replication[0], s.weighted_least_replication[0]), (0.0, 1.0, 1, 1.0));
+    assert!(net.machines[1].events.iter().any(|e| matches!(e, Event::StorageFailed { .. })));
     // Space comes back: fetching resumes after the back-off and completes.
     net.machines[1].disk_full = false;
     net.run_for(5_000);
     let s = net.status(1);
-    assert_eq!(
-        (
-            s.local[0],
-            s.least_replication[0],
-            s.weighted_least_replication[0]
-        ),
-        (1.0, 2, 2.0)
-    );
+    assert_eq!((s.local[0], s.least_replication[0], s.weighted_least_replication[0]), (1.0, 2, 2.0));
 }
 
 #[test]
 fn control_error_codes() {
     let mut net = Net::new(2);
-    assert_eq!(
-        net.code(0, Message::Leave),
-        Code::Disconnected,
-        "leave before join"
-    );
+    assert_eq!(net.code(0, Message::Leave), Code::Disconnected, "leave before join");
     assert_eq!(net.code(0, Message::Join), Code::Ok);
     assert_eq!(net.code(0, Message::Join), Code::Connected, "join twice");
-    assert_eq!(
-        net.code(
-            0,
-            Message::Insert {
-                path: "/nope/missing".into()
-            }
-        ),
-        Code::FileMissing
-    );
+    assert_eq!(net.code(0, Message::Insert { path: "/nope/missing".into() }), Code::FileMissing);
     assert_eq!(net.insert(0, "a", content(10, 0)), Code::Ok);
-    assert_eq!(
-        net.insert(0, "a", content(10, 0)),
-        Code::FileExists,
-        "same file again"
-    );
-    assert_eq!(
-        net.insert(0, "a", content(11, 0)),
-        Code::FileExists,
-        "other content, same name"
-    );
-    assert_eq!(
-        net.code(
-            0,
-            Message::Insert {
-                path: "/tmp/..".into()
-            }
-        ),
-        Code::BadRequest
-    );
+    assert_eq!(net.insert(0, "a", content(10, 0)), Code::FileExists, "same file again");
+    assert_eq!(net.insert(0, "a", content(11, 0)), Code::FileExists, "other content, same name");
+    assert_eq!(net.code(0, Message::Insert { path: "/tmp/..".into() }), Code::BadRequest);
     assert_eq!(net.code(0, Message::Leave), Code::Ok);
-    assert_eq!(
-        net.code(0, Message::Leave),
-        Code::Disconnected,
-        "leave twice"
-    );
+    assert_eq!(net.code(0, Message::Leave), Code::Disconnected, "leave twice");
 }
 
 #[test]
@@ -627,13 +460,8 @@ fn a_peer_not_in_the_peers_file_can_join() {
             tuning: Tuning::default(),
         });
     }
-    net.machines[2].node = Node::new(Config {
-        me: addr(2),
-        peers: vec![addr(0)],
-        token: None,
-        seed: 3,
-        tuning: Tuning::default(),
-    });
+    net.machines[2].node =
+        Node::new(Config { me: addr(2), peers: vec![addr(0)], token: None, seed: 3, tuning: Tuning::default() });
     net.join_all();
     let data = content(3 * CHUNK_SIZE as usize, 4);
     assert_eq!(net.insert(1, "via-0", data.clone()), Code::Ok);
@@ -649,18 +477,9 @@ fn leave_right_after_insert_loses_nothing() {
     let mut net = Net::new(3);
     net.join_all();
     let data = content(40 * CHUNK_SIZE as usize + 5, 5);
-    net.machines[0]
-        .outside
-        .insert("/d/only-here".into(), data.clone());
+    net.machines[0].outside.insert("/d/only-here".into(), data.clone());
     // Insert and Leave back to back, before any peer has fetched anything.
-    let ins = net.control(
-        0,
-        Message::Insert {
-            path: "/d/only-here".into(),
-        },
-        true,
-        None,
-    );
+    let ins = net.control(0, Message::Insert { path: "/d/only-here".into() }, true, None);
     for _ in 0..3 {
         net.drain(0); // import, commit, announce; nothing delivered yet
     }
@@ -696,24 +515,12 @@ fn corrupt_chunks_are_rejected_and_the_liar_cut_off() {
     }
     late.run();
     for m in [2, 3] {
-        assert_eq!(
-            late.file(m, "f"),
-            Some(&data),
-            "machine {m} completes from honest peers"
-        );
+        assert_eq!(late.file(m, "f"), Some(&data), "machine {m} completes from honest peers");
         let events = &late.machines[m].events;
-        let rejected = events
-            .iter()
-            .filter(|e| matches!(e, Event::ChunkRejected { peer, .. } if *peer == addr(1)))
-            .count();
-        assert_eq!(
-            rejected, 3,
-            "machine {m} rejects exactly up to the strike limit: {events:?}"
-        );
-        assert!(
-            events.contains(&Event::PeerBanned(addr(1))),
-            "machine {m} cut the liar off"
-        );
+        let rejected =
+            events.iter().filter(|e| matches!(e, Event::ChunkRejected { peer, .. } if *peer == addr(1))).count();
+        assert_eq!(rejected, 3, "machine {m} rejects exactly up to the strike limit: {events:?}");
+        assert!(events.contains(&Event::PeerBanned(addr(1))), "machine {m} cut the liar off");
         assert!(!late.status(m).peers.contains(&addr(1).to_string()));
     }
 }
@@ -738,13 +545,7 @@ fn crash_and_restart_keeps_verified_chunks() {
     };
     let m1 = &mut net.machines[1];
     m1.events.clear();
-    m1.node = Node::new(Config {
-        me: addr(1),
-        peers: vec![addr(0)],
-        token: None,
-        seed: 5,
-        tuning: Tuning::default(),
-    });
+    m1.node = Node::new(Config { me: addr(1), peers: vec![addr(0)], token: None, seed: 5, tuning: Tuning::default() });
     m1.node.add_local_file(torronto_core::LocalFile {
         name: name("f"),
         have: torronto_core::ChunkSet::full(manifest.chunk_count()),
@@ -753,13 +554,7 @@ fn crash_and_restart_keeps_verified_chunks() {
     assert_eq!(net.code(1, Message::Join), Code::Ok);
     net.run();
     assert_eq!(net.status(0).least_replication, vec![2]);
-    assert!(
-        !net.machines[1]
-            .events
-            .iter()
-            .any(|e| matches!(e, Event::FileComplete { .. })),
-        "nothing re-fetched"
-    );
+    assert!(!net.machines[1].events.iter().any(|e| matches!(e, Event::FileComplete { .. })), "nothing re-fetched");
 }
 
 #[test]
@@ -777,18 +572,9 @@ fn lost_peers_are_redialled() {
 fn odd_sizes_replicate() {
     let mut net = Net::new(3);
     net.join_all();
-    let sizes = [
-        0,
-        1,
-        CHUNK_SIZE as usize - 1,
-        CHUNK_SIZE as usize,
-        CHUNK_SIZE as usize + 1,
-    ];
+    let sizes = [0, 1, CHUNK_SIZE as usize - 1, CHUNK_SIZE as usize, CHUNK_SIZE as usize + 1];
     for (k, size) in sizes.iter().enumerate() {
-        assert_eq!(
-            net.insert(k % 3, &format!("f{size}"), content(*size, k as u8)),
-            Code::Ok
-        );
+        assert_eq!(net.insert(k % 3, &format!("f{size}"), content(*size, k as u8)), Code::Ok);
     }
     net.run();
     for (k, size) in sizes.iter().enumerate() {
@@ -798,20 +584,11 @@ fn odd_sizes_replicate() {
 
 #[test]
 fn many_files_replicate_across_many_nodes() {
-    let tuning = Tuning {
-        requests_per_peer: 4,
-        ..Tuning::default()
-    };
+    let tuning = Tuning { requests_per_peer: 4, ..Tuning::default() };
     let mut net = Net::with_tuning(6, tuning);
     net.join_all();
-    let files: Vec<(String, Vec<u8>)> = (0..30)
-        .map(|k| {
-            (
-                format!("dir{}/file{k}", k % 3),
-                content(k * 9_000 + k % 2, k as u8),
-            )
-        })
-        .collect();
+    let files: Vec<(String, Vec<u8>)> =
+        (0..30).map(|k| (format!("dir{}/file{k}", k % 3), content(k * 9_000 + k % 2, k as u8))).collect();
     for (k, (file, data)) in files.iter().enumerate() {
         // Inserts come from paths whose base name is the file name.
         let base = file.rsplit('/').next().unwrap();

@@ -1,1 +1,173 @@
-fn main() {}
+//! `torronto`: run a node, control one, or start a demo network.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use torronto_core::{Code, Message, PeerAddr};
+use torronto_node::client::{self, exit_status, format_status, print_error};
+use torronto_node::driver::{Driver, NodeOptions};
+use torronto_node::{demo, peers_file, shutdown_signal};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "torronto",
+    version,
+    about = "Peer-to-peer file replication: every file inserted anywhere ends up on every joined node."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node in the foreground (Ctrl-C leaves the network gracefully, then stops).
+    Node {
+        /// Address to listen on; also the node's identity, so use one peers can reach.
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        listen: PeerAddr,
+        /// The shared folder: complete files appear here.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Peers file: one `host port` or `host:port` per line.
+        #[arg(long)]
+        peers: Option<PathBuf>,
+        /// Join the network at start.
+        #[arg(long)]
+        join: bool,
+        /// Control token for clients that are not on loopback (default: generated and
+        /// kept in DIR/.torronto/token).
+        #[arg(long, env = "TORRONTO_TOKEN")]
+        token: Option<String>,
+    },
+    /// Tell a node to join the network.
+    Join(Control),
+    /// Tell a node to leave; it first hands chunks only it holds to others.
+    Leave(Control),
+    /// Show a node's files and how well they are replicated.
+    Query {
+        #[command(flatten)]
+        control: Control,
+        /// Print the raw status object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a file into a node's folder and share it with the network.
+    Insert {
+        /// Path of the file, on the node's machine.
+        path: PathBuf,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Start a small local network with sample files (temporary folders, loopback).
+    Demo {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// First TCP port to try; the next ones follow.
+        #[arg(long, default_value_t = 7001)]
+        base_port: u16,
+        /// Stop once the samples have replicated (for scripts and tests).
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct Control {
+    /// The node to talk to.
+    #[arg(long, env = "TORRONTO_NODE", default_value = "127.0.0.1:7001")]
+    node: String,
+    /// The node's control token (not needed on loopback).
+    #[arg(long, env = "TORRONTO_TOKEN")]
+    token: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Node { listen, dir, peers, join, token } => {
+            init_logs();
+            let peers = match peers {
+                Some(path) => peers_file::read(&path)?,
+                None => Vec::new(),
+            };
+            let driver = Driver::bind(NodeOptions { listen, dir, peers, join, token }).await?;
+            println!(
+                "torronto node {} ready · folder {} · control token in {}",
+                driver.addr(),
+                driver.dir().display(),
+                driver.dir().join(".torronto/token").display()
+            );
+            driver.run(shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Join(c) => simple(c, Message::Join, "joined the network").await,
+        Command::Leave(c) => {
+            let answer = client::request_with_progress(&c.node, c.token, Message::Leave, "leaving").await?;
+            if let Some(n) = answer.reply.unconfirmed {
+                eprintln!("warning: {n} chunks held only by this node could not be handed over in time");
+            }
+            finish(&answer.reply, "left the network")
+        }
+        Command::Query { control, json } => {
+            let answer = client::request(&control.node, control.token, Message::Query).await?;
+            if answer.reply.code_or_ok() != Code::Ok {
+                print_error(&answer.reply);
+                return Ok(exit_status(answer.reply.code_or_ok()));
+            }
+            if json {
+                println!("{}", String::from_utf8_lossy(&answer.raw));
+            } else if let Some(status) = &answer.reply.status {
+                print!("{}", format_status(status));
+            }
+            Ok(0)
+        }
+        Command::Insert { path, control } => {
+            // The node resolves the path on its machine; make a relative one absolute here.
+            let path = std::path::absolute(&path).unwrap_or(path);
+            let path = path.to_string_lossy().into_owned();
+            let what = format!("inserting {path}");
+            let answer =
+                client::request_with_progress(&control.node, control.token, Message::Insert { path }, &what).await?;
+            finish(&answer.reply, "inserted")
+        }
+        Command::Demo { nodes, base_port, once } => {
+            init_logs();
+            demo::run(nodes, base_port, once).await?;
+            Ok(0)
+        }
+    }
+}
+
+async fn simple(c: Control, message: Message, done: &str) -> anyhow::Result<i32> {
+    let answer = client::request(&c.node, c.token, message).await?;
+    finish(&answer.reply, done)
+}
+
+fn finish(reply: &torronto_core::wire::Reply, done: &str) -> anyhow::Result<i32> {
+    let code = reply.code_or_ok();
+    if code == Code::Ok {
+        println!("{done}");
+    } else {
+        print_error(reply);
+    }
+    Ok(exit_status(code))
+}
+
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,171 @@
+//! The control client: sends Join, Leave, Insert or Query to a node and shows the
+//! answer, with error codes by name.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use torronto_core::wire::{frame_prefix, MessageReader, Reply, HEADER_LIMIT};
+use torronto_core::{Code, Envelope, Message, PeerAddr, Status};
+
+/// A node's answer: the parsed reply and the header exactly as received.
+#[derive(Debug)]
+pub struct Answer {
+    pub reply: Reply,
+    pub raw: Bytes,
+}
+
+/// Sends one control message and waits for the reply.
+pub async fn request(node: &str, token: Option<String>, message: Message) -> anyhow::Result<Answer> {
+    let mut stream = TcpStream::connect(node).await.with_context(|| format!("cannot reach a node at {node}"))?;
+    let from = Some(PeerAddr::new(hostname(), 0));
+    let encoded = Envelope { from, token, message }.encode();
+    for frame in encoded.frames() {
+        stream.write_all(&frame_prefix(frame.len())).await?;
+        stream.write_all(frame).await?;
+    }
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).await.context("the node closed the connection without answering")?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    anyhow::ensure!(len <= HEADER_LIMIT, "the node's answer is larger than a header may be ({len} bytes)");
+    let mut raw = vec![0u8; len];
+    stream.read_exact(&mut raw).await?;
+    let raw = Bytes::from(raw);
+    match MessageReader::new().push_frame(raw.clone())? {
+        Some(Envelope { message: Message::Reply(reply), .. }) => Ok(Answer { reply, raw }),
+        other => anyhow::bail!("unexpected answer from the node: {other:?}"),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "cli".into())
+}
+
+/// Process exit status for a reply code: 0 for ErrOK, 10 + code otherwise.
+pub fn exit_status(code: Code) -> i32 {
+    match code {
+        Code::Ok => 0,
+        other => 10 + other as i32,
+    }
+}
+
+/// Prints a failed reply the way users read it: name, meaning, and the node's reason.
+pub fn print_error(reply: &Reply) {
+    let code = reply.code_or_ok();
+    match &reply.reason {
+        Some(reason) => eprintln!("{}: {} ({reason})", code.name(), code.explain()),
+        None => eprintln!("{}: {}", code.name(), code.explain()),
+    }
+}
+
+/// Runs `request` while showing elapsed time on a terminal, for long inserts.
+pub async fn request_with_progress(
+    node: &str,
+    token: Option<String>,
+    message: Message,
+    what: &str,
+) -> anyhow::Result<Answer> {
+    let started = Instant::now();
+    let fut = request(node, token, message);
+    tokio::pin!(fut);
+    let show = std::io::stderr().is_terminal();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    let mut n = 0;
+    loop {
+        tokio::select! {
+            answer = &mut fut => {
+                if show && started.elapsed() > Duration::from_millis(500) {
+                    eprint!("\r\x1b[2K");
+                }
+                return answer;
+            }
+            _ = tick.tick() => {
+                if show && started.elapsed() > Duration::from_millis(500) {
+                    eprint!("\r{} {what}… {:.0}s", frames[n % frames.len()], started.elapsed().as_secs_f64());
+                    n += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The status as a table a person can read at a glance.
+pub fn format_status(s: &Status) -> String {
+    let mut out = String::new();
+    let joined = if s.joined { "joined" } else { "not joined" };
+    out.push_str(&format!("node {} · {joined} · {} peer(s)", s.node, s.peers.len()));
+    if !s.peers.is_empty() {
+        out.push_str(&format!(": {}", s.peers.join(", ")));
+    }
+    out.push('\n');
+    if s.files.is_empty() {
+        out.push_str("no files yet — add one with `torronto insert PATH`\n");
+        return out;
+    }
+    let width = s.files.iter().map(|f| f.chars().count()).max().unwrap_or(4).max(4);
+    out.push_str(&format!(
+        "{:<width$}  {:>10}  {:>6}  {:>6}  {:>5}  {:>6}\n",
+        "FILE", "SIZE", "LOCAL", "SYSTEM", "LEAST", "AVG"
+    ));
+    for i in 0..s.files.len() {
+        let size = s.sizes.get(i).map_or_else(|| "?".into(), |b| human_size(*b));
+        out.push_str(&format!(
+            "{:<width$}  {:>10}  {:>5.1}%  {:>5.1}%  {:>5}  {:>6.2}\n",
+            s.files[i],
+            size,
+            s.local.get(i).copied().unwrap_or(0.0) * 100.0,
+            s.system.get(i).copied().unwrap_or(0.0) * 100.0,
+            s.least_replication.get(i).copied().unwrap_or(0),
+            s.weighted_least_replication.get(i).copied().unwrap_or(0.0),
+        ));
+    }
+    out
+}
+
+/// Bytes in the largest binary unit that keeps the number readable.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_every_file_with_percentages() {
+        let s = Status {
+            num_files: 2,
+            files: vec!["a.bin".into(), "long-name.iso".into()],
+            local: vec![1.0, 0.5],
+            system: vec![1.0, 1.0],
+            least_replication: vec![3, 1],
+            weighted_least_replication: vec![3.0, 1.5],
+            node: "127.0.0.1:7001".into(),
+            joined: true,
+            peers: vec!["127.0.0.1:7002".into()],
+            sizes: vec![1536, 3 << 30],
+            ..Status::default()
+        };
+        let table = format_status(&s);
+        assert!(table.contains("127.0.0.1:7001 · joined · 1 peer(s): 127.0.0.1:7002"), "{table}");
+        assert!(table.contains("long-name.iso     3.0 GiB   50.0%  100.0%      1    1.50"), "{table}");
+        assert!(table.contains("a.bin"));
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(exit_status(Code::FileExists), 13);
+    }
+}

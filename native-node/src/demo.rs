@@ -1,0 +1,135 @@
+//! `torronto demo`: a small network on loopback with sample files, to try things out.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use torronto_core::{Code, Message, PeerAddr, Status};
+
+use crate::client::{self, format_status, human_size};
+use crate::driver::{Driver, NodeOptions};
+
+/// Starts `count` nodes, joins them, inserts sample files and shows them spreading;
+/// then runs until Ctrl-C (or returns at once with `once`, for tests).
+pub async fn run(count: usize, base_port: u16, once: bool) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=16).contains(&count), "a demo has 1 to 16 nodes");
+    let root = std::env::temp_dir().join(format!("torronto-demo-{}", std::process::id()));
+    let result = run_in(&root, count, base_port, once).await;
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow::Result<()> {
+    let ports = pick_ports(count, base_port)?;
+    let addrs: Vec<PeerAddr> = ports.iter().map(|&p| PeerAddr::new("127.0.0.1", p)).collect();
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut dirs = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let dir = root.join(format!("node-{}", i + 1));
+        let options =
+            NodeOptions { listen: addr.clone(), dir: dir.clone(), peers: addrs.clone(), join: false, token: None };
+        let driver = Driver::bind(options).await?;
+        dirs.push(dir);
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move { driver.run(stop.cancelled_owned()).await }));
+    }
+    let samples = write_samples(&root.join("samples"))?;
+    let nodes: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    for node in &nodes {
+        expect_ok(node, Message::Join).await?;
+    }
+    for (i, sample) in samples.iter().enumerate() {
+        let path = sample.to_string_lossy().into_owned();
+        expect_ok(&nodes[i % nodes.len()], Message::Insert { path }).await?;
+    }
+    println!("torronto demo: {count} nodes joined on {}", nodes.join(", "));
+    let status = watch_replication(&nodes, samples.len()).await?;
+    print!("\n{}", format_status(&status));
+    if once {
+        stop.cancel();
+        for t in tasks {
+            t.await??;
+        }
+        return Ok(());
+    }
+    println!("\nfolders:");
+    for d in &dirs {
+        println!("  {}", d.display());
+    }
+    println!("\ntry, in another terminal:");
+    println!("  torronto query --node {}", nodes[nodes.len() - 1]);
+    println!("  torronto insert /etc/hosts --node {}", nodes[0]);
+    println!("  torronto leave --node {}   # hands over what only it holds, then leaves", nodes[0]);
+    println!("  torronto join --node {}", nodes[0]);
+    println!("\nCtrl-C stops the demo and removes its folders.");
+    crate::shutdown_signal().await;
+    println!("stopping…");
+    stop.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// `base_port` and the ports after it when they are free, else ports the system picks.
+fn pick_ports(count: usize, base_port: u16) -> anyhow::Result<Vec<u16>> {
+    let wanted: Vec<u16> = (0..count as u16).filter_map(|i| base_port.checked_add(i)).collect();
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    if wanted.len() == count && wanted.iter().all(|&p| free(p)) {
+        return Ok(wanted);
+    }
+    let listeners: Vec<std::net::TcpListener> =
+        (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?)
+}
+
+fn write_samples(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let welcome = dir.join("welcome.txt");
+    std::fs::write(
+        &welcome,
+        "Welcome to torronto!\n\nThis file was inserted on one node and replicated, chunk by verified chunk,\nto every other node of the demo network.\n",
+    )?;
+    let sample = dir.join("sample-24MiB.bin");
+    let data: Vec<u8> = (0..24u32 << 20).map(|_| rand::random::<u8>()).collect();
+    std::fs::write(&sample, data)?;
+    Ok(vec![welcome, sample])
+}
+
+async fn expect_ok(node: &str, message: Message) -> anyhow::Result<()> {
+    let what = format!("{message:?} on {node}");
+    let answer = client::request(node, None, message).await.with_context(|| what.clone())?;
+    let code = answer.reply.code_or_ok();
+    anyhow::ensure!(code == Code::Ok, "{what}: {}", code.name());
+    Ok(())
+}
+
+/// Prints one progress line until every node holds every sample file.
+async fn watch_replication(nodes: &[String], files: usize) -> anyhow::Result<Status> {
+    let started = std::time::Instant::now();
+    loop {
+        let mut line = String::new();
+        let mut done = true;
+        let mut last = Status::default();
+        for node in nodes {
+            let answer = client::request(node, None, Message::Query).await?;
+            let status = *answer.reply.status.context("a Query answer carries a status")?;
+            let held: u64 = status.sizes.iter().zip(&status.local).map(|(s, l)| (*s as f64 * l) as u64).sum();
+            let total: u64 = status.sizes.iter().sum();
+            done &= status.num_files == files && status.local.iter().all(|&l| l >= 1.0);
+            line.push_str(&format!("  {} {}/{}", node, human_size(held), human_size(total)));
+            last = status;
+        }
+        print!("\rreplicating:{line}   ");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        if done {
+            println!("\nevery node holds every file ({:.1} s)", started.elapsed().as_secs_f64());
+            return Ok(last);
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "replication did not finish within 2 minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,341 @@
+//! The event loop that drives one `torronto_core::Node` with tokio, TCP and the disk.
+//!
+//! One task owns the node. Connection tasks decode frames and send it [`Input`]s;
+//! blocking tasks do file I/O and hashing and send their results back the same way.
+//! After each batch of inputs the loop drains the node's outputs: messages go to the
+//! connections' writer tasks, storage commands to the blocking pool.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use torronto_core::{
+    Config, ConnId, ConnInfo, Envelope, Event, Millis, NetCommand, Node, PeerAddr, StorageCommand, StorageEvent, Tuning,
+};
+
+use crate::connection::{read_loop, write_loop};
+use crate::store::{io_error, read_chunk, write_chunk, Store};
+
+/// Connections beyond this are refused at accept, so a flood cannot exhaust memory.
+const MAX_CONNECTIONS: usize = 1024;
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a graceful shutdown may spend leaving the network.
+const SHUTDOWN_LEAVE_LIMIT: Duration = Duration::from_secs(35);
+
+/// How to run a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The address to listen on, which is also the node's identity.
+    pub listen: PeerAddr,
+    pub dir: PathBuf,
+    pub peers: Vec<PeerAddr>,
+    pub join: bool,
+    pub token: Option<String>,
+}
+
+/// What the node's tasks tell the loop.
+#[derive(Debug)]
+pub enum Input {
+    Dialed { addr: PeerAddr, result: std::io::Result<TcpStream> },
+    Message { conn: ConnId, envelope: Envelope },
+    Malformed { conn: ConnId, reason: String },
+    Disconnected { conn: ConnId },
+    Storage(StorageEvent),
+}
+
+#[derive(Debug)]
+struct ConnHandle {
+    outgoing: mpsc::UnboundedSender<Envelope>,
+    reader: AbortHandle,
+}
+
+/// A node bound to its port and folder, ready to run.
+#[derive(Debug)]
+pub struct Driver {
+    node: Node,
+    store: Store,
+    listener: TcpListener,
+    conns: HashMap<ConnId, ConnHandle>,
+    inputs_tx: mpsc::Sender<Input>,
+    inputs: mpsc::Receiver<Input>,
+    next_conn: ConnId,
+    start: Instant,
+    token: String,
+}
+
+impl Driver {
+    /// Opens the folder, restores what it holds, and binds the listening port.
+    pub async fn bind(opts: NodeOptions) -> anyhow::Result<Self> {
+        let store = Store::open(&opts.dir)?;
+        let token = store.token(opts.token)?;
+        let files = store.load()?;
+        let listener = TcpListener::bind((opts.listen.host.as_str(), opts.listen.port))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
+        let mut me = opts.listen.clone();
+        me.port = listener.local_addr()?.port();
+        let mut node = Node::new(Config {
+            me,
+            peers: opts.peers,
+            token: Some(token.clone()),
+            seed: rand::random(),
+            tuning: Tuning::default(),
+        });
+        let (complete, partial) =
+            files.iter().fold((0, 0), |(c, p), f| if f.have.is_complete() { (c + 1, p) } else { (c, p + 1) });
+        if !files.is_empty() {
+            tracing::info!("restored {complete} complete and {partial} partial files from {}", store.dir().display());
+        }
+        for f in files {
+            node.add_local_file(f);
+        }
+        let (inputs_tx, inputs) = mpsc::channel(1024);
+        let start = Instant::now();
+        if opts.join {
+            node.join(0);
+        }
+        Ok(Self { node, store, listener, conns: HashMap::new(), inputs_tx, inputs, next_conn: 1, start, token })
+    }
+
+    pub fn addr(&self) -> &PeerAddr {
+        self.node.me()
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.store.dir()
+    }
+
+    /// Runs until `shutdown` completes; then leaves the network gracefully if joined.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        let mut leave_deadline: Option<Instant> = None;
+        self.drain_outputs();
+        loop {
+            let timeout = self.node.poll_timeout().map(|t| self.start + Duration::from_millis(t));
+            let wake = async {
+                match timeout {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown, if leave_deadline.is_none() => {
+                    if !self.node.is_joined() {
+                        break;
+                    }
+                    tracing::info!("shutting down: leaving the network first (pushing chunks only we hold)");
+                    self.node.leave(self.now());
+                    leave_deadline = Some(Instant::now() + SHUTDOWN_LEAVE_LIMIT);
+                }
+                Some(input) = self.inputs.recv() => {
+                    self.handle_input(input);
+                    // Take what else is waiting, so outputs (Have above all) go out in batches.
+                    for _ in 0..256 {
+                        match self.inputs.try_recv() {
+                            Ok(input) => self.handle_input(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, from)) if self.conns.len() < MAX_CONNECTIONS => {
+                        self.register(stream, ConnInfo { dialed: None, trusted: from.ip().is_loopback() });
+                    }
+                    Ok((_, from)) => tracing::warn!("refusing connection from {from}: {MAX_CONNECTIONS} already open"),
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = wake => self.node.handle_timeout(self.now()),
+            }
+            self.drain_outputs();
+            if let Some(deadline) = leave_deadline {
+                if !self.node.is_joined() || Instant::now() > deadline {
+                    break;
+                }
+            }
+        }
+        // Let writer tasks flush what the node said last (Remove, above all).
+        self.conns.clear();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    }
+
+    fn now(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
+    }
+
+    fn register(&mut self, stream: TcpStream, info: ConnInfo) {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_loop(conn, read, self.inputs_tx.clone())).abort_handle();
+        tokio::spawn(write_loop(write, queue));
+        self.conns.insert(conn, ConnHandle { outgoing, reader });
+        self.node.handle_connected(self.now(), conn, info);
+    }
+
+    fn handle_input(&mut self, input: Input) {
+        let now = self.now();
+        match input {
+            Input::Dialed { addr, result: Ok(stream) } => {
+                self.register(stream, ConnInfo { dialed: Some(addr), trusted: false })
+            }
+            Input::Dialed { addr, result: Err(e) } => {
+                tracing::debug!("cannot reach {addr}: {e}");
+                self.node.handle_dial_failed(now, &addr);
+            }
+            Input::Message { conn, envelope } => self.node.handle_message(now, conn, envelope),
+            Input::Malformed { conn, reason } => self.node.handle_malformed(now, conn, reason),
+            Input::Disconnected { conn } => {
+                if self.conns.remove(&conn).is_some() {
+                    self.node.handle_disconnected(now, conn);
+                }
+            }
+            Input::Storage(event) => self.node.handle_storage(now, event),
+        }
+    }
+
+    fn drain_outputs(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(cmd) = self.node.poll_net() {
+                moved = true;
+                match cmd {
+                    NetCommand::Send { conn, envelope } => {
+                        if let Some(c) = self.conns.get(&conn) {
+                            let _ = c.outgoing.send(envelope);
+                        }
+                    }
+                    NetCommand::Dial(addr) => {
+                        let inputs = self.inputs_tx.clone();
+                        tokio::spawn(async move {
+                            let connect = TcpStream::connect((addr.host.as_str(), addr.port));
+                            let result = match tokio::time::timeout(DIAL_TIMEOUT, connect).await {
+                                Ok(r) => r,
+                                Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+                            };
+                            let _ = inputs.send(Input::Dialed { addr, result }).await;
+                        });
+                    }
+                    NetCommand::Close(conn) => {
+                        // Dropping the sender ends the writer once it has flushed.
+                        if let Some(c) = self.conns.remove(&conn) {
+                            c.reader.abort();
+                        }
+                        self.node.handle_disconnected(self.now(), conn);
+                    }
+                }
+            }
+            while let Some(cmd) = self.node.poll_storage() {
+                moved = true;
+                self.storage(cmd);
+            }
+            while let Some(event) = self.node.poll_event() {
+                log_event(event);
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Carries out a storage command: quick metadata work inline, data and hashing on
+    /// the blocking pool, results back as inputs.
+    fn storage(&mut self, cmd: StorageCommand) {
+        let store = self.store.clone();
+        let inputs = self.inputs_tx.clone();
+        let blocking = move |work: Box<dyn FnOnce(&Store) -> Option<StorageEvent> + Send>| {
+            tokio::task::spawn_blocking(move || {
+                if let Some(event) = work(&store) {
+                    let _ = inputs.blocking_send(Input::Storage(event));
+                }
+            });
+        };
+        match cmd {
+            StorageCommand::Import { id, path, name } => blocking(Box::new(move |store| {
+                tracing::info!("inserting {path} as {name}");
+                let next_report = std::cell::Cell::new(0u64);
+                let result = store.import(id, &path, |done, total| {
+                    // Progress for large files, every tenth.
+                    if total >= 64 << 20 && done >= next_report.get() {
+                        tracing::info!("hashing {name}: {}%", done * 100 / total);
+                        next_report.set(next_report.get() + total / 10);
+                    }
+                });
+                Some(StorageEvent::Imported { id, result })
+            })),
+            StorageCommand::Commit { id, name, manifest } => blocking(Box::new(move |store| {
+                Some(StorageEvent::Committed { id, result: store.commit(id, &name, &manifest) })
+            })),
+            StorageCommand::Discard { id } => blocking(Box::new(move |store| {
+                store.discard(id);
+                None
+            })),
+            StorageCommand::Prepare { file, manifest } => {
+                if let Err(e) = self.store.prepare(&file, &manifest) {
+                    tracing::error!("cannot make room for {file}: {e}");
+                }
+            }
+            StorageCommand::Read { conn, chunk, push } => blocking(Box::new(move |store| {
+                let result = store
+                    .handle(&chunk.file)
+                    .and_then(|h| read_chunk(&h, chunk.size, chunk.index))
+                    .map_err(|e| io_error(chunk.file.as_str(), &e));
+                Some(StorageEvent::Read { conn, chunk, push, result })
+            })),
+            StorageCommand::Write { chunk, data } => blocking(Box::new(move |store| {
+                let result = store
+                    .handle(&chunk.file)
+                    .and_then(|h| write_chunk(&h, chunk.size, chunk.index, &data))
+                    .map_err(|e| io_error(chunk.file.as_str(), &e));
+                Some(StorageEvent::Written { chunk, result })
+            })),
+            StorageCommand::Finalize { file } => blocking(Box::new(move |store| {
+                if let Err(e) = store.finalize(&file) {
+                    tracing::error!("cannot publish {file}: {e}");
+                }
+                None
+            })),
+        }
+    }
+}
+
+fn log_event(event: Event) {
+    match event {
+        Event::Joined { peers } => tracing::info!("joined the network ({peers} peers answered)"),
+        Event::Left { unconfirmed: 0 } => {
+            tracing::info!("left the network; every chunk we held alone is now held elsewhere")
+        }
+        Event::Left { unconfirmed } => {
+            tracing::warn!("left the network; {unconfirmed} chunks held only here were not confirmed elsewhere in time")
+        }
+        Event::PeerJoined(p) => tracing::info!("peer {p} connected"),
+        Event::PeerLeft { peer, graceful: true } => tracing::info!("peer {peer} left"),
+        Event::PeerLeft { peer, graceful: false } => tracing::info!("peer {peer} disconnected"),
+        Event::FileAnnounced { file, size } => tracing::info!("new file in the network: {file} ({size} bytes)"),
+        Event::FileInserted { file, size } => tracing::info!("inserted {file} ({size} bytes)"),
+        Event::FileComplete { file, size } => tracing::info!("complete: {file} ({size} bytes, verified)"),
+        Event::ChunkRejected { peer, chunk } => {
+            tracing::warn!("rejected chunk {} of {} from {peer}: hash mismatch", chunk.index, chunk.file)
+        }
+        Event::PeerBanned(p) => tracing::warn!("disconnected {p}: it kept sending corrupt chunks"),
+        Event::Conflict { peer, file } => {
+            tracing::warn!("{peer} announces other content under the name {file}; ignored")
+        }
+        Event::StorageFailed { file, message } => tracing::error!("storage failed for {file}: {message}"),
+        Event::BadRequest { conn, reason } => tracing::debug!(conn, "bad request: {reason}"),
+    }
+}

@@ -1,0 +1,31 @@
+//! torronto-node: the native node and its command line, driving `torronto-core`.
+//!
+//! Layout (after tokio's mini-redis):
+//! - [`driver`]: the event loop owning one `core::Node`: accepts and dials TCP
+//!   connections, runs storage on the blocking pool, feeds results back;
+//! - [`connection`]: per-connection reader and writer tasks (frames ⇄ messages);
+//! - [`store`]: the node's folder on disk (complete files, partial data, manifests);
+//! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
+//! - [`peers_file`]: the peers file format;
+//! - [`demo`]: `torronto demo`, a local network to try it out.
+
+pub mod client;
+pub mod connection;
+pub mod demo;
+pub mod driver;
+pub mod peers_file;
+pub mod store;
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
