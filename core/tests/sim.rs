@@ -50,7 +50,7 @@ fn name(s: &str) -> FileName {
 }
 
 fn content(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| ((i as u64 * 2654435761 >> 7) as u8) ^ seed).collect()
+    (0..len).map(|i| (((i as u64 * 2654435761) >> 7) as u8) ^ seed).collect()
 }
 
 impl Net {

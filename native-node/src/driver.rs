@@ -48,6 +48,9 @@ pub enum Input {
     Storage(StorageEvent),
 }
 
+/// Storage work for the blocking pool, with the event it reports, if any.
+type BlockingWork = Box<dyn FnOnce(&Store) -> Option<StorageEvent> + Send>;
+
 #[derive(Debug)]
 struct ConnHandle {
     outgoing: mpsc::UnboundedSender<Envelope>,
@@ -257,7 +260,7 @@ impl Driver {
     fn storage(&mut self, cmd: StorageCommand) {
         let store = self.store.clone();
         let inputs = self.inputs_tx.clone();
-        let blocking = move |work: Box<dyn FnOnce(&Store) -> Option<StorageEvent> + Send>| {
+        let blocking = move |work: BlockingWork| {
             tokio::task::spawn_blocking(move || {
                 if let Some(event) = work(&store) {
                     let _ = inputs.blocking_send(Input::Storage(event));
