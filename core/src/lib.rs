@@ -29,5 +29,5 @@ pub use node::{
     Config, ConnId, ConnInfo, Event, LocalFile, Millis, NetCommand, Node, StorageCommand, StorageError, StorageEvent,
     Tuning,
 };
-pub use status::Status;
+pub use status::{ChunkMap, Status};
 pub use wire::{Code, Envelope, Message, PeerAddr};

@@ -238,6 +238,8 @@ pub struct Node {
     imports: HashMap<u64, PendingImport>,
     next_import: u64,
     pending_have: Vec<HaveEntry>,
+    /// Files to fetch; `None` means every file the network has.
+    wanted: Option<BTreeSet<FileName>>,
     fetch_paused_until: Millis,
     chunks_fetched: u64,
     chunks_served: u64,
@@ -264,6 +266,7 @@ impl Node {
             imports: HashMap::new(),
             next_import: 0,
             pending_have: Vec::new(),
+            wanted: None,
             fetch_paused_until: 0,
             chunks_fetched: 0,
             chunks_served: 0,
@@ -290,6 +293,24 @@ impl Node {
         }
         state.manifest = Some(file.manifest);
         self.files.insert(file.name, state);
+    }
+
+    /// Fetches only files asked for with [`Node::request_file`] (a browser peer, whose
+    /// storage is small), instead of every file the network has.
+    pub fn fetch_on_request(&mut self) {
+        self.wanted.get_or_insert_with(BTreeSet::new);
+    }
+
+    /// Fetches `file` (with [`Node::fetch_on_request`]; otherwise everything is fetched).
+    pub fn request_file(&mut self, now: Millis, file: &FileName) {
+        if let Some(wanted) = &mut self.wanted {
+            wanted.insert(file.clone());
+        }
+        self.after_input(now);
+    }
+
+    fn wants(&self, file: &FileName) -> bool {
+        self.wanted.as_ref().is_none_or(|w| w.contains(file))
     }
 
     /// Leaves as if a trusted client had asked (for a graceful shutdown); watch
@@ -501,8 +522,9 @@ impl Node {
                 }
             },
             Message::Insert { path } => self.start_insert(conn, path),
-            Message::Query => {
-                let status = self.status();
+            Message::Query { file } => {
+                let mut status = self.status();
+                status.chunk_map = file.and_then(|f| self.chunk_map(&f));
                 self.reply(conn, Reply { status: Some(Box::new(status)), ..Reply::code(Code::Ok) });
             }
             _ => unreachable!("is_control() covers exactly these"),
@@ -794,7 +816,10 @@ impl Node {
             (Message::Manifest { file, size, digest, hashes }, Some(addr)) => {
                 self.on_manifest(&addr, file, size, digest, &hashes)
             }
-            (Message::Join | Message::Leave | Message::Insert { .. } | Message::Query | Message::Reply(_), _) => {
+            (
+                Message::Join | Message::Leave | Message::Insert { .. } | Message::Query { .. } | Message::Reply(_),
+                _,
+            ) => {
                 unreachable!("handled above")
             }
         }
@@ -1173,7 +1198,7 @@ impl Node {
         let wanted: Vec<FileName> = self
             .files
             .iter()
-            .filter(|(_, f)| f.manifest.is_none() && f.manifest_from.is_none())
+            .filter(|(n, f)| f.manifest.is_none() && f.manifest_from.is_none() && self.wants(n))
             .map(|(n, _)| n.clone())
             .collect();
         for name in wanted {
@@ -1228,7 +1253,7 @@ impl Node {
             let Some(f) = self.files.get(name) else {
                 continue;
             };
-            if f.manifest.is_none() || f.have.is_complete() || held.count() == 0 {
+            if f.manifest.is_none() || f.have.is_complete() || held.count() == 0 || !self.wants(name) {
                 continue;
             }
             self.rng ^= self.rng << 13;
@@ -1342,10 +1367,11 @@ impl Node {
         s
     }
 
-    /// How many participants hold each chunk of `name` (for chunk maps).
-    pub fn chunk_replication(&self, name: &FileName) -> Option<Vec<u32>> {
-        let f = self.files.get(name)?;
-        Some((0..f.chunk_count()).map(|i| f.replication(i)).collect())
+    /// How many participants hold each chunk of `name`, summarised for drawing.
+    pub fn chunk_map(&self, name: &FileName) -> Option<crate::status::ChunkMap> {
+        let f = self.files.get(name).filter(|f| f.is_known())?;
+        let replication: Vec<u32> = (0..f.chunk_count()).map(|i| f.replication(i)).collect();
+        Some(crate::status::ChunkMap::new(name.to_string(), &replication, |i| f.have.contains(i)))
     }
 }
 

@@ -216,7 +216,10 @@ pub enum Message {
     Insert {
         path: String,
     },
-    Query,
+    /// With a file, the status also carries that file's chunk map.
+    Query {
+        file: Option<FileName>,
+    },
     Add {
         files: Vec<FileEntry>,
     },
@@ -248,7 +251,7 @@ impl Message {
             Message::Join => Action::Join,
             Message::Leave => Action::Leave,
             Message::Insert { .. } => Action::Insert,
-            Message::Query => Action::Query,
+            Message::Query { .. } => Action::Query,
             Message::Add { .. } => Action::Add,
             Message::Remove => Action::Remove,
             Message::Files { .. } => Action::Files,
@@ -263,7 +266,7 @@ impl Message {
 
     /// Control actions come from a user's client, not a peer.
     pub fn is_control(&self) -> bool {
-        matches!(self, Message::Join | Message::Leave | Message::Insert { .. } | Message::Query)
+        matches!(self, Message::Join | Message::Leave | Message::Insert { .. } | Message::Query { .. })
     }
 }
 
@@ -662,7 +665,13 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
             let path = one_file(&mut files)?.name.filter(|p| !p.is_empty() && !p.contains('\0'));
             HeadKind::Complete(Message::Insert { path: path.ok_or_else(|| bad("Insert needs a FileName path"))? })
         }
-        Some(3) => HeadKind::Complete(Message::Query),
+        Some(3) => {
+            let file = match files.pop() {
+                Some(f) => Some(f.name()?),
+                None => None,
+            };
+            HeadKind::Complete(Message::Query { file })
+        }
         Some(4) => HeadKind::FileList { add: true },
         Some(5) => HeadKind::Complete(Message::Remove),
         Some(6) => HeadKind::FileList { add: false },
@@ -783,7 +792,8 @@ impl Envelope {
         };
         let mut body = None;
         match &self.message {
-            Message::Join | Message::Leave | Message::Query | Message::Remove => {}
+            Message::Join | Message::Leave | Message::Remove => {}
+            Message::Query { file } => head.files.extend(file.iter().map(|f| OutFile::name(f.as_str()))),
             Message::Insert { path } => head.files.push(OutFile::name(path)),
             Message::Add { files } | Message::Files { files } => {
                 body = Some(to_json(&OutFileList { files: files.iter().map(OutFile::entry).collect() }));
@@ -879,7 +889,8 @@ mod tests {
             Message::Join,
             Message::Leave,
             Message::Insert { path: "/tmp/x y.txt".into() },
-            Message::Query,
+            Message::Query { file: None },
+            Message::Query { file: Some(name("a/b")) },
             Message::Add { files: vec![entry.clone()] },
             Message::Remove,
             Message::Files {
@@ -971,13 +982,17 @@ mod tests {
         for case in cases {
             let got = decode_stream(raw_frames(&[case, br#"{"Action":3}"#]));
             assert!(matches!(got[0], Err(WireError::BadRequest(_))), "{}: {got:?}", String::from_utf8_lossy(case));
-            assert_eq!(got[1].as_ref().unwrap().message, Message::Query, "stream stays usable after {case:?}");
+            assert_eq!(
+                got[1].as_ref().unwrap().message,
+                Message::Query { file: None },
+                "stream stays usable after {case:?}"
+            );
         }
         // A refused Upload header has its body skipped.
         let header = br#"{"Action":8,"Files":[{"FileName":"..","chunks":[10,0]}]}"#;
         let got = decode_stream(raw_frames(&[header, &[0u8; 10], br#"{"Action":3}"#]));
         assert_eq!(got.len(), 2);
-        assert_eq!(got[1].as_ref().unwrap().message, Message::Query);
+        assert_eq!(got[1].as_ref().unwrap().message, Message::Query { file: None });
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl Net {
     }
 
     fn status(&mut self, m: usize) -> Status {
-        *self.ask(m, Message::Query).status.expect("Query answers a status")
+        *self.ask(m, Message::Query { file: None }).status.expect("Query answers a status")
     }
 
     fn insert(&mut self, m: usize, file: &str, data: Vec<u8>) -> Code {
@@ -426,9 +426,9 @@ fn control_error_codes() {
 #[test]
 fn control_needs_the_token_on_untrusted_connections() {
     let mut net = Net::new(1);
-    let c = net.control(0, Message::Query, false, None);
-    let d = net.control(0, Message::Query, false, Some("wrong"));
-    let e = net.control(0, Message::Query, false, Some("secret"));
+    let c = net.control(0, Message::Query { file: None }, false, None);
+    let d = net.control(0, Message::Query { file: None }, false, Some("wrong"));
+    let e = net.control(0, Message::Query { file: None }, false, Some("secret"));
     net.run();
     assert_eq!(net.clients[&(0, c)][0].code, Some(Code::BadPermission));
     assert_eq!(net.clients[&(0, d)][0].code, Some(Code::BadPermission));
@@ -599,4 +599,26 @@ fn many_files_replicate_across_many_nodes() {
         let base = file.rsplit('/').next().unwrap();
         assert_fully_replicated(&mut net, base, data, 6);
     }
+}
+
+#[test]
+fn a_peer_fetching_on_request_takes_only_what_it_asks_for() {
+    let mut net = Net::new(2);
+    net.machines[1].node.fetch_on_request();
+    net.join_all();
+    assert_eq!(net.insert(0, "wanted", content(3 * CHUNK_SIZE as usize, 8)), Code::Ok);
+    assert_eq!(net.insert(0, "other", content(2 * CHUNK_SIZE as usize, 9)), Code::Ok);
+    net.run();
+    let s = net.status(1);
+    assert_eq!((s.num_files, s.local.clone()), (2, vec![0.0, 0.0]), "it knows both, holds neither");
+    let now = net.now;
+    net.machines[1].node.request_file(now, &name("wanted"));
+    net.run();
+    assert_eq!(net.file(1, "wanted"), Some(&content(3 * CHUNK_SIZE as usize, 8)));
+    assert_eq!(net.file(1, "other"), None);
+    // The chunk map shows who holds what.
+    let conn = net.control(0, Message::Query { file: Some(name("wanted")) }, true, None);
+    net.run();
+    let map = net.clients[&(0, conn)][0].status.as_ref().unwrap().chunk_map.clone().unwrap();
+    assert_eq!((map.chunks, map.buckets, map.local), (3, vec![2, 2, 2], vec![true, true, true]));
 }

@@ -114,7 +114,7 @@ async fn watch_replication(nodes: &[String], files: usize) -> anyhow::Result<Sta
         let mut done = true;
         let mut last = Status::default();
         for node in nodes {
-            let answer = client::request(node, None, Message::Query).await?;
+            let answer = client::request(node, None, Message::Query { file: None }).await?;
             let status = *answer.reply.status.context("a Query answer carries a status")?;
             let held: u64 = status.sizes.iter().zip(&status.local).map(|(s, l)| (*s as f64 * l) as u64).sum();
             let total: u64 = status.sizes.iter().sum();

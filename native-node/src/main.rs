@@ -122,7 +122,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             finish(&answer.reply, "left the network")
         }
         Command::Query { control, json } => {
-            let answer = client::request(&control.node, control.token, Message::Query).await?;
+            let answer = client::request(&control.node, control.token, Message::Query { file: None }).await?;
             if answer.reply.code_or_ok() != Code::Ok {
                 print_error(&answer.reply);
                 return Ok(exit_status(answer.reply.code_or_ok()));

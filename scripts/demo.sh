@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Starts `torronto demo`: a local network of three nodes on loopback with sample files.
+# Installs and builds what it needs first; a second run is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --locked -p torronto-node
+exec target/release/torronto demo "$@"
