@@ -16,7 +16,7 @@ use torronto_core::{ConnId, Envelope};
 use crate::driver::Input;
 
 /// A frame's bytes must arrive within this once its length has.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads messages until the stream ends or breaks the protocol, then reports the
 /// disconnection.

@@ -182,6 +182,15 @@ impl Driver {
         let conn = self.next_conn;
         self.next_conn += 1;
         let _ = stream.set_nodelay(true);
+        // A peer that vanishes without Remove (crash, cable cut) is noticed within
+        // seconds, idle or mid-transfer, rather than after TCP's default 15 minutes.
+        let sock = socket2::SockRef::from(&stream);
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(5))
+            .with_interval(Duration::from_secs(2))
+            .with_retries(3);
+        let _ = sock.set_tcp_keepalive(&keepalive);
+        let _ = sock.set_tcp_user_timeout(Some(Duration::from_secs(15)));
         let (read, write) = stream.into_split();
         let (outgoing, queue) = mpsc::unbounded_channel();
         let reader = tokio::spawn(read_loop(conn, read, self.inputs_tx.clone())).abort_handle();

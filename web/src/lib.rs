@@ -1,0 +1,1 @@
+//! torronto-web: the browser app (work in progress).

@@ -1,0 +1,1 @@
+//! torronto-ws-bridge: protocol frames over WebSockets (work in progress).
