@@ -19,7 +19,7 @@
 //! - [`random_file`], [`sha256_file`], [`sha256_hex`]: test data.
 //!
 //! Set `TORRONTO_KEEP=1` to keep the folders and logs of a failed test (their path is printed).
-//! Nodes log with `RUST_LOG` if set, else `info`; the control client runs without `RUST_LOG`
+//! Nodes log with `RUST_LOG` if set, else `info` (and `NO_COLOR=1`); the control client runs without `RUST_LOG`
 //! so that its stderr holds only its own messages.
 
 use std::cell::RefCell;
@@ -481,6 +481,7 @@ impl TestNode {
         let child = Command::new(bin())
             .args(&args)
             .env("RUST_LOG", rust_log)
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
