@@ -1,1 +1,40 @@
-//! torronto-web: the browser app (work in progress).
+//! torronto-web: the browser app, a control panel for any node and a lightweight peer.
+//!
+//! Built for `wasm32-unknown-unknown` only, by `scripts/build-web.sh` (profile `web`,
+//! then `wasm-bindgen --target web` into `web/dist`, which a node's `--ws` listener
+//! serves at `/`). `web/static/` holds `index.html` and the CSS.
+//!
+//! Layout, one idea per module:
+//! - [`util`]: the clock core is driven by, randomness, readable numbers;
+//! - [`socket`]: a WebSocket carrying protocol frames (text = header, binary = body),
+//!   decoded by core's `MessageReader`;
+//! - [`store`]: IndexedDB (`files` = manifests, `chunks` = verified chunk bytes);
+//! - [`engine`]: the page's own `torronto_core::Node` (identity `browser-<random>`,
+//!   port 0, fetching only what the user asks for) driven by peer sockets, the store
+//!   and timers — the wasm twin of native-node's driver, with no protocol logic of
+//!   its own;
+//! - [`control`]: a control session to one node (Join, Leave, Insert, Query polled
+//!   twice a second, replies matched to requests);
+//! - `ui`: yew components. `App` provides the engine through a context and lists the
+//!   watched nodes; `NodePanel` opens its control session in an effect and renders the
+//!   node's status, file table and chunk map; `BrowserPeer` renders the page's peer.
+//!   Components only render state and send intents.
+//!
+//! Each watched node gets two WebSockets: the control session, and — once the node
+//! has joined — a peer session the page's node treats as a connection it dialled, so
+//! the page announces its chunks, serves them and counts in the nodes' replication.
+
+pub mod control;
+pub mod engine;
+pub mod socket;
+pub mod store;
+mod ui;
+pub mod util;
+
+use wasm_bindgen::prelude::*;
+
+/// Entry point, called by the wasm-bindgen glue when the module loads.
+#[wasm_bindgen(start)]
+pub fn start() {
+    yew::Renderer::<ui::App>::new().render();
+}

@@ -1,0 +1,228 @@
+//! A control session: one WebSocket to a node on which the panel sends Join, Leave,
+//! Insert and Query with the node's token, polling Query about twice a second.
+//!
+//! Replies are not tagged with a request, so they are matched as the protocol allows:
+//! a reply carrying a status answers a Query; any other reply answers the oldest
+//! Join/Leave/Insert still waiting (the panel sends at most one of those at a time,
+//! since Join and Leave may take seconds while Queries keep being answered).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+
+use gloo_timers::callback::{Interval, Timeout};
+use torronto_core::{Code, Envelope, FileName, Message, Status};
+use yew::Callback;
+
+use crate::socket::{Socket, SocketEvent};
+use crate::util::now_ms;
+
+const POLL_MS: u32 = 500;
+/// A Query unanswered this long is given up, so polling never stalls for good.
+const QUERY_TIMEOUT_MS: u64 = 5_000;
+const RETRY_MIN_MS: u32 = 1_000;
+const RETRY_MAX_MS: u32 = 10_000;
+
+/// What the panel hears from a control session.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ControlEvent {
+    Connecting,
+    Open,
+    Status(Rc<Status>),
+    /// An action went out and awaits its reply.
+    Sent(&'static str),
+    Reply {
+        action: &'static str,
+        code: Code,
+        reason: Option<String>,
+        unconfirmed: Option<u64>,
+    },
+    /// The socket closed; another attempt follows after `retry_ms`.
+    Closed {
+        reason: String,
+        retry_ms: u32,
+    },
+}
+
+struct Inner {
+    url: String,
+    token: Option<String>,
+    socket: Option<Socket>,
+    open: bool,
+    pending: VecDeque<&'static str>,
+    query_sent: Option<u64>,
+    chunk_file: Option<FileName>,
+    on_event: Callback<ControlEvent>,
+    weak: Weak<RefCell<Inner>>,
+    _poll: Option<Interval>,
+    retry: Option<Timeout>,
+    backoff: u32,
+}
+
+/// A control session; dropping it closes the socket and stops polling.
+pub struct ControlSession {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl std::fmt::Debug for ControlSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlSession").field("url", &self.inner.borrow().url).finish()
+    }
+}
+
+impl ControlSession {
+    /// Connects to `url` and keeps reconnecting; every event goes to `on_event`.
+    pub fn open(url: &str, token: &str, on_event: Callback<ControlEvent>) -> ControlSession {
+        let token = Some(token.trim().to_string()).filter(|t| !t.is_empty());
+        let inner = Rc::new_cyclic(|weak: &Weak<RefCell<Inner>>| {
+            let w = weak.clone();
+            let poll = Interval::new(POLL_MS, move || {
+                if let Some(inner) = w.upgrade() {
+                    inner.borrow_mut().poll();
+                }
+            });
+            RefCell::new(Inner {
+                url: url.to_string(),
+                token,
+                socket: None,
+                open: false,
+                pending: VecDeque::new(),
+                query_sent: None,
+                chunk_file: None,
+                on_event,
+                weak: weak.clone(),
+                _poll: Some(poll),
+                retry: None,
+                backoff: RETRY_MIN_MS,
+            })
+        });
+        Inner::connect(&inner);
+        ControlSession { inner }
+    }
+
+    /// Sends Join, Leave or Insert; false if the session is not open.
+    pub fn act(&self, message: Message) -> bool {
+        let name = match &message {
+            Message::Join => "Join",
+            Message::Leave => "Leave",
+            Message::Insert { .. } => "Insert",
+            _ => return false,
+        };
+        let sent = {
+            let mut inner = self.inner.borrow_mut();
+            inner.open && inner.send(message) && {
+                inner.pending.push_back(name);
+                true
+            }
+        };
+        if sent {
+            let cb = self.inner.borrow().on_event.clone();
+            cb.emit(ControlEvent::Sent(name));
+        }
+        sent
+    }
+
+    /// Chooses the file whose chunk map Queries ask for, and asks now.
+    pub fn show_chunks_of(&self, file: Option<String>) {
+        let mut inner = self.inner.borrow_mut();
+        inner.chunk_file = file.and_then(|f| FileName::new(&f).ok());
+        inner.query_sent = None;
+        inner.poll();
+    }
+}
+
+impl Inner {
+    fn connect(this: &Rc<RefCell<Inner>>) {
+        let (url, on_event) = {
+            let i = this.borrow();
+            (i.url.clone(), i.on_event.clone())
+        };
+        on_event.emit(ControlEvent::Connecting);
+        let weak = Rc::downgrade(this);
+        let opened = Socket::open(&url, move |event| {
+            let Some(inner) = weak.upgrade() else { return };
+            // Decide under the borrow, tell the panel after it: the panel may re-render
+            // at once and call back into this session.
+            let out = inner.borrow_mut().on_socket(event);
+            if let Some(ev) = out {
+                let cb = inner.borrow().on_event.clone();
+                cb.emit(ev);
+            }
+        });
+        match opened {
+            Ok(socket) => this.borrow_mut().socket = Some(socket),
+            Err(reason) => {
+                let ev = this.borrow_mut().closed(reason);
+                on_event.emit(ev);
+            }
+        }
+    }
+
+    fn on_socket(&mut self, event: SocketEvent) -> Option<ControlEvent> {
+        match event {
+            SocketEvent::Open => {
+                self.open = true;
+                self.backoff = RETRY_MIN_MS;
+                self.query_sent = None;
+                self.poll();
+                Some(ControlEvent::Open)
+            }
+            SocketEvent::Message(Envelope { message: Message::Reply(reply), .. }) => {
+                let code = reply.code_or_ok();
+                if let Some(status) = reply.status {
+                    self.query_sent = None;
+                    return Some(ControlEvent::Status(Rc::new(*status)));
+                }
+                let action = match self.pending.pop_front() {
+                    Some(action) => action,
+                    None => {
+                        self.query_sent = None;
+                        "Query"
+                    }
+                };
+                Some(ControlEvent::Reply { action, code, reason: reply.reason, unconfirmed: reply.unconfirmed })
+            }
+            // Nothing else is meant for a control session.
+            SocketEvent::Message(_) | SocketEvent::Malformed(_) => None,
+            SocketEvent::Closed(reason) => Some(self.closed(reason)),
+        }
+    }
+
+    fn closed(&mut self, reason: String) -> ControlEvent {
+        self.socket = None;
+        self.open = false;
+        self.query_sent = None;
+        let retry_ms = self.backoff;
+        self.backoff = (self.backoff * 2).min(RETRY_MAX_MS);
+        // Unanswered actions are lost with the connection; say so rather than wait.
+        let lost = self.pending.len();
+        self.pending.clear();
+        let weak = self.weak.clone();
+        self.retry = Some(Timeout::new(retry_ms, move || {
+            if let Some(inner) = weak.upgrade() {
+                Inner::connect(&inner);
+            }
+        }));
+        let reason = if lost > 0 { format!("{reason}; {lost} action(s) went unanswered") } else { reason };
+        ControlEvent::Closed { reason, retry_ms }
+    }
+
+    fn poll(&mut self) {
+        if !self.open {
+            return;
+        }
+        let now = now_ms();
+        if self.query_sent.is_some_and(|t| now < t + QUERY_TIMEOUT_MS) {
+            return;
+        }
+        let file = self.chunk_file.clone();
+        if self.send(Message::Query { file }) {
+            self.query_sent = Some(now);
+        }
+    }
+
+    fn send(&mut self, message: Message) -> bool {
+        let envelope = Envelope { from: None, token: self.token.clone(), message };
+        self.socket.as_ref().is_some_and(|s| s.send(&envelope).is_ok())
+    }
+}

@@ -1,0 +1,84 @@
+//! Small presentational pieces shared by the panels.
+
+use torronto_core::Code;
+use yew::prelude::*;
+
+/// What a reply code means for the person at the panel, and what to do about it.
+pub fn advice(code: Code, action: &str) -> &'static str {
+    match (code, action) {
+        (Code::Ok, _) => "Done.",
+        (Code::Connected, _) => "This node has already joined the network; nothing to do.",
+        (Code::Disconnected, "Leave") => "This node is not joined (or is already leaving); nothing to do.",
+        (Code::Disconnected, _) => "This node has not joined the network: press Join first.",
+        (Code::FileExists, _) => {
+            "A file of that name is already in the network (or being inserted): rename the file and insert it again."
+        }
+        (Code::FileMissing, _) => {
+            "No readable regular file at that path on the node's machine: check the path (it is a path on the node's computer, not on this one)."
+        }
+        (Code::BadPermission, "Insert") => {
+            "The node may not read that file, or the token was refused: check the file's permissions and the token."
+        }
+        (Code::BadPermission, _) => {
+            "The node refused the token: open the control-panel address the node printed (it ends in #token=…) or paste that token, and connect again."
+        }
+        (Code::BadRequest, _) => "The node could not accept the request as sent: check the path or file name.",
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct BarProps {
+    /// 0.0 to 1.0.
+    pub value: f64,
+    #[prop_or_default]
+    pub label: AttrValue,
+}
+
+/// A progress bar with its label on top.
+#[function_component]
+pub fn Bar(props: &BarProps) -> Html {
+    let pct = (props.value.clamp(0.0, 1.0) * 100.0).floor();
+    let done = props.value >= 1.0;
+    html! {
+        <div class={classes!("bar", done.then_some("done"))} role="progressbar"
+             aria-valuenow={pct.to_string()} aria-valuemin="0" aria-valuemax="100">
+            <div class="fill" style={format!("width: {pct}%")}></div>
+            <span>{ props.label.clone() }</span>
+        </div>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct ReplyProps {
+    pub action: AttrValue,
+    pub code: Code,
+    #[prop_or_default]
+    pub reason: Option<AttrValue>,
+    #[prop_or_default]
+    pub extra: Option<AttrValue>,
+}
+
+/// A reply code by name, with what it means and what to do.
+#[function_component]
+pub fn ReplyNotice(props: &ReplyProps) -> Html {
+    let ok = props.code == Code::Ok;
+    html! {
+        <div class={classes!("notice", if ok { "ok" } else { "err" })} data-code={props.code.name()}>
+            <strong>{ format!("{}: {}", props.action, props.code.name()) }</strong>
+            <span>{ advice(props.code, &props.action) }</span>
+            if let Some(reason) = &props.reason { <span class="reason">{ reason.clone() }</span> }
+            if let Some(extra) = &props.extra { <span class="reason">{ extra.clone() }</span> }
+        </div>
+    }
+}
+
+/// The colour class of a replication level in chunk maps and tables.
+pub fn level_class(replication: u32) -> &'static str {
+    match replication {
+        0 => "r0",
+        1 => "r1",
+        2 => "r2",
+        3 => "r3",
+        _ => "r4",
+    }
+}

@@ -1,0 +1,67 @@
+//! Small browser helpers: the clock core is driven by, randomness, readable numbers.
+
+use wasm_bindgen::{JsCast, JsValue};
+
+/// Milliseconds since the page loaded (`performance.now()`), the clock core is given.
+pub fn now_ms() -> u64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now() as u64).unwrap_or(0)
+}
+
+/// `n` random hex digits (identity and seeds only; nothing here needs a CSPRNG).
+pub fn random_hex(n: usize) -> String {
+    (0..n).map(|_| char::from_digit((js_sys::Math::random() * 16.0) as u32 % 16, 16).unwrap_or('0')).collect()
+}
+
+pub fn random_u64() -> u64 {
+    let hi = (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    let lo = (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    (hi << 32) | lo
+}
+
+/// A JS exception or error event as one readable line.
+pub fn js_error(v: &JsValue) -> String {
+    if let Some(e) = v.dyn_ref::<js_sys::Error>() {
+        return String::from(e.message());
+    }
+    if let Some(e) = v.dyn_ref::<web_sys::DomException>() {
+        return format!("{}: {}", e.name(), e.message());
+    }
+    v.as_string().unwrap_or_else(|| format!("{v:?}"))
+}
+
+/// `1.5 MiB`, `812 KiB`, `17 B`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{n} B"),
+        _ if v >= 100.0 => format!("{v:.0} {}", UNITS[unit]),
+        _ => format!("{v:.1} {}", UNITS[unit]),
+    }
+}
+
+/// A fraction as a percentage that never rounds up to 100% before it is complete.
+pub fn percent(f: f64) -> String {
+    if f >= 1.0 {
+        return "100%".into();
+    }
+    if f <= 0.0 {
+        return "0%".into();
+    }
+    let tenths = (f * 1000.0).floor() / 10.0;
+    if tenths == tenths.floor() {
+        format!("{tenths:.0}%")
+    } else {
+        format!("{tenths:.1}%")
+    }
+}
+
+/// A transfer rate, `42.0 MiB/s`.
+pub fn rate(bytes_per_s: f64) -> String {
+    format!("{}/s", bytes(bytes_per_s.max(0.0) as u64))
+}
