@@ -1,45 +1,33 @@
-//! One TCP connection: a reader task turning frames into messages for the driver,
-//! and a writer task encoding the driver's messages into frames.
+//! One connection, TCP or WebSocket: a reader task turning frames into messages for
+//! the driver, and a writer task encoding the driver's messages into frames.
 //!
-//! Decoding happens here, on the connection's own task, so the driver only sees
-//! typed messages; the size limits come from `torronto_core::wire` and are checked
-//! before a frame's bytes are read.
+//! Both transports go through `torronto_ws_bridge::frames` (the frame stream and the
+//! decoder around core's `MessageReader`), so the size limits, the decoding and the
+//! [`Input`]s the driver sees are the same whichever way a peer came in. Decoding
+//! happens here, on the connection's own task, so the driver only sees typed messages.
 
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use torronto_core::wire::{frame_prefix, MessageReader, WireError, FRAME_PREFIX_LEN};
 use torronto_core::{ConnId, Envelope};
+use torronto_ws_bridge::frames::{write_encoded, Decoder, FrameRead, FrameWrite, Incoming};
 
 use crate::driver::Input;
 
-/// A frame's bytes must arrive within this once its length has.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Reads messages until the stream ends or breaks the protocol, then reports the
 /// disconnection.
-pub async fn read_loop(conn: ConnId, stream: impl AsyncRead + Unpin, inputs: mpsc::Sender<Input>) {
-    let mut stream = BufReader::with_capacity(256 * 1024, stream);
-    let mut reader = MessageReader::new();
+pub async fn read_loop(conn: ConnId, frames: impl FrameRead, inputs: mpsc::Sender<Input>) {
+    let mut decoder = Decoder::new(frames);
     loop {
-        let frame = match read_frame(&mut stream, reader.frame_limit()).await {
-            Ok(Some(frame)) => frame,
+        let input = match decoder.next().await {
+            Ok(Some(Incoming::Message(envelope))) => Input::Message { conn, envelope },
+            Ok(Some(Incoming::Malformed(reason))) => Input::Malformed { conn, reason },
             Ok(None) => break,
             Err(e) => {
                 tracing::debug!(conn, "closing connection: {e}");
                 break;
             }
-        };
-        let input = match reader.push_frame(frame.freeze()) {
-            Ok(Some(envelope)) => Input::Message { conn, envelope },
-            Ok(None) => continue,
-            Err(e) if e.is_fatal() => {
-                tracing::debug!(conn, "closing connection: {e}");
-                break;
-            }
-            Err(e) => Input::Malformed { conn, reason: e.to_string() },
         };
         if inputs.send(input).await.is_err() {
             return;
@@ -48,52 +36,34 @@ pub async fn read_loop(conn: ConnId, stream: impl AsyncRead + Unpin, inputs: mps
     let _ = inputs.send(Input::Disconnected { conn }).await;
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ReadError {
-    #[error(transparent)]
-    Wire(#[from] WireError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    #[error("frame body did not arrive within {BODY_TIMEOUT:?}")]
-    Timeout,
-}
-
-/// One frame, or `None` at a clean end of stream.
-async fn read_frame(stream: &mut (impl AsyncRead + Unpin), limit: usize) -> Result<Option<BytesMut>, ReadError> {
-    let mut prefix = [0u8; FRAME_PREFIX_LEN];
-    match stream.read_exact(&mut prefix).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_be_bytes(prefix) as usize;
-    if len > limit {
-        return Err(WireError::FrameTooLong { len: len as u64, limit }.into());
-    }
-    let mut frame = BytesMut::zeroed(len);
-    tokio::time::timeout(BODY_TIMEOUT, stream.read_exact(&mut frame)).await.map_err(|_| ReadError::Timeout)??;
-    Ok(Some(frame))
-}
-
 /// Writes what the driver sends until it drops the sender (a Close) or the peer
 /// goes away; flushes whenever the queue runs dry.
-pub async fn write_loop(stream: impl AsyncWrite + Unpin, mut outgoing: mpsc::UnboundedReceiver<Envelope>) {
-    let mut stream = BufWriter::with_capacity(256 * 1024, stream);
+pub async fn write_loop(mut frames: impl FrameWrite, mut outgoing: mpsc::UnboundedReceiver<Envelope>) {
     while let Some(first) = outgoing.recv().await {
         let mut next = Some(first);
         while let Some(envelope) = next {
-            let encoded = envelope.encode();
-            for frame in encoded.frames() {
-                if stream.write_all(&frame_prefix(frame.len())).await.is_err() || stream.write_all(frame).await.is_err()
-                {
-                    return;
-                }
+            if write_encoded(&mut frames, &envelope.encode()).await.is_err() {
+                return;
             }
             next = outgoing.try_recv().ok();
         }
-        if stream.flush().await.is_err() {
+        if frames.flush().await.is_err() {
             return;
         }
     }
-    let _ = stream.shutdown().await;
+    let _ = frames.close().await;
+}
+
+/// Socket options every connection gets, TCP peers and WebSocket sessions alike.
+pub fn tune(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    // A peer that vanishes without Remove (crash, cable cut) is noticed within
+    // seconds, idle or mid-transfer, rather than after TCP's default 15 minutes.
+    let sock = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(5))
+        .with_interval(Duration::from_secs(2))
+        .with_retries(3);
+    let _ = sock.set_tcp_keepalive(&keepalive);
+    let _ = sock.set_tcp_user_timeout(Some(Duration::from_secs(15)));
 }

@@ -9,6 +9,10 @@ use torronto_core::{Code, Message, PeerAddr, Status};
 
 use crate::client::{self, format_status, human_size};
 use crate::driver::{Driver, NodeOptions};
+use crate::web::{default_web_root, WebOptions};
+
+/// Where node 1 serves the control panel, when the port is free.
+const PANEL_PORT: u16 = 8001;
 
 /// Starts `count` nodes, joins them, inserts sample files and shows them spreading;
 /// then runs until Ctrl-C (or returns at once with `once`, for tests).
@@ -26,11 +30,18 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     let mut dirs = Vec::new();
+    let mut panel = None;
     for (i, addr) in addrs.iter().enumerate() {
         let dir = root.join(format!("node-{}", i + 1));
+        // Node 1 serves the control panel; any port will do if the usual one is taken.
+        let web = (i == 0).then(|| {
+            let port = if port_free(PANEL_PORT) { PANEL_PORT } else { 0 };
+            WebOptions { listen: PeerAddr::new("127.0.0.1", port), root: default_web_root(), allow_origins: Vec::new() }
+        });
         let options =
-            NodeOptions { listen: addr.clone(), dir: dir.clone(), peers: addrs.clone(), join: false, token: None };
+            NodeOptions { listen: addr.clone(), dir: dir.clone(), peers: addrs.clone(), join: false, token: None, web };
         let driver = Driver::bind(options).await?;
+        panel = panel.or_else(|| driver.panel_url());
         dirs.push(dir);
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move { driver.run(stop.cancelled_owned()).await }));
@@ -45,6 +56,9 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
         expect_ok(&nodes[i % nodes.len()], Message::Insert { path }).await?;
     }
     println!("torronto demo: {count} nodes joined on {}", nodes.join(", "));
+    if let Some(url) = &panel {
+        println!("control panel: {url}");
+    }
     let status = watch_replication(&nodes, samples.len()).await?;
     print!("\n{}", format_status(&status));
     if once {
@@ -53,6 +67,9 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             t.await??;
         }
         return Ok(());
+    }
+    if let Some(url) = &panel {
+        println!("\nopen the control panel (node {}): {url}", nodes[0]);
     }
     println!("\nfolders:");
     for d in &dirs {
@@ -76,13 +93,16 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
 /// `base_port` and the ports after it when they are free, else ports the system picks.
 fn pick_ports(count: usize, base_port: u16) -> anyhow::Result<Vec<u16>> {
     let wanted: Vec<u16> = (0..count as u16).filter_map(|i| base_port.checked_add(i)).collect();
-    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    if wanted.len() == count && wanted.iter().all(|&p| free(p)) {
+    if wanted.len() == count && wanted.iter().all(|&p| port_free(p)) {
         return Ok(wanted);
     }
     let listeners: Vec<std::net::TcpListener> =
         (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
     Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?)
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 fn write_samples(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {

@@ -1,6 +1,7 @@
 //! The event loop that drives one `torronto_core::Node` with tokio, TCP and the disk.
 //!
-//! One task owns the node. Connection tasks decode frames and send it [`Input`]s;
+//! One task owns the node. Connection tasks (TCP peers, and WebSocket sessions from
+//! the `--ws` listener of [`crate::web`]) decode frames and send it [`Input`]s;
 //! blocking tasks do file I/O and hashing and send their results back the same way.
 //! After each batch of inputs the loop drains the node's outputs: messages go to the
 //! connections' writer tasks, storage commands to the blocking pool.
@@ -18,10 +19,15 @@ use torronto_core::{
     Config, ConnId, ConnInfo, Envelope, Event, Millis, NetCommand, Node, PeerAddr, StorageCommand, StorageEvent, Tuning,
 };
 
-use crate::connection::{read_loop, write_loop};
-use crate::store::{io_error, read_chunk, write_chunk, Store};
+use torronto_ws_bridge::frames::{FrameRead, FrameWrite, TcpFrameReader, TcpFrameWriter};
+use torronto_ws_bridge::WsSession;
 
-/// Connections beyond this are refused at accept, so a flood cannot exhaust memory.
+use crate::connection::{read_loop, tune, write_loop};
+use crate::store::{io_error, read_chunk, write_chunk, Store};
+use crate::web::{panel_url, WebListener, WebOptions};
+
+/// Connections (TCP and WebSocket together) beyond this are refused at accept, so a
+/// flood cannot exhaust memory.
 const MAX_CONNECTIONS: usize = 1024;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a graceful shutdown may spend leaving the network.
@@ -36,15 +42,30 @@ pub struct NodeOptions {
     pub peers: Vec<PeerAddr>,
     pub join: bool,
     pub token: Option<String>,
+    /// Serve the control panel and the WebSocket endpoint (`--ws`).
+    pub web: Option<WebOptions>,
 }
 
 /// What the node's tasks tell the loop.
 #[derive(Debug)]
 pub enum Input {
-    Dialed { addr: PeerAddr, result: std::io::Result<TcpStream> },
-    Message { conn: ConnId, envelope: Envelope },
-    Malformed { conn: ConnId, reason: String },
-    Disconnected { conn: ConnId },
+    Dialed {
+        addr: PeerAddr,
+        result: std::io::Result<TcpStream>,
+    },
+    /// A browser (or other WebSocket client) finished the handshake on `--ws`.
+    WebSocket(Box<WsSession>),
+    Message {
+        conn: ConnId,
+        envelope: Envelope,
+    },
+    Malformed {
+        conn: ConnId,
+        reason: String,
+    },
+    Disconnected {
+        conn: ConnId,
+    },
     Storage(StorageEvent),
 }
 
@@ -63,6 +84,8 @@ pub struct Driver {
     node: Node,
     store: Store,
     listener: TcpListener,
+    web: Option<WebListener>,
+    web_addr: Option<PeerAddr>,
     conns: HashMap<ConnId, ConnHandle>,
     inputs_tx: mpsc::Sender<Input>,
     inputs: mpsc::Receiver<Input>,
@@ -80,6 +103,11 @@ impl Driver {
         let listener = TcpListener::bind((opts.listen.host.as_str(), opts.listen.port))
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
+        let web = match opts.web {
+            Some(web) => Some(WebListener::bind(web).await?),
+            None => None,
+        };
+        let web_addr = web.as_ref().map(|w| w.addr().clone());
         let mut me = opts.listen.clone();
         me.port = listener.local_addr()?.port();
         let mut node = Node::new(Config {
@@ -102,7 +130,19 @@ impl Driver {
         if opts.join {
             node.join(0);
         }
-        Ok(Self { node, store, listener, conns: HashMap::new(), inputs_tx, inputs, next_conn: 1, start, token })
+        Ok(Self {
+            node,
+            store,
+            listener,
+            web,
+            web_addr,
+            conns: HashMap::new(),
+            inputs_tx,
+            inputs,
+            next_conn: 1,
+            start,
+            token,
+        })
     }
 
     pub fn addr(&self) -> &PeerAddr {
@@ -117,9 +157,22 @@ impl Driver {
         self.store.dir()
     }
 
+    /// Where `--ws` serves, with the port actually bound.
+    pub fn web_addr(&self) -> Option<&PeerAddr> {
+        self.web_addr.as_ref()
+    }
+
+    /// The control panel's URL, token included, when `--ws` is on.
+    pub fn panel_url(&self) -> Option<String> {
+        self.web_addr.as_ref().map(|a| panel_url(a, &self.token))
+    }
+
     /// Runs until `shutdown` completes; then leaves the network gracefully if joined.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
+        // The web listener runs beside the loop: handshakes and file answers take
+        // round trips the node should not wait for; finished sessions come as inputs.
+        let web = self.web.take().map(|w| tokio::spawn(w.serve(self.inputs_tx.clone())).abort_handle());
         let mut leave_deadline: Option<Instant> = None;
         self.drain_outputs();
         loop {
@@ -151,7 +204,7 @@ impl Driver {
                 }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, from)) if self.conns.len() < MAX_CONNECTIONS => {
-                        self.register(stream, ConnInfo { dialed: None, trusted: from.ip().is_loopback() });
+                        self.register_tcp(stream, ConnInfo { dialed: None, trusted: from.ip().is_loopback() });
                     }
                     Ok((_, from)) => tracing::warn!("refusing connection from {from}: {MAX_CONNECTIONS} already open"),
                     Err(e) => {
@@ -168,6 +221,9 @@ impl Driver {
                 }
             }
         }
+        if let Some(web) = web {
+            web.abort();
+        }
         // Let writer tasks flush what the node said last (Remove, above all).
         self.conns.clear();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -178,23 +234,19 @@ impl Driver {
         self.start.elapsed().as_millis() as Millis
     }
 
-    fn register(&mut self, stream: TcpStream, info: ConnInfo) {
+    fn register_tcp(&mut self, stream: TcpStream, info: ConnInfo) {
+        tune(&stream);
+        let (read, write) = stream.into_split();
+        self.register(TcpFrameReader::new(read), TcpFrameWriter::new(write), info);
+    }
+
+    /// Starts a connection's reader and writer tasks, whatever the transport.
+    fn register(&mut self, frames_in: impl FrameRead + 'static, frames_out: impl FrameWrite + 'static, info: ConnInfo) {
         let conn = self.next_conn;
         self.next_conn += 1;
-        let _ = stream.set_nodelay(true);
-        // A peer that vanishes without Remove (crash, cable cut) is noticed within
-        // seconds, idle or mid-transfer, rather than after TCP's default 15 minutes.
-        let sock = socket2::SockRef::from(&stream);
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(Duration::from_secs(5))
-            .with_interval(Duration::from_secs(2))
-            .with_retries(3);
-        let _ = sock.set_tcp_keepalive(&keepalive);
-        let _ = sock.set_tcp_user_timeout(Some(Duration::from_secs(15)));
-        let (read, write) = stream.into_split();
         let (outgoing, queue) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_loop(conn, read, self.inputs_tx.clone())).abort_handle();
-        tokio::spawn(write_loop(write, queue));
+        let reader = tokio::spawn(read_loop(conn, frames_in, self.inputs_tx.clone())).abort_handle();
+        tokio::spawn(write_loop(frames_out, queue));
         self.conns.insert(conn, ConnHandle { outgoing, reader });
         self.node.handle_connected(self.now(), conn, info);
     }
@@ -203,7 +255,16 @@ impl Driver {
         let now = self.now();
         match input {
             Input::Dialed { addr, result: Ok(stream) } => {
-                self.register(stream, ConnInfo { dialed: Some(addr), trusted: false })
+                self.register_tcp(stream, ConnInfo { dialed: Some(addr), trusted: false })
+            }
+            // A WebSocket session is never trusted: any web page can reach loopback,
+            // so control actions need the token (the Origin check came first).
+            Input::WebSocket(session) if self.conns.len() < MAX_CONNECTIONS => {
+                let (frames_in, frames_out) = torronto_ws_bridge::split(*session);
+                self.register(frames_in, frames_out, ConnInfo { dialed: None, trusted: false });
+            }
+            Input::WebSocket(_) => {
+                tracing::warn!("refusing a WebSocket session: {MAX_CONNECTIONS} connections already open")
             }
             Input::Dialed { addr, result: Err(e) } => {
                 tracing::debug!("cannot reach {addr}: {e}");

@@ -3,7 +3,9 @@
 //! Layout (after tokio's mini-redis):
 //! - [`driver`]: the event loop owning one `core::Node`: accepts and dials TCP
 //!   connections, runs storage on the blocking pool, feeds results back;
-//! - [`connection`]: per-connection reader and writer tasks (frames ⇄ messages);
+//! - [`connection`]: per-connection reader and writer tasks (frames ⇄ messages), for
+//!   TCP and WebSocket alike (the frame stream comes from `torronto-ws-bridge`);
+//! - [`web`]: the `--ws` listener: the built web app and the WebSocket endpoint;
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests);
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
 //! - [`peers_file`]: the peers file format;
@@ -15,6 +17,7 @@ pub mod demo;
 pub mod driver;
 pub mod peers_file;
 pub mod store;
+pub mod web;
 
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use torronto_core::{Code, Message, PeerAddr};
 use torronto_node::client::{self, exit_status, format_status, print_error};
 use torronto_node::driver::{Driver, NodeOptions};
+use torronto_node::web::{self, WebOptions};
 use torronto_node::{demo, peers_file, shutdown_signal};
 
 #[derive(Parser, Debug)]
@@ -40,6 +41,17 @@ enum Command {
         /// kept in DIR/.torronto/token).
         #[arg(long, env = "TORRONTO_TOKEN")]
         token: Option<String>,
+        /// Also serve the control panel (http://HOST:PORT/) and the WebSocket endpoint
+        /// (ws://HOST:PORT/ws) on this address.
+        #[arg(long)]
+        ws: Option<PeerAddr>,
+        /// The built web app served with --ws (scripts/build-web.sh builds it).
+        #[arg(long, default_value_os_t = web::default_web_root())]
+        web_root: PathBuf,
+        /// A further origin whose pages may open WebSocket sessions (repeatable), e.g.
+        /// http://panel.example:8000; the --ws address itself is always allowed.
+        #[arg(long = "allow-origin")]
+        allow_origin: Vec<String>,
     },
     /// Tell a node to join the network.
     Join(Control),
@@ -97,19 +109,23 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Node { listen, dir, peers, join, token } => {
+        Command::Node { listen, dir, peers, join, token, ws, web_root, allow_origin } => {
             init_logs();
             let peers = match peers {
                 Some(path) => peers_file::read(&path)?,
                 None => Vec::new(),
             };
-            let driver = Driver::bind(NodeOptions { listen, dir, peers, join, token }).await?;
+            let web = ws.map(|listen| WebOptions { listen, root: web_root, allow_origins: allow_origin });
+            let driver = Driver::bind(NodeOptions { listen, dir, peers, join, token, web }).await?;
             println!(
                 "torronto node {} ready · folder {} · control token in {}",
                 driver.addr(),
                 driver.dir().display(),
                 driver.dir().join(".torronto/token").display()
             );
+            if let Some(url) = driver.panel_url() {
+                println!("control panel: {url}");
+            }
             driver.run(shutdown_signal()).await?;
             Ok(0)
         }

@@ -22,6 +22,9 @@
 //! Nodes log with `RUST_LOG` if set, else `info` (and `NO_COLOR=1`); the control client runs without `RUST_LOG`
 //! so that its stderr holds only its own messages.
 
+pub mod raw;
+pub mod sys;
+
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs;
@@ -443,6 +446,11 @@ impl TestNode {
     /// Sets `--token` for the node.
     pub fn set_token(&mut self, token: Option<&str>) {
         self.token = token.map(str::to_string);
+    }
+
+    /// The process id of the running node, if started.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -1,0 +1,327 @@
+//! The state machine fed arbitrary sequences of connections, messages (all passed
+//! through the real decoder first, so only what the wire accepts reaches it), storage
+//! answers (successes and failures, in any order) and time. It must never panic, and
+//! its status must stay self-consistent after every step.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use bytes::{Bytes, BytesMut};
+use libfuzzer_sys::fuzz_target;
+use torronto_core::layout::{chunk_count, chunk_range};
+use torronto_core::wire::{ChunkRef, FileEntry, FileRef, FrameDecoder, HaveEntry, MessageReader, Reply};
+use torronto_core::{
+    ChunkSet, Code, Config, ConnInfo, Digest, Envelope, FileName, LocalFile, Manifest, ManifestBuilder, Message,
+    NetCommand, Node, PeerAddr, StorageCommand, StorageError, StorageEvent, Tuning,
+};
+
+const NAMES: [&str; 3] = ["a", "b", "dir/c"];
+const SIZES: [u64; 5] = [0, 1, 65_536, 65_537, 200_000];
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    join: bool,
+    ops: Vec<Op>,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Connect { conn: u8, dialed: Option<u8>, trusted: bool },
+    Disconnect { conn: u8 },
+    DialFailed { peer: u8 },
+    Raw { conn: u8, frames: Vec<Vec<u8>> },
+    Msg { conn: u8, from: Option<u8>, msg: FMsg },
+    Storage { pick: u8, ok: bool },
+    Tick { ms: u16 },
+}
+
+#[derive(Arbitrary, Debug)]
+struct FFile {
+    name: u8,
+    size: u8,
+    /// 0 and 1: two real contents; anything else: a digest that matches nothing.
+    seed: u8,
+}
+
+#[derive(Arbitrary, Debug)]
+enum FMsg {
+    Join,
+    Leave,
+    Query { file: Option<u8> },
+    Insert { name: u8 },
+    Add { files: Vec<(FFile, Vec<u32>)> },
+    Files { files: Vec<(FFile, Vec<u32>)> },
+    Remove,
+    Download { file: FFile, index: u32 },
+    Upload { file: FFile, index: u32, good: bool },
+    Have { entries: Vec<(FFile, u32, bool)> },
+    GetManifest { name: u8 },
+    Manifest { file: FFile, good: bool },
+    Reply { code: u8, about: Option<(u8, Option<(u8, u32)>)> },
+}
+
+fn content(size: u64, seed: u8) -> Vec<u8> {
+    (0..size).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed.wrapping_mul(17)) ^ (i >> 9) as u8).collect()
+}
+
+fn manifest(size: u64, seed: u8) -> Manifest {
+    let mut b = ManifestBuilder::new();
+    b.update(&content(size, seed));
+    b.finish().expect("small")
+}
+
+fn name(i: u8) -> FileName {
+    FileName::new(NAMES[usize::from(i) % NAMES.len()]).expect("valid")
+}
+
+impl FFile {
+    fn size(&self) -> u64 {
+        SIZES[usize::from(self.size) % SIZES.len()]
+    }
+    fn digest(&self) -> Digest {
+        match self.seed % 3 {
+            s @ (0 | 1) => manifest(self.size(), s).digest(),
+            _ => Digest([self.seed; 32]),
+        }
+    }
+    fn index(&self, i: u32) -> u32 {
+        i % chunk_count(self.size()).max(1)
+    }
+    fn entry(&self, chunks: &[u32]) -> FileEntry {
+        let mut chunks: Vec<u32> = chunks.iter().take(8).map(|&c| c % chunk_count(self.size()).max(1)).collect();
+        chunks.sort_unstable();
+        chunks.dedup();
+        if self.size() == 0 {
+            chunks.clear();
+        }
+        FileEntry { name: name(self.name), size: self.size(), digest: self.digest(), chunks }
+    }
+}
+
+fn peer(i: u8) -> PeerAddr {
+    PeerAddr::new(format!("p{}", i % 4), 7001 + u16::from(i % 4))
+}
+
+fn build(msg: FMsg) -> Message {
+    match msg {
+        FMsg::Join => Message::Join,
+        FMsg::Leave => Message::Leave,
+        FMsg::Query { file } => Message::Query { file: file.map(name) },
+        FMsg::Insert { name: n } => Message::Insert { path: format!("/src/{}", name(n)) },
+        FMsg::Add { files } => Message::Add { files: files.iter().take(6).map(|(f, c)| f.entry(c)).collect() },
+        FMsg::Files { files } => Message::Files { files: files.iter().take(6).map(|(f, c)| f.entry(c)).collect() },
+        FMsg::Remove => Message::Remove,
+        FMsg::Download { file, index } => {
+            Message::Download(ChunkRef { file: name(file.name), size: file.size(), index: file.index(index) })
+        }
+        FMsg::Upload { file, index, good } => {
+            let i = file.index(index);
+            let r = chunk_range(file.size(), i);
+            let mut data = content(file.size(), file.seed % 2)[r.start as usize..r.end as usize].to_vec();
+            if !good {
+                if let Some(b) = data.first_mut() {
+                    *b ^= 1;
+                }
+            }
+            Message::Upload {
+                chunk: ChunkRef { file: name(file.name), size: file.size(), index: i },
+                data: Bytes::from(data),
+            }
+        }
+        FMsg::Have { entries } => Message::Have(
+            entries
+                .iter()
+                .take(8)
+                .map(|(f, i, with_digest)| HaveEntry {
+                    chunk: ChunkRef { file: name(f.name), size: f.size(), index: f.index(*i) },
+                    digest: with_digest.then(|| f.digest()),
+                })
+                .collect(),
+        ),
+        FMsg::GetManifest { name: n } => Message::GetManifest { file: name(n) },
+        FMsg::Manifest { file, good } => {
+            let m = manifest(file.size(), file.seed % 2);
+            let mut hashes = m.to_body().to_vec();
+            if !good {
+                if let Some(b) = hashes.first_mut() {
+                    *b ^= 1;
+                }
+            }
+            Message::Manifest { file: name(file.name), size: file.size(), digest: file.digest(), hashes: hashes.into() }
+        }
+        FMsg::Reply { code, about } => Message::Reply(Reply {
+            code: Code::from_number(i64::from(code % 7)),
+            about: about.map(|(n, chunk)| FileRef {
+                name: name(n),
+                chunk: chunk.map(|(s, i)| (SIZES[usize::from(s) % SIZES.len()], i % 5)),
+            }),
+            ..Reply::default()
+        }),
+    }
+}
+
+/// Through the real encoder and decoder, so the node only sees what the wire accepts.
+fn through_wire(env: &Envelope) -> Option<Envelope> {
+    let mut buf = BytesMut::new();
+    env.encode().write_tcp(&mut buf);
+    let mut reader = MessageReader::new();
+    while let Some(frame) = FrameDecoder::decode(&mut buf, reader.frame_limit()).ok()? {
+        if let Some(e) = reader.push_frame(frame).ok()? {
+            return Some(e);
+        }
+    }
+    None
+}
+
+struct Harness {
+    node: Node,
+    now: u64,
+    open: Vec<u64>,
+    readers: std::collections::HashMap<u64, MessageReader>,
+    storage: Vec<StorageCommand>,
+}
+
+impl Harness {
+    fn drain(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(cmd) = self.node.poll_net() {
+                moved = true;
+                if let NetCommand::Close(conn) = cmd {
+                    if let Some(pos) = self.open.iter().position(|&c| c == conn) {
+                        self.open.remove(pos);
+                        self.readers.remove(&conn);
+                        self.node.handle_disconnected(self.now, conn);
+                    }
+                }
+            }
+            while let Some(cmd) = self.node.poll_storage() {
+                moved = true;
+                if self.storage.len() < 256 {
+                    self.storage.push(cmd);
+                }
+            }
+            while self.node.poll_event().is_some() {}
+            if !moved {
+                break;
+            }
+        }
+        self.check();
+    }
+
+    fn check(&self) {
+        let s = self.node.status();
+        assert_eq!(s.num_files, s.files.len());
+        for v in [s.local.len(), s.system.len(), s.least_replication.len(), s.weighted_least_replication.len()] {
+            assert_eq!(v, s.files.len());
+        }
+        for i in 0..s.files.len() {
+            let (l, y, w) = (s.local[i], s.system[i], s.weighted_least_replication[i]);
+            assert!((0.0..=1.0).contains(&l) && (0.0..=1.0).contains(&y), "fractions out of range: {s:?}");
+            assert!(l <= y, "local above system: {s:?}");
+            assert!(f64::from(s.least_replication[i]) <= w + 1e-9, "least above average: {s:?}");
+            assert!(w <= 1.0 + s.peers.len() as f64 + 1e-9, "more holders than participants: {s:?}");
+        }
+        let _ = self.node.poll_timeout();
+    }
+
+    fn answer(&mut self, pick: u8, ok: bool) {
+        if self.storage.is_empty() {
+            return;
+        }
+        let cmd = self.storage.remove(usize::from(pick) % self.storage.len());
+        let fail = |what: &str| StorageError { code: Code::BadPermission, message: format!("{what} failed") };
+        let event = match cmd {
+            StorageCommand::Import { id, name, .. } => {
+                let size = SIZES[name.as_str().len() % SIZES.len()];
+                StorageEvent::Imported { id, result: if ok { Ok(manifest(size, 0)) } else { Err(fail("import")) } }
+            }
+            StorageCommand::Commit { id, .. } => {
+                StorageEvent::Committed { id, result: if ok { Ok(()) } else { Err(fail("commit")) } }
+            }
+            StorageCommand::Read { conn, chunk, push } => {
+                let r = chunk_range(chunk.size, chunk.index);
+                let result =
+                    if ok { Ok(Bytes::from(vec![0u8; (r.end - r.start) as usize])) } else { Err(fail("read")) };
+                StorageEvent::Read { conn, chunk, push, result }
+            }
+            StorageCommand::Write { chunk, .. } => {
+                StorageEvent::Written { chunk, result: if ok { Ok(()) } else { Err(fail("write")) } }
+            }
+            StorageCommand::Discard { .. } | StorageCommand::Prepare { .. } | StorageCommand::Finalize { .. } => return,
+        };
+        self.node.handle_storage(self.now, event);
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let local = manifest(200_000, 0);
+    let mut node = Node::new(Config {
+        me: PeerAddr::new("127.0.0.1", 7000),
+        peers: (0..4).map(peer).collect(),
+        token: Some("t".into()),
+        seed: 1,
+        tuning: Tuning::default(),
+    });
+    node.add_local_file(LocalFile { name: name(0), have: ChunkSet::full(local.chunk_count()), manifest: local });
+    let partial = manifest(65_537, 1);
+    let mut have = ChunkSet::new(partial.chunk_count());
+    have.insert(1);
+    node.add_local_file(LocalFile { name: name(1), have, manifest: partial });
+    let mut h = Harness { node, now: 0, open: Vec::new(), readers: Default::default(), storage: Vec::new() };
+    if input.join {
+        h.node.join(0);
+    }
+    h.drain();
+    for op in input.ops.into_iter().take(64) {
+        match op {
+            Op::Connect { conn, dialed, trusted } => {
+                let conn = u64::from(conn % 8);
+                if !h.open.contains(&conn) {
+                    h.open.push(conn);
+                    h.readers.insert(conn, MessageReader::new());
+                    h.node.handle_connected(h.now, conn, ConnInfo { dialed: dialed.map(peer), trusted });
+                }
+            }
+            Op::Disconnect { conn } => {
+                let conn = u64::from(conn % 8);
+                if let Some(pos) = h.open.iter().position(|&c| c == conn) {
+                    h.open.remove(pos);
+                    h.readers.remove(&conn);
+                    h.node.handle_disconnected(h.now, conn);
+                }
+            }
+            Op::DialFailed { peer: p } => h.node.handle_dial_failed(h.now, &peer(p)),
+            Op::Raw { conn, frames } => {
+                let conn = u64::from(conn % 8);
+                for frame in frames.into_iter().take(4) {
+                    let Some(reader) = h.readers.get_mut(&conn) else { break };
+                    if frame.len() > reader.frame_limit() {
+                        break;
+                    }
+                    match reader.push_frame(Bytes::from(frame)) {
+                        Ok(Some(env)) => h.node.handle_message(h.now, conn, env),
+                        Ok(None) => {}
+                        Err(e) => h.node.handle_malformed(h.now, conn, e.to_string()),
+                    }
+                    h.drain();
+                }
+            }
+            Op::Msg { conn, from, msg } => {
+                let conn = u64::from(conn % 8);
+                let token = matches!(msg, FMsg::Join | FMsg::Leave).then(|| "t".to_string());
+                let env = Envelope { from: from.map(peer), token, message: build(msg) };
+                if let Some(env) = through_wire(&env) {
+                    h.node.handle_message(h.now, conn, env);
+                }
+            }
+            Op::Storage { pick, ok } => h.answer(pick, ok),
+            Op::Tick { ms } => {
+                h.now += u64::from(ms) * 16;
+                if h.node.poll_timeout().is_some_and(|t| t <= h.now) {
+                    h.node.handle_timeout(h.now);
+                }
+            }
+        }
+        h.drain();
+    }
+});

@@ -1,0 +1,171 @@
+//! The standalone relay: each browser session gets its own TCP connection to a node,
+//! and frames pass both ways unchanged (WebSocket message ⇄ length-prefixed frame).
+//!
+//! The node sees the relay as a loopback client, which it trusts with control actions;
+//! so the relay checks the token itself: a control action without the right `Token`
+//! is answered `{"Code":5}` here and never reaches the node. Everything else is
+//! forwarded as it came; both directions are decoded with core's `MessageReader`
+//! only to know message boundaries and limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, Semaphore};
+use torronto_core::wire::{Encoded, Reply};
+use torronto_core::{Code, Envelope, Message};
+
+use crate::frames::{write_encoded, Decoder, FrameKind, FrameWrite, Step, TcpFrameReader, TcpFrameWriter};
+use crate::origin::OriginPolicy;
+use crate::ws::{self, WsFrameWriter};
+
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How the relay runs.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// The node's TCP address, `host:port`.
+    pub node: String,
+    /// The node's control token; without one every control action is refused.
+    pub token: Option<String>,
+    pub origins: OriginPolicy,
+    /// Sessions beyond this are refused at accept.
+    pub max_sessions: usize,
+}
+
+/// Accepts browser sessions on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, config: RelayConfig) {
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.max_sessions));
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("refusing {from}: {} sessions already open", config.max_sessions);
+            continue;
+        };
+        let config = config.clone();
+        tokio::spawn(async move {
+            match session(stream, &config).await {
+                Ok(()) => tracing::debug!("session from {from} ended"),
+                Err(e) => tracing::info!("session from {from} ended: {e:#}"),
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// One browser session, relayed until either side ends it.
+async fn session(stream: TcpStream, config: &RelayConfig) -> anyhow::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let session = ws::accept(stream, &config.origins).await?;
+    let (browser_in, browser_out) = ws::split(session);
+    let browser_out = Mutex::new(browser_out);
+    let node = match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(&config.node)).await {
+        Ok(Ok(node)) => node,
+        failed => {
+            let _ = browser_out.lock().await.close().await;
+            return match failed {
+                Ok(Err(e)) => Err(e).with_context(|| format!("cannot reach the node at {}", config.node)),
+                _ => anyhow::bail!("cannot reach the node at {}: timed out", config.node),
+            };
+        }
+    };
+    let _ = node.set_nodelay(true);
+    let (node_in, node_out) = node.into_split();
+    let upstream = to_node(Decoder::new(browser_in), TcpFrameWriter::new(node_out), &browser_out, config);
+    let downstream = to_browser(Decoder::new(TcpFrameReader::new(node_in)), &browser_out);
+    let result = tokio::select! {
+        r = upstream => r,
+        r = downstream => r,
+    };
+    let _ = browser_out.lock().await.close().await;
+    result
+}
+
+/// Browser → node: frames as they come, except unauthorised control actions.
+async fn to_node<S>(
+    mut browser: Decoder<ws::WsFrameReader<S>>,
+    mut node: impl FrameWrite,
+    browser_out: &Mutex<WsFrameWriter<S>>,
+    config: &RelayConfig,
+) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    while let Some((kind, frame, step)) = browser.next_frame().await.context("from the browser")? {
+        if let Step::Message(envelope) = &step {
+            if envelope.message.is_control() && !authorised(config.token.as_deref(), envelope.token.as_deref()) {
+                let refusal =
+                    Envelope { from: None, token: None, message: Message::Reply(Reply::code(Code::BadPermission)) };
+                let mut out = browser_out.lock().await;
+                write_encoded(&mut *out, &refusal.encode()).await?;
+                out.flush().await?;
+                continue;
+            }
+        }
+        node.write_frame(kind, frame).await?;
+        if !matches!(step, Step::Partial) {
+            node.flush().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Node → browser: whole messages, so a refusal from [`to_node`] never lands between
+/// a header and its body.
+async fn to_browser<S>(
+    mut node: Decoder<TcpFrameReader<tokio::net::tcp::OwnedReadHalf>>,
+    browser_out: &Mutex<WsFrameWriter<S>>,
+) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    let mut header = None;
+    while let Some((kind, frame, step)) = node.next_frame().await.context("from the node")? {
+        match (kind, step) {
+            (FrameKind::Header, Step::Partial) => header = Some(frame),
+            (_, Step::Message(_)) => {
+                let encoded = match header.take() {
+                    Some(header) => Encoded { header, body: Some(frame) },
+                    None => Encoded { header: frame, body: None },
+                };
+                let mut out = browser_out.lock().await;
+                write_encoded(&mut *out, &encoded).await?;
+                out.flush().await?;
+            }
+            (_, step) => anyhow::bail!("the node sent a message the relay cannot frame: {step:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `given` is the control token, compared in constant time.
+fn authorised(want: Option<&str>, given: Option<&str>) -> bool {
+    let (Some(want), Some(given)) = (want, given) else {
+        return false;
+    };
+    let (a, b) = (want.as_bytes(), given.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authorised;
+
+    #[test]
+    fn tokens_must_match_exactly() {
+        assert!(authorised(Some("abc"), Some("abc")));
+        assert!(!authorised(Some("abc"), Some("abd")));
+        assert!(!authorised(Some("abc"), Some("ab")));
+        assert!(!authorised(Some("abc"), None));
+        assert!(!authorised(None, Some("")));
+    }
+}

@@ -1,0 +1,287 @@
+//! Browser-style sessions over real WebSockets against real nodes (run in-process with
+//! `torronto_node::driver::Driver`) and through the `ws-bridge` relay binary.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use torronto_core::wire::{ChunkRef, MessageReader};
+use torronto_core::{Code, Envelope, FileName, Message, PeerAddr};
+use torronto_node::driver::{Driver, NodeOptions};
+use torronto_node::web::WebOptions;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const TOKEN: &str = "test-token-0123";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A node running in this process, with its `--ws` listener.
+struct TestNode {
+    tcp: PeerAddr,
+    web: PeerAddr,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_node(web_root: PathBuf, allow_origins: Vec<String>) -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let options = NodeOptions {
+        listen: PeerAddr::new("127.0.0.1", 0),
+        dir: dir.path().join("node"),
+        peers: Vec::new(),
+        join: false,
+        token: Some(TOKEN.into()),
+        web: Some(WebOptions { listen: PeerAddr::new("127.0.0.1", 0), root: web_root, allow_origins }),
+    };
+    let driver = Driver::bind(options).await.unwrap();
+    let tcp = driver.addr().clone();
+    let web = driver.web_addr().unwrap().clone();
+    assert_eq!(driver.panel_url().unwrap(), format!("http://127.0.0.1:{}/#token={TOKEN}", web.port));
+    tokio::spawn(driver.run(std::future::pending()));
+    TestNode { tcp, web, _dir: dir }
+}
+
+async fn connect(url: &str, origin: Option<&str>) -> Result<Ws, tungstenite::Error> {
+    let mut request = url.into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request.headers_mut().insert("Origin", origin.parse().unwrap());
+    }
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.expect("handshake")?;
+    Ok(ws)
+}
+
+/// Sends a message as a browser does: header as text, body as binary.
+async fn send(ws: &mut Ws, from: Option<PeerAddr>, token: Option<&str>, message: Message) {
+    let encoded = Envelope { from, token: token.map(String::from), message }.encode();
+    ws.send(WsMessage::Text(String::from_utf8(encoded.header.to_vec()).unwrap().into())).await.unwrap();
+    if let Some(body) = encoded.body {
+        ws.send(WsMessage::Binary(body)).await.unwrap();
+    }
+}
+
+/// The next message, checking that headers come as text and bodies as binary.
+async fn recv(ws: &mut Ws) -> Option<Envelope> {
+    let mut reader = MessageReader::new();
+    let mut body_next = false;
+    loop {
+        let frame = match tokio::time::timeout(WAIT, ws.next()).await.expect("an answer in time") {
+            Some(Ok(WsMessage::Text(t))) => {
+                assert!(!body_next, "a body came as text");
+                Bytes::from(t)
+            }
+            Some(Ok(WsMessage::Binary(b))) => {
+                assert!(body_next, "a header came as binary");
+                b
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+            Some(Ok(_)) | None | Some(Err(_)) => return None,
+        };
+        match reader.push_frame(frame).unwrap() {
+            Some(envelope) => return Some(envelope),
+            None => body_next = true,
+        }
+    }
+}
+
+/// The next message that `pick` accepts; unsolicited announcements are skipped.
+async fn recv_until<T>(ws: &mut Ws, mut pick: impl FnMut(Message) -> Option<T>) -> T {
+    loop {
+        let envelope = recv(ws).await.expect("the session stays open");
+        if let Some(found) = pick(envelope.message) {
+            return found;
+        }
+    }
+}
+
+async fn control(ws: &mut Ws, token: Option<&str>, message: Message) -> torronto_core::wire::Reply {
+    send(ws, None, token, message).await;
+    recv_until(ws, |m| match m {
+        Message::Reply(r) => Some(r),
+        _ => None,
+    })
+    .await
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// Control from a browser: refused without the token, done with it; then Join,
+/// Insert of a real file, Query. Then a second session acting as a browser peer
+/// fetches that file chunk by chunk and verifies it.
+async fn browser_scenario(url: &str) {
+    let mut panel = connect(url, None).await.unwrap();
+    assert_eq!(control(&mut panel, None, Message::Query { file: None }).await.code_or_ok(), Code::BadPermission);
+    assert_eq!(control(&mut panel, Some("wrong"), Message::Join).await.code_or_ok(), Code::BadPermission);
+    let status = control(&mut panel, Some(TOKEN), Message::Query { file: None }).await;
+    assert_eq!(status.code_or_ok(), Code::Ok);
+    assert!(status.status.is_some(), "Query answers with the status");
+    assert_eq!(control(&mut panel, Some(TOKEN), Message::Join).await.code_or_ok(), Code::Ok);
+
+    let files = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let path = files.path().join("from-browser-test.bin");
+    std::fs::write(&path, &data).unwrap();
+    let insert = Message::Insert { path: path.to_string_lossy().into_owned() };
+    assert_eq!(control(&mut panel, Some(TOKEN), insert).await.code_or_ok(), Code::Ok);
+    let status = control(&mut panel, Some(TOKEN), Message::Query { file: None }).await.status.unwrap();
+    let i = status.files.iter().position(|f| f == "from-browser-test.bin").expect("the file is listed");
+    assert_eq!(status.local[i], 1.0);
+
+    let me = Some(PeerAddr::new("browser-test", 0));
+    let mut peer = connect(url, None).await.unwrap();
+    send(&mut peer, me.clone(), None, Message::Add { files: Vec::new() }).await;
+    let entry = recv_until(&mut peer, |m| match m {
+        Message::Files { files } => files.into_iter().find(|f| f.name.as_str() == "from-browser-test.bin"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(entry.size, data.len() as u64);
+    assert_eq!(entry.chunks, vec![0, 1, 2]);
+    let name = FileName::new("from-browser-test.bin").unwrap();
+    send(&mut peer, me.clone(), None, Message::GetManifest { file: name.clone() }).await;
+    let hashes = recv_until(&mut peer, |m| match m {
+        Message::Manifest { hashes, digest, .. } => Some((hashes, digest)),
+        _ => None,
+    })
+    .await;
+    let (hashes, digest) = hashes;
+    assert_eq!(sha256(&hashes), digest.0, "the manifest matches the announced digest");
+    let mut fetched = Vec::new();
+    for index in 0..3u32 {
+        let chunk = ChunkRef { file: name.clone(), size: entry.size, index };
+        send(&mut peer, me.clone(), None, Message::Download(chunk)).await;
+        let bytes = recv_until(&mut peer, |m| match m {
+            Message::Upload { chunk, data } if chunk.index == index => Some(data),
+            _ => None,
+        })
+        .await;
+        assert_eq!(sha256(&bytes), hashes[index as usize * 32..][..32], "chunk {index} matches its hash");
+        fetched.extend_from_slice(&bytes);
+    }
+    assert_eq!(fetched, data);
+    // The node counts the browser peer as a participant holding nothing.
+    let status = control(&mut panel, Some(TOKEN), Message::Query { file: None }).await.status.unwrap();
+    assert!(status.peers.iter().any(|p| p == "browser-test:0"), "{:?}", status.peers);
+}
+
+#[tokio::test]
+async fn browser_sessions_control_and_fetch_through_the_node() {
+    let node = start_node(PathBuf::from("/nonexistent"), Vec::new()).await;
+    browser_scenario(&format!("ws://{}/ws", node.web)).await;
+}
+
+#[tokio::test]
+async fn browser_sessions_work_through_the_relay_which_enforces_the_token() {
+    let node = start_node(PathBuf::from("/nonexistent"), Vec::new()).await;
+    let mut relay = tokio::process::Command::new(env!("CARGO_BIN_EXE_ws-bridge"))
+        .args(["--listen", "127.0.0.1:0", "--node", &node.tcp.to_string(), "--token", TOKEN])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(relay.stdout.take().unwrap()).lines();
+    let banner = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().unwrap();
+    // "ws-bridge: ws://127.0.0.1:PORT/ws → node …"
+    let url = banner.split_whitespace().find(|w| w.starts_with("ws://")).expect(&banner).to_owned();
+    // The node trusts the relay (loopback), so these refusals can only come from it.
+    browser_scenario(&url).await;
+    let foreign = connect(&url, Some("http://evil.example")).await;
+    assert!(matches!(foreign, Err(tungstenite::Error::Http(r)) if r.status() == 403));
+}
+
+#[tokio::test]
+async fn origins_other_than_the_nodes_own_are_refused() {
+    let node = start_node(PathBuf::from("/nonexistent"), vec!["https://panel.example".into()]).await;
+    let url = format!("ws://{}/ws", node.web);
+    for foreign in ["http://evil.example", "http://127.0.0.1:1", "null"] {
+        match connect(&url, Some(foreign)).await {
+            Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403, "{foreign}"),
+            other => panic!("{foreign}: {other:?}"),
+        }
+    }
+    let port = node.web.port;
+    for own in [format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}"), "https://panel.example".into()]
+    {
+        let mut ws = connect(&url, Some(&own)).await.unwrap_or_else(|e| panic!("{own}: {e}"));
+        assert_eq!(control(&mut ws, Some(TOKEN), Message::Query { file: None }).await.code_or_ok(), Code::Ok);
+    }
+}
+
+#[tokio::test]
+async fn an_over_long_frame_closes_only_its_session() {
+    let node = start_node(PathBuf::from("/nonexistent"), Vec::new()).await;
+    let url = format!("ws://{}/ws", node.web);
+    let mut other = connect(&url, None).await.unwrap();
+    // A header over 64 KiB, then a message over the 16 MiB any frame may have.
+    for size in [64 * 1024 + 1, 16 * 1024 * 1024 + 1] {
+        let mut bad = connect(&url, None).await.unwrap();
+        let _ = bad.send(WsMessage::Binary(Bytes::from(vec![b' '; size]))).await;
+        assert!(recv(&mut bad).await.is_none(), "the session of {size} bytes is closed");
+    }
+    assert_eq!(control(&mut other, Some(TOKEN), Message::Query { file: None }).await.code_or_ok(), Code::Ok);
+    let mut fresh = connect(&url, None).await.unwrap();
+    assert_eq!(control(&mut fresh, Some(TOKEN), Message::Query { file: None }).await.code_or_ok(), Code::Ok);
+}
+
+/// One HTTP request; the server answers and closes.
+async fn http_get(addr: &PeerAddr, target: &str) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect((addr.host.as_str(), addr.port)).await.unwrap();
+    stream.write_all(format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head") + 4;
+    let head = String::from_utf8(answer[..end].to_vec()).unwrap();
+    let status = head[9..12].parse().unwrap();
+    (status, head, answer[end..].to_vec())
+}
+
+fn write(root: &Path, name: &str, data: &[u8]) {
+    std::fs::write(root.join(name), data).unwrap();
+}
+
+#[tokio::test]
+async fn the_listener_serves_the_web_app_and_nothing_outside_it() {
+    let site = tempfile::tempdir().unwrap();
+    let root = site.path().join("dist");
+    std::fs::create_dir(&root).unwrap();
+    write(&root, "index.html", b"<!doctype html><title>panel</title>");
+    write(&root, "app_bg.wasm", b"\0asm\x01\0\0\0");
+    write(&root, "app.js", b"export default 1;");
+    write(site.path(), "Cargo.toml", b"[secret]");
+    let node = start_node(root, Vec::new()).await;
+
+    let (status, head, body) = http_get(&node.web, "/").await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("Content-Type: text/html"), "{head}");
+    assert_eq!(body, b"<!doctype html><title>panel</title>");
+    let (status, head, body) = http_get(&node.web, "/app_bg.wasm").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("Content-Type: application/wasm\r\n"), "{head}");
+    assert_eq!(body, b"\0asm\x01\0\0\0");
+    let (_, head, _) = http_get(&node.web, "/app.js?v=2").await;
+    assert!(head.contains("Content-Type: text/javascript"), "{head}");
+    for escape in ["/../Cargo.toml", "/%2e%2e/Cargo.toml", "/..%2fCargo.toml"] {
+        let (status, _, body) = http_get(&node.web, escape).await;
+        assert!(status == 400 || status == 404, "{escape}: {status}");
+        assert!(!String::from_utf8_lossy(&body).contains("secret"), "{escape}");
+    }
+    assert_eq!(http_get(&node.web, "/missing.css").await.0, 404);
+    assert_eq!(http_get(&node.web, "/ws").await.0, 426);
+}
+
+#[tokio::test]
+async fn a_missing_web_app_gets_a_page_saying_how_to_build_it() {
+    let node = start_node(PathBuf::from("/nonexistent/web/dist"), Vec::new()).await;
+    let (status, head, body) = http_get(&node.web, "/").await;
+    assert_eq!(status, 503);
+    assert!(head.contains("text/html"));
+    assert!(String::from_utf8_lossy(&body).contains("web app not built: run scripts/build-web.sh"));
+}
