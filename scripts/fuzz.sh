@@ -24,7 +24,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 echo "==> building ${#targets[@]} fuzz targets"
-cargo +nightly fuzz build "${targets[@]/#/}" >/dev/null 2>&1 || cargo +nightly fuzz build || exit 2
+cargo +nightly fuzz build >/dev/null 2>&1 || cargo +nightly fuzz build || exit 2
 
 total_execs=0
 total_crashes=0

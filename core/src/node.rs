@@ -831,6 +831,23 @@ impl Node {
             self.net.push_back(NetCommand::Close(conn));
             return false;
         }
+        // A connection speaks for one peer. One that introduces itself under another
+        // name stops speaking for the old one, which is forgotten if that was its last
+        // connection: otherwise one connection could pose as any number of peers, and
+        // the old names would stay counted in the status after it closed.
+        let previous = self.conns.get(&conn).and_then(|c| c.peer.clone()).filter(|p| *p != addr);
+        if let Some(old) = previous {
+            let last = self.peers.get_mut(&old).is_some_and(|p| {
+                p.conns.remove(&conn);
+                if let Some(&other) = p.conns.iter().next() {
+                    p.conn = other;
+                }
+                p.conns.is_empty()
+            });
+            if last {
+                self.drop_peer(&old, false);
+            }
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.peer = Some(addr.clone());
         }

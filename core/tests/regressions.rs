@@ -1,0 +1,105 @@
+//! Regression tests for bugs found by fuzzing and by the hostile-input tests: a single
+//! `Node` driven directly, every message passed through the real encoder and decoder.
+
+use bytes::BytesMut;
+use torronto_core::wire::{FileEntry, FrameDecoder, MessageReader};
+use torronto_core::{
+    ChunkSet, Config, ConnInfo, Envelope, FileName, LocalFile, ManifestBuilder, Message, NetCommand, Node, PeerAddr,
+    Tuning,
+};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+fn node() -> Node {
+    let mut node = Node::new(Config {
+        me: PeerAddr::new("127.0.0.1", 7000),
+        peers: Vec::new(),
+        token: None,
+        seed: 1,
+        tuning: Tuning::default(),
+    });
+    let mut b = ManifestBuilder::new();
+    b.update(&[7u8; 100_000]);
+    let manifest = b.finish().unwrap();
+    node.add_local_file(LocalFile {
+        name: FileName::new("f").unwrap(),
+        have: ChunkSet::full(manifest.chunk_count()),
+        manifest,
+    });
+    node.join(0);
+    node
+}
+
+/// Through the wire, as a connection's reader would deliver it.
+fn wire(from: PeerAddr, message: Message) -> Envelope {
+    let mut buf = BytesMut::new();
+    Envelope { from: Some(from), token: None, message }.encode().write_tcp(&mut buf);
+    let mut reader = MessageReader::new();
+    loop {
+        let frame = FrameDecoder::decode(&mut buf, reader.frame_limit()).unwrap().expect("a whole message");
+        if let Some(env) = reader.push_frame(frame).unwrap() {
+            return env;
+        }
+    }
+}
+
+fn drain(node: &mut Node) -> Vec<NetCommand> {
+    let mut out = Vec::new();
+    while let Some(c) = node.poll_net() {
+        out.push(c);
+    }
+    while node.poll_storage().is_some() {}
+    while node.poll_event().is_some() {}
+    out
+}
+
+/// Found by the `node` fuzz target (invariant: no more peers than open connections).
+/// One connection sending Add under name after name used to register every name as a
+/// peer: each counted as a holder in the status, and all but the last stayed counted
+/// forever after the connection closed.
+#[test]
+fn one_connection_cannot_pose_as_many_peers() {
+    let mut n = node();
+    n.handle_connected(0, 1, ConnInfo::default());
+    let file = |digest| FileEntry { name: FileName::new("f").unwrap(), size: 100_000, digest, chunks: vec![0, 1] };
+    let digest = n.status().digests[0].parse().unwrap();
+    for i in 0..50 {
+        n.handle_message(
+            0,
+            1,
+            wire(PeerAddr::new(format!("ghost-{i}"), 0), Message::Add { files: vec![file(digest)] }),
+        );
+        drain(&mut n);
+    }
+    let st = n.status();
+    assert_eq!(st.peers, vec!["ghost-49:0"], "one connection, one peer");
+    assert_eq!(st.least_replication, vec![2], "this node and the one peer hold every chunk");
+    n.handle_disconnected(1, 1);
+    drain(&mut n);
+    let st = n.status();
+    assert!(st.peers.is_empty(), "no ghost peer may outlive its connection: {:?}", st.peers);
+    assert_eq!(st.least_replication, vec![1]);
+    assert_eq!(st.weighted_least_replication, vec![1.0]);
+}
+
+/// After Remove a connection may introduce itself again, under any name; the peer it
+/// spoke for before is gone, whatever it is called now.
+#[test]
+fn a_connection_may_reintroduce_itself_after_remove() {
+    let mut n = node();
+    n.handle_connected(0, 1, ConnInfo::default());
+    n.handle_message(0, 1, wire(PeerAddr::new("a", 0), Message::Add { files: vec![] }));
+    n.handle_message(0, 1, wire(PeerAddr::new("a", 0), Message::Remove));
+    n.handle_message(0, 1, wire(PeerAddr::new("b", 0), Message::Add { files: vec![] }));
+    drain(&mut n);
+    assert_eq!(n.status().peers, vec!["b:0"]);
+    // A second connection of the same peer keeps it counted when the first goes.
+    n.handle_connected(0, 2, ConnInfo::default());
+    n.handle_message(0, 2, wire(PeerAddr::new("b", 0), Message::Add { files: vec![] }));
+    n.handle_message(0, 1, wire(PeerAddr::new("c", 0), Message::Add { files: vec![] }));
+    drain(&mut n);
+    assert_eq!(n.status().peers, vec!["b:0", "c:0"]);
+    n.handle_disconnected(1, 2);
+    drain(&mut n);
+    assert_eq!(n.status().peers, vec!["c:0"]);
+}
