@@ -22,6 +22,7 @@
 //! Nodes log with `RUST_LOG` if set, else `info` (and `NO_COLOR=1`); the control client runs without `RUST_LOG`
 //! so that its stderr holds only its own messages.
 
+pub mod browser;
 pub mod raw;
 pub mod sys;
 

@@ -140,7 +140,7 @@ pub fn App() -> Html {
             <main>
                 <ConnectForm url={origin_url} token={origin_token} on_connect={on_connect} />
                 { for targets.0.iter().map(|t| html! {
-                    <node::NodePanel key={t.url.to_string()} url={t.url.clone()} token={t.token.clone()} on_remove={on_remove.clone()} />
+                    <node::NodePanel key={format!("{}#{}", t.url, t.token)} url={t.url.clone()} token={t.token.clone()} on_remove={on_remove.clone()} />
                 }) }
                 <peer::BrowserPeer />
             </main>
@@ -171,6 +171,19 @@ fn ConnectForm(props: &ConnectProps) -> Html {
     let url_ref = use_node_ref();
     let token_ref = use_node_ref();
     let error = use_state(|| None::<String>);
+    {
+        // Prefilled once; after that the fields are the person's (renders never reset them).
+        let (url_ref, token_ref) = (url_ref.clone(), token_ref.clone());
+        let (url, token) = (props.url.clone(), props.token.clone());
+        use_effect_with((), move |_| {
+            if let Some(input) = url_ref.cast::<HtmlInputElement>() {
+                input.set_value(&url);
+            }
+            if let Some(input) = token_ref.cast::<HtmlInputElement>() {
+                input.set_value(&token);
+            }
+        });
+    }
     let on_submit = {
         let (url_ref, token_ref, error, cb) =
             (url_ref.clone(), token_ref.clone(), error.clone(), props.on_connect.clone());
@@ -202,11 +215,11 @@ fn ConnectForm(props: &ConnectProps) -> Html {
         <form class="card connect" onsubmit={on_submit}>
             <label>
                 <span>{ "Node" }</span>
-                <input ref={url_ref} id="node-url" type="text" value={props.url.clone()} placeholder="ws://127.0.0.1:8080/ws or the control-panel address a node printed" />
+                <input ref={url_ref} id="node-url" type="text" placeholder="ws://127.0.0.1:8080/ws or the control-panel address a node printed" />
             </label>
             <label>
                 <span>{ "Token" }</span>
-                <input ref={token_ref} id="node-token" type="password" value={props.token.clone()} placeholder="control token" autocomplete="off" />
+                <input ref={token_ref} id="node-token" type="password" placeholder="control token" autocomplete="off" />
             </label>
             <button type="submit" class="primary">{ "Connect" }</button>
             if let Some(e) = &*error { <p class="error">{ e.clone() }</p> }

@@ -45,7 +45,7 @@ pub fn BrowserPeer() -> Html {
 
     let connected = !view.peers.is_empty();
     html! {
-        <section class="card peer" data-peer={view.me.clone()}>
+        <section class="card browser-peer" data-peer={view.me.clone()} data-connected={view.peers.len().to_string()}>
             <header class="card-head">
                 <div class="title">
                     <h2>{ "This browser" }</h2>
