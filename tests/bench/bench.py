@@ -1,0 +1,425 @@
+#!/usr/bin/env python3
+"""Helpers for tests/bench/replication.sh (Python 3 standard library only).
+
+  bench.py tracker PORT LOGFILE       a tiny HTTP BitTorrent tracker on 127.0.0.1:PORT
+  bench.py wait-seeder URL PORT SECS  until the tracker has seen PORT announce left=0
+  bench.py wait STARTFILE SECS OUTJSON ROLE=PID,... TARGET...
+                                      polls until every TARGET is done; samples CPU use
+      TARGET: file:PATH:SIZE          PATH exists with SIZE bytes
+              exists:PATH             PATH exists
+              rqbit:HTTPADDR          rqbit's API says torrent 0 is finished
+  bench.py query-latency HOST:PORT DIR COUNT ROUNDS
+                                      inserts COUNT small files, then times ROUNDS Queries
+  bench.py table RESULTS.json SIZE_MIB  prints the summary table
+"""
+
+import json
+import os
+import random
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# ---------------------------------------------------------------------------------------
+# Tracker
+
+
+def bencode(v):
+    if isinstance(v, int):
+        return b"i%de" % v
+    if isinstance(v, str):
+        v = v.encode()
+    if isinstance(v, bytes):
+        return b"%d:%s" % (len(v), v)
+    if isinstance(v, list):
+        return b"l" + b"".join(bencode(x) for x in v) + b"e"
+    if isinstance(v, dict):
+        out = b"d"
+        for k in sorted(v, key=lambda k: k.encode() if isinstance(k, str) else k):
+            out += bencode(k) + bencode(v[k])
+        return out + b"e"
+    raise TypeError(type(v))
+
+
+def tracker(port, logfile):
+    swarms = {}  # info_hash -> {peer_id: {"ip","port","left"}}
+    lock = threading.Lock()
+    log = open(logfile, "a", buffering=1)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            url = urllib.parse.urlsplit(self.path)
+            if url.path == "/reset":
+                with lock:
+                    swarms.clear()
+                log.write(f"{time.time():.3f} reset\n")
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if url.path == "/state":
+                with lock:
+                    body = json.dumps(
+                        {h.hex(): list(p.values()) for h, p in swarms.items()}
+                    ).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            q = urllib.parse.parse_qs(url.query, encoding="latin-1", keep_blank_values=True)
+            try:
+                info_hash = q["info_hash"][0].encode("latin-1")
+                peer_id = q["peer_id"][0].encode("latin-1")
+                pport = int(q["port"][0])
+                left = int(q.get("left", ["-1"])[0])
+                event = q.get("event", [""])[0]
+            except (KeyError, ValueError):
+                body = bencode({"failure reason": "bad announce"})
+            else:
+                ip = self.client_address[0]
+                with lock:
+                    swarm = swarms.setdefault(info_hash, {})
+                    if event == "stopped":
+                        swarm.pop(peer_id, None)
+                    else:
+                        swarm[peer_id] = {"ip": ip, "port": pport, "left": left}
+                    others = [p for pid, p in swarm.items() if pid != peer_id]
+                log.write(f"{time.time():.3f} announce port={pport} left={left} event={event!r} -> {len(others)} peers\n")
+                peers = b"".join(socket.inet_aton(p["ip"]) + struct.pack(">H", p["port"]) for p in others)
+                body = bencode({"interval": 5, "min interval": 1, "complete": 0, "incomplete": 0, "peers": peers})
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def wait_seeder(url, port, secs):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/state", timeout=2) as r:
+                state = json.load(r)
+            for peers in state.values():
+                if any(p["port"] == port and p["left"] == 0 for p in peers):
+                    return 0
+        except OSError:
+            pass
+        time.sleep(0.1)
+    print(f"the seeder on port {port} did not announce itself complete within {secs} s", file=sys.stderr)
+    return 1
+
+
+# ---------------------------------------------------------------------------------------
+# Waiting for completion, with CPU sampling
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid):
+    """User+system CPU seconds of a process (its threads included), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK
+    except OSError:
+        return None
+
+
+def thread_cpu(pid):
+    """CPU seconds per thread of a process: {tid: (name, seconds)}."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                raw = f.read()
+            name = raw[raw.index("(") + 1 : raw.rindex(")")]
+            fields = raw.rsplit(")", 1)[1].split()
+            out[tid] = (name, (int(fields[11]) + int(fields[12])) / CLK)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def machine_cpu():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v), idle
+
+
+def rqbit_done(addr):
+    try:
+        with urllib.request.urlopen(f"http://{addr}/torrents/0/stats/v1", timeout=1) as r:
+            s = json.load(r)
+    except (OSError, ValueError):
+        return False
+    return bool(s.get("finished")) or (
+        s.get("total_bytes", 0) > 0 and s.get("progress_bytes") == s.get("total_bytes") and s.get("state") == "live"
+    )
+
+
+def target_done(t):
+    kind, rest = t.split(":", 1)
+    if kind == "file":
+        path, size = rest.rsplit(":", 1)
+        try:
+            return os.stat(path).st_size == int(size)
+        except OSError:
+            return False
+    if kind == "exists":
+        return os.path.exists(rest)
+    if kind == "rqbit":
+        return rqbit_done(rest)
+    raise SystemExit(f"unknown target {t}")
+
+
+def wait(startfile, secs, out, pids, targets):
+    """Samples the CPU time of the PIDS already running, tells the script it is ready
+    (STARTFILE.ready), then waits for STARTFILE, which holds the start time. Processes
+    started after the clock are listed in STARTFILE.pids (role=pid,...; counted from zero)."""
+    pids = dict(p.split("=", 1) for p in pids.split(",") if p)  # role -> pid
+    cpu0 = {r: proc_cpu(p) for r, p in pids.items()}
+    threads0 = {r: thread_cpu(p) for r, p in pids.items()}
+    tot0, idle0 = machine_cpu()
+    open(startfile + ".ready", "w").close()
+    give_up = time.time() + 60
+    while not os.path.exists(startfile):
+        if time.time() > give_up:
+            raise SystemExit("the script never started the clock")
+        time.sleep(0.005)
+    with open(startfile) as f:
+        start = float(f.read().strip())
+    done = {}
+    deadline = start + secs
+    snaps = []
+    next_snap = time.time() + 1.0
+    while len(done) < len(targets):
+        now = time.time()
+        for t in targets:
+            if t not in done and target_done(t):
+                done[t] = time.time() - start
+        if len(done) == len(targets):
+            break
+        if now > deadline:
+            break
+        if now >= next_snap:
+            try:
+                top = subprocess.run(["top", "-b", "-n1", "-w", "160"], capture_output=True, text=True, timeout=5).stdout
+                snaps.append({"t": round(now - start, 2), "top": "\n".join(top.splitlines()[:16])})
+            except (OSError, subprocess.SubprocessError):
+                pass
+            next_snap = now + 3.0
+        time.sleep(0.02)
+    end = time.time()
+    tot1, idle1 = machine_cpu()
+    try:
+        with open(startfile + ".pids") as f:
+            for p in f.read().strip().split(","):
+                if p:
+                    r, pid = p.split("=", 1)
+                    pids[r] = pid
+                    cpu0[r] = 0.0
+    except OSError:
+        pass
+    threads = {}
+    for r, p in pids.items():
+        before = threads0.get(r, {})
+        by_name = {}
+        for tid, (name, sec) in thread_cpu(p).items():
+            d = sec - before.get(tid, (name, 0.0))[1]
+            if d > 0:
+                by_name[name] = by_name.get(name, 0.0) + d
+        threads[r] = {k: round(v, 2) for k, v in sorted(by_name.items(), key=lambda kv: -kv[1])}
+    cpu = {}
+    for r, p in pids.items():
+        c1 = proc_cpu(p)
+        if cpu0[r] is not None and c1 is not None:
+            cpu[r] = round(c1 - cpu0[r], 2)
+    busy = 1.0 - (idle1 - idle0) / max(1, tot1 - tot0)
+    result = {
+        "ok": len(done) == len(targets),
+        "seconds": round(max(done.values()) if done else end - start, 3),
+        "per_target": done,
+        "cpu_seconds": cpu,
+        "threads": threads,
+        "machine_busy": round(busy, 3),
+        "ncpu": os.cpu_count(),
+        "top": snaps,
+    }
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    if not result["ok"]:
+        missing = [t for t in targets if t not in done]
+        print(f"timed out after {secs} s; not done: {missing}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# Query latency over the wire protocol
+
+
+def recv_exact(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        b = s.recv(n - len(buf))
+        if not b:
+            raise ConnectionError("node closed the connection")
+        buf += b
+    return bytes(buf)
+
+
+def send_msg(s, header):
+    h = json.dumps(header, separators=(",", ":")).encode()
+    s.sendall(struct.pack(">I", len(h)) + h)
+
+
+def recv_frame(s):
+    (n,) = struct.unpack(">I", recv_exact(s, 4))
+    return recv_exact(s, n)
+
+
+def connect(addr):
+    host, port = addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    k = min(len(xs) - 1, max(0, int(round(p / 100.0 * len(xs) + 0.5)) - 1))
+    return xs[k]
+
+
+def query_latency(addr, d, count, rounds):
+    os.makedirs(d, exist_ok=True)
+    rng = random.Random(7)
+    t0 = time.time()
+    s = connect(addr)
+    for i in range(count):
+        path = os.path.join(d, f"small-{i:04d}.bin")
+        with open(path, "wb") as f:
+            f.write(rng.randbytes(rng.randint(1024, 10240)))
+        send_msg(s, {"Action": 2, "Files": [{"FileName": path}]})
+        reply = json.loads(recv_frame(s))
+        if reply.get("Code") != 0:
+            raise SystemExit(f"insert {path}: {reply}")
+    s.close()
+    insert_s = time.time() - t0
+
+    def one(sock):
+        t = time.perf_counter()
+        send_msg(sock, {"Action": 3})
+        raw = recv_frame(sock)
+        dt = (time.perf_counter() - t) * 1000
+        return dt, raw
+
+    # fresh connection per Query, as `torronto query` does
+    fresh = []
+    size = 0
+    nfiles = None
+    for _ in range(rounds):
+        t = time.perf_counter()
+        sock = connect(addr)
+        _, raw = one(sock)
+        fresh.append((time.perf_counter() - t) * 1000)
+        sock.close()
+        size = len(raw)
+        nfiles = json.loads(raw).get("numFiles")
+    # one persistent connection
+    sock = connect(addr)
+    kept = [one(sock)[0] for _ in range(rounds)]
+    sock.close()
+    print(
+        json.dumps(
+            {
+                "files": nfiles,
+                "insert_seconds": round(insert_s, 2),
+                "reply_bytes": size,
+                "fresh_median_ms": round(statistics.median(fresh), 2),
+                "fresh_p99_ms": round(pct(fresh, 99), 2),
+                "kept_median_ms": round(statistics.median(kept), 2),
+                "kept_p99_ms": round(pct(kept, 99), 2),
+                "rounds": rounds,
+            }
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Table
+
+
+def table(path, size_mib):
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    by = {r["tool"]: r for r in rows}
+    mib = lambda kib: f"{kib / 1024:.1f}" if kib else "?"
+    print(f"{'tool':<10} {'seconds':>8} {'MiB/s':>8} {'leecher RSS max':>16} {'seeder RSS':>11}  ok")
+    for r in rows:
+        if r.get("seconds") is None:
+            print(f"{r['tool']:<10} {'failed':>8}")
+            continue
+        rate = r["leechers"] * size_mib / r["seconds"]
+        print(
+            f"{r['tool']:<10} {r['seconds']:>8.2f} {rate:>8.1f} {mib(r['leecher_rss_kib']) + ' MiB':>16} "
+            f"{mib(r['seeder_rss_kib']) + ' MiB':>11}  {'yes' if r['ok'] else 'NO'}"
+        )
+    t = by.get("torronto")
+    if t and t.get("seconds"):
+        for other, target in (("rqbit", 0.67), ("aria2", 0.33)):
+            o = by.get(other)
+            if o and o.get("seconds"):
+                ratio = t["seconds"] / o["seconds"]
+                verdict = "meets" if ratio <= target else "misses"
+                print(f"ratio torronto/{other}: {ratio:.2f}  (target <= {target}: {verdict})")
+        peak = max(t["leecher_rss_kib"] or 0, t["seeder_rss_kib"] or 0) / 1024
+        print(f"torronto peak RSS per node: {peak:.1f} MiB  (target <= 64 MiB: {'meets' if peak <= 64 else 'misses'})")
+
+
+def main(argv):
+    cmd = argv[1]
+    if cmd == "tracker":
+        tracker(int(argv[2]), argv[3])
+    elif cmd == "wait-seeder":
+        return wait_seeder(argv[2], int(argv[3]), float(argv[4]))
+    elif cmd == "wait":
+        return wait(argv[2], float(argv[3]), argv[4], argv[5], argv[6:])
+    elif cmd == "query-latency":
+        query_latency(argv[2], argv[3], int(argv[4]), int(argv[5]))
+    elif cmd == "table":
+        table(argv[2], float(argv[3]))
+    elif cmd == "free-ports":
+        socks = []
+        for _ in range(int(argv[2])):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        print(" ".join(str(s.getsockname()[1]) for s in socks))
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv) or 0)
