@@ -38,6 +38,9 @@ pub struct Store {
     /// Open handles of files we read or write chunks of. A handle stays valid across
     /// the rename that publishes a finished file.
     handles: Arc<Mutex<HashMap<FileName, Arc<File>>>>,
+    /// Files whose [`Store::prepare`] failed (a full disk, say), retried when a chunk of
+    /// theirs is next read or written, so that they complete once space is freed.
+    unprepared: Arc<Mutex<HashMap<FileName, Manifest>>>,
 }
 
 impl Store {
@@ -54,7 +57,7 @@ impl Store {
         for entry in fs::read_dir(state.join("import"))?.flatten() {
             let _ = fs::remove_file(entry.path());
         }
-        Ok(Self { dir, state, handles: Arc::default() })
+        Ok(Self { dir, state, handles: Arc::default(), unprepared: Arc::default() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -142,6 +145,16 @@ impl Store {
 
     /// Makes room for a file to be fetched and keeps its manifest.
     pub fn prepare(&self, name: &FileName, manifest: &Manifest) -> io::Result<()> {
+        let result = self.try_prepare(name, manifest);
+        let mut unprepared = self.unprepared.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(()) => unprepared.remove(name),
+            Err(_) => unprepared.insert(name.clone(), manifest.clone()),
+        };
+        result
+    }
+
+    fn try_prepare(&self, name: &FileName, manifest: &Manifest) -> io::Result<()> {
         write_manifest(&self.manifest_path(name), manifest)?;
         let path = self.partial_path(name);
         create_parent(&path)?;
@@ -155,6 +168,13 @@ impl Store {
     pub fn handle(&self, name: &FileName) -> io::Result<Arc<File>> {
         if let Some(h) = self.handles().get(name) {
             return Ok(h.clone());
+        }
+        let unprepared = self.unprepared.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        if let Some(manifest) = unprepared {
+            self.prepare(name, &manifest)?;
+            if let Some(h) = self.handles().get(name) {
+                return Ok(h.clone());
+            }
         }
         let complete = self.final_path(name);
         let file = match OpenOptions::new().read(true).open(&complete) {

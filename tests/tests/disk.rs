@@ -44,26 +44,52 @@ fn a_full_disk_is_reported_and_the_file_completes_once_space_is_freed() {
         full.holds("small.bin", MIB as u64, &small_sha)
     });
 
-    // 12 MiB into what is left of 8 MiB.
+    // Fill the disk to the last byte, then announce 12 MiB: even the file's manifest
+    // cannot be saved.
+    let filler = disk.path.join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&block[..512]).is_ok() {}
+    }
     seeder.insert(&big).ok("insert big.bin");
-    wait_until(Duration::from_secs(30), "the node logs that its disk is full", || {
-        full.log().contains("No space left on device")
-    });
+    let full_errors = |n: &TestNode| {
+        n.log().lines().filter(|l| l.contains("big.bin") && l.contains("No space left on device")).count()
+    };
+    wait_until(Duration::from_secs(30), "the node logs that its disk is full", || full_errors(&full) > 0);
     let error_line = full.log().lines().find(|l| l.contains("No space left on device")).unwrap().to_string();
     println!("the node said: {error_line}");
-    assert!(error_line.contains("big.bin"), "the error should name the file: {error_line}");
-    let stuck = file_status(&full.query(), "big.bin").expect("big.bin is known").local;
-    // It keeps retrying (after a pause) without progress and without tearing anything.
-    let failures = |n: &TestNode| n.log().lines().filter(|l| l.contains("No space left on device")).count();
-    let first = failures(&full);
-    wait_until(Duration::from_secs(20), "the node has retried the write at least twice", || {
+    let check_stuck = |what: &str, stuck: f64| {
         let st = full.query();
-        let now = file_status(&st, "big.bin").expect("big.bin").local;
-        assert_eq!(now, stuck, "big.bin's local fraction changed while the disk was full: {st}");
-        assert!(!full.file("big.bin").exists(), "a torn big.bin appeared in the folder");
-        failures(&full) >= first + 2
+        let now = file_status(&st, "big.bin").expect("big.bin is known").local;
+        assert_eq!(now, stuck, "{what}: big.bin's local fraction changed while the disk was full: {st}");
+        assert!(!full.file("big.bin").exists(), "{what}: a torn big.bin appeared in the folder");
+    };
+    check_stuck("disk full to the last byte", 0.0);
+
+    // Delete the filler: about 7 MiB free, so it fetches part of the file, then the
+    // disk is full again, mid-file this time.
+    fs::remove_file(&filler).unwrap();
+    let attempts = |n: &TestNode| n.log().lines().filter(|l| l.contains("storage failed for big.bin")).count();
+    let before = attempts(&full);
+    let mut last: Option<(f64, usize)> = None;
+    wait_until(Duration::from_secs(30), "the node fills the freed space and stops, failing again", || {
+        let now = (file_status(&full.query(), "big.bin").map_or(0.0, |f| f.local), attempts(&full));
+        // Settled: no progress since the last poll, while writes kept failing.
+        let settled = last.is_some_and(|(local, fails)| local == now.0 && now.1 > fails);
+        last = Some(now);
+        now.0 > 0.0 && now.1 > before && settled
     });
-    println!("disk full: big.bin stuck at local {stuck:.3}; {} write failures logged so far", failures(&full));
+    let stuck = last.expect("polled").0;
+    // It keeps retrying (after a pause) without progress and without tearing anything.
+    let first = attempts(&full);
+    wait_until(Duration::from_secs(20), "the node has retried the writes at least twice", || {
+        check_stuck("disk full mid-file", stuck);
+        attempts(&full) >= first + 2
+    });
+    println!("disk full: big.bin stuck at local {stuck:.3}; {} write failures logged so far", attempts(&full));
     assert!(stuck < 1.0);
     let st = full.query();
     assert_eq!(file_status(&st, "small.bin").map(|f| f.local), Some(1.0), "small.bin must stay complete: {st}");
