@@ -38,6 +38,9 @@ pub struct Tuning {
     pub join_timeout: Millis,
     /// Leave waits this long for its pushed chunks to be confirmed.
     pub leave_timeout: Millis,
+    /// Verified chunks waiting for storage; past this, fetching waits, so a disk
+    /// slower than the network throttles requests instead of filling memory.
+    pub max_writing: usize,
     /// Chunks pushed to one peer during Leave and not yet confirmed.
     pub push_window: usize,
     /// Chunk reads outstanding for one connection; a peer asking for more is cut off.
@@ -54,11 +57,12 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Self {
-            requests_per_peer: 24,
+            requests_per_peer: 32,
             request_timeout: 30_000,
             manifest_timeout: 10_000,
             join_timeout: 5_000,
             leave_timeout: 30_000,
+            max_writing: 64,
             push_window: 24,
             serve_limit: 256,
             max_strikes: 3,
@@ -241,6 +245,8 @@ pub struct Node {
     /// Files to fetch; `None` means every file the network has.
     wanted: Option<BTreeSet<FileName>>,
     fetch_paused_until: Millis,
+    /// Chunks handed to storage and not yet written, across files.
+    writing: usize,
     chunks_fetched: u64,
     chunks_served: u64,
     rng: u64,
@@ -268,6 +274,7 @@ impl Node {
             pending_have: Vec::new(),
             wanted: None,
             fetch_paused_until: 0,
+            writing: 0,
             chunks_fetched: 0,
             chunks_served: 0,
             rng,
@@ -1059,6 +1066,7 @@ impl Node {
             return;
         }
         f.writing.insert(i);
+        self.writing += 1;
         self.storage.push_back(StorageCommand::Write { chunk, data });
     }
 
@@ -1086,7 +1094,9 @@ impl Node {
         let Some(f) = self.files.get_mut(&chunk.file) else {
             return;
         };
-        f.writing.remove(chunk.index);
+        if f.writing.remove(chunk.index) {
+            self.writing -= 1;
+        }
         if let Err(e) = result {
             self.fetch_paused_until = now + self.config.tuning.storage_backoff;
             self.events.push_back(Event::StorageFailed { file: chunk.file, message: e.message });
@@ -1237,6 +1247,9 @@ impl Node {
     fn request_chunks(&mut self, now: Millis) {
         let deadline = now + self.config.tuning.request_timeout;
         let window = self.config.tuning.requests_per_peer;
+        if self.writing >= self.config.tuning.max_writing {
+            return;
+        }
         let addrs: Vec<PeerAddr> = self.peers.keys().cloned().collect();
         let mut open: Vec<PeerAddr> = addrs;
         while !open.is_empty() {
@@ -1370,7 +1383,8 @@ impl Node {
                     total += u64::from(r);
                 }
                 let n_f = f64::from(n);
-                (f64::from(f.have.count()) / n_f, f64::from(present) / n_f, least, total as f64 / n_f)
+                let fraction = |x: f64| (x / n_f * 1e4).round() / 1e4;
+                (fraction(f64::from(f.have.count())), fraction(f64::from(present)), least, fraction(total as f64))
             };
             s.files.push(name.to_string());
             s.local.push(local);

@@ -434,6 +434,8 @@ struct InHeader {
     reason: Option<String>,
     #[serde(rename = "Unconfirmed", default)]
     unconfirmed: Option<u64>,
+    #[serde(rename = "Body", default)]
+    body: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -544,16 +546,24 @@ struct Head {
 #[derive(Debug)]
 enum HeadKind {
     Complete(Message),
-    FileList { add: bool },
+    FileList {
+        add: bool,
+    },
     Upload(ChunkRef),
-    Manifest { file: FileName, size: u64, digest: Digest },
+    Manifest {
+        file: FileName,
+        size: u64,
+        digest: Digest,
+    },
+    /// A Query reply too large for a header: the status object follows as a body.
+    StatusReply(Reply),
 }
 
 impl Head {
     fn body_limit(&self) -> Option<usize> {
         match &self.kind {
             HeadKind::Complete(_) => None,
-            HeadKind::FileList { .. } => Some(LIST_BODY_LIMIT),
+            HeadKind::FileList { .. } | HeadKind::StatusReply(_) => Some(LIST_BODY_LIMIT),
             HeadKind::Upload(c) => Some(chunk_len(c.size, c.index)),
             HeadKind::Manifest { size, .. } => Some(chunk_count(*size) as usize * 32),
         }
@@ -577,6 +587,11 @@ impl Head {
                     return Err(bad(format!("chunk body has {} bytes, expected {want}", body.len())));
                 }
                 Message::Upload { chunk, data: body }
+            }
+            HeadKind::StatusReply(mut reply) => {
+                let status = serde_json::from_slice::<Status>(&body).map_err(|e| bad(format!("status: {e}")))?;
+                reply.status = Some(Box::new(status));
+                Message::Reply(reply)
             }
             HeadKind::Manifest { file, size, digest } => {
                 let want = chunk_count(size) as usize * 32;
@@ -651,13 +666,12 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
                 }
                 None => None,
             };
-            HeadKind::Complete(Message::Reply(Reply {
-                code: Some(code),
-                status,
-                about,
-                reason: raw.reason,
-                unconfirmed: raw.unconfirmed,
-            }))
+            let reply = Reply { code: Some(code), status, about, reason: raw.reason, unconfirmed: raw.unconfirmed };
+            match raw.body.as_deref() {
+                Some("status") => HeadKind::StatusReply(reply),
+                Some(other) => return Err(bad(format!("unknown Body {other:?}"))),
+                None => HeadKind::Complete(Message::Reply(reply)),
+            }
         }
         Some(0) => HeadKind::Complete(Message::Join),
         Some(1) => HeadKind::Complete(Message::Leave),
@@ -724,6 +738,9 @@ struct OutHeader<'a> {
     reason: Option<&'a str>,
     #[serde(rename = "Unconfirmed", skip_serializing_if = "Option::is_none")]
     unconfirmed: Option<u64>,
+    /// What the body frame of a reply holds, when it has one.
+    #[serde(rename = "Body", skip_serializing_if = "Option::is_none")]
+    body: Option<&'static str>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     status: Option<&'a Status>,
 }
@@ -788,6 +805,7 @@ impl Envelope {
             code: None,
             reason: None,
             unconfirmed: None,
+            body: None,
             status: None,
         };
         let mut body = None;
@@ -824,7 +842,14 @@ impl Envelope {
                 }
             }
         }
-        Encoded { header: to_json(&head), body }
+        let header = to_json(&head);
+        if header.len() > HEADER_LIMIT && head.status.is_some() {
+            // A status for thousands of files: send it as a body frame instead.
+            let status = head.status.take();
+            head.body = Some("status");
+            return Encoded { header: to_json(&head), body: status.map(to_json) };
+        }
+        Encoded { header, body }
     }
 }
 
@@ -929,6 +954,24 @@ mod tests {
         ] {
             round_trip(m);
         }
+    }
+
+    #[test]
+    fn a_status_too_large_for_a_header_travels_as_a_body() {
+        let n = 3000;
+        let status = Status {
+            num_files: n,
+            files: (0..n).map(|i| format!("some-rather-long-file-name-{i}.bin")).collect(),
+            local: vec![0.5; n],
+            system: vec![1.0; n],
+            least_replication: vec![2; n],
+            weighted_least_replication: vec![2.5; n],
+            ..Status::default()
+        };
+        let message = Message::Reply(Reply { status: Some(Box::new(status)), ..Reply::code(Code::Ok) });
+        let encoded = Envelope { from: None, token: None, message: message.clone() }.encode();
+        assert!(encoded.header.len() <= HEADER_LIMIT && encoded.body.is_some());
+        round_trip(message);
     }
 
     #[test]

@@ -8,14 +8,28 @@ use anyhow::Context;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use torronto_core::wire::{frame_prefix, MessageReader, Reply, HEADER_LIMIT};
+use torronto_core::wire::{frame_prefix, MessageReader, Reply};
 use torronto_core::{Code, Envelope, Message, PeerAddr, Status};
 
-/// A node's answer: the parsed reply and the header exactly as received.
+/// A node's answer: the parsed reply and its frames exactly as received.
 #[derive(Debug)]
 pub struct Answer {
     pub reply: Reply,
-    pub raw: Bytes,
+    pub frames: Vec<Bytes>,
+}
+
+impl Answer {
+    /// The reply as one JSON object: the header, with the status merged in when a
+    /// large one came as a body frame.
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&self.frames[0])?;
+        if let Some(body) = self.frames.get(1) {
+            object.remove("Body");
+            let status: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)?;
+            object.extend(status);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
 }
 
 /// Sends one control message and waits for the reply.
@@ -27,16 +41,23 @@ pub async fn request(node: &str, token: Option<String>, message: Message) -> any
         stream.write_all(&frame_prefix(frame.len())).await?;
         stream.write_all(frame).await?;
     }
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).await.context("the node closed the connection without answering")?;
-    let len = u32::from_be_bytes(prefix) as usize;
-    anyhow::ensure!(len <= HEADER_LIMIT, "the node's answer is larger than a header may be ({len} bytes)");
-    let mut raw = vec![0u8; len];
-    stream.read_exact(&mut raw).await?;
-    let raw = Bytes::from(raw);
-    match MessageReader::new().push_frame(raw.clone())? {
-        Some(Envelope { message: Message::Reply(reply), .. }) => Ok(Answer { reply, raw }),
-        other => anyhow::bail!("unexpected answer from the node: {other:?}"),
+    let mut reader = MessageReader::new();
+    let mut frames = Vec::new();
+    loop {
+        let mut prefix = [0u8; 4];
+        stream.read_exact(&mut prefix).await.context("the node closed the connection without answering")?;
+        let len = u32::from_be_bytes(prefix) as usize;
+        let limit = reader.frame_limit();
+        anyhow::ensure!(len <= limit, "the node's answer has a {len}-byte frame, over the limit of {limit}");
+        let mut frame = vec![0u8; len];
+        stream.read_exact(&mut frame).await?;
+        let frame = Bytes::from(frame);
+        frames.push(frame.clone());
+        match reader.push_frame(frame)? {
+            None => continue,
+            Some(Envelope { message: Message::Reply(reply), .. }) => return Ok(Answer { reply, frames }),
+            Some(other) => anyhow::bail!("unexpected answer from the node: {other:?}"),
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use torronto_ws_bridge::frames::{FrameRead, FrameWrite, TcpFrameReader, TcpFrame
 use torronto_ws_bridge::WsSession;
 
 use crate::connection::{read_loop, tune, write_loop};
+use crate::storage_worker::{StorageJob, StorageWorker};
 use crate::store::{io_error, read_chunk, write_chunk, Store};
 use crate::web::{panel_url, WebListener, WebOptions};
 
@@ -69,9 +70,6 @@ pub enum Input {
     Storage(StorageEvent),
 }
 
-/// Storage work for the blocking pool, with the event it reports, if any.
-type BlockingWork = Box<dyn FnOnce(&Store) -> Option<StorageEvent> + Send>;
-
 #[derive(Debug)]
 struct ConnHandle {
     outgoing: mpsc::UnboundedSender<Envelope>,
@@ -83,6 +81,7 @@ struct ConnHandle {
 pub struct Driver {
     node: Node,
     store: Store,
+    storage: StorageWorker,
     listener: TcpListener,
     web: Option<WebListener>,
     web_addr: Option<PeerAddr>,
@@ -126,6 +125,7 @@ impl Driver {
             node.add_local_file(f);
         }
         let (inputs_tx, inputs) = mpsc::channel(1024);
+        let storage = StorageWorker::start(store.clone(), inputs_tx.clone())?;
         let start = Instant::now();
         if opts.join {
             node.join(0);
@@ -133,6 +133,7 @@ impl Driver {
         Ok(Self {
             node,
             store,
+            storage,
             listener,
             web,
             web_addr,
@@ -325,12 +326,14 @@ impl Driver {
         }
     }
 
-    /// Carries out a storage command: quick metadata work inline, data and hashing on
-    /// the blocking pool, results back as inputs.
+    /// Carries out a storage command: quick metadata work inline, chunk I/O on the
+    /// storage thread, long imports on the blocking pool; results come back as inputs.
     fn storage(&mut self, cmd: StorageCommand) {
         let store = self.store.clone();
         let inputs = self.inputs_tx.clone();
-        let blocking = move |work: BlockingWork| {
+        let worker = self.storage.clone();
+        let chunk_io = move |job: StorageJob| worker.run(job);
+        let blocking = move |work: StorageJob| {
             tokio::task::spawn_blocking(move || {
                 if let Some(event) = work(&store) {
                     let _ = inputs.blocking_send(Input::Storage(event));
@@ -362,21 +365,21 @@ impl Driver {
                     tracing::error!("cannot make room for {file}: {e}");
                 }
             }
-            StorageCommand::Read { conn, chunk, push } => blocking(Box::new(move |store| {
+            StorageCommand::Read { conn, chunk, push } => chunk_io(Box::new(move |store| {
                 let result = store
                     .handle(&chunk.file)
                     .and_then(|h| read_chunk(&h, chunk.size, chunk.index))
                     .map_err(|e| io_error(chunk.file.as_str(), &e));
                 Some(StorageEvent::Read { conn, chunk, push, result })
             })),
-            StorageCommand::Write { chunk, data } => blocking(Box::new(move |store| {
+            StorageCommand::Write { chunk, data } => chunk_io(Box::new(move |store| {
                 let result = store
                     .handle(&chunk.file)
                     .and_then(|h| write_chunk(&h, chunk.size, chunk.index, &data))
                     .map_err(|e| io_error(chunk.file.as_str(), &e));
                 Some(StorageEvent::Written { chunk, result })
             })),
-            StorageCommand::Finalize { file } => blocking(Box::new(move |store| {
+            StorageCommand::Finalize { file } => chunk_io(Box::new(move |store| {
                 if let Err(e) = store.finalize(&file) {
                     tracing::error!("cannot publish {file}: {e}");
                 }

@@ -7,6 +7,7 @@
 //!   TCP and WebSocket alike (the frame stream comes from `torronto-ws-bridge`);
 //! - [`web`]: the `--ws` listener: the built web app and the WebSocket endpoint;
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests);
+//! - [`storage_worker`]: the thread doing chunk reads and writes;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
 //! - [`peers_file`]: the peers file format;
 //! - [`demo`]: `torronto demo`, a local network to try it out.
@@ -16,6 +17,7 @@ pub mod connection;
 pub mod demo;
 pub mod driver;
 pub mod peers_file;
+pub mod storage_worker;
 pub mod store;
 pub mod web;
 
