@@ -11,8 +11,8 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use torronto_core::wire::{frame_prefix, Encoded, MessageReader, WireError, FRAME_PREFIX_LEN};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use torronto_core::wire::{frame_prefix, Encoded, FrameDecoder, MessageReader, WireError};
 use torronto_core::Envelope;
 
 /// A frame's bytes must arrive within this once its length has (TCP).
@@ -65,35 +65,52 @@ pub async fn write_encoded(out: &mut impl FrameWrite, encoded: &Encoded) -> io::
 }
 
 /// Reads length-prefixed frames from a TCP stream (or any byte stream).
+///
+/// Bytes land once in a large buffer and each frame is split off it without a copy
+/// (chunk bodies go on to storage as they are), using core's decoder, which checks a
+/// frame's length against the limit before buffering it.
 #[derive(Debug)]
 pub struct TcpFrameReader<R> {
-    stream: BufReader<R>,
+    stream: R,
+    buf: BytesMut,
 }
+
+/// Bytes asked of the kernel per read: a 64 KiB chunk and its header usually fit.
+const READ_BUFFER: usize = 256 * 1024;
 
 impl<R: AsyncRead + Unpin + Send> TcpFrameReader<R> {
     pub fn new(stream: R) -> Self {
-        // Large enough that a 64 KiB chunk and its header usually come in one read.
-        Self { stream: BufReader::with_capacity(256 * 1024, stream) }
+        Self { stream, buf: BytesMut::with_capacity(READ_BUFFER) }
     }
 }
 
 impl<R: AsyncRead + Unpin + Send> FrameRead for TcpFrameReader<R> {
     async fn read_frame(&mut self, limit: usize) -> Result<Option<Bytes>, ReadError> {
-        let mut prefix = [0u8; FRAME_PREFIX_LEN];
-        match self.stream.read_exact(&mut prefix).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e.into()),
+        // Once a frame has begun, all of it must arrive within BODY_TIMEOUT, however
+        // slowly the bytes trickle in.
+        let mut deadline = None;
+        loop {
+            if let Some(frame) = FrameDecoder::decode(&mut self.buf, limit)? {
+                return Ok(Some(frame));
+            }
+            if self.buf.capacity() - self.buf.len() < READ_BUFFER / 4 {
+                self.buf.reserve(READ_BUFFER);
+            }
+            let mid_frame = !self.buf.is_empty();
+            let read = self.stream.read_buf(&mut self.buf);
+            let n = if !mid_frame {
+                read.await?
+            } else {
+                let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + BODY_TIMEOUT);
+                tokio::time::timeout_at(at, read).await.map_err(|_| ReadError::Timeout)??
+            };
+            if n == 0 {
+                return match self.buf.is_empty() {
+                    true => Ok(None),
+                    false => Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+                };
+            }
         }
-        let len = u32::from_be_bytes(prefix) as usize;
-        if len > limit {
-            return Err(WireError::FrameTooLong { len: len as u64, limit }.into());
-        }
-        let mut frame = BytesMut::zeroed(len);
-        tokio::time::timeout(BODY_TIMEOUT, self.stream.read_exact(&mut frame))
-            .await
-            .map_err(|_| ReadError::Timeout)??;
-        Ok(Some(frame.freeze()))
     }
 }
 
