@@ -38,6 +38,8 @@ const NOTIFY_EVERY_MS: u32 = 150;
 const WRITE_BATCH: usize = 64;
 /// A peer session to a node is not reopened sooner than this after the last try.
 const REOPEN_AFTER_MS: u64 = 3_000;
+/// Chunk requests in flight to one node (a node serves up to 256 per connection).
+const REQUESTS_PER_PEER: usize = 96;
 /// Bytes of a picked file read at once while hashing or storing it.
 const SLICE: u64 = 4 << 20;
 
@@ -182,13 +184,10 @@ impl EngineHandle {
     /// open its storage.
     pub fn new() -> Self {
         let me = PeerAddr::new(format!("browser-{}", random_hex(8)), 0);
-        let mut node = Node::new(Config {
-            me: me.clone(),
-            peers: Vec::new(),
-            token: None,
-            seed: random_u64(),
-            tuning: Tuning::default(),
-        });
+        // A deeper request window than between native nodes: the page's event loop
+        // also hashes and stores every chunk, so its round trips are longer.
+        let tuning = Tuning { requests_per_peer: REQUESTS_PER_PEER, ..Tuning::default() };
+        let mut node = Node::new(Config { me: me.clone(), peers: Vec::new(), token: None, seed: random_u64(), tuning });
         node.fetch_on_request();
         let engine = Rc::new_cyclic(|weak| {
             RefCell::new(Engine {
