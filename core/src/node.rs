@@ -400,14 +400,7 @@ impl Node {
                 self.join_answered(addr);
             }
             if let Some(addr) = state.peer {
-                let last = self.peers.get_mut(&addr).is_some_and(|p| {
-                    p.conns.remove(&conn);
-                    if let Some(&other) = p.conns.iter().next() {
-                        p.conn = other;
-                    }
-                    p.conns.is_empty()
-                });
-                if last {
+                if self.detach(&addr, conn) {
                     self.drop_peer(&addr, false);
                     if matches!(self.membership, Membership::Joined | Membership::Joining { .. }) && addr.is_diallable()
                     {
@@ -844,14 +837,7 @@ impl Node {
         // the old names would stay counted in the status after it closed.
         let previous = self.conns.get(&conn).and_then(|c| c.peer.clone()).filter(|p| *p != addr);
         if let Some(old) = previous {
-            let last = self.peers.get_mut(&old).is_some_and(|p| {
-                p.conns.remove(&conn);
-                if let Some(&other) = p.conns.iter().next() {
-                    p.conn = other;
-                }
-                p.conns.is_empty()
-            });
-            if last {
+            if self.detach(&old, conn) {
                 self.drop_peer(&old, false);
             }
         }
@@ -881,6 +867,18 @@ impl Node {
             }
         }
         true
+    }
+
+    /// Stops sending to `addr` over `conn`; returns whether that was its last
+    /// connection (the caller then forgets the peer).
+    fn detach(&mut self, addr: &PeerAddr, conn: ConnId) -> bool {
+        self.peers.get_mut(addr).is_some_and(|p| {
+            p.conns.remove(&conn);
+            if let Some(&other) = p.conns.iter().next() {
+                p.conn = other;
+            }
+            p.conns.is_empty()
+        })
     }
 
     /// Forgets a peer and everything it held.
