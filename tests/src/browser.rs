@@ -98,15 +98,15 @@ impl WsNode {
     pub fn cluster(n: usize, join: bool) -> Vec<WsNode> {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let peers: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
-        ports
-            .into_iter()
-            .enumerate()
-            .map(|(i, port)| {
-                let mut node = WsNode::prepare(&format!("w{i}"), port, &peers);
-                node.start(join);
-                node
-            })
-            .collect()
+        let mut nodes: Vec<WsNode> =
+            ports.into_iter().enumerate().map(|(i, port)| WsNode::prepare(&format!("w{i}"), port, &peers)).collect();
+        // A panel served by one node opens sessions to the others: each node allows the
+        // other nodes' pages (a node refuses WebSocket handshakes from foreign origins).
+        let origins: Vec<String> = nodes.iter().map(|n| format!("http://127.0.0.1:{}", n.ws_port)).collect();
+        for node in &mut nodes {
+            node.start(join, &origins);
+        }
+        nodes
     }
 
     fn prepare(label: &str, port: u16, peers: &str) -> WsNode {
@@ -123,7 +123,7 @@ impl WsNode {
         }
     }
 
-    fn start(&mut self, join: bool) {
+    fn start(&mut self, join: bool, allow_origins: &[String]) {
         let log_path = self.root.path().join("node.log");
         let log = fs::File::create(&log_path).expect("create node log");
         let mut cmd = Command::new(bin());
@@ -140,6 +140,9 @@ impl WsNode {
             .stderr(log);
         if join {
             cmd.arg("--join");
+        }
+        for origin in allow_origins {
+            cmd.args(["--allow-origin", origin]);
         }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start node {}: {e}", self.label));
         wait_for_port(self.port, &mut child, &format!("node {}", self.label), &log_path);

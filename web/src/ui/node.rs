@@ -228,7 +228,8 @@ pub fn NodePanel(props: &NodeProps) -> Html {
             if let Link::Closed { reason, retry_ms } = &s.link {
                 <div class="notice err">
                     <strong>{ "No connection" }</strong>
-                    <span>{ format!("{reason}. Trying again in {} s; check that the node runs with --ws and the address is right.", retry_ms / 1000) }</span>
+                    <span>{ format!("{reason}. Trying again in {} s.", retry_ms / 1000) }</span>
+                    <span class="reason">{ unreachable_advice(&props.url) }</span>
                 </div>
             }
             if let Some(q) = &s.query_error {
@@ -249,6 +250,21 @@ pub fn NodePanel(props: &NodeProps) -> Html {
                 }
             }
         </section>
+    }
+}
+
+/// What to check when a node's WebSocket cannot be opened. A node refuses handshakes
+/// from pages of other origins unless started with `--allow-origin`.
+fn unreachable_advice(url: &str) -> String {
+    let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
+    let host = |u: &str| u.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("").to_string();
+    if !origin.is_empty() && host(url) != host(&origin) {
+        format!(
+            "Check that the node runs with --ws on that address, and that it accepts this page: \
+             start it with --allow-origin {origin}, or open the panel address that node printed."
+        )
+    } else {
+        "Check that the node is running with --ws on that address.".to_string()
     }
 }
 

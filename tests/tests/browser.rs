@@ -1,0 +1,219 @@
+//! Browser end-to-end tests: real nodes serve the control panel (`--ws`), a real headless
+//! Chromium opens it, and the tests act as a person would — typing, clicking, picking a
+//! file — then check the nodes' folders and status, and the bytes the page assembled.
+//!
+//! They need `web/dist` (scripts/build-web.sh), Chromium and chromedriver; see
+//! `torronto_tests::browser::require_browser`. Each test leaves a screenshot in
+//! `tests/artifacts/`.
+
+use std::fs;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use torronto_tests::browser::{artifact, require_browser, Browser, WsNode};
+use torronto_tests::{file_status, peers, random_file, sha256_file, wait_until};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// A JS predicate: the row of `file` in the card of node `url` shows it complete.
+const NODE_ROW_COMPLETE: &str = r#"
+    const card = document.querySelector(`section.node[data-url="${arguments[0]}"]`);
+    const row = card && card.querySelector(`tr.file[data-file="${arguments[1]}"]`);
+    return !!row && row.dataset.local === "1" && Number(row.dataset.least) >= arguments[2];
+"#;
+
+/// A JS predicate: the browser peer's row of `file` shows it complete.
+const PEER_ROW_COMPLETE: &str = r#"
+    const row = document.querySelector(`section.browser-peer tr.file[data-file="${arguments[0]}"]`);
+    return !!row && row.dataset.local === "1";
+"#;
+
+/// The browser peer is connected to at least `arguments[0]` nodes.
+const PEER_CONNECTED: &str = r#"
+    const s = document.querySelector("section.browser-peer");
+    return !!s && Number(s.dataset.connected) >= arguments[0];
+"#;
+
+fn card(node: &WsNode) -> String {
+    format!(r#"section.node[data-url="{}"]"#, node.ws_url())
+}
+
+#[test]
+fn panel_joins_nodes_inserts_by_path_and_shows_full_replication() {
+    if !require_browser() {
+        return;
+    }
+    let nodes = WsNode::cluster(3, false);
+    let browser = Browser::start();
+    browser.goto(&nodes[0].panel_url());
+
+    // Opened from the printed address, the panel watches that node at once.
+    browser.element(&card(&nodes[0]), LONG);
+    for node in &nodes[1..] {
+        browser.type_into("#node-url", &node.ws_url());
+        browser.type_into("#node-token", &node.token);
+        browser.click("form.connect button[type=submit]");
+        browser.element(&card(node), LONG);
+    }
+    for node in &nodes {
+        browser.click(&format!("{} button.join", card(node)));
+        browser.wait(
+            LONG,
+            &format!("the panel shows node {} joined with ErrOK", node.label),
+            "const c = document.querySelector(arguments[0]); \
+             return !!c && c.dataset.joined === 'true' && !!c.querySelector('.notice[data-code=ErrOK]');",
+            json!([card(node)]),
+        );
+    }
+
+    // An Insert of a path that is not there is answered ErrFileMissing, shown by name.
+    browser.type_into(&format!("{} form.insert input", card(&nodes[0])), "/no/such/file.bin");
+    browser.click(&format!("{} form.insert button", card(&nodes[0])));
+    browser.wait(
+        LONG,
+        "the panel shows ErrFileMissing",
+        "return !!document.querySelector(arguments[0] + ' .notice[data-code=ErrFileMissing]');",
+        json!([card(&nodes[0])]),
+    );
+
+    let src = nodes[0].scratch().join("report.bin");
+    random_file(&src, 2 * 1024 * 1024 + 12_345, 7);
+    let sha = sha256_file(&src);
+    browser.type_into(&format!("{} form.insert input", card(&nodes[0])), &src.display().to_string());
+    browser.click(&format!("{} form.insert button", card(&nodes[0])));
+
+    // Replication reaches 100% on every node, as every node's card shows.
+    for node in &nodes {
+        browser.wait(
+            LONG,
+            &format!("node {}'s card shows report.bin complete with 3 copies", node.label),
+            NODE_ROW_COMPLETE,
+            json!([node.ws_url(), "report.bin", 3]),
+        );
+    }
+    for node in &nodes {
+        wait_until(LONG, "every node holds report.bin", || {
+            node.dir().join("report.bin").is_file() && sha256_file(&node.dir().join("report.bin")) == sha
+        });
+    }
+
+    // The chunk map of the file, with its legend.
+    browser.click(&format!(r#"{} tr.file[data-file="report.bin"]"#, card(&nodes[0])));
+    browser.wait(
+        LONG,
+        "the chunk map of report.bin is drawn",
+        "const m = document.querySelector(arguments[0] + ' .chunkmap[data-file=\"report.bin\"]'); \
+         return !!m && m.querySelectorAll('.cells .cell').length === 33 && !!m.querySelector('.legend');",
+        json!([card(&nodes[0])]),
+    );
+
+    // A wrong token is refused and said so by name.
+    let stranger = &nodes[2];
+    browser.type_into("#node-url", &format!("http://127.0.0.1:{}/", stranger.ws_port));
+    browser.type_into("#node-token", "not-the-token");
+    browser.click("form.connect button[type=submit]");
+    browser.wait(
+        LONG,
+        "the panel shows ErrBadPermission for a wrong token",
+        "return !!document.querySelector(arguments[0] + ' .notice[data-code=ErrBadPermission]');",
+        json!([card(stranger)]),
+    );
+    // Put the right token back, so the screenshot shows three healthy nodes.
+    browser.type_into("#node-url", &stranger.ws_url());
+    browser.type_into("#node-token", &stranger.token);
+    browser.click("form.connect button[type=submit]");
+    browser.wait(LONG, "node w2 is back", NODE_ROW_COMPLETE, json!([stranger.ws_url(), "report.bin", 3]));
+    // report.bin is still selected in node w0's card, so its chunk map stays open.
+    browser.wait(
+        LONG,
+        "the chunk map is drawn",
+        "return !!document.querySelector('.chunkmap[data-file=\"report.bin\"]');",
+        json!([]),
+    );
+    browser.screenshot(&artifact("browser-panel.png"));
+}
+
+#[test]
+fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
+    if !require_browser() {
+        return;
+    }
+    let nodes = WsNode::cluster(2, true);
+    let browser = Browser::start();
+    browser.goto(&nodes[0].panel_url());
+    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
+
+    // Share a file from "this computer" through the file picker: the nodes fetch it
+    // from the page, byte for byte.
+    let picked_dir = tempfile::tempdir().expect("tempdir");
+    let picked = picked_dir.path().join("from-browser.bin");
+    random_file(&picked, 3 * 1024 * 1024 + 4321, 11);
+    let picked_sha = sha256_file(&picked);
+    browser.type_into("#share-file", &picked.display().to_string());
+    browser.wait(
+        LONG,
+        "the page reports the file shared (ErrOK)",
+        "return !!document.querySelector('section.browser-peer .notice[data-code=ErrOK]');",
+        json!([]),
+    );
+    for node in &nodes {
+        let path = node.dir().join("from-browser.bin");
+        wait_until(LONG, &format!("node {} holds from-browser.bin", node.label), || {
+            path.is_file() && sha256_file(&path) == picked_sha
+        });
+    }
+    let st = nodes[0].query();
+    assert!(peers(&st).iter().any(|p| p.starts_with("browser-")), "node w0 counts the page among its peers: {st}");
+
+    // Download a network file into the page, chunk by chunk, then save it.
+    let src = nodes[1].scratch().join("network.bin");
+    random_file(&src, 5 * 1024 * 1024 + 777, 12);
+    let sha = sha256_file(&src);
+    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &nodes[1].addr()]);
+    assert_eq!(out.code, 0, "insert into node w1: {out}");
+    browser.click(r#"section.browser-peer button.download[data-file="network.bin"]"#);
+    browser.wait(LONG, "the page holds network.bin complete", PEER_ROW_COMPLETE, json!(["network.bin"]));
+    browser.click(r#"section.browser-peer button.save[data-file="network.bin"]"#);
+    browser.element(r#"a.save-link[data-file="network.bin"]"#, LONG);
+    let blob_sha = browser.exec_async(
+        r#"const done = arguments[arguments.length - 1];
+           const a = document.querySelector('a.save-link[data-file="network.bin"]');
+           fetch(a.href).then(r => r.arrayBuffer()).then(b => crypto.subtle.digest("SHA-256", b))
+             .then(h => done(Array.from(new Uint8Array(h)).map(x => x.toString(16).padStart(2, "0")).join("")))
+             .catch(e => done("error: " + e));"#,
+        json!([]),
+    );
+    assert_eq!(blob_sha, Value::String(sha.clone()), "the file assembled in the page has the original bytes");
+    let saved = browser.downloads.join("network.bin");
+    wait_until(LONG, "the browser saved network.bin to its download folder", || {
+        saved.is_file() && fs::metadata(&saved).map(|m| m.len()).unwrap_or(0) == 5 * 1024 * 1024 + 777
+    });
+    assert_eq!(sha256_file(&saved), sha, "the saved file has the original bytes");
+
+    // The page counts in the nodes' replication: three participants hold it.
+    wait_until(LONG, "node w0 sees 3 copies of network.bin (w0, w1 and the page)", || {
+        file_status(&nodes[0].query(), "network.bin").is_some_and(|f| f.least == 3)
+    });
+
+    // A reload keeps the chunks: the page restores them from IndexedDB, and announces
+    // them again to the node.
+    browser.refresh();
+    browser.wait(LONG, "after reload the page still holds network.bin", PEER_ROW_COMPLETE, json!(["network.bin"]));
+    browser.wait(
+        LONG,
+        "after reload the page still holds from-browser.bin",
+        PEER_ROW_COMPLETE,
+        json!(["from-browser.bin"]),
+    );
+    browser.wait(LONG, "the reloaded page is connected again", PEER_CONNECTED, json!([1]));
+    wait_until(LONG, "node w0 again sees 3 copies of network.bin", || {
+        file_status(&nodes[0].query(), "network.bin").is_some_and(|f| f.least == 3)
+    });
+    browser.wait(
+        LONG,
+        "node w0's card shows the page's copy again",
+        NODE_ROW_COMPLETE,
+        json!([nodes[0].ws_url(), "network.bin", 3]),
+    );
+    browser.screenshot(&artifact("browser-peer.png"));
+}
