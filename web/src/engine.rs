@@ -34,8 +34,11 @@ use crate::util::{js_error, now_ms, random_hex, random_u64};
 
 /// How often the user interface may be told to re-render.
 const NOTIFY_EVERY_MS: u32 = 150;
-/// Chunk writes gathered into one transaction before it is started anyway.
-const WRITE_BATCH: usize = 64;
+/// Chunk writes gathered into one transaction before it is started anyway: one
+/// IndexedDB record (see `store`), which costs the page about what a single chunk does.
+const WRITE_BATCH: usize = crate::store::RECORD_CHUNKS;
+/// How long a chunk may wait for others to share its record.
+const WRITE_DELAY_MS: u32 = 30;
 /// A peer session to a node is not reopened sooner than this after the last try.
 const REOPEN_AFTER_MS: u64 = 3_000;
 /// Chunk requests in flight to one node (a node serves up to 256 per connection).
@@ -358,7 +361,7 @@ impl Engine {
         let weak = self.weak.clone();
         spawn_local(async move {
             let result = store
-                .file_blob(&file, chunk_count(size))
+                .file_blob(&file, size, chunk_count(size))
                 .await
                 .and_then(|blob| web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| js_error(&e)));
             let Some(engine) = weak.upgrade() else { return };
@@ -633,7 +636,7 @@ impl Engine {
                     self.flush_writes();
                 } else if self.write_flush.is_none() {
                     let weak = self.weak.clone();
-                    self.write_flush = Some(Timeout::new(0, move || {
+                    self.write_flush = Some(Timeout::new(WRITE_DELAY_MS, move || {
                         if let Some(e) = weak.upgrade() {
                             e.borrow_mut().flush_writes();
                         }
@@ -671,8 +674,8 @@ impl Engine {
         }
         let weak = self.weak.clone();
         spawn_local(async move {
-            let rows: Vec<(String, u32, Bytes)> =
-                batch.iter().map(|(c, d)| (c.file.to_string(), c.index, d.clone())).collect();
+            let rows: Vec<(String, u64, u32, Bytes)> =
+                batch.iter().map(|(c, d)| (c.file.to_string(), c.size, c.index, d.clone())).collect();
             let result = store.write_chunks(&rows).await;
             drop(rows);
             let Some(engine) = weak.upgrade() else { return };
@@ -827,7 +830,7 @@ async fn store_file(
             if !manifest.verify(i, &data) {
                 return Err(format!("{path} changed while it was being inserted; pick it again"));
             }
-            rows.push((name.to_string(), i, data));
+            rows.push((name.to_string(), size, i, data));
         }
         store.write_chunks(&rows).await?;
         first = last;

@@ -1,19 +1,30 @@
-//! The browser peer's storage: IndexedDB database `torronto`, two object stores.
+//! The browser peer's storage: IndexedDB database `torronto`, three object stores.
 //!
 //! - `files`: key = file name; value `{name, size, digest, hashes}` (the manifest), put
 //!   when core prepares a download or commits an insert. Restore reads it back.
-//! - `chunks`: key = `[name, index]`; value = the chunk's bytes (a `Uint8Array`), only
-//!   ever verified chunks. The chunks present are what the page holds after a reload.
+//! - `chunks`: key = `[name, first]`; value = the bytes of up to [`RECORD_CHUNKS`]
+//!   verified chunks of one file, concatenated (`first` is the smallest chunk number in
+//!   the record, unique since a chunk is stored once).
+//! - `index`: same key; value = the chunk numbers in that record, in order. Restore
+//!   reads only this store to learn what the page holds.
 //!
-//! Every operation is one transaction; callers batch chunks so that a transaction
-//! carries many of them (a transaction per chunk would cap throughput far below what
-//! the network delivers). Requests and transactions are awaited through promises
-//! whose resolve/reject are the IDB handlers themselves, so no Rust closure is leaked.
+//! Why records of several chunks: a put of one 64 KiB value costs Chromium more than a
+//! millisecond on the page's thread (values of 64 KiB or more are wrapped into blobs),
+//! which capped downloads far below the network's speed; a record of 16 chunks costs
+//! about what one chunk did. Where each chunk lives is kept in memory for reads, and
+//! the last records read are cached, since peers ask for neighbouring chunks.
+//!
+//! Every operation is one transaction. Requests and transactions are awaited through
+//! promises whose resolve/reject are the IDB handlers themselves, so no Rust closure is
+//! leaked.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use bytes::Bytes;
-use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Object, Promise, Reflect, Uint32Array, Uint8Array};
+use torronto_core::layout::chunk_len;
 use torronto_core::{ChunkSet, Digest, FileName, LocalFile, Manifest};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -25,14 +36,33 @@ use web_sys::{
 use crate::util::js_error;
 
 const DB_NAME: &str = "torronto";
-const DB_VERSION: u32 = 1;
+/// Version 2 stores chunks in records; version 1 data (one chunk per value) is dropped.
+const DB_VERSION: u32 = 2;
 const FILES: &str = "files";
 const CHUNKS: &str = "chunks";
+const INDEX: &str = "index";
+/// Chunks per record at most.
+pub const RECORD_CHUNKS: usize = 16;
+/// Records kept in memory after a read.
+const CACHED_RECORDS: usize = 8;
+
+/// Where a chunk's bytes are: its record, and its place in it.
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    first: u32,
+    offset: u32,
+    len: u32,
+}
+
+/// Chunks of one file bound for one record: name, file size, (index, bytes).
+type Group<'a> = (&'a str, u64, Vec<(u32, &'a Bytes)>);
 
 /// An open database. Cheap to clone (a handle).
 #[derive(Clone, Debug)]
 pub struct Store {
     db: IdbDatabase,
+    places: Rc<RefCell<HashMap<String, HashMap<u32, Place>>>>,
+    cache: Rc<RefCell<VecDeque<(String, u32, Uint8Array)>>>,
 }
 
 /// Waits for an IDB request to succeed; its result is then in `req.result()`.
@@ -92,10 +122,12 @@ impl Store {
             if let Ok(db) = req2.result() {
                 let db: IdbDatabase = db.unchecked_into();
                 let names = db.object_store_names();
-                for store in [FILES, CHUNKS] {
-                    if !names.contains(store) {
-                        let _ = db.create_object_store(store);
+                // Version 1 kept one chunk per value: start afresh (the network has them).
+                for store in [FILES, CHUNKS, INDEX] {
+                    if names.contains(store) {
+                        let _ = db.delete_object_store(store);
                     }
+                    let _ = db.create_object_store(store);
                 }
             }
         });
@@ -104,7 +136,7 @@ impl Store {
         req.set_onupgradeneeded(None);
         drop(upgrade);
         let db: IdbDatabase = result.map_err(|e| format!("cannot open the browser's database: {e}"))?.unchecked_into();
-        Ok(Store { db })
+        Ok(Store { db, places: Rc::default(), cache: Rc::default() })
     }
 
     fn tx(&self, stores: &[&str], mode: IdbTransactionMode) -> Result<IdbTransaction, String> {
@@ -118,21 +150,18 @@ impl Store {
 
     /// Every file with a manifest, and the chunks of it that are stored.
     pub async fn load(&self) -> Result<Vec<LocalFile>, String> {
-        let tx = self.tx(&[FILES, CHUNKS], IdbTransactionMode::Readonly)?;
+        let tx = self.tx(&[FILES, INDEX], IdbTransactionMode::Readonly)?;
         let files_req = Self::store(&tx, FILES)?.get_all().map_err(|e| js_error(&e))?;
-        let keys_req = Self::store(&tx, CHUNKS)?.get_all_keys().map_err(|e| js_error(&e))?;
+        let index = Self::store(&tx, INDEX)?;
+        let keys_req = index.get_all_keys().map_err(|e| js_error(&e))?;
+        let lists_req = index.get_all().map_err(|e| js_error(&e))?;
         transaction_done(&tx).await?;
         let records: Array = files_req.result().map_err(|e| js_error(&e))?.unchecked_into();
         let keys: Array = keys_req.result().map_err(|e| js_error(&e))?.unchecked_into();
+        let lists: Array = lists_req.result().map_err(|e| js_error(&e))?.unchecked_into();
 
-        let mut held: HashMap<String, Vec<u32>> = HashMap::new();
-        for key in keys.iter() {
-            let key: Array = key.unchecked_into();
-            if let (Some(name), Some(index)) = (key.get(0).as_string(), key.get(1).as_f64()) {
-                held.entry(name).or_default().push(index as u32);
-            }
-        }
         let mut out = Vec::new();
+        let mut sizes = HashMap::new();
         for record in records.iter() {
             // A record that no longer parses (written by another version) is skipped,
             // not trusted: its chunks will simply be fetched again if wanted.
@@ -148,15 +177,37 @@ impl Store {
             let Ok(manifest) = Manifest::from_body(size as u64, digest, &hashes) else {
                 continue;
             };
-            let mut have = ChunkSet::new(manifest.chunk_count());
-            for &i in held.get(&name).into_iter().flatten() {
-                if i < manifest.chunk_count() {
-                    have.insert(i);
+            sizes.insert(name, manifest.size());
+            out.push(LocalFile { have: ChunkSet::new(manifest.chunk_count()), name: file, manifest });
+        }
+        for (key, list) in keys.iter().zip(lists.iter()) {
+            let key: Array = key.unchecked_into();
+            let (Some(name), Some(first)) = (key.get(0).as_string(), key.get(1).as_f64()) else { continue };
+            let Some(&size) = sizes.get(&name) else { continue };
+            let Ok(list) = list.dyn_into::<Uint32Array>() else { continue };
+            self.place(&name, size, first as u32, &list.to_vec());
+        }
+        let places = self.places.borrow();
+        for f in &mut out {
+            for &i in places.get(f.name.as_str()).map(|p| p.keys().collect::<Vec<_>>()).unwrap_or_default() {
+                if i < f.manifest.chunk_count() {
+                    f.have.insert(i);
                 }
             }
-            out.push(LocalFile { name: file, manifest, have });
         }
         Ok(out)
+    }
+
+    /// Records where the chunks `indices` of a record starting at `first` are.
+    fn place(&self, name: &str, size: u64, first: u32, indices: &[u32]) {
+        let mut places = self.places.borrow_mut();
+        let file = places.entry(name.to_string()).or_default();
+        let mut offset = 0u32;
+        for &i in indices {
+            let len = chunk_len(size, i) as u32;
+            file.insert(i, Place { first, offset, len });
+            offset += len;
+        }
     }
 
     /// Keeps a file's manifest, so its chunks can be restored and verified later.
@@ -171,56 +222,136 @@ impl Store {
         transaction_done(&tx).await
     }
 
-    /// Stores chunks in one transaction.
-    pub async fn write_chunks(&self, chunks: &[(String, u32, Bytes)]) -> Result<(), String> {
-        let tx = self.tx(&[CHUNKS], IdbTransactionMode::Readwrite)?;
-        let store = Self::store(&tx, CHUNKS)?;
-        for (name, index, data) in chunks {
-            store.put_with_key(&Uint8Array::from(&data[..]), &chunk_key(name, *index)).map_err(|e| js_error(&e))?;
+    /// Stores chunks (name, file size, index, bytes) in one transaction, as records of
+    /// up to [`RECORD_CHUNKS`] chunks of one file.
+    pub async fn write_chunks(&self, chunks: &[(String, u64, u32, Bytes)]) -> Result<(), String> {
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        for (name, size, index, data) in chunks {
+            match groups.iter_mut().find(|(n, _, g)| n == name && g.len() < RECORD_CHUNKS) {
+                Some((_, _, g)) => g.push((*index, data)),
+                None => groups.push((name, *size, vec![(*index, data)])),
+            }
         }
-        transaction_done(&tx).await
-    }
-
-    /// Reads chunks in one transaction; each comes back on its own, missing or not.
-    pub async fn read_chunks(&self, chunks: &[(String, u32)]) -> Result<Vec<Result<Bytes, String>>, String> {
-        let tx = self.tx(&[CHUNKS], IdbTransactionMode::Readonly)?;
-        let store = Self::store(&tx, CHUNKS)?;
-        let mut requests = Vec::with_capacity(chunks.len());
-        for (name, index) in chunks {
-            requests.push(store.get(&chunk_key(name, *index)).map_err(|e| js_error(&e))?);
+        let tx = self.tx(&[CHUNKS, INDEX], IdbTransactionMode::Readwrite)?;
+        let (store, index) = (Self::store(&tx, CHUNKS)?, Self::store(&tx, INDEX)?);
+        let mut placed = Vec::new();
+        for (name, size, group) in &groups {
+            let first = group.iter().map(|(i, _)| *i).min().unwrap_or(0);
+            let total: usize = group.iter().map(|(_, d)| d.len()).sum();
+            let mut data = Vec::with_capacity(total);
+            for (_, d) in group {
+                data.extend_from_slice(d);
+            }
+            let indices: Vec<u32> = group.iter().map(|(i, _)| *i).collect();
+            let key = chunk_key(name, first);
+            store.put_with_key(&Uint8Array::from(&data[..]), &key).map_err(|e| js_error(&e))?;
+            index.put_with_key(&Uint32Array::from(&indices[..]), &key).map_err(|e| js_error(&e))?;
+            placed.push((*name, *size, first, indices));
         }
         transaction_done(&tx).await?;
-        Ok(requests
+        for (name, size, first, indices) in placed {
+            self.place(name, size, first, &indices);
+        }
+        Ok(())
+    }
+
+    /// Reads chunks (name, index) in one transaction; each comes back on its own,
+    /// missing or not.
+    pub async fn read_chunks(&self, chunks: &[(String, u32)]) -> Result<Vec<Result<Bytes, String>>, String> {
+        let places: Vec<Option<Place>> = {
+            let p = self.places.borrow();
+            chunks.iter().map(|(name, i)| p.get(name).and_then(|f| f.get(i)).copied()).collect()
+        };
+        // The records needed that are not cached, each read once.
+        let mut wanted: Vec<(String, u32)> = Vec::new();
+        for ((name, _), place) in chunks.iter().zip(&places) {
+            if let Some(place) = place {
+                let key = (name.clone(), place.first);
+                if self.cached(&key.0, key.1).is_none() && !wanted.contains(&key) {
+                    wanted.push(key);
+                }
+            }
+        }
+        if !wanted.is_empty() {
+            let tx = self.tx(&[CHUNKS], IdbTransactionMode::Readonly)?;
+            let store = Self::store(&tx, CHUNKS)?;
+            let mut requests = Vec::new();
+            for (name, first) in &wanted {
+                requests.push(store.get(&chunk_key(name, *first)).map_err(|e| js_error(&e))?);
+            }
+            transaction_done(&tx).await?;
+            let mut cache = self.cache.borrow_mut();
+            for ((name, first), req) in wanted.into_iter().zip(requests) {
+                if let Some(data) = req.result().ok().and_then(|v| v.dyn_into::<Uint8Array>().ok()) {
+                    cache.push_back((name, first, data));
+                    if cache.len() > CACHED_RECORDS {
+                        cache.pop_front();
+                    }
+                }
+            }
+        }
+        Ok(chunks
             .iter()
-            .zip(chunks)
-            .map(|(req, (name, index))| match req.result().ok().and_then(|v| v.dyn_into::<Uint8Array>().ok()) {
-                Some(data) => Ok(Bytes::from(data.to_vec())),
-                None => Err(format!("chunk {index} of {name} is not in the browser's storage")),
+            .zip(places)
+            .map(|((name, index), place)| {
+                let data = place.and_then(|p| {
+                    let record = self.cached(name, p.first)?;
+                    let end = p.offset + p.len;
+                    (end <= record.length()).then(|| Bytes::from(record.subarray(p.offset, end).to_vec()))
+                });
+                data.ok_or_else(|| format!("chunk {index} of {name} is not in the browser's storage"))
             })
             .collect())
     }
 
+    fn cached(&self, name: &str, first: u32) -> Option<Uint8Array> {
+        self.cache.borrow().iter().find(|(n, f, _)| n == name && *f == first).map(|(_, _, d)| d.clone())
+    }
+
     /// The whole file as a Blob, its chunks in order (all must be present).
-    pub async fn file_blob(&self, name: &FileName, chunks: u32) -> Result<Blob, String> {
-        let tx = self.tx(&[CHUNKS], IdbTransactionMode::Readonly)?;
+    pub async fn file_blob(&self, name: &FileName, size: u64, chunks: u32) -> Result<Blob, String> {
+        let tx = self.tx(&[CHUNKS, INDEX], IdbTransactionMode::Readonly)?;
         let range = IdbKeyRange::bound(&chunk_key(name.as_str(), 0), &chunk_key(name.as_str(), chunks))
             .map_err(|e| js_error(&e))?;
-        let req = Self::store(&tx, CHUNKS)?.get_all_with_key(&range).map_err(|e| js_error(&e))?;
+        let data_req = Self::store(&tx, CHUNKS)?.get_all_with_key(&range).map_err(|e| js_error(&e))?;
+        let index_req = Self::store(&tx, INDEX)?.get_all_with_key(&range).map_err(|e| js_error(&e))?;
         transaction_done(&tx).await?;
-        let parts: Array = req.result().map_err(|e| js_error(&e))?.unchecked_into();
-        if parts.length() != chunks {
-            return Err(format!("{name}: {} of {chunks} chunks are stored", parts.length()));
+        let records: Array = data_req.result().map_err(|e| js_error(&e))?.unchecked_into();
+        let lists: Array = index_req.result().map_err(|e| js_error(&e))?.unchecked_into();
+        // Records hold chunks in arrival order: put each piece in its place.
+        let mut parts: Vec<Option<Uint8Array>> = vec![None; chunks as usize];
+        for (record, list) in records.iter().zip(lists.iter()) {
+            let (Ok(record), Ok(list)) = (record.dyn_into::<Uint8Array>(), list.dyn_into::<Uint32Array>()) else {
+                continue;
+            };
+            let mut offset = 0u32;
+            for i in list.to_vec() {
+                let len = chunk_len(size, i) as u32;
+                if let Some(slot) = parts.get_mut(i as usize) {
+                    *slot = Some(record.subarray(offset, offset + len));
+                }
+                offset += len;
+            }
         }
+        let present = parts.iter().filter(|p| p.is_some()).count();
+        if present != chunks as usize {
+            return Err(format!("{name}: {present} of {chunks} chunks are stored"));
+        }
+        let sequence: Array = parts.into_iter().flatten().collect();
         let options = BlobPropertyBag::new();
         options.set_type("application/octet-stream");
-        Blob::new_with_u8_array_sequence_and_options(&parts, &options).map_err(|e| js_error(&e))
+        Blob::new_with_u8_array_sequence_and_options(&sequence, &options).map_err(|e| js_error(&e))
     }
 
     /// Forgets everything the page holds.
     pub async fn clear(&self) -> Result<(), String> {
-        let tx = self.tx(&[FILES, CHUNKS], IdbTransactionMode::Readwrite)?;
-        Self::store(&tx, FILES)?.clear().map_err(|e| js_error(&e))?;
-        Self::store(&tx, CHUNKS)?.clear().map_err(|e| js_error(&e))?;
-        transaction_done(&tx).await
+        let tx = self.tx(&[FILES, CHUNKS, INDEX], IdbTransactionMode::Readwrite)?;
+        for store in [FILES, CHUNKS, INDEX] {
+            Self::store(&tx, store)?.clear().map_err(|e| js_error(&e))?;
+        }
+        transaction_done(&tx).await?;
+        self.places.borrow_mut().clear();
+        self.cache.borrow_mut().clear();
+        Ok(())
     }
 }
