@@ -615,6 +615,8 @@ fn parse_header(frame: &[u8]) -> Result<Head, HeaderError> {
         Some(4 | 6) => Some(LIST_BODY_LIMIT),
         Some(8) => Some(crate::layout::CHUNK_SIZE as usize),
         Some(11) => Some(LIST_BODY_LIMIT),
+        // A reply announcing a body (a large Query status).
+        None if raw.body.is_some() => Some(LIST_BODY_LIMIT),
         _ => None,
     };
     parse_fields(frame, raw).map_err(|error| HeaderError { error, body_limit })

@@ -103,3 +103,36 @@ fn a_connection_may_reintroduce_itself_after_remove() {
     drain(&mut n);
     assert_eq!(n.status().peers, vec!["c:0"]);
 }
+
+/// A reply announcing a body ("Body") whose header is refused must still have its body
+/// skipped, or the body is read as the next header and the stream falls out of step.
+#[test]
+fn a_refused_reply_with_a_body_keeps_the_stream_in_step() {
+    use torronto_core::wire::{frame_prefix, WireError};
+    let mut buf = BytesMut::new();
+    let status =
+        br#"{"numFiles":0,"files":[],"local":[],"system":[],"leastReplication":[],"weightedLeastReplication":[]}"#;
+    for frame in [
+        &br#"{"Code":0,"Body":"status","Files":[{"FileName":"../x"}]}"#[..],
+        status,
+        br#"{"Code":0,"Body":"other"}"#,
+        status,
+        br#"{"Action":3}"#,
+    ] {
+        buf.extend_from_slice(&frame_prefix(frame.len()));
+        buf.extend_from_slice(frame);
+    }
+    let mut reader = MessageReader::new();
+    let mut got = Vec::new();
+    while let Some(frame) = FrameDecoder::decode(&mut buf, reader.frame_limit()).unwrap() {
+        match reader.push_frame(frame) {
+            Ok(Some(env)) => got.push(Ok(env.message)),
+            Ok(None) => {}
+            Err(e) => got.push(Err(e)),
+        }
+    }
+    assert_eq!(got.len(), 3, "two refusals and the Query, nothing read out of step: {got:?}");
+    assert!(matches!(got[0], Err(WireError::BadRequest(_))), "{got:?}");
+    assert!(matches!(got[1], Err(WireError::BadRequest(_))), "{got:?}");
+    assert_eq!(got[2], Ok(Message::Query { file: None }));
+}

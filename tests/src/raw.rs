@@ -76,8 +76,11 @@ impl Raw {
         let header: Value = serde_json::from_slice(&frame).unwrap_or_else(|e| {
             panic!("{}: node sent a header that is not JSON ({e}): {:?}", self.what, String::from_utf8_lossy(&frame))
         });
+        // Add, Files, Upload and Manifest carry a body; so does a reply announcing one
+        // with "Body" (a Query status too large for a header).
         let body = match header.get("Action").and_then(Value::as_i64) {
             Some(4 | 6 | 8 | 11) => Some(self.read_frame()?),
+            None if header.get("Body").is_some() => Some(self.read_frame()?),
             _ => None,
         };
         Ok((header, body))

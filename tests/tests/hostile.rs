@@ -250,6 +250,18 @@ fn wrong_json_types_are_bad_requests() {
         assert_code(&r.read_reply(&format!("Files body {body}")), 6, &format!("Files body {body}"));
         r.query();
     }
+    // A reply announcing a body, refused: its body is skipped, not read as a header.
+    for header in
+        [json!({"Code": 0, "Body": "status", "Files": [{"FileName": "../x"}]}), json!({"Code": 0, "Body": "other"})]
+    {
+        r.send_header(&header);
+        r.send_frame(
+            br#"{"numFiles":0,"files":[],"local":[],"system":[],"leastReplication":[],"weightedLeastReplication":[]}"#,
+        );
+        assert_code(&r.read_reply(&format!("{header}")), 6, &format!("reply header {header}"));
+        let q = r.query();
+        assert!(q.get("numFiles").is_some(), "after {header} + body, Query got {q}: the body was read as a header");
+    }
     ctx.assert_healthy("wrong JSON types");
 }
 
