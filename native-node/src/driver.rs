@@ -91,6 +91,32 @@ pub struct Driver {
     next_conn: ConnId,
     start: Instant,
     token: String,
+    storage_errors: ErrorDigest,
+}
+
+/// Storage errors come once per chunk (hundreds a minute on a full disk): log the
+/// first at once, then how many more there were, at most every few seconds.
+#[derive(Debug, Default)]
+struct ErrorDigest {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorDigest {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn report(&mut self, file: &torronto_core::FileName, message: &str) {
+        let now = Instant::now();
+        if self.last_logged.is_some_and(|t| now - t < Self::EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        match std::mem::take(&mut self.suppressed) {
+            0 => tracing::error!("storage failed for {file}: {message}"),
+            n => tracing::error!("storage failed for {file}: {message} (and {n} more failures in the last seconds)"),
+        }
+        self.last_logged = Some(now);
+    }
 }
 
 impl Driver {
@@ -131,6 +157,7 @@ impl Driver {
             node.join(0);
         }
         Ok(Self {
+            storage_errors: ErrorDigest::default(),
             node,
             store,
             storage,
@@ -318,7 +345,10 @@ impl Driver {
                 self.storage(cmd);
             }
             while let Some(event) = self.node.poll_event() {
-                log_event(event);
+                match event {
+                    Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
+                    event => log_event(event),
+                }
             }
             if !moved {
                 break;
