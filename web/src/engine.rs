@@ -42,7 +42,7 @@ const WRITE_DELAY_MS: u32 = 30;
 /// A peer session to a node is not reopened sooner than this after the last try.
 const REOPEN_AFTER_MS: u64 = 3_000;
 /// Chunk requests in flight to one node (a node serves up to 256 per connection).
-const REQUESTS_PER_PEER: usize = 96;
+const REQUESTS_PER_PEER: usize = 160;
 /// Bytes of a picked file read at once while hashing or storing it.
 const SLICE: u64 = 4 << 20;
 
@@ -740,7 +740,10 @@ impl Engine {
             self.timer = None;
             return;
         };
-        if self.timer.as_ref().is_some_and(|(t, _)| *t == at) {
+        // A timer due no later is kept: firing early is harmless (core acts only on what
+        // is due and names the next deadline), while replacing the timer on every message
+        // (each request moves the earliest deadline) cost the page measurably.
+        if self.timer.as_ref().is_some_and(|(t, _)| *t <= at) {
             return;
         }
         let delay = at.saturating_sub(now_ms()).min(u64::from(u32::MAX)) as u32;
