@@ -8,7 +8,8 @@
 //! - [`util`]: the clock core is driven by, randomness, readable numbers;
 //! - [`socket`]: a WebSocket carrying protocol frames (text = header, binary = body),
 //!   decoded by core's `MessageReader`;
-//! - [`store`]: IndexedDB (`files` = manifests, `chunks` = verified chunk bytes);
+//! - [`store`]: IndexedDB (`files` = manifests, `chunks` = verified chunks in records
+//!   of up to 16, `index` = which chunks each record holds);
 //! - [`engine`]: the page's own `torronto_core::Node` (identity `browser-<random>`,
 //!   port 0, fetching only what the user asks for) driven by peer sockets, the store
 //!   and timers — the wasm twin of native-node's driver, with no protocol logic of
