@@ -223,7 +223,7 @@ impl Driver {
                 Some(input) = self.inputs.recv() => {
                     self.handle_input(input);
                     // Take what else is waiting, so outputs (Have above all) go out in batches.
-                    for _ in 0..256 {
+                    for _ in 0..64 {
                         match self.inputs.try_recv() {
                             Ok(input) => self.handle_input(input),
                             Err(_) => break,
@@ -243,6 +243,9 @@ impl Driver {
                 () = wake => self.node.handle_timeout(self.now()),
             }
             self.drain_outputs();
+            // Connection tasks share this thread: let writers send what was just queued
+            // before taking more input, or data leaves in bursts and peers sit idle.
+            tokio::task::yield_now().await;
             if let Some(deadline) = leave_deadline {
                 if !self.node.is_joined() || Instant::now() > deadline {
                     break;
