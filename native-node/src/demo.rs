@@ -142,9 +142,12 @@ async fn watch_replication(nodes: &[String], files: usize) -> anyhow::Result<Sta
             line.push_str(&format!("  {} {}/{}", node, human_size(held), human_size(total)));
             last = status;
         }
-        print!("\rreplicating:{line}   ");
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        // A progress line redrawn in place on a terminal; elsewhere only the outcome.
+        use std::io::{IsTerminal, Write};
+        if std::io::stdout().is_terminal() {
+            print!("\rreplicating:{line}   ");
+            let _ = std::io::stdout().flush();
+        }
         if done {
             println!("\nevery node holds every file ({:.1} s)", started.elapsed().as_secs_f64());
             return Ok(last);
