@@ -1,0 +1,20 @@
+//! `torronto demo`, the README's run command: a local network that replicates its sample
+//! files and serves the control panel.
+
+use torronto_tests::{cli, free_port};
+
+#[test]
+fn demo_starts_a_network_replicates_its_samples_and_serves_the_panel() {
+    let base = free_port().to_string();
+    let out = cli(&["demo", "--once", "--nodes", "3", "--base-port", &base]);
+    assert_eq!(out.code, 0, "demo failed:\n{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("3 nodes joined"), "{}", out.stdout);
+    assert!(out.stdout.contains("control panel: http://127.0.0.1:"), "prints the panel URL:\n{}", out.stdout);
+    assert!(out.stdout.contains("#token="), "the URL carries the token:\n{}", out.stdout);
+    assert!(out.stdout.contains("every node holds every file"), "{}", out.stdout);
+    for sample in ["welcome.txt", "sample-24MiB.bin"] {
+        let row = out.stdout.lines().find(|l| l.starts_with(sample)).unwrap_or_else(|| panic!("{sample} in the table"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(&cols[cols.len() - 4..], ["100.0%", "100.0%", "3", "3.00"], "{row}");
+    }
+}
