@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Installs what building and testing torronto needs, skipping what is already there:
 #   the wasm32 target, wasm-bindgen-cli at the Cargo.lock version, wasm-pack,
-#   and (with --browser) Debian's chromium and chromium-driver.
+#   and (with --test) what the tests use from Debian: chromium and chromium-driver for
+#   the browser tests, iproute2 (ip, tc) for the network-namespace fault tests.
 # Nothing here downloads prebuilt binaries at build time: wasm tools come from crates.io,
 # the browser from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_browser=false
+want_test=false
 for arg in "$@"; do
   case "$arg" in
-    --browser) want_browser=true ;;
-    *) echo "usage: $0 [--browser]" >&2; exit 2 ;;
+    --test) want_test=true ;;
+    *) echo "usage: $0 [--test]" >&2; exit 2 ;;
   esac
 done
 
@@ -34,10 +35,16 @@ if ! command -v wasm-pack >/dev/null; then
   cargo install wasm-pack --locked || cargo install wasm-pack
 fi
 
-if $want_browser && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
-  step "installing chromium and chromium-driver (Debian)"
+missing=()
+if $want_test; then
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  { command -v ip >/dev/null && command -v tc >/dev/null; } || missing+=(iproute2)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]} (Debian)"
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-scripts/setup.sh --browser
+scripts/setup.sh --test
 
 step "formatting and lints"
 cargo fmt --all -- --check

@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
 done
 
 cd "$repo"
-scripts/setup.sh --browser >/dev/null
+scripts/setup.sh --test >/dev/null
 scripts/build-web.sh >/dev/null
 cargo build --release --locked -p torronto-node >/dev/null 2>&1 || cargo build --release --locked -p torronto-node
 bin=${TORRONTO_BIN:-$repo/target/release/torronto}
