@@ -16,6 +16,8 @@ for arg in "$@"; do
   esac
 done
 
+# shellcheck source=scripts/apt-install.sh
+. scripts/apt-install.sh
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
@@ -43,8 +45,5 @@ if $want_test; then
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]} (Debian)"
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 fi

@@ -66,10 +66,9 @@ if wants aria2 && ! command -v aria2c >/dev/null; then apt_pkgs+=(aria2); fi
 if { wants aria2 || wants rqbit; } && ! command -v transmission-create >/dev/null; then apt_pkgs+=(transmission-cli); fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   step "installing ${apt_pkgs[*]} (Debian)"
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
+  # shellcheck source=scripts/apt-install.sh
+  . "$repo/scripts/apt-install.sh"
+  apt_install "${apt_pkgs[@]}"
 fi
 if wants rqbit && ! command -v rqbit >/dev/null; then
   step "installing rqbit (cargo install; takes a few minutes the first time)"
