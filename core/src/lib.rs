@@ -26,8 +26,8 @@ pub use bitset::ChunkSet;
 pub use manifest::{Digest, Manifest, ManifestBuilder};
 pub use name::FileName;
 pub use node::{
-    Config, ConnId, ConnInfo, Event, LocalFile, Millis, NetCommand, Node, StorageCommand, StorageError, StorageEvent,
-    Tuning,
+    control_token_matches, Config, ConnId, ConnInfo, Event, LocalFile, Millis, NetCommand, Node, StorageCommand,
+    StorageError, StorageEvent, Tuning,
 };
 pub use status::{ChunkMap, Status};
 pub use wire::{Code, Envelope, Message, PeerAddr};

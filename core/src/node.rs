@@ -500,8 +500,7 @@ impl Node {
             return;
         };
         state.control = true;
-        let authorised = state.trusted
-            || matches!((&self.config.token, &token), (Some(want), Some(got)) if constant_time_eq(want.as_bytes(), got.as_bytes()));
+        let authorised = state.trusted || control_token_matches(self.config.token.as_deref(), token.as_deref());
         if !authorised {
             self.reply(conn, Reply::code(Code::BadPermission));
             return;
@@ -1408,7 +1407,29 @@ fn envelope(me: &PeerAddr, message: Message) -> Envelope {
     Envelope { from: Some(me.clone()), token: None, message }
 }
 
-/// Compares secrets without leaking where they differ through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether `given` is the control token `want`; with no token configured nothing is.
+/// Compared in constant time, so timing does not reveal where a guess goes wrong.
+/// The relay in `ws-bridge` applies the same rule to sessions it forwards.
+pub fn control_token_matches(want: Option<&str>, given: Option<&str>) -> bool {
+    let (Some(want), Some(given)) = (want, given) else {
+        return false;
+    };
+    let (a, b) = (want.as_bytes(), given.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::control_token_matches;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn tokens_must_match_exactly() {
+        assert!(control_token_matches(Some("abc"), Some("abc")));
+        assert!(!control_token_matches(Some("abc"), Some("abd")));
+        assert!(!control_token_matches(Some("abc"), Some("ab")));
+        assert!(!control_token_matches(Some("abc"), None));
+        assert!(!control_token_matches(None, Some("")));
+    }
 }

@@ -14,7 +14,7 @@ use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore};
 use torronto_core::wire::{Encoded, Reply};
-use torronto_core::{Code, Envelope, Message};
+use torronto_core::{control_token_matches, Code, Envelope, Message};
 
 use crate::frames::{write_encoded, Decoder, FrameKind, FrameWrite, Step, TcpFrameReader, TcpFrameWriter};
 use crate::origin::OriginPolicy;
@@ -102,7 +102,9 @@ where
 {
     while let Some((kind, frame, step)) = browser.next_frame().await.context("from the browser")? {
         if let Step::Message(envelope) = &step {
-            if envelope.message.is_control() && !authorised(config.token.as_deref(), envelope.token.as_deref()) {
+            if envelope.message.is_control()
+                && !control_token_matches(config.token.as_deref(), envelope.token.as_deref())
+            {
                 let refusal =
                     Envelope { from: None, token: None, message: Message::Reply(Reply::code(Code::BadPermission)) };
                 let mut out = browser_out.lock().await;
@@ -145,27 +147,4 @@ where
         }
     }
     Ok(())
-}
-
-/// Whether `given` is the control token, compared in constant time.
-fn authorised(want: Option<&str>, given: Option<&str>) -> bool {
-    let (Some(want), Some(given)) = (want, given) else {
-        return false;
-    };
-    let (a, b) = (want.as_bytes(), given.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::authorised;
-
-    #[test]
-    fn tokens_must_match_exactly() {
-        assert!(authorised(Some("abc"), Some("abc")));
-        assert!(!authorised(Some("abc"), Some("abd")));
-        assert!(!authorised(Some("abc"), Some("ab")));
-        assert!(!authorised(Some("abc"), None));
-        assert!(!authorised(None, Some("")));
-    }
 }
