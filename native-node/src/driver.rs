@@ -348,10 +348,7 @@ impl Driver {
                 self.storage(cmd);
             }
             while let Some(event) = self.node.poll_event() {
-                match event {
-                    Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
-                    event => log_event(event),
-                }
+                self.log_event(event);
             }
             if !moved {
                 break;
@@ -422,29 +419,33 @@ impl Driver {
     }
 }
 
-fn log_event(event: Event) {
-    match event {
-        Event::Joined { peers } => tracing::info!("joined the network ({peers} peers answered)"),
-        Event::Left { unconfirmed: 0 } => {
-            tracing::info!("left the network; every chunk we held alone is now held elsewhere")
+impl Driver {
+    fn log_event(&mut self, event: Event) {
+        match event {
+            Event::Joined { peers } => tracing::info!("joined the network ({peers} peers answered)"),
+            Event::Left { unconfirmed: 0 } => {
+                tracing::info!("left the network; every chunk we held alone is now held elsewhere")
+            }
+            Event::Left { unconfirmed } => {
+                tracing::warn!(
+                    "left the network; {unconfirmed} chunks held only here were not confirmed elsewhere in time"
+                )
+            }
+            Event::PeerJoined(p) => tracing::info!("peer {p} connected"),
+            Event::PeerLeft { peer, graceful: true } => tracing::info!("peer {peer} left"),
+            Event::PeerLeft { peer, graceful: false } => tracing::info!("peer {peer} disconnected"),
+            Event::FileAnnounced { file, size } => tracing::info!("new file in the network: {file} ({size} bytes)"),
+            Event::FileInserted { file, size } => tracing::info!("inserted {file} ({size} bytes)"),
+            Event::FileComplete { file, size } => tracing::info!("complete: {file} ({size} bytes, verified)"),
+            Event::ChunkRejected { peer, chunk } => {
+                tracing::warn!("rejected chunk {} of {} from {peer}: hash mismatch", chunk.index, chunk.file)
+            }
+            Event::PeerBanned(p) => tracing::warn!("disconnected {p}: it kept sending corrupt chunks"),
+            Event::Conflict { peer, file } => {
+                tracing::warn!("{peer} announces other content under the name {file}; ignored")
+            }
+            Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
+            Event::BadRequest { conn, reason } => tracing::debug!(conn, "bad request: {reason}"),
         }
-        Event::Left { unconfirmed } => {
-            tracing::warn!("left the network; {unconfirmed} chunks held only here were not confirmed elsewhere in time")
-        }
-        Event::PeerJoined(p) => tracing::info!("peer {p} connected"),
-        Event::PeerLeft { peer, graceful: true } => tracing::info!("peer {peer} left"),
-        Event::PeerLeft { peer, graceful: false } => tracing::info!("peer {peer} disconnected"),
-        Event::FileAnnounced { file, size } => tracing::info!("new file in the network: {file} ({size} bytes)"),
-        Event::FileInserted { file, size } => tracing::info!("inserted {file} ({size} bytes)"),
-        Event::FileComplete { file, size } => tracing::info!("complete: {file} ({size} bytes, verified)"),
-        Event::ChunkRejected { peer, chunk } => {
-            tracing::warn!("rejected chunk {} of {} from {peer}: hash mismatch", chunk.index, chunk.file)
-        }
-        Event::PeerBanned(p) => tracing::warn!("disconnected {p}: it kept sending corrupt chunks"),
-        Event::Conflict { peer, file } => {
-            tracing::warn!("{peer} announces other content under the name {file}; ignored")
-        }
-        Event::StorageFailed { file, message } => tracing::error!("storage failed for {file}: {message}"),
-        Event::BadRequest { conn, reason } => tracing::debug!(conn, "bad request: {reason}"),
     }
 }
