@@ -10,9 +10,11 @@
 //! treats as a dialled connection, so core introduces itself with Add and the native
 //! node answers with Files, exactly as between two TCP peers.
 //!
-//! User interface code reads [`Engine::view`] and calls the intent methods; it is told
-//! to re-render through a throttled callback that always runs outside any borrow of
-//! the engine (so a synchronous re-render can never find the engine borrowed).
+//! The engine runs in a dedicated worker (`worker`), off the page's thread: the page
+//! only renders. [`crate::worker`] turns the page's commands into calls of the intent
+//! methods; the engine sends [`Report`]s back through the `post` it was started with —
+//! a [`PeerView`] at most every [`NOTIFY_EVERY_MS`], from a timer, and the Blob of a
+//! file to save.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -20,14 +22,17 @@ use std::rc::{Rc, Weak};
 
 use bytes::Bytes;
 use gloo_timers::callback::Timeout;
+use serde::{Deserialize, Serialize};
 use torronto_core::layout::{chunk_count, chunk_range};
 use torronto_core::wire::ChunkRef;
 use torronto_core::{
     Code, Config, ConnId, ConnInfo, Envelope, Event, FileName, ManifestBuilder, Message, Millis, NetCommand, Node,
     PeerAddr, StorageCommand, StorageError, StorageEvent, Tuning,
 };
+use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
+use crate::bridge::Report;
 use crate::socket::{Socket, SocketEvent};
 use crate::store::Store;
 use crate::util::{js_error, now_ms, random_hex, random_u64};
@@ -46,7 +51,10 @@ const REQUESTS_PER_PEER: usize = 160;
 /// Bytes of a picked file read at once while hashing or storing it.
 const SLICE: u64 = 4 << 20;
 
-/// The engine behind the page, shared by the components through a context.
+/// Sends a report, with its Blob if any, to the page.
+pub type Post = Rc<dyn Fn(&Report, Option<&JsValue>)>;
+
+/// The engine, owned by the worker's message handler and its own callbacks.
 #[derive(Clone)]
 pub struct EngineHandle(pub Rc<RefCell<Engine>>);
 
@@ -63,25 +71,40 @@ impl std::fmt::Debug for EngineHandle {
 }
 
 /// Where the saved copy of a file is, once assembled.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Save {
     Assembling,
-    /// A `blob:` URL holding the whole file.
-    Ready(String),
+    /// The whole file went to the page as a Blob ([`Report::Saved`]).
+    Ready,
     Failed(String),
 }
 
 /// Something to tell the user, newest last.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
     pub id: u64,
     pub ok: bool,
+    #[serde(with = "code_number")]
     pub code: Option<Code>,
     pub text: String,
 }
 
+/// A reply code crosses to the page as its number.
+mod code_number {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use torronto_core::Code;
+
+    pub fn serialize<S: Serializer>(code: &Option<Code>, s: S) -> Result<S::Ok, S::Error> {
+        code.map(|c| c as u8).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Code>, D::Error> {
+        Ok(Option::<u8>::deserialize(d)?.and_then(|n| Code::from_number(n.into())))
+    }
+}
+
 /// One file as the browser peer sees it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerFile {
     pub name: String,
     pub size: u64,
@@ -96,7 +119,7 @@ pub struct PeerFile {
 }
 
 /// A snapshot for rendering.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct PeerView {
     pub me: String,
     pub ready: bool,
@@ -172,7 +195,7 @@ pub struct Engine {
     timer: Option<(Millis, Timeout)>,
     notices: Vec<Notice>,
     next_notice: u64,
-    notify: Option<Rc<dyn Fn()>>,
+    post: Option<Post>,
     notify_timer: Option<Timeout>,
 }
 
@@ -219,7 +242,7 @@ impl EngineHandle {
                 timer: None,
                 notices: Vec::new(),
                 next_notice: 0,
-                notify: None,
+                post: None,
                 notify_timer: None,
             })
         });
@@ -227,9 +250,9 @@ impl EngineHandle {
     }
 
     /// Opens IndexedDB, restores the chunks kept there and joins (the page's network
-    /// is whatever nodes it is pointed at). `notify` asks the interface to re-render.
-    pub fn start(&self, notify: Rc<dyn Fn()>) {
-        self.0.borrow_mut().notify = Some(notify);
+    /// is whatever nodes it is pointed at). `post` sends reports to the page.
+    pub fn start(&self, post: Post) {
+        self.0.borrow_mut().post = Some(post);
         let weak = Rc::downgrade(&self.0);
         spawn_local(async move {
             let opened = Store::open().await;
@@ -343,35 +366,30 @@ impl Engine {
         self.drain();
     }
 
-    /// Assembles a file held completely from IndexedDB into a Blob and offers it for
-    /// saving (the interface shows a link; `auto` also clicks it).
+    /// Assembles a file held completely from IndexedDB into a Blob and sends it to
+    /// the page, which offers it for saving (a link; `auto` also clicks it). The page
+    /// keeps the Blob, so this happens once per file.
     pub fn save(&mut self, name: &str, auto: bool) {
         let Ok(file) = FileName::new(name) else { return };
         let Some(store) = self.store.clone() else { return };
         let Some(i) = self.node.status().files.iter().position(|f| f == name) else { return };
         let size = self.node.status().sizes[i];
-        if let Some(Save::Ready(url)) = self.saves.get(name) {
-            if auto {
-                click_download(url, name);
-            }
+        if matches!(self.saves.get(name), Some(Save::Assembling | Save::Ready)) {
             return;
         }
         self.saves.insert(name.to_string(), Save::Assembling);
         self.changed();
         let weak = self.weak.clone();
         spawn_local(async move {
-            let result = store
-                .file_blob(&file, size, chunk_count(size))
-                .await
-                .and_then(|blob| web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| js_error(&e)));
+            let result = store.file_blob(&file, size, chunk_count(size)).await;
             let Some(engine) = weak.upgrade() else { return };
             let mut e = engine.borrow_mut();
             let save = match result {
-                Ok(url) => {
-                    if auto {
-                        click_download(&url, file.as_str());
+                Ok(blob) => {
+                    if let Some(post) = &e.post {
+                        post(&Report::Saved { name: file.to_string(), auto }, Some(&blob));
                     }
-                    Save::Ready(url)
+                    Save::Ready
                 }
                 Err(err) => Save::Failed(err),
             };
@@ -380,13 +398,14 @@ impl Engine {
         });
     }
 
-    /// Forgets every chunk the page holds (IndexedDB is cleared) and reloads.
+    /// Forgets every chunk the page holds (IndexedDB is cleared); the page reloads.
     pub fn clear_storage(&mut self) {
         let Some(store) = self.store.clone() else { return };
+        let post = self.post.clone();
         spawn_local(async move {
             let _ = store.clear().await;
-            if let Some(w) = web_sys::window() {
-                let _ = w.location().reload();
+            if let Some(post) = post {
+                post(&Report::Reload, None);
             }
         });
     }
@@ -765,8 +784,7 @@ impl Engine {
         self.changed();
     }
 
-    /// Asks the interface to re-render soon, at most every [`NOTIFY_EVERY_MS`], from
-    /// a timer so that the engine is not borrowed while components render.
+    /// Sends the page a fresh [`PeerView`] soon, at most every [`NOTIFY_EVERY_MS`].
     fn changed(&mut self) {
         if self.notify_timer.is_some() {
             return;
@@ -774,13 +792,10 @@ impl Engine {
         let weak = self.weak.clone();
         self.notify_timer = Some(Timeout::new(NOTIFY_EVERY_MS, move || {
             let Some(engine) = weak.upgrade() else { return };
-            let notify = {
-                let mut e = engine.borrow_mut();
-                e.notify_timer = None;
-                e.notify.clone()
-            };
-            if let Some(notify) = notify {
-                notify();
+            let mut e = engine.borrow_mut();
+            e.notify_timer = None;
+            if let Some(post) = e.post.clone() {
+                post(&Report::View(Box::new(e.view())), None);
             }
         }));
     }
@@ -853,16 +868,5 @@ fn progress(weak: &Weak<RefCell<Engine>>, path: &str, done: u64, total: u64) {
         let mut e = engine.borrow_mut();
         e.inserting.insert(path.to_string(), (done, total));
         e.changed();
-    }
-}
-
-/// Starts the browser's download of `url` as `name`.
-fn click_download(url: &str, name: &str) {
-    let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
-    let Ok(a) = doc.create_element("a") else { return };
-    let _ = a.set_attribute("href", url);
-    let _ = a.set_attribute("download", name);
-    if let Some(a) = wasm_bindgen::JsCast::dyn_ref::<web_sys::HtmlElement>(&a) {
-        a.click();
     }
 }

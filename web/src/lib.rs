@@ -4,38 +4,51 @@
 //! then `wasm-bindgen --target web` into `web/dist`, which a node's `--ws` listener
 //! serves at `/`). `web/static/` holds `index.html` and the CSS.
 //!
+//! Two threads, one bundle: the page runs the yew interface (`ui_main`) and starts a
+//! dedicated module worker (`static/worker.js`) that runs the browser peer's engine
+//! (`worker_main`), so hashing, IndexedDB and the peer sockets never compete with
+//! Chromium's own work on the page's thread. They talk by `postMessage` ([`bridge`]).
+//!
 //! Layout, one idea per module:
 //! - [`util`]: the clock core is driven by, randomness, readable numbers;
 //! - [`socket`]: a WebSocket carrying protocol frames (text = header, binary = body),
 //!   decoded by core's `MessageReader`;
 //! - [`store`]: IndexedDB (`files` = manifests, `chunks` = verified chunks in records
 //!   of up to 16, `index` = which chunks each record holds);
-//! - [`engine`]: the page's own `torronto_core::Node` (identity `browser-<random>`,
-//!   port 0, fetching only what the user asks for) driven by peer sockets, the store
-//!   and timers — the wasm twin of native-node's driver, with no protocol logic of
-//!   its own;
-//! - [`control`]: a control session to one node (Join, Leave, Insert, Query polled
-//!   twice a second, replies matched to requests);
-//! - `ui`: yew components. `App` provides the engine through a context and lists the
-//!   watched nodes; `NodePanel` opens its control session in an effect and renders the
-//!   node's status, file table and chunk map; `BrowserPeer` renders the page's peer.
-//!   Components only render state and send intents.
+//! - [`engine`] (in the worker): the page's own `torronto_core::Node` (identity
+//!   `browser-<random>`, port 0, fetching only what the user asks for) driven by peer
+//!   sockets, the store and timers — the wasm twin of native-node's driver, with no
+//!   protocol logic of its own;
+//! - [`worker`] (in the worker): the engine's message loop;
+//! - [`bridge`]: the commands (page → worker) and reports (worker → page);
+//! - [`client`] (in the page): starts the worker, sends it commands, keeps the view it
+//!   reports;
+//! - [`control`] (in the page): a control session to one node (Join, Leave, Insert,
+//!   Query polled twice a second, replies matched to requests);
+//! - `ui`: yew components. `App` provides the engine's client through a context and
+//!   lists the watched nodes; `NodePanel` opens its control session in an effect and
+//!   renders the node's status, file table and chunk map; `BrowserPeer` renders the
+//!   page's peer. Components only render state and send intents.
 //!
-//! Each watched node gets two WebSockets: the control session, and — once the node
-//! has joined — a peer session the page's node treats as a connection it dialled, so
-//! the page announces its chunks, serves them and counts in the nodes' replication.
+//! Each watched node gets two WebSockets: the control session (in the page), and —
+//! once the node has joined — a peer session (in the worker) the page's node treats
+//! as a connection it dialled, so the page announces its chunks, serves them and
+//! counts in the nodes' replication.
 
+pub mod bridge;
+pub mod client;
 pub mod control;
 pub mod engine;
 pub mod socket;
 pub mod store;
 mod ui;
 pub mod util;
+pub mod worker;
 
 use wasm_bindgen::prelude::*;
 
-/// Entry point, called by the wasm-bindgen glue when the module loads.
-#[wasm_bindgen(start)]
-pub fn start() {
+/// The page's entry point (`index.html` calls it once the module is loaded).
+#[wasm_bindgen]
+pub fn ui_main() {
     yew::Renderer::<ui::App>::new().render();
 }

@@ -29,8 +29,8 @@ use torronto_core::{ChunkSet, Digest, FileName, LocalFile, Manifest};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    Blob, BlobPropertyBag, IdbDatabase, IdbKeyRange, IdbObjectStore, IdbOpenDbRequest, IdbRequest, IdbTransaction,
-    IdbTransactionMode,
+    Blob, BlobPropertyBag, IdbDatabase, IdbFactory, IdbKeyRange, IdbObjectStore, IdbOpenDbRequest, IdbRequest,
+    IdbTransaction, IdbTransactionMode,
 };
 
 use crate::util::js_error;
@@ -113,9 +113,9 @@ fn get(obj: &JsValue, key: &str) -> JsValue {
 impl Store {
     /// Opens (creating on first use) the database.
     pub async fn open() -> Result<Store, String> {
-        let window = web_sys::window().ok_or("no window")?;
-        let factory =
-            window.indexed_db().map_err(|e| js_error(&e))?.ok_or("this browser offers no IndexedDB (private mode?)")?;
+        let factory: IdbFactory = crate::util::global("indexedDB")
+            .ok_or("this browser offers no IndexedDB (private mode?)")?
+            .unchecked_into();
         let req: IdbOpenDbRequest = factory.open_with_u32(DB_NAME, DB_VERSION).map_err(|e| js_error(&e))?;
         let req2 = req.clone();
         let upgrade = Closure::<dyn FnMut(JsValue)>::new(move |_| {

@@ -2,9 +2,20 @@
 
 use wasm_bindgen::{JsCast, JsValue};
 
-/// Milliseconds since the page loaded (`performance.now()`), the clock core is given.
+/// A property of the global object, whether that is the page's `window` or the
+/// engine's worker (`self`): both offer `performance` and `indexedDB`.
+pub fn global(name: &str) -> Option<JsValue> {
+    js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str(name)).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+thread_local! {
+    static PERFORMANCE: Option<web_sys::Performance> = global("performance").map(JsCast::unchecked_into);
+}
+
+/// Milliseconds since the page (or the worker) started (`performance.now()`), the
+/// clock core is given.
 pub fn now_ms() -> u64 {
-    web_sys::window().and_then(|w| w.performance()).map(|p| p.now() as u64).unwrap_or(0)
+    PERFORMANCE.with(|p| p.as_ref().map(|p| p.now() as u64).unwrap_or(0))
 }
 
 /// `n` random hex digits (identity and seeds only; nothing here needs a CSPRNG).

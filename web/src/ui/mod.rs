@@ -11,7 +11,7 @@ use std::rc::Rc;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use crate::engine::EngineHandle;
+use crate::client::EngineHandle;
 
 /// The engine, and a counter bumped whenever it changed so that consumers re-render.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,8 +99,11 @@ fn own_origin() -> (String, String) {
 
 #[function_component]
 pub fn App() -> Html {
-    let engine = use_memo((), |_| EngineHandle::new());
     let version = use_reducer(|| Counter(0));
+    let engine = {
+        let bump = version.dispatcher();
+        use_memo((), move |_| EngineHandle::start(Rc::new(move || bump.dispatch(()))))
+    };
     let (origin_url, origin_token) = (*use_memo((), |_| own_origin())).clone();
     let targets = use_reducer(|| {
         // Opened from the address a node printed: watch that node straight away.
@@ -110,14 +113,6 @@ pub fn App() -> Html {
             TargetList::default()
         }
     });
-
-    {
-        let engine = (*engine).clone();
-        let bump = version.dispatcher();
-        use_effect_with((), move |_| {
-            engine.start(Rc::new(move || bump.dispatch(())));
-        });
-    }
 
     let ctx = EngineCtx { engine: (*engine).clone(), version: version.0 };
     let on_connect = {

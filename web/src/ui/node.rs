@@ -108,7 +108,7 @@ pub fn NodePanel(props: &NodeProps) -> Html {
                 if let ControlEvent::Status(status) = &event {
                     if status.joined {
                         if let Ok(addr) = status.node.parse::<PeerAddr>() {
-                            peer_engine.borrow_mut().ensure_peer(&peer_url, addr);
+                            peer_engine.ensure_peer(&peer_url, &addr);
                         }
                     }
                 }
@@ -118,7 +118,7 @@ pub fn NodePanel(props: &NodeProps) -> Html {
             let url = url.to_string();
             move || {
                 session.borrow_mut().take();
-                engine.borrow_mut().forget_node(&url);
+                engine.forget_node(&url);
             }
         });
     }

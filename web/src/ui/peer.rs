@@ -12,7 +12,7 @@ use crate::util::{bytes, percent, rate};
 #[function_component]
 pub fn BrowserPeer() -> Html {
     let ctx = use_context::<EngineCtx>().expect("BrowserPeer is inside the engine context");
-    let view = ctx.engine.borrow().view();
+    let view = ctx.engine.view();
 
     let on_pick = {
         let engine = ctx.engine.clone();
@@ -21,7 +21,7 @@ pub fn BrowserPeer() -> Html {
             if let Some(files) = input.files() {
                 for i in 0..files.length() {
                     if let Some(f) = files.get(i) {
-                        engine.borrow_mut().insert_file(f);
+                        engine.insert_file(f);
                     }
                 }
             }
@@ -38,7 +38,7 @@ pub fn BrowserPeer() -> Html {
                 })
                 .unwrap_or(false);
             if sure {
-                engine.borrow_mut().clear_storage();
+                engine.clear_storage();
             }
         })
     };
@@ -81,7 +81,7 @@ pub fn BrowserPeer() -> Html {
             { for view.notices.iter().rev().map(|n| {
                 let id = n.id;
                 let engine = ctx.engine.clone();
-                let dismiss = Callback::from(move |_: MouseEvent| engine.borrow_mut().dismiss(id));
+                let dismiss = Callback::from(move |_: MouseEvent| engine.dismiss(id));
                 html! {
                     <div class={classes!("notice", if n.ok { "ok" } else { "err" })} data-code={n.code.map(|c| c.name())}>
                         if let Some(code) = n.code { <strong>{ code.name() }</strong> }
@@ -104,20 +104,21 @@ pub fn BrowserPeer() -> Html {
                         let engine = ctx.engine.clone();
                         let action = if f.local >= 1.0 {
                             let n = name.clone();
-                            let save = Callback::from(move |_: MouseEvent| engine.borrow_mut().save(&n, true));
-                            match &f.save {
-                                Some(Save::Ready(url)) => html! {
-                                    <a class="button save-link" href={url.clone()} download={name.clone()} data-file={name.clone()}>{ "Save again" }</a>
+                            let saved = engine.saved_url(&name);
+                            let save = Callback::from(move |_: MouseEvent| engine.save(&n));
+                            match (&f.save, saved) {
+                                (_, Some(url)) => html! {
+                                    <a class="button save-link" href={url} download={name.clone()} data-file={name.clone()}>{ "Save again" }</a>
                                 },
-                                Some(Save::Assembling) => html! { <span class="muted">{ "assembling…" }</span> },
-                                Some(Save::Failed(e)) => html! { <><button class="save" onclick={save}>{ "Save" }</button><span class="error">{ e.clone() }</span></> },
-                                None => html! { <button class="save" onclick={save} data-file={name.clone()}>{ "Save" }</button> },
+                                (Some(Save::Assembling | Save::Ready), None) => html! { <span class="muted">{ "assembling…" }</span> },
+                                (Some(Save::Failed(e)), None) => html! { <><button class="save" onclick={save}>{ "Save" }</button><span class="error">{ e.clone() }</span></> },
+                                (None, None) => html! { <button class="save" onclick={save} data-file={name.clone()}>{ "Save" }</button> },
                             }
                         } else if f.requested {
                             html! { <span class="muted rate">{ f.rate.map(rate).unwrap_or_else(|| "waiting…".into()) }</span> }
                         } else {
                             let n = name.clone();
-                            let download = Callback::from(move |_: MouseEvent| engine.borrow_mut().download(&n));
+                            let download = Callback::from(move |_: MouseEvent| engine.download(&n));
                             html! { <button class="download" onclick={download} data-file={name.clone()} disabled={f.system <= 0.0}>{ "Download" }</button> }
                         };
                         html! {

@@ -1,0 +1,65 @@
+//! What the page and the engine's worker say to each other (`postMessage`).
+//!
+//! Every message is a two-element array: the JSON of a [`Command`] (page → worker) or
+//! a [`Report`] (worker → page), and the one JS object that cannot be JSON — the
+//! picked `File` of [`Command::Insert`], the assembled `Blob` of [`Report::Saved`] —
+//! or `undefined`. Files and Blobs are structured-cloned as handles: their bytes are
+//! not copied.
+
+use js_sys::Array;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+
+use crate::engine::PeerView;
+
+/// An intent of the user, for the engine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Command {
+    /// A watched node has joined: keep a peer session to it (`addr` is its identity).
+    EnsurePeer {
+        url: String,
+        addr: String,
+    },
+    /// The panel stopped watching the node at `url`.
+    ForgetNode {
+        url: String,
+    },
+    /// Share the picked file that comes with this message.
+    Insert,
+    Download {
+        name: String,
+    },
+    /// Assemble a complete file; `auto` also starts saving it.
+    Save {
+        name: String,
+        auto: bool,
+    },
+    ClearStorage,
+    Dismiss {
+        id: u64,
+    },
+}
+
+/// What the engine tells the page.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Report {
+    /// Everything the page shows of the browser peer (sent at most every 150 ms).
+    View(Box<PeerView>),
+    /// The Blob that comes with this message holds the whole file `name`.
+    Saved { name: String, auto: bool },
+    /// Storage was cleared: reload the page.
+    Reload,
+}
+
+/// One message, ready for `postMessage`.
+pub fn encode<T: Serialize>(what: &T, extra: Option<&JsValue>) -> JsValue {
+    let json = serde_json::to_string(what).unwrap_or_default();
+    Array::of2(&JsValue::from_str(&json), extra.unwrap_or(&JsValue::UNDEFINED)).into()
+}
+
+/// A message as received, with its extra object (`undefined` if none).
+pub fn decode<T: for<'de> Deserialize<'de>>(data: &JsValue) -> Option<(T, JsValue)> {
+    let array: &Array = wasm_bindgen::JsCast::dyn_ref(data)?;
+    let what = serde_json::from_str(&array.get(0).as_string()?).ok()?;
+    Some((what, array.get(1)))
+}
