@@ -40,10 +40,13 @@ use crate::util::{js_error, now_ms, random_hex, random_u64};
 /// How often the user interface may be told to re-render.
 const NOTIFY_EVERY_MS: u32 = 150;
 /// Chunk writes gathered into one transaction before it is started anyway: one
-/// IndexedDB record (see `store`), which costs the page about what a single chunk does.
+/// IndexedDB record (see `store`), which costs about what a single chunk would.
 const WRITE_BATCH: usize = crate::store::RECORD_CHUNKS;
 /// How long a chunk may wait for others to share its record.
-const WRITE_DELAY_MS: u32 = 30;
+const WRITE_DELAY_MS: u32 = 100;
+/// Verified chunks waiting for IndexedDB before fetching pauses: several records, so
+/// that the next record fills while the last one is being written.
+const MAX_WRITING: usize = 4 * WRITE_BATCH;
 /// A peer session to a node is not reopened sooner than this after the last try.
 const REOPEN_AFTER_MS: u64 = 3_000;
 /// Chunk requests in flight to one node (a node serves up to 256 per connection).
@@ -212,7 +215,7 @@ impl EngineHandle {
         let me = PeerAddr::new(format!("browser-{}", random_hex(8)), 0);
         // A deeper request window than between native nodes: the page's event loop
         // also hashes and stores every chunk, so its round trips are longer.
-        let tuning = Tuning { requests_per_peer: REQUESTS_PER_PEER, ..Tuning::default() };
+        let tuning = Tuning { requests_per_peer: REQUESTS_PER_PEER, max_writing: MAX_WRITING, ..Tuning::default() };
         let mut node = Node::new(Config { me: me.clone(), peers: Vec::new(), token: None, seed: random_u64(), tuning });
         node.fetch_on_request();
         let engine = Rc::new_cyclic(|weak| {
