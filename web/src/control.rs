@@ -167,7 +167,7 @@ impl Inner {
                 self.poll();
                 Some(ControlEvent::Open)
             }
-            SocketEvent::Message(Envelope { message: Message::Reply(reply), .. }) => {
+            SocketEvent::Message(Envelope { message: Message::Reply(reply), .. }, _) => {
                 let code = reply.code_or_ok();
                 if let Some(status) = reply.status {
                     self.query_sent = None;
@@ -183,7 +183,7 @@ impl Inner {
                 Some(ControlEvent::Reply { action, code, reason: reply.reason, unconfirmed: reply.unconfirmed })
             }
             // Nothing else is meant for a control session.
-            SocketEvent::Message(_) | SocketEvent::Malformed(_) => None,
+            SocketEvent::Message(..) | SocketEvent::Malformed(_) => None,
             SocketEvent::Closed(reason) => Some(self.closed(reason)),
         }
     }

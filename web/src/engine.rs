@@ -38,7 +38,7 @@ use crate::store::Store;
 use crate::util::{js_error, now_ms, random_hex, random_u64};
 
 /// How often the user interface may be told to re-render.
-const NOTIFY_EVERY_MS: u32 = 150;
+const NOTIFY_EVERY_MS: u32 = 250;
 /// Chunk writes gathered into one transaction before it is started anyway: one
 /// IndexedDB record (see `store`), which costs about what a single chunk would.
 const WRITE_BATCH: usize = crate::store::RECORD_CHUNKS;
@@ -189,7 +189,11 @@ pub struct Engine {
     requested: BTreeSet<FileName>,
     saves: HashMap<String, Save>,
     meters: HashMap<FileName, Meter>,
-    writes: Vec<(ChunkRef, Bytes)>,
+    /// Chunks to store, each already a JS object (a Blob part).
+    writes: Vec<(ChunkRef, JsValue)>,
+    /// The body of the Upload being handled, as the socket received it: the chunk's
+    /// bytes in JS, stored as they are if core verifies it and asks for a write.
+    upload_body: Option<(ChunkRef, js_sys::ArrayBuffer)>,
     write_flush: Option<Timeout>,
     reads: Vec<(ConnId, ChunkRef, bool)>,
     read_flush: Option<Timeout>,
@@ -238,6 +242,7 @@ impl EngineHandle {
                 saves: HashMap::new(),
                 meters: HashMap::new(),
                 writes: Vec::new(),
+                upload_body: None,
                 write_flush: None,
                 reads: Vec::new(),
                 read_flush: None,
@@ -489,11 +494,18 @@ impl Engine {
                 let addr = p.addr.clone();
                 self.node.handle_connected(now, conn, ConnInfo { dialed: Some(addr), trusted: false });
             }
-            SocketEvent::Message(envelope) => {
+            SocketEvent::Message(envelope, body) => {
                 if let Message::Upload { chunk, data } = &envelope.message {
                     self.meters.entry(chunk.file.clone()).or_default().record(now, data.len() as u64);
+                    if let Some(body) = body.filter(|b| b.byte_length() as usize == data.len()) {
+                        self.upload_body = Some((chunk.clone(), body));
+                    }
                 }
                 self.node.handle_message(now, conn, envelope);
+                self.drain();
+                // Not verified, or not wanted: core asked for no write.
+                self.upload_body = None;
+                return;
             }
             SocketEvent::Malformed(reason) => self.node.handle_malformed(now, conn, reason),
             SocketEvent::Closed(_) => {
@@ -653,7 +665,11 @@ impl Engine {
                 }
             }
             StorageCommand::Write { chunk, data } => {
-                self.writes.push((chunk, data));
+                let part = match self.upload_body.take() {
+                    Some((c, body)) if c == chunk => JsValue::from(body),
+                    _ => js_sys::Uint8Array::from(&data[..]).into(),
+                };
+                self.writes.push((chunk, part));
                 if self.writes.len() >= WRITE_BATCH {
                     self.flush_writes();
                 } else if self.write_flush.is_none() {
@@ -696,7 +712,7 @@ impl Engine {
         }
         let weak = self.weak.clone();
         spawn_local(async move {
-            let rows: Vec<(String, u64, u32, Bytes)> =
+            let rows: Vec<(String, u64, u32, JsValue)> =
                 batch.iter().map(|(c, d)| (c.file.to_string(), c.size, c.index, d.clone())).collect();
             let result = store.write_chunks(&rows).await;
             drop(rows);
@@ -784,16 +800,22 @@ impl Engine {
         if self.notices.len() > 5 {
             self.notices.remove(0);
         }
-        self.changed();
+        // News (a download complete, an insert answered) is shown at once.
+        self.notify_in(0);
     }
 
-    /// Sends the page a fresh [`PeerView`] soon, at most every [`NOTIFY_EVERY_MS`].
+    /// Sends the page a fresh [`PeerView`] soon, at most every [`NOTIFY_EVERY_MS`]:
+    /// progress needs no more, and each view costs the page a render.
     fn changed(&mut self) {
-        if self.notify_timer.is_some() {
-            return;
+        if self.notify_timer.is_none() {
+            self.notify_in(NOTIFY_EVERY_MS);
         }
+    }
+
+    /// Sends the page a fresh view after `delay` ms (sooner than planned, if it was).
+    fn notify_in(&mut self, delay: u32) {
         let weak = self.weak.clone();
-        self.notify_timer = Some(Timeout::new(NOTIFY_EVERY_MS, move || {
+        self.notify_timer = Some(Timeout::new(delay, move || {
             let Some(engine) = weak.upgrade() else { return };
             let mut e = engine.borrow_mut();
             e.notify_timer = None;
@@ -851,7 +873,7 @@ async fn store_file(
             if !manifest.verify(i, &data) {
                 return Err(format!("{path} changed while it was being inserted; pick it again"));
             }
-            rows.push((name.to_string(), size, i, data));
+            rows.push((name.to_string(), size, i, js_sys::Uint8Array::from(&data[..]).into()));
         }
         store.write_chunks(&rows).await?;
         first = last;

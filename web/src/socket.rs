@@ -18,7 +18,9 @@ use crate::util::js_error;
 #[derive(Debug)]
 pub enum SocketEvent {
     Open,
-    Message(Envelope),
+    /// A message, and the binary WebSocket message that was its body, if it had one
+    /// (an Upload's chunk, still in JS: storing it needs no copy out of wasm).
+    Message(Envelope, Option<ArrayBuffer>),
     /// A frame core could not decode; the stream is still in step.
     Malformed(String),
     /// The socket is gone (closed by the other side, refused, or broke the protocol).
@@ -63,15 +65,15 @@ impl Socket {
                 return;
             }
             let data = e.data();
-            let frame = if let Some(text) = data.as_string() {
-                Bytes::from(text.into_bytes())
-            } else if let Some(buf) = data.dyn_ref::<ArrayBuffer>() {
-                Bytes::from(Uint8Array::new(buf).to_vec())
+            let (frame, body) = if let Some(text) = data.as_string() {
+                (Bytes::from(text.into_bytes()), None)
+            } else if let Ok(buf) = data.dyn_into::<ArrayBuffer>() {
+                (Bytes::from(Uint8Array::new(&buf).to_vec()), Some(buf))
             } else {
                 return;
             };
             let event = match reader.push_frame(frame) {
-                Ok(Some(envelope)) => SocketEvent::Message(envelope),
+                Ok(Some(envelope)) => SocketEvent::Message(envelope, body),
                 Ok(None) => return,
                 Err(e) if e.is_fatal() => {
                     dead2.set(true);

@@ -59,7 +59,7 @@ struct Place {
 }
 
 /// Chunks of one file bound for one record: name, file size, (index, bytes).
-type Group<'a> = (&'a str, u64, Vec<(u32, &'a Bytes)>);
+type Group<'a> = (&'a str, u64, Vec<(u32, &'a JsValue)>);
 
 /// An open database. Cheap to clone (a handle).
 #[derive(Clone, Debug)]
@@ -67,12 +67,6 @@ pub struct Store {
     db: IdbDatabase,
     places: Rc<RefCell<HashMap<String, HashMap<u32, Place>>>>,
     cache: Rc<RefCell<VecDeque<(String, u32, JsValue)>>>,
-}
-
-/// A Blob holding `pieces` one after another.
-fn blob_of<'a>(pieces: impl Iterator<Item = &'a [u8]>) -> Result<Blob, String> {
-    let parts: Array = pieces.map(|piece| JsValue::from(Uint8Array::from(piece))).collect();
-    Blob::new_with_u8_array_sequence(&parts).map_err(|e| js_error(&e))
 }
 
 /// Waits for an IDB request to succeed; its result is then in `req.result()`.
@@ -232,9 +226,9 @@ impl Store {
         transaction_done(&tx).await
     }
 
-    /// Stores chunks (name, file size, index, bytes) in one transaction, as records of
-    /// up to [`RECORD_CHUNKS`] chunks of one file.
-    pub async fn write_chunks(&self, chunks: &[(String, u64, u32, Bytes)]) -> Result<(), String> {
+    /// Stores chunks (name, file size, index, bytes as an `ArrayBuffer` or `Uint8Array`)
+    /// in one transaction, as records of up to [`RECORD_CHUNKS`] chunks of one file.
+    pub async fn write_chunks(&self, chunks: &[(String, u64, u32, JsValue)]) -> Result<(), String> {
         let mut groups: Vec<Group<'_>> = Vec::new();
         for (name, size, index, data) in chunks {
             match groups.iter_mut().find(|(n, _, g)| n == name && g.len() < RECORD_CHUNKS) {
@@ -249,7 +243,8 @@ impl Store {
             let first = group.iter().map(|(i, _)| *i).min().unwrap_or(0);
             let indices: Vec<u32> = group.iter().map(|(i, _)| *i).collect();
             let key = chunk_key(name, first);
-            let blob = blob_of(group.iter().map(|(_, d)| &d[..]))?;
+            let parts: Array = group.iter().map(|(_, d)| *d).collect();
+            let blob = Blob::new_with_u8_array_sequence(&parts).map_err(|e| js_error(&e))?;
             store.put_with_key(&blob, &key).map_err(|e| js_error(&e))?;
             index.put_with_key(&Uint32Array::from(&indices[..]), &key).map_err(|e| js_error(&e))?;
             placed.push((*name, *size, first, indices));
