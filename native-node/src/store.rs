@@ -15,13 +15,13 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use torronto_core::layout::{chunk_count, chunk_range};
 use torronto_core::manifest::ChunkHash;
 use torronto_core::name::STATE_DIR;
@@ -266,11 +266,21 @@ impl Store {
 }
 
 /// Reads one chunk through an open handle. Runs on a blocking thread.
+///
+/// Reads into fresh capacity rather than a zeroed buffer (zeroing cost as much as the
+/// copy): seek, then `read_to_end`. Only the storage thread reads chunks, so nothing
+/// else depends on the handle's position.
 pub fn read_chunk(file: &File, size: u64, index: u32) -> io::Result<Bytes> {
     let r = chunk_range(size, index);
-    let mut buf = BytesMut::zeroed((r.end - r.start) as usize);
-    file.read_exact_at(&mut buf, r.start)?;
-    Ok(buf.freeze())
+    let len = r.end - r.start;
+    let mut buf = Vec::with_capacity(len as usize);
+    let mut handle = file;
+    handle.seek(SeekFrom::Start(r.start))?;
+    handle.take(len).read_to_end(&mut buf)?;
+    if buf.len() as u64 != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// Writes one chunk through an open handle. Runs on a blocking thread.
