@@ -30,4 +30,4 @@ pub use node::{
     StorageError, StorageEvent, Tuning,
 };
 pub use status::{ChunkMap, Status};
-pub use wire::{Code, Envelope, Message, PeerAddr};
+pub use wire::{ChunkRef, Code, Envelope, Message, PeerAddr};

@@ -120,7 +120,9 @@ pub enum StorageCommand {
     Discard { id: u64 },
     /// Make room for a file being fetched and keep its manifest.
     Prepare { file: FileName, manifest: Manifest },
-    /// Read a chunk we hold; answer `Read`.
+    /// Read a chunk we hold to send it on `conn`: answer `Read` with its bytes (the node
+    /// then sends the Upload), or send the Upload yourself, straight from storage, and
+    /// answer `Sent` (see [`crate::Envelope::upload_header`]).
     Read { conn: ConnId, chunk: ChunkRef, push: bool },
     /// Store a verified chunk; answer `Written`.
     Write { chunk: ChunkRef, data: Bytes },
@@ -138,10 +140,31 @@ pub struct StorageError {
 /// Results of [`StorageCommand`]s.
 #[derive(Clone, Debug)]
 pub enum StorageEvent {
-    Imported { id: u64, result: Result<Manifest, StorageError> },
-    Committed { id: u64, result: Result<(), StorageError> },
-    Read { conn: ConnId, chunk: ChunkRef, push: bool, result: Result<Bytes, StorageError> },
-    Written { chunk: ChunkRef, result: Result<(), StorageError> },
+    Imported {
+        id: u64,
+        result: Result<Manifest, StorageError>,
+    },
+    Committed {
+        id: u64,
+        result: Result<(), StorageError>,
+    },
+    Read {
+        conn: ConnId,
+        chunk: ChunkRef,
+        push: bool,
+        result: Result<Bytes, StorageError>,
+    },
+    /// The driver sent the chunk of a `Read` as an Upload itself (or could not).
+    Sent {
+        conn: ConnId,
+        chunk: ChunkRef,
+        push: bool,
+        result: Result<(), StorageError>,
+    },
+    Written {
+        chunk: ChunkRef,
+        result: Result<(), StorageError>,
+    },
 }
 
 /// Things worth telling a user or a log.
@@ -437,7 +460,8 @@ impl Node {
         match event {
             StorageEvent::Imported { id, result } => self.on_imported(id, result),
             StorageEvent::Committed { id, result } => self.on_committed(id, result),
-            StorageEvent::Read { conn, chunk, push, result } => self.on_read(conn, chunk, push, result),
+            StorageEvent::Read { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(Some)),
+            StorageEvent::Sent { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(|()| None)),
             StorageEvent::Written { chunk, result } => self.on_written(now, chunk, result),
         }
         self.after_input(now);
@@ -1017,7 +1041,9 @@ impl Node {
         self.storage.push_back(StorageCommand::Read { conn, chunk, push: false });
     }
 
-    fn on_read(&mut self, conn: ConnId, chunk: ChunkRef, push: bool, result: Result<Bytes, StorageError>) {
+    /// A chunk read for `conn` is done: `Some` bytes to send, or `None` when the driver
+    /// has sent them itself.
+    fn on_read(&mut self, conn: ConnId, chunk: ChunkRef, push: bool, result: Result<Option<Bytes>, StorageError>) {
         let Some(state) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -1027,7 +1053,9 @@ impl Node {
         match result {
             Ok(data) => {
                 self.chunks_served += 1;
-                self.send(conn, Message::Upload { chunk, data });
+                if let Some(data) = data {
+                    self.send(conn, Message::Upload { chunk, data });
+                }
             }
             Err(e) => {
                 self.events.push_back(Event::StorageFailed { file: chunk.file.clone(), message: e.message });

@@ -796,6 +796,13 @@ fn to_json<T: Serialize>(value: &T) -> Bytes {
 }
 
 impl Envelope {
+    /// The header frame of an Upload of `chunk` from `from`, for a driver that sends the
+    /// body frame itself, straight from a file.
+    pub fn upload_header(from: &PeerAddr, chunk: &ChunkRef) -> Bytes {
+        let message = Message::Upload { chunk: chunk.clone(), data: Bytes::new() };
+        Envelope { from: Some(from.clone()), token: None, message }.encode().header
+    }
+
     /// Encodes the header and body frames of this message.
     pub fn encode(&self) -> Encoded {
         let mut head = OutHeader {

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use torronto_core::layout::{chunk_range, CHUNK_SIZE};
-use torronto_core::wire::{FrameDecoder, MessageReader, Reply};
+use torronto_core::wire::{frame_prefix, FrameDecoder, MessageReader, Reply};
 use torronto_core::{
-    Code, Config, ConnId, ConnInfo, Envelope, Event, FileName, Manifest, ManifestBuilder, Message, NetCommand, Node,
-    PeerAddr, Status, StorageCommand, StorageError, StorageEvent, Tuning,
+    ChunkRef, Code, Config, ConnId, ConnInfo, Envelope, Event, FileName, Manifest, ManifestBuilder, Message,
+    NetCommand, Node, PeerAddr, Status, StorageCommand, StorageError, StorageEvent, Tuning,
 };
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -26,6 +26,9 @@ struct Machine {
     liar: bool,
     /// Refuses writes, as a full disk does.
     disk_full: bool,
+    /// Sends the Uploads it is asked to read itself, as the native node does with
+    /// sendfile, and answers `Sent` rather than `Read`.
+    sends_stored: bool,
     events: Vec<Event>,
 }
 
@@ -75,6 +78,7 @@ impl Net {
                 finalized: Vec::new(),
                 liar: false,
                 disk_full: false,
+                sends_stored: false,
                 events: Vec::new(),
             })
             .collect();
@@ -236,7 +240,13 @@ impl Net {
         }
         while let Some(cmd) = self.machines[m].node.poll_storage() {
             moved = true;
-            let event = self.machines[m].storage(cmd);
+            let event = match cmd {
+                StorageCommand::Read { conn, chunk, push } if self.machines[m].sends_stored => {
+                    self.send_stored(m, conn, &chunk);
+                    Some(StorageEvent::Sent { conn, chunk, push, result: Ok(()) })
+                }
+                cmd => self.machines[m].storage(cmd),
+            };
             if let Some(event) = event {
                 self.machines[m].node.handle_storage(now, event);
             }
@@ -245,6 +255,22 @@ impl Net {
             self.machines[m].events.push(e);
         }
         moved
+    }
+
+    /// An Upload written the way a driver sending from its files does: the header from
+    /// `Envelope::upload_header`, then the chunk's bytes as the body frame.
+    fn send_stored(&mut self, m: usize, conn: ConnId, chunk: &ChunkRef) {
+        let r = chunk_range(chunk.size, chunk.index);
+        let body = &self.machines[m].folder[&chunk.file][r.start as usize..r.end as usize];
+        let header = Envelope::upload_header(&addr(m), chunk);
+        let mut buf = BytesMut::new();
+        for frame in [&header[..], body] {
+            buf.extend_from_slice(&frame_prefix(frame.len()));
+            buf.extend_from_slice(frame);
+        }
+        if let Some(&(to, their)) = self.links.get(&(m, conn)) {
+            self.in_flight.push_back((to, their, buf.freeze()));
+        }
     }
 
     fn close(&mut self, m: usize, conn: ConnId) {
@@ -359,6 +385,22 @@ fn four_nodes_replicate_an_inserted_file() {
     assert_eq!(s.num_files, 1);
     assert_eq!(s.peers.len(), 3);
     assert!(s.joined);
+}
+
+#[test]
+fn nodes_that_send_chunks_straight_from_storage_replicate_the_same() {
+    let mut net = Net::new(4);
+    net.machines[0].sends_stored = true;
+    net.machines[2].sends_stored = true;
+    net.join_all();
+    let data = content(10 * CHUNK_SIZE as usize + 123, 2);
+    assert_eq!(net.insert(0, "big.bin", data.clone()), Code::Ok);
+    net.run();
+    assert_fully_replicated(&mut net, "big.bin", &data, 4);
+    let fetched: u64 = (1..4).map(|m| net.status(m).chunks_fetched).sum();
+    let served: u64 = (0..4).map(|m| net.status(m).chunks_served).sum();
+    assert_eq!((fetched, served), (33, 33), "every chunk fetched once by each of three nodes");
+    assert!(net.status(0).chunks_served > 0, "the seeder served by sending itself");
 }
 
 #[test]

@@ -5,15 +5,70 @@
 //! decoder around core's `MessageReader`), so the size limits, the decoding and the
 //! [`Input`]s the driver sees are the same whichever way a peer came in. Decoding
 //! happens here, on the connection's own task, so the driver only sees typed messages.
+//! On TCP the writer also sends chunk bodies straight from their files (sendfile),
+//! sparing a read into memory and a copy into the socket for every chunk served.
 
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use torronto_core::{ConnId, Envelope};
-use torronto_ws_bridge::frames::{write_encoded, Decoder, FrameRead, FrameWrite, Incoming};
+use torronto_core::layout::chunk_range;
+use torronto_core::{ChunkRef, ConnId, Envelope, StorageEvent};
+use torronto_ws_bridge::frames::{write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, TcpFrameWriter};
+use torronto_ws_bridge::ws::WsFrameWriter;
 
 use crate::driver::Input;
+use crate::store::io_error;
+
+/// What the driver hands a connection's writer.
+#[derive(Debug)]
+pub enum Outgoing {
+    Message(Envelope),
+    /// An Upload whose body goes straight from its file (where [`ConnWrite::SENDS_FILES`]).
+    Stored(StoredUpload),
+}
+
+/// A chunk to send as an Upload from an open file, answering core's `Read` with `Sent`.
+#[derive(Debug)]
+pub struct StoredUpload {
+    /// From `Envelope::upload_header`.
+    pub header: Bytes,
+    pub file: Arc<File>,
+    pub chunk: ChunkRef,
+    pub push: bool,
+}
+
+/// A connection's sending half: frames, and where the transport allows, chunk bodies
+/// straight from files.
+pub trait ConnWrite: FrameWrite {
+    /// Whether [`ConnWrite::write_stored`] works; for other connections the driver reads
+    /// chunks into memory first.
+    const SENDS_FILES: bool;
+    fn write_stored(&mut self, upload: &StoredUpload) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl ConnWrite for TcpFrameWriter<OwnedWriteHalf> {
+    const SENDS_FILES: bool = true;
+    async fn write_stored(&mut self, upload: &StoredUpload) -> io::Result<()> {
+        let r = chunk_range(upload.chunk.size, upload.chunk.index);
+        self.write_frame(FrameKind::Header, upload.header.clone()).await?;
+        self.write_file_frame(&upload.file, r.start, (r.end - r.start) as usize).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ConnWrite for WsFrameWriter<S> {
+    const SENDS_FILES: bool = false;
+    async fn write_stored(&mut self, _: &StoredUpload) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
 
 /// Reads messages until the stream ends or breaks the protocol, then reports the
 /// disconnection.
@@ -37,13 +92,41 @@ pub async fn read_loop(conn: ConnId, frames: impl FrameRead, inputs: mpsc::Sende
 }
 
 /// Writes what the driver sends until it drops the sender (a Close) or the peer
-/// goes away; flushes whenever the queue runs dry.
-pub async fn write_loop(mut frames: impl FrameWrite, mut outgoing: mpsc::UnboundedReceiver<Envelope>) {
+/// goes away; flushes whenever the queue runs dry. Each stored Upload is reported to
+/// the node once it is on its way (`Sent`), which frees its place in the serving limit.
+pub async fn write_loop(
+    conn: ConnId,
+    mut frames: impl ConnWrite,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    inputs: mpsc::Sender<Input>,
+) {
     while let Some(first) = outgoing.recv().await {
         let mut next = Some(first);
-        while let Some(envelope) = next {
-            if write_encoded(&mut frames, &envelope.encode()).await.is_err() {
-                return;
+        while let Some(item) = next {
+            match item {
+                Outgoing::Message(envelope) => {
+                    if write_encoded(&mut frames, &envelope.encode()).await.is_err() {
+                        return;
+                    }
+                }
+                Outgoing::Stored(upload) => {
+                    let result = frames.write_stored(&upload).await;
+                    if let Err(e) = &result {
+                        tracing::debug!(conn, "closing connection: sending {}: {e}", upload.chunk.file);
+                    }
+                    // A peer gone away is the reader's to report; a file that failed, ours.
+                    if result.as_ref().is_err_and(is_disconnect) {
+                        return;
+                    }
+                    let failed = result.is_err();
+                    let result = result.map_err(|e| io_error(upload.chunk.file.as_str(), &e));
+                    let StoredUpload { chunk, push, .. } = upload;
+                    let sent = Input::Storage(StorageEvent::Sent { conn, chunk, push, result });
+                    // Part of a frame may be out: the stream cannot go on after a failure.
+                    if inputs.send(sent).await.is_err() || failed {
+                        return;
+                    }
+                }
             }
             next = outgoing.try_recv().ok();
         }
@@ -52,6 +135,11 @@ pub async fn write_loop(mut frames: impl FrameWrite, mut outgoing: mpsc::Unbound
         }
     }
     let _ = frames.close().await;
+}
+
+fn is_disconnect(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | TimedOut)
 }
 
 /// Socket options every connection gets, TCP peers and WebSocket sessions alike.

@@ -19,10 +19,10 @@ use torronto_core::{
     Config, ConnId, ConnInfo, Envelope, Event, Millis, NetCommand, Node, PeerAddr, StorageCommand, StorageEvent, Tuning,
 };
 
-use torronto_ws_bridge::frames::{FrameRead, FrameWrite, TcpFrameReader, TcpFrameWriter};
+use torronto_ws_bridge::frames::{FrameRead, TcpFrameReader, TcpFrameWriter};
 use torronto_ws_bridge::WsSession;
 
-use crate::connection::{read_loop, tune, write_loop};
+use crate::connection::{read_loop, tune, write_loop, ConnWrite, Outgoing, StoredUpload};
 use crate::storage_worker::{StorageJob, StorageWorker};
 use crate::store::{io_error, read_chunk, write_chunk, Store};
 use crate::web::{panel_url, WebListener, WebOptions};
@@ -72,8 +72,10 @@ pub enum Input {
 
 #[derive(Debug)]
 struct ConnHandle {
-    outgoing: mpsc::UnboundedSender<Envelope>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
     reader: AbortHandle,
+    /// Chunks served on this connection go straight from their files (TCP).
+    sends_files: bool,
 }
 
 /// A node bound to its port and folder, ready to run.
@@ -272,13 +274,13 @@ impl Driver {
     }
 
     /// Starts a connection's reader and writer tasks, whatever the transport.
-    fn register(&mut self, frames_in: impl FrameRead + 'static, frames_out: impl FrameWrite + 'static, info: ConnInfo) {
+    fn register<W: ConnWrite + 'static>(&mut self, frames_in: impl FrameRead + 'static, frames_out: W, info: ConnInfo) {
         let conn = self.next_conn;
         self.next_conn += 1;
         let (outgoing, queue) = mpsc::unbounded_channel();
         let reader = tokio::spawn(read_loop(conn, frames_in, self.inputs_tx.clone())).abort_handle();
-        tokio::spawn(write_loop(frames_out, queue));
-        self.conns.insert(conn, ConnHandle { outgoing, reader });
+        tokio::spawn(write_loop(conn, frames_out, queue, self.inputs_tx.clone()));
+        self.conns.insert(conn, ConnHandle { outgoing, reader, sends_files: W::SENDS_FILES });
         self.node.handle_connected(self.now(), conn, info);
     }
 
@@ -320,7 +322,7 @@ impl Driver {
                 match cmd {
                     NetCommand::Send { conn, envelope } => {
                         if let Some(c) = self.conns.get(&conn) {
-                            let _ = c.outgoing.send(envelope);
+                            let _ = c.outgoing.send(Outgoing::Message(envelope));
                         }
                     }
                     NetCommand::Dial(addr) => {
@@ -393,6 +395,21 @@ impl Driver {
             StorageCommand::Prepare { file, manifest } => {
                 if let Err(e) = self.store.prepare(&file, &manifest) {
                     tracing::error!("cannot make room for {file}: {e}");
+                }
+            }
+            StorageCommand::Read { conn, chunk, push } if self.conns.get(&conn).is_some_and(|c| c.sends_files) => {
+                // The connection's writer sends it from the file and answers `Sent`.
+                // The handle is open already unless this is the file's first chunk.
+                match self.store.handle(&chunk.file) {
+                    Ok(file) => {
+                        let header = Envelope::upload_header(self.node.me(), &chunk);
+                        let upload = StoredUpload { header, file, chunk, push };
+                        let _ = self.conns[&conn].outgoing.send(Outgoing::Stored(upload));
+                    }
+                    Err(e) => {
+                        let result = Err(io_error(chunk.file.as_str(), &e));
+                        self.node.handle_storage(self.now(), StorageEvent::Sent { conn, chunk, push, result });
+                    }
                 }
             }
             StorageCommand::Read { conn, chunk, push } => chunk_io(Box::new(move |store| {
