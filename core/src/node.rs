@@ -236,6 +236,11 @@ struct PeerState {
     manifest_requests: HashMap<FileName, Millis>,
     pushes: usize,
     strikes: u32,
+    /// Where picks from this peer go on (a word of its chunk bitmap): consecutive
+    /// requests take consecutive chunks, so files are written in runs rather than
+    /// scattered 64 KiB at a time (scattered writes cost the filesystem dearly).
+    /// Random at first, so that different fetchers start in different places.
+    cursor: u64,
 }
 
 #[derive(Debug)]
@@ -874,6 +879,7 @@ impl Node {
                 peer.conns.insert(conn);
             }
             None => {
+                let cursor = self.random();
                 self.peers.insert(
                     addr.clone(),
                     PeerState {
@@ -884,6 +890,7 @@ impl Node {
                         manifest_requests: HashMap::new(),
                         pushes: 0,
                         strikes: 0,
+                        cursor,
                     },
                 );
                 self.events.push_back(Event::PeerJoined(addr));
@@ -1311,10 +1318,7 @@ impl Node {
             if f.manifest.is_none() || f.have.is_complete() || held.count() == 0 || !self.wants(name) {
                 continue;
             }
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            let start = (self.rng % held.word_count().max(1) as u64) as usize;
+            let start = (peer.cursor % held.word_count().max(1) as u64) as usize;
             if let Some((i, count)) = f.rarest_wanted(held, start) {
                 if best.as_ref().is_none_or(|b| count < b.2) {
                     best = Some((name.clone(), i, count));
@@ -1324,7 +1328,17 @@ impl Node {
                 }
             }
         }
-        best.map(|(n, i, _)| (n, i))
+        let (name, i, _) = best?;
+        self.peers.get_mut(addr).expect("looked up above").cursor = u64::from(i / 64);
+        Some((name, i))
+    }
+
+    /// The next number of the node's xorshift generator (seeded from its config).
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
     }
 
     // -----------------------------------------------------------------------------

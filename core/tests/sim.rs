@@ -29,6 +29,8 @@ struct Machine {
     /// Sends the Uploads it is asked to read itself, as the native node does with
     /// sendfile, and answers `Sent` rather than `Read`.
     sends_stored: bool,
+    /// Chunks this machine asked for, in order.
+    downloads: Vec<u32>,
     events: Vec<Event>,
 }
 
@@ -79,6 +81,7 @@ impl Net {
                 liar: false,
                 disk_full: false,
                 sends_stored: false,
+                downloads: Vec::new(),
                 events: Vec::new(),
             })
             .collect();
@@ -201,6 +204,9 @@ impl Net {
             moved = true;
             match cmd {
                 NetCommand::Send { conn, envelope } => {
+                    if let Message::Download(chunk) = &envelope.message {
+                        self.machines[m].downloads.push(chunk.index);
+                    }
                     let mut envelope = envelope;
                     if self.machines[m].liar {
                         if let Message::Upload { data, .. } = &mut envelope.message {
@@ -401,6 +407,21 @@ fn nodes_that_send_chunks_straight_from_storage_replicate_the_same() {
     let served: u64 = (0..4).map(|m| net.status(m).chunks_served).sum();
     assert_eq!((fetched, served), (33, 33), "every chunk fetched once by each of three nodes");
     assert!(net.status(0).chunks_served > 0, "the seeder served by sending itself");
+}
+
+#[test]
+fn requests_to_a_peer_take_consecutive_chunks() {
+    // Runs of chunks, not scattered ones: files are written mostly in order.
+    let mut net = Net::new(2);
+    net.join_all();
+    let data = content(300 * CHUNK_SIZE as usize, 3);
+    assert_eq!(net.insert(0, "runs.bin", data.clone()), Code::Ok);
+    net.run();
+    assert_fully_replicated(&mut net, "runs.bin", &data, 2);
+    let asked = &net.machines[1].downloads;
+    assert_eq!(asked.len(), 300);
+    let jumps = asked.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    assert!(jumps <= 2, "{jumps} jumps in {asked:?}");
 }
 
 #[test]
