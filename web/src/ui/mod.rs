@@ -127,6 +127,7 @@ pub fn App() -> Html {
     };
 
     html! {
+        <ContextProvider<EngineHandle> context={(*engine).clone()}>
         <ContextProvider<EngineCtx> context={ctx}>
             <header class="top">
                 <div class="brand"><span class="logo">{ "◆" }</span><h1>{ "torronto" }</h1></div>
@@ -140,6 +141,7 @@ pub fn App() -> Html {
                 <peer::BrowserPeer />
             </main>
         </ContextProvider<EngineCtx>>
+        </ContextProvider<EngineHandle>>
     }
 }
 

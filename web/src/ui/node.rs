@@ -7,7 +7,7 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use super::widgets::{level_class, Bar, ReplyNotice};
-use super::EngineCtx;
+use crate::client::EngineHandle;
 use crate::control::{ControlEvent, ControlSession};
 use crate::util::{bytes, percent};
 
@@ -89,7 +89,9 @@ pub struct NodeProps {
 /// A node's card: link state, Join/Leave/Insert, files and the selected chunk map.
 #[function_component]
 pub fn NodePanel(props: &NodeProps) -> Html {
-    let ctx = use_context::<EngineCtx>().expect("NodePanel is inside the engine context");
+    // The handle alone, not the versioned context: the browser peer's progress does not
+    // re-render node cards.
+    let engine = use_context::<EngineHandle>().expect("NodePanel is inside the engine context");
     let state = use_reducer(NodeState::default);
     let session = use_mut_ref(|| None::<ControlSession>);
     let selected = use_state(|| None::<String>);
@@ -99,7 +101,7 @@ pub fn NodePanel(props: &NodeProps) -> Html {
         // The control session lives as long as this card shows this node.
         let dispatcher = state.dispatcher();
         let session = session.clone();
-        let engine = ctx.engine.clone();
+        let engine = engine.clone();
         use_effect_with((props.url.clone(), props.token.clone()), move |(url, token)| {
             let peer_url = url.to_string();
             let peer_engine = engine.clone();
