@@ -376,28 +376,39 @@ def query_latency(addr, d, count, rounds):
 def table(path, size_mib):
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    by = {r["tool"]: r for r in rows}
+    rounds = sorted({r.get("round", 1) for r in rows})
     mib = lambda kib: f"{kib / 1024:.1f}" if kib else "?"
-    print(f"{'tool':<10} {'seconds':>8} {'MiB/s':>8} {'leecher RSS max':>16} {'seeder RSS':>11}  ok")
+    print(f"{'tool':<10} {'round':>5} {'seconds':>8} {'MiB/s':>8} {'leecher RSS max':>16} {'seeder RSS':>11}  ok")
     for r in rows:
         if r.get("seconds") is None:
-            print(f"{r['tool']:<10} {'failed':>8}")
+            print(f"{r['tool']:<10} {r.get('round', 1):>5} {'failed':>8}")
             continue
         rate = r["leechers"] * size_mib / r["seconds"]
         print(
-            f"{r['tool']:<10} {r['seconds']:>8.2f} {rate:>8.1f} {mib(r['leecher_rss_kib']) + ' MiB':>16} "
-            f"{mib(r['seeder_rss_kib']) + ' MiB':>11}  {'yes' if r['ok'] else 'NO'}"
+            f"{r['tool']:<10} {r.get('round', 1):>5} {r['seconds']:>8.2f} {rate:>8.1f} "
+            f"{mib(r['leecher_rss_kib']) + ' MiB':>16} {mib(r['seeder_rss_kib']) + ' MiB':>11}  {'yes' if r['ok'] else 'NO'}"
         )
-    t = by.get("torronto")
-    if t and t.get("seconds"):
-        for other, target in (("rqbit", 0.67), ("aria2", 0.33)):
-            o = by.get(other)
-            if o and o.get("seconds"):
-                ratio = t["seconds"] / o["seconds"]
-                verdict = "meets" if ratio <= target else "misses"
-                print(f"ratio torronto/{other}: {ratio:.2f}  (target <= {target}: {verdict})")
-        peak = max(t["leecher_rss_kib"] or 0, t["seeder_rss_kib"] or 0) / 1024
-        print(f"torronto peak RSS per node: {peak:.1f} MiB  (target <= 64 MiB: {'meets' if peak <= 64 else 'misses'})")
+    seconds = {}  # (tool, round) -> seconds
+    for r in rows:
+        if r.get("seconds"):
+            seconds[(r["tool"], r.get("round", 1))] = r["seconds"]
+    ours = [r for r in rows if r["tool"] == "torronto"]
+    if not any(r.get("seconds") for r in ours):
+        return
+    # Each round runs the tools one after another, so a ratio compares runs made
+    # minutes apart at most; the median over rounds damps a busy moment on a shared machine.
+    for other, target in (("rqbit", 0.67), ("aria2", 0.33)):
+        ratios = [seconds[("torronto", n)] / seconds[(other, n)] for n in rounds
+                  if ("torronto", n) in seconds and (other, n) in seconds]
+        if not ratios:
+            continue
+        med = statistics.median(ratios)
+        met = sum(x <= target for x in ratios)
+        print(f"ratio torronto/{other}: median {med:.2f} over {len(ratios)} round(s) "
+              f"({', '.join(f'{x:.2f}' for x in ratios)}); target <= {target}: "
+              f"{'meets' if med <= target else 'misses'} (met in {met} of {len(ratios)})")
+    peak = max(max(r["leecher_rss_kib"] or 0, r["seeder_rss_kib"] or 0) for r in ours) / 1024
+    print(f"torronto peak RSS per node: {peak:.1f} MiB  (target <= 64 MiB: {'meets' if peak <= 64 else 'misses'})")
 
 
 def main(argv):

@@ -3,7 +3,7 @@
 # torronto, rqbit and aria2, timed in the same run; plus Query latency on a node holding
 # 1,000 files and the hashing cost per GiB.
 #
-#   tests/bench/replication.sh [--size MiB] [--nodes N] [--only torronto|rqbit|aria2] [--keep]
+#   tests/bench/replication.sh [--size MiB] [--nodes N] [--rounds N] [--only torronto|rqbit|aria2] [--keep]
 #
 # Installs what it needs (rqbit via `cargo install`, Debian's aria2 and transmission-cli via
 # apt-get), skipping what is already there, and builds torronto in release mode.
@@ -32,6 +32,7 @@ helper="$here/bench.py"
 
 size_mib=1024
 leechers=3
+rounds=3
 only=""
 keep=false
 usage() { sed -n '5,6p' "$0" | sed 's/^# *//' >&2; exit 2; }
@@ -41,6 +42,8 @@ while [ $# -gt 0 ]; do
     --size=*) size_mib=${1#*=}; shift ;;
     --nodes) leechers=${2:?}; shift 2 ;;
     --nodes=*) leechers=${1#*=}; shift ;;
+    --rounds) rounds=${2:?}; shift 2 ;;
+    --rounds=*) rounds=${1#*=}; shift ;;
     --only) only=${2:?}; shift 2 ;;
     --only=*) only=${1#*=}; shift ;;
     --keep) keep=true; shift ;;
@@ -51,6 +54,7 @@ done
 case "$only" in ""|torronto|rqbit|aria2) ;; *) echo "--only takes torronto, rqbit or aria2" >&2; exit 2 ;; esac
 [[ "$size_mib" =~ ^[0-9]+$ && "$size_mib" -gt 0 ]] || { echo "--size takes a whole number of MiB" >&2; exit 2; }
 [[ "$leechers" =~ ^[0-9]+$ && "$leechers" -gt 0 ]] || { echo "--nodes takes a positive number" >&2; exit 2; }
+[[ "$rounds" =~ ^[0-9]+$ && "$rounds" -gt 0 ]] || { echo "--rounds takes a positive number" >&2; exit 2; }
 wants() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -183,9 +187,9 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 record() {
   python3 - "$@" >>"$results" <<'EOF'
 import json, sys
-tool, ok, lrss, srss, waitjson, n = sys.argv[1:7]
+tool, ok, lrss, srss, waitjson, n, rnd = sys.argv[1:8]
 w = json.load(open(waitjson)) if waitjson else {}
-print(json.dumps({"tool": tool, "ok": ok == "true", "seconds": w.get("seconds") if w.get("ok") else None,
+print(json.dumps({"tool": tool, "round": int(rnd), "ok": ok == "true", "seconds": w.get("seconds") if w.get("ok") else None,
                   "leecher_rss_kib": int(lrss), "seeder_rss_kib": int(srss), "leechers": int(n),
                   "cpu_seconds": w.get("cpu_seconds", {}), "threads": w.get("threads", {}),
                   "machine_busy": w.get("machine_busy"),
@@ -213,7 +217,7 @@ torronto_served=""
 rqbit_uploaded=""
 run_torronto() {
   step "torronto: 1 seeder + $leechers nodes"
-  local base="$work/torronto" n=$(( leechers + 1 )) i
+  local base="$work/torronto-r$round" n=$(( leechers + 1 )) i
   mkdir -p "$base"
   read -r -a tports <<<"$(ports "$n")"
   : >"$base/peers.txt"
@@ -265,7 +269,7 @@ sys.exit(0 if s["local"][i] == 1.0 else 1)' "$name" || { echo "node n$i does not
     done
   fi
   stop "${npids[@]}"
-  record torronto "$ok" "$lrss" "$srss" "$base/wait.json" "$leechers"
+  record torronto "$ok" "$lrss" "$srss" "$base/wait.json" "$leechers" "$round"
   [ -f "$base/served.txt" ] && torronto_served="chunks (64 KiB) per node: $(paste -sd';' "$base/served.txt" | sed 's/;/; /g')"
   $keep || rm -rf "$base"/n*
 }
@@ -292,7 +296,7 @@ run_rqbit() {
   step "rqbit: 1 seeder + $leechers leechers"
   start_tracker
   reset_tracker
-  local base="$work/rqbit" n=$(( leechers + 1 )) i
+  local base="$work/rqbit-r$round" n=$(( leechers + 1 )) i
   mkdir -p "$base/seed"
   ln "$file" "$base/seed/$name" 2>/dev/null || cp "$file" "$base/seed/$name"
   read -r -a pp <<<"$(ports "$(( 2 * n ))")"   # peer ports, then HTTP API ports
@@ -351,7 +355,7 @@ EOF2
     for i in $(seq 1 $(( n - 1 ))); do copies+=("$base/l$i/$name"); done
     [ "$(verify_copies "${copies[@]}")" = true ] || ok=false
   fi
-  record rqbit "$ok" "$lrss" "$srss" "$base/wait.json" "$leechers"
+  record rqbit "$ok" "$lrss" "$srss" "$base/wait.json" "$leechers" "$round"
   $keep || rm -rf "$base"/seed "$base"/l*
 }
 
@@ -362,7 +366,7 @@ run_aria2() {
   step "aria2: 1 seeder + $leechers leechers"
   start_tracker
   reset_tracker
-  local base="$work/aria2" n=$(( leechers + 1 )) i
+  local base="$work/aria2-r$round" n=$(( leechers + 1 )) i
   mkdir -p "$base/seed"
   ln "$file" "$base/seed/$name" 2>/dev/null || cp "$file" "$base/seed/$name"
   printf '#!/bin/sh\ntouch "$(dirname "$3")/.complete"\n' >"$base/hook.sh"
@@ -403,7 +407,7 @@ run_aria2() {
     for i in $(seq 1 $(( n - 1 ))); do copies+=("$base/l$i/$name"); done
     [ "$(verify_copies "${copies[@]}")" = true ] || ok=false
   fi
-  record aria2 "$ok" "$lrss" "$srss" "$base/wait.json" "$leechers"
+  record aria2 "$ok" "$lrss" "$srss" "$base/wait.json" "$leechers" "$round"
   $keep || rm -rf "$base"/seed "$base"/l*
 }
 
@@ -430,9 +434,14 @@ run_query() {
   stop "$qpid"
 }
 
-wants torronto && run_torronto
-wants rqbit && run_rqbit
-wants aria2 && run_aria2
+# The tools take turns, round after round, so a busy spell on a shared machine hits
+# one round of each rather than all of one tool.
+for round in $(seq 1 "$rounds"); do
+  [ "$rounds" -gt 1 ] && step "round $round of $rounds"
+  wants torronto && run_torronto
+  wants rqbit && run_rqbit
+  wants aria2 && run_aria2
+done
 wants torronto && run_query
 
 # ---------------------------------------------------------------------------------------
@@ -458,7 +467,7 @@ for line in open(sys.argv[1]):
     extra = ""
     if s and busy is not None:
         extra = f"  | machine busy {busy*100:.0f}% of 2 cores, this tool's processes {ours / s * 100:.0f}% of one core"
-    print(f"  {r['tool']:<9} {per}{extra}")
+    print(f"  {r['tool']:<9} round {r.get('round', 1)}  {per}{extra}")
     for role, th in (r.get("threads") or {}).items():
         if th and role != "seeder" and role not in ("n1", "l1"):
             continue
@@ -477,7 +486,7 @@ for line in open(sys.argv[1]):
     head = next((i for i, l in enumerate(lines) if l.strip().startswith("PID")), None)
     if head is not None:
         keep += [l for l in lines[head + 1:head + 9]]
-    print(f"  {r['tool']} at {snap['t']} s:")
+    print(f"  {r['tool']} (round {r.get('round', 1)}) at {snap['t']} s:")
     for l in keep:
         print("    " + l.rstrip())
 EOF
