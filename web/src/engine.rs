@@ -42,8 +42,10 @@ const NOTIFY_EVERY_MS: u32 = 250;
 /// Chunk writes gathered into one transaction before it is started anyway: one
 /// IndexedDB record (see `store`), which costs about what a single chunk would.
 const WRITE_BATCH: usize = crate::store::RECORD_CHUNKS;
-/// How long a chunk may wait for others to share its record.
-const WRITE_DELAY_MS: u32 = 100;
+/// How long a chunk may wait for others to share its record...
+const WRITE_DELAY_MS: u64 = 100;
+/// ...unless no other chunk came for this long (the end of a download, say).
+const WRITE_IDLE_MS: u64 = 20;
 /// Verified chunks waiting for IndexedDB before fetching pauses: several records, so
 /// that the next record fills while the last one is being written.
 const MAX_WRITING: usize = 4 * WRITE_BATCH;
@@ -195,6 +197,9 @@ pub struct Engine {
     /// bytes in JS, stored as they are if core verifies it and asks for a write.
     upload_body: Option<(ChunkRef, js_sys::ArrayBuffer)>,
     write_flush: Option<Timeout>,
+    /// When the first and the last of `writes` came.
+    write_first: u64,
+    write_last: u64,
     reads: Vec<(ConnId, ChunkRef, bool)>,
     read_flush: Option<Timeout>,
     /// Storage results produced while draining, fed back in the same drain.
@@ -244,6 +249,8 @@ impl EngineHandle {
                 writes: Vec::new(),
                 upload_body: None,
                 write_flush: None,
+                write_first: 0,
+                write_last: 0,
                 reads: Vec::new(),
                 read_flush: None,
                 ready_events: Vec::new(),
@@ -670,15 +677,14 @@ impl Engine {
                     _ => js_sys::Uint8Array::from(&data[..]).into(),
                 };
                 self.writes.push((chunk, part));
+                self.write_last = now_ms();
+                if self.writes.len() == 1 {
+                    self.write_first = self.write_last;
+                }
                 if self.writes.len() >= WRITE_BATCH {
                     self.flush_writes();
                 } else if self.write_flush.is_none() {
-                    let weak = self.weak.clone();
-                    self.write_flush = Some(Timeout::new(WRITE_DELAY_MS, move || {
-                        if let Some(e) = weak.upgrade() {
-                            e.borrow_mut().flush_writes();
-                        }
-                    }));
+                    self.write_due();
                 }
             }
             StorageCommand::Finalize { .. } => {}
@@ -701,6 +707,27 @@ impl Engine {
             StorageCommand::Discard { .. } | StorageCommand::Prepare { .. } | StorageCommand::Finalize { .. } => return,
         };
         self.ready_events.push(event);
+    }
+
+    /// Writes the gathered chunks if they waited long enough, else sets the timer for
+    /// when they will have (one timer at a time, not one per chunk).
+    fn write_due(&mut self) {
+        self.write_flush = None;
+        if self.writes.is_empty() {
+            return;
+        }
+        let due = (self.write_last + WRITE_IDLE_MS).min(self.write_first + WRITE_DELAY_MS);
+        let now = now_ms();
+        if now >= due {
+            self.flush_writes();
+            return;
+        }
+        let weak = self.weak.clone();
+        self.write_flush = Some(Timeout::new((due - now) as u32, move || {
+            if let Some(e) = weak.upgrade() {
+                e.borrow_mut().write_due();
+            }
+        }));
     }
 
     fn flush_writes(&mut self) {
