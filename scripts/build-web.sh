@@ -2,7 +2,7 @@
 # Builds the browser app into web/dist (served by a node's --ws listener at /):
 #   cargo build -p torronto-web --target wasm32-unknown-unknown --profile web
 #   wasm-bindgen --target web (the CLI pinned by Cargo.lock; scripts/setup.sh installs it)
-#   + web/static (index.html, style.css)
+#   + web/static (index.html, style.css, worker.js: the engine's module worker)
 # Skips the work when web/dist is newer than every input; prints the bundle size.
 # Downloads nothing: no trunk, no wasm-opt.
 set -euo pipefail

@@ -40,7 +40,7 @@ pub fn web_dist() -> PathBuf {
 /// `TORRONTO_SKIP_BROWSER=1`, in which case this prints why and returns false.
 pub fn require_browser() -> bool {
     let mut missing = Vec::new();
-    if !web_dist().join("index.html").is_file() || !web_dist().join("torronto_web_bg.wasm").is_file() {
+    if !["index.html", "torronto_web_bg.wasm", "worker.js"].iter().all(|f| web_dist().join(f).is_file()) {
         missing.push(format!("the web app is not built at {} (run scripts/build-web.sh)", web_dist().display()));
     }
     for tool in [CHROMIUM, CHROMEDRIVER] {
