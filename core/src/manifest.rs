@@ -167,8 +167,12 @@ impl Manifest {
 
     /// Whether `data` is exactly chunk `index` of this file.
     pub fn verify(&self, index: u32, data: &[u8]) -> bool {
-        self.chunk_hash(index)
-            .is_some_and(|want| data.len() == crate::layout::chunk_len(self.size, index) && hash_chunk(data) == *want)
+        self.chunk_hash(index).is_some() && self.verify_hashed(index, data.len(), &hash_chunk(data))
+    }
+
+    /// Whether bytes of length `len` hashing to `hash` are exactly chunk `index`.
+    pub fn verify_hashed(&self, index: u32, len: usize, hash: &ChunkHash) -> bool {
+        self.chunk_hash(index).is_some_and(|want| len == crate::layout::chunk_len(self.size, index) && hash == want)
     }
 }
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::bitset::ChunkSet;
 use crate::files::FileState;
-use crate::manifest::Manifest;
+use crate::manifest::{ChunkHash, Manifest};
 use crate::name::FileName;
 use crate::status::Status;
 use crate::wire::{
@@ -449,6 +449,20 @@ impl Node {
     }
 
     pub fn handle_message(&mut self, now: Millis, conn: ConnId, envelope: Envelope) {
+        self.handle_message_hashed(now, conn, envelope, None);
+    }
+
+    /// [`Node::handle_message`] for a driver that hashes chunk data itself, elsewhere
+    /// (a browser, with WebCrypto off its thread): `chunk_hash` is the SHA-256 of the
+    /// data of the Upload in `envelope`, compared with the manifest instead of hashing
+    /// the data here. Ignored for other messages.
+    pub fn handle_message_hashed(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        envelope: Envelope,
+        chunk_hash: Option<ChunkHash>,
+    ) {
         if !self.conns.contains_key(&conn) {
             return;
         }
@@ -456,7 +470,7 @@ impl Node {
         if message.is_control() {
             self.handle_control(now, conn, token, message);
         } else {
-            self.handle_peer_message(now, conn, from, message);
+            self.handle_peer_message(now, conn, from, message, chunk_hash);
         }
         self.after_input(now);
     }
@@ -791,7 +805,14 @@ impl Node {
     // -----------------------------------------------------------------------------
     // Peer messages.
 
-    fn handle_peer_message(&mut self, now: Millis, conn: ConnId, from: Option<PeerAddr>, message: Message) {
+    fn handle_peer_message(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        from: Option<PeerAddr>,
+        message: Message,
+        chunk_hash: Option<ChunkHash>,
+    ) {
         if let Message::Reply(reply) = message {
             self.on_reply(conn, reply);
             return;
@@ -839,7 +860,7 @@ impl Node {
             }
             (Message::Have(entries), Some(addr)) => self.on_have(&addr, entries),
             (Message::Download(chunk), Some(_)) => self.on_download(conn, chunk),
-            (Message::Upload { chunk, data }, Some(addr)) => self.on_upload(&addr, chunk, data),
+            (Message::Upload { chunk, data }, Some(addr)) => self.on_upload(&addr, chunk, data, chunk_hash),
             (Message::GetManifest { file }, Some(_)) => self.on_get_manifest(conn, file),
             (Message::Manifest { file, size, digest, hashes }, Some(addr)) => {
                 self.on_manifest(&addr, file, size, digest, &hashes)
@@ -1072,7 +1093,7 @@ impl Node {
         }
     }
 
-    fn on_upload(&mut self, addr: &PeerAddr, chunk: ChunkRef, data: Bytes) {
+    fn on_upload(&mut self, addr: &PeerAddr, chunk: ChunkRef, data: Bytes, hash: Option<ChunkHash>) {
         let i = chunk.index;
         let Some(peer) = self.peers.get_mut(addr) else {
             return;
@@ -1092,7 +1113,11 @@ impl Node {
         if f.have.contains(i) || f.writing.contains(i) {
             return;
         }
-        if !manifest.verify(i, &data) {
+        let verified = match hash {
+            Some(hash) => manifest.verify_hashed(i, data.len(), &hash),
+            None => manifest.verify(i, &data),
+        };
+        if !verified {
             self.events.push_back(Event::ChunkRejected { peer: addr.clone(), chunk });
             self.strike(addr);
             return;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use torronto_core::layout::{chunk_range, CHUNK_SIZE};
+use torronto_core::manifest::hash_chunk;
 use torronto_core::wire::{frame_prefix, FrameDecoder, MessageReader, Reply};
 use torronto_core::{
     ChunkRef, Code, Config, ConnId, ConnInfo, Envelope, Event, FileName, Manifest, ManifestBuilder, Message,
@@ -29,6 +30,9 @@ struct Machine {
     /// Sends the Uploads it is asked to read itself, as the native node does with
     /// sendfile, and answers `Sent` rather than `Read`.
     sends_stored: bool,
+    /// Hashes Upload data itself and hands core the hash, as the browser peer does
+    /// with WebCrypto.
+    hashes_uploads: bool,
     /// Chunks this machine asked for, in order.
     downloads: Vec<u32>,
     events: Vec<Event>,
@@ -81,6 +85,7 @@ impl Net {
                 liar: false,
                 disk_full: false,
                 sends_stored: false,
+                hashes_uploads: false,
                 downloads: Vec::new(),
                 events: Vec::new(),
             })
@@ -188,8 +193,16 @@ impl Net {
                 }
                 continue;
             }
-            let node = &mut self.machines[m].node;
+            let machine = &mut self.machines[m];
+            let node = &mut machine.node;
             match msg {
+                Ok(env) if machine.hashes_uploads => {
+                    let hash = match &env.message {
+                        Message::Upload { data, .. } => Some(hash_chunk(data)),
+                        _ => None,
+                    };
+                    node.handle_message_hashed(now, conn, env, hash)
+                }
                 Ok(env) => node.handle_message(now, conn, env),
                 Err(e) => node.handle_malformed(now, conn, e.to_string()),
             }
@@ -573,6 +586,8 @@ fn corrupt_chunks_are_rejected_and_the_liar_cut_off() {
     late.run();
     assert_eq!(late.file(1, "f"), Some(&data));
     late.machines[1].liar = true;
+    // Machine 3 checks hashes computed outside core, as the browser peer does.
+    late.machines[3].hashes_uploads = true;
     for m in 2..4 {
         assert_eq!(late.code(m, Message::Join), Code::Ok);
     }

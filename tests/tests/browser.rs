@@ -184,6 +184,8 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
         json!([]),
     );
     assert_eq!(blob_sha, Value::String(sha.clone()), "the file assembled in the page has the original bytes");
+    let verifier = browser.exec("return document.querySelector('section.browser-peer').dataset.verifier;", json!([]));
+    assert_eq!(verifier, json!("webcrypto"), "on a loopback origin the page verifies chunks with WebCrypto");
     let saved = browser.downloads.join("network.bin");
     wait_until(LONG, "the browser saved network.bin to its download folder", || {
         saved.is_file() && fs::metadata(&saved).map(|m| m.len()).unwrap_or(0) == 5 * 1024 * 1024 + 777

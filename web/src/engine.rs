@@ -17,13 +17,14 @@
 //! file to save.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 
 use bytes::Bytes;
 use gloo_timers::callback::Timeout;
 use serde::{Deserialize, Serialize};
 use torronto_core::layout::{chunk_count, chunk_range};
+use torronto_core::manifest::ChunkHash;
 use torronto_core::wire::ChunkRef;
 use torronto_core::{
     Code, Config, ConnId, ConnInfo, Envelope, Event, FileName, ManifestBuilder, Message, Millis, NetCommand, Node,
@@ -33,6 +34,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::bridge::Report;
+use crate::digest::Hasher;
 use crate::socket::{Socket, SocketEvent};
 use crate::store::Store;
 use crate::util::{js_error, now_ms, random_hex, random_u64};
@@ -136,6 +138,8 @@ pub struct PeerView {
     pub notices: Vec<Notice>,
     pub chunks_fetched: u64,
     pub chunks_served: u64,
+    /// Downloaded chunks are hashed with WebCrypto (else in wasm, by core).
+    pub webcrypto: bool,
 }
 
 #[derive(Debug)]
@@ -143,6 +147,22 @@ struct PeerConn {
     addr: PeerAddr,
     socket: Socket,
     open: bool,
+    /// Messages received and not yet handed to core, in arrival order.
+    inbox: VecDeque<Inbound>,
+    next_seq: u64,
+}
+
+/// A peer's message waiting its turn: an Upload waits for its WebCrypto digest, and
+/// whatever came after it on the same socket waits behind it.
+#[derive(Debug)]
+struct Inbound {
+    seq: u64,
+    envelope: Envelope,
+    /// An Upload's body as the socket received it (see `Engine::upload_body`).
+    body: Option<js_sys::ArrayBuffer>,
+    /// The digest is being computed.
+    waiting: bool,
+    hash: Option<ChunkHash>,
 }
 
 /// Arrival of a file's chunks, for the rate shown while it downloads.
@@ -196,6 +216,8 @@ pub struct Engine {
     /// The body of the Upload being handled, as the socket received it: the chunk's
     /// bytes in JS, stored as they are if core verifies it and asks for a write.
     upload_body: Option<(ChunkRef, js_sys::ArrayBuffer)>,
+    /// WebCrypto, where the context has it: it verifies downloaded chunks.
+    hasher: Option<Hasher>,
     write_flush: Option<Timeout>,
     /// When the first and the last of `writes` came.
     write_first: u64,
@@ -248,6 +270,7 @@ impl EngineHandle {
                 meters: HashMap::new(),
                 writes: Vec::new(),
                 upload_body: None,
+                hasher: Hasher::new(),
                 write_flush: None,
                 write_first: 0,
                 write_last: 0,
@@ -463,6 +486,7 @@ impl Engine {
             notices: self.notices.clone(),
             chunks_fetched: status.chunks_fetched,
             chunks_served: status.chunks_served,
+            webcrypto: self.hasher.is_some(),
         }
     }
 
@@ -486,7 +510,7 @@ impl Engine {
         });
         match opened {
             Ok(socket) => {
-                self.peers.insert(conn, PeerConn { addr, socket, open: false });
+                self.peers.insert(conn, PeerConn { addr, socket, open: false, inbox: VecDeque::new(), next_seq: 0 });
             }
             Err(_) => self.node.handle_dial_failed(now, &addr),
         }
@@ -502,20 +526,17 @@ impl Engine {
                 self.node.handle_connected(now, conn, ConnInfo { dialed: Some(addr), trusted: false });
             }
             SocketEvent::Message(envelope, body) => {
-                if let Message::Upload { chunk, data } = &envelope.message {
-                    self.meters.entry(chunk.file.clone()).or_default().record(now, data.len() as u64);
-                    if let Some(body) = body.filter(|b| b.byte_length() as usize == data.len()) {
-                        self.upload_body = Some((chunk.clone(), body));
-                    }
-                }
-                self.node.handle_message(now, conn, envelope);
-                self.drain();
-                // Not verified, or not wanted: core asked for no write.
-                self.upload_body = None;
+                self.receive(conn, envelope, body);
                 return;
             }
             SocketEvent::Malformed(reason) => self.node.handle_malformed(now, conn, reason),
             SocketEvent::Closed(_) => {
+                // What arrived before the close still counts; core hashes what WebCrypto
+                // has not.
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.inbox.iter_mut().for_each(|m| m.waiting = false);
+                }
+                self.deliver(conn);
                 let Some(p) = self.peers.remove(&conn) else { return };
                 if p.open {
                     self.node.handle_disconnected(now, conn);
@@ -525,6 +546,58 @@ impl Engine {
             }
         }
         self.drain();
+    }
+
+    /// Queues a peer's message; an Upload's body goes to WebCrypto first.
+    fn receive(&mut self, conn: ConnId, envelope: Envelope, body: Option<js_sys::ArrayBuffer>) {
+        let body = match &envelope.message {
+            Message::Upload { data, .. } => body.filter(|b| b.byte_length() as usize == data.len()),
+            _ => None,
+        };
+        let digest = self.hasher.as_ref().zip(body.as_ref()).map(|(hasher, body)| hasher.digest(body));
+        let Some(p) = self.peers.get_mut(&conn) else { return };
+        let seq = p.next_seq;
+        p.next_seq += 1;
+        p.inbox.push_back(Inbound { seq, envelope, body, waiting: digest.is_some(), hash: None });
+        if let Some(digest) = digest {
+            let weak = self.weak.clone();
+            spawn_local(async move {
+                let hash = digest.await;
+                if let Some(engine) = weak.upgrade() {
+                    engine.borrow_mut().on_digest(conn, seq, hash);
+                }
+            });
+        }
+        self.deliver(conn);
+    }
+
+    fn on_digest(&mut self, conn: ConnId, seq: u64, hash: Option<ChunkHash>) {
+        let Some(p) = self.peers.get_mut(&conn) else { return };
+        if let Some(m) = p.inbox.iter_mut().find(|m| m.seq == seq) {
+            m.waiting = false;
+            m.hash = hash;
+        }
+        self.deliver(conn);
+    }
+
+    /// Hands core the messages at the head of `conn`'s inbox that are ready.
+    fn deliver(&mut self, conn: ConnId) {
+        loop {
+            let Some(p) = self.peers.get_mut(&conn) else { return };
+            if p.inbox.front().is_none_or(|m| m.waiting) {
+                return;
+            }
+            let Inbound { envelope, body, hash, .. } = p.inbox.pop_front().expect("checked above");
+            let now = now_ms();
+            if let Message::Upload { chunk, data } = &envelope.message {
+                self.meters.entry(chunk.file.clone()).or_default().record(now, data.len() as u64);
+                self.upload_body = body.map(|body| (chunk.clone(), body));
+            }
+            self.node.handle_message_hashed(now, conn, envelope, hash);
+            self.drain();
+            // Not verified, or not wanted: core asked for no write.
+            self.upload_body = None;
+        }
     }
 
     fn on_timer(&mut self) {

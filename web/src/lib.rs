@@ -14,7 +14,8 @@
 //! - [`socket`]: a WebSocket carrying protocol frames (text = header, binary = body),
 //!   decoded by core's `MessageReader`;
 //! - [`store`]: IndexedDB (`files` = manifests, `chunks` = verified chunks in records
-//!   of up to 16, `index` = which chunks each record holds);
+//!   of up to 64, `index` = which chunks each record holds);
+//! - [`digest`]: SHA-256 of downloaded chunks with WebCrypto, off the engine's thread;
 //! - [`engine`] (in the worker): the page's own `torronto_core::Node` (identity
 //!   `browser-<random>`, port 0, fetching only what the user asks for) driven by peer
 //!   sockets, the store and timers — the wasm twin of native-node's driver, with no
@@ -38,6 +39,7 @@
 pub mod bridge;
 pub mod client;
 pub mod control;
+pub mod digest;
 pub mod engine;
 pub mod socket;
 pub mod store;

@@ -45,7 +45,8 @@ pub fn BrowserPeer() -> Html {
 
     let connected = !view.peers.is_empty();
     html! {
-        <section class="card browser-peer" data-peer={view.me.clone()} data-connected={view.peers.len().to_string()}>
+        <section class="card browser-peer" data-peer={view.me.clone()} data-connected={view.peers.len().to_string()}
+            data-verifier={if view.webcrypto { "webcrypto" } else { "wasm" }}>
             <header class="card-head">
                 <div class="title">
                     <h2>{ "This browser" }</h2>
@@ -66,6 +67,7 @@ pub fn BrowserPeer() -> Html {
             </div>
             <div class="meta">
                 <span>{ format!("{} chunks fetched · {} served", view.chunks_fetched, view.chunks_served) }</span>
+                <span>{ if view.webcrypto { "verified with WebCrypto SHA-256" } else { "verified in wasm (WebCrypto needs https or a loopback address)" } }</span>
                 if connected {
                     <span>{ format!("connected to {}", view.peers.join(", ")) }</span>
                 }
