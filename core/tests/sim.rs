@@ -389,17 +389,23 @@ fn assert_fully_replicated(net: &mut Net, file: &str, data: &[u8], participants:
     }
 }
 
-#[test]
-fn four_nodes_replicate_an_inserted_file() {
-    let mut net = Net::new(4);
+/// Machine 0 inserts a 33-chunk file into a joined network of four; every machine ends
+/// with it, each chunk fetched exactly once by each of the three others.
+fn insert_and_replicate_to_four(net: &mut Net, seed: u8) {
     net.join_all();
-    let data = content(10 * CHUNK_SIZE as usize + 123, 1);
+    let data = content(10 * CHUNK_SIZE as usize + 123, seed);
     assert_eq!(net.insert(0, "big.bin", data.clone()), Code::Ok);
     net.run();
-    assert_fully_replicated(&mut net, "big.bin", &data, 4);
+    assert_fully_replicated(net, "big.bin", &data, 4);
     let fetched: u64 = (1..4).map(|m| net.status(m).chunks_fetched).sum();
     let served: u64 = (0..4).map(|m| net.status(m).chunks_served).sum();
     assert_eq!((fetched, served), (33, 33), "every chunk fetched once by each of three nodes");
+}
+
+#[test]
+fn four_nodes_replicate_an_inserted_file() {
+    let mut net = Net::new(4);
+    insert_and_replicate_to_four(&mut net, 1);
     let s = net.status(2);
     assert_eq!(s.num_files, 1);
     assert_eq!(s.peers.len(), 3);
@@ -411,14 +417,7 @@ fn nodes_that_send_chunks_straight_from_storage_replicate_the_same() {
     let mut net = Net::new(4);
     net.machines[0].sends_stored = true;
     net.machines[2].sends_stored = true;
-    net.join_all();
-    let data = content(10 * CHUNK_SIZE as usize + 123, 2);
-    assert_eq!(net.insert(0, "big.bin", data.clone()), Code::Ok);
-    net.run();
-    assert_fully_replicated(&mut net, "big.bin", &data, 4);
-    let fetched: u64 = (1..4).map(|m| net.status(m).chunks_fetched).sum();
-    let served: u64 = (0..4).map(|m| net.status(m).chunks_served).sum();
-    assert_eq!((fetched, served), (33, 33), "every chunk fetched once by each of three nodes");
+    insert_and_replicate_to_four(&mut net, 2);
     assert!(net.status(0).chunks_served > 0, "the seeder served by sending itself");
 }
 

@@ -62,20 +62,8 @@ const SLICE: u64 = 4 << 20;
 pub type Post = Rc<dyn Fn(&Report, Option<&JsValue>)>;
 
 /// The engine, owned by the worker's message handler and its own callbacks.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct EngineHandle(pub Rc<RefCell<Engine>>);
-
-impl PartialEq for EngineHandle {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl std::fmt::Debug for EngineHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EngineHandle")
-    }
-}
 
 /// Where the saved copy of a file is, once assembled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
