@@ -3,7 +3,7 @@
 # torronto, rqbit and aria2, timed in the same run; plus Query latency on a node holding
 # 1,000 files and the hashing cost per GiB.
 #
-#   tests/bench/replication.sh [--size MiB] [--nodes N] [--rounds N] [--only torronto|rqbit|aria2] [--keep]
+#   tests/bench/replication.sh [--size MiB] [--nodes N] [--rounds N] [--only torronto|rqbit|aria2|floor] [--keep]
 #
 # Installs what it needs (rqbit via `cargo install`, Debian's aria2 and transmission-cli via
 # apt-get), skipping what is already there, and builds torronto in release mode.
@@ -22,6 +22,9 @@
 #             every leecher reports the torrent complete (rqbit: its HTTP API says finished;
 #             aria2: its --on-bt-download-complete hook ran). Leechers keep seeding to each
 #             other until all are done.
+#   floor     no tool: the file sent over loopback to N receiver processes that each hash every
+#             64 KiB chunk (SHA-256) and write it (bench.py floor). The work every tool here
+#             must do at least, with no protocol around it: a bound on what any tool can reach.
 # Every leecher's copy is checked (size and SHA-256) after the clock stops.
 # Peak RSS is each process's VmHWM from /proc at the end of its run.
 set -euo pipefail
@@ -51,7 +54,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
 done
-case "$only" in ""|torronto|rqbit|aria2) ;; *) echo "--only takes torronto, rqbit or aria2" >&2; exit 2 ;; esac
+case "$only" in ""|torronto|rqbit|aria2|floor) ;; *) echo "--only takes torronto, rqbit, aria2 or floor" >&2; exit 2 ;; esac
 [[ "$size_mib" =~ ^[0-9]+$ && "$size_mib" -gt 0 ]] || { echo "--size takes a whole number of MiB" >&2; exit 2; }
 [[ "$leechers" =~ ^[0-9]+$ && "$leechers" -gt 0 ]] || { echo "--nodes takes a positive number" >&2; exit 2; }
 [[ "$rounds" =~ ^[0-9]+$ && "$rounds" -gt 0 ]] || { echo "--rounds takes a positive number" >&2; exit 2; }
@@ -143,6 +146,9 @@ ports() { python3 "$helper" free-ports "$1"; }
 waiter=""
 begin_wait() {  # OUT ROLE=PID,... TARGET...
   local out=$1 cpu=$2; shift 2
+  # Dirty pages left by earlier work (the random file, a seeder's copy) would be written
+  # back during the window and charged to whichever tool runs then.
+  sync
   rm -f "$work/start" "$work/start.ready" "$work/start.pids"
   python3 "$helper" wait "$work/start" "$timeout_s" "$out" "$cpu" "$@" &
   waiter=$!
@@ -412,6 +418,18 @@ run_aria2() {
 }
 
 # ---------------------------------------------------------------------------------------
+# The floor
+
+run_floor() {
+  step "floor: the file to $leechers receivers, hashed and written, no protocol"
+  local ok=true
+  sync
+  python3 "$helper" floor "$file" "$work" "$leechers" >"$work/floor.json" || ok=false
+  $ok && python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["ok"] else 1)' "$work/floor.json" || ok=false
+  record floor "$ok" 0 0 "$work/floor.json" "$leechers" "$round"
+}
+
+# ---------------------------------------------------------------------------------------
 # Query latency on a node holding 1,000 files
 
 query_json=""
@@ -434,13 +452,22 @@ run_query() {
   stop "$qpid"
 }
 
-# The tools take turns, round after round, so a busy spell on a shared machine hits
-# one round of each rather than all of one tool.
+# The first few GiB a VM writes after a quiet spell cost two to three times the CPU of
+# later ones (its memory is backed anew), so an untimed floor run goes first rather than
+# charging that to whichever tool would.
+step "warming up: one untimed floor run"
+python3 "$helper" floor "$file" "$work" "$leechers" >/dev/null
+# The tools take turns, round after round, each round starting with the next tool, so a
+# busy spell on a shared machine hits one round of each rather than all of one tool.
+tools=()
+for tool in torronto rqbit aria2; do wants "$tool" && tools+=("$tool"); done
 for round in $(seq 1 "$rounds"); do
   [ "$rounds" -gt 1 ] && step "round $round of $rounds"
-  wants torronto && run_torronto
-  wants rqbit && run_rqbit
-  wants aria2 && run_aria2
+  for i in "${!tools[@]}"; do
+    tool=${tools[$(( (i + round - 1) % ${#tools[@]} ))]}
+    "run_$tool"
+  done
+  wants floor && run_floor
 done
 wants torronto && run_query
 
