@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use torronto_core::wire::{frame_prefix, MessageReader, Reply};
+use torronto_core::wire::{Reply, WireError};
 use torronto_core::{Code, Envelope, Message, PeerAddr, Status};
+use torronto_net::{write_encoded, Decoder, FrameWrite, ReadError, Step, TcpFrameReader, TcpFrameWriter};
 
 /// A node's answer: the parsed reply and its frames exactly as received.
 #[derive(Debug)]
@@ -34,29 +34,29 @@ impl Answer {
 
 /// Sends one control message and waits for the reply.
 pub async fn request(node: &str, token: Option<String>, message: Message) -> anyhow::Result<Answer> {
-    let mut stream = TcpStream::connect(node).await.with_context(|| format!("cannot reach a node at {node}"))?;
+    let stream = TcpStream::connect(node).await.with_context(|| format!("cannot reach a node at {node}"))?;
+    let (read, write) = stream.into_split();
     let from = Some(PeerAddr::new(hostname(), 0));
-    let encoded = Envelope { from, token, message }.encode();
-    for frame in encoded.frames() {
-        stream.write_all(&frame_prefix(frame.len())).await?;
-        stream.write_all(frame).await?;
-    }
-    let mut reader = MessageReader::new();
+    let mut out = TcpFrameWriter::new(write);
+    write_encoded(&mut out, &Envelope { from, token, message }.encode()).await?;
+    out.flush().await?;
+    let mut answer = Decoder::new(TcpFrameReader::new(read));
     let mut frames = Vec::new();
     loop {
-        let mut prefix = [0u8; 4];
-        stream.read_exact(&mut prefix).await.context("the node closed the connection without answering")?;
-        let len = u32::from_be_bytes(prefix) as usize;
-        let limit = reader.frame_limit();
-        anyhow::ensure!(len <= limit, "the node's answer has a {len}-byte frame, over the limit of {limit}");
-        let mut frame = vec![0u8; len];
-        stream.read_exact(&mut frame).await?;
-        let frame = Bytes::from(frame);
-        frames.push(frame.clone());
-        match reader.push_frame(frame)? {
-            None => continue,
-            Some(Envelope { message: Message::Reply(reply), .. }) => return Ok(Answer { reply, frames }),
-            Some(other) => anyhow::bail!("unexpected answer from the node: {other:?}"),
+        let (_, frame, step) = match answer.next_frame().await {
+            Ok(Some(next)) => next,
+            Ok(None) => anyhow::bail!("the node closed the connection without answering"),
+            Err(ReadError::Wire(WireError::FrameTooLong { len, limit })) => {
+                anyhow::bail!("the node's answer has a {len}-byte frame, over the limit of {limit}")
+            }
+            Err(e) => return Err(e).context("the node closed the connection without answering"),
+        };
+        frames.push(frame);
+        match step {
+            Step::Partial => continue,
+            Step::Message(Envelope { message: Message::Reply(reply), .. }) => return Ok(Answer { reply, frames }),
+            Step::Message(other) => anyhow::bail!("unexpected answer from the node: {other:?}"),
+            Step::Malformed(reason) => anyhow::bail!(reason),
         }
     }
 }

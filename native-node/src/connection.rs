@@ -1,7 +1,7 @@
 //! One connection, TCP or WebSocket: a reader task turning frames into messages for
 //! the driver, and a writer task encoding the driver's messages into frames.
 //!
-//! Both transports go through `torronto_ws_bridge::frames` (the frame stream and the
+//! Both transports go through `torronto_net` (the frame stream and the
 //! decoder around core's `MessageReader`), so the size limits, the decoding and the
 //! [`Input`]s the driver sees are the same whichever way a peer came in. Decoding
 //! happens here, on the connection's own task, so the driver only sees typed messages.
@@ -12,16 +12,14 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use torronto_core::layout::chunk_range;
 use torronto_core::{ChunkRef, ConnId, Envelope, StorageEvent};
-use torronto_ws_bridge::frames::{write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, TcpFrameWriter};
+use torronto_net::{write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, TcpFrameWriter};
 use torronto_ws_bridge::ws::WsFrameWriter;
 
 use crate::driver::Input;
@@ -140,18 +138,4 @@ pub async fn write_loop(
 fn is_disconnect(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | TimedOut)
-}
-
-/// Socket options every connection gets, TCP peers and WebSocket sessions alike.
-pub fn tune(stream: &TcpStream) {
-    let _ = stream.set_nodelay(true);
-    // A peer that vanishes without Remove (crash, cable cut) is noticed within
-    // seconds, idle or mid-transfer, rather than after TCP's default 15 minutes.
-    let sock = socket2::SockRef::from(stream);
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(5))
-        .with_interval(Duration::from_secs(2))
-        .with_retries(3);
-    let _ = sock.set_tcp_keepalive(&keepalive);
-    let _ = sock.set_tcp_user_timeout(Some(Duration::from_secs(15)));
 }

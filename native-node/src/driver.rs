@@ -18,11 +18,10 @@ use tokio::time::Instant;
 use torronto_core::{
     Config, ConnId, ConnInfo, Envelope, Event, Millis, NetCommand, Node, PeerAddr, StorageCommand, StorageEvent, Tuning,
 };
-
-use torronto_ws_bridge::frames::{FrameRead, TcpFrameReader, TcpFrameWriter};
+use torronto_net::{tune, FrameRead, TcpFrameReader, TcpFrameWriter};
 use torronto_ws_bridge::WsSession;
 
-use crate::connection::{read_loop, tune, write_loop, ConnWrite, Outgoing, StoredUpload};
+use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing, StoredUpload};
 use crate::storage_worker::{StorageJob, StorageWorker};
 use crate::store::{io_error, read_chunk, write_chunk, Store};
 use crate::web::{panel_url, WebListener, WebOptions};

@@ -4,7 +4,8 @@
 //! - [`driver`]: the event loop owning one `core::Node`: accepts and dials TCP
 //!   connections, runs storage on the blocking pool, feeds results back;
 //! - [`connection`]: per-connection reader and writer tasks (frames ⇄ messages), for
-//!   TCP and WebSocket alike (the frame stream comes from `torronto-ws-bridge`);
+//!   TCP and WebSocket alike (the frame stream comes from `torronto-net`, the
+//!   WebSocket transport from `torronto-ws-bridge`);
 //! - [`web`]: the `--ws` listener: the built web app and the WebSocket endpoint;
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests);
 //! - [`storage_worker`]: the thread doing chunk reads and writes;

@@ -18,9 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use torronto_core::PeerAddr;
+use torronto_net::tune;
 use torronto_ws_bridge::OriginPolicy;
 
-use crate::connection::tune;
 use crate::driver::Input;
 
 /// The request line and headers must fit in this.

@@ -3,7 +3,8 @@
 //!
 //! Layout of this file, top to bottom:
 //! - [`bin`]: where the binary under test is (`$TORRONTO_BIN`, else `target/<profile>/torronto`
-//!   next to the test executable's `deps/` folder).
+//!   next to the test executable's `deps/` folder); [`ws_bridge_bin`] likewise for the
+//!   relay (`$WS_BRIDGE_BIN`, else `target/<profile>/ws-bridge`).
 //! - [`free_port`]: a loopback port nobody listens on, outside the kernel's ephemeral range.
 //! - [`TestNode`]: one node process. Each has its own temporary root holding
 //!   `share/` (the node's `--dir`), `peers.txt` (its `--peers` file) and `node.log` (its
@@ -55,20 +56,27 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// Path of the `torronto` binary under test.
 pub fn bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("TORRONTO_BIN") {
+    workspace_bin("torronto", "TORRONTO_BIN", "torronto-node")
+}
+
+/// Path of the `ws-bridge` relay binary under test.
+pub fn ws_bridge_bin() -> PathBuf {
+    workspace_bin("ws-bridge", "WS_BRIDGE_BIN", "torronto-ws-bridge")
+}
+
+/// A workspace binary: `$env_var` if set, else `target/<profile>/name` beside the test
+/// executable (cargo builds another package's binaries only when asked to: `cargo build`).
+fn workspace_bin(name: &str, env_var: &str, package: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env_var) {
         let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "TORRONTO_BIN={} is not a file; build it first: cargo build -p torronto-node",
-            p.display()
-        );
+        assert!(p.is_file(), "{env_var}={} is not a file; build it first: cargo build -p {package}", p.display());
         return p;
     }
     let exe = std::env::current_exe().expect("current_exe");
     // target/debug/deps/network-xxxx -> target/debug/torronto
     let dir = exe.parent().and_then(Path::parent).expect("test executable lives in target/<profile>/deps");
-    let p = dir.join(format!("torronto{}", std::env::consts::EXE_SUFFIX));
-    assert!(p.is_file(), "no node binary at {}; build it first: cargo build -p torronto-node", p.display());
+    let p = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(p.is_file(), "no {name} binary at {}; build it first: cargo build -p {package}", p.display());
     p
 }
 

@@ -1,15 +1,20 @@
 //! A raw TCP client and peer speaking the wire protocol from its description
-//! (docs/protocol.md): frames are a 4-byte big-endian length and that many bytes; a
-//! message is a JSON header frame plus, for Add (4), Files (6), Upload (8) and
-//! Manifest (11), one body frame. The hostile-input and lying-peer tests use it to
-//! send what no well-behaved node would.
+//! (docs/protocol.md): frames are a 4-byte big-endian length and that many bytes
+//! (read and written with `torronto_net::blocking`); a message is a JSON header frame
+//! plus, for Add (4), Files (6), Upload (8) and Manifest (11), one body frame, which
+//! this client works out from the JSON itself. The hostile-input and lying-peer tests
+//! use it to send what no well-behaved node would: [`Raw::write`] puts any bytes on
+//! the wire, malformed prefixes included.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use torronto_core::wire::WireError;
+use torronto_net::blocking::{write_frame, FrameReader};
+use torronto_net::ReadError;
 
 use crate::{hex, CHUNK};
 
@@ -19,7 +24,9 @@ const MAX_FRAME: usize = 17 * 1024 * 1024;
 /// One TCP connection to a node.
 #[derive(Debug)]
 pub struct Raw {
+    /// For raw writes and socket options; reads go through `frames` (the same socket).
     pub stream: TcpStream,
+    frames: FrameReader<TcpStream>,
     what: String,
 }
 
@@ -37,7 +44,8 @@ impl Raw {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
         stream.set_read_timeout(Some(Duration::from_secs(10))).expect("set_read_timeout");
         stream.set_nodelay(true).expect("nodelay");
-        Raw { stream, what: addr.to_string() }
+        let frames = FrameReader::new(stream.try_clone().expect("clone the socket"));
+        Raw { stream, frames, what: addr.to_string() }
     }
 
     pub fn set_read_timeout(&self, d: Duration) {
@@ -49,9 +57,10 @@ impl Raw {
         self.stream.write_all(bytes).is_ok()
     }
 
+    /// Writes one frame, within the protocol's limits or not; false if the node has closed
+    /// the connection.
     pub fn send_frame(&mut self, bytes: &[u8]) -> bool {
-        let len = u32::try_from(bytes.len()).expect("frame fits u32");
-        self.write(&len.to_be_bytes()) && self.write(bytes)
+        write_frame(&mut self.stream, bytes).is_ok()
     }
 
     #[track_caller]
@@ -61,13 +70,15 @@ impl Raw {
 
     /// One frame, or an error (closed, reset, timed out).
     pub fn read_frame(&mut self) -> std::io::Result<Vec<u8>> {
-        let mut prefix = [0u8; 4];
-        self.stream.read_exact(&mut prefix)?;
-        let len = u32::from_be_bytes(prefix) as usize;
-        assert!(len <= MAX_FRAME, "{}: node sent a frame of {len} bytes", self.what);
-        let mut buf = vec![0u8; len];
-        self.stream.read_exact(&mut buf)?;
-        Ok(buf)
+        match self.frames.read_frame(MAX_FRAME) {
+            Ok(Some(frame)) => Ok(Vec::from(frame)),
+            Ok(None) => Err(ErrorKind::UnexpectedEof.into()),
+            Err(ReadError::Io(e)) => Err(e),
+            Err(ReadError::Wire(WireError::FrameTooLong { len, .. })) => {
+                panic!("{}: node sent a frame of {len} bytes", self.what)
+            }
+            Err(e) => panic!("{}: {e}", self.what),
+        }
     }
 
     /// One message: its header and, for actions that carry one, its body.
@@ -141,33 +152,28 @@ impl Raw {
     pub fn wait_closed(&mut self, timeout: Duration) -> Result<Closed, String> {
         let start = Instant::now();
         let mut headers = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut pending: Vec<u8> = Vec::new();
         loop {
             let left = timeout.checked_sub(start.elapsed()).ok_or_else(|| format!("still open after {timeout:?}"))?;
             self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).expect("set_read_timeout");
-            match self.stream.read(&mut buf) {
-                Ok(0) => return Ok(Closed { after: start.elapsed(), headers }),
-                Ok(n) => {
-                    pending.extend_from_slice(&buf[..n]);
-                    // Collect whole JSON frames for the report; bodies are skipped.
-                    while pending.len() >= 4 {
-                        let len = u32::from_be_bytes(pending[..4].try_into().unwrap()) as usize;
-                        if pending.len() < 4 + len {
-                            break;
+            match self.frames.read_frame(MAX_FRAME) {
+                // Collect whole JSON frames for the report; bodies are skipped.
+                Ok(Some(frame)) => {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&frame) {
+                        if v.is_object() {
+                            headers.push(v);
                         }
-                        if let Ok(v) = serde_json::from_slice::<Value>(&pending[4..4 + len]) {
-                            if v.is_object() {
-                                headers.push(v);
-                            }
-                        }
-                        pending.drain(..4 + len);
                     }
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+                Ok(None) => return Ok(Closed { after: start.elapsed(), headers }),
+                Err(ReadError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+                    ) =>
+                {
                     return Ok(Closed { after: start.elapsed(), headers })
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(ReadError::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return Err(format!("still open after {timeout:?}; it sent {headers:?}"))
                 }
                 Err(e) => return Err(format!("read failed: {e}")),

@@ -15,8 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore};
 use torronto_core::wire::{Encoded, Reply};
 use torronto_core::{control_token_matches, Code, Envelope, Message};
+use torronto_net::{write_encoded, Decoder, FrameKind, FrameWrite, Step, TcpFrameReader, TcpFrameWriter};
 
-use crate::frames::{write_encoded, Decoder, FrameKind, FrameWrite, Step, TcpFrameReader, TcpFrameWriter};
 use crate::origin::OriginPolicy;
 use crate::ws::{self, WsFrameWriter};
 

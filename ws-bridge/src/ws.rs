@@ -19,8 +19,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use torronto_core::wire::{WireError, LIST_BODY_LIMIT};
+use torronto_net::{FrameKind, FrameRead, FrameWrite, ReadError};
 
-use crate::frames::{FrameKind, FrameRead, FrameWrite, ReadError};
 use crate::origin::OriginPolicy;
 
 /// A WebSocket session over TCP, as the node's listener and the relay accept them.
@@ -114,7 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsFrameReader<S> {
                     | tungstenite::Error::AlreadyClosed
                     | tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake),
                 )) => return Ok(None),
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(e)) => return Err(ReadError::Transport { what: "websocket", source: Box::new(e) }),
             };
             if frame.len() > limit {
                 return Err(WireError::FrameTooLong { len: frame.len() as u64, limit }.into());

@@ -1,5 +1,6 @@
 //! Browser-style sessions over real WebSockets against real nodes (run in-process with
-//! `torronto_node::driver::Driver`) and through the `ws-bridge` relay binary.
+//! `torronto_node::driver::Driver`) and through the `ws-bridge` relay binary (built
+//! beforehand: `cargo build -p torronto-ws-bridge`; see `torronto_tests::ws_bridge_bin`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -180,7 +181,7 @@ async fn browser_sessions_control_and_fetch_through_the_node() {
 #[tokio::test]
 async fn browser_sessions_work_through_the_relay_which_enforces_the_token() {
     let node = start_node(PathBuf::from("/nonexistent"), Vec::new()).await;
-    let mut relay = tokio::process::Command::new(env!("CARGO_BIN_EXE_ws-bridge"))
+    let mut relay = tokio::process::Command::new(torronto_tests::ws_bridge_bin())
         .args(["--listen", "127.0.0.1:0", "--node", &node.tcp.to_string(), "--token", TOKEN])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())

@@ -1,0 +1,29 @@
+//! torronto-net: protocol frames over byte streams, shared by the node, the relay, the
+//! control client and the tests' raw client. Only framing lives here: headers and
+//! bodies are parsed by `torronto_core::wire`, and this crate runs them through it.
+//!
+//! Layout:
+//! - [`frames`]: the transport-neutral frame stream: the [`FrameRead`] and
+//!   [`FrameWrite`] traits (implemented for TCP here and for WebSocket in
+//!   `torronto-ws-bridge`), [`FrameKind`], [`ReadError`] and [`write_encoded`].
+//! - [`tcp`]: the TCP implementation (4-byte big-endian length prefix):
+//!   [`TcpFrameReader`] splits frames off one buffer without copying, with a body
+//!   timeout; [`TcpFrameWriter`] gathers small frames and sends large ones as they
+//!   are, in vectored writes.
+//! - [`sendfile`]: `TcpFrameWriter::write_file_frame`, a frame straight from a file to
+//!   the socket, for serving chunks.
+//! - [`decoder`]: [`Decoder`], frames into messages through core's `MessageReader`.
+//! - [`blocking`]: the same framing over `std::io`, for synchronous clients.
+//! - [`socket`]: [`tune`], the socket options of the node's connections.
+
+pub mod blocking;
+pub mod decoder;
+pub mod frames;
+pub mod sendfile;
+pub mod socket;
+pub mod tcp;
+
+pub use decoder::{Decoder, Incoming, Step};
+pub use frames::{write_encoded, FrameKind, FrameRead, FrameWrite, ReadError, BODY_TIMEOUT};
+pub use socket::tune;
+pub use tcp::{TcpFrameReader, TcpFrameWriter};

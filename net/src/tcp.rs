@@ -1,0 +1,187 @@
+//! Length-prefixed frames over a TCP stream (or any async byte stream): a reader that
+//! splits frames off one large buffer without copying them, and a writer that sends
+//! small frames gathered and large ones as they are, in vectored writes.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use torronto_core::wire::{frame_prefix, FrameDecoder};
+
+use crate::frames::{FrameKind, FrameRead, FrameWrite, ReadError, BODY_TIMEOUT};
+
+/// Reads length-prefixed frames from a TCP stream (or any byte stream).
+///
+/// Bytes land once in a large buffer and each frame is split off it without a copy
+/// (chunk bodies go on to storage as they are), using core's decoder, which checks a
+/// frame's length against the limit before buffering it.
+#[derive(Debug)]
+pub struct TcpFrameReader<R> {
+    stream: R,
+    buf: BytesMut,
+    /// The last read brought more than a quiet connection's buffer holds.
+    busy: bool,
+}
+
+/// Bytes asked of the kernel per read while chunks stream in: several chunks at once.
+const READ_BUFFER: usize = 256 * 1024;
+/// The buffer of a quiet connection (control clients, idle peers, a flood of sockets),
+/// so that a thousand of them cost a few MiB.
+const QUIET_READ_BUFFER: usize = 8 * 1024;
+
+impl<R: AsyncRead + Unpin + Send> TcpFrameReader<R> {
+    pub fn new(stream: R) -> Self {
+        Self { stream, buf: BytesMut::new(), busy: false }
+    }
+}
+
+impl<R: AsyncRead + Unpin + Send> FrameRead for TcpFrameReader<R> {
+    async fn read_frame(&mut self, limit: usize) -> Result<Option<Bytes>, ReadError> {
+        // Once a frame has begun, all of it must arrive within BODY_TIMEOUT, however
+        // slowly the bytes trickle in.
+        let mut deadline = None;
+        loop {
+            if let Some(frame) = FrameDecoder::decode(&mut self.buf, limit)? {
+                return Ok(Some(frame));
+            }
+            let want = if self.busy { READ_BUFFER } else { QUIET_READ_BUFFER };
+            if self.buf.capacity() - self.buf.len() < want / 4 {
+                self.buf.reserve(want);
+            }
+            let mid_frame = !self.buf.is_empty();
+            let read = self.stream.read_buf(&mut self.buf);
+            let n = if !mid_frame {
+                read.await?
+            } else {
+                let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + BODY_TIMEOUT);
+                tokio::time::timeout_at(at, read).await.map_err(|_| ReadError::Timeout)??
+            };
+            self.busy = n >= QUIET_READ_BUFFER;
+            if n == 0 {
+                return match self.buf.is_empty() {
+                    true => Ok(None),
+                    false => Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+                };
+            }
+        }
+    }
+}
+
+/// Writes length-prefixed frames to a TCP stream (or any byte stream).
+///
+/// Large frames (chunk bodies) are not copied: they wait in a queue as they are and go
+/// out with the small frames around them in one vectored write. Small frames and every
+/// length prefix are gathered in one staging buffer, so a run of headers is one slice.
+/// On a TCP write half, chunk bodies can also go straight from a file
+/// ([`crate::sendfile`]).
+#[derive(Debug)]
+pub struct TcpFrameWriter<W> {
+    pub(crate) stream: W,
+    pub(crate) staged: BytesMut,
+    queue: VecDeque<Bytes>,
+    queued: usize,
+}
+
+/// Frames shorter than this are copied into the staging buffer; longer ones are queued.
+const COPY_BELOW: usize = 4 * 1024;
+/// Queued bytes at which `write_frame` writes them out rather than queueing more.
+const WRITE_AT: usize = 256 * 1024;
+/// Slices per vectored write (Linux takes up to 1024).
+const MAX_SLICES: usize = 64;
+
+impl<W: AsyncWrite + Unpin + Send> TcpFrameWriter<W> {
+    pub fn new(stream: W) -> Self {
+        Self { stream, staged: BytesMut::with_capacity(COPY_BELOW), queue: VecDeque::new(), queued: 0 }
+    }
+
+    fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.queued += bytes.len();
+            self.queue.push_back(bytes);
+        }
+    }
+
+    /// Writes everything queued and staged.
+    pub(crate) async fn write_out(&mut self) -> io::Result<()> {
+        let staged = self.staged.split().freeze();
+        self.push(staged);
+        while !self.queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = self.queue.len().min(MAX_SLICES);
+            for (slice, bytes) in slices.iter_mut().zip(&self.queue) {
+                *slice = IoSlice::new(bytes);
+            }
+            let mut written = self.stream.write_vectored(&slices[..count]).await?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.queued -= written;
+            while written > 0 {
+                let front = self.queue.front_mut().expect("written bytes were queued");
+                if written < front.len() {
+                    front.advance(written);
+                    break;
+                }
+                written -= front.len();
+                self.queue.pop_front();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send> FrameWrite for TcpFrameWriter<W> {
+    async fn write_frame(&mut self, _kind: FrameKind, frame: Bytes) -> io::Result<()> {
+        self.staged.extend_from_slice(&frame_prefix(frame.len()));
+        if frame.len() < COPY_BELOW {
+            self.staged.extend_from_slice(&frame);
+        } else {
+            let staged = self.staged.split().freeze();
+            self.push(staged);
+            self.push(frame);
+        }
+        if self.queued + self.staged.len() >= WRITE_AT {
+            self.write_out().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.write_out().await?;
+        self.stream.flush().await
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.write_out().await?;
+        self.stream.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn small_and_large_frames_arrive_whole_through_short_writes() {
+        // A tiny pipe makes every vectored write partial, splitting slices anywhere.
+        let (client, server) = tokio::io::duplex(1000);
+        let sizes = [0, 1, 17, COPY_BELOW - 1, COPY_BELOW, 65536, 3, WRITE_AT + 5, 65536, 2];
+        let frames: Vec<Bytes> =
+            sizes.iter().enumerate().map(|(i, &n)| (0..n).map(|j| (i * 31 + j) as u8).collect()).collect();
+        let sent = frames.clone();
+        let writer = tokio::spawn(async move {
+            let mut out = TcpFrameWriter::new(client);
+            for frame in sent {
+                out.write_frame(FrameKind::Body, frame).await.unwrap();
+            }
+            out.close().await.unwrap();
+        });
+        let mut input = TcpFrameReader::new(server);
+        for want in &frames {
+            assert_eq!(input.read_frame(1 << 20).await.unwrap().as_ref(), Some(want));
+        }
+        assert!(input.read_frame(1 << 20).await.unwrap().is_none());
+        writer.await.unwrap();
+    }
+}
