@@ -24,7 +24,7 @@ use torronto_core::{ChunkRef, ConnId, Envelope, StorageEvent};
 use torronto_ws_bridge::frames::{write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, TcpFrameWriter};
 use torronto_ws_bridge::ws::WsFrameWriter;
 
-use crate::driver::Input;
+use crate::input::Input;
 use crate::store::io_error;
 
 /// What the driver hands a connection's writer.
@@ -122,8 +122,10 @@ pub async fn write_loop(
                     let result = result.map_err(|e| io_error(upload.chunk.file.as_str(), &e));
                     let StoredUpload { chunk, push, .. } = upload;
                     let sent = Input::Storage(StorageEvent::Sent { conn, chunk, push, result });
+                    // A node shutting down hears no more, but what it queued still goes out.
+                    let _ = inputs.send(sent).await;
                     // Part of a frame may be out: the stream cannot go on after a failure.
-                    if inputs.send(sent).await.is_err() || failed {
+                    if failed {
                         return;
                     }
                 }
