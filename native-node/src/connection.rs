@@ -27,7 +27,8 @@ use torronto_ws_bridge::ws::WsFrameWriter;
 use crate::input::Input;
 use crate::store::io_error;
 
-/// What the driver hands a connection's writer.
+/// What a connection's writer is handed: messages by the driver, stored Uploads by
+/// the storage thread.
 #[derive(Debug)]
 pub enum Outgoing {
     Message(Envelope),
@@ -48,8 +49,8 @@ pub struct StoredUpload {
 /// A connection's sending half: frames, and where the transport allows, chunk bodies
 /// straight from files.
 pub trait ConnWrite: FrameWrite {
-    /// Whether [`ConnWrite::write_stored`] works; for other connections the driver reads
-    /// chunks into memory first.
+    /// Whether [`ConnWrite::write_stored`] works; for other connections the storage reads
+    /// chunks into memory and the node sends them as messages.
     const SENDS_FILES: bool;
     fn write_stored(&mut self, upload: &StoredUpload) -> impl Future<Output = io::Result<()>> + Send;
 }
@@ -122,10 +123,8 @@ pub async fn write_loop(
                     let result = result.map_err(|e| io_error(upload.chunk.file.as_str(), &e));
                     let StoredUpload { chunk, push, .. } = upload;
                     let sent = Input::Storage(StorageEvent::Sent { conn, chunk, push, result });
-                    // A node shutting down hears no more, but what it queued still goes out.
-                    let _ = inputs.send(sent).await;
                     // Part of a frame may be out: the stream cannot go on after a failure.
-                    if failed {
+                    if inputs.send(sent).await.is_err() || failed {
                         return;
                     }
                 }

@@ -217,12 +217,22 @@ impl Driver {
     /// Lets connections send what the node said last (Remove, above all) and close,
     /// ends every other task, and waits until they and the storage thread have ended.
     async fn shut_down(mut self) {
-        // The node hears nothing more: tasks sending it inputs get an error, not a wait.
-        self.inputs.close();
         // Dropping its queue ends each writer once it has flushed.
         self.conns.clear();
         let storage = self.storage.stop();
-        self.tasks.shut_down(SHUTDOWN_FLUSH_LIMIT).await;
+        // Meanwhile readers go on taking what peers send, so no socket closes with
+        // unread data (which resets it and can lose what we sent); the node hears none.
+        let flushed = self.tasks.flush_writers(SHUTDOWN_FLUSH_LIMIT);
+        tokio::pin!(flushed);
+        loop {
+            tokio::select! {
+                () = &mut flushed => break,
+                _ = self.inputs.recv() => {}
+            }
+        }
+        // Tasks sending the node inputs now get an error rather than wait for room.
+        self.inputs.close();
+        self.tasks.shut_down().await;
         storage.await;
     }
 

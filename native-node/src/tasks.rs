@@ -7,43 +7,59 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Spawns the node's tasks: connection readers and writers, dialers, the web listener
-/// and its requests. Shutdown ends those that take in (everything but writers) at once,
-/// lets writers flush what the node said last, and then waits for all of them.
+/// Spawns the node's tasks: connection writers apart from the rest (readers, dialers,
+/// the web listener and its requests), because at shutdown writers first get to send
+/// what the node said last while readers still take in what peers send.
 #[derive(Debug, Clone, Default)]
 pub struct Tasks {
-    tracker: TaskTracker,
-    intake: CancellationToken,
-    writers: CancellationToken,
+    writers: Group,
+    others: Group,
 }
 
 impl Tasks {
-    /// Spawns a task that is cancelled when shutdown begins.
+    /// Spawns a task that runs until it ends or [`Tasks::shut_down`] cancels it.
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
-        let stop = self.intake.clone();
-        self.tracker.spawn(async move {
-            stop.run_until_cancelled_owned(task).await;
-        })
+        self.others.spawn(task)
     }
 
-    /// Spawns a connection's writer: at shutdown it may finish its queue (which ends
-    /// once the driver drops its sender), until the flush time is up.
+    /// Spawns a connection's writer, which ends once its queue is closed and flushed.
     pub fn spawn_writer(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let stop = self.writers.clone();
-        self.tracker.spawn(async move {
-            stop.run_until_cancelled_owned(task).await;
-        });
+        self.writers.spawn(task);
     }
 
-    /// Cancels every task but the writers, gives those up to `flush` to finish, cancels
-    /// what is left, and returns once every task has ended.
-    pub async fn shut_down(&self, flush: Duration) {
-        self.intake.cancel();
-        self.tracker.close();
-        if tokio::time::timeout(flush, self.tracker.wait()).await.is_err() {
-            tracing::debug!("connections still sending after {flush:?}: closing them");
-            self.writers.cancel();
-            self.tracker.wait().await;
+    /// Waits for the writers to end (their queues must be closed), cancelling those
+    /// still sending after `limit`: a peer that stopped reading cannot hold us up.
+    pub async fn flush_writers(&self, limit: Duration) {
+        self.writers.tracker.close();
+        if tokio::time::timeout(limit, self.writers.tracker.wait()).await.is_err() {
+            tracing::debug!("connections still sending after {limit:?}: closing them");
+            self.writers.cancel.cancel();
+            self.writers.tracker.wait().await;
         }
+    }
+
+    /// Cancels every task still running and waits until all of them have ended.
+    pub async fn shut_down(&self) {
+        for group in [&self.writers, &self.others] {
+            group.cancel.cancel();
+            group.tracker.close();
+            group.tracker.wait().await;
+        }
+    }
+}
+
+/// Tasks that end together.
+#[derive(Debug, Clone, Default)]
+struct Group {
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Group {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            cancel.run_until_cancelled_owned(task).await;
+        })
     }
 }
