@@ -65,8 +65,8 @@ impl Storage {
     /// it, or on the blocking pool if it concerns an insert. A `Read` with `send_file`
     /// goes out on that connection straight from its file.
     pub fn submit(&self, command: StorageCommand, send_file: Option<SendFile>) {
-        if let StorageCommand::Import { .. } | StorageCommand::Commit { .. } | StorageCommand::Discard { .. } = command
-        {
+        use StorageCommand::{Commit, Discard, Import};
+        if matches!(command, Import { .. } | Commit { .. } | Discard { .. }) {
             let (store, inputs) = (self.store.clone(), self.inputs.clone());
             tokio::task::spawn_blocking(move || report(&inputs, execute(&store, command, None)));
             return;
