@@ -22,10 +22,11 @@ use torronto_core::{ChunkRef, ConnId, Envelope, StorageEvent};
 use torronto_net::{write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, TcpFrameWriter};
 use torronto_ws_bridge::ws::WsFrameWriter;
 
-use crate::driver::Input;
+use crate::input::Input;
 use crate::store::io_error;
 
-/// What the driver hands a connection's writer.
+/// What a connection's writer is handed: messages by the driver, stored Uploads by
+/// the storage thread.
 #[derive(Debug)]
 pub enum Outgoing {
     Message(Envelope),
@@ -46,8 +47,8 @@ pub struct StoredUpload {
 /// A connection's sending half: frames, and where the transport allows, chunk bodies
 /// straight from files.
 pub trait ConnWrite: FrameWrite {
-    /// Whether [`ConnWrite::write_stored`] works; for other connections the driver reads
-    /// chunks into memory first.
+    /// Whether [`ConnWrite::write_stored`] works; for other connections the storage reads
+    /// chunks into memory and the node sends them as messages.
     const SENDS_FILES: bool;
     fn write_stored(&mut self, upload: &StoredUpload) -> impl Future<Output = io::Result<()>> + Send;
 }

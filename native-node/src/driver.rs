@@ -2,9 +2,9 @@
 //!
 //! One task owns the node. Connection tasks (TCP peers, and WebSocket sessions from
 //! the `--ws` listener of [`crate::web`]) decode frames and send it [`Input`]s;
-//! blocking tasks do file I/O and hashing and send their results back the same way.
-//! After each batch of inputs the loop drains the node's outputs: messages go to the
-//! connections' writer tasks, storage commands to the blocking pool.
+//! [`crate::storage`] does file I/O and hashing off this thread and sends its results
+//! back the same way. After each batch of inputs the loop drains the node's outputs:
+//! messages go to the connections' writer tasks, storage commands to the storage.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,15 +15,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
-use torronto_core::{
-    Config, ConnId, ConnInfo, Envelope, Event, Millis, NetCommand, Node, PeerAddr, StorageCommand, StorageEvent, Tuning,
-};
+use torronto_core::{Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, Node, PeerAddr, StorageCommand, Tuning};
 use torronto_net::{tune, FrameRead, TcpFrameReader, TcpFrameWriter};
-use torronto_ws_bridge::WsSession;
 
-use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing, StoredUpload};
-use crate::storage_worker::{StorageJob, StorageWorker};
-use crate::store::{io_error, read_chunk, write_chunk, Store};
+use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing};
+use crate::events::EventLog;
+use crate::input::Input;
+use crate::storage::{SendFile, Storage};
+use crate::store::Store;
+use crate::tasks::Tasks;
 use crate::web::{panel_url, WebListener, WebOptions};
 
 /// Connections (TCP and WebSocket together) beyond this are refused at accept, so a
@@ -32,6 +32,8 @@ const MAX_CONNECTIONS: usize = 1024;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a graceful shutdown may spend leaving the network.
 const SHUTDOWN_LEAVE_LIMIT: Duration = Duration::from_secs(35);
+/// How long connections may take to send what the node said last before they close.
+const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -46,29 +48,6 @@ pub struct NodeOptions {
     pub web: Option<WebOptions>,
 }
 
-/// What the node's tasks tell the loop.
-#[derive(Debug)]
-pub enum Input {
-    Dialed {
-        addr: PeerAddr,
-        result: std::io::Result<TcpStream>,
-    },
-    /// A browser (or other WebSocket client) finished the handshake on `--ws`.
-    WebSocket(Box<WsSession>),
-    Message {
-        conn: ConnId,
-        envelope: Envelope,
-    },
-    Malformed {
-        conn: ConnId,
-        reason: String,
-    },
-    Disconnected {
-        conn: ConnId,
-    },
-    Storage(StorageEvent),
-}
-
 #[derive(Debug)]
 struct ConnHandle {
     outgoing: mpsc::UnboundedSender<Outgoing>,
@@ -81,8 +60,8 @@ struct ConnHandle {
 #[derive(Debug)]
 pub struct Driver {
     node: Node,
-    store: Store,
-    storage: StorageWorker,
+    storage: Storage,
+    tasks: Tasks,
     listener: TcpListener,
     web: Option<WebListener>,
     web_addr: Option<PeerAddr>,
@@ -92,32 +71,7 @@ pub struct Driver {
     next_conn: ConnId,
     start: Instant,
     token: String,
-    storage_errors: ErrorDigest,
-}
-
-/// Storage errors come once per chunk (hundreds a minute on a full disk): log the
-/// first at once, then how many more there were, at most every few seconds.
-#[derive(Debug, Default)]
-struct ErrorDigest {
-    last_logged: Option<Instant>,
-    suppressed: u64,
-}
-
-impl ErrorDigest {
-    const EVERY: Duration = Duration::from_secs(5);
-
-    fn report(&mut self, file: &torronto_core::FileName, message: &str) {
-        let now = Instant::now();
-        if self.last_logged.is_some_and(|t| now - t < Self::EVERY) {
-            self.suppressed += 1;
-            return;
-        }
-        match std::mem::take(&mut self.suppressed) {
-            0 => tracing::error!("storage failed for {file}: {message}"),
-            n => tracing::error!("storage failed for {file}: {message} (and {n} more failures in the last seconds)"),
-        }
-        self.last_logged = Some(now);
-    }
+    log: EventLog,
 }
 
 impl Driver {
@@ -152,16 +106,15 @@ impl Driver {
             node.add_local_file(f);
         }
         let (inputs_tx, inputs) = mpsc::channel(1024);
-        let storage = StorageWorker::start(store.clone(), inputs_tx.clone())?;
+        let storage = Storage::start(store, inputs_tx.clone())?;
         let start = Instant::now();
         if opts.join {
             node.join(0);
         }
         Ok(Self {
-            storage_errors: ErrorDigest::default(),
             node,
-            store,
             storage,
+            tasks: Tasks::default(),
             listener,
             web,
             web_addr,
@@ -171,6 +124,7 @@ impl Driver {
             next_conn: 1,
             start,
             token,
+            log: EventLog::default(),
         })
     }
 
@@ -183,7 +137,7 @@ impl Driver {
     }
 
     pub fn dir(&self) -> &std::path::Path {
-        self.store.dir()
+        self.storage.store().dir()
     }
 
     /// Where `--ws` serves, with the port actually bound.
@@ -201,7 +155,9 @@ impl Driver {
         tokio::pin!(shutdown);
         // The web listener runs beside the loop: handshakes and file answers take
         // round trips the node should not wait for; finished sessions come as inputs.
-        let web = self.web.take().map(|w| tokio::spawn(w.serve(self.inputs_tx.clone())).abort_handle());
+        if let Some(web) = self.web.take() {
+            self.tasks.spawn(web.serve(self.inputs_tx.clone(), self.tasks.clone()));
+        }
         let mut leave_deadline: Option<Instant> = None;
         self.drain_outputs();
         loop {
@@ -253,13 +209,30 @@ impl Driver {
                 }
             }
         }
-        if let Some(web) = web {
-            web.abort();
-        }
-        // Let writer tasks flush what the node said last (Remove, above all).
-        self.conns.clear();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.shut_down().await;
         Ok(())
+    }
+
+    /// Lets connections send what the node said last (Remove, above all) and close,
+    /// ends every other task, and waits until they and the storage thread have ended.
+    async fn shut_down(mut self) {
+        // Dropping its queue ends each writer once it has flushed.
+        self.conns.clear();
+        let storage = self.storage.stop();
+        // Meanwhile readers go on taking what peers send, so no socket closes with
+        // unread data (which resets it and can lose what we sent); the node hears none.
+        let flushed = self.tasks.flush_writers(SHUTDOWN_FLUSH_LIMIT);
+        tokio::pin!(flushed);
+        loop {
+            tokio::select! {
+                () = &mut flushed => break,
+                _ = self.inputs.recv() => {}
+            }
+        }
+        // Tasks sending the node inputs now get an error rather than wait for room.
+        self.inputs.close();
+        self.tasks.shut_down().await;
+        storage.await;
     }
 
     fn now(&self) -> Millis {
@@ -277,8 +250,8 @@ impl Driver {
         let conn = self.next_conn;
         self.next_conn += 1;
         let (outgoing, queue) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_loop(conn, frames_in, self.inputs_tx.clone())).abort_handle();
-        tokio::spawn(write_loop(conn, frames_out, queue, self.inputs_tx.clone()));
+        let reader = self.tasks.spawn(read_loop(conn, frames_in, self.inputs_tx.clone())).abort_handle();
+        self.tasks.spawn_writer(write_loop(conn, frames_out, queue, self.inputs_tx.clone()));
         self.conns.insert(conn, ConnHandle { outgoing, reader, sends_files: W::SENDS_FILES });
         self.node.handle_connected(self.now(), conn, info);
     }
@@ -326,7 +299,7 @@ impl Driver {
                     }
                     NetCommand::Dial(addr) => {
                         let inputs = self.inputs_tx.clone();
-                        tokio::spawn(async move {
+                        self.tasks.spawn(async move {
                             let connect = TcpStream::connect((addr.host.as_str(), addr.port));
                             let result = match tokio::time::timeout(DIAL_TIMEOUT, connect).await {
                                 Ok(r) => r,
@@ -349,7 +322,7 @@ impl Driver {
                 self.storage(cmd);
             }
             while let Some(event) = self.node.poll_event() {
-                self.log_event(event);
+                self.log.record(event);
             }
             if !moved {
                 break;
@@ -357,111 +330,15 @@ impl Driver {
         }
     }
 
-    /// Carries out a storage command: quick metadata work inline, chunk I/O on the
-    /// storage thread, long imports on the blocking pool; results come back as inputs.
-    fn storage(&mut self, cmd: StorageCommand) {
-        let store = self.store.clone();
-        let inputs = self.inputs_tx.clone();
-        let worker = self.storage.clone();
-        let chunk_io = move |job: StorageJob| worker.run(job);
-        let blocking = move |work: StorageJob| {
-            tokio::task::spawn_blocking(move || {
-                if let Some(event) = work(&store) {
-                    let _ = inputs.blocking_send(Input::Storage(event));
-                }
-            });
+    /// Hands a storage command to the storage. A chunk to be sent on a connection that
+    /// sends files goes from its file to that connection's writer, which answers `Sent`.
+    fn storage(&mut self, command: StorageCommand) {
+        let send_file = match &command {
+            StorageCommand::Read { conn, chunk, .. } => self.conns.get(conn).filter(|c| c.sends_files).map(|c| {
+                SendFile { header: Envelope::upload_header(self.node.me(), chunk), writer: c.outgoing.clone() }
+            }),
+            _ => None,
         };
-        match cmd {
-            StorageCommand::Import { id, path, name } => blocking(Box::new(move |store| {
-                tracing::info!("inserting {path} as {name}");
-                let next_report = std::cell::Cell::new(0u64);
-                let result = store.import(id, &path, |done, total| {
-                    // Progress for large files, every tenth.
-                    if total >= 64 << 20 && done >= next_report.get() {
-                        tracing::info!("hashing {name}: {}%", done * 100 / total);
-                        next_report.set(next_report.get() + total / 10);
-                    }
-                });
-                Some(StorageEvent::Imported { id, result })
-            })),
-            StorageCommand::Commit { id, name, manifest } => blocking(Box::new(move |store| {
-                Some(StorageEvent::Committed { id, result: store.commit(id, &name, &manifest) })
-            })),
-            StorageCommand::Discard { id } => blocking(Box::new(move |store| {
-                store.discard(id);
-                None
-            })),
-            StorageCommand::Prepare { file, manifest } => {
-                if let Err(e) = self.store.prepare(&file, &manifest) {
-                    tracing::error!("cannot make room for {file}: {e}");
-                }
-            }
-            StorageCommand::Read { conn, chunk, push } if self.conns.get(&conn).is_some_and(|c| c.sends_files) => {
-                // The connection's writer sends it from the file and answers `Sent`.
-                // The handle is open already unless this is the file's first chunk.
-                match self.store.handle(&chunk.file) {
-                    Ok(file) => {
-                        let header = Envelope::upload_header(self.node.me(), &chunk);
-                        let upload = StoredUpload { header, file, chunk, push };
-                        let _ = self.conns[&conn].outgoing.send(Outgoing::Stored(upload));
-                    }
-                    Err(e) => {
-                        let result = Err(io_error(chunk.file.as_str(), &e));
-                        self.node.handle_storage(self.now(), StorageEvent::Sent { conn, chunk, push, result });
-                    }
-                }
-            }
-            StorageCommand::Read { conn, chunk, push } => chunk_io(Box::new(move |store| {
-                let result = store
-                    .handle(&chunk.file)
-                    .and_then(|h| read_chunk(&h, chunk.size, chunk.index))
-                    .map_err(|e| io_error(chunk.file.as_str(), &e));
-                Some(StorageEvent::Read { conn, chunk, push, result })
-            })),
-            StorageCommand::Write { chunk, data } => chunk_io(Box::new(move |store| {
-                let result = store
-                    .handle(&chunk.file)
-                    .and_then(|h| write_chunk(&h, chunk.size, chunk.index, &data))
-                    .map_err(|e| io_error(chunk.file.as_str(), &e));
-                Some(StorageEvent::Written { chunk, result })
-            })),
-            StorageCommand::Finalize { file } => chunk_io(Box::new(move |store| {
-                if let Err(e) = store.finalize(&file) {
-                    tracing::error!("cannot publish {file}: {e}");
-                }
-                None
-            })),
-        }
-    }
-}
-
-impl Driver {
-    fn log_event(&mut self, event: Event) {
-        match event {
-            Event::Joined { peers } => tracing::info!("joined the network ({peers} peers answered)"),
-            Event::Left { unconfirmed: 0 } => {
-                tracing::info!("left the network; every chunk we held alone is now held elsewhere")
-            }
-            Event::Left { unconfirmed } => {
-                tracing::warn!(
-                    "left the network; {unconfirmed} chunks held only here were not confirmed elsewhere in time"
-                )
-            }
-            Event::PeerJoined(p) => tracing::info!("peer {p} connected"),
-            Event::PeerLeft { peer, graceful: true } => tracing::info!("peer {peer} left"),
-            Event::PeerLeft { peer, graceful: false } => tracing::info!("peer {peer} disconnected"),
-            Event::FileAnnounced { file, size } => tracing::info!("new file in the network: {file} ({size} bytes)"),
-            Event::FileInserted { file, size } => tracing::info!("inserted {file} ({size} bytes)"),
-            Event::FileComplete { file, size } => tracing::info!("complete: {file} ({size} bytes, verified)"),
-            Event::ChunkRejected { peer, chunk } => {
-                tracing::warn!("rejected chunk {} of {} from {peer}: hash mismatch", chunk.index, chunk.file)
-            }
-            Event::PeerBanned(p) => tracing::warn!("disconnected {p}: it kept sending corrupt chunks"),
-            Event::Conflict { peer, file } => {
-                tracing::warn!("{peer} announces other content under the name {file}; ignored")
-            }
-            Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
-            Event::BadRequest { conn, reason } => tracing::debug!(conn, "bad request: {reason}"),
-        }
+        self.storage.submit(command, send_file);
     }
 }

@@ -2,13 +2,17 @@
 //!
 //! Layout (after tokio's mini-redis):
 //! - [`driver`]: the event loop owning one `core::Node`: accepts and dials TCP
-//!   connections, runs storage on the blocking pool, feeds results back;
+//!   connections, hands storage commands to [`storage`], feeds [`input`]s to the node;
+//! - [`input`]: what the node's tasks tell the loop;
 //! - [`connection`]: per-connection reader and writer tasks (frames ⇄ messages), for
 //!   TCP and WebSocket alike (the frame stream comes from `torronto-net`, the
 //!   WebSocket transport from `torronto-ws-bridge`);
 //! - [`web`]: the `--ws` listener: the built web app and the WebSocket endpoint;
+//! - [`tasks`]: every task the node spawns, so shutdown can end them and wait;
+//! - [`storage`]: carries out storage commands off the loop (chunk I/O on its own
+//!   thread, inserts on the blocking pool);
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests);
-//! - [`storage_worker`]: the thread doing chunk reads and writes;
+//! - [`events`]: how the node's events read in the log;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
 //! - [`peers_file`]: the peers file format;
 //! - [`demo`]: `torronto demo`, a local network to try it out.
@@ -17,9 +21,12 @@ pub mod client;
 pub mod connection;
 pub mod demo;
 pub mod driver;
+pub mod events;
+pub mod input;
 pub mod peers_file;
-pub mod storage_worker;
+pub mod storage;
 pub mod store;
+pub mod tasks;
 pub mod web;
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -29,8 +29,8 @@ use torronto_core::{ChunkSet, Code, FileName, LocalFile, Manifest, ManifestBuild
 
 const MANIFEST_MAGIC: &[u8; 8] = b"TRNTMF01";
 
-/// Paths and open handles of one node's folder. Blocking: call from a blocking
-/// thread, except the quick metadata operations the driver does inline.
+/// Paths and open handles of one node's folder. Blocking: once the node runs, only
+/// [`crate::storage`] calls it, from the storage thread or the blocking pool.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,

@@ -21,7 +21,8 @@ use torronto_core::PeerAddr;
 use torronto_net::tune;
 use torronto_ws_bridge::OriginPolicy;
 
-use crate::driver::Input;
+use crate::input::Input;
+use crate::tasks::Tasks;
 
 /// The request line and headers must fit in this.
 const HEAD_LIMIT: usize = 8 * 1024;
@@ -77,8 +78,9 @@ impl WebListener {
         &self.addr
     }
 
-    /// Accepts until dropped; WebSocket sessions go to the driver as [`Input::WebSocket`].
-    pub async fn serve(self, inputs: mpsc::Sender<Input>) {
+    /// Accepts until cancelled; WebSocket sessions go to the driver as [`Input::WebSocket`].
+    /// Each request runs as a task of `tasks`.
+    pub async fn serve(self, inputs: mpsc::Sender<Input>, tasks: Tasks) {
         let slots = Arc::new(Semaphore::new(MAX_REQUESTS));
         loop {
             // Wait for a slot first, so a flood queues in the kernel instead of here.
@@ -93,7 +95,7 @@ impl WebListener {
             };
             let site = self.site.clone();
             let inputs = inputs.clone();
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 if let Err(e) = handle(stream, from, &site, &inputs).await {
                     tracing::debug!("control panel: {from}: {e:#}");
                 }

@@ -1,0 +1,68 @@
+//! How the node's events read in the log.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use torronto_core::{Event, FileName};
+
+/// Writes the node's [`Event`]s to the log.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    storage_errors: ErrorDigest,
+}
+
+impl EventLog {
+    pub fn record(&mut self, event: Event) {
+        match event {
+            Event::Joined { peers } => tracing::info!("joined the network ({peers} peers answered)"),
+            Event::Left { unconfirmed: 0 } => {
+                tracing::info!("left the network; every chunk we held alone is now held elsewhere")
+            }
+            Event::Left { unconfirmed } => {
+                tracing::warn!(
+                    "left the network; {unconfirmed} chunks held only here were not confirmed elsewhere in time"
+                )
+            }
+            Event::PeerJoined(p) => tracing::info!("peer {p} connected"),
+            Event::PeerLeft { peer, graceful: true } => tracing::info!("peer {peer} left"),
+            Event::PeerLeft { peer, graceful: false } => tracing::info!("peer {peer} disconnected"),
+            Event::FileAnnounced { file, size } => tracing::info!("new file in the network: {file} ({size} bytes)"),
+            Event::FileInserted { file, size } => tracing::info!("inserted {file} ({size} bytes)"),
+            Event::FileComplete { file, size } => tracing::info!("complete: {file} ({size} bytes, verified)"),
+            Event::ChunkRejected { peer, chunk } => {
+                tracing::warn!("rejected chunk {} of {} from {peer}: hash mismatch", chunk.index, chunk.file)
+            }
+            Event::PeerBanned(p) => tracing::warn!("disconnected {p}: it kept sending corrupt chunks"),
+            Event::Conflict { peer, file } => {
+                tracing::warn!("{peer} announces other content under the name {file}; ignored")
+            }
+            Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
+            Event::BadRequest { conn, reason } => tracing::debug!(conn, "bad request: {reason}"),
+        }
+    }
+}
+
+/// Storage errors come once per chunk (hundreds a minute on a full disk): log the
+/// first at once, then how many more there were, at most every few seconds.
+#[derive(Debug, Default)]
+struct ErrorDigest {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorDigest {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn report(&mut self, file: &FileName, message: &str) {
+        let now = Instant::now();
+        if self.last_logged.is_some_and(|t| now - t < Self::EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        match std::mem::take(&mut self.suppressed) {
+            0 => tracing::error!("storage failed for {file}: {message}"),
+            n => tracing::error!("storage failed for {file}: {message} (and {n} more failures in the last seconds)"),
+        }
+        self.last_logged = Some(now);
+    }
+}

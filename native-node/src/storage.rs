@@ -1,0 +1,161 @@
+//! Where the node's storage commands are carried out, all of them off the event loop.
+//!
+//! Chunk reads and writes, preparing and publishing fetched files run in order on one
+//! long-lived thread fed by a queue: handing each 64 KiB read or write to tokio's
+//! blocking pool cost more in thread wake-ups than the I/O itself. Inserts (copying
+//! and hashing whole files, then publishing them) run on the blocking pool so they
+//! never hold up chunk I/O. Results go back to the driver as [`Input::Storage`].
+
+use std::future::Future;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use tokio::sync::mpsc as tokio_mpsc;
+use torronto_core::{StorageCommand, StorageEvent};
+
+use crate::connection::{Outgoing, StoredUpload};
+use crate::input::Input;
+use crate::store::{io_error, read_chunk, write_chunk, Store};
+
+/// The writer of a connection that sends chunk bodies straight from their files: a
+/// `Read` for it is answered by queueing the Upload there, which reports `Sent`.
+#[derive(Debug)]
+pub struct SendFile {
+    /// From `Envelope::upload_header`.
+    pub header: Bytes,
+    pub writer: tokio_mpsc::UnboundedSender<Outgoing>,
+}
+
+/// A storage command and, for a `Read`, where its chunk goes.
+#[derive(Debug)]
+struct Job {
+    command: StorageCommand,
+    send_file: Option<SendFile>,
+}
+
+/// The node's storage: its thread and the queue feeding it.
+#[derive(Debug)]
+pub struct Storage {
+    store: Store,
+    inputs: tokio_mpsc::Sender<Input>,
+    jobs: mpsc::Sender<Job>,
+    thread: JoinHandle<()>,
+}
+
+impl Storage {
+    pub fn start(store: Store, inputs: tokio_mpsc::Sender<Input>) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let thread = {
+            let (store, inputs) = (store.clone(), inputs.clone());
+            std::thread::Builder::new().name("torronto-storage".into()).spawn(move || {
+                for job in queue {
+                    report(&inputs, execute(&store, job.command, job.send_file));
+                }
+            })?
+        };
+        Ok(Self { store, inputs, jobs, thread })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Carries out `command` on the storage thread, after every command given before
+    /// it, or on the blocking pool if it concerns an insert. A `Read` with `send_file`
+    /// goes out on that connection straight from its file.
+    pub fn submit(&self, command: StorageCommand, send_file: Option<SendFile>) {
+        use StorageCommand::{Commit, Discard, Import};
+        if matches!(command, Import { .. } | Commit { .. } | Discard { .. }) {
+            let (store, inputs) = (self.store.clone(), self.inputs.clone());
+            tokio::task::spawn_blocking(move || report(&inputs, execute(&store, command, None)));
+            return;
+        }
+        // The thread only stops when the node does; a lost command then does not matter.
+        let _ = self.jobs.send(Job { command, send_file });
+    }
+
+    /// Closes the queue at once; the returned future completes when the thread has
+    /// carried out what was queued before and ended.
+    pub fn stop(self) -> impl Future<Output = ()> {
+        let Self { jobs, thread, .. } = self;
+        drop(jobs);
+        async move {
+            if let Ok(Err(_)) = tokio::task::spawn_blocking(move || thread.join()).await {
+                tracing::error!("the storage thread panicked");
+            }
+        }
+    }
+}
+
+/// Carries out one storage command against `store`; blocking. Returns what to tell
+/// the node, if anything.
+pub fn execute(store: &Store, command: StorageCommand, send_file: Option<SendFile>) -> Option<StorageEvent> {
+    match command {
+        StorageCommand::Import { id, path, name } => {
+            tracing::info!("inserting {path} as {name}");
+            let next_report = std::cell::Cell::new(0u64);
+            let result = store.import(id, &path, |done, total| {
+                // Progress for large files, every tenth.
+                if total >= 64 << 20 && done >= next_report.get() {
+                    tracing::info!("hashing {name}: {}%", done * 100 / total);
+                    next_report.set(next_report.get() + total / 10);
+                }
+            });
+            Some(StorageEvent::Imported { id, result })
+        }
+        StorageCommand::Commit { id, name, manifest } => {
+            Some(StorageEvent::Committed { id, result: store.commit(id, &name, &manifest) })
+        }
+        StorageCommand::Discard { id } => {
+            store.discard(id);
+            None
+        }
+        StorageCommand::Prepare { file, manifest } => {
+            if let Err(e) = store.prepare(&file, &manifest) {
+                tracing::error!("cannot make room for {file}: {e}");
+            }
+            None
+        }
+        StorageCommand::Read { conn, chunk, push } => match send_file {
+            Some(SendFile { header, writer }) => match store.handle(&chunk.file) {
+                Ok(file) => {
+                    // A writer gone away means the peer did; its reader reports that.
+                    let _ = writer.send(Outgoing::Stored(StoredUpload { header, file, chunk, push }));
+                    None
+                }
+                Err(e) => {
+                    let result = Err(io_error(chunk.file.as_str(), &e));
+                    Some(StorageEvent::Sent { conn, chunk, push, result })
+                }
+            },
+            None => {
+                let result = store
+                    .handle(&chunk.file)
+                    .and_then(|h| read_chunk(&h, chunk.size, chunk.index))
+                    .map_err(|e| io_error(chunk.file.as_str(), &e));
+                Some(StorageEvent::Read { conn, chunk, push, result })
+            }
+        },
+        StorageCommand::Write { chunk, data } => {
+            let result = store
+                .handle(&chunk.file)
+                .and_then(|h| write_chunk(&h, chunk.size, chunk.index, &data))
+                .map_err(|e| io_error(chunk.file.as_str(), &e));
+            Some(StorageEvent::Written { chunk, result })
+        }
+        StorageCommand::Finalize { file } => {
+            if let Err(e) = store.finalize(&file) {
+                tracing::error!("cannot publish {file}: {e}");
+            }
+            None
+        }
+    }
+}
+
+fn report(inputs: &tokio_mpsc::Sender<Input>, event: Option<StorageEvent>) {
+    if let Some(event) = event {
+        // Once the node has stopped nobody listens; the work itself is still done.
+        let _ = inputs.blocking_send(Input::Storage(event));
+    }
+}
