@@ -13,8 +13,8 @@ use wasm_bindgen::prelude::*;
 use web_sys::{Blob, ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
 
 use crate::bridge::{self, Command, Report};
-use crate::engine::PeerView;
-use crate::util::js_error;
+use crate::bridge::PeerView;
+use crate::error::WebError;
 
 /// The worker script, next to `index.html` (copied from `web/static`).
 const WORKER_URL: &str = "worker.js";
@@ -50,7 +50,7 @@ impl EngineHandle {
         options.set_type(WorkerType::Module);
         let (worker, error) = match Worker::new_with_options(WORKER_URL, &options) {
             Ok(w) => (Some(w), None),
-            Err(e) => (None, Some(js_error(&e))),
+            Err(e) => (None, Some(WebError::js(&e).to_string())),
         };
         let client = Rc::new(Client {
             worker,
@@ -138,7 +138,7 @@ impl EngineHandle {
     fn send(&self, command: &Command, extra: Option<&JsValue>) {
         if let Some(worker) = &self.0.worker {
             if let Err(e) = worker.post_message(&bridge::encode(command, extra)) {
-                self.failed(js_error(&e));
+                self.failed(WebError::js(&e).to_string());
             }
         }
     }

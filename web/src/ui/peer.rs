@@ -6,7 +6,7 @@ use yew::prelude::*;
 
 use super::widgets::{level_class, Bar};
 use super::EngineCtx;
-use crate::engine::Save;
+use crate::bridge::Save;
 use crate::util::{bytes, percent, rate};
 
 #[function_component]
