@@ -24,7 +24,7 @@ pub fn BrowserPeer(props: &BrowserPeerProps) -> Html {
     html! {
         <section class="card browser-peer" data-peer={view.me.clone()} data-connected={view.peers.len().to_string()}
             data-verifier={if view.webcrypto { "webcrypto" } else { "wasm" }}>
-            <PeerHead me={view.me.clone()} {connected} ready={view.ready} />
+            { peer_head(&client, view) }
             { peer_meta(view) }
             if let Some(err) = &view.storage_error {
                 <div class="notice err"><strong>{ "Browser storage unavailable" }</strong>
@@ -44,17 +44,8 @@ pub fn BrowserPeer(props: &BrowserPeerProps) -> Html {
     }
 }
 
-#[derive(Properties, PartialEq)]
-struct PeerHeadProps {
-    me: String,
-    connected: bool,
-    ready: bool,
-}
-
 /// The card's title line: the peer's name and link, Share and Forget all.
-#[function_component]
-fn PeerHead(props: &PeerHeadProps) -> Html {
-    let client = use_context::<EngineClient>().expect("PeerHead is inside the engine context");
+fn peer_head(client: &EngineClient, view: &PeerView) -> Html {
     let on_pick = {
         let client = client.clone();
         Callback::from(move |e: Event| {
@@ -70,17 +61,20 @@ fn PeerHead(props: &PeerHeadProps) -> Html {
             input.set_value("");
         })
     };
-    let on_clear = Callback::from(move |_: MouseEvent| {
-        let sure = web_sys::window()
-            .and_then(|w| {
-                w.confirm_with_message("Forget every file this browser holds? The network keeps its copies.").ok()
-            })
-            .unwrap_or(false);
-        if sure {
-            client.clear_storage();
-        }
-    });
-    let (me, connected, ready) = (&props.me, props.connected, props.ready);
+    let on_clear = {
+        let client = client.clone();
+        Callback::from(move |_: MouseEvent| {
+            let sure = web_sys::window()
+                .and_then(|w| {
+                    w.confirm_with_message("Forget every file this browser holds? The network keeps its copies.").ok()
+                })
+                .unwrap_or(false);
+            if sure {
+                client.clear_storage();
+            }
+        })
+    };
+    let (me, connected, ready) = (&view.me, !view.peers.is_empty(), view.ready);
     html! {
         <header class="card-head">
             <div class="title">

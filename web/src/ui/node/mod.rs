@@ -34,6 +34,7 @@ pub fn NodePanel(props: &NodeProps) -> Html {
     let state = use_reducer(NodeState::default);
     let session = use_control_session(&props.url, &props.token, &client, state.dispatcher());
     let selected = use_state(|| None::<String>);
+    let path_ref = use_node_ref();
     {
         let session = session.clone();
         use_effect_with((*selected).clone(), move |file| {
@@ -95,7 +96,7 @@ pub fn NodePanel(props: &NodeProps) -> Html {
             </header>
             { node_meta(&props.url, s.status.as_deref()) }
             { node_notices(&props.url, s) }
-            <InsertForm {open} {busy} {on_insert} />
+            { insert_form(&path_ref, open, busy, on_insert) }
             if let Some(st) = &s.status {
                 <FileTable status={st.clone()} selected={(*selected).clone()} on_select={on_select} />
                 if let Some(map) = st.chunk_map.as_ref().filter(|m| selected.as_deref() == Some(m.file.as_str())) {
@@ -213,21 +214,11 @@ fn node_notices(url: &str, s: &NodeState) -> Html {
     }
 }
 
-#[derive(Properties, PartialEq)]
-struct InsertProps {
-    open: bool,
-    busy: bool,
-    /// A path on the node's machine, trimmed and not empty.
-    on_insert: Callback<String>,
-}
-
-/// Insert by path: a file on the node's machine.
-#[function_component]
-fn InsertForm(props: &InsertProps) -> Html {
-    let path_ref = use_node_ref();
+/// Insert by path: a file on the node's machine. `on_insert` hears the path, trimmed
+/// and not empty; the field is then cleared.
+fn insert_form(path_ref: &NodeRef, open: bool, busy: bool, on_insert: Callback<String>) -> Html {
     let on_submit = {
         let path_ref = path_ref.clone();
-        let on_insert = props.on_insert.clone();
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             if let Some(input) = path_ref.cast::<HtmlInputElement>() {
@@ -241,8 +232,8 @@ fn InsertForm(props: &InsertProps) -> Html {
     };
     html! {
         <form class="insert" onsubmit={on_submit}>
-            <input ref={path_ref} type="text" name="path" placeholder="Path of a file on the node's machine, e.g. /home/ann/report.pdf" disabled={!props.open} />
-            <button type="submit" disabled={!props.open || props.busy}>{ "Insert" }</button>
+            <input ref={path_ref} type="text" name="path" placeholder="Path of a file on the node's machine, e.g. /home/ann/report.pdf" disabled={!open} />
+            <button type="submit" disabled={!open || busy}>{ "Insert" }</button>
         </form>
     }
 }
