@@ -41,8 +41,6 @@ impl Engine {
         self.drain();
     }
 
-    /// Shares a file chosen with the picker: core runs it through Insert like any
-    /// node, and the storage commands read it from the `File`.
     /// Fetches a network file into the page.
     pub fn download(&mut self, name: &str) {
         let Ok(file) = FileName::new(name) else { return };
