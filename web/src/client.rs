@@ -1,83 +1,115 @@
-//! The page's side of the engine: [`EngineHandle`] starts the engine's worker
+//! The page's side of the engine: [`EngineClient`] starts the engine's worker
 //! (`worker.js`, the same wasm bundle entered at `worker_main`), posts it the user's
-//! intents as [`Command`]s and keeps the latest [`PeerView`] it reports, asking the
-//! interface to re-render when one arrives. Files the engine assembled come back as
-//! Blobs; their `blob:` URLs are made and kept here, in the page that offers them.
+//! intents as [`Command`]s and turns each [`Report`] into a [`PeerUpdate`] of the
+//! page's [`PeerState`], a yew reducer the interface renders. Files the engine
+//! assembled come back as Blobs; their `blob:` URLs are made here, in the page that
+//! offers them, and kept in the state.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use torronto_core::PeerAddr;
 use wasm_bindgen::prelude::*;
 use web_sys::{Blob, ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
+use yew::{Callback, Reducible};
 
-use crate::bridge::{self, Command, Report};
-use crate::engine::PeerView;
-use crate::util::js_error;
+use crate::bridge::{self, Command, PeerView, Report};
+use crate::error::WebError;
 
 /// The worker script, next to `index.html` (copied from `web/static`).
 const WORKER_URL: &str = "worker.js";
 
-struct Client {
-    worker: Option<Worker>,
-    view: RefCell<PeerView>,
+/// Everything the page shows of the browser peer.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct PeerState {
+    /// The latest view the engine reported.
+    pub view: PeerView,
     /// `blob:` URLs of assembled files, by name.
-    saved: RefCell<HashMap<String, String>>,
-    notify: RefCell<Option<Rc<dyn Fn()>>>,
+    pub saved: HashMap<String, String>,
 }
 
-/// The browser peer as the page sees it, shared by the components through a context.
-#[derive(Clone)]
-pub struct EngineHandle(Rc<Client>);
+/// A change of [`PeerState`], from the worker or from the page itself.
+#[derive(Debug)]
+pub enum PeerUpdate {
+    View(Box<PeerView>),
+    /// The file `name` was assembled and can be saved from `url`.
+    Saved {
+        name: String,
+        url: String,
+    },
+    /// A notice dismissed here: hidden at once, before the engine's next view.
+    Dismissed(u64),
+    /// The engine could not start or stopped: the panel still works without it.
+    Failed(WebError),
+}
 
-impl PartialEq for EngineHandle {
+impl Reducible for PeerState {
+    type Action = PeerUpdate;
+
+    fn reduce(self: Rc<Self>, update: PeerUpdate) -> Rc<Self> {
+        let mut s = Rc::unwrap_or_clone(self);
+        match update {
+            PeerUpdate::View(view) => s.view = *view,
+            PeerUpdate::Saved { name, url } => {
+                s.saved.insert(name, url);
+            }
+            PeerUpdate::Dismissed(id) => s.view.notices.retain(|n| n.id != id),
+            PeerUpdate::Failed(error) => s.view.storage_error = Some(error.to_string()),
+        }
+        Rc::new(s)
+    }
+}
+
+struct Link {
+    worker: Option<Worker>,
+    on_update: Callback<PeerUpdate>,
+}
+
+/// The browser peer as the page drives it, shared by the components through a context.
+#[derive(Clone)]
+pub struct EngineClient(Rc<Link>);
+
+impl PartialEq for EngineClient {
     fn eq(&self, other: &Self) -> bool {
         Rc::ptr_eq(&self.0, &other.0)
     }
 }
 
-impl std::fmt::Debug for EngineHandle {
+impl std::fmt::Debug for EngineClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EngineHandle")
+        f.write_str("EngineClient")
     }
 }
 
-impl EngineHandle {
-    /// Starts the engine's worker; `notify` asks the interface to re-render.
-    pub fn start(notify: Rc<dyn Fn()>) -> Self {
+impl EngineClient {
+    /// Starts the engine's worker; every change of the peer's state goes to `on_update`.
+    pub fn start(on_update: Callback<PeerUpdate>) -> Self {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
         let (worker, error) = match Worker::new_with_options(WORKER_URL, &options) {
             Ok(w) => (Some(w), None),
-            Err(e) => (None, Some(js_error(&e))),
+            Err(e) => (None, Some(WebError::js(&e))),
         };
-        let client = Rc::new(Client {
-            worker,
-            view: RefCell::new(PeerView::default()),
-            saved: RefCell::default(),
-            notify: RefCell::new(Some(notify)),
-        });
-        let handle = EngineHandle(client);
+        let client = EngineClient(Rc::new(Link { worker, on_update }));
         if let Some(error) = error {
-            handle.failed(error);
+            client.failed(error);
         }
-        if let Some(worker) = &handle.0.worker {
-            let weak = Rc::downgrade(&handle.0);
+        if let Some(worker) = &client.0.worker {
+            let weak = Rc::downgrade(&client.0);
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-                if let Some(client) = weak.upgrade() {
-                    EngineHandle(client).report(&e.data());
+                if let Some(link) = weak.upgrade() {
+                    EngineClient(link).report(&e.data());
                 }
             });
-            let weak = Rc::downgrade(&handle.0);
+            let weak = Rc::downgrade(&client.0);
             let on_error = Closure::<dyn FnMut(ErrorEvent)>::new(move |e: ErrorEvent| {
-                if let Some(client) = weak.upgrade() {
+                if let Some(link) = weak.upgrade() {
                     let message = e.message();
-                    EngineHandle(client).failed(if message.is_empty() {
+                    EngineClient(link).failed(WebError::Js(if message.is_empty() {
                         "the worker failed to load".into()
                     } else {
                         message
-                    });
+                    }));
                 }
             });
             worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -86,17 +118,7 @@ impl EngineHandle {
             on_message.forget();
             on_error.forget();
         }
-        handle
-    }
-
-    /// The latest state of the browser peer.
-    pub fn view(&self) -> PeerView {
-        self.0.view.borrow().clone()
-    }
-
-    /// The `blob:` URL of an assembled file, once the engine sent it.
-    pub fn saved_url(&self, name: &str) -> Option<String> {
-        self.0.saved.borrow().get(name).cloned()
+        client
     }
 
     pub fn ensure_peer(&self, url: &str, addr: &PeerAddr) {
@@ -116,13 +138,10 @@ impl EngineHandle {
         self.send(&Command::Download { name: name.to_string() }, None);
     }
 
-    /// Saves a file held completely: at once if it was assembled before, else once
-    /// the engine sends its Blob.
+    /// Saves a file held completely once the engine sends its Blob. (A file assembled
+    /// before is offered as a link to its `blob:` URL instead.)
     pub fn save(&self, name: &str) {
-        match self.saved_url(name) {
-            Some(url) => click_download(&url, name),
-            None => self.send(&Command::Save { name: name.to_string(), auto: true }, None),
-        }
+        self.send(&Command::Save { name: name.to_string(), auto: true }, None);
     }
 
     pub fn clear_storage(&self) {
@@ -130,15 +149,14 @@ impl EngineHandle {
     }
 
     pub fn dismiss(&self, id: u64) {
-        self.0.view.borrow_mut().notices.retain(|n| n.id != id);
+        self.0.on_update.emit(PeerUpdate::Dismissed(id));
         self.send(&Command::Dismiss { id }, None);
-        self.rerender();
     }
 
     fn send(&self, command: &Command, extra: Option<&JsValue>) {
         if let Some(worker) = &self.0.worker {
             if let Err(e) = worker.post_message(&bridge::encode(command, extra)) {
-                self.failed(js_error(&e));
+                self.failed(WebError::js(&e));
             }
         }
     }
@@ -146,37 +164,25 @@ impl EngineHandle {
     fn report(&self, data: &JsValue) {
         let Some((report, extra)) = bridge::decode::<Report>(data) else { return };
         match report {
-            Report::View(view) => *self.0.view.borrow_mut() = *view,
+            Report::View(view) => self.0.on_update.emit(PeerUpdate::View(view)),
             Report::Saved { name, auto } => {
                 let Ok(blob) = extra.dyn_into::<Blob>() else { return };
                 let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };
                 if auto {
                     click_download(&url, &name);
                 }
-                self.0.saved.borrow_mut().insert(name, url);
+                self.0.on_update.emit(PeerUpdate::Saved { name, url });
             }
             Report::Reload => {
                 if let Some(w) = web_sys::window() {
                     let _ = w.location().reload();
                 }
-                return;
             }
         }
-        self.rerender();
     }
 
-    /// The engine could not start or stopped: the panel still works without it.
-    fn failed(&self, error: String) {
-        self.0.view.borrow_mut().storage_error = Some(format!("the browser peer stopped: {error}"));
-        self.rerender();
-    }
-
-    /// Called outside any borrow of the client, so a synchronous re-render is safe.
-    fn rerender(&self) {
-        let notify = self.0.notify.borrow().clone();
-        if let Some(notify) = notify {
-            notify();
-        }
+    fn failed(&self, error: WebError) {
+        self.0.on_update.emit(PeerUpdate::Failed(WebError::WorkerStopped(Box::new(error))));
     }
 }
 

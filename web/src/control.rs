@@ -152,7 +152,7 @@ impl Inner {
         match opened {
             Ok(socket) => this.borrow_mut().socket = Some(socket),
             Err(reason) => {
-                let ev = this.borrow_mut().closed(reason);
+                let ev = this.borrow_mut().closed(reason.to_string());
                 on_event.emit(ev);
             }
         }

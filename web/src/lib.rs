@@ -11,25 +11,29 @@
 //!
 //! Layout, one idea per module:
 //! - [`util`]: the clock core is driven by, randomness, readable numbers;
+//! - [`error`]: [`WebError`], everything that can fail in the browser, displayed as
+//!   the line the user is shown;
 //! - [`socket`]: a WebSocket carrying protocol frames (text = header, binary = body),
 //!   decoded by core's `MessageReader`;
 //! - [`store`]: IndexedDB (`files` = manifests, `chunks` = verified chunks in records
 //!   of up to 64, `index` = which chunks each record holds);
 //! - [`digest`]: SHA-256 of downloaded chunks with WebCrypto, off the engine's thread;
-//! - [`engine`] (in the worker): the page's own `torronto_core::Node` (identity
-//!   `browser-<random>`, port 0, fetching only what the user asks for) driven by peer
-//!   sockets, the store and timers — the wasm twin of native-node's driver, with no
-//!   protocol logic of its own;
+//! - [`engine`] (in the worker): [`engine::PeerEngine`], the page's own
+//!   `torronto_core::Node` (identity `browser-<random>`, port 0, fetching only what
+//!   the user asks for) driven by peer sockets, the store and timers — the wasm twin of
+//!   native-node's driver, with no protocol logic of its own;
 //! - [`worker`] (in the worker): the engine's message loop;
-//! - [`bridge`]: the commands (page → worker) and reports (worker → page);
-//! - [`client`] (in the page): starts the worker, sends it commands, keeps the view it
-//!   reports;
+//! - [`bridge`]: the commands (page → worker), the reports (worker → page) and the
+//!   view of the browser peer they carry (`PeerView`, `PeerFile`, `Notice`, `Save`);
+//! - [`client`] (in the page): [`client::EngineClient`] starts the worker and sends it
+//!   commands; its reports become updates of [`client::PeerState`], a yew reducer;
 //! - [`control`] (in the page): a control session to one node (Join, Leave, Insert,
 //!   Query polled twice a second, replies matched to requests);
-//! - `ui`: yew components. `App` provides the engine's client through a context and
-//!   lists the watched nodes; `NodePanel` opens its control session in an effect and
-//!   renders the node's status, file table and chunk map; `BrowserPeer` renders the
-//!   page's peer. Components only render state and send intents.
+//! - `ui`: yew components. `App` holds the peer's state, provides the engine's client
+//!   through a context and lists the watched nodes; `NodePanel` opens its control
+//!   session in a hook and renders the node's status, file table and chunk map;
+//!   `BrowserPeer` renders the page's peer. Components only render state and send
+//!   intents.
 //!
 //! Each watched node gets two WebSockets: the control session (in the page), and —
 //! once the node has joined — a peer session (in the worker) the page's node treats
@@ -41,12 +45,14 @@ pub mod client;
 pub mod control;
 pub mod digest;
 pub mod engine;
+pub mod error;
 pub mod socket;
 pub mod store;
 mod ui;
 pub mod util;
 pub mod worker;
 
+pub use error::WebError;
 use wasm_bindgen::prelude::*;
 
 /// The page's entry point (`index.html` calls it once the module is loaded).

@@ -12,7 +12,7 @@ use torronto_core::Envelope;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
-use crate::util::js_error;
+use crate::error::WebError;
 
 /// What a socket reports to its owner.
 #[derive(Debug)]
@@ -46,8 +46,8 @@ impl std::fmt::Debug for Socket {
 
 impl Socket {
     /// Starts connecting to `url`; `handler` hears every event from then on.
-    pub fn open(url: &str, handler: impl FnMut(SocketEvent) + 'static) -> Result<Socket, String> {
-        let ws = WebSocket::new(url).map_err(|e| js_error(&e))?;
+    pub fn open(url: &str, handler: impl FnMut(SocketEvent) + 'static) -> Result<Socket, WebError> {
+        let ws = WebSocket::new(url).map_err(|e| WebError::web_socket(&e))?;
         ws.set_binary_type(BinaryType::Arraybuffer);
         let handler: Handler = Rc::new(RefCell::new(handler));
         // Set once the stream broke the protocol: nothing after that is read.
@@ -110,13 +110,13 @@ impl Socket {
     }
 
     /// Sends one message: its header as text, its body (if any) as binary.
-    pub fn send(&self, envelope: &Envelope) -> Result<(), String> {
+    pub fn send(&self, envelope: &Envelope) -> Result<(), WebError> {
         let encoded = envelope.encode();
         // serde_json only writes UTF-8.
-        let header = std::str::from_utf8(&encoded.header).map_err(|e| e.to_string())?;
-        self.ws.send_with_str(header).map_err(|e| js_error(&e))?;
+        let header = std::str::from_utf8(&encoded.header).map_err(|e| WebError::NotUtf8(e.to_string()))?;
+        self.ws.send_with_str(header).map_err(|e| WebError::web_socket(&e))?;
         if let Some(body) = &encoded.body {
-            self.ws.send_with_u8_array(body).map_err(|e| js_error(&e))?;
+            self.ws.send_with_u8_array(body).map_err(|e| WebError::web_socket(&e))?;
         }
         Ok(())
     }

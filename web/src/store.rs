@@ -37,7 +37,7 @@ use web_sys::{
     IdbTransaction, IdbTransactionMode,
 };
 
-use crate::util::js_error;
+use crate::error::WebError;
 
 const DB_NAME: &str = "torronto";
 /// Version 2 stores chunks in records; version 1 data (one chunk per value) is dropped.
@@ -70,7 +70,7 @@ pub struct Store {
 }
 
 /// Waits for an IDB request to succeed; its result is then in `req.result()`.
-async fn request_done(req: &IdbRequest) -> Result<JsValue, String> {
+async fn request_done(req: &IdbRequest) -> Result<JsValue, WebError> {
     let promise = Promise::new(&mut |resolve, reject| {
         req.set_onsuccess(Some(&resolve));
         req.set_onerror(Some(&reject));
@@ -79,13 +79,18 @@ async fn request_done(req: &IdbRequest) -> Result<JsValue, String> {
     req.set_onsuccess(None);
     req.set_onerror(None);
     match outcome {
-        Ok(_) => req.result().map_err(|e| js_error(&e)),
-        Err(_) => Err(req.error().ok().flatten().map(|e| format!("{}: {}", e.name(), e.message())).unwrap_or_default()),
+        Ok(_) => Ok(req.result()?),
+        Err(_) => Err(req
+            .error()
+            .ok()
+            .flatten()
+            .map(|e| WebError::IndexedDb { name: e.name(), message: e.message() })
+            .unwrap_or(WebError::RequestFailed)),
     }
 }
 
 /// Waits for a transaction to commit.
-async fn transaction_done(tx: &IdbTransaction) -> Result<(), String> {
+async fn transaction_done(tx: &IdbTransaction) -> Result<(), WebError> {
     let promise = Promise::new(&mut |resolve, reject| {
         tx.set_oncomplete(Some(&resolve));
         tx.set_onerror(Some(&reject));
@@ -96,9 +101,9 @@ async fn transaction_done(tx: &IdbTransaction) -> Result<(), String> {
     tx.set_onerror(None);
     tx.set_onabort(None);
     outcome.map(drop).map_err(|_| match tx.error() {
-        Some(e) if e.name() == "QuotaExceededError" => "the browser's storage quota is full".to_string(),
-        Some(e) => format!("{}: {}", e.name(), e.message()),
-        None => "transaction aborted".to_string(),
+        Some(e) if e.name() == "QuotaExceededError" => WebError::QuotaFull,
+        Some(e) => WebError::IndexedDb { name: e.name(), message: e.message() },
+        None => WebError::TransactionAborted,
     })
 }
 
@@ -116,11 +121,9 @@ fn get(obj: &JsValue, key: &str) -> JsValue {
 
 impl Store {
     /// Opens (creating on first use) the database.
-    pub async fn open() -> Result<Store, String> {
-        let factory: IdbFactory = crate::util::global("indexedDB")
-            .ok_or("this browser offers no IndexedDB (private mode?)")?
-            .unchecked_into();
-        let req: IdbOpenDbRequest = factory.open_with_u32(DB_NAME, DB_VERSION).map_err(|e| js_error(&e))?;
+    pub async fn open() -> Result<Store, WebError> {
+        let factory: IdbFactory = crate::util::global("indexedDB").ok_or(WebError::NoIndexedDb)?.unchecked_into();
+        let req: IdbOpenDbRequest = factory.open_with_u32(DB_NAME, DB_VERSION)?;
         let req2 = req.clone();
         let upgrade = Closure::<dyn FnMut(JsValue)>::new(move |_| {
             if let Ok(db) = req2.result() {
@@ -139,30 +142,30 @@ impl Store {
         let result = request_done(&req).await;
         req.set_onupgradeneeded(None);
         drop(upgrade);
-        let db: IdbDatabase = result.map_err(|e| format!("cannot open the browser's database: {e}"))?.unchecked_into();
+        let db: IdbDatabase = result.map_err(|e| WebError::OpenDatabase(Box::new(e)))?.unchecked_into();
         Ok(Store { db, places: Rc::default(), cache: Rc::default() })
     }
 
-    fn tx(&self, stores: &[&str], mode: IdbTransactionMode) -> Result<IdbTransaction, String> {
+    fn tx(&self, stores: &[&str], mode: IdbTransactionMode) -> Result<IdbTransaction, WebError> {
         let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
-        self.db.transaction_with_str_sequence_and_mode(&names, mode).map_err(|e| js_error(&e))
+        self.db.transaction_with_str_sequence_and_mode(&names, mode).map_err(WebError::from)
     }
 
-    fn store(tx: &IdbTransaction, name: &str) -> Result<IdbObjectStore, String> {
-        tx.object_store(name).map_err(|e| js_error(&e))
+    fn store(tx: &IdbTransaction, name: &str) -> Result<IdbObjectStore, WebError> {
+        tx.object_store(name).map_err(WebError::from)
     }
 
     /// Every file with a manifest, and the chunks of it that are stored.
-    pub async fn load(&self) -> Result<Vec<LocalFile>, String> {
+    pub async fn load(&self) -> Result<Vec<LocalFile>, WebError> {
         let tx = self.tx(&[FILES, INDEX], IdbTransactionMode::Readonly)?;
-        let files_req = Self::store(&tx, FILES)?.get_all().map_err(|e| js_error(&e))?;
+        let files_req = Self::store(&tx, FILES)?.get_all()?;
         let index = Self::store(&tx, INDEX)?;
-        let keys_req = index.get_all_keys().map_err(|e| js_error(&e))?;
-        let lists_req = index.get_all().map_err(|e| js_error(&e))?;
+        let keys_req = index.get_all_keys()?;
+        let lists_req = index.get_all()?;
         transaction_done(&tx).await?;
-        let records: Array = files_req.result().map_err(|e| js_error(&e))?.unchecked_into();
-        let keys: Array = keys_req.result().map_err(|e| js_error(&e))?.unchecked_into();
-        let lists: Array = lists_req.result().map_err(|e| js_error(&e))?.unchecked_into();
+        let records: Array = files_req.result()?.unchecked_into();
+        let keys: Array = keys_req.result()?.unchecked_into();
+        let lists: Array = lists_req.result()?.unchecked_into();
 
         let mut out = Vec::new();
         let mut sizes = HashMap::new();
@@ -215,20 +218,20 @@ impl Store {
     }
 
     /// Keeps a file's manifest, so its chunks can be restored and verified later.
-    pub async fn put_manifest(&self, name: &FileName, manifest: &Manifest) -> Result<(), String> {
+    pub async fn put_manifest(&self, name: &FileName, manifest: &Manifest) -> Result<(), WebError> {
         let record = Object::new();
         set(&record, "name", &JsValue::from_str(name.as_str()));
         set(&record, "size", &JsValue::from_f64(manifest.size() as f64));
         set(&record, "digest", &JsValue::from_str(&manifest.digest().to_string()));
         set(&record, "hashes", &Uint8Array::from(&manifest.to_body()[..]).into());
         let tx = self.tx(&[FILES], IdbTransactionMode::Readwrite)?;
-        Self::store(&tx, FILES)?.put_with_key(&record, &JsValue::from_str(name.as_str())).map_err(|e| js_error(&e))?;
+        Self::store(&tx, FILES)?.put_with_key(&record, &JsValue::from_str(name.as_str()))?;
         transaction_done(&tx).await
     }
 
     /// Stores chunks (name, file size, index, bytes as an `ArrayBuffer` or `Uint8Array`)
     /// in one transaction, as records of up to [`RECORD_CHUNKS`] chunks of one file.
-    pub async fn write_chunks(&self, chunks: &[(String, u64, u32, JsValue)]) -> Result<(), String> {
+    pub async fn write_chunks(&self, chunks: &[(String, u64, u32, JsValue)]) -> Result<(), WebError> {
         let mut groups: Vec<Group<'_>> = Vec::new();
         for (name, size, index, data) in chunks {
             match groups.iter_mut().find(|(n, _, g)| n == name && g.len() < RECORD_CHUNKS) {
@@ -244,9 +247,9 @@ impl Store {
             let indices: Vec<u32> = group.iter().map(|(i, _)| *i).collect();
             let key = chunk_key(name, first);
             let parts: Array = group.iter().map(|(_, d)| *d).collect();
-            let blob = Blob::new_with_u8_array_sequence(&parts).map_err(|e| js_error(&e))?;
-            store.put_with_key(&blob, &key).map_err(|e| js_error(&e))?;
-            index.put_with_key(&Uint32Array::from(&indices[..]), &key).map_err(|e| js_error(&e))?;
+            let blob = Blob::new_with_u8_array_sequence(&parts)?;
+            store.put_with_key(&blob, &key)?;
+            index.put_with_key(&Uint32Array::from(&indices[..]), &key)?;
             placed.push((*name, *size, first, indices));
         }
         transaction_done(&tx).await?;
@@ -258,7 +261,7 @@ impl Store {
 
     /// Reads chunks (name, index) in one transaction; each comes back on its own,
     /// missing or not.
-    pub async fn read_chunks(&self, chunks: &[(String, u32)]) -> Result<Vec<Result<Bytes, String>>, String> {
+    pub async fn read_chunks(&self, chunks: &[(String, u32)]) -> Result<Vec<Result<Bytes, WebError>>, WebError> {
         let places: Vec<Option<Place>> = {
             let p = self.places.borrow();
             chunks.iter().map(|(name, i)| p.get(name).and_then(|f| f.get(i)).copied()).collect()
@@ -278,7 +281,7 @@ impl Store {
             let store = Self::store(&tx, CHUNKS)?;
             let mut requests = Vec::new();
             for (name, first) in &wanted {
-                requests.push(store.get(&chunk_key(name, *first)).map_err(|e| js_error(&e))?);
+                requests.push(store.get(&chunk_key(name, *first))?);
             }
             transaction_done(&tx).await?;
             let mut cache = self.cache.borrow_mut();
@@ -312,7 +315,7 @@ impl Store {
             })
             .collect();
         let reading: Array = pieces.iter().flatten().collect();
-        let read: Array = JsFuture::from(Promise::all(&reading)).await.map_err(|e| js_error(&e))?.unchecked_into();
+        let read: Array = JsFuture::from(Promise::all(&reading)).await?.unchecked_into();
         let mut read = read.iter();
         Ok(chunks
             .iter()
@@ -321,7 +324,7 @@ impl Store {
                 piece
                     .and(read.next())
                     .map(|data| Bytes::from(Uint8Array::new(&data).to_vec()))
-                    .ok_or_else(|| format!("chunk {index} of {name} is not in the browser's storage"))
+                    .ok_or_else(|| WebError::ChunkMissing { file: name.clone(), index: *index })
             })
             .collect())
     }
@@ -331,15 +334,14 @@ impl Store {
     }
 
     /// The whole file as a Blob, its chunks in order (all must be present).
-    pub async fn file_blob(&self, name: &FileName, size: u64, chunks: u32) -> Result<Blob, String> {
+    pub async fn file_blob(&self, name: &FileName, size: u64, chunks: u32) -> Result<Blob, WebError> {
         let tx = self.tx(&[CHUNKS, INDEX], IdbTransactionMode::Readonly)?;
-        let range = IdbKeyRange::bound(&chunk_key(name.as_str(), 0), &chunk_key(name.as_str(), chunks))
-            .map_err(|e| js_error(&e))?;
-        let data_req = Self::store(&tx, CHUNKS)?.get_all_with_key(&range).map_err(|e| js_error(&e))?;
-        let index_req = Self::store(&tx, INDEX)?.get_all_with_key(&range).map_err(|e| js_error(&e))?;
+        let range = IdbKeyRange::bound(&chunk_key(name.as_str(), 0), &chunk_key(name.as_str(), chunks))?;
+        let data_req = Self::store(&tx, CHUNKS)?.get_all_with_key(&range)?;
+        let index_req = Self::store(&tx, INDEX)?.get_all_with_key(&range)?;
         transaction_done(&tx).await?;
-        let records: Array = data_req.result().map_err(|e| js_error(&e))?.unchecked_into();
-        let lists: Array = index_req.result().map_err(|e| js_error(&e))?.unchecked_into();
+        let records: Array = data_req.result()?.unchecked_into();
+        let lists: Array = index_req.result()?.unchecked_into();
         // Records hold chunks in arrival order: put each piece in its place.
         // (Slices of Blobs are references: nothing is read until the page reads the file.)
         let mut parts: Vec<Option<JsValue>> = vec![None; chunks as usize];
@@ -362,19 +364,19 @@ impl Store {
         }
         let present = parts.iter().filter(|p| p.is_some()).count();
         if present != chunks as usize {
-            return Err(format!("{name}: {present} of {chunks} chunks are stored"));
+            return Err(WebError::FileIncomplete { file: name.to_string(), present, chunks });
         }
         let sequence: Array = parts.into_iter().flatten().collect();
         let options = BlobPropertyBag::new();
         options.set_type("application/octet-stream");
-        Blob::new_with_u8_array_sequence_and_options(&sequence, &options).map_err(|e| js_error(&e))
+        Blob::new_with_u8_array_sequence_and_options(&sequence, &options).map_err(WebError::from)
     }
 
     /// Forgets everything the page holds.
-    pub async fn clear(&self) -> Result<(), String> {
+    pub async fn clear(&self) -> Result<(), WebError> {
         let tx = self.tx(&[FILES, CHUNKS, INDEX], IdbTransactionMode::Readwrite)?;
         for store in [FILES, CHUNKS, INDEX] {
-            Self::store(&tx, store)?.clear().map_err(|e| js_error(&e))?;
+            Self::store(&tx, store)?.clear()?;
         }
         transaction_done(&tx).await?;
         self.places.borrow_mut().clear();

@@ -29,17 +29,6 @@ pub fn random_u64() -> u64 {
     (hi << 32) | lo
 }
 
-/// A JS exception or error event as one readable line.
-pub fn js_error(v: &JsValue) -> String {
-    if let Some(e) = v.dyn_ref::<js_sys::Error>() {
-        return String::from(e.message());
-    }
-    if let Some(e) = v.dyn_ref::<web_sys::DomException>() {
-        return format!("{}: {}", e.name(), e.message());
-    }
-    v.as_string().unwrap_or_else(|| format!("{v:?}"))
-}
-
 /// `1.5 MiB`, `812 KiB`, `17 B`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -1,5 +1,5 @@
 //! The engine's side of the page: `worker_main` runs in a dedicated module worker
-//! (`static/worker.js`), owns the [`EngineHandle`] and turns each [`Command`] the page
+//! (`static/worker.js`), owns the [`PeerEngine`] and turns each [`Command`] the page
 //! posts into a call of an intent method. Hashing, IndexedDB and the peer sockets
 //! therefore all run off the page's thread, which only renders.
 
@@ -10,14 +10,14 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::bridge::{self, Command, Report};
-use crate::engine::EngineHandle;
+use crate::engine::PeerEngine;
 
 /// Starts the engine in this worker. `early` holds the messages the page posted while
 /// the module was loading, in order.
 #[wasm_bindgen]
 pub fn worker_main(early: js_sys::Array) {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-    let engine = EngineHandle::new();
+    let engine = PeerEngine::new();
     let out = scope.clone();
     engine.start(Rc::new(move |report: &Report, extra: Option<&JsValue>| {
         // Only a page that has gone away refuses a message.
@@ -33,7 +33,7 @@ pub fn worker_main(early: js_sys::Array) {
     }
 }
 
-fn command(engine: &EngineHandle, data: &JsValue) {
+fn command(engine: &PeerEngine, data: &JsValue) {
     let Some((command, extra)) = bridge::decode::<Command>(data) else { return };
     let mut e = engine.borrow_mut();
     match command {

@@ -5,12 +5,17 @@
 //! picked `File` of [`Command::Insert`], the assembled `Blob` of [`Report::Saved`] —
 //! or `undefined`. Files and Blobs are structured-cloned as handles: their bytes are
 //! not copied.
+//!
+//! A [`Report::View`] carries a [`PeerView`], everything the page shows of the browser
+//! peer; its types live in `view.rs`, beside the messages that carry them.
+
+mod view;
 
 use js_sys::Array;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 
-use crate::engine::PeerView;
+pub use view::{Notice, PeerFile, PeerView, Save};
 
 /// An intent of the user, for the engine.
 #[derive(Clone, Debug, Serialize, Deserialize)]

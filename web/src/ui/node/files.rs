@@ -1,0 +1,104 @@
+//! A node's files: the status table, and the chunk map of the file selected in it.
+
+use std::rc::Rc;
+
+use torronto_core::{ChunkMap, Status};
+use yew::prelude::*;
+
+use crate::ui::widgets::{level_class, Bar};
+use crate::util::{bytes, percent};
+
+#[derive(Properties, PartialEq)]
+pub(super) struct FileTableProps {
+    pub(super) status: Rc<Status>,
+    pub(super) selected: Option<String>,
+    pub(super) on_select: Callback<String>,
+}
+
+/// The status table: one row per file, click for its chunk map.
+#[function_component]
+pub(super) fn FileTable(props: &FileTableProps) -> Html {
+    let st = &props.status;
+    if st.files.is_empty() {
+        return html! { <p class="empty">{ "No files yet. Insert one by path above, or share one from this browser below." }</p> };
+    }
+    html! {
+        <table class="files">
+            <thead><tr>
+                <th>{ "File" }</th><th class="num">{ "Size" }</th><th>{ "On this node" }</th>
+                <th class="num" title="Chunks held by at least one participant">{ "In network" }</th>
+                <th class="num" title="Fewest participants holding any one chunk">{ "Least copies" }</th>
+                <th class="num" title="Average participants holding a chunk">{ "Avg copies" }</th>
+            </tr></thead>
+            <tbody>
+            { for st.files.iter().enumerate().map(|(i, name)| {
+                let local = st.local.get(i).copied().unwrap_or(0.0);
+                let system = st.system.get(i).copied().unwrap_or(0.0);
+                let least = st.least_replication.get(i).copied().unwrap_or(0);
+                let avg = st.weighted_least_replication.get(i).copied().unwrap_or(0.0);
+                let size = st.sizes.get(i).copied().unwrap_or(0);
+                let on_click = {
+                    let cb = props.on_select.clone();
+                    let name = name.clone();
+                    Callback::from(move |_: MouseEvent| cb.emit(name.clone()))
+                };
+                let selected = props.selected.as_deref() == Some(name.as_str());
+                html! {
+                    <tr class={classes!("file", selected.then_some("selected"))} onclick={on_click}
+                        data-file={name.clone()} data-local={local.to_string()} data-least={least.to_string()}
+                        title="Show its chunk map">
+                        <td class="name">{ name }</td>
+                        <td class="num">{ bytes(size) }</td>
+                        <td class="progress"><Bar value={local} label={percent(local)} /></td>
+                        <td class="num">{ percent(system) }</td>
+                        <td class="num"><span class={classes!("level", level_class(least))}>{ least }</span></td>
+                        <td class="num">{ format!("{avg:.2}") }</td>
+                    </tr>
+                }
+            }) }
+            </tbody>
+        </table>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub(super) struct ChunkMapProps {
+    pub(super) map: ChunkMap,
+}
+
+/// Chunks coloured by how many participants hold them; a dot marks those held here.
+#[function_component]
+pub(super) fn ChunkMapView(props: &ChunkMapProps) -> Html {
+    let m = &props.map;
+    let per = if m.bucket_size > 1 {
+        format!(", {} chunks per cell (the least replicated shown)", m.bucket_size)
+    } else {
+        String::new()
+    };
+    html! {
+        <div class="chunkmap" data-file={m.file.clone()}>
+            <div class="chunkmap-head">
+                <strong>{ format!("Chunk map of {}", m.file) }</strong>
+                <span>{ format!("{} chunks{per}", m.chunks) }</span>
+            </div>
+            <div class="cells">
+                { for m.buckets.iter().enumerate().map(|(b, &r)| {
+                    let first = b as u32 * m.bucket_size;
+                    let last = (first + m.bucket_size).min(m.chunks).saturating_sub(1);
+                    let here = m.local.get(b).copied().unwrap_or(false);
+                    let range = if first == last { format!("chunk {first}") } else { format!("chunks {first}–{last}") };
+                    let title = format!("{range}: {r} cop{}{}", if r == 1 { "y" } else { "ies" }, if here { ", held by this node" } else { "" });
+                    html! { <i class={classes!("cell", level_class(r), here.then_some("here"))} title={title}></i> }
+                }) }
+            </div>
+            <div class="legend">
+                <span><i class="cell r0"></i>{ "missing" }</span>
+                <span><i class="cell r1"></i>{ "1 copy" }</span>
+                <span><i class="cell r2"></i>{ "2 copies" }</span>
+                <span><i class="cell r3"></i>{ "3 copies" }</span>
+                <span><i class="cell r4"></i>{ "4 or more" }</span>
+                <span><i class="cell r2 here"></i>{ "held by this node" }</span>
+            </div>
+        </div>
+    }
+}

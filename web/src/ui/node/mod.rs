@@ -1,0 +1,254 @@
+//! One native node in the panel: its control session, status, files and chunk map.
+//!
+//! [`NodePanel`] holds the session and the node's state ([`state::NodeState`]); the
+//! card's parts are drawn by the functions below it and the files by [`files`].
+
+mod files;
+mod state;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use torronto_core::{Message, PeerAddr, Status};
+use web_sys::HtmlInputElement;
+use yew::prelude::*;
+
+use super::widgets::ReplyNotice;
+use crate::client::EngineClient;
+use crate::control::{ControlEvent, ControlSession};
+use files::{ChunkMapView, FileTable};
+use state::{Link, NodeState};
+
+#[derive(Properties, PartialEq)]
+pub struct NodeProps {
+    /// The node's WebSocket endpoint, `ws://host:port/ws`.
+    pub url: AttrValue,
+    pub token: AttrValue,
+    pub on_remove: Callback<AttrValue>,
+}
+
+/// A node's card: link state, Join/Leave/Insert, files and the selected chunk map.
+#[function_component]
+pub fn NodePanel(props: &NodeProps) -> Html {
+    let client = use_context::<EngineClient>().expect("NodePanel is inside the engine context");
+    let state = use_reducer(NodeState::default);
+    let session = use_control_session(&props.url, &props.token, &client, state.dispatcher());
+    let selected = use_state(|| None::<String>);
+    let path_ref = use_node_ref();
+    {
+        let session = session.clone();
+        use_effect_with((*selected).clone(), move |file| {
+            if let Some(s) = session.borrow().as_ref() {
+                s.show_chunks_of(file.clone());
+            }
+        });
+    }
+
+    let act = {
+        let session = session.clone();
+        move |message: Message| {
+            if let Some(s) = session.borrow().as_ref() {
+                s.act(message);
+            }
+        }
+    };
+    let on_join = {
+        let act = act.clone();
+        Callback::from(move |_: MouseEvent| act(Message::Join))
+    };
+    let on_leave = {
+        let act = act.clone();
+        Callback::from(move |_: MouseEvent| act(Message::Leave))
+    };
+    let on_insert = Callback::from(move |path: String| act(Message::Insert { path }));
+    let on_remove = {
+        let cb = props.on_remove.clone();
+        let url = props.url.clone();
+        Callback::from(move |_: MouseEvent| cb.emit(url.clone()))
+    };
+    let on_select = {
+        let selected = selected.clone();
+        Callback::from(move |name: String| {
+            let next = if selected.as_deref() == Some(name.as_str()) { None } else { Some(name) };
+            selected.set(next);
+        })
+    };
+
+    let s = &*state;
+    let open = s.link == Link::Open;
+    let joined = s.status.as_ref().map(|st| st.joined);
+    let busy = !s.busy.is_empty();
+    let title = s.status.as_ref().map(|st| st.node.clone()).unwrap_or_else(|| props.url.to_string());
+    let (pill, pill_text) = link_pill(s);
+
+    html! {
+        <section class="card node" data-url={props.url.clone()} data-joined={joined.unwrap_or(false).to_string()}>
+            <header class="card-head">
+                <div class="title">
+                    <h2>{ title }</h2>
+                    <span class={classes!("pill", pill)}>{ pill_text }</span>
+                </div>
+                <div class="actions">
+                    <button class="join" onclick={on_join} disabled={!open || busy || joined == Some(true)}>{ "Join" }</button>
+                    <button class="leave" onclick={on_leave} disabled={!open || busy || joined != Some(true)}>{ "Leave" }</button>
+                    <button class="ghost" title="Stop watching this node" onclick={on_remove}>{ "Disconnect" }</button>
+                </div>
+            </header>
+            { node_meta(&props.url, s.status.as_deref()) }
+            { node_notices(&props.url, s) }
+            { insert_form(&path_ref, open, busy, on_insert) }
+            if let Some(st) = &s.status {
+                <FileTable status={st.clone()} selected={(*selected).clone()} on_select={on_select} />
+                if let Some(map) = st.chunk_map.as_ref().filter(|m| selected.as_deref() == Some(m.file.as_str())) {
+                    <ChunkMapView map={map.clone()} />
+                }
+            }
+        </section>
+    }
+}
+
+/// Opens the node's control session, kept as long as the card shows this node (a new
+/// URL or token opens another). Every event goes to the card's state; a node seen
+/// joined also gets a peer session from the browser peer.
+#[hook]
+fn use_control_session(
+    url: &AttrValue,
+    token: &AttrValue,
+    client: &EngineClient,
+    dispatcher: UseReducerDispatcher<NodeState>,
+) -> Rc<RefCell<Option<ControlSession>>> {
+    let session = use_mut_ref(|| None::<ControlSession>);
+    {
+        let session = session.clone();
+        let client = client.clone();
+        use_effect_with((url.clone(), token.clone()), move |(url, token)| {
+            let peer_url = url.to_string();
+            let peer_client = client.clone();
+            let on_event = Callback::from(move |event: ControlEvent| {
+                // A joined node takes the page as a peer: open the peer session.
+                if let ControlEvent::Status(status) = &event {
+                    if status.joined {
+                        if let Ok(addr) = status.node.parse::<PeerAddr>() {
+                            peer_client.ensure_peer(&peer_url, &addr);
+                        }
+                    }
+                }
+                dispatcher.dispatch(event);
+            });
+            *session.borrow_mut() = Some(ControlSession::open(url, token, on_event));
+            let url = url.to_string();
+            move || {
+                session.borrow_mut().take();
+                client.forget_node(&url);
+            }
+        });
+    }
+    session
+}
+
+/// The pill beside the node's name: its class and text.
+fn link_pill(s: &NodeState) -> (&'static str, String) {
+    let joined = s.status.as_ref().map(|st| st.joined);
+    match (&s.link, joined) {
+        (Link::Closed { .. }, _) => ("offline", "unreachable".to_string()),
+        (Link::Connecting, _) | (Link::Open, None) => ("connecting", "connecting…".to_string()),
+        (Link::Open, Some(_)) if !s.busy.is_empty() => (
+            "busy",
+            format!(
+                "{}…",
+                s.busy[0]
+                    .to_lowercase()
+                    .replace("join", "joining")
+                    .replace("leave", "leaving")
+                    .replace("insert", "inserting")
+            ),
+        ),
+        (Link::Open, Some(true)) => ("joined", "joined".to_string()),
+        (Link::Open, Some(false)) => ("idle", "not joined".to_string()),
+    }
+}
+
+/// The node's address, peers and chunk counts.
+fn node_meta(url: &AttrValue, status: Option<&Status>) -> Html {
+    html! {
+        <>
+            <div class="meta">
+                <span class="url">{ url.clone() }</span>
+                if let Some(st) = status {
+                    <span>{ format!("{} peer{}", st.peers.len(), if st.peers.len() == 1 { "" } else { "s" }) }</span>
+                    <span>{ format!("{} chunks fetched · {} served", st.chunks_fetched, st.chunks_served) }</span>
+                }
+            </div>
+            if let Some(st) = status {
+                if !st.peers.is_empty() {
+                    <div class="peers">
+                        { for st.peers.iter().map(|p| html! {
+                            <span class={classes!("peer", p.starts_with("browser-").then_some("browser"))}>{ p }</span>
+                        }) }
+                    </div>
+                }
+            }
+        </>
+    }
+}
+
+/// Why the node is unreachable, a refused Query, and the last action's reply.
+fn node_notices(url: &str, s: &NodeState) -> Html {
+    html! {
+        <>
+            if let Link::Closed { reason, retry_ms } = &s.link {
+                <div class="notice err">
+                    <strong>{ "No connection" }</strong>
+                    <span>{ format!("{reason}. Trying again in {} s.", retry_ms / 1000) }</span>
+                    <span class="reason">{ unreachable_advice(url) }</span>
+                </div>
+            }
+            if let Some(q) = &s.query_error {
+                <ReplyNotice action={q.action} code={q.code} reason={q.reason.clone().map(AttrValue::from)} />
+            }
+            if let Some(r) = &s.last {
+                <ReplyNotice action={r.action} code={r.code} reason={r.reason.clone().map(AttrValue::from)}
+                    extra={r.unconfirmed.map(|n| AttrValue::from(format!("{n} chunks held only by this node were not confirmed elsewhere in time.")))} />
+            }
+        </>
+    }
+}
+
+/// Insert by path: a file on the node's machine. `on_insert` hears the path, trimmed
+/// and not empty; the field is then cleared.
+fn insert_form(path_ref: &NodeRef, open: bool, busy: bool, on_insert: Callback<String>) -> Html {
+    let on_submit = {
+        let path_ref = path_ref.clone();
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            if let Some(input) = path_ref.cast::<HtmlInputElement>() {
+                let path = input.value().trim().to_string();
+                if !path.is_empty() {
+                    on_insert.emit(path);
+                    input.set_value("");
+                }
+            }
+        })
+    };
+    html! {
+        <form class="insert" onsubmit={on_submit}>
+            <input ref={path_ref} type="text" name="path" placeholder="Path of a file on the node's machine, e.g. /home/ann/report.pdf" disabled={!open} />
+            <button type="submit" disabled={!open || busy}>{ "Insert" }</button>
+        </form>
+    }
+}
+
+/// What to check when a node's WebSocket cannot be opened. A node refuses handshakes
+/// from pages of other origins unless started with `--allow-origin`.
+fn unreachable_advice(url: &str) -> String {
+    let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
+    let host = |u: &str| u.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("").to_string();
+    if !origin.is_empty() && host(url) != host(&origin) {
+        format!(
+            "Check that the node runs with --ws on that address, and that it accepts this page: \
+             start it with --allow-origin {origin}, or open the panel address that node printed."
+        )
+    } else {
+        "Check that the node is running with --ws on that address.".to_string()
+    }
+}
