@@ -90,7 +90,7 @@ pub struct Driver {
     conns: HashMap<ConnId, ConnHandle>,
     inputs_tx: mpsc::Sender<Input>,
     inputs: mpsc::Receiver<Input>,
-    next_conn: ConnId,
+    next_conn: u64,
     start: Instant,
     token: String,
     storage_errors: ErrorDigest,
@@ -275,7 +275,7 @@ impl Driver {
 
     /// Starts a connection's reader and writer tasks, whatever the transport.
     fn register<W: ConnWrite + 'static>(&mut self, frames_in: impl FrameRead + 'static, frames_out: W, info: ConnInfo) {
-        let conn = self.next_conn;
+        let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let (outgoing, queue) = mpsc::unbounded_channel();
         let reader = tokio::spawn(read_loop(conn, frames_in, self.inputs_tx.clone())).abort_handle();
@@ -462,7 +462,9 @@ impl Driver {
                 tracing::warn!("{peer} announces other content under the name {file}; ignored")
             }
             Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
-            Event::BadRequest { conn, reason } => tracing::debug!(conn, "bad request: {reason}"),
+            Event::BadRequest { conn, reason } => tracing::debug!(%conn, "bad request: {reason}"),
+            // The native node inserts through control connections only.
+            Event::Inserted { .. } => {}
         }
     }
 }

@@ -27,8 +27,8 @@ use torronto_core::layout::{chunk_count, chunk_range};
 use torronto_core::manifest::ChunkHash;
 use torronto_core::wire::ChunkRef;
 use torronto_core::{
-    Code, Config, ConnId, ConnInfo, Envelope, Event, FileName, ManifestBuilder, Message, Millis, NetCommand, Node,
-    PeerAddr, StorageCommand, StorageError, StorageEvent, Tuning,
+    ChunkIndex, Code, Config, ConnId, ConnInfo, Envelope, Event, FileName, ImportId, ManifestBuilder, Message, Millis,
+    NetCommand, Node, PeerAddr, PeerMessage, Refusal, StorageCommand, StorageError, StorageEvent, Tuning,
 };
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
@@ -189,12 +189,12 @@ pub struct Engine {
     /// Where to reach each native node we were pointed at, for core's redials.
     dial_urls: HashMap<PeerAddr, String>,
     last_open: HashMap<PeerAddr, u64>,
-    next_conn: ConnId,
-    /// In-page control connections carrying one Insert each, with the file's name.
-    inserts: HashMap<ConnId, String>,
+    next_conn: u64,
+    /// Inserts asked of core and not yet answered, with the file's name.
+    inserts: HashMap<ImportId, String>,
     /// Files chosen with the picker, by the "path" core is given for them.
     picked: HashMap<String, web_sys::File>,
-    imports: HashMap<u64, String>,
+    imports: HashMap<ImportId, String>,
     inserting: BTreeMap<String, (u64, u64)>,
     requested: BTreeSet<FileName>,
     saves: HashMap<String, Save>,
@@ -362,8 +362,8 @@ impl Engine {
         self.drain();
     }
 
-    /// Shares a file chosen with the picker: core runs it through Insert like any
-    /// node, and the storage commands read it from the `File`.
+    /// Shares a file chosen with the picker: core inserts it as a node's Insert would,
+    /// and the storage commands read it from the `File`.
     pub fn insert_file(&mut self, file: web_sys::File) {
         let path = file.name();
         if self.picked.contains_key(&path) {
@@ -375,12 +375,8 @@ impl Engine {
             return;
         }
         self.picked.insert(path.clone(), file);
-        let conn = self.next_conn;
-        self.next_conn += 1;
-        self.inserts.insert(conn, path.clone());
-        let now = now_ms();
-        self.node.handle_connected(now, conn, ConnInfo { dialed: None, trusted: true });
-        self.node.handle_message(now, conn, Envelope { from: None, token: None, message: Message::Insert { path } });
+        let id = self.node.insert(now_ms(), path.clone());
+        self.inserts.insert(id, path);
         self.drain();
     }
 
@@ -398,8 +394,7 @@ impl Engine {
     pub fn save(&mut self, name: &str, auto: bool) {
         let Ok(file) = FileName::new(name) else { return };
         let Some(store) = self.store.clone() else { return };
-        let Some(i) = self.node.status().files.iter().position(|f| f == name) else { return };
-        let size = self.node.status().sizes[i];
+        let Some(size) = self.node.status().rows().find(|r| r.name == name).and_then(|r| r.size) else { return };
         if matches!(self.saves.get(name), Some(Save::Assembling | Save::Ready)) {
             return;
         }
@@ -445,22 +440,20 @@ impl Engine {
         let status = self.node.status();
         let now = now_ms();
         let files = status
-            .files
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let file = FileName::new(name).ok();
+            .rows()
+            .map(|row| {
+                let file = FileName::new(row.name).ok();
                 let requested = file.as_ref().is_some_and(|f| self.requested.contains(f));
                 PeerFile {
-                    name: name.clone(),
-                    size: status.sizes[i],
-                    local: status.local[i],
-                    system: status.system[i],
-                    least: status.least_replication[i],
-                    average: status.weighted_least_replication[i],
+                    name: row.name.to_string(),
+                    size: row.size.unwrap_or(0),
+                    local: row.local,
+                    system: row.system,
+                    least: row.least,
+                    average: row.average,
                     requested,
                     rate: file.and_then(|f| self.meters.get(&f)).and_then(|m| m.rate(now)),
-                    save: self.saves.get(name).cloned(),
+                    save: self.saves.get(row.name).cloned(),
                 }
             })
             .collect();
@@ -488,7 +481,7 @@ impl Engine {
             return;
         };
         self.last_open.insert(addr.clone(), now);
-        let conn = self.next_conn;
+        let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let weak = self.weak.clone();
         let opened = Socket::open(&url, move |event| {
@@ -539,7 +532,7 @@ impl Engine {
     /// Queues a peer's message; an Upload's body goes to WebCrypto first.
     fn receive(&mut self, conn: ConnId, envelope: Envelope, body: Option<js_sys::ArrayBuffer>) {
         let body = match &envelope.message {
-            Message::Upload { data, .. } => body.filter(|b| b.byte_length() as usize == data.len()),
+            Message::Peer(PeerMessage::Upload { data, .. }) => body.filter(|b| b.byte_length() as usize == data.len()),
             _ => None,
         };
         let digest = self.hasher.as_ref().zip(body.as_ref()).map(|(hasher, body)| hasher.digest(body));
@@ -577,7 +570,7 @@ impl Engine {
             }
             let Inbound { envelope, body, hash, .. } = p.inbox.pop_front().expect("checked above");
             let now = now_ms();
-            if let Message::Upload { chunk, data } = &envelope.message {
+            if let Message::Peer(PeerMessage::Upload { chunk, data }) = &envelope.message {
                 self.meters.entry(chunk.file.clone()).or_default().record(now, data.len() as u64);
                 self.upload_body = body.map(|body| (chunk.clone(), body));
             }
@@ -632,9 +625,7 @@ impl Engine {
         let now = now_ms();
         match cmd {
             NetCommand::Send { conn, envelope } => {
-                if let Some(name) = self.inserts.remove(&conn) {
-                    self.insert_answered(conn, name, envelope.message);
-                } else if let Some(p) = self.peers.get(&conn) {
+                if let Some(p) = self.peers.get(&conn) {
                     if p.socket.send(&envelope).is_err() {
                         // The close event follows and reports the disconnection.
                     }
@@ -655,16 +646,13 @@ impl Engine {
         }
     }
 
-    fn insert_answered(&mut self, conn: ConnId, path: String, message: Message) {
-        self.node.handle_disconnected(now_ms(), conn);
+    fn insert_answered(&mut self, id: ImportId, result: Result<(), Refusal>) {
+        let Some(path) = self.inserts.remove(&id) else { return };
         self.picked.remove(&path);
         self.inserting.remove(&path);
-        let Message::Reply(reply) = message else { return };
-        let code = reply.code_or_ok();
-        let text = match (&reply.reason, code) {
-            (_, Code::Ok) => format!("{path} is shared: the network can fetch it from this browser"),
-            (Some(reason), _) => format!("{path}: {reason}"),
-            (None, code) => format!("{path}: {}", code.explain()),
+        let (code, text) = match result {
+            Ok(()) => (Code::Ok, format!("{path} is shared: the network can fetch it from this browser")),
+            Err(Refusal { code, reason }) => (code, format!("{path}: {reason}")),
         };
         self.notice(code == Code::Ok, Some(code), text);
     }
@@ -801,7 +789,7 @@ impl Engine {
         let weak = self.weak.clone();
         spawn_local(async move {
             let rows: Vec<(String, u64, u32, JsValue)> =
-                batch.iter().map(|(c, d)| (c.file.to_string(), c.size, c.index, d.clone())).collect();
+                batch.iter().map(|(c, d)| (c.file.to_string(), c.size, c.index.get(), d.clone())).collect();
             let result = store.write_chunks(&rows).await;
             drop(rows);
             let Some(engine) = weak.upgrade() else { return };
@@ -821,7 +809,7 @@ impl Engine {
         let Some(store) = self.store.clone() else { return };
         let weak = self.weak.clone();
         spawn_local(async move {
-            let keys: Vec<(String, u32)> = batch.iter().map(|(_, c, _)| (c.file.to_string(), c.index)).collect();
+            let keys: Vec<(String, u32)> = batch.iter().map(|(_, c, _)| (c.file.to_string(), c.index.get())).collect();
             let results = store.read_chunks(&keys).await;
             let Some(engine) = weak.upgrade() else { return };
             let mut e = engine.borrow_mut();
@@ -845,6 +833,7 @@ impl Engine {
                 let text = format!("{file} ({}) is complete and verified in this browser", crate::util::bytes(size));
                 self.notice(true, None, text);
             }
+            Event::Inserted { id, result } => self.insert_answered(id, result),
             Event::StorageFailed { file, message } => self.notice(false, None, format!("{file}: {message}")),
             Event::ChunkRejected { peer, chunk } => self.notice(
                 false,
@@ -951,14 +940,14 @@ async fn store_file(
     let mut first = 0;
     while first < n {
         let last = (first + per_slice).min(n);
-        let start = chunk_range(size, first).start;
-        let end = chunk_range(size, last - 1).end;
+        let start = chunk_range(size, ChunkIndex(first)).start;
+        let end = chunk_range(size, ChunkIndex(last - 1)).end;
         let bytes = Bytes::from(read_slice(file, start, end).await?);
         let mut rows = Vec::new();
         for i in first..last {
-            let range = chunk_range(size, i);
+            let range = chunk_range(size, ChunkIndex(i));
             let data = bytes.slice((range.start - start) as usize..(range.end - start) as usize);
-            if !manifest.verify(i, &data) {
+            if !manifest.verify(ChunkIndex(i), &data) {
                 return Err(format!("{path} changed while it was being inserted; pick it again"));
             }
             rows.push((name.to_string(), size, i, js_sys::Uint8Array::from(&data[..]).into()));

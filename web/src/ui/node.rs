@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use torronto_core::{ChunkMap, Code, Message, PeerAddr, Status};
+use torronto_core::{ChunkMap, Code, Control, PeerAddr, Status};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -135,19 +135,19 @@ pub fn NodePanel(props: &NodeProps) -> Html {
 
     let act = {
         let session = session.clone();
-        move |message: Message| {
+        move |control: Control| {
             if let Some(s) = session.borrow().as_ref() {
-                s.act(message);
+                s.act(control);
             }
         }
     };
     let on_join = {
         let act = act.clone();
-        Callback::from(move |_: MouseEvent| act(Message::Join))
+        Callback::from(move |_: MouseEvent| act(Control::Join))
     };
     let on_leave = {
         let act = act.clone();
-        Callback::from(move |_: MouseEvent| act(Message::Leave))
+        Callback::from(move |_: MouseEvent| act(Control::Leave))
     };
     let on_insert = {
         let path_ref = path_ref.clone();
@@ -156,7 +156,7 @@ pub fn NodePanel(props: &NodeProps) -> Html {
             if let Some(input) = path_ref.cast::<HtmlInputElement>() {
                 let path = input.value().trim().to_string();
                 if !path.is_empty() {
-                    act(Message::Insert { path });
+                    act(Control::Insert { path });
                     input.set_value("");
                 }
             }
@@ -293,12 +293,9 @@ fn FileTable(props: &FileTableProps) -> Html {
                 <th class="num" title="Average participants holding a chunk">{ "Avg copies" }</th>
             </tr></thead>
             <tbody>
-            { for st.files.iter().enumerate().map(|(i, name)| {
-                let local = st.local.get(i).copied().unwrap_or(0.0);
-                let system = st.system.get(i).copied().unwrap_or(0.0);
-                let least = st.least_replication.get(i).copied().unwrap_or(0);
-                let avg = st.weighted_least_replication.get(i).copied().unwrap_or(0.0);
-                let size = st.sizes.get(i).copied().unwrap_or(0);
+            { for st.rows().map(|row| {
+                let (name, local, system, least, avg) = (row.name.to_string(), row.local, row.system, row.least, row.average);
+                let size = row.size.unwrap_or(0);
                 let on_click = {
                     let cb = props.on_select.clone();
                     let name = name.clone();
