@@ -7,7 +7,7 @@
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). The corpus
 # grows in fuzz/corpus/<target>; crashes are saved in fuzz/artifacts/<target>/ and
 # can be replayed with `cargo +nightly fuzz run <target> <file>`. Every crash found
-# becomes a regression test in core (core/src/wire.rs, core/src/node.rs tests).
+# becomes a regression test in core (core/tests/regressions.rs, core/src/wire/tests.rs).
 # Exits non-zero if any target crashed.
 set -uo pipefail
 cd "$(dirname "$0")/../fuzz"

@@ -1,5 +1,7 @@
 //! A fixed-size set of chunk indices, one bit per chunk.
 
+use crate::layout::ChunkIndex;
+
 /// Which chunks of one file a participant holds (or is fetching).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChunkSet {
@@ -15,7 +17,7 @@ impl ChunkSet {
 
     pub fn full(len: u32) -> Self {
         let mut set = Self::new(len);
-        for i in 0..len {
+        for i in ChunkIndex::all(len) {
             set.insert(i);
         }
         set
@@ -38,13 +40,14 @@ impl ChunkSet {
         self.ones == self.len
     }
 
-    pub fn contains(&self, i: u32) -> bool {
+    pub fn contains(&self, ChunkIndex(i): ChunkIndex) -> bool {
         i < self.len && self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
     }
 
     /// Adds `i`; returns whether it was new. Indices past the end are ignored.
-    pub fn insert(&mut self, i: u32) -> bool {
-        if i >= self.len || self.contains(i) {
+    pub fn insert(&mut self, index: ChunkIndex) -> bool {
+        let i = index.get();
+        if i >= self.len || self.contains(index) {
             return false;
         }
         self.words[(i / 64) as usize] |= 1 << (i % 64);
@@ -53,8 +56,9 @@ impl ChunkSet {
     }
 
     /// Removes `i`; returns whether it was present.
-    pub fn remove(&mut self, i: u32) -> bool {
-        if !self.contains(i) {
+    pub fn remove(&mut self, index: ChunkIndex) -> bool {
+        let i = index.get();
+        if !self.contains(index) {
             return false;
         }
         self.words[(i / 64) as usize] &= !(1 << (i % 64));
@@ -62,7 +66,7 @@ impl ChunkSet {
         true
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = ChunkIndex> + '_ {
         self.words.iter().enumerate().flat_map(|(w, &word)| {
             let mut bits = word;
             std::iter::from_fn(move || {
@@ -71,7 +75,7 @@ impl ChunkSet {
                 }
                 let b = bits.trailing_zeros();
                 bits &= bits - 1;
-                Some(w as u32 * 64 + b)
+                Some(ChunkIndex(w as u32 * 64 + b))
             })
         })
     }
@@ -95,13 +99,14 @@ mod tests {
 
     #[test]
     fn insert_remove_iterate() {
+        let i = ChunkIndex;
         let mut s = ChunkSet::new(130);
-        assert!(s.insert(0) && s.insert(64) && s.insert(129));
-        assert!(!s.insert(129));
-        assert!(!s.insert(130), "out of range is ignored");
+        assert!(s.insert(i(0)) && s.insert(i(64)) && s.insert(i(129)));
+        assert!(!s.insert(i(129)));
+        assert!(!s.insert(i(130)), "out of range is ignored");
         assert_eq!(s.count(), 3);
-        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 64, 129]);
-        assert!(s.remove(64) && !s.remove(64));
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![i(0), i(64), i(129)]);
+        assert!(s.remove(i(64)) && !s.remove(i(64)));
         assert_eq!(s.count(), 2);
         assert!(ChunkSet::full(130).is_complete());
         assert!(ChunkSet::new(0).is_complete());

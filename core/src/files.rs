@@ -3,10 +3,10 @@
 //! rarest-first pick are computed from this.
 
 use crate::bitset::ChunkSet;
-use crate::layout::chunk_count;
+use crate::layout::{chunk_count, ChunkIndex};
 use crate::manifest::{Digest, Manifest};
 use crate::name::FileName;
-use crate::wire::FileEntry;
+use crate::wire::{FileEntry, PeerAddr};
 
 /// One file as this node sees it.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ pub(crate) struct FileState {
     /// Connected peers that announced the file (even with no chunks).
     pub announcers: u32,
     /// The peer a manifest request is outstanding with.
-    pub manifest_from: Option<crate::wire::PeerAddr>,
+    pub manifest_from: Option<PeerAddr>,
 }
 
 impl FileState {
@@ -65,8 +65,8 @@ impl FileState {
     }
 
     /// Participants holding chunk `i`: connected peers, plus this node.
-    pub fn replication(&self, i: u32) -> u32 {
-        u32::from(self.peer_counts[i as usize]) + u32::from(self.have.contains(i))
+    pub fn replication(&self, i: ChunkIndex) -> u32 {
+        u32::from(self.peer_counts[i.slot()]) + u32::from(self.have.contains(i))
     }
 
     /// Participants holding an empty file: it is complete wherever it is known.
@@ -77,16 +77,16 @@ impl FileState {
     /// The rarest chunk worth requesting from a peer holding `peer_has`, scanning from
     /// word `start` so that different fetchers pick different chunks among equals.
     /// Returns the chunk and how many peers hold it.
-    pub fn rarest_wanted(&self, peer_has: &ChunkSet, start: usize) -> Option<(u32, u16)> {
+    pub fn rarest_wanted(&self, peer_has: &ChunkSet, start: usize) -> Option<(ChunkIndex, u16)> {
         let words = peer_has.word_count();
-        let mut best: Option<(u32, u16)> = None;
+        let mut best: Option<(ChunkIndex, u16)> = None;
         for step in 0..words {
             let w = (start + step) % words;
             let mut bits = peer_has.word_minus(w, &self.have, &self.requested) & !self.writing_word(w);
             while bits != 0 {
-                let i = w as u32 * 64 + bits.trailing_zeros();
+                let i = ChunkIndex(w as u32 * 64 + bits.trailing_zeros());
                 bits &= bits - 1;
-                let count = self.peer_counts[i as usize];
+                let count = self.peer_counts[i.slot()];
                 if best.is_none_or(|(_, c)| count < c) {
                     best = Some((i, count));
                     if count <= 1 {

@@ -2,13 +2,15 @@
 //!
 //! Layout, one idea per module:
 //! - [`name`]: `FileName`, the only way a string becomes a path;
-//! - [`layout`]: chunk arithmetic (64 KiB chunks);
+//! - [`layout`]: chunk arithmetic (64 KiB chunks) and `ChunkIndex`;
 //! - [`manifest`]: chunk hashes, the manifest and the file digest;
 //! - [`bitset`]: `ChunkSet`, which chunks of a file a participant holds;
-//! - [`wire`]: frames, JSON headers and typed messages, with their size limits;
-//! - [`status`]: the Query answer;
+//! - [`wire`]: frames and their limits, the typed vocabulary (control requests, peer
+//!   messages, replies), header decoding and encoding;
+//! - [`status`]: the Query answer, computed per file and read back row by row;
 //! - `files`: per-file bookkeeping (held, fetching, replication counts, rarest pick);
-//! - [`node`]: the state machine the native node and the browser peer both drive.
+//! - [`node`]: the state machine the native node and the browser peer both drive,
+//!   carved into rooms: membership, peers, fetching, serving, imports, timers.
 //!
 //! Nothing here does I/O, reads a clock or spawns: drivers pass time in and carry
 //! out the commands that come out (see [`node::Node`]).
@@ -23,11 +25,12 @@ pub mod status;
 pub mod wire;
 
 pub use bitset::ChunkSet;
+pub use layout::ChunkIndex;
 pub use manifest::{Digest, Manifest, ManifestBuilder};
 pub use name::FileName;
 pub use node::{
-    control_token_matches, Config, ConnId, ConnInfo, Event, LocalFile, Millis, NetCommand, Node, StorageCommand,
-    StorageError, StorageEvent, Tuning,
+    control_token_matches, Config, ConnId, ConnInfo, Event, ImportId, LocalFile, Millis, NetCommand, Node, Refusal,
+    StorageCommand, StorageError, StorageEvent, Tuning,
 };
-pub use status::{ChunkMap, Status};
-pub use wire::{ChunkRef, Code, Envelope, Message, PeerAddr};
+pub use status::{ChunkMap, FileRow, Status};
+pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage};

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
-use crate::layout::{chunk_count, CHUNK_SIZE, MAX_FILE_SIZE};
+use crate::layout::{chunk_count, ChunkIndex, CHUNK_SIZE, MAX_FILE_SIZE};
 
 /// SHA-256 of one chunk.
 pub type ChunkHash = [u8; 32];
@@ -161,17 +161,17 @@ impl Manifest {
         self.hashes.len() as u32
     }
 
-    pub fn chunk_hash(&self, index: u32) -> Option<&ChunkHash> {
-        self.hashes.get(index as usize)
+    pub fn chunk_hash(&self, index: ChunkIndex) -> Option<&ChunkHash> {
+        self.hashes.get(index.slot())
     }
 
     /// Whether `data` is exactly chunk `index` of this file.
-    pub fn verify(&self, index: u32, data: &[u8]) -> bool {
+    pub fn verify(&self, index: ChunkIndex, data: &[u8]) -> bool {
         self.chunk_hash(index).is_some() && self.verify_hashed(index, data.len(), &hash_chunk(data))
     }
 
     /// Whether bytes of length `len` hashing to `hash` are exactly chunk `index`.
-    pub fn verify_hashed(&self, index: u32, len: usize, hash: &ChunkHash) -> bool {
+    pub fn verify_hashed(&self, index: ChunkIndex, len: usize, hash: &ChunkHash) -> bool {
         self.chunk_hash(index).is_some_and(|want| len == crate::layout::chunk_len(self.size, index) && hash == want)
     }
 }
@@ -238,8 +238,8 @@ mod tests {
         }
         assert_eq!(whole, pieces.finish().unwrap());
         assert_eq!(whole.chunk_count(), 4);
-        assert!(whole.verify(3, &data[3 * CHUNK_SIZE as usize..]));
-        assert!(!whole.verify(2, &data[3 * CHUNK_SIZE as usize..]));
+        assert!(whole.verify(ChunkIndex(3), &data[3 * CHUNK_SIZE as usize..]));
+        assert!(!whole.verify(ChunkIndex(2), &data[3 * CHUNK_SIZE as usize..]));
     }
 
     #[test]

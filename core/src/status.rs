@@ -1,6 +1,11 @@
-//! The Query answer: per file, how much is here, how much exists, how well replicated.
+//! The Query answer: per file, how much is here, how much exists, how well replicated;
+//! computed here from what a node knows of each file, and read back row by row.
 
 use serde::{Deserialize, Serialize};
+
+use crate::files::FileState;
+use crate::layout::ChunkIndex;
+use crate::name::FileName;
 
 /// The status object of a Query reply (docs/protocol.md, "Query").
 ///
@@ -46,6 +51,68 @@ pub struct Status {
     pub chunk_map: Option<ChunkMap>,
 }
 
+/// One file of a [`Status`]: its entries of the parallel arrays, which are the wire
+/// format. Entries missing from a short array (an older node's answer) read as zero.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FileRow<'a> {
+    pub name: &'a str,
+    /// Fraction of its chunks held by the node that answered.
+    pub local: f64,
+    /// Fraction of its chunks held by at least one participant.
+    pub system: f64,
+    /// Participants holding its least replicated chunk.
+    pub least: u32,
+    /// Average participants holding a chunk.
+    pub average: f64,
+    /// Only newer nodes send sizes and digests.
+    pub size: Option<u64>,
+    pub digest: Option<&'a str>,
+}
+
+impl Status {
+    /// The files, one row each, in the order of `files`.
+    pub fn rows(&self) -> impl Iterator<Item = FileRow<'_>> {
+        self.files.iter().enumerate().map(|(i, name)| FileRow {
+            name,
+            local: self.local.get(i).copied().unwrap_or(0.0),
+            system: self.system.get(i).copied().unwrap_or(0.0),
+            least: self.least_replication.get(i).copied().unwrap_or(0),
+            average: self.weighted_least_replication.get(i).copied().unwrap_or(0.0),
+            size: self.sizes.get(i).copied(),
+            digest: self.digests.get(i).map(String::as_str),
+        })
+    }
+
+    /// Appends a file's row, computed from what this node knows of it.
+    pub(crate) fn push_file(&mut self, name: &FileName, f: &FileState) {
+        let n = f.chunk_count();
+        let (local, system, least, average) = if n == 0 {
+            let holders = f.empty_file_holders();
+            (1.0, 1.0, holders, f64::from(holders))
+        } else {
+            let mut least = u32::MAX;
+            let (mut present, mut total) = (0u32, 0u64);
+            for i in ChunkIndex::all(n) {
+                let r = f.replication(i);
+                least = least.min(r);
+                present += u32::from(r > 0);
+                total += u64::from(r);
+            }
+            let n_f = f64::from(n);
+            let fraction = |x: f64| (x / n_f * 1e4).round() / 1e4;
+            (fraction(f64::from(f.have.count())), fraction(f64::from(present)), least, fraction(total as f64))
+        };
+        self.files.push(name.to_string());
+        self.local.push(local);
+        self.system.push(system);
+        self.least_replication.push(least);
+        self.weighted_least_replication.push(average);
+        self.sizes.push(f.size);
+        self.digests.push(f.digest.to_string());
+        self.num_files = self.files.len();
+    }
+}
+
 /// Replication of one file's chunks, for drawing. Large files are summarised in at
 /// most [`ChunkMap::MAX_BUCKETS`] buckets of `bucketSize` consecutive chunks, each
 /// showing the least replicated chunk in it, so the answer always fits in a header.
@@ -64,15 +131,21 @@ pub struct ChunkMap {
 impl ChunkMap {
     pub const MAX_BUCKETS: u32 = 1024;
 
+    /// The map of a file from what this node knows of it.
+    pub(crate) fn of(name: &FileName, f: &FileState) -> Self {
+        let replication: Vec<u32> = ChunkIndex::all(f.chunk_count()).map(|i| f.replication(i)).collect();
+        ChunkMap::new(name.to_string(), &replication, |i| f.have.contains(i))
+    }
+
     /// Summarises per-chunk replication and local presence.
-    pub fn new(file: String, replication: &[u32], held: impl Fn(u32) -> bool) -> Self {
+    pub fn new(file: String, replication: &[u32], held: impl Fn(ChunkIndex) -> bool) -> Self {
         let chunks = replication.len() as u32;
         let bucket_size = chunks.div_ceil(Self::MAX_BUCKETS).max(1);
         let mut map = ChunkMap { file, chunks, bucket_size, ..ChunkMap::default() };
         for (b, group) in replication.chunks(bucket_size as usize).enumerate() {
             let first = b as u32 * bucket_size;
             map.buckets.push(group.iter().copied().min().unwrap_or(0));
-            map.local.push((first..first + group.len() as u32).all(&held));
+            map.local.push((first..first + group.len() as u32).map(ChunkIndex).all(&held));
         }
         map
     }
@@ -86,7 +159,7 @@ mod tests {
 
     #[test]
     fn chunk_maps_stay_small() {
-        let small = ChunkMap::new("f".into(), &[1, 2, 3], |i| i != 1);
+        let small = ChunkMap::new("f".into(), &[1, 2, 3], |i| i != ChunkIndex(1));
         assert_eq!(
             (small.bucket_size, small.buckets.clone(), small.local.clone()),
             (1, vec![1, 2, 3], vec![true, false, true])
@@ -96,5 +169,23 @@ mod tests {
         assert_eq!((big.bucket_size, big.buckets.len()), (16, 1024));
         assert!(big.buckets.iter().all(|&b| b == 1));
         assert!(serde_json::to_vec(&big).unwrap().len() < 16 * 1024);
+    }
+
+    #[test]
+    fn rows_read_the_parallel_arrays_and_tolerate_short_ones() {
+        let s = Status {
+            num_files: 2,
+            files: vec!["a".into(), "b".into()],
+            local: vec![0.5, 1.0],
+            system: vec![1.0, 1.0],
+            least_replication: vec![2, 1],
+            weighted_least_replication: vec![2.5, 1.0],
+            sizes: vec![10],
+            ..Status::default()
+        };
+        let rows: Vec<FileRow> = s.rows().collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].name, rows[0].local, rows[0].least, rows[0].size), ("a", 0.5, 2, Some(10)));
+        assert_eq!((rows[1].name, rows[1].average, rows[1].size, rows[1].digest), ("b", 1.0, None, None));
     }
 }

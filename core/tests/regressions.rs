@@ -4,8 +4,8 @@
 use bytes::BytesMut;
 use torronto_core::wire::{FileEntry, FrameDecoder, MessageReader};
 use torronto_core::{
-    ChunkSet, Config, ConnInfo, Envelope, FileName, LocalFile, ManifestBuilder, Message, NetCommand, Node, PeerAddr,
-    Tuning,
+    ChunkIndex, ChunkSet, Config, ConnId, ConnInfo, Control, Envelope, FileName, LocalFile, ManifestBuilder, Message,
+    NetCommand, Node, PeerAddr, PeerMessage, Tuning,
 };
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -31,9 +31,9 @@ fn node() -> Node {
 }
 
 /// Through the wire, as a connection's reader would deliver it.
-fn wire(from: PeerAddr, message: Message) -> Envelope {
+fn wire(from: PeerAddr, message: PeerMessage) -> Envelope {
     let mut buf = BytesMut::new();
-    Envelope { from: Some(from), token: None, message }.encode().write_tcp(&mut buf);
+    Envelope { from: Some(from), token: None, message: message.into() }.encode().write_tcp(&mut buf);
     let mut reader = MessageReader::new();
     loop {
         let frame = FrameDecoder::decode(&mut buf, reader.frame_limit()).unwrap().expect("a whole message");
@@ -60,21 +60,26 @@ fn drain(node: &mut Node) -> Vec<NetCommand> {
 #[test]
 fn one_connection_cannot_pose_as_many_peers() {
     let mut n = node();
-    n.handle_connected(0, 1, ConnInfo::default());
-    let file = |digest| FileEntry { name: FileName::new("f").unwrap(), size: 100_000, digest, chunks: vec![0, 1] };
+    n.handle_connected(0, ConnId(1), ConnInfo::default());
+    let file = |digest| FileEntry {
+        name: FileName::new("f").unwrap(),
+        size: 100_000,
+        digest,
+        chunks: vec![ChunkIndex(0), ChunkIndex(1)],
+    };
     let digest = n.status().digests[0].parse().unwrap();
     for i in 0..50 {
         n.handle_message(
             0,
-            1,
-            wire(PeerAddr::new(format!("ghost-{i}"), 0), Message::Add { files: vec![file(digest)] }),
+            ConnId(1),
+            wire(PeerAddr::new(format!("ghost-{i}"), 0), PeerMessage::Add { files: vec![file(digest)] }),
         );
         drain(&mut n);
     }
     let st = n.status();
     assert_eq!(st.peers, vec!["ghost-49:0"], "one connection, one peer");
     assert_eq!(st.least_replication, vec![2], "this node and the one peer hold every chunk");
-    n.handle_disconnected(1, 1);
+    n.handle_disconnected(1, ConnId(1));
     drain(&mut n);
     let st = n.status();
     assert!(st.peers.is_empty(), "no ghost peer may outlive its connection: {:?}", st.peers);
@@ -87,19 +92,19 @@ fn one_connection_cannot_pose_as_many_peers() {
 #[test]
 fn a_connection_may_reintroduce_itself_after_remove() {
     let mut n = node();
-    n.handle_connected(0, 1, ConnInfo::default());
-    n.handle_message(0, 1, wire(PeerAddr::new("a", 0), Message::Add { files: vec![] }));
-    n.handle_message(0, 1, wire(PeerAddr::new("a", 0), Message::Remove));
-    n.handle_message(0, 1, wire(PeerAddr::new("b", 0), Message::Add { files: vec![] }));
+    n.handle_connected(0, ConnId(1), ConnInfo::default());
+    n.handle_message(0, ConnId(1), wire(PeerAddr::new("a", 0), PeerMessage::Add { files: vec![] }));
+    n.handle_message(0, ConnId(1), wire(PeerAddr::new("a", 0), PeerMessage::Remove));
+    n.handle_message(0, ConnId(1), wire(PeerAddr::new("b", 0), PeerMessage::Add { files: vec![] }));
     drain(&mut n);
     assert_eq!(n.status().peers, vec!["b:0"]);
     // A second connection of the same peer keeps it counted when the first goes.
-    n.handle_connected(0, 2, ConnInfo::default());
-    n.handle_message(0, 2, wire(PeerAddr::new("b", 0), Message::Add { files: vec![] }));
-    n.handle_message(0, 1, wire(PeerAddr::new("c", 0), Message::Add { files: vec![] }));
+    n.handle_connected(0, ConnId(2), ConnInfo::default());
+    n.handle_message(0, ConnId(2), wire(PeerAddr::new("b", 0), PeerMessage::Add { files: vec![] }));
+    n.handle_message(0, ConnId(1), wire(PeerAddr::new("c", 0), PeerMessage::Add { files: vec![] }));
     drain(&mut n);
     assert_eq!(n.status().peers, vec!["b:0", "c:0"]);
-    n.handle_disconnected(1, 2);
+    n.handle_disconnected(1, ConnId(2));
     drain(&mut n);
     assert_eq!(n.status().peers, vec!["c:0"]);
 }
@@ -134,5 +139,5 @@ fn a_refused_reply_with_a_body_keeps_the_stream_in_step() {
     assert_eq!(got.len(), 3, "two refusals and the Query, nothing read out of step: {got:?}");
     assert!(matches!(got[0], Err(WireError::BadRequest(_))), "{got:?}");
     assert!(matches!(got[1], Err(WireError::BadRequest(_))), "{got:?}");
-    assert_eq!(got[2], Ok(Message::Query { file: None }));
+    assert_eq!(got[2], Ok(Message::from(Control::Query { file: None })));
 }

@@ -8,8 +8,9 @@ use torronto_core::layout::{chunk_range, CHUNK_SIZE};
 use torronto_core::manifest::hash_chunk;
 use torronto_core::wire::{frame_prefix, FrameDecoder, MessageReader, Reply};
 use torronto_core::{
-    ChunkRef, Code, Config, ConnId, ConnInfo, Envelope, Event, FileName, Manifest, ManifestBuilder, Message,
-    NetCommand, Node, PeerAddr, Status, StorageCommand, StorageError, StorageEvent, Tuning,
+    ChunkRef, Code, Config, ConnId, ConnInfo, Control, Envelope, Event, FileName, ImportId, Manifest, ManifestBuilder,
+    Message, NetCommand, Node, PeerAddr, PeerMessage, Refusal, Status, StorageCommand, StorageError, StorageEvent,
+    Tuning,
 };
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -19,7 +20,7 @@ struct Machine {
     node: Node,
     /// Paths a user could insert from.
     outside: HashMap<String, Vec<u8>>,
-    imports: HashMap<u64, (Vec<u8>, Manifest)>,
+    imports: HashMap<ImportId, (Vec<u8>, Manifest)>,
     /// Every file of the folder, partial ones included.
     folder: BTreeMap<FileName, Vec<u8>>,
     finalized: Vec<FileName>,
@@ -46,7 +47,7 @@ struct Net {
     clients: HashMap<(usize, ConnId), Vec<Reply>>,
     in_flight: VecDeque<(usize, ConnId, Bytes)>,
     readers: HashMap<(usize, ConnId), MessageReader>,
-    next_conn: ConnId,
+    next_conn: u64,
     now: u64,
 }
 
@@ -102,20 +103,20 @@ impl Net {
     }
 
     /// Sends a control message on a fresh client connection; returns that connection.
-    fn control(&mut self, m: usize, message: Message, trusted: bool, token: Option<&str>) -> ConnId {
-        let conn = self.next_conn;
+    fn control(&mut self, m: usize, message: Control, trusted: bool, token: Option<&str>) -> ConnId {
+        let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         self.clients.insert((m, conn), Vec::new());
         let now = self.now;
         let node = &mut self.machines[m].node;
         node.handle_connected(now, conn, ConnInfo { dialed: None, trusted });
-        let env = Envelope { from: None, token: token.map(String::from), message };
+        let env = Envelope { from: None, token: token.map(String::from), message: message.into() };
         node.handle_message(now, conn, env);
         conn
     }
 
     /// Runs a control action to completion and returns its reply.
-    fn ask(&mut self, m: usize, message: Message) -> Reply {
+    fn ask(&mut self, m: usize, message: Control) -> Reply {
         let conn = self.control(m, message, true, None);
         self.run();
         let replies = &self.clients[&(m, conn)];
@@ -123,18 +124,18 @@ impl Net {
         replies[0].clone()
     }
 
-    fn code(&mut self, m: usize, message: Message) -> Code {
+    fn code(&mut self, m: usize, message: Control) -> Code {
         self.ask(m, message).code_or_ok()
     }
 
     fn status(&mut self, m: usize) -> Status {
-        *self.ask(m, Message::Query { file: None }).status.expect("Query answers a status")
+        *self.ask(m, Control::Query { file: None }).status.expect("Query answers a status")
     }
 
     fn insert(&mut self, m: usize, file: &str, data: Vec<u8>) -> Code {
         let path = format!("/home/user/{file}");
         self.machines[m].outside.insert(path.clone(), data);
-        self.code(m, Message::Insert { path })
+        self.code(m, Control::Insert { path })
     }
 
     /// Delivers messages and runs storage until nothing moves; advances the clock to
@@ -198,7 +199,7 @@ impl Net {
             match msg {
                 Ok(env) if machine.hashes_uploads => {
                     let hash = match &env.message {
-                        Message::Upload { data, .. } => Some(hash_chunk(data)),
+                        Message::Peer(PeerMessage::Upload { data, .. }) => Some(hash_chunk(data)),
                         _ => None,
                     };
                     node.handle_message_hashed(now, conn, env, hash)
@@ -217,12 +218,12 @@ impl Net {
             moved = true;
             match cmd {
                 NetCommand::Send { conn, envelope } => {
-                    if let Message::Download(chunk) = &envelope.message {
-                        self.machines[m].downloads.push(chunk.index);
+                    if let Message::Peer(PeerMessage::Download(chunk)) = &envelope.message {
+                        self.machines[m].downloads.push(chunk.index.get());
                     }
                     let mut envelope = envelope;
                     if self.machines[m].liar {
-                        if let Message::Upload { data, .. } = &mut envelope.message {
+                        if let Message::Peer(PeerMessage::Upload { data, .. }) = &mut envelope.message {
                             let mut bad = data.to_vec();
                             bad[0] ^= 0xff;
                             *data = Bytes::from(bad);
@@ -247,7 +248,7 @@ impl Net {
                         self.machines[m].node.handle_dial_failed(now, &peer);
                         continue;
                     };
-                    let (a, b) = (self.next_conn, self.next_conn + 1);
+                    let (a, b) = (ConnId(self.next_conn), ConnId(self.next_conn + 1));
                     self.next_conn += 2;
                     self.links.insert((m, a), (to, b));
                     self.links.insert((to, b), (m, a));
@@ -313,7 +314,7 @@ impl Net {
 
     fn join_all(&mut self) {
         for m in 0..self.machines.len() {
-            assert_eq!(self.code(m, Message::Join), Code::Ok);
+            assert_eq!(self.code(m, Control::Join), Code::Ok);
         }
     }
 
@@ -449,14 +450,14 @@ fn status_counts_exactly_while_files_spread() {
     assert!(!s.joined);
 
     // Insert on 0 but hold back all traffic: 0 holds it alone, peers know nothing yet.
-    let conn = net.control(0, Message::Insert { path: "/x/f".into() }, true, None);
+    let conn = net.control(0, Control::Insert { path: "/x/f".into() }, true, None);
     net.machines[0].outside.insert("/x/f".into(), data.clone());
     let _ = conn;
     net.run();
     assert_fully_replicated(&mut net, "f", &data, 3);
 
     // A peer leaves gracefully: its chunks stop counting everywhere else.
-    assert_eq!(net.code(2, Message::Leave), Code::Ok);
+    assert_eq!(net.code(2, Control::Leave), Code::Ok);
     let s = net.status(0);
     assert_eq!((s.least_replication[0], s.weighted_least_replication[0]), (2, 2.0));
     assert_eq!(s.peers.len(), 1);
@@ -486,24 +487,24 @@ fn partial_replication_is_reported_exactly() {
 #[test]
 fn control_error_codes() {
     let mut net = Net::new(2);
-    assert_eq!(net.code(0, Message::Leave), Code::Disconnected, "leave before join");
-    assert_eq!(net.code(0, Message::Join), Code::Ok);
-    assert_eq!(net.code(0, Message::Join), Code::Connected, "join twice");
-    assert_eq!(net.code(0, Message::Insert { path: "/nope/missing".into() }), Code::FileMissing);
+    assert_eq!(net.code(0, Control::Leave), Code::Disconnected, "leave before join");
+    assert_eq!(net.code(0, Control::Join), Code::Ok);
+    assert_eq!(net.code(0, Control::Join), Code::Connected, "join twice");
+    assert_eq!(net.code(0, Control::Insert { path: "/nope/missing".into() }), Code::FileMissing);
     assert_eq!(net.insert(0, "a", content(10, 0)), Code::Ok);
     assert_eq!(net.insert(0, "a", content(10, 0)), Code::FileExists, "same file again");
     assert_eq!(net.insert(0, "a", content(11, 0)), Code::FileExists, "other content, same name");
-    assert_eq!(net.code(0, Message::Insert { path: "/tmp/..".into() }), Code::BadRequest);
-    assert_eq!(net.code(0, Message::Leave), Code::Ok);
-    assert_eq!(net.code(0, Message::Leave), Code::Disconnected, "leave twice");
+    assert_eq!(net.code(0, Control::Insert { path: "/tmp/..".into() }), Code::BadRequest);
+    assert_eq!(net.code(0, Control::Leave), Code::Ok);
+    assert_eq!(net.code(0, Control::Leave), Code::Disconnected, "leave twice");
 }
 
 #[test]
 fn control_needs_the_token_on_untrusted_connections() {
     let mut net = Net::new(1);
-    let c = net.control(0, Message::Query { file: None }, false, None);
-    let d = net.control(0, Message::Query { file: None }, false, Some("wrong"));
-    let e = net.control(0, Message::Query { file: None }, false, Some("secret"));
+    let c = net.control(0, Control::Query { file: None }, false, None);
+    let d = net.control(0, Control::Query { file: None }, false, Some("wrong"));
+    let e = net.control(0, Control::Query { file: None }, false, Some("secret"));
     net.run();
     assert_eq!(net.clients[&(0, c)][0].code, Some(Code::BadPermission));
     assert_eq!(net.clients[&(0, d)][0].code, Some(Code::BadPermission));
@@ -514,10 +515,10 @@ fn control_needs_the_token_on_untrusted_connections() {
 fn peer_messages_to_a_node_not_joined_are_refused() {
     let mut net = Net::new(2);
     // Node 0 joins; node 1 has not: 0's Add is answered ErrDisconnected and 0 is alone.
-    assert_eq!(net.code(0, Message::Join), Code::Ok);
+    assert_eq!(net.code(0, Control::Join), Code::Ok);
     assert!(net.status(0).peers.is_empty());
     // When 1 joins it dials 0 and both see each other.
-    assert_eq!(net.code(1, Message::Join), Code::Ok);
+    assert_eq!(net.code(1, Control::Join), Code::Ok);
     assert_eq!(net.status(0).peers, vec![addr(1).to_string()]);
     assert_eq!(net.status(1).peers, vec![addr(0).to_string()]);
 }
@@ -554,12 +555,12 @@ fn leave_right_after_insert_loses_nothing() {
     let data = content(40 * CHUNK_SIZE as usize + 5, 5);
     net.machines[0].outside.insert("/d/only-here".into(), data.clone());
     // Insert and Leave back to back, before any peer has fetched anything.
-    let ins = net.control(0, Message::Insert { path: "/d/only-here".into() }, true, None);
+    let ins = net.control(0, Control::Insert { path: "/d/only-here".into() }, true, None);
     for _ in 0..3 {
         net.drain(0); // import, commit, announce; nothing delivered yet
     }
     assert_eq!(net.clients[&(0, ins)][0].code, Some(Code::Ok));
-    let leave = net.control(0, Message::Leave, true, None);
+    let leave = net.control(0, Control::Leave, true, None);
     net.run();
     let reply = &net.clients[&(0, leave)][0];
     assert_eq!((reply.code, reply.unconfirmed), (Some(Code::Ok), None));
@@ -579,7 +580,7 @@ fn corrupt_chunks_are_rejected_and_the_liar_cut_off() {
     // Nodes 0 and 1 both hold the file; then 1 starts lying and 2 and 3 join.
     let mut late = Net::new(4);
     for m in 0..2 {
-        assert_eq!(late.code(m, Message::Join), Code::Ok);
+        assert_eq!(late.code(m, Control::Join), Code::Ok);
     }
     assert_eq!(late.insert(0, "f", data.clone()), Code::Ok);
     late.run();
@@ -588,7 +589,7 @@ fn corrupt_chunks_are_rejected_and_the_liar_cut_off() {
     // Machine 3 checks hashes computed outside core, as the browser peer does.
     late.machines[3].hashes_uploads = true;
     for m in 2..4 {
-        assert_eq!(late.code(m, Message::Join), Code::Ok);
+        assert_eq!(late.code(m, Control::Join), Code::Ok);
     }
     late.run();
     for m in [2, 3] {
@@ -628,7 +629,7 @@ fn crash_and_restart_keeps_verified_chunks() {
         have: torronto_core::ChunkSet::full(manifest.chunk_count()),
         manifest,
     });
-    assert_eq!(net.code(1, Message::Join), Code::Ok);
+    assert_eq!(net.code(1, Control::Join), Code::Ok);
     net.run();
     assert_eq!(net.status(0).least_replication, vec![2]);
     assert!(!net.machines[1].events.iter().any(|e| matches!(e, Event::FileComplete { .. })), "nothing re-fetched");
@@ -694,8 +695,35 @@ fn a_peer_fetching_on_request_takes_only_what_it_asks_for() {
     assert_eq!(net.file(1, "wanted"), Some(&content(3 * CHUNK_SIZE as usize, 8)));
     assert_eq!(net.file(1, "other"), None);
     // The chunk map shows who holds what.
-    let conn = net.control(0, Message::Query { file: Some(name("wanted")) }, true, None);
+    let conn = net.control(0, Control::Query { file: Some(name("wanted")) }, true, None);
     net.run();
     let map = net.clients[&(0, conn)][0].status.as_ref().unwrap().chunk_map.clone().unwrap();
     assert_eq!((map.chunks, map.buckets, map.local), (3, vec![2, 2, 2], vec![true, true, true]));
+}
+
+#[test]
+fn a_drivers_own_insert_is_answered_with_an_event() {
+    let mut net = Net::new(2);
+    net.join_all();
+    let data = content(3 * CHUNK_SIZE as usize, 10);
+    net.machines[0].outside.insert("/p/mine".into(), data.clone());
+    let now = net.now;
+    let id = net.machines[0].node.insert(now, "/p/mine".into());
+    let again = net.machines[0].node.insert(now, "/p/mine".into());
+    let missing = net.machines[0].node.insert(now, "/p/nowhere".into());
+    net.run();
+    assert_fully_replicated(&mut net, "mine", &data, 2);
+    let answers: Vec<(ImportId, Result<(), Refusal>)> = net.machines[0]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Inserted { id, result } => Some((*id, result.clone())),
+            _ => None,
+        })
+        .collect();
+    let code = |id| answers.iter().find(|(i, _)| *i == id).map(|(_, r)| r.as_ref().err().map(|e| e.code));
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert_eq!(code(id), Some(None), "inserted");
+    assert_eq!(code(again), Some(Some(Code::FileExists)), "the same name is being inserted");
+    assert_eq!(code(missing), Some(Some(Code::FileMissing)));
 }

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use torronto_core::layout::{chunk_count, MAX_FILE_SIZE};
-use torronto_core::wire::{Message, MessageReader};
+use torronto_core::wire::{Message, MessageReader, PeerMessage};
 
 fuzz_target!(|data: &[u8]| {
     for header in
@@ -15,13 +15,13 @@ fuzz_target!(|data: &[u8]| {
         assert!(reader.push_frame(Bytes::from_static(header)).unwrap().is_none());
         match reader.push_frame(Bytes::copy_from_slice(data)) {
             Ok(Some(env)) => {
-                let (Message::Add { files } | Message::Files { files }) = env.message else {
+                let Message::Peer(PeerMessage::Add { files } | PeerMessage::Files { files }) = env.message else {
                     panic!("a file-list header gave {:?}", env.message)
                 };
                 for f in files {
                     assert!(f.size <= MAX_FILE_SIZE);
                     assert!(f.chunks.windows(2).all(|w| w[0] < w[1]), "chunks sorted and unique");
-                    assert!(f.chunks.iter().all(|&c| c < chunk_count(f.size)), "chunk past the end accepted");
+                    assert!(f.chunks.iter().all(|&c| c.get() < chunk_count(f.size)), "chunk past the end accepted");
                 }
             }
             Ok(None) => panic!("a body completes the message"),

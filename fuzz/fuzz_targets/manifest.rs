@@ -7,8 +7,8 @@
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use torronto_core::layout::{chunk_count, chunk_len};
-use torronto_core::wire::{Message, MessageReader};
+use torronto_core::layout::{chunk_count, chunk_len, ChunkIndex};
+use torronto_core::wire::{Message, MessageReader, PeerMessage};
 use torronto_core::{Digest, Manifest};
 
 #[derive(Debug, Arbitrary)]
@@ -36,7 +36,7 @@ fuzz_target!(|input: Input| {
         assert_eq!(m.digest(), digest);
         assert_eq!(input.body.len(), chunk_count(size) as usize * 32);
         assert_eq!(&m.to_body()[..], &input.body[..]);
-        let i = input.chunk % (m.chunk_count() + 1);
+        let i = ChunkIndex(input.chunk % (m.chunk_count() + 1));
         assert!(!m.verify(i, &vec![0u8; chunk_len(size, i) + 1]));
     }
     // The same through the wire.
@@ -52,7 +52,9 @@ fuzz_target!(|input: Input| {
             }
             match reader.push_frame(Bytes::copy_from_slice(&input.body)) {
                 Ok(Some(env)) => {
-                    let Message::Manifest { size: s, hashes, .. } = env.message else { panic!("{:?}", env.message) };
+                    let Message::Peer(PeerMessage::Manifest { size: s, hashes, .. }) = env.message else {
+                        panic!("{:?}", env.message)
+                    };
                     assert_eq!(s, size);
                     assert_eq!(hashes.len(), chunk_count(size) as usize * 32);
                 }

@@ -10,8 +10,9 @@ use libfuzzer_sys::fuzz_target;
 use torronto_core::layout::{chunk_count, chunk_range};
 use torronto_core::wire::{ChunkRef, FileEntry, FileRef, FrameDecoder, HaveEntry, MessageReader, Reply};
 use torronto_core::{
-    ChunkSet, Code, Config, ConnInfo, Digest, Envelope, FileName, LocalFile, Manifest, ManifestBuilder, Message,
-    NetCommand, Node, PeerAddr, StorageCommand, StorageError, StorageEvent, Tuning,
+    ChunkIndex, ChunkSet, Code, Config, ConnId, ConnInfo, Control, Digest, Envelope, FileName, LocalFile, Manifest,
+    ManifestBuilder, Message, NetCommand, Node, PeerAddr, PeerMessage, StorageCommand, StorageError, StorageEvent,
+    Tuning,
 };
 
 const NAMES: [&str; 3] = ["a", "b", "dir/c"];
@@ -94,11 +95,11 @@ impl FFile {
             _ => Digest([self.seed; 32]),
         }
     }
-    fn index(&self, i: u32) -> u32 {
-        i % chunk_count(self.size()).max(1)
+    fn index(&self, i: u32) -> ChunkIndex {
+        ChunkIndex(i % chunk_count(self.size()).max(1))
     }
     fn entry(&self, chunks: &[u32]) -> FileEntry {
-        let mut chunks: Vec<u32> = chunks.iter().take(8).map(|&c| c % chunk_count(self.size()).max(1)).collect();
+        let mut chunks: Vec<ChunkIndex> = chunks.iter().take(8).map(|&c| self.index(c)).collect();
         chunks.sort_unstable();
         chunks.dedup();
         if self.size() == 0 {
@@ -114,15 +115,20 @@ fn peer(i: u8) -> PeerAddr {
 
 fn build(msg: FMsg) -> Message {
     match msg {
-        FMsg::Join => Message::Join,
-        FMsg::Leave => Message::Leave,
-        FMsg::Query { file } => Message::Query { file: file.map(name) },
-        FMsg::Insert { name: n } => Message::Insert { path: format!("/src/{}", name(n)) },
-        FMsg::Add { files } => Message::Add { files: files.iter().take(6).map(|(f, c)| f.entry(c)).collect() },
-        FMsg::Files { files } => Message::Files { files: files.iter().take(6).map(|(f, c)| f.entry(c)).collect() },
-        FMsg::Remove => Message::Remove,
+        FMsg::Join => Control::Join.into(),
+        FMsg::Leave => Control::Leave.into(),
+        FMsg::Query { file } => Control::Query { file: file.map(name) }.into(),
+        FMsg::Insert { name: n } => Control::Insert { path: format!("/src/{}", name(n)) }.into(),
+        FMsg::Add { files } => {
+            PeerMessage::Add { files: files.iter().take(6).map(|(f, c)| f.entry(c)).collect() }.into()
+        }
+        FMsg::Files { files } => {
+            PeerMessage::Files { files: files.iter().take(6).map(|(f, c)| f.entry(c)).collect() }.into()
+        }
+        FMsg::Remove => PeerMessage::Remove.into(),
         FMsg::Download { file, index } => {
-            Message::Download(ChunkRef { file: name(file.name), size: file.size(), index: file.index(index) })
+            PeerMessage::Download(ChunkRef { file: name(file.name), size: file.size(), index: file.index(index) })
+                .into()
         }
         FMsg::Upload { file, index, good } => {
             let i = file.index(index);
@@ -133,12 +139,13 @@ fn build(msg: FMsg) -> Message {
                     *b ^= 1;
                 }
             }
-            Message::Upload {
+            PeerMessage::Upload {
                 chunk: ChunkRef { file: name(file.name), size: file.size(), index: i },
                 data: Bytes::from(data),
             }
+            .into()
         }
-        FMsg::Have { entries } => Message::Have(
+        FMsg::Have { entries } => PeerMessage::Have(
             entries
                 .iter()
                 .take(8)
@@ -147,8 +154,9 @@ fn build(msg: FMsg) -> Message {
                     digest: with_digest.then(|| f.digest()),
                 })
                 .collect(),
-        ),
-        FMsg::GetManifest { name: n } => Message::GetManifest { file: name(n) },
+        )
+        .into(),
+        FMsg::GetManifest { name: n } => PeerMessage::GetManifest { file: name(n) }.into(),
         FMsg::Manifest { file, good } => {
             let m = manifest(file.size(), file.seed % 2);
             let mut hashes = m.to_body().to_vec();
@@ -157,13 +165,19 @@ fn build(msg: FMsg) -> Message {
                     *b ^= 1;
                 }
             }
-            Message::Manifest { file: name(file.name), size: file.size(), digest: file.digest(), hashes: hashes.into() }
+            PeerMessage::Manifest {
+                file: name(file.name),
+                size: file.size(),
+                digest: file.digest(),
+                hashes: hashes.into(),
+            }
+            .into()
         }
         FMsg::Reply { code, about } => Message::Reply(Reply {
             code: Code::from_number(i64::from(code % 7)),
             about: about.map(|(n, chunk)| FileRef {
                 name: name(n),
-                chunk: chunk.map(|(s, i)| (SIZES[usize::from(s) % SIZES.len()], i % 5)),
+                chunk: chunk.map(|(s, i)| (SIZES[usize::from(s) % SIZES.len()], ChunkIndex(i % 5))),
             }),
             ..Reply::default()
         }),
@@ -186,8 +200,8 @@ fn through_wire(env: &Envelope) -> Option<Envelope> {
 struct Harness {
     node: Node,
     now: u64,
-    open: Vec<u64>,
-    readers: std::collections::HashMap<u64, MessageReader>,
+    open: Vec<ConnId>,
+    readers: std::collections::HashMap<ConnId, MessageReader>,
     storage: Vec<StorageCommand>,
 }
 
@@ -284,7 +298,7 @@ fuzz_target!(|input: Input| {
     node.add_local_file(LocalFile { name: name(0), have: ChunkSet::full(local.chunk_count()), manifest: local });
     let partial = manifest(65_537, 1);
     let mut have = ChunkSet::new(partial.chunk_count());
-    have.insert(1);
+    have.insert(ChunkIndex(1));
     node.add_local_file(LocalFile { name: name(1), have, manifest: partial });
     let mut h = Harness { node, now: 0, open: Vec::new(), readers: Default::default(), storage: Vec::new() };
     if input.join {
@@ -294,7 +308,7 @@ fuzz_target!(|input: Input| {
     for op in input.ops.into_iter().take(64) {
         match op {
             Op::Connect { conn, dialed, trusted } => {
-                let conn = u64::from(conn % 8);
+                let conn = ConnId(u64::from(conn % 8));
                 if !h.open.contains(&conn) {
                     h.open.push(conn);
                     h.readers.insert(conn, MessageReader::new());
@@ -302,7 +316,7 @@ fuzz_target!(|input: Input| {
                 }
             }
             Op::Disconnect { conn } => {
-                let conn = u64::from(conn % 8);
+                let conn = ConnId(u64::from(conn % 8));
                 if let Some(pos) = h.open.iter().position(|&c| c == conn) {
                     h.open.remove(pos);
                     h.readers.remove(&conn);
@@ -311,7 +325,7 @@ fuzz_target!(|input: Input| {
             }
             Op::DialFailed { peer: p } => h.node.handle_dial_failed(h.now, &peer(p)),
             Op::Raw { conn, frames } => {
-                let conn = u64::from(conn % 8);
+                let conn = ConnId(u64::from(conn % 8));
                 for frame in frames.into_iter().take(4) {
                     let Some(reader) = h.readers.get_mut(&conn) else { break };
                     if frame.len() > reader.frame_limit() {
@@ -326,7 +340,7 @@ fuzz_target!(|input: Input| {
                 }
             }
             Op::Msg { conn, from, msg } => {
-                let conn = u64::from(conn % 8);
+                let conn = ConnId(u64::from(conn % 8));
                 let token = matches!(msg, FMsg::Join | FMsg::Leave).then(|| "t".to_string());
                 let env = Envelope { from: from.map(peer), token, message: build(msg) };
                 if let Some(env) = through_wire(&env) {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use tokio::net::TcpStream;
 use torronto_core::wire::{Reply, WireError};
-use torronto_core::{Code, Envelope, Message, PeerAddr, Status};
+use torronto_core::{Code, Control, Envelope, Message, PeerAddr, Status};
 use torronto_net::{write_encoded, Decoder, FrameWrite, ReadError, Step, TcpFrameReader, TcpFrameWriter};
 
 /// A node's answer: the parsed reply and its frames exactly as received.
@@ -32,13 +32,13 @@ impl Answer {
     }
 }
 
-/// Sends one control message and waits for the reply.
-pub async fn request(node: &str, token: Option<String>, message: Message) -> anyhow::Result<Answer> {
+/// Sends one control request and waits for the reply.
+pub async fn request(node: &str, token: Option<String>, request: Control) -> anyhow::Result<Answer> {
     let stream = TcpStream::connect(node).await.with_context(|| format!("cannot reach a node at {node}"))?;
     let (read, write) = stream.into_split();
     let from = Some(PeerAddr::new(hostname(), 0));
     let mut out = TcpFrameWriter::new(write);
-    write_encoded(&mut out, &Envelope { from, token, message }.encode()).await?;
+    write_encoded(&mut out, &Envelope { from, token, message: request.into() }.encode()).await?;
     out.flush().await?;
     let mut answer = Decoder::new(TcpFrameReader::new(read));
     let mut frames = Vec::new();
@@ -86,11 +86,11 @@ pub fn print_error(reply: &Reply) {
 pub async fn request_with_progress(
     node: &str,
     token: Option<String>,
-    message: Message,
+    control: Control,
     what: &str,
 ) -> anyhow::Result<Answer> {
     let started = Instant::now();
-    let fut = request(node, token, message);
+    let fut = request(node, token, control);
     tokio::pin!(fut);
     let show = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -132,16 +132,16 @@ pub fn format_status(s: &Status) -> String {
         "{:<width$}  {:>10}  {:>6}  {:>6}  {:>5}  {:>6}\n",
         "FILE", "SIZE", "LOCAL", "SYSTEM", "LEAST", "AVG"
     ));
-    for i in 0..s.files.len() {
-        let size = s.sizes.get(i).map_or_else(|| "?".into(), |b| human_size(*b));
+    for row in s.rows() {
+        let size = row.size.map_or_else(|| "?".into(), human_size);
         out.push_str(&format!(
             "{:<width$}  {:>10}  {:>5.1}%  {:>5.1}%  {:>5}  {:>6.2}\n",
-            s.files[i],
+            row.name,
             size,
-            s.local.get(i).copied().unwrap_or(0.0) * 100.0,
-            s.system.get(i).copied().unwrap_or(0.0) * 100.0,
-            s.least_replication.get(i).copied().unwrap_or(0),
-            s.weighted_least_replication.get(i).copied().unwrap_or(0.0),
+            row.local * 100.0,
+            row.system * 100.0,
+            row.least,
+            row.average,
         ));
     }
     out

@@ -79,7 +79,7 @@ pub async fn read_loop(conn: ConnId, frames: impl FrameRead, inputs: mpsc::Sende
             Ok(Some(Incoming::Malformed(reason))) => Input::Malformed { conn, reason },
             Ok(None) => break,
             Err(e) => {
-                tracing::debug!(conn, "closing connection: {e}");
+                tracing::debug!(%conn, "closing connection: {e}");
                 break;
             }
         };
@@ -111,7 +111,7 @@ pub async fn write_loop(
                 Outgoing::Stored(upload) => {
                     let result = frames.write_stored(&upload).await;
                     if let Err(e) = &result {
-                        tracing::debug!(conn, "closing connection: sending {}: {e}", upload.chunk.file);
+                        tracing::debug!(%conn, "closing connection: sending {}: {e}", upload.chunk.file);
                     }
                     // A peer gone away is the reader's to report; a file that failed, ours.
                     if result.as_ref().is_err_and(is_disconnect) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use torronto_core::{Code, Message, PeerAddr, Status};
+use torronto_core::{Code, Control, PeerAddr, Status};
 
 use crate::client::{self, format_status, human_size};
 use crate::driver::{Driver, NodeOptions};
@@ -49,11 +49,11 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
     let samples = write_samples(&root.join("samples"))?;
     let nodes: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     for node in &nodes {
-        expect_ok(node, Message::Join).await?;
+        expect_ok(node, Control::Join).await?;
     }
     for (i, sample) in samples.iter().enumerate() {
         let path = sample.to_string_lossy().into_owned();
-        expect_ok(&nodes[i % nodes.len()], Message::Insert { path }).await?;
+        expect_ok(&nodes[i % nodes.len()], Control::Insert { path }).await?;
     }
     println!("torronto demo: {count} nodes joined on {}", nodes.join(", "));
     if let Some(url) = &panel {
@@ -118,9 +118,9 @@ fn write_samples(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(vec![welcome, sample])
 }
 
-async fn expect_ok(node: &str, message: Message) -> anyhow::Result<()> {
-    let what = format!("{message:?} on {node}");
-    let answer = client::request(node, None, message).await.with_context(|| what.clone())?;
+async fn expect_ok(node: &str, request: Control) -> anyhow::Result<()> {
+    let what = format!("{request:?} on {node}");
+    let answer = client::request(node, None, request).await.with_context(|| what.clone())?;
     let code = answer.reply.code_or_ok();
     anyhow::ensure!(code == Code::Ok, "{what}: {}", code.name());
     Ok(())
@@ -134,10 +134,10 @@ async fn watch_replication(nodes: &[String], files: usize) -> anyhow::Result<Sta
         let mut done = true;
         let mut last = Status::default();
         for node in nodes {
-            let answer = client::request(node, None, Message::Query { file: None }).await?;
+            let answer = client::request(node, None, Control::Query { file: None }).await?;
             let status = *answer.reply.status.context("a Query answer carries a status")?;
-            let held: u64 = status.sizes.iter().zip(&status.local).map(|(s, l)| (*s as f64 * l) as u64).sum();
-            let total: u64 = status.sizes.iter().sum();
+            let held: u64 = status.rows().filter_map(|r| Some((r.size? as f64 * r.local) as u64)).sum();
+            let total: u64 = status.rows().filter_map(|r| r.size).sum();
             done &= status.num_files == files && status.local.iter().all(|&l| l >= 1.0);
             line.push_str(&format!("  {} {}/{}", node, human_size(held), human_size(total)));
             last = status;

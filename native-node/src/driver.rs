@@ -68,7 +68,7 @@ pub struct Driver {
     conns: HashMap<ConnId, ConnHandle>,
     inputs_tx: mpsc::Sender<Input>,
     inputs: mpsc::Receiver<Input>,
-    next_conn: ConnId,
+    next_conn: u64,
     start: Instant,
     token: String,
     log: EventLog,
@@ -247,7 +247,7 @@ impl Driver {
 
     /// Starts a connection's reader and writer tasks, whatever the transport.
     fn register<W: ConnWrite + 'static>(&mut self, frames_in: impl FrameRead + 'static, frames_out: W, info: ConnInfo) {
-        let conn = self.next_conn;
+        let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let (outgoing, queue) = mpsc::unbounded_channel();
         let reader = self.tasks.spawn(read_loop(conn, frames_in, self.inputs_tx.clone())).abort_handle();

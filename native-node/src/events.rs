@@ -37,7 +37,9 @@ impl EventLog {
                 tracing::warn!("{peer} announces other content under the name {file}; ignored")
             }
             Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
-            Event::BadRequest { conn, reason } => tracing::debug!(conn, "bad request: {reason}"),
+            Event::BadRequest { conn, reason } => tracing::debug!(%conn, "bad request: {reason}"),
+            // The native node inserts through control connections only.
+            Event::Inserted { .. } => {}
         }
     }
 }

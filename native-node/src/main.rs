@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use torronto_core::{Code, Message, PeerAddr};
+use torronto_core::{wire, Code, PeerAddr};
 use torronto_node::client::{self, exit_status, format_status, print_error};
 use torronto_node::driver::{Driver, NodeOptions};
 use torronto_node::web::{self, WebOptions};
@@ -131,16 +131,16 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             driver.run(shutdown_signal()).await?;
             Ok(0)
         }
-        Command::Join(c) => simple(c, Message::Join, "joined the network").await,
+        Command::Join(c) => simple(c, wire::Control::Join, "joined the network").await,
         Command::Leave(c) => {
-            let answer = client::request_with_progress(&c.node, c.token, Message::Leave, "leaving").await?;
+            let answer = client::request_with_progress(&c.node, c.token, wire::Control::Leave, "leaving").await?;
             if let Some(n) = answer.reply.unconfirmed {
                 eprintln!("warning: {n} chunks held only by this node could not be handed over in time");
             }
             finish(&answer.reply, "left the network")
         }
         Command::Query { control, json } => {
-            let answer = client::request(&control.node, control.token, Message::Query { file: None }).await?;
+            let answer = client::request(&control.node, control.token, wire::Control::Query { file: None }).await?;
             if answer.reply.code_or_ok() != Code::Ok {
                 print_error(&answer.reply);
                 return Ok(exit_status(answer.reply.code_or_ok()));
@@ -158,7 +158,8 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let path = path.to_string_lossy().into_owned();
             let what = format!("inserting {path}");
             let answer =
-                client::request_with_progress(&control.node, control.token, Message::Insert { path }, &what).await?;
+                client::request_with_progress(&control.node, control.token, wire::Control::Insert { path }, &what)
+                    .await?;
             finish(&answer.reply, "inserted")
         }
         Command::Demo { nodes, base_port, once } => {
@@ -169,8 +170,8 @@ async fn run(command: Command) -> anyhow::Result<i32> {
     }
 }
 
-async fn simple(c: Control, message: Message, done: &str) -> anyhow::Result<i32> {
-    let answer = client::request(&c.node, c.token, message).await?;
+async fn simple(c: Control, request: wire::Control, done: &str) -> anyhow::Result<i32> {
+    let answer = client::request(&c.node, c.token, request).await?;
     finish(&answer.reply, done)
 }
 

@@ -25,7 +25,9 @@ use bytes::Bytes;
 use torronto_core::layout::{chunk_count, chunk_range};
 use torronto_core::manifest::ChunkHash;
 use torronto_core::name::STATE_DIR;
-use torronto_core::{ChunkSet, Code, FileName, LocalFile, Manifest, ManifestBuilder, StorageError};
+use torronto_core::{
+    ChunkIndex, ChunkSet, Code, FileName, ImportId, LocalFile, Manifest, ManifestBuilder, StorageError,
+};
 
 const MANIFEST_MAGIC: &[u8; 8] = b"TRNTMF01";
 
@@ -92,7 +94,7 @@ impl Store {
         join_name(&self.state.join("manifests"), name, ".manifest")
     }
 
-    fn import_path(&self, id: u64) -> PathBuf {
+    fn import_path(&self, id: ImportId) -> PathBuf {
         self.state.join("import").join(id.to_string())
     }
 
@@ -132,7 +134,7 @@ impl Store {
         if let Ok(file) = File::open(self.partial_path(name)) {
             // Keep every chunk that still matches its hash; the rest is fetched again.
             let mut buf = vec![0u8; torronto_core::layout::CHUNK_SIZE as usize];
-            for i in 0..n {
+            for i in ChunkIndex::all(n) {
                 let r = chunk_range(manifest.size(), i);
                 let len = (r.end - r.start) as usize;
                 if file.read_exact_at(&mut buf[..len], r.start).is_ok() && manifest.verify(i, &buf[..len]) {
@@ -199,7 +201,7 @@ impl Store {
     }
 
     /// Copies the file at `path` aside while hashing it. Runs on a blocking thread.
-    pub fn import(&self, id: u64, path: &str, progress: impl Fn(u64, u64)) -> Result<Manifest, StorageError> {
+    pub fn import(&self, id: ImportId, path: &str, progress: impl Fn(u64, u64)) -> Result<Manifest, StorageError> {
         let source = Path::new(path);
         if source.starts_with(&self.state) || source.canonicalize().is_ok_and(|p| p.starts_with(&self.state)) {
             return Err(storage_error(
@@ -240,7 +242,7 @@ impl Store {
     }
 
     /// Publishes an imported copy as `name`.
-    pub fn commit(&self, id: u64, name: &FileName, manifest: &Manifest) -> Result<(), StorageError> {
+    pub fn commit(&self, id: ImportId, name: &FileName, manifest: &Manifest) -> Result<(), StorageError> {
         let source = self.import_path(id);
         let target = self.final_path(name);
         let result = (|| {
@@ -260,7 +262,7 @@ impl Store {
         result
     }
 
-    pub fn discard(&self, id: u64) {
+    pub fn discard(&self, id: ImportId) {
         let _ = fs::remove_file(self.import_path(id));
     }
 }
@@ -270,7 +272,7 @@ impl Store {
 /// Reads into fresh capacity rather than a zeroed buffer (zeroing cost as much as the
 /// copy): seek, then `read_to_end`. Only the storage thread reads chunks, so nothing
 /// else depends on the handle's position.
-pub fn read_chunk(file: &File, size: u64, index: u32) -> io::Result<Bytes> {
+pub fn read_chunk(file: &File, size: u64, index: ChunkIndex) -> io::Result<Bytes> {
     let r = chunk_range(size, index);
     let len = r.end - r.start;
     let mut buf = Vec::with_capacity(len as usize);
@@ -284,7 +286,7 @@ pub fn read_chunk(file: &File, size: u64, index: u32) -> io::Result<Bytes> {
 }
 
 /// Writes one chunk through an open handle. Runs on a blocking thread.
-pub fn write_chunk(file: &File, size: u64, index: u32, data: &[u8]) -> io::Result<()> {
+pub fn write_chunk(file: &File, size: u64, index: ChunkIndex, data: &[u8]) -> io::Result<()> {
     file.write_all_at(data, chunk_range(size, index).start)
 }
 
@@ -369,21 +371,21 @@ mod tests {
         let store = Store::open(tmp.path()).unwrap();
         store.prepare(&name, &m).unwrap();
         let h = store.handle(&name).unwrap();
-        write_chunk(&h, m.size(), 1, &data[65536..131072]).unwrap();
+        write_chunk(&h, m.size(), ChunkIndex(1), &data[65536..131072]).unwrap();
         assert!(!tmp.path().join("sub/f.bin").exists(), "no torn file under its name");
 
         // A restart finds exactly the chunk that was written.
         let loaded = Store::open(tmp.path()).unwrap().load().unwrap();
         assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded[0].have.iter().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(loaded[0].have.iter().collect::<Vec<_>>(), vec![ChunkIndex(1)]);
 
-        for i in [0, 2, 3] {
+        for i in [0, 2, 3].map(ChunkIndex) {
             let r = chunk_range(m.size(), i);
             write_chunk(&h, m.size(), i, &data[r.start as usize..r.end as usize]).unwrap();
         }
         store.finalize(&name).unwrap();
         assert_eq!(fs::read(tmp.path().join("sub/f.bin")).unwrap(), data);
-        assert_eq!(read_chunk(&h, m.size(), 3).unwrap(), &data[196_608..]);
+        assert_eq!(read_chunk(&h, m.size(), ChunkIndex(3)).unwrap(), &data[196_608..]);
         let loaded = Store::open(tmp.path()).unwrap().load().unwrap();
         assert!(loaded[0].have.is_complete());
     }
@@ -395,19 +397,22 @@ mod tests {
         let src = outside.path().join("in.txt");
         fs::write(&src, b"hello").unwrap();
         let store = Store::open(&tmp.path().join("node")).unwrap();
-        let m = store.import(1, src.to_str().unwrap(), |_, _| {}).unwrap();
+        let m = store.import(ImportId(1), src.to_str().unwrap(), |_, _| {}).unwrap();
         assert_eq!(m.size(), 5);
         let name = FileName::new("in.txt").unwrap();
-        store.commit(1, &name, &m).unwrap();
+        store.commit(ImportId(1), &name, &m).unwrap();
         assert_eq!(fs::read(tmp.path().join("node/in.txt")).unwrap(), b"hello");
 
-        let missing = store.import(2, "/definitely/not/here", |_, _| {}).unwrap_err();
+        let missing = store.import(ImportId(2), "/definitely/not/here", |_, _| {}).unwrap_err();
         assert_eq!(missing.code, Code::FileMissing);
-        let dir = store.import(3, outside.path().to_str().unwrap(), |_, _| {}).unwrap_err();
+        let dir = store.import(ImportId(3), outside.path().to_str().unwrap(), |_, _| {}).unwrap_err();
         assert_eq!(dir.code, Code::FileMissing);
         let token = store.token(None).unwrap();
         let secret = tmp.path().join("node/.torronto/token");
-        assert_eq!(store.import(4, secret.to_str().unwrap(), |_, _| {}).unwrap_err().code, Code::BadPermission);
+        assert_eq!(
+            store.import(ImportId(4), secret.to_str().unwrap(), |_, _| {}).unwrap_err().code,
+            Code::BadPermission
+        );
         assert_eq!(store.token(None).unwrap(), token, "the token is kept");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);

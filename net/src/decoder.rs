@@ -79,13 +79,14 @@ mod tests {
     use crate::frames::{write_encoded, FrameWrite};
     use crate::tcp::{TcpFrameReader, TcpFrameWriter};
     use torronto_core::wire::{WireError, HEADER_LIMIT};
-    use torronto_core::{Message, PeerAddr};
+    use torronto_core::{Control, PeerAddr, PeerMessage};
 
     #[tokio::test]
     async fn tcp_frames_decode_and_refuse_long_prefixes() {
         let (client, server) = tokio::io::duplex(1 << 20);
         let mut out = TcpFrameWriter::new(client);
-        let env = Envelope { from: Some(PeerAddr::new("h", 1)), token: None, message: Message::Query { file: None } };
+        let env =
+            Envelope { from: Some(PeerAddr::new("h", 1)), token: None, message: Control::Query { file: None }.into() };
         write_encoded(&mut out, &env.encode()).await.unwrap();
         out.write_frame(FrameKind::Header, Bytes::from(vec![b' '; HEADER_LIMIT + 1])).await.unwrap();
         out.flush().await.unwrap();
@@ -101,7 +102,11 @@ mod tests {
     async fn frame_kinds_follow_the_message_structure() {
         let (client, server) = tokio::io::duplex(1 << 20);
         let mut out = TcpFrameWriter::new(client);
-        let add = Envelope { from: Some(PeerAddr::new("h", 1)), token: None, message: Message::Add { files: vec![] } };
+        let add = Envelope {
+            from: Some(PeerAddr::new("h", 1)),
+            token: None,
+            message: PeerMessage::Add { files: vec![] }.into(),
+        };
         write_encoded(&mut out, &add.encode()).await.unwrap();
         out.write_frame(FrameKind::Header, Bytes::from_static(b"not json")).await.unwrap();
         out.close().await.unwrap();

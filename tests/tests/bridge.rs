@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use torronto_core::wire::{ChunkRef, MessageReader};
-use torronto_core::{Code, Envelope, FileName, Message, PeerAddr};
+use torronto_core::{ChunkIndex, Code, Control, Envelope, FileName, Message, PeerAddr, PeerMessage};
 use torronto_node::driver::{Driver, NodeOptions};
 use torronto_node::web::WebOptions;
 
@@ -58,8 +58,8 @@ async fn connect(url: &str, origin: Option<&str>) -> Result<Ws, tungstenite::Err
 }
 
 /// Sends a message as a browser does: header as text, body as binary.
-async fn send(ws: &mut Ws, from: Option<PeerAddr>, token: Option<&str>, message: Message) {
-    let encoded = Envelope { from, token: token.map(String::from), message }.encode();
+async fn send(ws: &mut Ws, from: Option<PeerAddr>, token: Option<&str>, message: impl Into<Message>) {
+    let encoded = Envelope { from, token: token.map(String::from), message: message.into() }.encode();
     ws.send(WsMessage::Text(String::from_utf8(encoded.header.to_vec()).unwrap().into())).await.unwrap();
     if let Some(body) = encoded.body {
         ws.send(WsMessage::Binary(body)).await.unwrap();
@@ -100,8 +100,8 @@ async fn recv_until<T>(ws: &mut Ws, mut pick: impl FnMut(Message) -> Option<T>) 
     }
 }
 
-async fn control(ws: &mut Ws, token: Option<&str>, message: Message) -> torronto_core::wire::Reply {
-    send(ws, None, token, message).await;
+async fn control(ws: &mut Ws, token: Option<&str>, request: Control) -> torronto_core::wire::Reply {
+    send(ws, None, token, request).await;
     recv_until(ws, |m| match m {
         Message::Reply(r) => Some(r),
         _ => None,
@@ -118,37 +118,39 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 /// fetches that file chunk by chunk and verifies it.
 async fn browser_scenario(url: &str) {
     let mut panel = connect(url, None).await.unwrap();
-    assert_eq!(control(&mut panel, None, Message::Query { file: None }).await.code_or_ok(), Code::BadPermission);
-    assert_eq!(control(&mut panel, Some("wrong"), Message::Join).await.code_or_ok(), Code::BadPermission);
-    let status = control(&mut panel, Some(TOKEN), Message::Query { file: None }).await;
+    assert_eq!(control(&mut panel, None, Control::Query { file: None }).await.code_or_ok(), Code::BadPermission);
+    assert_eq!(control(&mut panel, Some("wrong"), Control::Join).await.code_or_ok(), Code::BadPermission);
+    let status = control(&mut panel, Some(TOKEN), Control::Query { file: None }).await;
     assert_eq!(status.code_or_ok(), Code::Ok);
     assert!(status.status.is_some(), "Query answers with the status");
-    assert_eq!(control(&mut panel, Some(TOKEN), Message::Join).await.code_or_ok(), Code::Ok);
+    assert_eq!(control(&mut panel, Some(TOKEN), Control::Join).await.code_or_ok(), Code::Ok);
 
     let files = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..150_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let path = files.path().join("from-browser-test.bin");
     std::fs::write(&path, &data).unwrap();
-    let insert = Message::Insert { path: path.to_string_lossy().into_owned() };
+    let insert = Control::Insert { path: path.to_string_lossy().into_owned() };
     assert_eq!(control(&mut panel, Some(TOKEN), insert).await.code_or_ok(), Code::Ok);
-    let status = control(&mut panel, Some(TOKEN), Message::Query { file: None }).await.status.unwrap();
+    let status = control(&mut panel, Some(TOKEN), Control::Query { file: None }).await.status.unwrap();
     let i = status.files.iter().position(|f| f == "from-browser-test.bin").expect("the file is listed");
     assert_eq!(status.local[i], 1.0);
 
     let me = Some(PeerAddr::new("browser-test", 0));
     let mut peer = connect(url, None).await.unwrap();
-    send(&mut peer, me.clone(), None, Message::Add { files: Vec::new() }).await;
+    send(&mut peer, me.clone(), None, PeerMessage::Add { files: Vec::new() }).await;
     let entry = recv_until(&mut peer, |m| match m {
-        Message::Files { files } => files.into_iter().find(|f| f.name.as_str() == "from-browser-test.bin"),
+        Message::Peer(PeerMessage::Files { files }) => {
+            files.into_iter().find(|f| f.name.as_str() == "from-browser-test.bin")
+        }
         _ => None,
     })
     .await;
     assert_eq!(entry.size, data.len() as u64);
-    assert_eq!(entry.chunks, vec![0, 1, 2]);
+    assert_eq!(entry.chunks, vec![ChunkIndex(0), ChunkIndex(1), ChunkIndex(2)]);
     let name = FileName::new("from-browser-test.bin").unwrap();
-    send(&mut peer, me.clone(), None, Message::GetManifest { file: name.clone() }).await;
+    send(&mut peer, me.clone(), None, PeerMessage::GetManifest { file: name.clone() }).await;
     let hashes = recv_until(&mut peer, |m| match m {
-        Message::Manifest { hashes, digest, .. } => Some((hashes, digest)),
+        Message::Peer(PeerMessage::Manifest { hashes, digest, .. }) => Some((hashes, digest)),
         _ => None,
     })
     .await;
@@ -156,10 +158,10 @@ async fn browser_scenario(url: &str) {
     assert_eq!(sha256(&hashes), digest.0, "the manifest matches the announced digest");
     let mut fetched = Vec::new();
     for index in 0..3u32 {
-        let chunk = ChunkRef { file: name.clone(), size: entry.size, index };
-        send(&mut peer, me.clone(), None, Message::Download(chunk)).await;
+        let chunk = ChunkRef { file: name.clone(), size: entry.size, index: ChunkIndex(index) };
+        send(&mut peer, me.clone(), None, PeerMessage::Download(chunk)).await;
         let bytes = recv_until(&mut peer, |m| match m {
-            Message::Upload { chunk, data } if chunk.index == index => Some(data),
+            Message::Peer(PeerMessage::Upload { chunk, data }) if chunk.index == ChunkIndex(index) => Some(data),
             _ => None,
         })
         .await;
@@ -168,7 +170,7 @@ async fn browser_scenario(url: &str) {
     }
     assert_eq!(fetched, data);
     // The node counts the browser peer as a participant holding nothing.
-    let status = control(&mut panel, Some(TOKEN), Message::Query { file: None }).await.status.unwrap();
+    let status = control(&mut panel, Some(TOKEN), Control::Query { file: None }).await.status.unwrap();
     assert!(status.peers.iter().any(|p| p == "browser-test:0"), "{:?}", status.peers);
 }
 
@@ -212,7 +214,7 @@ async fn origins_other_than_the_nodes_own_are_refused() {
     for own in [format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}"), "https://panel.example".into()]
     {
         let mut ws = connect(&url, Some(&own)).await.unwrap_or_else(|e| panic!("{own}: {e}"));
-        assert_eq!(control(&mut ws, Some(TOKEN), Message::Query { file: None }).await.code_or_ok(), Code::Ok);
+        assert_eq!(control(&mut ws, Some(TOKEN), Control::Query { file: None }).await.code_or_ok(), Code::Ok);
     }
 }
 
@@ -227,9 +229,9 @@ async fn an_over_long_frame_closes_only_its_session() {
         let _ = bad.send(WsMessage::Binary(Bytes::from(vec![b' '; size]))).await;
         assert!(recv(&mut bad).await.is_none(), "the session of {size} bytes is closed");
     }
-    assert_eq!(control(&mut other, Some(TOKEN), Message::Query { file: None }).await.code_or_ok(), Code::Ok);
+    assert_eq!(control(&mut other, Some(TOKEN), Control::Query { file: None }).await.code_or_ok(), Code::Ok);
     let mut fresh = connect(&url, None).await.unwrap();
-    assert_eq!(control(&mut fresh, Some(TOKEN), Message::Query { file: None }).await.code_or_ok(), Code::Ok);
+    assert_eq!(control(&mut fresh, Some(TOKEN), Control::Query { file: None }).await.code_or_ok(), Code::Ok);
 }
 
 /// One HTTP request; the server answers and closes.

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::{Interval, Timeout};
-use torronto_core::{Code, Envelope, FileName, Message, Status};
+use torronto_core::{Code, Control, Envelope, FileName, Message, Status};
 use yew::Callback;
 
 use crate::socket::{Socket, SocketEvent};
@@ -101,16 +101,16 @@ impl ControlSession {
     }
 
     /// Sends Join, Leave or Insert; false if the session is not open.
-    pub fn act(&self, message: Message) -> bool {
-        let name = match &message {
-            Message::Join => "Join",
-            Message::Leave => "Leave",
-            Message::Insert { .. } => "Insert",
-            _ => return false,
+    pub fn act(&self, control: Control) -> bool {
+        let name = match &control {
+            Control::Join => "Join",
+            Control::Leave => "Leave",
+            Control::Insert { .. } => "Insert",
+            Control::Query { .. } => return false,
         };
         let sent = {
             let mut inner = self.inner.borrow_mut();
-            inner.open && inner.send(message) && {
+            inner.open && inner.send(control) && {
                 inner.pending.push_back(name);
                 true
             }
@@ -216,13 +216,13 @@ impl Inner {
             return;
         }
         let file = self.chunk_file.clone();
-        if self.send(Message::Query { file }) {
+        if self.send(Control::Query { file }) {
             self.query_sent = Some(now);
         }
     }
 
-    fn send(&mut self, message: Message) -> bool {
-        let envelope = Envelope { from: None, token: self.token.clone(), message };
+    fn send(&mut self, control: Control) -> bool {
+        let envelope = Envelope { from: None, token: self.token.clone(), message: control.into() };
         self.socket.as_ref().is_some_and(|s| s.send(&envelope).is_ok())
     }
 }

@@ -28,7 +28,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use js_sys::{Array, Object, Promise, Reflect, Uint32Array, Uint8Array};
-use torronto_core::layout::chunk_len;
+use torronto_core::layout::{chunk_len, ChunkIndex};
 use torronto_core::{ChunkSet, Digest, FileName, LocalFile, Manifest};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -198,7 +198,7 @@ impl Store {
         for f in &mut out {
             for &i in places.get(f.name.as_str()).map(|p| p.keys().collect::<Vec<_>>()).unwrap_or_default() {
                 if i < f.manifest.chunk_count() {
-                    f.have.insert(i);
+                    f.have.insert(ChunkIndex(i));
                 }
             }
         }
@@ -211,7 +211,7 @@ impl Store {
         let file = places.entry(name.to_string()).or_default();
         let mut offset = 0u32;
         for &i in indices {
-            let len = chunk_len(size, i) as u32;
+            let len = chunk_len(size, ChunkIndex(i)) as u32;
             file.insert(i, Place { first, offset, len });
             offset += len;
         }
@@ -349,7 +349,7 @@ impl Store {
             let Ok(list) = list.dyn_into::<Uint32Array>() else { continue };
             let mut offset = 0u32;
             for i in list.to_vec() {
-                let len = chunk_len(size, i) as u32;
+                let len = chunk_len(size, ChunkIndex(i)) as u32;
                 let end = offset + len;
                 let part: Option<JsValue> = if let Some(blob) = record.dyn_ref::<Blob>() {
                     blob.slice_with_f64_and_f64(offset.into(), end.into()).ok().map(Into::into)

@@ -55,8 +55,7 @@ impl Engine {
     pub fn save(&mut self, name: &str, auto: bool) {
         let Ok(file) = FileName::new(name) else { return };
         let Some(store) = self.store.clone() else { return };
-        let Some(i) = self.node.status().files.iter().position(|f| f == name) else { return };
-        let size = self.node.status().sizes[i];
+        let Some(size) = self.node.status().rows().find(|r| r.name == name).and_then(|r| r.size) else { return };
         if matches!(self.saves.get(name), Some(Save::Assembling | Save::Ready)) {
             return;
         }
@@ -102,22 +101,20 @@ impl Engine {
         let status = self.node.status();
         let now = now_ms();
         let files = status
-            .files
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let file = FileName::new(name).ok();
+            .rows()
+            .map(|row| {
+                let file = FileName::new(row.name).ok();
                 let requested = file.as_ref().is_some_and(|f| self.requested.contains(f));
                 PeerFile {
-                    name: name.clone(),
-                    size: status.sizes[i],
-                    local: status.local[i],
-                    system: status.system[i],
-                    least: status.least_replication[i],
-                    average: status.weighted_least_replication[i],
+                    name: row.name.to_string(),
+                    size: row.size.unwrap_or(0),
+                    local: row.local,
+                    system: row.system,
+                    least: row.least,
+                    average: row.average,
                     requested,
                     rate: file.and_then(|f| self.meters.get(&f)).and_then(|m| m.rate(now)),
-                    save: self.saves.get(name).cloned(),
+                    save: self.saves.get(row.name).cloned(),
                 }
             })
             .collect();

@@ -33,7 +33,7 @@ use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
 use torronto_core::wire::ChunkRef;
-use torronto_core::{Code, Config, ConnId, Event, FileName, Millis, Node, PeerAddr, StorageEvent, Tuning};
+use torronto_core::{Code, Config, ConnId, Event, FileName, ImportId, Millis, Node, PeerAddr, StorageEvent, Tuning};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
 
@@ -107,12 +107,12 @@ pub struct Engine {
     /// Where to reach each native node we were pointed at, for core's redials.
     dial_urls: HashMap<PeerAddr, String>,
     last_open: HashMap<PeerAddr, u64>,
-    next_conn: ConnId,
+    next_conn: u64,
     /// In-page control connections carrying one Insert each, with the file's name.
-    inserts: HashMap<ConnId, String>,
+    inserts: HashMap<ImportId, String>,
     /// Files chosen with the picker, by the "path" core is given for them.
     picked: HashMap<String, web_sys::File>,
-    imports: HashMap<u64, String>,
+    imports: HashMap<ImportId, String>,
     inserting: BTreeMap<String, (u64, u64)>,
     requested: BTreeSet<FileName>,
     saves: HashMap<String, Save>,
@@ -293,6 +293,7 @@ impl Engine {
                 let text = format!("{file} ({}) is complete and verified in this browser", crate::util::bytes(size));
                 self.notice(true, None, text);
             }
+            Event::Inserted { id, result } => self.insert_answered(id, result),
             Event::StorageFailed { file, message } => self.notice(false, None, format!("{file}: {message}")),
             Event::ChunkRejected { peer, chunk } => self.notice(
                 false,

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use torronto_core::manifest::ChunkHash;
-use torronto_core::{ConnId, ConnInfo, Envelope, Message, NetCommand, PeerAddr};
+use torronto_core::{ConnId, ConnInfo, Envelope, Message, NetCommand, PeerAddr, PeerMessage};
 use wasm_bindgen_futures::spawn_local;
 
 use super::Engine;
@@ -46,7 +46,7 @@ impl Engine {
             return;
         };
         self.last_open.insert(addr.clone(), now);
-        let conn = self.next_conn;
+        let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let weak = self.weak.clone();
         let opened = Socket::open(&url, move |event| {
@@ -97,7 +97,7 @@ impl Engine {
     /// Queues a peer's message; an Upload's body goes to WebCrypto first.
     fn receive(&mut self, conn: ConnId, envelope: Envelope, body: Option<js_sys::ArrayBuffer>) {
         let body = match &envelope.message {
-            Message::Upload { data, .. } => body.filter(|b| b.byte_length() as usize == data.len()),
+            Message::Peer(PeerMessage::Upload { data, .. }) => body.filter(|b| b.byte_length() as usize == data.len()),
             _ => None,
         };
         let digest = self.hasher.as_ref().zip(body.as_ref()).map(|(hasher, body)| hasher.digest(body));
@@ -135,7 +135,7 @@ impl Engine {
             }
             let Inbound { envelope, body, hash, .. } = p.inbox.pop_front().expect("checked above");
             let now = now_ms();
-            if let Message::Upload { chunk, data } = &envelope.message {
+            if let Message::Peer(PeerMessage::Upload { chunk, data }) = &envelope.message {
                 self.meters.entry(chunk.file.clone()).or_default().record(now, data.len() as u64);
                 self.upload_body = body.map(|body| (chunk.clone(), body));
             }
@@ -151,9 +151,7 @@ impl Engine {
         let now = now_ms();
         match cmd {
             NetCommand::Send { conn, envelope } => {
-                if let Some(name) = self.inserts.remove(&conn) {
-                    self.insert_answered(conn, name, envelope.message);
-                } else if let Some(p) = self.peers.get(&conn) {
+                if let Some(p) = self.peers.get(&conn) {
                     if p.socket.send(&envelope).is_err() {
                         // The close event follows and reports the disconnection.
                     }

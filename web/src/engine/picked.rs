@@ -6,7 +6,7 @@ use std::rc::Weak;
 
 use bytes::Bytes;
 use torronto_core::layout::{chunk_count, chunk_range};
-use torronto_core::{Code, ConnId, ConnInfo, Envelope, FileName, ManifestBuilder, Message, StorageError};
+use torronto_core::{ChunkIndex, Code, FileName, ImportId, ManifestBuilder, Refusal, StorageError};
 use wasm_bindgen_futures::JsFuture;
 
 use super::{Engine, SLICE};
@@ -28,27 +28,19 @@ impl Engine {
             return;
         }
         self.picked.insert(path.clone(), file);
-        let conn = self.next_conn;
-        self.next_conn += 1;
-        self.inserts.insert(conn, path.clone());
-        let now = now_ms();
-        self.node.handle_connected(now, conn, ConnInfo { dialed: None, trusted: true });
-        self.node.handle_message(now, conn, Envelope { from: None, token: None, message: Message::Insert { path } });
+        let id = self.node.insert(now_ms(), path.clone());
+        self.inserts.insert(id, path);
         self.drain();
     }
 
-    /// Core answered the Insert on the file's in-page connection: close it and tell
-    /// the user how it went.
-    pub(super) fn insert_answered(&mut self, conn: ConnId, path: String, message: Message) {
-        self.node.handle_disconnected(now_ms(), conn);
+    /// Core has inserted the file (or refused it): tell the user how it went.
+    pub(super) fn insert_answered(&mut self, id: ImportId, result: Result<(), Refusal>) {
+        let Some(path) = self.inserts.remove(&id) else { return };
         self.picked.remove(&path);
         self.inserting.remove(&path);
-        let Message::Reply(reply) = message else { return };
-        let code = reply.code_or_ok();
-        let text = match (&reply.reason, code) {
-            (_, Code::Ok) => format!("{path} is shared: the network can fetch it from this browser"),
-            (Some(reason), _) => format!("{path}: {reason}"),
-            (None, code) => format!("{path}: {}", code.explain()),
+        let (code, text) = match result {
+            Ok(()) => (Code::Ok, format!("{path} is shared: the network can fetch it from this browser")),
+            Err(Refusal { code, reason }) => (code, format!("{path}: {reason}")),
         };
         self.notice(code == Code::Ok, Some(code), text);
     }
@@ -91,14 +83,14 @@ pub(super) async fn store_file(
     let mut first = 0;
     while first < n {
         let last = (first + per_slice).min(n);
-        let start = chunk_range(size, first).start;
-        let end = chunk_range(size, last - 1).end;
+        let start = chunk_range(size, ChunkIndex(first)).start;
+        let end = chunk_range(size, ChunkIndex(last - 1)).end;
         let bytes = Bytes::from(read_slice(file, start, end).await?);
         let mut rows = Vec::new();
         for i in first..last {
-            let range = chunk_range(size, i);
+            let range = chunk_range(size, ChunkIndex(i));
             let data = bytes.slice((range.start - start) as usize..(range.end - start) as usize);
-            if !manifest.verify(i, &data) {
+            if !manifest.verify(ChunkIndex(i), &data) {
                 return Err(WebError::PickedFileChanged { path: path.to_string() });
             }
             rows.push((name.to_string(), size, i, js_sys::Uint8Array::from(&data[..]).into()));

@@ -146,7 +146,7 @@ impl Engine {
         let weak = self.weak.clone();
         spawn_local(async move {
             let rows: Vec<(String, u64, u32, JsValue)> =
-                batch.iter().map(|(c, d)| (c.file.to_string(), c.size, c.index, d.clone())).collect();
+                batch.iter().map(|(c, d)| (c.file.to_string(), c.size, c.index.get(), d.clone())).collect();
             let result = store.write_chunks(&rows).await;
             drop(rows);
             let Some(engine) = weak.upgrade() else { return };
@@ -166,7 +166,7 @@ impl Engine {
         let Some(store) = self.store.clone() else { return };
         let weak = self.weak.clone();
         spawn_local(async move {
-            let keys: Vec<(String, u32)> = batch.iter().map(|(_, c, _)| (c.file.to_string(), c.index)).collect();
+            let keys: Vec<(String, u32)> = batch.iter().map(|(_, c, _)| (c.file.to_string(), c.index.get())).collect();
             let results = store.read_chunks(&keys).await;
             let Some(engine) = weak.upgrade() else { return };
             let mut e = engine.borrow_mut();

@@ -31,12 +31,9 @@ pub(super) fn FileTable(props: &FileTableProps) -> Html {
                 <th class="num" title="Average participants holding a chunk">{ "Avg copies" }</th>
             </tr></thead>
             <tbody>
-            { for st.files.iter().enumerate().map(|(i, name)| {
-                let local = st.local.get(i).copied().unwrap_or(0.0);
-                let system = st.system.get(i).copied().unwrap_or(0.0);
-                let least = st.least_replication.get(i).copied().unwrap_or(0);
-                let avg = st.weighted_least_replication.get(i).copied().unwrap_or(0.0);
-                let size = st.sizes.get(i).copied().unwrap_or(0);
+            { for st.rows().map(|row| {
+                let (name, local, system, least, avg) = (row.name.to_string(), row.local, row.system, row.least, row.average);
+                let size = row.size.unwrap_or(0);
                 let on_click = {
                     let cb = props.on_select.clone();
                     let name = name.clone();

@@ -9,7 +9,7 @@ mod state;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use torronto_core::{Message, PeerAddr, Status};
+use torronto_core::{Control, PeerAddr, Status};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -46,21 +46,21 @@ pub fn NodePanel(props: &NodeProps) -> Html {
 
     let act = {
         let session = session.clone();
-        move |message: Message| {
+        move |control: Control| {
             if let Some(s) = session.borrow().as_ref() {
-                s.act(message);
+                s.act(control);
             }
         }
     };
     let on_join = {
         let act = act.clone();
-        Callback::from(move |_: MouseEvent| act(Message::Join))
+        Callback::from(move |_: MouseEvent| act(Control::Join))
     };
     let on_leave = {
         let act = act.clone();
-        Callback::from(move |_: MouseEvent| act(Message::Leave))
+        Callback::from(move |_: MouseEvent| act(Control::Leave))
     };
-    let on_insert = Callback::from(move |path: String| act(Message::Insert { path }));
+    let on_insert = Callback::from(move |path: String| act(Control::Insert { path }));
     let on_remove = {
         let cb = props.on_remove.clone();
         let url = props.url.clone();

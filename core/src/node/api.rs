@@ -1,0 +1,247 @@
+//! What goes into a [`super::Node`] and what comes out: its configuration, the
+//! commands drivers carry out, the results they report back, and the events.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::bitset::ChunkSet;
+use crate::manifest::Manifest;
+use crate::name::FileName;
+use crate::wire::{ChunkRef, Code, Envelope, PeerAddr};
+
+/// Milliseconds since an origin of the driver's choosing.
+pub type Millis = u64;
+
+/// A connection, numbered by the driver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One insert, from the file being copied aside to its outcome; numbered by the node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImportId(pub u64);
+
+impl fmt::Display for ImportId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Limits and timings; the defaults suit loopback and LAN alike.
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    /// Chunk requests in flight to one peer.
+    pub requests_per_peer: usize,
+    /// A request unanswered this long is given up and the chunk asked of someone else.
+    pub request_timeout: Millis,
+    /// A manifest request unanswered this long is retried.
+    pub manifest_timeout: Millis,
+    /// Join answers once every peer has answered or this long has passed.
+    pub join_timeout: Millis,
+    /// Leave waits this long for its pushed chunks to be confirmed.
+    pub leave_timeout: Millis,
+    /// Verified chunks waiting for storage; past this, fetching waits, so a disk
+    /// slower than the network throttles requests instead of filling memory.
+    pub max_writing: usize,
+    /// Chunks pushed to one peer during Leave and not yet confirmed.
+    pub push_window: usize,
+    /// Chunk reads outstanding for one connection; a peer asking for more is cut off.
+    pub serve_limit: usize,
+    /// Bad chunks from one peer before it is disconnected.
+    pub max_strikes: u32,
+    /// First and largest wait before dialling a lost peer again.
+    pub redial_min: Millis,
+    pub redial_max: Millis,
+    /// Pause in fetching after a write fails (a full disk, say).
+    pub storage_backoff: Millis,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            requests_per_peer: 32,
+            request_timeout: 30_000,
+            manifest_timeout: 10_000,
+            join_timeout: 5_000,
+            leave_timeout: 30_000,
+            max_writing: 64,
+            push_window: 24,
+            serve_limit: 256,
+            max_strikes: 3,
+            redial_min: 1_000,
+            redial_max: 30_000,
+            storage_backoff: 1_000,
+        }
+    }
+}
+
+/// What a node is told at start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Our identity: the address peers dial.
+    pub me: PeerAddr,
+    /// Peers to connect to on Join (ours is skipped).
+    pub peers: Vec<PeerAddr>,
+    /// Control token for connections that are not trusted (see [`ConnInfo`]).
+    pub token: Option<String>,
+    /// Seeds the choice among equally rare chunks.
+    pub seed: u64,
+    pub tuning: Tuning,
+}
+
+/// What the driver knows about a new connection.
+#[derive(Clone, Debug, Default)]
+pub struct ConnInfo {
+    /// The peer we dialled, for outgoing connections.
+    pub dialed: Option<PeerAddr>,
+    /// Control actions are allowed without a token (TCP from loopback).
+    pub trusted: bool,
+}
+
+/// Network work for the driver.
+#[derive(Clone, Debug)]
+pub enum NetCommand {
+    Send {
+        conn: ConnId,
+        envelope: Envelope,
+    },
+    /// Open a connection and report it with `handle_connected` or `handle_dial_failed`.
+    Dial(PeerAddr),
+    Close(ConnId),
+}
+
+/// Storage work for the driver; each is answered with a [`StorageEvent`] where noted.
+#[derive(Clone, Debug)]
+pub enum StorageCommand {
+    /// Copy the file at `path` (on this machine) aside and compute its manifest;
+    /// answer `Imported`.
+    Import { id: ImportId, path: String, name: FileName },
+    /// Publish an imported copy as `name`, keeping its manifest; answer `Committed`.
+    Commit { id: ImportId, name: FileName, manifest: Manifest },
+    /// Drop an imported copy.
+    Discard { id: ImportId },
+    /// Make room for a file being fetched and keep its manifest.
+    Prepare { file: FileName, manifest: Manifest },
+    /// Read a chunk we hold to send it on `conn`: answer `Read` with its bytes (the node
+    /// then sends the Upload), or send the Upload yourself, straight from storage, and
+    /// answer `Sent` (see [`crate::Envelope::upload_header`]).
+    Read { conn: ConnId, chunk: ChunkRef, push: bool },
+    /// Store a verified chunk; answer `Written`.
+    Write { chunk: ChunkRef, data: Bytes },
+    /// Every chunk is written: make the file visible under its name.
+    Finalize { file: FileName },
+}
+
+/// A storage failure, with the code a user should see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageError {
+    pub code: Code,
+    pub message: String,
+}
+
+/// Results of [`StorageCommand`]s.
+#[derive(Clone, Debug)]
+pub enum StorageEvent {
+    Imported {
+        id: ImportId,
+        result: Result<Manifest, StorageError>,
+    },
+    Committed {
+        id: ImportId,
+        result: Result<(), StorageError>,
+    },
+    Read {
+        conn: ConnId,
+        chunk: ChunkRef,
+        push: bool,
+        result: Result<Bytes, StorageError>,
+    },
+    /// The driver sent the chunk of a `Read` as an Upload itself (or could not).
+    Sent {
+        conn: ConnId,
+        chunk: ChunkRef,
+        push: bool,
+        result: Result<(), StorageError>,
+    },
+    Written {
+        chunk: ChunkRef,
+        result: Result<(), StorageError>,
+    },
+}
+
+/// Why a user's request was refused: the code a control client would get, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: Code,
+    pub reason: String,
+}
+
+impl From<StorageError> for Refusal {
+    fn from(e: StorageError) -> Self {
+        Refusal { code: e.code, reason: e.message }
+    }
+}
+
+/// Things worth telling a user or a log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Joined {
+        peers: usize,
+    },
+    Left {
+        unconfirmed: u64,
+    },
+    PeerJoined(PeerAddr),
+    PeerLeft {
+        peer: PeerAddr,
+        graceful: bool,
+    },
+    FileAnnounced {
+        file: FileName,
+        size: u64,
+    },
+    FileInserted {
+        file: FileName,
+        size: u64,
+    },
+    /// The outcome of an insert asked for with [`super::Node::insert`].
+    Inserted {
+        id: ImportId,
+        result: Result<(), Refusal>,
+    },
+    FileComplete {
+        file: FileName,
+        size: u64,
+    },
+    ChunkRejected {
+        peer: PeerAddr,
+        chunk: ChunkRef,
+    },
+    PeerBanned(PeerAddr),
+    Conflict {
+        peer: PeerAddr,
+        file: FileName,
+    },
+    StorageFailed {
+        file: FileName,
+        message: String,
+    },
+    BadRequest {
+        conn: ConnId,
+        reason: String,
+    },
+}
+
+/// A file this node holds at start-up, as found on disk by the driver.
+#[derive(Clone, Debug)]
+pub struct LocalFile {
+    pub name: FileName,
+    pub manifest: Manifest,
+    pub have: ChunkSet,
+}

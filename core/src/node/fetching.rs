@@ -1,0 +1,276 @@
+//! Fetching: which manifests and chunks to ask for and from whom (rarest first,
+//! spread over peers), verifying what arrives, handing it to storage, and giving up
+//! on requests that time out.
+
+use bytes::Bytes;
+
+use super::{envelope, Event, Membership, Millis, NetCommand, Node, StorageCommand, StorageError, Timer};
+use crate::layout::ChunkIndex;
+use crate::manifest::{ChunkHash, Digest, Manifest};
+use crate::name::FileName;
+use crate::wire::{ChunkRef, FileRef, HaveEntry, PeerAddr, PeerMessage};
+
+impl Node {
+    /// After every input: ask for whatever can be asked for now.
+    pub(super) fn after_input(&mut self, now: Millis) {
+        let member = matches!(self.membership, Membership::Joined | Membership::Joining { .. });
+        if member && !self.timers.is_set(&Timer::FetchPause) {
+            self.request_manifests(now);
+            self.request_chunks(now);
+        }
+    }
+
+    pub(super) fn wants(&self, file: &FileName) -> bool {
+        self.wanted.as_ref().is_none_or(|w| w.contains(file))
+    }
+
+    fn request_manifests(&mut self, now: Millis) {
+        let deadline = now + self.config.tuning.manifest_timeout;
+        let wanted: Vec<FileName> = self
+            .files
+            .iter()
+            .filter(|(n, f)| f.manifest.is_none() && f.manifest_from.is_none() && self.wants(n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in wanted {
+            let holder = self
+                .peers
+                .iter_mut()
+                .filter(|(_, p)| p.files.contains_key(&name))
+                .min_by_key(|(_, p)| p.manifest_requests.len() + p.requests.len());
+            let Some((addr, peer)) = holder else { continue };
+            peer.manifest_requests.insert(name.clone());
+            self.timers.set(Timer::ManifestRequest { peer: addr.clone(), file: name.clone() }, deadline);
+            let conn = peer.conn;
+            self.files.get_mut(&name).expect("listed above").manifest_from = Some(addr.clone());
+            self.send(conn, PeerMessage::GetManifest { file: name });
+        }
+    }
+
+    /// Fills every peer's request window, a chunk per peer per round so that the load
+    /// spreads; each pick is the rarest chunk that peer can give us.
+    fn request_chunks(&mut self, now: Millis) {
+        let deadline = now + self.config.tuning.request_timeout;
+        let window = self.config.tuning.requests_per_peer;
+        if self.writing >= self.config.tuning.max_writing {
+            return;
+        }
+        let mut open: Vec<PeerAddr> = self.peers.keys().cloned().collect();
+        while !open.is_empty() {
+            open.retain(|addr| {
+                let peer = &self.peers[addr];
+                if peer.requests.len() >= window {
+                    return false;
+                }
+                let Some((name, i)) = self.pick_for(addr) else {
+                    return false;
+                };
+                let f = self.files.get_mut(&name).expect("picked from files");
+                f.requested.insert(i);
+                let chunk = ChunkRef { file: name.clone(), size: f.size, index: i };
+                self.timers.set(Timer::Request { peer: addr.clone(), file: name.clone(), index: i }, deadline);
+                let peer = self.peers.get_mut(addr).expect("listed above");
+                peer.requests.insert((name, i));
+                let conn = peer.conn;
+                self.net.push_back(NetCommand::Send {
+                    conn,
+                    envelope: envelope(&self.config.me, PeerMessage::Download(chunk).into()),
+                });
+                true
+            });
+        }
+    }
+
+    fn pick_for(&mut self, addr: &PeerAddr) -> Option<(FileName, ChunkIndex)> {
+        let peer = &self.peers[addr];
+        let mut best: Option<(FileName, ChunkIndex, u16)> = None;
+        for (name, held) in &peer.files {
+            let Some(f) = self.files.get(name) else {
+                continue;
+            };
+            if f.manifest.is_none() || f.have.is_complete() || held.count() == 0 || !self.wants(name) {
+                continue;
+            }
+            let start = (peer.cursor % held.word_count().max(1) as u64) as usize;
+            if let Some((i, count)) = f.rarest_wanted(held, start) {
+                if best.as_ref().is_none_or(|b| count < b.2) {
+                    best = Some((name.clone(), i, count));
+                    if count <= 1 {
+                        break;
+                    }
+                }
+            }
+        }
+        let (name, i, _) = best?;
+        self.peers.get_mut(addr).expect("looked up above").cursor = u64::from(i.get() / 64);
+        Some((name, i))
+    }
+
+    /// The next number of the node's xorshift generator (seeded from its config).
+    pub(super) fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    // -----------------------------------------------------------------------------
+    // Requests ending without an answer.
+
+    /// Forgets our request of chunk `i` of `file` from `addr`, so that the chunk may be
+    /// asked of anyone again; returns whether there was one.
+    pub(super) fn forget_request(&mut self, addr: &PeerAddr, file: &FileName, i: ChunkIndex) -> bool {
+        if !self.peers.get_mut(addr).is_some_and(|p| p.requests.remove(&(file.clone(), i))) {
+            return false;
+        }
+        self.timers.cancel(Timer::Request { peer: addr.clone(), file: file.clone(), index: i });
+        if let Some(f) = self.files.get_mut(file) {
+            f.requested.remove(i);
+        }
+        true
+    }
+
+    /// Forgets our request of the manifest of `file` from `addr`; returns whether there
+    /// was one.
+    fn forget_manifest_request(&mut self, addr: &PeerAddr, file: &FileName) -> bool {
+        if !self.peers.get_mut(addr).is_some_and(|p| p.manifest_requests.remove(file)) {
+            return false;
+        }
+        self.timers.cancel(Timer::ManifestRequest { peer: addr.clone(), file: file.clone() });
+        true
+    }
+
+    /// Drops every chunk request in flight (leaving: nothing more is wanted).
+    pub(super) fn forget_all_requests(&mut self) {
+        for (addr, peer) in &mut self.peers {
+            for (file, i) in peer.requests.drain() {
+                self.timers.cancel(Timer::Request { peer: addr.clone(), file: file.clone(), index: i });
+                if let Some(f) = self.files.get_mut(&file) {
+                    f.requested.remove(i);
+                }
+            }
+        }
+    }
+
+    /// A manifest request went unanswered: the manifest may be asked of anyone again.
+    pub(super) fn manifest_request_expired(&mut self, addr: &PeerAddr, file: &FileName) {
+        if self.forget_manifest_request(addr, file) {
+            if let Some(f) = self.files.get_mut(file) {
+                f.manifest_from = None;
+            }
+        }
+    }
+
+    /// `addr` answered ErrFileMissing about a file or chunk we asked it for.
+    pub(super) fn not_held(&mut self, addr: &PeerAddr, about: FileRef) {
+        if !self.peers.contains_key(addr) {
+            return;
+        }
+        match about.chunk {
+            Some((_, i)) => {
+                if self.forget_request(addr, &about.name, i) {
+                    // It does not hold it after all: stop counting it there.
+                    let peer = self.peers.get_mut(addr).expect("checked above");
+                    if let Some(f) = self.files.get_mut(&about.name) {
+                        if peer.files.get_mut(&about.name).is_some_and(|s| s.remove(i)) {
+                            f.peer_counts[i.slot()] -= 1;
+                        }
+                    }
+                }
+            }
+            None => {
+                self.forget_manifest_request(addr, &about.name);
+                if let Some(f) = self.files.get_mut(&about.name) {
+                    f.manifest_from = None;
+                }
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------
+    // Answers.
+
+    pub(super) fn on_manifest(&mut self, addr: &PeerAddr, file: FileName, size: u64, digest: Digest, hashes: &[u8]) {
+        self.forget_manifest_request(addr, &file);
+        if let Some(f) = self.files.get_mut(&file) {
+            f.manifest_from = None;
+        }
+        // Pushed by a leaving peer, or answering our request: either way it must be
+        // consistent with its digest and with what we already know of the file.
+        if !self.learn_file(addr, &file, size, Some(digest)) {
+            return;
+        }
+        self.peer_holds_file(addr, &file);
+        let f = self.files.get_mut(&file).expect("learn_file tracks it");
+        if f.manifest.is_some() {
+            return;
+        }
+        match Manifest::from_body(size, digest, hashes) {
+            Ok(manifest) => {
+                f.manifest = Some(manifest.clone());
+                self.storage.push_back(StorageCommand::Prepare { file: file.clone(), manifest });
+                if f.have.is_complete() {
+                    // An empty file is complete as soon as it exists; tell the others.
+                    self.storage.push_back(StorageCommand::Finalize { file: file.clone() });
+                    self.events.push_back(Event::FileComplete { file: file.clone(), size });
+                    self.announce(&file);
+                }
+            }
+            Err(_) => self.strike(addr),
+        }
+    }
+
+    pub(super) fn on_upload(&mut self, addr: &PeerAddr, chunk: ChunkRef, data: Bytes, hash: Option<ChunkHash>) {
+        let i = chunk.index;
+        if !self.peers.contains_key(addr) {
+            return;
+        }
+        self.forget_request(addr, &chunk.file, i);
+        let Some(f) = self.files.get_mut(&chunk.file) else {
+            return;
+        };
+        if matches!(self.membership, Membership::Leaving(_)) || f.size != chunk.size {
+            return;
+        }
+        let Some(manifest) = &f.manifest else { return };
+        if f.have.contains(i) || f.writing.contains(i) {
+            return;
+        }
+        let verified = match hash {
+            Some(hash) => manifest.verify_hashed(i, data.len(), &hash),
+            None => manifest.verify(i, &data),
+        };
+        if !verified {
+            self.events.push_back(Event::ChunkRejected { peer: addr.clone(), chunk });
+            self.strike(addr);
+            return;
+        }
+        f.writing.insert(i);
+        self.writing += 1;
+        self.storage.push_back(StorageCommand::Write { chunk, data });
+    }
+
+    pub(super) fn on_written(&mut self, now: Millis, chunk: ChunkRef, result: Result<(), StorageError>) {
+        let Some(f) = self.files.get_mut(&chunk.file) else {
+            return;
+        };
+        if f.writing.remove(chunk.index) {
+            self.writing -= 1;
+        }
+        if let Err(e) = result {
+            self.timers.set(Timer::FetchPause, now + self.config.tuning.storage_backoff);
+            self.events.push_back(Event::StorageFailed { file: chunk.file, message: e.message });
+            return;
+        }
+        if !f.have.insert(chunk.index) {
+            return;
+        }
+        self.chunks_fetched += 1;
+        self.pending_have.push(HaveEntry { chunk: chunk.clone(), digest: Some(f.digest) });
+        if f.have.is_complete() {
+            let size = f.size;
+            self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone() });
+            self.events.push_back(Event::FileComplete { file: chunk.file, size });
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Insert: a file on this machine becomes one of the network's. The driver copies it
+//! aside and hashes it (Import), then publishes it (Commit); the outcome goes to
+//! whoever asked — a control client as a reply, the driver itself as an event.
+
+use super::{ConnId, Event, ImportId, Node, Refusal, StorageCommand, StorageError};
+use crate::bitset::ChunkSet;
+use crate::files::FileState;
+use crate::manifest::Manifest;
+use crate::name::FileName;
+use crate::wire::{Code, Reply};
+
+/// Who asked for an insert, and so is told how it ended.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum InsertFrom {
+    /// A control client's Insert, answered with a reply on its connection.
+    Client(ConnId),
+    /// [`Node::insert`], answered with [`Event::Inserted`].
+    Driver,
+}
+
+#[derive(Debug)]
+pub(super) struct PendingImport {
+    from: InsertFrom,
+    name: FileName,
+    /// Known once hashed; the file is ours once the driver has committed it.
+    manifest: Option<Manifest>,
+}
+
+fn already_in_network(name: &FileName) -> Refusal {
+    Refusal { code: Code::FileExists, reason: format!("{name} is already in the network") }
+}
+
+impl Node {
+    pub(super) fn start_insert(&mut self, from: InsertFrom, path: String) -> ImportId {
+        let id = ImportId(self.next_import);
+        self.next_import += 1;
+        let name = match FileName::from_path_base(&path) {
+            Ok(name) => name,
+            Err(e) => {
+                let refusal = Refusal { code: Code::BadRequest, reason: format!("{path:?}: {e}") };
+                self.insert_done(from, id, Err(refusal));
+                return id;
+            }
+        };
+        if self.name_taken(&name) {
+            self.insert_done(from, id, Err(already_in_network(&name)));
+            return id;
+        }
+        self.imports.insert(id, PendingImport { from, name: name.clone(), manifest: None });
+        self.storage.push_back(StorageCommand::Import { id, path, name });
+        id
+    }
+
+    fn name_taken(&self, name: &FileName) -> bool {
+        self.files.get(name).is_some_and(FileState::is_known) || self.imports.values().any(|i| i.name == *name)
+    }
+
+    /// Tells whoever asked for insert `id` how it ended.
+    fn insert_done(&mut self, from: InsertFrom, id: ImportId, result: Result<(), Refusal>) {
+        match from {
+            InsertFrom::Client(conn) => {
+                let reply = match result {
+                    Ok(()) => Reply::code(Code::Ok),
+                    Err(refusal) => Reply { reason: Some(refusal.reason), ..Reply::code(refusal.code) },
+                };
+                self.reply(conn, reply);
+            }
+            InsertFrom::Driver => self.events.push_back(Event::Inserted { id, result }),
+        }
+    }
+
+    pub(super) fn on_imported(&mut self, id: ImportId, result: Result<Manifest, StorageError>) {
+        let Some(import) = self.imports.get(&id) else {
+            return;
+        };
+        let from = import.from;
+        let name = import.name.clone();
+        match result {
+            Err(e) => {
+                self.imports.remove(&id);
+                self.insert_done(from, id, Err(e.into()));
+            }
+            // Announced by a peer while we were hashing: same name, so the same answer.
+            Ok(_) if self.files.get(&name).is_some_and(FileState::is_known) => {
+                self.imports.remove(&id);
+                self.storage.push_back(StorageCommand::Discard { id });
+                self.insert_done(from, id, Err(already_in_network(&name)));
+            }
+            Ok(manifest) => {
+                self.imports.get_mut(&id).expect("looked up above").manifest = Some(manifest.clone());
+                self.storage.push_back(StorageCommand::Commit { id, name, manifest });
+            }
+        }
+    }
+
+    pub(super) fn on_committed(&mut self, id: ImportId, result: Result<(), StorageError>) {
+        let Some(import) = self.imports.remove(&id) else {
+            return;
+        };
+        let (Ok(()), Some(manifest)) = (&result, import.manifest) else {
+            let e = result
+                .err()
+                .unwrap_or(StorageError { code: Code::BadRequest, message: "commit without import".into() });
+            self.insert_done(import.from, id, Err(e.into()));
+            return;
+        };
+        let name = import.name;
+        let (size, digest) = (manifest.size(), manifest.digest());
+        // A peer may have announced other content under this name while we hashed;
+        // what is now on our disk is what we count.
+        if self.files.get(&name).is_some_and(|f| !f.matches(size, digest)) {
+            for peer in self.peers.values_mut() {
+                peer.files.remove(&name);
+            }
+            self.files.remove(&name);
+        }
+        let f = self.files.entry(name.clone()).or_insert_with(|| FileState::new(size, digest));
+        f.have = ChunkSet::full(manifest.chunk_count());
+        f.requested = ChunkSet::new(manifest.chunk_count());
+        f.manifest = Some(manifest);
+        self.events.push_back(Event::FileInserted { file: name.clone(), size });
+        self.announce(&name);
+        self.insert_done(import.from, id, Ok(()));
+    }
+}

@@ -1,0 +1,195 @@
+//! Membership: joining the network, and leaving it without losing data — chunks only
+//! we hold are pushed to peers and confirmed before we go (the leave plan).
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{envelope, ConnId, Event, Millis, NetCommand, Node, StorageCommand, Timer};
+use crate::layout::ChunkIndex;
+use crate::name::FileName;
+use crate::wire::{ChunkRef, Code, PeerAddr, PeerMessage, Reply};
+
+#[derive(Debug)]
+pub(super) enum Membership {
+    NotJoined,
+    /// Until every peer dialled has answered, or [`Timer::Join`].
+    Joining {
+        reply_to: Option<ConnId>,
+        waiting: BTreeSet<PeerAddr>,
+    },
+    Joined,
+    /// Until every chunk in the plan is confirmed, or [`Timer::Leave`].
+    Leaving(LeavePlan),
+}
+
+/// The chunks only we hold, and who they were pushed to, while leaving.
+#[derive(Debug)]
+pub(super) struct LeavePlan {
+    reply_to: Option<ConnId>,
+    /// Chunks still to be confirmed by a peer's Have.
+    todo: BTreeSet<(FileName, ChunkIndex)>,
+    /// Chunks pushed and not yet confirmed, by receiver.
+    pushed: HashMap<(FileName, ChunkIndex), PeerAddr>,
+    /// Files whose manifest has been pushed to a peer.
+    manifests_sent: BTreeSet<(PeerAddr, FileName)>,
+}
+
+impl LeavePlan {
+    /// Forgets what was pushed to a peer that is gone, so it is pushed elsewhere.
+    pub(super) fn forget_peer(&mut self, addr: &PeerAddr) {
+        self.pushed.retain(|_, to| to != addr);
+        self.manifests_sent.retain(|(to, _)| to != addr);
+    }
+}
+
+impl Node {
+    pub(super) fn start_join(&mut self, now: Millis, reply_to: Option<ConnId>) {
+        let connected: BTreeSet<PeerAddr> = self.conns.values().filter_map(|c| c.dialed.clone()).collect();
+        let waiting: BTreeSet<PeerAddr> =
+            self.config.peers.iter().filter(|p| !connected.contains(*p)).cloned().collect();
+        for addr in &waiting {
+            self.net.push_back(NetCommand::Dial(addr.clone()));
+        }
+        // Connections we dialled before (while not joined) are introduced now.
+        let open: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.dialed.is_some()).map(|(&id, _)| id).collect();
+        for conn in open {
+            let files = self.file_list();
+            self.send(conn, PeerMessage::Add { files });
+        }
+        self.membership = Membership::Joining { reply_to, waiting };
+        self.timers.set(Timer::Join, now + self.config.tuning.join_timeout);
+        self.maybe_finish_join();
+    }
+
+    /// A peer we dialled on Join has answered (or failed, or closed).
+    pub(super) fn join_answered(&mut self, addr: &PeerAddr) {
+        if let Membership::Joining { waiting, .. } = &mut self.membership {
+            waiting.remove(addr);
+            self.maybe_finish_join();
+        }
+    }
+
+    fn maybe_finish_join(&mut self) {
+        if matches!(&self.membership, Membership::Joining { waiting, .. } if waiting.is_empty()) {
+            self.finish_join();
+        }
+    }
+
+    /// Ends Joining (nothing otherwise): answers the client that asked.
+    pub(super) fn finish_join(&mut self) {
+        let Membership::Joining { reply_to, .. } = &mut self.membership else {
+            return;
+        };
+        let reply_to = reply_to.take();
+        self.membership = Membership::Joined;
+        self.timers.cancel(Timer::Join);
+        self.events.push_back(Event::Joined { peers: self.peers.len() });
+        if let Some(conn) = reply_to {
+            self.reply(conn, Reply::code(Code::Ok));
+        }
+    }
+
+    pub(super) fn start_leave(&mut self, now: Millis, reply_to: Option<ConnId>) {
+        // Stop fetching: what is in flight is no longer wanted.
+        self.forget_all_requests();
+        let mut todo = BTreeSet::new();
+        for (name, f) in &self.files {
+            if f.manifest.is_some() {
+                todo.extend(f.have.iter().filter(|&i| f.peer_counts[i.slot()] == 0).map(|i| (name.clone(), i)));
+            }
+        }
+        self.stop_redials();
+        self.membership =
+            Membership::Leaving(LeavePlan { reply_to, todo, pushed: HashMap::new(), manifests_sent: BTreeSet::new() });
+        self.timers.set(Timer::Leave, now + self.config.tuning.leave_timeout);
+        self.pump_leave();
+    }
+
+    /// Pushes sole-held chunks to the least-loaded peers, a window at a time.
+    pub(super) fn pump_leave(&mut self) {
+        let Membership::Leaving(plan) = &mut self.membership else {
+            return;
+        };
+        if plan.todo.is_empty() || self.peers.is_empty() {
+            self.finish_leave();
+            return;
+        }
+        let window = self.config.tuning.push_window;
+        let unassigned: Vec<(FileName, ChunkIndex)> =
+            plan.todo.iter().filter(|k| !plan.pushed.contains_key(*k)).cloned().collect();
+        for key in unassigned {
+            // Least-loaded receiver; the browser peers too, as they hold chunks as well.
+            let Some((addr, peer)) =
+                self.peers.iter_mut().filter(|(_, p)| p.pushes < window).min_by_key(|(_, p)| p.pushes)
+            else {
+                break;
+            };
+            peer.pushes += 1;
+            let conn = peer.conn;
+            let file = &self.files[&key.0];
+            if plan.manifests_sent.insert((addr.clone(), key.0.clone())) {
+                let m = file.manifest.as_ref().expect("only files with a manifest are planned");
+                let message = PeerMessage::Manifest {
+                    file: key.0.clone(),
+                    size: m.size(),
+                    digest: m.digest(),
+                    hashes: m.to_body(),
+                };
+                self.net.push_back(NetCommand::Send { conn, envelope: envelope(&self.config.me, message.into()) });
+            }
+            let chunk = ChunkRef { file: key.0.clone(), size: file.size, index: key.1 };
+            self.storage.push_back(StorageCommand::Read { conn, chunk, push: true });
+            plan.pushed.insert(key, addr.clone());
+        }
+    }
+
+    /// A chunk we hold alone is now held elsewhere too.
+    pub(super) fn leave_confirmed(&mut self, file: &FileName, i: ChunkIndex) {
+        let Membership::Leaving(plan) = &mut self.membership else {
+            return;
+        };
+        let key = (file.clone(), i);
+        if plan.todo.remove(&key) {
+            if let Some(addr) = plan.pushed.remove(&key) {
+                if let Some(p) = self.peers.get_mut(&addr) {
+                    p.pushes = p.pushes.saturating_sub(1);
+                }
+            }
+            self.pump_leave();
+        }
+    }
+
+    /// Ends Leaving (nothing otherwise): says goodbye to every peer and answers the
+    /// client that asked.
+    pub(super) fn finish_leave(&mut self) {
+        let plan = match std::mem::replace(&mut self.membership, Membership::NotJoined) {
+            Membership::Leaving(plan) => plan,
+            other => {
+                self.membership = other;
+                return;
+            }
+        };
+        self.timers.cancel(Timer::Leave);
+        let unconfirmed = plan.todo.len() as u64;
+        let peers: Vec<PeerAddr> = self.peers.keys().cloned().collect();
+        for addr in peers {
+            let peer = &self.peers[&addr];
+            let conns: Vec<ConnId> = peer.conns.iter().copied().collect();
+            self.send(peer.conn, PeerMessage::Remove);
+            for conn in conns {
+                if self.conns.get(&conn).is_some_and(|c| !c.control) {
+                    self.net.push_back(NetCommand::Close(conn));
+                }
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.peer = None;
+                }
+            }
+            self.drop_peer(&addr, true);
+        }
+        self.stop_redials();
+        self.events.push_back(Event::Left { unconfirmed });
+        if let Some(conn) = plan.reply_to {
+            let unconfirmed = (unconfirmed > 0).then_some(unconfirmed);
+            self.reply(conn, Reply { unconfirmed, ..Reply::code(Code::Ok) });
+        }
+    }
+}

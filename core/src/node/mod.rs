@@ -1,0 +1,450 @@
+//! The node state machine: every protocol decision a participant makes.
+//!
+//! Drivers feed it inputs (`handle_*`, with the current time in milliseconds from any
+//! fixed origin) and after each input drain its outputs until empty:
+//! [`Node::poll_net`] (messages to send, connections to open or close),
+//! [`Node::poll_storage`] (chunks to read or write, files to import or finalise),
+//! [`Node::poll_event`] (for logs and user interfaces) and [`Node::poll_timeout`]
+//! (when to call [`Node::handle_timeout`]). It never blocks, reads a clock or does I/O.
+//!
+//! This module holds the public API and dispatches each input to the room that
+//! decides on it:
+//! - `api`: the inputs and outputs ([`Config`], [`NetCommand`], [`StorageCommand`],
+//!   [`StorageEvent`], [`Event`]…);
+//! - `membership`: Join, Leave and the leave plan that pushes away sole-held chunks;
+//! - `peers`: connections and peers — introductions, file lists, strikes, bans, redials;
+//! - `fetching`: manifests and chunks we ask for, their verification and timeouts;
+//! - `serving`: chunks and manifests peers ask of us, and what we tell them we hold;
+//! - `imports`: Insert, from a control client or the driver ([`Node::insert`]);
+//! - `timers`: every deadline, in order.
+
+mod api;
+mod fetching;
+mod imports;
+mod membership;
+mod peers;
+mod serving;
+mod timers;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+pub use api::{
+    Config, ConnId, ConnInfo, Event, ImportId, LocalFile, Millis, NetCommand, Refusal, StorageCommand, StorageError,
+    StorageEvent, Tuning,
+};
+use imports::{InsertFrom, PendingImport};
+use membership::Membership;
+use peers::{ConnState, PeerState};
+use timers::{Timer, Timers};
+
+use crate::files::FileState;
+use crate::manifest::ChunkHash;
+use crate::name::FileName;
+use crate::status::{ChunkMap, Status};
+use crate::wire::{Code, Control, Envelope, HaveEntry, Message, PeerAddr, PeerMessage, Reply};
+
+/// A participant of the network. See the module documentation for how to drive it.
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    membership: Membership,
+    files: BTreeMap<FileName, FileState>,
+    conns: HashMap<ConnId, ConnState>,
+    peers: BTreeMap<PeerAddr, PeerState>,
+    banned: BTreeSet<PeerAddr>,
+    /// Lost peers to dial again, with the current wait between tries.
+    redial: BTreeMap<PeerAddr, Millis>,
+    imports: HashMap<ImportId, PendingImport>,
+    next_import: u64,
+    pending_have: Vec<HaveEntry>,
+    /// Files to fetch; `None` means every file the network has.
+    wanted: Option<BTreeSet<FileName>>,
+    /// Chunks handed to storage and not yet written, across files.
+    writing: usize,
+    chunks_fetched: u64,
+    chunks_served: u64,
+    rng: u64,
+    timers: Timers,
+    net: VecDeque<NetCommand>,
+    storage: VecDeque<StorageCommand>,
+    events: VecDeque<Event>,
+}
+
+impl Node {
+    pub fn new(mut config: Config) -> Self {
+        let me = config.me.clone();
+        config.peers.retain(|p| *p != me);
+        config.peers.dedup();
+        let rng = config.seed | 1;
+        Self {
+            config,
+            membership: Membership::NotJoined,
+            files: BTreeMap::new(),
+            conns: HashMap::new(),
+            peers: BTreeMap::new(),
+            banned: BTreeSet::new(),
+            redial: BTreeMap::new(),
+            imports: HashMap::new(),
+            next_import: 0,
+            pending_have: Vec::new(),
+            wanted: None,
+            writing: 0,
+            chunks_fetched: 0,
+            chunks_served: 0,
+            rng,
+            timers: Timers::default(),
+            net: VecDeque::new(),
+            storage: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn me(&self) -> &PeerAddr {
+        &self.config.me
+    }
+
+    pub fn is_joined(&self) -> bool {
+        !matches!(self.membership, Membership::NotJoined)
+    }
+
+    /// Registers a file found on disk at start-up.
+    pub fn add_local_file(&mut self, file: LocalFile) {
+        let mut state = FileState::new(file.manifest.size(), file.manifest.digest());
+        for i in file.have.iter() {
+            state.have.insert(i);
+        }
+        state.manifest = Some(file.manifest);
+        self.files.insert(file.name, state);
+    }
+
+    /// Fetches only files asked for with [`Node::request_file`] (a browser peer, whose
+    /// storage is small), instead of every file the network has.
+    pub fn fetch_on_request(&mut self) {
+        self.wanted.get_or_insert_with(BTreeSet::new);
+    }
+
+    /// Fetches `file` (with [`Node::fetch_on_request`]; otherwise everything is fetched).
+    pub fn request_file(&mut self, now: Millis, file: &FileName) {
+        if let Some(wanted) = &mut self.wanted {
+            wanted.insert(file.clone());
+        }
+        self.after_input(now);
+    }
+
+    /// Leaves as if a trusted client had asked (for a graceful shutdown); watch
+    /// [`Node::is_joined`] to see it finish.
+    pub fn leave(&mut self, now: Millis) {
+        if matches!(self.membership, Membership::Joined | Membership::Joining { .. }) {
+            self.finish_join();
+            self.start_leave(now, None);
+        }
+    }
+
+    /// Joins as if a trusted client had asked (for `--join` at start).
+    pub fn join(&mut self, now: Millis) {
+        if !self.is_joined() {
+            self.start_join(now, None);
+        }
+    }
+
+    /// Inserts the file at `path` as a trusted client's Insert would, for a driver
+    /// that is its own user (the browser peer); the outcome comes out as
+    /// [`Event::Inserted`] with the id returned here.
+    pub fn insert(&mut self, now: Millis, path: String) -> ImportId {
+        let id = self.start_insert(InsertFrom::Driver, path);
+        self.after_input(now);
+        id
+    }
+
+    // -----------------------------------------------------------------------------
+    // Outputs.
+
+    pub fn poll_net(&mut self) -> Option<NetCommand> {
+        if self.net.is_empty() {
+            self.flush_have();
+        }
+        self.net.pop_front()
+    }
+
+    pub fn poll_storage(&mut self) -> Option<StorageCommand> {
+        self.storage.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] is next due, if ever.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        self.timers.next()
+    }
+
+    // -----------------------------------------------------------------------------
+    // Inputs.
+
+    pub fn handle_connected(&mut self, now: Millis, conn: ConnId, info: ConnInfo) {
+        let dialed = info.dialed.clone();
+        self.conns.insert(
+            conn,
+            ConnState { peer: None, dialed: info.dialed, trusted: info.trusted, control: false, serving: 0 },
+        );
+        if let Some(addr) = dialed {
+            if matches!(self.membership, Membership::Joining { .. } | Membership::Joined)
+                && !self.banned.contains(&addr)
+            {
+                let files = self.file_list();
+                self.send(conn, PeerMessage::Add { files });
+            } else {
+                self.net.push_back(NetCommand::Close(conn));
+            }
+        }
+        self.after_input(now);
+    }
+
+    pub fn handle_dial_failed(&mut self, now: Millis, addr: &PeerAddr) {
+        self.join_answered(addr);
+        self.after_input(now);
+    }
+
+    pub fn handle_disconnected(&mut self, now: Millis, conn: ConnId) {
+        if let Some(state) = self.conns.remove(&conn) {
+            if let Some(addr) = &state.dialed {
+                self.join_answered(addr);
+            }
+            if let Some(addr) = state.peer {
+                if self.detach(&addr, conn) {
+                    self.drop_peer(&addr, false);
+                    self.schedule_redial(now, addr);
+                }
+            }
+        }
+        self.after_input(now);
+    }
+
+    /// A message that could not be decoded: answer ErrBadRequest.
+    pub fn handle_malformed(&mut self, now: Millis, conn: ConnId, reason: String) {
+        self.events.push_back(Event::BadRequest { conn, reason: reason.clone() });
+        self.reply(conn, Reply { reason: Some(reason), ..Reply::code(Code::BadRequest) });
+        self.after_input(now);
+    }
+
+    pub fn handle_message(&mut self, now: Millis, conn: ConnId, envelope: Envelope) {
+        self.handle_message_hashed(now, conn, envelope, None);
+    }
+
+    /// [`Node::handle_message`] for a driver that hashes chunk data itself, elsewhere
+    /// (a browser, with WebCrypto off its thread): `chunk_hash` is the SHA-256 of the
+    /// data of the Upload in `envelope`, compared with the manifest instead of hashing
+    /// the data here. Ignored for other messages.
+    pub fn handle_message_hashed(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        envelope: Envelope,
+        chunk_hash: Option<ChunkHash>,
+    ) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        let Envelope { from, token, message } = envelope;
+        match message {
+            Message::Control(control) => self.handle_control(now, conn, token, control),
+            Message::Peer(message) => self.handle_peer_message(now, conn, from, message, chunk_hash),
+            Message::Reply(reply) => self.on_reply(conn, reply),
+        }
+        self.after_input(now);
+    }
+
+    pub fn handle_storage(&mut self, now: Millis, event: StorageEvent) {
+        match event {
+            StorageEvent::Imported { id, result } => self.on_imported(id, result),
+            StorageEvent::Committed { id, result } => self.on_committed(id, result),
+            StorageEvent::Read { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(Some)),
+            StorageEvent::Sent { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(|()| None)),
+            StorageEvent::Written { chunk, result } => self.on_written(now, chunk, result),
+        }
+        self.after_input(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        for timer in self.timers.take_due(now) {
+            match timer {
+                Timer::Join => self.finish_join(),
+                Timer::Leave => self.finish_leave(),
+                Timer::Request { peer, file, index } => {
+                    self.forget_request(&peer, &file, index);
+                }
+                Timer::ManifestRequest { peer, file } => self.manifest_request_expired(&peer, &file),
+                Timer::Redial(addr) => self.redial_due(now, addr),
+                // No longer set: `after_input` fetches again.
+                Timer::FetchPause => {}
+            }
+        }
+        self.after_input(now);
+    }
+
+    // -----------------------------------------------------------------------------
+    // Dispatch.
+
+    fn handle_control(&mut self, now: Millis, conn: ConnId, token: Option<String>, control: Control) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        state.control = true;
+        let authorised = state.trusted || control_token_matches(self.config.token.as_deref(), token.as_deref());
+        if !authorised {
+            self.reply(conn, Reply::code(Code::BadPermission));
+            return;
+        }
+        match control {
+            Control::Join => {
+                if self.is_joined() {
+                    self.reply(conn, Reply::code(Code::Connected));
+                } else {
+                    self.start_join(now, Some(conn));
+                }
+            }
+            Control::Leave => match self.membership {
+                Membership::NotJoined | Membership::Leaving(_) => self.reply(conn, Reply::code(Code::Disconnected)),
+                _ => {
+                    self.finish_join();
+                    self.start_leave(now, Some(conn));
+                }
+            },
+            Control::Insert { path } => {
+                self.start_insert(InsertFrom::Client(conn), path);
+            }
+            Control::Query { file } => {
+                let mut status = self.status();
+                status.chunk_map = file.and_then(|f| self.chunk_map(&f));
+                self.reply(conn, Reply { status: Some(Box::new(status)), ..Reply::code(Code::Ok) });
+            }
+        }
+    }
+
+    fn handle_peer_message(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        from: Option<PeerAddr>,
+        message: PeerMessage,
+        chunk_hash: Option<ChunkHash>,
+    ) {
+        if !self.is_joined() {
+            if !matches!(message, PeerMessage::Remove) {
+                self.reply(conn, Reply::code(Code::Disconnected));
+            }
+            return;
+        }
+        let known = self.conns.get(&conn).and_then(|c| c.peer.clone());
+        match (message, known) {
+            (PeerMessage::Add { files }, _) => {
+                let Some(addr) = from else {
+                    self.handle_malformed(now, conn, "Add needs HostName and PortNumber".into());
+                    return;
+                };
+                if self.register_peer(conn, addr.clone()) {
+                    self.apply_file_list(&addr, files, true);
+                    let files = self.file_list();
+                    self.send(conn, PeerMessage::Files { files });
+                }
+            }
+            (PeerMessage::Files { files }, known) => {
+                // The answer to our Add: the peer is who we dialled.
+                let dialed = self.conns.get(&conn).and_then(|c| c.dialed.clone());
+                let Some(addr) = known.or(dialed).or(from) else {
+                    self.handle_malformed(now, conn, "Files needs HostName and PortNumber".into());
+                    return;
+                };
+                if self.register_peer(conn, addr.clone()) {
+                    self.apply_file_list(&addr, files, false);
+                    self.join_answered(&addr);
+                }
+            }
+            (_, None) => self.reply(
+                conn,
+                Reply { reason: Some("introduce yourself with Add first".into()), ..Reply::code(Code::BadRequest) },
+            ),
+            (PeerMessage::Remove, Some(addr)) => {
+                self.drop_peer(&addr, true);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.peer = None;
+                }
+            }
+            (PeerMessage::Have(entries), Some(addr)) => self.on_have(&addr, entries),
+            (PeerMessage::Download(chunk), Some(_)) => self.on_download(conn, chunk),
+            (PeerMessage::Upload { chunk, data }, Some(addr)) => self.on_upload(&addr, chunk, data, chunk_hash),
+            (PeerMessage::GetManifest { file }, Some(_)) => self.on_get_manifest(conn, file),
+            (PeerMessage::Manifest { file, size, digest, hashes }, Some(addr)) => {
+                self.on_manifest(&addr, file, size, digest, &hashes)
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------
+    // Sending.
+
+    fn send(&mut self, conn: ConnId, message: impl Into<Message>) {
+        self.net.push_back(NetCommand::Send { conn, envelope: envelope(&self.config.me, message.into()) });
+    }
+
+    fn reply(&mut self, conn: ConnId, reply: Reply) {
+        self.send(conn, reply);
+    }
+
+    // -----------------------------------------------------------------------------
+    // Status.
+
+    /// The Query answer (docs/protocol.md, "Query").
+    pub fn status(&self) -> Status {
+        let mut status = Status {
+            node: self.config.me.to_string(),
+            joined: self.is_joined(),
+            peers: self.peers.keys().map(ToString::to_string).collect(),
+            chunks_fetched: self.chunks_fetched,
+            chunks_served: self.chunks_served,
+            ..Status::default()
+        };
+        for (name, f) in self.files.iter().filter(|(_, f)| f.is_known()) {
+            status.push_file(name, f);
+        }
+        status
+    }
+
+    /// How many participants hold each chunk of `name`, summarised for drawing.
+    pub fn chunk_map(&self, name: &FileName) -> Option<ChunkMap> {
+        let f = self.files.get(name).filter(|f| f.is_known())?;
+        Some(ChunkMap::of(name, f))
+    }
+}
+
+fn envelope(me: &PeerAddr, message: Message) -> Envelope {
+    Envelope { from: Some(me.clone()), token: None, message }
+}
+
+/// Whether `given` is the control token `want`; with no token configured nothing is.
+/// Compared in constant time, so timing does not reveal where a guess goes wrong.
+/// The relay in `ws-bridge` applies the same rule to sessions it forwards.
+pub fn control_token_matches(want: Option<&str>, given: Option<&str>) -> bool {
+    let (Some(want), Some(given)) = (want, given) else {
+        return false;
+    };
+    let (a, b) = (want.as_bytes(), given.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::control_token_matches;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn tokens_must_match_exactly() {
+        assert!(control_token_matches(Some("abc"), Some("abc")));
+        assert!(!control_token_matches(Some("abc"), Some("abd")));
+        assert!(!control_token_matches(Some("abc"), Some("ab")));
+        assert!(!control_token_matches(Some("abc"), None));
+        assert!(!control_token_matches(None, Some("")));
+    }
+}

@@ -1,0 +1,296 @@
+//! Connections and the peers behind them: introductions (Add, Files), what each peer
+//! holds, leaving and losing peers, strikes and bans, and dialling lost peers again.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use super::{ConnId, Event, Membership, Millis, NetCommand, Node, Timer};
+use crate::bitset::ChunkSet;
+use crate::files::FileState;
+use crate::layout::ChunkIndex;
+use crate::manifest::Digest;
+use crate::name::FileName;
+use crate::wire::{Code, FileEntry, HaveEntry, PeerAddr, Reply};
+
+#[derive(Debug)]
+pub(super) struct ConnState {
+    pub peer: Option<PeerAddr>,
+    pub dialed: Option<PeerAddr>,
+    pub trusted: bool,
+    /// A user's client has spoken on it: keep it open when leaving.
+    pub control: bool,
+    /// Chunk reads outstanding for it.
+    pub serving: usize,
+}
+
+#[derive(Debug)]
+pub(super) struct PeerState {
+    /// Where messages to this peer go; other connections may exist and stay usable.
+    pub conn: ConnId,
+    pub conns: BTreeSet<ConnId>,
+    pub files: HashMap<FileName, ChunkSet>,
+    /// Our chunk requests to it; each has a [`Timer::Request`].
+    pub requests: HashSet<(FileName, ChunkIndex)>,
+    /// Our manifest requests to it; each has a [`Timer::ManifestRequest`].
+    pub manifest_requests: HashSet<FileName>,
+    pub pushes: usize,
+    pub strikes: u32,
+    /// Where picks from this peer go on (a word of its chunk bitmap): consecutive
+    /// requests take consecutive chunks, so files are written in runs rather than
+    /// scattered 64 KiB at a time (scattered writes cost the filesystem dearly).
+    /// Random at first, so that different fetchers start in different places.
+    pub cursor: u64,
+}
+
+impl Node {
+    /// Ties `conn` to peer `addr`; returns false if the peer is refused.
+    pub(super) fn register_peer(&mut self, conn: ConnId, addr: PeerAddr) -> bool {
+        if self.banned.contains(&addr) || addr == self.config.me {
+            self.net.push_back(NetCommand::Close(conn));
+            return false;
+        }
+        // A connection speaks for one peer. One that introduces itself under another
+        // name stops speaking for the old one, which is forgotten if that was its last
+        // connection: otherwise one connection could pose as any number of peers, and
+        // the old names would stay counted in the status after it closed.
+        let previous = self.conns.get(&conn).and_then(|c| c.peer.clone()).filter(|p| *p != addr);
+        if let Some(old) = previous {
+            if self.detach(&old, conn) {
+                self.drop_peer(&old, false);
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.peer = Some(addr.clone());
+        }
+        self.stop_redial(&addr);
+        match self.peers.get_mut(&addr) {
+            Some(peer) => {
+                peer.conn = conn;
+                peer.conns.insert(conn);
+            }
+            None => {
+                let cursor = self.random();
+                self.peers.insert(
+                    addr.clone(),
+                    PeerState {
+                        conn,
+                        conns: BTreeSet::from([conn]),
+                        files: HashMap::new(),
+                        requests: HashSet::new(),
+                        manifest_requests: HashSet::new(),
+                        pushes: 0,
+                        strikes: 0,
+                        cursor,
+                    },
+                );
+                self.events.push_back(Event::PeerJoined(addr));
+            }
+        }
+        true
+    }
+
+    /// Stops sending to `addr` over `conn`; returns whether that was its last
+    /// connection (the caller then forgets the peer).
+    pub(super) fn detach(&mut self, addr: &PeerAddr, conn: ConnId) -> bool {
+        self.peers.get_mut(addr).is_some_and(|p| {
+            p.conns.remove(&conn);
+            if let Some(&other) = p.conns.iter().next() {
+                p.conn = other;
+            }
+            p.conns.is_empty()
+        })
+    }
+
+    /// Forgets a peer and everything it held.
+    pub(super) fn drop_peer(&mut self, addr: &PeerAddr, graceful: bool) {
+        let Some(peer) = self.peers.remove(addr) else {
+            return;
+        };
+        for (name, held) in &peer.files {
+            if let Some(f) = self.files.get_mut(name) {
+                for i in held.iter() {
+                    f.peer_counts[i.slot()] -= 1;
+                }
+                f.announcers -= 1;
+            }
+        }
+        for (name, i) in peer.requests {
+            self.timers.cancel(Timer::Request { peer: addr.clone(), file: name.clone(), index: i });
+            if let Some(f) = self.files.get_mut(&name) {
+                f.requested.remove(i);
+            }
+        }
+        for name in peer.manifest_requests {
+            self.timers.cancel(Timer::ManifestRequest { peer: addr.clone(), file: name.clone() });
+            if let Some(f) = self.files.get_mut(&name) {
+                f.manifest_from = None;
+            }
+        }
+        self.files.retain(|_, f| f.is_known());
+        if let Membership::Leaving(plan) = &mut self.membership {
+            plan.forget_peer(addr);
+        }
+        self.events.push_back(Event::PeerLeft { peer: addr.clone(), graceful });
+        self.pump_leave();
+    }
+
+    /// Records a peer's file list; `replace` forgets what it announced before.
+    pub(super) fn apply_file_list(&mut self, addr: &PeerAddr, entries: Vec<FileEntry>, replace: bool) {
+        let Some(peer) = self.peers.get_mut(addr) else {
+            return;
+        };
+        if replace {
+            for (name, held) in peer.files.drain() {
+                if let Some(f) = self.files.get_mut(&name) {
+                    for i in held.iter() {
+                        f.peer_counts[i.slot()] -= 1;
+                    }
+                    f.announcers -= 1;
+                }
+            }
+        }
+        for entry in entries {
+            if !self.learn_file(addr, &entry.name, entry.size, Some(entry.digest)) {
+                continue;
+            }
+            for i in entry.chunks {
+                self.peer_holds(addr, &entry.name, i);
+            }
+            if entry.size == 0 {
+                self.peer_holds_file(addr, &entry.name);
+            }
+        }
+        self.files.retain(|_, f| f.is_known());
+    }
+
+    /// Makes sure we track `name` as announced by `addr`; false on a conflict.
+    pub(super) fn learn_file(&mut self, addr: &PeerAddr, name: &FileName, size: u64, digest: Option<Digest>) -> bool {
+        match (self.files.get(name), digest) {
+            (Some(f), Some(d)) if !f.matches(size, d) => {
+                self.events.push_back(Event::Conflict { peer: addr.clone(), file: name.clone() });
+                false
+            }
+            (Some(f), None) if f.size != size => false,
+            (Some(_), _) => true,
+            (None, Some(d)) => {
+                self.files.insert(name.clone(), FileState::new(size, d));
+                self.events.push_back(Event::FileAnnounced { file: name.clone(), size });
+                true
+            }
+            // A Have for a file we do not know, without its digest: nothing to check it by.
+            (None, None) => false,
+        }
+    }
+
+    pub(super) fn peer_holds_file(&mut self, addr: &PeerAddr, name: &FileName) -> bool {
+        let (Some(peer), Some(f)) = (self.peers.get_mut(addr), self.files.get_mut(name)) else {
+            return false;
+        };
+        if !peer.files.contains_key(name) {
+            peer.files.insert(name.clone(), ChunkSet::new(f.chunk_count()));
+            f.announcers += 1;
+        }
+        true
+    }
+
+    fn peer_holds(&mut self, addr: &PeerAddr, name: &FileName, i: ChunkIndex) {
+        if !self.peer_holds_file(addr, name) {
+            return;
+        }
+        let peer = self.peers.get_mut(addr).expect("checked by peer_holds_file");
+        let f = self.files.get_mut(name).expect("checked by peer_holds_file");
+        if peer.files.get_mut(name).expect("inserted by peer_holds_file").insert(i) {
+            f.peer_counts[i.slot()] += 1;
+            self.leave_confirmed(name, i);
+        }
+    }
+
+    pub(super) fn on_have(&mut self, addr: &PeerAddr, entries: Vec<HaveEntry>) {
+        for HaveEntry { chunk, digest } in entries {
+            if self.learn_file(addr, &chunk.file, chunk.size, digest) {
+                self.peer_holds(addr, &chunk.file, chunk.index);
+            }
+        }
+    }
+
+    /// A reply to one of our requests (or to our Add).
+    pub(super) fn on_reply(&mut self, conn: ConnId, reply: Reply) {
+        let addr = self.conns.get(&conn).and_then(|c| c.peer.clone().or_else(|| c.dialed.clone()));
+        let Some(addr) = addr else { return };
+        match reply.code_or_ok() {
+            // The peer has not joined: it will introduce itself when it does.
+            Code::Disconnected => {
+                self.join_answered(&addr);
+                if self.peers.get(&addr).is_some_and(|p| p.conns.contains(&conn)) {
+                    self.drop_peer(&addr, true);
+                }
+                self.stop_redial(&addr);
+                if self.conns.get(&conn).is_some_and(|c| !c.control) {
+                    self.net.push_back(NetCommand::Close(conn));
+                }
+            }
+            Code::FileMissing => {
+                if let Some(about) = reply.about {
+                    self.not_held(&addr, about);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts a bad chunk against `addr`; past the limit, bans it.
+    pub(super) fn strike(&mut self, addr: &PeerAddr) {
+        let max = self.config.tuning.max_strikes;
+        let Some(peer) = self.peers.get_mut(addr) else {
+            return;
+        };
+        peer.strikes += 1;
+        if peer.strikes >= max {
+            let conns: Vec<ConnId> = peer.conns.iter().copied().collect();
+            self.banned.insert(addr.clone());
+            for conn in conns {
+                self.net.push_back(NetCommand::Close(conn));
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.peer = None;
+                }
+            }
+            self.drop_peer(addr, false);
+            self.events.push_back(Event::PeerBanned(addr.clone()));
+        }
+    }
+
+    // -----------------------------------------------------------------------------
+    // Redialling lost peers.
+
+    /// A peer was lost: dial it again later, while we are in the network.
+    pub(super) fn schedule_redial(&mut self, now: Millis, addr: PeerAddr) {
+        let member = matches!(self.membership, Membership::Joined | Membership::Joining { .. });
+        if member && addr.is_diallable() && !self.redial.contains_key(&addr) {
+            let backoff = self.config.tuning.redial_min;
+            self.timers.set(Timer::Redial(addr.clone()), now + backoff);
+            self.redial.insert(addr, backoff);
+        }
+    }
+
+    pub(super) fn stop_redial(&mut self, addr: &PeerAddr) {
+        if self.redial.remove(addr).is_some() {
+            self.timers.cancel(Timer::Redial(addr.clone()));
+        }
+    }
+
+    pub(super) fn stop_redials(&mut self) {
+        for addr in std::mem::take(&mut self.redial).into_keys() {
+            self.timers.cancel(Timer::Redial(addr));
+        }
+    }
+
+    /// Dials a lost peer again, and waits twice as long (up to a limit) before the next try.
+    pub(super) fn redial_due(&mut self, now: Millis, addr: PeerAddr) {
+        let max = self.config.tuning.redial_max;
+        let Some(backoff) = self.redial.get_mut(&addr) else {
+            return;
+        };
+        *backoff = (*backoff * 2).min(max);
+        self.timers.set(Timer::Redial(addr.clone()), now + *backoff);
+        self.net.push_back(NetCommand::Dial(addr));
+    }
+}

@@ -1,0 +1,115 @@
+//! Serving: the chunks and manifests peers ask of us, and telling peers what we hold
+//! (file lists, announcements of new files, batched Haves).
+
+use bytes::Bytes;
+
+use super::{ConnId, Event, NetCommand, Node, StorageCommand, StorageError};
+use crate::name::FileName;
+use crate::wire::{have_entry_len, ChunkRef, Code, FileEntry, FileRef, HaveEntry, PeerMessage, Reply, HEADER_LIMIT};
+
+impl Node {
+    pub(super) fn on_download(&mut self, conn: ConnId, chunk: ChunkRef) {
+        let held = self.files.get(&chunk.file).is_some_and(|f| f.size == chunk.size && f.have.contains(chunk.index));
+        if !held {
+            let about = FileRef { name: chunk.file.clone(), chunk: Some((chunk.size, chunk.index)) };
+            self.reply(conn, Reply { about: Some(about), ..Reply::code(Code::FileMissing) });
+            return;
+        }
+        let limit = self.config.tuning.serve_limit;
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if state.serving >= limit {
+            // Far more than any well-behaved peer keeps in flight.
+            self.net.push_back(NetCommand::Close(conn));
+            return;
+        }
+        state.serving += 1;
+        self.storage.push_back(StorageCommand::Read { conn, chunk, push: false });
+    }
+
+    /// A chunk read for `conn` is done: `Some` bytes to send, or `None` when the driver
+    /// has sent them itself.
+    pub(super) fn on_read(
+        &mut self,
+        conn: ConnId,
+        chunk: ChunkRef,
+        push: bool,
+        result: Result<Option<Bytes>, StorageError>,
+    ) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !push {
+            state.serving = state.serving.saturating_sub(1);
+        }
+        match result {
+            Ok(data) => {
+                self.chunks_served += 1;
+                if let Some(data) = data {
+                    self.send(conn, PeerMessage::Upload { chunk, data });
+                }
+            }
+            Err(e) => {
+                self.events.push_back(Event::StorageFailed { file: chunk.file.clone(), message: e.message });
+                let about = FileRef { name: chunk.file, chunk: Some((chunk.size, chunk.index)) };
+                self.reply(conn, Reply { about: Some(about), ..Reply::code(Code::FileMissing) });
+            }
+        }
+    }
+
+    pub(super) fn on_get_manifest(&mut self, conn: ConnId, file: FileName) {
+        match self.files.get(&file).and_then(|f| f.manifest.as_ref()) {
+            Some(m) => {
+                let message = PeerMessage::Manifest { file, size: m.size(), digest: m.digest(), hashes: m.to_body() };
+                self.send(conn, message);
+            }
+            None => self.reply(
+                conn,
+                Reply { about: Some(FileRef { name: file, chunk: None }), ..Reply::code(Code::FileMissing) },
+            ),
+        }
+    }
+
+    /// Our file list, for Add and Files.
+    pub(super) fn file_list(&self) -> Vec<FileEntry> {
+        self.files.iter().filter_map(|(name, f)| f.entry(name)).collect()
+    }
+
+    /// Tells every peer about one file we hold.
+    pub(super) fn announce(&mut self, name: &FileName) {
+        let Some(entry) = self.files.get(name).and_then(|f| f.entry(name)) else {
+            return;
+        };
+        let conns: Vec<ConnId> = self.peers.values().map(|p| p.conn).collect();
+        for conn in conns {
+            self.send(conn, PeerMessage::Files { files: vec![entry.clone()] });
+        }
+    }
+
+    /// Sends the chunks stored since the last flush to every peer, in as few Have
+    /// messages as the header limit allows.
+    pub(super) fn flush_have(&mut self) {
+        if self.pending_have.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(&mut self.pending_have);
+        let mut batches: Vec<Vec<HaveEntry>> = vec![Vec::new()];
+        let mut len = 0;
+        for e in entries {
+            let l = have_entry_len(&e);
+            if len + l > HEADER_LIMIT / 2 {
+                batches.push(Vec::new());
+                len = 0;
+            }
+            len += l;
+            batches.last_mut().expect("never empty").push(e);
+        }
+        let conns: Vec<ConnId> = self.peers.values().map(|p| p.conn).collect();
+        for conn in conns {
+            for batch in &batches {
+                self.send(conn, PeerMessage::Have(batch.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! Reading messages: frames into typed envelopes. Headers are JSON with every field
+//! optional, and all field spellings of the original document are accepted here and
+//! nowhere else. Limits are checked before anything is allocated.
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::frame::{bad, WireError, HEADER_LIMIT, LIST_BODY_LIMIT};
+use super::message::{
+    Action, ChunkRef, Code, Control, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr, PeerMessage, Reply,
+};
+use crate::layout::{chunk_count, chunk_len, ChunkIndex, MAX_FILE_SIZE};
+use crate::manifest::Digest;
+use crate::name::FileName;
+use crate::status::Status;
+
+/// Turns frames into messages, tracking whether a body frame is due and its limit.
+#[derive(Debug, Default)]
+pub struct MessageReader {
+    awaiting: Option<AwaitingBody>,
+}
+
+#[derive(Debug)]
+enum AwaitingBody {
+    /// The body of a valid header.
+    Body { head: Head, limit: usize },
+    /// The body of a header we refused; read and dropped to stay in step.
+    Skip { limit: usize },
+}
+
+impl MessageReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Largest frame acceptable next.
+    pub fn frame_limit(&self) -> usize {
+        match &self.awaiting {
+            None => HEADER_LIMIT,
+            Some(AwaitingBody::Body { limit, .. } | AwaitingBody::Skip { limit }) => *limit,
+        }
+    }
+
+    /// Feeds one frame; returns a message when one is complete.
+    pub fn push_frame(&mut self, frame: Bytes) -> Result<Option<Envelope>, WireError> {
+        let limit = self.frame_limit();
+        if frame.len() > limit {
+            return Err(WireError::FrameTooLong { len: frame.len() as u64, limit });
+        }
+        match self.awaiting.take() {
+            None => {
+                let head = match parse_header(&frame) {
+                    Ok(head) => head,
+                    Err(HeaderError { error, body_limit }) => {
+                        self.awaiting = body_limit.map(|limit| AwaitingBody::Skip { limit });
+                        return Err(error);
+                    }
+                };
+                match head.body_limit() {
+                    None => head.into_envelope(Bytes::new()).map(Some),
+                    Some(limit) => {
+                        self.awaiting = Some(AwaitingBody::Body { head, limit });
+                        Ok(None)
+                    }
+                }
+            }
+            Some(AwaitingBody::Skip { .. }) => Ok(None),
+            Some(AwaitingBody::Body { head, .. }) => head.into_envelope(frame).map(Some),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Header JSON, as received: every field optional, original spellings accepted.
+
+#[derive(Deserialize)]
+struct InHeader {
+    #[serde(rename = "HostName", default)]
+    host: Option<String>,
+    #[serde(rename = "PortNumber", default)]
+    port: Option<InPort>,
+    #[serde(rename = "Action", default)]
+    action: Option<i64>,
+    #[serde(rename = "Files", default)]
+    files: Option<Vec<InFile>>,
+    #[serde(rename = "Token", default)]
+    token: Option<String>,
+    #[serde(rename = "Code", default)]
+    code: Option<i64>,
+    #[serde(rename = "numFiles", default)]
+    num_files: Option<u64>,
+    #[serde(rename = "Reason", default)]
+    reason: Option<String>,
+    #[serde(rename = "Unconfirmed", default)]
+    unconfirmed: Option<u64>,
+    #[serde(rename = "Body", default)]
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InPort {
+    Number(u64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+struct InFile {
+    #[serde(rename = "FileName", alias = "file", default)]
+    name: Option<String>,
+    #[serde(default)]
+    chunks: Option<InChunks>,
+    #[serde(rename = "Size", default)]
+    size: Option<u64>,
+    #[serde(rename = "Digest", default)]
+    digest: Option<String>,
+}
+
+/// `chunks` is a JSON array, or (as in the original document) a string holding one.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InChunks {
+    List(Vec<u64>),
+    Text(String),
+}
+
+impl InChunks {
+    fn into_list(self) -> Result<Vec<u64>, WireError> {
+        match self {
+            InChunks::List(l) => Ok(l),
+            InChunks::Text(t) => serde_json::from_str(&t).map_err(|e| bad(format!("chunks: {e}"))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct InFileList {
+    #[serde(rename = "Files")]
+    files: Vec<InFile>,
+}
+
+impl InFile {
+    fn name(&self) -> Result<FileName, WireError> {
+        let raw = self.name.as_deref().ok_or_else(|| bad("file entry without FileName"))?;
+        FileName::new(raw).map_err(|e| bad(format!("FileName {raw:?}: {e}")))
+    }
+
+    fn digest(&self) -> Result<Option<Digest>, WireError> {
+        self.digest.as_deref().map(|d| d.parse().map_err(|e| bad(format!("Digest: {e}")))).transpose()
+    }
+
+    fn chunk_ref(self) -> Result<ChunkRef, WireError> {
+        let file = self.name()?;
+        let list = self.chunks.ok_or_else(|| bad("chunk reference without chunks"))?.into_list()?;
+        let [size, index] = list[..] else {
+            return Err(bad("chunks must be [FileSize, chunk]"));
+        };
+        let size = checked_size(size)?;
+        let index = u32::try_from(index).map_err(|_| bad("chunk number out of range"))?;
+        if index >= chunk_count(size) {
+            return Err(bad(format!("chunk {index} is past the end of a {size}-byte file")));
+        }
+        Ok(ChunkRef { file, size, index: ChunkIndex(index) })
+    }
+
+    fn entry(self) -> Result<FileEntry, WireError> {
+        let name = self.name()?;
+        let digest = self.digest()?.ok_or_else(|| bad(format!("{name}: file entry without Digest")))?;
+        let size = checked_size(self.size.ok_or_else(|| bad(format!("{name}: file entry without Size")))?)?;
+        let count = chunk_count(size);
+        let mut chunks = Vec::new();
+        for c in self.chunks.map(InChunks::into_list).transpose()?.unwrap_or_default() {
+            match u32::try_from(c) {
+                Ok(c) if c < count => chunks.push(ChunkIndex(c)),
+                _ => return Err(bad(format!("{name}: chunk {c} is past the end"))),
+            }
+        }
+        chunks.sort_unstable();
+        chunks.dedup();
+        Ok(FileEntry { name, size, digest, chunks })
+    }
+
+    /// What a reply is about: a file, and perhaps one of its chunks.
+    fn about(self) -> Result<FileRef, WireError> {
+        let name = self.name()?;
+        let chunk = match self.chunks {
+            Some(c) => match c.into_list()?[..] {
+                [size, index] => Some((size, ChunkIndex(u32::try_from(index).map_err(|_| bad("chunk number"))?))),
+                _ => None,
+            },
+            None => None,
+        };
+        Ok(FileRef { name, chunk })
+    }
+}
+
+fn checked_size(size: u64) -> Result<u64, WireError> {
+    if size > MAX_FILE_SIZE {
+        return Err(bad(format!("file size {size} is over the limit of {MAX_FILE_SIZE}")));
+    }
+    Ok(size)
+}
+
+struct HeaderError {
+    error: WireError,
+    /// If the refused header announces a body, its limit, so it can be skipped.
+    body_limit: Option<usize>,
+}
+
+/// A parsed header waiting, perhaps, for its body.
+#[derive(Debug)]
+struct Head {
+    from: Option<PeerAddr>,
+    token: Option<String>,
+    kind: HeadKind,
+}
+
+#[derive(Debug)]
+enum HeadKind {
+    Complete(Message),
+    FileList {
+        add: bool,
+    },
+    Upload(ChunkRef),
+    Manifest {
+        file: FileName,
+        size: u64,
+        digest: Digest,
+    },
+    /// A Query reply too large for a header: the status object follows as a body.
+    StatusReply(Reply),
+}
+
+impl Head {
+    fn body_limit(&self) -> Option<usize> {
+        match &self.kind {
+            HeadKind::Complete(_) => None,
+            HeadKind::FileList { .. } | HeadKind::StatusReply(_) => Some(LIST_BODY_LIMIT),
+            HeadKind::Upload(c) => Some(chunk_len(c.size, c.index)),
+            HeadKind::Manifest { size, .. } => Some(chunk_count(*size) as usize * 32),
+        }
+    }
+
+    fn into_envelope(self, body: Bytes) -> Result<Envelope, WireError> {
+        let message = match self.kind {
+            HeadKind::Complete(m) => m,
+            HeadKind::FileList { add } => {
+                let list: InFileList = serde_json::from_slice(&body).map_err(|e| bad(format!("file list: {e}")))?;
+                let files = list.files.into_iter().map(InFile::entry).collect::<Result<Vec<_>, _>>()?;
+                if add {
+                    PeerMessage::Add { files }.into()
+                } else {
+                    PeerMessage::Files { files }.into()
+                }
+            }
+            HeadKind::Upload(chunk) => {
+                let want = chunk_len(chunk.size, chunk.index);
+                if body.len() != want {
+                    return Err(bad(format!("chunk body has {} bytes, expected {want}", body.len())));
+                }
+                PeerMessage::Upload { chunk, data: body }.into()
+            }
+            HeadKind::StatusReply(mut reply) => {
+                let status = serde_json::from_slice::<Status>(&body).map_err(|e| bad(format!("status: {e}")))?;
+                reply.status = Some(Box::new(status));
+                Message::Reply(reply)
+            }
+            HeadKind::Manifest { file, size, digest } => {
+                let want = chunk_count(size) as usize * 32;
+                if body.len() != want {
+                    return Err(bad(format!("manifest body has {} bytes, expected {want}", body.len())));
+                }
+                PeerMessage::Manifest { file, size, digest, hashes: body }.into()
+            }
+        };
+        Ok(Envelope { from: self.from, token: self.token, message })
+    }
+}
+
+fn parse_header(frame: &[u8]) -> Result<Head, HeaderError> {
+    let raw: InHeader = serde_json::from_slice(frame).map_err(|e| HeaderError {
+        error: bad(format!("header is not valid JSON of the right shape: {e}")),
+        body_limit: None,
+    })?;
+    // A header that announces a body has it skipped if the header itself is refused.
+    let body_limit = match raw.action {
+        Some(n) => Action::try_from(n).ok().and_then(Action::max_body),
+        // A reply announcing a body (a large Query status).
+        None if raw.body.is_some() => Some(LIST_BODY_LIMIT),
+        None => None,
+    };
+    parse_fields(frame, raw).map_err(|error| HeaderError { error, body_limit })
+}
+
+fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
+    let port = match raw.port {
+        None => None,
+        Some(InPort::Number(n)) => Some(u16::try_from(n).map_err(|_| bad("PortNumber out of range"))?),
+        Some(InPort::Text(t)) => Some(t.trim().parse::<u16>().map_err(|_| bad("PortNumber is not a port number"))?),
+    };
+    let from = match (raw.host, port) {
+        (Some(host), Some(port)) if !host.is_empty() && host.len() <= 255 && !host.chars().any(char::is_control) => {
+            Some(PeerAddr::new(host, port))
+        }
+        (Some(_), Some(_)) => return Err(bad("bad HostName")),
+        _ => None,
+    };
+    let mut files = raw.files.unwrap_or_default();
+    let one_file = |files: &mut Vec<InFile>| -> Result<InFile, WireError> {
+        if files.len() != 1 {
+            return Err(bad("Files must hold exactly one entry"));
+        }
+        Ok(files.remove(0))
+    };
+    let kind = match raw.action.map(Action::try_from).transpose()? {
+        None => {
+            let Some(code) = raw.code else {
+                return Err(bad("header has neither Action nor Code"));
+            };
+            let code = Code::from_number(code).ok_or_else(|| bad(format!("unknown Code {code}")))?;
+            let status = match raw.num_files {
+                Some(_) => {
+                    Some(Box::new(serde_json::from_slice::<Status>(frame).map_err(|e| bad(format!("status: {e}")))?))
+                }
+                None => None,
+            };
+            let about = files.pop().map(InFile::about).transpose()?;
+            let reply = Reply { code: Some(code), status, about, reason: raw.reason, unconfirmed: raw.unconfirmed };
+            match raw.body.as_deref() {
+                Some("status") => HeadKind::StatusReply(reply),
+                Some(other) => return Err(bad(format!("unknown Body {other:?}"))),
+                None => HeadKind::Complete(Message::Reply(reply)),
+            }
+        }
+        Some(Action::Join) => HeadKind::Complete(Control::Join.into()),
+        Some(Action::Leave) => HeadKind::Complete(Control::Leave.into()),
+        Some(Action::Insert) => {
+            let path = one_file(&mut files)?.name.filter(|p| !p.is_empty() && !p.contains('\0'));
+            HeadKind::Complete(
+                Control::Insert { path: path.ok_or_else(|| bad("Insert needs a FileName path"))? }.into(),
+            )
+        }
+        Some(Action::Query) => {
+            let file = match files.pop() {
+                Some(f) => Some(f.name()?),
+                None => None,
+            };
+            HeadKind::Complete(Control::Query { file }.into())
+        }
+        Some(Action::Add) => HeadKind::FileList { add: true },
+        Some(Action::Remove) => HeadKind::Complete(PeerMessage::Remove.into()),
+        Some(Action::Files) => HeadKind::FileList { add: false },
+        Some(Action::Download) => HeadKind::Complete(PeerMessage::Download(one_file(&mut files)?.chunk_ref()?).into()),
+        Some(Action::Upload) => HeadKind::Upload(one_file(&mut files)?.chunk_ref()?),
+        Some(Action::Have) => {
+            if files.is_empty() {
+                return Err(bad("Have needs at least one entry"));
+            }
+            let entries = files
+                .into_iter()
+                .map(|f| {
+                    let digest = f.digest()?;
+                    Ok(HaveEntry { chunk: f.chunk_ref()?, digest })
+                })
+                .collect::<Result<Vec<_>, WireError>>()?;
+            HeadKind::Complete(PeerMessage::Have(entries).into())
+        }
+        Some(Action::GetManifest) => {
+            HeadKind::Complete(PeerMessage::GetManifest { file: one_file(&mut files)?.name()? }.into())
+        }
+        Some(Action::Manifest) => {
+            let f = one_file(&mut files)?;
+            let file = f.name()?;
+            let digest = f.digest()?.ok_or_else(|| bad("Manifest needs Digest"))?;
+            let size = checked_size(f.size.ok_or_else(|| bad("Manifest needs Size"))?)?;
+            HeadKind::Manifest { file, size, digest }
+        }
+    };
+    Ok(Head { from, token: raw.token, kind })
+}

@@ -1,0 +1,351 @@
+//! The protocol's vocabulary: action numbers, reply codes, addresses, and the typed
+//! messages, split by who sends them: a user's client (control), a participant (peer
+//! messages) or either, answering (replies).
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+
+use super::frame::{bad, WireError, LIST_BODY_LIMIT};
+use crate::layout::{ChunkIndex, CHUNK_SIZE};
+use crate::manifest::Digest;
+use crate::name::FileName;
+use crate::status::Status;
+
+/// The `Action` numbers of the protocol: the discriminants are the wire numbers, and
+/// both decoding ([`TryFrom<i64>`]) and encoding ([`From<Action> for u8`]) use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Action {
+    Join = 0,
+    Leave = 1,
+    Insert = 2,
+    Query = 3,
+    Add = 4,
+    Remove = 5,
+    Files = 6,
+    Download = 7,
+    Upload = 8,
+    Have = 9,
+    GetManifest = 10,
+    Manifest = 11,
+}
+
+impl Action {
+    const ALL: [Action; 12] = [
+        Action::Join,
+        Action::Leave,
+        Action::Insert,
+        Action::Query,
+        Action::Add,
+        Action::Remove,
+        Action::Files,
+        Action::Download,
+        Action::Upload,
+        Action::Have,
+        Action::GetManifest,
+        Action::Manifest,
+    ];
+
+    /// The largest body a header of this action can announce, if it announces one:
+    /// enough to skip the body of a header that is refused.
+    pub fn max_body(self) -> Option<usize> {
+        match self {
+            Action::Add | Action::Files | Action::Manifest => Some(LIST_BODY_LIMIT),
+            Action::Upload => Some(CHUNK_SIZE as usize),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<i64> for Action {
+    type Error = WireError;
+
+    fn try_from(n: i64) -> Result<Self, WireError> {
+        Action::ALL.into_iter().find(|&a| i64::from(u8::from(a)) == n).ok_or_else(|| bad(format!("unknown Action {n}")))
+    }
+}
+
+impl From<Action> for u8 {
+    fn from(action: Action) -> u8 {
+        action as u8
+    }
+}
+
+/// Reply codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Code {
+    Ok = 0,
+    Connected = 1,
+    Disconnected = 2,
+    FileExists = 3,
+    FileMissing = 4,
+    BadPermission = 5,
+    BadRequest = 6,
+}
+
+impl Code {
+    const ALL: [Code; 7] = [
+        Code::Ok,
+        Code::Connected,
+        Code::Disconnected,
+        Code::FileExists,
+        Code::FileMissing,
+        Code::BadPermission,
+        Code::BadRequest,
+    ];
+
+    /// The code with wire number `n`, if there is one.
+    pub fn from_number(n: i64) -> Option<Self> {
+        Code::ALL.into_iter().find(|&c| i64::from(c as u8) == n)
+    }
+
+    /// The name users see, as in the original document.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Ok => "ErrOK",
+            Code::Connected => "ErrConnected",
+            Code::Disconnected => "ErrDisconnected",
+            Code::FileExists => "ErrFileExists",
+            Code::FileMissing => "ErrFileMissing",
+            Code::BadPermission => "ErrBadPermission",
+            Code::BadRequest => "ErrBadRequest",
+        }
+    }
+
+    /// One line telling a user what the code means and what to do.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Code::Ok => "done",
+            Code::Connected => "the node has already joined the network",
+            Code::Disconnected => "the node has not joined the network (run `join` first)",
+            Code::FileExists => "a file of that name is already in the network",
+            Code::FileMissing => "no readable regular file at that path on the node's machine",
+            Code::BadPermission => "not allowed: pass the node's control token (--token)",
+            Code::BadRequest => "the request was malformed",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A participant's identity: the address it listens on. Browser peers, which cannot
+/// be dialled, use a `browser-…` host and port 0.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl PeerAddr {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self { host: host.into(), port }
+    }
+
+    /// Whether other nodes can open a connection to this address.
+    pub fn is_diallable(&self) -> bool {
+        self.port != 0
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl FromStr for PeerAddr {
+    type Err = String;
+    /// Accepts `host:port`, `[v6]:port` and the original peers-file form `host port`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (host, port) = if let Some((h, p)) = s.split_once(char::is_whitespace) {
+            (h.trim(), p.trim())
+        } else if let Some(rest) = s.strip_prefix('[') {
+            rest.split_once("]:").ok_or_else(|| format!("bad address {s:?}"))?
+        } else {
+            s.rsplit_once(':').ok_or_else(|| format!("address {s:?} needs a port (host:port)"))?
+        };
+        if host.is_empty() {
+            return Err(format!("address {s:?} has no host"));
+        }
+        let port = port.parse().map_err(|_| format!("bad port in {s:?}"))?;
+        Ok(PeerAddr::new(host, port))
+    }
+}
+
+/// One chunk of one file, as `{"FileName", "chunks": [FileSize, chunk]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChunkRef {
+    pub file: FileName,
+    pub size: u64,
+    pub index: ChunkIndex,
+}
+
+/// A Have entry: a chunk, with the file's digest so a receiver that does not know the
+/// file yet can fetch its manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaveEntry {
+    pub chunk: ChunkRef,
+    pub digest: Option<Digest>,
+}
+
+/// Rough header bytes a Have entry adds, to keep batches under [`super::HEADER_LIMIT`].
+pub fn have_entry_len(entry: &HaveEntry) -> usize {
+    entry.chunk.file.as_str().len() + 64 + if entry.digest.is_some() { 76 } else { 0 }
+}
+
+/// An entry of a file list (Add, Files bodies).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: FileName,
+    pub size: u64,
+    pub digest: Digest,
+    /// Chunks held, ascending.
+    pub chunks: Vec<ChunkIndex>,
+}
+
+/// What a reply is about, so a requester can match it to the request it answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRef {
+    pub name: FileName,
+    /// The file's size and the chunk, for a reply about one chunk.
+    pub chunk: Option<(u64, ChunkIndex)>,
+}
+
+/// A reply header: a code, and for Query the status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reply {
+    pub code: Option<Code>,
+    pub status: Option<Box<Status>>,
+    /// The file or chunk an error is about.
+    pub about: Option<FileRef>,
+    /// A human-readable reason for an error.
+    pub reason: Option<String>,
+    /// Leave: chunks that could not be confirmed elsewhere before the deadline.
+    pub unconfirmed: Option<u64>,
+}
+
+impl Reply {
+    pub fn code(code: Code) -> Self {
+        Reply { code: Some(code), ..Reply::default() }
+    }
+
+    pub fn code_or_ok(&self) -> Code {
+        self.code.unwrap_or(Code::Ok)
+    }
+}
+
+/// A request from a user's client: needs a trusted connection or the control token.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Control {
+    Join,
+    Leave,
+    /// A path on the node's machine.
+    Insert {
+        path: String,
+    },
+    /// With a file, the status also carries that file's chunk map.
+    Query {
+        file: Option<FileName>,
+    },
+}
+
+impl Control {
+    pub fn action(&self) -> Action {
+        match self {
+            Control::Join => Action::Join,
+            Control::Leave => Action::Leave,
+            Control::Insert { .. } => Action::Insert,
+            Control::Query { .. } => Action::Query,
+        }
+    }
+}
+
+/// A message between participants of the network.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PeerMessage {
+    Add { files: Vec<FileEntry> },
+    Remove,
+    Files { files: Vec<FileEntry> },
+    Download(ChunkRef),
+    Upload { chunk: ChunkRef, data: Bytes },
+    Have(Vec<HaveEntry>),
+    GetManifest { file: FileName },
+    Manifest { file: FileName, size: u64, digest: Digest, hashes: Bytes },
+}
+
+impl PeerMessage {
+    pub fn action(&self) -> Action {
+        match self {
+            PeerMessage::Add { .. } => Action::Add,
+            PeerMessage::Remove => Action::Remove,
+            PeerMessage::Files { .. } => Action::Files,
+            PeerMessage::Download(_) => Action::Download,
+            PeerMessage::Upload { .. } => Action::Upload,
+            PeerMessage::Have(_) => Action::Have,
+            PeerMessage::GetManifest { .. } => Action::GetManifest,
+            PeerMessage::Manifest { .. } => Action::Manifest,
+        }
+    }
+}
+
+/// A typed protocol message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    Control(Control),
+    Peer(PeerMessage),
+    Reply(Reply),
+}
+
+impl Message {
+    /// The header's `Action`; replies have none.
+    pub fn action(&self) -> Option<Action> {
+        match self {
+            Message::Control(c) => Some(c.action()),
+            Message::Peer(m) => Some(m.action()),
+            Message::Reply(_) => None,
+        }
+    }
+
+    /// Control requests come from a user's client, not a peer.
+    pub fn is_control(&self) -> bool {
+        matches!(self, Message::Control(_))
+    }
+}
+
+impl From<Control> for Message {
+    fn from(c: Control) -> Self {
+        Message::Control(c)
+    }
+}
+
+impl From<PeerMessage> for Message {
+    fn from(m: PeerMessage) -> Self {
+        Message::Peer(m)
+    }
+}
+
+impl From<Reply> for Message {
+    fn from(r: Reply) -> Self {
+        Message::Reply(r)
+    }
+}
+
+/// A message with the sender's identity and token from its header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope {
+    pub from: Option<PeerAddr>,
+    pub token: Option<String>,
+    pub message: Message,
+}
