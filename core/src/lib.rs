@@ -8,10 +8,12 @@
 //! - [`wire`]: frames, JSON headers and typed messages, with their size limits;
 //! - [`status`]: the Query answer;
 //! - `files`: per-file bookkeeping (held, fetching, replication counts, rarest pick);
-//! - [`node`]: the state machine the native node and the browser peer both drive.
+//! - [`node`]: the state machine the native node and the browser peer both drive;
+//! - [`secure`]: private networks: identities, node IDs, the network secret, and the
+//!   Noise handshake and encrypted channel the open protocol's frames travel in.
 //!
-//! Nothing here does I/O, reads a clock or spawns: drivers pass time in and carry
-//! out the commands that come out (see [`node::Node`]).
+//! Nothing here does I/O, reads a clock, draws randomness or spawns: drivers pass time
+//! and random bytes in and carry out the commands that come out (see [`node::Node`]).
 
 pub mod bitset;
 mod files;
@@ -19,6 +21,7 @@ pub mod layout;
 pub mod manifest;
 pub mod name;
 pub mod node;
+pub mod secure;
 pub mod status;
 pub mod wire;
 
@@ -29,5 +32,6 @@ pub use node::{
     control_token_matches, Config, ConnId, ConnInfo, Event, LocalFile, Millis, NetCommand, Node, StorageCommand,
     StorageError, StorageEvent, Tuning,
 };
+pub use secure::{Handshake, Identity, NetworkSecret, NodeId, SecureChannel, SecureError};
 pub use status::{ChunkMap, Status};
 pub use wire::{ChunkRef, Code, Envelope, Message, PeerAddr};
