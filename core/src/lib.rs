@@ -32,6 +32,6 @@ pub use node::{
     control_token_matches, Config, ConnId, ConnInfo, Event, LocalFile, Millis, NetCommand, Node, StorageCommand,
     StorageError, StorageEvent, Tuning,
 };
-pub use secure::{Handshake, Identity, NetworkSecret, NodeId, SecureChannel, SecureError};
+pub use secure::{Handshake, Identity, NetworkSecret, NodeId, SecureChannel, SecureConfig, SecureError};
 pub use status::{ChunkMap, Status};
 pub use wire::{ChunkRef, Code, Envelope, Message, PeerAddr};

@@ -9,18 +9,25 @@
 use bytes::{Bytes, BytesMut};
 
 use super::error::SecureError;
+use super::noise::Suite;
 use super::record::{put_prefix, Flow, RecordReader, MAX_RECORD_LEN, MAX_RECORD_PLAINTEXT, RECORD_PREFIX_LEN, TAG_LEN};
 
 /// One direction pair of Noise transport keys, with the stream reader for incoming bytes.
 pub struct SecureChannel {
     noise: snow::TransportState,
+    suite: Suite,
     reader: RecordReader,
     failed: bool,
 }
 
 impl SecureChannel {
-    pub(crate) fn new(noise: snow::TransportState) -> Self {
-        SecureChannel { noise, reader: RecordReader::default(), failed: false }
+    pub(crate) fn new(noise: snow::TransportState, suite: Suite) -> Self {
+        SecureChannel { noise, suite, reader: RecordReader::default(), failed: false }
+    }
+
+    /// The cipher suite the initiator chose.
+    pub fn suite(&self) -> Suite {
+        self.suite
     }
 
     /// Bytes on a stream that sealing `plaintext_len` bytes produces.
@@ -116,9 +123,14 @@ fn open_into(noise: &mut snow::TransportState, record: &[u8], plaintext: &mut By
         return Err(SecureError::Decrypt);
     }
     let start = plaintext.len();
-    plaintext.resize(start + record.len() - TAG_LEN, 0);
+    // Room for the tag too: given less, ring's backend decrypts through a fresh allocation
+    // (measured: a third of the speed).
+    plaintext.resize(start + record.len(), 0);
     match noise.read_message(record, &mut plaintext[start..]) {
-        Ok(_) => Ok(()),
+        Ok(len) => {
+            plaintext.truncate(start + len);
+            Ok(())
+        }
         Err(err) => {
             plaintext.truncate(start);
             Err(err.into())
@@ -129,6 +141,7 @@ fn open_into(noise: &mut snow::TransportState, record: &[u8], plaintext: &mut By
 impl std::fmt::Debug for SecureChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecureChannel")
+            .field("suite", &self.suite)
             .field("sent", &self.noise.sending_nonce())
             .field("received", &self.noise.receiving_nonce())
             .field("failed", &self.failed)

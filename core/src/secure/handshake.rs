@@ -2,10 +2,12 @@
 //!
 //! ```text
 //!   initiator                                   responder
-//!   -> psk, e                     (empty payload, keyed by the network secret)
+//!   suite byte, -> psk, e         (empty payload, keyed by the network secret)
 //!                                 <- e, ee, s, es  (payload: responder's Hello)
 //!   -> s, se                      (payload: initiator's Hello)
 //! ```
+//! The first record opens with one byte naming the initiator's [`Suite`]; the responder
+//! starts its Noise state with that suite.
 //! The initiator checks the responder's key (against a pinned ID, if any) before it sends
 //! its own, so it never reveals itself to the wrong node. Each side's `Hello` is encrypted
 //! and bound to its static key, so the advertised address comes from the key's owner.
@@ -19,49 +21,18 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use serde::{Deserialize, Serialize};
 
 use super::channel::SecureChannel;
+use super::config::{Hello, SecureConfig};
 use super::error::SecureError;
 use super::identity::Identity;
 use super::node_id::NodeId;
-use super::noise::{self, HANDSHAKE_ENTROPY_LEN};
+use super::noise::{self, Providers, Suite, HANDSHAKE_ENTROPY_LEN};
 use super::record::{put_prefix, Flow, RecordReader, MAX_RECORD_LEN};
 use super::secret::NetworkSecret;
 
-/// Largest encoded `Hello`.
-pub const MAX_HELLO_LEN: usize = 1024;
-/// Largest handshake record: keys, tags and a `Hello`, with room to spare.
+/// Largest handshake record: a suite byte, keys, tags and a `Hello`, with room to spare.
 pub const HANDSHAKE_RECORD_LIMIT: usize = 2048;
-
-/// What a node tells its peer about itself inside the handshake.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hello {
-    /// Where the sender accepts connections (`host:port`, `[v6]:port`); none for a browser.
-    #[serde(rename = "Listen", default, skip_serializing_if = "Option::is_none")]
-    pub listen: Option<String>,
-}
-
-impl Hello {
-    pub fn listening_at(listen: impl Into<String>) -> Self {
-        Hello { listen: Some(listen.into()) }
-    }
-
-    fn encode(&self) -> Result<Vec<u8>, SecureError> {
-        let bytes = serde_json::to_vec(self).expect("a Hello always serialises");
-        if bytes.len() > MAX_HELLO_LEN {
-            return Err(SecureError::BadHello(format!("{} bytes, over {MAX_HELLO_LEN}", bytes.len())));
-        }
-        Ok(bytes)
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, SecureError> {
-        if bytes.len() > MAX_HELLO_LEN {
-            return Err(SecureError::BadHello(format!("{} bytes, over {MAX_HELLO_LEN}", bytes.len())));
-        }
-        serde_json::from_slice(bytes).map_err(|err| SecureError::BadHello(err.to_string()))
-    }
-}
 
 /// The peer as the handshake proved it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,7 +63,9 @@ pub struct Handshake {
 /// Everything but the stream reader, so a record handler can borrow it while the reader
 /// holds the record.
 struct Progress {
-    noise: snow::HandshakeState,
+    /// A responder's makings of its Noise state, until the first record names the suite.
+    start: Option<Start>,
+    noise: Option<(snow::HandshakeState, Suite)>,
     /// Our `Hello`, encoded, for our second message (the first carries nothing).
     hello: Vec<u8>,
     pinned: Option<NodeId>,
@@ -100,26 +73,57 @@ struct Progress {
     peer: Option<AuthenticatedPeer>,
 }
 
+struct Start {
+    identity: Identity,
+    secret: NetworkSecret,
+    providers: Providers,
+    entropy: [u8; HANDSHAKE_ENTROPY_LEN],
+}
+
+impl Start {
+    fn noise(self, initiator: bool, suite: Suite) -> Result<(snow::HandshakeState, Suite), SecureError> {
+        let state =
+            noise::handshake_state(initiator, suite, self.providers, &self.identity, &self.secret, self.entropy)?;
+        Ok((state, suite))
+    }
+}
+
 impl Handshake {
-    /// Starts a handshake. `entropy` must be fresh cryptographic randomness from the
-    /// driver, never reused: it becomes this connection's ephemeral key.
-    pub fn new(
-        role: Role,
-        identity: &Identity,
-        secret: &NetworkSecret,
-        hello: &Hello,
-        entropy: [u8; HANDSHAKE_ENTROPY_LEN],
-    ) -> Result<Self, SecureError> {
-        let mut progress = Progress {
-            noise: noise::handshake_state(role == Role::Initiator, identity, secret, entropy)?,
-            hello: hello.encode()?,
+    /// Dials: the first record is ready at once. `entropy` must be fresh cryptographic
+    /// randomness from the driver, never reused: it becomes this connection's ephemeral key.
+    pub fn initiator(config: &SecureConfig, entropy: [u8; HANDSHAKE_ENTROPY_LEN]) -> Result<Self, SecureError> {
+        let mut handshake = Self::new(Role::Initiator, config, entropy)?;
+        let start = handshake.progress.start.take().expect("just made");
+        let (mut state, suite) = start.noise(true, config.suite)?;
+        let mut first = vec![0u8; 1 + MAX_RECORD_LEN];
+        first[0] = suite.id();
+        let len = state.write_message(&[], &mut first[1..])?;
+        first.truncate(1 + len);
+        handshake.progress.outgoing.push_back(first.into());
+        handshake.progress.noise = Some((state, suite));
+        Ok(handshake)
+    }
+
+    /// Accepts: waits for the initiator's first record. `entropy` as for `initiator`.
+    pub fn responder(config: &SecureConfig, entropy: [u8; HANDSHAKE_ENTROPY_LEN]) -> Result<Self, SecureError> {
+        Self::new(Role::Responder, config, entropy)
+    }
+
+    fn new(role: Role, config: &SecureConfig, entropy: [u8; HANDSHAKE_ENTROPY_LEN]) -> Result<Self, SecureError> {
+        let start = Start {
+            identity: config.identity.clone(),
+            secret: config.secret.clone(),
+            providers: config.providers,
+            entropy,
+        };
+        let progress = Progress {
+            start: Some(start),
+            noise: None,
+            hello: config.hello.encode()?,
             pinned: None,
             outgoing: VecDeque::new(),
             peer: None,
         };
-        if role == Role::Initiator {
-            progress.send(&[])?;
-        }
         Ok(Handshake { reader: RecordReader::default(), progress, role, failed: false })
     }
 
@@ -139,7 +143,7 @@ impl Handshake {
     #[must_use = "bytes past the handshake belong to the channel"]
     pub fn handle_input(&mut self, input: &[u8]) -> Result<usize, SecureError> {
         self.check_usable()?;
-        if self.progress.noise.is_handshake_finished() {
+        if self.progress.is_complete() {
             return Ok(0);
         }
         let progress = &mut self.progress;
@@ -173,7 +177,13 @@ impl Handshake {
 
     /// Both sides are proven and our last message has been taken for sending.
     pub fn is_finished(&self) -> bool {
-        !self.failed && self.progress.noise.is_handshake_finished() && self.progress.outgoing.is_empty()
+        !self.failed && self.progress.is_complete() && self.progress.outgoing.is_empty()
+    }
+
+    /// The suite in use, once known (at once when dialling, from the first record when
+    /// accepting).
+    pub fn suite(&self) -> Option<Suite> {
+        self.progress.noise.as_ref().map(|(_, suite)| *suite)
     }
 
     /// The peer, once its key and `Hello` are proven (before `is_finished` on the
@@ -189,7 +199,8 @@ impl Handshake {
             return Err(SecureError::Sequence("the handshake is not finished, or its last message not yet sent"));
         }
         let peer = self.progress.peer.expect("a finished handshake has proven its peer");
-        Ok((SecureChannel::new(self.progress.noise.into_transport_mode()?), peer))
+        let (state, suite) = self.progress.noise.expect("a finished handshake has a Noise state");
+        Ok((SecureChannel::new(state.into_transport_mode()?, suite), peer))
     }
 
     fn check_usable(&self) -> Result<(), SecureError> {
@@ -206,35 +217,43 @@ impl Handshake {
 }
 
 impl Progress {
-    fn send(&mut self, payload: &[u8]) -> Result<(), SecureError> {
-        let mut message = vec![0u8; MAX_RECORD_LEN];
-        let len = self.noise.write_message(payload, &mut message)?;
-        message.truncate(len);
-        self.outgoing.push_back(message.into());
-        Ok(())
+    fn is_complete(&self) -> bool {
+        self.noise.as_ref().is_some_and(|(state, _)| state.is_handshake_finished())
     }
 
     /// Reads one handshake record and answers it; `Stop` once the handshake is complete.
-    fn read(&mut self, record: &[u8]) -> Result<Flow, SecureError> {
-        if self.noise.is_handshake_finished() || self.noise.is_my_turn() {
+    fn read(&mut self, mut record: &[u8]) -> Result<Flow, SecureError> {
+        if let Some(start) = self.start.take() {
+            // A responder's first record: the initiator's suite byte, then Noise.
+            let (&id, rest) = record.split_first().ok_or(SecureError::HandshakeFailed)?;
+            let suite = Suite::from_id(id).ok_or(SecureError::HandshakeFailed)?;
+            self.noise = Some(start.noise(false, suite)?);
+            record = rest;
+        }
+        let (state, _) = self.noise.as_mut().expect("started above or when dialling");
+        if state.is_handshake_finished() || state.is_my_turn() {
             return Err(SecureError::Sequence("a handshake record out of turn"));
         }
         let mut payload = vec![0u8; record.len()];
         // Whatever snow objects to (a bad tag, a short message), the cause is the same for
         // the user: the peer is not a member, or not speaking this protocol.
-        let len = self.noise.read_message(record, &mut payload).map_err(|_| SecureError::HandshakeFailed)?;
+        let len = state.read_message(record, &mut payload).map_err(|_| SecureError::HandshakeFailed)?;
         payload.truncate(len);
         if self.peer.is_none() {
-            if let Some(remote) = self.noise.get_remote_static() {
-                self.peer = Some(self.authenticate(remote.try_into().expect("X25519 keys have 32 bytes"), &payload)?);
+            if let Some(remote) = state.get_remote_static() {
+                let remote = remote.try_into().expect("X25519 keys have 32 bytes");
+                self.peer = Some(self.authenticate(remote, &payload)?);
             }
         }
-        if self.noise.is_handshake_finished() {
+        let (state, _) = self.noise.as_mut().expect("started");
+        if state.is_handshake_finished() {
             return Ok(Flow::Stop);
         }
-        let hello = std::mem::take(&mut self.hello);
-        self.send(&hello)?;
-        Ok(if self.noise.is_handshake_finished() { Flow::Stop } else { Flow::Continue })
+        let mut message = vec![0u8; MAX_RECORD_LEN];
+        let len = state.write_message(&self.hello, &mut message)?;
+        message.truncate(len);
+        self.outgoing.push_back(message.into());
+        Ok(if state.is_handshake_finished() { Flow::Stop } else { Flow::Continue })
     }
 
     fn authenticate(&self, public_key: [u8; 32], hello: &[u8]) -> Result<AuthenticatedPeer, SecureError> {

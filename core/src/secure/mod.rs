@@ -5,13 +5,15 @@
 //! - [`node_id`]: `NodeId`, the short checkable name of a public key;
 //! - [`secret`]: `NetworkSecret`, what makes a network private, and its file;
 //! - `keyfile`: the one-line text format both key files share;
-//! - `noise`: the Noise protocol name, and randomness taken from the driver, not the OS;
+//! - [`config`]: `SecureConfig`, a node's part in its network, and the `Hello` it sends;
+//! - `noise`: the Noise suites, their providers, and randomness taken from the driver;
 //! - [`record`]: record framing on streams (4-byte length) and WebSockets (one per message);
 //! - [`handshake`]: `Handshake`, Noise XXpsk0 driven by bytes in, bytes out;
 //! - [`channel`]: `SecureChannel`, sealing and opening the stream after the handshake;
 //! - [`error`]: what goes wrong, never quoting a key.
 //!
-//! A driver, per connection: `Handshake::new` with fresh entropy; pass bytes between the
+//! A driver keeps one `SecureConfig`; per connection: `Handshake::initiator` or
+//! `Handshake::responder` with fresh entropy; pass bytes between the
 //! socket and `handle_input`/`write_output` (WebSocket: `handle_record`/`poll_record`)
 //! until `is_finished`; `finish` gives the `SecureChannel` and the proven peer; bytes the
 //! handshake did not consume go to `SecureChannel::open`. From then on the open protocol's
@@ -19,6 +21,7 @@
 //! docs/security-design.md says what this promises and why it is built this way.
 
 pub mod channel;
+pub mod config;
 pub mod error;
 pub mod handshake;
 pub mod identity;
@@ -32,10 +35,11 @@ pub mod secret;
 mod tests;
 
 pub use channel::SecureChannel;
+pub use config::{Hello, SecureConfig, MAX_HELLO_LEN};
 pub use error::{KeyFileError, NodeIdError, SecureError};
-pub use handshake::{AuthenticatedPeer, Handshake, Hello, Role, HANDSHAKE_RECORD_LIMIT, MAX_HELLO_LEN};
+pub use handshake::{AuthenticatedPeer, Handshake, Role, HANDSHAKE_RECORD_LIMIT};
 pub use identity::Identity;
 pub use node_id::NodeId;
-pub use noise::{HANDSHAKE_ENTROPY_LEN, NOISE_PARAMS, PROLOGUE};
+pub use noise::{Suite, HANDSHAKE_ENTROPY_LEN, PROLOGUE};
 pub use record::{MAX_RECORD_LEN, MAX_RECORD_PLAINTEXT, RECORD_PREFIX_LEN, TAG_LEN};
 pub use secret::NetworkSecret;

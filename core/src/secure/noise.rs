@@ -4,10 +4,14 @@
 //! resolver hands out the bytes the driver passed in (from the OS natively, from
 //! `crypto.getRandomValues` in the browser) and nothing more. A handshake needs exactly one
 //! draw of 32 bytes, for its ephemeral key; asking for more is an error, never a reuse.
+//! Natively the ciphers come from ring (assembly using AES-NI/VAES, CLMUL, AVX2), elsewhere
+//! from the pure-Rust default resolver; both speak the same standard AEADs.
 
 use std::cell::Cell;
 
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
+#[cfg(not(target_arch = "wasm32"))]
+use snow::resolvers::RingResolver;
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 
@@ -15,17 +19,73 @@ use super::error::SecureError;
 use super::identity::Identity;
 use super::secret::NetworkSecret;
 
-/// XX: both sides prove a static key, each learning the other's only encrypted; psk0: the
-/// network secret keys everything from the first message, so a stranger can neither read
-/// nor answer it. AES-256-GCM measured fastest natively (docs/security-design.md).
-pub const NOISE_PARAMS: &str = "Noise_XXpsk0_25519_AESGCM_SHA256";
-
 /// Bound into the handshake hash: a torronto handshake cannot be spliced into another
 /// protocol's, and a future version's never completes with this one.
 pub const PROLOGUE: &[u8] = b"torronto secure v1";
 
 /// Bytes of driver randomness one handshake consumes (its ephemeral private key).
 pub const HANDSHAKE_ENTROPY_LEN: usize = 32;
+
+/// The Noise protocols a connection may use; the initiator picks, the responder accepts
+/// any. XX: both sides prove a static key, each learning the other's only encrypted;
+/// psk0: the network secret keys everything from the first message on, so a stranger can
+/// neither read nor answer it. The suite is part of the Noise protocol name, which starts
+/// the handshake hash: a changed suite byte fails the first message like a wrong secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Suite {
+    /// AES-256-GCM: fastest where the CPU has AES instructions (native nodes).
+    AesGcm,
+    /// ChaCha20-Poly1305: seven times faster than software AES in wasm (the browser).
+    ChaChaPoly,
+}
+
+impl Suite {
+    pub const ALL: [Suite; 2] = [Suite::AesGcm, Suite::ChaChaPoly];
+
+    /// What this build offers when it dials: AES natively, ChaCha in wasm (measured in
+    /// docs/security-design.md).
+    pub fn preferred() -> Self {
+        if cfg!(target_arch = "wasm32") {
+            Suite::ChaChaPoly
+        } else {
+            Suite::AesGcm
+        }
+    }
+
+    /// The Noise protocol name.
+    pub fn noise_name(self) -> &'static str {
+        match self {
+            Suite::AesGcm => "Noise_XXpsk0_25519_AESGCM_SHA256",
+            Suite::ChaChaPoly => "Noise_XXpsk0_25519_ChaChaPoly_SHA256",
+        }
+    }
+
+    /// The byte that opens the first handshake record.
+    pub(crate) fn id(self) -> u8 {
+        match self {
+            Suite::AesGcm => 1,
+            Suite::ChaChaPoly => 2,
+        }
+    }
+
+    pub(crate) fn from_id(id: u8) -> Option<Self> {
+        Suite::ALL.into_iter().find(|suite| suite.id() == id)
+    }
+
+    fn params(self) -> NoiseParams {
+        self.noise_name().parse().expect("suite names are valid Noise protocol names")
+    }
+}
+
+/// Where the primitives come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Providers {
+    /// ring's ciphers natively, the pure-Rust ones in wasm.
+    Fastest,
+    /// The pure-Rust ones everywhere: what a browser peer runs, for interoperability tests.
+    #[cfg_attr(not(test), allow(dead_code))]
+    PureRust,
+}
 
 /// Hands the driver's bytes to snow once.
 struct DriverEntropy(Option<[u8; HANDSHAKE_ENTROPY_LEN]>);
@@ -42,9 +102,10 @@ impl Random for DriverEntropy {
     }
 }
 
-/// The default pure-Rust primitives, with the driver's entropy as the only randomness.
+/// The chosen primitives, with the driver's entropy as the only randomness.
 struct EntropyResolver {
     entropy: Cell<Option<[u8; HANDSHAKE_ENTROPY_LEN]>>,
+    providers: Providers,
 }
 
 impl CryptoResolver for EntropyResolver {
@@ -61,23 +122,27 @@ impl CryptoResolver for EntropyResolver {
     }
 
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.providers == Providers::Fastest {
+            if let Some(cipher) = RingResolver.resolve_cipher(choice) {
+                return Some(cipher);
+            }
+        }
         DefaultResolver.resolve_cipher(choice)
     }
-}
-
-fn params() -> NoiseParams {
-    NOISE_PARAMS.parse().expect("NOISE_PARAMS is a valid Noise protocol name")
 }
 
 /// A started handshake for `identity` in the network of `secret`.
 pub(crate) fn handshake_state(
     initiator: bool,
+    suite: Suite,
+    providers: Providers,
     identity: &Identity,
     secret: &NetworkSecret,
     entropy: [u8; HANDSHAKE_ENTROPY_LEN],
 ) -> Result<snow::HandshakeState, SecureError> {
-    let resolver = EntropyResolver { entropy: Cell::new(Some(entropy)) };
-    let builder = snow::Builder::with_resolver(params(), Box::new(resolver))
+    let resolver = EntropyResolver { entropy: Cell::new(Some(entropy)), providers };
+    let builder = snow::Builder::with_resolver(suite.params(), Box::new(resolver))
         .prologue(PROLOGUE)?
         .psk(0, secret.psk())?
         .local_private_key(identity.private_key())?;
@@ -119,9 +184,19 @@ mod tests {
         rng.try_fill_bytes(&mut buf).unwrap();
         assert_eq!(buf, [3; 32]);
         assert!(rng.try_fill_bytes(&mut buf).is_err());
-        let resolver = EntropyResolver { entropy: Cell::new(Some([1; 32])) };
+        let resolver = EntropyResolver { entropy: Cell::new(Some([1; 32])), providers: Providers::Fastest };
         assert!(resolver.resolve_rng().is_some());
         assert!(resolver.resolve_rng().is_none());
+    }
+
+    #[test]
+    fn suites_round_trip_through_their_byte() {
+        for suite in Suite::ALL {
+            assert_eq!(Suite::from_id(suite.id()), Some(suite));
+            let _ = suite.params();
+        }
+        assert_eq!(Suite::from_id(0), None);
+        assert_eq!(Suite::from_id(b'{'), None, "an open-protocol JSON header is no suite");
     }
 
     #[test]

@@ -19,14 +19,19 @@ fn entropy(seed: u8) -> [u8; HANDSHAKE_ENTROPY_LEN] {
     std::array::from_fn(|i| seed.wrapping_mul(31).wrapping_add(i as u8))
 }
 
+fn config(identity_seed: u8, secret_seed: u8, hello: Hello) -> SecureConfig {
+    SecureConfig::new(identity(identity_seed), secret(secret_seed), hello)
+}
+
 /// An initiator (identity 1, listening at 10.0.0.1:7001) and a responder (identity 2, a
 /// browser-like peer with no listen address) with the given secrets.
 fn pair(initiator_secret: u8, responder_secret: u8) -> (Handshake, Handshake) {
-    let hello = Hello::listening_at("10.0.0.1:7001");
-    let initiator = Handshake::new(Role::Initiator, &identity(1), &secret(initiator_secret), &hello, entropy(1));
-    let responder =
-        Handshake::new(Role::Responder, &identity(2), &secret(responder_secret), &Hello::default(), entropy(2));
-    (initiator.unwrap(), responder.unwrap())
+    let initiator = config(1, initiator_secret, Hello::listening_at("10.0.0.1:7001"));
+    pair_of(&initiator, &config(2, responder_secret, Hello::default()))
+}
+
+fn pair_of(initiator: &SecureConfig, responder: &SecureConfig) -> (Handshake, Handshake) {
+    (Handshake::initiator(initiator, entropy(1)).unwrap(), Handshake::responder(responder, entropy(2)).unwrap())
 }
 
 /// Which side failed, and how.
@@ -314,9 +319,8 @@ fn records_out_of_turn_and_early_finish_are_refused() {
 
 #[test]
 fn an_over_long_hello_is_refused_at_the_start() {
-    let hello = Hello::listening_at("h".repeat(MAX_HELLO_LEN));
-    let result = Handshake::new(Role::Responder, &identity(1), &secret(1), &hello, entropy(1));
-    assert!(matches!(result, Err(SecureError::BadHello(_))));
+    let config = config(1, 1, Hello::listening_at("h".repeat(MAX_HELLO_LEN)));
+    assert!(matches!(Handshake::responder(&config, entropy(1)), Err(SecureError::BadHello(_))));
 }
 
 #[test]
@@ -324,6 +328,65 @@ fn fresh_entropy_means_fresh_keys() {
     let first = pair(7, 7).0.poll_record().unwrap();
     let again = pair(7, 7).0.poll_record().unwrap();
     assert_eq!(first, again, "the same entropy gives the same ephemeral key: drivers must not reuse it");
-    let mut other = Handshake::new(Role::Initiator, &identity(1), &secret(7), &Hello::default(), entropy(3)).unwrap();
+    let mut other = Handshake::initiator(&config(1, 7, Hello::default()), entropy(3)).unwrap();
     assert_ne!(first, other.poll_record().unwrap());
+}
+
+/// Records through a stream, then 1 MiB each way: the two ends really share keys.
+fn exchange(initiator: &SecureConfig, responder: &SecureConfig) -> Result<Suite, Failure> {
+    let (mut i, mut r) = pair_of(initiator, responder);
+    run_stream(&mut i, &mut r, 1000)?;
+    let ((mut a, _), (mut b, _)) = (i.finish().unwrap(), r.finish().unwrap());
+    assert_eq!(a.suite(), b.suite());
+    let sent = plaintext(1 << 20);
+    let one_way = |from: &mut SecureChannel, to: &mut SecureChannel| {
+        let (mut wire, mut got) = (BytesMut::new(), BytesMut::new());
+        from.seal(&sent, &mut wire).unwrap();
+        to.open(&wire, &mut got).unwrap();
+        assert!(got[..] == sent[..]);
+    };
+    one_way(&mut a, &mut b);
+    one_way(&mut b, &mut a);
+    Ok(a.suite())
+}
+
+#[test]
+fn the_initiator_picks_the_suite_and_any_responder_follows() {
+    assert_eq!(config(1, 7, Hello::default()).suite, Suite::preferred());
+    for suite in Suite::ALL {
+        let mut initiator = config(1, 7, Hello::default());
+        initiator.suite = suite;
+        let mut responder = config(2, 7, Hello::default());
+        responder.suite = if suite == Suite::AesGcm { Suite::ChaChaPoly } else { Suite::AesGcm };
+        assert_eq!(exchange(&initiator, &responder), Ok(suite));
+    }
+}
+
+#[test]
+fn native_and_pure_rust_ciphers_interoperate() {
+    // What a browser peer (pure Rust in wasm) and a native node (ring) run, in both roles.
+    for suite in Suite::ALL {
+        for pure_rust_dials in [true, false] {
+            let (mut browser, mut node) = (config(1, 7, Hello::default()), config(2, 7, Hello::default()));
+            browser.providers = noise::Providers::PureRust;
+            browser.suite = suite;
+            node.suite = suite;
+            let (initiator, responder) = if pure_rust_dials { (&browser, &node) } else { (&node, &browser) };
+            assert_eq!(exchange(initiator, responder), Ok(suite));
+        }
+    }
+}
+
+#[test]
+fn a_changed_suite_byte_fails_like_a_wrong_secret() {
+    for suite_byte in [1, 2, 0, 3, b'{'] {
+        let (mut initiator, mut responder) = pair(7, 7);
+        let mut first = initiator.poll_record().unwrap().to_vec();
+        if first[0] == suite_byte {
+            continue;
+        }
+        first[0] = suite_byte;
+        assert_eq!(responder.handle_record(&first), Err(SecureError::HandshakeFailed), "suite byte {suite_byte}");
+        assert_eq!(responder.poll_record(), None);
+    }
 }
