@@ -205,6 +205,27 @@ fn secure_channel(suite: Suite) -> Timing {
     )
 }
 
+/// As a driver with its own read buffer: `open_buf` on what arrived, here a whole batch.
+fn secure_channel_buffered(suite: Suite) -> Timing {
+    let (mut sender, mut receiver) = channel_pair(suite);
+    let plaintext = vec![0x5au8; PLAINTEXT];
+    let buf = std::cell::RefCell::new(BytesMut::with_capacity(BATCH * SecureChannel::sealed_len(PLAINTEXT)));
+    let mut opened = BytesMut::with_capacity(BATCH * PLAINTEXT);
+    measure(
+        || {
+            let mut buf = buf.borrow_mut();
+            for _ in 0..BATCH {
+                sender.seal(&plaintext, &mut buf).unwrap();
+            }
+        },
+        || {
+            opened.clear();
+            receiver.open_buf(&mut buf.borrow_mut(), &mut opened).unwrap();
+            assert_eq!(opened.len(), BATCH * PLAINTEXT);
+        },
+    )
+}
+
 #[test]
 #[ignore = "a measurement: run in release with --ignored --nocapture"]
 fn transport_throughput() {
@@ -216,6 +237,7 @@ fn transport_throughput() {
         raw_snow("ChaChaPoly", true).report("snow ring ChaChaPoly");
     }
     for suite in Suite::ALL {
-        secure_channel(suite).report(&format!("SecureChannel {suite:?}"));
+        secure_channel(suite).report(&format!("SecureChannel {suite:?}, open 64K reads"));
+        secure_channel_buffered(suite).report(&format!("SecureChannel {suite:?}, open_buf"));
     }
 }

@@ -6,11 +6,14 @@
 //! them), so a replayed, dropped or reordered record fails authentication like a tampered
 //! one. Any failure is fatal: the channel refuses all further use.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::error::SecureError;
 use super::noise::Suite;
-use super::record::{put_prefix, Flow, RecordReader, MAX_RECORD_LEN, MAX_RECORD_PLAINTEXT, RECORD_PREFIX_LEN, TAG_LEN};
+use super::record::{
+    missing_bytes, put_prefix, whole_records, Flow, RecordReader, MAX_RECORD_LEN, MAX_RECORD_PLAINTEXT,
+    RECORD_PREFIX_LEN, TAG_LEN,
+};
 
 /// One direction pair of Noise transport keys, with the stream reader for incoming bytes.
 pub struct SecureChannel {
@@ -79,6 +82,29 @@ impl SecureChannel {
             Ok(Flow::Continue)
         });
         self.poison_on_error(result.map(drop))
+    }
+
+    /// Stream form for a driver that reads into its own buffer, as for the open protocol's
+    /// `FrameDecoder`: decrypts the whole records at the front of `buf` and removes them,
+    /// leaving a partial one there with room reserved for the rest. No copy of the
+    /// ciphertext is made (`open` copies records split across its inputs).
+    pub fn open_buf(&mut self, buf: &mut BytesMut, plaintext: &mut BytesMut) -> Result<(), SecureError> {
+        self.check_usable()?;
+        if self.reader.buffered() > 0 {
+            // `open` was used before and holds a partial record: keep feeding it.
+            let result = self.open(buf, plaintext);
+            buf.clear();
+            return result;
+        }
+        let noise = &mut self.noise;
+        let result = whole_records(buf, MAX_RECORD_LEN, |record| {
+            open_into(noise, record, plaintext)?;
+            Ok(Flow::Continue)
+        });
+        let (used, _) = self.poison_on_error(result)?;
+        buf.advance(used);
+        buf.reserve(missing_bytes(buf));
+        Ok(())
     }
 
     /// Message form: one whole record (one WebSocket message); appends its plaintext.

@@ -122,14 +122,22 @@ impl CryptoResolver for EntropyResolver {
     }
 
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
-        #[cfg(not(target_arch = "wasm32"))]
-        if self.providers == Providers::Fastest {
-            if let Some(cipher) = RingResolver.resolve_cipher(choice) {
-                return Some(cipher);
-            }
-        }
-        DefaultResolver.resolve_cipher(choice)
+        let native = match self.providers {
+            Providers::Fastest => native_cipher(choice),
+            Providers::PureRust => None,
+        };
+        native.or_else(|| DefaultResolver.resolve_cipher(choice))
     }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn native_cipher(choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+    RingResolver.resolve_cipher(choice)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn native_cipher(_choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+    None
 }
 
 /// A started handshake for `identity` in the network of `secret`.

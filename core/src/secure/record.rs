@@ -40,6 +40,40 @@ fn record_len(prefix: &[u8], limit: usize) -> Result<usize, SecureError> {
     Ok(len)
 }
 
+/// Hands every whole record at the front of `input` to `handle`, in order, until it says
+/// `Stop`. Returns the bytes those records took, and the last `Flow`.
+pub(crate) fn whole_records(
+    input: &[u8],
+    limit: usize,
+    mut handle: impl FnMut(&[u8]) -> Result<Flow, SecureError>,
+) -> Result<(usize, Flow), SecureError> {
+    let mut used = 0;
+    while let Some(prefix) = input.get(used..used + RECORD_PREFIX_LEN) {
+        let len = record_len(prefix, limit)?;
+        let Some(record) = input.get(used + RECORD_PREFIX_LEN..used + RECORD_PREFIX_LEN + len) else {
+            break;
+        };
+        let flow = handle(record)?;
+        used += RECORD_PREFIX_LEN + len;
+        if flow == Flow::Stop {
+            return Ok((used, Flow::Stop));
+        }
+    }
+    Ok((used, Flow::Continue))
+}
+
+/// Bytes still missing from the partial record at the front of `input`, once its prefix
+/// is whole (its limit already checked by `whole_records`).
+pub(crate) fn missing_bytes(input: &[u8]) -> usize {
+    match input.get(..RECORD_PREFIX_LEN) {
+        Some(prefix) => {
+            let len = u32::from_be_bytes(prefix.try_into().expect("4 bytes")) as usize;
+            (RECORD_PREFIX_LEN + len).saturating_sub(input.len())
+        }
+        None => RECORD_PREFIX_LEN - input.len(),
+    }
+}
+
 /// Splits a byte stream into records, holding at most one partial record between calls.
 #[derive(Debug, Default)]
 pub(crate) struct RecordReader {
@@ -72,19 +106,12 @@ impl RecordReader {
                 return Ok(input.len() - rest.len());
             }
         }
-        while rest.len() >= RECORD_PREFIX_LEN {
-            let len = record_len(rest, limit)?;
-            let Some(record) = rest.get(RECORD_PREFIX_LEN..RECORD_PREFIX_LEN + len) else {
-                break;
-            };
-            let flow = handle(record)?;
-            rest = &rest[RECORD_PREFIX_LEN + len..];
-            if flow == Flow::Stop {
-                return Ok(input.len() - rest.len());
-            }
+        let (used, flow) = whole_records(rest, limit, &mut handle)?;
+        if flow == Flow::Stop {
+            return Ok(input.len() - rest.len() + used);
         }
-        // A partial record; its prefix, if whole, passed the limit check above.
-        self.partial.extend_from_slice(rest);
+        // A partial record; its prefix, if whole, passed the limit check.
+        self.partial.extend_from_slice(&rest[used..]);
         Ok(input.len())
     }
 
@@ -145,6 +172,16 @@ mod tests {
             assert_eq!(seen, records.map(<[u8]>::to_vec), "pieces of {piece}");
             assert_eq!(reader.buffered(), 0);
         }
+    }
+
+    #[test]
+    fn missing_bytes_counts_what_the_partial_record_lacks() {
+        let bytes = stream(&[b"abcdef"]);
+        assert_eq!(missing_bytes(&bytes[..0]), 4);
+        assert_eq!(missing_bytes(&bytes[..3]), 1);
+        assert_eq!(missing_bytes(&bytes[..4]), 6);
+        assert_eq!(missing_bytes(&bytes[..7]), 3);
+        assert_eq!(missing_bytes(&bytes), 0);
     }
 
     #[test]

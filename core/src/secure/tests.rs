@@ -1,7 +1,7 @@
 //! Two parties through the whole construction: handshake, then the channel, on both the
 //! stream and the WebSocket form, and what an attacker on the path or a stranger can do.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 
 use super::*;
 #[cfg(target_arch = "wasm32")]
@@ -124,6 +124,18 @@ fn sixteen_mib_cross_in_records_byte_identical() {
     }
     assert_eq!(b.buffered_len(), 0);
     assert!(received[..] == sent[..], "16 MiB differ after the round trip");
+    // The same through the driver's own read buffer.
+    let ((mut a, _), (mut b, _)) = establish();
+    let mut wire = BytesMut::new();
+    a.seal(&sent, &mut wire).unwrap();
+    let (mut buf, mut received) = (BytesMut::new(), BytesMut::new());
+    for chunk in wire.chunks(100_003) {
+        buf.extend_from_slice(chunk);
+        b.open_buf(&mut buf, &mut received).unwrap();
+        assert!(buf.len() < RECORD_PREFIX_LEN + MAX_RECORD_LEN, "only a partial record stays");
+    }
+    assert!(buf.is_empty());
+    assert!(received[..] == sent[..], "16 MiB differ after open_buf");
     // And the other way.
     let mut back = BytesMut::new();
     b.seal(b"thanks", &mut back).unwrap();
@@ -177,9 +189,12 @@ fn bytes_behind_the_last_handshake_record_belong_to_the_channel() {
     assert!(responder.is_finished());
     assert_eq!(responder.handle_input(&wire[used..]), Ok(0), "nothing more for the handshake");
     let (mut b, _) = responder.finish().unwrap();
+    // As a driver with its own read buffer does it.
+    wire.advance(used);
     let mut out = BytesMut::new();
-    b.open(&wire[used..], &mut out).unwrap();
+    b.open_buf(&mut wire, &mut out).unwrap();
     assert_eq!(&out[..], b"first frames");
+    assert!(wire.is_empty());
 }
 
 #[test]
@@ -285,6 +300,10 @@ fn a_record_prefix_over_the_limit_is_refused_before_allocating() {
     );
     assert_eq!(b.buffered_len(), 0);
     assert!(out.capacity() == 0, "nothing was reserved for the record");
+    let ((_, _), (mut b, _)) = establish();
+    let mut buf = BytesMut::from(&prefix[..]);
+    assert!(matches!(b.open_buf(&mut buf, &mut out), Err(SecureError::RecordTooLong { .. })));
+    assert!(buf.capacity() < 64, "nothing was reserved for the record");
     // The handshake's limit is smaller still.
     let (_, mut responder) = pair(7, 7);
     let prefix = ((HANDSHAKE_RECORD_LIMIT + 1) as u32).to_be_bytes();
