@@ -139,7 +139,8 @@ impl Handshake {
     }
 
     /// Stream form: feeds received bytes, split anywhere. Returns how many it consumed;
-    /// those past the last handshake record are the channel's, for [`SecureChannel::open`].
+    /// those past the last handshake record are the channel's, for
+    /// [`SecureChannel::open_buf`] (or `open`).
     #[must_use = "bytes past the handshake belong to the channel"]
     pub fn handle_input(&mut self, input: &[u8]) -> Result<usize, SecureError> {
         self.check_usable()?;

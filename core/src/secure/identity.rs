@@ -88,7 +88,10 @@ mod tests {
         // RFC 7748 section 6.1, Alice's key pair.
         let private: [u8; 32] = hex32("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
         let public = hex32("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
-        assert_eq!(Identity::from_random_bytes(private).public_key(), &public);
+        let identity = Identity::from_random_bytes(private);
+        assert_eq!(identity.public_key(), &public);
+        // The node ID format, pinned by a known answer (docs/security-design.md shows it).
+        assert_eq!(identity.node_id().to_string(), "GAGJZFQDJ-XEVEWOPNJ-HFML7ESAU-CFEAJW2PC");
     }
 
     #[test]

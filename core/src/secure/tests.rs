@@ -87,6 +87,20 @@ fn members_prove_their_keys_and_hellos_to_each_other() {
 }
 
 #[test]
+fn handshake_records_are_small() {
+    // 1 suite byte + e + an empty payload's tag; e + encrypted s + payload + tag; encrypted s + payload + tag.
+    let (mut initiator, mut responder) = pair(7, 7);
+    let first = initiator.poll_record().unwrap();
+    assert_eq!(first.len(), 1 + 32 + 16);
+    responder.handle_record(&first).unwrap();
+    let second = responder.poll_record().unwrap();
+    assert_eq!(second.len(), 32 + 48 + br#"{}"#.len() + 16);
+    initiator.handle_record(&second).unwrap();
+    let third = initiator.poll_record().unwrap();
+    assert_eq!(third.len(), 48 + br#"{"Listen":"10.0.0.1:7001"}"#.len() + 16);
+}
+
+#[test]
 fn a_byte_at_a_time_is_as_good_as_all_at_once() {
     let (mut initiator, mut responder) = pair(7, 7);
     run_stream(&mut initiator, &mut responder, 1).unwrap();
