@@ -10,10 +10,12 @@
 //! - [`status`]: the Query answer, computed per file and read back row by row;
 //! - `files`: per-file bookkeeping (held, fetching, replication counts, rarest pick);
 //! - [`node`]: the state machine the native node and the browser peer both drive,
-//!   carved into rooms: membership, peers, fetching, serving, imports, timers.
+//!   carved into rooms: membership, peers, fetching, serving, imports, timers;
+//! - [`secure`]: private networks: identities, node IDs, the network secret, and the
+//!   Noise handshake and encrypted channel the open protocol's frames travel in.
 //!
-//! Nothing here does I/O, reads a clock or spawns: drivers pass time in and carry
-//! out the commands that come out (see [`node::Node`]).
+//! Nothing here does I/O, reads a clock, draws randomness or spawns: drivers pass time
+//! and random bytes in and carry out the commands that come out (see [`node::Node`]).
 
 pub mod bitset;
 mod files;
@@ -21,6 +23,7 @@ pub mod layout;
 pub mod manifest;
 pub mod name;
 pub mod node;
+pub mod secure;
 pub mod status;
 pub mod wire;
 
@@ -32,5 +35,6 @@ pub use node::{
     control_token_matches, Config, ConnId, ConnInfo, Event, ImportId, LocalFile, Millis, NetCommand, Node, Refusal,
     StorageCommand, StorageError, StorageEvent, Tuning,
 };
+pub use secure::{Handshake, Identity, NetworkSecret, NodeId, SecureChannel, SecureConfig, SecureError};
 pub use status::{ChunkMap, FileRow, Status};
 pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage};

@@ -1,0 +1,176 @@
+//! `SecureChannel`: the encrypted byte stream after the handshake.
+//!
+//! Inside is exactly the open protocol's TCP byte stream (4-byte length-prefixed frames),
+//! so the frame decoder runs on what `open` delivers, unchanged. Each record carries up to
+//! [`MAX_RECORD_PLAINTEXT`] bytes; its nonce is its position in the stream (Noise counts
+//! them), so a replayed, dropped or reordered record fails authentication like a tampered
+//! one. Any failure is fatal: the channel refuses all further use.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::error::SecureError;
+use super::noise::Suite;
+use super::record::{
+    missing_bytes, put_prefix, whole_records, Flow, RecordReader, MAX_RECORD_LEN, MAX_RECORD_PLAINTEXT,
+    RECORD_PREFIX_LEN, TAG_LEN,
+};
+
+/// One direction pair of Noise transport keys, with the stream reader for incoming bytes.
+pub struct SecureChannel {
+    noise: snow::TransportState,
+    suite: Suite,
+    reader: RecordReader,
+    failed: bool,
+}
+
+impl SecureChannel {
+    pub(crate) fn new(noise: snow::TransportState, suite: Suite) -> Self {
+        SecureChannel { noise, suite, reader: RecordReader::default(), failed: false }
+    }
+
+    /// The cipher suite the initiator chose.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// Bytes on a stream that sealing `plaintext_len` bytes produces.
+    pub fn sealed_len(plaintext_len: usize) -> usize {
+        let records = plaintext_len.div_ceil(MAX_RECORD_PLAINTEXT);
+        plaintext_len + records * (RECORD_PREFIX_LEN + TAG_LEN)
+    }
+
+    /// Stream form: encrypts `plaintext` (any length) into length-prefixed records
+    /// appended to `out`.
+    pub fn seal(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
+        self.check_usable()?;
+        out.reserve(Self::sealed_len(plaintext.len()));
+        for piece in plaintext.chunks(MAX_RECORD_PLAINTEXT) {
+            put_prefix(out, piece.len() + TAG_LEN);
+            self.seal_into(piece, out)?;
+        }
+        Ok(())
+    }
+
+    /// Message form: encrypts at most [`MAX_RECORD_PLAINTEXT`] bytes into one record,
+    /// without prefix, appended to `out` (one WebSocket message).
+    pub fn seal_record(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
+        self.check_usable()?;
+        if plaintext.len() > MAX_RECORD_PLAINTEXT {
+            return Err(SecureError::RecordTooLong { len: plaintext.len() + TAG_LEN, limit: MAX_RECORD_LEN });
+        }
+        self.seal_into(plaintext, out)
+    }
+
+    /// Message form for any length: one record per WebSocket message, in order.
+    pub fn seal_records(&mut self, plaintext: &[u8]) -> Result<Vec<Bytes>, SecureError> {
+        let mut records = Vec::with_capacity(plaintext.len().div_ceil(MAX_RECORD_PLAINTEXT));
+        for piece in plaintext.chunks(MAX_RECORD_PLAINTEXT) {
+            let mut record = BytesMut::with_capacity(piece.len() + TAG_LEN);
+            self.seal_record(piece, &mut record)?;
+            records.push(record.freeze());
+        }
+        Ok(records)
+    }
+
+    /// Stream form: feeds ciphertext as it arrives, split anywhere, and appends the
+    /// plaintext of every whole record to `plaintext`. Holds at most one partial record.
+    pub fn open(&mut self, ciphertext: &[u8], plaintext: &mut BytesMut) -> Result<(), SecureError> {
+        self.check_usable()?;
+        let noise = &mut self.noise;
+        let result = self.reader.feed(ciphertext, MAX_RECORD_LEN, |record| {
+            open_into(noise, record, plaintext)?;
+            Ok(Flow::Continue)
+        });
+        self.poison_on_error(result.map(drop))
+    }
+
+    /// Stream form for a driver that reads into its own buffer, as for the open protocol's
+    /// `FrameDecoder`: decrypts the whole records at the front of `buf` and removes them,
+    /// leaving a partial one there with room reserved for the rest. No copy of the
+    /// ciphertext is made (`open` copies records split across its inputs).
+    pub fn open_buf(&mut self, buf: &mut BytesMut, plaintext: &mut BytesMut) -> Result<(), SecureError> {
+        self.check_usable()?;
+        if self.reader.buffered() > 0 {
+            // `open` was used before and holds a partial record: keep feeding it.
+            let result = self.open(buf, plaintext);
+            buf.clear();
+            return result;
+        }
+        let noise = &mut self.noise;
+        let result = whole_records(buf, MAX_RECORD_LEN, |record| {
+            open_into(noise, record, plaintext)?;
+            Ok(Flow::Continue)
+        });
+        let (used, _) = self.poison_on_error(result)?;
+        buf.advance(used);
+        buf.reserve(missing_bytes(buf));
+        Ok(())
+    }
+
+    /// Message form: one whole record (one WebSocket message); appends its plaintext.
+    pub fn open_record(&mut self, record: &[u8], plaintext: &mut BytesMut) -> Result<(), SecureError> {
+        self.check_usable()?;
+        let result = if record.len() > MAX_RECORD_LEN {
+            Err(SecureError::RecordTooLong { len: record.len(), limit: MAX_RECORD_LEN })
+        } else {
+            open_into(&mut self.noise, record, plaintext)
+        };
+        self.poison_on_error(result)
+    }
+
+    /// Bytes of a partial incoming record held until the rest arrives.
+    pub fn buffered_len(&self) -> usize {
+        self.reader.buffered()
+    }
+
+    fn seal_into(&mut self, piece: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
+        let start = out.len();
+        out.resize(start + piece.len() + TAG_LEN, 0);
+        let result = self.noise.write_message(piece, &mut out[start..]).map(drop).map_err(SecureError::from);
+        self.poison_on_error(result)
+    }
+
+    fn check_usable(&self) -> Result<(), SecureError> {
+        if self.failed {
+            return Err(SecureError::Poisoned);
+        }
+        Ok(())
+    }
+
+    fn poison_on_error<T>(&mut self, result: Result<T, SecureError>) -> Result<T, SecureError> {
+        self.failed |= result.is_err();
+        result
+    }
+}
+
+/// Decrypts one record onto the end of `plaintext`, adding nothing unless it authenticates.
+fn open_into(noise: &mut snow::TransportState, record: &[u8], plaintext: &mut BytesMut) -> Result<(), SecureError> {
+    if record.len() < TAG_LEN {
+        return Err(SecureError::Decrypt);
+    }
+    let start = plaintext.len();
+    // Room for the tag too: given less, ring's backend decrypts through a fresh allocation
+    // (measured: a third of the speed).
+    plaintext.resize(start + record.len(), 0);
+    match noise.read_message(record, &mut plaintext[start..]) {
+        Ok(len) => {
+            plaintext.truncate(start + len);
+            Ok(())
+        }
+        Err(err) => {
+            plaintext.truncate(start);
+            Err(err.into())
+        }
+    }
+}
+
+impl std::fmt::Debug for SecureChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureChannel")
+            .field("suite", &self.suite)
+            .field("sent", &self.noise.sending_nonce())
+            .field("received", &self.noise.receiving_nonce())
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
