@@ -57,14 +57,3 @@ pub enum KeyFileError {
     #[error("line {line}: a second key line; a file holds exactly one")]
     Duplicate { line: usize },
 }
-
-/// A node ID that does not parse.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum NodeIdError {
-    #[error("a node ID has {expected} characters besides dashes, found {found}")]
-    WrongLength { expected: usize, found: usize },
-    #[error("{0:?} is not a node ID character (A-Z, 2-7)")]
-    BadCharacter(char),
-    #[error("group {group} of the node ID fails its check character: a typo?")]
-    CheckFailed { group: usize },
-}

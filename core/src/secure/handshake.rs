@@ -30,6 +30,7 @@ use super::node_id::NodeId;
 use super::noise::{self, Providers, Suite, HANDSHAKE_ENTROPY_LEN};
 use super::record::{put_prefix, Flow, RecordReader, MAX_RECORD_LEN};
 use super::secret::NetworkSecret;
+use super::x25519;
 
 /// Largest handshake record: a suite byte, keys, tags and a `Hello`, with room to spare.
 pub const HANDSHAKE_RECORD_LIMIT: usize = 2048;
@@ -258,7 +259,7 @@ impl Progress {
     }
 
     fn authenticate(&self, public_key: [u8; 32], hello: &[u8]) -> Result<AuthenticatedPeer, SecureError> {
-        if noise::is_low_order(&public_key) {
+        if x25519::is_low_order(&public_key) {
             return Err(SecureError::WeakPeerKey);
         }
         let id = NodeId::from_public_key(&public_key);

@@ -10,7 +10,7 @@ use zeroize::Zeroize;
 use super::error::KeyFileError;
 use super::keyfile::{self, KEY_LEN};
 use super::node_id::NodeId;
-use super::noise;
+use super::x25519;
 
 /// A node's key pair. The private half is wiped from memory when dropped; `Debug` shows
 /// only the node ID.
@@ -26,7 +26,7 @@ impl Identity {
 
     /// A new identity from 32 bytes of the driver's cryptographic randomness.
     pub fn from_random_bytes(private: [u8; KEY_LEN]) -> Self {
-        let public = noise::x25519_public_key(&private);
+        let public = x25519::x25519_public_key(&private);
         Identity { private, public }
     }
 

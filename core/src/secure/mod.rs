@@ -2,11 +2,12 @@
 //!
 //! Layout, one idea per module:
 //! - [`identity`]: `Identity`, a node's static X25519 key pair, and its key file;
-//! - [`node_id`]: `NodeId`, the short checkable name of a public key;
+//! - [`node_id`]: `NodeId`, the short checkable name of a public key, and its parse errors;
 //! - [`secret`]: `NetworkSecret`, what makes a network private, and its file;
 //! - `keyfile`: the one-line text format both key files share;
 //! - [`config`]: `SecureConfig`, a node's part in its network, and the `Hello` it sends;
 //! - `noise`: the Noise suites, their providers, and randomness taken from the driver;
+//! - `x25519`: public keys from private ones, and the low-order point check;
 //! - [`record`]: record framing on streams (4-byte length) and WebSockets (one per message);
 //! - [`handshake`]: `Handshake`, Noise XXpsk0 driven by bytes in, bytes out;
 //! - [`channel`]: `SecureChannel`, sealing and opening the stream after the handshake;
@@ -30,16 +31,18 @@ pub mod node_id;
 mod noise;
 pub mod record;
 pub mod secret;
+mod x25519;
 
 #[cfg(test)]
 mod tests;
 
 pub use channel::SecureChannel;
 pub use config::{Hello, SecureConfig, MAX_HELLO_LEN};
-pub use error::{KeyFileError, NodeIdError, SecureError};
+pub use error::{KeyFileError, SecureError};
 pub use handshake::{AuthenticatedPeer, Handshake, Role, HANDSHAKE_RECORD_LIMIT};
 pub use identity::Identity;
 pub use node_id::NodeId;
+pub use node_id::NodeIdError;
 pub use noise::{Suite, HANDSHAKE_ENTROPY_LEN, PROLOGUE};
 pub use record::{MAX_RECORD_LEN, MAX_RECORD_PLAINTEXT, RECORD_PREFIX_LEN, TAG_LEN};
 pub use secret::NetworkSecret;

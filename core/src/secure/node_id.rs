@@ -13,7 +13,16 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use super::error::NodeIdError;
+/// A node ID that does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NodeIdError {
+    #[error("a node ID has {expected} characters besides dashes, found {found}")]
+    WrongLength { expected: usize, found: usize },
+    #[error("{0:?} is not a node ID character (A-Z, 2-7)")]
+    BadCharacter(char),
+    #[error("group {group} of the node ID fails its check character: a typo?")]
+    CheckFailed { group: usize },
+}
 
 const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const ID_BYTES: usize = 20;
