@@ -145,25 +145,33 @@ async fn handle(stream: TcpStream, from: SocketAddr, site: &Site, inputs: &mpsc:
         Ok(Ok(None)) => (HEAD_LIMIT, Request::Refuse { status: 431, message: "request head too large" }),
         Ok(Ok(Some((len, head)))) => (len, parse_request(&head)),
     };
-    if request == Request::Upgrade {
-        // The handshake reads the head itself.
-        let session = torronto_ws_bridge::accept(stream, &site.origins).await?;
-        tracing::debug!("control panel: WebSocket session from {from}");
-        inputs.send(Input::WebSocket(Box::new(session))).await.ok();
-        return Ok(());
-    }
     let mut stream = stream;
-    // Read what was peeked: closing with unread bytes would reset the connection
-    // and could lose the answer.
-    let mut consumed = vec![0u8; head_len];
-    stream.read_exact(&mut consumed).await?;
     match request {
-        Request::File { path, head_only } => serve_file(&mut stream, &site.root, &path, head_only).await?,
-        Request::Refuse { status, message } => respond_text(&mut stream, status, message).await?,
-        Request::Upgrade => unreachable!("handled above"),
+        Request::Upgrade => {
+            // The handshake reads the head itself.
+            let session = torronto_ws_bridge::accept(stream, &site.origins).await?;
+            tracing::debug!("control panel: WebSocket session from {from}");
+            inputs.send(Input::WebSocket(Box::new(session))).await.ok();
+            return Ok(());
+        }
+        Request::File { path, head_only } => {
+            consume_head(&mut stream, head_len).await?;
+            serve_file(&mut stream, &site.root, &path, head_only).await?
+        }
+        Request::Refuse { status, message } => {
+            consume_head(&mut stream, head_len).await?;
+            respond_text(&mut stream, status, message).await?
+        }
     }
     stream.shutdown().await.ok();
     Ok(())
+}
+
+/// Reads what was peeked: closing with unread bytes would reset the connection and
+/// could lose the answer.
+async fn consume_head(stream: &mut TcpStream, head_len: usize) -> std::io::Result<()> {
+    let mut consumed = vec![0u8; head_len];
+    stream.read_exact(&mut consumed).await.map(drop)
 }
 
 /// Peeks until the head is complete: its length and bytes, or `None` if too large.
