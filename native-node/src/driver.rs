@@ -96,6 +96,7 @@ impl Driver {
             token: Some(token.clone()),
             seed: rand::random(),
             tuning: Tuning::default(),
+            private: None,
         });
         let (complete, partial) =
             files.iter().fold((0, 0), |(c, p), f| if f.have.is_complete() { (c + 1, p) } else { (c, p + 1) });
@@ -189,7 +190,7 @@ impl Driver {
                 }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, from)) if self.conns.len() < MAX_CONNECTIONS => {
-                        self.register_tcp(stream, ConnInfo { dialed: None, trusted: from.ip().is_loopback() });
+                        self.register_tcp(stream, ConnInfo { dialed: None, trusted: from.ip().is_loopback(), peer: None });
                     }
                     Ok((_, from)) => tracing::warn!("refusing connection from {from}: {MAX_CONNECTIONS} already open"),
                     Err(e) => {
@@ -260,13 +261,13 @@ impl Driver {
         let now = self.now();
         match input {
             Input::Dialed { addr, result: Ok(stream) } => {
-                self.register_tcp(stream, ConnInfo { dialed: Some(addr), trusted: false })
+                self.register_tcp(stream, ConnInfo { dialed: Some(addr), trusted: false, peer: None })
             }
             // A WebSocket session is never trusted: any web page can reach loopback,
             // so control actions need the token (the Origin check came first).
             Input::WebSocket(session) if self.conns.len() < MAX_CONNECTIONS => {
                 let (frames_in, frames_out) = torronto_ws_bridge::split(*session);
-                self.register(frames_in, frames_out, ConnInfo { dialed: None, trusted: false });
+                self.register(frames_in, frames_out, ConnInfo { dialed: None, trusted: false, peer: None });
             }
             Input::WebSocket(_) => {
                 tracing::warn!("refusing a WebSocket session: {MAX_CONNECTIONS} connections already open")

@@ -297,9 +297,6 @@ impl std::fmt::Debug for Sealer {
 
 impl std::fmt::Debug for Opener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Opener")
-            .field("received", &self.received)
-            .field("failed", &self.failed)
-            .finish_non_exhaustive()
+        f.debug_struct("Opener").field("received", &self.received).field("failed", &self.failed).finish_non_exhaustive()
     }
 }
