@@ -68,6 +68,9 @@ fn three_private_nodes_replicate_byte_identical_and_show_ids() {
     assert!(peer_ids.iter().all(|p| p.as_str().is_some_and(|p| p.len() == 39 && p != id)), "{status}");
     let table = nodes[0].cli(&["query"]).ok("query");
     assert!(table.stdout.contains(id), "{table}");
+    // The control client over the handshake, as a throwaway member.
+    let secured = nodes[0].cli(&["query", "--secret", &secret.display().to_string()]).ok("query --secret");
+    assert!(secured.stdout.contains(id), "{secured}");
 }
 
 #[test]
