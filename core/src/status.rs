@@ -34,6 +34,13 @@ pub struct Status {
     /// Connected peers, `host:port` each.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// In a private network: this node's ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// In a private network: the node ID each of `peers` proved, in the same order (an
+    /// empty string where none is known).
+    #[serde(rename = "peerIds", default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_ids: Vec<String>,
     /// Each file's size in bytes.
     #[serde(default)]
     pub sizes: Vec<u64>,

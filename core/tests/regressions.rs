@@ -17,6 +17,7 @@ fn node() -> Node {
         token: None,
         seed: 1,
         tuning: Tuning::default(),
+        private: None,
     });
     let mut b = ManifestBuilder::new();
     b.update(&[7u8; 100_000]);

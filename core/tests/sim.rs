@@ -78,6 +78,7 @@ impl Net {
                     token: Some("secret".into()),
                     seed: i as u64 + 1,
                     tuning: tuning.clone(),
+                    private: None,
                 }),
                 outside: HashMap::new(),
                 imports: HashMap::new(),
@@ -109,7 +110,7 @@ impl Net {
         self.clients.insert((m, conn), Vec::new());
         let now = self.now;
         let node = &mut self.machines[m].node;
-        node.handle_connected(now, conn, ConnInfo { dialed: None, trusted });
+        node.handle_connected(now, conn, ConnInfo { dialed: None, trusted, peer: None });
         let env = Envelope { from: None, token: token.map(String::from), message: message.into() };
         node.handle_message(now, conn, env);
         conn
@@ -252,8 +253,16 @@ impl Net {
                     self.next_conn += 2;
                     self.links.insert((m, a), (to, b));
                     self.links.insert((to, b), (m, a));
-                    self.machines[to].node.handle_connected(now, b, ConnInfo { dialed: None, trusted: false });
-                    self.machines[m].node.handle_connected(now, a, ConnInfo { dialed: Some(peer), trusted: false });
+                    self.machines[to].node.handle_connected(
+                        now,
+                        b,
+                        ConnInfo { dialed: None, trusted: false, peer: None },
+                    );
+                    self.machines[m].node.handle_connected(
+                        now,
+                        a,
+                        ConnInfo { dialed: Some(peer), trusted: false, peer: None },
+                    );
                 }
                 NetCommand::Close(conn) => self.close(m, conn),
             }
@@ -534,10 +543,17 @@ fn a_peer_not_in_the_peers_file_can_join() {
             token: None,
             seed: 9,
             tuning: Tuning::default(),
+            private: None,
         });
     }
-    net.machines[2].node =
-        Node::new(Config { me: addr(2), peers: vec![addr(0)], token: None, seed: 3, tuning: Tuning::default() });
+    net.machines[2].node = Node::new(Config {
+        me: addr(2),
+        peers: vec![addr(0)],
+        token: None,
+        seed: 3,
+        tuning: Tuning::default(),
+        private: None,
+    });
     net.join_all();
     let data = content(3 * CHUNK_SIZE as usize, 4);
     assert_eq!(net.insert(1, "via-0", data.clone()), Code::Ok);
@@ -623,7 +639,14 @@ fn crash_and_restart_keeps_verified_chunks() {
     };
     let m1 = &mut net.machines[1];
     m1.events.clear();
-    m1.node = Node::new(Config { me: addr(1), peers: vec![addr(0)], token: None, seed: 5, tuning: Tuning::default() });
+    m1.node = Node::new(Config {
+        me: addr(1),
+        peers: vec![addr(0)],
+        token: None,
+        seed: 5,
+        tuning: Tuning::default(),
+        private: None,
+    });
     m1.node.add_local_file(torronto_core::LocalFile {
         name: name("f"),
         have: torronto_core::ChunkSet::full(manifest.chunk_count()),

@@ -8,8 +8,11 @@ use anyhow::Context;
 use bytes::Bytes;
 use tokio::net::TcpStream;
 use torronto_core::wire::{Reply, WireError};
-use torronto_core::{Code, Control, Envelope, Message, PeerAddr, Status};
-use torronto_net::{write_encoded, Decoder, FrameWrite, ReadError, Step, TcpFrameReader, TcpFrameWriter};
+use torronto_core::{Code, Control, Envelope, Message, NetworkSecret, PeerAddr, Status};
+use torronto_net::{
+    write_encoded, Decoder, FrameRead, FrameWrite, ReadError, SecureFrameReader, SecureFrameWriter, Step,
+    TcpFrameReader, TcpFrameWriter,
+};
 
 /// A node's answer: the parsed reply and its frames exactly as received.
 #[derive(Debug)]
@@ -34,13 +37,36 @@ impl Answer {
 
 /// Sends one control request and waits for the reply.
 pub async fn request(node: &str, token: Option<String>, request: Control) -> anyhow::Result<Answer> {
-    let stream = TcpStream::connect(node).await.with_context(|| format!("cannot reach a node at {node}"))?;
+    request_secured(node, token, None, request).await
+}
+
+/// [`request`], inside the network's handshake when given its secret (with a throwaway
+/// identity), so that the token and the answer do not cross the network in clear.
+pub async fn request_secured(
+    node: &str,
+    token: Option<String>,
+    secret: Option<NetworkSecret>,
+    request: Control,
+) -> anyhow::Result<Answer> {
+    let mut stream = TcpStream::connect(node).await.with_context(|| format!("cannot reach a node at {node}"))?;
+    let envelope = Envelope { from: Some(PeerAddr::new(hostname(), 0)), token, message: request.into() };
+    let Some(secret) = secret else {
+        let (read, write) = stream.into_split();
+        return exchange(TcpFrameReader::new(read), TcpFrameWriter::new(write), envelope).await;
+    };
+    let secured = crate::private::dial_as_client(&mut stream, secret)
+        .await
+        .with_context(|| format!("no secure connection to {node} (is --secret the network's?)"))?;
+    let (sealer, opener) = secured.channel.split();
     let (read, write) = stream.into_split();
-    let from = Some(PeerAddr::new(hostname(), 0));
-    let mut out = TcpFrameWriter::new(write);
-    write_encoded(&mut out, &Envelope { from, token, message: request.into() }.encode()).await?;
+    let frames_in = SecureFrameReader::new(read, opener, secured.leftover)?;
+    exchange(frames_in, SecureFrameWriter::new(write, sealer), envelope).await
+}
+
+async fn exchange(frames_in: impl FrameRead, mut out: impl FrameWrite, envelope: Envelope) -> anyhow::Result<Answer> {
+    write_encoded(&mut out, &envelope.encode()).await?;
     out.flush().await?;
-    let mut answer = Decoder::new(TcpFrameReader::new(read));
+    let mut answer = Decoder::new(frames_in);
     let mut frames = Vec::new();
     loop {
         let (_, frame, step) = match answer.next_frame().await {
@@ -86,11 +112,12 @@ pub fn print_error(reply: &Reply) {
 pub async fn request_with_progress(
     node: &str,
     token: Option<String>,
+    secret: Option<NetworkSecret>,
     control: Control,
     what: &str,
 ) -> anyhow::Result<Answer> {
     let started = Instant::now();
-    let fut = request(node, token, control);
+    let fut = request_secured(node, token, secret, control);
     tokio::pin!(fut);
     let show = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -118,9 +145,22 @@ pub async fn request_with_progress(
 pub fn format_status(s: &Status) -> String {
     let mut out = String::new();
     let joined = if s.joined { "joined" } else { "not joined" };
-    out.push_str(&format!("node {} · {joined} · {} peer(s)", s.node, s.peers.len()));
+    let node = match &s.id {
+        Some(id) => format!("{} ({id})", s.node),
+        None => s.node.clone(),
+    };
+    out.push_str(&format!("node {node} · {joined} · {} peer(s)", s.peers.len()));
     if !s.peers.is_empty() {
-        out.push_str(&format!(": {}", s.peers.join(", ")));
+        let peers: Vec<String> = s
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match s.peer_ids.get(i).filter(|id| !id.is_empty()) {
+                Some(id) => format!("{p} ({id})"),
+                None => p.clone(),
+            })
+            .collect();
+        out.push_str(&format!(": {}", peers.join(", ")));
     }
     out.push('\n');
     if s.files.is_empty() {
@@ -186,6 +226,13 @@ mod tests {
         assert!(table.contains("127.0.0.1:7001 · joined · 1 peer(s): 127.0.0.1:7002"), "{table}");
         assert!(table.contains("long-name.iso     3.0 GiB   50.0%  100.0%      1    1.50"), "{table}");
         assert!(table.contains("a.bin"));
+        let id = torronto_core::NodeId::from_public_key(&[3; 32]).to_string();
+        let private = Status { id: Some(id.clone()), peer_ids: vec![id.clone()], ..s };
+        let table = format_status(&private);
+        assert!(
+            table.contains(&format!("127.0.0.1:7001 ({id}) · joined · 1 peer(s): 127.0.0.1:7002 ({id})")),
+            "{table}"
+        );
         assert_eq!(human_size(1023), "1023 B");
         assert_eq!(exit_status(Code::FileExists), 13);
     }

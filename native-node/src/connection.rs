@@ -19,7 +19,9 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use torronto_core::layout::chunk_range;
 use torronto_core::{ChunkRef, ConnId, Envelope, StorageEvent};
-use torronto_net::{write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, TcpFrameWriter};
+use torronto_net::{
+    write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, SecureFrameWriter, TcpFrameWriter,
+};
 use torronto_ws_bridge::ws::WsFrameWriter;
 
 use crate::input::Input;
@@ -59,6 +61,14 @@ impl ConnWrite for TcpFrameWriter<OwnedWriteHalf> {
         let r = chunk_range(upload.chunk.size, upload.chunk.index);
         self.write_frame(FrameKind::Header, upload.header.clone()).await?;
         self.write_file_frame(&upload.file, r.start, (r.end - r.start) as usize).await
+    }
+}
+
+// Chunks must pass through the cipher: the storage reads them into memory.
+impl ConnWrite for SecureFrameWriter<OwnedWriteHalf> {
+    const SENDS_FILES: bool = false;
+    async fn write_stored(&mut self, _: &StoredUpload) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
     }
 }
 

@@ -38,8 +38,18 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             let port = if port_free(PANEL_PORT) { PANEL_PORT } else { 0 };
             WebOptions { listen: PeerAddr::new("127.0.0.1", port), root: default_web_root(), allow_origins: Vec::new() }
         });
-        let options =
-            NodeOptions { listen: addr.clone(), dir: dir.clone(), peers: addrs.clone(), join: false, token: None, web };
+        // Open until the browser peer speaks the handshake (the panel joins as a peer).
+        let options = NodeOptions {
+            listen: addr.clone(),
+            advertise: None,
+            secret: None,
+            pins: Default::default(),
+            dir: dir.clone(),
+            peers: addrs.clone(),
+            join: false,
+            token: None,
+            web,
+        };
         let driver = Driver::bind(options).await?;
         panel = panel.or_else(|| driver.panel_url());
         dirs.push(dir);

@@ -11,16 +11,24 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::collections::HashMap as PinMap;
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
-use torronto_core::{Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, Node, PeerAddr, StorageCommand, Tuning};
-use torronto_net::{tune, FrameRead, TcpFrameReader, TcpFrameWriter};
+
+use bytes::BytesMut;
+use torronto_core::{
+    Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, NetworkSecret, Node, NodeId, PeerAddr, StorageCommand,
+    Tuning,
+};
+use torronto_net::{tune, FrameRead, SecureFrameReader, SecureFrameWriter, Secured, TcpFrameReader, TcpFrameWriter};
 
 use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing};
 use crate::events::EventLog;
-use crate::input::Input;
+use crate::input::{Input, Link};
+use crate::private::{load_identity, Accepted, Private};
 use crate::storage::{SendFile, Storage};
 use crate::store::Store;
 use crate::tasks::Tasks;
@@ -35,11 +43,41 @@ const SHUTDOWN_LEAVE_LIMIT: Duration = Duration::from_secs(35);
 /// How long connections may take to send what the node said last before they close.
 const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
+/// Connects to `addr` and, in a private network, runs the handshake as initiator.
+async fn dial(addr: &PeerAddr, private: Option<&Private>) -> std::io::Result<Link> {
+    let connect = TcpStream::connect((addr.host.as_str(), addr.port));
+    let mut stream = match tokio::time::timeout(DIAL_TIMEOUT, connect).await {
+        Ok(r) => r?,
+        Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+    };
+    tune(&stream);
+    let Some(private) = private else {
+        return Ok(Link::Plain(stream));
+    };
+    match private.dial(&mut stream, addr).await {
+        Ok(secured) => Ok(Link::Secure(stream, Box::new(secured))),
+        Err(e) => {
+            // A pinned peer with another key is worth a warning; the rest is the usual
+            // unreachable peer, retried.
+            if matches!(e, torronto_net::HandshakeError::Secure(torronto_core::SecureError::PeerMismatch { .. })) {
+                tracing::warn!("refusing {addr}: {e}");
+            }
+            Err(std::io::Error::other(e))
+        }
+    }
+}
+
 /// How to run a node.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
-    /// The address to listen on, which is also the node's identity.
+    /// The address to listen on; also the node's identity unless `advertise` is given.
     pub listen: PeerAddr,
+    /// Where peers reach the node, when that is not `listen` (`0.0.0.0`, NAT).
+    pub advertise: Option<PeerAddr>,
+    /// The network secret: a private network (handshake on every peer connection).
+    pub secret: Option<NetworkSecret>,
+    /// Node IDs pinned in the peers file, by address.
+    pub pins: PinMap<PeerAddr, NodeId>,
     pub dir: PathBuf,
     pub peers: Vec<PeerAddr>,
     pub join: bool,
@@ -72,6 +110,10 @@ pub struct Driver {
     start: Instant,
     token: String,
     log: EventLog,
+    /// Set in a private network.
+    private: Option<Arc<Private>>,
+    /// Accepted connections still in their handshake (counted against the limit).
+    handshaking: usize,
 }
 
 impl Driver {
@@ -88,14 +130,20 @@ impl Driver {
             None => None,
         };
         let web_addr = web.as_ref().map(|w| w.addr().clone());
-        let mut me = opts.listen.clone();
-        me.port = listener.local_addr()?.port();
+        let me = opts
+            .advertise
+            .unwrap_or_else(|| PeerAddr::new(opts.listen.host, listener.local_addr().map_or(0, |a| a.port())));
+        let private = match opts.secret {
+            Some(secret) => Some(Arc::new(Private::new(load_identity(&store.state_dir())?, secret, &me, opts.pins))),
+            None => None,
+        };
         let mut node = Node::new(Config {
             me,
             peers: opts.peers,
             token: Some(token.clone()),
             seed: rand::random(),
             tuning: Tuning::default(),
+            private: private.as_ref().map(|p| p.node_id()),
         });
         let (complete, partial) =
             files.iter().fold((0, 0), |(c, p), f| if f.have.is_complete() { (c + 1, p) } else { (c, p + 1) });
@@ -125,11 +173,18 @@ impl Driver {
             start,
             token,
             log: EventLog::default(),
+            private,
+            handshaking: 0,
         })
     }
 
     pub fn addr(&self) -> &PeerAddr {
         self.node.me()
+    }
+
+    /// The node's ID, in a private network.
+    pub fn node_id(&self) -> Option<NodeId> {
+        self.private.as_ref().map(|p| p.node_id())
     }
 
     pub fn token(&self) -> &str {
@@ -188,8 +243,8 @@ impl Driver {
                     }
                 }
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, from)) if self.conns.len() < MAX_CONNECTIONS => {
-                        self.register_tcp(stream, ConnInfo { dialed: None, trusted: from.ip().is_loopback() });
+                    Ok((stream, from)) if self.conns.len() + self.handshaking < MAX_CONNECTIONS => {
+                        self.accept(stream, from);
                     }
                     Ok((_, from)) => tracing::warn!("refusing connection from {from}: {MAX_CONNECTIONS} already open"),
                     Err(e) => {
@@ -239,10 +294,45 @@ impl Driver {
         self.start.elapsed().as_millis() as Millis
     }
 
-    fn register_tcp(&mut self, stream: TcpStream, info: ConnInfo) {
+    /// Registers an accepted connection; in a private network, first lets its own task
+    /// see what it speaks and run the handshake.
+    fn accept(&mut self, stream: TcpStream, from: std::net::SocketAddr) {
         tune(&stream);
+        let Some(private) = self.private.clone() else {
+            let info = ConnInfo { dialed: None, trusted: from.ip().is_loopback(), peer: None };
+            return self.register_tcp(stream, BytesMut::new(), info);
+        };
+        self.handshaking += 1;
+        let inputs = self.inputs_tx.clone();
+        self.tasks.spawn(async move {
+            let result = private.accept(stream).await;
+            let _ = inputs.send(Input::Accepted { from, result }).await;
+        });
+    }
+
+    fn register_tcp(&mut self, stream: TcpStream, received: BytesMut, info: ConnInfo) {
         let (read, write) = stream.into_split();
-        self.register(TcpFrameReader::new(read), TcpFrameWriter::new(write), info);
+        self.register(TcpFrameReader::with_buffered(read, received), TcpFrameWriter::new(write), info);
+    }
+
+    fn register_secure(&mut self, stream: TcpStream, secured: Secured, mut info: ConnInfo) {
+        let Secured { channel, peer, leftover } = secured;
+        let (sealer, opener) = channel.split();
+        let (read, write) = stream.into_split();
+        match SecureFrameReader::new(read, opener, leftover) {
+            Ok(frames_in) => {
+                info.peer = Some(peer);
+                self.register(frames_in, SecureFrameWriter::new(write, sealer), info);
+            }
+            Err(e) => tracing::debug!("closing a connection from node {}: {e}", peer.id),
+        }
+    }
+
+    fn register_link(&mut self, link: Link, info: ConnInfo) {
+        match link {
+            Link::Plain(stream) => self.register_tcp(stream, BytesMut::new(), info),
+            Link::Secure(stream, secured) => self.register_secure(stream, *secured, info),
+        }
     }
 
     /// Starts a connection's reader and writer tasks, whatever the transport.
@@ -259,14 +349,28 @@ impl Driver {
     fn handle_input(&mut self, input: Input) {
         let now = self.now();
         match input {
-            Input::Dialed { addr, result: Ok(stream) } => {
-                self.register_tcp(stream, ConnInfo { dialed: Some(addr), trusted: false })
+            Input::Dialed { addr, result: Ok(link) } => {
+                self.register_link(link, ConnInfo { dialed: Some(addr), trusted: false, peer: None })
+            }
+            Input::Accepted { from, result } => {
+                self.handshaking -= 1;
+                let trusted = from.ip().is_loopback();
+                match result {
+                    Ok(Accepted::Secure(stream, secured)) => {
+                        self.register_secure(stream, secured, ConnInfo { dialed: None, trusted, peer: None })
+                    }
+                    Ok(Accepted::Plain(stream, received)) => {
+                        self.register_tcp(stream, received, ConnInfo { dialed: None, trusted, peer: None })
+                    }
+                    // Debug only: anyone can connect, and a scanner must not flood the log.
+                    Err(e) => tracing::debug!("closing a connection from {from}: {e}"),
+                }
             }
             // A WebSocket session is never trusted: any web page can reach loopback,
             // so control actions need the token (the Origin check came first).
             Input::WebSocket(session) if self.conns.len() < MAX_CONNECTIONS => {
                 let (frames_in, frames_out) = torronto_ws_bridge::split(*session);
-                self.register(frames_in, frames_out, ConnInfo { dialed: None, trusted: false });
+                self.register(frames_in, frames_out, ConnInfo { dialed: None, trusted: false, peer: None });
             }
             Input::WebSocket(_) => {
                 tracing::warn!("refusing a WebSocket session: {MAX_CONNECTIONS} connections already open")
@@ -299,12 +403,9 @@ impl Driver {
                     }
                     NetCommand::Dial(addr) => {
                         let inputs = self.inputs_tx.clone();
+                        let private = self.private.clone();
                         self.tasks.spawn(async move {
-                            let connect = TcpStream::connect((addr.host.as_str(), addr.port));
-                            let result = match tokio::time::timeout(DIAL_TIMEOUT, connect).await {
-                                Ok(r) => r,
-                                Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
-                            };
+                            let result = dial(&addr, private.as_deref()).await;
                             let _ = inputs.send(Input::Dialed { addr, result }).await;
                         });
                     }

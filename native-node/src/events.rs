@@ -33,6 +33,9 @@ impl EventLog {
                 tracing::warn!("rejected chunk {} of {} from {peer}: hash mismatch", chunk.index, chunk.file)
             }
             Event::PeerBanned(p) => tracing::warn!("disconnected {p}: it kept sending corrupt chunks"),
+            Event::KeyConflict { peer, bound, presented } => {
+                tracing::warn!("refused node {presented} claiming {peer}, which node {bound} holds")
+            }
             Event::Conflict { peer, file } => {
                 tracing::warn!("{peer} announces other content under the name {file}; ignored")
             }

@@ -14,7 +14,8 @@
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests);
 //! - [`events`]: how the node's events read in the log;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
-//! - [`peers_file`]: the peers file format;
+//! - [`peers_file`]: the peers file format, with node IDs pinned;
+//! - [`private`]: private networks: identity file, secret, each connection's handshake;
 //! - [`demo`]: `torronto demo`, a local network to try it out.
 
 pub mod client;
@@ -24,6 +25,7 @@ pub mod driver;
 pub mod events;
 pub mod input;
 pub mod peers_file;
+pub mod private;
 pub mod storage;
 pub mod store;
 pub mod tasks;

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use torronto_core::{wire, Code, PeerAddr};
 use torronto_node::client::{self, exit_status, format_status, print_error};
 use torronto_node::driver::{Driver, NodeOptions};
+use torronto_node::private::{new_secret_text, read_secret};
 use torronto_node::web::{self, WebOptions};
 use torronto_node::{demo, peers_file, shutdown_signal};
 
@@ -25,13 +26,25 @@ struct Cli {
 enum Command {
     /// Run a node in the foreground (Ctrl-C leaves the network gracefully, then stops).
     Node {
-        /// Address to listen on; also the node's identity, so use one peers can reach.
+        /// Address to listen on (`[::]:7001` for IPv6); also the node's address for peers
+        /// unless --advertise says otherwise.
         #[arg(long, default_value = "127.0.0.1:7001")]
         listen: PeerAddr,
+        /// Where peers reach this node (HOST:PORT), needed with --listen 0.0.0.0 or [::].
+        #[arg(long)]
+        advertise: Option<PeerAddr>,
+        /// The network secret file (`torronto secret new`): only nodes holding it connect,
+        /// and all traffic between them is encrypted.
+        #[arg(long, env = "TORRONTO_SECRET_FILE")]
+        secret: Option<PathBuf>,
+        /// Run an open network (plaintext, anyone may join) on a non-loopback address.
+        #[arg(long, conflicts_with = "secret")]
+        open: bool,
         /// The shared folder: complete files appear here.
         #[arg(long)]
         dir: PathBuf,
-        /// Peers file: one `host port` or `host:port` per line.
+        /// Peers file: one `host port` or `host:port` per line; `host:port#ID` pins a
+        /// node ID (private networks).
         #[arg(long)]
         peers: Option<PathBuf>,
         /// Join the network at start.
@@ -72,6 +85,9 @@ enum Command {
         #[command(flatten)]
         control: Control,
     },
+    /// Network secrets for private networks.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Start a small local network with sample files (temporary folders, loopback).
     Demo {
         #[arg(long, default_value_t = 3)]
@@ -85,6 +101,16 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum SecretCommand {
+    /// Print a fresh network secret (from the OS's random generator); keep it owner-only.
+    New {
+        /// Write it to FILE (mode 0600, never overwritten) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
 #[derive(Args, Debug)]
 struct Control {
     /// The node to talk to.
@@ -93,6 +119,15 @@ struct Control {
     /// The node's control token (not needed on loopback).
     #[arg(long, env = "TORRONTO_TOKEN")]
     token: Option<String>,
+    /// The network secret: talk to the node encrypted (as a throwaway member).
+    #[arg(long, env = "TORRONTO_SECRET_FILE")]
+    secret: Option<PathBuf>,
+}
+
+impl Control {
+    fn secret(&self) -> anyhow::Result<Option<torronto_core::NetworkSecret>> {
+        self.secret.as_deref().map(read_secret).transpose()
+    }
 }
 
 // One thread runs the network and the engine; chunk I/O has its own thread. Several
@@ -111,16 +146,21 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Node { listen, dir, peers, join, token, ws, web_root, allow_origin } => {
+        Command::Node { listen, advertise, secret, open, dir, peers, join, token, ws, web_root, allow_origin } => {
             init_logs();
+            check_exposure(&listen, advertise.as_ref(), secret.is_some(), open)?;
+            let secret = secret.as_deref().map(read_secret).transpose()?;
             let peers = match peers {
                 Some(path) => peers_file::read(&path)?,
-                None => Vec::new(),
+                None => Default::default(),
             };
             let web = ws.map(|listen| WebOptions { listen, root: web_root, allow_origins: allow_origin });
-            let driver = Driver::bind(NodeOptions { listen, dir, peers, join, token, web }).await?;
+            let options =
+                NodeOptions { listen, advertise, secret, pins: peers.pins, dir, peers: peers.addrs, join, token, web };
+            let driver = Driver::bind(options).await?;
+            let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));
             println!(
-                "torronto node {} ready · folder {} · control token in {}",
+                "torronto node {} ({id}) ready · folder {} · control token in {}",
                 driver.addr(),
                 driver.dir().display(),
                 driver.dir().join(".torronto/token").display()
@@ -133,14 +173,18 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         }
         Command::Join(c) => simple(c, wire::Control::Join, "joined the network").await,
         Command::Leave(c) => {
-            let answer = client::request_with_progress(&c.node, c.token, wire::Control::Leave, "leaving").await?;
+            let secret = c.secret()?;
+            let answer =
+                client::request_with_progress(&c.node, c.token, secret, wire::Control::Leave, "leaving").await?;
             if let Some(n) = answer.reply.unconfirmed {
                 eprintln!("warning: {n} chunks held only by this node could not be handed over in time");
             }
             finish(&answer.reply, "left the network")
         }
         Command::Query { control, json } => {
-            let answer = client::request(&control.node, control.token, wire::Control::Query { file: None }).await?;
+            let secret = control.secret()?;
+            let query = wire::Control::Query { file: None };
+            let answer = client::request_secured(&control.node, control.token, secret, query).await?;
             if answer.reply.code_or_ok() != Code::Ok {
                 print_error(&answer.reply);
                 return Ok(exit_status(answer.reply.code_or_ok()));
@@ -157,10 +201,29 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let path = std::path::absolute(&path).unwrap_or(path);
             let path = path.to_string_lossy().into_owned();
             let what = format!("inserting {path}");
-            let answer =
-                client::request_with_progress(&control.node, control.token, wire::Control::Insert { path }, &what)
-                    .await?;
+            let secret = control.secret()?;
+            let insert = wire::Control::Insert { path };
+            let answer = client::request_with_progress(&control.node, control.token, secret, insert, &what).await?;
             finish(&answer.reply, "inserted")
+        }
+        Command::Secret(SecretCommand::New { out }) => {
+            let text = new_secret_text();
+            match out {
+                Some(path) => {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+                    file.write_all(text.as_bytes())?;
+                    eprintln!("network secret written to {}; start every node with --secret FILE", path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(0)
         }
         Command::Demo { nodes, base_port, once } => {
             init_logs();
@@ -171,7 +234,8 @@ async fn run(command: Command) -> anyhow::Result<i32> {
 }
 
 async fn simple(c: Control, request: wire::Control, done: &str) -> anyhow::Result<i32> {
-    let answer = client::request(&c.node, c.token, request).await?;
+    let secret = c.secret()?;
+    let answer = client::request_secured(&c.node, c.token, secret, request).await?;
     finish(&answer.reply, done)
 }
 
@@ -183,6 +247,30 @@ fn finish(reply: &torronto_core::wire::Reply, done: &str) -> anyhow::Result<i32>
         print_error(reply);
     }
     Ok(exit_status(code))
+}
+
+/// Secure by default: a node reachable from other machines needs the network secret,
+/// unless --open says it is meant to be public; a wildcard address needs --advertise.
+fn check_exposure(listen: &PeerAddr, advertise: Option<&PeerAddr>, private: bool, open: bool) -> anyhow::Result<()> {
+    let ip = listen.host.parse::<std::net::IpAddr>().ok();
+    if ip.is_some_and(|ip| ip.is_unspecified()) && advertise.is_none() {
+        anyhow::bail!(
+            "--listen {listen} accepts on every interface: say where peers reach this node with --advertise HOST:PORT"
+        );
+    }
+    let loopback = listen.host == "localhost" || ip.is_some_and(|ip| ip.is_loopback());
+    if loopback || private {
+        return Ok(());
+    }
+    if !open {
+        anyhow::bail!(
+            "refusing to listen on {listen} without --secret: anyone who reaches it could read, add and remove \
+             files. Start every node with --secret FILE (make one with `torronto secret new --out FILE`), or \
+             pass --open to run a public, unencrypted network on purpose"
+        );
+    }
+    tracing::warn!("open network on {listen}: plaintext, and anyone who reaches this port can join");
+    Ok(())
 }
 
 fn init_logs() {

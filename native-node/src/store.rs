@@ -66,6 +66,11 @@ impl Store {
         &self.dir
     }
 
+    /// The node's state directory (`DIR/.torronto`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.state.clone()
+    }
+
     /// The control token: `given`, or the one kept in the folder, or a new one.
     pub fn token(&self, given: Option<String>) -> anyhow::Result<String> {
         let path = self.state.join("token");
@@ -324,7 +329,7 @@ fn create_parent(path: &Path) -> io::Result<()> {
     }
 }
 
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     create_parent(path)?;
     let tmp = path.with_extension("tmp");

@@ -15,15 +15,19 @@
 //! - [`decoder`]: [`Decoder`], frames into messages through core's `MessageReader`.
 //! - [`blocking`]: the same framing over `std::io`, for synchronous clients.
 //! - [`socket`]: [`tune`], the socket options of the node's connections.
+//! - [`secure`]: private networks: core's handshake run on a stream ([`handshake`]), and
+//!   [`SecureFrameReader`]/[`SecureFrameWriter`], frames inside the encrypted channel.
 
 pub mod blocking;
 pub mod decoder;
 pub mod frames;
+pub mod secure;
 pub mod sendfile;
 pub mod socket;
 pub mod tcp;
 
 pub use decoder::{Decoder, Incoming, Step};
 pub use frames::{write_encoded, FrameKind, FrameRead, FrameWrite, ReadError, BODY_TIMEOUT};
+pub use secure::{handshake, FirstBytes, HandshakeError, SecureFrameReader, SecureFrameWriter, Secured, SNIFF_LEN};
 pub use socket::tune;
 pub use tcp::{TcpFrameReader, TcpFrameWriter};

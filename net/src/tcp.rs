@@ -32,7 +32,12 @@ const QUIET_READ_BUFFER: usize = 8 * 1024;
 
 impl<R: AsyncRead + Unpin + Send> TcpFrameReader<R> {
     pub fn new(stream: R) -> Self {
-        Self { stream, buf: BytesMut::new(), busy: false }
+        Self::with_buffered(stream, BytesMut::new())
+    }
+
+    /// A reader for a stream whose first bytes were already read (to see what it speaks).
+    pub fn with_buffered(stream: R, buf: BytesMut) -> Self {
+        Self { stream, buf, busy: false }
     }
 }
 

@@ -368,6 +368,10 @@ pub struct TestNode {
     root_path: PathBuf,
     join_on_start: bool,
     token: Option<String>,
+    /// The host of `--listen` (`127.0.0.1` unless changed, e.g. `::1`).
+    host: String,
+    /// Further arguments to `torronto node` (`--secret FILE`, `--open`…).
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -385,6 +389,8 @@ impl TestNode {
             root_path,
             join_on_start: false,
             token: None,
+            host: "127.0.0.1".into(),
+            extra_args: Vec::new(),
             child: None,
         }
     }
@@ -396,9 +402,22 @@ impl TestNode {
         n
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` (`[::1]:PORT` and so on after [`TestNode::set_host`]).
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match self.host.contains(':') {
+            true => format!("[{}]:{}", self.host, self.port),
+            false => format!("{}:{}", self.host, self.port),
+        }
+    }
+
+    /// Listens on `host` (an IP address) at the next start.
+    pub fn set_host(&mut self, host: &str) {
+        self.host = host.to_string();
+    }
+
+    /// Further arguments for `torronto node` at the next start, e.g. `["--secret", FILE]`.
+    pub fn set_extra_args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|a| a.to_string()).collect();
     }
 
     pub fn port(&self) -> u16 {
@@ -493,6 +512,7 @@ impl TestNode {
             args.push("--token".into());
             args.push(t.clone());
         }
+        args.extend(self.extra_args.iter().cloned());
         let _ = writeln!(header, "===== harness: starting torronto {}", args.join(" "));
         let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
         let child = Command::new(bin())

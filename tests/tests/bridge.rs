@@ -34,6 +34,9 @@ async fn start_node(web_root: PathBuf, allow_origins: Vec<String>) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let options = NodeOptions {
         listen: PeerAddr::new("127.0.0.1", 0),
+        advertise: None,
+        secret: None,
+        pins: Default::default(),
         dir: dir.path().join("node"),
         peers: Vec::new(),
         join: false,

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::bitset::ChunkSet;
 use crate::manifest::Manifest;
 use crate::name::FileName;
+use crate::secure::{AuthenticatedPeer, NodeId};
 use crate::wire::{ChunkRef, Code, Envelope, PeerAddr};
 
 /// Milliseconds since an origin of the driver's choosing.
@@ -93,6 +94,11 @@ pub struct Config {
     /// Seeds the choice among equally rare chunks.
     pub seed: u64,
     pub tuning: Tuning,
+    /// Set to this node's own ID in a private network: peer messages are then taken only
+    /// from connections whose peer the driver proved ([`ConnInfo::peer`]), and a peer is
+    /// known by its key and `Hello`, never by the `HostName`/`PortNumber` it writes.
+    /// `None`: the open protocol, as documented.
+    pub private: Option<NodeId>,
 }
 
 /// What the driver knows about a new connection.
@@ -102,6 +108,9 @@ pub struct ConnInfo {
     pub dialed: Option<PeerAddr>,
     /// Control actions are allowed without a token (TCP from loopback).
     pub trusted: bool,
+    /// The peer the secure handshake proved (private networks); `None` on a plaintext
+    /// connection, which may then carry control actions only.
+    pub peer: Option<AuthenticatedPeer>,
 }
 
 /// Network work for the driver.
@@ -224,6 +233,12 @@ pub enum Event {
         chunk: ChunkRef,
     },
     PeerBanned(PeerAddr),
+    /// A key claimed an address a connected peer with another key already holds; refused.
+    KeyConflict {
+        peer: PeerAddr,
+        bound: NodeId,
+        presented: NodeId,
+    },
     Conflict {
         peer: PeerAddr,
         file: FileName,

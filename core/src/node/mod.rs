@@ -34,7 +34,7 @@ pub use api::{
 };
 use imports::{InsertFrom, PendingImport};
 use membership::Membership;
-use peers::{ConnState, PeerState};
+use peers::{ConnState, PeerState, Proven};
 use timers::{Timer, Timers};
 
 use crate::files::FileState;
@@ -184,9 +184,10 @@ impl Node {
 
     pub fn handle_connected(&mut self, now: Millis, conn: ConnId, info: ConnInfo) {
         let dialed = info.dialed.clone();
+        let proven = info.peer.as_ref().map(Proven::of);
         self.conns.insert(
             conn,
-            ConnState { peer: None, dialed: info.dialed, trusted: info.trusted, control: false, serving: 0 },
+            ConnState { peer: None, proven, dialed: info.dialed, trusted: info.trusted, control: false, serving: 0 },
         );
         if let Some(addr) = dialed {
             if matches!(self.membership, Membership::Joining { .. } | Membership::Joined)
@@ -330,6 +331,14 @@ impl Node {
         message: PeerMessage,
         chunk_hash: Option<ChunkHash>,
     ) {
+        // In a private network the handshake, not the header, says who speaks: a
+        // plaintext connection may carry control actions only, and learns nothing.
+        let proven = self.conns.get(&conn).and_then(|c| c.proven.as_ref()).map(|p| p.addr.clone());
+        if self.config.private.is_some() && proven.is_none() {
+            self.reply(conn, Reply::code(Code::BadPermission));
+            return;
+        }
+        let from = proven.clone().or(from);
         if !self.is_joined() {
             if !matches!(message, PeerMessage::Remove) {
                 self.reply(conn, Reply::code(Code::Disconnected));
@@ -350,9 +359,9 @@ impl Node {
                 }
             }
             (PeerMessage::Files { files }, known) => {
-                // The answer to our Add: the peer is who we dialled.
+                // The answer to our Add: the peer is who proved its key, or who we dialled.
                 let dialed = self.conns.get(&conn).and_then(|c| c.dialed.clone());
-                let Some(addr) = known.or(dialed).or(from) else {
+                let Some(addr) = known.or(proven).or(dialed).or(from) else {
                     self.handle_malformed(now, conn, "Files needs HostName and PortNumber".into());
                     return;
                 };
@@ -401,10 +410,14 @@ impl Node {
             node: self.config.me.to_string(),
             joined: self.is_joined(),
             peers: self.peers.keys().map(ToString::to_string).collect(),
+            id: self.config.private.map(|id| id.to_string()),
             chunks_fetched: self.chunks_fetched,
             chunks_served: self.chunks_served,
             ..Status::default()
         };
+        if self.config.private.is_some() {
+            status.peer_ids = self.peers.values().map(|p| p.id.map(|id| id.to_string()).unwrap_or_default()).collect();
+        }
         for (name, f) in self.files.iter().filter(|(_, f)| f.is_known()) {
             status.push_file(name, f);
         }

@@ -9,11 +9,14 @@ use crate::files::FileState;
 use crate::layout::ChunkIndex;
 use crate::manifest::Digest;
 use crate::name::FileName;
+use crate::secure::{AuthenticatedPeer, NodeId};
 use crate::wire::{Code, FileEntry, HaveEntry, PeerAddr, Reply};
 
 #[derive(Debug)]
 pub(super) struct ConnState {
     pub peer: Option<PeerAddr>,
+    /// Who the secure handshake proved is at the other end (private networks).
+    pub proven: Option<Proven>,
     pub dialed: Option<PeerAddr>,
     pub trusted: bool,
     /// A user's client has spoken on it: keep it open when leaving.
@@ -22,8 +25,26 @@ pub(super) struct ConnState {
     pub serving: usize,
 }
 
+/// A peer as its key proved it: the connection speaks for `addr` and nobody else.
+#[derive(Clone, Debug)]
+pub(super) struct Proven {
+    pub id: NodeId,
+    /// Its `Hello` listen address, or `browser-<short ID>` for a peer that accepts none.
+    pub addr: PeerAddr,
+}
+
+impl Proven {
+    pub(super) fn of(peer: &AuthenticatedPeer) -> Self {
+        let listen = peer.hello.listen.as_deref().and_then(|l| l.parse::<PeerAddr>().ok());
+        let addr = listen.unwrap_or_else(|| PeerAddr::new(format!("browser-{}", peer.id.short()), 0));
+        Proven { id: peer.id, addr }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct PeerState {
+    /// The key behind it, in a private network: another key may not take its address.
+    pub id: Option<NodeId>,
     /// Where messages to this peer go; other connections may exist and stay usable.
     pub conn: ConnId,
     pub conns: BTreeSet<ConnId>,
@@ -45,6 +66,15 @@ impl Node {
     /// Ties `conn` to peer `addr`; returns false if the peer is refused.
     pub(super) fn register_peer(&mut self, conn: ConnId, addr: PeerAddr) -> bool {
         if self.banned.contains(&addr) || addr == self.config.me {
+            self.net.push_back(NetCommand::Close(conn));
+            return false;
+        }
+        let id = self.conns.get(&conn).and_then(|c| c.proven.as_ref()).map(|p| p.id);
+        if let Some(bound) = self.peers.get(&addr).and_then(|p| p.id).filter(|bound| Some(*bound) != id) {
+            // The address is taken by another key while that one is connected.
+            if let Some(presented) = id {
+                self.events.push_back(Event::KeyConflict { peer: addr, bound, presented });
+            }
             self.net.push_back(NetCommand::Close(conn));
             return false;
         }
@@ -72,6 +102,7 @@ impl Node {
                 self.peers.insert(
                     addr.clone(),
                     PeerState {
+                        id,
                         conn,
                         conns: BTreeSet::from([conn]),
                         files: HashMap::new(),

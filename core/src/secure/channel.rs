@@ -2,11 +2,19 @@
 //!
 //! Inside is exactly the open protocol's TCP byte stream (4-byte length-prefixed frames),
 //! so the frame decoder runs on what `open` delivers, unchanged. Each record carries up to
-//! [`MAX_RECORD_PLAINTEXT`] bytes; its nonce is its position in the stream (Noise counts
-//! them), so a replayed, dropped or reordered record fails authentication like a tampered
-//! one. Any failure is fatal: the channel refuses all further use.
+//! [`MAX_RECORD_PLAINTEXT`] bytes; its nonce is its position in the stream (counted here,
+//! one counter per direction), so a replayed, dropped or reordered record fails
+//! authentication like a tampered one. Any failure is fatal: the channel refuses all
+//! further use.
+//!
+//! A driver whose reading and writing run apart (two tasks) takes the channel apart with
+//! [`SecureChannel::split`]: a [`Sealer`] and an [`Opener`], each with its own direction's
+//! key and counter, sharing nothing mutable.
+
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
+use snow::StatelessTransportState;
 
 use super::error::SecureError;
 use super::noise::Suite;
@@ -17,17 +25,105 @@ use super::record::{
 
 /// One direction pair of Noise transport keys, with the stream reader for incoming bytes.
 pub struct SecureChannel {
-    noise: snow::TransportState,
+    sealer: Sealer,
+    opener: Opener,
+}
+
+/// The sending direction: encrypts plaintext into records.
+pub struct Sealer {
+    noise: Arc<StatelessTransportState>,
     suite: Suite,
+    /// The nonce of the next record sent.
+    sent: u64,
+    failed: bool,
+}
+
+/// The receiving direction: authenticates and decrypts records.
+pub struct Opener {
+    noise: Arc<StatelessTransportState>,
+    /// The nonce the next record received must have been sealed with.
+    received: u64,
     reader: RecordReader,
     failed: bool,
 }
 
 impl SecureChannel {
-    pub(crate) fn new(noise: snow::TransportState, suite: Suite) -> Self {
-        SecureChannel { noise, suite, reader: RecordReader::default(), failed: false }
+    pub(crate) fn new(noise: StatelessTransportState, suite: Suite) -> Self {
+        // Each half uses only its own direction's cipher: the sharing is read-only.
+        let noise = Arc::new(noise);
+        SecureChannel {
+            sealer: Sealer { noise: noise.clone(), suite, sent: 0, failed: false },
+            opener: Opener { noise, received: 0, reader: RecordReader::default(), failed: false },
+        }
     }
 
+    /// The cipher suite the initiator chose.
+    pub fn suite(&self) -> Suite {
+        self.sealer.suite
+    }
+
+    /// The sending and receiving halves, for a writer and a reader that run apart. A
+    /// failure in one half no longer poisons the other: the driver closes the connection.
+    pub fn split(self) -> (Sealer, Opener) {
+        (self.sealer, self.opener)
+    }
+
+    /// Bytes on a stream that sealing `plaintext_len` bytes produces.
+    pub fn sealed_len(plaintext_len: usize) -> usize {
+        Sealer::sealed_len(plaintext_len)
+    }
+
+    /// Stream form: see [`Sealer::seal`].
+    pub fn seal(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
+        let result = self.sealer.seal(plaintext, out);
+        self.fail_both_on_error(result)
+    }
+
+    /// Message form: see [`Sealer::seal_record`].
+    pub fn seal_record(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
+        let result = self.sealer.seal_record(plaintext, out);
+        self.fail_both_on_error(result)
+    }
+
+    /// Message form for any length: see [`Sealer::seal_records`].
+    pub fn seal_records(&mut self, plaintext: &[u8]) -> Result<Vec<Bytes>, SecureError> {
+        let result = self.sealer.seal_records(plaintext);
+        self.fail_both_on_error(result)
+    }
+
+    /// Stream form: see [`Opener::open`].
+    pub fn open(&mut self, ciphertext: &[u8], plaintext: &mut BytesMut) -> Result<(), SecureError> {
+        let result = self.opener.open(ciphertext, plaintext);
+        self.fail_both_on_error(result)
+    }
+
+    /// Stream form in the driver's read buffer: see [`Opener::open_buf`].
+    pub fn open_buf(&mut self, buf: &mut BytesMut, plaintext: &mut BytesMut) -> Result<(), SecureError> {
+        let result = self.opener.open_buf(buf, plaintext);
+        self.fail_both_on_error(result)
+    }
+
+    /// Message form: see [`Opener::open_record`].
+    pub fn open_record(&mut self, record: &[u8], plaintext: &mut BytesMut) -> Result<(), SecureError> {
+        let result = self.opener.open_record(record, plaintext);
+        self.fail_both_on_error(result)
+    }
+
+    /// Bytes of a partial incoming record held until the rest arrives.
+    pub fn buffered_len(&self) -> usize {
+        self.opener.buffered_len()
+    }
+
+    fn fail_both_on_error<T>(&mut self, result: Result<T, SecureError>) -> Result<T, SecureError> {
+        if result.is_err() {
+            self.sealer.failed = true;
+            self.opener.failed = true;
+        }
+        result
+    }
+}
+
+impl Sealer {
     /// The cipher suite the initiator chose.
     pub fn suite(&self) -> Suite {
         self.suite
@@ -42,7 +138,7 @@ impl SecureChannel {
     /// Stream form: encrypts `plaintext` (any length) into length-prefixed records
     /// appended to `out`.
     pub fn seal(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
-        self.check_usable()?;
+        check_usable(self.failed)?;
         out.reserve(Self::sealed_len(plaintext.len()));
         for piece in plaintext.chunks(MAX_RECORD_PLAINTEXT) {
             put_prefix(out, piece.len() + TAG_LEN);
@@ -54,7 +150,7 @@ impl SecureChannel {
     /// Message form: encrypts at most [`MAX_RECORD_PLAINTEXT`] bytes into one record,
     /// without prefix, appended to `out` (one WebSocket message).
     pub fn seal_record(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
-        self.check_usable()?;
+        check_usable(self.failed)?;
         if plaintext.len() > MAX_RECORD_PLAINTEXT {
             return Err(SecureError::RecordTooLong { len: plaintext.len() + TAG_LEN, limit: MAX_RECORD_LEN });
         }
@@ -72,13 +168,32 @@ impl SecureChannel {
         Ok(records)
     }
 
+    fn seal_into(&mut self, piece: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
+        let start = out.len();
+        out.resize(start + piece.len() + TAG_LEN, 0);
+        let result = self.noise.write_message(self.sent, piece, &mut out[start..]).map_err(SecureError::from);
+        match result {
+            Ok(_) => {
+                self.sent += 1;
+                Ok(())
+            }
+            Err(err) => {
+                out.truncate(start);
+                self.failed = true;
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Opener {
     /// Stream form: feeds ciphertext as it arrives, split anywhere, and appends the
     /// plaintext of every whole record to `plaintext`. Holds at most one partial record.
     pub fn open(&mut self, ciphertext: &[u8], plaintext: &mut BytesMut) -> Result<(), SecureError> {
-        self.check_usable()?;
-        let noise = &mut self.noise;
+        check_usable(self.failed)?;
+        let (noise, received) = (&self.noise, &mut self.received);
         let result = self.reader.feed(ciphertext, MAX_RECORD_LEN, |record| {
-            open_into(noise, record, plaintext)?;
+            open_into(noise, received, record, plaintext)?;
             Ok(Flow::Continue)
         });
         self.poison_on_error(result.map(drop))
@@ -89,16 +204,16 @@ impl SecureChannel {
     /// leaving a partial one there with room reserved for the rest. No copy of the
     /// ciphertext is made (`open` copies records split across its inputs).
     pub fn open_buf(&mut self, buf: &mut BytesMut, plaintext: &mut BytesMut) -> Result<(), SecureError> {
-        self.check_usable()?;
+        check_usable(self.failed)?;
         if self.reader.buffered() > 0 {
             // `open` was used before and holds a partial record: keep feeding it.
             let result = self.open(buf, plaintext);
             buf.clear();
             return result;
         }
-        let noise = &mut self.noise;
+        let (noise, received) = (&self.noise, &mut self.received);
         let result = whole_records(buf, MAX_RECORD_LEN, |record| {
-            open_into(noise, record, plaintext)?;
+            open_into(noise, received, record, plaintext)?;
             Ok(Flow::Continue)
         });
         let (used, _) = self.poison_on_error(result)?;
@@ -109,11 +224,11 @@ impl SecureChannel {
 
     /// Message form: one whole record (one WebSocket message); appends its plaintext.
     pub fn open_record(&mut self, record: &[u8], plaintext: &mut BytesMut) -> Result<(), SecureError> {
-        self.check_usable()?;
+        check_usable(self.failed)?;
         let result = if record.len() > MAX_RECORD_LEN {
             Err(SecureError::RecordTooLong { len: record.len(), limit: MAX_RECORD_LEN })
         } else {
-            open_into(&mut self.noise, record, plaintext)
+            open_into(&self.noise, &mut self.received, record, plaintext)
         };
         self.poison_on_error(result)
     }
@@ -123,28 +238,27 @@ impl SecureChannel {
         self.reader.buffered()
     }
 
-    fn seal_into(&mut self, piece: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
-        let start = out.len();
-        out.resize(start + piece.len() + TAG_LEN, 0);
-        let result = self.noise.write_message(piece, &mut out[start..]).map(drop).map_err(SecureError::from);
-        self.poison_on_error(result)
-    }
-
-    fn check_usable(&self) -> Result<(), SecureError> {
-        if self.failed {
-            return Err(SecureError::Poisoned);
-        }
-        Ok(())
-    }
-
     fn poison_on_error<T>(&mut self, result: Result<T, SecureError>) -> Result<T, SecureError> {
         self.failed |= result.is_err();
         result
     }
 }
 
-/// Decrypts one record onto the end of `plaintext`, adding nothing unless it authenticates.
-fn open_into(noise: &mut snow::TransportState, record: &[u8], plaintext: &mut BytesMut) -> Result<(), SecureError> {
+fn check_usable(failed: bool) -> Result<(), SecureError> {
+    if failed {
+        return Err(SecureError::Poisoned);
+    }
+    Ok(())
+}
+
+/// Decrypts one record onto the end of `plaintext`, adding nothing unless it authenticates;
+/// only then does the expected nonce move on.
+fn open_into(
+    noise: &StatelessTransportState,
+    received: &mut u64,
+    record: &[u8],
+    plaintext: &mut BytesMut,
+) -> Result<(), SecureError> {
     if record.len() < TAG_LEN {
         return Err(SecureError::Decrypt);
     }
@@ -152,9 +266,10 @@ fn open_into(noise: &mut snow::TransportState, record: &[u8], plaintext: &mut By
     // Room for the tag too: given less, ring's backend decrypts through a fresh allocation
     // (measured: a third of the speed).
     plaintext.resize(start + record.len(), 0);
-    match noise.read_message(record, &mut plaintext[start..]) {
+    match noise.read_message(*received, record, &mut plaintext[start..]) {
         Ok(len) => {
             plaintext.truncate(start + len);
+            *received += 1;
             Ok(())
         }
         Err(err) => {
@@ -166,11 +281,22 @@ fn open_into(noise: &mut snow::TransportState, record: &[u8], plaintext: &mut By
 
 impl std::fmt::Debug for SecureChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecureChannel")
+        f.debug_struct("SecureChannel").field("sealer", &self.sealer).field("opener", &self.opener).finish()
+    }
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
             .field("suite", &self.suite)
-            .field("sent", &self.noise.sending_nonce())
-            .field("received", &self.noise.receiving_nonce())
+            .field("sent", &self.sent)
             .field("failed", &self.failed)
             .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opener").field("received", &self.received).field("failed", &self.failed).finish_non_exhaustive()
     }
 }

@@ -202,7 +202,7 @@ impl Handshake {
         }
         let peer = self.progress.peer.expect("a finished handshake has proven its peer");
         let (state, suite) = self.progress.noise.expect("a finished handshake has a Noise state");
-        Ok((SecureChannel::new(state.into_transport_mode()?, suite), peer))
+        Ok((SecureChannel::new(state.into_stateless_transport_mode()?, suite), peer))
     }
 
     fn check_usable(&self) -> Result<(), SecureError> {

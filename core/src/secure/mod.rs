@@ -10,7 +10,8 @@
 //! - `x25519`: public keys from private ones, and the low-order point check;
 //! - [`record`]: record framing on streams (4-byte length) and WebSockets (one per message);
 //! - [`handshake`]: `Handshake`, Noise XXpsk0 driven by bytes in, bytes out;
-//! - [`channel`]: `SecureChannel`, sealing and opening the stream after the handshake;
+//! - [`channel`]: `SecureChannel`, sealing and opening the stream after the handshake,
+//!   and its `Sealer`/`Opener` halves for drivers that read and write apart;
 //! - [`error`]: what goes wrong, never quoting a key.
 //!
 //! A driver keeps one `SecureConfig`; per connection: `Handshake::initiator` or
@@ -36,7 +37,7 @@ mod x25519;
 #[cfg(test)]
 mod tests;
 
-pub use channel::SecureChannel;
+pub use channel::{Opener, Sealer, SecureChannel};
 pub use config::{Hello, SecureConfig, MAX_HELLO_LEN};
 pub use error::{KeyFileError, SecureError};
 pub use handshake::{AuthenticatedPeer, Handshake, Role, HANDSHAKE_RECORD_LIMIT};

@@ -423,3 +423,22 @@ fn a_changed_suite_byte_fails_like_a_wrong_secret() {
         assert_eq!(responder.poll_record(), None);
     }
 }
+
+#[test]
+fn split_halves_keep_order_and_refuse_replays() {
+    let ((a, _), (b, _)) = establish();
+    let ((mut a_seal, mut a_open), (mut b_seal, mut b_open)) = (a.split(), b.split());
+    let (mut wire, mut out) = (BytesMut::new(), BytesMut::new());
+    a_seal.seal(b"one", &mut wire).unwrap();
+    let first = wire.clone();
+    a_seal.seal(&plaintext(200_000), &mut wire).unwrap();
+    b_open.open_buf(&mut wire, &mut out).unwrap();
+    assert_eq!(&out[..3], b"one");
+    assert_eq!(&out[3..], &plaintext(200_000)[..]);
+    assert_eq!(b_open.open(&first, &mut out), Err(SecureError::Decrypt), "a replay fails");
+    let mut back = BytesMut::new();
+    b_seal.seal(b"answer", &mut back).unwrap();
+    let mut got = BytesMut::new();
+    a_open.open(&back, &mut got).unwrap();
+    assert_eq!(&got[..], b"answer");
+}

@@ -1,0 +1,107 @@
+//! A node of a private network driven directly: peer messages count only on connections
+//! whose peer the driver proved (the handshake's `AuthenticatedPeer`), and a peer is
+//! known by its key and `Hello`, whatever its headers claim.
+
+use torronto_core::secure::{AuthenticatedPeer, Hello};
+use torronto_core::wire::Reply;
+use torronto_core::{
+    ChunkSet, Code, Config, ConnId, ConnInfo, Envelope, FileName, LocalFile, ManifestBuilder, Message, NetCommand,
+    Node, NodeId, PeerAddr, PeerMessage, Tuning,
+};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+fn me() -> PeerAddr {
+    PeerAddr::new("10.0.0.1", 7001)
+}
+
+fn private_node() -> Node {
+    let mut node = Node::new(Config {
+        me: me(),
+        peers: Vec::new(),
+        token: None,
+        seed: 1,
+        tuning: Tuning::default(),
+        private: Some(NodeId::from_public_key(&[1; 32])),
+    });
+    let mut b = ManifestBuilder::new();
+    b.update(&[7u8; 1000]);
+    let manifest = b.finish().unwrap();
+    node.add_local_file(LocalFile {
+        name: FileName::new("secret-plans.txt").unwrap(),
+        have: ChunkSet::full(manifest.chunk_count()),
+        manifest,
+    });
+    node.join(0);
+    node
+}
+
+fn member(key: u8, listen: &str) -> AuthenticatedPeer {
+    let public_key = [key; 32];
+    AuthenticatedPeer { id: NodeId::from_public_key(&public_key), public_key, hello: Hello::listening_at(listen) }
+}
+
+fn connect(node: &mut Node, conn: u64, peer: Option<AuthenticatedPeer>) -> ConnId {
+    node.handle_connected(0, ConnId(conn), ConnInfo { dialed: None, trusted: false, peer });
+    ConnId(conn)
+}
+
+fn say(node: &mut Node, conn: ConnId, from: PeerAddr, message: PeerMessage) -> Vec<NetCommand> {
+    node.handle_message(0, conn, Envelope { from: Some(from), token: None, message: message.into() });
+    let mut out = Vec::new();
+    while let Some(c) = node.poll_net() {
+        out.push(c);
+    }
+    while node.poll_storage().is_some() {}
+    while node.poll_event().is_some() {}
+    out
+}
+
+fn replies(out: &[NetCommand]) -> Vec<&Message> {
+    out.iter()
+        .filter_map(|c| match c {
+            NetCommand::Send { envelope, .. } => Some(&envelope.message),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_plaintext_connection_gets_nothing_and_changes_nothing() {
+    let mut node = private_node();
+    let stranger = connect(&mut node, 1, None);
+    let claimed = PeerAddr::new("10.0.0.2", 7001);
+    for message in [PeerMessage::Add { files: vec![] }, PeerMessage::Remove, PeerMessage::Files { files: vec![] }] {
+        let out = say(&mut node, stranger, claimed.clone(), message);
+        assert_eq!(replies(&out), [&Message::Reply(Reply::code(Code::BadPermission))]);
+    }
+    assert!(node.status().peers.is_empty());
+}
+
+#[test]
+fn a_proven_peer_is_its_hello_address_whatever_its_headers_say() {
+    let mut node = private_node();
+    let alice = member(2, "10.0.0.2:7001");
+    let conn = connect(&mut node, 1, Some(alice.clone()));
+    let out = say(&mut node, conn, PeerAddr::new("10.0.0.9", 9), PeerMessage::Add { files: vec![] });
+    assert!(matches!(replies(&out)[..], [Message::Peer(PeerMessage::Files { .. })]), "{out:?}");
+    let status = node.status();
+    assert_eq!(status.peers, ["10.0.0.2:7001"]);
+    assert_eq!(status.peer_ids, [alice.id.to_string()]);
+    assert_eq!(status.id, Some(NodeId::from_public_key(&[1; 32]).to_string()));
+}
+
+#[test]
+fn another_key_cannot_take_a_connected_members_address() {
+    let mut node = private_node();
+    let alice = member(2, "10.0.0.2:7001");
+    let first = connect(&mut node, 1, Some(alice.clone()));
+    say(&mut node, first, me(), PeerMessage::Add { files: vec![] });
+    let impostor = connect(&mut node, 2, Some(member(3, "10.0.0.2:7001")));
+    let out = say(&mut node, impostor, me(), PeerMessage::Add { files: vec![] });
+    assert!(out.iter().any(|c| matches!(c, NetCommand::Close(ConnId(2)))), "{out:?}");
+    assert!(replies(&out).is_empty(), "the impostor is told nothing: {out:?}");
+    // Its Remove is not Alice's either.
+    say(&mut node, impostor, me(), PeerMessage::Remove);
+    assert_eq!(node.status().peer_ids, [alice.id.to_string()]);
+}

@@ -1,0 +1,267 @@
+//! Private networks (issue 10) with real nodes: members sharing a secret replicate over
+//! encrypted connections; strangers, nodes of another network and plaintext clients get
+//! nothing and change nothing; a recording relay sees no file name or byte.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use torronto_tests::raw::{assert_code, full_entry, Raw};
+use torronto_tests::{cli, peers, random_bytes, random_file, sha256_file, wait_until, TestNode};
+
+const BAD_PERMISSION: i64 = 5;
+
+/// A fresh secret file in `dir`, made by `torronto secret new --out`.
+fn secret_in(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    cli(&["secret", "new", "--out", &path.display().to_string()]).ok("secret new");
+    path
+}
+
+fn private_node(label: &str, secret: &Path) -> TestNode {
+    let mut n = TestNode::new(label);
+    n.set_extra_args(&["--secret", &secret.display().to_string()]);
+    n
+}
+
+fn files_of(status: &Value) -> Vec<String> {
+    status["files"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// Starts private nodes, each with every other in its peers file, joined.
+fn private_cluster(secret: &Path, n: usize) -> Vec<TestNode> {
+    let mut nodes: Vec<TestNode> = (0..n).map(|i| private_node(&format!("p{i}"), secret)).collect();
+    let addrs: Vec<String> = nodes.iter().map(TestNode::addr).collect();
+    for node in &mut nodes {
+        node.set_peers(&addrs);
+        node.start();
+    }
+    for node in &nodes {
+        node.join();
+    }
+    nodes
+}
+
+#[test]
+fn three_private_nodes_replicate_byte_identical_and_show_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = secret_in(tmp.path(), "net.secret");
+    let nodes = private_cluster(&secret, 3);
+    let src = tmp.path().join("report.bin");
+    random_file(&src, 3_000_000, 1);
+    nodes[0].insert(&src).ok("insert");
+    let sha = sha256_file(&src);
+    wait_until(Duration::from_secs(60), "all three hold report.bin", || {
+        nodes.iter().all(|n| n.holds("report.bin", 3_000_000, &sha))
+    });
+    let status = nodes[0].query();
+    let id = status["id"].as_str().expect("a private node's status has its id");
+    assert_eq!(id.len(), 39, "{id}");
+    let peer_ids = status["peerIds"].as_array().expect("peerIds");
+    assert_eq!(peer_ids.len(), peers(&status).len());
+    assert!(peer_ids.iter().all(|p| p.as_str().is_some_and(|p| p.len() == 39 && p != id)), "{status}");
+    let table = nodes[0].cli(&["query"]).ok("query");
+    assert!(table.stdout.contains(id), "{table}");
+    // The control client over the handshake, as a throwaway member.
+    let secured = nodes[0].cli(&["query", "--secret", &secret.display().to_string()]).ok("query --secret");
+    assert!(secured.stdout.contains(id), "{secured}");
+}
+
+#[test]
+fn a_node_with_another_secret_gets_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (secret, other) = (secret_in(tmp.path(), "a.secret"), secret_in(tmp.path(), "b.secret"));
+    let members = private_cluster(&secret, 2);
+    let src = tmp.path().join("members-only.txt");
+    random_file(&src, 200_000, 2);
+    members[0].insert(&src).ok("insert");
+    let sha = sha256_file(&src);
+    wait_until(Duration::from_secs(30), "members replicate", || members[1].holds("members-only.txt", 200_000, &sha));
+    let mut outsider = private_node("outsider", &other);
+    outsider.set_peers(&members.iter().map(TestNode::addr).collect::<Vec<_>>());
+    outsider.start();
+    outsider.cli(&["join"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let status = outsider.query();
+    assert!(files_of(&status).is_empty(), "the outsider learnt file names: {status}");
+    assert!(peers(&status).is_empty(), "{status}");
+    for m in &members {
+        let st = m.query();
+        assert_eq!(files_of(&st), ["members-only.txt"], "{st}");
+        assert!(!peers(&st).contains(&outsider.addr()), "{st}");
+    }
+}
+
+#[test]
+fn a_plaintext_stranger_learns_nothing_and_injects_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = secret_in(tmp.path(), "net.secret");
+    let members = private_cluster(&secret, 2);
+    let src = tmp.path().join("plans.txt");
+    random_file(&src, 100_000, 3);
+    members[0].insert(&src).ok("insert");
+    let member = members[1].addr();
+    let (host, port) = member.rsplit_once(':').unwrap();
+    let mut raw = Raw::connect(&members[0].addr());
+    // Add under a member's name, with a file to inject.
+    let payload = random_bytes(70_000, 4);
+    raw.send_header(&json!({"HostName": host, "PortNumber": port.parse::<u16>().unwrap(), "Action": 4}));
+    assert!(raw.send_frame(json!({"Files": [full_entry("run-me.sh", &payload)]}).to_string().as_bytes()));
+    let reply = raw.read_reply("Add from a stranger");
+    assert_code(&reply, BAD_PERMISSION, "Add from a stranger");
+    assert!(reply.get("Files").is_none(), "{reply}");
+    // Spoofed Remove and an empty Add naming the member change nothing.
+    raw.send_header(&json!({"HostName": host, "PortNumber": port.parse::<u16>().unwrap(), "Action": 5}));
+    assert_code(&raw.read_reply("Remove"), BAD_PERMISSION, "spoofed Remove");
+    std::thread::sleep(Duration::from_secs(2));
+    for m in &members {
+        let st = m.query();
+        assert_eq!(files_of(&st), ["plans.txt"], "{st}");
+        assert_eq!(peers(&st).len(), 1, "members still see each other: {st}");
+        assert!(!m.file("run-me.sh").exists());
+    }
+    // Control still works in plaintext on the same port (loopback, as today).
+    assert_code(&raw.query(), 0, "Query");
+}
+
+/// Forwards one connection at a time from `listen` to `target`, recording both directions.
+fn recording_relay(target: String) -> (String, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&target) else { continue };
+            for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    (addr, seen)
+}
+
+fn capture(secret: Option<&Path>) -> (Vec<u8>, Vec<u8>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let make = |label: &str| match secret {
+        Some(s) => private_node(label, s),
+        None => TestNode::new(label),
+    };
+    let mut holder = make("holder");
+    holder.start();
+    holder.join();
+    let src = tmp.path().join("confidential-merger-plan.txt");
+    random_file(&src, 300_000, 5);
+    holder.insert(&src).ok("insert");
+    let (relay, seen) = recording_relay(holder.addr());
+    let mut fetcher = make("fetcher");
+    fetcher.set_peers(&[relay]);
+    fetcher.start();
+    fetcher.join();
+    let sha = sha256_file(&src);
+    wait_until(Duration::from_secs(30), "the fetcher holds the file", || {
+        fetcher.holds("confidential-merger-plan.txt", 300_000, &sha)
+    });
+    let bytes = std::fs::read(&src).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    (seen, bytes)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_recording_relay_sees_no_name_and_no_bytes_between_members() {
+    let (open, bytes) = capture(None);
+    assert!(contains(&open, b"confidential-merger-plan"), "the check can fail: open mode shows the name");
+    assert!(contains(&open, &bytes[100_000..100_032]), "open mode shows the content");
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = secret_in(tmp.path(), "net.secret");
+    let (private, bytes) = capture(Some(&secret));
+    assert!(private.len() > 300_000, "the file went through the relay ({} bytes)", private.len());
+    assert!(!contains(&private, b"confidential"), "a private network leaked a file name");
+    assert!(!contains(&private, &bytes[100_000..100_032]), "a private network leaked file bytes");
+    assert!(!contains(&private, b"HostName"), "a private network leaked a header");
+}
+
+#[test]
+fn a_pinned_peer_presenting_another_key_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = secret_in(tmp.path(), "net.secret");
+    let mut b = private_node("b", &secret);
+    b.start();
+    b.join();
+    let mut a = private_node("a", &secret);
+    a.start();
+    let a_id = a.query()["id"].as_str().unwrap().to_string();
+    // Pin A's own ID for B: B's key does not match.
+    a.set_peers_text(&format!("{}#{a_id}\n", b.addr()));
+    a.stop();
+    a.start();
+    a.cli(&["join"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(peers(&a.query()).is_empty());
+    let log = a.log();
+    assert!(log.contains("pinned") && log.contains(&a_id), "the refusal is logged with both IDs:\n{log}");
+}
+
+#[test]
+fn a_wildcard_listen_needs_a_secret_or_open_and_an_advertised_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d").display().to_string();
+    let refused = cli(&["node", "--listen", "0.0.0.0:0", "--advertise", "127.0.0.1:1", "--dir", &dir]);
+    assert_ne!(refused.code, 0, "{refused}");
+    assert!(refused.stderr.contains("--secret") && refused.stderr.contains("--open"), "{refused}");
+    let no_advertise = cli(&["node", "--listen", "0.0.0.0:0", "--open", "--dir", &dir]);
+    assert!(no_advertise.stderr.contains("--advertise"), "{no_advertise}");
+    let mut open = TestNode::new("open");
+    open.set_host("0.0.0.0");
+    let advertise = format!("127.0.0.1:{}", open.port());
+    open.set_extra_args(&["--open", "--advertise", &advertise]);
+    open.start();
+    let status = open.query();
+    assert_eq!(status["node"], json!(advertise), "{status}");
+}
+
+#[test]
+fn an_ipv6_pair_replicates_privately() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = secret_in(tmp.path(), "net.secret");
+    let mut nodes: Vec<TestNode> = (0..2).map(|i| private_node(&format!("v6-{i}"), &secret)).collect();
+    for n in &mut nodes {
+        n.set_host("::1");
+    }
+    let addrs: Vec<String> = nodes.iter().map(TestNode::addr).collect();
+    for n in &mut nodes {
+        n.set_peers(&addrs);
+        n.start();
+        n.join();
+    }
+    let src = tmp.path().join("six.bin");
+    random_file(&src, 500_000, 6);
+    nodes[0].insert(&src).ok("insert");
+    let sha = sha256_file(&src);
+    wait_until(Duration::from_secs(30), "the IPv6 peer holds six.bin", || nodes[1].holds("six.bin", 500_000, &sha));
+    assert!(peers(&nodes[1].query()).contains(&addrs[0]));
+}
