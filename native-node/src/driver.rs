@@ -9,16 +9,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashMap as PinMap;
-use std::sync::Arc;
+use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
-
-use bytes::BytesMut;
 use torronto_core::{
     Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, NetworkSecret, Node, NodeId, PeerAddr, StorageCommand,
     Tuning,
@@ -77,7 +75,7 @@ pub struct NodeOptions {
     /// The network secret: a private network (handshake on every peer connection).
     pub secret: Option<NetworkSecret>,
     /// Node IDs pinned in the peers file, by address.
-    pub pins: PinMap<PeerAddr, NodeId>,
+    pub pins: HashMap<PeerAddr, NodeId>,
     pub dir: PathBuf,
     pub peers: Vec<PeerAddr>,
     pub join: bool,
