@@ -15,11 +15,14 @@ use crate::wire::{Code, FileEntry, HaveEntry, PeerAddr, Reply};
 pub(super) struct ConnState {
     pub peer: Option<PeerAddr>,
     pub dialed: Option<PeerAddr>,
-    pub trusted: bool,
+    /// TCP from this machine (see [`super::ConnInfo::local`]).
+    pub local: bool,
     /// A user's client has spoken on it: keep it open when leaving.
     pub control: bool,
     /// Chunk reads outstanding for it.
     pub serving: usize,
+    /// Control requests with a wrong token (see `control`).
+    pub token_failures: u32,
 }
 
 #[derive(Debug)]
