@@ -21,6 +21,7 @@ use torronto_net::{tune, FrameRead, TcpFrameReader, TcpFrameWriter};
 use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing};
 use crate::events::EventLog;
 use crate::input::Input;
+use crate::registry::Registration;
 use crate::storage::{SendFile, Storage};
 use crate::store::Store;
 use crate::tasks::Tasks;
@@ -44,6 +45,11 @@ pub struct NodeOptions {
     pub peers: Vec<PeerAddr>,
     pub join: bool,
     pub token: Option<String>,
+    /// Folders remote control clients may insert from (`--insert-from`).
+    pub insert_from: Vec<PathBuf>,
+    /// Where to register the token for the owner's CLI ([`crate::registry`]); `None`
+    /// for nodes no CLI talks to (in-process tests).
+    pub registry: Option<PathBuf>,
     /// Serve the control panel and the WebSocket endpoint (`--ws`).
     pub web: Option<WebOptions>,
 }
@@ -71,6 +77,8 @@ pub struct Driver {
     next_conn: u64,
     start: Instant,
     token: String,
+    /// Removed with the driver, when the node stops cleanly.
+    _registration: Option<Registration>,
     log: EventLog,
 }
 
@@ -79,6 +87,15 @@ impl Driver {
     pub async fn bind(opts: NodeOptions) -> anyhow::Result<Self> {
         let store = Store::open(&opts.dir)?;
         let token = store.token(opts.token)?;
+        let insert_from = opts
+            .insert_from
+            .iter()
+            .map(|d| match d.canonicalize() {
+                Ok(d) if d.is_dir() => Ok(d.to_string_lossy().into_owned()),
+                Ok(_) => anyhow::bail!("--insert-from {}: not a folder", d.display()),
+                Err(e) => anyhow::bail!("--insert-from {}: {e}", d.display()),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let files = store.load()?;
         let listener = TcpListener::bind((opts.listen.host.as_str(), opts.listen.port))
             .await
@@ -94,6 +111,7 @@ impl Driver {
             me,
             peers: opts.peers,
             token: Some(token.clone()),
+            insert_from,
             seed: rand::random(),
             tuning: Tuning::default(),
         });
@@ -105,6 +123,16 @@ impl Driver {
         for f in files {
             node.add_local_file(f);
         }
+        let registration = opts.registry.and_then(|dir| match Registration::create(&dir, node.me().port, &token) {
+            Ok(r) => {
+                tracing::info!("control token registered for this user's CLI in {}", r.path().display());
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!("cannot register the control token in {}: {e}; the CLI needs TORRONTO_TOKEN", dir.display());
+                None
+            }
+        });
         let (inputs_tx, inputs) = mpsc::channel(1024);
         let storage = Storage::start(store, inputs_tx.clone())?;
         let start = Instant::now();
@@ -124,6 +152,7 @@ impl Driver {
             next_conn: 1,
             start,
             token,
+            _registration: registration,
             log: EventLog::default(),
         })
     }
@@ -189,7 +218,7 @@ impl Driver {
                 }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, from)) if self.conns.len() < MAX_CONNECTIONS => {
-                        self.register_tcp(stream, ConnInfo { dialed: None, trusted: from.ip().is_loopback() });
+                        self.register_tcp(stream, ConnInfo { dialed: None, local: from.ip().is_loopback() });
                     }
                     Ok((_, from)) => tracing::warn!("refusing connection from {from}: {MAX_CONNECTIONS} already open"),
                     Err(e) => {
@@ -260,13 +289,13 @@ impl Driver {
         let now = self.now();
         match input {
             Input::Dialed { addr, result: Ok(stream) } => {
-                self.register_tcp(stream, ConnInfo { dialed: Some(addr), trusted: false })
+                self.register_tcp(stream, ConnInfo { dialed: Some(addr), local: false })
             }
-            // A WebSocket session is never trusted: any web page can reach loopback,
-            // so control actions need the token (the Origin check came first).
+            // A WebSocket session is never local: any web page can reach loopback, so
+            // it is a remote client (the Origin check came first).
             Input::WebSocket(session) if self.conns.len() < MAX_CONNECTIONS => {
                 let (frames_in, frames_out) = torronto_ws_bridge::split(*session);
-                self.register(frames_in, frames_out, ConnInfo { dialed: None, trusted: false });
+                self.register(frames_in, frames_out, ConnInfo { dialed: None, local: false });
             }
             Input::WebSocket(_) => {
                 tracing::warn!("refusing a WebSocket session: {MAX_CONNECTIONS} connections already open")

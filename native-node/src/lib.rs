@@ -14,6 +14,7 @@
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests);
 //! - [`events`]: how the node's events read in the log;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
+//! - [`registry`]: where a node leaves its control token for its owner's CLI;
 //! - [`peers_file`]: the peers file format;
 //! - [`demo`]: `torronto demo`, a local network to try it out.
 
@@ -24,6 +25,7 @@ pub mod driver;
 pub mod events;
 pub mod input;
 pub mod peers_file;
+pub mod registry;
 pub mod storage;
 pub mod store;
 pub mod tasks;

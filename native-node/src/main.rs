@@ -37,10 +37,16 @@ enum Command {
         /// Join the network at start.
         #[arg(long)]
         join: bool,
-        /// Control token for clients that are not on loopback (default: generated and
-        /// kept in DIR/.torronto/token).
-        #[arg(long, env = "TORRONTO_TOKEN")]
+        /// Control token every control client must send (default: generated and kept
+        /// in DIR/.torronto/token). Prefer TORRONTO_TOKEN or that file: a --token on
+        /// the command line is visible to every user in `ps`.
+        #[arg(long, env = "TORRONTO_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// A folder remote control clients (the panel, TCP from other hosts) may insert
+        /// files from by path (repeatable; none by default). The owner's CLI on this
+        /// machine may insert any file the node can read.
+        #[arg(long = "insert-from", value_name = "DIR")]
+        insert_from: Vec<PathBuf>,
         /// Also serve the control panel (http://HOST:PORT/) and the WebSocket endpoint
         /// (ws://HOST:PORT/ws) on this address.
         #[arg(long)]
@@ -90,8 +96,10 @@ struct Control {
     /// The node to talk to.
     #[arg(long, env = "TORRONTO_NODE", default_value = "127.0.0.1:7001")]
     node: String,
-    /// The node's control token (not needed on loopback).
-    #[arg(long, env = "TORRONTO_TOKEN")]
+    /// The node's control token. Not needed for a node of yours on this machine (it
+    /// registers its token for you); else prefer TORRONTO_TOKEN: a --token on the
+    /// command line is visible to every user in `ps`.
+    #[arg(long, env = "TORRONTO_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
 
@@ -111,14 +119,16 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Node { listen, dir, peers, join, token, ws, web_root, allow_origin } => {
+        Command::Node { listen, dir, peers, join, token, insert_from, ws, web_root, allow_origin } => {
             init_logs();
             let peers = match peers {
                 Some(path) => peers_file::read(&path)?,
                 None => Vec::new(),
             };
             let web = ws.map(|listen| WebOptions { listen, root: web_root, allow_origins: allow_origin });
-            let driver = Driver::bind(NodeOptions { listen, dir, peers, join, token, web }).await?;
+            let registry = torronto_node::registry::default_dir();
+            let options = NodeOptions { listen, dir, peers, join, token, insert_from, registry, web };
+            let driver = Driver::bind(options).await?;
             println!(
                 "torronto node {} ready · folder {} · control token in {}",
                 driver.addr(),
@@ -137,12 +147,12 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             if let Some(n) = answer.reply.unconfirmed {
                 eprintln!("warning: {n} chunks held only by this node could not be handed over in time");
             }
-            finish(&answer.reply, "left the network")
+            finish(&answer, "left the network")
         }
         Command::Query { control, json } => {
             let answer = client::request(&control.node, control.token, wire::Control::Query { file: None }).await?;
             if answer.reply.code_or_ok() != Code::Ok {
-                print_error(&answer.reply);
+                print_error(&answer);
                 return Ok(exit_status(answer.reply.code_or_ok()));
             }
             if json {
@@ -160,7 +170,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let answer =
                 client::request_with_progress(&control.node, control.token, wire::Control::Insert { path }, &what)
                     .await?;
-            finish(&answer.reply, "inserted")
+            finish(&answer, "inserted")
         }
         Command::Demo { nodes, base_port, once } => {
             init_logs();
@@ -172,15 +182,15 @@ async fn run(command: Command) -> anyhow::Result<i32> {
 
 async fn simple(c: Control, request: wire::Control, done: &str) -> anyhow::Result<i32> {
     let answer = client::request(&c.node, c.token, request).await?;
-    finish(&answer.reply, done)
+    finish(&answer, done)
 }
 
-fn finish(reply: &torronto_core::wire::Reply, done: &str) -> anyhow::Result<i32> {
-    let code = reply.code_or_ok();
+fn finish(answer: &client::Answer, done: &str) -> anyhow::Result<i32> {
+    let code = answer.reply.code_or_ok();
     if code == Code::Ok {
         println!("{done}");
     } else {
-        print_error(reply);
+        print_error(answer);
     }
     Ok(exit_status(code))
 }
