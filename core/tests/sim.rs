@@ -340,7 +340,9 @@ impl Machine {
                 let confined = within.map_or(Ok(()), |within| torronto_core::check_insert_source(&path, &within));
                 let result = match (confined, self.outside.get(&path)) {
                     (Err(e), _) => Err(e),
-                    (Ok(()), None) => Err(StorageError { code: Code::FileMissing, message: format!("{path}: no such file") }),
+                    (Ok(()), None) => {
+                        Err(StorageError { code: Code::FileMissing, message: format!("{path}: no such file") })
+                    }
                     (Ok(()), Some(data)) => {
                         let mut b = ManifestBuilder::new();
                         b.update(data);
@@ -594,13 +596,20 @@ fn a_peer_not_in_the_peers_file_can_join() {
         net.machines[m].node = Node::new(Config {
             me: addr(m),
             peers: vec![addr(0), addr(1)],
-            token: Some("secret".into()), insert_from: Vec::new(),
+            token: Some("secret".into()),
+            insert_from: Vec::new(),
             seed: 9,
             tuning: Tuning::default(),
         });
     }
-    net.machines[2].node =
-        Node::new(Config { me: addr(2), peers: vec![addr(0)], token: Some("secret".into()), insert_from: Vec::new(), seed: 3, tuning: Tuning::default() });
+    net.machines[2].node = Node::new(Config {
+        me: addr(2),
+        peers: vec![addr(0)],
+        token: Some("secret".into()),
+        insert_from: Vec::new(),
+        seed: 3,
+        tuning: Tuning::default(),
+    });
     net.join_all();
     let data = content(3 * CHUNK_SIZE as usize, 4);
     assert_eq!(net.insert(1, "via-0", data.clone()), Code::Ok);
@@ -686,7 +695,14 @@ fn crash_and_restart_keeps_verified_chunks() {
     };
     let m1 = &mut net.machines[1];
     m1.events.clear();
-    m1.node = Node::new(Config { me: addr(1), peers: vec![addr(0)], token: Some("secret".into()), insert_from: Vec::new(), seed: 5, tuning: Tuning::default() });
+    m1.node = Node::new(Config {
+        me: addr(1),
+        peers: vec![addr(0)],
+        token: Some("secret".into()),
+        insert_from: Vec::new(),
+        seed: 5,
+        tuning: Tuning::default(),
+    });
     m1.node.add_local_file(torronto_core::LocalFile {
         name: name("f"),
         have: torronto_core::ChunkSet::full(manifest.chunk_count()),

@@ -129,7 +129,10 @@ impl Driver {
                 Some(r)
             }
             Err(e) => {
-                tracing::warn!("cannot register the control token in {}: {e}; the CLI needs TORRONTO_TOKEN", dir.display());
+                tracing::warn!(
+                    "cannot register the control token in {}: {e}; the CLI needs TORRONTO_TOKEN",
+                    dir.display()
+                );
                 None
             }
         });

@@ -213,9 +213,8 @@ impl Store {
         progress: impl Fn(u64, u64),
     ) -> Result<Manifest, StorageError> {
         let source = Path::new(path);
-        let private = || {
-            storage_error(Code::BadPermission, format!("{path} is inside the node's private state folder"))
-        };
+        let private =
+            || storage_error(Code::BadPermission, format!("{path} is inside the node's private state folder"));
         if source.starts_with(&self.state) {
             return Err(private());
         }

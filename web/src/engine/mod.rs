@@ -153,7 +153,14 @@ impl PeerEngine {
         // A deeper request window than between native nodes: the page's event loop
         // also hashes and stores every chunk, so its round trips are longer.
         let tuning = Tuning { requests_per_peer: REQUESTS_PER_PEER, max_writing: MAX_WRITING, ..Tuning::default() };
-        let mut node = Node::new(Config { me: me.clone(), peers: Vec::new(), token: None, insert_from: Vec::new(), seed: random_u64(), tuning });
+        let mut node = Node::new(Config {
+            me: me.clone(),
+            peers: Vec::new(),
+            token: None,
+            insert_from: Vec::new(),
+            seed: random_u64(),
+            tuning,
+        });
         node.fetch_on_request();
         let engine = Rc::new_cyclic(|weak| {
             RefCell::new(Engine {
