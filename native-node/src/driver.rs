@@ -221,7 +221,9 @@ impl Driver {
                 }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, from)) if self.conns.len() < MAX_CONNECTIONS => {
-                        self.register_tcp(stream, ConnInfo { dialed: None, local: from.ip().is_loopback() });
+                        // From this machine: loopback, or our own address as the source.
+                        let local = from.ip().is_loopback() || stream.local_addr().is_ok_and(|a| a.ip() == from.ip());
+                        self.register_tcp(stream, ConnInfo { dialed: None, local });
                     }
                     Ok((_, from)) => tracing::warn!("refusing connection from {from}: {MAX_CONNECTIONS} already open"),
                     Err(e) => {

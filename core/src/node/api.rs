@@ -117,9 +117,9 @@ pub struct Config {
 pub struct ConnInfo {
     /// The peer we dialled, for outgoing connections.
     pub dialed: Option<PeerAddr>,
-    /// TCP from this machine (loopback): the owner's CLI, which may insert any file
-    /// the node can read. Control still needs the token: other local users connect
-    /// from loopback too.
+    /// TCP from this machine (loopback, or one of its own addresses as the source):
+    /// the owner's CLI, which may insert any file the node can read. Control still
+    /// needs the token: other local users connect from here too.
     pub local: bool,
 }
 
