@@ -32,8 +32,8 @@ pub use layout::ChunkIndex;
 pub use manifest::{Digest, Manifest, ManifestBuilder};
 pub use name::FileName;
 pub use node::{
-    control_token_matches, Config, ConnId, ConnInfo, Event, ImportId, LocalFile, Millis, NetCommand, Node, Refusal,
-    StorageCommand, StorageError, StorageEvent, Tuning,
+    check_insert_source, control_token_matches, Config, ConnId, ConnInfo, Event, ImportId, LocalFile, Millis,
+    NetCommand, Node, Refusal, StorageCommand, StorageError, StorageEvent, Tuning,
 };
 pub use secure::{Handshake, Identity, NetworkSecret, NodeId, SecureChannel, SecureConfig, SecureError};
 pub use status::{ChunkMap, FileRow, Status};

@@ -20,6 +20,7 @@ fn private_node() -> Node {
         me: me(),
         peers: Vec::new(),
         token: None,
+        insert_from: Vec::new(),
         seed: 1,
         tuning: Tuning::default(),
         private: Some(NodeId::from_public_key(&[1; 32])),
@@ -42,7 +43,7 @@ fn member(key: u8, listen: &str) -> AuthenticatedPeer {
 }
 
 fn connect(node: &mut Node, conn: u64, peer: Option<AuthenticatedPeer>) -> ConnId {
-    node.handle_connected(0, ConnId(conn), ConnInfo { dialed: None, trusted: false, peer });
+    node.handle_connected(0, ConnId(conn), ConnInfo { dialed: None, local: false, peer });
     ConnId(conn)
 }
 

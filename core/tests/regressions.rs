@@ -15,6 +15,7 @@ fn node() -> Node {
         me: PeerAddr::new("127.0.0.1", 7000),
         peers: Vec::new(),
         token: None,
+        insert_from: Vec::new(),
         seed: 1,
         tuning: Tuning::default(),
         private: None,

@@ -76,6 +76,7 @@ impl Net {
                     me: addr(i),
                     peers: (0..n).map(addr).collect(),
                     token: Some("secret".into()),
+                    insert_from: Vec::new(),
                     seed: i as u64 + 1,
                     tuning: tuning.clone(),
                     private: None,
@@ -104,21 +105,27 @@ impl Net {
     }
 
     /// Sends a control message on a fresh client connection; returns that connection.
-    fn control(&mut self, m: usize, message: Control, trusted: bool, token: Option<&str>) -> ConnId {
+    fn control(&mut self, m: usize, message: Control, local: bool, token: Option<&str>) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         self.clients.insert((m, conn), Vec::new());
         let now = self.now;
         let node = &mut self.machines[m].node;
-        node.handle_connected(now, conn, ConnInfo { dialed: None, trusted, peer: None });
+        node.handle_connected(now, conn, ConnInfo { dialed: None, local, peer: None });
         let env = Envelope { from: None, token: token.map(String::from), message: message.into() };
         node.handle_message(now, conn, env);
         conn
     }
 
+    /// Sends another control message on client connection `conn`.
+    fn again(&mut self, m: usize, conn: ConnId, message: Control, token: Option<&str>) {
+        let env = Envelope { from: None, token: token.map(String::from), message: message.into() };
+        self.machines[m].node.handle_message(self.now, conn, env);
+    }
+
     /// Runs a control action to completion and returns its reply.
     fn ask(&mut self, m: usize, message: Control) -> Reply {
-        let conn = self.control(m, message, true, None);
+        let conn = self.control(m, message, true, Some("secret"));
         self.run();
         let replies = &self.clients[&(m, conn)];
         assert_eq!(replies.len(), 1, "one reply per control action: {replies:?}");
@@ -256,12 +263,12 @@ impl Net {
                     self.machines[to].node.handle_connected(
                         now,
                         b,
-                        ConnInfo { dialed: None, trusted: false, peer: None },
+                        ConnInfo { dialed: None, local: false, peer: None },
                     );
                     self.machines[m].node.handle_connected(
                         now,
                         a,
-                        ConnInfo { dialed: Some(peer), trusted: false, peer: None },
+                        ConnInfo { dialed: Some(peer), local: false, peer: None },
                     );
                 }
                 NetCommand::Close(conn) => self.close(m, conn),
@@ -337,10 +344,15 @@ impl Net {
 impl Machine {
     fn storage(&mut self, cmd: StorageCommand) -> Option<StorageEvent> {
         Some(match cmd {
-            StorageCommand::Import { id, path, .. } => {
-                let result = match self.outside.get(&path) {
-                    None => Err(StorageError { code: Code::FileMissing, message: format!("{path}: no such file") }),
-                    Some(data) => {
+            StorageCommand::Import { id, path, within, .. } => {
+                // Paths here are canonical already: no symlinks in this folder.
+                let confined = within.map_or(Ok(()), |within| torronto_core::check_insert_source(&path, &within));
+                let result = match (confined, self.outside.get(&path)) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), None) => {
+                        Err(StorageError { code: Code::FileMissing, message: format!("{path}: no such file") })
+                    }
+                    (Ok(()), Some(data)) => {
                         let mut b = ManifestBuilder::new();
                         b.update(data);
                         let m = b.finish().unwrap();
@@ -459,7 +471,7 @@ fn status_counts_exactly_while_files_spread() {
     assert!(!s.joined);
 
     // Insert on 0 but hold back all traffic: 0 holds it alone, peers know nothing yet.
-    let conn = net.control(0, Control::Insert { path: "/x/f".into() }, true, None);
+    let conn = net.control(0, Control::Insert { path: "/x/f".into() }, true, Some("secret"));
     net.machines[0].outside.insert("/x/f".into(), data.clone());
     let _ = conn;
     net.run();
@@ -509,15 +521,69 @@ fn control_error_codes() {
 }
 
 #[test]
-fn control_needs_the_token_on_untrusted_connections() {
+fn control_needs_the_token_on_every_connection_and_guesses_are_throttled() {
     let mut net = Net::new(1);
-    let c = net.control(0, Control::Query { file: None }, false, None);
-    let d = net.control(0, Control::Query { file: None }, false, Some("wrong"));
-    let e = net.control(0, Control::Query { file: None }, false, Some("secret"));
+    let query = || Control::Query { file: None };
+    // Loopback (the owner's machine, but also every other user's) needs it too.
+    let c = net.control(0, query(), true, None);
+    let d = net.control(0, query(), false, Some("wrong"));
+    let e = net.control(0, query(), true, Some("secret"));
     net.run();
-    assert_eq!(net.clients[&(0, c)][0].code, Some(Code::BadPermission));
+    assert_eq!(net.clients[&(0, e)][0].code, Some(Code::Ok), "the right token is answered at once");
+    assert!(net.clients[&(0, c)].is_empty() && net.clients[&(0, d)].is_empty(), "wrong tokens wait");
+    net.run_for(100);
+    let refusal = &net.clients[&(0, c)][0];
+    assert_eq!(refusal.code, Some(Code::BadPermission));
+    assert!(refusal.reason.as_deref().is_some_and(|r| r.contains("token")), "{refusal:?}");
+    assert!(net.clients[&(0, d)].is_empty(), "the second wrong token, node-wide, waits longer");
+    net.run_for(200);
     assert_eq!(net.clients[&(0, d)][0].code, Some(Code::BadPermission));
-    assert_eq!(net.clients[&(0, e)][0].code, Some(Code::Ok));
+
+    // One connection guessing on: answered ever more slowly, closed at its third.
+    let g = net.control(0, query(), false, Some("a"));
+    for guess in ["b", "c", "d"] {
+        net.again(0, g, query(), Some(guess));
+    }
+    net.run_for(1_000);
+    assert_eq!(net.clients[&(0, g)].len(), 1, "the 3rd wrong token, node-wide, after 400 ms more");
+    net.run_for(10_000);
+    assert!(!net.clients.contains_key(&(0, g)), "closed after its third wrong token");
+    let reported = net.machines[0].events.iter().filter(|e| matches!(e, Event::TokenRefused { .. })).count();
+    assert_eq!(reported, 1, "one burst, reported once");
+}
+
+#[test]
+fn remote_clients_insert_only_from_the_insert_from_folders() {
+    let mut net = Net::new(1);
+    for path in ["/srv/in/a", "/srv/inside/b", "/home/user/c"] {
+        net.machines[0].outside.insert(path.into(), content(10, path.len() as u8));
+    }
+    let remote = |net: &mut Net, path: &str| {
+        let conn = net.control(0, Control::Insert { path: path.into() }, false, Some("secret"));
+        net.run();
+        net.clients[&(0, conn)][0].clone()
+    };
+    let refused = remote(&mut net, "/srv/in/a");
+    assert_eq!(refused.code, Some(Code::BadPermission), "no --insert-from: no remote insert by path");
+    let reason = refused.reason.unwrap();
+    assert!(reason.contains("--insert-from") && reason.contains("file picker"), "{reason}");
+
+    let tuning = Tuning::default();
+    let config = Config {
+        me: addr(0),
+        peers: Vec::new(),
+        token: Some("secret".into()),
+        insert_from: vec!["/srv/in".into()],
+        seed: 1,
+        tuning,
+        private: None,
+    };
+    net.machines[0].node = Node::new(config);
+    assert_eq!(remote(&mut net, "/srv/in/a").code_or_ok(), Code::Ok);
+    assert_eq!(remote(&mut net, "/srv/inside/b").code_or_ok(), Code::BadPermission, "a prefix is not a folder");
+    assert_eq!(remote(&mut net, "/home/user/c").code_or_ok(), Code::BadPermission);
+    // The owner's CLI on the machine may insert any file.
+    assert_eq!(net.code(0, Control::Insert { path: "/home/user/c".into() }), Code::Ok);
 }
 
 #[test]
@@ -540,7 +606,8 @@ fn a_peer_not_in_the_peers_file_can_join() {
         net.machines[m].node = Node::new(Config {
             me: addr(m),
             peers: vec![addr(0), addr(1)],
-            token: None,
+            token: Some("secret".into()),
+            insert_from: Vec::new(),
             seed: 9,
             tuning: Tuning::default(),
             private: None,
@@ -549,7 +616,8 @@ fn a_peer_not_in_the_peers_file_can_join() {
     net.machines[2].node = Node::new(Config {
         me: addr(2),
         peers: vec![addr(0)],
-        token: None,
+        token: Some("secret".into()),
+        insert_from: Vec::new(),
         seed: 3,
         tuning: Tuning::default(),
         private: None,
@@ -571,12 +639,12 @@ fn leave_right_after_insert_loses_nothing() {
     let data = content(40 * CHUNK_SIZE as usize + 5, 5);
     net.machines[0].outside.insert("/d/only-here".into(), data.clone());
     // Insert and Leave back to back, before any peer has fetched anything.
-    let ins = net.control(0, Control::Insert { path: "/d/only-here".into() }, true, None);
+    let ins = net.control(0, Control::Insert { path: "/d/only-here".into() }, true, Some("secret"));
     for _ in 0..3 {
         net.drain(0); // import, commit, announce; nothing delivered yet
     }
     assert_eq!(net.clients[&(0, ins)][0].code, Some(Code::Ok));
-    let leave = net.control(0, Control::Leave, true, None);
+    let leave = net.control(0, Control::Leave, true, Some("secret"));
     net.run();
     let reply = &net.clients[&(0, leave)][0];
     assert_eq!((reply.code, reply.unconfirmed), (Some(Code::Ok), None));
@@ -642,7 +710,8 @@ fn crash_and_restart_keeps_verified_chunks() {
     m1.node = Node::new(Config {
         me: addr(1),
         peers: vec![addr(0)],
-        token: None,
+        token: Some("secret".into()),
+        insert_from: Vec::new(),
         seed: 5,
         tuning: Tuning::default(),
         private: None,
@@ -718,7 +787,7 @@ fn a_peer_fetching_on_request_takes_only_what_it_asks_for() {
     assert_eq!(net.file(1, "wanted"), Some(&content(3 * CHUNK_SIZE as usize, 8)));
     assert_eq!(net.file(1, "other"), None);
     // The chunk map shows who holds what.
-    let conn = net.control(0, Control::Query { file: Some(name("wanted")) }, true, None);
+    let conn = net.control(0, Control::Query { file: Some(name("wanted")) }, true, Some("secret"));
     net.run();
     let map = net.clients[&(0, conn)][0].status.as_ref().unwrap().chunk_map.clone().unwrap();
     assert_eq!((map.chunks, map.buckets, map.local), (3, vec![2, 2, 2], vec![true, true, true]));

@@ -26,7 +26,7 @@ struct Input {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Connect { conn: u8, dialed: Option<u8>, trusted: bool },
+    Connect { conn: u8, dialed: Option<u8>, local: bool },
     Disconnect { conn: u8 },
     DialFailed { peer: u8 },
     Raw { conn: u8, frames: Vec<Vec<u8>> },
@@ -292,8 +292,10 @@ fuzz_target!(|input: Input| {
         me: PeerAddr::new("127.0.0.1", 7000),
         peers: (0..4).map(peer).collect(),
         token: Some("t".into()),
+        insert_from: vec!["/in".into()],
         seed: 1,
         tuning: Tuning::default(),
+        private: None,
     });
     node.add_local_file(LocalFile { name: name(0), have: ChunkSet::full(local.chunk_count()), manifest: local });
     let partial = manifest(65_537, 1);
@@ -307,12 +309,12 @@ fuzz_target!(|input: Input| {
     h.drain();
     for op in input.ops.into_iter().take(64) {
         match op {
-            Op::Connect { conn, dialed, trusted } => {
+            Op::Connect { conn, dialed, local } => {
                 let conn = ConnId(u64::from(conn % 8));
                 if !h.open.contains(&conn) {
                     h.open.push(conn);
                     h.readers.insert(conn, MessageReader::new());
-                    h.node.handle_connected(h.now, conn, ConnInfo { dialed: dialed.map(peer), trusted });
+                    h.node.handle_connected(h.now, conn, ConnInfo { dialed: dialed.map(peer), local, peer: None });
                 }
             }
             Op::Disconnect { conn } => {

@@ -1,7 +1,10 @@
 //! The control client: sends Join, Leave, Insert or Query to a node and shows the
-//! answer, with error codes by name.
+//! answer, with error codes by name. Every request carries the node's control token:
+//! the one given (`TORRONTO_TOKEN`, `--token`), else, for a node on this machine, the
+//! one it registered for its owner (see [`crate::registry`]).
 
 use std::io::IsTerminal;
+use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,6 +22,8 @@ use torronto_net::{
 pub struct Answer {
     pub reply: Reply,
     pub frames: Vec<Bytes>,
+    /// Where the token was looked for when none was given or found; shown if refused.
+    pub token_hint: Option<String>,
 }
 
 impl Answer {
@@ -35,7 +40,42 @@ impl Answer {
     }
 }
 
-/// Sends one control request and waits for the reply.
+/// The token to send to `node`: `given`, else the one registered by a node on this
+/// machine's port for the current user. Without one, also what to tell the user.
+pub fn find_token(node: &str, given: Option<String>) -> (Option<String>, Option<String>) {
+    if given.is_some() {
+        return (given, None);
+    }
+    let how = "set TORRONTO_TOKEN to the token in the node's DIR/.torronto/token \
+               (or pass --token, which other users can see in `ps`)";
+    let local_port = node
+        .to_socket_addrs()
+        .ok()
+        .map(|addrs| addrs.collect::<Vec<_>>())
+        .filter(|addrs| !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+        .map(|addrs| addrs[0].port());
+    let Some(port) = local_port else {
+        return (None, Some(format!("no control token given for {node}: {how}")));
+    };
+    let Some(dir) = crate::registry::default_dir() else {
+        return (None, Some(format!("no control token given, and no HOME to look for one in: {how}")));
+    };
+    let path = crate::registry::entry(&dir, port);
+    match crate::registry::lookup(&path) {
+        Ok(token) => (Some(token), None),
+        Err(e) => (
+            None,
+            Some(format!(
+                "no control token given, and none registered for port {port} by a node of this user \
+                 (looked in {}: {e}): {how}",
+                path.display()
+            )),
+        ),
+    }
+}
+
+/// Sends one control request and waits for the reply. Without a `token`, the one
+/// [`find_token`] finds is sent.
 pub async fn request(node: &str, token: Option<String>, request: Control) -> anyhow::Result<Answer> {
     request_secured(node, token, None, request).await
 }
@@ -48,11 +88,12 @@ pub async fn request_secured(
     secret: Option<NetworkSecret>,
     request: Control,
 ) -> anyhow::Result<Answer> {
+    let (token, token_hint) = find_token(node, token);
     let mut stream = TcpStream::connect(node).await.with_context(|| format!("cannot reach a node at {node}"))?;
     let envelope = Envelope { from: Some(PeerAddr::new(hostname(), 0)), token, message: request.into() };
     let Some(secret) = secret else {
         let (read, write) = stream.into_split();
-        return exchange(TcpFrameReader::new(read), TcpFrameWriter::new(write), envelope).await;
+        return exchange(TcpFrameReader::new(read), TcpFrameWriter::new(write), envelope, token_hint).await;
     };
     let secured = crate::private::dial_as_client(&mut stream, secret)
         .await
@@ -60,10 +101,15 @@ pub async fn request_secured(
     let (sealer, opener) = secured.channel.split();
     let (read, write) = stream.into_split();
     let frames_in = SecureFrameReader::new(read, opener, secured.leftover)?;
-    exchange(frames_in, SecureFrameWriter::new(write, sealer), envelope).await
+    exchange(frames_in, SecureFrameWriter::new(write, sealer), envelope, token_hint).await
 }
 
-async fn exchange(frames_in: impl FrameRead, mut out: impl FrameWrite, envelope: Envelope) -> anyhow::Result<Answer> {
+async fn exchange(
+    frames_in: impl FrameRead,
+    mut out: impl FrameWrite,
+    envelope: Envelope,
+    token_hint: Option<String>,
+) -> anyhow::Result<Answer> {
     write_encoded(&mut out, &envelope.encode()).await?;
     out.flush().await?;
     let mut answer = Decoder::new(frames_in);
@@ -80,7 +126,9 @@ async fn exchange(frames_in: impl FrameRead, mut out: impl FrameWrite, envelope:
         frames.push(frame);
         match step {
             Step::Partial => continue,
-            Step::Message(Envelope { message: Message::Reply(reply), .. }) => return Ok(Answer { reply, frames }),
+            Step::Message(Envelope { message: Message::Reply(reply), .. }) => {
+                return Ok(Answer { reply, frames, token_hint })
+            }
             Step::Message(other) => anyhow::bail!("unexpected answer from the node: {other:?}"),
             Step::Malformed(reason) => anyhow::bail!(reason),
         }
@@ -99,12 +147,17 @@ pub fn exit_status(code: Code) -> i32 {
     }
 }
 
-/// Prints a failed reply the way users read it: name, meaning, and the node's reason.
-pub fn print_error(reply: &Reply) {
+/// Prints a failed reply the way users read it: name, meaning, and the node's reason;
+/// for a refusal, where the token was looked for.
+pub fn print_error(answer: &Answer) {
+    let reply = &answer.reply;
     let code = reply.code_or_ok();
     match &reply.reason {
         Some(reason) => eprintln!("{}: {} ({reason})", code.name(), code.explain()),
         None => eprintln!("{}: {}", code.name(), code.explain()),
+    }
+    if let (Code::BadPermission, Some(hint)) = (code, &answer.token_hint) {
+        eprintln!("{hint}");
     }
 }
 

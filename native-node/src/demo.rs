@@ -30,6 +30,7 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     let mut dirs = Vec::new();
+    let mut tokens = Vec::new();
     let mut panel = None;
     for (i, addr) in addrs.iter().enumerate() {
         let dir = root.join(format!("node-{}", i + 1));
@@ -38,7 +39,9 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             let port = if port_free(PANEL_PORT) { PANEL_PORT } else { 0 };
             WebOptions { listen: PeerAddr::new("127.0.0.1", port), root: default_web_root(), allow_origins: Vec::new() }
         });
-        // Open until the browser peer speaks the handshake (the panel joins as a peer).
+        // Open until the browser peer speaks the handshake (the panel joins as a peer);
+        // registered like any node, so `torronto query` works without flags for the
+        // user who started the demo (the hints below).
         let options = NodeOptions {
             listen: addr.clone(),
             advertise: None,
@@ -48,28 +51,32 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             peers: addrs.clone(),
             join: false,
             token: None,
+            insert_from: Vec::new(),
+            registry: crate::registry::default_dir(),
             web,
         };
         let driver = Driver::bind(options).await?;
         panel = panel.or_else(|| driver.panel_url());
         dirs.push(dir);
+        tokens.push(driver.token().to_owned());
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move { driver.run(stop.cancelled_owned()).await }));
     }
     let samples = write_samples(&root.join("samples"))?;
     let nodes: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-    for node in &nodes {
-        expect_ok(node, Control::Join).await?;
+    for (node, token) in nodes.iter().zip(&tokens) {
+        expect_ok(node, token, Control::Join).await?;
     }
     for (i, sample) in samples.iter().enumerate() {
         let path = sample.to_string_lossy().into_owned();
-        expect_ok(&nodes[i % nodes.len()], Control::Insert { path }).await?;
+        let n = i % nodes.len();
+        expect_ok(&nodes[n], &tokens[n], Control::Insert { path }).await?;
     }
     println!("torronto demo: {count} nodes joined on {}", nodes.join(", "));
     if let Some(url) = &panel {
         println!("control panel: {url}");
     }
-    let status = watch_replication(&nodes, samples.len()).await?;
+    let status = watch_replication(&nodes, &tokens, samples.len()).await?;
     print!("\n{}", format_status(&status));
     if once {
         stop.cancel();
@@ -128,23 +135,23 @@ fn write_samples(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(vec![welcome, sample])
 }
 
-async fn expect_ok(node: &str, request: Control) -> anyhow::Result<()> {
+async fn expect_ok(node: &str, token: &str, request: Control) -> anyhow::Result<()> {
     let what = format!("{request:?} on {node}");
-    let answer = client::request(node, None, request).await.with_context(|| what.clone())?;
+    let answer = client::request(node, Some(token.to_owned()), request).await.with_context(|| what.clone())?;
     let code = answer.reply.code_or_ok();
     anyhow::ensure!(code == Code::Ok, "{what}: {}", code.name());
     Ok(())
 }
 
 /// Prints one progress line until every node holds every sample file.
-async fn watch_replication(nodes: &[String], files: usize) -> anyhow::Result<Status> {
+async fn watch_replication(nodes: &[String], tokens: &[String], files: usize) -> anyhow::Result<Status> {
     let started = std::time::Instant::now();
     loop {
         let mut line = String::new();
         let mut done = true;
         let mut last = Status::default();
-        for node in nodes {
-            let answer = client::request(node, None, Control::Query { file: None }).await?;
+        for (node, token) in nodes.iter().zip(tokens) {
+            let answer = client::request(node, Some(token.clone()), Control::Query { file: None }).await?;
             let status = *answer.reply.status.context("a Query answer carries a status")?;
             let held: u64 = status.rows().filter_map(|r| Some((r.size? as f64 * r.local) as u64)).sum();
             let total: u64 = status.rows().filter_map(|r| r.size).sum();

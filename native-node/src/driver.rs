@@ -27,6 +27,7 @@ use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing};
 use crate::events::EventLog;
 use crate::input::{Input, Link};
 use crate::private::{load_identity, Accepted, Private};
+use crate::registry::Registration;
 use crate::storage::{SendFile, Storage};
 use crate::store::Store;
 use crate::tasks::Tasks;
@@ -65,6 +66,12 @@ async fn dial(addr: &PeerAddr, private: Option<&Private>) -> std::io::Result<Lin
     }
 }
 
+/// Whether an accepted connection comes from this machine: loopback, or one of our own
+/// addresses as its source (the owner's CLI; control still needs the token).
+fn is_local(stream: &TcpStream, from: std::net::SocketAddr) -> bool {
+    from.ip().is_loopback() || stream.local_addr().is_ok_and(|a| a.ip() == from.ip())
+}
+
 /// How to run a node.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
@@ -80,6 +87,11 @@ pub struct NodeOptions {
     pub peers: Vec<PeerAddr>,
     pub join: bool,
     pub token: Option<String>,
+    /// Folders remote control clients may insert from (`--insert-from`).
+    pub insert_from: Vec<PathBuf>,
+    /// Where to register the token for the owner's CLI ([`crate::registry`]); `None`
+    /// for nodes no CLI talks to (in-process tests).
+    pub registry: Option<PathBuf>,
     /// Serve the control panel and the WebSocket endpoint (`--ws`).
     pub web: Option<WebOptions>,
 }
@@ -107,6 +119,8 @@ pub struct Driver {
     next_conn: u64,
     start: Instant,
     token: String,
+    /// Removed with the driver, when the node stops cleanly.
+    _registration: Option<Registration>,
     log: EventLog,
     /// Set in a private network.
     private: Option<Arc<Private>>,
@@ -119,6 +133,15 @@ impl Driver {
     pub async fn bind(opts: NodeOptions) -> anyhow::Result<Self> {
         let store = Store::open(&opts.dir)?;
         let token = store.token(opts.token)?;
+        let insert_from = opts
+            .insert_from
+            .iter()
+            .map(|d| match d.canonicalize() {
+                Ok(d) if d.is_dir() => Ok(d.to_string_lossy().into_owned()),
+                Ok(_) => anyhow::bail!("--insert-from {}: not a folder", d.display()),
+                Err(e) => anyhow::bail!("--insert-from {}: {e}", d.display()),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let files = store.load()?;
         let listener = TcpListener::bind((opts.listen.host.as_str(), opts.listen.port))
             .await
@@ -139,6 +162,7 @@ impl Driver {
             me,
             peers: opts.peers,
             token: Some(token.clone()),
+            insert_from,
             seed: rand::random(),
             tuning: Tuning::default(),
             private: private.as_ref().map(|p| p.node_id()),
@@ -151,6 +175,19 @@ impl Driver {
         for f in files {
             node.add_local_file(f);
         }
+        let registration = opts.registry.and_then(|dir| match Registration::create(&dir, node.me().port, &token) {
+            Ok(r) => {
+                tracing::info!("control token registered for this user's CLI in {}", r.path().display());
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot register the control token in {}: {e}; the CLI needs TORRONTO_TOKEN",
+                    dir.display()
+                );
+                None
+            }
+        });
         let (inputs_tx, inputs) = mpsc::channel(1024);
         let storage = Storage::start(store, inputs_tx.clone())?;
         let start = Instant::now();
@@ -170,6 +207,7 @@ impl Driver {
             next_conn: 1,
             start,
             token,
+            _registration: registration,
             log: EventLog::default(),
             private,
             handshaking: 0,
@@ -297,7 +335,7 @@ impl Driver {
     fn accept(&mut self, stream: TcpStream, from: std::net::SocketAddr) {
         tune(&stream);
         let Some(private) = self.private.clone() else {
-            let info = ConnInfo { dialed: None, trusted: from.ip().is_loopback(), peer: None };
+            let info = ConnInfo { dialed: None, local: is_local(&stream, from), peer: None };
             return self.register_tcp(stream, BytesMut::new(), info);
         };
         self.handshaking += 1;
@@ -348,27 +386,28 @@ impl Driver {
         let now = self.now();
         match input {
             Input::Dialed { addr, result: Ok(link) } => {
-                self.register_link(link, ConnInfo { dialed: Some(addr), trusted: false, peer: None })
+                self.register_link(link, ConnInfo { dialed: Some(addr), local: false, peer: None })
             }
             Input::Accepted { from, result } => {
                 self.handshaking -= 1;
-                let trusted = from.ip().is_loopback();
                 match result {
                     Ok(Accepted::Secure(stream, secured)) => {
-                        self.register_secure(stream, secured, ConnInfo { dialed: None, trusted, peer: None })
+                        let local = is_local(&stream, from);
+                        self.register_secure(stream, secured, ConnInfo { dialed: None, local, peer: None })
                     }
                     Ok(Accepted::Plain(stream, received)) => {
-                        self.register_tcp(stream, received, ConnInfo { dialed: None, trusted, peer: None })
+                        let local = is_local(&stream, from);
+                        self.register_tcp(stream, received, ConnInfo { dialed: None, local, peer: None })
                     }
                     // Debug only: anyone can connect, and a scanner must not flood the log.
                     Err(e) => tracing::debug!("closing a connection from {from}: {e}"),
                 }
             }
-            // A WebSocket session is never trusted: any web page can reach loopback,
-            // so control actions need the token (the Origin check came first).
+            // A WebSocket session is never local: any web page can reach loopback, so
+            // it is a remote client (the Origin check came first).
             Input::WebSocket(session) if self.conns.len() < MAX_CONNECTIONS => {
                 let (frames_in, frames_out) = torronto_ws_bridge::split(*session);
-                self.register(frames_in, frames_out, ConnInfo { dialed: None, trusted: false, peer: None });
+                self.register(frames_in, frames_out, ConnInfo { dialed: None, local: false, peer: None });
             }
             Input::WebSocket(_) => {
                 tracing::warn!("refusing a WebSocket session: {MAX_CONNECTIONS} connections already open")

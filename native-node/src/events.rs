@@ -41,6 +41,11 @@ impl EventLog {
             }
             Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
             Event::BadRequest { conn, reason } => tracing::debug!(%conn, "bad request: {reason}"),
+            Event::TokenRefused { conn } => tracing::warn!(
+                %conn,
+                "refused a control request with a wrong or missing token; wrong tokens are answered ever more \
+                 slowly, and not logged again until a minute passes without one"
+            ),
             // The native node inserts through control connections only.
             Event::Inserted { .. } => {}
         }

@@ -16,6 +16,7 @@
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
 //! - [`peers_file`]: the peers file format, with node IDs pinned;
 //! - [`private`]: private networks: identity file, secret, each connection's handshake;
+//! - [`registry`]: where a node leaves its control token for its owner's CLI;
 //! - [`demo`]: `torronto demo`, a local network to try it out.
 
 pub mod client;
@@ -26,6 +27,7 @@ pub mod events;
 pub mod input;
 pub mod peers_file;
 pub mod private;
+pub mod registry;
 pub mod storage;
 pub mod store;
 pub mod tasks;

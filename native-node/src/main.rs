@@ -50,10 +50,16 @@ enum Command {
         /// Join the network at start.
         #[arg(long)]
         join: bool,
-        /// Control token for clients that are not on loopback (default: generated and
-        /// kept in DIR/.torronto/token).
-        #[arg(long, env = "TORRONTO_TOKEN")]
+        /// Control token every control client must send (default: generated and kept
+        /// in DIR/.torronto/token). Prefer TORRONTO_TOKEN or that file: a --token on
+        /// the command line is visible to every user in `ps`.
+        #[arg(long, env = "TORRONTO_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// A folder remote control clients (the panel, TCP from other hosts) may insert
+        /// files from by path (repeatable; none by default). The owner's CLI on this
+        /// machine may insert any file the node can read.
+        #[arg(long = "insert-from", value_name = "DIR")]
+        insert_from: Vec<PathBuf>,
         /// Also serve the control panel (http://HOST:PORT/) and the WebSocket endpoint
         /// (ws://HOST:PORT/ws) on this address.
         #[arg(long)]
@@ -116,8 +122,10 @@ struct Control {
     /// The node to talk to.
     #[arg(long, env = "TORRONTO_NODE", default_value = "127.0.0.1:7001")]
     node: String,
-    /// The node's control token (not needed on loopback).
-    #[arg(long, env = "TORRONTO_TOKEN")]
+    /// The node's control token. Not needed for a node of yours on this machine (it
+    /// registers its token for you); else prefer TORRONTO_TOKEN: a --token on the
+    /// command line is visible to every user in `ps`.
+    #[arg(long, env = "TORRONTO_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The network secret: talk to the node encrypted (as a throwaway member).
     #[arg(long, env = "TORRONTO_SECRET_FILE")]
@@ -146,7 +154,20 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Node { listen, advertise, secret, open, dir, peers, join, token, ws, web_root, allow_origin } => {
+        Command::Node {
+            listen,
+            advertise,
+            secret,
+            open,
+            dir,
+            peers,
+            join,
+            token,
+            insert_from,
+            ws,
+            web_root,
+            allow_origin,
+        } => {
             init_logs();
             check_exposure(&listen, advertise.as_ref(), secret.is_some(), open)?;
             let secret = secret.as_deref().map(read_secret).transpose()?;
@@ -155,8 +176,20 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 None => Default::default(),
             };
             let web = ws.map(|listen| WebOptions { listen, root: web_root, allow_origins: allow_origin });
-            let options =
-                NodeOptions { listen, advertise, secret, pins: peers.pins, dir, peers: peers.addrs, join, token, web };
+            let registry = torronto_node::registry::default_dir();
+            let options = NodeOptions {
+                listen,
+                advertise,
+                secret,
+                pins: peers.pins,
+                dir,
+                peers: peers.addrs,
+                join,
+                token,
+                insert_from,
+                registry,
+                web,
+            };
             let driver = Driver::bind(options).await?;
             let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));
             println!(
@@ -179,14 +212,14 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             if let Some(n) = answer.reply.unconfirmed {
                 eprintln!("warning: {n} chunks held only by this node could not be handed over in time");
             }
-            finish(&answer.reply, "left the network")
+            finish(&answer, "left the network")
         }
         Command::Query { control, json } => {
             let secret = control.secret()?;
             let query = wire::Control::Query { file: None };
             let answer = client::request_secured(&control.node, control.token, secret, query).await?;
             if answer.reply.code_or_ok() != Code::Ok {
-                print_error(&answer.reply);
+                print_error(&answer);
                 return Ok(exit_status(answer.reply.code_or_ok()));
             }
             if json {
@@ -204,7 +237,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let secret = control.secret()?;
             let insert = wire::Control::Insert { path };
             let answer = client::request_with_progress(&control.node, control.token, secret, insert, &what).await?;
-            finish(&answer.reply, "inserted")
+            finish(&answer, "inserted")
         }
         Command::Secret(SecretCommand::New { out }) => {
             let text = new_secret_text();
@@ -236,15 +269,15 @@ async fn run(command: Command) -> anyhow::Result<i32> {
 async fn simple(c: Control, request: wire::Control, done: &str) -> anyhow::Result<i32> {
     let secret = c.secret()?;
     let answer = client::request_secured(&c.node, c.token, secret, request).await?;
-    finish(&answer.reply, done)
+    finish(&answer, done)
 }
 
-fn finish(reply: &torronto_core::wire::Reply, done: &str) -> anyhow::Result<i32> {
-    let code = reply.code_or_ok();
+fn finish(answer: &client::Answer, done: &str) -> anyhow::Result<i32> {
+    let code = answer.reply.code_or_ok();
     if code == Code::Ok {
         println!("{done}");
     } else {
-        print_error(reply);
+        print_error(answer);
     }
     Ok(exit_status(code))
 }

@@ -92,10 +92,10 @@ impl Storage {
 /// the node, if anything.
 pub fn execute(store: &Store, command: StorageCommand, send_file: Option<SendFile>) -> Option<StorageEvent> {
     match command {
-        StorageCommand::Import { id, path, name } => {
+        StorageCommand::Import { id, path, name, within } => {
             tracing::info!("inserting {path} as {name}");
             let next_report = std::cell::Cell::new(0u64);
-            let result = store.import(id, &path, |done, total| {
+            let result = store.import(id, &path, within.as_deref(), |done, total| {
                 // Progress for large files, every tenth.
                 if total >= 64 << 20 && done >= next_report.get() {
                     tracing::info!("hashing {name}: {}%", done * 100 / total);

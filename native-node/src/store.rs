@@ -26,7 +26,8 @@ use torronto_core::layout::{chunk_count, chunk_range};
 use torronto_core::manifest::ChunkHash;
 use torronto_core::name::STATE_DIR;
 use torronto_core::{
-    ChunkIndex, ChunkSet, Code, FileName, ImportId, LocalFile, Manifest, ManifestBuilder, StorageError,
+    check_insert_source, ChunkIndex, ChunkSet, Code, FileName, ImportId, LocalFile, Manifest, ManifestBuilder,
+    StorageError,
 };
 
 const MANIFEST_MAGIC: &[u8; 8] = b"TRNTMF01";
@@ -205,26 +206,55 @@ impl Store {
         fs::rename(self.partial_path(name), &target)
     }
 
-    /// Copies the file at `path` aside while hashing it. Runs on a blocking thread.
-    pub fn import(&self, id: ImportId, path: &str, progress: impl Fn(u64, u64)) -> Result<Manifest, StorageError> {
+    /// Copies the file at `path` aside while hashing it. With `within` (a remote
+    /// client's insert), the file actually opened must lie inside one of those
+    /// folders ([`check_insert_source`]). The copy is no more readable than the source.
+    /// Runs on a blocking thread.
+    pub fn import(
+        &self,
+        id: ImportId,
+        path: &str,
+        within: Option<&[String]>,
+        progress: impl Fn(u64, u64),
+    ) -> Result<Manifest, StorageError> {
         let source = Path::new(path);
-        if source.starts_with(&self.state) || source.canonicalize().is_ok_and(|p| p.starts_with(&self.state)) {
-            return Err(storage_error(
-                Code::BadPermission,
-                format!("{path} is inside the node's private state folder"),
-            ));
+        let private =
+            || storage_error(Code::BadPermission, format!("{path} is inside the node's private state folder"));
+        if source.starts_with(&self.state) {
+            return Err(private());
         }
+        // Checked before opening, so that a FIFO or device is not opened at all.
         let meta = fs::metadata(source).map_err(|e| io_error(path, &e))?;
+        if !meta.is_file() {
+            return Err(storage_error(Code::FileMissing, format!("{path} is not a regular file")));
+        }
+        let mut input = File::open(source).map_err(|e| io_error(path, &e))?;
+        // What was opened, not what the path says now: no symlink or swap leads out.
+        let real = opened_path(&input, source).map_err(|e| io_error(path, &e))?;
+        if real.starts_with(&self.state) {
+            return Err(private());
+        }
+        if let Some(within) = within {
+            check_insert_source(&real.to_string_lossy(), within)?;
+        }
+        let meta = input.metadata().map_err(|e| io_error(path, &e))?;
         if !meta.is_file() {
             return Err(storage_error(Code::FileMissing, format!("{path} is not a regular file")));
         }
         if meta.len() > torronto_core::layout::MAX_FILE_SIZE {
             return Err(storage_error(Code::BadRequest, format!("{path} is larger than the 32 GiB limit")));
         }
-        let mut input = File::open(source).map_err(|e| io_error(path, &e))?;
         let target = self.import_path(id);
         let result = (|| {
-            let mut output = File::create(&target).map_err(|e| io_error(&target.display().to_string(), &e))?;
+            // Created with the source's read and write bits (never execute, never more).
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let mode = meta.permissions().mode() & 0o666;
+            let mut output = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&target)
+                .map_err(|e| io_error(&target.display().to_string(), &e))?;
             let mut builder = ManifestBuilder::new();
             let mut buf = vec![0u8; 1 << 20];
             let mut done = 0u64;
@@ -270,6 +300,13 @@ impl Store {
     pub fn discard(&self, id: ImportId) {
         let _ = fs::remove_file(self.import_path(id));
     }
+}
+
+/// The canonical path of the open file `file` (opened as `path`): from the kernel
+/// where it tells (`/proc/self/fd`), else by resolving `path` again.
+fn opened_path(file: &File, path: &Path) -> io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).or_else(|_| path.canonicalize())
 }
 
 /// Reads one chunk through an open handle. Runs on a blocking thread.
@@ -402,24 +439,52 @@ mod tests {
         let src = outside.path().join("in.txt");
         fs::write(&src, b"hello").unwrap();
         let store = Store::open(&tmp.path().join("node")).unwrap();
-        let m = store.import(ImportId(1), src.to_str().unwrap(), |_, _| {}).unwrap();
+        let m = store.import(ImportId(1), src.to_str().unwrap(), None, |_, _| {}).unwrap();
         assert_eq!(m.size(), 5);
         let name = FileName::new("in.txt").unwrap();
         store.commit(ImportId(1), &name, &m).unwrap();
         assert_eq!(fs::read(tmp.path().join("node/in.txt")).unwrap(), b"hello");
 
-        let missing = store.import(ImportId(2), "/definitely/not/here", |_, _| {}).unwrap_err();
+        let missing = store.import(ImportId(2), "/definitely/not/here", None, |_, _| {}).unwrap_err();
         assert_eq!(missing.code, Code::FileMissing);
-        let dir = store.import(ImportId(3), outside.path().to_str().unwrap(), |_, _| {}).unwrap_err();
+        let dir = store.import(ImportId(3), outside.path().to_str().unwrap(), None, |_, _| {}).unwrap_err();
         assert_eq!(dir.code, Code::FileMissing);
         let token = store.token(None).unwrap();
         let secret = tmp.path().join("node/.torronto/token");
         assert_eq!(
-            store.import(ImportId(4), secret.to_str().unwrap(), |_, _| {}).unwrap_err().code,
+            store.import(ImportId(4), secret.to_str().unwrap(), None, |_, _| {}).unwrap_err().code,
             Code::BadPermission
         );
         assert_eq!(store.token(None).unwrap(), token, "the token is kept");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn remote_inserts_stay_inside_their_folders_and_copies_keep_their_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("node")).unwrap();
+        let shared = tmp.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        let secret = tmp.path().join("secret.txt");
+        fs::write(&secret, b"private").unwrap();
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&secret, shared.join("link.txt")).unwrap();
+        fs::write(shared.join("ok.txt"), b"fine").unwrap();
+        let within = [shared.canonicalize().unwrap().to_string_lossy().into_owned()];
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+
+        let escape = store.import(ImportId(1), &path(&shared.join("link.txt")), Some(&within), |_, _| {});
+        assert_eq!(escape.unwrap_err().code, Code::BadPermission, "a symlink out of the folder");
+        let dotdot = store.import(ImportId(2), &path(&shared.join("../secret.txt")), Some(&within), |_, _| {});
+        assert_eq!(dotdot.unwrap_err().code, Code::BadPermission, "a .. out of the folder");
+        assert!(store.import(ImportId(3), &path(&shared.join("ok.txt")), Some(&within), |_, _| {}).is_ok());
+
+        // The owner's own insert of a 0600 file: the copy is 0600 too.
+        let m = store.import(ImportId(4), &path(&secret), None, |_, _| {}).unwrap();
+        store.commit(ImportId(4), &FileName::new("secret.txt").unwrap(), &m).unwrap();
+        let copy = tmp.path().join("node/secret.txt");
+        assert_eq!(fs::metadata(copy).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

@@ -3,7 +3,7 @@
 //! A deliberately small HTTP/1.1 server: it peeks at the request head (bounded in size
 //! and time) to decide, then either answers a static file from the web root and closes,
 //! or hands the untouched stream to the WebSocket handshake (`GET /ws`), whose session
-//! is passed to the driver as a connection like any TCP one, never trusted.
+//! is passed to the driver as a connection like any TCP one, never local.
 //!
 //! URL contract of the control panel: the page at `http://HOST:PORT/`, the token in
 //! the fragment (`#token=…`, never sent to a server), the session at `ws://HOST:PORT/ws`.

@@ -133,6 +133,8 @@ impl WsNode {
             .arg("--peers")
             .arg(self.root.path().join("peers.txt"))
             .args(["--token", &self.token])
+            .arg("--insert-from")
+            .arg(self.scratch())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -11,6 +11,9 @@
 //!   stdout and stderr). The process is killed when the `TestNode` is dropped, and if the
 //!   thread is panicking (a failed test) the tail of its log is printed.
 //! - [`Cluster`]: n nodes whose peers files all list all n.
+//! - [`state_home`]: the `XDG_STATE_HOME` of every node and control client this process
+//!   runs, where nodes register their control tokens and the client finds them
+//!   ([`registered_token`] reads one), as for a user running both;
 //! - [`cli`] / [`Output`]: run the control client and capture exit code, stdout and stderr;
 //!   [`query`] runs `query --json` and parses the status object; [`FileStatus`] and friends
 //!   read fields out of it.
@@ -35,7 +38,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -110,6 +113,26 @@ pub fn free_port() -> u16 {
 }
 
 // ---------------------------------------------------------------------------------
+// Where nodes register their tokens
+
+/// This test process's `XDG_STATE_HOME`, shared by its nodes and control clients (and
+/// apart from the real user's, which tests leave alone).
+pub fn state_home() -> &'static Path {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("torronto-tests-state-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("create the tests' state home");
+        dir
+    })
+}
+
+/// The control token a node on loopback `port` registered, if it did.
+pub fn registered_token(port: u16) -> Option<String> {
+    let path = state_home().join("torronto/nodes").join(port.to_string());
+    fs::read_to_string(path).ok().map(|t| t.trim().to_owned())
+}
+
+// ---------------------------------------------------------------------------------
 // Control client
 
 /// What one run of the control client did.
@@ -163,6 +186,8 @@ pub fn cli_in(cwd: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(cwd)
         .env_remove("RUST_LOG")
+        .env_remove("TORRONTO_TOKEN")
+        .env("XDG_STATE_HOME", state_home())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -471,6 +496,14 @@ impl TestNode {
         self.join_on_start = join;
     }
 
+    /// The node's control token: the one set, else the one it keeps in its folder.
+    pub fn token(&self) -> String {
+        self.token.clone().unwrap_or_else(|| {
+            let path = self.dir().join(".torronto/token");
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().to_owned()
+        })
+    }
+
     /// Sets `--token` for the node.
     pub fn set_token(&mut self, token: Option<&str>) {
         self.token = token.map(str::to_string);
@@ -519,6 +552,8 @@ impl TestNode {
             .args(&args)
             .env("RUST_LOG", rust_log)
             .env("NO_COLOR", "1")
+            .env_remove("TORRONTO_TOKEN")
+            .env("XDG_STATE_HOME", state_home())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)

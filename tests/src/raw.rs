@@ -4,7 +4,9 @@
 //! plus, for Add (4), Files (6), Upload (8) and Manifest (11), one body frame, which
 //! this client works out from the JSON itself. The hostile-input and lying-peer tests
 //! use it to send what no well-behaved node would: [`Raw::write`] puts any bytes on
-//! the wire, malformed prefixes included.
+//! the wire, malformed prefixes included. Like the owner's CLI, it sends the token the
+//! node registered ([`crate::registered_token`]) with its control requests, unless
+//! made [`Raw::anonymous`] (another user of the machine) or given its own `Token`.
 
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
@@ -28,6 +30,8 @@ pub struct Raw {
     pub stream: TcpStream,
     frames: FrameReader<TcpStream>,
     what: String,
+    /// Sent with control requests (Action 0–3) that carry no `Token` of their own.
+    token: Option<String>,
 }
 
 /// How a connection ended, as seen by [`Raw::wait_closed`].
@@ -39,13 +43,21 @@ pub struct Closed {
 }
 
 impl Raw {
-    /// Connects to `addr` (`host:port`) with a 10 s read timeout.
+    /// Connects to `addr` (`host:port`) with a 10 s read timeout, as the node's owner:
+    /// with the token the node registered.
     pub fn connect(addr: &str) -> Raw {
+        let mut raw = Raw::anonymous(addr);
+        raw.token = addr.rsplit(':').next().and_then(|p| p.parse().ok()).and_then(crate::registered_token);
+        raw
+    }
+
+    /// Connects without any token, as another user of the machine would.
+    pub fn anonymous(addr: &str) -> Raw {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
         stream.set_read_timeout(Some(Duration::from_secs(10))).expect("set_read_timeout");
         stream.set_nodelay(true).expect("nodelay");
         let frames = FrameReader::new(stream.try_clone().expect("clone the socket"));
-        Raw { stream, frames, what: addr.to_string() }
+        Raw { stream, frames, what: addr.to_string(), token: None }
     }
 
     pub fn set_read_timeout(&self, d: Duration) {
@@ -65,6 +77,12 @@ impl Raw {
 
     #[track_caller]
     pub fn send_header(&mut self, header: &Value) {
+        let control = header.get("Action").and_then(Value::as_i64).is_some_and(|a| (0..=3).contains(&a));
+        let mut header = header.clone();
+        if let (true, Some(token), Some(fields)) = (control, &self.token, header.as_object_mut()) {
+            fields.entry("Token").or_insert_with(|| Value::from(token.as_str()));
+        }
+        let header = &header;
         assert!(self.send_frame(header.to_string().as_bytes()), "{}: node closed before {header}", self.what);
     }
 

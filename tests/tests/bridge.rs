@@ -23,15 +23,19 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const TOKEN: &str = "test-token-0123";
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A node running in this process, with its `--ws` listener.
+/// A node running in this process, with its `--ws` listener and one `--insert-from`
+/// folder, `inbox`.
 struct TestNode {
     tcp: PeerAddr,
     web: PeerAddr,
+    inbox: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 async fn start_node(web_root: PathBuf, allow_origins: Vec<String>) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
     let options = NodeOptions {
         listen: PeerAddr::new("127.0.0.1", 0),
         advertise: None,
@@ -41,6 +45,8 @@ async fn start_node(web_root: PathBuf, allow_origins: Vec<String>) -> TestNode {
         peers: Vec::new(),
         join: false,
         token: Some(TOKEN.into()),
+        insert_from: vec![inbox.clone()],
+        registry: None,
         web: Some(WebOptions { listen: PeerAddr::new("127.0.0.1", 0), root: web_root, allow_origins }),
     };
     let driver = Driver::bind(options).await.unwrap();
@@ -48,7 +54,7 @@ async fn start_node(web_root: PathBuf, allow_origins: Vec<String>) -> TestNode {
     let web = driver.web_addr().unwrap().clone();
     assert_eq!(driver.panel_url().unwrap(), format!("http://127.0.0.1:{}/#token={TOKEN}", web.port));
     tokio::spawn(driver.run(std::future::pending()));
-    TestNode { tcp, web, _dir: dir }
+    TestNode { tcp, web, inbox, _dir: dir }
 }
 
 async fn connect(url: &str, origin: Option<&str>) -> Result<Ws, tungstenite::Error> {
@@ -117,9 +123,10 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// Control from a browser: refused without the token, done with it; then Join,
-/// Insert of a real file, Query. Then a second session acting as a browser peer
-/// fetches that file chunk by chunk and verifies it.
-async fn browser_scenario(url: &str) {
+/// Insert of a real file from the `--insert-from` folder (through the relay, which
+/// refuses insert by path, by the owner's CLI instead), Query. Then a second session
+/// acting as a browser peer fetches that file chunk by chunk and verifies it.
+async fn browser_scenario(url: &str, node: &TestNode, through_relay: bool) {
     let mut panel = connect(url, None).await.unwrap();
     assert_eq!(control(&mut panel, None, Control::Query { file: None }).await.code_or_ok(), Code::BadPermission);
     assert_eq!(control(&mut panel, Some("wrong"), Control::Join).await.code_or_ok(), Code::BadPermission);
@@ -128,12 +135,19 @@ async fn browser_scenario(url: &str) {
     assert!(status.status.is_some(), "Query answers with the status");
     assert_eq!(control(&mut panel, Some(TOKEN), Control::Join).await.code_or_ok(), Code::Ok);
 
-    let files = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..150_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let path = files.path().join("from-browser-test.bin");
+    let path = node.inbox.join("from-browser-test.bin");
     std::fs::write(&path, &data).unwrap();
     let insert = Control::Insert { path: path.to_string_lossy().into_owned() };
-    assert_eq!(control(&mut panel, Some(TOKEN), insert).await.code_or_ok(), Code::Ok);
+    if through_relay {
+        let refused = control(&mut panel, Some(TOKEN), insert.clone()).await;
+        assert_eq!(refused.code_or_ok(), Code::BadPermission);
+        assert!(refused.reason.is_some_and(|r| r.contains("file picker")));
+        let owner = torronto_node::client::request(&node.tcp.to_string(), Some(TOKEN.into()), insert).await.unwrap();
+        assert_eq!(owner.reply.code_or_ok(), Code::Ok);
+    } else {
+        assert_eq!(control(&mut panel, Some(TOKEN), insert).await.code_or_ok(), Code::Ok);
+    }
     let status = control(&mut panel, Some(TOKEN), Control::Query { file: None }).await.status.unwrap();
     let i = status.files.iter().position(|f| f == "from-browser-test.bin").expect("the file is listed");
     assert_eq!(status.local[i], 1.0);
@@ -180,14 +194,14 @@ async fn browser_scenario(url: &str) {
 #[tokio::test]
 async fn browser_sessions_control_and_fetch_through_the_node() {
     let node = start_node(PathBuf::from("/nonexistent"), Vec::new()).await;
-    browser_scenario(&format!("ws://{}/ws", node.web)).await;
+    browser_scenario(&format!("ws://{}/ws", node.web), &node, false).await;
 }
 
 #[tokio::test]
-async fn browser_sessions_work_through_the_relay_which_enforces_the_token() {
+async fn browser_sessions_work_through_the_relay_and_the_node_checks_their_token() {
     let node = start_node(PathBuf::from("/nonexistent"), Vec::new()).await;
     let mut relay = tokio::process::Command::new(torronto_tests::ws_bridge_bin())
-        .args(["--listen", "127.0.0.1:0", "--node", &node.tcp.to_string(), "--token", TOKEN])
+        .args(["--listen", "127.0.0.1:0", "--node", &node.tcp.to_string()])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -197,8 +211,8 @@ async fn browser_sessions_work_through_the_relay_which_enforces_the_token() {
     let banner = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().unwrap();
     // "ws-bridge: ws://127.0.0.1:PORT/ws → node …"
     let url = banner.split_whitespace().find(|w| w.starts_with("ws://")).expect(&banner).to_owned();
-    // The node trusts the relay (loopback), so these refusals can only come from it.
-    browser_scenario(&url).await;
+    // The relay knows no token: the browser's reaches the node, which checks it.
+    browser_scenario(&url, &node, true).await;
     let foreign = connect(&url, Some("http://evil.example")).await;
     assert!(matches!(foreign, Err(tungstenite::Error::Http(r)) if r.status() == 403));
 }
@@ -290,4 +304,35 @@ async fn a_missing_web_app_gets_a_page_saying_how_to_build_it() {
     assert_eq!(status, 503);
     assert!(head.contains("text/html"));
     assert!(String::from_utf8_lossy(&body).contains("web app not built: run scripts/build-web.sh"));
+}
+
+/// A browser session is a remote client: it may insert by path only from the node's
+/// `--insert-from` folders, whatever symlink or `..` the path takes.
+#[tokio::test]
+async fn remote_inserts_only_from_the_insert_from_folders() {
+    let node = start_node(PathBuf::from("/nonexistent"), Vec::new()).await;
+    let mut panel = connect(&format!("ws://{}/ws", node.web), None).await.unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, b"not for the network").unwrap();
+    std::os::unix::fs::symlink(&secret, node.inbox.join("link.txt")).unwrap();
+    std::fs::write(node.inbox.join("fine.txt"), b"for the network").unwrap();
+    let insert = |p: &Path| Control::Insert { path: p.to_string_lossy().into_owned() };
+    // inbox/../../… back up to the root, then down to the secret.
+    let mut dotdot = node.inbox.clone();
+    dotdot.extend(node.inbox.components().skip(1).map(|_| ".."));
+    dotdot.push(secret.strip_prefix("/").unwrap());
+    for path in [secret.clone(), node.inbox.join("link.txt"), dotdot] {
+        let reply = control(&mut panel, Some(TOKEN), insert(&path)).await;
+        assert_eq!(reply.code_or_ok(), Code::BadPermission, "{}", path.display());
+        let reason = reply.reason.unwrap_or_default();
+        assert!(reason.contains("--insert-from") && reason.contains("file picker"), "{reason}");
+    }
+    assert_eq!(control(&mut panel, Some(TOKEN), insert(&node.inbox.join("fine.txt"))).await.code_or_ok(), Code::Ok);
+    let status = control(&mut panel, Some(TOKEN), Control::Query { file: None }).await.status.unwrap();
+    assert_eq!(status.files, vec!["fine.txt".to_owned()], "only the file inside was inserted");
+    // The owner's CLI on the machine may insert any file the node can read.
+    let owner =
+        torronto_node::client::request(&node.tcp.to_string(), Some(TOKEN.into()), insert(&secret)).await.unwrap();
+    assert_eq!(owner.reply.code_or_ok(), Code::Ok);
 }

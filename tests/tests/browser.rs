@@ -66,8 +66,10 @@ fn panel_joins_nodes_inserts_by_path_and_shows_full_replication() {
         );
     }
 
-    // An Insert of a path that is not there is answered ErrFileMissing, shown by name.
-    browser.type_into(&format!("{} form.insert input", card(&nodes[0])), "/no/such/file.bin");
+    // An Insert of a path that is not there (inside --insert-from) is answered
+    // ErrFileMissing, shown by name.
+    let missing = nodes[0].scratch().join("no-such-file.bin");
+    browser.type_into(&format!("{} form.insert input", card(&nodes[0])), &missing.to_string_lossy());
     browser.click(&format!("{} form.insert button", card(&nodes[0])));
     browser.wait(
         LONG,

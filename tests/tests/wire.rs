@@ -83,8 +83,10 @@ fn assert_code(reply: &Value, code: i64, what: &str) {
     );
 }
 
-fn query(s: &mut TcpStream) -> Value {
-    send_header(s, &json!({"Action": 3}));
+/// Query with the node's control token, which a client reads from the node's
+/// `DIR/.torronto/token` (control needs it on every connection, loopback too).
+fn query(s: &mut TcpStream, token: &str) -> Value {
+    send_header(s, &json!({"Action": 3, "Token": token}));
     read_reply(s, "Query")
 }
 
@@ -96,9 +98,10 @@ fn peer(action: i64, files: Value) -> Value {
 #[test]
 fn control_and_malformed_input() {
     let node = TestNode::start_alone("wire");
+    let token = node.token();
     let mut s = connect(&node);
 
-    let r = query(&mut s);
+    let r = query(&mut s, &token);
     assert_code(&r, 0, "Query on a fresh node");
     assert_eq!(
         r.get("numFiles").and_then(Value::as_u64),
@@ -108,14 +111,14 @@ fn control_and_malformed_input() {
 
     send_frame(&mut s, br#"{"Action": 3, "Files": [ "#);
     assert_code(&read_reply(&mut s, "malformed JSON"), 6, "malformed JSON");
-    assert_code(&query(&mut s), 0, "Query on the same connection after malformed JSON");
+    assert_code(&query(&mut s, &token), 0, "Query on the same connection after malformed JSON");
 
     send_header(&mut s, &json!({"Action": 99}));
     assert_code(&read_reply(&mut s, "Action 99"), 6, "unknown Action 99");
 
     send_header(&mut s, &peer(7, json!([{"FileName": "../x", "chunks": [10, 0]}])));
     assert_code(&read_reply(&mut s, "Download ../x"), 6, "Download of FileName ../x");
-    assert_code(&query(&mut s), 0, "Query on the same connection after the bad requests");
+    assert_code(&query(&mut s, &token), 0, "Query on the same connection after the bad requests");
 
     // A length prefix far over any limit: the node drops the connection without reading it.
     let mut big = connect(&node);
@@ -139,14 +142,14 @@ fn control_and_malformed_input() {
         }
     }
     let mut again = connect(&node);
-    assert_code(&query(&mut again), 0, "Query on a new connection after the oversized frame");
+    assert_code(&query(&mut again, &token), 0, "Query on a new connection after the oversized frame");
 
     // Not joined: peer messages are refused with ErrDisconnected, and the body is consumed.
     let mut p = connect(&node);
     send_header(&mut p, &json!({"HostName": "127.0.0.1", "PortNumber": 0, "Action": 4}));
     send_frame(&mut p, br#"{"Files":[]}"#);
     assert_code(&read_reply(&mut p, "Add to a node that has not joined"), 2, "Add before join");
-    assert_code(&query(&mut p), 0, "Query after a refused Add");
+    assert_code(&query(&mut p, &token), 0, "Query after a refused Add");
 }
 
 #[test]

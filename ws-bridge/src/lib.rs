@@ -10,7 +10,7 @@
 //!   (one WebSocket message per frame: header as text, body as binary).
 //! - [`origin`]: which browser origins may open a session.
 //! - [`relay`]: the standalone relay (`ws-bridge` binary): browser sessions forwarded to
-//!   a node's TCP port, with the control token enforced by the relay.
+//!   a node's TCP port (the node checks the token; the relay refuses insert by path).
 //!
 //! Nothing here knows the protocol beyond framing: headers are parsed by
 //! `torronto_core::wire` only.

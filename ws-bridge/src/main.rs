@@ -11,7 +11,7 @@ use torronto_ws_bridge::OriginPolicy;
 #[command(
     name = "ws-bridge",
     version,
-    about = "Relays browser WebSocket sessions (ws://LISTEN/ws) to a torronto node's TCP port; enforces the control token."
+    about = "Relays browser WebSocket sessions (ws://LISTEN/ws) to a torronto node's TCP port (control needs the node's token; insert by path is refused)."
 )]
 struct Cli {
     /// Address to accept WebSocket sessions on.
@@ -20,10 +20,6 @@ struct Cli {
     /// The node's TCP address.
     #[arg(long, default_value = "127.0.0.1:7001")]
     node: PeerAddr,
-    /// The node's control token; control actions without it are refused here, because
-    /// the node trusts the relay as a loopback client.
-    #[arg(long, env = "TORRONTO_TOKEN", hide_env_values = true)]
-    token: Option<String>,
     /// A further origin whose pages may connect (e.g. http://panel.example:8000);
     /// the relay's own address on http:// is always allowed.
     #[arg(long = "allow-origin")]
@@ -54,12 +50,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.listen))?;
     let port = listener.local_addr()?.port();
     let origins = OriginPolicy::for_listener(&cli.listen.host, port, &cli.allow_origin).map_err(anyhow::Error::msg)?;
-    if cli.token.is_none() {
-        eprintln!("warning: no --token (or TORRONTO_TOKEN): every control action will be refused");
-    }
     let shown = PeerAddr::new(cli.listen.host.clone(), port);
     println!("ws-bridge: ws://{shown}/ws → node {} · origins allowed: {}", cli.node, origins.allowed().join(", "));
-    let config = RelayConfig { node: cli.node.to_string(), token: cli.token, origins, max_sessions: cli.max_sessions };
+    let config = RelayConfig { node: cli.node.to_string(), origins, max_sessions: cli.max_sessions };
     tokio::select! {
         () = relay::serve(listener, config) => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),

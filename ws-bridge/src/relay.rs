@@ -1,9 +1,11 @@
 //! The standalone relay: each browser session gets its own TCP connection to a node,
 //! and frames pass both ways unchanged (WebSocket message ⇄ length-prefixed frame).
 //!
-//! The node sees the relay as a loopback client, which it trusts with control actions;
-//! so the relay checks the token itself: a control action without the right `Token`
-//! is answered `{"Code":5}` here and never reaches the node. Everything else is
+//! The browser's `Token` goes through untouched: the node checks it (and throttles
+//! wrong ones) as for any client. But the node sees the relay as a loopback client,
+//! which it takes for its owner's CLI, free to insert any file by path; a browser is
+//! a remote client, so the relay refuses Insert itself (`{"Code":5}` with a reason)
+//! and the browser uploads with the panel's file picker instead. Everything else is
 //! forwarded as it came; both directions are decoded with core's `MessageReader`
 //! only to know message boundaries and limits.
 
@@ -14,7 +16,7 @@ use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore};
 use torronto_core::wire::{Encoded, Reply};
-use torronto_core::{control_token_matches, Code, Envelope, Message};
+use torronto_core::{Code, Control, Envelope, Message};
 use torronto_net::{write_encoded, Decoder, FrameKind, FrameWrite, Step, TcpFrameReader, TcpFrameWriter};
 
 use crate::origin::OriginPolicy;
@@ -27,8 +29,6 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct RelayConfig {
     /// The node's TCP address, `host:port`.
     pub node: String,
-    /// The node's control token; without one every control action is refused.
-    pub token: Option<String>,
     pub origins: OriginPolicy,
     /// Sessions beyond this are refused at accept.
     pub max_sessions: usize,
@@ -80,7 +80,7 @@ async fn session(stream: TcpStream, config: &RelayConfig) -> anyhow::Result<()> 
     };
     let _ = node.set_nodelay(true);
     let (node_in, node_out) = node.into_split();
-    let upstream = to_node(Decoder::new(browser_in), TcpFrameWriter::new(node_out), &browser_out, config);
+    let upstream = to_node(Decoder::new(browser_in), TcpFrameWriter::new(node_out), &browser_out);
     let downstream = to_browser(Decoder::new(TcpFrameReader::new(node_in)), &browser_out);
     let result = tokio::select! {
         r = upstream => r,
@@ -90,23 +90,24 @@ async fn session(stream: TcpStream, config: &RelayConfig) -> anyhow::Result<()> 
     result
 }
 
-/// Browser → node: frames as they come, except unauthorised control actions.
+/// Why the relay refuses a browser's Insert by path.
+const NO_INSERT: &str = "insert by path is not available through ws-bridge (the node would read the file \
+                         as its owner's); upload the file with the panel's file picker";
+
+/// Browser → node: frames as they come, except Insert by path.
 async fn to_node<S>(
     mut browser: Decoder<ws::WsFrameReader<S>>,
     mut node: impl FrameWrite,
     browser_out: &Mutex<WsFrameWriter<S>>,
-    config: &RelayConfig,
 ) -> anyhow::Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     while let Some((kind, frame, step)) = browser.next_frame().await.context("from the browser")? {
         if let Step::Message(envelope) = &step {
-            if envelope.message.is_control()
-                && !control_token_matches(config.token.as_deref(), envelope.token.as_deref())
-            {
-                let refusal =
-                    Envelope { from: None, token: None, message: Message::Reply(Reply::code(Code::BadPermission)) };
+            if matches!(envelope.message, Message::Control(Control::Insert { .. })) {
+                let reply = Reply { reason: Some(NO_INSERT.into()), ..Reply::code(Code::BadPermission) };
+                let refusal = Envelope { from: None, token: None, message: Message::Reply(reply) };
                 let mut out = browser_out.lock().await;
                 write_encoded(&mut *out, &refusal.encode()).await?;
                 out.flush().await?;

@@ -61,6 +61,14 @@ pub struct Tuning {
     pub redial_max: Millis,
     /// Pause in fetching after a write fails (a full disk, say).
     pub storage_backoff: Millis,
+    /// Wrong control tokens one connection may send before it is closed.
+    pub token_attempts: u32,
+    /// The first wrong token is answered after this long; each further one within
+    /// `token_quiet`, node-wide, waits twice as long, up to `token_delay_max`.
+    pub token_delay: Millis,
+    pub token_delay_max: Millis,
+    /// Without a wrong token for this long, the delay starts over.
+    pub token_quiet: Millis,
 }
 
 impl Default for Tuning {
@@ -78,6 +86,10 @@ impl Default for Tuning {
             redial_min: 1_000,
             redial_max: 30_000,
             storage_backoff: 1_000,
+            token_attempts: 3,
+            token_delay: 100,
+            token_delay_max: 5_000,
+            token_quiet: 60_000,
         }
     }
 }
@@ -89,8 +101,13 @@ pub struct Config {
     pub me: PeerAddr,
     /// Peers to connect to on Join (ours is skipped).
     pub peers: Vec<PeerAddr>,
-    /// Control token for connections that are not trusted (see [`ConnInfo`]).
+    /// The control token every control request must carry, on every connection
+    /// (loopback included: other users of the machine reach loopback too). With none,
+    /// no request is allowed.
     pub token: Option<String>,
+    /// Folders (canonical paths, as the driver resolved them) that control clients
+    /// which are not [`ConnInfo::local`] may insert files from (`--insert-from`).
+    pub insert_from: Vec<String>,
     /// Seeds the choice among equally rare chunks.
     pub seed: u64,
     pub tuning: Tuning,
@@ -106,8 +123,10 @@ pub struct Config {
 pub struct ConnInfo {
     /// The peer we dialled, for outgoing connections.
     pub dialed: Option<PeerAddr>,
-    /// Control actions are allowed without a token (TCP from loopback).
-    pub trusted: bool,
+    /// TCP from this machine (loopback, or one of its own addresses as the source):
+    /// the owner's CLI, which may insert any file the node can read. Control still
+    /// needs the token: other local users connect from here too.
+    pub local: bool,
     /// The peer the secure handshake proved (private networks); `None` on a plaintext
     /// connection, which may then carry control actions only.
     pub peer: Option<AuthenticatedPeer>,
@@ -129,8 +148,9 @@ pub enum NetCommand {
 #[derive(Clone, Debug)]
 pub enum StorageCommand {
     /// Copy the file at `path` (on this machine) aside and compute its manifest;
-    /// answer `Imported`.
-    Import { id: ImportId, path: String, name: FileName },
+    /// answer `Imported`. With `within`, first resolve the file actually opened to its
+    /// canonical path and refuse it unless [`crate::check_insert_source`] allows it.
+    Import { id: ImportId, path: String, name: FileName, within: Option<Vec<String>> },
     /// Publish an imported copy as `name`, keeping its manifest; answer `Committed`.
     Commit { id: ImportId, name: FileName, manifest: Manifest },
     /// Drop an imported copy.
@@ -250,6 +270,11 @@ pub enum Event {
     BadRequest {
         conn: ConnId,
         reason: String,
+    },
+    /// A control request with a wrong or missing token: the first of a burst (later
+    /// ones within [`Tuning::token_quiet`] are throttled, not reported).
+    TokenRefused {
+        conn: ConnId,
     },
 }
 

@@ -1,6 +1,13 @@
 //! Insert: a file on this machine becomes one of the network's. The driver copies it
 //! aside and hashes it (Import), then publishes it (Commit); the outcome goes to
 //! whoever asked — a control client as a reply, the driver itself as an event.
+//!
+//! Insert by path reads a file on the node's machine with the node's rights, so only
+//! the owner's CLI there (a [`super::ConnInfo::local`] connection) may name any file.
+//! A remote client (a WebSocket session, TCP from elsewhere) may name only files under
+//! the `--insert-from` folders ([`super::Config::insert_from`]). The driver checks
+//! with [`check_insert_source`] the canonical path of the file it actually opened, so
+//! neither symlinks nor `..` lead out, and nothing can be swapped in after the check.
 
 use super::{ConnId, Event, ImportId, Node, Refusal, StorageCommand, StorageError};
 use crate::bitset::ChunkSet;
@@ -46,9 +53,26 @@ impl Node {
             self.insert_done(from, id, Err(already_in_network(&name)));
             return id;
         }
+        let within = self.insert_confinement(from);
+        if within.as_ref().is_some_and(Vec::is_empty) {
+            let refusal = Refusal { code: Code::BadPermission, reason: outside_insert_folders(&path, &[]) };
+            self.insert_done(from, id, Err(refusal));
+            return id;
+        }
         self.imports.insert(id, PendingImport { from, name: name.clone(), manifest: None });
-        self.storage.push_back(StorageCommand::Import { id, path, name });
+        self.storage.push_back(StorageCommand::Import { id, path, name, within });
         id
+    }
+
+    /// The folders an insert must come from, or `None` for anywhere (the owner's CLI
+    /// on this machine, or the driver itself).
+    fn insert_confinement(&self, from: InsertFrom) -> Option<Vec<String>> {
+        match from {
+            InsertFrom::Client(conn) if !self.conns.get(&conn).is_some_and(|c| c.local) => {
+                Some(self.config.insert_from.clone())
+            }
+            _ => None,
+        }
     }
 
     fn name_taken(&self, name: &FileName) -> bool {
@@ -121,5 +145,53 @@ impl Node {
         self.events.push_back(Event::FileInserted { file: name.clone(), size });
         self.announce(&name);
         self.insert_done(import.from, id, Ok(()));
+    }
+}
+
+/// Whether a remote client may insert the file whose canonical path is `canonical`:
+/// only if it lies inside one of the folders `within` (canonical too). Compared by
+/// whole path components, so `/srv/share` does not admit `/srv/share-private`.
+pub fn check_insert_source(canonical: &str, within: &[String]) -> Result<(), StorageError> {
+    let inside = |folder: &String| {
+        let folder = folder.trim_end_matches('/');
+        canonical.strip_prefix(folder).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    if within.iter().any(inside) {
+        return Ok(());
+    }
+    Err(StorageError { code: Code::BadPermission, message: outside_insert_folders(canonical, within) })
+}
+
+/// Why a remote client may not insert `path`, and what to do instead.
+fn outside_insert_folders(path: &str, within: &[String]) -> String {
+    let instead = "or upload the file with the panel's file picker";
+    if within.is_empty() {
+        format!(
+            "{path}: remote control clients may insert by path only from folders the node was started with \
+             --insert-from DIR (it has none); {instead}"
+        )
+    } else {
+        format!("{path} is outside the node's --insert-from folders ({}); {instead}", within.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_insert_source;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn inserts_are_confined_to_whole_folders() {
+        let within = vec!["/srv/share".to_owned(), "/data/".to_owned()];
+        assert!(check_insert_source("/srv/share/a.txt", &within).is_ok());
+        assert!(check_insert_source("/srv/share/deep/b", &within).is_ok());
+        assert!(check_insert_source("/data/x", &within).is_ok());
+        for outside in ["/srv/share-private/a", "/srv/a", "/etc/shadow", "/srv/shar"] {
+            let e = check_insert_source(outside, &within).unwrap_err();
+            assert!(e.message.contains("--insert-from") && e.message.contains("file picker"), "{}", e.message);
+        }
+        assert!(check_insert_source("/anything", &["/".to_owned()]).is_ok());
+        assert!(check_insert_source("/srv/share/a", &[]).is_err());
     }
 }

@@ -15,10 +15,13 @@
 //! - `peers`: connections and peers — introductions, file lists, strikes, bans, redials;
 //! - `fetching`: manifests and chunks we ask for, their verification and timeouts;
 //! - `serving`: chunks and manifests peers ask of us, and what we tell them we hold;
-//! - `imports`: Insert, from a control client or the driver ([`Node::insert`]);
+//! - `control`: who may control the node (the token) and the throttling of guesses;
+//! - `imports`: Insert, from a control client or the driver ([`Node::insert`]), and
+//!   where a remote client may insert from;
 //! - `timers`: every deadline, in order.
 
 mod api;
+mod control;
 mod fetching;
 mod imports;
 mod membership;
@@ -32,6 +35,8 @@ pub use api::{
     Config, ConnId, ConnInfo, Event, ImportId, LocalFile, Millis, NetCommand, Refusal, StorageCommand, StorageError,
     StorageEvent, Tuning,
 };
+use control::Guesses;
+pub use imports::check_insert_source;
 use imports::{InsertFrom, PendingImport};
 use membership::Membership;
 use peers::{ConnState, PeerState, Proven};
@@ -52,6 +57,7 @@ pub struct Node {
     conns: HashMap<ConnId, ConnState>,
     peers: BTreeMap<PeerAddr, PeerState>,
     banned: BTreeSet<PeerAddr>,
+    guesses: Guesses,
     /// Lost peers to dial again, with the current wait between tries.
     redial: BTreeMap<PeerAddr, Millis>,
     imports: HashMap<ImportId, PendingImport>,
@@ -83,6 +89,7 @@ impl Node {
             conns: HashMap::new(),
             peers: BTreeMap::new(),
             banned: BTreeSet::new(),
+            guesses: Guesses::default(),
             redial: BTreeMap::new(),
             imports: HashMap::new(),
             next_import: 0,
@@ -131,7 +138,7 @@ impl Node {
         self.after_input(now);
     }
 
-    /// Leaves as if a trusted client had asked (for a graceful shutdown); watch
+    /// Leaves as if the owner's client had asked (for a graceful shutdown); watch
     /// [`Node::is_joined`] to see it finish.
     pub fn leave(&mut self, now: Millis) {
         if matches!(self.membership, Membership::Joined | Membership::Joining { .. }) {
@@ -140,14 +147,14 @@ impl Node {
         }
     }
 
-    /// Joins as if a trusted client had asked (for `--join` at start).
+    /// Joins as if the owner's client had asked (for `--join` at start).
     pub fn join(&mut self, now: Millis) {
         if !self.is_joined() {
             self.start_join(now, None);
         }
     }
 
-    /// Inserts the file at `path` as a trusted client's Insert would, for a driver
+    /// Inserts the file at `path` as the owner's local client's Insert would, for a driver
     /// that is its own user (the browser peer); the outcome comes out as
     /// [`Event::Inserted`] with the id returned here.
     pub fn insert(&mut self, now: Millis, path: String) -> ImportId {
@@ -187,7 +194,15 @@ impl Node {
         let proven = info.peer.as_ref().map(Proven::of);
         self.conns.insert(
             conn,
-            ConnState { peer: None, proven, dialed: info.dialed, trusted: info.trusted, control: false, serving: 0 },
+            ConnState {
+                peer: None,
+                proven,
+                dialed: info.dialed,
+                local: info.local,
+                control: false,
+                serving: 0,
+                token_failures: 0,
+            },
         );
         if let Some(addr) = dialed {
             if matches!(self.membership, Membership::Joining { .. } | Membership::Joined)
@@ -279,6 +294,7 @@ impl Node {
                 Timer::Redial(addr) => self.redial_due(now, addr),
                 // No longer set: `after_input` fetches again.
                 Timer::FetchPause => {}
+                Timer::TokenRefusal { conn, attempt } => self.token_refusal_due(conn, attempt),
             }
         }
         self.after_input(now);
@@ -292,9 +308,7 @@ impl Node {
             return;
         };
         state.control = true;
-        let authorised = state.trusted || control_token_matches(self.config.token.as_deref(), token.as_deref());
-        if !authorised {
-            self.reply(conn, Reply::code(Code::BadPermission));
+        if !self.authorise_control(now, conn, token.as_deref()) {
             return;
         }
         match control {

@@ -18,11 +18,14 @@ pub(super) struct ConnState {
     /// Who the secure handshake proved is at the other end (private networks).
     pub proven: Option<Proven>,
     pub dialed: Option<PeerAddr>,
-    pub trusted: bool,
+    /// TCP from this machine (see [`super::ConnInfo::local`]).
+    pub local: bool,
     /// A user's client has spoken on it: keep it open when leaving.
     pub control: bool,
     /// Chunk reads outstanding for it.
     pub serving: usize,
+    /// Control requests with a wrong token (see `control`).
+    pub token_failures: u32,
 }
 
 /// A peer as its key proved it: the connection speaks for `addr` and nobody else.

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::Millis;
+use super::{ConnId, Millis};
 use crate::layout::ChunkIndex;
 use crate::name::FileName;
 use crate::wire::PeerAddr;
@@ -25,6 +25,8 @@ pub(super) enum Timer {
     Redial(PeerAddr),
     /// Fetching resumes after a failed write.
     FetchPause,
+    /// A control request with a wrong token is answered (`attempt` counts them on `conn`).
+    TokenRefusal { conn: ConnId, attempt: u32 },
 }
 
 #[derive(Debug, Default)]

@@ -123,7 +123,9 @@ impl Code {
             Code::Disconnected => "the node has not joined the network (run `join` first)",
             Code::FileExists => "a file of that name is already in the network",
             Code::FileMissing => "no readable regular file at that path on the node's machine",
-            Code::BadPermission => "not allowed: pass the node's control token (--token)",
+            Code::BadPermission => {
+                "not allowed: the control token is missing or wrong, or the file may not be inserted"
+            }
             Code::BadRequest => "the request was malformed",
         }
     }
@@ -246,7 +248,7 @@ impl Reply {
     }
 }
 
-/// A request from a user's client: needs a trusted connection or the control token.
+/// A request from a user's client: needs the control token.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Control {
     Join,

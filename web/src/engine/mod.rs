@@ -157,6 +157,7 @@ impl PeerEngine {
             me: me.clone(),
             peers: Vec::new(),
             token: None,
+            insert_from: Vec::new(),
             seed: random_u64(),
             tuning,
             private: None,

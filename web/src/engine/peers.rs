@@ -69,7 +69,7 @@ impl Engine {
                 let Some(p) = self.peers.get_mut(&conn) else { return };
                 p.open = true;
                 let addr = p.addr.clone();
-                self.node.handle_connected(now, conn, ConnInfo { dialed: Some(addr), trusted: false, peer: None });
+                self.node.handle_connected(now, conn, ConnInfo { dialed: Some(addr), local: false, peer: None });
             }
             SocketEvent::Message(envelope, body) => {
                 self.receive(conn, envelope, body);

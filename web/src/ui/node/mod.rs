@@ -232,7 +232,7 @@ fn insert_form(path_ref: &NodeRef, open: bool, busy: bool, on_insert: Callback<S
     };
     html! {
         <form class="insert" onsubmit={on_submit}>
-            <input ref={path_ref} type="text" name="path" placeholder="Path of a file on the node's machine, e.g. /home/ann/report.pdf" disabled={!open} />
+            <input ref={path_ref} type="text" name="path" placeholder="Path of a file in one of the node's --insert-from folders, e.g. /srv/share/report.pdf" disabled={!open} />
             <button type="submit" disabled={!open || busy}>{ "Insert" }</button>
         </form>
     }
