@@ -397,7 +397,7 @@ def table(path, size_mib):
     for r in rows:
         if r.get("seconds"):
             seconds[(r["tool"], r.get("round", 1))] = r["seconds"]
-    ours = [r for r in rows if r["tool"] == "torronto"]
+    ours = [r for r in rows if r["tool"] in ("torronto", "private")]
     if not any(r.get("seconds") for r in ours):
         return
     # Each round runs the tools one after another, so a ratio compares runs made
@@ -414,6 +414,11 @@ def table(path, size_mib):
         print(f"ratio torronto/{other}: median {med:.2f} over {len(rs)} round(s) "
               f"({', '.join(f'{x:.2f}' for x in rs)}); target <= {target}: "
               f"{'meets' if med <= target else 'misses'} (met in {met} of {len(rs)})")
+    rs = ratios("private", "torronto")
+    if rs:
+        med = statistics.median(rs)
+        print(f"ratio private/open (torronto with --secret over without): median {med:.2f} over {len(rs)} round(s) "
+              f"({', '.join(f'{x:.2f}' for x in rs)}); target <= 1.15: {'meets' if med <= 1.15 else 'misses'}")
     # The floor does only the work no tool can skip; where even it takes more than a
     # third of aria2's time, that target is out of reach on this machine for any tool.
     for a, b, what in (("floor", "rqbit", "the least possible ratio to rqbit"),

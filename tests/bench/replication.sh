@@ -3,7 +3,7 @@
 # torronto, rqbit and aria2, timed in the same run; plus Query latency on a node holding
 # 1,000 files and the hashing cost per GiB.
 #
-#   tests/bench/replication.sh [--size MiB] [--nodes N] [--rounds N] [--only torronto|rqbit|aria2|floor] [--keep]
+#   tests/bench/replication.sh [--size MiB] [--nodes N] [--rounds N] [--only torronto|private|rqbit|aria2|floor] [--private] [--keep]
 #
 # Installs what it needs (rqbit via `cargo install`, Debian's aria2 and transmission-cli via
 # apt-get), skipping what is already there, and builds torronto in release mode.
@@ -38,6 +38,7 @@ leechers=3
 rounds=3
 only=""
 keep=false
+private=false
 usage() { sed -n '5,6p' "$0" | sed 's/^# *//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -50,15 +51,25 @@ while [ $# -gt 0 ]; do
     --only) only=${2:?}; shift 2 ;;
     --only=*) only=${1#*=}; shift ;;
     --keep) keep=true; shift ;;
+    --private) private=true; shift ;;
     -h|--help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
 done
-case "$only" in ""|torronto|rqbit|aria2|floor) ;; *) echo "--only takes torronto, rqbit, aria2 or floor" >&2; exit 2 ;; esac
+case "$only" in ""|torronto|private|rqbit|aria2|floor) ;; *) echo "--only takes torronto, private, rqbit, aria2 or floor" >&2; exit 2 ;; esac
+[ "$only" = private ] && private=true
 [[ "$size_mib" =~ ^[0-9]+$ && "$size_mib" -gt 0 ]] || { echo "--size takes a whole number of MiB" >&2; exit 2; }
 [[ "$leechers" =~ ^[0-9]+$ && "$leechers" -gt 0 ]] || { echo "--nodes takes a positive number" >&2; exit 2; }
 [[ "$rounds" =~ ^[0-9]+$ && "$rounds" -gt 0 ]] || { echo "--rounds takes a positive number" >&2; exit 2; }
-wants() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+# `private` (torronto in a private network, --secret) runs only when asked for; building
+# torronto is wanted for either.
+wants() {
+  case "$1" in
+    private) $private && { [ -z "$only" ] || [ "$only" = private ]; } ;;
+    torronto) [ -z "$only" ] || [ "$only" = torronto ] || [ "$only" = private ] ;;
+    *) [ -z "$only" ] || [ "$only" = "$1" ] ;;
+  esac
+}
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 now() { echo "$EPOCHREALTIME"; }
@@ -223,9 +234,15 @@ verify_copies() {
 insert_s=""
 torronto_served=""
 rqbit_uploaded=""
+# `run_torronto private` runs the nodes in a private network: every connection encrypted.
 run_torronto() {
-  step "torronto: 1 seeder + $leechers nodes"
-  local base="$work/torronto-r$round" n=$(( leechers + 1 )) i
+  local tool=${1:-torronto} secure=()
+  if [ "$tool" = private ]; then
+    "$torronto" secret new >"$work/net.secret"
+    secure=(--secret "$work/net.secret")
+  fi
+  step "$tool: 1 seeder + $leechers nodes"
+  local base="$work/$tool-r$round" n=$(( leechers + 1 )) i
   mkdir -p "$base"
   read -r -a tports <<<"$(ports "$n")"
   : >"$base/peers.txt"
@@ -234,7 +251,7 @@ run_torronto() {
   for i in $(seq 0 $(( n - 1 ))); do
     mkdir -p "$base/n$i"
     spawn "$base/n$i.log" env NO_COLOR=1 "$torronto" node --listen "127.0.0.1:${tports[$i]}" \
-      --dir "$base/n$i" --peers "$base/peers.txt"
+      --dir "$base/n$i" --peers "$base/peers.txt" "${secure[@]}"
     npids+=("$last_pid")
   done
   for i in $(seq 0 $(( n - 1 ))); do wait_port "${tports[$i]}"; done
@@ -277,10 +294,11 @@ sys.exit(0 if s["local"][i] == 1.0 else 1)' "$name" || { echo "node n$i does not
     done
   fi
   stop "${npids[@]}"
-  record torronto "$ok" "$lrss" "$srss" "$base/wait.json" "$leechers" "$round"
+  record "$tool" "$ok" "$lrss" "$srss" "$base/wait.json" "$leechers" "$round"
   [ -f "$base/served.txt" ] && torronto_served="chunks (64 KiB) per node: $(paste -sd';' "$base/served.txt" | sed 's/;/; /g')"
   $keep || rm -rf "$base"/n*
 }
+run_private() { run_torronto private; }
 
 # ---------------------------------------------------------------------------------------
 # BitTorrent: torrent and tracker, shared by rqbit and aria2
@@ -463,7 +481,7 @@ python3 "$helper" floor "$file" "$work" "$leechers" >/dev/null
 # The tools take turns, round after round, each round starting with the next tool, so a
 # busy spell on a shared machine hits one round of each rather than all of one tool.
 tools=()
-for tool in torronto rqbit aria2; do wants "$tool" && tools+=("$tool"); done
+for tool in torronto private rqbit aria2; do wants "$tool" && tools+=("$tool"); done
 for round in $(seq 1 "$rounds"); do
   [ "$rounds" -gt 1 ] && step "round $round of $rounds"
   for i in "${!tools[@]}"; do

@@ -137,6 +137,8 @@ impl WsNode {
             .arg(self.scratch())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
+            // Registered where this process's control clients look, like every test node.
+            .env("XDG_STATE_HOME", crate::state_home())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log);

@@ -207,11 +207,14 @@ impl NsNode {
             self.root.path().join("peers.txt").display().to_string(),
             "--token".into(),
             self.token.clone(),
+            // A namespace address is not loopback: say that this is an open network.
+            "--open".into(),
         ];
         let child = Command::new("ip")
             .args(&args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
+            .env("XDG_STATE_HOME", crate::state_home())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
