@@ -75,6 +75,11 @@ fn a_plaintext_connection_gets_nothing_and_changes_nothing() {
     for message in [PeerMessage::Add { files: vec![] }, PeerMessage::Remove, PeerMessage::Files { files: vec![] }] {
         let out = say(&mut node, stranger, claimed.clone(), message);
         assert_eq!(replies(&out), [&Message::Reply(Reply::code(Code::BadPermission))]);
+        // Not even where the node is: the refusal carries no HostName or PortNumber.
+        assert!(
+            out.iter().all(|c| matches!(c, NetCommand::Send { envelope, .. } if envelope.from.is_none())),
+            "{out:?}"
+        );
     }
     assert!(node.status().peers.is_empty());
 }

@@ -81,8 +81,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ConnWrite for WsFrameWriter<S> {
 
 /// Reads messages until the stream ends or breaks the protocol, then reports the
 /// disconnection.
-pub async fn read_loop(conn: ConnId, frames: impl FrameRead, inputs: mpsc::Sender<Input>) {
-    let mut decoder = Decoder::new(frames);
+pub async fn read_loop(conn: ConnId, mut decoder: Decoder<impl FrameRead>, inputs: mpsc::Sender<Input>) {
     loop {
         let input = match decoder.next().await {
             Ok(Some(Incoming::Message(envelope))) => Input::Message { conn, envelope },

@@ -21,7 +21,9 @@ use torronto_core::{
     Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, NetworkSecret, Node, NodeId, PeerAddr, StorageCommand,
     Tuning,
 };
-use torronto_net::{tune, FrameRead, SecureFrameReader, SecureFrameWriter, Secured, TcpFrameReader, TcpFrameWriter};
+use torronto_net::{
+    tune, Decoder, FrameRead, SecureFrameReader, SecureFrameWriter, Secured, TcpFrameReader, TcpFrameWriter,
+};
 
 use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing};
 use crate::events::EventLog;
@@ -376,7 +378,14 @@ impl Driver {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let (outgoing, queue) = mpsc::unbounded_channel();
-        let reader = self.tasks.spawn(read_loop(conn, frames_in, self.inputs_tx.clone())).abort_handle();
+        // On a private node only a proven member speaks the protocol; anyone else may make
+        // control requests only, and is cut off before the node reads anything more.
+        let decoder = if self.private.is_some() && info.peer.is_none() {
+            Decoder::control_only(frames_in)
+        } else {
+            Decoder::new(frames_in)
+        };
+        let reader = self.tasks.spawn(read_loop(conn, decoder, self.inputs_tx.clone())).abort_handle();
         self.tasks.spawn_writer(write_loop(conn, frames_out, queue, self.inputs_tx.clone()));
         self.conns.insert(conn, ConnHandle { outgoing, reader, sends_files: W::SENDS_FILES });
         self.node.handle_connected(self.now(), conn, info);

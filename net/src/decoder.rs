@@ -36,7 +36,16 @@ pub struct Decoder<R> {
 
 impl<R: FrameRead> Decoder<R> {
     pub fn new(frames: R) -> Self {
-        Self { frames, reader: MessageReader::new(), body_next: false }
+        Self::with_reader(frames, MessageReader::new())
+    }
+
+    /// Accepts control requests only (see `MessageReader::control_only`).
+    pub fn control_only(frames: R) -> Self {
+        Self::with_reader(frames, MessageReader::control_only())
+    }
+
+    fn with_reader(frames: R, reader: MessageReader) -> Self {
+        Self { frames, reader, body_next: false }
     }
 
     /// The next frame, its place in its message and what it completed, for code that

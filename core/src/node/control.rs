@@ -26,17 +26,19 @@ impl Node {
     /// Whether a control request on `conn` carrying `token` may go ahead. If not, its
     /// refusal is scheduled ([`Timer::TokenRefusal`]) and nothing else is done now.
     pub(super) fn authorise_control(&mut self, now: Millis, conn: ConnId, token: Option<&str>) -> bool {
-        if control_token_matches(self.config.token.as_deref(), token) {
-            return true;
-        }
         let tuning = &self.config.tuning;
-        let Some(state) = self.conns.get_mut(&conn) else {
+        let Some(state) = self.conns.get(&conn) else {
             return false;
         };
-        // Past its last attempt the connection is being closed: nothing more is answered.
+        // Past its last attempt the connection is being closed: nothing more is looked
+        // at, not even a right token, so piling guesses onto one connection gains nothing.
         if state.token_failures >= tuning.token_attempts {
             return false;
         }
+        if control_token_matches(self.config.token.as_deref(), token) {
+            return true;
+        }
+        let state = self.conns.get_mut(&conn).expect("looked up above");
         state.token_failures += 1;
         let attempt = state.token_failures;
         let guesses = &mut self.guesses;

@@ -408,7 +408,14 @@ impl Node {
     // Sending.
 
     fn send(&mut self, conn: ConnId, message: impl Into<Message>) {
-        self.net.push_back(NetCommand::Send { conn, envelope: envelope(&self.config.me, message.into()) });
+        // In a private network only a proven member learns where we are: a plaintext
+        // client gets its answer without HostName and PortNumber.
+        let anonymous = self.config.private.is_some() && self.conns.get(&conn).is_none_or(|c| c.proven.is_none());
+        let mut envelope = envelope(&self.config.me, message.into());
+        if anonymous {
+            envelope.from = None;
+        }
+        self.net.push_back(NetCommand::Send { conn, envelope });
     }
 
     fn reply(&mut self, conn: ConnId, reply: Reply) {
@@ -451,7 +458,6 @@ fn envelope(me: &PeerAddr, message: Message) -> Envelope {
 
 /// Whether `given` is the control token `want`; with no token configured nothing is.
 /// Compared in constant time, so timing does not reveal where a guess goes wrong.
-/// The relay in `ws-bridge` applies the same rule to sessions it forwards.
 pub fn control_token_matches(want: Option<&str>, given: Option<&str>) -> bool {
     let (Some(want), Some(given)) = (want, given) else {
         return false;

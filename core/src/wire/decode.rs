@@ -18,6 +18,8 @@ use crate::status::Status;
 #[derive(Debug, Default)]
 pub struct MessageReader {
     awaiting: Option<AwaitingBody>,
+    /// Accept control requests only; anything else is fatal ([`WireError::ControlOnly`]).
+    control_only: bool,
 }
 
 #[derive(Debug)]
@@ -31,6 +33,14 @@ enum AwaitingBody {
 impl MessageReader {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A reader for a connection that may only make control requests (a plaintext
+    /// connection to a private node), none of which has a body: a header announcing one
+    /// ends the connection, so a stranger cannot make the node read or parse a body at
+    /// all. Other messages without a body reach the node, which refuses them.
+    pub fn control_only() -> Self {
+        Self { control_only: true, ..Self::default() }
     }
 
     /// Largest frame acceptable next.
@@ -51,11 +61,17 @@ impl MessageReader {
             None => {
                 let head = match parse_header(&frame) {
                     Ok(head) => head,
+                    Err(HeaderError { body_limit: Some(_), .. }) if self.control_only => {
+                        return Err(WireError::ControlOnly)
+                    }
                     Err(HeaderError { error, body_limit }) => {
                         self.awaiting = body_limit.map(|limit| AwaitingBody::Skip { limit });
                         return Err(error);
                     }
                 };
+                if self.control_only && head.body_limit().is_some() {
+                    return Err(WireError::ControlOnly);
+                }
                 match head.body_limit() {
                     None => head.into_envelope(Bytes::new()).map(Some),
                     Some(limit) => {

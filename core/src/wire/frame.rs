@@ -16,6 +16,10 @@ pub enum WireError {
     /// The connection must be dropped: the stream can no longer be trusted.
     #[error("frame of {len} bytes is over the limit of {limit}")]
     FrameTooLong { len: u64, limit: usize },
+    /// A connection that may carry control requests only (a plaintext connection to a
+    /// private node) announced a body: it is closed before the body is read.
+    #[error("only control requests, which have no body, are accepted on this connection")]
+    ControlOnly,
     /// Answer ErrBadRequest; the stream stays usable.
     #[error("{0}")]
     BadRequest(String),
@@ -23,7 +27,7 @@ pub enum WireError {
 
 impl WireError {
     pub fn is_fatal(&self) -> bool {
-        matches!(self, WireError::FrameTooLong { .. })
+        matches!(self, WireError::FrameTooLong { .. } | WireError::ControlOnly)
     }
 }
 

@@ -213,3 +213,25 @@ fn peer_addresses_parse() {
     assert!("nohost".parse::<PeerAddr>().is_err());
     assert!("h:99999".parse::<PeerAddr>().is_err());
 }
+
+#[test]
+fn a_control_only_reader_refuses_any_body_before_reading_it() {
+    let mut reader = MessageReader::control_only();
+    let query = Envelope { from: None, token: Some("t".into()), message: Control::Query { file: None }.into() };
+    assert_eq!(reader.push_frame(query.encode().header), Ok(Some(query)));
+    // Bodiless peer messages reach the node, which refuses them itself.
+    let remove = Envelope { from: None, token: None, message: PeerMessage::Remove.into() };
+    assert_eq!(reader.push_frame(remove.encode().header), Ok(Some(remove)));
+    // A header announcing a body ends the connection; valid or not, nothing more is read.
+    let add = Envelope { from: None, token: None, message: PeerMessage::Add { files: vec![] }.into() };
+    let err = reader.push_frame(add.encode().header).unwrap_err();
+    assert_eq!(err, WireError::ControlOnly);
+    assert!(err.is_fatal());
+    let mut reader = MessageReader::control_only();
+    let bad_upload = br#"{"Action": 8, "Files": [{"FileName": "../x", "chunks": [10, 0]}]}"#;
+    assert_eq!(reader.push_frame(Bytes::from_static(bad_upload)), Err(WireError::ControlOnly));
+    // The ordinary reader reads the same Add and waits for its body.
+    let mut open = MessageReader::new();
+    assert_eq!(open.push_frame(add.encode().header), Ok(None));
+    assert_eq!(open.frame_limit(), LIST_BODY_LIMIT);
+}
