@@ -3,6 +3,7 @@
 //! ```text
 //! DIR/<FileName>                        complete, verified files (what users see)
 //! DIR/.torronto/token                   control token, owner-only
+//! DIR/.torronto/identity                the node's key pair (private networks), owner-only
 //! DIR/.torronto/manifests/<FileName>.manifest   chunk hashes of every file we hold or fetch
 //! DIR/.torronto/partial/<FileName>      data of files still being fetched
 //! DIR/.torronto/import/<id>             an inserted file being copied and hashed
