@@ -40,8 +40,9 @@ impl Answer {
     }
 }
 
-/// The token to send to `node`: `given`, else the one registered by a node on this
-/// machine's port for the current user. Without one, also what to tell the user.
+/// The token to send to `node`: `given`, else, for an address of this machine (loopback
+/// or wildcard), the one registered for its port by a node of the current user, if that
+/// port's listener is still the user's own. Without one, also what to tell the user.
 pub fn find_token(node: &str, given: Option<String>) -> (Option<String>, Option<String>) {
     if given.is_some() {
         return (given, None);
@@ -52,7 +53,7 @@ pub fn find_token(node: &str, given: Option<String>) -> (Option<String>, Option<
         .to_socket_addrs()
         .ok()
         .map(|addrs| addrs.collect::<Vec<_>>())
-        .filter(|addrs| !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+        .filter(|addrs| !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback() || a.ip().is_unspecified()))
         .map(|addrs| addrs[0].port());
     let Some(port) = local_port else {
         return (None, Some(format!("no control token given for {node}: {how}")));
@@ -62,7 +63,15 @@ pub fn find_token(node: &str, given: Option<String>) -> (Option<String>, Option<
     };
     let path = crate::registry::entry(&dir, port);
     match crate::registry::lookup(&path) {
-        Ok(token) => (Some(token), None),
+        Ok(token) => match crate::owner::foreign_listener(port) {
+            None => (Some(token), None),
+            Some(why) => {
+                // Said now, too: a squatter may not answer with the refusal that shows the hint.
+                let hint = format!("a control token is registered in {}, but {why}", path.display());
+                eprintln!("torronto: {hint}");
+                (None, Some(format!("{hint}: {how}")))
+            }
+        },
         Err(e) => (
             None,
             Some(format!(

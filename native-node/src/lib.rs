@@ -17,6 +17,7 @@
 //! - [`peers_file`]: the peers file format, with node IDs pinned;
 //! - [`private`]: private networks: identity file, secret, each connection's handshake;
 //! - [`registry`]: where a node leaves its control token for its owner's CLI;
+//! - [`owner`]: what belongs to this user: owner-only files, its loopback listeners;
 //! - [`demo`]: `torronto demo`, a local network to try it out.
 
 pub mod client;
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod driver;
 pub mod events;
 pub mod input;
+pub mod owner;
 pub mod peers_file;
 pub mod private;
 pub mod registry;

@@ -169,7 +169,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             allow_origin,
         } => {
             init_logs();
-            check_exposure(&listen, advertise.as_ref(), secret.is_some(), open)?;
+            check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
             let secret = secret.as_deref().map(read_secret).transpose()?;
             let peers = match peers {
                 Some(path) => peers_file::read(&path)?,
@@ -282,24 +282,39 @@ fn finish(answer: &client::Answer, done: &str) -> anyhow::Result<i32> {
     Ok(exit_status(code))
 }
 
-/// Secure by default: a node reachable from other machines needs the network secret,
-/// unless --open says it is meant to be public; a wildcard address needs --advertise.
-fn check_exposure(listen: &PeerAddr, advertise: Option<&PeerAddr>, private: bool, open: bool) -> anyhow::Result<()> {
-    let ip = listen.host.parse::<std::net::IpAddr>().ok();
-    if ip.is_some_and(|ip| ip.is_unspecified()) && advertise.is_none() {
+/// Secure by default: a node reachable from other machines (on --listen or --ws) needs
+/// the network secret, unless --open says it is meant to be public; a wildcard address
+/// needs --advertise.
+fn check_exposure(
+    listen: &PeerAddr,
+    advertise: Option<&PeerAddr>,
+    ws: Option<&PeerAddr>,
+    private: bool,
+    open: bool,
+) -> anyhow::Result<()> {
+    let ip = |addr: &PeerAddr| addr.host.parse::<std::net::IpAddr>().ok();
+    let loopback = |addr: &PeerAddr| addr.host == "localhost" || ip(addr).is_some_and(|ip| ip.is_loopback());
+    if ip(listen).is_some_and(|ip| ip.is_unspecified()) && advertise.is_none() {
         anyhow::bail!(
             "--listen {listen} accepts on every interface: say where peers reach this node with --advertise HOST:PORT"
         );
     }
-    let loopback = listen.host == "localhost" || ip.is_some_and(|ip| ip.is_loopback());
-    if loopback || private {
+    let exposed_ws = ws.filter(|ws| !loopback(ws));
+    if (loopback(listen) && exposed_ws.is_none()) || private {
         return Ok(());
     }
-    if !open {
+    let use_secret = "Start every node with --secret FILE (make one with `torronto secret new --out FILE`), or \
+                      pass --open to run a public, unencrypted network on purpose";
+    if !open && !loopback(listen) {
         anyhow::bail!(
             "refusing to listen on {listen} without --secret: anyone who reaches it could read, add and remove \
-             files. Start every node with --secret FILE (make one with `torronto secret new --out FILE`), or \
-             pass --open to run a public, unencrypted network on purpose"
+             files. {use_secret}"
+        );
+    }
+    if let (false, Some(ws)) = (open, exposed_ws) {
+        anyhow::bail!(
+            "refusing to serve --ws {ws} without --secret: it would expose the node's peers and panel to anyone \
+             who reaches it. {use_secret}"
         );
     }
     tracing::warn!("open network on {listen}: plaintext, and anyone who reaches this port can join");

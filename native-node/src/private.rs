@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -47,13 +46,8 @@ pub fn load_identity(state: &Path) -> anyhow::Result<Identity> {
     let path = state.join("identity");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let mode = std::fs::metadata(&path)?.permissions().mode();
-            anyhow::ensure!(
-                mode & 0o077 == 0,
-                "{} is readable by others (mode {:o}): chmod 600 it, or delete it for a new identity",
-                path.display(),
-                mode & 0o777
-            );
+            crate::owner::check_owner_only(&path)
+                .map_err(|e| anyhow::anyhow!("{e}: chmod 600 it, or delete it for a new identity"))?;
             Identity::from_file_text(&text).with_context(|| format!("in identity file {}", path.display()))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

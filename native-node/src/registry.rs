@@ -4,11 +4,13 @@
 //! `~/.local/state` when `XDG_STATE_HOME` is unset, empty or relative), a file holding
 //! its token, readable by that user only (folder 0700, file 0600); it is removed when
 //! the node stops cleanly. Another user of the machine has another home and cannot
-//! read this one, so a node's loopback port gives them nothing without the token.
+//! read this one, so a node's loopback port gives them nothing without the token. An
+//! entry left by a killed node is handed only to a listener of this user
+//! ([`crate::owner::foreign_listener`]).
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The folder nodes register in for the current user, if a home is known.
@@ -62,11 +64,7 @@ impl Drop for Registration {
 /// The token in registry file `path`, if it is there and nobody but its owner, the
 /// current user, could have written or read it.
 pub fn lookup(path: &Path) -> io::Result<String> {
-    let meta = fs::metadata(path)?;
-    let me = fs::metadata("/proc/self").map(|m| m.uid()).ok();
-    if me.is_some_and(|me| meta.uid() != me) || meta.mode() & 0o077 != 0 {
-        return Err(io::Error::new(io::ErrorKind::PermissionDenied, "not owner-only"));
-    }
+    crate::owner::check_owner_only(path)?;
     let token = fs::read_to_string(path)?.trim().to_owned();
     if token.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "empty"));
@@ -84,8 +82,8 @@ mod tests {
         let dir = tmp.path().join("state/torronto/nodes");
         let reg = Registration::create(&dir, 7001, "abc").unwrap();
         assert_eq!(lookup(&entry(&dir, 7001)).unwrap(), "abc");
-        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
-        assert_eq!(fs::metadata(reg.path()).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(reg.path()).unwrap().permissions().mode() & 0o777, 0o600);
         fs::set_permissions(reg.path(), fs::Permissions::from_mode(0o644)).unwrap();
         assert!(lookup(reg.path()).is_err(), "a readable entry is not trusted");
         fs::set_permissions(reg.path(), fs::Permissions::from_mode(0o600)).unwrap();

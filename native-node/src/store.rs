@@ -73,18 +73,24 @@ impl Store {
         self.state.clone()
     }
 
-    /// The control token: `given`, or the one kept in the folder, or a new one.
+    /// The control token: `given`, or the one kept in the folder (refused if others may
+    /// read it), or a new one from OS randomness.
     pub fn token(&self, given: Option<String>) -> anyhow::Result<String> {
         let path = self.state.join("token");
         if let Some(t) = given {
             return Ok(t);
         }
-        if let Ok(t) = fs::read_to_string(&path) {
-            if !t.trim().is_empty() {
+        match fs::read_to_string(&path) {
+            Ok(t) if !t.trim().is_empty() => {
+                crate::owner::check_owner_only(&path)
+                    .map_err(|e| anyhow::anyhow!("{e}: chmod 600 it, or delete it for a new token"))?;
                 return Ok(t.trim().to_owned());
             }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
-        let token: String = (0..32).map(|_| format!("{:x}", rand::random::<u8>() & 0xf)).collect();
+        let token: String = crate::private::os_random().iter().map(|b| format!("{b:02x}")).collect();
         write_atomic(&path, token.as_bytes(), 0o600).context("cannot save the control token")?;
         Ok(token)
     }
@@ -459,6 +465,23 @@ mod tests {
         assert_eq!(store.token(None).unwrap(), token, "the token is kept");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_token_is_random_and_refused_once_others_may_read_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("node")).unwrap();
+        let token = store.token(None).unwrap();
+        assert_eq!(token.len(), 64, "32 random bytes in hex: {token}");
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+        let other = Store::open(&tmp.path().join("other")).unwrap();
+        assert_ne!(other.token(None).unwrap(), token);
+        let path = tmp.path().join("node/.torronto/token");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = store.token(None).unwrap_err().to_string();
+        assert!(refused.contains("readable by others (mode 644)") && refused.contains("chmod 600"), "{refused}");
+        assert_eq!(store.token(Some("given".into())).unwrap(), "given", "a given token needs no file");
     }
 
     #[test]

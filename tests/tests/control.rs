@@ -1,8 +1,10 @@
 //! The control plane against real nodes: every connection needs the token, loopback
 //! included, so another user of the machine cannot control a node; the owner's CLI
-//! finds it without flags; guesses are throttled; an insert's copy keeps its mode.
+//! finds it without flags, and never hands it to a stale port or another user's listener;
+//! guesses are throttled; an insert's copy keeps its mode.
 
 use std::fs;
+use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -104,4 +106,44 @@ fn an_inserted_copy_is_no_more_readable_than_its_source() {
     assert_eq!(mode(&node.file("private.bin")), 0o600, "the copy in DIR keeps 0600");
     let st: Value = node.query();
     assert_code(&st, 0, "Query");
+}
+
+#[test]
+fn a_registered_token_goes_to_no_stale_port_nor_another_users_listener() {
+    let mut node = TestNode::start_alone("killed");
+    let token = node.token();
+    let port = node.port().to_string();
+    node.stop(); // SIGKILL: the registry entry stays behind.
+    assert!(state_home().join("torronto/nodes").join(&port).exists());
+    let out = node.cli(&["query"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("stale"), "says the entry is stale: {out}");
+
+    // Another user takes the port over and records what the CLI sends it.
+    let squat = "import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+                 s.bind(('127.0.0.1',int(sys.argv[1])))\ns.listen()\nprint('ready',flush=True)\n\
+                 c,_=s.accept()\nc.settimeout(3)\ndata=b''\ntry:\n  while True:\n    b=c.recv(4096)\n    \
+                 if not b: break\n    data+=b\nexcept Exception: pass\nprint(data.hex(),flush=True)\n";
+    let Ok(mut squatter) = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", squat, &port])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+    else {
+        eprintln!("skipped the other user's part: no setpriv");
+        return;
+    };
+    let mut lines = std::io::BufReader::new(squatter.stdout.take().unwrap()).lines();
+    if lines.next().and_then(Result::ok).as_deref() != Some("ready") {
+        eprintln!("skipped the other user's part: cannot run a listener as uid 65534 (not root?)");
+        return;
+    }
+    let out = node.cli(&["query"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("another user (uid 65534)"), "says who listens: {out}");
+    let received = lines.next().and_then(Result::ok).unwrap_or_default();
+    let _ = squatter.wait();
+    assert!(!received.is_empty(), "the CLI did reach the squatter");
+    let token_hex: String = token.bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(!received.contains(&token_hex), "the token was not sent to the squatter");
 }

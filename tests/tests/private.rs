@@ -245,6 +245,25 @@ fn a_wildcard_listen_needs_a_secret_or_open_and_an_advertised_address() {
 }
 
 #[test]
+fn a_panel_on_another_interface_needs_a_secret_or_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d").display().to_string();
+    let ws = format!("0.0.0.0:{}", torronto_tests::free_port());
+    let refused = cli(&["node", "--listen", "127.0.0.1:0", "--ws", &ws, "--dir", &dir]);
+    assert_ne!(refused.code, 0, "{refused}");
+    assert!(["--secret", "--open", "--ws", "peers and panel"].iter().all(|s| refused.stderr.contains(s)), "{refused}");
+    let mut open = TestNode::new("open-ws");
+    open.set_extra_args(&["--open", "--ws", &ws]);
+    open.start();
+    open.query();
+    let mut loopback = TestNode::new("loopback-ws");
+    let ws = format!("127.0.0.1:{}", torronto_tests::free_port());
+    loopback.set_extra_args(&["--ws", &ws]);
+    loopback.start();
+    loopback.query();
+}
+
+#[test]
 fn an_ipv6_pair_replicates_privately() {
     if TcpListener::bind("[::1]:0").is_err() {
         eprintln!("skipped: this machine has no IPv6 loopback");
