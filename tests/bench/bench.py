@@ -8,7 +8,7 @@
       TARGET: file:PATH:SIZE          PATH exists with SIZE bytes
               exists:PATH             PATH exists
               rqbit:HTTPADDR          rqbit's API says torrent 0 is finished
-  bench.py query-latency HOST:PORT DIR COUNT ROUNDS
+  bench.py query-latency HOST:PORT DIR COUNT ROUNDS TOKEN
                                       inserts COUNT small files, then times ROUNDS Queries
   bench.py table RESULTS.json SIZE_MIB  prints the summary table
   bench.py floor FILE DIR N           the least work any tool must do here: FILE sent to N
@@ -313,7 +313,7 @@ def pct(xs, p):
     return xs[k]
 
 
-def query_latency(addr, d, count, rounds):
+def query_latency(addr, d, count, rounds, token):
     os.makedirs(d, exist_ok=True)
     rng = random.Random(7)
     t0 = time.time()
@@ -322,7 +322,7 @@ def query_latency(addr, d, count, rounds):
         path = os.path.join(d, f"small-{i:04d}.bin")
         with open(path, "wb") as f:
             f.write(rng.randbytes(rng.randint(1024, 10240)))
-        send_msg(s, {"Action": 2, "Files": [{"FileName": path}]})
+        send_msg(s, {"Action": 2, "Files": [{"FileName": path}], "Token": token})
         reply = json.loads(recv_frame(s))
         if reply.get("Code") != 0:
             raise SystemExit(f"insert {path}: {reply}")
@@ -333,7 +333,7 @@ def query_latency(addr, d, count, rounds):
         """One Query round trip; returns (ms, status JSON bytes). A status too large
         for a header comes as a body frame, announced by "Body": "status"."""
         t = time.perf_counter()
-        send_msg(sock, {"Action": 3})
+        send_msg(sock, {"Action": 3, "Token": token})
         raw = recv_frame(sock)
         if json.loads(raw).get("Body") == "status":
             raw = recv_frame(sock)
@@ -507,7 +507,7 @@ def main(argv):
     elif cmd == "wait":
         return wait(argv[2], float(argv[3]), argv[4], argv[5], argv[6:])
     elif cmd == "query-latency":
-        query_latency(argv[2], argv[3], int(argv[4]), int(argv[5]))
+        query_latency(argv[2], argv[3], int(argv[4]), int(argv[5]), argv[6])
     elif cmd == "table":
         table(argv[2], float(argv[3]))
     elif cmd == "floor":

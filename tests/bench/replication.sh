@@ -461,10 +461,13 @@ run_query() {
   mkdir -p "$base/dir" "$base/src"
   port=$(ports 1)
   : >"$base/peers.txt"
-  spawn "$base/node.log" env NO_COLOR=1 "$torronto" node --listen "127.0.0.1:$port" --dir "$base/dir" --peers "$base/peers.txt"
+  # Every control request carries the token; this client is not the CLI, so it is given one.
+  local token; token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+  spawn "$base/node.log" env NO_COLOR=1 TORRONTO_TOKEN="$token" "$torronto" node --listen "127.0.0.1:$port" \
+    --dir "$base/dir" --peers "$base/peers.txt"
   local qpid=$last_pid
   wait_port "$port"
-  query_json=$(python3 "$helper" query-latency "127.0.0.1:$port" "$base/src" 1000 50)
+  query_json=$(python3 "$helper" query-latency "127.0.0.1:$port" "$base/src" 1000 50 "$token")
   if "$torronto" query --node "127.0.0.1:$port" >/dev/null 2>"$base/cli.err"; then
     query_cli="works"
   else
