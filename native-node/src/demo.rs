@@ -78,7 +78,11 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
         let n = i % nodes.len();
         expect_ok(&nodes[n], &tokens[n], &secret, Control::Insert { path }).await?;
     }
-    println!("torronto demo: {count} nodes joined on {} (private network, secret in {})", nodes.join(", "), secret_file.display());
+    println!(
+        "torronto demo: {count} nodes joined on {} (private network, secret in {})",
+        nodes.join(", "),
+        secret_file.display()
+    );
     if let Some(url) = &panel {
         println!("control panel: {url}");
     }

@@ -34,6 +34,21 @@ const PEER_CONNECTED: &str = r#"
     return !!s && Number(s.dataset.connected) >= arguments[0];
 "#;
 
+/// Saves `file` from the browser peer's card and returns the SHA-256 (hex) of the Blob
+/// the page assembled.
+fn saved_sha(browser: &Browser, file: &str) -> Value {
+    browser.click(&format!(r#"section.browser-peer button.save[data-file="{file}"]"#));
+    browser.element(&format!(r#"a.save-link[data-file="{file}"]"#), LONG);
+    browser.exec_async(
+        r#"const done = arguments[arguments.length - 1];
+           const a = document.querySelector(`a.save-link[data-file="${arguments[0]}"]`);
+           fetch(a.href).then(r => r.arrayBuffer()).then(b => crypto.subtle.digest("SHA-256", b))
+             .then(h => done(Array.from(new Uint8Array(h)).map(x => x.toString(16).padStart(2, "0")).join("")))
+             .catch(e => done("error: " + e));"#,
+        json!([file]),
+    )
+}
+
 fn card(node: &WsNode) -> String {
     format!(r#"section.node[data-url="{}"]"#, node.ws_url())
 }
@@ -175,17 +190,11 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
     assert_eq!(out.code, 0, "insert into node w1: {out}");
     browser.click(r#"section.browser-peer button.download[data-file="network.bin"]"#);
     browser.wait(LONG, "the page holds network.bin complete", PEER_ROW_COMPLETE, json!(["network.bin"]));
-    browser.click(r#"section.browser-peer button.save[data-file="network.bin"]"#);
-    browser.element(r#"a.save-link[data-file="network.bin"]"#, LONG);
-    let blob_sha = browser.exec_async(
-        r#"const done = arguments[arguments.length - 1];
-           const a = document.querySelector('a.save-link[data-file="network.bin"]');
-           fetch(a.href).then(r => r.arrayBuffer()).then(b => crypto.subtle.digest("SHA-256", b))
-             .then(h => done(Array.from(new Uint8Array(h)).map(x => x.toString(16).padStart(2, "0")).join("")))
-             .catch(e => done("error: " + e));"#,
-        json!([]),
+    assert_eq!(
+        saved_sha(&browser, "network.bin"),
+        Value::String(sha.clone()),
+        "the file assembled in the page has the original bytes"
     );
-    assert_eq!(blob_sha, Value::String(sha.clone()), "the file assembled in the page has the original bytes");
     let verifier = browser.exec("return document.querySelector('section.browser-peer').dataset.verifier;", json!([]));
     assert_eq!(verifier, json!("webcrypto"), "on a loopback origin the page verifies chunks with WebCrypto");
     let saved = browser.downloads.join("network.bin");
@@ -284,17 +293,7 @@ fn browser_peer_joins_a_private_network_with_the_secret_in_the_address() {
         PEER_ROW_COMPLETE,
         json!(["private-network.bin"]),
     );
-    browser.click(r#"section.browser-peer button.save[data-file="private-network.bin"]"#);
-    browser.element(r#"a.save-link[data-file="private-network.bin"]"#, LONG);
-    let blob_sha = browser.exec_async(
-        r#"const done = arguments[arguments.length - 1];
-           const a = document.querySelector('a.save-link[data-file="private-network.bin"]');
-           fetch(a.href).then(r => r.arrayBuffer()).then(b => crypto.subtle.digest("SHA-256", b))
-             .then(h => done(Array.from(new Uint8Array(h)).map(x => x.toString(16).padStart(2, "0")).join("")))
-             .catch(e => done("error: " + e));"#,
-        json!([]),
-    );
-    assert_eq!(blob_sha, Value::String(sha), "the file assembled in the page has the original bytes");
+    assert_eq!(saved_sha(&browser, "private-network.bin"), Value::String(sha), "the page assembled the original bytes");
     // The panel works as over an open node: the card shows the page's copy counted.
     browser.wait(
         LONG,

@@ -15,10 +15,8 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use js_sys::{ArrayBuffer, Uint8Array};
 use torronto_core::secure::{AuthenticatedPeer, Hello};
-use torronto_core::wire::{frame_prefix, FrameDecoder, MessageReader};
-use torronto_core::{
-    Envelope, Handshake, Identity, Message, NetworkSecret, PeerMessage, SecureChannel, SecureConfig,
-};
+use torronto_core::wire::{FrameDecoder, MessageReader};
+use torronto_core::{Envelope, Handshake, Identity, Message, NetworkSecret, PeerMessage, SecureChannel, SecureConfig};
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
@@ -163,11 +161,8 @@ impl Socket {
                 Ok(())
             }
             Link::Secure { channel, .. } => {
-                let mut plain = Vec::with_capacity(8 + encoded.header.len() + encoded.body.as_ref().map_or(0, |b| b.len()));
-                for frame in std::iter::once(&encoded.header).chain(&encoded.body) {
-                    plain.extend_from_slice(&frame_prefix(frame.len()));
-                    plain.extend_from_slice(frame);
-                }
+                let mut plain = BytesMut::with_capacity(encoded.tcp_len());
+                encoded.write_tcp(&mut plain);
                 for record in channel.seal_records(&plain).map_err(WebError::secure)? {
                     self.ws.send_with_u8_array(&record).map_err(|e| WebError::web_socket(&e))?;
                 }

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use torronto_core::wire::{Encoded, Reply};
 use torronto_core::{Code, Control, Envelope, Message};
 use torronto_net::{write_encoded, Decoder, FrameKind, FrameWrite, Step, TcpFrameReader, TcpFrameWriter};

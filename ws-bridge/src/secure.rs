@@ -17,10 +17,10 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use torronto_core::secure::{AuthenticatedPeer, Opener, Sealer};
-use torronto_core::wire::{frame_prefix, FrameDecoder};
+use torronto_core::secure::{AuthenticatedPeer, Opener};
+use torronto_core::wire::FrameDecoder;
 use torronto_core::{Handshake, SecureChannel, SecureError};
-use torronto_net::{FrameKind, FrameRead, FrameWrite, HandshakeError, ReadError};
+use torronto_net::{FrameKind, FrameRead, FrameWrite, HandshakeError, ReadError, SealBatch};
 
 use crate::ws::{io_error, next_data, transport_error};
 
@@ -99,10 +99,7 @@ where
 {
     let (sealer, opener) = channel.split();
     let (sink, stream) = session.split();
-    (
-        SecureWsReader { stream, opener, plain: BytesMut::new() },
-        SecureWsWriter { sink, sealer, plain: BytesMut::new() },
-    )
+    (SecureWsReader { stream, opener, plain: BytesMut::new() }, SecureWsWriter { sink, batch: SealBatch::new(sealer) })
 }
 
 fn secure_read_error(e: SecureError) -> ReadError {
@@ -140,22 +137,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for SecureWsReader<S> {
 #[derive(Debug)]
 pub struct SecureWsWriter<S> {
     sink: SplitSink<WebSocketStream<S>, Message>,
-    sealer: Sealer,
-    /// Frames waiting to be sealed, with their length prefixes.
-    plain: BytesMut,
+    batch: SealBatch,
 }
-
-/// Plaintext gathered at which `write_frame` seals and sends rather than gather more.
-const WRITE_AT: usize = 256 * 1024;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> SecureWsWriter<S> {
     async fn write_out(&mut self) -> io::Result<()> {
-        if self.plain.is_empty() {
+        if self.batch.is_empty() {
             return Ok(());
         }
-        let records = self.sealer.seal_records(&self.plain).map_err(io::Error::other)?;
-        self.plain.clear();
-        for record in records {
+        for record in self.batch.seal_records()? {
             self.sink.feed(Message::Binary(record)).await.map_err(io_error)?;
         }
         Ok(())
@@ -164,9 +154,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> SecureWsWriter<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameWrite for SecureWsWriter<S> {
     async fn write_frame(&mut self, _kind: FrameKind, frame: Bytes) -> io::Result<()> {
-        self.plain.extend_from_slice(&frame_prefix(frame.len()));
-        self.plain.extend_from_slice(&frame);
-        if self.plain.len() >= WRITE_AT {
+        if self.batch.push(&frame) {
             self.write_out().await?;
         }
         Ok(())
@@ -186,9 +174,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameWrite for SecureWsWriter<S> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_tungstenite::tungstenite::protocol::Role;
     use torronto_core::secure::Hello;
     use torronto_core::{Identity, NetworkSecret, SecureConfig};
-    use tokio_tungstenite::tungstenite::protocol::Role;
 
     fn config(seed: u8, secret: u8) -> SecureConfig {
         SecureConfig::new(

@@ -34,8 +34,8 @@ use std::rc::{Rc, Weak};
 use gloo_timers::callback::Timeout;
 use torronto_core::wire::ChunkRef;
 use torronto_core::{
-    Code, Config, ConnId, Event, FileName, ImportId, Millis, NetworkSecret, Node, PeerAddr, SecureConfig,
-    StorageEvent, Tuning,
+    Code, Config, ConnId, Event, FileName, ImportId, Millis, NetworkSecret, Node, PeerAddr, SecureConfig, StorageEvent,
+    Tuning,
 };
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
@@ -162,7 +162,12 @@ impl PeerEngine {
         let secure = secret.and_then(|secret| match page_member(&secret) {
             Ok(config) => Some(config),
             Err(e) => {
-                notices.push(Notice { id: 1, ok: false, code: None, text: format!("cannot join the private network: {e}") });
+                notices.push(Notice {
+                    id: 1,
+                    ok: false,
+                    code: None,
+                    text: format!("cannot join the private network: {e}"),
+                });
                 None
             }
         });

@@ -67,7 +67,8 @@ pub(super) fn parse_target(input: &str) -> Result<Address, WebError> {
     };
     let field = |name: &str| fragment.and_then(|f| f.split('&').find_map(|kv| kv.strip_prefix(name)));
     let token = field("token=").map(str::to_string);
-    let secret = field("secret=").map(|hex| NetworkSecret::from_hex(hex).map_err(|_| WebError::BadSecret)).transpose()?;
+    let secret =
+        field("secret=").map(|hex| NetworkSecret::from_hex(hex).map_err(|_| WebError::BadSecret)).transpose()?;
     let (host, path) = match rest.split_once('/') {
         Some((h, p)) => (h, format!("/{p}")),
         None => (rest, String::new()),
