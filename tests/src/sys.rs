@@ -61,6 +61,18 @@ pub fn netns_unavailable() -> Option<String> {
     }
 }
 
+/// Returns from the test, saying why, where network namespaces cannot be made.
+#[macro_export]
+macro_rules! skip_unless_netns {
+    () => {
+        if let Some(why) = $crate::sys::netns_unavailable() {
+            println!("SKIPPED: {why}");
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+}
+
 /// A network namespace, deleted on drop.
 #[derive(Debug)]
 pub struct Netns {
@@ -142,6 +154,43 @@ impl Link {
     }
 }
 
+/// Hosts on one switch: `n` namespaces, each joined by a veth pair to a bridge in a hub
+/// namespace of its own; host `i` is 10.77.<net>.<i+1>.
+#[derive(Debug)]
+pub struct Lan {
+    pub hosts: Vec<(Netns, String)>,
+    _hub: Netns,
+}
+
+impl Lan {
+    pub fn new(net: u8, n: usize) -> Result<Lan, String> {
+        let hub = Netns::new()?;
+        let k = NS_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let bridge = format!("t77br{k}");
+        hub.ip(&["link", "add", &bridge, "type", "bridge"])?;
+        hub.ip(&["link", "set", &bridge, "up"])?;
+        let mut hosts = Vec::new();
+        for i in 0..n {
+            let ns = Netns::new()?;
+            let (host_dev, hub_dev) = (format!("t77h{k}x{i}"), format!("t77p{k}x{i}"));
+            run(
+                "ip",
+                &[
+                    "link", "add", &host_dev, "netns", &ns.name, "type", "veth", "peer", "name", &hub_dev, "netns",
+                    &hub.name,
+                ],
+            )?;
+            hub.ip(&["link", "set", &hub_dev, "master", &bridge])?;
+            hub.ip(&["link", "set", &hub_dev, "up"])?;
+            let ip = format!("10.77.{net}.{}", i + 1);
+            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", &host_dev])?;
+            ns.ip(&["link", "set", &host_dev, "up"])?;
+            hosts.push((ns, ip));
+        }
+        Ok(Lan { hosts, _hub: hub })
+    }
+}
+
 /// A `torronto node` running inside a network namespace, listening on `ip:port`, with a
 /// control token (connections inside a namespace to its own address are not loopback).
 #[derive(Debug)]
@@ -151,6 +200,10 @@ pub struct NsNode {
     pub ip: String,
     pub port: u16,
     pub token: String,
+    /// What it listens on, when not `addr()`: it then advertises `addr()`.
+    listen_host: Option<String>,
+    /// How it secures the network: `--open` unless [`NsNode::set_private`] was called.
+    mode: Vec<String>,
     root: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -166,6 +219,8 @@ impl NsNode {
             ip: ip.into(),
             port: free_port(),
             token: format!("token-{label}"),
+            listen_host: None,
+            mode: vec!["--open".into()],
             root,
             child: None,
         }
@@ -191,25 +246,36 @@ impl NsNode {
         fs::write(self.root.path().join("peers.txt"), addrs.join("\n") + "\n").expect("peers file");
     }
 
+    /// Runs it as a server would: a member of the private network of `secret`, listening
+    /// on every interface (`0.0.0.0`) and advertising its namespace address.
+    pub fn set_private(&mut self, secret: &Path) {
+        self.listen_host = Some("0.0.0.0".into());
+        self.mode = vec!["--secret".into(), secret.display().to_string()];
+    }
+
     pub fn start(&mut self) {
         let log = fs::OpenOptions::new().create(true).append(true).open(self.log_file()).expect("log");
-        let args = [
+        let mut args = vec![
             "netns".to_string(),
             "exec".into(),
             self.ns.clone(),
             bin().display().to_string(),
             "node".into(),
-            "--listen".into(),
-            self.addr(),
             "--dir".into(),
             self.dir().display().to_string(),
             "--peers".into(),
             self.root.path().join("peers.txt").display().to_string(),
             "--token".into(),
             self.token.clone(),
-            // A namespace address is not loopback: say that this is an open network.
-            "--open".into(),
         ];
+        match &self.listen_host {
+            Some(host) => {
+                args.extend(["--listen".into(), format!("{host}:{}", self.port), "--advertise".into(), self.addr()])
+            }
+            None => args.extend(["--listen".into(), self.addr()]),
+        }
+        // A namespace address is not loopback: a secret, or `--open` said explicitly.
+        args.extend(self.mode.iter().cloned());
         let child = Command::new("ip")
             .args(&args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))

@@ -7,20 +7,11 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use torronto_tests::sys::{netns_unavailable, Link, NsNode};
+use torronto_tests::skip_unless_netns;
+use torronto_tests::sys::{Link, NsNode};
 use torronto_tests::{file_status, number, peers, random_file, sha256_file, wait_until};
 
 const MIB: usize = 1024 * 1024;
-
-macro_rules! skip_unless_netns {
-    () => {
-        if let Some(why) = netns_unavailable() {
-            println!("SKIPPED: {why}");
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
-}
 
 fn fetched(n: &NsNode) -> u64 {
     number(&n.query(), "chunksFetched")

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use torronto_tests::raw::{assert_code, full_entry, Raw};
-use torronto_tests::{cli, peers, random_bytes, random_file, sha256_file, wait_until, TestNode};
+use torronto_tests::sys::{tree, Lan, NsNode};
+use torronto_tests::{
+    cli, file_status, peers, random_bytes, random_file, sha256_file, skip_unless_netns, wait_until, TestNode,
+};
 
 const BAD_PERMISSION: i64 = 5;
 
@@ -287,4 +290,69 @@ fn an_ipv6_pair_replicates_privately() {
     let sha = sha256_file(&src);
     wait_until(Duration::from_secs(30), "the IPv6 peer holds six.bin", || nodes[1].holds("six.bin", 500_000, &sha));
     assert!(peers(&nodes[1].query()).contains(&addrs[0]));
+}
+
+#[test]
+fn three_servers_in_namespaces_replicate_privately_and_another_network_gets_nothing() {
+    skip_unless_netns!();
+    // Four hosts on one switch, each node listening on 0.0.0.0 and advertising its own
+    // address, as on real servers; the fourth holds another network's secret. Every
+    // node has every other in its peers file, so the outsider is dialled and dials.
+    let lan = Lan::new(3, 4).expect("make namespaces");
+    let tmp = tempfile::tempdir().unwrap();
+    let (secret, other) = (secret_in(tmp.path(), "net.secret"), secret_in(tmp.path(), "other.secret"));
+    let mut nodes: Vec<NsNode> =
+        lan.hosts.iter().enumerate().map(|(i, (ns, ip))| NsNode::new(&format!("server{i}"), ns, ip)).collect();
+    let addrs: Vec<String> = nodes.iter().map(NsNode::addr).collect();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        node.set_private(if i < 3 { &secret } else { &other });
+        node.set_peers(&addrs);
+        node.start();
+    }
+    for node in &nodes {
+        node.join();
+    }
+    let src = tmp.path().join("quarterly-figures.bin");
+    random_file(&src, 2_000_000, 7);
+    let sha = sha256_file(&src);
+    nodes[0].insert(&src);
+    let (members, outsider) = nodes.split_at(3);
+    let outsider = &outsider[0];
+    wait_until(Duration::from_secs(60), "the three members hold quarterly-figures.bin", || {
+        members.iter().all(|n| {
+            let path = n.dir().join("quarterly-figures.bin");
+            file_status(&n.query(), "quarterly-figures.bin").is_some_and(|f| f.local == 1.0)
+                && path.exists()
+                && sha256_file(&path) == sha
+        })
+    });
+    for (i, m) in members.iter().enumerate() {
+        let st = m.query();
+        // Each member knows the others by their advertised addresses, with their IDs.
+        let mut want: Vec<String> = addrs[..3].iter().filter(|a| **a != addrs[i]).cloned().collect();
+        want.sort();
+        let mut got = peers(&st);
+        got.sort();
+        assert_eq!(got, want, "{st}");
+        assert_eq!(st["node"], json!(addrs[i]), "{st}");
+        let ids = st["peerIds"].as_array().expect("peerIds");
+        assert!(ids.len() == 2 && ids.iter().all(|id| id.as_str().is_some_and(|id| id.len() == 39)), "{st}");
+    }
+    // Give the outsider time to try, and to be tried, again.
+    std::thread::sleep(Duration::from_secs(3));
+    let st = outsider.query();
+    assert!(files_of(&st).is_empty(), "the outsider learnt file names: {st}");
+    assert!(peers(&st).is_empty(), "the outsider sees peers: {st}");
+    let stored: Vec<_> = tree(&outsider.dir()).into_iter().filter(|(p, _)| !p.starts_with(".torronto")).collect();
+    assert!(stored.is_empty(), "the outsider stored something: {stored:?}");
+    for held in ["partial", "manifests"] {
+        let found = tree(&outsider.dir().join(".torronto").join(held));
+        assert!(found.is_empty(), "the outsider holds {held}: {found:?}");
+    }
+    assert!(outsider.log().lines().all(|l| !l.contains("quarterly")), "the outsider's log names the file");
+    for m in members {
+        let st = m.query();
+        assert!(!peers(&st).contains(&outsider.addr()), "{st}");
+        assert_eq!(files_of(&st), ["quarterly-figures.bin"], "{st}");
+    }
 }
