@@ -5,8 +5,8 @@
 use torronto_core::secure::{AuthenticatedPeer, Hello};
 use torronto_core::wire::Reply;
 use torronto_core::{
-    ChunkSet, Code, Config, ConnId, ConnInfo, Envelope, FileName, LocalFile, ManifestBuilder, Message, NetCommand,
-    Node, NodeId, PeerAddr, PeerMessage, Tuning,
+    ChunkSet, Code, Config, ConnId, ConnInfo, Digest, Envelope, Event, FileName, LocalFile, ManifestBuilder, Message,
+    NetCommand, Node, NodeId, PeerAddr, PeerMessage, Tuning,
 };
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -110,4 +110,114 @@ fn another_key_cannot_take_a_connected_members_address() {
     // Its Remove is not Alice's either.
     say(&mut node, impostor, me(), PeerMessage::Remove);
     assert_eq!(node.status().peer_ids, [alice.id.to_string()]);
+}
+
+/// Connects a peer as [`connect`] does; returns what the node did and said about it.
+fn connect_seen(node: &mut Node, conn: u64, peer: AuthenticatedPeer) -> (Vec<NetCommand>, Vec<Event>) {
+    connect(node, conn, Some(peer));
+    let (mut out, mut events) = (Vec::new(), Vec::new());
+    while let Some(c) = node.poll_net() {
+        out.push(c);
+    }
+    while let Some(e) = node.poll_event() {
+        events.push(e);
+    }
+    (out, events)
+}
+
+fn closed(out: &[NetCommand], conn: u64) -> bool {
+    out.iter().any(|c| matches!(c, NetCommand::Close(ConnId(n)) if *n == conn))
+}
+
+#[test]
+fn a_peer_opening_a_connection_under_a_pinned_address_must_prove_the_pinned_key() {
+    let mut node = private_node();
+    let alice = member(2, "10.0.0.2:7001");
+    node.pin(PeerAddr::new("10.0.0.2", 7001), alice.id);
+    let mallory = member(3, "10.0.0.2:7001");
+    let (out, events) = connect_seen(&mut node, 1, mallory.clone());
+    assert!(closed(&out, 1), "{out:?}");
+    let refusal = Event::KeyConflict {
+        peer: PeerAddr::new("10.0.0.2", 7001),
+        bound: alice.id,
+        presented: mallory.id,
+        pinned: true,
+    };
+    assert!(events.contains(&refusal), "{events:?}");
+    // Its messages on the refused connection count for nothing.
+    let out = say(&mut node, ConnId(1), me(), PeerMessage::Add { files: vec![] });
+    assert!(out.is_empty(), "{out:?}");
+    assert!(node.status().peers.is_empty());
+    // Alice herself is welcome.
+    let (out, _) = connect_seen(&mut node, 2, alice.clone());
+    assert!(!closed(&out, 2), "{out:?}");
+    say(&mut node, ConnId(2), me(), PeerMessage::Add { files: vec![] });
+    assert_eq!(node.status().peer_ids, [alice.id.to_string()]);
+}
+
+#[test]
+fn a_member_cannot_take_an_absent_members_address() {
+    let mut node = private_node();
+    let alice = member(2, "10.0.0.2:7001");
+    let first = connect(&mut node, 1, Some(alice.clone()));
+    say(&mut node, first, me(), PeerMessage::Add { files: vec![] });
+    node.handle_disconnected(0, first);
+    assert!(node.status().peers.is_empty(), "Alice is away");
+    let mallory = member(3, "10.0.0.2:7001");
+    let (out, events) = connect_seen(&mut node, 2, mallory.clone());
+    assert!(closed(&out, 2), "{out:?}");
+    assert!(
+        events.contains(&Event::KeyConflict {
+            peer: PeerAddr::new("10.0.0.2", 7001),
+            bound: alice.id,
+            presented: mallory.id,
+            pinned: false
+        }),
+        "{events:?}"
+    );
+    let out = say(&mut node, ConnId(2), me(), PeerMessage::Add { files: vec![] });
+    assert!(replies(&out).is_empty(), "{out:?}");
+    assert!(node.status().peers.is_empty(), "{:?}", node.status());
+    // Alice comes back to her address.
+    let back = connect(&mut node, 3, Some(alice.clone()));
+    say(&mut node, back, me(), PeerMessage::Add { files: vec![] });
+    assert_eq!(node.status().peer_ids, [alice.id.to_string()]);
+}
+
+fn bad_manifest(n: u8) -> PeerMessage {
+    PeerMessage::Manifest {
+        file: FileName::new(&format!("lie-{n}.bin")).unwrap(),
+        size: 1000,
+        digest: Digest([n; 32]),
+        hashes: vec![0u8; 32].into(),
+    }
+}
+
+#[test]
+fn a_liar_is_banned_by_its_key_not_by_the_address_it_gives() {
+    let mut node = private_node();
+    let alice = member(2, "10.0.0.2:7001");
+    let a = connect(&mut node, 1, Some(alice.clone()));
+    say(&mut node, a, me(), PeerMessage::Add { files: vec![] });
+    // Mallory, at her own address, lies three times and is banned.
+    let mallory = member(3, "10.0.0.3:7001");
+    let m = connect(&mut node, 2, Some(mallory.clone()));
+    say(&mut node, m, me(), PeerMessage::Add { files: vec![] });
+    let mut out = Vec::new();
+    for n in 1..=3 {
+        out.extend(say(&mut node, m, me(), bad_manifest(n)));
+    }
+    assert!(closed(&out, 2), "{out:?}");
+    assert_eq!(node.status().peers, ["10.0.0.2:7001"]);
+    // Under another address she is still refused: the ban is on her key.
+    let (out, events) = connect_seen(&mut node, 3, member(3, "10.0.0.4:7001"));
+    assert!(closed(&out, 3), "{out:?}");
+    assert!(events.iter().any(|e| matches!(e, Event::BannedKeyRefused { id, .. } if *id == mallory.id)), "{events:?}");
+    say(&mut node, ConnId(3), me(), PeerMessage::Add { files: vec![] });
+    assert_eq!(node.status().peers, ["10.0.0.2:7001"]);
+    // Her address was not banned: whoever proves another key there may come (her
+    // address is not hers to lose, nor anyone's to have banned by writing it).
+    let carol = member(4, "10.0.0.3:7001");
+    let (out, _) = connect_seen(&mut node, 4, carol);
+    assert!(!closed(&out, 4), "{out:?}");
 }

@@ -156,6 +156,9 @@ impl Driver {
         let me = opts
             .advertise
             .unwrap_or_else(|| PeerAddr::new(opts.listen.host, listener.local_addr().map_or(0, |a| a.port())));
+        // Pins are checked in the handshake when we dial, and by core on every proven
+        // connection (so also on those peers open to us).
+        let pins: Vec<(PeerAddr, NodeId)> = opts.pins.iter().map(|(a, id)| (a.clone(), *id)).collect();
         let private = match opts.secret {
             Some(secret) => Some(Arc::new(Private::new(load_identity(&store.state_dir())?, secret, &me, opts.pins))),
             None => None,
@@ -176,6 +179,9 @@ impl Driver {
         }
         for f in files {
             node.add_local_file(f);
+        }
+        for (addr, id) in pins {
+            node.pin(addr, id);
         }
         let registration = opts.registry.and_then(|dir| match Registration::create(&dir, node.me().port, &token) {
             Ok(r) => {

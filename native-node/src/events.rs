@@ -33,9 +33,14 @@ impl EventLog {
                 tracing::warn!("rejected chunk {} of {} from {peer}: hash mismatch", chunk.index, chunk.file)
             }
             Event::PeerBanned(p) => tracing::warn!("disconnected {p}: it kept sending corrupt chunks"),
-            Event::KeyConflict { peer, bound, presented } => {
-                tracing::warn!("refused node {presented} claiming {peer}, which node {bound} holds")
+            Event::KeyConflict { peer, bound, presented, pinned: true } => {
+                tracing::warn!("refused node {presented} claiming {peer}, which is pinned to node {bound}")
             }
+            Event::KeyConflict { peer, bound, presented, pinned: false } => tracing::warn!(
+                "refused node {presented} claiming {peer}, which node {bound} proved first; if that node made \
+                 itself a new identity, pin {peer}#{presented} in the peers file or restart this node"
+            ),
+            Event::BannedKeyRefused { peer, id } => tracing::debug!("refused banned node {id} (now giving {peer})"),
             Event::Conflict { peer, file } => {
                 tracing::warn!("{peer} announces other content under the name {file}; ignored")
             }

@@ -356,3 +356,108 @@ fn three_servers_in_namespaces_replicate_privately_and_another_network_gets_noth
         assert_eq!(files_of(&st), ["quarterly-figures.bin"], "{st}");
     }
 }
+
+fn node_id(node: &TestNode) -> String {
+    node.query()["id"].as_str().expect("a private node's status has its id").to_string()
+}
+
+#[test]
+fn a_pinned_address_is_checked_on_connections_the_peer_opens_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = secret_in(tmp.path(), "net.secret");
+    let mut b = private_node("b", &secret);
+    b.start();
+    let b_id = node_id(&b);
+    b.stop();
+    let mut a = private_node("a", &secret);
+    a.start();
+    let a_id = node_id(&a);
+    // A pins B's address to A's own ID, and joins while B is down: the only way B can
+    // reach A is by dialling it, so the pin must hold on a connection A accepts.
+    a.set_peers_text(&format!("{}#{a_id}\n", b.addr()));
+    a.restart();
+    a.join();
+    b.set_peers(&[a.addr()]);
+    b.start();
+    b.join();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(peers(&a.query()).is_empty(), "{}", a.query());
+    assert!(peers(&b.query()).is_empty(), "B got an answer: {}", b.query());
+    let refusal = format!("refused node {b_id} claiming {}, which is pinned to node {a_id}", b.addr());
+    assert!(a.log().contains(&refusal), "no `{refusal}` in the log:\n{}", a.log());
+}
+
+#[test]
+fn a_member_cannot_take_an_absent_members_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = secret_in(tmp.path(), "net.secret");
+    let mut nodes = private_cluster(&secret, 2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    wait_until(Duration::from_secs(10), "A sees B", || peers(&a.query()) == [b.addr()]);
+    let (a_addr, b_addr, b_id) = (a.addr(), b.addr(), node_id(b));
+    nodes[1].stop();
+    wait_until(Duration::from_secs(30), "A notices B is gone", || peers(&nodes[0].query()).is_empty());
+    // Another member says it is at B's address.
+    let mut mallory = private_node("mallory", &secret);
+    mallory.set_extra_args(&["--secret", &secret.display().to_string(), "--advertise", &b_addr]);
+    mallory.set_peers(&[a_addr]);
+    mallory.set_join_on_start(true);
+    mallory.start();
+    std::thread::sleep(Duration::from_secs(3));
+    let st = nodes[0].query();
+    assert!(peers(&st).is_empty(), "Mallory took B's place: {st}");
+    let log = nodes[0].log();
+    let refusal = format!("claiming {b_addr}, which node {b_id} proved first");
+    assert!(log.contains(&refusal), "no `{refusal}` in the log:\n{log}");
+    // B itself comes back to its address.
+    mallory.stop();
+    nodes[1].start();
+    nodes[1].join();
+    wait_until(Duration::from_secs(10), "A sees B again", || {
+        let st = nodes[0].query();
+        peers(&st) == [b_addr.clone()] && st["peerIds"] == json!([b_id])
+    });
+}
+
+#[test]
+fn a_liar_is_banned_by_its_key_and_cannot_come_back_under_another_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = secret_in(tmp.path(), "net.secret");
+    let mut liar = private_node("liar", &secret);
+    liar.start();
+    liar.join();
+    let src = tmp.path().join("tampered.bin");
+    random_file(&src, 1_000_000, 8);
+    liar.insert(&src).ok("insert");
+    // Its copy rots under it: it serves chunks that do not match its manifest.
+    std::fs::write(liar.file("tampered.bin"), random_bytes(1_000_000, 9)).unwrap();
+    let mut fetcher = private_node("fetcher", &secret);
+    fetcher.set_peers(&[liar.addr()]);
+    fetcher.start();
+    fetcher.join();
+    wait_until(Duration::from_secs(30), "the fetcher bans the liar", || {
+        fetcher.log().contains("kept sending corrupt chunks")
+    });
+    assert!(peers(&fetcher.query()).is_empty());
+    // The same key at another address: a fresh node folder holding the liar's identity.
+    liar.stop();
+    let mut again = private_node("liar-again", &secret);
+    let state = again.dir().join(".torronto");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::copy(liar.dir().join(".torronto/identity"), state.join("identity")).unwrap();
+    again.set_peers(&[fetcher.addr()]);
+    again.start();
+    again.join();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(peers(&fetcher.query()).is_empty(), "the banned key came back: {}", fetcher.query());
+    assert!(peers(&again.query()).is_empty(), "the banned key got an answer: {}", again.query());
+    // Its old address is not banned: a member with another key may use it.
+    let mut heir = private_node("heir", &secret);
+    heir.set_extra_args(&["--secret", &secret.display().to_string(), "--advertise", &liar.addr()]);
+    heir.set_peers(&[fetcher.addr()]);
+    heir.set_join_on_start(true);
+    heir.start();
+    wait_until(Duration::from_secs(10), "the fetcher takes the heir at the liar's old address", || {
+        peers(&fetcher.query()) == [liar.addr()]
+    });
+}

@@ -253,11 +253,18 @@ pub enum Event {
         chunk: ChunkRef,
     },
     PeerBanned(PeerAddr),
-    /// A key claimed an address a connected peer with another key already holds; refused.
+    /// A key claimed an address that belongs to another key (pinned to it, or first
+    /// proven by it); its connection was closed.
     KeyConflict {
         peer: PeerAddr,
         bound: NodeId,
         presented: NodeId,
+        pinned: bool,
+    },
+    /// A key banned earlier came back (under `peer`); its connection was closed.
+    BannedKeyRefused {
+        peer: PeerAddr,
+        id: NodeId,
     },
     Conflict {
         peer: PeerAddr,

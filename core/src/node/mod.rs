@@ -15,6 +15,8 @@
 //! - `peers`: connections and peers — introductions, file lists, strikes, bans, redials;
 //! - `fetching`: manifests and chunks we ask for, their verification and timeouts;
 //! - `serving`: chunks and manifests peers ask of us, and what we tell them we hold;
+//! - `identities`: in a private network, which key may speak for which address (pins,
+//!   first use) and which keys are banned;
 //! - `control`: who may control the node (the token) and the throttling of guesses;
 //! - `imports`: Insert, from a control client or the driver ([`Node::insert`]), and
 //!   where a remote client may insert from;
@@ -23,6 +25,7 @@
 mod api;
 mod control;
 mod fetching;
+mod identities;
 mod imports;
 mod membership;
 mod peers;
@@ -36,6 +39,7 @@ pub use api::{
     StorageEvent, Tuning,
 };
 use control::Guesses;
+use identities::Identities;
 pub use imports::check_insert_source;
 use imports::{InsertFrom, PendingImport};
 use membership::Membership;
@@ -56,7 +60,9 @@ pub struct Node {
     files: BTreeMap<FileName, FileState>,
     conns: HashMap<ConnId, ConnState>,
     peers: BTreeMap<PeerAddr, PeerState>,
+    /// Peers banned by address (open networks; private ones ban keys, in `identities`).
     banned: BTreeSet<PeerAddr>,
+    identities: Identities,
     guesses: Guesses,
     /// Lost peers to dial again, with the current wait between tries.
     redial: BTreeMap<PeerAddr, Millis>,
@@ -89,6 +95,7 @@ impl Node {
             conns: HashMap::new(),
             peers: BTreeMap::new(),
             banned: BTreeSet::new(),
+            identities: Identities::default(),
             guesses: Guesses::default(),
             redial: BTreeMap::new(),
             imports: HashMap::new(),
@@ -192,6 +199,17 @@ impl Node {
     pub fn handle_connected(&mut self, now: Millis, conn: ConnId, info: ConnInfo) {
         let dialed = info.dialed.clone();
         let proven = info.peer.as_ref().map(Proven::of);
+        if let Some(p) = &proven {
+            if !self.admit_key(&p.addr, p.id) {
+                // Told nothing: it never becomes a connection of ours.
+                self.net.push_back(NetCommand::Close(conn));
+                if let Some(addr) = &dialed {
+                    self.join_answered(addr);
+                }
+                self.after_input(now);
+                return;
+            }
+        }
         self.conns.insert(
             conn,
             ConnState {

@@ -72,15 +72,9 @@ impl Node {
             self.net.push_back(NetCommand::Close(conn));
             return false;
         }
+        // Which key may hold this address was decided when the connection was proven
+        // (`identities`), so its key is the address's.
         let id = self.conns.get(&conn).and_then(|c| c.proven.as_ref()).map(|p| p.id);
-        if let Some(bound) = self.peers.get(&addr).and_then(|p| p.id).filter(|bound| Some(*bound) != id) {
-            // The address is taken by another key while that one is connected.
-            if let Some(presented) = id {
-                self.events.push_back(Event::KeyConflict { peer: addr, bound, presented });
-            }
-            self.net.push_back(NetCommand::Close(conn));
-            return false;
-        }
         // A connection speaks for one peer. One that introduces itself under another
         // name stops speaking for the old one, which is forgotten if that was its last
         // connection: otherwise one connection could pose as any number of peers, and
@@ -271,7 +265,9 @@ impl Node {
         }
     }
 
-    /// Counts a bad chunk against `addr`; past the limit, bans it.
+    /// Counts a bad chunk or manifest against `addr`; past the limit, bans it: by its key
+    /// in a private network (so it cannot come back under another address, and nobody
+    /// gets it banned by writing its address), by its address in an open one.
     pub(super) fn strike(&mut self, addr: &PeerAddr) {
         let max = self.config.tuning.max_strikes;
         let Some(peer) = self.peers.get_mut(addr) else {
@@ -280,7 +276,12 @@ impl Node {
         peer.strikes += 1;
         if peer.strikes >= max {
             let conns: Vec<ConnId> = peer.conns.iter().copied().collect();
-            self.banned.insert(addr.clone());
+            match peer.id {
+                Some(id) => self.identities.ban(id),
+                None => {
+                    self.banned.insert(addr.clone());
+                }
+            }
             for conn in conns {
                 self.net.push_back(NetCommand::Close(conn));
                 if let Some(c) = self.conns.get_mut(&conn) {
