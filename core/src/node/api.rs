@@ -37,10 +37,19 @@ impl fmt::Display for ImportId {
 /// Limits and timings; the defaults suit loopback and LAN alike.
 #[derive(Clone, Debug)]
 pub struct Tuning {
-    /// Chunk requests in flight to one peer.
+    /// Chunk requests in flight to one peer that has delivered chunks.
     pub requests_per_peer: usize,
+    /// Chunk requests in flight to one peer that has delivered none yet: claims cost
+    /// nothing, so a peer earns its window by delivering.
+    pub unproven_requests: usize,
     /// A request unanswered this long is given up and the chunk asked of someone else.
     pub request_timeout: Millis,
+    /// The same, for a peer that has delivered no chunk yet.
+    pub unproven_request_timeout: Millis,
+    /// A peer that let a request time out is asked nothing for this long, doubling with
+    /// each further timeout (up to `stall_max`) until it delivers again.
+    pub stall_min: Millis,
+    pub stall_max: Millis,
     /// A manifest request unanswered this long is retried.
     pub manifest_timeout: Millis,
     /// Join answers once every peer has answered or this long has passed.
@@ -75,7 +84,11 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             requests_per_peer: 32,
+            unproven_requests: 2,
             request_timeout: 30_000,
+            unproven_request_timeout: 5_000,
+            stall_min: 5_000,
+            stall_max: 120_000,
             manifest_timeout: 10_000,
             join_timeout: 5_000,
             leave_timeout: 30_000,

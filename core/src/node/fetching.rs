@@ -33,11 +33,12 @@ impl Node {
             .map(|(n, _)| n.clone())
             .collect();
         for name in wanted {
+            // A peer that has delivered is asked first; one that stalls is not asked.
             let holder = self
                 .peers
                 .iter_mut()
-                .filter(|(_, p)| p.files.contains_key(&name))
-                .min_by_key(|(_, p)| p.manifest_requests.len() + p.requests.len());
+                .filter(|(_, p)| p.files.contains_key(&name) && p.stalled_until <= now)
+                .min_by_key(|(_, p)| (p.delivered == 0, p.manifest_requests.len() + p.requests.len()));
             let Some((addr, peer)) = holder else { continue };
             peer.manifest_requests.insert(name.clone());
             self.timers.set(Timer::ManifestRequest { peer: addr.clone(), file: name.clone() }, deadline);
@@ -48,17 +49,27 @@ impl Node {
     }
 
     /// Fills every peer's request window, a chunk per peer per round so that the load
-    /// spreads; each pick is the rarest chunk that peer can give us.
+    /// spreads; each pick is the rarest chunk that peer can give us. Peers that have
+    /// delivered the most pick first; one that has delivered nothing gets a small window
+    /// and a short timeout, and one that stalls is asked nothing for a while, so claims
+    /// that never deliver cannot hold the chunks they claim.
     fn request_chunks(&mut self, now: Millis) {
-        let deadline = now + self.config.tuning.request_timeout;
-        let window = self.config.tuning.requests_per_peer;
-        if self.writing >= self.config.tuning.max_writing {
+        let tuning = &self.config.tuning;
+        if self.writing >= tuning.max_writing {
             return;
         }
+        let (full, unproven) = (tuning.requests_per_peer, tuning.unproven_requests);
+        let (timeout, unproven_timeout) = (tuning.request_timeout, tuning.unproven_request_timeout);
         let mut open: Vec<PeerAddr> = self.peers.keys().cloned().collect();
+        open.sort_by_key(|a| std::cmp::Reverse(self.peers[a].delivered));
         while !open.is_empty() {
             open.retain(|addr| {
                 let peer = &self.peers[addr];
+                let (window, deadline) = match peer.delivered {
+                    _ if peer.stalled_until > now => (0, now),
+                    0 => (unproven, now + unproven_timeout),
+                    _ => (full, now + timeout),
+                };
                 if peer.requests.len() >= window {
                     return false;
                 }
@@ -153,12 +164,30 @@ impl Node {
     }
 
     /// A manifest request went unanswered: the manifest may be asked of anyone again.
-    pub(super) fn manifest_request_expired(&mut self, addr: &PeerAddr, file: &FileName) {
+    pub(super) fn manifest_request_expired(&mut self, now: Millis, addr: &PeerAddr, file: &FileName) {
         if self.forget_manifest_request(addr, file) {
             if let Some(f) = self.files.get_mut(file) {
                 f.manifest_from = None;
             }
+            self.stall(now, addr);
         }
+    }
+
+    /// `addr` let a request time out: its other chunk requests are given up too, so that
+    /// others may be asked, and it is asked nothing for a while (longer each time).
+    pub(super) fn stall(&mut self, now: Millis, addr: &PeerAddr) {
+        let (min, max) = (self.config.tuning.stall_min, self.config.tuning.stall_max);
+        let Some(peer) = self.peers.get_mut(addr) else {
+            return;
+        };
+        let rest = min.saturating_mul(1 << peer.stalls.min(16)).min(max);
+        peer.stalls += 1;
+        peer.stalled_until = now + rest;
+        let pending: Vec<(FileName, ChunkIndex)> = peer.requests.iter().cloned().collect();
+        for (file, i) in pending {
+            self.forget_request(addr, &file, i);
+        }
+        self.timers.set(Timer::Stalled(addr.clone()), now + rest);
     }
 
     /// `addr` answered ErrFileMissing about a file or chunk we asked it for.
@@ -174,6 +203,9 @@ impl Node {
                     if let Some(f) = self.files.get_mut(&about.name) {
                         if peer.files.get_mut(&about.name).is_some_and(|s| s.remove(i)) {
                             f.peer_counts[i.slot()] -= 1;
+                        }
+                        if let Some(proven) = peer.proven.get_mut(&about.name) {
+                            proven.remove(i);
                         }
                     }
                 }
@@ -233,7 +265,15 @@ impl Node {
             return;
         }
         let Some(manifest) = &f.manifest else { return };
-        if f.have.contains(i) || f.writing.contains(i) {
+        if f.have.contains(i) {
+            // Pushed by a leaving peer that could not know we hold it: say so, or its
+            // leave waits for a confirmation that never comes.
+            let have = PeerMessage::Have(vec![HaveEntry { chunk, digest: Some(f.digest) }]);
+            let conn = self.peers[addr].conn;
+            self.send(conn, have);
+            return;
+        }
+        if f.writing.contains(i) {
             return;
         }
         let verified = match hash {
@@ -247,6 +287,10 @@ impl Node {
         }
         f.writing.insert(i);
         self.writing += 1;
+        let peer = self.peers.get_mut(addr).expect("checked above");
+        peer.delivered += data.len() as u64;
+        peer.stalls = 0;
+        self.proves(addr, &chunk.file, i);
         self.storage.push_back(StorageCommand::Write { chunk, data });
     }
 

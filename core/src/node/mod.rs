@@ -288,9 +288,13 @@ impl Node {
                 Timer::Join => self.finish_join(),
                 Timer::Leave => self.finish_leave(),
                 Timer::Request { peer, file, index } => {
-                    self.forget_request(&peer, &file, index);
+                    if self.forget_request(&peer, &file, index) {
+                        self.stall(now, &peer);
+                    }
                 }
-                Timer::ManifestRequest { peer, file } => self.manifest_request_expired(&peer, &file),
+                Timer::ManifestRequest { peer, file } => self.manifest_request_expired(now, &peer, &file),
+                // Nothing to do but fetch again, which `after_input` does.
+                Timer::Stalled(_) => {}
                 Timer::Redial(addr) => self.redial_due(now, addr),
                 // No longer set: `after_input` fetches again.
                 Timer::FetchPause => {}
