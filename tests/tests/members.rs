@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use torronto_tests::raw::{full_entry, manifest_of, Raw};
+use torronto_tests::sys::rss_kib;
 use torronto_tests::{random_bytes, sha256_hex, TestNode, CHUNK};
 
 fn action(h: &Value) -> Option<i64> {
@@ -198,7 +199,83 @@ fn claims_that_never_deliver_do_not_hold_up_a_download() {
     );
     let took = done.expect("the victim never completed the file within 60 s");
     assert!(
-        took < Duration::from_secs(20),
+        took < Duration::from_secs(30),
         "took {took:?}: claims that never deliver held the download up (the request timeout is 30 s)"
     );
+}
+
+/// Query on a fresh connection: its answer and how long it took.
+fn timed_query(node: &TestNode) -> (Value, Duration) {
+    let mut q = Raw::connect(&node.addr());
+    q.set_read_timeout(Duration::from_secs(30));
+    let start = Instant::now();
+    let status = q.query();
+    (status, start.elapsed())
+}
+
+#[test]
+fn a_peer_announcing_ten_thousand_huge_files_stays_cheap() {
+    const HUGE: u64 = 32 << 30;
+    let node = TestNode::start_alone("announced");
+    node.join();
+    let pid = node.pid().expect("running");
+    let rss_before = rss_kib(pid).expect("RSS");
+    // One Add: 10,000 files of 32 GiB, each claiming its first and last chunk.
+    let last = HUGE / CHUNK - 1;
+    let files: Vec<Value> = (0..10_000)
+        .map(|k| {
+            json!({"FileName": format!("huge-{k:05}.iso"), "Size": HUGE,
+                "Digest": format!("{k:064x}"), "chunks": [0, last]})
+        })
+        .collect();
+    let mut attacker = Raw::connect(&node.addr());
+    let start = Instant::now();
+    attacker.introduce("hoarder", 0, Value::Array(files));
+    let took_add = start.elapsed();
+    let (status, took_query) = timed_query(&node);
+    let rss = rss_kib(pid).expect("RSS");
+    let listed = status["numFiles"].as_u64().unwrap_or(0);
+    println!(
+        "Add of 10,000 × 32 GiB files: answered in {took_add:?}; {listed} tracked; Query {took_query:?}; \
+         RSS {rss_before} KiB before, {rss} KiB after"
+    );
+    assert!(listed <= 32, "one peer may make us track at most 1 TiB of files, not {listed} of 32 GiB: {status}");
+    assert!(took_query < Duration::from_millis(500), "Query took {took_query:?}");
+    assert!(rss < rss_before + 64 * 1024, "RSS grew from {rss_before} to {rss} KiB");
+    assert!(node.log().contains("ignored 9968 files announced by hoarder:0"), "the refusal is logged");
+}
+
+#[test]
+fn manifest_requests_never_read_do_not_fill_memory() {
+    const SIZE: usize = 128 << 20;
+    let name = "big-manifest.bin";
+    let node = TestNode::start_alone("manifests");
+    node.join();
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join(name), random_bytes(SIZE, 31)).unwrap();
+    node.insert(&src.path().join(name)).ok("insert");
+    let pid = node.pid().expect("running");
+    let rss_before = rss_kib(pid).expect("RSS");
+    // 5,000 GetManifest (each answer 64 KiB), and not one answer read.
+    let mut greedy = Raw::connect(&node.addr());
+    greedy.introduce("greedy", 0, json!([]));
+    let ask = json!({"HostName": "greedy", "PortNumber": 0, "Action": 10, "Files": [{"FileName": name}]});
+    let mut sent = 0;
+    for _ in 0..5_000 {
+        if !greedy.send_frame(ask.to_string().as_bytes()) {
+            break;
+        }
+        sent += 1;
+    }
+    thread::sleep(Duration::from_secs(2));
+    let rss = rss_kib(pid).expect("RSS");
+    let (_, took_query) = timed_query(&node);
+    let closed = greedy.wait_closed(Duration::from_secs(10));
+    println!(
+        "{sent} GetManifest never read: RSS {rss_before} KiB before, {rss} KiB after; Query {took_query:?}; \
+         connection closed: {}",
+        closed.is_ok()
+    );
+    assert!(rss < rss_before + 64 * 1024, "answers nobody reads made the node grow from {rss_before} to {rss} KiB");
+    assert!(closed.is_ok(), "a peer that never reads its answers must be closed");
 }

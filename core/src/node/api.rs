@@ -39,8 +39,9 @@ impl fmt::Display for ImportId {
 pub struct Tuning {
     /// Chunk requests in flight to one peer that has delivered chunks.
     pub requests_per_peer: usize,
-    /// Chunk requests in flight to one peer that has delivered none yet: claims cost
-    /// nothing, so a peer earns its window by delivering.
+    /// Chunk requests in flight to the peers that have delivered none yet, all of them
+    /// together: claims cost nothing, so a peer earns its window by delivering, and any
+    /// number of peers that never do hold at most this many chunks up.
     pub unproven_requests: usize,
     /// A request unanswered this long is given up and the chunk asked of someone else.
     pub request_timeout: Millis,
@@ -63,6 +64,12 @@ pub struct Tuning {
     pub push_window: usize,
     /// Chunk reads outstanding for one connection; a peer asking for more is cut off.
     pub serve_limit: usize,
+    /// Files one peer may announce, and their total size: announcements past either are
+    /// ignored, so what a peer makes us track is bounded whatever it claims.
+    pub max_peer_files: usize,
+    pub max_peer_bytes: u64,
+    /// Manifest requests in flight to one peer.
+    pub manifest_requests_per_peer: usize,
     /// Bad chunks from one peer before it is disconnected.
     pub max_strikes: u32,
     /// First and largest wait before dialling a lost peer again.
@@ -95,6 +102,9 @@ impl Default for Tuning {
             max_writing: 64,
             push_window: 24,
             serve_limit: 256,
+            max_peer_files: 10_000,
+            max_peer_bytes: 1 << 40,
+            manifest_requests_per_peer: 8,
             max_strikes: 3,
             redial_min: 1_000,
             redial_max: 30_000,
@@ -266,6 +276,11 @@ pub enum Event {
         chunk: ChunkRef,
     },
     PeerBanned(PeerAddr),
+    /// A peer announced more files (or bytes) than a peer may; `ignored` were not tracked.
+    AnnouncementsIgnored {
+        peer: PeerAddr,
+        ignored: usize,
+    },
     /// A key claimed an address a connected peer with another key already holds; refused.
     KeyConflict {
         peer: PeerAddr,

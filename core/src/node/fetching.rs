@@ -26,6 +26,7 @@ impl Node {
 
     fn request_manifests(&mut self, now: Millis) {
         let deadline = now + self.config.tuning.manifest_timeout;
+        let most = self.config.tuning.manifest_requests_per_peer;
         let wanted: Vec<FileName> = self
             .files
             .iter()
@@ -37,7 +38,9 @@ impl Node {
             let holder = self
                 .peers
                 .iter_mut()
-                .filter(|(_, p)| p.files.contains_key(&name) && p.stalled_until <= now)
+                .filter(|(_, p)| {
+                    p.files.contains_key(&name) && p.stalled_until <= now && p.manifest_requests.len() < most
+                })
                 .min_by_key(|(_, p)| (p.delivered == 0, p.manifest_requests.len() + p.requests.len()));
             let Some((addr, peer)) = holder else { continue };
             peer.manifest_requests.insert(name.clone());
@@ -62,12 +65,15 @@ impl Node {
         let (timeout, unproven_timeout) = (tuning.request_timeout, tuning.unproven_request_timeout);
         let mut open: Vec<PeerAddr> = self.peers.keys().cloned().collect();
         open.sort_by_key(|a| std::cmp::Reverse(self.peers[a].delivered));
+        let mut unproven_in_flight: usize =
+            self.peers.values().filter(|p| p.delivered == 0).map(|p| p.requests.len()).sum();
         while !open.is_empty() {
             open.retain(|addr| {
                 let peer = &self.peers[addr];
                 let (window, deadline) = match peer.delivered {
                     _ if peer.stalled_until > now => (0, now),
-                    0 => (unproven, now + unproven_timeout),
+                    0 if unproven_in_flight >= unproven => (0, now),
+                    0 => (usize::MAX, now + unproven_timeout),
                     _ => (full, now + timeout),
                 };
                 if peer.requests.len() >= window {
@@ -82,6 +88,9 @@ impl Node {
                 self.timers.set(Timer::Request { peer: addr.clone(), file: name.clone(), index: i }, deadline);
                 let peer = self.peers.get_mut(addr).expect("listed above");
                 peer.requests.insert((name, i));
+                if peer.delivered == 0 {
+                    unproven_in_flight += 1;
+                }
                 let conn = peer.conn;
                 self.net.push_back(NetCommand::Send {
                     conn,
@@ -202,7 +211,7 @@ impl Node {
                     let peer = self.peers.get_mut(addr).expect("checked above");
                     if let Some(f) = self.files.get_mut(&about.name) {
                         if peer.files.get_mut(&about.name).is_some_and(|s| s.remove(i)) {
-                            f.peer_counts[i.slot()] -= 1;
+                            f.remove_claim(i);
                         }
                         if let Some(proven) = peer.proven.get_mut(&about.name) {
                             proven.remove(i);
@@ -229,7 +238,7 @@ impl Node {
         }
         // Pushed by a leaving peer, or answering our request: either way it must be
         // consistent with its digest and with what we already know of the file.
-        if !self.learn_file(addr, &file, size, Some(digest)) {
+        if !self.may_announce(addr, &file, size) || !self.learn_file(addr, &file, size, Some(digest)) {
             return;
         }
         self.peer_holds_file(addr, &file);
@@ -306,7 +315,7 @@ impl Node {
             self.events.push_back(Event::StorageFailed { file: chunk.file, message: e.message });
             return;
         }
-        if !f.have.insert(chunk.index) {
+        if !f.mark_held(chunk.index) {
             return;
         }
         self.chunks_fetched += 1;

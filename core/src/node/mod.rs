@@ -118,7 +118,7 @@ impl Node {
     pub fn add_local_file(&mut self, file: LocalFile) {
         let mut state = FileState::new(file.manifest.size(), file.manifest.digest());
         for i in file.have.iter() {
-            state.have.insert(i);
+            state.mark_held(i);
         }
         state.manifest = Some(file.manifest);
         self.files.insert(file.name, state);

@@ -53,6 +53,8 @@ pub(super) struct PeerState {
     pub conns: BTreeSet<ConnId>,
     /// What it claims to hold (file lists, Have): good enough to ask it for chunks.
     pub files: HashMap<FileName, ChunkSet>,
+    /// The total size of `files`, held within [`super::Tuning::max_peer_bytes`].
+    pub announced_bytes: u64,
     /// What it has proven to hold: chunks it served us verified, or announced after we
     /// sent them to it. Only these count when a leave plan decides what is safe
     /// elsewhere; a claim costs nothing to make.
@@ -123,6 +125,7 @@ impl Node {
                         conn,
                         conns: BTreeSet::from([conn]),
                         files: HashMap::new(),
+                        announced_bytes: 0,
                         proven: HashMap::new(),
                         sent: HashMap::new(),
                         requests: HashSet::new(),
@@ -161,7 +164,7 @@ impl Node {
         for (name, held) in &peer.files {
             if let Some(f) = self.files.get_mut(name) {
                 for i in held.iter() {
-                    f.peer_counts[i.slot()] -= 1;
+                    f.remove_claim(i);
                 }
                 f.announcers -= 1;
             }
@@ -194,16 +197,22 @@ impl Node {
             return;
         };
         if replace {
+            peer.announced_bytes = 0;
             for (name, held) in peer.files.drain() {
                 if let Some(f) = self.files.get_mut(&name) {
                     for i in held.iter() {
-                        f.peer_counts[i.slot()] -= 1;
+                        f.remove_claim(i);
                     }
                     f.announcers -= 1;
                 }
             }
         }
+        let mut ignored = 0;
         for entry in entries {
+            if !self.may_announce(addr, &entry.name, entry.size) {
+                ignored += 1;
+                continue;
+            }
             if !self.learn_file(addr, &entry.name, entry.size, Some(entry.digest)) {
                 continue;
             }
@@ -230,6 +239,25 @@ impl Node {
             }
         }
         self.files.retain(|_, f| f.is_known());
+        self.announcements_ignored(addr, ignored);
+    }
+
+    /// Whether `addr` may announce `name` of `size` bytes: it already does, or it stays
+    /// within the files and bytes one peer may make us track.
+    pub(super) fn may_announce(&self, addr: &PeerAddr, name: &FileName, size: u64) -> bool {
+        let Some(peer) = self.peers.get(addr) else {
+            return false;
+        };
+        let tuning = &self.config.tuning;
+        peer.files.contains_key(name)
+            || (peer.files.len() < tuning.max_peer_files
+                && peer.announced_bytes.saturating_add(size) <= tuning.max_peer_bytes)
+    }
+
+    fn announcements_ignored(&mut self, addr: &PeerAddr, ignored: usize) {
+        if ignored > 0 {
+            self.events.push_back(Event::AnnouncementsIgnored { peer: addr.clone(), ignored });
+        }
     }
 
     /// Makes sure we track `name` as announced by `addr`; false on a conflict.
@@ -257,6 +285,7 @@ impl Node {
         };
         if !peer.files.contains_key(name) {
             peer.files.insert(name.clone(), ChunkSet::new(f.chunk_count()));
+            peer.announced_bytes += f.size;
             f.announcers += 1;
         }
         true
@@ -269,7 +298,7 @@ impl Node {
         let peer = self.peers.get_mut(addr).expect("checked by peer_holds_file");
         let f = self.files.get_mut(name).expect("checked by peer_holds_file");
         if peer.files.get_mut(name).expect("inserted by peer_holds_file").insert(i) {
-            f.peer_counts[i.slot()] += 1;
+            f.add_claim(i);
         }
         // Announcing a chunk we sent it proves it holds it.
         if peer.sent.get_mut(name).is_some_and(|s| s.remove(i)) {
@@ -303,11 +332,15 @@ impl Node {
     }
 
     pub(super) fn on_have(&mut self, addr: &PeerAddr, entries: Vec<HaveEntry>) {
+        let mut ignored = 0;
         for HaveEntry { chunk, digest } in entries {
-            if self.learn_file(addr, &chunk.file, chunk.size, digest) {
+            if !self.may_announce(addr, &chunk.file, chunk.size) {
+                ignored += 1;
+            } else if self.learn_file(addr, &chunk.file, chunk.size, digest) {
                 self.peer_holds(addr, &chunk.file, chunk.index);
             }
         }
+        self.announcements_ignored(addr, ignored);
     }
 
     /// A reply to one of our requests (or to our Add).
