@@ -61,6 +61,8 @@ pub struct Tuning {
     pub redial_max: Millis,
     /// Pause in fetching after a write fails (a full disk, say).
     pub storage_backoff: Millis,
+    /// A file refused for want of space is offered to storage again after this long.
+    pub space_retry: Millis,
     /// Wrong control tokens one connection may send before it is closed.
     pub token_attempts: u32,
     /// The first wrong token is answered after this long; each further one within
@@ -86,6 +88,7 @@ impl Default for Tuning {
             redial_min: 1_000,
             redial_max: 30_000,
             storage_backoff: 1_000,
+            space_retry: 30_000,
             token_attempts: 3,
             token_delay: 100,
             token_delay_max: 5_000,
@@ -155,7 +158,8 @@ pub enum StorageCommand {
     Commit { id: ImportId, name: FileName, manifest: Manifest },
     /// Drop an imported copy.
     Discard { id: ImportId },
-    /// Make room for a file being fetched and keep its manifest.
+    /// Make room for a file being fetched and keep its manifest; answer `Prepared` (a
+    /// driver that cannot fail here need not). ErrNoSpace when it does not fit.
     Prepare { file: FileName, manifest: Manifest },
     /// Read a chunk we hold to send it on `conn`: answer `Read` with its bytes (the node
     /// then sends the Upload), or send the Upload yourself, straight from storage, and
@@ -163,7 +167,9 @@ pub enum StorageCommand {
     Read { conn: ConnId, chunk: ChunkRef, push: bool },
     /// Store a verified chunk; answer `Written`.
     Write { chunk: ChunkRef, data: Bytes },
-    /// Every chunk is written: make the file visible under its name.
+    /// Every chunk is written: make the file visible under its name, or as a conflict
+    /// copy beside it if a file the node does not manage has the name; answer
+    /// `Finalized` (a driver that cannot fail here need not).
     Finalize { file: FileName },
 }
 
@@ -201,6 +207,18 @@ pub enum StorageEvent {
     Written {
         chunk: ChunkRef,
         result: Result<(), StorageError>,
+    },
+    /// A `Prepare` failed (ErrNoSpace: asked again later; anything else: for good), or
+    /// succeeded after failing.
+    Prepared {
+        file: FileName,
+        result: Result<(), StorageError>,
+    },
+    /// A `Finalize` ended: `Ok(Some(path))` when the file went to a conflict copy at
+    /// `path` (relative to the folder) instead of its name.
+    Finalized {
+        file: FileName,
+        result: Result<Option<String>, StorageError>,
     },
 }
 
@@ -263,9 +281,27 @@ pub enum Event {
         peer: PeerAddr,
         file: FileName,
     },
+    /// A peer announced a name that cannot live beside a file this node knows (the
+    /// same name in another case, or `a/b` beside a file `a`); ignored.
+    NameRefused {
+        peer: PeerAddr,
+        file: FileName,
+        reason: String,
+    },
     StorageFailed {
         file: FileName,
         message: String,
+    },
+    /// The node will not store `file` (shown in the status until that changes).
+    FileRefused {
+        file: FileName,
+        reason: String,
+    },
+    /// A file the node does not manage has `file`'s name: the network's copy went to
+    /// `path` instead (relative to the folder), and the other file was left alone.
+    StoredAsConflictCopy {
+        file: FileName,
+        path: String,
     },
     BadRequest {
         conn: ConnId,
@@ -284,4 +320,6 @@ pub struct LocalFile {
     pub name: FileName,
     pub manifest: Manifest,
     pub have: ChunkSet,
+    /// Where in the folder the complete file is, if not under its name (a conflict copy).
+    pub stored_as: Option<String>,
 }

@@ -92,7 +92,7 @@ impl Node {
         // Stop fetching: what is in flight is no longer wanted.
         self.forget_all_requests();
         let mut todo = BTreeSet::new();
-        for (name, f) in &self.files {
+        for (name, f) in self.files.iter() {
             if f.manifest.is_some() {
                 todo.extend(f.have.iter().filter(|&i| f.peer_counts[i.slot()] == 0).map(|i| (name.clone(), i)));
             }
