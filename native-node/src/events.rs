@@ -39,6 +39,14 @@ impl EventLog {
             Event::Conflict { peer, file } => {
                 tracing::warn!("{peer} announces other content under the name {file}; ignored")
             }
+            Event::NameRefused { peer, file, reason } => {
+                tracing::warn!("ignored {file}, announced by {peer}: {reason}")
+            }
+            Event::FileRefused { file, reason } => tracing::error!("not storing {file}: {reason}"),
+            Event::StoredAsConflictCopy { file, path } => tracing::warn!(
+                "a file torronto does not manage is in the folder as {file}: left alone; the network's {file} is \
+                 stored as {path}"
+            ),
             Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
             Event::BadRequest { conn, reason } => tracing::debug!(%conn, "bad request: {reason}"),
             Event::TokenRefused { conn } => tracing::warn!(

@@ -20,6 +20,7 @@
 //! - [`owner`]: what belongs to this user: owner-only files, its loopback listeners;
 //! - [`demo`]: `torronto demo`, a local network to try it out.
 
+pub mod beneath;
 pub mod client;
 pub mod connection;
 pub mod demo;

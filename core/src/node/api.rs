@@ -6,7 +6,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::bitset::ChunkSet;
-use crate::manifest::Manifest;
+use crate::manifest::{Digest, Manifest};
 use crate::name::FileName;
 use crate::secure::{AuthenticatedPeer, NodeId};
 use crate::wire::{ChunkRef, Code, Envelope, PeerAddr};
@@ -170,7 +170,7 @@ pub enum StorageCommand {
     /// Every chunk is written: make the file visible under its name, or as a conflict
     /// copy beside it if a file the node does not manage has the name; answer
     /// `Finalized` (a driver that cannot fail here need not).
-    Finalize { file: FileName },
+    Finalize { file: FileName, digest: Digest },
 }
 
 /// A storage failure, with the code a user should see.

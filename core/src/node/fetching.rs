@@ -216,7 +216,7 @@ impl Node {
                 self.storage.push_back(StorageCommand::Prepare { file: file.clone(), manifest });
                 if f.have.is_complete() {
                     // An empty file is complete as soon as it exists; tell the others.
-                    self.storage.push_back(StorageCommand::Finalize { file: file.clone() });
+                    self.storage.push_back(StorageCommand::Finalize { file: file.clone(), digest });
                     self.events.push_back(Event::FileComplete { file: file.clone(), size });
                     self.announce(&file);
                 }
@@ -273,8 +273,8 @@ impl Node {
         self.chunks_fetched += 1;
         self.pending_have.push(HaveEntry { chunk: chunk.clone(), digest: Some(f.digest) });
         if f.have.is_complete() {
-            let size = f.size;
-            self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone() });
+            let (size, digest) = (f.size, f.digest);
+            self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone(), digest });
             self.events.push_back(Event::FileComplete { file: chunk.file, size });
         }
     }
