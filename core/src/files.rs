@@ -35,6 +35,9 @@ pub(crate) struct FileState {
     /// Where in the node's folder the complete file is, when not under its name: a
     /// conflict copy, because a file torronto does not manage had the name.
     pub stored_as: Option<String>,
+    /// Storage has been asked to make room for the file and has not answered yet; no
+    /// chunk is asked for meanwhile.
+    pub preparing: bool,
     /// Why this node does not store the file (no space, a symlink in the way…); it is
     /// not fetched while this is set.
     pub refused: Option<String>,
@@ -53,6 +56,7 @@ impl FileState {
             peer_counts: vec![0; n as usize],
             announcers: 0,
             manifest_from: None,
+            preparing: false,
             stored_as: None,
             refused: None,
         }

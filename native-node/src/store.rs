@@ -360,6 +360,9 @@ impl Store {
         let allocated = fs::metadata(&partial_path).map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
         self.check_space(Some(name), name.as_str(), manifest.size(), allocated)?;
         let what = |e: io::Error| io_error(name.as_str(), &e);
+        // A symlink or a file where the name needs a folder: refused before fetching
+        // anything (the walk is repeated when publishing, in case it changed).
+        self.folder.stat(name.as_str()).map_err(what)?;
         write_manifest(&self.state_path(name, "manifest"), name, manifest).map_err(what)?;
         let file = self.files.create_file(&Self::state_file(name, "partial")).map_err(what)?;
         file.set_len(manifest.size()).map_err(what)?;

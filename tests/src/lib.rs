@@ -256,6 +256,10 @@ pub struct FileStatus {
     pub weighted: f64,
     pub size: Option<u64>,
     pub digest: Option<String>,
+    /// Where the node put the file when not under its name (a conflict copy).
+    pub stored_as: Option<String>,
+    /// Why the node does not store the file.
+    pub refused: Option<String>,
 }
 
 /// The row of file `name` in a status object, if the node knows the file.
@@ -277,6 +281,8 @@ pub fn file_status(status: &Value, name: &str) -> Option<FileStatus> {
         weighted: col("weightedLeastReplication").as_f64().expect("weightedLeastReplication is a number"),
         size: opt_col("sizes").and_then(|v| v.as_u64()),
         digest: opt_col("digests").and_then(|v| v.as_str().map(str::to_string)),
+        stored_as: opt_col("storedAs").and_then(|v| v.as_str().map(str::to_string)).filter(|s| !s.is_empty()),
+        refused: opt_col("refused").and_then(|v| v.as_str().map(str::to_string)).filter(|s| !s.is_empty()),
     })
 }
 

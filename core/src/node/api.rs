@@ -158,8 +158,8 @@ pub enum StorageCommand {
     Commit { id: ImportId, name: FileName, manifest: Manifest },
     /// Drop an imported copy.
     Discard { id: ImportId },
-    /// Make room for a file being fetched and keep its manifest; answer `Prepared` (a
-    /// driver that cannot fail here need not). ErrNoSpace when it does not fit.
+    /// Make room for a file being fetched and keep its manifest; answer `Prepared`
+    /// (ErrNoSpace when it does not fit). No chunk of the file is asked for before.
     Prepare { file: FileName, manifest: Manifest },
     /// Read a chunk we hold to send it on `conn`: answer `Read` with its bytes (the node
     /// then sends the Upload), or send the Upload yourself, straight from storage, and
@@ -208,8 +208,8 @@ pub enum StorageEvent {
         chunk: ChunkRef,
         result: Result<(), StorageError>,
     },
-    /// A `Prepare` failed (ErrNoSpace: asked again later; anything else: for good), or
-    /// succeeded after failing.
+    /// A `Prepare` ended. On failure nothing of the file is fetched: with ErrNoSpace it
+    /// is asked again later ([`Tuning::space_retry`]), with anything else never.
     Prepared {
         file: FileName,
         result: Result<(), StorageError>,

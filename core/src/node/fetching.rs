@@ -89,6 +89,7 @@ impl Node {
                 continue;
             };
             if f.manifest.is_none()
+                || f.preparing
                 || f.refused.is_some()
                 || f.have.is_complete()
                 || held.count() == 0
@@ -213,6 +214,7 @@ impl Node {
         match Manifest::from_body(size, digest, hashes) {
             Ok(manifest) => {
                 f.manifest = Some(manifest.clone());
+                f.preparing = true;
                 self.storage.push_back(StorageCommand::Prepare { file: file.clone(), manifest });
                 if f.have.is_complete() {
                     // An empty file is complete as soon as it exists; tell the others.
@@ -286,6 +288,7 @@ impl Node {
     /// way nothing of it is fetched meanwhile.
     pub(super) fn on_prepared(&mut self, now: Millis, file: FileName, result: Result<(), StorageError>) {
         let Some(f) = self.files.get_mut(&file) else { return };
+        f.preparing = false;
         match result {
             Ok(()) => f.refused = None,
             Err(e) => {
@@ -298,7 +301,9 @@ impl Node {
     }
 
     pub(super) fn prepare_again(&mut self, file: &FileName) {
-        let Some(manifest) = self.files.get(file).and_then(|f| f.manifest.clone()) else { return };
+        let Some(f) = self.files.get_mut(file) else { return };
+        let Some(manifest) = f.manifest.clone() else { return };
+        f.preparing = true;
         self.storage.push_back(StorageCommand::Prepare { file: file.clone(), manifest });
     }
 
