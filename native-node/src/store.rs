@@ -121,6 +121,14 @@ impl std::str::FromStr for MinFree {
     }
 }
 
+/// A file the folder holds, as the space checks count it.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    size: u64,
+    /// Still being fetched: its partial file will take up to `size` on the disk.
+    fetching: bool,
+}
+
 /// Paths and open handles of one node's folder. Blocking: once the node runs, only
 /// [`crate::storage`] calls it, from the storage thread or the blocking pool.
 #[derive(Debug, Clone)]
@@ -132,8 +140,8 @@ pub struct Store {
     files: Arc<Folder>,
     import: Arc<Folder>,
     space: Space,
-    /// Size of every file the folder holds or is fetching, for `--max-store`.
-    sizes: Arc<Mutex<HashMap<FileName, u64>>>,
+    /// Every file the folder holds or is fetching, for the space checks.
+    held: Arc<Mutex<HashMap<FileName, Held>>>,
     /// Open handles of files we read or write chunks of. A handle stays valid across
     /// the rename that publishes a finished file.
     handles: Arc<Mutex<HashMap<FileName, Arc<File>>>>,
@@ -160,7 +168,7 @@ impl Store {
         let folder = Arc::new(Folder::open(&dir).with_context(|| format!("cannot open {}", dir.display()))?);
         let files = Arc::new(Folder::open(&state.join("files"))?);
         let import = Arc::new(Folder::open(&state.join("import"))?);
-        Ok(Self { dir, state, folder, files, import, space, sizes: Arc::default(), handles: Arc::default() })
+        Ok(Self { dir, state, folder, files, import, space, held: Arc::default(), handles: Arc::default() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -240,7 +248,6 @@ impl Store {
             self.state_path(&name, "manifest") == manifest_path,
             "it holds the manifest of {name}, which belongs elsewhere"
         );
-        self.sizes().insert(name.clone(), manifest.size());
         let n = manifest.chunk_count();
         if let Some(at) = self.published(&name) {
             let complete = self.folder.stat(&at).ok().flatten().is_some_and(|st| {
@@ -248,6 +255,7 @@ impl Store {
                     && st.st_size as u64 == manifest.size()
             });
             if complete {
+                self.held().insert(name.clone(), Held { size: manifest.size(), fetching: false });
                 let stored_as = (at != name.as_str()).then_some(at);
                 return Ok(LocalFile { name, have: ChunkSet::full(n), manifest, stored_as });
             }
@@ -264,6 +272,7 @@ impl Store {
                 }
             }
         }
+        self.held().insert(name.clone(), Held { size: manifest.size(), fetching: true });
         Ok(LocalFile { name, have, manifest, stored_as: None })
     }
 
@@ -312,12 +321,13 @@ impl Store {
         Ok(())
     }
 
-    fn sizes(&self) -> std::sync::MutexGuard<'_, HashMap<FileName, u64>> {
-        self.sizes.lock().unwrap_or_else(|e| e.into_inner())
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<FileName, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether `size` more bytes (for `name`) fit: under `--max-store`, and leaving
-    /// `--min-free` on the file system. `allocated` is what the file already takes.
+    /// Whether a file of `size` bytes (`name`, replacing the file `replacing`) fits:
+    /// under `--max-store`, and leaving `--min-free` on the file system once it and
+    /// every other file being fetched are written. `allocated` is what it takes already.
     fn check_space(
         &self,
         replacing: Option<&FileName>,
@@ -325,9 +335,10 @@ impl Store {
         size: u64,
         allocated: u64,
     ) -> Result<(), StorageError> {
-        let need = size.saturating_sub(allocated);
+        let others: Vec<(FileName, Held)> =
+            self.held().iter().filter(|(n, _)| Some(*n) != replacing).map(|(n, h)| (n.clone(), *h)).collect();
         if let Some(max) = self.space.max_store {
-            let held: u64 = self.sizes().iter().filter(|(n, _)| Some(*n) != replacing).map(|(_, s)| s).sum();
+            let held: u64 = others.iter().map(|(_, h)| h.size).sum();
             if held + size > max {
                 return Err(no_space(format!(
                     "{name} ({}) does not fit: the folder holds {} of its --max-store {}",
@@ -337,13 +348,24 @@ impl Store {
                 )));
             }
         }
+        // Partial files are sparse: what the others still have to write is promised.
+        let promised: u64 = others
+            .iter()
+            .filter(|(_, h)| h.fetching)
+            .map(|(n, h)| h.size.saturating_sub(allocated_bytes(&self.state_path(n, "partial"))))
+            .sum();
+        let need = size.saturating_sub(allocated).saturating_add(promised);
         let vfs = rustix::fs::statvfs(self.dir.as_path()).map_err(|e| io_error("the folder", &e.into()))?;
         let frsize = vfs.f_frsize as u64;
         let (free, total) = (vfs.f_bavail.saturating_mul(frsize), vfs.f_blocks.saturating_mul(frsize));
         let keep = self.space.min_free.bytes(total);
         if free < need.saturating_add(keep) {
+            let promised = match promised {
+                0 => String::new(),
+                p => format!(" ({} of it promised to files being fetched)", human_size(p)),
+            };
             return Err(no_space(format!(
-                "{name} ({}) does not fit: {} free on the disk of {}, and {} is kept free (--min-free)",
+                "{name} ({}) does not fit: {} free on the disk of {}{promised}, and {} is kept free (--min-free)",
                 human_size(size),
                 human_size(free),
                 self.dir.display(),
@@ -357,8 +379,7 @@ impl Store {
     /// does not fit.
     pub fn prepare(&self, name: &FileName, manifest: &Manifest) -> Result<(), StorageError> {
         let partial_path = self.state_path(name, "partial");
-        let allocated = fs::metadata(&partial_path).map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
-        self.check_space(Some(name), name.as_str(), manifest.size(), allocated)?;
+        self.check_space(Some(name), name.as_str(), manifest.size(), allocated_bytes(&partial_path))?;
         let what = |e: io::Error| io_error(name.as_str(), &e);
         // A symlink or a file where the name needs a folder: refused before fetching
         // anything (the walk is repeated when publishing, in case it changed).
@@ -366,7 +387,7 @@ impl Store {
         write_manifest(&self.state_path(name, "manifest"), name, manifest).map_err(what)?;
         let file = self.files.create_file(&Self::state_file(name, "partial")).map_err(what)?;
         file.set_len(manifest.size()).map_err(what)?;
-        self.sizes().insert(name.clone(), manifest.size());
+        self.held().insert(name.clone(), Held { size: manifest.size(), fetching: true });
         self.handles().insert(name.clone(), Arc::new(file));
         Ok(())
     }
@@ -401,7 +422,12 @@ impl Store {
         let result = write_atomic(&published, at.as_bytes(), 0o644)
             .and_then(|()| self.folder.publish(&self.files, &Self::state_file(name, "partial"), &at));
         match result {
-            Ok(()) => Ok(taken.then_some(at)),
+            Ok(()) => {
+                if let Some(held) = self.held().get_mut(name) {
+                    held.fetching = false;
+                }
+                Ok(taken.then_some(at))
+            }
             Err(e) => {
                 let _ = fs::remove_file(&published);
                 let e = match e.kind() {
@@ -495,7 +521,7 @@ impl Store {
             .and_then(|()| self.folder.publish(&self.import, &id.to_string(), name.as_str()));
         match result {
             Ok(()) => {
-                self.sizes().insert(name.clone(), manifest.size());
+                self.held().insert(name.clone(), Held { size: manifest.size(), fetching: false });
                 Ok(())
             }
             Err(e) => {
@@ -563,6 +589,12 @@ pub fn io_error(what: &str, e: &io::Error) -> StorageError {
 
 fn storage_error(code: Code, message: String) -> StorageError {
     StorageError { code, message }
+}
+
+/// The bytes the file at `path` takes on the disk (0 if there is none).
+fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).map_or(0, |m| m.blocks() * 512)
 }
 
 fn no_space(message: String) -> StorageError {
