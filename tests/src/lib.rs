@@ -575,6 +575,12 @@ impl TestNode {
                 panic!("node {} ({addr}) exited during start with {status}; log:\n{}", self.label, self.log_tail(80));
             }
             if TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
+                // The node listens before it registers its token for the CLI: wait
+                // for that too (briefly: a test may have made registering fail).
+                let registered = Instant::now() + Duration::from_secs(2);
+                while self.token.is_none() && registered_token(self.port).is_none() && Instant::now() < registered {
+                    std::thread::sleep(POLL);
+                }
                 return;
             }
             if Instant::now() > deadline {
