@@ -23,6 +23,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a node in the foreground (Ctrl-C leaves the network gracefully, then stops).
