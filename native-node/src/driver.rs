@@ -32,7 +32,7 @@ use crate::input::{Input, Link};
 use crate::private::{load_identity, Accepted, AcceptedWs, Private};
 use crate::registry::Registration;
 use crate::storage::{SendFile, Storage};
-use crate::store::Store;
+use crate::store::{Space, Store};
 use crate::tasks::Tasks;
 use crate::web::{panel_url, WebListener, WebOptions};
 
@@ -97,6 +97,8 @@ pub struct NodeOptions {
     pub registry: Option<PathBuf>,
     /// Serve the control panel and the WebSocket endpoint (`--ws`).
     pub web: Option<WebOptions>,
+    /// How much of the disk the node may use (`--min-free`, `--max-store`).
+    pub space: Space,
 }
 
 #[derive(Debug)]
@@ -137,7 +139,7 @@ pub struct Driver {
 impl Driver {
     /// Opens the folder, restores what it holds, and binds the listening port.
     pub async fn bind(opts: NodeOptions) -> anyhow::Result<Self> {
-        let store = Store::open(&opts.dir)?;
+        let store = Store::open_with(&opts.dir, opts.space)?;
         let token = store.token(opts.token)?;
         let insert_from = opts
             .insert_from
