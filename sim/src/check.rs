@@ -67,7 +67,9 @@ pub fn storing(world: &mut World, m: usize, command: &StorageCommand) {
 
 /// A message leaving an honest node: chunks it serves must be the file's.
 pub fn sent(world: &mut World, m: usize, envelope: &Envelope) {
-    if world.options.plant == Some(Plant::Panic) && matches!(envelope.message, Message::Peer(PeerMessage::Upload { .. })) {
+    if world.options.plant == Some(Plant::Panic)
+        && matches!(envelope.message, Message::Peer(PeerMessage::Upload { .. }))
+    {
         panic!("planted panic");
     }
     if world.machines[m].role == Role::Liar {
@@ -182,7 +184,11 @@ pub fn status(world: &World) -> Result<(), String> {
             || got.sizes != want.sizes
             || got.digests != want.digests
         {
-            return Err(format!("m{m}'s status differs from the oracle:\n  node:   {}\n  oracle: {}", show(&got), show(&want)));
+            return Err(format!(
+                "m{m}'s status differs from the oracle:\n  node:   {}\n  oracle: {}",
+                show(&got),
+                show(&want)
+            ));
         }
     }
     Ok(())
@@ -211,8 +217,8 @@ fn oracle(world: &World, m: usize, got: &Status) -> Status {
     for s in &world.schedule.files {
         let n = s.manifest.chunk_count();
         let known_by = |y: usize| world.machines[y].disk.knows(&s.name);
-        let must = known_by(m)
-            || peers.iter().any(|&y| (n == 0 && known_by(y)) || ChunkIndex::all(n).any(|i| holds(y, s, i)));
+        let must =
+            known_by(m) || peers.iter().any(|&y| (n == 0 && known_by(y)) || ChunkIndex::all(n).any(|i| holds(y, s, i)));
         if !must && !got.files.iter().any(|f| f == s.name.as_str()) {
             continue;
         }

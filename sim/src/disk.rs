@@ -75,9 +75,8 @@ impl Disk {
                     }),
                     Some(_) if self.full => Err(enospc("manifest")),
                     Some(spec) => {
-                        let chunks = ChunkIndex::all(spec.manifest.chunk_count())
-                            .map(|i| (i.get(), spec.chunk(i)))
-                            .collect();
+                        let chunks =
+                            ChunkIndex::all(spec.manifest.chunk_count()).map(|i| (i.get(), spec.chunk(i))).collect();
                         self.manifests.insert(name.clone(), manifest);
                         self.files.insert(name, Stored { published: true, chunks });
                         Ok(())

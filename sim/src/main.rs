@@ -12,7 +12,8 @@ use torronto_sim::{check_seed, run, run_seeds, shrink, Options, Schedule};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(|v| v.parse::<u64>());
+    let value =
+        |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(|v| v.parse::<u64>());
     let usage = || {
         eprintln!("usage: torronto-sim --seeds N [--from S] [--threads T] [--strict] | --seed S [--trace [--shrink]]");
         ExitCode::from(2)
@@ -65,7 +66,7 @@ fn main() -> ExitCode {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let started = Instant::now();
-    let summary = run_seeds(from, count, threads, &options);
+    let summary = run_seeds(from, count, threads, &options, &[]);
     let secs = started.elapsed().as_secs_f64();
     for failure in &summary.failures {
         println!("{failure}");

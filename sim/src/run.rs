@@ -174,10 +174,13 @@ pub struct Summary {
     pub seeds: u64,
     pub totals: Stats,
     pub failures: Vec<Failure>,
+    /// Failures of seeds listed as known (open bugs), not shrunk.
+    pub known_failures: Vec<(u64, Violation)>,
 }
 
-/// Runs seeds `from..from + count` on `threads` threads.
-pub fn run_seeds(from: u64, count: u64, threads: usize, options: &Options) -> Summary {
+/// Runs seeds `from..from + count` on `threads` threads; failures of the `known`
+/// seeds are reported apart, without shrinking.
+pub fn run_seeds(from: u64, count: u64, threads: usize, options: &Options, known: &[u64]) -> Summary {
     let next = AtomicU64::new(from);
     let summary = Mutex::new(Summary::default());
     std::thread::scope(|scope| {
@@ -186,6 +189,17 @@ pub fn run_seeds(from: u64, count: u64, threads: usize, options: &Options) -> Su
                 let seed = next.fetch_add(1, Ordering::Relaxed);
                 if seed >= from + count {
                     return;
+                }
+                if known.contains(&seed) {
+                    // Not shrunk: only whether it still fails is of interest.
+                    let verdict = run(&Schedule::generate(seed), options);
+                    let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+                    s.seeds += 1;
+                    s.totals.add(&verdict.stats);
+                    if let Some(v) = verdict.violation {
+                        s.known_failures.push((seed, v));
+                    }
+                    continue;
                 }
                 let result = check_seed(seed, options);
                 let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
@@ -199,5 +213,6 @@ pub fn run_seeds(from: u64, count: u64, threads: usize, options: &Options) -> Su
     });
     let mut summary = summary.into_inner().unwrap_or_else(|e| e.into_inner());
     summary.failures.sort_by_key(|f| f.seed);
+    summary.known_failures.sort_by_key(|f| f.0);
     summary
 }

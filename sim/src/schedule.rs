@@ -26,29 +26,57 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// The owner inserts catalog file `file` on machine `m`.
-    Insert { m: usize, file: usize },
+    Insert {
+        m: usize,
+        file: usize,
+    },
     /// The owner asks `m` to join (starting it first if it is down).
-    Join { m: usize },
+    Join {
+        m: usize,
+    },
     /// The owner asks `m` to leave; with `wipe`, its folder is deleted once Leave
     /// answers with nothing unconfirmed.
-    Leave { m: usize, wipe: bool },
+    Leave {
+        m: usize,
+        wipe: bool,
+    },
     /// A browser peer's user asks for a file.
-    Request { m: usize, file: usize },
+    Request {
+        m: usize,
+        file: usize,
+    },
     /// Every connection between `a` and `b` breaks.
-    Drop { a: usize, b: usize },
+    Drop {
+        a: usize,
+        b: usize,
+    },
     /// Machines whose bit is set cannot reach the others (until Heal).
-    Partition { side: u64 },
+    Partition {
+        side: u64,
+    },
     Heal,
     /// Messages take up to this much longer (0: back to normal).
-    Delay { millis: Millis },
+    Delay {
+        millis: Millis,
+    },
     /// The machine stops at once: queued storage commands are lost, the write in
     /// progress may be torn.
-    Crash { m: usize },
+    Crash {
+        m: usize,
+    },
     /// A stopped machine starts again from what its disk holds.
-    Restart { m: usize },
-    DiskFull { m: usize, full: bool },
+    Restart {
+        m: usize,
+    },
+    DiskFull {
+        m: usize,
+        full: bool,
+    },
     /// Each storage command takes this much longer.
-    SlowDisk { m: usize, millis: Millis },
+    SlowDisk {
+        m: usize,
+        millis: Millis,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -73,13 +73,25 @@ struct Half {
 #[derive(Debug)]
 enum Ev {
     Act(usize),
-    Deliver { to: (usize, ConnId), bytes: Bytes },
+    Deliver {
+        to: (usize, ConnId),
+        bytes: Bytes,
+    },
     /// The other end closed or vanished.
-    Hangup { to: (usize, ConnId) },
+    Hangup {
+        to: (usize, ConnId),
+    },
     /// A dial completes, or fails.
-    Connect { from: usize, epoch: u64, addr: PeerAddr },
+    Connect {
+        from: usize,
+        epoch: u64,
+        addr: PeerAddr,
+    },
     /// The storage command at the head of the machine's queue is done.
-    Storage { m: usize, epoch: u64 },
+    Storage {
+        m: usize,
+        epoch: u64,
+    },
 }
 
 /// Faults planted on purpose, to show that each check notices what it guards against.
@@ -400,7 +412,10 @@ impl World {
         x.epoch += 1;
         let peers = match x.role {
             Role::Browser => Vec::new(),
-            _ => (0..self.schedule.roles.len()).filter(|&i| self.schedule.roles[i] != Role::Browser).map(native_addr).collect(),
+            _ => (0..self.schedule.roles.len())
+                .filter(|&i| self.schedule.roles[i] != Role::Browser)
+                .map(native_addr)
+                .collect(),
         };
         let mut node = Node::new(Config {
             me: x.addr.clone(),
@@ -639,7 +654,8 @@ impl World {
             }
             _ if self.rng.chance(20) && !self.inserted.is_empty() => {
                 let to = self.links.get(&(m, conn)).map(|h| h.to.0);
-                let k = *self.inserted.iter().nth(self.rng.below(self.inserted.len() as u64) as usize).expect("not empty");
+                let k =
+                    *self.inserted.iter().nth(self.rng.below(self.inserted.len() as u64) as usize).expect("not empty");
                 let spec = &self.schedule.files[k];
                 let have = self.machines[m].disk.files.get(&spec.name);
                 let mut entries = Vec::new();
@@ -762,7 +778,9 @@ impl World {
             Event::Joined { .. } if self.machines[m].role != Role::Browser => {
                 // The page's control session sees the node join and opens a session to it.
                 for b in 0..self.machines.len() {
-                    if self.machines[b].role == Role::Browser && self.machines[b].joined() && !self.linked(b).contains(&m)
+                    if self.machines[b].role == Role::Browser
+                        && self.machines[b].joined()
+                        && !self.linked(b).contains(&m)
                     {
                         let at = self.now + self.latency();
                         let epoch = self.machines[b].epoch;
