@@ -44,7 +44,7 @@ pub struct Disk {
 
 fn enospc(what: &str) -> StorageError {
     // What `store::io_error` makes of ENOSPC.
-    StorageError { code: Code::BadPermission, message: format!("{what}: No space left on device (os error 28)") }
+    StorageError { code: Code::NoSpace, message: format!("{what}: No space left on device (os error 28)") }
 }
 
 fn missing(what: &str) -> StorageError {
@@ -89,8 +89,8 @@ impl Disk {
                 return None;
             }
             StorageCommand::Prepare { file, manifest } => {
-                self.prepare(file, manifest);
-                return None;
+                let result = if self.prepare(file.clone(), manifest) { Ok(()) } else { Err(enospc(file.as_str())) };
+                StorageEvent::Prepared { file, result }
             }
             StorageCommand::Read { conn, chunk, push } => {
                 let result = self.read(&chunk.file, chunk.index, chunk.size);
@@ -100,15 +100,19 @@ impl Disk {
                 let result = self.write(&chunk.file, chunk.index, data);
                 StorageEvent::Written { chunk, result }
             }
-            StorageCommand::Finalize { file } => {
-                // A failed rename is only logged by the real driver, and never retried.
-                match self.files.get_mut(&file) {
-                    Some(f) => f.published = true,
-                    None => {
-                        self.unpublished.insert(file);
+            StorageCommand::Finalize { file, .. } => {
+                // The sim has no files the node does not manage: never a conflict copy.
+                let result = match self.files.get_mut(&file) {
+                    Some(f) => {
+                        f.published = true;
+                        Ok(None)
                     }
-                }
-                return None;
+                    None => {
+                        self.unpublished.insert(file.clone());
+                        Err(missing(file.as_str()))
+                    }
+                };
+                StorageEvent::Finalized { file, result }
             }
         })
     }
@@ -187,7 +191,7 @@ impl Disk {
                     }
                     None => ChunkSet::new(n),
                 };
-                LocalFile { name: name.clone(), manifest: manifest.clone(), have }
+                LocalFile { name: name.clone(), manifest: manifest.clone(), have, stored_as: None }
             })
             .collect()
     }

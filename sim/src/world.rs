@@ -718,7 +718,7 @@ impl World {
         }
         crate::check::storing(self, m, &command);
         let finalize = match &command {
-            StorageCommand::Finalize { file } => Some(file.clone()),
+            StorageCommand::Finalize { file, .. } => Some(file.clone()),
             _ => None,
         };
         let x = &mut self.machines[m];
