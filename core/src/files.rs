@@ -1,6 +1,14 @@
 //! What this node knows of each file: its identity, what is held here, what is being
 //! fetched, and how many connected peers hold each chunk. The Query status and the
-//! rarest-first pick are computed from this.
+//! rarest-first pick are computed from this. A file costs nothing per chunk until a
+//! chunk of it is held or claimed, and its status summary is kept as chunks change, so
+//! a peer announcing huge files does not make Query slow or the node large. The
+//! [`FileTable`] holding them refuses a name that could not live beside the ones it
+//! has: the same name after case folding and Unicode normalisation, or a file where
+//! another needs a folder (`a` and `a/b`).
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
 
 use crate::bitset::ChunkSet;
 use crate::layout::{chunk_count, ChunkIndex};
@@ -21,12 +29,23 @@ pub(crate) struct FileState {
     pub requested: ChunkSet,
     /// Verified chunks being written.
     pub writing: ChunkSet,
-    /// For each chunk, how many connected peers hold it.
-    pub peer_counts: Vec<u16>,
+    /// For each chunk, how many connected peers claim it; empty until one claims any.
+    peer_counts: Vec<u16>,
+    /// `levels[r]`: how many chunks have replication `r` (claiming peers plus this node).
+    levels: Vec<u32>,
     /// Connected peers that announced the file (even with no chunks).
     pub announcers: u32,
     /// The peer a manifest request is outstanding with.
     pub manifest_from: Option<PeerAddr>,
+    /// Where in the node's folder the complete file is, when not under its name: a
+    /// conflict copy, because a file torronto does not manage had the name.
+    pub stored_as: Option<String>,
+    /// Storage has been asked to make room for the file and has not answered yet; no
+    /// chunk is asked for meanwhile.
+    pub preparing: bool,
+    /// Why this node does not store the file (no space, a symlink in the way…); it is
+    /// not fetched while this is set.
+    pub refused: Option<String>,
 }
 
 impl FileState {
@@ -39,9 +58,13 @@ impl FileState {
             have: ChunkSet::new(n),
             requested: ChunkSet::new(n),
             writing: ChunkSet::new(n),
-            peer_counts: vec![0; n as usize],
+            peer_counts: Vec::new(),
+            levels: vec![n],
             announcers: 0,
             manifest_from: None,
+            preparing: false,
+            stored_as: None,
+            refused: None,
         }
     }
 
@@ -64,9 +87,60 @@ impl FileState {
         Some(FileEntry { name: name.clone(), size: self.size, digest: self.digest, chunks: self.have.iter().collect() })
     }
 
+    /// Connected peers claiming chunk `i`.
+    pub fn peer_count(&self, i: ChunkIndex) -> u16 {
+        self.peer_counts.get(i.slot()).copied().unwrap_or(0)
+    }
+
     /// Participants holding chunk `i`: connected peers, plus this node.
     pub fn replication(&self, i: ChunkIndex) -> u32 {
-        u32::from(self.peer_counts[i.slot()]) + u32::from(self.have.contains(i))
+        u32::from(self.peer_count(i)) + u32::from(self.have.contains(i))
+    }
+
+    /// One chunk's replication went from `from` to `to`.
+    fn moved(&mut self, from: u32, to: u32) {
+        self.levels[from as usize] -= 1;
+        if self.levels.len() <= to as usize {
+            self.levels.resize(to as usize + 1, 0);
+        }
+        self.levels[to as usize] += 1;
+    }
+
+    /// A connected peer claims chunk `i` (counted once per peer by the caller).
+    pub fn add_claim(&mut self, i: ChunkIndex) {
+        if self.peer_counts.is_empty() {
+            self.peer_counts = vec![0; self.chunk_count() as usize];
+        }
+        let r = self.replication(i);
+        self.peer_counts[i.slot()] += 1;
+        self.moved(r, r + 1);
+    }
+
+    /// A peer's claim of chunk `i` is withdrawn (it left, or said it does not hold it).
+    pub fn remove_claim(&mut self, i: ChunkIndex) {
+        let r = self.replication(i);
+        self.peer_counts[i.slot()] -= 1;
+        self.moved(r, r - 1);
+    }
+
+    /// Chunk `i` is verified on disk here; false if it already was.
+    pub fn mark_held(&mut self, i: ChunkIndex) -> bool {
+        let r = self.replication(i);
+        if !self.have.insert(i) {
+            return false;
+        }
+        self.moved(r, r + 1);
+        true
+    }
+
+    /// The least replication of any chunk, how many chunks are held somewhere, and the
+    /// sum of all chunks' replication: the status of the file, without a pass over its
+    /// chunks.
+    pub fn replication_summary(&self) -> (u32, u32, u64) {
+        let least = self.levels.iter().position(|&n| n > 0).unwrap_or(0) as u32;
+        let present = self.chunk_count() - self.levels[0];
+        let total = self.levels.iter().enumerate().map(|(r, &n)| r as u64 * u64::from(n)).sum();
+        (least, present, total)
     }
 
     /// Participants holding an empty file: it is complete wherever it is known.
@@ -86,7 +160,7 @@ impl FileState {
             while bits != 0 {
                 let i = ChunkIndex(w as u32 * 64 + bits.trailing_zeros());
                 bits &= bits - 1;
-                let count = self.peer_counts[i.slot()];
+                let count = self.peer_count(i);
                 if best.is_none_or(|(_, c)| count < c) {
                     best = Some((i, count));
                     if count <= 1 {
@@ -102,5 +176,147 @@ impl FileState {
     fn writing_word(&self, w: usize) -> u64 {
         // `writing` has the same length as `have`; its words line up.
         self.writing.word_minus(w, &ChunkSet::default(), &ChunkSet::default())
+    }
+}
+
+/// Every file a node knows, by name, with an index of their folded names
+/// ([`FileName::folded`]) to find names that collide with a new one.
+///
+/// Reads go through `Deref` to the map; changes go through the methods here, which keep
+/// the index in step.
+#[derive(Debug, Default)]
+pub(crate) struct FileTable {
+    files: BTreeMap<FileName, FileState>,
+    folded: BTreeMap<String, FileName>,
+}
+
+/// Why a name cannot join a [`FileTable`]: the known file it collides with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Collision {
+    /// The same name after case folding and normalisation (`README`, `readme`).
+    Folded(FileName),
+    /// A known file is where the new name needs a folder (`a` for `a/b`).
+    FileAbove(FileName),
+    /// The new name is where a known file needs a folder (`a/b` for `a`).
+    FileBelow(FileName),
+}
+
+impl Collision {
+    /// One line for a user: what `name` collides with, and why that matters.
+    pub fn explain(&self, name: &FileName) -> String {
+        match self {
+            Collision::Folded(other) => format!(
+                "{name} differs from the file {other} only in case or Unicode normalisation; \
+                 the two cannot live side by side on every system"
+            ),
+            Collision::FileAbove(other) => {
+                format!("{name} cannot be stored: {other} is a file, and {name} would need it to be a folder")
+            }
+            Collision::FileBelow(other) => {
+                format!("{name} cannot be stored: the file {other} needs {name} to be a folder")
+            }
+        }
+    }
+}
+
+impl Deref for FileTable {
+    type Target = BTreeMap<FileName, FileState>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.files
+    }
+}
+
+impl FileTable {
+    pub fn get_mut(&mut self, name: &FileName) -> Option<&mut FileState> {
+        self.files.get_mut(name)
+    }
+
+    /// Adds or replaces `name`; returns its state.
+    pub fn insert(&mut self, name: FileName, state: FileState) -> &mut FileState {
+        self.folded.entry(name.folded()).or_insert_with(|| name.clone());
+        self.files.insert(name.clone(), state);
+        self.files.get_mut(&name).expect("inserted above")
+    }
+
+    pub fn remove(&mut self, name: &FileName) -> Option<FileState> {
+        let state = self.files.remove(name)?;
+        let key = name.folded();
+        if self.folded.get(&key) == Some(name) {
+            self.folded.remove(&key);
+        }
+        Some(state)
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&FileName, &mut FileState) -> bool) {
+        let folded = &mut self.folded;
+        self.files.retain(|name, f| {
+            let kept = keep(name, f);
+            if !kept {
+                let key = name.folded();
+                if folded.get(&key) == Some(name) {
+                    folded.remove(&key);
+                }
+            }
+            kept
+        });
+    }
+
+    /// The known file `name` collides with, if any (never `name` itself).
+    pub fn collision(&self, name: &FileName) -> Option<Collision> {
+        collision_among(&self.folded, name)
+    }
+}
+
+/// The name in `folded` (folded name → name) that `name` collides with, if any.
+pub(crate) fn collision_among(folded: &BTreeMap<String, FileName>, name: &FileName) -> Option<Collision> {
+    let key = name.folded();
+    if let Some(other) = folded.get(&key) {
+        return (other != name).then(|| Collision::Folded(other.clone()));
+    }
+    for (at, _) in key.match_indices('/') {
+        if let Some(other) = folded.get(&key[..at]) {
+            return Some(Collision::FileAbove(other.clone()));
+        }
+    }
+    let below = format!("{key}/");
+    let (_, other) = folded.range(below.clone()..).next().filter(|(k, _)| k.starts_with(&below))?;
+    Some(Collision::FileBelow(other.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::ManifestBuilder;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn table(names: &[&str]) -> FileTable {
+        let digest = ManifestBuilder::new().finish().unwrap().digest();
+        let mut t = FileTable::default();
+        for n in names {
+            t.insert(FileName::new(n).unwrap(), FileState::new(0, digest));
+        }
+        t
+    }
+
+    #[test]
+    fn names_that_cannot_live_beside_known_files_collide() {
+        let t = table(&["readme", "a", "dir/x", "Caf\u{e9}"]);
+        let name = |s: &str| FileName::new(s).unwrap();
+        let check = |s: &str| t.collision(&name(s));
+        assert_eq!(check("README"), Some(Collision::Folded(name("readme"))));
+        assert_eq!(check("cafe\u{301}"), Some(Collision::Folded(name("Caf\u{e9}"))));
+        assert_eq!(check("a/b"), Some(Collision::FileAbove(name("a"))));
+        assert_eq!(check("A/b/c"), Some(Collision::FileAbove(name("a"))));
+        assert_eq!(check("dir"), Some(Collision::FileBelow(name("dir/x"))));
+        for fine in ["readme", "a.txt", "ab", "dir/y", "dir.x", "dirx/x", "r.manifest/x"] {
+            assert_eq!(check(fine), None, "{fine}");
+        }
+        let mut t = t;
+        t.remove(&name("a"));
+        assert_eq!(t.collision(&name("a/b")), None, "forgotten with its file");
+        t.retain(|n, _| n.as_str() != "readme");
+        assert_eq!(t.collision(&name("README")), None);
     }
 }

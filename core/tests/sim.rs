@@ -373,8 +373,8 @@ impl Machine {
                 return None;
             }
             StorageCommand::Prepare { file, manifest } => {
-                self.folder.insert(file, vec![0; manifest.size() as usize]);
-                return None;
+                self.folder.insert(file.clone(), vec![0; manifest.size() as usize]);
+                StorageEvent::Prepared { file, result: Ok(()) }
             }
             StorageCommand::Read { conn, chunk, push } => {
                 let r = chunk_range(chunk.size, chunk.index);
@@ -390,7 +390,7 @@ impl Machine {
                 self.folder.get_mut(&chunk.file).unwrap()[r.start as usize..r.end as usize].copy_from_slice(&data);
                 StorageEvent::Written { chunk, result: Ok(()) }
             }
-            StorageCommand::Finalize { file } => {
+            StorageCommand::Finalize { file, .. } => {
                 self.finalized.push(file);
                 return None;
             }
@@ -660,7 +660,9 @@ fn leave_right_after_insert_loses_nothing() {
 
 #[test]
 fn corrupt_chunks_are_rejected_and_the_liar_cut_off() {
-    let data = content(30 * CHUNK_SIZE as usize, 6);
+    // Large enough that the liar, which never delivers and so is asked only two chunks
+    // at a time, is asked enough to reach the strike limit.
+    let data = content(120 * CHUNK_SIZE as usize, 6);
     // Nodes 0 and 1 both hold the file; then 1 starts lying and 2 and 3 join.
     let mut late = Net::new(4);
     for m in 0..2 {
@@ -720,6 +722,7 @@ fn crash_and_restart_keeps_verified_chunks() {
         name: name("f"),
         have: torronto_core::ChunkSet::full(manifest.chunk_count()),
         manifest,
+        stored_as: None,
     });
     assert_eq!(net.code(1, Control::Join), Code::Ok);
     net.run();

@@ -8,6 +8,7 @@ use torronto_core::{wire, Code, PeerAddr};
 use torronto_node::client::{self, exit_status, format_status, print_error};
 use torronto_node::driver::{Driver, NodeOptions};
 use torronto_node::private::{new_secret_text, read_secret};
+use torronto_node::store::{parse_size, MinFree, Space};
 use torronto_node::web::{self, WebOptions};
 use torronto_node::{demo, peers_file, shutdown_signal};
 
@@ -22,6 +23,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a node in the foreground (Ctrl-C leaves the network gracefully, then stops).
@@ -71,6 +74,15 @@ enum Command {
         /// http://panel.example:8000; the --ws address itself is always allowed.
         #[arg(long = "allow-origin")]
         allow_origin: Vec<String>,
+        /// Free space to leave on the folder's disk: a size (500M, 2G) or a share (5%).
+        /// Default 5 %, at most 1 GiB. A file that would eat into it is refused (and
+        /// asked again every 30 s, in case space was freed).
+        #[arg(long, value_name = "SIZE", default_value = "5%")]
+        min_free: MinFree,
+        /// Most the folder may hold, in files complete or being fetched (e.g. 20G). No
+        /// limit by default.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_store: Option<u64>,
     },
     /// Tell a node to join the network.
     Join(Control),
@@ -167,6 +179,8 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             ws,
             web_root,
             allow_origin,
+            min_free,
+            max_store,
         } => {
             init_logs();
             check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
@@ -189,6 +203,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 insert_from,
                 registry,
                 web,
+                space: Space { min_free, max_store },
             };
             let driver = Driver::bind(options).await?;
             let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));

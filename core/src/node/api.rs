@@ -6,7 +6,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::bitset::ChunkSet;
-use crate::manifest::Manifest;
+use crate::manifest::{Digest, Manifest};
 use crate::name::FileName;
 use crate::secure::{AuthenticatedPeer, NodeId};
 use crate::wire::{ChunkRef, Code, Envelope, PeerAddr};
@@ -37,10 +37,20 @@ impl fmt::Display for ImportId {
 /// Limits and timings; the defaults suit loopback and LAN alike.
 #[derive(Clone, Debug)]
 pub struct Tuning {
-    /// Chunk requests in flight to one peer.
+    /// Chunk requests in flight to one peer that has delivered chunks.
     pub requests_per_peer: usize,
+    /// Chunk requests in flight to the peers that have delivered none yet, all of them
+    /// together: claims cost nothing, so a peer earns its window by delivering, and any
+    /// number of peers that never do hold at most this many chunks up.
+    pub unproven_requests: usize,
     /// A request unanswered this long is given up and the chunk asked of someone else.
     pub request_timeout: Millis,
+    /// The same, for a peer that has delivered no chunk yet.
+    pub unproven_request_timeout: Millis,
+    /// A peer that let a request time out is asked nothing for this long, doubling with
+    /// each further timeout (up to `stall_max`) until it delivers again.
+    pub stall_min: Millis,
+    pub stall_max: Millis,
     /// A manifest request unanswered this long is retried.
     pub manifest_timeout: Millis,
     /// Join answers once every peer has answered or this long has passed.
@@ -54,6 +64,12 @@ pub struct Tuning {
     pub push_window: usize,
     /// Chunk reads outstanding for one connection; a peer asking for more is cut off.
     pub serve_limit: usize,
+    /// Files one peer may announce, and their total size: announcements past either are
+    /// ignored, so what a peer makes us track is bounded whatever it claims.
+    pub max_peer_files: usize,
+    pub max_peer_bytes: u64,
+    /// Manifest requests in flight to one peer.
+    pub manifest_requests_per_peer: usize,
     /// Bad chunks from one peer before it is disconnected.
     pub max_strikes: u32,
     /// First and largest wait before dialling a lost peer again.
@@ -61,6 +77,8 @@ pub struct Tuning {
     pub redial_max: Millis,
     /// Pause in fetching after a write fails (a full disk, say).
     pub storage_backoff: Millis,
+    /// A file refused for want of space is offered to storage again after this long.
+    pub space_retry: Millis,
     /// Wrong control tokens one connection may send before it is closed.
     pub token_attempts: u32,
     /// The first wrong token is answered after this long; each further one within
@@ -75,17 +93,25 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             requests_per_peer: 32,
+            unproven_requests: 2,
             request_timeout: 30_000,
+            unproven_request_timeout: 5_000,
+            stall_min: 5_000,
+            stall_max: 120_000,
             manifest_timeout: 10_000,
             join_timeout: 5_000,
             leave_timeout: 30_000,
             max_writing: 64,
             push_window: 24,
             serve_limit: 256,
+            max_peer_files: 10_000,
+            max_peer_bytes: 1 << 40,
+            manifest_requests_per_peer: 8,
             max_strikes: 3,
             redial_min: 1_000,
             redial_max: 30_000,
             storage_backoff: 1_000,
+            space_retry: 30_000,
             token_attempts: 3,
             token_delay: 100,
             token_delay_max: 5_000,
@@ -155,7 +181,8 @@ pub enum StorageCommand {
     Commit { id: ImportId, name: FileName, manifest: Manifest },
     /// Drop an imported copy.
     Discard { id: ImportId },
-    /// Make room for a file being fetched and keep its manifest.
+    /// Make room for a file being fetched and keep its manifest; answer `Prepared`
+    /// (ErrNoSpace when it does not fit). No chunk of the file is asked for before.
     Prepare { file: FileName, manifest: Manifest },
     /// Read a chunk we hold to send it on `conn`: answer `Read` with its bytes (the node
     /// then sends the Upload), or send the Upload yourself, straight from storage, and
@@ -163,8 +190,10 @@ pub enum StorageCommand {
     Read { conn: ConnId, chunk: ChunkRef, push: bool },
     /// Store a verified chunk; answer `Written`.
     Write { chunk: ChunkRef, data: Bytes },
-    /// Every chunk is written: make the file visible under its name.
-    Finalize { file: FileName },
+    /// Every chunk is written: make the file visible under its name, or as a conflict
+    /// copy beside it if a file the node does not manage has the name; answer
+    /// `Finalized` (a driver that cannot fail here need not).
+    Finalize { file: FileName, digest: Digest },
 }
 
 /// A storage failure, with the code a user should see.
@@ -201,6 +230,18 @@ pub enum StorageEvent {
     Written {
         chunk: ChunkRef,
         result: Result<(), StorageError>,
+    },
+    /// A `Prepare` ended. On failure nothing of the file is fetched: with ErrNoSpace it
+    /// is asked again later ([`Tuning::space_retry`]), with anything else never.
+    Prepared {
+        file: FileName,
+        result: Result<(), StorageError>,
+    },
+    /// A `Finalize` ended: `Ok(Some(path))` when the file went to a conflict copy at
+    /// `path` (relative to the folder) instead of its name.
+    Finalized {
+        file: FileName,
+        result: Result<Option<String>, StorageError>,
     },
 }
 
@@ -253,6 +294,11 @@ pub enum Event {
         chunk: ChunkRef,
     },
     PeerBanned(PeerAddr),
+    /// A peer announced more files (or bytes) than a peer may; `ignored` were not tracked.
+    AnnouncementsIgnored {
+        peer: PeerAddr,
+        ignored: usize,
+    },
     /// A key claimed an address that belongs to another key (pinned to it, or first
     /// proven by it); its connection was closed.
     KeyConflict {
@@ -270,9 +316,27 @@ pub enum Event {
         peer: PeerAddr,
         file: FileName,
     },
+    /// A peer announced a name that cannot live beside a file this node knows (the
+    /// same name in another case, or `a/b` beside a file `a`); ignored.
+    NameRefused {
+        peer: PeerAddr,
+        file: FileName,
+        reason: String,
+    },
     StorageFailed {
         file: FileName,
         message: String,
+    },
+    /// The node will not store `file` (shown in the status until that changes).
+    FileRefused {
+        file: FileName,
+        reason: String,
+    },
+    /// A file the node does not manage has `file`'s name: the network's copy went to
+    /// `path` instead (relative to the folder), and the other file was left alone.
+    StoredAsConflictCopy {
+        file: FileName,
+        path: String,
     },
     BadRequest {
         conn: ConnId,
@@ -291,4 +355,6 @@ pub struct LocalFile {
     pub name: FileName,
     pub manifest: Manifest,
     pub have: ChunkSet,
+    /// Where in the folder the complete file is, if not under its name (a conflict copy).
+    pub stored_as: Option<String>,
 }

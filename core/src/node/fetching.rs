@@ -8,7 +8,7 @@ use super::{envelope, Event, Membership, Millis, NetCommand, Node, StorageComman
 use crate::layout::ChunkIndex;
 use crate::manifest::{ChunkHash, Digest, Manifest};
 use crate::name::FileName;
-use crate::wire::{ChunkRef, FileRef, HaveEntry, PeerAddr, PeerMessage};
+use crate::wire::{ChunkRef, Code, FileRef, HaveEntry, PeerAddr, PeerMessage};
 
 impl Node {
     /// After every input: ask for whatever can be asked for now.
@@ -26,18 +26,22 @@ impl Node {
 
     fn request_manifests(&mut self, now: Millis) {
         let deadline = now + self.config.tuning.manifest_timeout;
+        let most = self.config.tuning.manifest_requests_per_peer;
         let wanted: Vec<FileName> = self
             .files
             .iter()
-            .filter(|(n, f)| f.manifest.is_none() && f.manifest_from.is_none() && self.wants(n))
+            .filter(|(n, f)| f.manifest.is_none() && f.manifest_from.is_none() && f.refused.is_none() && self.wants(n))
             .map(|(n, _)| n.clone())
             .collect();
         for name in wanted {
+            // A peer that has delivered is asked first; one that stalls is not asked.
             let holder = self
                 .peers
                 .iter_mut()
-                .filter(|(_, p)| p.files.contains_key(&name))
-                .min_by_key(|(_, p)| p.manifest_requests.len() + p.requests.len());
+                .filter(|(_, p)| {
+                    p.files.contains_key(&name) && p.stalled_until <= now && p.manifest_requests.len() < most
+                })
+                .min_by_key(|(_, p)| (p.delivered == 0, p.manifest_requests.len() + p.requests.len()));
             let Some((addr, peer)) = holder else { continue };
             peer.manifest_requests.insert(name.clone());
             self.timers.set(Timer::ManifestRequest { peer: addr.clone(), file: name.clone() }, deadline);
@@ -48,17 +52,30 @@ impl Node {
     }
 
     /// Fills every peer's request window, a chunk per peer per round so that the load
-    /// spreads; each pick is the rarest chunk that peer can give us.
+    /// spreads; each pick is the rarest chunk that peer can give us. Peers that have
+    /// delivered the most pick first; one that has delivered nothing gets a small window
+    /// and a short timeout, and one that stalls is asked nothing for a while, so claims
+    /// that never deliver cannot hold the chunks they claim.
     fn request_chunks(&mut self, now: Millis) {
-        let deadline = now + self.config.tuning.request_timeout;
-        let window = self.config.tuning.requests_per_peer;
-        if self.writing >= self.config.tuning.max_writing {
+        let tuning = &self.config.tuning;
+        if self.writing >= tuning.max_writing {
             return;
         }
+        let (full, unproven) = (tuning.requests_per_peer, tuning.unproven_requests);
+        let (timeout, unproven_timeout) = (tuning.request_timeout, tuning.unproven_request_timeout);
         let mut open: Vec<PeerAddr> = self.peers.keys().cloned().collect();
+        open.sort_by_key(|a| std::cmp::Reverse(self.peers[a].delivered));
+        let mut unproven_in_flight: usize =
+            self.peers.values().filter(|p| p.delivered == 0).map(|p| p.requests.len()).sum();
         while !open.is_empty() {
             open.retain(|addr| {
                 let peer = &self.peers[addr];
+                let (window, deadline) = match peer.delivered {
+                    _ if peer.stalled_until > now => (0, now),
+                    0 if unproven_in_flight >= unproven => (0, now),
+                    0 => (usize::MAX, now + unproven_timeout),
+                    _ => (full, now + timeout),
+                };
                 if peer.requests.len() >= window {
                     return false;
                 }
@@ -71,6 +88,9 @@ impl Node {
                 self.timers.set(Timer::Request { peer: addr.clone(), file: name.clone(), index: i }, deadline);
                 let peer = self.peers.get_mut(addr).expect("listed above");
                 peer.requests.insert((name, i));
+                if peer.delivered == 0 {
+                    unproven_in_flight += 1;
+                }
                 let conn = peer.conn;
                 self.net.push_back(NetCommand::Send {
                     conn,
@@ -88,7 +108,13 @@ impl Node {
             let Some(f) = self.files.get(name) else {
                 continue;
             };
-            if f.manifest.is_none() || f.have.is_complete() || held.count() == 0 || !self.wants(name) {
+            if f.manifest.is_none()
+                || f.preparing
+                || f.refused.is_some()
+                || f.have.is_complete()
+                || held.count() == 0
+                || !self.wants(name)
+            {
                 continue;
             }
             let start = (peer.cursor % held.word_count().max(1) as u64) as usize;
@@ -153,12 +179,30 @@ impl Node {
     }
 
     /// A manifest request went unanswered: the manifest may be asked of anyone again.
-    pub(super) fn manifest_request_expired(&mut self, addr: &PeerAddr, file: &FileName) {
+    pub(super) fn manifest_request_expired(&mut self, now: Millis, addr: &PeerAddr, file: &FileName) {
         if self.forget_manifest_request(addr, file) {
             if let Some(f) = self.files.get_mut(file) {
                 f.manifest_from = None;
             }
+            self.stall(now, addr);
         }
+    }
+
+    /// `addr` let a request time out: its other chunk requests are given up too, so that
+    /// others may be asked, and it is asked nothing for a while (longer each time).
+    pub(super) fn stall(&mut self, now: Millis, addr: &PeerAddr) {
+        let (min, max) = (self.config.tuning.stall_min, self.config.tuning.stall_max);
+        let Some(peer) = self.peers.get_mut(addr) else {
+            return;
+        };
+        let rest = min.saturating_mul(1 << peer.stalls.min(16)).min(max);
+        peer.stalls += 1;
+        peer.stalled_until = now + rest;
+        let pending: Vec<(FileName, ChunkIndex)> = peer.requests.iter().cloned().collect();
+        for (file, i) in pending {
+            self.forget_request(addr, &file, i);
+        }
+        self.timers.set(Timer::Stalled(addr.clone()), now + rest);
     }
 
     /// `addr` answered ErrFileMissing about a file or chunk we asked it for.
@@ -173,7 +217,10 @@ impl Node {
                     let peer = self.peers.get_mut(addr).expect("checked above");
                     if let Some(f) = self.files.get_mut(&about.name) {
                         if peer.files.get_mut(&about.name).is_some_and(|s| s.remove(i)) {
-                            f.peer_counts[i.slot()] -= 1;
+                            f.remove_claim(i);
+                        }
+                        if let Some(proven) = peer.proven.get_mut(&about.name) {
+                            proven.remove(i);
                         }
                     }
                 }
@@ -197,7 +244,7 @@ impl Node {
         }
         // Pushed by a leaving peer, or answering our request: either way it must be
         // consistent with its digest and with what we already know of the file.
-        if !self.learn_file(addr, &file, size, Some(digest)) {
+        if !self.may_announce(addr, &file, size) || !self.learn_file(addr, &file, size, Some(digest)) {
             return;
         }
         self.peer_holds_file(addr, &file);
@@ -208,10 +255,11 @@ impl Node {
         match Manifest::from_body(size, digest, hashes) {
             Ok(manifest) => {
                 f.manifest = Some(manifest.clone());
+                f.preparing = true;
                 self.storage.push_back(StorageCommand::Prepare { file: file.clone(), manifest });
                 if f.have.is_complete() {
                     // An empty file is complete as soon as it exists; tell the others.
-                    self.storage.push_back(StorageCommand::Finalize { file: file.clone() });
+                    self.storage.push_back(StorageCommand::Finalize { file: file.clone(), digest });
                     self.events.push_back(Event::FileComplete { file: file.clone(), size });
                     self.announce(&file);
                 }
@@ -229,11 +277,19 @@ impl Node {
         let Some(f) = self.files.get_mut(&chunk.file) else {
             return;
         };
-        if matches!(self.membership, Membership::Leaving(_)) || f.size != chunk.size {
+        if matches!(self.membership, Membership::Leaving(_)) || f.size != chunk.size || f.refused.is_some() {
             return;
         }
         let Some(manifest) = &f.manifest else { return };
-        if f.have.contains(i) || f.writing.contains(i) {
+        if f.have.contains(i) {
+            // Pushed by a leaving peer that could not know we hold it: say so, or its
+            // leave waits for a confirmation that never comes.
+            let have = PeerMessage::Have(vec![HaveEntry { chunk, digest: Some(f.digest) }]);
+            let conn = self.peers[addr].conn;
+            self.send(conn, have);
+            return;
+        }
+        if f.writing.contains(i) {
             return;
         }
         let verified = match hash {
@@ -247,6 +303,10 @@ impl Node {
         }
         f.writing.insert(i);
         self.writing += 1;
+        let peer = self.peers.get_mut(addr).expect("checked above");
+        peer.delivered += data.len() as u64;
+        peer.stalls = 0;
+        self.proves(addr, &chunk.file, i);
         self.storage.push_back(StorageCommand::Write { chunk, data });
     }
 
@@ -262,15 +322,62 @@ impl Node {
             self.events.push_back(Event::StorageFailed { file: chunk.file, message: e.message });
             return;
         }
-        if !f.have.insert(chunk.index) {
+        if !f.mark_held(chunk.index) {
             return;
         }
         self.chunks_fetched += 1;
         self.pending_have.push(HaveEntry { chunk: chunk.clone(), digest: Some(f.digest) });
         if f.have.is_complete() {
-            let size = f.size;
-            self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone() });
+            let (size, digest) = (f.size, f.digest);
+            self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone(), digest });
             self.events.push_back(Event::FileComplete { file: chunk.file, size });
+        }
+    }
+}
+
+impl Node {
+    /// Storage answered a Prepare: a file that does not fit is asked again later, one
+    /// that cannot be stored at all (a symlink in its way…) is refused for good; either
+    /// way nothing of it is fetched meanwhile.
+    pub(super) fn on_prepared(&mut self, now: Millis, file: FileName, result: Result<(), StorageError>) {
+        let Some(f) = self.files.get_mut(&file) else { return };
+        f.preparing = false;
+        match result {
+            Ok(()) => f.refused = None,
+            Err(e) => {
+                if e.code == Code::NoSpace {
+                    self.timers.set(Timer::SpaceRetry(file.clone()), now + self.config.tuning.space_retry);
+                }
+                self.refuse(&file, e.message);
+            }
+        }
+    }
+
+    pub(super) fn prepare_again(&mut self, file: &FileName) {
+        let Some(f) = self.files.get_mut(file) else { return };
+        let Some(manifest) = f.manifest.clone() else { return };
+        f.preparing = true;
+        self.storage.push_back(StorageCommand::Prepare { file: file.clone(), manifest });
+    }
+
+    pub(super) fn on_finalized(&mut self, file: FileName, result: Result<Option<String>, StorageError>) {
+        let Some(f) = self.files.get_mut(&file) else { return };
+        match result {
+            Ok(None) => {}
+            Ok(Some(path)) => {
+                f.stored_as = Some(path.clone());
+                self.events.push_back(Event::StoredAsConflictCopy { file, path });
+            }
+            Err(e) => self.refuse(&file, e.message),
+        }
+    }
+
+    /// Records why `file` is not stored here and stops fetching it.
+    fn refuse(&mut self, file: &FileName, reason: String) {
+        let Some(f) = self.files.get_mut(file) else { return };
+        if f.refused.as_ref() != Some(&reason) {
+            f.refused = Some(reason.clone());
+            self.events.push_back(Event::FileRefused { file: file.clone(), reason });
         }
     }
 }

@@ -46,7 +46,7 @@ use membership::Membership;
 use peers::{ConnState, PeerState, Proven};
 use timers::{Timer, Timers};
 
-use crate::files::FileState;
+use crate::files::{FileState, FileTable};
 use crate::manifest::ChunkHash;
 use crate::name::FileName;
 use crate::status::{ChunkMap, Status};
@@ -57,7 +57,7 @@ use crate::wire::{Code, Control, Envelope, HaveEntry, Message, PeerAddr, PeerMes
 pub struct Node {
     config: Config,
     membership: Membership,
-    files: BTreeMap<FileName, FileState>,
+    files: FileTable,
     conns: HashMap<ConnId, ConnState>,
     peers: BTreeMap<PeerAddr, PeerState>,
     /// Peers banned by address (open networks; private ones ban keys, in `identities`).
@@ -91,7 +91,7 @@ impl Node {
         Self {
             config,
             membership: Membership::NotJoined,
-            files: BTreeMap::new(),
+            files: FileTable::default(),
             conns: HashMap::new(),
             peers: BTreeMap::new(),
             banned: BTreeSet::new(),
@@ -125,9 +125,10 @@ impl Node {
     pub fn add_local_file(&mut self, file: LocalFile) {
         let mut state = FileState::new(file.manifest.size(), file.manifest.digest());
         for i in file.have.iter() {
-            state.have.insert(i);
+            state.mark_held(i);
         }
         state.manifest = Some(file.manifest);
+        state.stored_as = file.stored_as;
         self.files.insert(file.name, state);
     }
 
@@ -296,6 +297,8 @@ impl Node {
             StorageEvent::Read { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(Some)),
             StorageEvent::Sent { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(|()| None)),
             StorageEvent::Written { chunk, result } => self.on_written(now, chunk, result),
+            StorageEvent::Prepared { file, result } => self.on_prepared(now, file, result),
+            StorageEvent::Finalized { file, result } => self.on_finalized(file, result),
         }
         self.after_input(now);
     }
@@ -306,12 +309,17 @@ impl Node {
                 Timer::Join => self.finish_join(),
                 Timer::Leave => self.finish_leave(),
                 Timer::Request { peer, file, index } => {
-                    self.forget_request(&peer, &file, index);
+                    if self.forget_request(&peer, &file, index) {
+                        self.stall(now, &peer);
+                    }
                 }
-                Timer::ManifestRequest { peer, file } => self.manifest_request_expired(&peer, &file),
+                Timer::ManifestRequest { peer, file } => self.manifest_request_expired(now, &peer, &file),
+                // Nothing to do but fetch again, which `after_input` does.
+                Timer::Stalled(_) => {}
                 Timer::Redial(addr) => self.redial_due(now, addr),
                 // No longer set: `after_input` fetches again.
                 Timer::FetchPause => {}
+                Timer::SpaceRetry(file) => self.prepare_again(&file),
                 Timer::TokenRefusal { conn, attempt } => self.token_refusal_due(conn, attempt),
             }
         }
