@@ -14,6 +14,7 @@
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests);
 //! - [`events`]: how the node's events read in the log;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
+//! - [`config`]: `torronto node --config FILE`, a TOML file of the node's flags;
 //! - [`peers_file`]: the peers file format, with node IDs pinned;
 //! - [`private`]: private networks: identity file, secret, each connection's handshake;
 //! - [`registry`]: where a node leaves its control token for its owner's CLI;
@@ -21,6 +22,7 @@
 //! - [`demo`]: `torronto demo`, a local network to try it out.
 
 pub mod client;
+pub mod config;
 pub mod connection;
 pub mod demo;
 pub mod driver;

@@ -1,0 +1,128 @@
+//! What operators reach for: a node started from a config file behaves as one started with
+//! the same flags, logs as JSON lines for collectors, and bad files are refused up front.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use torronto_tests::{
+    bin, free_port, joined, peers, query, random_file, sha256_file, state_home, wait_until, TestNode,
+};
+
+/// A `torronto` process started by hand, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `torronto ARGS` in `cwd`, its output going to `log`.
+fn torronto(args: &[&str], cwd: &Path, log: &Path) -> Process {
+    let log = fs::File::create(log).unwrap();
+    let child = Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .env("XDG_STATE_HOME", state_home())
+        .env("RUST_LOG", "info")
+        .env_remove("TORRONTO_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start torronto");
+    Process(child)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).env("XDG_STATE_HOME", state_home()).output().expect("run torronto")
+}
+
+#[test]
+fn a_node_started_from_a_config_file_joins_and_replicates_like_one_started_with_flags() {
+    let mut flags_node = TestNode::new("flags");
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    // Relative paths are read from the config file's folder, not the working directory.
+    fs::create_dir(root.path().join("share")).unwrap();
+    fs::write(root.path().join("peers.txt"), format!("{}\n", flags_node.addr())).unwrap();
+    let config = root.path().join("torronto.toml");
+    fs::write(
+        &config,
+        format!(
+            "# a node as a service would run it\nlisten = \"{addr}\"\ndir = \"share\"\npeers = \"peers.txt\"\n\
+             join = true\nlog_format = \"json\"\n"
+        ),
+    )
+    .unwrap();
+    flags_node.set_peers(&[addr.clone()]);
+    flags_node.set_join_on_start(true);
+    flags_node.start();
+
+    let log = root.path().join("node.log");
+    let elsewhere = tempfile::tempdir().unwrap();
+    // Started from another folder: the file's relative paths must not depend on it.
+    let _node = torronto(&["node", "--config", config.to_str().unwrap()], elsewhere.path(), &log);
+    wait_until(Duration::from_secs(15), "the config node to listen", || std::net::TcpStream::connect(&addr).is_ok());
+    wait_until(Duration::from_secs(15), "the config node to join with its peer", || {
+        let status = query(&addr);
+        joined(&status) && peers(&status) == vec![flags_node.addr()]
+    });
+
+    let file = flags_node.root().join("payload.bin");
+    random_file(&file, 300_000, 7);
+    flags_node.insert(&file).ok("insert on the flags node");
+    let copy = root.path().join("share/payload.bin");
+    wait_until(Duration::from_secs(30), "the file to reach the config node's dir", || {
+        copy.is_file() && sha256_file(&copy) == sha256_file(&file)
+    });
+
+    // --log-format json from the file: every log line is one JSON object.
+    let text = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(!lines.is_empty(), "no JSON log lines:\n{text}");
+    for line in lines {
+        let object: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(object["level"].is_string() && object["fields"].is_object(), "{line}");
+    }
+}
+
+#[test]
+fn flags_on_the_command_line_win_over_the_config_file() {
+    let root = tempfile::tempdir().unwrap();
+    let (file_port, flag_port) = (free_port(), free_port());
+    let config = root.path().join("c.toml");
+    fs::write(&config, format!("listen = \"127.0.0.1:{file_port}\"\ndir = \"{}\"\n", root.path().display())).unwrap();
+    let flag_addr = format!("127.0.0.1:{flag_port}");
+    let _node = torronto(
+        &["node", "--config", config.to_str().unwrap(), "--listen", &flag_addr],
+        root.path(),
+        &root.path().join("log"),
+    );
+    wait_until(Duration::from_secs(15), "the node to answer on the command line's port", || {
+        std::net::TcpStream::connect(&flag_addr).is_ok()
+    });
+    assert!(std::net::TcpStream::connect(("127.0.0.1", file_port)).is_err(), "the file's port was used");
+}
+
+#[test]
+fn a_config_file_with_an_unknown_key_or_a_bad_value_is_refused_before_starting() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("c.toml");
+    let refused = |text: &str, says: &str| {
+        fs::write(&config, text).unwrap();
+        let out = run(&["node", "--config", config.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text:?} → {stderr}");
+        assert!(stderr.contains(says), "{text:?}: expected {says:?} in:\n{stderr}");
+    };
+    refused("dir = \"/tmp\"\nlisen = \"127.0.0.1:1\"\n", "unknown key `lisen`");
+    refused("dir = \"/tmp\"\njoin = 1\n", "`join` is a switch");
+    refused("dir = \"/tmp\"\nlisten = \"not an address\"\n", "--listen");
+    refused("dir = [\n", "c.toml");
+}
