@@ -60,7 +60,7 @@ fn a_node_started_from_a_config_file_joins_and_replicates_like_one_started_with_
         ),
     )
     .unwrap();
-    flags_node.set_peers(&[addr.clone()]);
+    flags_node.set_peers(std::slice::from_ref(&addr));
     flags_node.set_join_on_start(true);
     flags_node.start();
 
