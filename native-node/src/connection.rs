@@ -23,6 +23,7 @@ use torronto_net::{
     write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, SecureFrameWriter, TcpFrameWriter,
 };
 use torronto_ws_bridge::ws::WsFrameWriter;
+use torronto_ws_bridge::SecureWsWriter;
 
 use crate::input::Input;
 use crate::store::io_error;
@@ -73,6 +74,13 @@ impl ConnWrite for SecureFrameWriter<OwnedWriteHalf> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> ConnWrite for WsFrameWriter<S> {
+    const SENDS_FILES: bool = false;
+    async fn write_stored(&mut self, _: &StoredUpload) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ConnWrite for SecureWsWriter<S> {
     const SENDS_FILES: bool = false;
     async fn write_stored(&mut self, _: &StoredUpload) -> io::Result<()> {
         Err(io::ErrorKind::Unsupported.into())

@@ -1,11 +1,13 @@
-//! `torronto demo`: a small network on loopback with sample files, to try things out.
+//! `torronto demo`: a small private network on loopback with sample files, to try things
+//! out. Its secret is made fresh in the demo's folder (owner-only, `net.secret`); the
+//! panel URL it prints carries the token and the secret, so the page joins as a member.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use torronto_core::{Code, Control, PeerAddr, Status};
+use torronto_core::{Code, Control, NetworkSecret, PeerAddr, Status};
 
 use crate::client::{self, format_status, human_size};
 use crate::driver::{Driver, NodeOptions};
@@ -26,6 +28,11 @@ pub async fn run(count: usize, base_port: u16, once: bool) -> anyhow::Result<()>
 
 async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow::Result<()> {
     let ports = pick_ports(count, base_port)?;
+    std::fs::create_dir_all(root)?;
+    let secret_file = root.join("net.secret");
+    let secret = NetworkSecret::from_random_bytes(crate::private::os_random());
+    crate::store::write_atomic(&secret_file, secret.to_file_text().as_bytes(), 0o600)
+        .with_context(|| format!("cannot write the demo's network secret to {}", secret_file.display()))?;
     let addrs: Vec<PeerAddr> = ports.iter().map(|&p| PeerAddr::new("127.0.0.1", p)).collect();
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -39,13 +46,12 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             let port = if port_free(PANEL_PORT) { PANEL_PORT } else { 0 };
             WebOptions { listen: PeerAddr::new("127.0.0.1", port), root: default_web_root(), allow_origins: Vec::new() }
         });
-        // Open until the browser peer speaks the handshake (the panel joins as a peer);
-        // registered like any node, so `torronto query` works without flags for the
-        // user who started the demo (the hints below).
+        // Private, like a real deployment; registered like any node, so `torronto query`
+        // works without a token for the user who started the demo (the hints below).
         let options = NodeOptions {
             listen: addr.clone(),
             advertise: None,
-            secret: None,
+            secret: Some(secret.clone()),
             pins: Default::default(),
             dir: dir.clone(),
             peers: addrs.clone(),
@@ -65,18 +71,22 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
     let samples = write_samples(&root.join("samples"))?;
     let nodes: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     for (node, token) in nodes.iter().zip(&tokens) {
-        expect_ok(node, token, Control::Join).await?;
+        expect_ok(node, token, &secret, Control::Join).await?;
     }
     for (i, sample) in samples.iter().enumerate() {
         let path = sample.to_string_lossy().into_owned();
         let n = i % nodes.len();
-        expect_ok(&nodes[n], &tokens[n], Control::Insert { path }).await?;
+        expect_ok(&nodes[n], &tokens[n], &secret, Control::Insert { path }).await?;
     }
-    println!("torronto demo: {count} nodes joined on {}", nodes.join(", "));
+    println!(
+        "torronto demo: {count} nodes joined on {} (private network, secret in {})",
+        nodes.join(", "),
+        secret_file.display()
+    );
     if let Some(url) = &panel {
         println!("control panel: {url}");
     }
-    let status = watch_replication(&nodes, &tokens, samples.len()).await?;
+    let status = watch_replication(&nodes, &tokens, &secret, samples.len()).await?;
     print!("\n{}", format_status(&status));
     if once {
         stop.cancel();
@@ -87,16 +97,18 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
     }
     if let Some(url) = &panel {
         println!("\nopen the control panel (node {}): {url}", nodes[0]);
+        println!("  (the address holds the token and the network secret: it is yours alone)");
     }
     println!("\nfolders:");
     for d in &dirs {
         println!("  {}", d.display());
     }
-    println!("\ntry, in another terminal:");
-    println!("  torronto query --node {}", nodes[nodes.len() - 1]);
-    println!("  torronto insert /etc/hosts --node {}", nodes[0]);
-    println!("  torronto leave --node {}   # hands over what only it holds, then leaves", nodes[0]);
-    println!("  torronto join --node {}", nodes[0]);
+    let s = secret_file.display();
+    println!("\ntry, in another terminal (--secret keeps the session encrypted):");
+    println!("  torronto query --node {} --secret {s}", nodes[nodes.len() - 1]);
+    println!("  torronto insert /etc/hosts --node {} --secret {s}", nodes[0]);
+    println!("  torronto leave --node {} --secret {s}   # hands over what only it holds, then leaves", nodes[0]);
+    println!("  torronto join --node {} --secret {s}", nodes[0]);
     println!("\nCtrl-C stops the demo and removes its folders.");
     crate::shutdown_signal().await;
     println!("stopping…");
@@ -135,23 +147,31 @@ fn write_samples(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(vec![welcome, sample])
 }
 
-async fn expect_ok(node: &str, token: &str, request: Control) -> anyhow::Result<()> {
+async fn expect_ok(node: &str, token: &str, secret: &NetworkSecret, request: Control) -> anyhow::Result<()> {
     let what = format!("{request:?} on {node}");
-    let answer = client::request(node, Some(token.to_owned()), request).await.with_context(|| what.clone())?;
+    let answer = client::request_secured(node, Some(token.to_owned()), Some(secret.clone()), request)
+        .await
+        .with_context(|| what.clone())?;
     let code = answer.reply.code_or_ok();
     anyhow::ensure!(code == Code::Ok, "{what}: {}", code.name());
     Ok(())
 }
 
 /// Prints one progress line until every node holds every sample file.
-async fn watch_replication(nodes: &[String], tokens: &[String], files: usize) -> anyhow::Result<Status> {
+async fn watch_replication(
+    nodes: &[String],
+    tokens: &[String],
+    secret: &NetworkSecret,
+    files: usize,
+) -> anyhow::Result<Status> {
     let started = std::time::Instant::now();
     loop {
         let mut line = String::new();
         let mut done = true;
         let mut last = Status::default();
         for (node, token) in nodes.iter().zip(tokens) {
-            let answer = client::request(node, Some(token.clone()), Control::Query { file: None }).await?;
+            let query = Control::Query { file: None };
+            let answer = client::request_secured(node, Some(token.clone()), Some(secret.clone()), query).await?;
             let status = *answer.reply.status.context("a Query answer carries a status")?;
             let held: u64 = status.rows().filter_map(|r| Some((r.size? as f64 * r.local) as u64)).sum();
             let total: u64 = status.rows().filter_map(|r| r.size).sum();

@@ -28,7 +28,7 @@ use torronto_net::{
 use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing};
 use crate::events::EventLog;
 use crate::input::{Input, Link};
-use crate::private::{load_identity, Accepted, Private};
+use crate::private::{load_identity, Accepted, AcceptedWs, Private};
 use crate::registry::Registration;
 use crate::storage::{SendFile, Storage};
 use crate::store::Store;
@@ -238,9 +238,11 @@ impl Driver {
         self.web_addr.as_ref()
     }
 
-    /// The control panel's URL, token included, when `--ws` is on.
+    /// The control panel's URL, token (and in a private network the secret) included,
+    /// when `--ws` is on.
     pub fn panel_url(&self) -> Option<String> {
-        self.web_addr.as_ref().map(|a| panel_url(a, &self.token))
+        let secret = self.private.as_ref().map(|p| p.secret());
+        self.web_addr.as_ref().map(|a| panel_url(a, &self.token, secret))
     }
 
     /// Runs until `shutdown` completes; then leaves the network gracefully if joined.
@@ -249,7 +251,7 @@ impl Driver {
         // The web listener runs beside the loop: handshakes and file answers take
         // round trips the node should not wait for; finished sessions come as inputs.
         if let Some(web) = self.web.take() {
-            self.tasks.spawn(web.serve(self.inputs_tx.clone(), self.tasks.clone()));
+            self.tasks.spawn(web.serve(self.inputs_tx.clone(), self.tasks.clone(), self.private.clone()));
         }
         let mut leave_deadline: Option<Instant> = None;
         self.drain_outputs();
@@ -414,10 +416,16 @@ impl Driver {
             }
             // A WebSocket session is never local: any web page can reach loopback, so
             // it is a remote client (the Origin check came first).
-            Input::WebSocket(session) if self.conns.len() < MAX_CONNECTIONS => {
-                let (frames_in, frames_out) = torronto_ws_bridge::split(*session);
-                self.register(frames_in, frames_out, ConnInfo { dialed: None, local: false, peer: None });
-            }
+            Input::WebSocket(session) if self.conns.len() < MAX_CONNECTIONS => match *session {
+                AcceptedWs::Plain(session, first) => {
+                    let (frames_in, frames_out) = torronto_ws_bridge::split_after(session, first);
+                    self.register(frames_in, frames_out, ConnInfo { dialed: None, local: false, peer: None });
+                }
+                AcceptedWs::Secure(session, channel, peer) => {
+                    let (frames_in, frames_out) = torronto_ws_bridge::split_secure(session, channel);
+                    self.register(frames_in, frames_out, ConnInfo { dialed: None, local: false, peer: Some(peer) });
+                }
+            },
             Input::WebSocket(_) => {
                 tracing::warn!("refusing a WebSocket session: {MAX_CONNECTIONS} connections already open")
             }

@@ -5,9 +5,8 @@
 use tokio::net::TcpStream;
 use torronto_core::{ConnId, Envelope, PeerAddr, StorageEvent};
 use torronto_net::{HandshakeError, Secured};
-use torronto_ws_bridge::WsSession;
 
-use crate::private::Accepted;
+use crate::private::{Accepted, AcceptedWs};
 
 /// A dialled TCP connection, ready for frames.
 #[derive(Debug)]
@@ -29,8 +28,9 @@ pub enum Input {
         from: std::net::SocketAddr,
         result: Result<Accepted, HandshakeError>,
     },
-    /// A browser (or other WebSocket client) finished the handshake on `--ws`.
-    WebSocket(Box<WsSession>),
+    /// A browser (or other WebSocket client) finished the WebSocket handshake on `--ws`
+    /// (in a private network, also the secure handshake, or showed it is plaintext).
+    WebSocket(Box<AcceptedWs>),
     Message {
         conn: ConnId,
         envelope: Envelope,

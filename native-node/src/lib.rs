@@ -16,10 +16,11 @@
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
 //! - [`config`]: `torronto node --config FILE`, a TOML file of the node's flags;
 //! - [`peers_file`]: the peers file format, with node IDs pinned;
-//! - [`private`]: private networks: identity file, secret, each connection's handshake;
+//! - [`private`]: private networks: identity file, secret, each connection's handshake
+//!   (TCP, and `--ws` sessions told apart by their first message);
 //! - [`registry`]: where a node leaves its control token for its owner's CLI;
 //! - [`owner`]: what belongs to this user: owner-only files, its loopback listeners;
-//! - [`demo`]: `torronto demo`, a local network to try it out.
+//! - [`demo`]: `torronto demo`, a local private network to try it out.
 
 pub mod client;
 pub mod config;

@@ -225,6 +225,9 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             );
             if let Some(url) = driver.panel_url() {
                 println!("control panel: {url}");
+                if driver.node_id().is_some() {
+                    println!("  (this address holds the token and the network secret: share it with no one)");
+                }
             }
             driver.run(shutdown_signal()).await?;
             Ok(0)

@@ -4,6 +4,9 @@
 //! An accepted connection is told apart by its first bytes: a Noise first record (a
 //! member) gets the handshake; anything else is a plaintext control client, which core
 //! lets send control actions only. Dialled connections always start the handshake.
+//! A WebSocket session on `--ws` is told apart the same way by its first message: a
+//! Noise first record (the browser peer holding the secret) gets the handshake in
+//! message form; anything else is a plaintext control session.
 
 use std::collections::HashMap;
 use std::io;
@@ -15,9 +18,10 @@ use bytes::BytesMut;
 use rand::TryRngCore;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use torronto_core::secure::{Hello, HANDSHAKE_ENTROPY_LEN};
-use torronto_core::{Handshake, Identity, NetworkSecret, NodeId, PeerAddr, SecureConfig};
+use torronto_core::secure::{AuthenticatedPeer, Hello, HANDSHAKE_ENTROPY_LEN};
+use torronto_core::{Handshake, Identity, NetworkSecret, NodeId, PeerAddr, SecureChannel, SecureConfig};
 use torronto_net::{handshake, FirstBytes, HandshakeError, Secured, SNIFF_LEN};
+use torronto_ws_bridge::{opening, Opening, WsSession};
 
 /// A handshake (or a first look at an accepted connection) must finish within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,6 +81,15 @@ pub enum Accepted {
     Plain(TcpStream, BytesMut),
 }
 
+/// An accepted WebSocket session, once its first message showed what it speaks.
+#[derive(Debug)]
+pub enum AcceptedWs {
+    /// A member (the browser peer), proven; records follow.
+    Secure(WsSession, SecureChannel, AuthenticatedPeer),
+    /// A plaintext control client; `first` is its first frame, still to be read.
+    Plain(WsSession, Option<bytes::Bytes>),
+}
+
 impl Private {
     /// `me`: the advertised address, sent to peers in the `Hello`.
     pub fn new(identity: Identity, secret: NetworkSecret, me: &PeerAddr, pins: HashMap<PeerAddr, NodeId>) -> Self {
@@ -85,6 +98,11 @@ impl Private {
 
     pub fn node_id(&self) -> NodeId {
         self.config.identity.node_id()
+    }
+
+    /// The network secret, for the panel URL printed to the owner.
+    pub fn secret(&self) -> &NetworkSecret {
+        &self.config.secret
     }
 
     pub async fn accept(&self, mut stream: TcpStream) -> Result<Accepted, HandshakeError> {
@@ -99,6 +117,19 @@ impl Private {
         let responder = Handshake::responder(&self.config, os_random())?;
         let secured = handshake(&mut stream, responder, received, HANDSHAKE_TIMEOUT).await?;
         Ok(Accepted::Secure(stream, secured))
+    }
+
+    pub async fn accept_ws(&self, mut session: WsSession) -> Result<AcceptedWs, HandshakeError> {
+        match opening(&mut session, HANDSHAKE_TIMEOUT).await? {
+            Opening::Plain(first) => Ok(AcceptedWs::Plain(session, first)),
+            Opening::Handshake(first) => {
+                let responder = Handshake::responder(&self.config, os_random())?;
+                let (channel, peer) =
+                    torronto_ws_bridge::secure::handshake(&mut session, responder, Some(first), HANDSHAKE_TIMEOUT)
+                        .await?;
+                Ok(AcceptedWs::Secure(session, channel, peer))
+            }
+        }
     }
 
     /// Runs the handshake on a connection dialled to `addr`, requiring its pinned ID if any.

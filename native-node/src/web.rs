@@ -3,10 +3,15 @@
 //! A deliberately small HTTP/1.1 server: it peeks at the request head (bounded in size
 //! and time) to decide, then either answers a static file from the web root and closes,
 //! or hands the untouched stream to the WebSocket handshake (`GET /ws`), whose session
-//! is passed to the driver as a connection like any TCP one, never local.
+//! is passed to the driver as a connection like any TCP one, never local. In a private
+//! network the session's first message decides, in the request's own task: a Noise
+//! first record gets the secure handshake ([`Private::accept_ws`]) and the session
+//! becomes a member connection; anything else stays a plaintext control session.
 //!
 //! URL contract of the control panel: the page at `http://HOST:PORT/`, the token in
-//! the fragment (`#token=…`, never sent to a server), the session at `ws://HOST:PORT/ws`.
+//! the fragment (`#token=…`, never sent to a server) and, in a private network, the
+//! network secret beside it (`&secret=<64 hex digits>`), the session at
+//! `ws://HOST:PORT/ws`.
 
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
@@ -17,11 +22,12 @@ use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
-use torronto_core::PeerAddr;
+use torronto_core::{NetworkSecret, PeerAddr};
 use torronto_net::tune;
 use torronto_ws_bridge::OriginPolicy;
 
 use crate::input::Input;
+use crate::private::{AcceptedWs, Private};
 use crate::tasks::Tasks;
 
 /// The request line and headers must fit in this.
@@ -79,8 +85,9 @@ impl WebListener {
     }
 
     /// Accepts until cancelled; WebSocket sessions go to the driver as [`Input::WebSocket`].
-    /// Each request runs as a task of `tasks`.
-    pub async fn serve(self, inputs: mpsc::Sender<Input>, tasks: Tasks) {
+    /// Each request runs as a task of `tasks`. `private`: the node's part in its private
+    /// network, if any.
+    pub async fn serve(self, inputs: mpsc::Sender<Input>, tasks: Tasks, private: Option<Arc<Private>>) {
         let slots = Arc::new(Semaphore::new(MAX_REQUESTS));
         loop {
             // Wait for a slot first, so a flood queues in the kernel instead of here.
@@ -95,8 +102,9 @@ impl WebListener {
             };
             let site = self.site.clone();
             let inputs = inputs.clone();
+            let private = private.clone();
             tasks.spawn(async move {
-                if let Err(e) = handle(stream, from, &site, &inputs).await {
+                if let Err(e) = handle(stream, from, &site, &inputs, private.as_deref()).await {
                     tracing::debug!("control panel: {from}: {e:#}");
                 }
                 drop(slot);
@@ -105,18 +113,23 @@ impl WebListener {
     }
 }
 
-/// The URL a person opens: the page, with the control token in the fragment.
-pub fn panel_url(addr: &PeerAddr, token: &str) -> String {
+/// The URL a person opens: the page, with the control token in the fragment and, in a
+/// private network, the network secret (so the page's peer can join). A secret itself:
+/// it is printed only to the owner's terminal.
+pub fn panel_url(addr: &PeerAddr, token: &str, secret: Option<&NetworkSecret>) -> String {
     // A page on 0.0.0.0 is reached at loopback on this machine, and its origin allowed.
     let host = match addr.host.as_str() {
-        "0.0.0.0" => "127.0.0.1",
-        "::" | "[::]" => "[::1]",
-        h if h.contains(':') && !h.starts_with('[') => {
-            return format!("http://[{h}]:{}/#token={}", addr.port, fragment(token))
-        }
-        h => h,
+        "0.0.0.0" => "127.0.0.1".to_string(),
+        "::" | "[::]" => "[::1]".to_string(),
+        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+        h => h.to_string(),
     };
-    format!("http://{host}:{}/#token={}", addr.port, fragment(token))
+    let mut url = format!("http://{host}:{}/#token={}", addr.port, fragment(token));
+    if let Some(secret) = secret {
+        url.push_str("&secret=");
+        url.push_str(&secret.to_hex());
+    }
+    url
 }
 
 /// Percent-encodes what may not stand in a URL fragment (generated tokens are hex).
@@ -137,7 +150,13 @@ enum Request {
     Refuse { status: u16, message: &'static str },
 }
 
-async fn handle(stream: TcpStream, from: SocketAddr, site: &Site, inputs: &mpsc::Sender<Input>) -> anyhow::Result<()> {
+async fn handle(
+    stream: TcpStream,
+    from: SocketAddr,
+    site: &Site,
+    inputs: &mpsc::Sender<Input>,
+    private: Option<&Private>,
+) -> anyhow::Result<()> {
     tune(&stream);
     let (head_len, request) = match tokio::time::timeout(HEAD_TIMEOUT, peek_head(&stream)).await {
         Err(_) => anyhow::bail!("request head did not arrive within {HEAD_TIMEOUT:?}"),
@@ -151,7 +170,11 @@ async fn handle(stream: TcpStream, from: SocketAddr, site: &Site, inputs: &mpsc:
             // The handshake reads the head itself.
             let session = torronto_ws_bridge::accept(stream, &site.origins).await?;
             tracing::debug!("control panel: WebSocket session from {from}");
-            inputs.send(Input::WebSocket(Box::new(session))).await.ok();
+            let accepted = match private {
+                Some(private) => private.accept_ws(session).await.context("secure handshake")?,
+                None => AcceptedWs::Plain(session, None),
+            };
+            inputs.send(Input::WebSocket(Box::new(accepted))).await.ok();
             return Ok(());
         }
         Request::File { path, head_only } => {
@@ -373,8 +396,13 @@ mod tests {
 
     #[test]
     fn the_panel_url_carries_the_token_in_the_fragment() {
-        assert_eq!(panel_url(&PeerAddr::new("127.0.0.1", 8001), "ab12"), "http://127.0.0.1:8001/#token=ab12");
-        assert_eq!(panel_url(&PeerAddr::new("0.0.0.0", 80), "a b"), "http://127.0.0.1:80/#token=a%20b");
-        assert_eq!(panel_url(&PeerAddr::new("::1", 9), "t"), "http://[::1]:9/#token=t");
+        assert_eq!(panel_url(&PeerAddr::new("127.0.0.1", 8001), "ab12", None), "http://127.0.0.1:8001/#token=ab12");
+        assert_eq!(panel_url(&PeerAddr::new("0.0.0.0", 80), "a b", None), "http://127.0.0.1:80/#token=a%20b");
+        assert_eq!(panel_url(&PeerAddr::new("::1", 9), "t", None), "http://[::1]:9/#token=t");
+        let secret = NetworkSecret::from_random_bytes([0xa5; 32]);
+        assert_eq!(
+            panel_url(&PeerAddr::new("127.0.0.1", 8001), "ab12", Some(&secret)),
+            format!("http://127.0.0.1:8001/#token=ab12&secret={}", "a5".repeat(32))
+        );
     }
 }

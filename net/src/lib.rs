@@ -16,7 +16,8 @@
 //! - [`blocking`]: the same framing over `std::io`, for synchronous clients.
 //! - [`socket`]: [`tune`], the socket options of the node's connections.
 //! - [`secure`]: private networks: core's handshake run on a stream ([`handshake`]), and
-//!   [`SecureFrameReader`]/[`SecureFrameWriter`], frames inside the encrypted channel.
+//!   [`SecureFrameReader`]/[`SecureFrameWriter`], frames inside the encrypted channel;
+//!   [`SealBatch`], frames gathered for sealing, shared with the WebSocket form.
 
 pub mod blocking;
 pub mod decoder;
@@ -28,6 +29,8 @@ pub mod tcp;
 
 pub use decoder::{Decoder, Incoming, Step};
 pub use frames::{write_encoded, FrameKind, FrameRead, FrameWrite, ReadError, BODY_TIMEOUT};
-pub use secure::{handshake, FirstBytes, HandshakeError, SecureFrameReader, SecureFrameWriter, Secured, SNIFF_LEN};
+pub use secure::{
+    handshake, FirstBytes, HandshakeError, SealBatch, SecureFrameReader, SecureFrameWriter, Secured, SNIFF_LEN,
+};
 pub use socket::tune;
 pub use tcp::{TcpFrameReader, TcpFrameWriter};

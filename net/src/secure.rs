@@ -142,30 +142,68 @@ impl<R: AsyncRead + Unpin + Send> FrameRead for SecureFrameReader<R> {
     }
 }
 
+/// Frames gathered for sealing in one go: what the secure writers share (TCP here,
+/// WebSocket in `torronto-ws-bridge`).
+#[derive(Debug)]
+pub struct SealBatch {
+    sealer: Sealer,
+    /// Frames waiting to be sealed, with their length prefixes.
+    plain: BytesMut,
+}
+
+/// Plaintext gathered at which a writer seals and sends rather than gather more.
+const WRITE_AT: usize = 256 * 1024;
+
+impl SealBatch {
+    pub fn new(sealer: Sealer) -> Self {
+        Self { sealer, plain: BytesMut::new() }
+    }
+
+    /// Adds a frame; true once so much has gathered that it should be sealed and sent now.
+    #[must_use = "a full batch is to be sealed and sent"]
+    pub fn push(&mut self, frame: &[u8]) -> bool {
+        self.plain.extend_from_slice(&frame_prefix(frame.len()));
+        self.plain.extend_from_slice(frame);
+        self.plain.len() >= WRITE_AT
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plain.is_empty()
+    }
+
+    /// Stream form: seals what gathered into length-prefixed records appended to `out`.
+    pub fn seal(&mut self, out: &mut BytesMut) -> io::Result<()> {
+        self.sealer.seal(&self.plain, out).map_err(secure_write_error)?;
+        self.plain.clear();
+        Ok(())
+    }
+
+    /// Message form: seals what gathered into records, one per message.
+    pub fn seal_records(&mut self) -> io::Result<Vec<Bytes>> {
+        let records = self.sealer.seal_records(&self.plain).map_err(secure_write_error)?;
+        self.plain.clear();
+        Ok(records)
+    }
+}
+
 /// Writes frames into a secure channel's records, sealing once per batch.
 #[derive(Debug)]
 pub struct SecureFrameWriter<W> {
     stream: W,
-    sealer: Sealer,
-    /// Frames waiting to be sealed, with their length prefixes.
-    plain: BytesMut,
+    batch: SealBatch,
     sealed: BytesMut,
 }
 
-/// Plaintext gathered at which `write_frame` seals and sends it rather than gather more.
-const WRITE_AT: usize = 256 * 1024;
-
 impl<W: AsyncWrite + Unpin + Send> SecureFrameWriter<W> {
     pub fn new(stream: W, sealer: Sealer) -> Self {
-        Self { stream, sealer, plain: BytesMut::new(), sealed: BytesMut::new() }
+        Self { stream, batch: SealBatch::new(sealer), sealed: BytesMut::new() }
     }
 
     async fn write_out(&mut self) -> io::Result<()> {
-        if self.plain.is_empty() {
+        if self.batch.is_empty() {
             return Ok(());
         }
-        self.sealer.seal(&self.plain, &mut self.sealed).map_err(secure_write_error)?;
-        self.plain.clear();
+        self.batch.seal(&mut self.sealed)?;
         self.stream.write_all(&self.sealed).await?;
         self.sealed.clear();
         Ok(())
@@ -174,9 +212,7 @@ impl<W: AsyncWrite + Unpin + Send> SecureFrameWriter<W> {
 
 impl<W: AsyncWrite + Unpin + Send> FrameWrite for SecureFrameWriter<W> {
     async fn write_frame(&mut self, _kind: FrameKind, frame: Bytes) -> io::Result<()> {
-        self.plain.extend_from_slice(&frame_prefix(frame.len()));
-        self.plain.extend_from_slice(&frame);
-        if self.plain.len() >= WRITE_AT {
+        if self.batch.push(&frame) {
             self.write_out().await?;
         }
         Ok(())

@@ -89,6 +89,8 @@ pub struct WsNode {
     pub port: u16,
     pub ws_port: u16,
     pub token: String,
+    /// The network secret file, for a private node (`--secret`).
+    pub secret: Option<PathBuf>,
     root: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -96,6 +98,15 @@ pub struct WsNode {
 impl WsNode {
     /// Starts `n` nodes whose peers files list all `n`, joined at start if `join`.
     pub fn cluster(n: usize, join: bool) -> Vec<WsNode> {
+        Self::cluster_with(n, join, None)
+    }
+
+    /// [`WsNode::cluster`] of a private network: every node started with `--secret secret`.
+    pub fn private_cluster(n: usize, join: bool, secret: &Path) -> Vec<WsNode> {
+        Self::cluster_with(n, join, Some(secret))
+    }
+
+    fn cluster_with(n: usize, join: bool, secret: Option<&Path>) -> Vec<WsNode> {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let peers: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
         let mut nodes: Vec<WsNode> =
@@ -104,6 +115,7 @@ impl WsNode {
         // other nodes' pages (a node refuses WebSocket handshakes from foreign origins).
         let origins: Vec<String> = nodes.iter().map(|n| format!("http://127.0.0.1:{}", n.ws_port)).collect();
         for node in &mut nodes {
+            node.secret = secret.map(Path::to_path_buf);
             node.start(join, &origins);
         }
         nodes
@@ -118,6 +130,7 @@ impl WsNode {
             port,
             ws_port: free_port(),
             token: format!("token-{label}-{}", std::process::id()),
+            secret: None,
             root,
             child: None,
         }
@@ -148,6 +161,9 @@ impl WsNode {
         for origin in allow_origins {
             cmd.args(["--allow-origin", origin]);
         }
+        if let Some(secret) = &self.secret {
+            cmd.arg("--secret").arg(secret);
+        }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start node {}: {e}", self.label));
         wait_for_port(self.port, &mut child, &format!("node {}", self.label), &log_path);
         wait_for_port(self.ws_port, &mut child, &format!("node {} (--ws)", self.label), &log_path);
@@ -167,6 +183,14 @@ impl WsNode {
     /// The control-panel address the node prints.
     pub fn panel_url(&self) -> String {
         format!("http://127.0.0.1:{}/#token={}", self.ws_port, self.token)
+    }
+
+    /// The control-panel address as the node printed it at start (with the network
+    /// secret, in a private network).
+    pub fn printed_panel_url(&self) -> String {
+        let log = self.log();
+        let url = log.lines().find_map(|l| l.strip_prefix("control panel: "));
+        url.unwrap_or_else(|| panic!("node {} printed no panel URL:\n{log}", self.label)).to_string()
     }
 
     pub fn dir(&self) -> PathBuf {

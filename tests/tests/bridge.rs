@@ -215,6 +215,23 @@ async fn browser_sessions_work_through_the_relay_and_the_node_checks_their_token
     browser_scenario(&url, &node, true).await;
     let foreign = connect(&url, Some("http://evil.example")).await;
     assert!(matches!(foreign, Err(tungstenite::Error::Http(r)) if r.status() == 403));
+
+    // A private network's session (it opens with a Noise first record) is refused, with
+    // a reason pointing to the node's own --ws endpoint.
+    let mut ws = connect(&url, None).await.unwrap();
+    let config = torronto_core::SecureConfig::new(
+        torronto_core::Identity::from_random_bytes([5; 32]),
+        torronto_core::NetworkSecret::from_random_bytes([6; 32]),
+        Default::default(),
+    );
+    let mut handshake = torronto_core::Handshake::initiator(&config, [7; 32]).unwrap();
+    ws.send(WsMessage::Binary(handshake.poll_record().unwrap())).await.unwrap();
+    match tokio::time::timeout(WAIT, ws.next()).await.expect("an answer in time") {
+        Some(Ok(WsMessage::Close(Some(frame)))) => {
+            assert!(frame.reason.contains("open networks only") && frame.reason.contains("--ws"), "{}", frame.reason);
+        }
+        other => panic!("the relay closes a secure session with its reason: {other:?}"),
+    }
 }
 
 #[tokio::test]

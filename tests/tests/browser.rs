@@ -34,6 +34,21 @@ const PEER_CONNECTED: &str = r#"
     return !!s && Number(s.dataset.connected) >= arguments[0];
 "#;
 
+/// Saves `file` from the browser peer's card and returns the SHA-256 (hex) of the Blob
+/// the page assembled.
+fn saved_sha(browser: &Browser, file: &str) -> Value {
+    browser.click(&format!(r#"section.browser-peer button.save[data-file="{file}"]"#));
+    browser.element(&format!(r#"a.save-link[data-file="{file}"]"#), LONG);
+    browser.exec_async(
+        r#"const done = arguments[arguments.length - 1];
+           const a = document.querySelector(`a.save-link[data-file="${arguments[0]}"]`);
+           fetch(a.href).then(r => r.arrayBuffer()).then(b => crypto.subtle.digest("SHA-256", b))
+             .then(h => done(Array.from(new Uint8Array(h)).map(x => x.toString(16).padStart(2, "0")).join("")))
+             .catch(e => done("error: " + e));"#,
+        json!([file]),
+    )
+}
+
 fn card(node: &WsNode) -> String {
     format!(r#"section.node[data-url="{}"]"#, node.ws_url())
 }
@@ -175,17 +190,11 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
     assert_eq!(out.code, 0, "insert into node w1: {out}");
     browser.click(r#"section.browser-peer button.download[data-file="network.bin"]"#);
     browser.wait(LONG, "the page holds network.bin complete", PEER_ROW_COMPLETE, json!(["network.bin"]));
-    browser.click(r#"section.browser-peer button.save[data-file="network.bin"]"#);
-    browser.element(r#"a.save-link[data-file="network.bin"]"#, LONG);
-    let blob_sha = browser.exec_async(
-        r#"const done = arguments[arguments.length - 1];
-           const a = document.querySelector('a.save-link[data-file="network.bin"]');
-           fetch(a.href).then(r => r.arrayBuffer()).then(b => crypto.subtle.digest("SHA-256", b))
-             .then(h => done(Array.from(new Uint8Array(h)).map(x => x.toString(16).padStart(2, "0")).join("")))
-             .catch(e => done("error: " + e));"#,
-        json!([]),
+    assert_eq!(
+        saved_sha(&browser, "network.bin"),
+        Value::String(sha.clone()),
+        "the file assembled in the page has the original bytes"
     );
-    assert_eq!(blob_sha, Value::String(sha.clone()), "the file assembled in the page has the original bytes");
     let verifier = browser.exec("return document.querySelector('section.browser-peer').dataset.verifier;", json!([]));
     assert_eq!(verifier, json!("webcrypto"), "on a loopback origin the page verifies chunks with WebCrypto");
     let saved = browser.downloads.join("network.bin");
@@ -220,4 +229,126 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
         json!([nodes[0].ws_url(), "network.bin", 3]),
     );
     browser.screenshot(&artifact("browser-peer.png"));
+}
+
+/// A fresh network secret file in `dir`, made by `torronto secret new --out`.
+fn secret_in(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("net.secret");
+    let out = torronto_tests::cli(&["secret", "new", "--out", &path.display().to_string()]);
+    assert_eq!(out.code, 0, "secret new: {out}");
+    path
+}
+
+#[test]
+fn browser_peer_joins_a_private_network_with_the_secret_in_the_address() {
+    if !require_browser() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secret = secret_in(tmp.path());
+    let nodes = WsNode::private_cluster(2, true, &secret);
+    // The address the node printed carries the token and the secret.
+    let url = nodes[0].printed_panel_url();
+    assert!(url.contains(&format!("#token={}&secret=", nodes[0].token)), "{url}");
+    let browser = Browser::start();
+    browser.goto(&url);
+    browser.wait(LONG, "the browser peer is a member of the private network", PEER_CONNECTED, json!([1]));
+    assert_eq!(
+        browser.exec("return document.querySelector(arguments[0]).dataset.secure;", json!([card(&nodes[0])])),
+        json!("true"),
+        "the control session is encrypted"
+    );
+
+    // A file picked in the page reaches every node, byte for byte, through the
+    // encrypted session.
+    let picked_dir = tempfile::tempdir().expect("tempdir");
+    let picked = picked_dir.path().join("from-private-page.bin");
+    random_file(&picked, 2 * 1024 * 1024 + 999, 21);
+    let picked_sha = sha256_file(&picked);
+    browser.type_into("#share-file", &picked.display().to_string());
+    for node in &nodes {
+        let path = node.dir().join("from-private-page.bin");
+        wait_until(LONG, &format!("node {} holds from-private-page.bin", node.label), || {
+            path.is_file() && sha256_file(&path) == picked_sha
+        });
+    }
+    // The node knows the page by its key, as it knows any member.
+    let st = nodes[0].query();
+    let at = peers(&st).iter().position(|p| p.starts_with("browser-")).unwrap_or_else(|| panic!("the page: {st}"));
+    assert!(
+        st["peerIds"][at].as_str().is_some_and(|id| !id.is_empty()),
+        "node w0 shows the page's node ID beside it: {st}"
+    );
+
+    // A network file downloaded into the page has the original bytes.
+    let src = nodes[1].scratch().join("private-network.bin");
+    random_file(&src, 3 * 1024 * 1024 + 5, 22);
+    let sha = sha256_file(&src);
+    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &nodes[1].addr()]);
+    assert_eq!(out.code, 0, "insert into node w1: {out}");
+    browser.click(r#"section.browser-peer button.download[data-file="private-network.bin"]"#);
+    browser.wait(
+        LONG,
+        "the page holds private-network.bin complete",
+        PEER_ROW_COMPLETE,
+        json!(["private-network.bin"]),
+    );
+    assert_eq!(saved_sha(&browser, "private-network.bin"), Value::String(sha), "the page assembled the original bytes");
+    // The panel works as over an open node: the card shows the page's copy counted.
+    browser.wait(
+        LONG,
+        "node w0's card shows three copies of private-network.bin",
+        NODE_ROW_COMPLETE,
+        json!([nodes[0].ws_url(), "private-network.bin", 3]),
+    );
+    browser.screenshot(&artifact("browser-private.png"));
+}
+
+#[test]
+fn without_the_secret_the_page_controls_a_private_node_but_its_peer_learns_nothing() {
+    if !require_browser() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secret = secret_in(tmp.path());
+    let nodes = WsNode::private_cluster(1, true, &secret);
+    let src = nodes[0].scratch().join("members-only.bin");
+    random_file(&src, 300_000, 23);
+    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &nodes[0].addr()]);
+    assert_eq!(out.code, 0, "insert: {out}");
+
+    // Token only: control works (the token holder is the owner)...
+    let browser = Browser::start();
+    browser.goto(&nodes[0].panel_url());
+    browser.wait(
+        LONG,
+        "the card lists members-only.bin",
+        NODE_ROW_COMPLETE,
+        json!([nodes[0].ws_url(), "members-only.bin", 1]),
+    );
+    // ...but the page's peer, which tried its session as soon as it saw the node joined,
+    // is never a member: no file list, no chunks, not among the node's peers.
+    std::thread::sleep(Duration::from_secs(5));
+    let listed = browser.exec(
+        "return document.querySelectorAll('section.browser-peer tr.file').length + ':' + \
+         document.querySelector('section.browser-peer').dataset.connected;",
+        json!([]),
+    );
+    assert_eq!(listed, json!("0:0"), "the page's peer got no file list and is connected to no node");
+    let st = nodes[0].query();
+    assert!(!peers(&st).iter().any(|p| p.starts_with("browser-")), "the page is no member: {st}");
+    assert_eq!(st["chunksServed"], json!(0), "no chunk left the node: {st}");
+
+    // A wrong secret in the address: the handshake fails and the card says why.
+    drop(browser);
+    let wrong = format!("{}&secret={}", nodes[0].panel_url(), "ab".repeat(32));
+    let browser = Browser::start();
+    browser.goto(&wrong);
+    browser.wait(
+        LONG,
+        "the card says the node does not hold this secret",
+        "const c = document.querySelector(arguments[0]); \
+         return !!c && c.textContent.includes('network secret');",
+        json!([card(&nodes[0])]),
+    );
 }

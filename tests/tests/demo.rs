@@ -11,6 +11,12 @@ fn demo_starts_a_network_replicates_its_samples_and_serves_the_panel() {
     assert!(out.stdout.contains("3 nodes joined"), "{}", out.stdout);
     assert!(out.stdout.contains("control panel: http://127.0.0.1:"), "prints the panel URL:\n{}", out.stdout);
     assert!(out.stdout.contains("#token="), "the URL carries the token:\n{}", out.stdout);
+    // A private network: the page joins it with the secret its URL carries.
+    assert!(out.stdout.contains("private network, secret in "), "{}", out.stdout);
+    let url = out.stdout.lines().find_map(|l| l.strip_prefix("control panel: ")).expect("a panel URL");
+    let secret =
+        url.split_once("&secret=").map(|(_, s)| s).unwrap_or_else(|| panic!("the URL carries the secret: {url}"));
+    assert!(secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()), "{url}");
     assert!(out.stdout.contains("every node holds every file"), "{}", out.stdout);
     for sample in ["welcome.txt", "sample-24MiB.bin"] {
         let row = out.stdout.lines().find(|l| l.starts_with(sample)).unwrap_or_else(|| panic!("{sample} in the table"));

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use torronto_core::PeerAddr;
+use torronto_core::{NetworkSecret, PeerAddr};
 use wasm_bindgen::prelude::*;
 use web_sys::{Blob, ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
 use yew::{Callback, Reducible};
@@ -83,7 +83,8 @@ impl std::fmt::Debug for EngineClient {
 
 impl EngineClient {
     /// Starts the engine's worker; every change of the peer's state goes to `on_update`.
-    pub fn start(on_update: Callback<PeerUpdate>) -> Self {
+    /// With `secret` the browser peer is a member of that private network.
+    pub fn start(on_update: Callback<PeerUpdate>, secret: Option<&NetworkSecret>) -> Self {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
         let (worker, error) = match Worker::new_with_options(WORKER_URL, &options) {
@@ -118,6 +119,7 @@ impl EngineClient {
             on_message.forget();
             on_error.forget();
         }
+        client.send(&Command::Start { secret: secret.map(NetworkSecret::to_hex) }, None);
         client
     }
 

@@ -11,10 +11,10 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::{Interval, Timeout};
-use torronto_core::{Code, Control, Envelope, FileName, Message, Status};
+use torronto_core::{Code, Control, Envelope, FileName, Message, NetworkSecret, Status};
 use yew::Callback;
 
-use crate::socket::{Socket, SocketEvent};
+use crate::socket::{page_member, Socket, SocketEvent};
 use crate::util::now_ms;
 
 const POLL_MS: u32 = 500;
@@ -47,6 +47,8 @@ pub enum ControlEvent {
 struct Inner {
     url: String,
     token: Option<String>,
+    /// In a private network: the session is encrypted, the token never in clear.
+    secret: Option<NetworkSecret>,
     socket: Option<Socket>,
     open: bool,
     pending: VecDeque<&'static str>,
@@ -71,8 +73,14 @@ impl std::fmt::Debug for ControlSession {
 }
 
 impl ControlSession {
-    /// Connects to `url` and keeps reconnecting; every event goes to `on_event`.
-    pub fn open(url: &str, token: &str, on_event: Callback<ControlEvent>) -> ControlSession {
+    /// Connects to `url` and keeps reconnecting; every event goes to `on_event`. With
+    /// `secret`, each connection runs the secure handshake first.
+    pub fn open(
+        url: &str,
+        token: &str,
+        secret: Option<NetworkSecret>,
+        on_event: Callback<ControlEvent>,
+    ) -> ControlSession {
         let token = Some(token.trim().to_string()).filter(|t| !t.is_empty());
         let inner = Rc::new_cyclic(|weak: &Weak<RefCell<Inner>>| {
             let w = weak.clone();
@@ -84,6 +92,7 @@ impl ControlSession {
             RefCell::new(Inner {
                 url: url.to_string(),
                 token,
+                secret,
                 socket: None,
                 open: false,
                 pending: VecDeque::new(),
@@ -133,13 +142,21 @@ impl ControlSession {
 
 impl Inner {
     fn connect(this: &Rc<RefCell<Inner>>) {
-        let (url, on_event) = {
+        let (url, secret, on_event) = {
             let i = this.borrow();
-            (i.url.clone(), i.on_event.clone())
+            (i.url.clone(), i.secret.clone(), i.on_event.clone())
         };
         on_event.emit(ControlEvent::Connecting);
         let weak = Rc::downgrade(this);
-        let opened = Socket::open(&url, move |event| {
+        let secure = match secret.as_ref().map(page_member).transpose() {
+            Ok(secure) => secure,
+            Err(reason) => {
+                let ev = this.borrow_mut().closed(reason.to_string());
+                on_event.emit(ev);
+                return;
+            }
+        };
+        let opened = Socket::open(&url, secure.as_ref(), move |event| {
             let Some(inner) = weak.upgrade() else { return };
             // Decide under the borrow, tell the panel after it: the panel may re-render
             // at once and call back into this session.
@@ -160,7 +177,7 @@ impl Inner {
 
     fn on_socket(&mut self, event: SocketEvent) -> Option<ControlEvent> {
         match event {
-            SocketEvent::Open => {
+            SocketEvent::Open(_) => {
                 self.open = true;
                 self.backoff = RETRY_MIN_MS;
                 self.query_sent = None;

@@ -45,12 +45,21 @@ pub enum WebError {
     UnsupportedScheme { scheme: String },
     /// The connect form has no control token, neither typed nor in the address.
     NoToken,
+    /// The `secret=` in an address is not a network secret (64 hex digits).
+    BadSecret,
+    /// The secure handshake or channel failed (core's `SecureError`, as text).
+    Secure(String),
 }
 
 impl WebError {
     /// A JS exception or error event, as one readable line.
     pub fn js(value: &JsValue) -> Self {
         WebError::Js(js_text(value))
+    }
+
+    /// A failure of core's secure handshake or channel.
+    pub fn secure(e: torronto_core::SecureError) -> Self {
+        WebError::Secure(e.to_string())
     }
 
     /// A WebSocket call that threw.
@@ -100,6 +109,10 @@ impl fmt::Display for WebError {
             WebError::NoToken => {
                 f.write_str("Enter the node's control token: it is in the address the node printed, after #token=.")
             }
+            WebError::BadSecret => f.write_str(
+                "the secret= in the address is not a network secret (64 hex digits): copy the whole address the node printed",
+            ),
+            WebError::Secure(text) => write!(f, "secure session: {text}"),
         }
     }
 }

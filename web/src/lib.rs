@@ -14,7 +14,9 @@
 //! - [`error`]: [`WebError`], everything that can fail in the browser, displayed as
 //!   the line the user is shown;
 //! - [`socket`]: a WebSocket carrying protocol frames (text = header, binary = body),
-//!   decoded by core's `MessageReader`;
+//!   decoded by core's `MessageReader`; in a private network, core's handshake first and
+//!   then sealed records carrying the frame stream (the secret comes from the page's
+//!   address, `#token=…&secret=…`);
 //! - [`store`]: IndexedDB (`files` = manifests, `chunks` = verified chunks in records
 //!   of up to 64, `index` = which chunks each record holds);
 //! - [`digest`]: SHA-256 of downloaded chunks with WebCrypto, off the engine's thread;

@@ -18,6 +18,16 @@ pub fn now_ms() -> u64 {
     PERFORMANCE.with(|p| p.as_ref().map(|p| p.now() as u64).unwrap_or(0))
 }
 
+/// Fills `out` from the browser's cryptographic generator (`crypto.getRandomValues`),
+/// in the page and in the worker alike: handshake keys and identities need it.
+pub fn random_bytes(out: &mut [u8]) -> Result<(), crate::WebError> {
+    let crypto: web_sys::Crypto = global("crypto")
+        .ok_or_else(|| crate::WebError::Js("this browser offers no crypto.getRandomValues".into()))?
+        .unchecked_into();
+    crypto.get_random_values_with_u8_array(out)?;
+    Ok(())
+}
+
 /// `n` random hex digits (identity and seeds only; nothing here needs a CSPRNG).
 pub fn random_hex(n: usize) -> String {
     (0..n).map(|_| char::from_digit((js_sys::Math::random() * 16.0) as u32 % 16, 16).unwrap_or('0')).collect()

@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use torronto_core::PeerAddr;
+use torronto_core::{NetworkSecret, PeerAddr};
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
@@ -13,11 +13,18 @@ use crate::bridge::{self, Command, Report};
 use crate::engine::PeerEngine;
 
 /// Starts the engine in this worker. `early` holds the messages the page posted while
-/// the module was loading, in order.
+/// the module was loading, in order; the page posts [`Command::Start`] first, right
+/// after making the worker, so it is always among them.
 #[wasm_bindgen]
 pub fn worker_main(early: js_sys::Array) {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-    let engine = PeerEngine::new();
+    let secret = early.iter().find_map(|data| match bridge::decode::<Command>(&data) {
+        Some((Command::Start { secret }, _)) => Some(secret),
+        _ => None,
+    });
+    // The page checked the secret already; a bad one here means an open-network peer.
+    let secret = secret.flatten().and_then(|hex| NetworkSecret::from_hex(&hex).ok());
+    let engine = PeerEngine::new(secret);
     let out = scope.clone();
     engine.start(Rc::new(move |report: &Report, extra: Option<&JsValue>| {
         // Only a page that has gone away refuses a message.
@@ -37,6 +44,7 @@ fn command(engine: &PeerEngine, data: &JsValue) {
     let Some((command, extra)) = bridge::decode::<Command>(data) else { return };
     let mut e = engine.borrow_mut();
     match command {
+        Command::Start { .. } => {}
         Command::EnsurePeer { url, addr } => {
             if let Ok(addr) = addr.parse::<PeerAddr>() {
                 e.ensure_peer(&url, addr);

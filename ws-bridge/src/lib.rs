@@ -8,6 +8,10 @@
 //! - [`ws`]: the WebSocket implementation of `torronto-net`'s frame traits: the server
 //!   handshake with its Origin check and size limits, and the reader/writer halves
 //!   (one WebSocket message per frame: header as text, body as binary).
+//! - [`secure`]: private networks over a session: core's handshake one record per
+//!   binary message, then the open protocol's frame stream inside the channel's records
+//!   ([`SecureWsReader`]/[`SecureWsWriter`]); [`opening`] tells a member's first record
+//!   from a plaintext client's first frame.
 //! - [`origin`]: which browser origins may open a session.
 //! - [`relay`]: the standalone relay (`ws-bridge` binary): browser sessions forwarded to
 //!   a node's TCP port (the node checks the token; the relay refuses insert by path).
@@ -17,7 +21,9 @@
 
 pub mod origin;
 pub mod relay;
+pub mod secure;
 pub mod ws;
 
 pub use origin::OriginPolicy;
-pub use ws::{accept, split, AcceptError, WsSession};
+pub use secure::{opening, split_secure, Opening, SecureWsReader, SecureWsWriter};
+pub use ws::{accept, split, split_after, AcceptError, WsSession};

@@ -11,7 +11,7 @@ use torronto_ws_bridge::OriginPolicy;
 #[command(
     name = "ws-bridge",
     version,
-    about = "Relays browser WebSocket sessions (ws://LISTEN/ws) to a torronto node's TCP port (control needs the node's token; insert by path is refused)."
+    about = "Relays browser WebSocket sessions (ws://LISTEN/ws) to a torronto node's TCP port (control needs the node's token; insert by path is refused). Open networks only: a private network's panel is its node's own --ws."
 )]
 struct Cli {
     /// Address to accept WebSocket sessions on.

@@ -8,6 +8,12 @@
 //! and the browser uploads with the panel's file picker instead. Everything else is
 //! forwarded as it came; both directions are decoded with core's `MessageReader`
 //! only to know message boundaries and limits.
+//!
+//! Private networks are not relayed: the node would take the relay's loopback
+//! connection for its owner's CLI, and through an encrypted session the relay could no
+//! longer refuse Insert by path. A session opening with a Noise first record is closed
+//! with a reason that points to the node's own `--ws` endpoint, which speaks the
+//! handshake itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +21,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use torronto_core::wire::{Encoded, Reply};
 use torronto_core::{Code, Control, Envelope, Message};
 use torronto_net::{write_encoded, Decoder, FrameKind, FrameWrite, Step, TcpFrameReader, TcpFrameWriter};
 
 use crate::origin::OriginPolicy;
+use crate::secure::{opening, Opening};
 use crate::ws::{self, WsFrameWriter};
 
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -65,8 +74,16 @@ pub async fn serve(listener: TcpListener, config: RelayConfig) {
 /// One browser session, relayed until either side ends it.
 async fn session(stream: TcpStream, config: &RelayConfig) -> anyhow::Result<()> {
     let _ = stream.set_nodelay(true);
-    let session = ws::accept(stream, &config.origins).await?;
-    let (browser_in, browser_out) = ws::split(session);
+    let mut session = ws::accept(stream, &config.origins).await?;
+    let first = match opening(&mut session, ws::HANDSHAKE_TIMEOUT).await? {
+        Opening::Plain(first) => first,
+        Opening::Handshake(_) => {
+            let close = CloseFrame { code: CloseCode::Policy, reason: NOT_PRIVATE.into() };
+            let _ = session.close(Some(close)).await;
+            anyhow::bail!("refused a secure (private network) session: {NOT_PRIVATE}");
+        }
+    };
+    let (browser_in, browser_out) = ws::split_after(session, first);
     let browser_out = Mutex::new(browser_out);
     let node = match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(&config.node)).await {
         Ok(Ok(node)) => node,
@@ -89,6 +106,10 @@ async fn session(stream: TcpStream, config: &RelayConfig) -> anyhow::Result<()> 
     let _ = browser_out.lock().await.close().await;
     result
 }
+
+/// Why the relay refuses a private network's session (a WebSocket close reason: at
+/// most 123 bytes).
+pub const NOT_PRIVATE: &str = "ws-bridge relays open networks only: open the panel at the node's own --ws address";
 
 /// Why the relay refuses a browser's Insert by path.
 const NO_INSERT: &str = "insert by path is not available through ws-bridge (the node would read the file \

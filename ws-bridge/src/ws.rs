@@ -89,38 +89,66 @@ pub fn split<S>(session: WebSocketStream<S>) -> (WsFrameReader<S>, WsFrameWriter
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    split_after(session, None)
+}
+
+/// As [`split`], for a session whose first message was already read (to see whether it
+/// opens a handshake): `first` is read again as the first frame.
+pub fn split_after<S>(session: WebSocketStream<S>, first: Option<Bytes>) -> (WsFrameReader<S>, WsFrameWriter<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (sink, stream) = session.split();
-    (WsFrameReader { stream }, WsFrameWriter { sink })
+    (WsFrameReader { stream, first }, WsFrameWriter { sink })
+}
+
+/// The next data message of a session, text or binary; `None` once the peer closed it
+/// (however abruptly). Pings are answered by tungstenite itself.
+pub(crate) async fn next_data<St>(stream: &mut St) -> Result<Option<Message>, tungstenite::Error>
+where
+    St: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    loop {
+        return match stream.next().await {
+            None | Some(Ok(Message::Close(_))) => Ok(None),
+            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => Ok(Some(message)),
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Err(
+                tungstenite::Error::ConnectionClosed
+                | tungstenite::Error::AlreadyClosed
+                | tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake),
+            )) => Ok(None),
+            Some(Err(e)) => Err(e),
+        };
+    }
+}
+
+pub(crate) fn transport_error(e: tungstenite::Error) -> ReadError {
+    ReadError::Transport { what: "websocket", source: Box::new(e) }
 }
 
 /// The receiving half of a session, one frame per message.
 #[derive(Debug)]
 pub struct WsFrameReader<S> {
     stream: SplitStream<WebSocketStream<S>>,
+    /// A first message read before the split, handed out first.
+    first: Option<Bytes>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsFrameReader<S> {
     async fn read_frame(&mut self, limit: usize) -> Result<Option<Bytes>, ReadError> {
-        loop {
-            let frame = match self.stream.next().await {
+        let frame = match self.first.take() {
+            Some(first) => first,
+            None => match next_data(&mut self.stream).await.map_err(transport_error)? {
                 None => return Ok(None),
-                Some(Ok(Message::Text(text))) => Bytes::from(text),
-                Some(Ok(Message::Binary(data))) => data,
-                // tungstenite answers pings itself.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Close(_))) => return Ok(None),
-                Some(Err(
-                    tungstenite::Error::ConnectionClosed
-                    | tungstenite::Error::AlreadyClosed
-                    | tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake),
-                )) => return Ok(None),
-                Some(Err(e)) => return Err(ReadError::Transport { what: "websocket", source: Box::new(e) }),
-            };
-            if frame.len() > limit {
-                return Err(WireError::FrameTooLong { len: frame.len() as u64, limit }.into());
-            }
-            return Ok(Some(frame));
+                Some(Message::Text(text)) => Bytes::from(text),
+                Some(message) => message.into_data(),
+            },
+        };
+        if frame.len() > limit {
+            return Err(WireError::FrameTooLong { len: frame.len() as u64, limit }.into());
         }
+        Ok(Some(frame))
     }
 }
 
@@ -130,7 +158,7 @@ pub struct WsFrameWriter<S> {
     sink: SplitSink<WebSocketStream<S>, Message>,
 }
 
-fn io_error(e: tungstenite::Error) -> io::Error {
+pub(crate) fn io_error(e: tungstenite::Error) -> io::Error {
     match e {
         tungstenite::Error::Io(e) => e,
         other => io::Error::other(other),

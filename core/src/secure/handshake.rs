@@ -128,6 +128,13 @@ impl Handshake {
         Ok(Handshake { reader: RecordReader::default(), progress, role, failed: false })
     }
 
+    /// Whether a message can open a handshake: it starts with a suite byte. On a
+    /// WebSocket this tells a member's first record from a plaintext client's frame (a
+    /// JSON header opens with `{` or whitespace).
+    pub fn is_first_record(message: &[u8]) -> bool {
+        message.first().is_some_and(|&id| Suite::from_id(id).is_some())
+    }
+
     /// Requires the peer to prove the key of `id` (a peers-file pin); another key ends the
     /// handshake with [`SecureError::PeerMismatch`] before the initiator shows its own.
     pub fn require_peer(mut self, id: NodeId) -> Self {

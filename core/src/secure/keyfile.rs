@@ -55,12 +55,12 @@ pub(crate) fn parse(text: &str, tag: &'static str) -> Result<[u8; KEY_LEN], KeyF
     key.ok_or(KeyFileError::Missing { tag })
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     bytes.iter().flat_map(|b| [DIGITS[usize::from(b >> 4)] as char, DIGITS[usize::from(b & 15)] as char]).collect()
 }
 
-fn from_hex(text: &str, line: usize) -> Result<[u8; KEY_LEN], KeyFileError> {
+pub(crate) fn from_hex(text: &str, line: usize) -> Result<[u8; KEY_LEN], KeyFileError> {
     if text.len() != 2 * KEY_LEN {
         return Err(KeyFileError::BadLength { line, found: text.chars().count() });
     }

@@ -40,6 +40,17 @@ impl NetworkSecret {
         keyfile::parse(text, Self::FILE_TAG).map(NetworkSecret)
     }
 
+    /// The bare 64 hex digits, as a panel URL carries the secret (`#…&secret=HEX`).
+    /// Whoever sees this text can join the network.
+    pub fn to_hex(&self) -> String {
+        keyfile::to_hex(&self.0)
+    }
+
+    /// Reads the bare hex form of [`NetworkSecret::to_hex`] (either case).
+    pub fn from_hex(text: &str) -> Result<Self, KeyFileError> {
+        keyfile::from_hex(text.trim(), 1).map(NetworkSecret)
+    }
+
     /// The Noise pre-shared key.
     pub(crate) fn psk(&self) -> &[u8; KEY_LEN] {
         &self.0
@@ -89,6 +100,17 @@ mod tests {
             NetworkSecret::from_file_text(&short).unwrap_err().to_string(),
             "line 2: the key must be 64 hex digits, found 32 characters"
         );
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        let secret = NetworkSecret::from_random_bytes(std::array::from_fn(|i| (i * 7) as u8));
+        let hex = secret.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(NetworkSecret::from_hex(&hex), Ok(secret.clone()));
+        assert_eq!(NetworkSecret::from_hex(&hex.to_uppercase()), Ok(secret));
+        assert!(NetworkSecret::from_hex(&hex[2..]).is_err());
+        assert!(NetworkSecret::from_hex(&format!("{}zz", &hex[2..])).is_err());
     }
 
     #[test]

@@ -442,3 +442,18 @@ fn split_halves_keep_order_and_refuse_replays() {
     a_open.open(&back, &mut got).unwrap();
     assert_eq!(&got[..], b"answer");
 }
+
+#[test]
+fn a_first_record_is_told_from_a_plaintext_frame() {
+    let (mut initiator, _) = pair(7, 7);
+    assert!(Handshake::is_first_record(&initiator.poll_record().unwrap()));
+    for suite in Suite::ALL {
+        let mut config = config(1, 7, Hello::default());
+        config.suite = suite;
+        assert!(Handshake::is_first_record(&Handshake::initiator(&config, entropy(3)).unwrap().poll_record().unwrap()));
+    }
+    // What an open-protocol client sends first on a WebSocket: a JSON header.
+    assert!(!Handshake::is_first_record(br#"{"Action":"Query","Token":"t"}"#));
+    assert!(!Handshake::is_first_record(b" {}"));
+    assert!(!Handshake::is_first_record(b""));
+}

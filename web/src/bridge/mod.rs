@@ -20,6 +20,11 @@ pub use view::{Notice, PeerFile, PeerView, Save};
 /// An intent of the user, for the engine.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Command {
+    /// Posted first: the private network the engine joins (the secret's 64 hex digits,
+    /// from the page's address), or none for an open network. Fixed for the engine's life.
+    Start {
+        secret: Option<String>,
+    },
     /// A watched node has joined: keep a peer session to it (`addr` is its identity).
     EnsurePeer {
         url: String,

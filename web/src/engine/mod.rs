@@ -33,13 +33,17 @@ use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
 use torronto_core::wire::ChunkRef;
-use torronto_core::{Code, Config, ConnId, Event, FileName, ImportId, Millis, Node, PeerAddr, StorageEvent, Tuning};
+use torronto_core::{
+    Code, Config, ConnId, Event, FileName, ImportId, Millis, NetworkSecret, Node, PeerAddr, SecureConfig, StorageEvent,
+    Tuning,
+};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
 
 use crate::bridge::{Notice, Report, Save};
 use crate::digest::Hasher;
 use crate::error::WebError;
+use crate::socket::page_member;
 use crate::store::Store;
 use crate::util::{now_ms, random_hex, random_u64};
 use peers::PeerConn;
@@ -99,6 +103,8 @@ impl Meter {
 pub struct Engine {
     node: Node,
     me: PeerAddr,
+    /// In a private network: this page's key pair and the secret, for every peer session.
+    secure: Option<SecureConfig>,
     weak: Weak<RefCell<Engine>>,
     store: Option<Store>,
     storage_error: Option<WebError>,
@@ -147,9 +153,24 @@ impl std::fmt::Debug for Engine {
 
 impl PeerEngine {
     /// A new browser peer with a fresh identity; call [`PeerEngine::start`] to
-    /// open its storage.
-    pub fn new() -> Self {
+    /// open its storage. With `secret` it is a member of that private network: every
+    /// peer session runs the secure handshake, and core takes peer messages only from
+    /// proven members (as a private native node does).
+    pub fn new(secret: Option<NetworkSecret>) -> Self {
         let me = PeerAddr::new(format!("browser-{}", random_hex(8)), 0);
+        let mut notices = Vec::new();
+        let secure = secret.and_then(|secret| match page_member(&secret) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                notices.push(Notice {
+                    id: 1,
+                    ok: false,
+                    code: None,
+                    text: format!("cannot join the private network: {e}"),
+                });
+                None
+            }
+        });
         // A deeper request window than between native nodes: the page's event loop
         // also hashes and stores every chunk, so its round trips are longer.
         let tuning = Tuning { requests_per_peer: REQUESTS_PER_PEER, max_writing: MAX_WRITING, ..Tuning::default() };
@@ -160,13 +181,14 @@ impl PeerEngine {
             insert_from: Vec::new(),
             seed: random_u64(),
             tuning,
-            private: None,
+            private: secure.as_ref().map(|c| c.identity.node_id()),
         });
         node.fetch_on_request();
         let engine = Rc::new_cyclic(|weak| {
             RefCell::new(Engine {
                 node,
                 me,
+                secure,
                 weak: weak.clone(),
                 store: None,
                 storage_error: None,
@@ -192,8 +214,8 @@ impl PeerEngine {
                 read_flush: None,
                 ready_events: Vec::new(),
                 timer: None,
-                notices: Vec::new(),
-                next_notice: 0,
+                next_notice: notices.len() as u64,
+                notices,
                 post: None,
                 notify_timer: None,
             })
@@ -248,8 +270,9 @@ impl PeerEngine {
 }
 
 impl Default for PeerEngine {
+    /// An open-network peer.
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }
 

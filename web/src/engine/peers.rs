@@ -1,5 +1,5 @@
 //! Peer sessions: one WebSocket per native node, which core treats as a dialled
-//! connection. Messages wait in a per-socket inbox while WebCrypto hashes an Upload's
+//! connection (in a private network, proven by the secure handshake). Messages wait in a per-socket inbox while WebCrypto hashes an Upload's
 //! body, so core still sees them in arrival order.
 
 use std::collections::VecDeque;
@@ -49,7 +49,7 @@ impl Engine {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let weak = self.weak.clone();
-        let opened = Socket::open(&url, move |event| {
+        let opened = Socket::open(&url, self.secure.as_ref(), move |event| {
             if let Some(engine) = weak.upgrade() {
                 engine.borrow_mut().on_socket(conn, event);
             }
@@ -65,11 +65,11 @@ impl Engine {
     fn on_socket(&mut self, conn: ConnId, event: SocketEvent) {
         let now = now_ms();
         match event {
-            SocketEvent::Open => {
+            SocketEvent::Open(peer) => {
                 let Some(p) = self.peers.get_mut(&conn) else { return };
                 p.open = true;
                 let addr = p.addr.clone();
-                self.node.handle_connected(now, conn, ConnInfo { dialed: Some(addr), local: false, peer: None });
+                self.node.handle_connected(now, conn, ConnInfo { dialed: Some(addr), local: false, peer });
             }
             SocketEvent::Message(envelope, body) => {
                 self.receive(conn, envelope, body);

@@ -3,14 +3,14 @@
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::targets::parse_target;
+use super::targets::{parse_target, Target};
 use crate::error::WebError;
 
 #[derive(Properties, PartialEq)]
 pub(super) struct ConnectProps {
     pub(super) url: String,
     pub(super) token: String,
-    pub(super) on_connect: Callback<(String, String)>,
+    pub(super) on_connect: Callback<Target>,
 }
 
 /// Where to point the panel: a node's address and its control token.
@@ -70,13 +70,13 @@ fn use_prefill(url_ref: &NodeRef, token_ref: &NodeRef, url: &str, token: &str) {
     });
 }
 
-/// The WebSocket URL and token the form names: a token pasted with the address wins
-/// over the token field.
-fn read_target(url_in: &HtmlInputElement, token_in: &HtmlInputElement) -> Result<(String, String), WebError> {
-    let (url, pasted_token) = parse_target(&url_in.value())?;
-    let token = pasted_token.unwrap_or_else(|| token_in.value().trim().to_string());
+/// The node the form names: a token pasted with the address wins over the token field;
+/// a network secret comes only with a pasted address.
+fn read_target(url_in: &HtmlInputElement, token_in: &HtmlInputElement) -> Result<Target, WebError> {
+    let address = parse_target(&url_in.value())?;
+    let token = address.token.unwrap_or_else(|| token_in.value().trim().to_string());
     if token.is_empty() {
         return Err(WebError::NoToken);
     }
-    Ok((url, token))
+    Ok(Target { url: address.url.into(), token: token.into(), secret: address.secret })
 }

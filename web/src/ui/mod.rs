@@ -24,25 +24,32 @@ use targets::{own_origin, Target, TargetList, Targets};
 #[function_component]
 pub fn App() -> Html {
     let peer = use_reducer(PeerState::default);
+    let origin = use_memo((), |_| own_origin());
     let client = {
         let updates = peer.dispatcher();
-        use_memo((), move |_| EngineClient::start(Callback::from(move |update| updates.dispatch(update))))
+        // The page's peer joins the network whose secret is in the page's own address.
+        let secret = origin.as_ref().as_ref().and_then(|o| o.secret.clone());
+        use_memo((), move |_| {
+            EngineClient::start(Callback::from(move |update| updates.dispatch(update)), secret.as_ref())
+        })
     };
-    let (origin_url, origin_token) = (*use_memo((), |_| own_origin())).clone();
+    let origin_url = origin.as_ref().as_ref().map(|o| o.url.clone()).unwrap_or_default();
+    let origin_token = origin.as_ref().as_ref().and_then(|o| o.token.clone()).unwrap_or_default();
     let targets = use_reducer(|| {
         // Opened from the address a node printed: watch that node straight away.
-        if !origin_url.is_empty() && !origin_token.is_empty() {
-            TargetList(vec![Target { url: origin_url.clone().into(), token: origin_token.clone().into() }])
-        } else {
-            TargetList::default()
+        match origin.as_ref() {
+            Some(o) if !origin_token.is_empty() => TargetList(vec![Target {
+                url: o.url.clone().into(),
+                token: origin_token.clone().into(),
+                secret: o.secret.clone(),
+            }]),
+            _ => TargetList::default(),
         }
     });
 
     let on_connect = {
         let targets = targets.dispatcher();
-        Callback::from(move |t: (String, String)| {
-            targets.dispatch(Targets::Add(Target { url: t.0.into(), token: t.1.into() }))
-        })
+        Callback::from(move |t: Target| targets.dispatch(Targets::Add(t)))
     };
     let on_remove = {
         let targets = targets.dispatcher();
@@ -58,7 +65,7 @@ pub fn App() -> Html {
             <main>
                 <ConnectForm url={origin_url} token={origin_token} on_connect={on_connect} />
                 { for targets.0.iter().map(|t| html! {
-                    <node::NodePanel key={format!("{}#{}", t.url, t.token)} url={t.url.clone()} token={t.token.clone()} on_remove={on_remove.clone()} />
+                    <node::NodePanel key={format!("{}#{}#{}", t.url, t.token, t.secret.is_some())} url={t.url.clone()} token={t.token.clone()} secret={t.secret.clone()} on_remove={on_remove.clone()} />
                 }) }
                 <peer::BrowserPeer state={peer} />
             </main>

@@ -2,6 +2,7 @@
 
 use std::rc::Rc;
 
+use torronto_core::NetworkSecret;
 use yew::prelude::*;
 
 use crate::error::WebError;
@@ -11,6 +12,17 @@ use crate::error::WebError;
 pub(super) struct Target {
     pub(super) url: AttrValue,
     pub(super) token: AttrValue,
+    /// The private network's secret: the control session is then encrypted.
+    pub(super) secret: Option<NetworkSecret>,
+}
+
+/// What an address a person pastes names.
+#[derive(Debug, PartialEq)]
+pub(super) struct Address {
+    /// The WebSocket URL.
+    pub(super) url: String,
+    pub(super) token: Option<String>,
+    pub(super) secret: Option<NetworkSecret>,
 }
 
 pub(super) enum Targets {
@@ -37,9 +49,10 @@ impl Reducible for TargetList {
     }
 }
 
-/// Turns what a person pastes into a WebSocket URL and maybe a token: the
-/// control-panel address a node prints (`http://h:p/#token=T`), `ws://h:p/ws`, or `h:p`.
-pub(super) fn parse_target(input: &str) -> Result<(String, Option<String>), WebError> {
+/// Turns what a person pastes into a WebSocket URL and maybe a token and a network
+/// secret: the control-panel address a node prints (`http://h:p/#token=T`, with
+/// `&secret=S` in a private network), `ws://h:p/ws`, or `h:p`.
+pub(super) fn parse_target(input: &str) -> Result<Address, WebError> {
     let input = input.trim();
     if input.is_empty() {
         return Err(WebError::NoAddress);
@@ -52,7 +65,10 @@ pub(super) fn parse_target(input: &str) -> Result<(String, Option<String>), WebE
         Some((r, f)) => (r, Some(f)),
         None => (rest, None),
     };
-    let token = fragment.and_then(|f| f.split('&').find_map(|kv| kv.strip_prefix("token=")).map(str::to_string));
+    let field = |name: &str| fragment.and_then(|f| f.split('&').find_map(|kv| kv.strip_prefix(name)));
+    let token = field("token=").map(str::to_string);
+    let secret =
+        field("secret=").map(|hex| NetworkSecret::from_hex(hex).map_err(|_| WebError::BadSecret)).transpose()?;
     let (host, path) = match rest.split_once('/') {
         Some((h, p)) => (h, format!("/{p}")),
         None => (rest, String::new()),
@@ -66,19 +82,15 @@ pub(super) fn parse_target(input: &str) -> Result<(String, Option<String>), WebE
         other => return Err(WebError::UnsupportedScheme { scheme: other.to_string() }),
     };
     let path = if path.is_empty() || path == "/" || scheme.starts_with("http") { "/ws".to_string() } else { path };
-    Ok((format!("{ws_scheme}://{host}{path}"), token))
+    Ok(Address { url: format!("{ws_scheme}://{host}{path}"), token, secret })
 }
 
-/// The node that served this page and the token in its fragment, if any.
-pub(super) fn own_origin() -> (String, String) {
-    let Some(location) = web_sys::window().map(|w| w.location()) else { return (String::new(), String::new()) };
-    let href = location.href().unwrap_or_default();
-    let protocol = location.protocol().unwrap_or_default();
-    if !protocol.starts_with("http") {
-        return (String::new(), String::new());
+/// The node that served this page, with the token and secret in its fragment, if any.
+pub(super) fn own_origin() -> Option<Address> {
+    let location = web_sys::window()?.location();
+    let href = location.href().ok()?;
+    if !location.protocol().ok()?.starts_with("http") {
+        return None;
     }
-    match parse_target(&href) {
-        Ok((url, token)) => (url, token.unwrap_or_default()),
-        Err(_) => (String::new(), String::new()),
-    }
+    parse_target(&href).ok()
 }

@@ -9,7 +9,7 @@ mod state;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use torronto_core::{Control, PeerAddr, Status};
+use torronto_core::{Control, NetworkSecret, PeerAddr, Status};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -24,6 +24,8 @@ pub struct NodeProps {
     /// The node's WebSocket endpoint, `ws://host:port/ws`.
     pub url: AttrValue,
     pub token: AttrValue,
+    /// A private network's secret: the control session is encrypted end to end.
+    pub secret: Option<NetworkSecret>,
     pub on_remove: Callback<AttrValue>,
 }
 
@@ -32,7 +34,7 @@ pub struct NodeProps {
 pub fn NodePanel(props: &NodeProps) -> Html {
     let client = use_context::<EngineClient>().expect("NodePanel is inside the engine context");
     let state = use_reducer(NodeState::default);
-    let session = use_control_session(&props.url, &props.token, &client, state.dispatcher());
+    let session = use_control_session(&props.url, &props.token, &props.secret, &client, state.dispatcher());
     let selected = use_state(|| None::<String>);
     let path_ref = use_node_ref();
     {
@@ -82,11 +84,15 @@ pub fn NodePanel(props: &NodeProps) -> Html {
     let (pill, pill_text) = link_pill(s);
 
     html! {
-        <section class="card node" data-url={props.url.clone()} data-joined={joined.unwrap_or(false).to_string()}>
+        <section class="card node" data-url={props.url.clone()} data-joined={joined.unwrap_or(false).to_string()}
+            data-secure={props.secret.is_some().to_string()}>
             <header class="card-head">
                 <div class="title">
                     <h2>{ title }</h2>
                     <span class={classes!("pill", pill)}>{ pill_text }</span>
+                    if props.secret.is_some() {
+                        <span class="pill secure" title="private network: this session is encrypted end to end with the network secret">{ "encrypted" }</span>
+                    }
                 </div>
                 <div class="actions">
                     <button class="join" onclick={on_join} disabled={!open || busy || joined == Some(true)}>{ "Join" }</button>
@@ -114,6 +120,7 @@ pub fn NodePanel(props: &NodeProps) -> Html {
 fn use_control_session(
     url: &AttrValue,
     token: &AttrValue,
+    secret: &Option<NetworkSecret>,
     client: &EngineClient,
     dispatcher: UseReducerDispatcher<NodeState>,
 ) -> Rc<RefCell<Option<ControlSession>>> {
@@ -121,7 +128,7 @@ fn use_control_session(
     {
         let session = session.clone();
         let client = client.clone();
-        use_effect_with((url.clone(), token.clone()), move |(url, token)| {
+        use_effect_with((url.clone(), token.clone(), secret.clone()), move |(url, token, secret)| {
             let peer_url = url.to_string();
             let peer_client = client.clone();
             let on_event = Callback::from(move |event: ControlEvent| {
@@ -135,7 +142,7 @@ fn use_control_session(
                 }
                 dispatcher.dispatch(event);
             });
-            *session.borrow_mut() = Some(ControlSession::open(url, token, on_event));
+            *session.borrow_mut() = Some(ControlSession::open(url, token, secret.clone(), on_event));
             let url = url.to_string();
             move || {
                 session.borrow_mut().take();
