@@ -18,6 +18,7 @@
 //! - [`peers_file`]: the peers file format, with node IDs pinned;
 //! - [`private`]: private networks: identity file, secret, each connection's handshake
 //!   (TCP, and `--ws` sessions told apart by their first message);
+//! - [`program`]: how hints name this program (`torronto`, or the path that works);
 //! - [`registry`]: where a node leaves its control token for its owner's CLI;
 //! - [`owner`]: what belongs to this user: owner-only files, its loopback listeners;
 //! - [`demo`]: `torronto demo`, a local private network to try it out.
@@ -32,6 +33,7 @@ pub mod input;
 pub mod owner;
 pub mod peers_file;
 pub mod private;
+pub mod program;
 pub mod registry;
 pub mod storage;
 pub mod store;

@@ -331,8 +331,11 @@ fn check_exposure(
     if (loopback(listen) && exposed_ws.is_none()) || private {
         return Ok(());
     }
-    let use_secret = "Start every node with --secret FILE (make one with `torronto secret new --out FILE`), or \
-                      pass --open to run a public, unencrypted network on purpose";
+    let use_secret = format!(
+        "Start every node with --secret FILE (make one with `{} secret new --out FILE`), or pass --open to run \
+         a public, unencrypted network on purpose",
+        torronto_node::program::command()
+    );
     if !open && !loopback(listen) {
         anyhow::bail!(
             "refusing to listen on {listen} without --secret: anyone who reaches it could read, add and remove \

@@ -126,3 +126,49 @@ fn a_config_file_with_an_unknown_key_or_a_bad_value_is_refused_before_starting()
     refused("dir = \"/tmp\"\nlisten = \"not an address\"\n", "--listen");
     refused("dir = [\n", "c.toml");
 }
+
+#[test]
+fn the_demos_hints_are_commands_that_work_when_torronto_is_not_on_path() {
+    use std::io::{BufRead, BufReader};
+    let base = free_port().to_string();
+    let mut demo = Command::new(bin())
+        .args(["demo", "--nodes", "2", "--base-port", &base])
+        .env("XDG_STATE_HOME", state_home())
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let mut hints = Vec::new();
+    let mut seen = String::new();
+    for line in BufReader::new(demo.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("Ctrl-C stops the demo") {
+            break;
+        }
+        if line.contains(" query --node ") {
+            hints.push(line.trim().to_owned());
+        }
+    }
+    let demo = Process(demo);
+    let [query_hint] = &hints[..] else { panic!("one query hint expected in:\n{seen}") };
+    assert!(!query_hint.starts_with("torronto "), "`torronto` is not on this PATH: {query_hint}");
+    // Pasted into another terminal: another folder, the same PATH.
+    let out = Command::new("sh")
+        .args(["-c", query_hint])
+        .current_dir("/")
+        .env("PATH", "/usr/bin:/bin")
+        .env("XDG_STATE_HOME", state_home())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{query_hint}: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("joined"), "{query_hint}: {stdout}");
+    // Ctrl-C, so the demo removes its folders.
+    let mut demo = demo;
+    let _ = Command::new("kill").args(["-INT", &demo.0.id().to_string()]).status();
+    wait_until(Duration::from_secs(20), "the demo to stop", || matches!(demo.0.try_wait(), Ok(Some(_))));
+}
