@@ -5,6 +5,8 @@ use crate::layout::ChunkIndex;
 /// Which chunks of one file a participant holds (or is fetching).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChunkSet {
+    /// Empty while the set is (so a set costs nothing until something is in it: a peer
+    /// may announce huge files it holds nothing of); otherwise one bit per chunk.
     words: Vec<u64>,
     len: u32,
     ones: u32,
@@ -12,7 +14,7 @@ pub struct ChunkSet {
 
 impl ChunkSet {
     pub fn new(len: u32) -> Self {
-        Self { words: vec![0; (len as usize).div_ceil(64)], len, ones: 0 }
+        Self { words: Vec::new(), len, ones: 0 }
     }
 
     pub fn full(len: u32) -> Self {
@@ -41,7 +43,7 @@ impl ChunkSet {
     }
 
     pub fn contains(&self, ChunkIndex(i): ChunkIndex) -> bool {
-        i < self.len && self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
+        i < self.len && self.words.get((i / 64) as usize).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     /// Adds `i`; returns whether it was new. Indices past the end are ignored.
@@ -49,6 +51,9 @@ impl ChunkSet {
         let i = index.get();
         if i >= self.len || self.contains(index) {
             return false;
+        }
+        if self.words.is_empty() {
+            self.words = vec![0; self.word_count()];
         }
         self.words[(i / 64) as usize] |= 1 << (i % 64);
         self.ones += 1;
@@ -63,6 +68,9 @@ impl ChunkSet {
         }
         self.words[(i / 64) as usize] &= !(1 << (i % 64));
         self.ones -= 1;
+        if self.ones == 0 {
+            self.words = Vec::new();
+        }
         true
     }
 
@@ -83,11 +91,12 @@ impl ChunkSet {
     /// Word `w` of the members that are in `self` but in neither `a` nor `b`.
     /// Used by the scheduler to skip 64 chunks at a time.
     pub(crate) fn word_minus(&self, w: usize, a: &ChunkSet, b: &ChunkSet) -> u64 {
-        self.words[w] & !a.words.get(w).copied().unwrap_or(0) & !b.words.get(w).copied().unwrap_or(0)
+        let word = |s: &ChunkSet| s.words.get(w).copied().unwrap_or(0);
+        word(self) & !word(a) & !word(b)
     }
 
     pub(crate) fn word_count(&self) -> usize {
-        self.words.len()
+        (self.len as usize).div_ceil(64)
     }
 }
 
@@ -110,5 +119,8 @@ mod tests {
         assert_eq!(s.count(), 2);
         assert!(ChunkSet::full(130).is_complete());
         assert!(ChunkSet::new(0).is_complete());
+        // Emptied again, it is the set it started as.
+        assert!(s.remove(i(0)) && s.remove(i(129)));
+        assert_eq!(s, ChunkSet::new(130));
     }
 }

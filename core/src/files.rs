@@ -1,6 +1,8 @@
 //! What this node knows of each file: its identity, what is held here, what is being
 //! fetched, and how many connected peers hold each chunk. The Query status and the
-//! rarest-first pick are computed from this.
+//! rarest-first pick are computed from this. A file costs nothing per chunk until a
+//! chunk of it is held or claimed, and its status summary is kept as chunks change, so
+//! a peer announcing huge files does not make Query slow or the node large.
 
 use crate::bitset::ChunkSet;
 use crate::layout::{chunk_count, ChunkIndex};
@@ -21,8 +23,10 @@ pub(crate) struct FileState {
     pub requested: ChunkSet,
     /// Verified chunks being written.
     pub writing: ChunkSet,
-    /// For each chunk, how many connected peers hold it.
-    pub peer_counts: Vec<u16>,
+    /// For each chunk, how many connected peers claim it; empty until one claims any.
+    peer_counts: Vec<u16>,
+    /// `levels[r]`: how many chunks have replication `r` (claiming peers plus this node).
+    levels: Vec<u32>,
     /// Connected peers that announced the file (even with no chunks).
     pub announcers: u32,
     /// The peer a manifest request is outstanding with.
@@ -39,7 +43,8 @@ impl FileState {
             have: ChunkSet::new(n),
             requested: ChunkSet::new(n),
             writing: ChunkSet::new(n),
-            peer_counts: vec![0; n as usize],
+            peer_counts: Vec::new(),
+            levels: vec![n],
             announcers: 0,
             manifest_from: None,
         }
@@ -64,9 +69,60 @@ impl FileState {
         Some(FileEntry { name: name.clone(), size: self.size, digest: self.digest, chunks: self.have.iter().collect() })
     }
 
+    /// Connected peers claiming chunk `i`.
+    pub fn peer_count(&self, i: ChunkIndex) -> u16 {
+        self.peer_counts.get(i.slot()).copied().unwrap_or(0)
+    }
+
     /// Participants holding chunk `i`: connected peers, plus this node.
     pub fn replication(&self, i: ChunkIndex) -> u32 {
-        u32::from(self.peer_counts[i.slot()]) + u32::from(self.have.contains(i))
+        u32::from(self.peer_count(i)) + u32::from(self.have.contains(i))
+    }
+
+    /// One chunk's replication went from `from` to `to`.
+    fn moved(&mut self, from: u32, to: u32) {
+        self.levels[from as usize] -= 1;
+        if self.levels.len() <= to as usize {
+            self.levels.resize(to as usize + 1, 0);
+        }
+        self.levels[to as usize] += 1;
+    }
+
+    /// A connected peer claims chunk `i` (counted once per peer by the caller).
+    pub fn add_claim(&mut self, i: ChunkIndex) {
+        if self.peer_counts.is_empty() {
+            self.peer_counts = vec![0; self.chunk_count() as usize];
+        }
+        let r = self.replication(i);
+        self.peer_counts[i.slot()] += 1;
+        self.moved(r, r + 1);
+    }
+
+    /// A peer's claim of chunk `i` is withdrawn (it left, or said it does not hold it).
+    pub fn remove_claim(&mut self, i: ChunkIndex) {
+        let r = self.replication(i);
+        self.peer_counts[i.slot()] -= 1;
+        self.moved(r, r - 1);
+    }
+
+    /// Chunk `i` is verified on disk here; false if it already was.
+    pub fn mark_held(&mut self, i: ChunkIndex) -> bool {
+        let r = self.replication(i);
+        if !self.have.insert(i) {
+            return false;
+        }
+        self.moved(r, r + 1);
+        true
+    }
+
+    /// The least replication of any chunk, how many chunks are held somewhere, and the
+    /// sum of all chunks' replication: the status of the file, without a pass over its
+    /// chunks.
+    pub fn replication_summary(&self) -> (u32, u32, u64) {
+        let least = self.levels.iter().position(|&n| n > 0).unwrap_or(0) as u32;
+        let present = self.chunk_count() - self.levels[0];
+        let total = self.levels.iter().enumerate().map(|(r, &n)| r as u64 * u64::from(n)).sum();
+        (least, present, total)
     }
 
     /// Participants holding an empty file: it is complete wherever it is known.
@@ -86,7 +142,7 @@ impl FileState {
             while bits != 0 {
                 let i = ChunkIndex(w as u32 * 64 + bits.trailing_zeros());
                 bits &= bits - 1;
-                let count = self.peer_counts[i.slot()];
+                let count = self.peer_count(i);
                 if best.is_none_or(|(_, c)| count < c) {
                     best = Some((i, count));
                     if count <= 1 {

@@ -5,7 +5,6 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -26,10 +25,10 @@ pub fn hash_chunk(data: &[u8]) -> ChunkHash {
 pub struct Digest(pub [u8; 32]);
 
 impl Digest {
-    fn of_hashes(hashes: &[ChunkHash]) -> Self {
+    fn of_hashes<H: AsRef<[u8]>>(hashes: impl IntoIterator<Item = H>) -> Self {
         let mut h = Sha256::new();
         for c in hashes {
-            h.update(c);
+            h.update(c.as_ref());
         }
         Digest(h.finalize().into())
     }
@@ -98,14 +97,16 @@ pub enum ManifestError {
 pub struct Manifest {
     size: u64,
     digest: Digest,
-    hashes: Arc<[ChunkHash]>,
+    /// The chunk hashes concatenated, which is also the Manifest body: every answer to
+    /// GetManifest shares this one buffer instead of copying it (up to 16 MiB).
+    body: Bytes,
 }
 
 impl fmt::Debug for Manifest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manifest")
             .field("size", &self.size)
-            .field("chunks", &self.hashes.len())
+            .field("chunks", &self.chunk_count())
             .field("digest", &self.digest)
             .finish()
     }
@@ -122,7 +123,7 @@ impl Manifest {
             return Err(ManifestError::WrongLength { got: hashes.len() * 32, want: want * 32 });
         }
         let digest = Digest::of_hashes(&hashes);
-        Ok(Self { size, digest, hashes: hashes.into() })
+        Ok(Self { size, digest, body: Bytes::from(hashes.concat()) })
     }
 
     /// Parses a Manifest body received for a file of `size` bytes and checks it
@@ -135,18 +136,15 @@ impl Manifest {
         if body.len() != want {
             return Err(ManifestError::WrongLength { got: body.len(), want });
         }
-        let hashes: Vec<ChunkHash> =
-            body.chunks_exact(32).map(|c| c.try_into().expect("chunks_exact(32) yields 32 bytes")).collect();
-        let manifest = Self::from_hashes(size, hashes)?;
-        if manifest.digest != digest {
+        if Digest::of_hashes(body.chunks_exact(32)) != digest {
             return Err(ManifestError::DigestMismatch);
         }
-        Ok(manifest)
+        Ok(Self { size, digest, body: Bytes::copy_from_slice(body) })
     }
 
     /// The Manifest body: the chunk hashes concatenated.
     pub fn to_body(&self) -> Bytes {
-        Bytes::from(self.hashes.concat())
+        self.body.clone()
     }
 
     pub fn size(&self) -> u64 {
@@ -158,11 +156,12 @@ impl Manifest {
     }
 
     pub fn chunk_count(&self) -> u32 {
-        self.hashes.len() as u32
+        (self.body.len() / 32) as u32
     }
 
     pub fn chunk_hash(&self, index: ChunkIndex) -> Option<&ChunkHash> {
-        self.hashes.get(index.slot())
+        let at = index.slot() * 32;
+        self.body.get(at..at + 32).map(|h| h.try_into().expect("a 32-byte slice"))
     }
 
     /// Whether `data` is exactly chunk `index` of this file.

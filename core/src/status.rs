@@ -97,14 +97,7 @@ impl Status {
             let holders = f.empty_file_holders();
             (1.0, 1.0, holders, f64::from(holders))
         } else {
-            let mut least = u32::MAX;
-            let (mut present, mut total) = (0u32, 0u64);
-            for i in ChunkIndex::all(n) {
-                let r = f.replication(i);
-                least = least.min(r);
-                present += u32::from(r > 0);
-                total += u64::from(r);
-            }
+            let (least, present, total) = f.replication_summary();
             let n_f = f64::from(n);
             let fraction = |x: f64| (x / n_f * 1e4).round() / 1e4;
             (fraction(f64::from(f.have.count())), fraction(f64::from(present)), least, fraction(total as f64))

@@ -660,7 +660,9 @@ fn leave_right_after_insert_loses_nothing() {
 
 #[test]
 fn corrupt_chunks_are_rejected_and_the_liar_cut_off() {
-    let data = content(30 * CHUNK_SIZE as usize, 6);
+    // Large enough that the liar, which never delivers and so is asked only two chunks
+    // at a time, is asked enough to reach the strike limit.
+    let data = content(120 * CHUNK_SIZE as usize, 6);
     // Nodes 0 and 1 both hold the file; then 1 starts lying and 2 and 3 join.
     let mut late = Net::new(4);
     for m in 0..2 {

@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -107,13 +108,20 @@ pub async fn read_loop(conn: ConnId, mut decoder: Decoder<impl FrameRead>, input
     let _ = inputs.send(Input::Disconnected { conn }).await;
 }
 
+/// Messages waiting in one connection's queue before the driver closes it: a peer that
+/// does not read what it asks for must not make the node hold its answers without end.
+/// Stored Uploads are not counted: the node's serving limit bounds them.
+pub const OUTGOING_LIMIT: usize = 4096;
+
 /// Writes what the driver sends until it drops the sender (a Close) or the peer
 /// goes away; flushes whenever the queue runs dry. Each stored Upload is reported to
 /// the node once it is on its way (`Sent`), which frees its place in the serving limit.
+/// `queued` counts the messages the driver has queued and this has not yet written.
 pub async fn write_loop(
     conn: ConnId,
     mut frames: impl ConnWrite,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    queued: Arc<AtomicUsize>,
     inputs: mpsc::Sender<Input>,
 ) {
     while let Some(first) = outgoing.recv().await {
@@ -124,6 +132,7 @@ pub async fn write_loop(
                     if write_encoded(&mut frames, &envelope.encode()).await.is_err() {
                         return;
                     }
+                    queued.fetch_sub(1, Ordering::Relaxed);
                 }
                 Outgoing::Stored(upload) => {
                     let result = frames.write_stored(&upload).await;

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use torronto_net::{
     tune, Decoder, FrameRead, SecureFrameReader, SecureFrameWriter, Secured, TcpFrameReader, TcpFrameWriter,
 };
 
-use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing};
+use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing, OUTGOING_LIMIT};
 use crate::events::EventLog;
 use crate::input::{Input, Link};
 use crate::private::{load_identity, Accepted, AcceptedWs, Private};
@@ -101,7 +102,10 @@ pub struct NodeOptions {
 #[derive(Debug)]
 struct ConnHandle {
     outgoing: mpsc::UnboundedSender<Outgoing>,
+    /// Messages in `outgoing` not yet written (see [`OUTGOING_LIMIT`]).
+    queued: Arc<AtomicUsize>,
     reader: AbortHandle,
+    writer: AbortHandle,
     /// Chunks served on this connection go straight from their files (TCP).
     sends_files: bool,
 }
@@ -388,8 +392,12 @@ impl Driver {
             Decoder::new(frames_in)
         };
         let reader = self.tasks.spawn(read_loop(conn, decoder, self.inputs_tx.clone())).abort_handle();
-        self.tasks.spawn_writer(write_loop(conn, frames_out, queue, self.inputs_tx.clone()));
-        self.conns.insert(conn, ConnHandle { outgoing, reader, sends_files: W::SENDS_FILES });
+        let queued = Arc::new(AtomicUsize::new(0));
+        let writer = self
+            .tasks
+            .spawn_writer(write_loop(conn, frames_out, queue, queued.clone(), self.inputs_tx.clone()))
+            .abort_handle();
+        self.conns.insert(conn, ConnHandle { outgoing, queued, reader, writer, sends_files: W::SENDS_FILES });
         self.node.handle_connected(self.now(), conn, info);
     }
 
@@ -451,8 +459,14 @@ impl Driver {
                 moved = true;
                 match cmd {
                     NetCommand::Send { conn, envelope } => {
-                        if let Some(c) = self.conns.get(&conn) {
+                        let Some(c) = self.conns.get(&conn) else { continue };
+                        if c.queued.fetch_add(1, Ordering::Relaxed) < OUTGOING_LIMIT {
                             let _ = c.outgoing.send(Outgoing::Message(envelope));
+                        } else {
+                            // It does not read: what is queued is dropped, not flushed.
+                            tracing::warn!(%conn, "closing connection: {OUTGOING_LIMIT} messages queued and unread");
+                            c.writer.abort();
+                            self.close(conn);
                         }
                     }
                     NetCommand::Dial(addr) => {
@@ -463,13 +477,7 @@ impl Driver {
                             let _ = inputs.send(Input::Dialed { addr, result }).await;
                         });
                     }
-                    NetCommand::Close(conn) => {
-                        // Dropping the sender ends the writer once it has flushed.
-                        if let Some(c) = self.conns.remove(&conn) {
-                            c.reader.abort();
-                        }
-                        self.node.handle_disconnected(self.now(), conn);
-                    }
+                    NetCommand::Close(conn) => self.close(conn),
                 }
             }
             while let Some(cmd) = self.node.poll_storage() {
@@ -483,6 +491,14 @@ impl Driver {
                 break;
             }
         }
+    }
+
+    /// Closes `conn`: dropping the sender ends the writer once it has flushed.
+    fn close(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            c.reader.abort();
+        }
+        self.node.handle_disconnected(self.now(), conn);
     }
 
     /// Hands a storage command to the storage. A chunk to be sent on a connection that

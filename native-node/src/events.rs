@@ -32,6 +32,11 @@ impl EventLog {
             Event::ChunkRejected { peer, chunk } => {
                 tracing::warn!("rejected chunk {} of {} from {peer}: hash mismatch", chunk.index, chunk.file)
             }
+            Event::AnnouncementsIgnored { peer, ignored } => {
+                tracing::warn!(
+                    "ignored {ignored} files announced by {peer}: more files or bytes than one peer may announce"
+                )
+            }
             Event::PeerBanned(p) => tracing::warn!("disconnected {p}: it kept sending corrupt chunks"),
             Event::KeyConflict { peer, bound, presented } => {
                 tracing::warn!("refused node {presented} claiming {peer}, which node {bound} holds")

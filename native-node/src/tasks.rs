@@ -23,8 +23,8 @@ impl Tasks {
     }
 
     /// Spawns a connection's writer, which ends once its queue is closed and flushed.
-    pub fn spawn_writer(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.writers.spawn(task);
+    pub fn spawn_writer(&self, task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+        self.writers.spawn(task)
     }
 
     /// Waits for the writers to end (their queues must be closed), cancelling those

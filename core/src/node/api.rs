@@ -37,10 +37,20 @@ impl fmt::Display for ImportId {
 /// Limits and timings; the defaults suit loopback and LAN alike.
 #[derive(Clone, Debug)]
 pub struct Tuning {
-    /// Chunk requests in flight to one peer.
+    /// Chunk requests in flight to one peer that has delivered chunks.
     pub requests_per_peer: usize,
+    /// Chunk requests in flight to the peers that have delivered none yet, all of them
+    /// together: claims cost nothing, so a peer earns its window by delivering, and any
+    /// number of peers that never do hold at most this many chunks up.
+    pub unproven_requests: usize,
     /// A request unanswered this long is given up and the chunk asked of someone else.
     pub request_timeout: Millis,
+    /// The same, for a peer that has delivered no chunk yet.
+    pub unproven_request_timeout: Millis,
+    /// A peer that let a request time out is asked nothing for this long, doubling with
+    /// each further timeout (up to `stall_max`) until it delivers again.
+    pub stall_min: Millis,
+    pub stall_max: Millis,
     /// A manifest request unanswered this long is retried.
     pub manifest_timeout: Millis,
     /// Join answers once every peer has answered or this long has passed.
@@ -54,6 +64,12 @@ pub struct Tuning {
     pub push_window: usize,
     /// Chunk reads outstanding for one connection; a peer asking for more is cut off.
     pub serve_limit: usize,
+    /// Files one peer may announce, and their total size: announcements past either are
+    /// ignored, so what a peer makes us track is bounded whatever it claims.
+    pub max_peer_files: usize,
+    pub max_peer_bytes: u64,
+    /// Manifest requests in flight to one peer.
+    pub manifest_requests_per_peer: usize,
     /// Bad chunks from one peer before it is disconnected.
     pub max_strikes: u32,
     /// First and largest wait before dialling a lost peer again.
@@ -75,13 +91,20 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             requests_per_peer: 32,
+            unproven_requests: 2,
             request_timeout: 30_000,
+            unproven_request_timeout: 5_000,
+            stall_min: 5_000,
+            stall_max: 120_000,
             manifest_timeout: 10_000,
             join_timeout: 5_000,
             leave_timeout: 30_000,
             max_writing: 64,
             push_window: 24,
             serve_limit: 256,
+            max_peer_files: 10_000,
+            max_peer_bytes: 1 << 40,
+            manifest_requests_per_peer: 8,
             max_strikes: 3,
             redial_min: 1_000,
             redial_max: 30_000,
@@ -253,6 +276,11 @@ pub enum Event {
         chunk: ChunkRef,
     },
     PeerBanned(PeerAddr),
+    /// A peer announced more files (or bytes) than a peer may; `ignored` were not tracked.
+    AnnouncementsIgnored {
+        peer: PeerAddr,
+        ignored: usize,
+    },
     /// A key claimed an address a connected peer with another key already holds; refused.
     KeyConflict {
         peer: PeerAddr,

@@ -26,6 +26,7 @@ impl Node {
 
     fn request_manifests(&mut self, now: Millis) {
         let deadline = now + self.config.tuning.manifest_timeout;
+        let most = self.config.tuning.manifest_requests_per_peer;
         let wanted: Vec<FileName> = self
             .files
             .iter()
@@ -33,11 +34,14 @@ impl Node {
             .map(|(n, _)| n.clone())
             .collect();
         for name in wanted {
+            // A peer that has delivered is asked first; one that stalls is not asked.
             let holder = self
                 .peers
                 .iter_mut()
-                .filter(|(_, p)| p.files.contains_key(&name))
-                .min_by_key(|(_, p)| p.manifest_requests.len() + p.requests.len());
+                .filter(|(_, p)| {
+                    p.files.contains_key(&name) && p.stalled_until <= now && p.manifest_requests.len() < most
+                })
+                .min_by_key(|(_, p)| (p.delivered == 0, p.manifest_requests.len() + p.requests.len()));
             let Some((addr, peer)) = holder else { continue };
             peer.manifest_requests.insert(name.clone());
             self.timers.set(Timer::ManifestRequest { peer: addr.clone(), file: name.clone() }, deadline);
@@ -48,17 +52,30 @@ impl Node {
     }
 
     /// Fills every peer's request window, a chunk per peer per round so that the load
-    /// spreads; each pick is the rarest chunk that peer can give us.
+    /// spreads; each pick is the rarest chunk that peer can give us. Peers that have
+    /// delivered the most pick first; one that has delivered nothing gets a small window
+    /// and a short timeout, and one that stalls is asked nothing for a while, so claims
+    /// that never deliver cannot hold the chunks they claim.
     fn request_chunks(&mut self, now: Millis) {
-        let deadline = now + self.config.tuning.request_timeout;
-        let window = self.config.tuning.requests_per_peer;
-        if self.writing >= self.config.tuning.max_writing {
+        let tuning = &self.config.tuning;
+        if self.writing >= tuning.max_writing {
             return;
         }
+        let (full, unproven) = (tuning.requests_per_peer, tuning.unproven_requests);
+        let (timeout, unproven_timeout) = (tuning.request_timeout, tuning.unproven_request_timeout);
         let mut open: Vec<PeerAddr> = self.peers.keys().cloned().collect();
+        open.sort_by_key(|a| std::cmp::Reverse(self.peers[a].delivered));
+        let mut unproven_in_flight: usize =
+            self.peers.values().filter(|p| p.delivered == 0).map(|p| p.requests.len()).sum();
         while !open.is_empty() {
             open.retain(|addr| {
                 let peer = &self.peers[addr];
+                let (window, deadline) = match peer.delivered {
+                    _ if peer.stalled_until > now => (0, now),
+                    0 if unproven_in_flight >= unproven => (0, now),
+                    0 => (usize::MAX, now + unproven_timeout),
+                    _ => (full, now + timeout),
+                };
                 if peer.requests.len() >= window {
                     return false;
                 }
@@ -71,6 +88,9 @@ impl Node {
                 self.timers.set(Timer::Request { peer: addr.clone(), file: name.clone(), index: i }, deadline);
                 let peer = self.peers.get_mut(addr).expect("listed above");
                 peer.requests.insert((name, i));
+                if peer.delivered == 0 {
+                    unproven_in_flight += 1;
+                }
                 let conn = peer.conn;
                 self.net.push_back(NetCommand::Send {
                     conn,
@@ -153,12 +173,30 @@ impl Node {
     }
 
     /// A manifest request went unanswered: the manifest may be asked of anyone again.
-    pub(super) fn manifest_request_expired(&mut self, addr: &PeerAddr, file: &FileName) {
+    pub(super) fn manifest_request_expired(&mut self, now: Millis, addr: &PeerAddr, file: &FileName) {
         if self.forget_manifest_request(addr, file) {
             if let Some(f) = self.files.get_mut(file) {
                 f.manifest_from = None;
             }
+            self.stall(now, addr);
         }
+    }
+
+    /// `addr` let a request time out: its other chunk requests are given up too, so that
+    /// others may be asked, and it is asked nothing for a while (longer each time).
+    pub(super) fn stall(&mut self, now: Millis, addr: &PeerAddr) {
+        let (min, max) = (self.config.tuning.stall_min, self.config.tuning.stall_max);
+        let Some(peer) = self.peers.get_mut(addr) else {
+            return;
+        };
+        let rest = min.saturating_mul(1 << peer.stalls.min(16)).min(max);
+        peer.stalls += 1;
+        peer.stalled_until = now + rest;
+        let pending: Vec<(FileName, ChunkIndex)> = peer.requests.iter().cloned().collect();
+        for (file, i) in pending {
+            self.forget_request(addr, &file, i);
+        }
+        self.timers.set(Timer::Stalled(addr.clone()), now + rest);
     }
 
     /// `addr` answered ErrFileMissing about a file or chunk we asked it for.
@@ -173,7 +211,10 @@ impl Node {
                     let peer = self.peers.get_mut(addr).expect("checked above");
                     if let Some(f) = self.files.get_mut(&about.name) {
                         if peer.files.get_mut(&about.name).is_some_and(|s| s.remove(i)) {
-                            f.peer_counts[i.slot()] -= 1;
+                            f.remove_claim(i);
+                        }
+                        if let Some(proven) = peer.proven.get_mut(&about.name) {
+                            proven.remove(i);
                         }
                     }
                 }
@@ -197,7 +238,7 @@ impl Node {
         }
         // Pushed by a leaving peer, or answering our request: either way it must be
         // consistent with its digest and with what we already know of the file.
-        if !self.learn_file(addr, &file, size, Some(digest)) {
+        if !self.may_announce(addr, &file, size) || !self.learn_file(addr, &file, size, Some(digest)) {
             return;
         }
         self.peer_holds_file(addr, &file);
@@ -233,7 +274,15 @@ impl Node {
             return;
         }
         let Some(manifest) = &f.manifest else { return };
-        if f.have.contains(i) || f.writing.contains(i) {
+        if f.have.contains(i) {
+            // Pushed by a leaving peer that could not know we hold it: say so, or its
+            // leave waits for a confirmation that never comes.
+            let have = PeerMessage::Have(vec![HaveEntry { chunk, digest: Some(f.digest) }]);
+            let conn = self.peers[addr].conn;
+            self.send(conn, have);
+            return;
+        }
+        if f.writing.contains(i) {
             return;
         }
         let verified = match hash {
@@ -247,6 +296,10 @@ impl Node {
         }
         f.writing.insert(i);
         self.writing += 1;
+        let peer = self.peers.get_mut(addr).expect("checked above");
+        peer.delivered += data.len() as u64;
+        peer.stalls = 0;
+        self.proves(addr, &chunk.file, i);
         self.storage.push_back(StorageCommand::Write { chunk, data });
     }
 
@@ -262,7 +315,7 @@ impl Node {
             self.events.push_back(Event::StorageFailed { file: chunk.file, message: e.message });
             return;
         }
-        if !f.have.insert(chunk.index) {
+        if !f.mark_held(chunk.index) {
             return;
         }
         self.chunks_fetched += 1;

@@ -12,6 +12,7 @@
 use super::{ConnId, Event, ImportId, Node, Refusal, StorageCommand, StorageError};
 use crate::bitset::ChunkSet;
 use crate::files::FileState;
+use crate::layout::ChunkIndex;
 use crate::manifest::Manifest;
 use crate::name::FileName;
 use crate::wire::{Code, Reply};
@@ -134,12 +135,16 @@ impl Node {
         // what is now on our disk is what we count.
         if self.files.get(&name).is_some_and(|f| !f.matches(size, digest)) {
             for peer in self.peers.values_mut() {
-                peer.files.remove(&name);
+                if peer.files.remove(&name).is_some() {
+                    peer.announced_bytes -= self.files[&name].size;
+                }
             }
             self.files.remove(&name);
         }
         let f = self.files.entry(name.clone()).or_insert_with(|| FileState::new(size, digest));
-        f.have = ChunkSet::full(manifest.chunk_count());
+        for i in ChunkIndex::all(manifest.chunk_count()) {
+            f.mark_held(i);
+        }
         f.requested = ChunkSet::new(manifest.chunk_count());
         f.manifest = Some(manifest);
         self.events.push_back(Event::FileInserted { file: name.clone(), size });

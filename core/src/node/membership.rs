@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::{envelope, ConnId, Event, Millis, NetCommand, Node, StorageCommand, Timer};
+use crate::bitset::ChunkSet;
 use crate::layout::ChunkIndex;
 use crate::name::FileName;
 use crate::wire::{ChunkRef, Code, PeerAddr, PeerMessage, Reply};
@@ -25,7 +26,7 @@ pub(super) enum Membership {
 #[derive(Debug)]
 pub(super) struct LeavePlan {
     reply_to: Option<ConnId>,
-    /// Chunks still to be confirmed by a peer's Have.
+    /// Chunks no connected peer has proven to hold (see `PeerState::proven`).
     todo: BTreeSet<(FileName, ChunkIndex)>,
     /// Chunks pushed and not yet confirmed, by receiver.
     pushed: HashMap<(FileName, ChunkIndex), PeerAddr>,
@@ -91,10 +92,13 @@ impl Node {
     pub(super) fn start_leave(&mut self, now: Millis, reply_to: Option<ConnId>) {
         // Stop fetching: what is in flight is no longer wanted.
         self.forget_all_requests();
+        // A peer's claim to hold a chunk is not enough: only a proof counts.
         let mut todo = BTreeSet::new();
         for (name, f) in &self.files {
             if f.manifest.is_some() {
-                todo.extend(f.have.iter().filter(|&i| f.peer_counts[i.slot()] == 0).map(|i| (name.clone(), i)));
+                todo.extend(
+                    f.have.iter().filter(|&i| !self.proven_elsewhere(name, i, None)).map(|i| (name.clone(), i)),
+                );
             }
         }
         self.stop_redials();
@@ -126,6 +130,8 @@ impl Node {
             peer.pushes += 1;
             let conn = peer.conn;
             let file = &self.files[&key.0];
+            // Its next announcement of this chunk proves the push arrived.
+            peer.sent.entry(key.0.clone()).or_insert_with(|| ChunkSet::new(file.chunk_count())).insert(key.1);
             if plan.manifests_sent.insert((addr.clone(), key.0.clone())) {
                 let m = file.manifest.as_ref().expect("only files with a manifest are planned");
                 let message = PeerMessage::Manifest {
@@ -142,7 +148,27 @@ impl Node {
         }
     }
 
-    /// A chunk we hold alone is now held elsewhere too.
+    /// A peer that proved chunks is gone: those it alone proved are planned again.
+    pub(super) fn replan_leave(&mut self, gone: &HashMap<FileName, ChunkSet>) {
+        if !matches!(self.membership, Membership::Leaving(_)) {
+            return;
+        }
+        let mut again = Vec::new();
+        for (name, proven) in gone {
+            let Some(f) = self.files.get(name) else { continue };
+            again.extend(
+                proven
+                    .iter()
+                    .filter(|&i| f.have.contains(i) && !self.proven_elsewhere(name, i, None))
+                    .map(|i| (name.clone(), i)),
+            );
+        }
+        if let Membership::Leaving(plan) = &mut self.membership {
+            plan.todo.extend(again);
+        }
+    }
+
+    /// A chunk only we held has been proven held elsewhere too.
     pub(super) fn leave_confirmed(&mut self, file: &FileName, i: ChunkIndex) {
         let Membership::Leaving(plan) = &mut self.membership else {
             return;

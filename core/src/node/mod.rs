@@ -118,7 +118,7 @@ impl Node {
     pub fn add_local_file(&mut self, file: LocalFile) {
         let mut state = FileState::new(file.manifest.size(), file.manifest.digest());
         for i in file.have.iter() {
-            state.have.insert(i);
+            state.mark_held(i);
         }
         state.manifest = Some(file.manifest);
         self.files.insert(file.name, state);
@@ -288,9 +288,13 @@ impl Node {
                 Timer::Join => self.finish_join(),
                 Timer::Leave => self.finish_leave(),
                 Timer::Request { peer, file, index } => {
-                    self.forget_request(&peer, &file, index);
+                    if self.forget_request(&peer, &file, index) {
+                        self.stall(now, &peer);
+                    }
                 }
-                Timer::ManifestRequest { peer, file } => self.manifest_request_expired(&peer, &file),
+                Timer::ManifestRequest { peer, file } => self.manifest_request_expired(now, &peer, &file),
+                // Nothing to do but fetch again, which `after_input` does.
+                Timer::Stalled(_) => {}
                 Timer::Redial(addr) => self.redial_due(now, addr),
                 // No longer set: `after_input` fetches again.
                 Timer::FetchPause => {}

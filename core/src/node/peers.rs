@@ -51,13 +51,29 @@ pub(super) struct PeerState {
     /// Where messages to this peer go; other connections may exist and stay usable.
     pub conn: ConnId,
     pub conns: BTreeSet<ConnId>,
+    /// What it claims to hold (file lists, Have): good enough to ask it for chunks.
     pub files: HashMap<FileName, ChunkSet>,
+    /// The total size of `files`, held within [`super::Tuning::max_peer_bytes`].
+    pub announced_bytes: u64,
+    /// What it has proven to hold: chunks it served us verified, or announced after we
+    /// sent them to it. Only these count when a leave plan decides what is safe
+    /// elsewhere; a claim costs nothing to make.
+    pub proven: HashMap<FileName, ChunkSet>,
+    /// Chunks we sent it (served or pushed) that it has not announced since.
+    pub sent: HashMap<FileName, ChunkSet>,
     /// Our chunk requests to it; each has a [`Timer::Request`].
     pub requests: HashSet<(FileName, ChunkIndex)>,
     /// Our manifest requests to it; each has a [`Timer::ManifestRequest`].
     pub manifest_requests: HashSet<FileName>,
     pub pushes: usize,
     pub strikes: u32,
+    /// Bytes of verified chunks it has served us: peers are asked in this order, and
+    /// one that has delivered nothing gets only a small window.
+    pub delivered: u64,
+    /// Requests it let time out since it last delivered; it is asked nothing before
+    /// `stalled_until`.
+    pub stalls: u32,
+    pub stalled_until: Millis,
     /// Where picks from this peer go on (a word of its chunk bitmap): consecutive
     /// requests take consecutive chunks, so files are written in runs rather than
     /// scattered 64 KiB at a time (scattered writes cost the filesystem dearly).
@@ -109,10 +125,16 @@ impl Node {
                         conn,
                         conns: BTreeSet::from([conn]),
                         files: HashMap::new(),
+                        announced_bytes: 0,
+                        proven: HashMap::new(),
+                        sent: HashMap::new(),
                         requests: HashSet::new(),
                         manifest_requests: HashSet::new(),
                         pushes: 0,
                         strikes: 0,
+                        delivered: 0,
+                        stalls: 0,
+                        stalled_until: 0,
                         cursor,
                     },
                 );
@@ -142,7 +164,7 @@ impl Node {
         for (name, held) in &peer.files {
             if let Some(f) = self.files.get_mut(name) {
                 for i in held.iter() {
-                    f.peer_counts[i.slot()] -= 1;
+                    f.remove_claim(i);
                 }
                 f.announcers -= 1;
             }
@@ -153,6 +175,7 @@ impl Node {
                 f.requested.remove(i);
             }
         }
+        self.timers.cancel(Timer::Stalled(addr.clone()));
         for name in peer.manifest_requests {
             self.timers.cancel(Timer::ManifestRequest { peer: addr.clone(), file: name.clone() });
             if let Some(f) = self.files.get_mut(&name) {
@@ -163,6 +186,7 @@ impl Node {
         if let Membership::Leaving(plan) = &mut self.membership {
             plan.forget_peer(addr);
         }
+        self.replan_leave(&peer.proven);
         self.events.push_back(Event::PeerLeft { peer: addr.clone(), graceful });
         self.pump_leave();
     }
@@ -173,16 +197,22 @@ impl Node {
             return;
         };
         if replace {
+            peer.announced_bytes = 0;
             for (name, held) in peer.files.drain() {
                 if let Some(f) = self.files.get_mut(&name) {
                     for i in held.iter() {
-                        f.peer_counts[i.slot()] -= 1;
+                        f.remove_claim(i);
                     }
                     f.announcers -= 1;
                 }
             }
         }
+        let mut ignored = 0;
         for entry in entries {
+            if !self.may_announce(addr, &entry.name, entry.size) {
+                ignored += 1;
+                continue;
+            }
             if !self.learn_file(addr, &entry.name, entry.size, Some(entry.digest)) {
                 continue;
             }
@@ -193,7 +223,41 @@ impl Node {
                 self.peer_holds_file(addr, &entry.name);
             }
         }
+        if replace {
+            // A proof stands only for what the peer still claims.
+            if let Some(peer) = self.peers.get_mut(addr) {
+                let claims = &peer.files;
+                peer.proven.retain(|name, proven| {
+                    let claimed = claims.get(name);
+                    let gone: Vec<ChunkIndex> =
+                        proven.iter().filter(|&i| !claimed.is_some_and(|c| c.contains(i))).collect();
+                    for i in gone {
+                        proven.remove(i);
+                    }
+                    proven.count() > 0
+                });
+            }
+        }
         self.files.retain(|_, f| f.is_known());
+        self.announcements_ignored(addr, ignored);
+    }
+
+    /// Whether `addr` may announce `name` of `size` bytes: it already does, or it stays
+    /// within the files and bytes one peer may make us track.
+    pub(super) fn may_announce(&self, addr: &PeerAddr, name: &FileName, size: u64) -> bool {
+        let Some(peer) = self.peers.get(addr) else {
+            return false;
+        };
+        let tuning = &self.config.tuning;
+        peer.files.contains_key(name)
+            || (peer.files.len() < tuning.max_peer_files
+                && peer.announced_bytes.saturating_add(size) <= tuning.max_peer_bytes)
+    }
+
+    fn announcements_ignored(&mut self, addr: &PeerAddr, ignored: usize) {
+        if ignored > 0 {
+            self.events.push_back(Event::AnnouncementsIgnored { peer: addr.clone(), ignored });
+        }
     }
 
     /// Makes sure we track `name` as announced by `addr`; false on a conflict.
@@ -221,6 +285,7 @@ impl Node {
         };
         if !peer.files.contains_key(name) {
             peer.files.insert(name.clone(), ChunkSet::new(f.chunk_count()));
+            peer.announced_bytes += f.size;
             f.announcers += 1;
         }
         true
@@ -233,17 +298,49 @@ impl Node {
         let peer = self.peers.get_mut(addr).expect("checked by peer_holds_file");
         let f = self.files.get_mut(name).expect("checked by peer_holds_file");
         if peer.files.get_mut(name).expect("inserted by peer_holds_file").insert(i) {
-            f.peer_counts[i.slot()] += 1;
+            f.add_claim(i);
+        }
+        // Announcing a chunk we sent it proves it holds it.
+        if peer.sent.get_mut(name).is_some_and(|s| s.remove(i)) {
+            self.proves(addr, name, i);
+        }
+    }
+
+    /// `addr` has proven it holds chunk `i` of `name`.
+    pub(super) fn proves(&mut self, addr: &PeerAddr, name: &FileName, i: ChunkIndex) {
+        let (Some(peer), Some(f)) = (self.peers.get_mut(addr), self.files.get(name)) else {
+            return;
+        };
+        let n = f.chunk_count();
+        if peer.proven.entry(name.clone()).or_insert_with(|| ChunkSet::new(n)).insert(i) {
             self.leave_confirmed(name, i);
         }
     }
 
+    /// We handed chunk `i` of `name` to `addr`: its next announcement of it is a proof.
+    pub(super) fn sent_to(&mut self, addr: &PeerAddr, name: &FileName, i: ChunkIndex) {
+        let (Some(peer), Some(f)) = (self.peers.get_mut(addr), self.files.get(name)) else {
+            return;
+        };
+        let n = f.chunk_count();
+        peer.sent.entry(name.clone()).or_insert_with(|| ChunkSet::new(n)).insert(i);
+    }
+
+    /// Whether a connected peer other than `except` has proven it holds chunk `i` of `name`.
+    pub(super) fn proven_elsewhere(&self, name: &FileName, i: ChunkIndex, except: Option<&PeerAddr>) -> bool {
+        self.peers.iter().any(|(a, p)| Some(a) != except && p.proven.get(name).is_some_and(|s| s.contains(i)))
+    }
+
     pub(super) fn on_have(&mut self, addr: &PeerAddr, entries: Vec<HaveEntry>) {
+        let mut ignored = 0;
         for HaveEntry { chunk, digest } in entries {
-            if self.learn_file(addr, &chunk.file, chunk.size, digest) {
+            if !self.may_announce(addr, &chunk.file, chunk.size) {
+                ignored += 1;
+            } else if self.learn_file(addr, &chunk.file, chunk.size, digest) {
                 self.peer_holds(addr, &chunk.file, chunk.index);
             }
         }
+        self.announcements_ignored(addr, ignored);
     }
 
     /// A reply to one of our requests (or to our Add).

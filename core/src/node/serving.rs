@@ -25,6 +25,9 @@ impl Node {
             return;
         }
         state.serving += 1;
+        if let Some(peer) = state.peer.clone() {
+            self.sent_to(&peer, &chunk.file, chunk.index);
+        }
         self.storage.push_back(StorageCommand::Read { conn, chunk, push: false });
     }
 

@@ -21,6 +21,8 @@ pub(super) enum Timer {
     Request { peer: PeerAddr, file: FileName, index: ChunkIndex },
     /// Our request of a manifest from a peer is given up.
     ManifestRequest { peer: PeerAddr, file: FileName },
+    /// A peer that let a request time out may be asked again.
+    Stalled(PeerAddr),
     /// A lost peer is dialled again.
     Redial(PeerAddr),
     /// Fetching resumes after a failed write.

@@ -1,0 +1,281 @@
+//! A member cannot hurt the network (issue 11): peers that lie about what they hold or
+//! never deliver what they claim are played by raw connections (tests/src/raw.rs)
+//! against real nodes; the leave guarantee holds and fetching goes on at full speed.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use torronto_tests::raw::{full_entry, manifest_of, Raw};
+use torronto_tests::sys::rss_kib;
+use torronto_tests::{random_bytes, sha256_hex, TestNode, CHUNK};
+
+fn action(h: &Value) -> Option<i64> {
+    h.get("Action").and_then(Value::as_i64)
+}
+
+/// What a peer received while the node left: the chunks pushed to it, each checked
+/// against the file's bytes.
+fn take_pushes(mut raw: Raw, bytes: Vec<u8>, host: &'static str, confirm: bool) -> thread::JoinHandle<u64> {
+    thread::spawn(move || {
+        raw.set_read_timeout(Duration::from_secs(60));
+        let mut pushed = 0;
+        while let Ok((h, body)) = raw.read_message() {
+            if action(&h) != Some(8) {
+                continue;
+            }
+            let chunk = h["Files"][0].clone();
+            let i = chunk["chunks"][1].as_u64().expect("chunk number") as usize;
+            let at = i * CHUNK as usize;
+            let want = &bytes[at..(at + CHUNK as usize).min(bytes.len())];
+            assert!(body.as_deref() == Some(want), "pushed chunk {i} is not the file's");
+            pushed += 1;
+            if confirm {
+                let (_, digest) = manifest_of(&bytes);
+                let have = json!({"HostName": host, "PortNumber": 0, "Action": 9,
+                    "Files": [{"FileName": chunk["FileName"], "Digest": digest, "chunks": chunk["chunks"]}]});
+                if !raw.send_frame(have.to_string().as_bytes()) {
+                    break;
+                }
+            }
+        }
+        pushed
+    })
+}
+
+/// Leaves `node` over a control connection and returns the reply.
+fn leave(node: &TestNode) -> (Value, Duration) {
+    let mut c = Raw::connect(&node.addr());
+    c.set_read_timeout(Duration::from_secs(90));
+    let start = Instant::now();
+    let reply = c.expect_code(&json!({"Action": 1}), 0, "Leave");
+    (reply, start.elapsed())
+}
+
+/// A node holding one 4-chunk file it inserted, joined, and that file's bytes.
+fn owner(label: &str, name: &str) -> (TestNode, Vec<u8>, tempfile::TempDir) {
+    let node = TestNode::start_alone(label);
+    node.join();
+    let src = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(200_000, 11);
+    fs::write(src.path().join(name), &bytes).unwrap();
+    node.insert(&src.path().join(name)).ok("insert");
+    (node, bytes, src)
+}
+
+#[test]
+fn claiming_chunks_never_received_does_not_let_the_owner_leave_as_if_safe() {
+    let name = "only-here.bin";
+    let (node, bytes, _src) = owner("claims", name);
+    // The liar claims every chunk (its Add lists them) but never received any.
+    let mut liar = Raw::connect(&node.addr());
+    liar.introduce("liar", 0, json!([full_entry(name, &bytes)]));
+    let pushes = take_pushes(liar, bytes.clone(), "liar", false);
+    let (reply, took) = leave(&node);
+    let pushed = pushes.join().unwrap();
+    println!("leave with a liar claiming every chunk: {reply} after {took:?}; {pushed} chunks pushed to it");
+    assert_eq!(pushed, 4, "the owner must push every chunk only it has proven held, claims or not");
+    assert_eq!(
+        reply.get("Unconfirmed").and_then(Value::as_u64),
+        Some(4),
+        "no chunk was proven held elsewhere, so Leave must not answer a plain OK: {reply}"
+    );
+}
+
+#[test]
+fn a_push_confirmed_after_it_was_sent_makes_leave_safe() {
+    let name = "handed-over.bin";
+    let (node, bytes, _src) = owner("confirmed", name);
+    let mut peer = Raw::connect(&node.addr());
+    peer.introduce("keeper", 0, json!([full_entry(name, &bytes)]));
+    let pushes = take_pushes(peer, bytes.clone(), "keeper", true);
+    let (reply, took) = leave(&node);
+    let pushed = pushes.join().unwrap();
+    println!("leave with a peer confirming each push: {reply} after {took:?}; {pushed} chunks pushed");
+    assert_eq!(pushed, 4, "every chunk is handed over, though the peer claimed it");
+    assert!(reply.get("Unconfirmed").is_none(), "every push was confirmed: {reply}");
+    assert!(took < Duration::from_secs(10), "confirmed pushes end Leave at once, not at its timeout: {took:?}");
+}
+
+#[test]
+fn a_node_that_fetched_from_the_owner_has_proven_its_chunks() {
+    let name = "fetched.bin";
+    let (owner, bytes, _src) = owner("served", name);
+    let mut fetcher = TestNode::new("fetcher");
+    fetcher.set_peers(&[owner.addr()]);
+    fetcher.start();
+    fetcher.join();
+    torronto_tests::wait_until(Duration::from_secs(20), "the fetcher holds the file", || {
+        fetcher.holds(name, bytes.len() as u64, &sha256_hex(&bytes))
+    });
+    let (reply, took) = leave(&owner);
+    println!("leave after a peer fetched everything: {reply} after {took:?}");
+    assert!(reply.get("Unconfirmed").is_none(), "the fetcher announced chunks it was served: {reply}");
+    assert!(took < Duration::from_secs(5), "nothing needed pushing: {took:?}");
+}
+
+/// Peers `liar-0`… claiming every chunk of a file: they answer GetManifest truly and
+/// never answer Download. They run until `stop` is set.
+fn silent_claimers(
+    node: &TestNode,
+    n: usize,
+    name: &'static str,
+    bytes: &[u8],
+    stop: &Arc<AtomicBool>,
+) -> Vec<thread::JoinHandle<u64>> {
+    let (manifest, digest) = manifest_of(bytes);
+    let size = bytes.len();
+    (0..n)
+        .map(|k| {
+            let host = format!("liar-{k}");
+            let mut raw = Raw::connect(&node.addr());
+            raw.introduce(&host, 0, json!([full_entry(name, bytes)]));
+            let (manifest, digest, stop) = (manifest.clone(), digest.clone(), stop.clone());
+            thread::spawn(move || {
+                raw.set_read_timeout(Duration::from_millis(200));
+                let mut downloads_ignored = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let h = match raw.read_message() {
+                        Ok((h, _)) => h,
+                        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+                        Err(_) => break,
+                    };
+                    match action(&h) {
+                        Some(10) => {
+                            let answer = json!({"HostName": host, "PortNumber": 0, "Action": 11,
+                                "Files": [{"FileName": name, "Size": size, "Digest": digest}]});
+                            if !raw.send_frame(answer.to_string().as_bytes()) || !raw.send_frame(&manifest) {
+                                break;
+                            }
+                        }
+                        Some(7) => downloads_ignored += 1,
+                        _ => {}
+                    }
+                }
+                downloads_ignored
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn claims_that_never_deliver_do_not_hold_up_a_download() {
+    const SIZE: usize = 64 << 20;
+    let name = "claimed-everywhere.bin";
+    let bytes = random_bytes(SIZE, 21);
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join(name), &bytes).unwrap();
+    let victim = TestNode::start_alone("victim");
+    victim.join();
+    let stop = Arc::new(AtomicBool::new(false));
+    let liars = silent_claimers(&victim, 40, name, &bytes, &stop);
+    // The liars have the victim's manifest request and chunk requests before an honest
+    // holder shows up.
+    thread::sleep(Duration::from_secs(1));
+    let mut honest = TestNode::new("holder");
+    honest.set_peers(&[victim.addr()]);
+    honest.start();
+    honest.insert(&src.path().join(name)).ok("insert on the holder");
+    let start = Instant::now();
+    honest.join();
+    let sha = sha256_hex(&bytes);
+    let done = (|| {
+        while start.elapsed() < Duration::from_secs(60) {
+            if victim.holds(name, SIZE as u64, &sha) {
+                return Some(start.elapsed());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        None
+    })();
+    stop.store(true, Ordering::Relaxed);
+    let ignored: u64 = liars.into_iter().map(|l| l.join().unwrap()).sum();
+    println!(
+        "64 MiB with 40 peers claiming every chunk and never delivering: {done:?}; {ignored} Downloads sent to them"
+    );
+    let took = done.expect("the victim never completed the file within 60 s");
+    assert!(
+        took < Duration::from_secs(30),
+        "took {took:?}: claims that never deliver held the download up (the request timeout is 30 s)"
+    );
+}
+
+/// Query on a fresh connection: its answer and how long it took.
+fn timed_query(node: &TestNode) -> (Value, Duration) {
+    let mut q = Raw::connect(&node.addr());
+    q.set_read_timeout(Duration::from_secs(30));
+    let start = Instant::now();
+    let status = q.query();
+    (status, start.elapsed())
+}
+
+#[test]
+fn a_peer_announcing_ten_thousand_huge_files_stays_cheap() {
+    const HUGE: u64 = 32 << 30;
+    let node = TestNode::start_alone("announced");
+    node.join();
+    let pid = node.pid().expect("running");
+    let rss_before = rss_kib(pid).expect("RSS");
+    // One Add: 10,000 files of 32 GiB, each claiming its first and last chunk.
+    let last = HUGE / CHUNK - 1;
+    let files: Vec<Value> = (0..10_000)
+        .map(|k| {
+            json!({"FileName": format!("huge-{k:05}.iso"), "Size": HUGE,
+                "Digest": format!("{k:064x}"), "chunks": [0, last]})
+        })
+        .collect();
+    let mut attacker = Raw::connect(&node.addr());
+    let start = Instant::now();
+    attacker.introduce("hoarder", 0, Value::Array(files));
+    let took_add = start.elapsed();
+    let (status, took_query) = timed_query(&node);
+    let rss = rss_kib(pid).expect("RSS");
+    let listed = status["numFiles"].as_u64().unwrap_or(0);
+    println!(
+        "Add of 10,000 × 32 GiB files: answered in {took_add:?}; {listed} tracked; Query {took_query:?}; \
+         RSS {rss_before} KiB before, {rss} KiB after"
+    );
+    assert!(listed <= 32, "one peer may make us track at most 1 TiB of files, not {listed} of 32 GiB: {status}");
+    assert!(took_query < Duration::from_millis(500), "Query took {took_query:?}");
+    assert!(rss < rss_before + 64 * 1024, "RSS grew from {rss_before} to {rss} KiB");
+    assert!(node.log().contains("ignored 9968 files announced by hoarder:0"), "the refusal is logged");
+}
+
+#[test]
+fn manifest_requests_never_read_do_not_fill_memory() {
+    const SIZE: usize = 128 << 20;
+    let name = "big-manifest.bin";
+    let node = TestNode::start_alone("manifests");
+    node.join();
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join(name), random_bytes(SIZE, 31)).unwrap();
+    node.insert(&src.path().join(name)).ok("insert");
+    let pid = node.pid().expect("running");
+    let rss_before = rss_kib(pid).expect("RSS");
+    // 5,000 GetManifest (each answer 64 KiB), and not one answer read.
+    let mut greedy = Raw::connect(&node.addr());
+    greedy.introduce("greedy", 0, json!([]));
+    let ask = json!({"HostName": "greedy", "PortNumber": 0, "Action": 10, "Files": [{"FileName": name}]});
+    let mut sent = 0;
+    for _ in 0..5_000 {
+        if !greedy.send_frame(ask.to_string().as_bytes()) {
+            break;
+        }
+        sent += 1;
+    }
+    thread::sleep(Duration::from_secs(2));
+    let rss = rss_kib(pid).expect("RSS");
+    let (_, took_query) = timed_query(&node);
+    let closed = greedy.wait_closed(Duration::from_secs(10));
+    println!(
+        "{sent} GetManifest never read: RSS {rss_before} KiB before, {rss} KiB after; Query {took_query:?}; \
+         connection closed: {}",
+        closed.is_ok()
+    );
+    assert!(rss < rss_before + 64 * 1024, "answers nobody reads made the node grow from {rss_before} to {rss} KiB");
+    assert!(closed.is_ok(), "a peer that never reads its answers must be closed");
+}
