@@ -60,6 +60,7 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             insert_from: Vec::new(),
             registry: crate::registry::default_dir(),
             web,
+            metrics: None,
         };
         let driver = Driver::bind(options).await?;
         panel = panel.or_else(|| driver.panel_url());

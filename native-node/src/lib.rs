@@ -4,6 +4,7 @@
 //! - [`driver`]: the event loop owning one `core::Node`: accepts and dials TCP
 //!   connections, hands storage commands to [`storage`], feeds [`input`]s to the node;
 //! - [`input`]: what the node's tasks tell the loop;
+//! - [`metrics`]: `--metrics`, the node's counters as Prometheus text;
 //! - [`connection`]: per-connection reader and writer tasks (frames ⇄ messages), for
 //!   TCP and WebSocket alike (the frame stream comes from `torronto-net`, the
 //!   WebSocket transport from `torronto-ws-bridge`);
@@ -30,6 +31,7 @@ pub mod demo;
 pub mod driver;
 pub mod events;
 pub mod input;
+pub mod metrics;
 pub mod owner;
 pub mod peers_file;
 pub mod private;

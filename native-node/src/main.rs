@@ -81,6 +81,10 @@ enum Command {
         /// http://panel.example:8000; the --ws address itself is always allowed.
         #[arg(long = "allow-origin")]
         allow_origin: Vec<String>,
+        /// Serve Prometheus metrics at http://HOST:PORT/metrics (counts and peer
+        /// addresses, no file names); keep it on loopback or a monitoring network.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics: Option<PeerAddr>,
     },
     /// Tell a node to join the network.
     Join(Control),
@@ -192,6 +196,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             ws,
             web_root,
             allow_origin,
+            metrics,
         } => {
             init_logs(log_format);
             check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
@@ -214,6 +219,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 insert_from,
                 registry,
                 web,
+                metrics,
             };
             let driver = Driver::bind(options).await?;
             let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));

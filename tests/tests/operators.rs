@@ -172,3 +172,66 @@ fn the_demos_hints_are_commands_that_work_when_torronto_is_not_on_path() {
     let _ = Command::new("kill").args(["-INT", &demo.0.id().to_string()]).status();
     wait_until(Duration::from_secs(20), "the demo to stop", || matches!(demo.0.try_wait(), Ok(Some(_))));
 }
+
+/// `GET path` on `addr`; the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to --metrics");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// The value of the series `name` (with its labels, if any) in a Prometheus text body.
+fn sample(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{body}"))
+}
+
+#[test]
+fn metrics_count_the_bytes_and_chunks_a_transfer_moved() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let seeder_metrics = format!("127.0.0.1:{}", free_port());
+    let mut seeder = TestNode::new("seeder");
+    let mut fetcher = TestNode::new("fetcher");
+    seeder.set_peers(&[fetcher.addr()]);
+    fetcher.set_peers(&[seeder.addr()]);
+    fetcher.set_extra_args(&["--metrics", &metrics]);
+    seeder.set_extra_args(&["--metrics", &seeder_metrics]);
+    seeder.set_join_on_start(true);
+    fetcher.set_join_on_start(true);
+    seeder.start();
+    fetcher.start();
+
+    let size = 5 * 65_536 + 1_000;
+    let file = seeder.root().join("data.bin");
+    random_file(&file, size, 11);
+    seeder.insert(&file).ok("insert");
+    let copy = fetcher.file("data.bin");
+    wait_until(Duration::from_secs(30), "the fetcher to hold the file", || {
+        copy.is_file() && sha256_file(&copy) == sha256_file(&file)
+    });
+    fetcher.query();
+
+    let (status, body) = http_get(&metrics, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(sample(&body, "torronto_received_bytes_total"), size as f64, "every byte of the file, once");
+    assert_eq!(sample(&body, "torronto_received_chunks_total"), 6.0);
+    let peer = format!("torronto_peer_received_bytes_total{{peer=\"{}\"}}", seeder.addr());
+    assert_eq!(sample(&body, &peer), size as f64);
+    assert_eq!(sample(&body, "torronto_files"), 1.0);
+    assert_eq!(sample(&body, "torronto_chunks_held"), 6.0);
+    assert_eq!(sample(&body, "torronto_chunks_wanted"), 0.0);
+    assert_eq!(sample(&body, "torronto_links"), 1.0);
+    assert_eq!(sample(&body, "torronto_verification_failures_total"), 0.0);
+    assert_eq!(sample(&body, "torronto_chunk_request_duration_seconds_count"), 6.0);
+    assert!(sample(&body, "torronto_query_duration_seconds_count") >= 1.0);
+    assert_eq!(http_get(&metrics, "/").0, "HTTP/1.1 404 Not Found");
+    // The seeder sent each chunk once, straight from its file (sendfile).
+    let (_, body) = http_get(&seeder_metrics, "/metrics");
+    assert_eq!(sample(&body, "torronto_sent_bytes_total"), size as f64);
+    assert_eq!(sample(&body, &format!("torronto_peer_sent_chunks_total{{peer=\"{}\"}}", fetcher.addr())), 6.0);
+}
