@@ -2,7 +2,13 @@
 //! fetched, and how many connected peers hold each chunk. The Query status and the
 //! rarest-first pick are computed from this. A file costs nothing per chunk until a
 //! chunk of it is held or claimed, and its status summary is kept as chunks change, so
-//! a peer announcing huge files does not make Query slow or the node large.
+//! a peer announcing huge files does not make Query slow or the node large. The
+//! [`FileTable`] holding them refuses a name that could not live beside the ones it
+//! has: the same name after case folding and Unicode normalisation, or a file where
+//! another needs a folder (`a` and `a/b`).
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
 
 use crate::bitset::ChunkSet;
 use crate::layout::{chunk_count, ChunkIndex};
@@ -31,6 +37,15 @@ pub(crate) struct FileState {
     pub announcers: u32,
     /// The peer a manifest request is outstanding with.
     pub manifest_from: Option<PeerAddr>,
+    /// Where in the node's folder the complete file is, when not under its name: a
+    /// conflict copy, because a file torronto does not manage had the name.
+    pub stored_as: Option<String>,
+    /// Storage has been asked to make room for the file and has not answered yet; no
+    /// chunk is asked for meanwhile.
+    pub preparing: bool,
+    /// Why this node does not store the file (no space, a symlink in the way…); it is
+    /// not fetched while this is set.
+    pub refused: Option<String>,
 }
 
 impl FileState {
@@ -47,6 +62,9 @@ impl FileState {
             levels: vec![n],
             announcers: 0,
             manifest_from: None,
+            preparing: false,
+            stored_as: None,
+            refused: None,
         }
     }
 
@@ -158,5 +176,147 @@ impl FileState {
     fn writing_word(&self, w: usize) -> u64 {
         // `writing` has the same length as `have`; its words line up.
         self.writing.word_minus(w, &ChunkSet::default(), &ChunkSet::default())
+    }
+}
+
+/// Every file a node knows, by name, with an index of their folded names
+/// ([`FileName::folded`]) to find names that collide with a new one.
+///
+/// Reads go through `Deref` to the map; changes go through the methods here, which keep
+/// the index in step.
+#[derive(Debug, Default)]
+pub(crate) struct FileTable {
+    files: BTreeMap<FileName, FileState>,
+    folded: BTreeMap<String, FileName>,
+}
+
+/// Why a name cannot join a [`FileTable`]: the known file it collides with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Collision {
+    /// The same name after case folding and normalisation (`README`, `readme`).
+    Folded(FileName),
+    /// A known file is where the new name needs a folder (`a` for `a/b`).
+    FileAbove(FileName),
+    /// The new name is where a known file needs a folder (`a/b` for `a`).
+    FileBelow(FileName),
+}
+
+impl Collision {
+    /// One line for a user: what `name` collides with, and why that matters.
+    pub fn explain(&self, name: &FileName) -> String {
+        match self {
+            Collision::Folded(other) => format!(
+                "{name} differs from the file {other} only in case or Unicode normalisation; \
+                 the two cannot live side by side on every system"
+            ),
+            Collision::FileAbove(other) => {
+                format!("{name} cannot be stored: {other} is a file, and {name} would need it to be a folder")
+            }
+            Collision::FileBelow(other) => {
+                format!("{name} cannot be stored: the file {other} needs {name} to be a folder")
+            }
+        }
+    }
+}
+
+impl Deref for FileTable {
+    type Target = BTreeMap<FileName, FileState>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.files
+    }
+}
+
+impl FileTable {
+    pub fn get_mut(&mut self, name: &FileName) -> Option<&mut FileState> {
+        self.files.get_mut(name)
+    }
+
+    /// Adds or replaces `name`; returns its state.
+    pub fn insert(&mut self, name: FileName, state: FileState) -> &mut FileState {
+        self.folded.entry(name.folded()).or_insert_with(|| name.clone());
+        self.files.insert(name.clone(), state);
+        self.files.get_mut(&name).expect("inserted above")
+    }
+
+    pub fn remove(&mut self, name: &FileName) -> Option<FileState> {
+        let state = self.files.remove(name)?;
+        let key = name.folded();
+        if self.folded.get(&key) == Some(name) {
+            self.folded.remove(&key);
+        }
+        Some(state)
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&FileName, &mut FileState) -> bool) {
+        let folded = &mut self.folded;
+        self.files.retain(|name, f| {
+            let kept = keep(name, f);
+            if !kept {
+                let key = name.folded();
+                if folded.get(&key) == Some(name) {
+                    folded.remove(&key);
+                }
+            }
+            kept
+        });
+    }
+
+    /// The known file `name` collides with, if any (never `name` itself).
+    pub fn collision(&self, name: &FileName) -> Option<Collision> {
+        collision_among(&self.folded, name)
+    }
+}
+
+/// The name in `folded` (folded name → name) that `name` collides with, if any.
+pub(crate) fn collision_among(folded: &BTreeMap<String, FileName>, name: &FileName) -> Option<Collision> {
+    let key = name.folded();
+    if let Some(other) = folded.get(&key) {
+        return (other != name).then(|| Collision::Folded(other.clone()));
+    }
+    for (at, _) in key.match_indices('/') {
+        if let Some(other) = folded.get(&key[..at]) {
+            return Some(Collision::FileAbove(other.clone()));
+        }
+    }
+    let below = format!("{key}/");
+    let (_, other) = folded.range(below.clone()..).next().filter(|(k, _)| k.starts_with(&below))?;
+    Some(Collision::FileBelow(other.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::ManifestBuilder;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn table(names: &[&str]) -> FileTable {
+        let digest = ManifestBuilder::new().finish().unwrap().digest();
+        let mut t = FileTable::default();
+        for n in names {
+            t.insert(FileName::new(n).unwrap(), FileState::new(0, digest));
+        }
+        t
+    }
+
+    #[test]
+    fn names_that_cannot_live_beside_known_files_collide() {
+        let t = table(&["readme", "a", "dir/x", "Caf\u{e9}"]);
+        let name = |s: &str| FileName::new(s).unwrap();
+        let check = |s: &str| t.collision(&name(s));
+        assert_eq!(check("README"), Some(Collision::Folded(name("readme"))));
+        assert_eq!(check("cafe\u{301}"), Some(Collision::Folded(name("Caf\u{e9}"))));
+        assert_eq!(check("a/b"), Some(Collision::FileAbove(name("a"))));
+        assert_eq!(check("A/b/c"), Some(Collision::FileAbove(name("a"))));
+        assert_eq!(check("dir"), Some(Collision::FileBelow(name("dir/x"))));
+        for fine in ["readme", "a.txt", "ab", "dir/y", "dir.x", "dirx/x", "r.manifest/x"] {
+            assert_eq!(check(fine), None, "{fine}");
+        }
+        let mut t = t;
+        t.remove(&name("a"));
+        assert_eq!(t.collision(&name("a/b")), None, "forgotten with its file");
+        t.retain(|n, _| n.as_str() != "readme");
+        assert_eq!(t.collision(&name("README")), None);
     }
 }

@@ -1,7 +1,11 @@
 //! `FileName`: the only way a name from the network or a user becomes a path.
 //!
 //! Every other module takes a `FileName`, never a raw string, so a name that could
-//! escape the node's folder cannot reach the storage layer.
+//! escape the node's folder cannot reach the storage layer. Names that would mislead a
+//! reader are refused too: bidi controls (an RTL override shows `gpj.exe` as
+//! `exe.jpg`), invisible characters, and look-alikes of `/` and `\`. Two names that
+//! differ only in Unicode normalisation or case have the same [`FileName::folded`] key:
+//! the node's file table keeps only the first (core/src/files.rs).
 
 use std::fmt;
 
@@ -39,6 +43,24 @@ pub enum NameError {
     ControlChar,
     #[error("file name is inside the reserved {STATE_DIR} folder")]
     Reserved,
+    #[error("file name contains an invisible or bidi control character (U+{0:04X})")]
+    Invisible(u32),
+    #[error("file name contains U+{0:04X}, which looks like a path separator")]
+    SlashLookalike(u32),
+}
+
+/// Characters that change how a name is displayed without being seen: the bidi
+/// controls (embeddings, overrides, isolates, marks) and the zero-width characters.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{180E}'
+    )
+}
+
+/// Characters drawn like `/` or `\\`: a name showing `a／b` is one file, not a folder.
+fn is_slash_lookalike(c: char) -> bool {
+    matches!(c, '\u{2044}' | '\u{2215}' | '\u{29F5}' | '\u{29F8}' | '\u{29F9}' | '\u{FF0F}' | '\u{FF3C}')
 }
 
 impl FileName {
@@ -58,6 +80,12 @@ impl FileName {
         }
         if name.chars().any(char::is_control) {
             return Err(NameError::ControlChar);
+        }
+        if let Some(c) = name.chars().find(|&c| is_invisible(c)) {
+            return Err(NameError::Invisible(c.into()));
+        }
+        if let Some(c) = name.chars().find(|&c| is_slash_lookalike(c)) {
+            return Err(NameError::SlashLookalike(c.into()));
         }
         for (i, component) in name.split('/').enumerate() {
             match component {
@@ -84,6 +112,14 @@ impl FileName {
     /// The `/`-separated components, each a plain, non-empty name.
     pub fn components(&self) -> impl Iterator<Item = &str> {
         self.0.split('/')
+    }
+
+    /// The key two names share when a person (or a case-insensitive file system) would
+    /// take them for the same: NFC-normalised, then lower-cased. `README` and `readme`,
+    /// or `é` precomposed and `e` + combining accent, have one key.
+    pub fn folded(&self) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        self.0.nfc().collect::<String>().to_lowercase()
     }
 }
 
@@ -138,10 +174,25 @@ mod tests {
             (".torronto", NameError::Reserved),
             (&long_component, NameError::ComponentTooLong),
             (&long_name, NameError::TooLong),
+            ("invoice\u{202E}fdp.exe", NameError::Invisible(0x202E)),
+            ("a\u{200B}b", NameError::Invisible(0x200B)),
+            ("\u{FEFF}x", NameError::Invisible(0xFEFF)),
+            ("\u{2067}x", NameError::Invisible(0x2067)),
+            ("etc\u{FF0F}passwd", NameError::SlashLookalike(0xFF0F)),
+            ("a\u{2215}b", NameError::SlashLookalike(0x2215)),
         ];
         for (name, want) in cases {
             assert_eq!(FileName::new(name).unwrap_err(), *want, "{name:?}");
         }
+    }
+
+    #[test]
+    fn names_a_reader_would_confuse_fold_to_one_key() {
+        let key = |s: &str| FileName::new(s).unwrap().folded();
+        assert_eq!(key("README"), key("readme"));
+        assert_eq!(key("Caf\u{e9}.txt"), key("cafe\u{301}.TXT"), "precomposed and combining accents");
+        assert_ne!(key("a/b"), key("a/c"));
+        assert!(FileName::new("日本語/файл.txt").is_ok(), "other scripts are fine");
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub struct Status {
     /// Each file's hex digest.
     #[serde(default)]
     pub digests: Vec<String>,
+    /// Where each file is in this node's folder when not under its name (a conflict
+    /// copy beside a file the node does not manage); `""` where it is under its name.
+    #[serde(rename = "storedAs", default)]
+    pub stored_as: Vec<String>,
+    /// Why this node does not store each file (no space, a symlink in the way…); `""`
+    /// where nothing stands in the way.
+    #[serde(default)]
+    pub refused: Vec<String>,
     /// Verified chunks this node has stored from the network since it started.
     #[serde(rename = "chunksFetched", default)]
     pub chunks_fetched: u64,
@@ -74,6 +82,10 @@ pub struct FileRow<'a> {
     /// Only newer nodes send sizes and digests.
     pub size: Option<u64>,
     pub digest: Option<&'a str>,
+    /// Where the file is in the folder if not under its name (a conflict copy).
+    pub stored_as: Option<&'a str>,
+    /// Why the node does not store it.
+    pub refused: Option<&'a str>,
 }
 
 impl Status {
@@ -87,6 +99,8 @@ impl Status {
             average: self.weighted_least_replication.get(i).copied().unwrap_or(0.0),
             size: self.sizes.get(i).copied(),
             digest: self.digests.get(i).map(String::as_str),
+            stored_as: self.stored_as.get(i).map(String::as_str).filter(|s| !s.is_empty()),
+            refused: self.refused.get(i).map(String::as_str).filter(|s| !s.is_empty()),
         })
     }
 
@@ -109,6 +123,8 @@ impl Status {
         self.weighted_least_replication.push(average);
         self.sizes.push(f.size);
         self.digests.push(f.digest.to_string());
+        self.stored_as.push(f.stored_as.clone().unwrap_or_default());
+        self.refused.push(f.refused.clone().unwrap_or_default());
         self.num_files = self.files.len();
     }
 }
@@ -181,11 +197,15 @@ mod tests {
             least_replication: vec![2, 1],
             weighted_least_replication: vec![2.5, 1.0],
             sizes: vec![10],
+            stored_as: vec!["".into(), "b.torronto-conflict-1234abcd".into()],
+            refused: vec!["no space".into()],
             ..Status::default()
         };
         let rows: Vec<FileRow> = s.rows().collect();
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].name, rows[0].local, rows[0].least, rows[0].size), ("a", 0.5, 2, Some(10)));
         assert_eq!((rows[1].name, rows[1].average, rows[1].size, rows[1].digest), ("b", 1.0, None, None));
+        assert_eq!((rows[0].stored_as, rows[0].refused), (None, Some("no space")));
+        assert_eq!((rows[1].stored_as, rows[1].refused), (Some("b.torronto-conflict-1234abcd"), None));
     }
 }

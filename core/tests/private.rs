@@ -32,6 +32,7 @@ fn private_node() -> Node {
         name: FileName::new("secret-plans.txt").unwrap(),
         have: ChunkSet::full(manifest.chunk_count()),
         manifest,
+        stored_as: None,
     });
     node.join(0);
     node

@@ -27,6 +27,7 @@ fn node() -> Node {
         name: FileName::new("f").unwrap(),
         have: ChunkSet::full(manifest.chunk_count()),
         manifest,
+        stored_as: None,
     });
     node.join(0);
     node

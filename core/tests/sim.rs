@@ -373,8 +373,8 @@ impl Machine {
                 return None;
             }
             StorageCommand::Prepare { file, manifest } => {
-                self.folder.insert(file, vec![0; manifest.size() as usize]);
-                return None;
+                self.folder.insert(file.clone(), vec![0; manifest.size() as usize]);
+                StorageEvent::Prepared { file, result: Ok(()) }
             }
             StorageCommand::Read { conn, chunk, push } => {
                 let r = chunk_range(chunk.size, chunk.index);
@@ -390,7 +390,7 @@ impl Machine {
                 self.folder.get_mut(&chunk.file).unwrap()[r.start as usize..r.end as usize].copy_from_slice(&data);
                 StorageEvent::Written { chunk, result: Ok(()) }
             }
-            StorageCommand::Finalize { file } => {
+            StorageCommand::Finalize { file, .. } => {
                 self.finalized.push(file);
                 return None;
             }
@@ -722,6 +722,7 @@ fn crash_and_restart_keeps_verified_chunks() {
         name: name("f"),
         have: torronto_core::ChunkSet::full(manifest.chunk_count()),
         manifest,
+        stored_as: None,
     });
     assert_eq!(net.code(1, Control::Join), Code::Ok);
     net.run();

@@ -245,6 +245,13 @@ pub fn format_status(s: &Status) -> String {
             row.least,
             row.average,
         ));
+        // What stands in the way, under the file's row.
+        if let Some(at) = row.stored_as {
+            out.push_str(&format!("  ↳ stored as {at}: a file torronto does not manage has this name\n"));
+        }
+        if let Some(why) = row.refused {
+            out.push_str(&format!("  ↳ not stored here: {why}\n"));
+        }
     }
     out
 }

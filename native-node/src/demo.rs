@@ -11,6 +11,7 @@ use torronto_core::{Code, Control, NetworkSecret, PeerAddr, Status};
 
 use crate::client::{self, format_status, human_size};
 use crate::driver::{Driver, NodeOptions};
+use crate::store::Space;
 use crate::web::{default_web_root, WebOptions};
 
 /// Where node 1 serves the control panel, when the port is free.
@@ -61,6 +62,7 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             registry: crate::registry::default_dir(),
             web,
             metrics: None,
+            space: Space::default(),
         };
         let driver = Driver::bind(options).await?;
         panel = panel.or_else(|| driver.panel_url());

@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::private::{load_identity, Accepted, AcceptedWs, Private};
 use crate::registry::Registration;
 use crate::storage::{SendFile, Storage};
-use crate::store::Store;
+use crate::store::{Space, Store};
 use crate::tasks::Tasks;
 use crate::web::{panel_url, WebListener, WebOptions};
 
@@ -100,6 +100,8 @@ pub struct NodeOptions {
     pub web: Option<WebOptions>,
     /// Serve Prometheus metrics at `/metrics` (`--metrics`).
     pub metrics: Option<PeerAddr>,
+    /// How much of the disk the node may use (`--min-free`, `--max-store`).
+    pub space: Space,
 }
 
 #[derive(Debug)]
@@ -142,7 +144,7 @@ pub struct Driver {
 impl Driver {
     /// Opens the folder, restores what it holds, and binds the listening port.
     pub async fn bind(opts: NodeOptions) -> anyhow::Result<Self> {
-        let store = Store::open(&opts.dir)?;
+        let store = Store::open_with(&opts.dir, opts.space)?;
         let token = store.token(opts.token)?;
         let insert_from = opts
             .insert_from

@@ -1,5 +1,6 @@
 //! How the node's events read in the log.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -9,6 +10,8 @@ use torronto_core::{Event, FileName};
 #[derive(Debug, Default)]
 pub struct EventLog {
     storage_errors: ErrorDigest,
+    /// Names already logged as refused: a peer repeats them in every Have.
+    names_refused: HashSet<FileName>,
 }
 
 impl EventLog {
@@ -44,6 +47,20 @@ impl EventLog {
             Event::Conflict { peer, file } => {
                 tracing::warn!("{peer} announces other content under the name {file}; ignored")
             }
+            Event::NameRefused { peer, file, reason } => {
+                // Bounded: a peer announcing endless names gets them logged again.
+                if self.names_refused.len() >= 1024 {
+                    self.names_refused.clear();
+                }
+                if self.names_refused.insert(file.clone()) {
+                    tracing::warn!("ignored {file}, announced by {peer}: {reason}");
+                }
+            }
+            Event::FileRefused { file, reason } => tracing::error!("not storing {file}: {reason}"),
+            Event::StoredAsConflictCopy { file, path } => tracing::warn!(
+                "a file torronto does not manage is in the folder as {file}: left alone; the network's {file} is \
+                 stored as {path}"
+            ),
             Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
             Event::BadRequest { conn, reason } => tracing::debug!(%conn, "bad request: {reason}"),
             Event::TokenRefused { conn } => tracing::warn!(

@@ -12,7 +12,9 @@
 //! - [`tasks`]: every task the node spawns, so shutdown can end them and wait;
 //! - [`storage`]: carries out storage commands off the loop (chunk I/O on its own
 //!   thread, inserts on the blocking pool);
-//! - [`store`]: the node's folder on disk (complete files, partial data, manifests);
+//! - [`store`]: the node's folder on disk (complete files, partial data, manifests,
+//!   conflict copies, the space it may use);
+//! - [`beneath`]: paths in the folder, opened and renamed into without following symlinks;
 //! - [`events`]: how the node's events read in the log;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
 //! - [`config`]: `torronto node --config FILE`, a TOML file of the node's flags;
@@ -24,6 +26,7 @@
 //! - [`owner`]: what belongs to this user: owner-only files, its loopback listeners;
 //! - [`demo`]: `torronto demo`, a local private network to try it out.
 
+pub mod beneath;
 pub mod client;
 pub mod config;
 pub mod connection;

@@ -8,6 +8,7 @@ use torronto_core::{wire, Code, PeerAddr};
 use torronto_node::client::{self, exit_status, format_status, print_error};
 use torronto_node::driver::{Driver, NodeOptions};
 use torronto_node::private::{new_secret_text, read_secret};
+use torronto_node::store::{parse_size, MinFree, Space};
 use torronto_node::web::{self, WebOptions};
 use torronto_node::{config, demo, peers_file, shutdown_signal};
 
@@ -22,6 +23,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a node in the foreground (Ctrl-C leaves the network gracefully, then stops).
@@ -85,6 +88,15 @@ enum Command {
         /// addresses, no file names); keep it on loopback or a monitoring network.
         #[arg(long, value_name = "HOST:PORT")]
         metrics: Option<PeerAddr>,
+        /// Free space to leave on the folder's disk: a size (500M, 2G) or a share (5%).
+        /// Default 5 %, at most 1 GiB. A file that would eat into it is refused (and
+        /// asked again every 30 s, in case space was freed).
+        #[arg(long, value_name = "SIZE", default_value = "5%")]
+        min_free: MinFree,
+        /// Most the folder may hold, in files complete or being fetched (e.g. 20G). No
+        /// limit by default.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_store: Option<u64>,
     },
     /// Tell a node to join the network.
     Join(Control),
@@ -197,6 +209,8 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             web_root,
             allow_origin,
             metrics,
+            min_free,
+            max_store,
         } => {
             init_logs(log_format);
             check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
@@ -220,6 +234,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 registry,
                 web,
                 metrics,
+                space: Space { min_free, max_store },
             };
             let driver = Driver::bind(options).await?;
             let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));

@@ -112,10 +112,7 @@ pub fn execute(store: &Store, command: StorageCommand, send_file: Option<SendFil
             None
         }
         StorageCommand::Prepare { file, manifest } => {
-            if let Err(e) = store.prepare(&file, &manifest) {
-                tracing::error!("cannot make room for {file}: {e}");
-            }
-            None
+            Some(StorageEvent::Prepared { result: store.prepare(&file, &manifest), file })
         }
         StorageCommand::Read { conn, chunk, push } => match send_file {
             Some(SendFile { header, writer }) => match store.handle(&chunk.file) {
@@ -144,11 +141,8 @@ pub fn execute(store: &Store, command: StorageCommand, send_file: Option<SendFil
                 .map_err(|e| io_error(chunk.file.as_str(), &e));
             Some(StorageEvent::Written { chunk, result })
         }
-        StorageCommand::Finalize { file } => {
-            if let Err(e) = store.finalize(&file) {
-                tracing::error!("cannot publish {file}: {e}");
-            }
-            None
+        StorageCommand::Finalize { file, digest } => {
+            Some(StorageEvent::Finalized { result: store.finalize(&file, digest), file })
         }
     }
 }

@@ -256,6 +256,10 @@ pub struct FileStatus {
     pub weighted: f64,
     pub size: Option<u64>,
     pub digest: Option<String>,
+    /// Where the node put the file when not under its name (a conflict copy).
+    pub stored_as: Option<String>,
+    /// Why the node does not store the file.
+    pub refused: Option<String>,
 }
 
 /// The row of file `name` in a status object, if the node knows the file.
@@ -277,6 +281,8 @@ pub fn file_status(status: &Value, name: &str) -> Option<FileStatus> {
         weighted: col("weightedLeastReplication").as_f64().expect("weightedLeastReplication is a number"),
         size: opt_col("sizes").and_then(|v| v.as_u64()),
         digest: opt_col("digests").and_then(|v| v.as_str().map(str::to_string)),
+        stored_as: opt_col("storedAs").and_then(|v| v.as_str().map(str::to_string)).filter(|s| !s.is_empty()),
+        refused: opt_col("refused").and_then(|v| v.as_str().map(str::to_string)).filter(|s| !s.is_empty()),
     })
 }
 
@@ -569,6 +575,12 @@ impl TestNode {
                 panic!("node {} ({addr}) exited during start with {status}; log:\n{}", self.label, self.log_tail(80));
             }
             if TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
+                // The node listens before it registers its token for the CLI: wait
+                // for that too (briefly: a test may have made registering fail).
+                let registered = Instant::now() + Duration::from_secs(2);
+                while self.token.is_none() && registered_token(self.port).is_none() && Instant::now() < registered {
+                    std::thread::sleep(POLL);
+                }
                 return;
             }
             if Instant::now() > deadline {

@@ -8,6 +8,7 @@
 //! node registered ([`crate::registered_token`]) with its control requests, unless
 //! made [`Raw::anonymous`] (another user of the machine) or given its own `Token`.
 
+use std::collections::BTreeMap;
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -252,4 +253,43 @@ pub fn fetch_verified(raw: &mut Raw, host: &str, name: &str, size: u64, index: u
     let i = index as usize;
     assert_eq!(&Sha256::digest(&data)[..], &manifest[i * 32..i * 32 + 32], "chunk {index} of {name} fails its hash");
     data
+}
+
+/// Serves `files` (name → bytes) honestly as peer `host` (port 0) on `raw`, answering
+/// GetManifest and Download, for `period` or until the node closes the connection;
+/// returns how many chunks of each file the node asked for.
+pub fn serve_files(
+    raw: &mut Raw,
+    host: &str,
+    files: &BTreeMap<String, Vec<u8>>,
+    period: Duration,
+) -> BTreeMap<String, u32> {
+    let mut asked = BTreeMap::new();
+    let end = Instant::now() + period;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        raw.set_read_timeout(left.max(Duration::from_millis(1)));
+        let Ok((h, _)) = raw.read_message() else { break };
+        let action = h.get("Action").and_then(Value::as_i64);
+        let Some(name) = h["Files"][0]["FileName"].as_str() else { continue };
+        let Some(bytes) = files.get(name) else { continue };
+        let (header, body) = match action {
+            Some(10) => {
+                let (manifest, digest) = manifest_of(bytes);
+                let files = json!([{"FileName": name, "Size": bytes.len(), "Digest": digest}]);
+                (peer_header(host, 11, files), manifest)
+            }
+            Some(7) => {
+                *asked.entry(name.to_string()).or_insert(0) += 1;
+                let chunk = &h["Files"][0]["chunks"];
+                let start = chunk[1].as_u64().expect("chunk number") as usize * CHUNK as usize;
+                let data = bytes[start..(start + CHUNK as usize).min(bytes.len())].to_vec();
+                (peer_header(host, 8, json!([{"FileName": name, "chunks": chunk}])), data)
+            }
+            _ => continue,
+        };
+        if !raw.send_frame(header.to_string().as_bytes()) || !raw.send_frame(&body) {
+            break;
+        }
+    }
+    asked
 }

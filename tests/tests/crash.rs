@@ -6,7 +6,7 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use torronto_tests::{file_status, number, random_file, sha256_file, wait_until, TestNode, CHUNK};
+use torronto_tests::{file_status, number, random_file, sha256_file, sha256_hex, wait_until, TestNode, CHUNK};
 
 const SIZE: u64 = 256 * 1024 * 1024;
 const NAME: &str = "big-256m.bin";
@@ -51,9 +51,11 @@ fn kill_9_mid_download_then_restart_keeps_verified_chunks() {
          the test cannot show a resume"
     );
     assert!(!target.exists(), "{} is visible although the download was interrupted", target.display());
-    let partial = leecher.dir().join(".torronto/partial").join(NAME);
+    // State files are named by the SHA-256 of the file's name (native-node/src/store.rs).
+    let state = leecher.dir().join(".torronto/files").join(sha256_hex(NAME.as_bytes()));
+    let partial = state.with_extension("partial");
     assert!(partial.exists(), "no partial data at {}", partial.display());
-    let manifest = leecher.dir().join(".torronto/manifests").join(format!("{NAME}.manifest"));
+    let manifest = state.with_extension("manifest");
     assert!(manifest.exists(), "no manifest at {}: state must be saved before chunks", manifest.display());
     assert!(
         fs::read_dir(manifest.parent().unwrap())

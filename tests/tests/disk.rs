@@ -1,19 +1,20 @@
-//! A full disk: a node whose folder is a small tmpfs (mounted by the test) receives a
-//! file larger than the space left. It logs a clear error, shows no torn file, keeps
-//! its status and keeps serving what it has, and completes once space is freed.
+//! A full disk: a node whose folder is a small tmpfs (mounted by the test) is offered a
+//! file larger than the space left. It refuses it at once, naming the space, in its log
+//! and status, fetches none of it, keeps serving what it has, refuses a local insert
+//! as ErrNoSpace (not as a permission problem), and takes the file once space is freed.
 //! Skipped, saying why, where the test cannot mount.
 
 use std::fs;
 use std::time::{Duration, Instant};
 
 use torronto_tests::sys::{tree, Tmpfs};
-use torronto_tests::{file_status, random_file, sha256_file, wait_until, TestNode};
+use torronto_tests::{file_status, number, random_file, sha256_file, wait_until, TestNode};
 
 const MIB: usize = 1024 * 1024;
 
 #[test]
 fn a_full_disk_is_reported_and_the_file_completes_once_space_is_freed() {
-    let disk = match Tmpfs::mount("8m") {
+    let disk = match Tmpfs::mount("16m") {
         Ok(d) => d,
         Err(why) => {
             println!("SKIPPED: cannot mount a tmpfs: {why}");
@@ -44,8 +45,7 @@ fn a_full_disk_is_reported_and_the_file_completes_once_space_is_freed() {
         full.holds("small.bin", MIB as u64, &small_sha)
     });
 
-    // Fill the disk to the last byte, then announce 12 MiB: even the file's manifest
-    // cannot be saved.
+    // Fill the disk to the last byte, then announce 12 MiB.
     let filler = disk.path.join("filler");
     {
         use std::io::Write;
@@ -54,45 +54,28 @@ fn a_full_disk_is_reported_and_the_file_completes_once_space_is_freed() {
         while f.write_all(&block).is_ok() {}
         while f.write_all(&block[..512]).is_ok() {}
     }
+    let fetched = number(&full.query(), "chunksFetched");
     seeder.insert(&big).ok("insert big.bin");
-    let full_errors = |n: &TestNode| {
-        n.log().lines().filter(|l| l.contains("big.bin") && l.contains("No space left on device")).count()
-    };
-    wait_until(Duration::from_secs(30), "the node logs that its disk is full", || full_errors(&full) > 0);
-    let error_line = full.log().lines().find(|l| l.contains("No space left on device")).unwrap().to_string();
-    println!("the node said: {error_line}");
-    let check_stuck = |what: &str, stuck: f64| {
-        let st = full.query();
-        let now = file_status(&st, "big.bin").expect("big.bin is known").local;
-        assert_eq!(now, stuck, "{what}: big.bin's local fraction changed while the disk was full: {st}");
-        assert!(!full.file("big.bin").exists(), "{what}: a torn big.bin appeared in the folder");
-    };
-    check_stuck("disk full to the last byte", 0.0);
-
-    // Delete the filler: about 7 MiB free, so it fetches part of the file, then the
-    // disk is full again, mid-file this time.
-    fs::remove_file(&filler).unwrap();
-    let attempts = |n: &TestNode| n.log().lines().filter(|l| l.contains("storage failed for big.bin")).count();
-    let before = attempts(&full);
-    let mut last: Option<(f64, usize)> = None;
-    wait_until(Duration::from_secs(30), "the node fills the freed space and stops, failing again", || {
-        let now = (file_status(&full.query(), "big.bin").map_or(0.0, |f| f.local), attempts(&full));
-        // Settled: no progress since the last poll, while writes kept failing.
-        let settled = last.is_some_and(|(local, fails)| local == now.0 && now.1 > fails);
-        last = Some(now);
-        now.0 > 0.0 && now.1 > before && settled
-    });
-    let stuck = last.expect("polled").0;
-    // It keeps retrying (after a pause) without progress and without tearing anything.
-    let first = attempts(&full);
-    wait_until(Duration::from_secs(20), "the node has retried the writes at least twice", || {
-        check_stuck("disk full mid-file", stuck);
-        attempts(&full) >= first + 2
-    });
-    println!("disk full: big.bin stuck at local {stuck:.3}; {} write failures logged so far", attempts(&full));
-    assert!(stuck < 1.0);
+    let refused = || file_status(&full.query(), "big.bin").and_then(|r| r.refused);
+    wait_until(Duration::from_secs(30), "the node refuses big.bin, naming the space", || refused().is_some());
+    let why = refused().unwrap();
+    println!("the node says: {why}");
+    assert!(why.contains("big.bin (12.0 MiB) does not fit") && why.contains("free on the disk of"), "{why}");
+    let error_line = full.log().lines().find(|l| l.contains("not storing big.bin")).map(str::to_owned);
+    assert!(error_line.is_some(), "the refusal is logged");
+    std::thread::sleep(Duration::from_secs(3));
     let st = full.query();
-    assert_eq!(file_status(&st, "small.bin").map(|f| f.local), Some(1.0), "small.bin must stay complete: {st}");
+    assert_eq!(number(&st, "chunksFetched"), fetched, "nothing of big.bin is fetched while it does not fit: {st}");
+    assert_eq!(full.log().matches("not storing big.bin").count(), 1, "refused once, not in a loop");
+    assert!(!full.file("big.bin").exists(), "no torn big.bin in the folder");
+    assert_eq!(file_status(&st, "small.bin").map(|f| f.local), Some(1.0), "small.bin stays complete: {st}");
+
+    // A local insert on the full disk: ErrNoSpace, not a permission problem.
+    let local = src.path().join("local.bin");
+    random_file(&local, MIB, 3);
+    let out = full.insert(&local);
+    out.expect_error("insert on a full disk", 17, "ErrNoSpace");
+    assert!(out.stderr.contains("local.bin (1.0 MiB) does not fit"), "{out}");
 
     // It keeps serving what it has: a third node that knows only it gets small.bin.
     let mut third = TestNode::new("disk-third");
@@ -103,13 +86,16 @@ fn a_full_disk_is_reported_and_the_file_completes_once_space_is_freed() {
         third.holds("small.bin", MIB as u64, &small_sha)
     });
 
-    // Free space: grow the tmpfs. The file completes, byte-identical, everywhere.
+    // Free space: the node asks storage again (every 30 s) and completes the file,
+    // byte-identical, everywhere.
+    fs::remove_file(&filler).unwrap();
     disk.resize("64m").expect("grow the tmpfs");
     let freed = Instant::now();
     wait_until(Duration::from_secs(60), "the node completes big.bin once space is freed", || {
         full.holds("big.bin", 12 * MIB as u64, &big_sha)
     });
     println!("big.bin completed {:?} after space was freed", freed.elapsed());
+    assert_eq!(file_status(&full.query(), "big.bin").and_then(|r| r.refused), None, "no longer refused");
     wait_until(Duration::from_secs(60), "the third node gets big.bin through the once-full node", || {
         third.holds("big.bin", 12 * MIB as u64, &big_sha)
     });

@@ -6,7 +6,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::bitset::ChunkSet;
-use crate::manifest::Manifest;
+use crate::manifest::{Digest, Manifest};
 use crate::name::FileName;
 use crate::secure::{AuthenticatedPeer, NodeId};
 use crate::wire::{ChunkRef, Code, Envelope, PeerAddr};
@@ -77,6 +77,8 @@ pub struct Tuning {
     pub redial_max: Millis,
     /// Pause in fetching after a write fails (a full disk, say).
     pub storage_backoff: Millis,
+    /// A file refused for want of space is offered to storage again after this long.
+    pub space_retry: Millis,
     /// Wrong control tokens one connection may send before it is closed.
     pub token_attempts: u32,
     /// The first wrong token is answered after this long; each further one within
@@ -109,6 +111,7 @@ impl Default for Tuning {
             redial_min: 1_000,
             redial_max: 30_000,
             storage_backoff: 1_000,
+            space_retry: 30_000,
             token_attempts: 3,
             token_delay: 100,
             token_delay_max: 5_000,
@@ -178,7 +181,8 @@ pub enum StorageCommand {
     Commit { id: ImportId, name: FileName, manifest: Manifest },
     /// Drop an imported copy.
     Discard { id: ImportId },
-    /// Make room for a file being fetched and keep its manifest.
+    /// Make room for a file being fetched and keep its manifest; answer `Prepared`
+    /// (ErrNoSpace when it does not fit). No chunk of the file is asked for before.
     Prepare { file: FileName, manifest: Manifest },
     /// Read a chunk we hold to send it on `conn`: answer `Read` with its bytes (the node
     /// then sends the Upload), or send the Upload yourself, straight from storage, and
@@ -186,8 +190,10 @@ pub enum StorageCommand {
     Read { conn: ConnId, chunk: ChunkRef, push: bool },
     /// Store a verified chunk; answer `Written`.
     Write { chunk: ChunkRef, data: Bytes },
-    /// Every chunk is written: make the file visible under its name.
-    Finalize { file: FileName },
+    /// Every chunk is written: make the file visible under its name, or as a conflict
+    /// copy beside it if a file the node does not manage has the name; answer
+    /// `Finalized` (a driver that cannot fail here need not).
+    Finalize { file: FileName, digest: Digest },
 }
 
 /// A storage failure, with the code a user should see.
@@ -224,6 +230,18 @@ pub enum StorageEvent {
     Written {
         chunk: ChunkRef,
         result: Result<(), StorageError>,
+    },
+    /// A `Prepare` ended. On failure nothing of the file is fetched: with ErrNoSpace it
+    /// is asked again later ([`Tuning::space_retry`]), with anything else never.
+    Prepared {
+        file: FileName,
+        result: Result<(), StorageError>,
+    },
+    /// A `Finalize` ended: `Ok(Some(path))` when the file went to a conflict copy at
+    /// `path` (relative to the folder) instead of its name.
+    Finalized {
+        file: FileName,
+        result: Result<Option<String>, StorageError>,
     },
 }
 
@@ -291,9 +309,27 @@ pub enum Event {
         peer: PeerAddr,
         file: FileName,
     },
+    /// A peer announced a name that cannot live beside a file this node knows (the
+    /// same name in another case, or `a/b` beside a file `a`); ignored.
+    NameRefused {
+        peer: PeerAddr,
+        file: FileName,
+        reason: String,
+    },
     StorageFailed {
         file: FileName,
         message: String,
+    },
+    /// The node will not store `file` (shown in the status until that changes).
+    FileRefused {
+        file: FileName,
+        reason: String,
+    },
+    /// A file the node does not manage has `file`'s name: the network's copy went to
+    /// `path` instead (relative to the folder), and the other file was left alone.
+    StoredAsConflictCopy {
+        file: FileName,
+        path: String,
     },
     BadRequest {
         conn: ConnId,
@@ -312,4 +348,6 @@ pub struct LocalFile {
     pub name: FileName,
     pub manifest: Manifest,
     pub have: ChunkSet,
+    /// Where in the folder the complete file is, if not under its name (a conflict copy).
+    pub stored_as: Option<String>,
 }

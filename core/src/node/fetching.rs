@@ -8,7 +8,7 @@ use super::{envelope, Event, Membership, Millis, NetCommand, Node, StorageComman
 use crate::layout::ChunkIndex;
 use crate::manifest::{ChunkHash, Digest, Manifest};
 use crate::name::FileName;
-use crate::wire::{ChunkRef, FileRef, HaveEntry, PeerAddr, PeerMessage};
+use crate::wire::{ChunkRef, Code, FileRef, HaveEntry, PeerAddr, PeerMessage};
 
 impl Node {
     /// After every input: ask for whatever can be asked for now.
@@ -30,7 +30,7 @@ impl Node {
         let wanted: Vec<FileName> = self
             .files
             .iter()
-            .filter(|(n, f)| f.manifest.is_none() && f.manifest_from.is_none() && self.wants(n))
+            .filter(|(n, f)| f.manifest.is_none() && f.manifest_from.is_none() && f.refused.is_none() && self.wants(n))
             .map(|(n, _)| n.clone())
             .collect();
         for name in wanted {
@@ -108,7 +108,13 @@ impl Node {
             let Some(f) = self.files.get(name) else {
                 continue;
             };
-            if f.manifest.is_none() || f.have.is_complete() || held.count() == 0 || !self.wants(name) {
+            if f.manifest.is_none()
+                || f.preparing
+                || f.refused.is_some()
+                || f.have.is_complete()
+                || held.count() == 0
+                || !self.wants(name)
+            {
                 continue;
             }
             let start = (peer.cursor % held.word_count().max(1) as u64) as usize;
@@ -249,10 +255,11 @@ impl Node {
         match Manifest::from_body(size, digest, hashes) {
             Ok(manifest) => {
                 f.manifest = Some(manifest.clone());
+                f.preparing = true;
                 self.storage.push_back(StorageCommand::Prepare { file: file.clone(), manifest });
                 if f.have.is_complete() {
                     // An empty file is complete as soon as it exists; tell the others.
-                    self.storage.push_back(StorageCommand::Finalize { file: file.clone() });
+                    self.storage.push_back(StorageCommand::Finalize { file: file.clone(), digest });
                     self.events.push_back(Event::FileComplete { file: file.clone(), size });
                     self.announce(&file);
                 }
@@ -270,7 +277,7 @@ impl Node {
         let Some(f) = self.files.get_mut(&chunk.file) else {
             return;
         };
-        if matches!(self.membership, Membership::Leaving(_)) || f.size != chunk.size {
+        if matches!(self.membership, Membership::Leaving(_)) || f.size != chunk.size || f.refused.is_some() {
             return;
         }
         let Some(manifest) = &f.manifest else { return };
@@ -321,9 +328,56 @@ impl Node {
         self.chunks_fetched += 1;
         self.pending_have.push(HaveEntry { chunk: chunk.clone(), digest: Some(f.digest) });
         if f.have.is_complete() {
-            let size = f.size;
-            self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone() });
+            let (size, digest) = (f.size, f.digest);
+            self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone(), digest });
             self.events.push_back(Event::FileComplete { file: chunk.file, size });
+        }
+    }
+}
+
+impl Node {
+    /// Storage answered a Prepare: a file that does not fit is asked again later, one
+    /// that cannot be stored at all (a symlink in its way…) is refused for good; either
+    /// way nothing of it is fetched meanwhile.
+    pub(super) fn on_prepared(&mut self, now: Millis, file: FileName, result: Result<(), StorageError>) {
+        let Some(f) = self.files.get_mut(&file) else { return };
+        f.preparing = false;
+        match result {
+            Ok(()) => f.refused = None,
+            Err(e) => {
+                if e.code == Code::NoSpace {
+                    self.timers.set(Timer::SpaceRetry(file.clone()), now + self.config.tuning.space_retry);
+                }
+                self.refuse(&file, e.message);
+            }
+        }
+    }
+
+    pub(super) fn prepare_again(&mut self, file: &FileName) {
+        let Some(f) = self.files.get_mut(file) else { return };
+        let Some(manifest) = f.manifest.clone() else { return };
+        f.preparing = true;
+        self.storage.push_back(StorageCommand::Prepare { file: file.clone(), manifest });
+    }
+
+    pub(super) fn on_finalized(&mut self, file: FileName, result: Result<Option<String>, StorageError>) {
+        let Some(f) = self.files.get_mut(&file) else { return };
+        match result {
+            Ok(None) => {}
+            Ok(Some(path)) => {
+                f.stored_as = Some(path.clone());
+                self.events.push_back(Event::StoredAsConflictCopy { file, path });
+            }
+            Err(e) => self.refuse(&file, e.message),
+        }
+    }
+
+    /// Records why `file` is not stored here and stops fetching it.
+    fn refuse(&mut self, file: &FileName, reason: String) {
+        let Some(f) = self.files.get_mut(file) else { return };
+        if f.refused.as_ref() != Some(&reason) {
+            f.refused = Some(reason.clone());
+            self.events.push_back(Event::FileRefused { file: file.clone(), reason });
         }
     }
 }

@@ -11,7 +11,9 @@
 
 use super::{ConnId, Event, ImportId, Node, Refusal, StorageCommand, StorageError};
 use crate::bitset::ChunkSet;
-use crate::files::FileState;
+use std::collections::BTreeMap;
+
+use crate::files::{collision_among, FileState};
 use crate::layout::ChunkIndex;
 use crate::manifest::Manifest;
 use crate::name::FileName;
@@ -50,8 +52,8 @@ impl Node {
                 return id;
             }
         };
-        if self.name_taken(&name) {
-            self.insert_done(from, id, Err(already_in_network(&name)));
+        if let Some(refusal) = self.name_refusal(&name, None) {
+            self.insert_done(from, id, Err(refusal));
             return id;
         }
         let within = self.insert_confinement(from);
@@ -76,8 +78,16 @@ impl Node {
         }
     }
 
-    fn name_taken(&self, name: &FileName) -> bool {
-        self.files.get(name).is_some_and(FileState::is_known) || self.imports.values().any(|i| i.name == *name)
+    /// Why `name` may not be inserted (besides by insert `except`, itself): it is in
+    /// the network, being inserted, or cannot live beside a file that is.
+    fn name_refusal(&self, name: &FileName, except: Option<ImportId>) -> Option<Refusal> {
+        let others = || self.imports.iter().filter(move |(id, _)| Some(**id) != except).map(|(_, i)| &i.name);
+        if self.files.get(name).is_some_and(FileState::is_known) || others().any(|n| n == name) {
+            return Some(already_in_network(name));
+        }
+        let inserting: BTreeMap<String, FileName> = others().map(|n| (n.folded(), n.clone())).collect();
+        let collision = self.files.collision(name).or_else(|| collision_among(&inserting, name))?;
+        Some(Refusal { code: Code::FileExists, reason: collision.explain(name) })
     }
 
     /// Tells whoever asked for insert `id` how it ended.
@@ -105,16 +115,18 @@ impl Node {
                 self.imports.remove(&id);
                 self.insert_done(from, id, Err(e.into()));
             }
-            // Announced by a peer while we were hashing: same name, so the same answer.
-            Ok(_) if self.files.get(&name).is_some_and(FileState::is_known) => {
-                self.imports.remove(&id);
-                self.storage.push_back(StorageCommand::Discard { id });
-                self.insert_done(from, id, Err(already_in_network(&name)));
-            }
-            Ok(manifest) => {
-                self.imports.get_mut(&id).expect("looked up above").manifest = Some(manifest.clone());
-                self.storage.push_back(StorageCommand::Commit { id, name, manifest });
-            }
+            Ok(manifest) => match self.name_refusal(&name, Some(id)) {
+                // Announced by a peer while we were hashing: the same answer as before.
+                Some(refusal) => {
+                    self.imports.remove(&id);
+                    self.storage.push_back(StorageCommand::Discard { id });
+                    self.insert_done(from, id, Err(refusal));
+                }
+                None => {
+                    self.imports.get_mut(&id).expect("looked up above").manifest = Some(manifest.clone());
+                    self.storage.push_back(StorageCommand::Commit { id, name, manifest });
+                }
+            },
         }
     }
 
@@ -141,7 +153,10 @@ impl Node {
             }
             self.files.remove(&name);
         }
-        let f = self.files.entry(name.clone()).or_insert_with(|| FileState::new(size, digest));
+        if !self.files.contains_key(&name) {
+            self.files.insert(name.clone(), FileState::new(size, digest));
+        }
+        let f = self.files.get_mut(&name).expect("inserted above");
         for i in ChunkIndex::all(manifest.chunk_count()) {
             f.mark_held(i);
         }

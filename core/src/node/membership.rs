@@ -94,7 +94,7 @@ impl Node {
         self.forget_all_requests();
         // A peer's claim to hold a chunk is not enough: only a proof counts.
         let mut todo = BTreeSet::new();
-        for (name, f) in &self.files {
+        for (name, f) in self.files.iter() {
             if f.manifest.is_some() {
                 todo.extend(
                     f.have.iter().filter(|&i| !self.proven_elsewhere(name, i, None)).map(|i| (name.clone(), i)),

@@ -42,7 +42,7 @@ use membership::Membership;
 use peers::{ConnState, PeerState, Proven};
 use timers::{Timer, Timers};
 
-use crate::files::FileState;
+use crate::files::{FileState, FileTable};
 use crate::manifest::ChunkHash;
 use crate::name::FileName;
 use crate::status::{ChunkMap, Status};
@@ -53,7 +53,7 @@ use crate::wire::{Code, Control, Envelope, HaveEntry, Message, PeerAddr, PeerMes
 pub struct Node {
     config: Config,
     membership: Membership,
-    files: BTreeMap<FileName, FileState>,
+    files: FileTable,
     conns: HashMap<ConnId, ConnState>,
     peers: BTreeMap<PeerAddr, PeerState>,
     banned: BTreeSet<PeerAddr>,
@@ -85,7 +85,7 @@ impl Node {
         Self {
             config,
             membership: Membership::NotJoined,
-            files: BTreeMap::new(),
+            files: FileTable::default(),
             conns: HashMap::new(),
             peers: BTreeMap::new(),
             banned: BTreeSet::new(),
@@ -126,6 +126,7 @@ impl Node {
             state.mark_held(i);
         }
         state.manifest = Some(file.manifest);
+        state.stored_as = file.stored_as;
         self.files.insert(file.name, state);
     }
 
@@ -283,6 +284,8 @@ impl Node {
             StorageEvent::Read { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(Some)),
             StorageEvent::Sent { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(|()| None)),
             StorageEvent::Written { chunk, result } => self.on_written(now, chunk, result),
+            StorageEvent::Prepared { file, result } => self.on_prepared(now, file, result),
+            StorageEvent::Finalized { file, result } => self.on_finalized(file, result),
         }
         self.after_input(now);
     }
@@ -303,6 +306,7 @@ impl Node {
                 Timer::Redial(addr) => self.redial_due(now, addr),
                 // No longer set: `after_input` fetches again.
                 Timer::FetchPause => {}
+                Timer::SpaceRetry(file) => self.prepare_again(&file),
                 Timer::TokenRefusal { conn, attempt } => self.token_refusal_due(conn, attempt),
             }
         }

@@ -270,6 +270,11 @@ impl Node {
             (Some(f), None) if f.size != size => false,
             (Some(_), _) => true,
             (None, Some(d)) => {
+                if let Some(collision) = self.files.collision(name) {
+                    let reason = collision.explain(name);
+                    self.events.push_back(Event::NameRefused { peer: addr.clone(), file: name.clone(), reason });
+                    return false;
+                }
                 self.files.insert(name.clone(), FileState::new(size, d));
                 self.events.push_back(Event::FileAnnounced { file: name.clone(), size });
                 true

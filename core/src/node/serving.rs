@@ -84,10 +84,20 @@ impl Node {
         let Some(entry) = self.files.get(name).and_then(|f| f.entry(name)) else {
             return;
         };
-        let conns: Vec<ConnId> = self.peers.values().map(|p| p.conn).collect();
-        for conn in conns {
+        for conn in self.listening_conns() {
             self.send(conn, PeerMessage::Files { files: vec![entry.clone()] });
         }
+    }
+
+    /// Where news of what we hold goes: each peer, and each connection we dialled
+    /// whose peer has not answered our Add yet. That Add listed what we held when it
+    /// was sent; without this, what we store or insert before the answer comes would
+    /// never reach that peer, which would count our copies short for good.
+    fn listening_conns(&self) -> Vec<ConnId> {
+        let mut introducing: Vec<ConnId> =
+            self.conns.iter().filter(|(_, c)| c.dialed.is_some() && c.peer.is_none()).map(|(&id, _)| id).collect();
+        introducing.sort_unstable();
+        self.peers.values().map(|p| p.conn).chain(introducing).collect()
     }
 
     /// Sends the chunks stored since the last flush to every peer, in as few Have
@@ -108,8 +118,7 @@ impl Node {
             len += l;
             batches.last_mut().expect("never empty").push(e);
         }
-        let conns: Vec<ConnId> = self.peers.values().map(|p| p.conn).collect();
-        for conn in conns {
+        for conn in self.listening_conns() {
             for batch in &batches {
                 self.send(conn, PeerMessage::Have(batch.clone()));
             }

@@ -27,6 +27,8 @@ pub(super) enum Timer {
     Redial(PeerAddr),
     /// Fetching resumes after a failed write.
     FetchPause,
+    /// A file refused for want of space is offered to storage again.
+    SpaceRetry(FileName),
     /// A control request with a wrong token is answered (`attempt` counts them on `conn`).
     TokenRefusal { conn: ConnId, attempt: u32 },
 }

@@ -84,10 +84,11 @@ pub enum Code {
     FileMissing = 4,
     BadPermission = 5,
     BadRequest = 6,
+    NoSpace = 7,
 }
 
 impl Code {
-    const ALL: [Code; 7] = [
+    const ALL: [Code; 8] = [
         Code::Ok,
         Code::Connected,
         Code::Disconnected,
@@ -95,6 +96,7 @@ impl Code {
         Code::FileMissing,
         Code::BadPermission,
         Code::BadRequest,
+        Code::NoSpace,
     ];
 
     /// The code with wire number `n`, if there is one.
@@ -112,6 +114,7 @@ impl Code {
             Code::FileMissing => "ErrFileMissing",
             Code::BadPermission => "ErrBadPermission",
             Code::BadRequest => "ErrBadRequest",
+            Code::NoSpace => "ErrNoSpace",
         }
     }
 
@@ -127,6 +130,9 @@ impl Code {
                 "not allowed: the control token is missing or wrong, or the file may not be inserted"
             }
             Code::BadRequest => "the request was malformed",
+            Code::NoSpace => {
+                "the node's disk (or its --max-store / --min-free limit) has no room for the file: free space first"
+            }
         }
     }
 }

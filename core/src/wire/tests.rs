@@ -201,7 +201,8 @@ fn action_numbers_decode_as_they_encode() {
     }
     assert!(Action::try_from(12).is_err() && Action::try_from(-1).is_err());
     assert_eq!(Code::from_number(6), Some(Code::BadRequest));
-    assert_eq!(Code::from_number(7), None);
+    assert_eq!(Code::from_number(7), Some(Code::NoSpace));
+    assert_eq!(Code::from_number(8), None);
 }
 
 #[test]

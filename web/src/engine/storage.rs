@@ -59,10 +59,15 @@ impl Engine {
             StorageCommand::Prepare { file, manifest } => {
                 let weak = self.weak.clone();
                 spawn_local(async move {
-                    if let Err(err) = store.put_manifest(&file, &manifest).await {
-                        if let Some(e) = weak.upgrade() {
-                            e.borrow_mut().notice(false, None, format!("cannot keep {file} in the browser: {err}"));
+                    let kept = store.put_manifest(&file, &manifest).await;
+                    if let Some(e) = weak.upgrade() {
+                        let mut e = e.borrow_mut();
+                        // Chunks are kept even without the manifest (it is asked again
+                        // after a reload): fetching goes on either way.
+                        if let Err(err) = kept {
+                            e.notice(false, None, format!("cannot keep {file} in the browser: {err}"));
                         }
+                        e.on_storage(StorageEvent::Prepared { file, result: Ok(()) });
                     }
                 });
             }
@@ -110,7 +115,8 @@ impl Engine {
                 StorageEvent::Read { conn, chunk, push, result: Err(error()) }
             }
             StorageCommand::Write { chunk, .. } => StorageEvent::Written { chunk, result: Err(error()) },
-            StorageCommand::Discard { .. } | StorageCommand::Prepare { .. } | StorageCommand::Finalize { .. } => return,
+            StorageCommand::Prepare { file, .. } => StorageEvent::Prepared { file, result: Err(error()) },
+            StorageCommand::Discard { .. } | StorageCommand::Finalize { .. } => return,
         };
         self.ready_events.push(event);
     }

@@ -23,6 +23,9 @@ pub fn advice(code: Code, action: &str) -> &'static str {
             "The node refused the token: open the control-panel address the node printed (it ends in #token=…) or paste that token, and connect again."
         }
         (Code::BadRequest, _) => "The node could not accept the request as sent: check the path or file name.",
+        (Code::NoSpace, _) => {
+            "The node has no room for that file (its disk, or its --max-store / --min-free limits): free space on the node first."
+        }
     }
 }
 

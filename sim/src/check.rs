@@ -1,0 +1,250 @@
+//! The invariants, and the oracle the nodes' status is compared with. Some are
+//! checked as things happen (what is stored, served, published; bounds; leaves), the
+//! rest once the faults have stopped (convergence, status).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use torronto_core::layout::ChunkIndex;
+use torronto_core::{Envelope, FileName, Message, PeerMessage, Status, StorageCommand};
+
+use crate::content::FileSpec;
+use crate::schedule::Role;
+use crate::world::{tuning, Plant, World};
+
+/// A broken invariant: which, and the facts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: Invariant,
+    pub detail: String,
+    pub at: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invariant {
+    /// A node stored a chunk whose bytes are not the file's.
+    StoredUnverified,
+    /// An honest node sent a chunk whose bytes are not the file's.
+    ServedUnverified,
+    /// A file became visible under its name with wrong or missing bytes.
+    PublishedWrong,
+    /// A leave answered with nothing unconfirmed, yet a chunk was held nowhere else.
+    LeaveLostData,
+    /// After the faults, a joined node lacks a file within the bound.
+    NotConverged,
+    /// A node's Query status differs from the oracle's.
+    StatusWrong,
+    /// A queue grew past what the code promises, or the run never settles.
+    Unbounded,
+    /// The code panicked.
+    Panic,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} at t={}ms: {}", self.invariant, self.at, self.detail)
+    }
+}
+
+fn violate(world: &mut World, invariant: Invariant, detail: String) {
+    let at = world.now;
+    world.fail(Violation { invariant, detail, at });
+}
+
+fn spec<'a>(world: &'a World, name: &FileName) -> Option<&'a FileSpec> {
+    world.schedule.files.iter().find(|f| f.name == *name)
+}
+
+/// Before a storage command is carried out: a write must be of verified bytes.
+pub fn storing(world: &mut World, m: usize, command: &StorageCommand) {
+    if let StorageCommand::Write { chunk, data } = command {
+        let right = spec(world, &chunk.file).is_some_and(|s| s.chunk(chunk.index) == *data);
+        if !right {
+            violate(world, Invariant::StoredUnverified, format!("m{m} stores a bad {}#{}", chunk.file, chunk.index));
+        }
+    }
+}
+
+/// A message leaving an honest node: chunks it serves must be the file's.
+pub fn sent(world: &mut World, m: usize, envelope: &Envelope) {
+    if world.options.plant == Some(Plant::Panic)
+        && matches!(envelope.message, Message::Peer(PeerMessage::Upload { .. }))
+    {
+        panic!("planted panic");
+    }
+    if world.machines[m].role == Role::Liar {
+        return;
+    }
+    if let Message::Peer(PeerMessage::Upload { chunk, data }) = &envelope.message {
+        let right = spec(world, &chunk.file).is_some_and(|s| s.chunk(chunk.index) == *data);
+        if !right {
+            violate(world, Invariant::ServedUnverified, format!("m{m} serves a bad {}#{}", chunk.file, chunk.index));
+        }
+    }
+}
+
+/// After a Finalize: a file visible under its name must be whole and exact (one not
+/// published, as after a failed rename, is the convergence check's business).
+pub fn published(world: &mut World, m: usize, name: &FileName) {
+    let visible = world.machines[m].disk.files.get(name).is_some_and(|f| f.published);
+    let whole = spec(world, name).is_some_and(|s| world.machines[m].disk.has_published(s));
+    if visible && !whole {
+        violate(world, Invariant::PublishedWrong, format!("m{m} publishes {name} incomplete or wrong"));
+    }
+}
+
+/// After every event: queues stay within what the code promises, and runs end.
+pub fn bounds(world: &mut World) {
+    const MAX_EVENTS: u64 = 2_000_000;
+    if world.stats.events > MAX_EVENTS {
+        violate(world, Invariant::Unbounded, format!("over {MAX_EVENTS} events: the network never settles"));
+        return;
+    }
+    let n = world.machines.len();
+    for m in 0..n {
+        // Fetching stops at max_writing; requests already sent may still arrive.
+        let t = tuning(world.machines[m].role);
+        let bound = t.max_writing + t.requests_per_peer * (n - 1);
+        let queued = world.writes_queued(m);
+        if queued > bound {
+            violate(world, Invariant::Unbounded, format!("m{m} has {queued} writes queued, over {bound}"));
+        }
+    }
+}
+
+/// A leave answered with nothing unconfirmed: every chunk the leaver holds must be on
+/// the disk of another honest machine, since its folder may now be deleted.
+pub fn leave_answered(world: &mut World, m: usize) {
+    let files: Vec<FileSpec> =
+        world.schedule.files.iter().filter(|s| world.machines[m].disk.knows(&s.name)).cloned().collect();
+    for s in &files {
+        for i in ChunkIndex::all(s.manifest.chunk_count()) {
+            if !world.machines[m].disk.holds(s, i) {
+                continue;
+            }
+            if world.options.plant == Some(Plant::LeaveLosesChunk) {
+                for x in world.machines.iter_mut() {
+                    x.disk.files.remove(&s.name);
+                }
+            }
+            let elsewhere = (0..world.machines.len())
+                .any(|y| y != m && world.machines[y].honest() && world.machines[y].disk.holds(s, i));
+            if elsewhere {
+                continue;
+            }
+            if world.false_have(m, &s.name, i.get()) && !world.options.strict {
+                // Issue 11: a leave plan still trusts a peer's unproven Have.
+                world.stats.known_leave_losses += 1;
+                world.excused.insert(s.name.clone());
+                continue;
+            }
+            let detail = format!("m{m} left answering OK, but {}#{} is held nowhere else", s.name, i);
+            violate(world, Invariant::LeaveLostData, detail);
+            return;
+        }
+    }
+}
+
+/// The files each joined machine must hold once the network has healed. Browser
+/// peers reach each other only through native nodes: with none joined, they owe nothing.
+pub fn missing(world: &World) -> Vec<String> {
+    let mut missing = Vec::new();
+    let native_joined = world.machines.iter().any(|x| x.role == Role::Native && x.joined());
+    for (m, x) in world.machines.iter().enumerate() {
+        if !x.honest() || !x.joined() || (x.role == Role::Browser && !native_joined) {
+            continue;
+        }
+        for &k in &world.inserted {
+            let s = &world.schedule.files[k];
+            let wanted = x.role != Role::Browser || x.wanted.contains(&s.name);
+            // Known: an empty file fetched while the disk was full is neither prepared
+            // nor renamed into place, and Finalize is not retried (until a restart).
+            let known = s.size() == 0 && x.disk.unpublished.contains(&s.name) && !world.options.strict;
+            if wanted && !known && !world.excused.contains(&s.name) && !x.disk.has_published(s) {
+                missing.push(format!("m{m} lacks {}", s.name));
+            }
+        }
+    }
+    missing
+}
+
+/// Each joined machine's status against the oracle: who it is connected to and, from
+/// what every disk truly holds, each file's replication as docs/protocol.md defines it.
+pub fn status(world: &World) -> Result<(), String> {
+    for (m, x) in world.machines.iter().enumerate() {
+        let Some(node) = x.node.as_ref().filter(|n| n.is_joined()) else { continue };
+        let got = node.status();
+        let want = oracle(world, m, &got);
+        if got.peers.iter().collect::<BTreeSet<_>>() != want.peers.iter().collect::<BTreeSet<_>>()
+            || got.files != want.files
+            || got.local != want.local
+            || got.system != want.system
+            || got.least_replication != want.least_replication
+            || got.weighted_least_replication != want.weighted_least_replication
+            || got.sizes != want.sizes
+            || got.digests != want.digests
+        {
+            return Err(format!(
+                "m{m}'s status differs from the oracle:\n  node:   {}\n  oracle: {}",
+                show(&got),
+                show(&want)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn show(s: &Status) -> String {
+    let rows: Vec<String> = s
+        .rows()
+        .map(|r| format!("{} local={} system={} least={} avg={}", r.name, r.local, r.system, r.least, r.average))
+        .collect();
+    format!("peers={:?} files=[{}]", s.peers, rows.join("; "))
+}
+
+/// The status machine `m` should report. Files it lists beyond those some participant
+/// holds are computed too (and must then show nothing held).
+fn oracle(world: &World, m: usize, got: &Status) -> Status {
+    let peers: Vec<usize> = world.linked(m).into_iter().collect();
+    let participants: Vec<usize> = std::iter::once(m).chain(peers.iter().copied()).collect();
+    let holds = |y: usize, s: &FileSpec, i| world.machines[y].disk.knows(&s.name) && world.machines[y].disk.holds(s, i);
+    let mut status = Status {
+        node: world.machines[m].addr.to_string(),
+        joined: true,
+        peers: peers.iter().map(|&y| world.machines[y].addr.to_string()).collect(),
+        ..Status::default()
+    };
+    for s in &world.schedule.files {
+        let n = s.manifest.chunk_count();
+        let known_by = |y: usize| world.machines[y].disk.knows(&s.name);
+        let must =
+            known_by(m) || peers.iter().any(|&y| (n == 0 && known_by(y)) || ChunkIndex::all(n).any(|i| holds(y, s, i)));
+        if !must && !got.files.iter().any(|f| f == s.name.as_str()) {
+            continue;
+        }
+        let (local, system, least, average) = if n == 0 {
+            let holders = participants.iter().filter(|&&y| known_by(y)).count() as u32;
+            (1.0, 1.0, holders, f64::from(holders))
+        } else {
+            let replication: Vec<u32> =
+                ChunkIndex::all(n).map(|i| participants.iter().filter(|&&y| holds(y, s, i)).count() as u32).collect();
+            let fraction = |x: f64| (x / f64::from(n) * 1e4).round() / 1e4;
+            let here = ChunkIndex::all(n).filter(|&i| holds(m, s, i)).count();
+            (
+                fraction(here as f64),
+                fraction(replication.iter().filter(|&&r| r > 0).count() as f64),
+                replication.iter().copied().min().unwrap_or(0),
+                fraction(replication.iter().map(|&r| f64::from(r)).sum()),
+            )
+        };
+        status.files.push(s.name.to_string());
+        status.local.push(local);
+        status.system.push(system);
+        status.least_replication.push(least);
+        status.weighted_least_replication.push(average);
+        status.sizes.push(s.size());
+        status.digests.push(s.manifest.digest().to_string());
+    }
+    status.num_files = status.files.len();
+    status
+}
