@@ -226,7 +226,7 @@ pub fn format_status(s: &Status) -> String {
     }
     out.push('\n');
     if s.files.is_empty() {
-        out.push_str("no files yet — add one with `torronto insert PATH`\n");
+        out.push_str(&format!("no files yet — add one with `{} insert PATH`\n", crate::program::command()));
         return out;
     }
     let width = s.files.iter().map(|f| f.chars().count()).max().unwrap_or(4).max(4);

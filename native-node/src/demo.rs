@@ -61,6 +61,7 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             insert_from: Vec::new(),
             registry: crate::registry::default_dir(),
             web,
+            metrics: None,
             space: Space::default(),
         };
         let driver = Driver::bind(options).await?;
@@ -106,11 +107,12 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
         println!("  {}", d.display());
     }
     let s = secret_file.display();
+    let t = crate::program::command();
     println!("\ntry, in another terminal (--secret keeps the session encrypted):");
-    println!("  torronto query --node {} --secret {s}", nodes[nodes.len() - 1]);
-    println!("  torronto insert /etc/hosts --node {} --secret {s}", nodes[0]);
-    println!("  torronto leave --node {} --secret {s}   # hands over what only it holds, then leaves", nodes[0]);
-    println!("  torronto join --node {} --secret {s}", nodes[0]);
+    println!("  {t} query --node {} --secret {s}", nodes[nodes.len() - 1]);
+    println!("  {t} insert /etc/hosts --node {} --secret {s}", nodes[0]);
+    println!("  {t} leave --node {} --secret {s}   # hands over what only it holds, then leaves", nodes[0]);
+    println!("  {t} join --node {} --secret {s}", nodes[0]);
     println!("\nCtrl-C stops the demo and removes its folders.");
     crate::shutdown_signal().await;
     println!("stopping…");

@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use torronto_core::{
-    Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, NetworkSecret, Node, NodeId, PeerAddr, StorageCommand,
-    Tuning,
+    Config, ConnId, ConnInfo, Control, Envelope, Event, Message, Millis, NetCommand, NetworkSecret, Node, NodeId,
+    PeerAddr, PeerMessage, StorageCommand, StorageEvent, Tuning,
 };
 use torronto_net::{
     tune, Decoder, FrameRead, SecureFrameReader, SecureFrameWriter, Secured, TcpFrameReader, TcpFrameWriter,
@@ -29,6 +29,7 @@ use torronto_net::{
 use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing, OUTGOING_LIMIT};
 use crate::events::EventLog;
 use crate::input::{Input, Link};
+use crate::metrics::Metrics;
 use crate::private::{load_identity, Accepted, AcceptedWs, Private};
 use crate::registry::Registration;
 use crate::storage::{SendFile, Storage};
@@ -97,6 +98,8 @@ pub struct NodeOptions {
     pub registry: Option<PathBuf>,
     /// Serve the control panel and the WebSocket endpoint (`--ws`).
     pub web: Option<WebOptions>,
+    /// Serve Prometheus metrics at `/metrics` (`--metrics`).
+    pub metrics: Option<PeerAddr>,
     /// How much of the disk the node may use (`--min-free`, `--max-store`).
     pub space: Space,
 }
@@ -134,6 +137,8 @@ pub struct Driver {
     private: Option<Arc<Private>>,
     /// Accepted connections still in their handshake (counted against the limit).
     handshaking: usize,
+    metrics: Metrics,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Driver {
@@ -159,6 +164,14 @@ impl Driver {
             None => None,
         };
         let web_addr = web.as_ref().map(|w| w.addr().clone());
+        let metrics_listener = match &opts.metrics {
+            Some(addr) => Some(
+                TcpListener::bind((addr.host.as_str(), addr.port))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?,
+            ),
+            None => None,
+        };
         let me = opts
             .advertise
             .unwrap_or_else(|| PeerAddr::new(opts.listen.host, listener.local_addr().map_or(0, |a| a.port())));
@@ -225,6 +238,8 @@ impl Driver {
             log: EventLog::default(),
             private,
             handshaking: 0,
+            metrics: Metrics::default(),
+            metrics_listener,
         })
     }
 
@@ -264,6 +279,9 @@ impl Driver {
         // round trips the node should not wait for; finished sessions come as inputs.
         if let Some(web) = self.web.take() {
             self.tasks.spawn(web.serve(self.inputs_tx.clone(), self.tasks.clone(), self.private.clone()));
+        }
+        if let Some(listener) = self.metrics_listener.take() {
+            self.tasks.spawn(crate::metrics::serve(listener, self.inputs_tx.clone()));
         }
         let mut leave_deadline: Option<Instant> = None;
         self.drain_outputs();
@@ -449,15 +467,42 @@ impl Driver {
                 tracing::debug!("cannot reach {addr}: {e}");
                 self.node.handle_dial_failed(now, &addr);
             }
-            Input::Message { conn, envelope } => self.node.handle_message(now, conn, envelope),
+            Input::Message { conn, envelope } => match &envelope.message {
+                Message::Peer(PeerMessage::Upload { chunk, data }) => {
+                    let peer = self.peer_label(conn);
+                    self.metrics.received(conn, &peer, chunk, data.len());
+                    self.node.handle_message(now, conn, envelope);
+                }
+                Message::Control(Control::Query { .. }) => {
+                    let started = Instant::now();
+                    self.node.handle_message(now, conn, envelope);
+                    self.metrics.query_answered(started.elapsed());
+                }
+                _ => self.node.handle_message(now, conn, envelope),
+            },
             Input::Malformed { conn, reason } => self.node.handle_malformed(now, conn, reason),
             Input::Disconnected { conn } => {
+                self.metrics.forget(conn);
                 if self.conns.remove(&conn).is_some() {
                     self.node.handle_disconnected(now, conn);
                 }
             }
-            Input::Storage(event) => self.node.handle_storage(now, event),
+            Input::Storage(event) => {
+                if let StorageEvent::Sent { conn, chunk, result: Ok(()), .. } = &event {
+                    let peer = self.peer_label(*conn);
+                    self.metrics.sent(&peer, chunk);
+                }
+                self.node.handle_storage(now, event)
+            }
+            Input::Metrics(reply) => {
+                let _ = reply.send(self.metrics.render(&self.node.status()));
+            }
         }
+    }
+
+    /// How `/metrics` names the peer on `conn`.
+    fn peer_label(&self, conn: ConnId) -> String {
+        self.node.peer_of(conn).map_or_else(|| "unknown".to_owned(), ToString::to_string)
     }
 
     fn drain_outputs(&mut self) {
@@ -467,6 +512,14 @@ impl Driver {
                 moved = true;
                 match cmd {
                     NetCommand::Send { conn, envelope } => {
+                        match &envelope.message {
+                            Message::Peer(PeerMessage::Download(chunk)) => self.metrics.requested(conn, chunk),
+                            Message::Peer(PeerMessage::Upload { chunk, .. }) => {
+                                let peer = self.peer_label(conn);
+                                self.metrics.sent(&peer, chunk);
+                            }
+                            _ => {}
+                        }
                         let Some(c) = self.conns.get(&conn) else { continue };
                         if c.queued.fetch_add(1, Ordering::Relaxed) < OUTGOING_LIMIT {
                             let _ = c.outgoing.send(Outgoing::Message(envelope));
@@ -493,6 +546,11 @@ impl Driver {
                 self.storage(cmd);
             }
             while let Some(event) = self.node.poll_event() {
+                match &event {
+                    Event::ChunkRejected { .. } => self.metrics.verification_failed(),
+                    Event::StorageFailed { .. } => self.metrics.storage_failed(),
+                    _ => {}
+                }
                 self.log.record(event);
             }
             if !moved {

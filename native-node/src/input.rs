@@ -43,4 +43,6 @@ pub enum Input {
         conn: ConnId,
     },
     Storage(StorageEvent),
+    /// A `/metrics` scrape asks for the counters, rendered.
+    Metrics(tokio::sync::oneshot::Sender<String>),
 }

@@ -4,6 +4,7 @@
 //! - [`driver`]: the event loop owning one `core::Node`: accepts and dials TCP
 //!   connections, hands storage commands to [`storage`], feeds [`input`]s to the node;
 //! - [`input`]: what the node's tasks tell the loop;
+//! - [`metrics`]: `--metrics`, the node's counters as Prometheus text;
 //! - [`connection`]: per-connection reader and writer tasks (frames ⇄ messages), for
 //!   TCP and WebSocket alike (the frame stream comes from `torronto-net`, the
 //!   WebSocket transport from `torronto-ws-bridge`);
@@ -16,23 +17,28 @@
 //! - [`beneath`]: paths in the folder, opened and renamed into without following symlinks;
 //! - [`events`]: how the node's events read in the log;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
+//! - [`config`]: `torronto node --config FILE`, a TOML file of the node's flags;
 //! - [`peers_file`]: the peers file format, with node IDs pinned;
 //! - [`private`]: private networks: identity file, secret, each connection's handshake
 //!   (TCP, and `--ws` sessions told apart by their first message);
+//! - [`program`]: how hints name this program (`torronto`, or the path that works);
 //! - [`registry`]: where a node leaves its control token for its owner's CLI;
 //! - [`owner`]: what belongs to this user: owner-only files, its loopback listeners;
 //! - [`demo`]: `torronto demo`, a local private network to try it out.
 
 pub mod beneath;
 pub mod client;
+pub mod config;
 pub mod connection;
 pub mod demo;
 pub mod driver;
 pub mod events;
 pub mod input;
+pub mod metrics;
 pub mod owner;
 pub mod peers_file;
 pub mod private;
+pub mod program;
 pub mod registry;
 pub mod storage;
 pub mod store;

@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use torronto_core::{wire, Code, PeerAddr};
 use torronto_node::client::{self, exit_status, format_status, print_error};
 use torronto_node::driver::{Driver, NodeOptions};
 use torronto_node::private::{new_secret_text, read_secret};
 use torronto_node::store::{parse_size, MinFree, Space};
 use torronto_node::web::{self, WebOptions};
-use torronto_node::{demo, peers_file, shutdown_signal};
+use torronto_node::{config, demo, peers_file, shutdown_signal};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,7 +28,17 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a node in the foreground (Ctrl-C leaves the network gracefully, then stops).
+    // A flag given twice takes the last value: the command line after the config file's.
+    #[command(args_override_self = true)]
     Node {
+        /// A TOML file of these flags (`listen = "0.0.0.0:7001"`, `join = true`, ...);
+        /// flags on the command line win over the file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// How log lines look: `text` for people, `json` (one object per line) for log
+        /// collectors. Under systemd, text lines leave the time to journald.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
         /// Address to listen on (`[::]:7001` for IPv6); also the node's address for peers
         /// unless --advertise says otherwise.
         #[arg(long, default_value = "127.0.0.1:7001")]
@@ -74,6 +84,10 @@ enum Command {
         /// http://panel.example:8000; the --ws address itself is always allowed.
         #[arg(long = "allow-origin")]
         allow_origin: Vec<String>,
+        /// Serve Prometheus metrics at http://HOST:PORT/metrics (counts and peer
+        /// addresses, no file names); keep it on loopback or a monitoring network.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics: Option<PeerAddr>,
         /// Free space to leave on the folder's disk: a size (500M, 2G) or a share (5%).
         /// Default 5 %, at most 1 GiB. A file that would eat into it is refused (and
         /// asked again every 30 s, in case space was freed).
@@ -119,6 +133,12 @@ enum Command {
     },
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 enum SecretCommand {
     /// Print a fresh network secret (from the OS's random generator); keep it owner-only.
@@ -154,7 +174,14 @@ impl Control {
 // nodes on few cores (the usual test and benchmark setup) waste less on wake-ups.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config::expand(std::env::args_os().collect(), &node_flags()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     match run(cli.command).await {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
@@ -167,6 +194,8 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Node {
+            config: _,
+            log_format,
             listen,
             advertise,
             secret,
@@ -179,10 +208,11 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             ws,
             web_root,
             allow_origin,
+            metrics,
             min_free,
             max_store,
         } => {
-            init_logs();
+            init_logs(log_format);
             check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
             let secret = secret.as_deref().map(read_secret).transpose()?;
             let peers = match peers {
@@ -203,6 +233,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 insert_from,
                 registry,
                 web,
+                metrics,
                 space: Space { min_free, max_store },
             };
             let driver = Driver::bind(options).await?;
@@ -277,7 +308,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Demo { nodes, base_port, once } => {
-            init_logs();
+            init_logs(LogFormat::Text);
             demo::run(nodes, base_port, once).await?;
             Ok(0)
         }
@@ -321,8 +352,11 @@ fn check_exposure(
     if (loopback(listen) && exposed_ws.is_none()) || private {
         return Ok(());
     }
-    let use_secret = "Start every node with --secret FILE (make one with `torronto secret new --out FILE`), or \
-                      pass --open to run a public, unencrypted network on purpose";
+    let use_secret = format!(
+        "Start every node with --secret FILE (make one with `{} secret new --out FILE`), or pass --open to run \
+         a public, unencrypted network on purpose",
+        torronto_node::program::command()
+    );
     if !open && !loopback(listen) {
         anyhow::bail!(
             "refusing to listen on {listen} without --secret: anyone who reaches it could read, add and remove \
@@ -339,8 +373,48 @@ fn check_exposure(
     Ok(())
 }
 
-fn init_logs() {
+/// The long flags of `torronto node`, and whether each takes a value: the keys a
+/// config file may use.
+fn node_flags() -> Vec<(String, bool)> {
+    let cli = Cli::command();
+    let Some(node) = cli.find_subcommand("node") else { return Vec::new() };
+    node.get_arguments().filter_map(|arg| Some((arg.get_long()?.to_owned(), arg.get_action().takes_values()))).collect()
+}
+
+fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // journald stamps each line itself and shows no colours.
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    match format {
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+        LogFormat::Text if under_journald => logs.without_time().with_ansi(false).init(),
+        LogFormat::Text => logs.init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_flag_takes_the_last_value_and_a_repeatable_one_adds_up() {
+        let cli = Cli::try_parse_from([
+            "torronto",
+            "node",
+            "--dir",
+            "/a",
+            "--insert-from",
+            "/x",
+            "--dir",
+            "/b",
+            "--insert-from",
+            "/y",
+        ])
+        .unwrap();
+        let Command::Node { dir, insert_from, .. } = cli.command else { panic!("not a node command") };
+        assert_eq!(dir, PathBuf::from("/b"));
+        assert_eq!(insert_from, [PathBuf::from("/x"), PathBuf::from("/y")]);
+    }
 }

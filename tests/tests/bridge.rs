@@ -48,6 +48,7 @@ async fn start_node(web_root: PathBuf, allow_origins: Vec<String>) -> TestNode {
         insert_from: vec![inbox.clone()],
         registry: None,
         web: Some(WebOptions { listen: PeerAddr::new("127.0.0.1", 0), root: web_root, allow_origins }),
+        metrics: None,
         space: Default::default(),
     };
     let driver = Driver::bind(options).await.unwrap();

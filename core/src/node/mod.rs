@@ -117,6 +117,11 @@ impl Node {
         &self.config.me
     }
 
+    /// The peer `conn` speaks for, once it has said (or its key proved) who it is.
+    pub fn peer_of(&self, conn: ConnId) -> Option<&PeerAddr> {
+        self.conns.get(&conn)?.peer.as_ref()
+    }
+
     pub fn is_joined(&self) -> bool {
         !matches!(self.membership, Membership::NotJoined)
     }

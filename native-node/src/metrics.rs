@@ -1,0 +1,269 @@
+//! `--metrics HOST:PORT`: the node's counters as Prometheus text at `/metrics`.
+//!
+//! The driver's loop keeps the counters ([`Metrics`]), seeing every message in and out;
+//! a scrape asks the loop for a rendering (an [`crate::input::Input::Metrics`]), so the
+//! numbers and the status they sit beside are one consistent moment. Chunk bytes are
+//! payload bytes (headers and encryption not counted). Names follow Prometheus'
+//! conventions: `torronto_` prefix, units in the name, `_total` for counters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use torronto_core::layout::{chunk_count, chunk_len};
+use torronto_core::{ChunkIndex, ChunkRef, ConnId, FileName, Status};
+
+use crate::input::Input;
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+/// Chunk requests timed at once; a peer that never answers cannot grow the table.
+const MAX_TIMED_REQUESTS: usize = 65_536;
+
+/// A latency histogram with Prometheus' cumulative buckets.
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&bound| seconds <= bound) {
+            self.counts[i] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(self.counts) {
+            cumulative += n;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            self.count, self.sum, self.count
+        );
+    }
+}
+
+/// Chunks and their payload bytes, one way.
+#[derive(Clone, Copy, Debug, Default)]
+struct Flow {
+    chunks: u64,
+    bytes: u64,
+}
+
+impl Flow {
+    fn add(&mut self, bytes: usize) {
+        self.chunks += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
+/// What the node counts for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    received: BTreeMap<String, Flow>,
+    sent: BTreeMap<String, Flow>,
+    verification_failures: u64,
+    storage_errors: u64,
+    /// Chunk requests in flight, by connection, file and index (an Upload's header
+    /// need not repeat the file's size).
+    requests: HashMap<(ConnId, FileName, ChunkIndex), Instant>,
+    request_latency: Histogram,
+    query_latency: Histogram,
+}
+
+impl Metrics {
+    /// We asked `conn` for `chunk`.
+    pub fn requested(&mut self, conn: ConnId, chunk: &ChunkRef) {
+        if self.requests.len() < MAX_TIMED_REQUESTS {
+            self.requests.insert((conn, chunk.file.clone(), chunk.index), Instant::now());
+        }
+    }
+
+    /// `peer` sent us `bytes` of `chunk` on `conn` (verified or not: what crossed the wire).
+    pub fn received(&mut self, conn: ConnId, peer: &str, chunk: &ChunkRef, bytes: usize) {
+        self.received.entry(peer.to_owned()).or_default().add(bytes);
+        if let Some(asked) = self.requests.remove(&(conn, chunk.file.clone(), chunk.index)) {
+            self.request_latency.observe(asked.elapsed());
+        }
+    }
+
+    /// We sent `chunk` to `peer`.
+    pub fn sent(&mut self, peer: &str, chunk: &ChunkRef) {
+        self.sent.entry(peer.to_owned()).or_default().add(chunk_len(chunk.size, chunk.index));
+    }
+
+    pub fn verification_failed(&mut self) {
+        self.verification_failures += 1;
+    }
+
+    pub fn storage_failed(&mut self) {
+        self.storage_errors += 1;
+    }
+
+    pub fn query_answered(&mut self, took: Duration) {
+        self.query_latency.observe(took);
+    }
+
+    /// Requests on a closed connection will not be answered.
+    pub fn forget(&mut self, conn: ConnId) {
+        self.requests.retain(|(c, _, _), _| *c != conn);
+    }
+
+    /// The Prometheus text exposition of the counters and of `status`.
+    pub fn render(&self, status: &Status) -> String {
+        let mut out = String::new();
+        let held: u64 = status
+            .sizes
+            .iter()
+            .zip(&status.local)
+            .map(|(&size, local)| (local * f64::from(chunk_count(size))).round() as u64)
+            .sum();
+        let total: u64 = status.sizes.iter().map(|&size| u64::from(chunk_count(size))).sum();
+        let gauges = [
+            ("torronto_files", "Files this node knows of in the network.", status.num_files as u64),
+            ("torronto_chunks_held", "Chunks this node holds, verified.", held),
+            ("torronto_chunks_wanted", "Chunks of known files this node does not hold yet.", total - held.min(total)),
+            ("torronto_links", "Peers this node is connected to.", status.peers.len() as u64),
+            ("torronto_joined", "1 while the node has joined the network.", u64::from(status.joined)),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        for (direction, flows) in [("received", &self.received), ("sent", &self.sent)] {
+            let all = flows
+                .values()
+                .fold(Flow::default(), |a, f| Flow { chunks: a.chunks + f.chunks, bytes: a.bytes + f.bytes });
+            for (what, value) in [("chunks", all.chunks), ("bytes", all.bytes)] {
+                let name = format!("torronto_{direction}_{what}_total");
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} Chunk {what} {direction}, all peers.\n# TYPE {name} counter\n{name} {value}"
+                );
+            }
+            for what in ["chunks", "bytes"] {
+                let name = format!("torronto_peer_{direction}_{what}_total");
+                let _ = writeln!(out, "# HELP {name} Chunk {what} {direction}, by peer.\n# TYPE {name} counter");
+                for (peer, flow) in flows {
+                    let value = if what == "chunks" { flow.chunks } else { flow.bytes };
+                    let _ = writeln!(out, "{name}{{peer=\"{}\"}} {value}", label(peer));
+                }
+            }
+        }
+        let counters = [
+            (
+                "torronto_verification_failures_total",
+                "Chunks from peers that did not match the manifest.",
+                self.verification_failures,
+            ),
+            ("torronto_storage_errors_total", "Storage operations that failed.", self.storage_errors),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
+        self.request_latency.render(
+            &mut out,
+            "torronto_chunk_request_duration_seconds",
+            "Time from asking a peer for a chunk to receiving it.",
+        );
+        self.query_latency.render(&mut out, "torronto_query_duration_seconds", "Time to answer a Query.");
+        out
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Answers scrapes on `listener` until the node stops.
+pub async fn serve(listener: TcpListener, inputs: mpsc::Sender<Input>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let inputs = inputs.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tokio::time::timeout(Duration::from_secs(10), answer(stream, inputs)).await {
+                tracing::debug!("metrics scrape timed out: {e}");
+            }
+        });
+    }
+}
+
+/// One HTTP/1.x exchange: `GET /metrics` gets the text, anything else 404.
+async fn answer(mut stream: TcpStream, inputs: mpsc::Sender<Input>) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 || head.len() + n > 8192 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let wants_metrics = line.starts_with(b"GET /metrics ") || line.starts_with(b"GET /metrics?");
+    let (status, kind, body) = if wants_metrics {
+        let (reply, text) = oneshot::channel();
+        let _ = inputs.send(Input::Metrics(reply)).await;
+        match text.await {
+            Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
+            Err(_) => ("503 Service Unavailable", "text/plain", "the node is stopping\n".to_owned()),
+        }
+    } else {
+        ("404 Not Found", "text/plain", "metrics are at /metrics\n".to_owned())
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(reply.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_counts_per_peer_and_in_all_and_histograms_are_cumulative() {
+        let chunk = |index| ChunkRef { file: FileName::new("a.bin").unwrap(), size: 100_000, index: ChunkIndex(index) };
+        let mut m = Metrics::default();
+        m.requested(ConnId(1), &chunk(0));
+        m.received(ConnId(1), "10.0.0.1:7001", &chunk(0), 65_536);
+        m.received(ConnId(2), "a\"b", &chunk(1), 34_464);
+        m.sent("10.0.0.1:7001", &chunk(1));
+        m.verification_failed();
+        m.query_answered(Duration::from_millis(2));
+        let status = Status { num_files: 1, sizes: vec![100_000], local: vec![0.5], ..Status::default() };
+        let text = m.render(&status);
+        for line in [
+            "torronto_files 1",
+            "torronto_chunks_held 1",
+            "torronto_chunks_wanted 1",
+            "torronto_received_bytes_total 100000",
+            "torronto_received_chunks_total 2",
+            "torronto_peer_received_bytes_total{peer=\"10.0.0.1:7001\"} 65536",
+            "torronto_peer_received_chunks_total{peer=\"a\\\"b\"} 1",
+            "torronto_sent_bytes_total 34464",
+            "torronto_verification_failures_total 1",
+            "torronto_chunk_request_duration_seconds_count 1",
+            "torronto_query_duration_seconds_bucket{le=\"0.001\"} 0",
+            "torronto_query_duration_seconds_bucket{le=\"0.0025\"} 1",
+            "torronto_query_duration_seconds_bucket{le=\"+Inf\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        }
+    }
+}
