@@ -37,6 +37,9 @@ impl EventLog {
                     "ignored {ignored} files announced by {peer}: more files or bytes than one peer may announce"
                 )
             }
+            Event::RedialGaveUp { peer, tries } => {
+                tracing::info!("gave up dialling {peer} after {tries} tries (not in the peers file)")
+            }
             Event::PeerBanned(p) => tracing::warn!("disconnected {p}: it kept sending corrupt chunks"),
             Event::KeyConflict { peer, bound, presented } => {
                 tracing::warn!("refused node {presented} claiming {peer}, which node {bound} holds")
