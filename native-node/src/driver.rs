@@ -6,8 +6,9 @@
 //! back the same way. After each batch of inputs the loop drains the node's outputs:
 //! messages go to the connections' writer tasks, storage commands to the storage.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -40,6 +41,13 @@ use crate::web::{panel_url, WebListener, WebOptions};
 /// Connections (TCP and WebSocket together) beyond this are refused at accept, so a
 /// flood cannot exhaust memory.
 const MAX_CONNECTIONS: usize = 1024;
+/// The last of those slots go only to this machine (the owner's CLI) and to addresses
+/// the peers file names: strangers cannot take them all.
+const RESERVED_SLOTS: usize = 64;
+/// Accepted connections one remote address may hold open (handshakes included).
+/// Connections from this machine are exempt: every user and test of the machine shares
+/// its loopback address; idle ones are bounded by the introduction timeout instead.
+const PER_ADDRESS: usize = 16;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a graceful shutdown may spend leaving the network.
 const SHUTDOWN_LEAVE_LIMIT: Duration = Duration::from_secs(35);
@@ -70,9 +78,32 @@ async fn dial(addr: &PeerAddr, private: Option<&Private>) -> std::io::Result<Lin
     }
 }
 
+/// What to do with a newly accepted connection.
+#[derive(Debug, PartialEq)]
+enum Admission {
+    Take,
+    /// Close the oldest connection that has not introduced itself, then take it.
+    MakeRoom,
+    Refuse(&'static str),
+}
+
+/// Decides on a connection from an address that already holds `from_address` of the
+/// `open` connections; `idle` says whether one that never introduced itself could go.
+fn admission(open: usize, from_address: usize, local: bool, known: bool, idle: bool) -> Admission {
+    if !local && from_address >= PER_ADDRESS {
+        return Admission::Refuse("too many connections from its address");
+    }
+    let limit = if local || known { MAX_CONNECTIONS } else { MAX_CONNECTIONS - RESERVED_SLOTS };
+    match open {
+        n if n < limit => Admission::Take,
+        n if n == limit && idle => Admission::MakeRoom,
+        _ => Admission::Refuse("no free connection slot"),
+    }
+}
+
 /// Whether an accepted connection comes from this machine: loopback, or one of our own
 /// addresses as its source (the owner's CLI; control still needs the token).
-fn is_local(stream: &TcpStream, from: std::net::SocketAddr) -> bool {
+fn is_local(stream: &TcpStream, from: SocketAddr) -> bool {
     from.ip().is_loopback() || stream.local_addr().is_ok_and(|a| a.ip() == from.ip())
 }
 
@@ -113,6 +144,8 @@ struct ConnHandle {
     writer: AbortHandle,
     /// Chunks served on this connection go straight from their files (TCP).
     sends_files: bool,
+    /// The remote address it counts against ([`PER_ADDRESS`]), for accepted TCP.
+    ip: Option<IpAddr>,
 }
 
 /// A node bound to its port and folder, ready to run.
@@ -139,6 +172,10 @@ pub struct Driver {
     handshaking: usize,
     metrics: Metrics,
     metrics_listener: Option<TcpListener>,
+    /// Accepted TCP connections (handshakes included) by remote address.
+    per_address: HashMap<IpAddr, usize>,
+    /// Addresses the peers file names (as IP literals): they may use the reserved slots.
+    known: HashSet<IpAddr>,
 }
 
 impl Driver {
@@ -182,6 +219,7 @@ impl Driver {
             Some(secret) => Some(Arc::new(Private::new(load_identity(&store.state_dir())?, secret, &me, opts.pins))),
             None => None,
         };
+        let known = opts.peers.iter().filter_map(|p| p.host.parse::<IpAddr>().ok()).collect();
         let mut node = Node::new(Config {
             me,
             peers: opts.peers,
@@ -240,6 +278,8 @@ impl Driver {
             handshaking: 0,
             metrics: Metrics::default(),
             metrics_listener,
+            per_address: HashMap::new(),
+            known,
         })
     }
 
@@ -313,10 +353,7 @@ impl Driver {
                     }
                 }
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, from)) if self.conns.len() + self.handshaking < MAX_CONNECTIONS => {
-                        self.accept(stream, from);
-                    }
-                    Ok((_, from)) => tracing::warn!("refusing connection from {from}: {MAX_CONNECTIONS} already open"),
+                    Ok((stream, from)) => self.admit(stream, from),
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -364,13 +401,52 @@ impl Driver {
         self.start.elapsed().as_millis() as Millis
     }
 
+    /// Takes an accepted connection if there is a slot for it. A remote address may hold
+    /// [`PER_ADDRESS`] connections; strangers may fill all but [`RESERVED_SLOTS`]. When
+    /// the slots it may use are full, the oldest connection that has not introduced itself
+    /// (the node decides which) is closed to make room; with none, the new one is refused.
+    fn admit(&mut self, stream: TcpStream, from: SocketAddr) {
+        let local = is_local(&stream, from);
+        let ip = from.ip();
+        let from_address = self.per_address.get(&ip).copied().unwrap_or(0);
+        let open = self.conns.len() + self.handshaking;
+        let idle = self.node.oldest_unintroduced();
+        match admission(open, from_address, local, self.known.contains(&ip), idle.is_some()) {
+            Admission::Take => {}
+            Admission::MakeRoom => {
+                let idle = idle.expect("admission needs one to make room");
+                tracing::debug!(%idle, "closing a connection that never introduced itself to make room for {from}");
+                self.close(idle);
+            }
+            // Debug only: one address's flood must not flood the log too.
+            Admission::Refuse(why) if from_address >= PER_ADDRESS => {
+                return tracing::debug!("refusing connection from {from}: {why}")
+            }
+            Admission::Refuse(why) => return tracing::warn!("refusing connection from {from}: {why}"),
+        }
+        *self.per_address.entry(ip).or_default() += 1;
+        self.accept(stream, from, local);
+    }
+
+    /// One accepted connection from `ip` has ended.
+    fn release(&mut self, ip: Option<IpAddr>) {
+        if let Some(ip) = ip {
+            if let Some(n) = self.per_address.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_address.remove(&ip);
+                }
+            }
+        }
+    }
+
     /// Registers an accepted connection; in a private network, first lets its own task
     /// see what it speaks and run the handshake.
-    fn accept(&mut self, stream: TcpStream, from: std::net::SocketAddr) {
+    fn accept(&mut self, stream: TcpStream, from: SocketAddr, local: bool) {
         tune(&stream);
         let Some(private) = self.private.clone() else {
-            let info = ConnInfo { dialed: None, local: is_local(&stream, from), peer: None };
-            return self.register_tcp(stream, BytesMut::new(), info);
+            let info = ConnInfo { dialed: None, local, peer: None };
+            return self.register_tcp(stream, BytesMut::new(), info, Some(from.ip()));
         };
         self.handshaking += 1;
         let inputs = self.inputs_tx.clone();
@@ -380,33 +456,42 @@ impl Driver {
         });
     }
 
-    fn register_tcp(&mut self, stream: TcpStream, received: BytesMut, info: ConnInfo) {
+    fn register_tcp(&mut self, stream: TcpStream, received: BytesMut, info: ConnInfo, ip: Option<IpAddr>) {
         let (read, write) = stream.into_split();
-        self.register(TcpFrameReader::with_buffered(read, received), TcpFrameWriter::new(write), info);
+        self.register(TcpFrameReader::with_buffered(read, received), TcpFrameWriter::new(write), info, ip);
     }
 
-    fn register_secure(&mut self, stream: TcpStream, secured: Secured, mut info: ConnInfo) {
+    fn register_secure(&mut self, stream: TcpStream, secured: Secured, mut info: ConnInfo, ip: Option<IpAddr>) {
         let Secured { channel, peer, leftover } = secured;
         let (sealer, opener) = channel.split();
         let (read, write) = stream.into_split();
         match SecureFrameReader::new(read, opener, leftover) {
             Ok(frames_in) => {
                 info.peer = Some(peer);
-                self.register(frames_in, SecureFrameWriter::new(write, sealer), info);
+                self.register(frames_in, SecureFrameWriter::new(write, sealer), info, ip);
             }
-            Err(e) => tracing::debug!("closing a connection from node {}: {e}", peer.id),
+            Err(e) => {
+                tracing::debug!("closing a connection from node {}: {e}", peer.id);
+                self.release(ip);
+            }
         }
     }
 
     fn register_link(&mut self, link: Link, info: ConnInfo) {
         match link {
-            Link::Plain(stream) => self.register_tcp(stream, BytesMut::new(), info),
-            Link::Secure(stream, secured) => self.register_secure(stream, *secured, info),
+            Link::Plain(stream) => self.register_tcp(stream, BytesMut::new(), info, None),
+            Link::Secure(stream, secured) => self.register_secure(stream, *secured, info, None),
         }
     }
 
     /// Starts a connection's reader and writer tasks, whatever the transport.
-    fn register<W: ConnWrite + 'static>(&mut self, frames_in: impl FrameRead + 'static, frames_out: W, info: ConnInfo) {
+    fn register<W: ConnWrite + 'static>(
+        &mut self,
+        frames_in: impl FrameRead + 'static,
+        frames_out: W,
+        info: ConnInfo,
+        ip: Option<IpAddr>,
+    ) {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let (outgoing, queue) = mpsc::unbounded_channel();
@@ -423,7 +508,7 @@ impl Driver {
             .tasks
             .spawn_writer(write_loop(conn, frames_out, queue, queued.clone(), self.inputs_tx.clone()))
             .abort_handle();
-        self.conns.insert(conn, ConnHandle { outgoing, queued, reader, writer, sends_files: W::SENDS_FILES });
+        self.conns.insert(conn, ConnHandle { outgoing, queued, reader, writer, sends_files: W::SENDS_FILES, ip });
         self.node.handle_connected(self.now(), conn, info);
     }
 
@@ -438,31 +523,42 @@ impl Driver {
                 match result {
                     Ok(Accepted::Secure(stream, secured)) => {
                         let local = is_local(&stream, from);
-                        self.register_secure(stream, secured, ConnInfo { dialed: None, local, peer: None })
+                        let info = ConnInfo { dialed: None, local, peer: None };
+                        self.register_secure(stream, secured, info, Some(from.ip()))
                     }
                     Ok(Accepted::Plain(stream, received)) => {
                         let local = is_local(&stream, from);
-                        self.register_tcp(stream, received, ConnInfo { dialed: None, local, peer: None })
+                        self.register_tcp(
+                            stream,
+                            received,
+                            ConnInfo { dialed: None, local, peer: None },
+                            Some(from.ip()),
+                        )
                     }
                     // Debug only: anyone can connect, and a scanner must not flood the log.
-                    Err(e) => tracing::debug!("closing a connection from {from}: {e}"),
+                    Err(e) => {
+                        tracing::debug!("closing a connection from {from}: {e}");
+                        self.release(Some(from.ip()));
+                    }
                 }
             }
             // A WebSocket session is never local: any web page can reach loopback, so
             // it is a remote client (the Origin check came first).
-            Input::WebSocket(session) if self.conns.len() < MAX_CONNECTIONS => match *session {
-                AcceptedWs::Plain(session, first) => {
-                    let (frames_in, frames_out) = torronto_ws_bridge::split_after(session, first);
-                    self.register(frames_in, frames_out, ConnInfo { dialed: None, local: false, peer: None });
+            // It may not use the reserved slots, like any stranger.
+            Input::WebSocket(session) if self.conns.len() + self.handshaking < MAX_CONNECTIONS - RESERVED_SLOTS => {
+                match *session {
+                    AcceptedWs::Plain(session, first) => {
+                        let (frames_in, frames_out) = torronto_ws_bridge::split_after(session, first);
+                        self.register(frames_in, frames_out, ConnInfo { dialed: None, local: false, peer: None }, None);
+                    }
+                    AcceptedWs::Secure(session, channel, peer) => {
+                        let (frames_in, frames_out) = torronto_ws_bridge::split_secure(session, channel);
+                        let info = ConnInfo { dialed: None, local: false, peer: Some(peer) };
+                        self.register(frames_in, frames_out, info, None);
+                    }
                 }
-                AcceptedWs::Secure(session, channel, peer) => {
-                    let (frames_in, frames_out) = torronto_ws_bridge::split_secure(session, channel);
-                    self.register(frames_in, frames_out, ConnInfo { dialed: None, local: false, peer: Some(peer) });
-                }
-            },
-            Input::WebSocket(_) => {
-                tracing::warn!("refusing a WebSocket session: {MAX_CONNECTIONS} connections already open")
             }
+            Input::WebSocket(_) => tracing::warn!("refusing a WebSocket session: no free connection slot"),
             Input::Dialed { addr, result: Err(e) } => {
                 tracing::debug!("cannot reach {addr}: {e}");
                 self.node.handle_dial_failed(now, &addr);
@@ -483,7 +579,8 @@ impl Driver {
             Input::Malformed { conn, reason } => self.node.handle_malformed(now, conn, reason),
             Input::Disconnected { conn } => {
                 self.metrics.forget(conn);
-                if self.conns.remove(&conn).is_some() {
+                if let Some(c) = self.conns.remove(&conn) {
+                    self.release(c.ip);
                     self.node.handle_disconnected(now, conn);
                 }
             }
@@ -563,6 +660,7 @@ impl Driver {
     fn close(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn) {
             c.reader.abort();
+            self.release(c.ip);
         }
         self.node.handle_disconnected(self.now(), conn);
     }
@@ -577,5 +675,28 @@ impl Driver {
             _ => None,
         };
         self.storage.submit(command, send_file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_shared_per_address_and_the_last_ones_kept_for_this_machine_and_known_peers() {
+        // A remote address may hold 16 connections; this machine any number.
+        assert_eq!(admission(10, 15, false, false, false), Admission::Take);
+        assert!(matches!(admission(10, 16, false, false, true), Admission::Refuse(_)));
+        assert!(matches!(admission(10, 16, false, true, true), Admission::Refuse(_)));
+        assert_eq!(admission(10, 500, true, false, false), Admission::Take);
+        // Strangers stop 64 short of the limit; this machine and known peers go on.
+        let reserved = MAX_CONNECTIONS - RESERVED_SLOTS;
+        assert!(matches!(admission(reserved, 0, false, false, false), Admission::Refuse(_)));
+        assert_eq!(admission(reserved, 0, false, true, false), Admission::Take);
+        assert_eq!(admission(reserved, 0, true, false, false), Admission::Take);
+        // At a limit, a connection that never introduced itself makes room.
+        assert_eq!(admission(reserved, 0, false, false, true), Admission::MakeRoom);
+        assert_eq!(admission(MAX_CONNECTIONS, 0, true, false, true), Admission::MakeRoom);
+        assert!(matches!(admission(MAX_CONNECTIONS, 0, true, false, false), Admission::Refuse(_)));
     }
 }

@@ -40,6 +40,9 @@ impl EventLog {
                     "ignored {ignored} files announced by {peer}: more files or bytes than one peer may announce"
                 )
             }
+            Event::RedialGaveUp { peer, tries } => {
+                tracing::info!("gave up dialling {peer} after {tries} tries (not in the peers file)")
+            }
             Event::PeerBanned(p) => tracing::warn!("disconnected {p}: it kept sending corrupt chunks"),
             Event::KeyConflict { peer, bound, presented, pinned: true } => {
                 tracing::warn!("refused node {presented} claiming {peer}, which is pinned to node {bound}")

@@ -279,3 +279,89 @@ fn manifest_requests_never_read_do_not_fill_memory() {
     assert!(rss < rss_before + 64 * 1024, "answers nobody reads made the node grow from {rss_before} to {rss} KiB");
     assert!(closed.is_ok(), "a peer that never reads its answers must be closed");
 }
+
+/// The soft limit on open files of this process (the node inherits it).
+fn open_files_limit() -> u64 {
+    let limits = fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("Max open files");
+    line.split_whitespace().nth(3).and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)
+}
+
+#[test]
+fn idle_connections_neither_lock_the_owner_out_nor_stay_open() {
+    const IDLE: usize = 1_030;
+    let limit = open_files_limit();
+    assert!(
+        limit > 2 * IDLE as u64,
+        "raise the open-files limit (ulimit -n) above {} for this test: {limit}",
+        2 * IDLE
+    );
+    let node = TestNode::start_alone("idle");
+    node.join();
+    // A peer that introduced itself stays however quiet it is.
+    let mut quiet_peer = Raw::connect(&node.addr());
+    quiet_peer.introduce("quiet", 0, json!([]));
+    // More connections than the node has slots, all from loopback (the owner's address
+    // too), none saying a word.
+    let start = Instant::now();
+    let mut idle: Vec<std::net::TcpStream> = (0..IDLE)
+        .map(|i| std::net::TcpStream::connect(node.addr()).unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    // The owner's CLI is answered at once: idle connections make room for it.
+    let asked = Instant::now();
+    let status = node.query();
+    let took = asked.elapsed();
+    println!("{IDLE} idle connections opened in {:?}; torronto query answered in {took:?}", asked - start);
+    assert!(took < Duration::from_secs(3), "query took {took:?}");
+    assert!(status["peers"].to_string().contains("quiet:0"), "the introduced peer stays: {status}");
+    // Every idle connection is closed within the introduction timeout (10 s) of being
+    // accepted, and the last was accepted before the query.
+    let deadline = asked + Duration::from_secs(13);
+    let mut still_open = 0;
+    for s in &mut idle {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        s.set_read_timeout(Some(left)).unwrap();
+        let mut buf = [0u8; 64];
+        match std::io::Read::read(s, &mut buf) {
+            Ok(0) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {}
+            Ok(n) => panic!("an idle connection was sent {n} bytes"),
+            Err(_) => still_open += 1,
+        }
+    }
+    println!("all idle connections closed after {:?} ({still_open} still open)", start.elapsed());
+    assert_eq!(still_open, 0, "idle connections that never introduced themselves must be closed");
+    assert!(node.query()["peers"].to_string().contains("quiet:0"), "the quiet peer is still connected");
+    drop(quiet_peer);
+}
+
+#[test]
+fn fake_identities_that_vanish_are_not_redialled() {
+    const FAKES: usize = 50;
+    let node = TestNode::start_alone("redial");
+    node.join();
+    // Each fake names a port listened on here, so every dial the node makes is counted.
+    let listeners: Vec<std::net::TcpListener> =
+        (0..FAKES).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    for l in &listeners {
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let mut fake = Raw::connect(&node.addr());
+        fake.introduce("127.0.0.1", port, json!([]));
+    }
+    // They all vanished (each Raw dropped); a node redialling them starts within a second.
+    let start = Instant::now();
+    let mut dials = 0;
+    while start.elapsed() < Duration::from_secs(8) {
+        for l in &listeners {
+            while l.accept().is_ok() {
+                dials += 1;
+            }
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    println!("{FAKES} fake identities that registered and vanished: dialled {dials} times in 8 s");
+    assert_eq!(dials, 0, "addresses that proved nothing are not dialled back");
+    let status = node.query();
+    assert_eq!(status["peers"], json!([]), "{status}");
+}

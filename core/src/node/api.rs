@@ -75,6 +75,14 @@ pub struct Tuning {
     /// First and largest wait before dialling a lost peer again.
     pub redial_min: Millis,
     pub redial_max: Millis,
+    /// A lost peer learned from the network (not in the peers file) is dialled at most
+    /// this many times, and not after this long: a stranger cannot make us dial
+    /// addresses of its choosing for ever. Peers-file addresses are always retried.
+    pub redial_tries: u32,
+    pub redial_give_up: Millis,
+    /// An accepted connection that has not introduced itself (Add, or a control request
+    /// with the right token) within this long is closed: idle connections hold slots.
+    pub intro_timeout: Millis,
     /// Pause in fetching after a write fails (a full disk, say).
     pub storage_backoff: Millis,
     /// A file refused for want of space is offered to storage again after this long.
@@ -110,6 +118,9 @@ impl Default for Tuning {
             max_strikes: 3,
             redial_min: 1_000,
             redial_max: 30_000,
+            redial_tries: 5,
+            redial_give_up: 600_000,
+            intro_timeout: 10_000,
             storage_backoff: 1_000,
             space_retry: 30_000,
             token_attempts: 3,
@@ -294,6 +305,12 @@ pub enum Event {
         chunk: ChunkRef,
     },
     PeerBanned(PeerAddr),
+    /// A lost peer learned from the network was dialled `tries` times in vain: it is
+    /// not dialled again (it may still connect to us).
+    RedialGaveUp {
+        peer: PeerAddr,
+        tries: u32,
+    },
     /// A peer announced more files (or bytes) than a peer may; `ignored` were not tracked.
     AnnouncementsIgnored {
         peer: PeerAddr,

@@ -43,7 +43,7 @@ use identities::Identities;
 pub use imports::check_insert_source;
 use imports::{InsertFrom, PendingImport};
 use membership::Membership;
-use peers::{ConnState, PeerState, Proven};
+use peers::{ConnState, PeerState, Proven, Redial};
 use timers::{Timer, Timers};
 
 use crate::files::{FileState, FileTable};
@@ -64,8 +64,11 @@ pub struct Node {
     banned: BTreeSet<PeerAddr>,
     identities: Identities,
     guesses: Guesses,
-    /// Lost peers to dial again, with the current wait between tries.
-    redial: BTreeMap<PeerAddr, Millis>,
+    /// Lost peers to dial again.
+    redial: BTreeMap<PeerAddr, Redial>,
+    /// Accepted connections that have not introduced themselves yet, oldest first; each
+    /// has a [`Timer::Introduction`].
+    unintroduced: BTreeSet<ConnId>,
     imports: HashMap<ImportId, PendingImport>,
     next_import: u64,
     pending_have: Vec<HaveEntry>,
@@ -98,6 +101,7 @@ impl Node {
             identities: Identities::default(),
             guesses: Guesses::default(),
             redial: BTreeMap::new(),
+            unintroduced: BTreeSet::new(),
             imports: HashMap::new(),
             next_import: 0,
             pending_have: Vec::new(),
@@ -199,6 +203,21 @@ impl Node {
         self.timers.next()
     }
 
+    /// The oldest accepted connection that has not introduced itself, if any: a driver
+    /// out of connection slots closes it to make room for a new one, so idle connections
+    /// cannot lock the owner's client out.
+    pub fn oldest_unintroduced(&self) -> Option<ConnId> {
+        self.unintroduced.first().copied()
+    }
+
+    /// `conn` has said who it is (an Add, or a control request with the right token):
+    /// it may stay open however quiet it becomes.
+    fn introduced(&mut self, conn: ConnId) {
+        if self.unintroduced.remove(&conn) {
+            self.timers.cancel(Timer::Introduction(conn));
+        }
+    }
+
     // -----------------------------------------------------------------------------
     // Inputs.
 
@@ -228,6 +247,10 @@ impl Node {
                 token_failures: 0,
             },
         );
+        if dialed.is_none() {
+            self.unintroduced.insert(conn);
+            self.timers.set(Timer::Introduction(conn), now + self.config.tuning.intro_timeout);
+        }
         if let Some(addr) = dialed {
             if matches!(self.membership, Membership::Joining { .. } | Membership::Joined)
                 && !self.banned.contains(&addr)
@@ -247,14 +270,16 @@ impl Node {
     }
 
     pub fn handle_disconnected(&mut self, now: Millis, conn: ConnId) {
+        self.introduced(conn);
         if let Some(state) = self.conns.remove(&conn) {
             if let Some(addr) = &state.dialed {
                 self.join_answered(addr);
             }
             if let Some(addr) = state.peer {
                 if self.detach(&addr, conn) {
+                    let trusted = self.proved_itself(&addr);
                     self.drop_peer(&addr, false);
-                    self.schedule_redial(now, addr);
+                    self.schedule_redial(now, addr, trusted);
                 }
             }
         }
@@ -322,6 +347,11 @@ impl Node {
                 // Nothing to do but fetch again, which `after_input` does.
                 Timer::Stalled(_) => {}
                 Timer::Redial(addr) => self.redial_due(now, addr),
+                Timer::Introduction(conn) => {
+                    if self.unintroduced.remove(&conn) {
+                        self.net.push_back(NetCommand::Close(conn));
+                    }
+                }
                 // No longer set: `after_input` fetches again.
                 Timer::FetchPause => {}
                 Timer::SpaceRetry(file) => self.prepare_again(&file),
@@ -342,6 +372,7 @@ impl Node {
         if !self.authorise_control(now, conn, token.as_deref()) {
             return;
         }
+        self.introduced(conn);
         match control {
             Control::Join => {
                 if self.is_joined() {

@@ -104,6 +104,7 @@ impl Node {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.peer = Some(addr.clone());
         }
+        self.introduced(conn);
         self.stop_redial(&addr);
         match self.peers.get_mut(&addr) {
             Some(peer) => {
@@ -398,13 +399,29 @@ impl Node {
     // -----------------------------------------------------------------------------
     // Redialling lost peers.
 
-    /// A peer was lost: dial it again later, while we are in the network.
-    pub(super) fn schedule_redial(&mut self, now: Millis, addr: PeerAddr) {
+    /// Whether a lost peer is worth dialling again although the peers file does not
+    /// name it: in a private network its key proved it a member; in an open one it
+    /// served us a verified chunk or proved it holds one. Anyone can send an Add naming
+    /// any address, and must not make us dial it.
+    pub(super) fn proved_itself(&self, addr: &PeerAddr) -> bool {
+        self.peers.get(addr).is_some_and(|p| {
+            if self.config.private.is_some() {
+                p.id.is_some()
+            } else {
+                p.delivered > 0 || !p.proven.is_empty()
+            }
+        })
+    }
+
+    /// A peer was lost: dial it again later, while we are in the network, if the peers
+    /// file names it or it proved itself (`trusted`).
+    pub(super) fn schedule_redial(&mut self, now: Millis, addr: PeerAddr, trusted: bool) {
         let member = matches!(self.membership, Membership::Joined | Membership::Joining { .. });
-        if member && addr.is_diallable() && !self.redial.contains_key(&addr) {
+        let listed = self.config.peers.contains(&addr);
+        if member && (listed || trusted) && addr.is_diallable() && !self.redial.contains_key(&addr) {
             let backoff = self.config.tuning.redial_min;
             self.timers.set(Timer::Redial(addr.clone()), now + backoff);
-            self.redial.insert(addr, backoff);
+            self.redial.insert(addr, Redial { backoff, tries: 0, since: now, listed });
         }
     }
 
@@ -420,14 +437,121 @@ impl Node {
         }
     }
 
-    /// Dials a lost peer again, and waits twice as long (up to a limit) before the next try.
+    /// Dials a lost peer again, and waits twice as long (up to a limit) before the next
+    /// try; an address learned from the network is given up after a few tries.
     pub(super) fn redial_due(&mut self, now: Millis, addr: PeerAddr) {
-        let max = self.config.tuning.redial_max;
-        let Some(backoff) = self.redial.get_mut(&addr) else {
+        let tuning = &self.config.tuning;
+        let Some(r) = self.redial.get_mut(&addr) else {
             return;
         };
-        *backoff = (*backoff * 2).min(max);
-        self.timers.set(Timer::Redial(addr.clone()), now + *backoff);
+        if !r.listed && (r.tries >= tuning.redial_tries || now.saturating_sub(r.since) >= tuning.redial_give_up) {
+            let tries = r.tries;
+            self.redial.remove(&addr);
+            self.events.push_back(Event::RedialGaveUp { peer: addr, tries });
+            return;
+        }
+        r.tries += 1;
+        r.backoff = (r.backoff * 2).min(tuning.redial_max);
+        self.timers.set(Timer::Redial(addr.clone()), now + r.backoff);
         self.net.push_back(NetCommand::Dial(addr));
+    }
+}
+
+/// A lost peer being dialled again.
+#[derive(Debug)]
+pub(super) struct Redial {
+    /// The wait before the next try.
+    pub backoff: Millis,
+    /// Dials so far.
+    pub tries: u32,
+    /// When it was lost.
+    pub since: Millis,
+    /// Named in the peers file: retried for ever (with capped backoff).
+    pub listed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, ConnInfo, Tuning};
+    use super::*;
+    use crate::wire::{Envelope, PeerMessage};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn node(peers: Vec<PeerAddr>) -> Node {
+        let config = Config {
+            me: PeerAddr::new("10.0.0.1", 7000),
+            peers,
+            token: Some("t".into()),
+            insert_from: Vec::new(),
+            seed: 1,
+            tuning: Tuning::default(),
+            private: None,
+        };
+        let mut node = Node::new(config);
+        node.join(0);
+        node
+    }
+
+    /// `addr` connects, introduces itself, and (if `delivered`) serves us a chunk; then
+    /// it vanishes. Returns the dials the node makes over the next hour.
+    fn dials_after_losing(node: &mut Node, addr: &PeerAddr, delivered: bool) -> usize {
+        let conn = ConnId(1);
+        node.handle_connected(0, conn, ConnInfo::default());
+        let add =
+            Envelope { from: Some(addr.clone()), token: None, message: PeerMessage::Add { files: vec![] }.into() };
+        node.handle_message(0, conn, add);
+        if delivered {
+            node.peers.get_mut(addr).expect("registered").delivered = 1;
+        }
+        node.handle_disconnected(0, conn);
+        let mut dials = 0;
+        while let Some(at) = node.poll_timeout().filter(|&t| t <= 3_600_000) {
+            node.handle_timeout(at);
+            while let Some(cmd) = node.poll_net() {
+                if matches!(cmd, NetCommand::Dial(ref a) if a == addr) {
+                    dials += 1;
+                    node.handle_dial_failed(at, addr);
+                }
+            }
+        }
+        dials
+    }
+
+    #[test]
+    fn only_listed_or_proven_peers_are_redialled_and_learned_ones_are_given_up() {
+        let stranger = PeerAddr::new("10.0.0.9", 7009);
+        // Anyone may name an address in its Add: that alone never makes us dial it.
+        assert_eq!(dials_after_losing(&mut node(vec![]), &stranger, false), 0);
+        // A peer that delivered a verified chunk is dialled again, but given up.
+        let mut n = node(vec![]);
+        assert_eq!(dials_after_losing(&mut n, &stranger, true), 5);
+        assert!(n.events.iter().any(|e| matches!(e, Event::RedialGaveUp { tries: 5, .. })));
+        // A peers-file address is retried for ever, at most every `redial_max` (30 s).
+        let dials = dials_after_losing(&mut node(vec![stranger.clone()]), &stranger, false);
+        assert!((110..=125).contains(&dials), "{dials} dials in an hour");
+    }
+
+    #[test]
+    fn connections_that_never_introduce_themselves_are_closed() {
+        let mut n = node(vec![]);
+        for c in 1..=3 {
+            n.handle_connected(0, ConnId(c), ConnInfo::default());
+        }
+        // 2 introduces itself as a peer, 3 as the owner's client; 1 says nothing.
+        let add = PeerMessage::Add { files: vec![] }.into();
+        n.handle_message(
+            5,
+            ConnId(2),
+            Envelope { from: Some(PeerAddr::new("10.0.0.2", 1)), token: None, message: add },
+        );
+        let query = crate::wire::Control::Query { file: None }.into();
+        n.handle_message(5, ConnId(3), Envelope { from: None, token: Some("t".into()), message: query });
+        assert_eq!(n.oldest_unintroduced(), Some(ConnId(1)));
+        while n.poll_net().is_some() {}
+        n.handle_timeout(n.config.tuning.intro_timeout);
+        let closed: Vec<NetCommand> = std::iter::from_fn(|| n.poll_net()).collect();
+        assert!(matches!(closed[..], [NetCommand::Close(ConnId(1))]), "{closed:?}");
+        assert_eq!(n.oldest_unintroduced(), None);
     }
 }

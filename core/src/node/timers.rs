@@ -25,6 +25,8 @@ pub(super) enum Timer {
     Stalled(PeerAddr),
     /// A lost peer is dialled again.
     Redial(PeerAddr),
+    /// An accepted connection that has not introduced itself by now is closed.
+    Introduction(ConnId),
     /// Fetching resumes after a failed write.
     FetchPause,
     /// A file refused for want of space is offered to storage again.
