@@ -1,5 +1,6 @@
-//! One connection, TCP or WebSocket: a reader task turning frames into messages for
-//! the driver, and a writer task encoding the driver's messages into frames.
+//! One connection, TCP or WebSocket: dialling a peer (with the handshake of a private
+//! network), a reader task turning frames into messages for the driver, and a writer
+//! task encoding the driver's messages into frames.
 //!
 //! Both transports go through `torronto_net` (the frame stream and the
 //! decoder around core's `MessageReader`), so the size limits, the decoding and the
@@ -13,21 +14,50 @@ use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use torronto_core::layout::chunk_range;
-use torronto_core::{ChunkRef, ConnId, Envelope, StorageEvent};
+use torronto_core::{ChunkRef, ConnId, Envelope, PeerAddr, StorageEvent};
 use torronto_net::{
-    write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, SecureFrameWriter, TcpFrameWriter,
+    tune, write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, SecureFrameWriter, TcpFrameWriter,
 };
 use torronto_ws_bridge::ws::WsFrameWriter;
 use torronto_ws_bridge::SecureWsWriter;
 
-use crate::input::Input;
+use crate::input::{Input, Link};
+use crate::private::Private;
 use crate::store::io_error;
+
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connects to `addr` and, in a private network, runs the handshake as initiator.
+pub async fn dial(addr: &PeerAddr, private: Option<&Private>) -> std::io::Result<Link> {
+    let connect = TcpStream::connect((addr.host.as_str(), addr.port));
+    let mut stream = match tokio::time::timeout(DIAL_TIMEOUT, connect).await {
+        Ok(r) => r?,
+        Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+    };
+    tune(&stream);
+    let Some(private) = private else {
+        return Ok(Link::Plain(stream));
+    };
+    match private.dial(&mut stream, addr).await {
+        Ok(secured) => Ok(Link::Secure(stream, Box::new(secured))),
+        Err(e) => {
+            // A pinned peer with another key is worth a warning; the rest is the usual
+            // unreachable peer, retried.
+            if matches!(e, torronto_net::HandshakeError::Secure(torronto_core::SecureError::PeerMismatch { .. })) {
+                tracing::warn!("refusing {addr}: {e}");
+            }
+            Err(std::io::Error::other(e))
+        }
+    }
+}
 
 /// What a connection's writer is handed: messages by the driver, stored Uploads by
 /// the storage thread.

@@ -6,7 +6,7 @@
 //! back the same way. After each batch of inputs the loop drains the node's outputs:
 //! messages go to the connections' writer tasks, storage commands to the storage.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -27,85 +27,22 @@ use torronto_net::{
     tune, Decoder, FrameRead, SecureFrameReader, SecureFrameWriter, Secured, TcpFrameReader, TcpFrameWriter,
 };
 
-use crate::connection::{read_loop, write_loop, ConnWrite, Outgoing, OUTGOING_LIMIT};
+use crate::connection::{dial, read_loop, write_loop, ConnWrite, Outgoing, OUTGOING_LIMIT};
 use crate::events::EventLog;
 use crate::input::{Input, Link};
 use crate::metrics::Metrics;
 use crate::private::{load_identity, Accepted, AcceptedWs, Private};
 use crate::registry::Registration;
+use crate::slots::{is_local, Admission, Refusal, Slots, MAX_CONNECTIONS, RESERVED_SLOTS};
 use crate::storage::{SendFile, Storage};
 use crate::store::{Space, Store};
 use crate::tasks::Tasks;
 use crate::web::{panel_url, WebListener, WebOptions};
 
-/// Connections (TCP and WebSocket together) beyond this are refused at accept, so a
-/// flood cannot exhaust memory.
-const MAX_CONNECTIONS: usize = 1024;
-/// The last of those slots go only to this machine (the owner's CLI) and to addresses
-/// the peers file names: strangers cannot take them all.
-const RESERVED_SLOTS: usize = 64;
-/// Accepted connections one remote address may hold open (handshakes included).
-/// Connections from this machine are exempt: every user and test of the machine shares
-/// its loopback address; idle ones are bounded by the introduction timeout instead.
-const PER_ADDRESS: usize = 16;
-const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a graceful shutdown may spend leaving the network.
 const SHUTDOWN_LEAVE_LIMIT: Duration = Duration::from_secs(35);
 /// How long connections may take to send what the node said last before they close.
 const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(1);
-
-/// Connects to `addr` and, in a private network, runs the handshake as initiator.
-async fn dial(addr: &PeerAddr, private: Option<&Private>) -> std::io::Result<Link> {
-    let connect = TcpStream::connect((addr.host.as_str(), addr.port));
-    let mut stream = match tokio::time::timeout(DIAL_TIMEOUT, connect).await {
-        Ok(r) => r?,
-        Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
-    };
-    tune(&stream);
-    let Some(private) = private else {
-        return Ok(Link::Plain(stream));
-    };
-    match private.dial(&mut stream, addr).await {
-        Ok(secured) => Ok(Link::Secure(stream, Box::new(secured))),
-        Err(e) => {
-            // A pinned peer with another key is worth a warning; the rest is the usual
-            // unreachable peer, retried.
-            if matches!(e, torronto_net::HandshakeError::Secure(torronto_core::SecureError::PeerMismatch { .. })) {
-                tracing::warn!("refusing {addr}: {e}");
-            }
-            Err(std::io::Error::other(e))
-        }
-    }
-}
-
-/// What to do with a newly accepted connection.
-#[derive(Debug, PartialEq)]
-enum Admission {
-    Take,
-    /// Close the oldest connection that has not introduced itself, then take it.
-    MakeRoom,
-    Refuse(&'static str),
-}
-
-/// Decides on a connection from an address that already holds `from_address` of the
-/// `open` connections; `idle` says whether one that never introduced itself could go.
-fn admission(open: usize, from_address: usize, local: bool, known: bool, idle: bool) -> Admission {
-    if !local && from_address >= PER_ADDRESS {
-        return Admission::Refuse("too many connections from its address");
-    }
-    let limit = if local || known { MAX_CONNECTIONS } else { MAX_CONNECTIONS - RESERVED_SLOTS };
-    match open {
-        n if n < limit => Admission::Take,
-        n if n == limit && idle => Admission::MakeRoom,
-        _ => Admission::Refuse("no free connection slot"),
-    }
-}
-
-/// Whether an accepted connection comes from this machine: loopback, or one of our own
-/// addresses as its source (the owner's CLI; control still needs the token).
-fn is_local(stream: &TcpStream, from: SocketAddr) -> bool {
-    from.ip().is_loopback() || stream.local_addr().is_ok_and(|a| a.ip() == from.ip())
-}
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -172,10 +109,8 @@ pub struct Driver {
     handshaking: usize,
     metrics: Metrics,
     metrics_listener: Option<TcpListener>,
-    /// Accepted TCP connections (handshakes included) by remote address.
-    per_address: HashMap<IpAddr, usize>,
-    /// Addresses the peers file names (as IP literals): they may use the reserved slots.
-    known: HashSet<IpAddr>,
+    /// Accepted TCP connections by remote address, and who may use the reserved slots.
+    slots: Slots,
 }
 
 impl Driver {
@@ -219,7 +154,7 @@ impl Driver {
             Some(secret) => Some(Arc::new(Private::new(load_identity(&store.state_dir())?, secret, &me, opts.pins))),
             None => None,
         };
-        let known = opts.peers.iter().filter_map(|p| p.host.parse::<IpAddr>().ok()).collect();
+        let slots = Slots::new(opts.peers.iter().filter_map(|p| p.host.parse::<IpAddr>().ok()).collect());
         let mut node = Node::new(Config {
             me,
             peers: opts.peers,
@@ -278,8 +213,7 @@ impl Driver {
             handshaking: 0,
             metrics: Metrics::default(),
             metrics_listener,
-            per_address: HashMap::new(),
-            known,
+            slots,
         })
     }
 
@@ -401,17 +335,14 @@ impl Driver {
         self.start.elapsed().as_millis() as Millis
     }
 
-    /// Takes an accepted connection if there is a slot for it. A remote address may hold
-    /// [`PER_ADDRESS`] connections; strangers may fill all but [`RESERVED_SLOTS`]. When
-    /// the slots it may use are full, the oldest connection that has not introduced itself
-    /// (the node decides which) is closed to make room; with none, the new one is refused.
+    /// Takes an accepted connection if [`Slots`] has room for it; when the slots it may
+    /// use are full, the oldest connection that has not introduced itself (the node
+    /// decides which) is closed to make room; with none, the new one is refused.
     fn admit(&mut self, stream: TcpStream, from: SocketAddr) {
         let local = is_local(&stream, from);
-        let ip = from.ip();
-        let from_address = self.per_address.get(&ip).copied().unwrap_or(0);
         let open = self.conns.len() + self.handshaking;
         let idle = self.node.oldest_unintroduced();
-        match admission(open, from_address, local, self.known.contains(&ip), idle.is_some()) {
+        match self.slots.admission(open, from.ip(), local, idle.is_some()) {
             Admission::Take => {}
             Admission::MakeRoom => {
                 let idle = idle.expect("admission needs one to make room");
@@ -419,25 +350,13 @@ impl Driver {
                 self.close(idle);
             }
             // Debug only: one address's flood must not flood the log too.
-            Admission::Refuse(why) if from_address >= PER_ADDRESS => {
+            Admission::Refuse(why @ Refusal::AddressFull) => {
                 return tracing::debug!("refusing connection from {from}: {why}")
             }
             Admission::Refuse(why) => return tracing::warn!("refusing connection from {from}: {why}"),
         }
-        *self.per_address.entry(ip).or_default() += 1;
+        self.slots.take(from.ip());
         self.accept(stream, from, local);
-    }
-
-    /// One accepted connection from `ip` has ended.
-    fn release(&mut self, ip: Option<IpAddr>) {
-        if let Some(ip) = ip {
-            if let Some(n) = self.per_address.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_address.remove(&ip);
-                }
-            }
-        }
     }
 
     /// Registers an accepted connection; in a private network, first lets its own task
@@ -472,7 +391,7 @@ impl Driver {
             }
             Err(e) => {
                 tracing::debug!("closing a connection from node {}: {e}", peer.id);
-                self.release(ip);
+                self.slots.release(ip);
             }
         }
     }
@@ -538,7 +457,7 @@ impl Driver {
                     // Debug only: anyone can connect, and a scanner must not flood the log.
                     Err(e) => {
                         tracing::debug!("closing a connection from {from}: {e}");
-                        self.release(Some(from.ip()));
+                        self.slots.release(Some(from.ip()));
                     }
                 }
             }
@@ -580,7 +499,7 @@ impl Driver {
             Input::Disconnected { conn } => {
                 self.metrics.forget(conn);
                 if let Some(c) = self.conns.remove(&conn) {
-                    self.release(c.ip);
+                    self.slots.release(c.ip);
                     self.node.handle_disconnected(now, conn);
                 }
             }
@@ -660,7 +579,7 @@ impl Driver {
     fn close(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn) {
             c.reader.abort();
-            self.release(c.ip);
+            self.slots.release(c.ip);
         }
         self.node.handle_disconnected(self.now(), conn);
     }
@@ -675,28 +594,5 @@ impl Driver {
             _ => None,
         };
         self.storage.submit(command, send_file);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_are_shared_per_address_and_the_last_ones_kept_for_this_machine_and_known_peers() {
-        // A remote address may hold 16 connections; this machine any number.
-        assert_eq!(admission(10, 15, false, false, false), Admission::Take);
-        assert!(matches!(admission(10, 16, false, false, true), Admission::Refuse(_)));
-        assert!(matches!(admission(10, 16, false, true, true), Admission::Refuse(_)));
-        assert_eq!(admission(10, 500, true, false, false), Admission::Take);
-        // Strangers stop 64 short of the limit; this machine and known peers go on.
-        let reserved = MAX_CONNECTIONS - RESERVED_SLOTS;
-        assert!(matches!(admission(reserved, 0, false, false, false), Admission::Refuse(_)));
-        assert_eq!(admission(reserved, 0, false, true, false), Admission::Take);
-        assert_eq!(admission(reserved, 0, true, false, false), Admission::Take);
-        // At a limit, a connection that never introduced itself makes room.
-        assert_eq!(admission(reserved, 0, false, false, true), Admission::MakeRoom);
-        assert_eq!(admission(MAX_CONNECTIONS, 0, true, false, true), Admission::MakeRoom);
-        assert!(matches!(admission(MAX_CONNECTIONS, 0, true, false, false), Admission::Refuse(_)));
     }
 }

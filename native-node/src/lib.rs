@@ -9,6 +9,8 @@
 //!   TCP and WebSocket alike (the frame stream comes from `torronto-net`, the
 //!   WebSocket transport from `torronto-ws-bridge`);
 //! - [`web`]: the `--ws` listener: the built web app and the WebSocket endpoint;
+//! - [`slots`]: who gets a connection slot (per-address limit, a reserve for this
+//!   machine and known peers);
 //! - [`tasks`]: every task the node spawns, so shutdown can end them and wait;
 //! - [`storage`]: carries out storage commands off the loop (chunk I/O on its own
 //!   thread, inserts on the blocking pool);
@@ -40,6 +42,7 @@ pub mod peers_file;
 pub mod private;
 pub mod program;
 pub mod registry;
+pub mod slots;
 pub mod storage;
 pub mod store;
 pub mod tasks;
