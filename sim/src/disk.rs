@@ -1,4 +1,4 @@
-//! A node's folder, simulated: what native-node's `store.rs` keeps on disk, and what a
+//! A node's folder, simulated: what native-node's `store` keeps on disk, and what a
 //! restart reads back from it (`Store::load`).
 //!
 //! Like the real store, a fetched file lives as a partial file (sized up front, so

@@ -13,8 +13,10 @@
 //! - [`content`]: ground truth of file contents, derived from the seed;
 //! - [`schedule`]: the machines and the timed steps of one run, generated from a seed;
 //! - [`disk`]: a node's folder as native-node's store keeps it, and what a restart reads;
-//! - [`world`]: machines, the ordered network, storage queues and the event loop that
-//!   drives the nodes as the native driver and the web engine do;
+//! - [`world`]: the event loop that drives the nodes as the native driver and the web
+//!   engine do, with the ordered network (`world/network.rs`), machines' starts,
+//!   crashes and storage queues (`world/machine.rs`) and the schedule's steps
+//!   (`world/actions.rs`) beside it;
 //! - [`check`]: the invariants and the status oracle;
 //! - [`run`]: one schedule to its verdict, shrinking, and many seeds in parallel.
 

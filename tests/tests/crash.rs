@@ -51,7 +51,7 @@ fn kill_9_mid_download_then_restart_keeps_verified_chunks() {
          the test cannot show a resume"
     );
     assert!(!target.exists(), "{} is visible although the download was interrupted", target.display());
-    // State files are named by the SHA-256 of the file's name (native-node/src/store.rs).
+    // State files are named by the SHA-256 of the file's name (native-node/src/store/state.rs).
     let state = leecher.dir().join(".torronto/files").join(sha256_hex(NAME.as_bytes()));
     let partial = state.with_extension("partial");
     assert!(partial.exists(), "no partial data at {}", partial.display());

@@ -1,0 +1,61 @@
+//! Conflict copies: where the network's copy goes when the name is taken.
+
+use torronto_core::manifest::Digest;
+use torronto_core::name::MAX_COMPONENT_LEN;
+use torronto_core::FileName;
+
+/// Where the network's copy of `name` goes when a file torronto does not manage has
+/// the name: beside it, as `<stem>.torronto-conflict-<first 8 digits of the
+/// digest><.ext>` (after Syncthing's `.sync-conflict-…`). Named by the content, so a
+/// restart finds it again, and the same content always gets the same copy.
+pub fn conflict_name(name: &FileName, digest: Digest) -> String {
+    let (dir, base) = name.as_str().rsplit_once('/').map_or(("", name.as_str()), |(d, b)| (d, b));
+    let (stem, ext) = match base.rfind('.') {
+        Some(dot) if dot > 0 => base.split_at(dot),
+        _ => (base, ""),
+    };
+    let tag = format!(".torronto-conflict-{}", &digest.to_string()[..8]);
+    // Shorten the stem (at a character boundary) to keep the component within limits.
+    let room = MAX_COMPONENT_LEN.saturating_sub(tag.len() + ext.len());
+    let mut cut = stem.len().min(room);
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let base = format!("{}{tag}{ext}", &stem[..cut]);
+    if dir.is_empty() {
+        base
+    } else {
+        format!("{dir}/{base}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::manifest_of;
+    use crate::store::{write_chunk, Store};
+    use std::fs;
+    use torronto_core::ChunkIndex;
+
+    #[test]
+    fn a_file_torronto_does_not_manage_is_kept_and_the_network_copy_goes_beside_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        fs::create_dir(tmp.path().join("docs")).unwrap();
+        fs::write(tmp.path().join("docs/notes.txt"), b"the user's own notes").unwrap();
+        let data = b"the network's notes".to_vec();
+        let m = manifest_of(&data);
+        let name = FileName::new("docs/notes.txt").unwrap();
+        store.prepare(&name, &m).unwrap();
+        write_chunk(&store.handle(&name).unwrap(), m.size(), ChunkIndex(0), &data).unwrap();
+        let copy = store.finalize(&name, m.digest()).unwrap().expect("a conflict copy");
+        assert_eq!(copy, format!("docs/notes.torronto-conflict-{}.txt", &m.digest().to_string()[..8]));
+        assert_eq!(fs::read(tmp.path().join("docs/notes.txt")).unwrap(), b"the user's own notes");
+        assert_eq!(fs::read(tmp.path().join(&copy)).unwrap(), data);
+        let loaded = Store::open(tmp.path()).unwrap().load().unwrap();
+        assert_eq!((loaded[0].have.is_complete(), loaded[0].stored_as.as_deref()), (true, Some(copy.as_str())));
+        assert_eq!(conflict_name(&FileName::new("Makefile").unwrap(), m.digest()).len(), 8 + 27);
+        let long = FileName::new(&"x".repeat(250)).unwrap();
+        assert_eq!(conflict_name(&long, m.digest()).len(), 255, "shortened to fit a component");
+    }
+}

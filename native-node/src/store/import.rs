@@ -1,0 +1,181 @@
+//! Inserted files: copied into the state folder while hashed, then published.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use torronto_core::{check_insert_source, Code, FileName, ImportId, Manifest, ManifestBuilder, StorageError};
+
+use super::error::storage_error;
+use super::space::Held;
+use super::state::{write_atomic, write_manifest};
+use super::{io_error, Store};
+
+impl Store {
+    /// Copies the file at `path` aside while hashing it. With `within` (a remote
+    /// client's insert), the file actually opened must lie inside one of those
+    /// folders ([`check_insert_source`]). The copy is no more readable than the source.
+    /// Runs on a blocking thread.
+    pub fn import(
+        &self,
+        id: ImportId,
+        path: &str,
+        within: Option<&[String]>,
+        progress: impl Fn(u64, u64),
+    ) -> Result<Manifest, StorageError> {
+        let source = Path::new(path);
+        let private =
+            || storage_error(Code::BadPermission, format!("{path} is inside the node's private state folder"));
+        if source.starts_with(&self.state) {
+            return Err(private());
+        }
+        // Checked before opening, so that a FIFO or device is not opened at all.
+        let meta = fs::metadata(source).map_err(|e| io_error(path, &e))?;
+        if !meta.is_file() {
+            return Err(storage_error(Code::FileMissing, format!("{path} is not a regular file")));
+        }
+        let mut input = File::open(source).map_err(|e| io_error(path, &e))?;
+        // What was opened, not what the path says now: no symlink or swap leads out.
+        let real = opened_path(&input, source).map_err(|e| io_error(path, &e))?;
+        if real.starts_with(&self.state) {
+            return Err(private());
+        }
+        if let Some(within) = within {
+            check_insert_source(&real.to_string_lossy(), within)?;
+        }
+        let meta = input.metadata().map_err(|e| io_error(path, &e))?;
+        if !meta.is_file() {
+            return Err(storage_error(Code::FileMissing, format!("{path} is not a regular file")));
+        }
+        if meta.len() > torronto_core::layout::MAX_FILE_SIZE {
+            return Err(storage_error(Code::BadRequest, format!("{path} is larger than the 32 GiB limit")));
+        }
+        self.check_space(None, path, meta.len(), 0)?;
+        let target = self.import_path(id);
+        let result = (|| {
+            // Created with the source's read and write bits (never execute, never more).
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let mode = meta.permissions().mode() & 0o666;
+            let mut output = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&target)
+                .map_err(|e| io_error(&target.display().to_string(), &e))?;
+            let mut builder = ManifestBuilder::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut done = 0u64;
+            loop {
+                let n = input.read(&mut buf).map_err(|e| io_error(path, &e))?;
+                if n == 0 {
+                    break;
+                }
+                builder.update(&buf[..n]);
+                output.write_all(&buf[..n]).map_err(|e| io_error(&target.display().to_string(), &e))?;
+                done += n as u64;
+                progress(done, meta.len());
+            }
+            builder.finish().map_err(|e| storage_error(Code::BadRequest, e.to_string()))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&target);
+        }
+        result
+    }
+
+    /// Publishes an imported copy as `name`.
+    pub fn commit(&self, id: ImportId, name: &FileName, manifest: &Manifest) -> Result<(), StorageError> {
+        let published = self.state_path(name, "published");
+        let result = write_manifest(&self.state_path(name, "manifest"), name, manifest)
+            .and_then(|()| write_atomic(&published, name.as_str().as_bytes(), 0o644))
+            .and_then(|()| self.folder.publish(&self.import, &id.to_string(), name.as_str()));
+        match result {
+            Ok(()) => {
+                self.held().insert(name.clone(), Held { size: manifest.size(), fetching: false });
+                Ok(())
+            }
+            Err(e) => {
+                for suffix in ["published", "manifest"] {
+                    let _ = fs::remove_file(self.state_path(name, suffix));
+                }
+                let _ = fs::remove_file(self.import_path(id));
+                let target = self.dir.join(name.as_str());
+                Err(match e.kind() {
+                    io::ErrorKind::AlreadyExists => storage_error(
+                        Code::FileExists,
+                        format!("{} already exists in the node's folder", target.display()),
+                    ),
+                    _ => io_error(&target.display().to_string(), &e),
+                })
+            }
+        }
+    }
+}
+
+/// The canonical path of the open file `file` (opened as `path`): from the kernel
+/// where it tells (`/proc/self/fd`), else by resolving `path` again.
+fn opened_path(file: &File, path: &Path) -> io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).or_else(|_| path.canonicalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_commit_and_refusals() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let src = outside.path().join("in.txt");
+        fs::write(&src, b"hello").unwrap();
+        let store = Store::open(&tmp.path().join("node")).unwrap();
+        let m = store.import(ImportId(1), src.to_str().unwrap(), None, |_, _| {}).unwrap();
+        assert_eq!(m.size(), 5);
+        let name = FileName::new("in.txt").unwrap();
+        store.commit(ImportId(1), &name, &m).unwrap();
+        assert_eq!(fs::read(tmp.path().join("node/in.txt")).unwrap(), b"hello");
+
+        let missing = store.import(ImportId(2), "/definitely/not/here", None, |_, _| {}).unwrap_err();
+        assert_eq!(missing.code, Code::FileMissing);
+        let dir = store.import(ImportId(3), outside.path().to_str().unwrap(), None, |_, _| {}).unwrap_err();
+        assert_eq!(dir.code, Code::FileMissing);
+        let token = store.token(None).unwrap();
+        let secret = tmp.path().join("node/.torronto/token");
+        assert_eq!(
+            store.import(ImportId(4), secret.to_str().unwrap(), None, |_, _| {}).unwrap_err().code,
+            Code::BadPermission
+        );
+        assert_eq!(store.token(None).unwrap(), token, "the token is kept");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn remote_inserts_stay_inside_their_folders_and_copies_keep_their_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("node")).unwrap();
+        let shared = tmp.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        let secret = tmp.path().join("secret.txt");
+        fs::write(&secret, b"private").unwrap();
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&secret, shared.join("link.txt")).unwrap();
+        fs::write(shared.join("ok.txt"), b"fine").unwrap();
+        let within = [shared.canonicalize().unwrap().to_string_lossy().into_owned()];
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+
+        let escape = store.import(ImportId(1), &path(&shared.join("link.txt")), Some(&within), |_, _| {});
+        assert_eq!(escape.unwrap_err().code, Code::BadPermission, "a symlink out of the folder");
+        let dotdot = store.import(ImportId(2), &path(&shared.join("../secret.txt")), Some(&within), |_, _| {});
+        assert_eq!(dotdot.unwrap_err().code, Code::BadPermission, "a .. out of the folder");
+        assert!(store.import(ImportId(3), &path(&shared.join("ok.txt")), Some(&within), |_, _| {}).is_ok());
+
+        // The owner's own insert of a 0600 file: the copy is 0600 too.
+        let m = store.import(ImportId(4), &path(&secret), None, |_, _| {}).unwrap();
+        store.commit(ImportId(4), &FileName::new("secret.txt").unwrap(), &m).unwrap();
+        let copy = tmp.path().join("node/secret.txt");
+        assert_eq!(fs::metadata(copy).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
