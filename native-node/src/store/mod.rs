@@ -248,7 +248,7 @@ impl Store {
                 let _ = fs::remove_file(&published);
                 let e = match e.kind() {
                     io::ErrorKind::AlreadyExists => io::Error::other(format!(
-                        "{} appeared in the folder while {name} was being published; the network's copy is kept                          aside",
+                        "{} appeared in the folder while {name} was being published; the network's copy is kept aside",
                         self.dir.join(&at).display()
                     )),
                     _ => e,
