@@ -131,6 +131,21 @@ impl Driver {
         let listener = TcpListener::bind((opts.listen.host.as_str(), opts.listen.port))
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
+        // At once, under the port the CLI dials: `torronto join` right after start works.
+        let port = listener.local_addr().map_or(opts.listen.port, |a| a.port());
+        let registration = opts.registry.and_then(|dir| match Registration::create(&dir, port, &token) {
+            Ok(r) => {
+                tracing::info!("control token registered for this user's CLI in {}", r.path().display());
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot register the control token in {}: {e}; the CLI needs TORRONTO_TOKEN",
+                    dir.display()
+                );
+                None
+            }
+        });
         let web = match opts.web {
             Some(web) => Some(WebListener::bind(web).await?),
             None => None,
@@ -175,19 +190,6 @@ impl Driver {
         for (addr, id) in pins {
             node.pin(addr, id);
         }
-        let registration = opts.registry.and_then(|dir| match Registration::create(&dir, node.me().port, &token) {
-            Ok(r) => {
-                tracing::info!("control token registered for this user's CLI in {}", r.path().display());
-                Some(r)
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "cannot register the control token in {}: {e}; the CLI needs TORRONTO_TOKEN",
-                    dir.display()
-                );
-                None
-            }
-        });
         let (inputs_tx, inputs) = mpsc::channel(1024);
         let storage = Storage::start(store, inputs_tx.clone())?;
         let start = Instant::now();

@@ -167,6 +167,11 @@ impl WsNode {
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start node {}: {e}", self.label));
         wait_for_port(self.port, &mut child, &format!("node {}", self.label), &log_path);
         wait_for_port(self.ws_port, &mut child, &format!("node {} (--ws)", self.label), &log_path);
+        // The tests' CLI finds the token where the node registers it, after it listens.
+        let deadline = Instant::now() + START_TIMEOUT;
+        while crate::registered_token(self.port).is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.child = Some(child);
     }
 

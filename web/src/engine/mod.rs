@@ -252,6 +252,14 @@ impl PeerEngine {
             }
             e.ready = true;
             e.node.join(now);
+            // Nodes the panel saw joined while storage was still opening: their
+            // `ensure_peer` came too early and will not come again.
+            let waiting: Vec<PeerAddr> = e.dial_urls.keys().cloned().collect();
+            for addr in waiting {
+                if !e.peers.values().any(|p| p.addr == addr) {
+                    e.open_peer(addr);
+                }
+            }
             let wanted: Vec<FileName> = e.requested.iter().cloned().collect();
             for f in wanted {
                 e.node.request_file(now, &f);
