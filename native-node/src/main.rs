@@ -106,9 +106,6 @@ enum Command {
     Query {
         #[command(flatten)]
         control: Control,
-        /// Print the raw status object.
-        #[arg(long)]
-        json: bool,
     },
     /// Copy a file into a node's folder and share it with the network.
     Insert {
@@ -162,6 +159,10 @@ struct Control {
     /// The network secret: talk to the node encrypted (as a throwaway member).
     #[arg(long, env = "TORRONTO_SECRET_FILE")]
     secret: Option<PathBuf>,
+    /// Print the node's reply as one JSON object on stdout (for scripts); the exit
+    /// status still says whether it succeeded.
+    #[arg(long)]
+    json: bool,
 }
 
 impl Control {
@@ -261,19 +262,16 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             if let Some(n) = answer.reply.unconfirmed {
                 eprintln!("warning: {n} chunks held only by this node could not be handed over in time");
             }
-            finish(&answer, "left the network")
+            finish(&answer, "left the network", c.json)
         }
-        Command::Query { control, json } => {
+        Command::Query { control } => {
             let secret = control.secret()?;
             let query = wire::Control::Query { file: None };
             let answer = client::request_secured(&control.node, control.token, secret, query).await?;
-            if answer.reply.code_or_ok() != Code::Ok {
-                print_error(&answer);
-                return Ok(exit_status(answer.reply.code_or_ok()));
+            if control.json || answer.reply.code_or_ok() != Code::Ok {
+                return finish(&answer, "", control.json);
             }
-            if json {
-                println!("{}", answer.json()?);
-            } else if let Some(status) = &answer.reply.status {
+            if let Some(status) = &answer.reply.status {
                 print!("{}", format_status(status));
             }
             Ok(0)
@@ -286,7 +284,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let secret = control.secret()?;
             let insert = wire::Control::Insert { path };
             let answer = client::request_with_progress(&control.node, control.token, secret, insert, &what).await?;
-            finish(&answer, "inserted")
+            finish(&answer, "inserted", control.json)
         }
         Command::Secret(SecretCommand::New { out }) => {
             let text = new_secret_text();
@@ -318,12 +316,16 @@ async fn run(command: Command) -> anyhow::Result<i32> {
 async fn simple(c: Control, request: wire::Control, done: &str) -> anyhow::Result<i32> {
     let secret = c.secret()?;
     let answer = client::request_secured(&c.node, c.token, secret, request).await?;
-    finish(&answer, done)
+    finish(&answer, done, c.json)
 }
 
-fn finish(answer: &client::Answer, done: &str) -> anyhow::Result<i32> {
+/// Shows a reply: `done` on success, else the error by name and what to do; with
+/// `json`, the reply itself.
+fn finish(answer: &client::Answer, done: &str, json: bool) -> anyhow::Result<i32> {
     let code = answer.reply.code_or_ok();
-    if code == Code::Ok {
+    if json {
+        println!("{}", answer.json()?);
+    } else if code == Code::Ok {
         println!("{done}");
     } else {
         print_error(answer);

@@ -235,3 +235,27 @@ fn metrics_count_the_bytes_and_chunks_a_transfer_moved() {
     assert_eq!(sample(&body, "torronto_sent_bytes_total"), size as f64);
     assert_eq!(sample(&body, &format!("torronto_peer_sent_chunks_total{{peer=\"{}\"}}", fetcher.addr())), 6.0);
 }
+
+#[test]
+fn every_control_command_speaks_json_for_scripts() {
+    let node = TestNode::start_alone("json");
+    let reply = |args: &[&str]| -> (i32, Value) {
+        let out = node.cli(args);
+        let value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+        (out.code, value)
+    };
+    let (code, joined) = reply(&["join", "--json"]);
+    assert_eq!((code, &joined["Code"]), (0, &Value::from(0)), "{joined}");
+    let file = node.root().join("a.txt");
+    fs::write(&file, "hello").unwrap();
+    let path = file.to_str().unwrap();
+    assert_eq!(reply(&["insert", path, "--json"]).1["Code"], 0);
+    // A refusal is still JSON, with its code, and the exit status says it failed.
+    let (code, again) = reply(&["insert", path, "--json"]);
+    assert_ne!(code, 0);
+    assert_eq!(again["Code"], 3, "{again}");
+    assert!(again["Reason"].as_str().is_some_and(|r| r.contains("a.txt")), "{again}");
+    let (_, status) = reply(&["query", "--json"]);
+    assert_eq!(status["files"], serde_json::json!(["a.txt"]));
+    assert_eq!(reply(&["leave", "--json"]).1["Code"], 0);
+}
