@@ -212,8 +212,23 @@ def wait(startfile, secs, out, pids, targets):
         start = float(f.read().strip())
     done = {}
     deadline = start + secs
+    # `top` snapshots (1 s in, then every 3 s) come from their own thread: `top -b -n1`
+    # takes about 0.16 s to sample, and polled from this loop it left the targets
+    # unwatched meanwhile, so whatever finished just after 1.0 s was timed at about 1.2 s.
     snaps = []
-    next_snap = time.time() + 1.0
+    stop_snaps = threading.Event()
+
+    def snapshots():
+        while not stop_snaps.wait(max(0.0, start + 1.0 + 3.0 * len(snaps) - time.time())):
+            t = time.time()
+            try:
+                top = subprocess.run(["top", "-b", "-n1", "-w", "160"], capture_output=True, text=True, timeout=5).stdout
+            except (OSError, subprocess.SubprocessError):
+                top = ""
+            snaps.append({"t": round(t - start, 2), "top": "\n".join(top.splitlines()[:16])})
+
+    snapper = threading.Thread(target=snapshots, daemon=True)
+    snapper.start()
     while len(done) < len(targets):
         now = time.time()
         for t in targets:
@@ -223,14 +238,8 @@ def wait(startfile, secs, out, pids, targets):
             break
         if now > deadline:
             break
-        if now >= next_snap:
-            try:
-                top = subprocess.run(["top", "-b", "-n1", "-w", "160"], capture_output=True, text=True, timeout=5).stdout
-                snaps.append({"t": round(now - start, 2), "top": "\n".join(top.splitlines()[:16])})
-            except (OSError, subprocess.SubprocessError):
-                pass
-            next_snap = now + 3.0
         time.sleep(0.02)
+    stop_snaps.set()
     end = time.time()
     tot1, idle1 = machine_cpu()
     try:
