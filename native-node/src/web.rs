@@ -146,8 +146,16 @@ fn fragment(s: &str) -> String {
 #[derive(Debug, PartialEq)]
 enum Request {
     Upgrade,
-    File { path: String, head_only: bool },
-    Refuse { status: u16, message: &'static str },
+    /// `host`: the request's `Host` header, if it sent one.
+    File {
+        path: String,
+        head_only: bool,
+        host: Option<String>,
+    },
+    Refuse {
+        status: u16,
+        message: &'static str,
+    },
 }
 
 async fn handle(
@@ -177,7 +185,15 @@ async fn handle(
             inputs.send(Input::WebSocket(Box::new(accepted))).await.ok();
             return Ok(());
         }
-        Request::File { path, head_only } => {
+        // DNS rebinding: a foreign name resolving to this address must not get the
+        // panel (as Transmission fixed for CVE-2018-5702); it answers to its own names.
+        Request::File { host: Some(host), .. } if !site.origins.allows_host(&host) => {
+            consume_head(&mut stream, head_len).await?;
+            let message = "this panel answers only to its own address (a guard against DNS rebinding); \
+                           start the node with --allow-origin http://NAME:PORT to serve it under another name";
+            respond_text(&mut stream, 421, message).await?
+        }
+        Request::File { path, head_only, .. } => {
             consume_head(&mut stream, head_len).await?;
             serve_file(&mut stream, &site.root, &path, head_only).await?
         }
@@ -243,7 +259,12 @@ fn parse_request(head: &[u8]) -> Request {
             _ => Request::Refuse { status: 426, message: "this is the WebSocket endpoint: connect with ws://…/ws" },
         };
     }
-    Request::File { path: path.to_owned(), head_only }
+    let host = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| String::from_utf8_lossy(h.value).trim().to_owned());
+    Request::File { path: path.to_owned(), head_only, host }
 }
 
 /// Maps a URL path to a file under `root`, or why not.
@@ -345,6 +366,7 @@ fn response_head(status: u16, content_type: &str, len: u64) -> String {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        421 => "Misdirected Request",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         _ => "Service Unavailable",
@@ -354,7 +376,7 @@ fn response_head(status: u16, content_type: &str, len: u64) -> String {
     format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n\
          Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n\
-         Connection: close\r\n\r\n"
+         X-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\nConnection: close\r\n\r\n"
     )
 }
 
@@ -369,7 +391,10 @@ mod tests {
         };
         assert_eq!(get("/ws", "Upgrade: websocket\r\nConnection: Upgrade\r\n"), Request::Upgrade);
         assert!(matches!(get("/ws", ""), Request::Refuse { status: 426, .. }));
-        assert_eq!(get("/a.js?v=1", ""), Request::File { path: "/a.js".into(), head_only: false });
+        assert_eq!(
+            get("/a.js?v=1", ""),
+            Request::File { path: "/a.js".into(), head_only: false, host: Some("x".into()) }
+        );
         assert!(matches!(parse_request(b"POST / HTTP/1.1\r\n\r\n"), Request::Refuse { status: 405, .. }));
         assert!(matches!(parse_request(b"\x01\x02 nonsense\r\n\r\n"), Request::Refuse { status: 400, .. }));
     }

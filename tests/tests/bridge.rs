@@ -272,8 +272,13 @@ async fn an_over_long_frame_closes_only_its_session() {
 
 /// One HTTP request; the server answers and closes.
 async fn http_get(addr: &PeerAddr, target: &str) -> (u16, String, Vec<u8>) {
+    http_get_as(addr, target, &addr.to_string()).await
+}
+
+/// One HTTP request naming `host` in its `Host` header.
+async fn http_get_as(addr: &PeerAddr, target: &str, host: &str) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect((addr.host.as_str(), addr.port)).await.unwrap();
-    stream.write_all(format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    stream.write_all(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await.unwrap().unwrap();
     let end = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head") + 4;
@@ -314,6 +319,14 @@ async fn the_listener_serves_the_web_app_and_nothing_outside_it() {
     }
     assert_eq!(http_get(&node.web, "/missing.css").await.0, 404);
     assert_eq!(http_get(&node.web, "/ws").await.0, 426);
+    // No other site may frame the panel (clickjacking its buttons).
+    assert!(head.contains("X-Frame-Options: DENY\r\n"), "{head}");
+    assert!(head.contains("Content-Security-Policy: frame-ancestors 'none'\r\n"), "{head}");
+    // DNS rebinding: a foreign name that resolves here gets no page; loopback names do.
+    let (status, _, body) = http_get_as(&node.web, "/", &format!("attacker.example:{}", node.web.port)).await;
+    assert_eq!(status, 421);
+    assert!(!String::from_utf8_lossy(&body).contains("<title>"), "the page itself was served");
+    assert_eq!(http_get_as(&node.web, "/", &format!("localhost:{}", node.web.port)).await.0, 200);
 }
 
 #[tokio::test]

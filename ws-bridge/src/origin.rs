@@ -48,6 +48,12 @@ impl OriginPolicy {
         self.allowed.contains(&origin)
     }
 
+    /// Whether a request's `Host` header (`host[:port]`) names one of the allowed
+    /// origins: the pages this listener serves answer to the names its sessions accept.
+    pub fn allows_host(&self, host: &str) -> bool {
+        ["http://", "https://"].iter().any(|scheme| self.allows(&format!("{scheme}{host}")))
+    }
+
     pub fn allowed(&self) -> &[String] {
         &self.allowed
     }
