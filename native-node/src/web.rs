@@ -13,15 +13,17 @@
 //! network secret beside it (`&secret=<64 hex digits>`), the session at
 //! `ws://HOST:PORT/ws`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Semaphore, TryAcquireError};
+use tokio::task::AbortHandle;
 use torronto_core::{NetworkSecret, PeerAddr};
 use torronto_net::tune;
 use torronto_ws_bridge::OriginPolicy;
@@ -89,9 +91,8 @@ impl WebListener {
     /// network, if any.
     pub async fn serve(self, inputs: mpsc::Sender<Input>, tasks: Tasks, private: Option<Arc<Private>>) {
         let slots = Arc::new(Semaphore::new(MAX_REQUESTS));
+        let heads = Arc::new(Mutex::new(SlowHeads::default()));
         loop {
-            // Wait for a slot first, so a flood queues in the kernel instead of here.
-            let Ok(slot) = slots.clone().acquire_owned().await else { return };
             let (stream, from) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -100,15 +101,57 @@ impl WebListener {
                     continue;
                 }
             };
+            // Every slot taken: the request still sending its head the longest gives way
+            // (a browser sends a head in one packet; a slow client cannot hold the panel).
+            // With none of those, wait for a request to finish.
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(TryAcquireError::Closed) => return,
+                Err(TryAcquireError::NoPermits) => {
+                    heads.lock().unwrap_or_else(|e| e.into_inner()).evict_oldest();
+                    let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                    slot
+                }
+            };
             let site = self.site.clone();
             let inputs = inputs.clone();
             let private = private.clone();
-            tasks.spawn(async move {
-                if let Err(e) = handle(stream, from, &site, &inputs, private.as_deref()).await {
+            let (id, head_done) = SlowHeads::ticket(&heads);
+            let task = tasks.spawn(async move {
+                if let Err(e) = handle(stream, from, &site, &inputs, private.as_deref(), head_done).await {
                     tracing::debug!("control panel: {from}: {e:#}");
                 }
                 drop(slot);
             });
+            heads.lock().unwrap_or_else(|e| e.into_inner()).waiting.insert(id, task.abort_handle());
+        }
+    }
+}
+
+/// Requests still sending their head, oldest first.
+#[derive(Debug, Default)]
+struct SlowHeads {
+    next: u64,
+    waiting: BTreeMap<u64, AbortHandle>,
+}
+
+impl SlowHeads {
+    /// A number for the next request, and what its task calls once its head is in.
+    fn ticket(heads: &Arc<Mutex<SlowHeads>>) -> (u64, impl FnOnce() + Send + 'static) {
+        let mut h = heads.lock().unwrap_or_else(|e| e.into_inner());
+        let id = h.next;
+        h.next += 1;
+        let heads = heads.clone();
+        (id, move || drop(heads.lock().unwrap_or_else(|e| e.into_inner()).waiting.remove(&id)))
+    }
+
+    /// Ends the oldest request still waiting for its head, if any.
+    fn evict_oldest(&mut self) {
+        while let Some((_, task)) = self.waiting.pop_first() {
+            if !task.is_finished() {
+                task.abort();
+                return;
+            }
         }
     }
 }
@@ -164,6 +207,7 @@ async fn handle(
     site: &Site,
     inputs: &mpsc::Sender<Input>,
     private: Option<&Private>,
+    head_done: impl FnOnce(),
 ) -> anyhow::Result<()> {
     tune(&stream);
     let (head_len, request) = match tokio::time::timeout(HEAD_TIMEOUT, peek_head(&stream)).await {
@@ -172,6 +216,7 @@ async fn handle(
         Ok(Ok(None)) => (HEAD_LIMIT, Request::Refuse { status: 431, message: "request head too large" }),
         Ok(Ok(Some((len, head)))) => (len, parse_request(&head)),
     };
+    head_done();
     let mut stream = stream;
     match request {
         Request::Upgrade => {

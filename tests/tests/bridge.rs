@@ -368,3 +368,24 @@ async fn remote_inserts_only_from_the_insert_from_folders() {
         torronto_node::client::request(&node.tcp.to_string(), Some(TOKEN.into()), insert(&secret)).await.unwrap();
     assert_eq!(owner.reply.code_or_ok(), Code::Ok);
 }
+
+#[tokio::test]
+async fn slow_clients_holding_every_slot_do_not_delay_the_panel() {
+    let site = tempfile::tempdir().unwrap();
+    write(site.path(), "index.html", b"<!doctype html><title>panel</title>");
+    let node = start_node(site.path().to_path_buf(), Vec::new()).await;
+    // Slowloris: more connections than the panel serves at once, each sending half a head.
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut s = TcpStream::connect((node.web.host.as_str(), node.web.port)).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: ").await.unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let (status, _, _) =
+        tokio::time::timeout(Duration::from_secs(5), http_get(&node.web, "/")).await.expect("answered");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(2), "the page took {:?}", started.elapsed());
+    drop(slow);
+}
