@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use torronto_core::{
-    Config, ConnId, ConnInfo, Control, Envelope, Event, Message, Millis, NetCommand, NetworkSecret, Node, NodeId,
-    PeerAddr, PeerMessage, StorageCommand, StorageEvent, Tuning,
+    Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, NetworkSecret, Node, NodeId, PeerAddr, StorageCommand,
+    StorageEvent, Tuning,
 };
 use torronto_net::{
     tune, Decoder, FrameRead, SecureFrameReader, SecureFrameWriter, Secured, TcpFrameReader, TcpFrameWriter,
@@ -107,7 +107,8 @@ pub struct Driver {
     private: Option<Arc<Private>>,
     /// Accepted connections still in their handshake (counted against the limit).
     handshaking: usize,
-    metrics: Metrics,
+    /// Counters for `--metrics`; none are kept without it.
+    metrics: Option<Metrics>,
     metrics_listener: Option<TcpListener>,
     /// Accepted TCP connections by remote address, and who may use the reserved slots.
     slots: Slots,
@@ -213,7 +214,7 @@ impl Driver {
             log: EventLog::default(),
             private,
             handshaking: 0,
-            metrics: Metrics::default(),
+            metrics: metrics_listener.as_ref().map(|_| Metrics::default()),
             metrics_listener,
             slots,
         })
@@ -484,43 +485,40 @@ impl Driver {
                 tracing::debug!("cannot reach {addr}: {e}");
                 self.node.handle_dial_failed(now, &addr);
             }
-            Input::Message { conn, envelope } => match &envelope.message {
-                Message::Peer(PeerMessage::Upload { chunk, data }) => {
-                    let peer = self.peer_label(conn);
-                    self.metrics.received(conn, &peer, chunk, data.len());
+            Input::Message { conn, envelope } => match &mut self.metrics {
+                Some(metrics) => {
+                    let query = metrics.incoming(self.node.peer_of(conn), conn, &envelope.message);
                     self.node.handle_message(now, conn, envelope);
+                    if let Some(started) = query {
+                        metrics.query_answered(started.elapsed());
+                    }
                 }
-                Message::Control(Control::Query { .. }) => {
-                    let started = Instant::now();
-                    self.node.handle_message(now, conn, envelope);
-                    self.metrics.query_answered(started.elapsed());
-                }
-                _ => self.node.handle_message(now, conn, envelope),
+                None => self.node.handle_message(now, conn, envelope),
             },
             Input::Malformed { conn, reason } => self.node.handle_malformed(now, conn, reason),
             Input::Disconnected { conn } => {
-                self.metrics.forget(conn);
+                if let Some(metrics) = &mut self.metrics {
+                    metrics.forget(conn);
+                }
                 if let Some(c) = self.conns.remove(&conn) {
                     self.slots.release(c.ip);
                     self.node.handle_disconnected(now, conn);
                 }
             }
             Input::Storage(event) => {
-                if let StorageEvent::Sent { conn, chunk, result: Ok(()), .. } = &event {
-                    let peer = self.peer_label(*conn);
-                    self.metrics.sent(&peer, chunk);
+                if let (Some(metrics), StorageEvent::Sent { conn, chunk, result: Ok(()), .. }) =
+                    (&mut self.metrics, &event)
+                {
+                    metrics.sent(self.node.peer_of(*conn), chunk);
                 }
                 self.node.handle_storage(now, event)
             }
             Input::Metrics(reply) => {
-                let _ = reply.send(self.metrics.render(&self.node.status()));
+                if let Some(metrics) = &self.metrics {
+                    let _ = reply.send(metrics.render(&self.node.status()));
+                }
             }
         }
-    }
-
-    /// How `/metrics` names the peer on `conn`.
-    fn peer_label(&self, conn: ConnId) -> String {
-        self.node.peer_of(conn).map_or_else(|| "unknown".to_owned(), ToString::to_string)
     }
 
     fn drain_outputs(&mut self) {
@@ -530,13 +528,8 @@ impl Driver {
                 moved = true;
                 match cmd {
                     NetCommand::Send { conn, envelope } => {
-                        match &envelope.message {
-                            Message::Peer(PeerMessage::Download(chunk)) => self.metrics.requested(conn, chunk),
-                            Message::Peer(PeerMessage::Upload { chunk, .. }) => {
-                                let peer = self.peer_label(conn);
-                                self.metrics.sent(&peer, chunk);
-                            }
-                            _ => {}
+                        if let Some(metrics) = &mut self.metrics {
+                            metrics.outgoing(self.node.peer_of(conn), conn, &envelope.message);
                         }
                         let Some(c) = self.conns.get(&conn) else { continue };
                         if c.queued.fetch_add(1, Ordering::Relaxed) < OUTGOING_LIMIT {
@@ -564,10 +557,8 @@ impl Driver {
                 self.storage(cmd);
             }
             while let Some(event) = self.node.poll_event() {
-                match &event {
-                    Event::ChunkRejected { .. } => self.metrics.verification_failed(),
-                    Event::StorageFailed { .. } => self.metrics.storage_failed(),
-                    _ => {}
+                if let Some(metrics) = &mut self.metrics {
+                    metrics.event(&event);
                 }
                 self.log.record(event);
             }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use torronto_core::layout::{chunk_count, chunk_len};
-use torronto_core::{ChunkIndex, ChunkRef, ConnId, FileName, Status};
+use torronto_core::{ChunkIndex, ChunkRef, ConnId, Control, Event, FileName, Message, PeerAddr, PeerMessage, Status};
 
 use crate::input::Input;
 
@@ -73,8 +73,9 @@ impl Flow {
 /// What the node counts for `/metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    received: BTreeMap<String, Flow>,
-    sent: BTreeMap<String, Flow>,
+    /// By peer; `None` for a connection that has not said who it is.
+    received: BTreeMap<Option<PeerAddr>, Flow>,
+    sent: BTreeMap<Option<PeerAddr>, Flow>,
     verification_failures: u64,
     storage_errors: u64,
     /// Chunk requests in flight, by connection, file and index (an Upload's header
@@ -85,32 +86,53 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// A message arrived on `conn` from `peer`; for a Query, when it started (the
+    /// driver observes the answer's time with [`Metrics::query_answered`]).
+    pub fn incoming(&mut self, peer: Option<&PeerAddr>, conn: ConnId, message: &Message) -> Option<Instant> {
+        match message {
+            Message::Peer(PeerMessage::Upload { chunk, data }) => self.received(conn, peer, chunk, data.len()),
+            Message::Control(Control::Query { .. }) => return Some(Instant::now()),
+            _ => {}
+        }
+        None
+    }
+
+    /// The node sends `message` to `peer` on `conn`.
+    pub fn outgoing(&mut self, peer: Option<&PeerAddr>, conn: ConnId, message: &Message) {
+        match message {
+            Message::Peer(PeerMessage::Download(chunk)) => self.requested(conn, chunk),
+            Message::Peer(PeerMessage::Upload { chunk, .. }) => self.sent(peer, chunk),
+            _ => {}
+        }
+    }
+
+    /// What the node's events say about failures.
+    pub fn event(&mut self, event: &Event) {
+        match event {
+            Event::ChunkRejected { .. } => self.verification_failures += 1,
+            Event::StorageFailed { .. } => self.storage_errors += 1,
+            _ => {}
+        }
+    }
+
     /// We asked `conn` for `chunk`.
-    pub fn requested(&mut self, conn: ConnId, chunk: &ChunkRef) {
+    fn requested(&mut self, conn: ConnId, chunk: &ChunkRef) {
         if self.requests.len() < MAX_TIMED_REQUESTS {
             self.requests.insert((conn, chunk.file.clone(), chunk.index), Instant::now());
         }
     }
 
     /// `peer` sent us `bytes` of `chunk` on `conn` (verified or not: what crossed the wire).
-    pub fn received(&mut self, conn: ConnId, peer: &str, chunk: &ChunkRef, bytes: usize) {
-        self.received.entry(peer.to_owned()).or_default().add(bytes);
+    fn received(&mut self, conn: ConnId, peer: Option<&PeerAddr>, chunk: &ChunkRef, bytes: usize) {
+        flow(&mut self.received, peer).add(bytes);
         if let Some(asked) = self.requests.remove(&(conn, chunk.file.clone(), chunk.index)) {
             self.request_latency.observe(asked.elapsed());
         }
     }
 
-    /// We sent `chunk` to `peer`.
-    pub fn sent(&mut self, peer: &str, chunk: &ChunkRef) {
-        self.sent.entry(peer.to_owned()).or_default().add(chunk_len(chunk.size, chunk.index));
-    }
-
-    pub fn verification_failed(&mut self) {
-        self.verification_failures += 1;
-    }
-
-    pub fn storage_failed(&mut self) {
-        self.storage_errors += 1;
+    /// We sent `chunk` to `peer` (in a message, or straight from its file).
+    pub fn sent(&mut self, peer: Option<&PeerAddr>, chunk: &ChunkRef) {
+        flow(&mut self.sent, peer).add(chunk_len(chunk.size, chunk.index));
     }
 
     pub fn query_answered(&mut self, took: Duration) {
@@ -158,7 +180,8 @@ impl Metrics {
                 let _ = writeln!(out, "# HELP {name} Chunk {what} {direction}, by peer.\n# TYPE {name} counter");
                 for (peer, flow) in flows {
                     let value = if what == "chunks" { flow.chunks } else { flow.bytes };
-                    let _ = writeln!(out, "{name}{{peer=\"{}\"}} {value}", label(peer));
+                    let peer = peer.as_ref().map_or_else(|| "unknown".to_owned(), ToString::to_string);
+                    let _ = writeln!(out, "{name}{{peer=\"{}\"}} {value}", label(&peer));
                 }
             }
         }
@@ -181,6 +204,15 @@ impl Metrics {
         self.query_latency.render(&mut out, "torronto_query_duration_seconds", "Time to answer a Query.");
         out
     }
+}
+
+/// The flow of `peer`, found without allocating once it exists.
+fn flow<'a>(flows: &'a mut BTreeMap<Option<PeerAddr>, Flow>, peer: Option<&PeerAddr>) -> &'a mut Flow {
+    let key = peer.cloned();
+    if !flows.contains_key(&key) {
+        flows.insert(key.clone(), Flow::default());
+    }
+    flows.get_mut(&key).expect("inserted above")
 }
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -240,11 +272,15 @@ mod tests {
     fn the_text_counts_per_peer_and_in_all_and_histograms_are_cumulative() {
         let chunk = |index| ChunkRef { file: FileName::new("a.bin").unwrap(), size: 100_000, index: ChunkIndex(index) };
         let mut m = Metrics::default();
-        m.requested(ConnId(1), &chunk(0));
-        m.received(ConnId(1), "10.0.0.1:7001", &chunk(0), 65_536);
-        m.received(ConnId(2), "a\"b", &chunk(1), 34_464);
-        m.sent("10.0.0.1:7001", &chunk(1));
-        m.verification_failed();
+        let peer = PeerAddr::new("10.0.0.1", 7001);
+        let upload = |index: u32, len: usize| -> Message {
+            PeerMessage::Upload { chunk: chunk(index), data: bytes::Bytes::from(vec![0; len]) }.into()
+        };
+        m.outgoing(Some(&peer), ConnId(1), &PeerMessage::Download(chunk(0)).into());
+        assert!(m.incoming(Some(&peer), ConnId(1), &upload(0, 65_536)).is_none());
+        m.incoming(None, ConnId(2), &upload(1, 34_464));
+        m.sent(Some(&peer), &chunk(1));
+        m.event(&Event::ChunkRejected { peer: peer.clone(), chunk: chunk(1) });
         m.query_answered(Duration::from_millis(2));
         let status = Status { num_files: 1, sizes: vec![100_000], local: vec![0.5], ..Status::default() };
         let text = m.render(&status);
@@ -255,7 +291,7 @@ mod tests {
             "torronto_received_bytes_total 100000",
             "torronto_received_chunks_total 2",
             "torronto_peer_received_bytes_total{peer=\"10.0.0.1:7001\"} 65536",
-            "torronto_peer_received_chunks_total{peer=\"a\\\"b\"} 1",
+            "torronto_peer_received_chunks_total{peer=\"unknown\"} 1",
             "torronto_sent_bytes_total 34464",
             "torronto_verification_failures_total 1",
             "torronto_chunk_request_duration_seconds_count 1",
@@ -265,5 +301,6 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
         }
+        assert_eq!(label("a\"b\\\n"), "a\\\"b\\\\\\n");
     }
 }
