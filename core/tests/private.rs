@@ -33,6 +33,7 @@ fn private_node() -> Node {
         have: ChunkSet::full(manifest.chunk_count()),
         manifest,
         stored_as: None,
+        published: true,
     });
     node.join(0);
     node

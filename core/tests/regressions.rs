@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use torronto_core::wire::{FileEntry, FrameDecoder, MessageReader};
 use torronto_core::{
     ChunkIndex, ChunkSet, Config, ConnId, ConnInfo, Control, Envelope, FileName, LocalFile, ManifestBuilder, Message,
-    NetCommand, Node, PeerAddr, PeerMessage, Tuning,
+    NetCommand, Node, PeerAddr, PeerMessage, StorageCommand, Tuning,
 };
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -28,6 +28,7 @@ fn node() -> Node {
         have: ChunkSet::full(manifest.chunk_count()),
         manifest,
         stored_as: None,
+        published: true,
     });
     node.join(0);
     node
@@ -143,4 +144,35 @@ fn a_refused_reply_with_a_body_keeps_the_stream_in_step() {
     assert!(matches!(got[0], Err(WireError::BadRequest(_))), "{got:?}");
     assert!(matches!(got[1], Err(WireError::BadRequest(_))), "{got:?}");
     assert_eq!(got[2], Ok(Message::from(Control::Query { file: None })));
+}
+
+/// Found by the simulator (seed 23): a crash between a file's last chunk write and its
+/// rename left every chunk on disk, and nothing published the file again.
+#[test]
+fn a_complete_file_not_yet_published_is_finalised_at_start() {
+    let mut node = node();
+    drain(&mut node);
+    while node.poll_storage().is_some() {}
+    let mut b = ManifestBuilder::new();
+    b.update(&[9u8; 70_000]);
+    let manifest = b.finish().unwrap();
+    let digest = manifest.digest();
+    let name = FileName::new("g").unwrap();
+    let have = ChunkSet::full(manifest.chunk_count());
+    node.add_local_file(LocalFile { name: name.clone(), have, manifest, stored_as: None, published: false });
+    let commands: Vec<StorageCommand> = std::iter::from_fn(|| node.poll_storage()).collect();
+    assert!(
+        commands
+            .iter()
+            .any(|c| matches!(c, StorageCommand::Finalize { file, digest: d } if *file == name && *d == digest)),
+        "{commands:?}"
+    );
+    // One already published is left alone.
+    let mut b = ManifestBuilder::new();
+    b.update(&[8u8; 1000]);
+    let manifest = b.finish().unwrap();
+    let have = ChunkSet::full(manifest.chunk_count());
+    let name = FileName::new("h").unwrap();
+    node.add_local_file(LocalFile { name, have, manifest, stored_as: None, published: true });
+    assert!(node.poll_storage().is_none());
 }

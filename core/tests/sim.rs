@@ -723,6 +723,7 @@ fn crash_and_restart_keeps_verified_chunks() {
         have: torronto_core::ChunkSet::full(manifest.chunk_count()),
         manifest,
         stored_as: None,
+        published: true,
     });
     assert_eq!(net.code(1, Control::Join), Code::Ok);
     net.run();

@@ -297,11 +297,11 @@ fuzz_target!(|input: Input| {
         tuning: Tuning::default(),
         private: None,
     });
-    node.add_local_file(LocalFile { name: name(0), have: ChunkSet::full(local.chunk_count()), manifest: local });
+    node.add_local_file(LocalFile { name: name(0), have: ChunkSet::full(local.chunk_count()), manifest: local, stored_as: None, published: true });
     let partial = manifest(65_537, 1);
     let mut have = ChunkSet::new(partial.chunk_count());
     have.insert(ChunkIndex(1));
-    node.add_local_file(LocalFile { name: name(1), have, manifest: partial });
+    node.add_local_file(LocalFile { name: name(1), have, manifest: partial, stored_as: None, published: false });
     let mut h = Harness { node, now: 0, open: Vec::new(), readers: Default::default(), storage: Vec::new() };
     if input.join {
         h.node.join(0);

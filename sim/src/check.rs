@@ -132,8 +132,13 @@ pub fn leave_answered(world: &mut World, m: usize) {
             if elsewhere {
                 continue;
             }
-            if world.false_have(m, &s.name, i.get()) && !world.options.strict {
-                // Issue 11: a leave plan still trusts a peer's unproven Have.
+            let to_liar = (0..world.machines.len())
+                .any(|y| y != m && !world.machines[y].honest() && world.machines[y].disk.holds(s, i));
+            if (to_liar || world.false_have(m, &s.name, i.get())) && !world.options.strict {
+                // The leaver relied on a lying member's proof: it was sent the chunk and
+                // confirmed it (and keeps it, but serves it corrupt), or it announced the
+                // chunk right after being sent it. Members are trusted that far
+                // (docs/security.md, "Not promised").
                 world.stats.known_leave_losses += 1;
                 world.excused.insert(s.name.clone());
                 continue;

@@ -178,6 +178,7 @@ impl Disk {
             .map(|(name, manifest)| {
                 let n = manifest.chunk_count();
                 let stored = self.files.get(name);
+                let published = stored.is_some_and(|s| s.published);
                 let have = match stored {
                     Some(s) if s.published => ChunkSet::full(n),
                     Some(s) => {
@@ -191,7 +192,7 @@ impl Disk {
                     }
                     None => ChunkSet::new(n),
                 };
-                LocalFile { name: name.clone(), manifest: manifest.clone(), have, stored_as: None }
+                LocalFile { name: name.clone(), manifest: manifest.clone(), have, stored_as: None, published }
             })
             .collect()
     }

@@ -74,7 +74,7 @@ fn main() -> ExitCode {
     let t = &summary.totals;
     println!(
         "{} seeds from {from} in {secs:.1} s ({:.0} seeds/s, {threads} threads): {} failed; {} events, {} messages, \
-         {} crashes, {} torn writes, {} bad chunks rejected, {} leaves answered OK, {} leave losses to false Haves \
+         {} crashes, {} torn writes, {} bad chunks rejected, {} leaves answered OK, {} leave losses to lying members \
          (issue 11), {:.0} simulated hours",
         summary.seeds,
         summary.seeds as f64 / secs,

@@ -88,6 +88,28 @@ fn haves_reach_a_peer_dialled_before_it_answers() {
     }
 }
 
+/// Regression (core, membership): a file whose insert finished while its node was
+/// leaving was left out of the leave plan, so the leave answered OK and lost it.
+#[test]
+fn a_file_inserted_while_leaving_is_handed_over() {
+    for seed in [385, 1439] {
+        if let Err(failure) = check_seed(seed, &Options::default()) {
+            panic!("{failure}");
+        }
+    }
+}
+
+/// Regression (core, start): a crash between a file's last chunk write and its rename
+/// left every chunk on disk but the file never published: nothing finalised it again.
+#[test]
+fn a_complete_file_a_crash_kept_from_publishing_is_published_at_start() {
+    for seed in [23, 467] {
+        if let Err(failure) = check_seed(seed, &Options::default()) {
+            panic!("{failure}");
+        }
+    }
+}
+
 /// Regression (simulator): a connection closed by one end and then cut by a crash
 /// lost the Remove already on its way, so the leave looked like a crash.
 #[test]

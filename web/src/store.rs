@@ -185,7 +185,13 @@ impl Store {
                 continue;
             };
             sizes.insert(name, manifest.size());
-            out.push(LocalFile { have: ChunkSet::new(manifest.chunk_count()), name: file, manifest, stored_as: None });
+            out.push(LocalFile {
+                have: ChunkSet::new(manifest.chunk_count()),
+                name: file,
+                manifest,
+                stored_as: None,
+                published: false,
+            });
         }
         for (key, list) in keys.iter().zip(lists.iter()) {
             let key: Array = key.unchecked_into();

@@ -380,4 +380,7 @@ pub struct LocalFile {
     pub have: ChunkSet,
     /// Where in the folder the complete file is, if not under its name (a conflict copy).
     pub stored_as: Option<String>,
+    /// Whether the file is visible in the folder. One with every chunk that is not (a
+    /// crash came between its last write and the rename) is finalised at start.
+    pub published: bool,
 }

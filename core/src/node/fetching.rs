@@ -340,8 +340,9 @@ impl Node {
         if f.have.is_complete() {
             let (size, digest) = (f.size, f.digest);
             self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone(), digest });
-            self.events.push_back(Event::FileComplete { file: chunk.file, size });
+            self.events.push_back(Event::FileComplete { file: chunk.file.clone(), size });
         }
+        self.plan_more(&chunk.file, [chunk.index]);
     }
 }
 

@@ -160,11 +160,13 @@ impl Node {
         for i in ChunkIndex::all(manifest.chunk_count()) {
             f.mark_held(i);
         }
-        f.requested = ChunkSet::new(manifest.chunk_count());
+        let count = manifest.chunk_count();
+        f.requested = ChunkSet::new(count);
         f.manifest = Some(manifest);
         self.events.push_back(Event::FileInserted { file: name.clone(), size });
         self.announce(&name);
         self.insert_done(import.from, id, Ok(()));
+        self.plan_more(&name, ChunkIndex::all(count));
     }
 }
 

@@ -148,6 +148,20 @@ impl Node {
         }
     }
 
+    /// Chunks we came to hold while leaving (an insert that finished, a write already
+    /// in flight): planned like the rest, so that the leave's answer covers them too.
+    pub(super) fn plan_more(&mut self, name: &FileName, chunks: impl IntoIterator<Item = ChunkIndex>) {
+        if !matches!(self.membership, Membership::Leaving(_)) {
+            return;
+        }
+        let more: Vec<(FileName, ChunkIndex)> =
+            chunks.into_iter().filter(|&i| !self.proven_elsewhere(name, i, None)).map(|i| (name.clone(), i)).collect();
+        if let Membership::Leaving(plan) = &mut self.membership {
+            plan.todo.extend(more);
+        }
+        self.pump_leave();
+    }
+
     /// A peer that proved chunks is gone: those it alone proved are planned again.
     pub(super) fn replan_leave(&mut self, gone: &HashMap<FileName, ChunkSet>) {
         if !matches!(self.membership, Membership::Leaving(_)) {

@@ -136,6 +136,10 @@ impl Node {
         for i in file.have.iter() {
             state.mark_held(i);
         }
+        if state.have.is_complete() && !file.published {
+            let digest = file.manifest.digest();
+            self.storage.push_back(StorageCommand::Finalize { file: file.name.clone(), digest });
+        }
         state.manifest = Some(file.manifest);
         state.stored_as = file.stored_as;
         self.files.insert(file.name, state);

@@ -172,7 +172,7 @@ impl Store {
             if complete {
                 self.held().insert(name.clone(), Held { size: manifest.size(), fetching: false });
                 let stored_as = (at != name.as_str()).then_some(at);
-                return Ok(LocalFile { name, have: ChunkSet::full(n), manifest, stored_as });
+                return Ok(LocalFile { name, have: ChunkSet::full(n), manifest, stored_as, published: true });
             }
         }
         let mut have = ChunkSet::new(n);
@@ -190,7 +190,7 @@ impl Store {
             }
         }
         self.held().insert(name.clone(), Held { size: manifest.size(), fetching: true });
-        Ok(LocalFile { name, have, manifest, stored_as: None })
+        Ok(LocalFile { name, have, manifest, stored_as: None, published: false })
     }
 
     /// Makes room for a file to be fetched and keeps its manifest; ErrNoSpace if it

@@ -10,6 +10,9 @@ use super::{native_addr, tuning, Ev, Plant, World};
 use crate::disk::Disk;
 use crate::schedule::Role;
 
+/// How often a page's control sessions ask its nodes for their status.
+const PAGE_POLL_MILLIS: Millis = 1000;
+
 /// A machine: its role, its disk (which outlives crashes) and, while it runs, its node.
 #[derive(Debug)]
 pub struct Machine {
@@ -116,6 +119,10 @@ impl World {
         self.log(|| format!("m{m}: started"));
         self.drain(m);
         self.open_browser_sessions(m);
+        if self.machines[m].role == Role::Browser {
+            let epoch = self.machines[m].epoch;
+            self.at(self.now + PAGE_POLL_MILLIS, Ev::PagePoll { m, epoch });
+        }
     }
 
     /// A browser peer opens a session to every native node it knows of (the web engine
@@ -131,6 +138,27 @@ impl World {
                 self.at(at, Ev::Connect { from: m, epoch, addr: native_addr(to) });
             }
         }
+    }
+
+    /// The page's control sessions poll its nodes' status about once a second; a node
+    /// seen joined that the page has no peer session to gets one (the web engine's
+    /// `ensure_peer`), so sessions lost to a drop or a partition come back.
+    pub(super) fn page_poll(&mut self, m: usize, epoch: u64) {
+        if self.machines[m].epoch != epoch || !self.machines[m].running() {
+            return;
+        }
+        if self.machines[m].joined() {
+            let linked = self.linked(m);
+            for to in 0..self.machines.len() {
+                let seen =
+                    self.machines[to].role != Role::Browser && self.machines[to].joined() && !self.partitioned(m, to);
+                if seen && !linked.contains(&to) {
+                    let at = self.now + self.latency();
+                    self.at(at, Ev::Connect { from: m, epoch, addr: native_addr(to) });
+                }
+            }
+        }
+        self.at(self.now + PAGE_POLL_MILLIS, Ev::PagePoll { m, epoch });
     }
 
     /// Stops machine `m` at once: connections break, queued storage is lost and the

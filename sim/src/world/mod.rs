@@ -54,6 +54,11 @@ enum Ev {
         m: usize,
         epoch: u64,
     },
+    /// A page's control sessions poll its nodes' status.
+    PagePoll {
+        m: usize,
+        epoch: u64,
+    },
 }
 
 /// Faults planted on purpose, to show that each check notices what it guards against.
@@ -91,7 +96,7 @@ pub struct Stats {
     pub torn_writes: u64,
     pub rejected_chunks: u64,
     pub leaves_ok: u64,
-    /// Leaves that lost chunks only because a liar claimed them (issue 11).
+    /// Leaves that lost chunks only because a lying member proved it held them.
     pub known_leave_losses: u64,
     pub sim_millis: Millis,
 }
@@ -126,7 +131,7 @@ pub struct World {
     pub inserted: BTreeSet<usize>,
     /// Chunks a liar claimed to each machine without holding them.
     false_haves: BTreeSet<(usize, FileName, u32)>,
-    /// Files a leave lost to a liar's claim: excused from convergence (issue 11).
+    /// Files a leave lost to a lying member's proof: excused from convergence.
     pub excused: BTreeSet<FileName>,
     pub stats: Stats,
     pub trace: Vec<String>,
@@ -248,7 +253,7 @@ impl World {
 
     /// Whether messages, dials or storage are still under way.
     pub fn busy(&self) -> bool {
-        self.queue.values().any(|ev| !matches!(ev, Ev::Act(_) | Ev::Connect { .. }))
+        self.queue.values().any(|ev| !matches!(ev, Ev::Act(_) | Ev::Connect { .. } | Ev::PagePoll { .. }))
             || self.machines.iter().any(|x| x.storage_busy)
     }
 
@@ -273,6 +278,7 @@ impl World {
             }
             Ev::Connect { from, epoch, addr } => self.connect(from, epoch, addr),
             Ev::Storage { m, epoch } => self.storage_step(m, epoch),
+            Ev::PagePoll { m, epoch } => self.page_poll(m, epoch),
         }
     }
 

@@ -43,7 +43,7 @@ impl World {
         }
     }
 
-    fn partitioned(&self, a: usize, b: usize) -> bool {
+    pub(super) fn partitioned(&self, a: usize, b: usize) -> bool {
         self.partition.is_some_and(|side| (side >> a) & 1 != (side >> b) & 1)
     }
 
