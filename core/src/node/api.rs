@@ -14,7 +14,8 @@ use crate::wire::{ChunkRef, Code, Envelope, PeerAddr};
 /// Milliseconds since an origin of the driver's choosing.
 pub type Millis = u64;
 
-/// A connection, numbered by the driver.
+/// A connection, numbered by the driver in the order connections open: the node takes a
+/// higher number for a newer connection (it speaks to a peer on its newest one).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 

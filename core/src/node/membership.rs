@@ -214,7 +214,9 @@ impl Node {
         for addr in peers {
             let peer = &self.peers[&addr];
             let conns: Vec<ConnId> = peer.conns.iter().copied().collect();
-            self.send(peer.conn, PeerMessage::Remove);
+            for &conn in &conns {
+                self.send(conn, PeerMessage::Remove);
+            }
             for conn in conns {
                 if self.conns.get(&conn).is_some_and(|c| !c.control) {
                     self.net.push_back(NetCommand::Close(conn));

@@ -432,8 +432,12 @@ impl Node {
                     self.handle_malformed(now, conn, "Add needs HostName and PortNumber".into());
                     return;
                 };
+                // An Add on a connection older than one the peer already speaks on
+                // was sent before what came on the newer one (the peer restarted or
+                // dialled again): it adds to what we know but replaces nothing.
+                let fresh = self.peers.get(&addr).is_none_or(|p| conn >= p.conn);
                 if self.register_peer(conn, addr.clone()) {
-                    self.apply_file_list(&addr, files, true);
+                    self.apply_file_list(&addr, files, fresh);
                     let files = self.file_list();
                     self.send(conn, PeerMessage::Files { files });
                 }
@@ -455,7 +459,12 @@ impl Node {
                 Reply { reason: Some("introduce yourself with Add first".into()), ..Reply::code(Code::BadRequest) },
             ),
             (PeerMessage::Remove, Some(addr)) => {
-                self.drop_peer(&addr, true);
+                // It speaks for this connection only: a Remove that arrives late on an
+                // old connection must not end the peer that has since come back on a
+                // new one. A leaving peer says it on each of its connections.
+                if self.detach(&addr, conn) {
+                    self.drop_peer(&addr, true);
+                }
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.peer = None;
                 }

@@ -108,8 +108,10 @@ impl Node {
         self.stop_redial(&addr);
         match self.peers.get_mut(&addr) {
             Some(peer) => {
-                peer.conn = conn;
+                // We speak on the newest connection: an older one may be dead without
+                // our knowing yet (the peer restarted; its last words still arrive).
                 peer.conns.insert(conn);
+                peer.conn = *peer.conns.last().expect("just inserted");
             }
             None => {
                 let cursor = self.random();
@@ -144,8 +146,8 @@ impl Node {
     pub(super) fn detach(&mut self, addr: &PeerAddr, conn: ConnId) -> bool {
         self.peers.get_mut(addr).is_some_and(|p| {
             p.conns.remove(&conn);
-            if let Some(&other) = p.conns.iter().next() {
-                p.conn = other;
+            if let Some(&newest) = p.conns.last() {
+                p.conn = newest;
             }
             p.conns.is_empty()
         })

@@ -87,7 +87,9 @@ impl World {
         };
         self.stats.messages += 1;
         crate::check::sent(self, m, &envelope);
-        self.log(|| format!("m{m} -> m{}: {}", half.to.0, describe(&envelope.message)));
+        self.log(|| {
+            format!("m{m} -> m{} (conn {} -> {}): {}", half.to.0, conn, half.to.1, describe(&envelope.message))
+        });
         let mut buf = BytesMut::new();
         envelope.encode().write_tcp(&mut buf);
         let at = (self.now + self.latency()).max(half.floor);
