@@ -658,6 +658,24 @@ fn leave_right_after_insert_loses_nothing() {
     }
 }
 
+/// Found by the simulator (seeds 378, 1270, 1536): an empty file has no chunk, so no
+/// leave plan held it, and a leave answered OK lost a file only the leaver had.
+#[test]
+fn leave_hands_over_an_empty_file_only_it_holds() {
+    let mut net = Net::new(2);
+    // A peer that fetches only what it asks for: it hears of the file, holds nothing.
+    net.machines[1].node.fetch_on_request();
+    net.join_all();
+    assert_eq!(net.insert(0, "empty", Vec::new()), Code::Ok);
+    net.run();
+    assert_eq!(net.file(1, "empty"), None);
+    let leave = net.control(0, Control::Leave, true, Some("secret"));
+    net.run();
+    let reply = &net.clients[&(0, leave)][0];
+    assert_eq!((reply.code, reply.unconfirmed), (Some(Code::Ok), None));
+    assert_eq!(net.file(1, "empty"), Some(&Vec::new()), "handed over before the leave answered");
+}
+
 #[test]
 fn corrupt_chunks_are_rejected_and_the_liar_cut_off() {
     // Large enough that the liar, which never delivers and so is asked only two chunks

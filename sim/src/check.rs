@@ -118,6 +118,24 @@ pub fn leave_answered(world: &mut World, m: usize) {
     let files: Vec<FileSpec> =
         world.schedule.files.iter().filter(|s| world.machines[m].disk.knows(&s.name)).cloned().collect();
     for s in &files {
+        if s.manifest.chunk_count() == 0 {
+            // An empty file has no chunk to hand over, but it is data all the same.
+            let known = |y: usize, honest: bool| {
+                y != m && world.machines[y].honest() == honest && world.machines[y].disk.knows(&s.name)
+            };
+            let n = world.machines.len();
+            if (0..n).any(|y| known(y, true)) || !world.machines[m].disk.has_published(s) {
+                continue;
+            }
+            if (0..n).any(|y| known(y, false)) && !world.options.strict {
+                world.stats.known_leave_losses += 1;
+                world.excused.insert(s.name.clone());
+                continue;
+            }
+            let detail = format!("m{m} left answering OK, but the empty file {} is known nowhere else", s.name);
+            violate(world, Invariant::LeaveLostData, detail);
+            return;
+        }
         for i in ChunkIndex::all(s.manifest.chunk_count()) {
             if !world.machines[m].disk.holds(s, i) {
                 continue;

@@ -110,6 +110,18 @@ fn a_complete_file_a_crash_kept_from_publishing_is_published_at_start() {
     }
 }
 
+/// Regression (core, peers): bytes a restarted peer sent before it crashed still
+/// arrived on its old connections and undid what came on its new one (a dead
+/// connection chosen to speak on, claims replaced by a late Add, a late Remove).
+#[test]
+fn late_words_on_an_old_connection_do_not_undo_a_new_one() {
+    for seed in [124, 300, 1727] {
+        if let Err(failure) = check_seed(seed, &Options::default()) {
+            panic!("{failure}");
+        }
+    }
+}
+
 /// Regression (simulator): a connection closed by one end and then cut by a crash
 /// lost the Remove already on its way, so the leave looked like a crash.
 #[test]

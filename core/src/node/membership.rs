@@ -96,9 +96,8 @@ impl Node {
         let mut todo = BTreeSet::new();
         for (name, f) in self.files.iter() {
             if f.manifest.is_some() {
-                todo.extend(
-                    f.have.iter().filter(|&i| !self.proven_elsewhere(name, i, None)).map(|i| (name.clone(), i)),
-                );
+                let held = plan_units(f.chunk_count(), f.have.iter());
+                todo.extend(held.filter(|&i| !self.safe_elsewhere(name, i)).map(|i| (name.clone(), i)));
             }
         }
         self.stop_redials();
@@ -130,8 +129,11 @@ impl Node {
             peer.pushes += 1;
             let conn = peer.conn;
             let file = &self.files[&key.0];
+            let empty = file.chunk_count() == 0;
             // Its next announcement of this chunk proves the push arrived.
-            peer.sent.entry(key.0.clone()).or_insert_with(|| ChunkSet::new(file.chunk_count())).insert(key.1);
+            if !empty {
+                peer.sent.entry(key.0.clone()).or_insert_with(|| ChunkSet::new(file.chunk_count())).insert(key.1);
+            }
             if plan.manifests_sent.insert((addr.clone(), key.0.clone())) {
                 let m = file.manifest.as_ref().expect("only files with a manifest are planned");
                 let message = PeerMessage::Manifest {
@@ -142,9 +144,20 @@ impl Node {
                 };
                 self.net.push_back(NetCommand::Send { conn, envelope: envelope(&self.config.me, message.into()) });
             }
-            let chunk = ChunkRef { file: key.0.clone(), size: file.size, index: key.1 };
-            self.storage.push_back(StorageCommand::Read { conn, chunk, push: true });
+            if !empty {
+                let chunk = ChunkRef { file: key.0.clone(), size: file.size, index: key.1 };
+                self.storage.push_back(StorageCommand::Read { conn, chunk, push: true });
+            }
             plan.pushed.insert(key, addr.clone());
+        }
+    }
+
+    /// Whether chunk `i` of `name` is safe without us: a peer proved it holds it. An
+    /// empty file has no chunk to prove; a peer that lists it holds all there is.
+    fn safe_elsewhere(&self, name: &FileName, i: ChunkIndex) -> bool {
+        match self.files.get(name) {
+            Some(f) if f.chunk_count() == 0 => self.peers.values().any(|p| p.files.contains_key(name)),
+            _ => self.proven_elsewhere(name, i, None),
         }
     }
 
@@ -154,8 +167,11 @@ impl Node {
         if !matches!(self.membership, Membership::Leaving(_)) {
             return;
         }
-        let more: Vec<(FileName, ChunkIndex)> =
-            chunks.into_iter().filter(|&i| !self.proven_elsewhere(name, i, None)).map(|i| (name.clone(), i)).collect();
+        let count = self.files.get(name).map_or(0, |f| f.chunk_count());
+        let more: Vec<(FileName, ChunkIndex)> = plan_units(count, chunks.into_iter())
+            .filter(|&i| !self.safe_elsewhere(name, i))
+            .map(|i| (name.clone(), i))
+            .collect();
         if let Membership::Leaving(plan) = &mut self.membership {
             plan.todo.extend(more);
         }
@@ -234,4 +250,12 @@ impl Node {
             self.reply(conn, Reply { unconfirmed, ..Reply::code(Code::Ok) });
         }
     }
+}
+
+/// What a leave plans for a file of `count` chunks of which we hold `held`: those chunks;
+/// for an empty file, which has no chunk but is data too, chunk 0, which stands for its
+/// manifest (handed over alone, and safe once a peer lists the file).
+fn plan_units(count: u32, held: impl Iterator<Item = ChunkIndex>) -> impl Iterator<Item = ChunkIndex> {
+    let empty = (count == 0).then_some(ChunkIndex(0));
+    held.chain(empty)
 }

@@ -289,6 +289,10 @@ impl Node {
             peer.files.insert(name.clone(), ChunkSet::new(f.chunk_count()));
             peer.announced_bytes += f.size;
             f.announcers += 1;
+            if f.chunk_count() == 0 {
+                // Listing an empty file is all there is to hold of it (see `start_leave`).
+                self.leave_confirmed(name, ChunkIndex(0));
+            }
         }
         true
     }
