@@ -21,8 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use torronto_core::layout::chunk_range;
-use torronto_core::{ChunkRef, ConnId, Envelope, PeerAddr, StorageEvent};
+use torronto_core::layout::{chunk_len, chunk_range};
+use torronto_core::{ChunkRef, ConnId, Envelope, Message, PeerAddr, PeerMessage, StorageEvent};
 use torronto_net::{
     tune, write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, SecureFrameWriter, TcpFrameWriter,
 };
@@ -30,6 +30,7 @@ use torronto_ws_bridge::ws::WsFrameWriter;
 use torronto_ws_bridge::SecureWsWriter;
 
 use crate::input::{Input, Link};
+use crate::limits::Limiter;
 use crate::private::Private;
 use crate::store::io_error;
 
@@ -120,10 +121,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ConnWrite for SecureWsWriter<S> {
 
 /// Reads messages until the stream ends or breaks the protocol, then reports the
 /// disconnection.
-pub async fn read_loop(conn: ConnId, mut decoder: Decoder<impl FrameRead>, inputs: mpsc::Sender<Input>) {
+/// Chunk bodies wait for the download limit before the loop reads on.
+pub async fn read_loop(
+    conn: ConnId,
+    mut decoder: Decoder<impl FrameRead>,
+    inputs: mpsc::Sender<Input>,
+    limiter: Arc<Limiter>,
+) {
     loop {
         let input = match decoder.next().await {
-            Ok(Some(Incoming::Message(envelope))) => Input::Message { conn, envelope },
+            Ok(Some(Incoming::Message(envelope))) => {
+                if let Message::Peer(PeerMessage::Upload { data, .. }) = &envelope.message {
+                    limiter.download.take(data.len() as u64).await;
+                }
+                Input::Message { conn, envelope }
+            }
             Ok(Some(Incoming::Malformed(reason))) => Input::Malformed { conn, reason },
             Ok(None) => break,
             Err(e) => {
@@ -147,24 +159,30 @@ pub const OUTGOING_LIMIT: usize = 4096;
 /// goes away; flushes whenever the queue runs dry. Each stored Upload is reported to
 /// the node once it is on its way (`Sent`), which frees its place in the serving limit.
 /// `queued` counts the messages the driver has queued and this has not yet written.
+/// Chunk bodies wait for the upload limit.
 pub async fn write_loop(
     conn: ConnId,
     mut frames: impl ConnWrite,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     queued: Arc<AtomicUsize>,
     inputs: mpsc::Sender<Input>,
+    limiter: Arc<Limiter>,
 ) {
     while let Some(first) = outgoing.recv().await {
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
                 Outgoing::Message(envelope) => {
+                    if let Message::Peer(PeerMessage::Upload { data, .. }) = &envelope.message {
+                        limiter.upload.take(data.len() as u64).await;
+                    }
                     if write_encoded(&mut frames, &envelope.encode()).await.is_err() {
                         return;
                     }
                     queued.fetch_sub(1, Ordering::Relaxed);
                 }
                 Outgoing::Stored(upload) => {
+                    limiter.upload.take(chunk_len(upload.chunk.size, upload.chunk.index) as u64).await;
                     let result = frames.write_stored(&upload).await;
                     if let Err(e) = &result {
                         tracing::debug!(%conn, "closing connection: sending {}: {e}", upload.chunk.file);
