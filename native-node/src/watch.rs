@@ -66,7 +66,10 @@ pub async fn run(
                     continue;
                 }
                 let before = last.as_ref().zip(rates).map(|(l, r)| (&l.status, r));
-                let lines = render(node, &sample.status, before, every);
+                let mut lines = render(node, &sample.status, before, every);
+                if terminal {
+                    lines[0].push_str(" · q quits");
+                }
                 last = Some(sample);
                 lines
             }
@@ -116,7 +119,7 @@ fn render(node: &str, s: &Status, before: Option<(&Status, Rates)>, every: Durat
     let joined = if s.joined { "joined" } else { "not joined" };
     let name = if s.node.is_empty() { node } else { &s.node };
     let mut lines = vec![format!(
-        "torronto watch · node {name} · {joined} · {} peer(s) · every {:.1}s · q quits",
+        "torronto watch · node {name} · {joined} · {} peer(s) · every {:.1}s",
         s.peers.len(),
         every.as_secs_f64()
     )];
@@ -175,9 +178,9 @@ fn render(node: &str, s: &Status, before: Option<(&Status, Rates)>, every: Durat
 
 /// Draws a frame over the last: home, each line cleared to its end, the rest cleared.
 fn draw(lines: &[String]) {
-    let (rows, cols) = tcgetwinsize(std::io::stdout())
-        .map(|w| (usize::from(w.ws_row.max(1)), usize::from(w.ws_col.max(1))))
-        .unwrap_or((usize::MAX, usize::MAX));
+    // A terminal that does not know its size says 0.
+    let size = |n: u16| if n == 0 { usize::MAX } else { usize::from(n) };
+    let (rows, cols) = tcgetwinsize(std::io::stdout()).map(|w| (size(w.ws_row), size(w.ws_col))).unwrap_or((usize::MAX, usize::MAX));
     let mut frame = String::from("\x1b[H");
     for line in lines.iter().take(rows) {
         frame.extend(line.chars().take(cols));
