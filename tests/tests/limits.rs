@@ -90,6 +90,8 @@ fn an_upload_limit_holds_over_a_transfer_and_changes_while_it_runs() {
     let fetcher = downloader("fetcher", &seeder, &[]);
     wait_fetching(&fetcher);
     assert_rate("served at 2 MiB/s", measure(&seeder, "bytesServed", 6.0), 2.0 * MIB, 0.5);
+    // Unlimited, loopback would have sent the whole file in well under a second.
+    assert!(number(&seeder.query(), "bytesServed") < FILE_SIZE as u64, "the whole file went out at once");
 
     // Lowered while the transfer runs: the chunks already waiting go at the new rate.
     let changed = seeder.cli(&["limit", "--upload-limit", "512KiB/s", "--json"]).ok("limit --upload-limit");
