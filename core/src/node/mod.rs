@@ -18,6 +18,7 @@
 //! - `identities`: in a private network, which key may speak for which address (pins,
 //!   first use) and which keys are banned;
 //! - `control`: who may control the node (the token) and the throttling of guesses;
+//! - `limits`: the bandwidth limits a control client sets (the driver enforces them);
 //! - `imports`: Insert, from a control client or the driver ([`Node::insert`]), and
 //!   where a remote client may insert from;
 //! - `timers`: every deadline, in order.
