@@ -96,9 +96,8 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     if size.is_empty() || size.starts_with('-') {
         return Err(format!("{text:?} is not a rate (like 20MiB/s, 500K/s, or bytes per second; 0 or off for none)"));
     }
-    parse_size(size).map_err(|_| {
-        format!("{text:?} is not a rate (like 20MiB/s, 500K/s, or bytes per second; 0 or off for none)")
-    })
+    parse_size(size)
+        .map_err(|_| format!("{text:?} is not a rate (like 20MiB/s, 500K/s, or bytes per second; 0 or off for none)"))
 }
 
 /// A rate for people: `2.0 MiB/s`, or `unlimited`.

@@ -7,10 +7,10 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use torronto_core::{wire, Code, PeerAddr, RateLimits};
 use torronto_node::client::{self, exit_status, format_status, print_error};
 use torronto_node::driver::{Driver, NodeOptions};
+use torronto_node::limits::{format_rate, parse_rate};
 use torronto_node::private::{new_secret_text, read_secret};
 use torronto_node::store::{parse_size, MinFree, Space};
 use torronto_node::web::{self, WebOptions};
-use torronto_node::limits::{format_rate, parse_rate};
 use torronto_node::{config, demo, peers_file, progress, shutdown_signal, watch};
 
 #[derive(Parser, Debug)]

@@ -123,7 +123,8 @@ fn render(node: &str, s: &Status, before: Option<(&Status, Rates)>, every: Durat
         s.peers.len(),
         every.as_secs_f64()
     )];
-    let rate = |r: Option<f64>| r.map_or_else(|| "…".to_owned(), |r| format_rate(r as u64).replace("unlimited", "0 B/s"));
+    let rate =
+        |r: Option<f64>| r.map_or_else(|| "…".to_owned(), |r| format_rate(r as u64).replace("unlimited", "0 B/s"));
     let rates = before.map(|(_, r)| r);
     lines.push(format!(
         "download {} (limit {}) · upload {} (limit {})",
@@ -180,7 +181,8 @@ fn render(node: &str, s: &Status, before: Option<(&Status, Rates)>, every: Durat
 fn draw(lines: &[String]) {
     // A terminal that does not know its size says 0.
     let size = |n: u16| if n == 0 { usize::MAX } else { usize::from(n) };
-    let (rows, cols) = tcgetwinsize(std::io::stdout()).map(|w| (size(w.ws_row), size(w.ws_col))).unwrap_or((usize::MAX, usize::MAX));
+    let (rows, cols) =
+        tcgetwinsize(std::io::stdout()).map(|w| (size(w.ws_row), size(w.ws_col))).unwrap_or((usize::MAX, usize::MAX));
     let mut frame = String::from("\x1b[H");
     for line in lines.iter().take(rows) {
         frame.extend(line.chars().take(cols));

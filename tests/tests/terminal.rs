@@ -24,7 +24,9 @@ fn insert_off_a_terminal_prints_plain_progress_lines_from_the_node() {
         .stderr
         .lines()
         .filter(|l| l.starts_with("inserting big.bin: ") && l.contains(" of 256.0 MiB)"))
-        .filter(|l| l.split('%').next().and_then(|p| p.rsplit(' ').next()?.parse::<u32>().ok()).is_some_and(|p| p < 100))
+        .filter(|l| {
+            l.split('%').next().and_then(|p| p.rsplit(' ').next()?.parse::<u32>().ok()).is_some_and(|p| p < 100)
+        })
         .collect();
     assert!(!under_way.is_empty(), "no progress line:\n{out}");
 }
