@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use torronto_core::{Code, Control, FileName, NetworkSecret};
 
-use crate::client::{human_size, request_secured, Answer};
+use crate::client::{human_size, request_secured, spinner, Answer};
 use crate::limits::format_rate;
 
 /// How often the node is asked; lines (off a terminal) come at most every [`LINE_EVERY`].
@@ -110,10 +110,7 @@ impl Shown {
     /// Before the node reports progress (or a node too old to): a spinner on a terminal.
     fn waiting(&mut self, path: &str, started: Instant) {
         if self.terminal && self.first.is_none() {
-            const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-            let elapsed = started.elapsed().as_secs_f64();
-            let frame = FRAMES[(elapsed * 4.0) as usize % FRAMES.len()];
-            eprint!("\r\x1b[2K{frame} inserting {path}… {elapsed:.0}s");
+            eprint!("{}", spinner(&format!("inserting {path}"), started));
             self.drawn = true;
         }
     }

@@ -1,4 +1,5 @@
-//! The terminal: `torronto insert` reports real progress (plain lines off a terminal),
+//! The terminal: `torronto insert` reports the node's progress (plain lines off a
+//! terminal, a bar on one),
 //! and `torronto watch` redraws a live view in a pseudo-terminal (util-linux `script`
 //! gives it one), follows what happens on the node, quits on q or Ctrl-C and gives the
 //! terminal back; off a terminal it prints plain snapshots.
@@ -11,7 +12,7 @@ use std::time::Duration;
 use torronto_tests::{bin, random_file, state_home, wait_until, TestNode};
 
 #[test]
-fn insert_off_a_terminal_prints_plain_progress_lines_from_the_node() {
+fn insert_shows_the_nodes_progress_as_plain_lines_or_as_a_bar_on_a_terminal() {
     let node = TestNode::start_alone("inserter");
     // Large enough that copying and hashing it takes the node a while.
     let file = node.root().join("big.bin");
@@ -29,16 +30,31 @@ fn insert_off_a_terminal_prints_plain_progress_lines_from_the_node() {
         })
         .collect();
     assert!(!under_way.is_empty(), "no progress line:\n{out}");
+
+    // On a terminal: one bar, redrawn in place, with bytes, rate and ETA.
+    let file = node.root().join("bar.bin");
+    std::fs::File::create(&file).unwrap().set_len(256 << 20).unwrap();
+    let command = format!("{} insert {} --node {}", bin().display(), file.display(), node.addr());
+    let mut script = Command::new("script");
+    script.args(["--quiet", "--flush", "--return", "--command", &command, "/dev/null"]);
+    let mut insert = Captured::start(script);
+    assert_eq!(insert.wait_exit(), Some(0), "{:?}", insert.text());
+    let text = insert.text();
+    assert!(text.contains("inserted"), "{text:?}");
+    let bar = text.split('\r').find(|l| l.contains("bar.bin █") || l.contains("bar.bin ░"));
+    let bar = bar.unwrap_or_else(|| panic!("no progress bar:\n{text:?}"));
+    assert!(bar.contains("/ 256.0 MiB") && bar.contains("ETA"), "{bar:?}");
+    assert!(text.matches("\r\x1b[2K").count() >= 2, "not redrawn in place:\n{text:?}");
 }
 
 /// A child whose stdout is gathered as it comes.
-struct Watched {
+struct Captured {
     child: Child,
     output: Arc<Mutex<Vec<u8>>>,
 }
 
-impl Watched {
-    fn start(mut command: Command) -> Watched {
+impl Captured {
+    fn start(mut command: Command) -> Self {
         let mut child = command
             .env("XDG_STATE_HOME", state_home())
             .env_remove("TORRONTO_TOKEN")
@@ -55,7 +71,7 @@ impl Watched {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Watched { child, output }
+        Captured { child, output }
     }
 
     fn text(&self) -> String {
@@ -71,7 +87,7 @@ impl Watched {
     /// Waits for the process to end on its own; its exit code.
     fn wait_exit(&mut self) -> Option<i32> {
         let mut code = None;
-        wait_until(Duration::from_secs(10), "watch to quit", || {
+        wait_until(Duration::from_secs(30), "the process to end", || {
             code = self.child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
             code.is_some()
         });
@@ -79,7 +95,7 @@ impl Watched {
     }
 }
 
-impl Drop for Watched {
+impl Drop for Captured {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -87,11 +103,11 @@ impl Drop for Watched {
 }
 
 /// `torronto watch` in a pseudo-terminal of its own.
-fn watch_in_a_terminal(node: &TestNode) -> Watched {
+fn watch_in_a_terminal(node: &TestNode) -> Captured {
     let command = format!("{} watch --node {} --interval 0.3", bin().display(), node.addr());
     let mut script = Command::new("script");
     script.args(["--quiet", "--flush", "--return", "--command", &command, "/dev/null"]);
-    Watched::start(script)
+    Captured::start(script)
 }
 
 #[test]
@@ -140,7 +156,7 @@ fn watch_off_a_terminal_prints_plain_snapshots() {
     node.insert(&file).ok("insert");
     let mut command = Command::new(bin());
     command.args(["watch", "--node", &node.addr(), "--interval", "0.2"]);
-    let watch = Watched::start(command);
+    let watch = Captured::start(command);
     wait_until(Duration::from_secs(15), "two snapshots", || watch.text().matches("plain.bin").count() >= 2);
     let text = watch.text();
     assert!(!text.contains('\x1b'), "terminal codes off a terminal:\n{text}");
