@@ -9,6 +9,7 @@
 //! On TCP the writer also sends chunk bodies straight from their files (sendfile),
 //! sparing a read into memory and a copy into the socket for every chunk served.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
 use std::io;
@@ -21,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
 use torronto_core::layout::{chunk_len, chunk_range};
 use torronto_core::{ChunkRef, ConnId, Envelope, Message, PeerAddr, PeerMessage, StorageEvent};
 use torronto_net::{
@@ -159,7 +161,7 @@ pub const OUTGOING_LIMIT: usize = 4096;
 /// goes away; flushes whenever the queue runs dry. Each stored Upload is reported to
 /// the node once it is on its way (`Sent`), which frees its place in the serving limit.
 /// `queued` counts the messages the driver has queued and this has not yet written.
-/// Chunk bodies wait for the upload limit.
+/// Chunk bodies wait for the upload limit; other messages go on meanwhile.
 pub async fn write_loop(
     conn: ConnId,
     mut frames: impl ConnWrite,
@@ -168,46 +170,98 @@ pub async fn write_loop(
     inputs: mpsc::Sender<Input>,
     limiter: Arc<Limiter>,
 ) {
-    while let Some(first) = outgoing.recv().await {
-        let mut next = Some(first);
-        while let Some(item) = next {
-            match item {
-                Outgoing::Message(envelope) => {
-                    if let Message::Peer(PeerMessage::Upload { data, .. }) = &envelope.message {
-                        limiter.upload.take(data.len() as u64).await;
-                    }
-                    if write_encoded(&mut frames, &envelope.encode()).await.is_err() {
+    // Chunks taken off the queue while another waited for the upload limit: the limit
+    // holds back chunk bodies only, not what else the node tells this peer (its own
+    // requests above all, or our downloads would slow down with our uploads).
+    let mut later = VecDeque::new();
+    loop {
+        let item = match later.pop_front() {
+            Some(item) => item,
+            None => match outgoing.try_recv() {
+                Ok(item) => item,
+                Err(TryRecvError::Empty) => {
+                    if frames.flush().await.is_err() {
                         return;
                     }
-                    queued.fetch_sub(1, Ordering::Relaxed);
+                    match outgoing.recv().await {
+                        Some(item) => item,
+                        None => break,
+                    }
                 }
-                Outgoing::Stored(upload) => {
-                    limiter.upload.take(chunk_len(upload.chunk.size, upload.chunk.index) as u64).await;
-                    let result = frames.write_stored(&upload).await;
-                    if let Err(e) = &result {
-                        tracing::debug!(%conn, "closing connection: sending {}: {e}", upload.chunk.file);
-                    }
-                    // A peer gone away is the reader's to report; a file that failed, ours.
-                    if result.as_ref().is_err_and(is_disconnect) {
-                        return;
-                    }
-                    let failed = result.is_err();
-                    let result = result.map_err(|e| io_error(upload.chunk.file.as_str(), &e));
-                    let StoredUpload { chunk, push, .. } = upload;
-                    let sent = Input::Storage(StorageEvent::Sent { conn, chunk, push, result });
-                    // Part of a frame may be out: the stream cannot go on after a failure.
-                    if inputs.send(sent).await.is_err() || failed {
-                        return;
+                Err(TryRecvError::Disconnected) => break,
+            },
+        };
+        if let Some(bytes) = chunk_body(&item).filter(|_| limiter.upload.is_limited()) {
+            if frames.flush().await.is_err() {
+                return;
+            }
+            let paced = limiter.upload.take(bytes);
+            tokio::pin!(paced);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut paced => break,
+                    Some(other) = outgoing.recv() => {
+                        if chunk_body(&other).is_some() {
+                            later.push_back(other);
+                        } else if !send(conn, &mut frames, other, &queued, &inputs).await || frames.flush().await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
-            next = outgoing.try_recv().ok();
         }
-        if frames.flush().await.is_err() {
+        if !send(conn, &mut frames, item, &queued, &inputs).await {
             return;
         }
     }
     let _ = frames.close().await;
+}
+
+/// The size of the chunk body `item` carries, if it carries one.
+fn chunk_body(item: &Outgoing) -> Option<u64> {
+    match item {
+        Outgoing::Message(Envelope { message: Message::Peer(PeerMessage::Upload { data, .. }), .. }) => {
+            Some(data.len() as u64)
+        }
+        Outgoing::Message(_) => None,
+        Outgoing::Stored(upload) => Some(chunk_len(upload.chunk.size, upload.chunk.index) as u64),
+    }
+}
+
+/// Writes one item; false once the connection cannot go on.
+async fn send(
+    conn: ConnId,
+    frames: &mut impl ConnWrite,
+    item: Outgoing,
+    queued: &AtomicUsize,
+    inputs: &mpsc::Sender<Input>,
+) -> bool {
+    match item {
+        Outgoing::Message(envelope) => {
+            if write_encoded(frames, &envelope.encode()).await.is_err() {
+                return false;
+            }
+            queued.fetch_sub(1, Ordering::Relaxed);
+            true
+        }
+        Outgoing::Stored(upload) => {
+            let result = frames.write_stored(&upload).await;
+            if let Err(e) = &result {
+                tracing::debug!(%conn, "closing connection: sending {}: {e}", upload.chunk.file);
+            }
+            // A peer gone away is the reader's to report; a file that failed, ours.
+            if result.as_ref().is_err_and(is_disconnect) {
+                return false;
+            }
+            let failed = result.is_err();
+            let result = result.map_err(|e| io_error(upload.chunk.file.as_str(), &e));
+            let StoredUpload { chunk, push, .. } = upload;
+            let sent = Input::Storage(StorageEvent::Sent { conn, chunk, push, result });
+            // Part of a frame may be out: the stream cannot go on after a failure.
+            inputs.send(sent).await.is_ok() && !failed
+        }
+    }
 }
 
 fn is_disconnect(e: &io::Error) -> bool {

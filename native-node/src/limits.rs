@@ -55,6 +55,11 @@ impl Pacer {
         self.rate.send_replace(rate);
     }
 
+    /// Whether there is a limit (else [`Pacer::take`] never waits).
+    pub fn is_limited(&self) -> bool {
+        *self.rate.borrow() != 0
+    }
+
     /// Waits until `bytes` may pass.
     pub async fn take(&self, bytes: u64) {
         if *self.rate.borrow() == 0 {

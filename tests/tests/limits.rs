@@ -128,6 +128,31 @@ fn a_download_limit_from_the_config_file_holds_over_a_transfer() {
 }
 
 #[test]
+fn an_upload_limit_does_not_hold_back_the_nodes_own_requests() {
+    // One connection (only `slow` dials): its requests to `fast` share the writer that
+    // paces its uploads to `fast` at one chunk a second.
+    let mut fast = TestNode::new("fast");
+    fast.set_join_on_start(true);
+    fast.start();
+    let mut slow = TestNode::new("slow");
+    slow.set_peers(&[fast.addr()]);
+    slow.set_extra_args(&["--upload-limit", "64KiB"]);
+    slow.start();
+    let (wanted, given) = (fast.root().join("wanted.bin"), slow.root().join("given.bin"));
+    random_file(&wanted, 8 << 20, 1);
+    random_file(&given, 8 << 20, 2);
+    fast.insert(&wanted).ok("insert on fast");
+    slow.insert(&given).ok("insert on slow");
+    slow.join();
+    wait_until(Duration::from_secs(20), "slow to have wanted.bin", || {
+        file_status(&slow.query(), "wanted.bin").is_some_and(|f| f.local == 1.0)
+    });
+    // Meanwhile its uploads kept to the limit.
+    let served = number(&slow.query(), "bytesServed");
+    assert!(served < 3 << 20, "slow served {served} bytes at 64 KiB/s");
+}
+
+#[test]
 fn a_limited_seeder_shares_its_rate_fairly_even_with_a_greedy_peer() {
     let seeder = seeder(&["--upload-limit", "2MiB/s"]);
     let first = downloader("first", &seeder, &[]);
