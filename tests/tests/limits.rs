@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use torronto_tests::raw::{peer_header, Raw};
+use torronto_tests::raw::{assert_code, peer_header, Raw};
 use torronto_tests::{file_status, number, random_file, wait_until, TestNode, CHUNK};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -107,6 +107,10 @@ fn an_upload_limit_holds_over_a_transfer_and_changes_while_it_runs() {
     let bad = seeder.cli(&["limit", "--upload-limit", "fast"]);
     assert_eq!(bad.code, 2, "{bad}");
     assert!(bad.stderr.contains("\"fast\" is not a rate"), "{bad}");
+    // Like every control action, it needs the token.
+    let mut stranger = Raw::anonymous(&seeder.addr());
+    stranger.send_header(&json!({"Action": 14, "UploadLimit": 0}));
+    assert_code(&stranger.read_reply("Limit without a token"), 5, "Limit without a token");
     assert!(seeder.cli(&["limits"]).ok("limits").stdout.contains("upload limit:   512.0 KiB/s"));
 }
 
