@@ -156,6 +156,49 @@ fn an_upload_limit_does_not_hold_back_the_nodes_own_requests() {
     assert!(served < 3 << 20, "slow served {served} bytes at 64 KiB/s");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_peer_on_the_websocket_endpoint_is_paced_too() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let ws = torronto_tests::free_port();
+    let ws_addr = format!("127.0.0.1:{ws}");
+    let seeder = tokio::task::block_in_place(|| seeder(&["--upload-limit", "1MiB/s", "--ws", &ws_addr]));
+    let (mut session, _) = tokio_tungstenite::connect_async(format!("ws://{ws_addr}/ws")).await.expect("ws session");
+    // As a browser peer: a header as text, a body as binary.
+    let header = |v: serde_json::Value| WsMessage::Text(v.to_string().into());
+    session.send(header(json!({"HostName": "browser-limits", "PortNumber": 0, "Action": 4}))).await.unwrap();
+    session.send(WsMessage::Binary(json!({"Files": []}).to_string().into_bytes().into())).await.unwrap();
+    // 200 chunks (12.5 MiB) asked at once, within the node's serving limit of 256.
+    for i in 0..200 {
+        let download = json!({"HostName": "browser-limits", "PortNumber": 0, "Action": 7,
+                              "Files": [{"FileName": "big.bin", "chunks": [FILE_SIZE, i]}]});
+        session.send(header(download)).await.unwrap();
+    }
+    let (mut received, mut chunks) = (0u64, 0);
+    let mut started = None;
+    let window = Duration::from_secs(4);
+    while chunks < 200 && started.is_none_or(|s: Instant| s.elapsed() < window) {
+        let next = tokio::time::timeout(Duration::from_secs(10), session.next()).await;
+        let Ok(Some(Ok(message))) = next else { panic!("the session ended: {next:?}") };
+        if let WsMessage::Binary(body) = message {
+            chunks += 1;
+            // Counted from the first chunk on: the window holds the rest.
+            match started {
+                None => started = Some(Instant::now()),
+                Some(_) => received += body.len() as u64,
+            }
+        }
+    }
+    let seconds = started.unwrap().elapsed().as_secs_f64();
+    assert!(
+        received as f64 <= MIB * seconds * 1.1 + CHUNK as f64 && received as f64 >= MIB * seconds * 0.4,
+        "{:.2} MiB in {seconds:.2} s over the WebSocket against a limit of 1 MiB/s",
+        received as f64 / MIB
+    );
+    drop(seeder);
+}
+
 #[test]
 fn a_limited_seeder_shares_its_rate_fairly_even_with_a_greedy_peer() {
     let seeder = seeder(&["--upload-limit", "2MiB/s"]);
