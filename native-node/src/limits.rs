@@ -77,7 +77,8 @@ impl Pacer {
             if *next <= now {
                 // A timer that fired late keeps its due (at most one chunk's worth);
                 // time spent idle earns nothing.
-                *next = (*next).max(now - cost) + cost;
+                // (`checked_sub`: a slow rate's cost can reach back before the clock's start.)
+                *next = (*next).max(now.checked_sub(cost).unwrap_or(now)) + cost;
                 return;
             }
             tokio::select! {
