@@ -99,11 +99,17 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         return Ok(0);
     }
     let size = t.strip_suffix("/s").or_else(|| t.strip_suffix("/S")).unwrap_or(t);
+    let not_a_rate =
+        || format!("{text:?} is not a rate (like 20MiB/s, 500K/s, or bytes per second; 0 or off for none)");
     if size.is_empty() || size.starts_with('-') {
-        return Err(format!("{text:?} is not a rate (like 20MiB/s, 500K/s, or bytes per second; 0 or off for none)"));
+        return Err(not_a_rate());
     }
-    parse_size(size)
-        .map_err(|_| format!("{text:?} is not a rate (like 20MiB/s, 500K/s, or bytes per second; 0 or off for none)"))
+    let rate = parse_size(size).map_err(|_| not_a_rate())?;
+    // Rounded down to nothing, it would read as no limit at all.
+    if rate == 0 && size.chars().any(|c| matches!(c, '1'..='9')) {
+        return Err(format!("{text:?} is less than a byte per second (0 or off means no limit)"));
+    }
+    Ok(rate)
 }
 
 /// A rate for people: `2.0 MiB/s`, or `unlimited`.
@@ -129,6 +135,7 @@ mod tests {
         for none in ["0", "off", "OFF", "none", "0/s"] {
             assert_eq!(parse_rate(none), Ok(0), "{none}");
         }
+        assert!(parse_rate("0.5").unwrap_err().contains("less than a byte per second"));
         for bad in ["", "fast", "-5M", "20 furlongs/s", "/s", "5Mbit/s"] {
             let e = parse_rate(bad).unwrap_err();
             assert!(e.contains("is not a rate"), "{bad}: {e}");
