@@ -3,10 +3,10 @@
 //! known by its key and `Hello`, whatever its headers claim.
 
 use torronto_core::secure::{AuthenticatedPeer, Hello};
-use torronto_core::wire::Reply;
+use torronto_core::wire::{FileEntry, Reply};
 use torronto_core::{
-    ChunkSet, Code, Config, ConnId, ConnInfo, Digest, Envelope, Event, FileName, LocalFile, ManifestBuilder, Message,
-    NetCommand, Node, NodeId, PeerAddr, PeerMessage, Tuning,
+    ChunkIndex, ChunkSet, Code, Config, ConnId, ConnInfo, Digest, Envelope, Event, FileName, LocalFile,
+    ManifestBuilder, Message, NetCommand, Node, NodeId, PeerAddr, PeerMessage, Tuning,
 };
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -203,7 +203,16 @@ fn a_liar_is_banned_by_its_key_not_by_the_address_it_gives() {
     // Mallory, at her own address, lies three times and is banned.
     let mallory = member(3, "10.0.0.3:7001");
     let m = connect(&mut node, 2, Some(mallory.clone()));
-    say(&mut node, m, me(), PeerMessage::Add { files: vec![] });
+    // She announces three files, then sends manifests that do not match them.
+    let announced = (1..=3u8)
+        .map(|n| FileEntry {
+            name: FileName::new(&format!("lie-{n}.bin")).unwrap(),
+            size: 1000,
+            digest: Digest([n; 32]),
+            chunks: vec![ChunkIndex(0)],
+        })
+        .collect();
+    say(&mut node, m, me(), PeerMessage::Add { files: announced });
     let mut out = Vec::new();
     for n in 1..=3 {
         out.extend(say(&mut node, m, me(), bad_manifest(n)));

@@ -6,6 +6,8 @@
 //! back the same way. After each batch of inputs the loop drains the node's outputs:
 //! messages go to the connections' writer tasks, storage commands to the storage.
 
+mod admission;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -32,9 +34,9 @@ use crate::input::{Input, Link};
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 pub use crate::options::NodeOptions;
-use crate::private::{load_identity, Accepted, AcceptedWs, Private};
+use crate::private::{load_identity, Accepted, Private};
 use crate::registry::Registration;
-use crate::slots::{is_local, Admission, Refusal, Slots, MAX_CONNECTIONS, RESERVED_SLOTS};
+use crate::slots::{is_local, Slots};
 use crate::storage::{SendFile, Storage};
 use crate::store::Store;
 use crate::tasks::Tasks;
@@ -315,30 +317,6 @@ impl Driver {
         self.start.elapsed().as_millis() as Millis
     }
 
-    /// Takes an accepted connection if [`Slots`] has room for it; when the slots it may
-    /// use are full, the oldest connection that has not introduced itself (the node
-    /// decides which) is closed to make room; with none, the new one is refused.
-    fn admit(&mut self, stream: TcpStream, from: SocketAddr) {
-        let local = is_local(&stream, from);
-        let open = self.conns.len() + self.handshaking;
-        let idle = self.node.oldest_unintroduced();
-        match self.slots.admission(open, from.ip(), local, idle.is_some()) {
-            Admission::Take => {}
-            Admission::MakeRoom => {
-                let idle = idle.expect("admission needs one to make room");
-                tracing::debug!(%idle, "closing a connection that never introduced itself to make room for {from}");
-                self.close(idle);
-            }
-            // Debug only: one address's flood must not flood the log too.
-            Admission::Refuse(why @ Refusal::AddressFull) => {
-                return tracing::debug!("refusing connection from {from}: {why}")
-            }
-            Admission::Refuse(why) => return tracing::warn!("refusing connection from {from}: {why}"),
-        }
-        self.slots.take(from.ip());
-        self.accept(stream, from, local);
-    }
-
     /// Registers an accepted connection; in a private network, first lets its own task
     /// see what it speaks and run the handshake.
     fn accept(&mut self, stream: TcpStream, from: SocketAddr, local: bool) {
@@ -440,23 +418,7 @@ impl Driver {
                     }
                 }
             }
-            // A WebSocket session is never local: any web page can reach loopback, so
-            // it is a remote client (the Origin check came first).
-            // It may not use the reserved slots, like any stranger.
-            Input::WebSocket(session) if self.conns.len() + self.handshaking < MAX_CONNECTIONS - RESERVED_SLOTS => {
-                match *session {
-                    AcceptedWs::Plain(session, first) => {
-                        let (frames_in, frames_out) = torronto_ws_bridge::split_after(session, first);
-                        self.register(frames_in, frames_out, ConnInfo { dialed: None, local: false, peer: None }, None);
-                    }
-                    AcceptedWs::Secure(session, channel, peer) => {
-                        let (frames_in, frames_out) = torronto_ws_bridge::split_secure(session, channel);
-                        let info = ConnInfo { dialed: None, local: false, peer: Some(peer) };
-                        self.register(frames_in, frames_out, info, None);
-                    }
-                }
-            }
-            Input::WebSocket(_) => tracing::warn!("refusing a WebSocket session: no free connection slot"),
+            Input::WebSocket { from, session } => self.admit_ws(from, *session),
             Input::Dialed { addr, result: Err(e) } => {
                 tracing::debug!("cannot reach {addr}: {e}");
                 self.node.handle_dial_failed(now, &addr);

@@ -40,6 +40,9 @@ impl EventLog {
                     "ignored {ignored} files announced by {peer}: more files or bytes than one peer may announce"
                 )
             }
+            Event::ManifestIgnored { peer, file } => {
+                tracing::warn!("ignored the manifest of {file} from {peer}: not asked for and not announced")
+            }
             Event::RedialGaveUp { peer, tries } => {
                 tracing::info!("gave up dialling {peer} after {tries} tries (not in the peers file)")
             }

@@ -30,7 +30,10 @@ pub enum Input {
     },
     /// A browser (or other WebSocket client) finished the WebSocket handshake on `--ws`
     /// (in a private network, also the secure handshake, or showed it is plaintext).
-    WebSocket(Box<AcceptedWs>),
+    WebSocket {
+        from: std::net::SocketAddr,
+        session: Box<AcceptedWs>,
+    },
     Message {
         conn: ConnId,
         envelope: Envelope,

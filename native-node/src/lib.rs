@@ -2,7 +2,8 @@
 //!
 //! Layout (after tokio's mini-redis):
 //! - [`driver`]: the event loop owning one `core::Node`: accepts and dials TCP
-//!   connections, hands storage commands to [`storage`], feeds [`input`]s to the node;
+//!   connections, hands storage commands to [`storage`], feeds [`input`]s to the node
+//!   (`driver/admission.rs` carries out the slot rule for each accepted connection);
 //! - [`input`]: what the node's tasks tell the loop;
 //! - [`options`]: how to run a node ([`options::NodeOptions`], from the flags);
 //! - [`limits`]: `--upload-limit`/`--download-limit`: pacing chunk bodies, fair
@@ -12,8 +13,8 @@
 //!   TCP and WebSocket alike (the frame stream comes from `torronto-net`, the
 //!   WebSocket transport from `torronto-ws-bridge`);
 //! - [`web`]: the `--ws` listener: the built web app and the WebSocket endpoint;
-//! - [`slots`]: who gets a connection slot (per-address limit, a reserve for this
-//!   machine and known peers);
+//! - [`slots`]: who gets a connection slot (per-address limit for TCP connections and
+//!   WebSocket sessions alike, a reserve for this machine and known peers);
 //! - [`tasks`]: every task the node spawns, so shutdown can end them and wait;
 //! - [`storage`]: carries out storage commands off the loop (chunk I/O on its own
 //!   thread, inserts on the blocking pool);

@@ -67,6 +67,18 @@ impl Slots {
         admission(open, from_address, local, self.known.contains(&ip), idle)
     }
 
+    /// Decides on a WebSocket session from `ip`. Any web page can open one, to loopback
+    /// too, so it is a stranger's (never a reserved slot), counted per address like a
+    /// connection; loopback is not counted, as every page and user of this machine
+    /// shares it.
+    pub fn admission_ws(&self, open: usize, ip: IpAddr, idle: bool) -> Admission {
+        let from_address = match ip.is_loopback() {
+            true => 0,
+            false => self.per_address.get(&ip).copied().unwrap_or(0),
+        };
+        admission(open, from_address, false, false, idle)
+    }
+
     /// A connection from `ip` was taken.
     pub fn take(&mut self, ip: IpAddr) {
         *self.per_address.entry(ip).or_default() += 1;

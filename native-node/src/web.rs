@@ -227,7 +227,7 @@ async fn handle(
                 Some(private) => private.accept_ws(session).await.context("secure handshake")?,
                 None => AcceptedWs::Plain(session, None),
             };
-            inputs.send(Input::WebSocket(Box::new(accepted))).await.ok();
+            inputs.send(Input::WebSocket { from, session: Box::new(accepted) }).await.ok();
             return Ok(());
         }
         // DNS rebinding: a foreign name resolving to this address must not get the

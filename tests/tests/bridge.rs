@@ -33,6 +33,11 @@ struct TestNode {
 }
 
 async fn start_node(web_root: PathBuf, allow_origins: Vec<String>) -> TestNode {
+    start_node_on("127.0.0.1", web_root, allow_origins).await
+}
+
+/// [`start_node`] with its `--ws` listener on `web_host`.
+async fn start_node_on(web_host: &str, web_root: PathBuf, allow_origins: Vec<String>) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let inbox = dir.path().join("inbox");
     std::fs::create_dir(&inbox).unwrap();
@@ -47,7 +52,7 @@ async fn start_node(web_root: PathBuf, allow_origins: Vec<String>) -> TestNode {
         token: Some(TOKEN.into()),
         insert_from: vec![inbox.clone()],
         registry: None,
-        web: Some(WebOptions { listen: PeerAddr::new("127.0.0.1", 0), root: web_root, allow_origins }),
+        web: Some(WebOptions { listen: PeerAddr::new(web_host, 0), root: web_root, allow_origins }),
         metrics: None,
         space: Default::default(),
         limits: Default::default(),
@@ -55,7 +60,9 @@ async fn start_node(web_root: PathBuf, allow_origins: Vec<String>) -> TestNode {
     let driver = Driver::bind(options).await.unwrap();
     let tcp = driver.addr().clone();
     let web = driver.web_addr().unwrap().clone();
-    assert_eq!(driver.panel_url().unwrap(), format!("http://127.0.0.1:{}/#token={TOKEN}", web.port));
+    if web_host == "127.0.0.1" {
+        assert_eq!(driver.panel_url().unwrap(), format!("http://127.0.0.1:{}/#token={TOKEN}", web.port));
+    }
     tokio::spawn(driver.run(std::future::pending()));
     TestNode { tcp, web, inbox, _dir: dir }
 }
@@ -389,4 +396,64 @@ async fn slow_clients_holding_every_slot_do_not_delay_the_panel() {
     assert_eq!(status, 200);
     assert!(started.elapsed() < Duration::from_secs(2), "the page took {:?}", started.elapsed());
     drop(slow);
+}
+
+/// This machine's address on its network (not loopback), if it has one: the source of
+/// a datagram socket "connected" toward a documentation address (nothing is sent).
+fn lan_address() -> Option<std::net::IpAddr> {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    probe.connect("198.51.100.1:9").ok()?;
+    Some(probe.local_addr().ok()?.ip()).filter(|ip| !ip.is_loopback())
+}
+
+/// A WebSocket session to `node`'s `--ws` port at `ip`, from `ip` (so not from loopback).
+async fn connect_from(ip: std::net::IpAddr, node: &TestNode) -> Option<Ws> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((ip, 0).into()).unwrap();
+    let stream = socket.connect((ip, node.web.port).into()).await.ok()?;
+    let url = format!("ws://{ip}:{}/ws", node.web.port);
+    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await.ok()?;
+    Some(ws)
+}
+
+/// Whether a session answers a Query (a refused one is closed instead).
+async fn answers(ws: &mut Ws) -> bool {
+    send(ws, None, Some(TOKEN), Control::Query { file: None }).await;
+    loop {
+        match recv(ws).await {
+            Some(Envelope { message: Message::Reply(_), .. }) => return true,
+            Some(_) => continue,
+            None => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_remote_address_holds_at_most_sixteen_websocket_sessions() {
+    let Some(ip) = lan_address() else {
+        return eprintln!("skipped: this machine has no address besides loopback to connect from");
+    };
+    let node = start_node_on("0.0.0.0", PathBuf::from("/nonexistent"), Vec::new()).await;
+    let mut sessions = Vec::new();
+    for _ in 0..20 {
+        sessions.push(connect_from(ip, &node).await.expect("the WebSocket handshake"));
+    }
+    let mut answered = 0;
+    for ws in &mut sessions {
+        answered += usize::from(answers(ws).await);
+    }
+    assert_eq!(answered, 16, "sessions from {ip} that were kept");
+    // Once one closes, the address may open another.
+    sessions.clear();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = connect_from(ip, &node).await.expect("the WebSocket handshake");
+    assert!(answers(&mut again).await, "a new session after the others closed");
+    // Loopback is shared by every page and user of this machine: not counted.
+    let url = format!("ws://127.0.0.1:{}/ws", node.web.port);
+    let mut local = Vec::new();
+    for _ in 0..20 {
+        let mut ws = connect(&url, None).await.unwrap();
+        assert!(answers(&mut ws).await, "a loopback session was refused");
+        local.push(ws);
+    }
 }

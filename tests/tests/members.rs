@@ -280,6 +280,56 @@ fn manifest_requests_never_read_do_not_fill_memory() {
     assert!(closed.is_ok(), "a peer that never reads its answers must be closed");
 }
 
+#[test]
+fn manifests_nobody_asked_for_are_not_taken() {
+    // The attack of issue 11: Manifests of huge files pushed at a node that never heard
+    // of them (a real leaver pushes only files it announced). Each was kept in memory,
+    // its state written, and room prepared for a file nobody offered.
+    const FILES: usize = 20;
+    const SIZE: u64 = 1 << 30;
+    let node = TestNode::start_alone("unsolicited");
+    node.join();
+    let mut pusher = Raw::connect(&node.addr());
+    pusher.introduce("pusher", 0, json!([]));
+    let chunks = (SIZE / CHUNK) as usize;
+    for k in 0..FILES {
+        let body: Vec<u8> = random_bytes(chunks * 32, 100 + k as u64);
+        let header = json!({"HostName": "pusher", "PortNumber": 0, "Action": 11,
+            "Files": [{"FileName": format!("pushed-{k}.iso"), "Size": SIZE, "Digest": sha256_hex(&body)}]});
+        assert!(pusher.send_frame(header.to_string().as_bytes()) && pusher.send_frame(&body), "node closed");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.log().matches("ignored the manifest of").count() < FILES && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _) = timed_query(&node);
+    let state = node.dir().join(".torronto/files");
+    let kept = fs::read_dir(&state).map(|d| d.count()).unwrap_or(0);
+    println!("{FILES} unsolicited 1 GiB manifests: {} files tracked, {kept} state files", status["numFiles"]);
+    assert_eq!(status["numFiles"].as_u64(), Some(0), "no pushed file may be tracked: {status}");
+    assert_eq!(kept, 0, "nothing written under {}", state.display());
+    assert_eq!(node.log().matches("ignored the manifest of").count(), FILES, "each refusal is logged");
+
+    // The same manifest after the file was announced is taken: that is how a leaving
+    // peer hands over what only it holds.
+    let bytes = random_bytes(200_000, 7);
+    let (body, digest) = manifest_of(&bytes);
+    let mut leaver = Raw::connect(&node.addr());
+    leaver.introduce("leaver", 0, json!([full_entry("offered.bin", &bytes)]));
+    let header = json!({"HostName": "leaver", "PortNumber": 0, "Action": 11,
+        "Files": [{"FileName": "offered.bin", "Size": bytes.len(), "Digest": digest}]});
+    assert!(leaver.send_frame(header.to_string().as_bytes()) && leaver.send_frame(&body), "node closed");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = timed_query(&node);
+        if status["numFiles"].as_u64() == Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the announced file's manifest was not taken: {status}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The soft limit on open files of this process (the node inherits it).
 fn open_files_limit() -> u64 {
     let limits = fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");

@@ -317,6 +317,12 @@ pub enum Event {
         peer: PeerAddr,
         tries: u32,
     },
+    /// A peer sent the manifest of a file we neither asked it for nor heard it announce;
+    /// it was not taken.
+    ManifestIgnored {
+        peer: PeerAddr,
+        file: FileName,
+    },
     /// A peer announced more files (or bytes) than a peer may; `ignored` were not tracked.
     AnnouncementsIgnored {
         peer: PeerAddr,

@@ -238,12 +238,22 @@ impl Node {
     // Answers.
 
     pub(super) fn on_manifest(&mut self, addr: &PeerAddr, file: FileName, size: u64, digest: Digest, hashes: &[u8]) {
-        self.forget_manifest_request(addr, &file);
-        if let Some(f) = self.files.get_mut(&file) {
-            f.manifest_from = None;
+        let asked = self.forget_manifest_request(addr, &file);
+        if asked {
+            if let Some(f) = self.files.get_mut(&file) {
+                f.manifest_from = None;
+            }
         }
-        // Pushed by a leaving peer, or answering our request: either way it must be
-        // consistent with its digest and with what we already know of the file.
+        // Answering our request, or pushed by a leaving peer, which announced the file
+        // before. Any other manifest is not taken: it would make us keep its hashes and
+        // prepare room for a file nobody offered.
+        let announced = self.peers.get(addr).is_some_and(|p| p.files.contains_key(&file));
+        if !asked && !announced {
+            self.events.push_back(Event::ManifestIgnored { peer: addr.clone(), file });
+            return;
+        }
+        // Either way it must be consistent with its digest and with what we already
+        // know of the file.
         if !self.may_announce(addr, &file, size) || !self.learn_file(addr, &file, size, Some(digest)) {
             return;
         }

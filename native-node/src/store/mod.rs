@@ -178,8 +178,10 @@ impl Store {
         let mut have = ChunkSet::new(n);
         if let Ok(file) = File::open(self.state_path(&name, "partial")) {
             // Keep every chunk that still matches its hash; the rest is fetched again.
+            // Chunks never written are holes in the sparse file: not read at all, so a
+            // huge file prepared but barely fetched costs nothing at the next start.
             let mut buf = vec![0u8; torronto_core::layout::CHUNK_SIZE as usize];
-            for i in ChunkIndex::all(n) {
+            for i in written_chunks(&file, manifest.size(), n) {
                 let r = chunk_range(manifest.size(), i);
                 let len = (r.end - r.start) as usize;
                 if file.read_exact_at(&mut buf[..len], r.start).is_ok() && manifest.verify(i, &buf[..len]) {
@@ -281,6 +283,34 @@ pub fn read_chunk(file: &File, size: u64, index: ChunkIndex) -> io::Result<Bytes
     Ok(Bytes::from(buf))
 }
 
+/// The chunks of a partial file that hold any written byte, in order. Data and holes
+/// come from `SEEK_DATA`/`SEEK_HOLE`; where the file system cannot tell (or the file
+/// was filled without holes), every chunk counts as written.
+fn written_chunks(file: &File, size: u64, count: u32) -> Vec<ChunkIndex> {
+    use rustix::fs::{seek, SeekFrom as At};
+    let chunk = torronto_core::layout::CHUNK_SIZE;
+    let mut written = Vec::new();
+    let mut offset = 0;
+    while offset < size {
+        let start = match seek(file, At::Data(offset)) {
+            Ok(start) => start,
+            Err(rustix::io::Errno::NXIO) => break, // only holes from here on
+            Err(_) => return ChunkIndex::all(count).collect(),
+        };
+        let end = seek(file, At::Hole(start)).unwrap_or(size).min(size);
+        let first = (start / chunk) as u32;
+        let last = end.div_ceil(chunk).min(u64::from(count)) as u32;
+        for i in first..last {
+            // A chunk holding the end of one data range and the start of the next.
+            if written.last() != Some(&ChunkIndex(i)) {
+                written.push(ChunkIndex(i));
+            }
+        }
+        offset = end.max(start + 1);
+    }
+    written
+}
+
 /// Writes one chunk through an open handle. Runs on a blocking thread.
 pub fn write_chunk(file: &File, size: u64, index: ChunkIndex, data: &[u8]) -> io::Result<()> {
     file.write_all_at(data, chunk_range(size, index).start)
@@ -323,6 +353,25 @@ mod tests {
         assert_eq!(read_chunk(&h, m.size(), ChunkIndex(3)).unwrap(), &data[196_608..]);
         let loaded = Store::open(tmp.path()).unwrap().load().unwrap();
         assert!(loaded[0].have.is_complete());
+    }
+
+    #[test]
+    fn a_restart_reads_only_chunks_that_were_written() {
+        // A 32 GiB file prepared but barely fetched (an unsolicited-manifest attack
+        // left 1.9 TiB of such files): only its two written chunks are looked at.
+        let tmp = tempfile::tempdir().unwrap();
+        let file = File::create(tmp.path().join("big.partial")).unwrap();
+        let size = torronto_core::layout::MAX_FILE_SIZE;
+        file.set_len(size).unwrap();
+        let count = torronto_core::layout::chunk_count(size);
+        let chunk = vec![7u8; 65536];
+        write_chunk(&file, size, ChunkIndex(3), &chunk).unwrap();
+        write_chunk(&file, size, ChunkIndex(count - 1), &chunk).unwrap();
+        assert_eq!(written_chunks(&file, size, count), vec![ChunkIndex(3), ChunkIndex(count - 1)]);
+
+        // A range of data that ends inside a chunk and resumes in the next counts each once.
+        write_chunk(&file, size, ChunkIndex(4), &chunk).unwrap();
+        assert_eq!(written_chunks(&file, size, count), vec![ChunkIndex(3), ChunkIndex(4), ChunkIndex(count - 1)]);
     }
 
     #[test]
