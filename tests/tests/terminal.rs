@@ -34,10 +34,7 @@ fn insert_shows_the_nodes_progress_as_plain_lines_or_as_a_bar_on_a_terminal() {
     // On a terminal: one bar, redrawn in place, with bytes, rate and ETA.
     let file = node.root().join("bar.bin");
     std::fs::File::create(&file).unwrap().set_len(256 << 20).unwrap();
-    let command = format!("{} insert {} --node {}", bin().display(), file.display(), node.addr());
-    let mut script = Command::new("script");
-    script.args(["--quiet", "--flush", "--return", "--command", &command, "/dev/null"]);
-    let mut insert = Captured::start(script);
+    let mut insert = in_a_terminal(&format!("insert {} --node {}", file.display(), node.addr()));
     assert_eq!(insert.wait_exit(), Some(0), "{:?}", insert.text());
     let text = insert.text();
     assert!(text.contains("inserted"), "{text:?}");
@@ -102,20 +99,30 @@ impl Drop for Captured {
     }
 }
 
-/// `torronto watch` in a pseudo-terminal of its own.
-fn watch_in_a_terminal(node: &TestNode) -> Captured {
-    let command = format!("{} watch --node {} --interval 0.3", bin().display(), node.addr());
+/// `torronto ARGS` in a pseudo-terminal of its own.
+fn in_a_terminal(args: &str) -> Captured {
+    let command = format!("{} {args}", bin().display());
     let mut script = Command::new("script");
     script.args(["--quiet", "--flush", "--return", "--command", &command, "/dev/null"]);
     Captured::start(script)
 }
 
+/// `torronto watch` in a pseudo-terminal of its own.
+fn watch_in_a_terminal(node: &TestNode) -> Captured {
+    in_a_terminal(&format!("watch --node {} --interval 0.3", node.addr()))
+}
+
+/// Inserts a new file of `size` random bytes named `name` on `node`.
+fn insert_new(node: &TestNode, name: &str, size: usize, seed: u64) {
+    let file = node.root().join(name);
+    random_file(&file, size, seed);
+    node.insert(&file).ok(&format!("insert {name}"));
+}
+
 #[test]
 fn watch_redraws_a_live_view_in_a_terminal_and_quits_on_q_or_ctrl_c() {
     let node = TestNode::start_alone("watched");
-    let first = node.root().join("first.bin");
-    random_file(&first, 300_000, 1);
-    node.insert(&first).ok("insert first.bin");
+    insert_new(&node, "first.bin", 300_000, 1);
 
     let mut watch = watch_in_a_terminal(&node);
     wait_until(Duration::from_secs(15), "watch to draw first.bin twice", || {
@@ -123,9 +130,7 @@ fn watch_redraws_a_live_view_in_a_terminal_and_quits_on_q_or_ctrl_c() {
         text.contains("\x1b[?1049h") && text.matches("first.bin").count() >= 2
     });
     // Live: a file inserted now shows up in a later frame, drawn over the last.
-    let second = node.root().join("second.bin");
-    random_file(&second, 100_000, 2);
-    node.insert(&second).ok("insert second.bin");
+    insert_new(&node, "second.bin", 100_000, 2);
     wait_until(Duration::from_secs(15), "watch to show second.bin", || watch.text().contains("second.bin"));
     let text = watch.text();
     let frames = text.matches("\x1b[H").count();
@@ -151,9 +156,7 @@ fn watch_redraws_a_live_view_in_a_terminal_and_quits_on_q_or_ctrl_c() {
 #[test]
 fn watch_off_a_terminal_prints_plain_snapshots() {
     let node = TestNode::start_alone("watched");
-    let file = node.root().join("plain.bin");
-    random_file(&file, 200_000, 3);
-    node.insert(&file).ok("insert");
+    insert_new(&node, "plain.bin", 200_000, 3);
     let mut command = Command::new(bin());
     command.args(["watch", "--node", &node.addr(), "--interval", "0.2"]);
     let watch = Captured::start(command);
