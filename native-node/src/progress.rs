@@ -14,9 +14,9 @@ use crate::limits::format_rate;
 /// How often the node is asked; lines (off a terminal) come at most every [`LINE_EVERY`].
 const POLL_EVERY: Duration = Duration::from_millis(250);
 const LINE_EVERY: Duration = Duration::from_secs(1);
-/// The first Query waits this long: a refused Insert (a wrong token) has its answer
-/// by then, and no Query adds to the node's count of wrong tokens.
-const FIRST_POLL: Duration = Duration::from_millis(300);
+/// The first Query waits this long: a wrong token's refusal of the Insert (answered
+/// after 100 ms at the soonest) usually comes first, and then nothing more is asked.
+const FIRST_POLL: Duration = Duration::from_millis(150);
 const BAR_WIDTH: usize = 24;
 
 /// Inserts `path` (absolute, on the node's machine), showing progress on stderr.
