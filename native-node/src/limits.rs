@@ -7,7 +7,8 @@
 //! (tokio's `Mutex` is fair) and each takes one chunk per turn, so connections share
 //! the rate round robin: a peer with many requests outstanding still waits its turn
 //! for every chunk. Each chunk is paid for in advance, with no credit saved while
-//! idle, so over any window the bytes sent exceed the rate by at most one chunk.
+//! idle, so over any window the bytes sent exceed the rate by at most one chunk
+//! (and what a late timer lets through).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,8 @@ impl Pacer {
         }
         let mut next = self.next.lock().await;
         let mut rate = self.rate.subscribe();
+        // Whether this chunk waited for its turn (and so keeps to the schedule).
+        let mut waited = false;
         loop {
             let per_second = *rate.borrow_and_update();
             if per_second == 0 {
@@ -75,16 +78,24 @@ impl Pacer {
             let cost = Duration::from_secs_f64(bytes as f64 / per_second as f64);
             let now = Instant::now();
             if *next <= now {
-                // A timer that fired late keeps its due (at most one chunk's worth);
-                // time spent idle earns nothing.
-                // (`checked_sub`: a slow rate's cost can reach back before the clock's start.)
-                *next = (*next).max(now.checked_sub(cost).unwrap_or(now)) + cost;
+                // After a wait the schedule holds, however late the timer fired (but
+                // makes up for one chunk at most); after idle time it starts from now,
+                // so idling earns nothing. (`checked_sub`: a slow rate's cost can
+                // reach back before the clock's start.)
+                let base = match waited {
+                    true => (*next).max(now.checked_sub(cost).unwrap_or(now)),
+                    false => now,
+                };
+                *next = base + cost;
                 return;
             }
             tokio::select! {
-                () = tokio::time::sleep_until(*next) => {}
+                () = tokio::time::sleep_until(*next) => waited = true,
                 // A new rate applies now, not after the old rate's wait.
-                _ = rate.changed() => *next = now,
+                _ = rate.changed() => {
+                    *next = now;
+                    waited = false;
+                }
             }
         }
     }
@@ -161,5 +172,12 @@ mod tests {
             pacer.take(64 << 10).await;
         }
         assert_eq!(now.elapsed(), Duration::ZERO);
+        // After idle time, one chunk goes at once and the next waits its full time.
+        pacer.set(1 << 20);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let idle_end = Instant::now();
+        pacer.take(64 << 10).await;
+        pacer.take(64 << 10).await;
+        assert!(idle_end.elapsed() >= Duration::from_micros(62_500), "{:?}", idle_end.elapsed());
     }
 }
