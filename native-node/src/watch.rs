@@ -23,7 +23,7 @@ struct Sample {
     at: Instant,
 }
 
-/// Watches `node` until q, Ctrl-C, or (off a terminal) a refused token.
+/// Watches `node` until q or Ctrl-C, or until it refuses the token.
 pub async fn run(
     node: &str,
     token: Option<String>,
