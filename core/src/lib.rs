@@ -36,5 +36,5 @@ pub use node::{
     NetCommand, Node, Refusal, StorageCommand, StorageError, StorageEvent, Tuning,
 };
 pub use secure::{Handshake, Identity, NetworkSecret, NodeId, SecureChannel, SecureConfig, SecureError};
-pub use status::{ChunkMap, FileRow, Status};
-pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage};
+pub use status::{ChunkMap, FileRow, InsertProgress, Status};
+pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage, RateLimits};

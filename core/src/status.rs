@@ -61,9 +61,30 @@ pub struct Status {
     /// Chunks this node has sent to peers since it started.
     #[serde(rename = "chunksServed", default)]
     pub chunks_served: u64,
+    /// Bytes of those chunks: successive answers give the node's transfer rates.
+    #[serde(rename = "bytesFetched", default)]
+    pub bytes_fetched: u64,
+    #[serde(rename = "bytesServed", default)]
+    pub bytes_served: u64,
+    /// The bandwidth limits on chunk bodies, bytes per second (0: none).
+    #[serde(rename = "uploadLimit", default)]
+    pub upload_limit: u64,
+    #[serde(rename = "downloadLimit", default)]
+    pub download_limit: u64,
+    /// Inserts being copied and hashed, with how far each has got.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inserting: Vec<InsertProgress>,
     /// For a Query naming a file: how many participants hold its chunks.
     #[serde(rename = "chunkMap", default, skip_serializing_if = "Option::is_none")]
     pub chunk_map: Option<ChunkMap>,
+}
+
+/// An insert under way: `done` of `size` bytes of `file` copied and hashed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsertProgress {
+    pub file: String,
+    pub done: u64,
+    pub size: u64,
 }
 
 /// One file of a [`Status`]: its entries of the parallel arrays, which are the wire

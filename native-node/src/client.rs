@@ -170,7 +170,7 @@ pub fn print_error(answer: &Answer) {
     }
 }
 
-/// Runs `request` while showing elapsed time on a terminal, for long inserts.
+/// Runs `request` while showing elapsed time on a terminal, for a long Leave.
 pub async fn request_with_progress(
     node: &str,
     token: Option<String>,
@@ -183,8 +183,6 @@ pub async fn request_with_progress(
     tokio::pin!(fut);
     let show = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-    let mut n = 0;
     loop {
         tokio::select! {
             answer = &mut fut => {
@@ -195,12 +193,18 @@ pub async fn request_with_progress(
             }
             _ = tick.tick() => {
                 if show && started.elapsed() > Duration::from_millis(500) {
-                    eprint!("\r{} {what}… {:.0}s", frames[n % frames.len()], started.elapsed().as_secs_f64());
-                    n += 1;
+                    eprint!("{}", spinner(what, started));
                 }
             }
         }
     }
+}
+
+/// A terminal line saying `what` is under way since `started`, with a turning spinner.
+pub fn spinner(what: &str, started: Instant) -> String {
+    const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    let elapsed = started.elapsed().as_secs_f64();
+    format!("\r\x1b[2K{} {what}… {elapsed:.0}s", FRAMES[(elapsed * 4.0) as usize % FRAMES.len()])
 }
 
 /// The status as a table a person can read at a glance.

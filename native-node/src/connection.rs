@@ -9,6 +9,7 @@
 //! On TCP the writer also sends chunk bodies straight from their files (sendfile),
 //! sparing a read into memory and a copy into the socket for every chunk served.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
 use std::io;
@@ -21,8 +22,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use torronto_core::layout::chunk_range;
-use torronto_core::{ChunkRef, ConnId, Envelope, PeerAddr, StorageEvent};
+use tokio::sync::mpsc::error::TryRecvError;
+use torronto_core::layout::{chunk_len, chunk_range};
+use torronto_core::{ChunkRef, ConnId, Envelope, Message, PeerAddr, PeerMessage, StorageEvent};
 use torronto_net::{
     tune, write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, SecureFrameWriter, TcpFrameWriter,
 };
@@ -30,6 +32,7 @@ use torronto_ws_bridge::ws::WsFrameWriter;
 use torronto_ws_bridge::SecureWsWriter;
 
 use crate::input::{Input, Link};
+use crate::limits::Limiter;
 use crate::private::Private;
 use crate::store::io_error;
 
@@ -120,10 +123,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ConnWrite for SecureWsWriter<S> {
 
 /// Reads messages until the stream ends or breaks the protocol, then reports the
 /// disconnection.
-pub async fn read_loop(conn: ConnId, mut decoder: Decoder<impl FrameRead>, inputs: mpsc::Sender<Input>) {
+/// Chunk bodies wait for the download limit before the loop reads on.
+pub async fn read_loop(
+    conn: ConnId,
+    mut decoder: Decoder<impl FrameRead>,
+    inputs: mpsc::Sender<Input>,
+    limiter: Arc<Limiter>,
+) {
     loop {
         let input = match decoder.next().await {
-            Ok(Some(Incoming::Message(envelope))) => Input::Message { conn, envelope },
+            Ok(Some(Incoming::Message(envelope))) => {
+                if let Message::Peer(PeerMessage::Upload { data, .. }) = &envelope.message {
+                    limiter.download.take(data.len() as u64).await;
+                }
+                Input::Message { conn, envelope }
+            }
             Ok(Some(Incoming::Malformed(reason))) => Input::Malformed { conn, reason },
             Ok(None) => break,
             Err(e) => {
@@ -147,49 +161,107 @@ pub const OUTGOING_LIMIT: usize = 4096;
 /// goes away; flushes whenever the queue runs dry. Each stored Upload is reported to
 /// the node once it is on its way (`Sent`), which frees its place in the serving limit.
 /// `queued` counts the messages the driver has queued and this has not yet written.
+/// Chunk bodies wait for the upload limit; other messages go on meanwhile.
 pub async fn write_loop(
     conn: ConnId,
     mut frames: impl ConnWrite,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     queued: Arc<AtomicUsize>,
     inputs: mpsc::Sender<Input>,
+    limiter: Arc<Limiter>,
 ) {
-    while let Some(first) = outgoing.recv().await {
-        let mut next = Some(first);
-        while let Some(item) = next {
-            match item {
-                Outgoing::Message(envelope) => {
-                    if write_encoded(&mut frames, &envelope.encode()).await.is_err() {
+    // Chunks taken off the queue while another waited for the upload limit: the limit
+    // holds back chunk bodies only, not what else the node tells this peer (its own
+    // requests above all, or our downloads would slow down with our uploads).
+    let mut later = VecDeque::new();
+    loop {
+        let item = match later.pop_front() {
+            Some(item) => item,
+            None => match outgoing.try_recv() {
+                Ok(item) => item,
+                Err(TryRecvError::Empty) => {
+                    if frames.flush().await.is_err() {
                         return;
                     }
-                    queued.fetch_sub(1, Ordering::Relaxed);
+                    match outgoing.recv().await {
+                        Some(item) => item,
+                        None => break,
+                    }
                 }
-                Outgoing::Stored(upload) => {
-                    let result = frames.write_stored(&upload).await;
-                    if let Err(e) = &result {
-                        tracing::debug!(%conn, "closing connection: sending {}: {e}", upload.chunk.file);
-                    }
-                    // A peer gone away is the reader's to report; a file that failed, ours.
-                    if result.as_ref().is_err_and(is_disconnect) {
-                        return;
-                    }
-                    let failed = result.is_err();
-                    let result = result.map_err(|e| io_error(upload.chunk.file.as_str(), &e));
-                    let StoredUpload { chunk, push, .. } = upload;
-                    let sent = Input::Storage(StorageEvent::Sent { conn, chunk, push, result });
-                    // Part of a frame may be out: the stream cannot go on after a failure.
-                    if inputs.send(sent).await.is_err() || failed {
-                        return;
+                Err(TryRecvError::Disconnected) => break,
+            },
+        };
+        if let Some(bytes) = chunk_body(&item).filter(|_| limiter.upload.is_limited()) {
+            if frames.flush().await.is_err() {
+                return;
+            }
+            let paced = limiter.upload.take(bytes);
+            tokio::pin!(paced);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut paced => break,
+                    Some(other) = outgoing.recv() => {
+                        if chunk_body(&other).is_some() {
+                            later.push_back(other);
+                        } else if !send(conn, &mut frames, other, &queued, &inputs).await || frames.flush().await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
-            next = outgoing.try_recv().ok();
         }
-        if frames.flush().await.is_err() {
+        if !send(conn, &mut frames, item, &queued, &inputs).await {
             return;
         }
     }
     let _ = frames.close().await;
+}
+
+/// The size of the chunk body `item` carries, if it carries one.
+fn chunk_body(item: &Outgoing) -> Option<u64> {
+    match item {
+        Outgoing::Message(Envelope { message: Message::Peer(PeerMessage::Upload { data, .. }), .. }) => {
+            Some(data.len() as u64)
+        }
+        Outgoing::Message(_) => None,
+        Outgoing::Stored(upload) => Some(chunk_len(upload.chunk.size, upload.chunk.index) as u64),
+    }
+}
+
+/// Writes one item; false once the connection cannot go on.
+async fn send(
+    conn: ConnId,
+    frames: &mut impl ConnWrite,
+    item: Outgoing,
+    queued: &AtomicUsize,
+    inputs: &mpsc::Sender<Input>,
+) -> bool {
+    match item {
+        Outgoing::Message(envelope) => {
+            if write_encoded(frames, &envelope.encode()).await.is_err() {
+                return false;
+            }
+            queued.fetch_sub(1, Ordering::Relaxed);
+            true
+        }
+        Outgoing::Stored(upload) => {
+            let result = frames.write_stored(&upload).await;
+            if let Err(e) = &result {
+                tracing::debug!(%conn, "closing connection: sending {}: {e}", upload.chunk.file);
+            }
+            // A peer gone away is the reader's to report; a file that failed, ours.
+            if result.as_ref().is_err_and(is_disconnect) {
+                return false;
+            }
+            let failed = result.is_err();
+            let result = result.map_err(|e| io_error(upload.chunk.file.as_str(), &e));
+            let StoredUpload { chunk, push, .. } = upload;
+            let sent = Input::Storage(StorageEvent::Sent { conn, chunk, push, result });
+            // Part of a frame may be out: the stream cannot go on after a failure.
+            inputs.send(sent).await.is_ok() && !failed
+        }
+    }
 }
 
 fn is_disconnect(e: &io::Error) -> bool {

@@ -11,7 +11,6 @@ mod admission;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use torronto_core::{
-    Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, NetworkSecret, Node, NodeId, PeerAddr, StorageCommand,
+    Config, ConnId, ConnInfo, Envelope, Event, Millis, NetCommand, Node, NodeId, PeerAddr, StorageCommand,
     StorageEvent, Tuning,
 };
 use torronto_net::{
@@ -32,47 +31,21 @@ use torronto_net::{
 use crate::connection::{dial, read_loop, write_loop, ConnWrite, Outgoing, OUTGOING_LIMIT};
 use crate::events::EventLog;
 use crate::input::{Input, Link};
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
+pub use crate::options::NodeOptions;
 use crate::private::{load_identity, Accepted, Private};
 use crate::registry::Registration;
 use crate::slots::{is_local, Slots};
 use crate::storage::{SendFile, Storage};
-use crate::store::{Space, Store};
+use crate::store::Store;
 use crate::tasks::Tasks;
-use crate::web::{panel_url, WebListener, WebOptions};
+use crate::web::{panel_url, WebListener};
 
 /// How long a graceful shutdown may spend leaving the network.
 const SHUTDOWN_LEAVE_LIMIT: Duration = Duration::from_secs(35);
 /// How long connections may take to send what the node said last before they close.
 const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(1);
-
-/// How to run a node.
-#[derive(Clone, Debug)]
-pub struct NodeOptions {
-    /// The address to listen on; also the node's identity unless `advertise` is given.
-    pub listen: PeerAddr,
-    /// Where peers reach the node, when that is not `listen` (`0.0.0.0`, NAT).
-    pub advertise: Option<PeerAddr>,
-    /// The network secret: a private network (handshake on every peer connection).
-    pub secret: Option<NetworkSecret>,
-    /// Node IDs pinned in the peers file, by address.
-    pub pins: HashMap<PeerAddr, NodeId>,
-    pub dir: PathBuf,
-    pub peers: Vec<PeerAddr>,
-    pub join: bool,
-    pub token: Option<String>,
-    /// Folders remote control clients may insert from (`--insert-from`).
-    pub insert_from: Vec<PathBuf>,
-    /// Where to register the token for the owner's CLI ([`crate::registry`]); `None`
-    /// for nodes no CLI talks to (in-process tests).
-    pub registry: Option<PathBuf>,
-    /// Serve the control panel and the WebSocket endpoint (`--ws`).
-    pub web: Option<WebOptions>,
-    /// Serve Prometheus metrics at `/metrics` (`--metrics`).
-    pub metrics: Option<PeerAddr>,
-    /// How much of the disk the node may use (`--min-free`, `--max-store`).
-    pub space: Space,
-}
 
 #[derive(Debug)]
 struct ConnHandle {
@@ -114,6 +87,8 @@ pub struct Driver {
     metrics_listener: Option<TcpListener>,
     /// Accepted TCP connections by remote address, and who may use the reserved slots.
     slots: Slots,
+    /// The bandwidth limits every connection's reader and writer wait on.
+    limiter: Arc<Limiter>,
 }
 
 impl Driver {
@@ -193,6 +168,7 @@ impl Driver {
         for (addr, id) in pins {
             node.pin(addr, id);
         }
+        node.set_limits(opts.limits);
         let (inputs_tx, inputs) = mpsc::channel(1024);
         let storage = Storage::start(store, inputs_tx.clone())?;
         let start = Instant::now();
@@ -219,6 +195,7 @@ impl Driver {
             metrics: metrics_listener.as_ref().map(|_| Metrics::default()),
             metrics_listener,
             slots,
+            limiter: Limiter::new(opts.limits),
         })
     }
 
@@ -402,12 +379,11 @@ impl Driver {
         } else {
             Decoder::new(frames_in)
         };
-        let reader = self.tasks.spawn(read_loop(conn, decoder, self.inputs_tx.clone())).abort_handle();
+        let limiter = self.limiter.clone();
+        let reader = self.tasks.spawn(read_loop(conn, decoder, self.inputs_tx.clone(), limiter.clone())).abort_handle();
         let queued = Arc::new(AtomicUsize::new(0));
-        let writer = self
-            .tasks
-            .spawn_writer(write_loop(conn, frames_out, queue, queued.clone(), self.inputs_tx.clone()))
-            .abort_handle();
+        let writer = write_loop(conn, frames_out, queue, queued.clone(), self.inputs_tx.clone(), limiter);
+        let writer = self.tasks.spawn_writer(writer).abort_handle();
         self.conns.insert(conn, ConnHandle { outgoing, queued, reader, writer, sends_files: W::SENDS_FILES, ip });
         self.node.handle_connected(self.now(), conn, info);
     }
@@ -521,6 +497,9 @@ impl Driver {
             while let Some(event) = self.node.poll_event() {
                 if let Some(metrics) = &mut self.metrics {
                     metrics.event(&event);
+                }
+                if let Event::LimitsChanged(limits) = event {
+                    self.limiter.set(limits);
                 }
                 self.log.record(event);
             }

@@ -79,6 +79,11 @@ impl EventLog {
                 "refused a control request with a wrong or missing token; wrong tokens are answered ever more \
                  slowly, and not logged again until a minute passes without one"
             ),
+            Event::LimitsChanged(limits) => tracing::info!(
+                "bandwidth limits now: upload {}, download {}",
+                crate::limits::format_rate(limits.upload),
+                crate::limits::format_rate(limits.download)
+            ),
             // The native node inserts through control connections only.
             Event::Inserted { .. } => {}
         }

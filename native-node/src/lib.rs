@@ -5,6 +5,9 @@
 //!   connections, hands storage commands to [`storage`], feeds [`input`]s to the node
 //!   (`driver/admission.rs` carries out the slot rule for each accepted connection);
 //! - [`input`]: what the node's tasks tell the loop;
+//! - [`options`]: how to run a node ([`options::NodeOptions`], from the flags);
+//! - [`limits`]: `--upload-limit`/`--download-limit`: pacing chunk bodies, fair
+//!   between connections, changed at run time by control Limit;
 //! - [`metrics`]: `--metrics`, the node's counters as Prometheus text;
 //! - [`connection`]: per-connection reader and writer tasks (frames ⇄ messages), for
 //!   TCP and WebSocket alike (the frame stream comes from `torronto-net`, the
@@ -19,7 +22,9 @@
 //!   conflict copies, the space it may use), one idea per file in `store/`;
 //! - [`beneath`]: paths in the folder, opened and renamed into without following symlinks;
 //! - [`events`]: how the node's events read in the log;
-//! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
+//! - [`client`]: the control client (`join`, `leave`, `insert`, `query`, `limit`);
+//! - [`progress`]: `torronto insert`'s progress bar (or lines), from the node's status;
+//! - [`watch`]: `torronto watch`, a live view of one node redrawn in place;
 //! - [`config`]: `torronto node --config FILE`, a TOML file of the node's flags;
 //! - [`peers_file`]: the peers file format, with node IDs pinned;
 //! - [`private`]: private networks: identity file, secret, each connection's handshake
@@ -37,16 +42,20 @@ pub mod demo;
 pub mod driver;
 pub mod events;
 pub mod input;
+pub mod limits;
 pub mod metrics;
+pub mod options;
 pub mod owner;
 pub mod peers_file;
 pub mod private;
 pub mod program;
+pub mod progress;
 pub mod registry;
 pub mod slots;
 pub mod storage;
 pub mod store;
 pub mod tasks;
+pub mod watch;
 pub mod web;
 
 /// Completes on Ctrl-C or SIGTERM.

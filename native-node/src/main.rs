@@ -4,13 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use torronto_core::{wire, Code, PeerAddr};
+use torronto_core::{wire, Code, PeerAddr, RateLimits};
 use torronto_node::client::{self, exit_status, format_status, print_error};
 use torronto_node::driver::{Driver, NodeOptions};
+use torronto_node::limits::{format_rate, parse_rate};
 use torronto_node::private::{new_secret_text, read_secret};
 use torronto_node::store::{parse_size, MinFree, Space};
 use torronto_node::web::{self, WebOptions};
-use torronto_node::{config, demo, peers_file, shutdown_signal};
+use torronto_node::{config, demo, peers_file, progress, shutdown_signal, watch};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -97,6 +98,14 @@ enum Command {
         /// limit by default.
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         max_store: Option<u64>,
+        /// Most chunk bytes per second sent to peers, shared fairly between them: a rate
+        /// like 20MiB/s, 500K/s or bytes per second (units binary: K = KiB = KB); 0 or
+        /// off for none (the default). `torronto limit` changes it while the node runs.
+        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+        upload_limit: Option<u64>,
+        /// Most chunk bytes per second taken from peers, as --upload-limit.
+        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+        download_limit: Option<u64>,
     },
     /// Tell a node to join the network.
     Join(Control),
@@ -111,6 +120,28 @@ enum Command {
     Insert {
         /// Path of the file, on the node's machine.
         path: PathBuf,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Show a node's bandwidth limits, or change them while it runs (until it restarts:
+    /// for good, set --upload-limit/--download-limit where it is started).
+    #[command(visible_alias = "limits")]
+    Limit {
+        /// New upload limit: a rate like 20MiB/s or 500K/s; 0 or off for none.
+        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+        upload_limit: Option<u64>,
+        /// New download limit, as --upload-limit.
+        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+        download_limit: Option<u64>,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// A live view of one node: files, progress, copies, rates and peers, redrawn in
+    /// place (q or Ctrl-C quits); one snapshot per interval when stdout is not a terminal.
+    Watch {
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
+        interval: f64,
         #[command(flatten)]
         control: Control,
     },
@@ -212,6 +243,8 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             metrics,
             min_free,
             max_store,
+            upload_limit,
+            download_limit,
         } => {
             init_logs(log_format);
             check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
@@ -236,6 +269,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 web,
                 metrics,
                 space: Space { min_free, max_store },
+                limits: RateLimits { upload: upload_limit.unwrap_or(0), download: download_limit.unwrap_or(0) },
             };
             let driver = Driver::bind(options).await?;
             let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));
@@ -280,11 +314,26 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             // The node resolves the path on its machine; make a relative one absolute here.
             let path = std::path::absolute(&path).unwrap_or(path);
             let path = path.to_string_lossy().into_owned();
-            let what = format!("inserting {path}");
             let secret = control.secret()?;
-            let insert = wire::Control::Insert { path };
-            let answer = client::request_with_progress(&control.node, control.token, secret, insert, &what).await?;
+            let answer = progress::insert(&control.node, control.token, secret, path).await?;
             finish(&answer, "inserted", control.json)
+        }
+        Command::Limit { upload_limit, download_limit, control } => {
+            let secret = control.secret()?;
+            let request = wire::Control::Limit { upload: upload_limit, download: download_limit };
+            let answer = client::request_secured(&control.node, control.token, secret, request).await?;
+            match answer.reply.limits {
+                Some(l) if !control.json && answer.reply.code_or_ok() == Code::Ok => {
+                    println!("upload limit:   {}\ndownload limit: {}", format_rate(l.upload), format_rate(l.download));
+                    Ok(0)
+                }
+                _ => finish(&answer, "", control.json),
+            }
+        }
+        Command::Watch { interval, control } => {
+            let secret = control.secret()?;
+            let every = std::time::Duration::from_secs_f64(interval);
+            watch::run(&control.node, control.token, secret, every, control.json).await
         }
         Command::Secret(SecretCommand::New { out }) => {
             let text = new_secret_text();
@@ -381,6 +430,14 @@ fn node_flags() -> Vec<(String, bool)> {
     let cli = Cli::command();
     let Some(node) = cli.find_subcommand("node") else { return Vec::new() };
     node.get_arguments().filter_map(|arg| Some((arg.get_long()?.to_owned(), arg.get_action().takes_values()))).collect()
+}
+
+/// `--interval`: seconds, a tenth at least (each refresh is a Query).
+fn parse_interval(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if (0.1..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!("{text:?}: give seconds between 0.1 and 3600")),
+    }
 }
 
 fn init_logs(format: LogFormat) {

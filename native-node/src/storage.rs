@@ -6,9 +6,11 @@
 //! and hashing whole files, then publishing them) run on the blocking pool so they
 //! never hold up chunk I/O. Results go back to the driver as [`Input::Storage`].
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc as tokio_mpsc;
@@ -50,7 +52,7 @@ impl Storage {
             let (store, inputs) = (store.clone(), inputs.clone());
             std::thread::Builder::new().name("torronto-storage".into()).spawn(move || {
                 for job in queue {
-                    report(&inputs, execute(&store, job.command, job.send_file));
+                    report(&inputs, execute(&store, job.command, job.send_file, &inputs));
                 }
             })?
         };
@@ -68,7 +70,7 @@ impl Storage {
         use StorageCommand::{Commit, Discard, Import};
         if matches!(command, Import { .. } | Commit { .. } | Discard { .. }) {
             let (store, inputs) = (self.store.clone(), self.inputs.clone());
-            tokio::task::spawn_blocking(move || report(&inputs, execute(&store, command, None)));
+            tokio::task::spawn_blocking(move || report(&inputs, execute(&store, command, None, &inputs)));
             return;
         }
         // The thread only stops when the node does; a lost command then does not matter.
@@ -88,18 +90,32 @@ impl Storage {
     }
 }
 
+/// How often an insert tells the node how far it has got (for `torronto insert`'s bar).
+const IMPORT_PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
 /// Carries out one storage command against `store`; blocking. Returns what to tell
-/// the node, if anything.
-pub fn execute(store: &Store, command: StorageCommand, send_file: Option<SendFile>) -> Option<StorageEvent> {
+/// the node, if anything; an insert also tells it, on the way, how far it has got.
+pub fn execute(
+    store: &Store,
+    command: StorageCommand,
+    send_file: Option<SendFile>,
+    inputs: &tokio_mpsc::Sender<Input>,
+) -> Option<StorageEvent> {
     match command {
         StorageCommand::Import { id, path, name, within } => {
             tracing::info!("inserting {path} as {name}");
-            let next_report = std::cell::Cell::new(0u64);
+            let next_report = Cell::new(0u64);
+            let next_progress = Cell::new(Instant::now());
             let result = store.import(id, &path, within.as_deref(), |done, total| {
                 // Progress for large files, every tenth.
                 if total >= 64 << 20 && done >= next_report.get() {
                     tracing::info!("hashing {name}: {}%", done * 100 / total);
                     next_report.set(next_report.get() + total / 10);
+                }
+                if Instant::now() >= next_progress.get() {
+                    next_progress.set(Instant::now() + IMPORT_PROGRESS_EVERY);
+                    // Dropped when the loop is busy: the next one says more anyway.
+                    let _ = inputs.try_send(Input::Storage(StorageEvent::ImportProgress { id, done, total }));
                 }
             });
             Some(StorageEvent::Imported { id, result })

@@ -55,6 +55,7 @@ async fn start_node_on(web_host: &str, web_root: PathBuf, allow_origins: Vec<Str
         web: Some(WebOptions { listen: PeerAddr::new(web_host, 0), root: web_root, allow_origins }),
         metrics: None,
         space: Default::default(),
+        limits: Default::default(),
     };
     let driver = Driver::bind(options).await.unwrap();
     let tcp = driver.addr().clone();

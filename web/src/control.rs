@@ -115,7 +115,7 @@ impl ControlSession {
             Control::Join => "Join",
             Control::Leave => "Leave",
             Control::Insert { .. } => "Insert",
-            Control::Query { .. } => return false,
+            Control::Query { .. } | Control::Limit { .. } => return false,
         };
         let sent = {
             let mut inner = self.inner.borrow_mut();

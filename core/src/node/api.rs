@@ -9,7 +9,7 @@ use crate::bitset::ChunkSet;
 use crate::manifest::{Digest, Manifest};
 use crate::name::FileName;
 use crate::secure::{AuthenticatedPeer, NodeId};
-use crate::wire::{ChunkRef, Code, Envelope, PeerAddr};
+use crate::wire::{ChunkRef, Code, Envelope, PeerAddr, RateLimits};
 
 /// Milliseconds since an origin of the driver's choosing.
 pub type Millis = u64;
@@ -218,6 +218,12 @@ pub struct StorageError {
 /// Results of [`StorageCommand`]s.
 #[derive(Clone, Debug)]
 pub enum StorageEvent {
+    /// How far the driver has copied and hashed an insert: `done` of `total` bytes.
+    ImportProgress {
+        id: ImportId,
+        done: u64,
+        total: u64,
+    },
     Imported {
         id: ImportId,
         result: Result<Manifest, StorageError>,
@@ -371,6 +377,8 @@ pub enum Event {
     TokenRefused {
         conn: ConnId,
     },
+    /// A control client set the bandwidth limits: the driver enforces them.
+    LimitsChanged(RateLimits),
 }
 
 /// A file this node holds at start-up, as found on disk by the driver.

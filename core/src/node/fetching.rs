@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::{envelope, Event, Membership, Millis, NetCommand, Node, StorageCommand, StorageError, Timer};
-use crate::layout::ChunkIndex;
+use crate::layout::{chunk_len, ChunkIndex};
 use crate::manifest::{ChunkHash, Digest, Manifest};
 use crate::name::FileName;
 use crate::wire::{ChunkRef, Code, FileRef, HaveEntry, PeerAddr, PeerMessage};
@@ -336,6 +336,7 @@ impl Node {
             return;
         }
         self.chunks_fetched += 1;
+        self.bytes_fetched += chunk_len(chunk.size, chunk.index) as u64;
         self.pending_have.push(HaveEntry { chunk: chunk.clone(), digest: Some(f.digest) });
         if f.have.is_complete() {
             let (size, digest) = (f.size, f.digest);

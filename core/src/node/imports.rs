@@ -17,6 +17,7 @@ use crate::files::{collision_among, FileState};
 use crate::layout::ChunkIndex;
 use crate::manifest::Manifest;
 use crate::name::FileName;
+use crate::status::InsertProgress;
 use crate::wire::{Code, Reply};
 
 /// Who asked for an insert, and so is told how it ended.
@@ -34,6 +35,8 @@ pub(super) struct PendingImport {
     name: FileName,
     /// Known once hashed; the file is ours once the driver has committed it.
     manifest: Option<Manifest>,
+    /// Bytes copied and hashed so far, of how many, as the driver last reported.
+    progress: (u64, u64),
 }
 
 fn already_in_network(name: &FileName) -> Refusal {
@@ -62,7 +65,7 @@ impl Node {
             self.insert_done(from, id, Err(refusal));
             return id;
         }
-        self.imports.insert(id, PendingImport { from, name: name.clone(), manifest: None });
+        self.imports.insert(id, PendingImport { from, name: name.clone(), manifest: None, progress: (0, 0) });
         self.storage.push_back(StorageCommand::Import { id, path, name, within });
         id
     }
@@ -102,6 +105,25 @@ impl Node {
             }
             InsertFrom::Driver => self.events.push_back(Event::Inserted { id, result }),
         }
+    }
+
+    pub(super) fn on_import_progress(&mut self, id: ImportId, done: u64, total: u64) {
+        if let Some(import) = self.imports.get_mut(&id) {
+            import.progress = (done.min(total), total);
+        }
+    }
+
+    /// Inserts under way, for the status, in the order they were asked for.
+    pub(super) fn import_progress(&self) -> Vec<InsertProgress> {
+        let mut ids: Vec<&ImportId> = self.imports.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .map(|id| {
+                let import = &self.imports[id];
+                let (done, size) = import.progress;
+                InsertProgress { file: import.name.to_string(), done, size }
+            })
+            .collect()
     }
 
     pub(super) fn on_imported(&mut self, id: ImportId, result: Result<Manifest, StorageError>) {

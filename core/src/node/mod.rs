@@ -18,6 +18,7 @@
 //! - `identities`: in a private network, which key may speak for which address (pins,
 //!   first use) and which keys are banned;
 //! - `control`: who may control the node (the token) and the throttling of guesses;
+//! - `limits`: the bandwidth limits a control client sets (the driver enforces them);
 //! - `imports`: Insert, from a control client or the driver ([`Node::insert`]), and
 //!   where a remote client may insert from;
 //! - `timers`: every deadline, in order.
@@ -27,6 +28,7 @@ mod control;
 mod fetching;
 mod identities;
 mod imports;
+mod limits;
 mod membership;
 mod peers;
 mod serving;
@@ -50,7 +52,7 @@ use crate::files::{FileState, FileTable};
 use crate::manifest::ChunkHash;
 use crate::name::FileName;
 use crate::status::{ChunkMap, Status};
-use crate::wire::{Code, Control, Envelope, HaveEntry, Message, PeerAddr, PeerMessage, Reply};
+use crate::wire::{Code, Control, Envelope, HaveEntry, Message, PeerAddr, PeerMessage, RateLimits, Reply};
 
 /// A participant of the network. See the module documentation for how to drive it.
 #[derive(Debug)]
@@ -78,6 +80,10 @@ pub struct Node {
     writing: usize,
     chunks_fetched: u64,
     chunks_served: u64,
+    bytes_fetched: u64,
+    bytes_served: u64,
+    /// Enforced by the driver; kept here to answer Limit and Query.
+    limits: RateLimits,
     rng: u64,
     timers: Timers,
     net: VecDeque<NetCommand>,
@@ -109,6 +115,9 @@ impl Node {
             writing: 0,
             chunks_fetched: 0,
             chunks_served: 0,
+            bytes_fetched: 0,
+            bytes_served: 0,
+            limits: RateLimits::default(),
             rng,
             timers: Timers::default(),
             net: VecDeque::new(),
@@ -326,6 +335,7 @@ impl Node {
 
     pub fn handle_storage(&mut self, now: Millis, event: StorageEvent) {
         match event {
+            StorageEvent::ImportProgress { id, done, total } => self.on_import_progress(id, done, total),
             StorageEvent::Imported { id, result } => self.on_imported(id, result),
             StorageEvent::Committed { id, result } => self.on_committed(id, result),
             StorageEvent::Read { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(Some)),
@@ -400,6 +410,7 @@ impl Node {
                 status.chunk_map = file.and_then(|f| self.chunk_map(&f));
                 self.reply(conn, Reply { status: Some(Box::new(status)), ..Reply::code(Code::Ok) });
             }
+            Control::Limit { upload, download } => self.limit(conn, upload, download),
         }
     }
 
@@ -509,6 +520,11 @@ impl Node {
             id: self.config.private.map(|id| id.to_string()),
             chunks_fetched: self.chunks_fetched,
             chunks_served: self.chunks_served,
+            bytes_fetched: self.bytes_fetched,
+            bytes_served: self.bytes_served,
+            upload_limit: self.limits.upload,
+            download_limit: self.limits.download,
+            inserting: self.import_progress(),
             ..Status::default()
         };
         if self.config.private.is_some() {

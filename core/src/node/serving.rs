@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::{ConnId, Event, NetCommand, Node, StorageCommand, StorageError};
+use crate::layout::chunk_len;
 use crate::name::FileName;
 use crate::wire::{have_entry_len, ChunkRef, Code, FileEntry, FileRef, HaveEntry, PeerMessage, Reply, HEADER_LIMIT};
 
@@ -49,6 +50,7 @@ impl Node {
         match result {
             Ok(data) => {
                 self.chunks_served += 1;
+                self.bytes_served += chunk_len(chunk.size, chunk.index) as u64;
                 if let Some(data) = data {
                     self.send(conn, PeerMessage::Upload { chunk, data });
                 }

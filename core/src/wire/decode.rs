@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use super::frame::{bad, WireError, HEADER_LIMIT, LIST_BODY_LIMIT};
 use super::message::{
-    Action, ChunkRef, Code, Control, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr, PeerMessage, Reply,
+    Action, ChunkRef, Code, Control, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr, PeerMessage,
+    RateLimits, Reply,
 };
 use crate::layout::{chunk_count, chunk_len, ChunkIndex, MAX_FILE_SIZE};
 use crate::manifest::Digest;
@@ -109,6 +110,10 @@ struct InHeader {
     reason: Option<String>,
     #[serde(rename = "Unconfirmed", default)]
     unconfirmed: Option<u64>,
+    #[serde(rename = "UploadLimit", default)]
+    upload_limit: Option<u64>,
+    #[serde(rename = "DownloadLimit", default)]
+    download_limit: Option<u64>,
     #[serde(rename = "Body", default)]
     body: Option<String>,
 }
@@ -341,7 +346,12 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
                 None => None,
             };
             let about = files.pop().map(InFile::about).transpose()?;
-            let reply = Reply { code: Some(code), status, about, reason: raw.reason, unconfirmed: raw.unconfirmed };
+            let limits = match (raw.upload_limit, raw.download_limit) {
+                (None, None) => None,
+                (up, down) => Some(RateLimits { upload: up.unwrap_or(0), download: down.unwrap_or(0) }),
+            };
+            let reply =
+                Reply { code: Some(code), status, about, reason: raw.reason, unconfirmed: raw.unconfirmed, limits };
             match raw.body.as_deref() {
                 Some("status") => HeadKind::StatusReply(reply),
                 Some(other) => return Err(bad(format!("unknown Body {other:?}"))),
@@ -362,6 +372,9 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
                 None => None,
             };
             HeadKind::Complete(Control::Query { file }.into())
+        }
+        Some(Action::Limit) => {
+            HeadKind::Complete(Control::Limit { upload: raw.upload_limit, download: raw.download_limit }.into())
         }
         Some(Action::Add) => HeadKind::FileList { add: true },
         Some(Action::Remove) => HeadKind::Complete(PeerMessage::Remove.into()),

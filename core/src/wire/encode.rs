@@ -28,6 +28,10 @@ struct OutHeader<'a> {
     reason: Option<&'a str>,
     #[serde(rename = "Unconfirmed", skip_serializing_if = "Option::is_none")]
     unconfirmed: Option<u64>,
+    #[serde(rename = "UploadLimit", skip_serializing_if = "Option::is_none")]
+    upload_limit: Option<u64>,
+    #[serde(rename = "DownloadLimit", skip_serializing_if = "Option::is_none")]
+    download_limit: Option<u64>,
     /// What the body frame of a reply holds, when it has one.
     #[serde(rename = "Body", skip_serializing_if = "Option::is_none")]
     body: Option<&'static str>,
@@ -109,6 +113,8 @@ impl Envelope {
             code: None,
             reason: None,
             unconfirmed: None,
+            upload_limit: None,
+            download_limit: None,
             body: None,
             status: None,
         };
@@ -119,6 +125,10 @@ impl Envelope {
                 head.files.extend(file.iter().map(|f| OutFile::name(f.as_str())))
             }
             Message::Control(Control::Insert { path }) => head.files.push(OutFile::name(path)),
+            Message::Control(Control::Limit { upload, download }) => {
+                head.upload_limit = *upload;
+                head.download_limit = *download;
+            }
             Message::Peer(PeerMessage::Add { files } | PeerMessage::Files { files }) => {
                 body = Some(to_json(&OutFileList { files: files.iter().map(OutFile::entry).collect() }));
             }
@@ -140,6 +150,8 @@ impl Envelope {
                 head.status = r.status.as_deref();
                 head.reason = r.reason.as_deref();
                 head.unconfirmed = r.unconfirmed;
+                head.upload_limit = r.limits.map(|l| l.upload);
+                head.download_limit = r.limits.map(|l| l.download);
                 if let Some(about) = &r.about {
                     head.files.push(OutFile {
                         chunks: about.chunk.map(|(size, index)| OutChunks::chunk(size, index)),

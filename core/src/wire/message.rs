@@ -30,10 +30,12 @@ pub enum Action {
     Have = 9,
     GetManifest = 10,
     Manifest = 11,
+    // 12 and 13 are taken by other work in progress.
+    Limit = 14,
 }
 
 impl Action {
-    const ALL: [Action; 12] = [
+    const ALL: [Action; 13] = [
         Action::Join,
         Action::Leave,
         Action::Insert,
@@ -46,6 +48,7 @@ impl Action {
         Action::Have,
         Action::GetManifest,
         Action::Manifest,
+        Action::Limit,
     ];
 
     /// The largest body a header of this action can announce, if it announces one:
@@ -242,6 +245,15 @@ pub struct Reply {
     pub reason: Option<String>,
     /// Leave: chunks that could not be confirmed elsewhere before the deadline.
     pub unconfirmed: Option<u64>,
+    /// Limit: the node's bandwidth limits after the request.
+    pub limits: Option<RateLimits>,
+}
+
+/// A node's bandwidth limits on chunk bodies, in bytes per second; 0 means unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    pub upload: u64,
+    pub download: u64,
 }
 
 impl Reply {
@@ -267,6 +279,12 @@ pub enum Control {
     Query {
         file: Option<FileName>,
     },
+    /// Sets the bandwidth limits given (bytes per second, 0 = unlimited); the others stay.
+    /// Either way the reply carries the limits now in force.
+    Limit {
+        upload: Option<u64>,
+        download: Option<u64>,
+    },
 }
 
 impl Control {
@@ -276,6 +294,7 @@ impl Control {
             Control::Leave => Action::Leave,
             Control::Insert { .. } => Action::Insert,
             Control::Query { .. } => Action::Query,
+            Control::Limit { .. } => Action::Limit,
         }
     }
 }

@@ -66,6 +66,8 @@ fn every_message_round_trips() {
         Control::Insert { path: "/tmp/x y.txt".into() }.into(),
         Control::Query { file: None }.into(),
         Control::Query { file: Some(name("a/b")) }.into(),
+        Control::Limit { upload: None, download: None }.into(),
+        Control::Limit { upload: Some(2 << 20), download: Some(0) }.into(),
         PeerMessage::Add { files: vec![entry.clone()] }.into(),
         PeerMessage::Remove.into(),
         PeerMessage::Files {
@@ -88,6 +90,7 @@ fn every_message_round_trips() {
         }
         .into(),
         Message::Reply(Reply::code(Code::FileExists)),
+        Message::Reply(Reply { limits: Some(RateLimits { upload: 0, download: 500 }), ..Reply::code(Code::Ok) }),
         Message::Reply(Reply {
             code: Some(Code::Ok),
             status: Some(Box::new(Status {
