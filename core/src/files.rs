@@ -133,6 +133,16 @@ impl FileState {
         true
     }
 
+    /// This node no longer holds any chunk of the file (its copy is gone).
+    pub fn forget_held(&mut self) {
+        let held: Vec<ChunkIndex> = self.have.iter().collect();
+        for i in held {
+            let r = self.replication(i);
+            self.have.remove(i);
+            self.moved(r, r - 1);
+        }
+    }
+
     /// The least replication of any chunk, how many chunks are held somewhere, and the
     /// sum of all chunks' replication: the status of the file, without a pass over its
     /// chunks.

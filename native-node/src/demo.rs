@@ -63,6 +63,7 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             web,
             metrics: None,
             space: Space::default(),
+            settle: Some(crate::shared::DEFAULT_SETTLE),
         };
         let driver = Driver::bind(options).await?;
         panel = panel.or_else(|| driver.panel_url());

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use torronto_core::{
-    Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, NetworkSecret, Node, NodeId, PeerAddr, StorageCommand,
+    Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, Node, NodeId, PeerAddr, StorageCommand,
     StorageEvent, Tuning,
 };
 use torronto_net::{
@@ -31,46 +30,20 @@ use crate::connection::{dial, read_loop, write_loop, ConnWrite, Outgoing, OUTGOI
 use crate::events::EventLog;
 use crate::input::{Input, Link};
 use crate::metrics::Metrics;
+pub use crate::options::NodeOptions;
 use crate::private::{load_identity, Accepted, AcceptedWs, Private};
 use crate::registry::Registration;
+use crate::shared::SharedFolder;
 use crate::slots::{is_local, Admission, Refusal, Slots, MAX_CONNECTIONS, RESERVED_SLOTS};
 use crate::storage::{SendFile, Storage};
-use crate::store::{Space, Store};
+use crate::store::Store;
 use crate::tasks::Tasks;
-use crate::web::{panel_url, WebListener, WebOptions};
+use crate::web::{panel_url, WebListener};
 
 /// How long a graceful shutdown may spend leaving the network.
 const SHUTDOWN_LEAVE_LIMIT: Duration = Duration::from_secs(35);
 /// How long connections may take to send what the node said last before they close.
 const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(1);
-
-/// How to run a node.
-#[derive(Clone, Debug)]
-pub struct NodeOptions {
-    /// The address to listen on; also the node's identity unless `advertise` is given.
-    pub listen: PeerAddr,
-    /// Where peers reach the node, when that is not `listen` (`0.0.0.0`, NAT).
-    pub advertise: Option<PeerAddr>,
-    /// The network secret: a private network (handshake on every peer connection).
-    pub secret: Option<NetworkSecret>,
-    /// Node IDs pinned in the peers file, by address.
-    pub pins: HashMap<PeerAddr, NodeId>,
-    pub dir: PathBuf,
-    pub peers: Vec<PeerAddr>,
-    pub join: bool,
-    pub token: Option<String>,
-    /// Folders remote control clients may insert from (`--insert-from`).
-    pub insert_from: Vec<PathBuf>,
-    /// Where to register the token for the owner's CLI ([`crate::registry`]); `None`
-    /// for nodes no CLI talks to (in-process tests).
-    pub registry: Option<PathBuf>,
-    /// Serve the control panel and the WebSocket endpoint (`--ws`).
-    pub web: Option<WebOptions>,
-    /// Serve Prometheus metrics at `/metrics` (`--metrics`).
-    pub metrics: Option<PeerAddr>,
-    /// How much of the disk the node may use (`--min-free`, `--max-store`).
-    pub space: Space,
-}
 
 #[derive(Debug)]
 struct ConnHandle {
@@ -112,6 +85,7 @@ pub struct Driver {
     metrics_listener: Option<TcpListener>,
     /// Accepted TCP connections by remote address, and who may use the reserved slots.
     slots: Slots,
+    shared: Option<SharedFolder>,
 }
 
 impl Driver {
@@ -192,6 +166,7 @@ impl Driver {
             node.pin(addr, id);
         }
         let (inputs_tx, inputs) = mpsc::channel(1024);
+        let shared = opts.settle.map(|settle| SharedFolder::start(store.dir(), settle, inputs_tx.clone())).transpose()?;
         let storage = Storage::start(store, inputs_tx.clone())?;
         let start = Instant::now();
         if opts.join {
@@ -217,6 +192,7 @@ impl Driver {
             metrics: metrics_listener.as_ref().map(|_| Metrics::default()),
             metrics_listener,
             slots,
+            shared,
         })
     }
 
@@ -263,13 +239,8 @@ impl Driver {
         let mut leave_deadline: Option<Instant> = None;
         self.drain_outputs();
         loop {
-            let timeout = self.node.poll_timeout().map(|t| self.start + Duration::from_millis(t));
-            let wake = async {
-                match timeout {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let wake = until(self.node.poll_timeout().map(|t| self.start + Duration::from_millis(t)));
+            let settled = until(self.shared.as_ref().and_then(SharedFolder::next_check));
             tokio::select! {
                 () = &mut shutdown, if leave_deadline.is_none() => {
                     if !self.node.is_joined() {
@@ -297,6 +268,12 @@ impl Driver {
                     }
                 },
                 () = wake => self.node.handle_timeout(self.now()),
+                () = settled => {
+                    let now = self.now();
+                    if let Some(shared) = &mut self.shared {
+                        shared.settled(&mut self.node, now);
+                    }
+                }
             }
             self.drain_outputs();
             // Connection tasks share this thread: let writers send what was just queued
@@ -513,6 +490,11 @@ impl Driver {
                 }
                 self.node.handle_storage(now, event)
             }
+            Input::Folder(changes) => {
+                if let Some(shared) = &mut self.shared {
+                    shared.changed(&self.node, changes);
+                }
+            }
             Input::Metrics(reply) => {
                 if let Some(metrics) = &self.metrics {
                     let _ = reply.send(metrics.render(&self.node.status()));
@@ -560,6 +542,9 @@ impl Driver {
                 if let Some(metrics) = &mut self.metrics {
                     metrics.event(&event);
                 }
+                if let Some(shared) = &mut self.shared {
+                    shared.event(&event);
+                }
                 self.log.record(event);
             }
             if !moved {
@@ -587,5 +572,13 @@ impl Driver {
             _ => None,
         };
         self.storage.submit(command, send_file);
+    }
+}
+
+/// Completes at `at`, or never.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -3,6 +3,7 @@
 //! Layout (after tokio's mini-redis):
 //! - [`driver`]: the event loop owning one `core::Node`: accepts and dials TCP
 //!   connections, hands storage commands to [`storage`], feeds [`input`]s to the node;
+//! - [`options`]: how to run a node ([`options::NodeOptions`], from the flags);
 //! - [`input`]: what the node's tasks tell the loop;
 //! - [`metrics`]: `--metrics`, the node's counters as Prometheus text;
 //! - [`connection`]: per-connection reader and writer tasks (frames ⇄ messages), for
@@ -14,6 +15,8 @@
 //! - [`tasks`]: every task the node spawns, so shutdown can end them and wait;
 //! - [`storage`]: carries out storage commands off the loop (chunk I/O on its own
 //!   thread, inserts on the blocking pool);
+//! - [`shared`]: the shared folder: files put in it are adopted once settled (inotify),
+//!   files the node held and that were deleted from it are restored;
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests,
 //!   conflict copies, the space it may use), one idea per file in `store/`;
 //! - [`beneath`]: paths in the folder, opened and renamed into without following symlinks;
@@ -37,11 +40,13 @@ pub mod driver;
 pub mod events;
 pub mod input;
 pub mod metrics;
+pub mod options;
 pub mod owner;
 pub mod peers_file;
 pub mod private;
 pub mod program;
 pub mod registry;
+pub mod shared;
 pub mod slots;
 pub mod storage;
 pub mod store;

@@ -97,6 +97,10 @@ enum Command {
         /// limit by default.
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         max_store: Option<u64>,
+        /// How long a file put in the folder must stay unchanged (and closed by its
+        /// writer) before it is shared, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        settle_ms: u64,
     },
     /// Tell a node to join the network.
     Join(Control),
@@ -212,6 +216,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             metrics,
             min_free,
             max_store,
+            settle_ms,
         } => {
             init_logs(log_format);
             check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
@@ -236,6 +241,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 web,
                 metrics,
                 space: Space { min_free, max_store },
+                settle: Some(std::time::Duration::from_millis(settle_ms)),
             };
             let driver = Driver::bind(options).await?;
             let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));

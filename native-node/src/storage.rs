@@ -92,16 +92,22 @@ impl Storage {
 /// the node, if anything.
 pub fn execute(store: &Store, command: StorageCommand, send_file: Option<SendFile>) -> Option<StorageEvent> {
     match command {
-        StorageCommand::Import { id, path, name, within } => {
-            tracing::info!("inserting {path} as {name}");
+        StorageCommand::Import { id, path, name, within, in_place } => {
             let next_report = std::cell::Cell::new(0u64);
-            let result = store.import(id, &path, within.as_deref(), |done, total| {
+            let progress = |done, total| {
                 // Progress for large files, every tenth.
                 if total >= 64 << 20 && done >= next_report.get() {
                     tracing::info!("hashing {name}: {}%", done * 100 / total);
                     next_report.set(next_report.get() + total / 10);
                 }
-            });
+            };
+            let result = if in_place {
+                tracing::info!("sharing {name}, found in the folder");
+                store.import_in_place(id, &name, progress)
+            } else {
+                tracing::info!("inserting {path} as {name}");
+                store.import(id, &path, within.as_deref(), progress)
+            };
             Some(StorageEvent::Imported { id, result })
         }
         StorageCommand::Commit { id, name, manifest } => {

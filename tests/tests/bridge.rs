@@ -50,6 +50,7 @@ async fn start_node(web_root: PathBuf, allow_origins: Vec<String>) -> TestNode {
         web: Some(WebOptions { listen: PeerAddr::new("127.0.0.1", 0), root: web_root, allow_origins }),
         metrics: None,
         space: Default::default(),
+        settle: None,
     };
     let driver = Driver::bind(options).await.unwrap();
     let tcp = driver.addr().clone();

@@ -29,6 +29,18 @@ pub fn conflict_name(name: &FileName, digest: Digest) -> String {
     }
 }
 
+/// Whether `path` is named as a conflict copy ([`conflict_name`]): the tag and eight
+/// hexadecimal digits in its last component.
+pub fn is_conflict_copy(path: &str) -> bool {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    base.match_indices(".torronto-conflict-").any(|(at, tag)| {
+        let digits = &base.as_bytes()[at + tag.len()..];
+        digits.len() >= 8
+            && digits[..8].iter().all(u8::is_ascii_hexdigit)
+            && digits.get(8).is_none_or(|&b| b == b'.')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +69,9 @@ mod tests {
         assert_eq!(conflict_name(&FileName::new("Makefile").unwrap(), m.digest()).len(), 8 + 27);
         let long = FileName::new(&"x".repeat(250)).unwrap();
         assert_eq!(conflict_name(&long, m.digest()).len(), 255, "shortened to fit a component");
+        assert!(is_conflict_copy(&copy) && is_conflict_copy(&conflict_name(&long, m.digest())));
+        for mine in ["docs/notes.txt", "notes.torronto-conflict-.txt", "a.torronto-conflict-1234567g", "x/a.torronto-conflict-12345678x"] {
+            assert!(!is_conflict_copy(mine), "{mine}");
+        }
     }
 }
