@@ -4,6 +4,10 @@ use torronto_core::manifest::Digest;
 use torronto_core::name::MAX_COMPONENT_LEN;
 use torronto_core::FileName;
 
+use super::import::hash;
+use super::state::{read_manifest, write_atomic};
+use super::Store;
+
 /// Where the network's copy of `name` goes when a file torronto does not manage has
 /// the name: beside it, as `<stem>.torronto-conflict-<first 8 digits of the
 /// digest><.ext>` (after Syncthing's `.sync-conflict-…`). Named by the content, so a
@@ -26,6 +30,34 @@ pub fn conflict_name(name: &FileName, digest: Digest) -> String {
         base
     } else {
         format!("{dir}/{base}")
+    }
+}
+
+impl Store {
+    /// Whether the file the user put at `name` is the network's file (same size, same
+    /// digest): then it becomes this node's copy, and the fetched one is dropped, rather
+    /// than keep the same content twice.
+    pub(super) fn holds_already(&self, name: &FileName, digest: Digest) -> bool {
+        let Ok((_, manifest)) = read_manifest(&self.state_path(name, "manifest")) else { return false };
+        let Ok(mut file) = self.folder.open_file(name.as_str(), false) else { return false };
+        if file.metadata().map(|m| m.len()).ok() != Some(manifest.size()) {
+            return false;
+        }
+        let same = hash(&mut file, name.as_str(), manifest.size(), &|_, _| {}, |_| Ok(()))
+            .is_ok_and(|m| m.digest() == digest);
+        if !same {
+            return false;
+        }
+        let recorded = write_atomic(&self.state_path(name, "published"), name.as_str().as_bytes(), 0o644);
+        if recorded.is_err() {
+            return false;
+        }
+        self.handles().remove(name);
+        let _ = std::fs::remove_file(self.state_path(name, "partial"));
+        if let Some(held) = self.held().get_mut(name) {
+            held.fetching = false;
+        }
+        true
     }
 }
 

@@ -168,7 +168,7 @@ impl Store {
 
 /// Reads `input` (`path`, `total` bytes) to its end, hashing it and handing each piece
 /// to `copy`.
-fn hash(
+pub(super) fn hash(
     input: &mut File,
     path: &str,
     total: u64,

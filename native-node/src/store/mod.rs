@@ -250,6 +250,9 @@ impl Store {
     /// manage is there already, as a conflict copy beside it: returns its path then.
     pub fn finalize(&self, name: &FileName, digest: Digest) -> Result<Option<String>, StorageError> {
         let taken = self.folder.stat(name.as_str()).map_err(|e| io_error(name.as_str(), &e))?.is_some();
+        if taken && self.holds_already(name, digest) {
+            return Ok(None);
+        }
         let at = if taken { conflict_name(name, digest) } else { name.as_str().to_owned() };
         let published = self.state_path(name, "published");
         // Recorded first: after a crash between the two, the record points at nothing
