@@ -126,9 +126,8 @@ impl Folder {
                     continue;
                 };
                 let kind = match entry.file_type() {
-                    FileType::Unknown => {
-                        rfs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW).map(|st| FileType::from_raw_mode(st.st_mode))?
-                    }
+                    FileType::Unknown => rfs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|st| FileType::from_raw_mode(st.st_mode))?,
                     kind => kind,
                 };
                 match kind {

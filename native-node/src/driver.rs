@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use torronto_core::{
-    Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, Node, NodeId, PeerAddr, StorageCommand,
-    StorageEvent, Tuning,
+    Config, ConnId, ConnInfo, Envelope, Millis, NetCommand, Node, NodeId, PeerAddr, StorageCommand, StorageEvent,
+    Tuning,
 };
 use torronto_net::{
     tune, Decoder, FrameRead, SecureFrameReader, SecureFrameWriter, Secured, TcpFrameReader, TcpFrameWriter,
@@ -166,7 +166,8 @@ impl Driver {
             node.pin(addr, id);
         }
         let (inputs_tx, inputs) = mpsc::channel(1024);
-        let shared = opts.settle.map(|settle| SharedFolder::start(store.dir(), settle, inputs_tx.clone())).transpose()?;
+        let shared =
+            opts.settle.map(|settle| SharedFolder::start(store.dir(), settle, inputs_tx.clone())).transpose()?;
         let storage = Storage::start(store, inputs_tx.clone())?;
         let start = Instant::now();
         if opts.join {

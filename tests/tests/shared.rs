@@ -140,14 +140,17 @@ fn files_moved_into_the_folder_are_shared() {
 fn a_file_deleted_by_hand_is_restored_from_the_network() {
     let kept = random_bytes(200 * KIB, 30);
     let gone_while_down = random_bytes(120 * KIB, 31);
-    let (a, mut b) = pair("heal", &[], |a| {
-        fs::write(a.file("kept.bin"), &kept).unwrap();
-        fs::create_dir(a.file("docs")).unwrap();
-        fs::write(a.file("docs/down.bin"), &gone_while_down).unwrap();
-    });
+    let (a, mut b) = pair("heal", &[], |_| {});
+    // Inserted rather than adopted: this test is about the copies b fetched.
+    let src = tempfile::tempdir().unwrap();
+    wait_until(LONG, "a and b are peers", || !torronto_tests::peers(&a.query()).is_empty());
+    for (name, data) in [("kept.bin", &kept), ("down.bin", &gone_while_down)] {
+        fs::write(src.path().join(name), data).unwrap();
+        a.insert(&src.path().join(name)).ok("insert");
+    }
     let holds_both = |b: &TestNode| {
         b.holds("kept.bin", kept.len() as u64, &sha256_hex(&kept))
-            && b.holds("docs/down.bin", gone_while_down.len() as u64, &sha256_hex(&gone_while_down))
+            && b.holds("down.bin", gone_while_down.len() as u64, &sha256_hex(&gone_while_down))
     };
     wait_until(LONG, "b holds both", || holds_both(&b));
 
@@ -158,10 +161,10 @@ fn a_file_deleted_by_hand_is_restored_from_the_network() {
 
     // While b is down: found at start.
     b.stop();
-    fs::remove_file(b.file("docs/down.bin")).unwrap();
+    fs::remove_file(b.file("down.bin")).unwrap();
     b.start();
-    wait_until(LONG, "docs/down.bin is back on b", || b.file("docs/down.bin").exists() && holds_both(&b));
-    assert!(b.log().contains("restoring docs/down.bin from the network"), "{}", b.log());
+    wait_until(LONG, "down.bin is back on b", || b.file("down.bin").exists() && holds_both(&b));
+    assert!(b.log().contains("restoring down.bin from the network"), "{}", b.log());
     assert_eq!(sha256_file(&b.file("kept.bin")), sha256_hex(&kept));
     assert_eq!(fs::read(a.file("kept.bin")).unwrap(), kept, "a's copy untouched");
 }
@@ -170,10 +173,12 @@ fn a_file_deleted_by_hand_is_restored_from_the_network() {
 fn a_file_in_the_folder_never_replaces_the_network_file_of_its_name() {
     let theirs = random_bytes(100 * KIB, 40);
     let same = random_bytes(80 * KIB, 41);
-    let (a, mut b) = pair("clobber", &[], |a| {
-        fs::write(a.file("notes.txt"), &theirs).unwrap();
-        fs::write(a.file("same.bin"), &same).unwrap();
-    });
+    let (a, mut b) = pair("clobber", &[], |_| {});
+    let src = tempfile::tempdir().unwrap();
+    for (name, data) in [("notes.txt", &theirs), ("same.bin", &same)] {
+        fs::write(src.path().join(name), data).unwrap();
+        a.insert(&src.path().join(name)).ok("insert");
+    }
     wait_until(LONG, "b holds a's files", || {
         b.holds("same.bin", same.len() as u64, &sha256_hex(&same))
             && file_status(&b.query(), "notes.txt").is_some_and(|r| r.local == 1.0)

@@ -26,9 +26,7 @@ impl Node {
         self.files
             .iter()
             .filter(|(name, f)| {
-                f.manifest.is_some()
-                    && f.have.is_complete()
-                    && beneath(f.stored_as.as_deref().unwrap_or(name.as_str()))
+                f.manifest.is_some() && f.have.is_complete() && beneath(f.stored_as.as_deref().unwrap_or(name.as_str()))
             })
             .map(|(name, _)| name.clone())
             .collect()

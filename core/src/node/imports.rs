@@ -107,12 +107,12 @@ impl Node {
     fn commit_refusal(&self, id: ImportId, name: &FileName, manifest: &Manifest) -> Option<Refusal> {
         let adopting = self.imports.get(&id).is_some_and(|i| matches!(i.from, InsertFrom::Folder(_)));
         match self.files.get(name) {
-            Some(f) if adopting && f.is_known() => (!f.matches(manifest.size(), manifest.digest())
-                || f.have.is_complete())
-            .then(|| Refusal {
-                code: Code::FileExists,
-                reason: format!("the network has another {name} (different content); this one is not shared"),
-            }),
+            Some(f) if adopting && f.is_known() => {
+                (!f.matches(manifest.size(), manifest.digest()) || f.have.is_complete()).then(|| Refusal {
+                    code: Code::FileExists,
+                    reason: format!("the network has another {name} (different content); this one is not shared"),
+                })
+            }
             _ => self.name_refusal(name, Some(id)),
         }
     }

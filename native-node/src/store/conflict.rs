@@ -43,8 +43,8 @@ impl Store {
         if file.metadata().map(|m| m.len()).ok() != Some(manifest.size()) {
             return false;
         }
-        let same = hash(&mut file, name.as_str(), manifest.size(), &|_, _| {}, |_| Ok(()))
-            .is_ok_and(|m| m.digest() == digest);
+        let same =
+            hash(&mut file, name.as_str(), manifest.size(), &|_, _| {}, |_| Ok(())).is_ok_and(|m| m.digest() == digest);
         if !same {
             return false;
         }
@@ -67,9 +67,7 @@ pub fn is_conflict_copy(path: &str) -> bool {
     let base = path.rsplit('/').next().unwrap_or(path);
     base.match_indices(".torronto-conflict-").any(|(at, tag)| {
         let digits = &base.as_bytes()[at + tag.len()..];
-        digits.len() >= 8
-            && digits[..8].iter().all(u8::is_ascii_hexdigit)
-            && digits.get(8).is_none_or(|&b| b == b'.')
+        digits.len() >= 8 && digits[..8].iter().all(u8::is_ascii_hexdigit) && digits.get(8).is_none_or(|&b| b == b'.')
     })
 }
 
@@ -102,7 +100,12 @@ mod tests {
         let long = FileName::new(&"x".repeat(250)).unwrap();
         assert_eq!(conflict_name(&long, m.digest()).len(), 255, "shortened to fit a component");
         assert!(is_conflict_copy(&copy) && is_conflict_copy(&conflict_name(&long, m.digest())));
-        for mine in ["docs/notes.txt", "notes.torronto-conflict-.txt", "a.torronto-conflict-1234567g", "x/a.torronto-conflict-12345678x"] {
+        for mine in [
+            "docs/notes.txt",
+            "notes.torronto-conflict-.txt",
+            "a.torronto-conflict-1234567g",
+            "x/a.torronto-conflict-12345678x",
+        ] {
             assert!(!is_conflict_copy(mine), "{mine}");
         }
     }

@@ -87,7 +87,8 @@ impl Store {
     ) -> Result<Manifest, StorageError> {
         let path = self.dir.join(name.as_str()).display().to_string();
         let mut input = self.folder.open_file(name.as_str(), false).map_err(|e| io_error(&path, &e))?;
-        let stamp = |file: &File| rustix::fs::fstat(file).map(|st| Stamp::of(&st)).map_err(|e| io_error(&path, &e.into()));
+        let stamp =
+            |file: &File| rustix::fs::fstat(file).map(|st| Stamp::of(&st)).map_err(|e| io_error(&path, &e.into()));
         let before = stamp(&input)?;
         if before.size() > torronto_core::layout::MAX_FILE_SIZE {
             return Err(storage_error(Code::BadRequest, format!("{path} is larger than the 32 GiB limit")));
