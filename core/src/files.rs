@@ -311,6 +311,20 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_forgotten_counts_only_the_peers_holding_it() {
+        let digest = ManifestBuilder::new().finish().unwrap().digest();
+        let mut f = FileState::new(3 * crate::layout::CHUNK_SIZE, digest);
+        for i in ChunkIndex::all(3) {
+            f.mark_held(i);
+        }
+        f.add_claim(ChunkIndex(1));
+        assert_eq!(f.replication_summary(), (1, 3, 4));
+        f.forget_held();
+        assert_eq!((f.have.count(), f.replication_summary()), (0, (0, 1, 1)));
+        assert!(f.mark_held(ChunkIndex(0)), "held again once fetched");
+    }
+
+    #[test]
     fn names_that_cannot_live_beside_known_files_collide() {
         let t = table(&["readme", "a", "dir/x", "Caf\u{e9}"]);
         let name = |s: &str| FileName::new(s).unwrap();

@@ -241,6 +241,11 @@ mod tests {
         let e = folder.publish(&state, "p", "taken/below").unwrap_err();
         assert!(e.to_string().contains("taken is a file, where a folder is needed"), "{e}");
 
+        let walked = folder.walk("", "state").unwrap();
+        let files: Vec<&str> = walked.files.iter().map(String::as_str).collect();
+        assert_eq!(files, ["taken"], "symlinks not followed, the skipped folder left out");
+        assert_eq!(walked.skipped.len(), 2, "{:?}", walked.skipped);
+
         folder.publish(&state, "p", "new/deep/file").unwrap();
         assert!(root.join("new/deep/file").is_file());
         assert!(folder.stat("new/deep/file").unwrap().is_some());

@@ -19,10 +19,12 @@ impl Node {
     }
 
     /// The files this node holds complete at `path` in its folder (relative, `/`
-    /// separated) or beneath it when `path` is a folder: under their names, or as
-    /// conflict copies.
+    /// separated) or beneath it when `path` is a folder (`""`: all of them): under their
+    /// names, or as conflict copies.
     pub fn held_at(&self, path: &str) -> Vec<FileName> {
-        let beneath = |at: &str| at == path || (at.starts_with(path) && at.as_bytes().get(path.len()) == Some(&b'/'));
+        let beneath = |at: &str| {
+            path.is_empty() || at == path || (at.starts_with(path) && at.as_bytes().get(path.len()) == Some(&b'/'))
+        };
         self.files
             .iter()
             .filter(|(name, f)| {

@@ -239,6 +239,30 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_the_folder_is_hashed_in_place_and_committed_only_if_unchanged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        fs::create_dir(tmp.path().join("sub")).unwrap();
+        fs::write(tmp.path().join("sub/x.bin"), b"found in the folder").unwrap();
+        let name = FileName::new("sub/x.bin").unwrap();
+        let m = store.import_in_place(ImportId(1), &name, |_, _| {}).unwrap();
+        assert_eq!(m.size(), 19);
+        assert_eq!(fs::read_dir(tmp.path().join(".torronto/import")).unwrap().count(), 0, "no copy");
+        store.commit(ImportId(1), &name, &m).unwrap();
+        let loaded = Store::open(tmp.path()).unwrap().load().unwrap();
+        assert!(loaded[0].have.is_complete() && loaded[0].stored_as.is_none(), "held where it is");
+
+        // Changed between hashing and commit: refused, nothing recorded.
+        fs::write(tmp.path().join("y.bin"), b"first").unwrap();
+        let y = FileName::new("y.bin").unwrap();
+        let m = store.import_in_place(ImportId(2), &y, |_, _| {}).unwrap();
+        fs::write(tmp.path().join("y.bin"), b"first, and more").unwrap();
+        let e = store.commit(ImportId(2), &y, &m).unwrap_err();
+        assert!(e.message.contains("changed while it was being hashed"), "{}", e.message);
+        assert_eq!(Store::open(tmp.path()).unwrap().load().unwrap().len(), 1);
+    }
+
+    #[test]
     fn remote_inserts_stay_inside_their_folders_and_copies_keep_their_modes() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
