@@ -19,7 +19,8 @@
 //!   files the node held and that were deleted from it are restored;
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests,
 //!   conflict copies, the space it may use), one idea per file in `store/`;
-//! - [`beneath`]: paths in the folder, opened and renamed into without following symlinks;
+//! - [`beneath`]: paths in the folder, opened, walked and renamed into without following
+//!   symlinks;
 //! - [`events`]: how the node's events read in the log;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);
 //! - [`config`]: `torronto node --config FILE`, a TOML file of the node's flags;

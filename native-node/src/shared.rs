@@ -149,7 +149,8 @@ impl SharedFolder {
             self.warned.clear();
         }
         if self.warned.insert(path.clone()) {
-            tracing::warn!("not sharing {}: {why}", path.display());
+            // Quoted and escaped: the name may hold the very characters refused.
+            tracing::warn!("not sharing {path:?}: {why}");
         }
     }
 

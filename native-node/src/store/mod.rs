@@ -16,7 +16,8 @@
 //! the name itself in `manifests/` and `partial/`; [`Store::load`] moves such state.)
 //!
 //! A file appears under its name only by an atomic rename once every chunk is
-//! verified, so nobody sees a torn file. Paths in DIR are walked without following
+//! verified, so nobody sees a torn file. A published file deleted from the folder is
+//! fetched again: [`Store::load`] finds it gone at start, [`crate::shared`] while running. Paths in DIR are walked without following
 //! symlinks, and the rename never replaces anything ([`crate::beneath`]): if a file
 //! torronto does not manage has the name, the network's copy becomes a conflict copy
 //! beside it ([`conflict_name`]). Manifests are written to a temporary name and renamed,
@@ -32,8 +33,10 @@
 //! - `state`: state files under a hash of the name, the manifest file format, atomic
 //!   writes, and moving state of the old layout;
 //! - `space`: `--min-free` and `--max-store`, and whether a file fits;
-//! - `import`: inserted files copied in while hashed, then committed;
-//! - `conflict`: the name of a conflict copy;
+//! - `import`: inserted files copied in while hashed, then committed; files found in
+//!   the folder (the shared folder) hashed in place, committed only if unchanged;
+//! - `conflict`: the name of a conflict copy, telling one by its name, and a name that
+//!   holds the network's content already (taken as the node's copy, no conflict copy);
 //! - `error`: I/O failures as the storage errors users see (ENOSPC is no space).
 
 mod conflict;
