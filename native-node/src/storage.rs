@@ -4,7 +4,9 @@
 //! long-lived thread fed by a queue: handing each 64 KiB read or write to tokio's
 //! blocking pool cost more in thread wake-ups than the I/O itself. Inserts (copying
 //! and hashing whole files, then publishing them) run on the blocking pool so they
-//! never hold up chunk I/O. Results go back to the driver as [`Input::Storage`].
+//! never hold up chunk I/O (committing a file hashed in place, a quick record kept in
+//! order with the thread's other commands, excepted). Results go back to the driver as
+//! [`Input::Storage`].
 
 use std::future::Future;
 use std::sync::mpsc;
@@ -66,7 +68,11 @@ impl Storage {
     /// goes out on that connection straight from its file.
     pub fn submit(&self, command: StorageCommand, send_file: Option<SendFile>) {
         use StorageCommand::{Commit, Discard, Import};
-        if matches!(command, Import { .. } | Commit { .. } | Discard { .. }) {
+        // Committing a file hashed in place only records it, and must come after any
+        // Prepare of the same name core sent before (fetching it as it was hashed),
+        // which would otherwise take the file back to a partial: the thread keeps order.
+        let in_place = matches!(&command, Commit { id, .. } if self.store.hashed_in_place(*id));
+        if !in_place && matches!(command, Import { .. } | Commit { .. } | Discard { .. }) {
             let (store, inputs) = (self.store.clone(), self.inputs.clone());
             tokio::task::spawn_blocking(move || report(&inputs, execute(&store, command, None)));
             return;

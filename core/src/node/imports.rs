@@ -102,13 +102,23 @@ impl Node {
         id
     }
 
+    fn adopting(&self, id: ImportId) -> bool {
+        self.imports.get(&id).is_some_and(|i| matches!(i.from, InsertFrom::Folder(_)))
+    }
+
+    /// Whether adoption `id` found the content this node holds already under `name`
+    /// (fetched while it was hashed): nothing left to do.
+    fn adopted_already(&self, id: ImportId, name: &FileName, manifest: &Manifest) -> bool {
+        let held = |f: &FileState| f.have.is_complete() && f.matches(manifest.size(), manifest.digest());
+        self.adopting(id) && self.files.get(name).is_some_and(held)
+    }
+
     /// Why a hashed import may not be committed: for an adoption, only a file the
     /// network has with other content (or a name that cannot live beside its files).
     fn commit_refusal(&self, id: ImportId, name: &FileName, manifest: &Manifest) -> Option<Refusal> {
-        let adopting = self.imports.get(&id).is_some_and(|i| matches!(i.from, InsertFrom::Folder(_)));
         match self.files.get(name) {
-            Some(f) if adopting && f.is_known() => {
-                (!f.matches(manifest.size(), manifest.digest()) || f.have.is_complete()).then(|| Refusal {
+            Some(f) if self.adopting(id) && f.is_known() => {
+                (!f.matches(manifest.size(), manifest.digest())).then(|| Refusal {
                     code: Code::FileExists,
                     reason: format!("the network has another {name} (different content); this one is not shared"),
                 })
@@ -165,6 +175,11 @@ impl Node {
             Err(e) => {
                 self.imports.remove(&id);
                 self.insert_done(from, id, Err(e.into()));
+            }
+            Ok(manifest) if self.adopted_already(id, &name, &manifest) => {
+                self.imports.remove(&id);
+                self.storage.push_back(StorageCommand::Discard { id });
+                self.insert_done(from, id, Ok(()));
             }
             Ok(manifest) => match self.commit_refusal(id, &name, &manifest) {
                 // Announced by a peer while we were hashing: the same answer as before.

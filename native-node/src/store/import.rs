@@ -104,6 +104,11 @@ impl Store {
         Ok(manifest)
     }
 
+    /// Whether import `id` is a file of the folder hashed in place (and not committed).
+    pub fn hashed_in_place(&self, id: ImportId) -> bool {
+        self.adopted().contains_key(&id)
+    }
+
     pub(super) fn adopted(&self) -> std::sync::MutexGuard<'_, HashMap<ImportId, Stamp>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.adopted.lock().unwrap_or_else(|e| e.into_inner())
