@@ -241,7 +241,7 @@ impl Driver {
         self.drain_outputs();
         loop {
             let wake = until(self.node.poll_timeout().map(|t| self.start + Duration::from_millis(t)));
-            let settled = until(self.shared.as_ref().and_then(SharedFolder::next_check));
+            let settled = until(self.shared.as_ref().and_then(|s| s.next_check(&self.node)));
             tokio::select! {
                 () = &mut shutdown, if leave_deadline.is_none() => {
                     if !self.node.is_joined() {

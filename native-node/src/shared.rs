@@ -41,6 +41,9 @@ pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 pub const WRITER_PATIENCE: Duration = Duration::from_secs(60);
 /// How often paths that settled before the node was a member are looked at again.
 const MEMBER_POLL: Duration = Duration::from_millis(500);
+/// Files hashed at once: a folder of thousands found at start is taken a few at a
+/// time, not with a thread each fighting over the disk.
+const MAX_ADOPTING: usize = 2;
 
 /// What the watcher saw, as the loop gets it.
 #[derive(Debug)]
@@ -76,7 +79,7 @@ pub struct SharedFolder {
     watcher: notify::RecommendedWatcher,
     settle: Duration,
     pending: HashMap<String, Pending>,
-    /// Settled files waiting for the node to be a member.
+    /// Settled files waiting for the node to be a member, or for their turn.
     waiting: HashSet<String>,
     /// Adoptions under way: the path and what it was when offered.
     adopting: HashMap<ImportId, (String, Stamp)>,
@@ -204,10 +207,14 @@ impl SharedFolder {
     }
 
     /// When [`SharedFolder::settled`] should next be called, if ever.
-    pub fn next_check(&self) -> Option<Instant> {
+    pub fn next_check(&self, node: &Node) -> Option<Instant> {
         let settle = |p: &Pending| p.changed + if p.writing { WRITER_PATIENCE } else { self.settle };
         let first = self.pending.values().map(settle).min();
-        let poll = (!self.waiting.is_empty()).then(|| Instant::now() + MEMBER_POLL);
+        let poll = match self.waiting.is_empty() {
+            true => None,
+            false if node.is_member() && self.adopting.len() < MAX_ADOPTING => Some(Instant::now()),
+            false => Some(Instant::now() + MEMBER_POLL),
+        };
         first.into_iter().chain(poll).min()
     }
 
@@ -225,8 +232,11 @@ impl SharedFolder {
             self.pending.remove(&rel);
             self.look_at(node, now, rel);
         }
-        if node.is_member() {
-            for rel in std::mem::take(&mut self.waiting) {
+        let room = MAX_ADOPTING.saturating_sub(self.adopting.len());
+        if node.is_member() && room > 0 {
+            let turn: Vec<String> = self.waiting.iter().take(room).cloned().collect();
+            for rel in turn {
+                self.waiting.remove(&rel);
                 self.look_at(node, now, rel);
             }
         }
@@ -264,7 +274,7 @@ impl SharedFolder {
             Ok(name) => name,
             Err(e) => return self.warn_once(self.folder.path().join(&rel), &e.to_string()),
         };
-        if !node.is_member() {
+        if !node.is_member() || self.adopting.len() >= MAX_ADOPTING {
             self.waiting.insert(rel);
             return;
         }

@@ -51,16 +51,26 @@ fn files_in_the_folder_at_start_are_shared_with_every_node() {
         fs::write(a.file("top.bin"), &top).unwrap();
         fs::create_dir_all(a.file("sub/deep")).unwrap();
         fs::write(a.file("sub/deep/x.txt"), &deep).unwrap();
+        // More than are hashed at once: the rest wait their turn.
+        fs::create_dir(a.file("many")).unwrap();
+        for i in 0..8 {
+            fs::write(a.file(&format!("many/f{i}.txt")), format!("file {i}\n")).unwrap();
+        }
         fs::create_dir_all(a.file(".torronto")).unwrap();
         fs::write(a.file(".torronto/stray.bin"), b"node state, never shared").unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), a.file("link")).unwrap();
         std::os::unix::fs::symlink(outside.path(), a.file("linked-dir")).unwrap();
     });
-    wait_until(LONG, "b holds both files found in a's folder", || {
+    wait_until(LONG, "b holds the files found in a's folder", || {
         b.holds("top.bin", top.len() as u64, &sha256_hex(&top))
             && b.holds("sub/deep/x.txt", deep.len() as u64, &sha256_hex(&deep))
+            && (0..8).all(|i| {
+                let text = format!("file {i}\n");
+                b.holds(&format!("many/f{i}.txt"), text.len() as u64, &sha256_hex(text.as_bytes()))
+            })
     });
-    let expected: BTreeSet<String> = ["sub/deep/x.txt", "top.bin"].map(str::to_owned).into();
+    let mut expected: BTreeSet<String> = ["sub/deep/x.txt", "top.bin"].map(str::to_owned).into();
+    expected.extend((0..8).map(|i| format!("many/f{i}.txt")));
     assert_eq!(files(&a), expected, "nothing from .torronto or through a symlink");
     assert_eq!(files(&b), expected);
     assert!(a.log().contains("not sharing") && a.log().contains("link"), "the symlinks are named in the log");
