@@ -60,6 +60,8 @@ fn files_in_the_folder_at_start_are_shared_with_every_node() {
         fs::write(a.file(".torronto/stray.bin"), b"node state, never shared").unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), a.file("link")).unwrap();
         std::os::unix::fs::symlink(outside.path(), a.file("linked-dir")).unwrap();
+        // A name FileName refuses: skipped, with the reason, and the node runs on.
+        fs::write(a.file("invoice\u{202e}fdp.exe"), b"misleading").unwrap();
     });
     wait_until(LONG, "b holds the files found in a's folder", || {
         b.holds("top.bin", top.len() as u64, &sha256_hex(&top))
@@ -73,7 +75,9 @@ fn files_in_the_folder_at_start_are_shared_with_every_node() {
     expected.extend((0..8).map(|i| format!("many/f{i}.txt")));
     assert_eq!(files(&a), expected, "nothing from .torronto or through a symlink");
     assert_eq!(files(&b), expected);
-    assert!(a.log().contains("not sharing") && a.log().contains("link"), "the symlinks are named in the log");
+    let log = a.log();
+    assert!(log.contains("not sharing") && log.contains("linked-dir"), "the symlinks are named in the log");
+    assert!(log.contains("bidi control character (U+202E)"), "the refused name is logged with why:\n{log}");
     // b stored what it fetched under the names: not adopted as files of its own.
     assert_eq!(count(&b.log(), "found in the folder"), 0, "{}", b.log());
 
@@ -168,6 +172,11 @@ fn a_file_deleted_by_hand_is_restored_from_the_network() {
     fs::remove_file(b.file("kept.bin")).unwrap();
     wait_until(LONG, "kept.bin is back on b", || b.file("kept.bin").exists() && holds_both(&b));
     assert!(b.log().contains("restoring kept.bin from the network"), "{}", b.log());
+    // Moved out of the folder: the same.
+    let away = tempfile::tempdir_in(b.root()).unwrap();
+    fs::rename(b.file("kept.bin"), away.path().join("kept.bin")).unwrap();
+    wait_until(LONG, "kept.bin is back on b after a move out", || b.file("kept.bin").exists() && holds_both(&b));
+    assert_eq!(count(&b.log(), "restoring kept.bin from the network"), 2, "{}", b.log());
 
     // While b is down: found at start.
     b.stop();
