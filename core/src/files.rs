@@ -133,6 +133,16 @@ impl FileState {
         true
     }
 
+    /// This node no longer holds any chunk of the file (its copy is gone).
+    pub fn forget_held(&mut self) {
+        let held: Vec<ChunkIndex> = self.have.iter().collect();
+        for i in held {
+            let r = self.replication(i);
+            self.have.remove(i);
+            self.moved(r, r - 1);
+        }
+    }
+
     /// The least replication of any chunk, how many chunks are held somewhere, and the
     /// sum of all chunks' replication: the status of the file, without a pass over its
     /// chunks.
@@ -298,6 +308,20 @@ mod tests {
             t.insert(FileName::new(n).unwrap(), FileState::new(0, digest));
         }
         t
+    }
+
+    #[test]
+    fn a_copy_forgotten_counts_only_the_peers_holding_it() {
+        let digest = ManifestBuilder::new().finish().unwrap().digest();
+        let mut f = FileState::new(3 * crate::layout::CHUNK_SIZE, digest);
+        for i in ChunkIndex::all(3) {
+            f.mark_held(i);
+        }
+        f.add_claim(ChunkIndex(1));
+        assert_eq!(f.replication_summary(), (1, 3, 4));
+        f.forget_held();
+        assert_eq!((f.have.count(), f.replication_summary()), (0, (0, 1, 1)));
+        assert!(f.mark_held(ChunkIndex(0)), "held again once fetched");
     }
 
     #[test]

@@ -6,15 +6,53 @@
 //! anywhere on the way (`DIR/shared -> /elsewhere` for the name `shared/x`) stops the
 //! walk with an error naming it, instead of leading out of the folder. Publishing
 //! never replaces what is there (`RENAME_NOREPLACE`), so a file torronto did not put
-//! in the folder is never overwritten.
+//! in the folder is never overwritten. The shared folder is walked the same way
+//! ([`Folder::walk`]): a symlink is never followed, so nothing outside is shared.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, Stat};
 use rustix::io::Errno;
+
+/// What says a file did not change: the same inode, size and modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(st: &Stat) -> Self {
+        #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+        Self {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as i64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size as u64
+    }
+}
+
+/// What a walk of the folder found.
+#[derive(Debug, Default)]
+pub struct Walked {
+    /// Folders (relative, `/` separated; `""` for the folder itself), the first first.
+    pub dirs: Vec<String>,
+    /// Regular files (relative).
+    pub files: Vec<String>,
+    /// Symbolic links and names that are not UTF-8, skipped (full paths).
+    pub skipped: Vec<PathBuf>,
+}
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
@@ -56,6 +94,52 @@ impl Folder {
             dir = opened.map_err(|e| self.explain(e, &dir, c, &walked))?;
         }
         Ok((dir, last))
+    }
+
+    /// Every folder and regular file at and beneath `rel` (`""` for the whole folder),
+    /// leaving out `skip` (names directly in the folder) and never following a symlink.
+    pub fn walk(&self, rel: &str, skip: &str) -> io::Result<Walked> {
+        let mut walked = Walked::default();
+        let mut todo = vec![rel.to_owned()];
+        while let Some(dir) = todo.pop() {
+            let fd = match dir.as_str() {
+                "" => rfs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())?,
+                _ => {
+                    let (parent, last) = self.parent(&dir, false)?;
+                    match rfs::openat(&parent, last, DIR_FLAGS, Mode::empty()) {
+                        Ok(fd) => fd,
+                        // Gone, or not a folder (any more): nothing beneath it.
+                        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            let at = |name: &str| if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
+            for entry in rfs::Dir::read_from(&fd)? {
+                let entry = entry?;
+                let raw = entry.file_name().to_bytes();
+                if raw == b"." || raw == b".." || (dir.is_empty() && raw == skip.as_bytes()) {
+                    continue;
+                }
+                let Ok(name) = std::str::from_utf8(raw) else {
+                    walked.skipped.push(self.path.join(&dir).join(std::ffi::OsStr::from_bytes(raw)));
+                    continue;
+                };
+                let kind = match entry.file_type() {
+                    FileType::Unknown => rfs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|st| FileType::from_raw_mode(st.st_mode))?,
+                    kind => kind,
+                };
+                match kind {
+                    FileType::Directory => todo.push(at(name)),
+                    FileType::RegularFile => walked.files.push(at(name)),
+                    FileType::Symlink => walked.skipped.push(self.path.join(at(name))),
+                    _ => {}
+                }
+            }
+            walked.dirs.push(dir);
+        }
+        Ok(walked)
     }
 
     /// What is at `rel`, not following a symlink there; `None` if nothing is (or a
@@ -156,6 +240,11 @@ mod tests {
         assert_eq!(std::fs::read(root.join("taken")).unwrap(), b"user's");
         let e = folder.publish(&state, "p", "taken/below").unwrap_err();
         assert!(e.to_string().contains("taken is a file, where a folder is needed"), "{e}");
+
+        let walked = folder.walk("", "state").unwrap();
+        let files: Vec<&str> = walked.files.iter().map(String::as_str).collect();
+        assert_eq!(files, ["taken"], "symlinks not followed, the skipped folder left out");
+        assert_eq!(walked.skipped.len(), 2, "{:?}", walked.skipped);
 
         folder.publish(&state, "p", "new/deep/file").unwrap();
         assert!(root.join("new/deep/file").is_file());

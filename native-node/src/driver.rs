@@ -36,6 +36,7 @@ use crate::metrics::Metrics;
 pub use crate::options::NodeOptions;
 use crate::private::{load_identity, Accepted, Private};
 use crate::registry::Registration;
+use crate::shared::SharedFolder;
 use crate::slots::{is_local, Slots};
 use crate::storage::{SendFile, Storage};
 use crate::store::Store;
@@ -89,6 +90,7 @@ pub struct Driver {
     slots: Slots,
     /// The bandwidth limits every connection's reader and writer wait on.
     limiter: Arc<Limiter>,
+    shared: Option<SharedFolder>,
 }
 
 impl Driver {
@@ -170,6 +172,8 @@ impl Driver {
         }
         node.set_limits(opts.limits);
         let (inputs_tx, inputs) = mpsc::channel(1024);
+        let shared =
+            opts.settle.map(|settle| SharedFolder::start(store.dir(), settle, inputs_tx.clone())).transpose()?;
         let storage = Storage::start(store, inputs_tx.clone())?;
         let start = Instant::now();
         if opts.join {
@@ -196,6 +200,7 @@ impl Driver {
             metrics_listener,
             slots,
             limiter: Limiter::new(opts.limits),
+            shared,
         })
     }
 
@@ -242,13 +247,8 @@ impl Driver {
         let mut leave_deadline: Option<Instant> = None;
         self.drain_outputs();
         loop {
-            let timeout = self.node.poll_timeout().map(|t| self.start + Duration::from_millis(t));
-            let wake = async {
-                match timeout {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let wake = until(self.node.poll_timeout().map(|t| self.start + Duration::from_millis(t)));
+            let settled = until(self.shared.as_ref().and_then(|s| s.next_check(&self.node)));
             tokio::select! {
                 () = &mut shutdown, if leave_deadline.is_none() => {
                     if !self.node.is_joined() {
@@ -276,6 +276,12 @@ impl Driver {
                     }
                 },
                 () = wake => self.node.handle_timeout(self.now()),
+                () = settled => {
+                    let now = self.now();
+                    if let Some(shared) = &mut self.shared {
+                        shared.settled(&mut self.node, now);
+                    }
+                }
             }
             self.drain_outputs();
             // Connection tasks share this thread: let writers send what was just queued
@@ -451,6 +457,11 @@ impl Driver {
                 }
                 self.node.handle_storage(now, event)
             }
+            Input::Folder(changes) => {
+                if let Some(shared) = &mut self.shared {
+                    shared.changed(&self.node, changes);
+                }
+            }
             Input::Metrics(reply) => {
                 if let Some(metrics) = &self.metrics {
                     let _ = reply.send(metrics.render(&self.node.status()));
@@ -498,8 +509,11 @@ impl Driver {
                 if let Some(metrics) = &mut self.metrics {
                     metrics.event(&event);
                 }
-                if let Event::LimitsChanged(limits) = event {
-                    self.limiter.set(limits);
+                if let Event::LimitsChanged(limits) = &event {
+                    self.limiter.set(*limits);
+                }
+                if let Some(shared) = &mut self.shared {
+                    shared.event(&event);
                 }
                 self.log.record(event);
             }
@@ -528,5 +542,13 @@ impl Driver {
             _ => None,
         };
         self.storage.submit(command, send_file);
+    }
+}
+
+/// Completes at `at`, or never.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

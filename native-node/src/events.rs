@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use torronto_core::{Event, FileName};
+use torronto_core::{Code, Event, FileName};
 
 /// Writes the node's [`Event`]s to the log.
 #[derive(Debug, Default)]
@@ -86,6 +86,19 @@ impl EventLog {
             ),
             // The native node inserts through control connections only.
             Event::Inserted { .. } => {}
+            // Success is logged as the insert.
+            Event::Adopted { result: Ok(()), .. } => {}
+            Event::Adopted { file, result: Err(refusal), .. } if refusal.code == Code::FileExists => tracing::warn!(
+                "{file} in the folder is left as it is and not shared: {}; the network's copy, when fetched, \
+                 is stored beside it as a conflict copy",
+                refusal.reason
+            ),
+            Event::Adopted { file, result: Err(refusal), .. } => {
+                tracing::warn!("not sharing {file} from the folder: {}", refusal.reason)
+            }
+            Event::Restoring { file } => {
+                tracing::warn!("restoring {file} from the network: it was deleted from the folder")
+            }
         }
     }
 }

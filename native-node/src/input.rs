@@ -46,6 +46,8 @@ pub enum Input {
         conn: ConnId,
     },
     Storage(StorageEvent),
+    /// What the shared folder's watcher saw.
+    Folder(Vec<crate::shared::Change>),
     /// A `/metrics` scrape asks for the counters, rendered.
     Metrics(tokio::sync::oneshot::Sender<String>),
 }

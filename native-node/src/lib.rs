@@ -4,6 +4,7 @@
 //! - [`driver`]: the event loop owning one `core::Node`: accepts and dials TCP
 //!   connections, hands storage commands to [`storage`], feeds [`input`]s to the node
 //!   (`driver/admission.rs` carries out the slot rule for each accepted connection);
+//! - [`options`]: how to run a node ([`options::NodeOptions`], from the flags);
 //! - [`input`]: what the node's tasks tell the loop;
 //! - [`options`]: how to run a node ([`options::NodeOptions`], from the flags);
 //! - [`limits`]: `--upload-limit`/`--download-limit`: pacing chunk bodies, fair
@@ -18,9 +19,12 @@
 //! - [`tasks`]: every task the node spawns, so shutdown can end them and wait;
 //! - [`storage`]: carries out storage commands off the loop (chunk I/O on its own
 //!   thread, inserts on the blocking pool);
+//! - [`shared`]: the shared folder: files put in it are adopted once settled (inotify),
+//!   files the node held and that were deleted from it are restored;
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests,
 //!   conflict copies, the space it may use), one idea per file in `store/`;
-//! - [`beneath`]: paths in the folder, opened and renamed into without following symlinks;
+//! - [`beneath`]: paths in the folder, opened, walked and renamed into without following
+//!   symlinks;
 //! - [`events`]: how the node's events read in the log;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`, `limit`);
 //! - [`progress`]: `torronto insert`'s progress bar (or lines), from the node's status;
@@ -51,6 +55,7 @@ pub mod private;
 pub mod program;
 pub mod progress;
 pub mod registry;
+pub mod shared;
 pub mod slots;
 pub mod storage;
 pub mod store;

@@ -106,6 +106,10 @@ enum Command {
         /// Most chunk bytes per second taken from peers, as --upload-limit.
         #[arg(long, value_name = "RATE", value_parser = parse_rate)]
         download_limit: Option<u64>,
+        /// How long a file put in the folder must stay unchanged (and closed by its
+        /// writer) before it is shared, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        settle_ms: u64,
     },
     /// Tell a node to join the network.
     Join(Control),
@@ -245,6 +249,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             max_store,
             upload_limit,
             download_limit,
+            settle_ms,
         } => {
             init_logs(log_format);
             check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
@@ -270,6 +275,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 metrics,
                 space: Space { min_free, max_store },
                 limits: RateLimits { upload: upload_limit.unwrap_or(0), download: download_limit.unwrap_or(0) },
+                settle: Some(std::time::Duration::from_millis(settle_ms)),
             };
             let driver = Driver::bind(options).await?;
             let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));

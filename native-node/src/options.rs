@@ -1,8 +1,9 @@
-//! How to run a node: what `torronto node`'s flags (or its config file) say, for
-//! [`crate::driver::Driver::bind`].
+//! How to run a node: what `torronto node`'s flags (or a config file, or the demo)
+//! tell [`crate::driver::Driver::bind`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use torronto_core::{NetworkSecret, NodeId, PeerAddr, RateLimits};
 
@@ -37,4 +38,6 @@ pub struct NodeOptions {
     pub space: Space,
     /// Bandwidth limits on chunk bodies (`--upload-limit`, `--download-limit`).
     pub limits: RateLimits,
+    /// Share the folder ([`crate::shared`]), taking a file once unchanged this long.
+    pub settle: Option<Duration>,
 }

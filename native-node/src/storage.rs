@@ -4,7 +4,9 @@
 //! long-lived thread fed by a queue: handing each 64 KiB read or write to tokio's
 //! blocking pool cost more in thread wake-ups than the I/O itself. Inserts (copying
 //! and hashing whole files, then publishing them) run on the blocking pool so they
-//! never hold up chunk I/O. Results go back to the driver as [`Input::Storage`].
+//! never hold up chunk I/O (committing a file hashed in place, a quick record kept in
+//! order with the thread's other commands, excepted). Results go back to the driver as
+//! [`Input::Storage`].
 
 use std::cell::Cell;
 use std::future::Future;
@@ -68,7 +70,11 @@ impl Storage {
     /// goes out on that connection straight from its file.
     pub fn submit(&self, command: StorageCommand, send_file: Option<SendFile>) {
         use StorageCommand::{Commit, Discard, Import};
-        if matches!(command, Import { .. } | Commit { .. } | Discard { .. }) {
+        // Committing a file hashed in place only records it, and must come after any
+        // Prepare of the same name core sent before (fetching it as it was hashed),
+        // which would otherwise take the file back to a partial: the thread keeps order.
+        let in_place = matches!(&command, Commit { id, .. } if self.store.hashed_in_place(*id));
+        if !in_place && matches!(command, Import { .. } | Commit { .. } | Discard { .. }) {
             let (store, inputs) = (self.store.clone(), self.inputs.clone());
             tokio::task::spawn_blocking(move || report(&inputs, execute(&store, command, None, &inputs)));
             return;
@@ -102,11 +108,10 @@ pub fn execute(
     inputs: &tokio_mpsc::Sender<Input>,
 ) -> Option<StorageEvent> {
     match command {
-        StorageCommand::Import { id, path, name, within } => {
-            tracing::info!("inserting {path} as {name}");
+        StorageCommand::Import { id, path, name, within, in_place } => {
             let next_report = Cell::new(0u64);
             let next_progress = Cell::new(Instant::now());
-            let result = store.import(id, &path, within.as_deref(), |done, total| {
+            let progress = |done, total| {
                 // Progress for large files, every tenth.
                 if total >= 64 << 20 && done >= next_report.get() {
                     tracing::info!("hashing {name}: {}%", done * 100 / total);
@@ -117,7 +122,14 @@ pub fn execute(
                     // Dropped when the loop is busy: the next one says more anyway.
                     let _ = inputs.try_send(Input::Storage(StorageEvent::ImportProgress { id, done, total }));
                 }
-            });
+            };
+            let result = if in_place {
+                tracing::info!("sharing {name}, found in the folder");
+                store.import_in_place(id, &name, progress)
+            } else {
+                tracing::info!("inserting {path} as {name}");
+                store.import(id, &path, within.as_deref(), progress)
+            };
             Some(StorageEvent::Imported { id, result })
         }
         StorageCommand::Commit { id, name, manifest } => {

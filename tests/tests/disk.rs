@@ -24,9 +24,12 @@ fn a_full_disk_is_reported_and_the_file_completes_once_space_is_freed() {
     };
     let mut seeder = TestNode::new("disk-seeder");
     let mut full = TestNode::new("disk-full");
-    // The node's folder is the tmpfs (through a symlink the node resolves at start).
+    // The node's folder is on the tmpfs (through a symlink the node resolves at start);
+    // the filler goes beside it, not in it, where the node would share it.
+    let folder = disk.path.join("node");
+    fs::create_dir(&folder).unwrap();
     fs::remove_dir(full.dir()).unwrap();
-    std::os::unix::fs::symlink(&disk.path, full.dir()).unwrap();
+    std::os::unix::fs::symlink(&folder, full.dir()).unwrap();
     seeder.set_peers(&[full.addr()]);
     full.set_peers(&[seeder.addr()]);
     seeder.start();
@@ -100,7 +103,7 @@ fn a_full_disk_is_reported_and_the_file_completes_once_space_is_freed() {
         third.holds("big.bin", 12 * MIB as u64, &big_sha)
     });
     let entries: Vec<String> =
-        tree(&disk.path).into_iter().map(|(p, _)| p).filter(|p| !p.starts_with(".torronto")).collect();
+        tree(&folder).into_iter().map(|(p, _)| p).filter(|p| !p.starts_with(".torronto")).collect();
     assert_eq!(entries, vec!["big.bin", "small.bin"], "unexpected files in the node's folder");
     drop(third);
     drop(full);

@@ -35,20 +35,22 @@ fn seed(
 fn a_file_the_user_put_in_the_folder_is_kept_and_the_network_copy_goes_beside_it() {
     let mut seeder = TestNode::new("unmanaged-seeder");
     let mut owner = TestNode::new("unmanaged-owner");
-    // The user's own notes, in the folder, never inserted.
+    // The user's own notes, in the folder. The network has notes.txt before the owner
+    // joins, so the owner does not share its own (the shared folder never publishes
+    // over the network's file) and keeps it.
     fs::write(owner.file("notes.txt"), b"my own notes, not for the network\n").unwrap();
     seeder.set_peers(&[owner.addr()]);
     owner.set_peers(&[seeder.addr()]);
     seeder.start();
-    owner.start();
     seeder.join();
-    owner.join();
-
     let src = tempfile::tempdir().unwrap();
     let theirs = src.path().join("notes.txt");
     fs::write(&theirs, random_bytes(200 * KIB, 3)).unwrap();
     let sha = sha256_file(&theirs);
     seeder.insert(&theirs).ok("insert notes.txt");
+    owner.start();
+    owner.join();
+
     let row = |n: &TestNode| file_status(&n.query(), "notes.txt");
     wait_until(Duration::from_secs(30), "the owner holds the network's notes.txt", || {
         row(&owner).is_some_and(|r| r.local == 1.0 && r.stored_as.is_some())

@@ -188,13 +188,19 @@ pub enum StorageCommand {
     /// Copy the file at `path` (on this machine) aside and compute its manifest;
     /// answer `Imported`. With `within`, first resolve the file actually opened to its
     /// canonical path and refuse it unless [`crate::check_insert_source`] allows it.
-    Import { id: ImportId, path: String, name: FileName, within: Option<Vec<String>> },
+    ///
+    /// With `in_place`, `path` is `name` in the node's own folder (a file found there,
+    /// [`super::Node::adopt`]): hash it where it is, without copying it, and fail if it
+    /// changes meanwhile; its `Commit` then only records it (again failing if changed).
+    Import { id: ImportId, path: String, name: FileName, within: Option<Vec<String>>, in_place: bool },
     /// Publish an imported copy as `name`, keeping its manifest; answer `Committed`.
     Commit { id: ImportId, name: FileName, manifest: Manifest },
     /// Drop an imported copy.
     Discard { id: ImportId },
     /// Make room for a file being fetched and keep its manifest; answer `Prepared`
     /// (ErrNoSpace when it does not fit). No chunk of the file is asked for before.
+    /// Also sent for a file held before whose copy is gone from the folder
+    /// ([`super::Node::local_copy_gone`]): it is fetched again from the start.
     Prepare { file: FileName, manifest: Manifest },
     /// Read a chunk we hold to send it on `conn`: answer `Read` with its bytes (the node
     /// then sends the Upload), or send the Upload yourself, straight from storage, and
@@ -306,6 +312,18 @@ pub enum Event {
     FileComplete {
         file: FileName,
         size: u64,
+    },
+    /// The outcome of adopting a file found in the node's folder ([`super::Node::adopt`]);
+    /// [`Event::FileInserted`] follows success too.
+    Adopted {
+        id: ImportId,
+        file: FileName,
+        result: Result<(), Refusal>,
+    },
+    /// The node's complete copy of `file` went from its folder (deleted by hand): it
+    /// is fetched again from the network ([`super::Node::local_copy_gone`]).
+    Restoring {
+        file: FileName,
     },
     ChunkRejected {
         peer: PeerAddr,

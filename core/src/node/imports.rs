@@ -2,6 +2,11 @@
 //! aside and hashes it (Import), then publishes it (Commit); the outcome goes to
 //! whoever asked — a control client as a reply, the driver itself as an event.
 //!
+//! Adopt is the same insert for a file already in the node's folder (the shared
+//! folder, [`Node::adopt`]): hashed where it is, never copied, and never published
+//! over a file the network has under its name with other content — the user's file is
+//! then left alone, and the network's copy goes beside it as a conflict copy.
+//!
 //! Insert by path reads a file on the node's machine with the node's rights, so only
 //! the owner's CLI there (a [`super::ConnInfo::local`] connection) may name any file.
 //! A remote client (a WebSocket session, TCP from elsewhere) may name only files under
@@ -21,12 +26,14 @@ use crate::status::InsertProgress;
 use crate::wire::{Code, Reply};
 
 /// Who asked for an insert, and so is told how it ended.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) enum InsertFrom {
     /// A control client's Insert, answered with a reply on its connection.
     Client(ConnId),
     /// [`Node::insert`], answered with [`Event::Inserted`].
     Driver,
+    /// [`Node::adopt`] of this file in the folder, answered with [`Event::Adopted`].
+    Folder(FileName),
 }
 
 #[derive(Debug)]
@@ -59,22 +66,75 @@ impl Node {
             self.insert_done(from, id, Err(refusal));
             return id;
         }
-        let within = self.insert_confinement(from);
+        let within = self.insert_confinement(&from);
         if within.as_ref().is_some_and(Vec::is_empty) {
             let refusal = Refusal { code: Code::BadPermission, reason: outside_insert_folders(&path, &[]) };
             self.insert_done(from, id, Err(refusal));
             return id;
         }
         self.imports.insert(id, PendingImport { from, name: name.clone(), manifest: None, progress: (0, 0) });
-        self.storage.push_back(StorageCommand::Import { id, path, name, within });
+        self.storage.push_back(StorageCommand::Import { id, path, name, within, in_place: false });
         id
+    }
+
+    /// Starts adopting the file `name` found in the node's folder. Refused at once if
+    /// this node holds a file of that name already (its own copy, or the network's
+    /// kept as a conflict copy beside the user's) or is inserting one; a name the
+    /// network has but this node does not hold yet is hashed first: the same content
+    /// becomes this node's copy, other content is refused.
+    pub(super) fn start_adopt(&mut self, name: FileName) -> ImportId {
+        let id = ImportId(self.next_import);
+        self.next_import += 1;
+        let from = InsertFrom::Folder(name.clone());
+        let held = self.files.get(&name).is_some_and(|f| f.manifest.is_some() && f.have.is_complete());
+        let inserting = self.imports.values().any(|i| i.name == name);
+        let refusal = if held || inserting {
+            Some(already_in_network(&name))
+        } else if self.files.get(&name).is_some_and(FileState::is_known) {
+            None
+        } else {
+            self.name_refusal(&name, None)
+        };
+        if let Some(refusal) = refusal {
+            self.insert_done(from, id, Err(refusal));
+            return id;
+        }
+        self.imports.insert(id, PendingImport { from, name: name.clone(), manifest: None, progress: (0, 0) });
+        let path = name.as_str().to_owned();
+        self.storage.push_back(StorageCommand::Import { id, path, name, within: None, in_place: true });
+        id
+    }
+
+    fn adopting(&self, id: ImportId) -> bool {
+        self.imports.get(&id).is_some_and(|i| matches!(i.from, InsertFrom::Folder(_)))
+    }
+
+    /// Whether adoption `id` found the content this node holds already under `name`
+    /// (fetched while it was hashed): nothing left to do.
+    fn adopted_already(&self, id: ImportId, name: &FileName, manifest: &Manifest) -> bool {
+        let held = |f: &FileState| f.have.is_complete() && f.matches(manifest.size(), manifest.digest());
+        self.adopting(id) && self.files.get(name).is_some_and(held)
+    }
+
+    /// Why a hashed import may not be committed: for an adoption, only a file the
+    /// network has with other content (or a name that cannot live beside its files).
+    fn commit_refusal(&self, id: ImportId, name: &FileName, manifest: &Manifest) -> Option<Refusal> {
+        match self.files.get(name) {
+            Some(f) if self.adopting(id) && f.is_known() => {
+                (!f.matches(manifest.size(), manifest.digest())).then(|| Refusal {
+                    code: Code::FileExists,
+                    reason: format!("the network has another {name} (different content); this one is not shared"),
+                })
+            }
+            _ => self.name_refusal(name, Some(id)),
+        }
     }
 
     /// The folders an insert must come from, or `None` for anywhere (the owner's CLI
     /// on this machine, or the driver itself).
-    fn insert_confinement(&self, from: InsertFrom) -> Option<Vec<String>> {
+    fn insert_confinement(&self, from: &InsertFrom) -> Option<Vec<String>> {
         match from {
-            InsertFrom::Client(conn) if !self.conns.get(&conn).is_some_and(|c| c.local) => {
+            InsertFrom::Client(conn) if !self.conns.get(conn).is_some_and(|c| c.local) => {
                 Some(self.config.insert_from.clone())
             }
             _ => None,
@@ -96,6 +156,7 @@ impl Node {
     /// Tells whoever asked for insert `id` how it ended.
     fn insert_done(&mut self, from: InsertFrom, id: ImportId, result: Result<(), Refusal>) {
         match from {
+            InsertFrom::Folder(file) => self.events.push_back(Event::Adopted { id, file, result }),
             InsertFrom::Client(conn) => {
                 let reply = match result {
                     Ok(()) => Reply::code(Code::Ok),
@@ -130,14 +191,19 @@ impl Node {
         let Some(import) = self.imports.get(&id) else {
             return;
         };
-        let from = import.from;
+        let from = import.from.clone();
         let name = import.name.clone();
         match result {
             Err(e) => {
                 self.imports.remove(&id);
                 self.insert_done(from, id, Err(e.into()));
             }
-            Ok(manifest) => match self.name_refusal(&name, Some(id)) {
+            Ok(manifest) if self.adopted_already(id, &name, &manifest) => {
+                self.imports.remove(&id);
+                self.storage.push_back(StorageCommand::Discard { id });
+                self.insert_done(from, id, Ok(()));
+            }
+            Ok(manifest) => match self.commit_refusal(id, &name, &manifest) {
                 // Announced by a peer while we were hashing: the same answer as before.
                 Some(refusal) => {
                     self.imports.remove(&id);

@@ -20,11 +20,14 @@
 //! - `control`: who may control the node (the token) and the throttling of guesses;
 //! - `limits`: the bandwidth limits a control client sets (the driver enforces them);
 //! - `imports`: Insert, from a control client or the driver ([`Node::insert`]), and
-//!   where a remote client may insert from;
+//!   where a remote client may insert from; adopting a file found in the folder;
+//! - `copies`: this node's own copies in its folder: where each is, and one deleted by
+//!   hand, fetched again ([`Node::local_copy_gone`]);
 //! - `timers`: every deadline, in order.
 
 mod api;
 mod control;
+mod copies;
 mod fetching;
 mod identities;
 mod imports;
@@ -189,6 +192,16 @@ impl Node {
     /// [`Event::Inserted`] with the id returned here.
     pub fn insert(&mut self, now: Millis, path: String) -> ImportId {
         let id = self.start_insert(InsertFrom::Driver, path);
+        self.after_input(now);
+        id
+    }
+
+    /// Adopts the file `name` found in the node's own folder (a shared folder): hashed
+    /// in place and published like an insert, unless the network has other content
+    /// under the name (the user's file is then left alone). The outcome comes out as
+    /// [`Event::Adopted`] with the id returned here.
+    pub fn adopt(&mut self, now: Millis, name: FileName) -> ImportId {
+        let id = self.start_adopt(name);
         self.after_input(now);
         id
     }

@@ -4,6 +4,10 @@ use torronto_core::manifest::Digest;
 use torronto_core::name::MAX_COMPONENT_LEN;
 use torronto_core::FileName;
 
+use super::import::hash;
+use super::state::{read_manifest, write_atomic};
+use super::Store;
+
 /// Where the network's copy of `name` goes when a file torronto does not manage has
 /// the name: beside it, as `<stem>.torronto-conflict-<first 8 digits of the
 /// digest><.ext>` (after Syncthing's `.sync-conflict-…`). Named by the content, so a
@@ -27,6 +31,44 @@ pub fn conflict_name(name: &FileName, digest: Digest) -> String {
     } else {
         format!("{dir}/{base}")
     }
+}
+
+impl Store {
+    /// Whether the file the user put at `name` is the network's file (same size, same
+    /// digest): then it becomes this node's copy, and the fetched one is dropped, rather
+    /// than keep the same content twice.
+    pub(super) fn holds_already(&self, name: &FileName, digest: Digest) -> bool {
+        let Ok((_, manifest)) = read_manifest(&self.state_path(name, "manifest")) else { return false };
+        let Ok(mut file) = self.folder.open_file(name.as_str(), false) else { return false };
+        if file.metadata().map(|m| m.len()).ok() != Some(manifest.size()) {
+            return false;
+        }
+        let same =
+            hash(&mut file, name.as_str(), manifest.size(), &|_, _| {}, |_| Ok(())).is_ok_and(|m| m.digest() == digest);
+        if !same {
+            return false;
+        }
+        let recorded = write_atomic(&self.state_path(name, "published"), name.as_str().as_bytes(), 0o644);
+        if recorded.is_err() {
+            return false;
+        }
+        self.handles().remove(name);
+        let _ = std::fs::remove_file(self.state_path(name, "partial"));
+        if let Some(held) = self.held().get_mut(name) {
+            held.fetching = false;
+        }
+        true
+    }
+}
+
+/// Whether `path` is named as a conflict copy ([`conflict_name`]): the tag and eight
+/// hexadecimal digits in its last component.
+pub fn is_conflict_copy(path: &str) -> bool {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    base.match_indices(".torronto-conflict-").any(|(at, tag)| {
+        let digits = &base.as_bytes()[at + tag.len()..];
+        digits.len() >= 8 && digits[..8].iter().all(u8::is_ascii_hexdigit) && digits.get(8).is_none_or(|&b| b == b'.')
+    })
 }
 
 #[cfg(test)]
@@ -57,5 +99,14 @@ mod tests {
         assert_eq!(conflict_name(&FileName::new("Makefile").unwrap(), m.digest()).len(), 8 + 27);
         let long = FileName::new(&"x".repeat(250)).unwrap();
         assert_eq!(conflict_name(&long, m.digest()).len(), 255, "shortened to fit a component");
+        assert!(is_conflict_copy(&copy) && is_conflict_copy(&conflict_name(&long, m.digest())));
+        for mine in [
+            "docs/notes.txt",
+            "notes.torronto-conflict-.txt",
+            "a.torronto-conflict-1234567g",
+            "x/a.torronto-conflict-12345678x",
+        ] {
+            assert!(!is_conflict_copy(mine), "{mine}");
+        }
     }
 }

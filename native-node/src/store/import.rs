@@ -1,5 +1,8 @@
-//! Inserted files: copied into the state folder while hashed, then published.
+//! Inserted files: copied into the state folder while hashed, then published. A file
+//! found in the folder itself (the shared folder) is hashed where it is instead — no
+//! copy, no doubled disk use — and published only if it did not change meanwhile.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -10,6 +13,7 @@ use super::error::storage_error;
 use super::space::Held;
 use super::state::{write_atomic, write_manifest};
 use super::{io_error, Store};
+use crate::beneath::Stamp;
 
 impl Store {
     /// Copies the file at `path` aside while hashing it. With `within` (a remote
@@ -62,20 +66,9 @@ impl Store {
                 .mode(mode)
                 .open(&target)
                 .map_err(|e| io_error(&target.display().to_string(), &e))?;
-            let mut builder = ManifestBuilder::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut done = 0u64;
-            loop {
-                let n = input.read(&mut buf).map_err(|e| io_error(path, &e))?;
-                if n == 0 {
-                    break;
-                }
-                builder.update(&buf[..n]);
-                output.write_all(&buf[..n]).map_err(|e| io_error(&target.display().to_string(), &e))?;
-                done += n as u64;
-                progress(done, meta.len());
-            }
-            builder.finish().map_err(|e| storage_error(Code::BadRequest, e.to_string()))
+            hash(&mut input, path, meta.len(), &progress, |data| {
+                output.write_all(data).map_err(|e| io_error(&target.display().to_string(), &e))
+            })
         })();
         if result.is_err() {
             let _ = fs::remove_file(&target);
@@ -83,8 +76,50 @@ impl Store {
         result
     }
 
-    /// Publishes an imported copy as `name`.
+    /// Hashes the file `name` in the folder where it is. Fails if it changed while
+    /// hashed (inode, size or modification time, or another file now has the name).
+    /// Runs on a blocking thread.
+    pub fn import_in_place(
+        &self,
+        id: ImportId,
+        name: &FileName,
+        progress: impl Fn(u64, u64),
+    ) -> Result<Manifest, StorageError> {
+        let path = self.dir.join(name.as_str()).display().to_string();
+        let mut input = self.folder.open_file(name.as_str(), false).map_err(|e| io_error(&path, &e))?;
+        let stamp =
+            |file: &File| rustix::fs::fstat(file).map(|st| Stamp::of(&st)).map_err(|e| io_error(&path, &e.into()));
+        let before = stamp(&input)?;
+        if before.size() > torronto_core::layout::MAX_FILE_SIZE {
+            return Err(storage_error(Code::BadRequest, format!("{path} is larger than the 32 GiB limit")));
+        }
+        // Already on the disk: only --max-store can refuse it.
+        self.check_space(None, &path, before.size(), before.size())?;
+        let manifest = hash(&mut input, &path, before.size(), &progress, |_| Ok(()))?;
+        let at_name = self.folder.stat(name.as_str()).map_err(|e| io_error(&path, &e))?.map(|st| Stamp::of(&st));
+        if stamp(&input)? != before || at_name != Some(before) {
+            return Err(changed(&path));
+        }
+        self.adopted().insert(id, before);
+        Ok(manifest)
+    }
+
+    /// Whether import `id` is a file of the folder hashed in place (and not committed).
+    pub fn hashed_in_place(&self, id: ImportId) -> bool {
+        self.adopted().contains_key(&id)
+    }
+
+    pub(super) fn adopted(&self) -> std::sync::MutexGuard<'_, HashMap<ImportId, Stamp>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.adopted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes an imported copy as `name` (or records a file hashed in place).
     pub fn commit(&self, id: ImportId, name: &FileName, manifest: &Manifest) -> Result<(), StorageError> {
+        let in_place = self.adopted().remove(&id);
+        if let Some(stamp) = in_place {
+            return self.commit_in_place(name, manifest, stamp);
+        }
         let published = self.state_path(name, "published");
         let result = write_manifest(&self.state_path(name, "manifest"), name, manifest)
             .and_then(|()| write_atomic(&published, name.as_str().as_bytes(), 0o644))
@@ -110,6 +145,63 @@ impl Store {
             }
         }
     }
+}
+
+impl Store {
+    /// Records the file hashed in place as `name`'s complete copy, if it is still what
+    /// was hashed; a partial copy being fetched meanwhile is dropped.
+    fn commit_in_place(&self, name: &FileName, manifest: &Manifest, stamp: Stamp) -> Result<(), StorageError> {
+        let path = self.dir.join(name.as_str()).display().to_string();
+        let now = self.folder.stat(name.as_str()).map_err(|e| io_error(&path, &e))?.map(|st| Stamp::of(&st));
+        if now != Some(stamp) {
+            return Err(changed(&path));
+        }
+        let published = self.state_path(name, "published");
+        let result = write_manifest(&self.state_path(name, "manifest"), name, manifest)
+            .and_then(|()| write_atomic(&published, name.as_str().as_bytes(), 0o644));
+        if let Err(e) = result {
+            for suffix in ["published", "manifest"] {
+                let _ = fs::remove_file(self.state_path(name, suffix));
+            }
+            return Err(io_error(&path, &e));
+        }
+        self.handles().remove(name);
+        let _ = fs::remove_file(self.state_path(name, "partial"));
+        self.held().insert(name.clone(), Held { size: manifest.size(), fetching: false });
+        Ok(())
+    }
+}
+
+/// Reads `input` (`path`, `total` bytes) to its end, hashing it and handing each piece
+/// to `copy`.
+pub(super) fn hash(
+    input: &mut File,
+    path: &str,
+    total: u64,
+    progress: &impl Fn(u64, u64),
+    mut copy: impl FnMut(&[u8]) -> Result<(), StorageError>,
+) -> Result<Manifest, StorageError> {
+    let mut builder = ManifestBuilder::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    loop {
+        let n = input.read(&mut buf).map_err(|e| io_error(path, &e))?;
+        if n == 0 {
+            break;
+        }
+        builder.update(&buf[..n]);
+        copy(&buf[..n])?;
+        done += n as u64;
+        progress(done, total);
+    }
+    builder.finish().map_err(|e| storage_error(Code::BadRequest, e.to_string()))
+}
+
+fn changed(path: &str) -> StorageError {
+    storage_error(
+        Code::BadRequest,
+        format!("{path} changed while it was being hashed; it is tried again once it has settled"),
+    )
 }
 
 /// The canonical path of the open file `file` (opened as `path`): from the kernel
@@ -149,6 +241,30 @@ mod tests {
         assert_eq!(store.token(None).unwrap(), token, "the token is kept");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_file_of_the_folder_is_hashed_in_place_and_committed_only_if_unchanged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        fs::create_dir(tmp.path().join("sub")).unwrap();
+        fs::write(tmp.path().join("sub/x.bin"), b"found in the folder").unwrap();
+        let name = FileName::new("sub/x.bin").unwrap();
+        let m = store.import_in_place(ImportId(1), &name, |_, _| {}).unwrap();
+        assert_eq!(m.size(), 19);
+        assert_eq!(fs::read_dir(tmp.path().join(".torronto/import")).unwrap().count(), 0, "no copy");
+        store.commit(ImportId(1), &name, &m).unwrap();
+        let loaded = Store::open(tmp.path()).unwrap().load().unwrap();
+        assert!(loaded[0].have.is_complete() && loaded[0].stored_as.is_none(), "held where it is");
+
+        // Changed between hashing and commit: refused, nothing recorded.
+        fs::write(tmp.path().join("y.bin"), b"first").unwrap();
+        let y = FileName::new("y.bin").unwrap();
+        let m = store.import_in_place(ImportId(2), &y, |_, _| {}).unwrap();
+        fs::write(tmp.path().join("y.bin"), b"first, and more").unwrap();
+        let e = store.commit(ImportId(2), &y, &m).unwrap_err();
+        assert!(e.message.contains("changed while it was being hashed"), "{}", e.message);
+        assert_eq!(Store::open(tmp.path()).unwrap().load().unwrap().len(), 1);
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! the name itself in `manifests/` and `partial/`; [`Store::load`] moves such state.)
 //!
 //! A file appears under its name only by an atomic rename once every chunk is
-//! verified, so nobody sees a torn file. Paths in DIR are walked without following
+//! verified, so nobody sees a torn file. A published file deleted from the folder is
+//! fetched again: [`Store::load`] finds it gone at start, [`crate::shared`] while running. Paths in DIR are walked without following
 //! symlinks, and the rename never replaces anything ([`crate::beneath`]): if a file
 //! torronto does not manage has the name, the network's copy becomes a conflict copy
 //! beside it ([`conflict_name`]). Manifests are written to a temporary name and renamed,
@@ -32,8 +33,10 @@
 //! - `state`: state files under a hash of the name, the manifest file format, atomic
 //!   writes, and moving state of the old layout;
 //! - `space`: `--min-free` and `--max-store`, and whether a file fits;
-//! - `import`: inserted files copied in while hashed, then committed;
-//! - `conflict`: the name of a conflict copy;
+//! - `import`: inserted files copied in while hashed, then committed; files found in
+//!   the folder (the shared folder) hashed in place, committed only if unchanged;
+//! - `conflict`: the name of a conflict copy, telling one by its name, and a name that
+//!   holds the network's content already (taken as the node's copy, no conflict copy);
 //! - `error`: I/O failures as the storage errors users see (ENOSPC is no space).
 
 mod conflict;
@@ -56,12 +59,12 @@ use torronto_core::manifest::Digest;
 use torronto_core::name::STATE_DIR;
 use torronto_core::{ChunkIndex, ChunkSet, FileName, ImportId, LocalFile, Manifest, StorageError};
 
-use crate::beneath::Folder;
+use crate::beneath::{Folder, Stamp};
 use space::allocated_bytes;
 use space::Held;
 use state::{read_manifest, write_manifest};
 
-pub use conflict::conflict_name;
+pub use conflict::{conflict_name, is_conflict_copy};
 pub use error::io_error;
 pub use space::{parse_size, MinFree, Space};
 pub(crate) use state::write_atomic;
@@ -82,6 +85,8 @@ pub struct Store {
     /// Open handles of files we read or write chunks of. A handle stays valid across
     /// the rename that publishes a finished file.
     handles: Arc<Mutex<HashMap<FileName, Arc<File>>>>,
+    /// Files of the folder hashed in place, by import, as they were when hashed.
+    adopted: Arc<Mutex<HashMap<ImportId, Stamp>>>,
 }
 
 impl Store {
@@ -105,7 +110,8 @@ impl Store {
         let folder = Arc::new(Folder::open(&dir).with_context(|| format!("cannot open {}", dir.display()))?);
         let files = Arc::new(Folder::open(&state.join("files"))?);
         let import = Arc::new(Folder::open(&state.join("import"))?);
-        Ok(Self { dir, state, folder, files, import, space, held: Arc::default(), handles: Arc::default() })
+        let (held, handles, adopted) = (Arc::default(), Arc::default(), Arc::default());
+        Ok(Self { dir, state, folder, files, import, space, held, handles, adopted })
     }
 
     pub fn dir(&self) -> &Path {
@@ -165,7 +171,17 @@ impl Store {
         );
         let n = manifest.chunk_count();
         if let Some(at) = self.published(&name) {
-            let complete = self.folder.stat(&at).ok().flatten().is_some_and(|st| {
+            let found = self.folder.stat(&at).ok().flatten();
+            if found.is_none() && !self.state_path(&name, "partial").exists() {
+                // Published, then deleted from the folder by hand: fetched again.
+                tracing::warn!(
+                    "restoring {name} from the network: {} was deleted from the folder",
+                    self.dir.join(&at).display()
+                );
+                self.prepare(&name, &manifest).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                return Ok(LocalFile { name, have: ChunkSet::new(n), manifest, stored_as: None, published: false });
+            }
+            let complete = found.is_some_and(|st| {
                 rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
                     && st.st_size as u64 == manifest.size()
             });
@@ -203,6 +219,12 @@ impl Store {
         // anything (the walk is repeated when publishing, in case it changed).
         self.folder.stat(name.as_str()).map_err(what)?;
         write_manifest(&self.state_path(name, "manifest"), name, manifest).map_err(what)?;
+        // A file fetched again (its copy was deleted from the folder) is no longer where
+        // it was published.
+        match fs::remove_file(self.state_path(name, "published")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(what(e)),
+            _ => {}
+        }
         let file = self.files.create_file(&Self::state_file(name, "partial")).map_err(what)?;
         file.set_len(manifest.size()).map_err(what)?;
         self.held().insert(name.clone(), Held { size: manifest.size(), fetching: true });
@@ -233,6 +255,9 @@ impl Store {
     /// manage is there already, as a conflict copy beside it: returns its path then.
     pub fn finalize(&self, name: &FileName, digest: Digest) -> Result<Option<String>, StorageError> {
         let taken = self.folder.stat(name.as_str()).map_err(|e| io_error(name.as_str(), &e))?.is_some();
+        if taken && self.holds_already(name, digest) {
+            return Ok(None);
+        }
         let at = if taken { conflict_name(name, digest) } else { name.as_str().to_owned() };
         let published = self.state_path(name, "published");
         // Recorded first: after a crash between the two, the record points at nothing
@@ -261,6 +286,7 @@ impl Store {
     }
 
     pub fn discard(&self, id: ImportId) {
+        self.adopted().remove(&id);
         let _ = fs::remove_file(self.import_path(id));
     }
 }
