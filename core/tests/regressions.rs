@@ -176,3 +176,32 @@ fn a_complete_file_not_yet_published_is_finalised_at_start() {
     node.add_local_file(LocalFile { name, have, manifest, stored_as: None, published: true });
     assert!(node.poll_storage().is_none());
 }
+
+/// Found by the simulator (seed 471 and nine more): a peer the peers file names that
+/// was down when the node joined was never tried again, so two nodes started apart
+/// (or split by a partition at the time) never met.
+#[test]
+fn a_listed_peer_down_at_join_is_tried_again() {
+    let other = PeerAddr::new("127.0.0.1", 7001);
+    let mut node = Node::new(Config {
+        me: PeerAddr::new("127.0.0.1", 7000),
+        peers: vec![other.clone()],
+        token: None,
+        insert_from: Vec::new(),
+        seed: 1,
+        tuning: Tuning::default(),
+        private: None,
+    });
+    node.join(0);
+    let dials = |node: &mut Node| {
+        std::iter::from_fn(|| node.poll_net()).filter(|c| matches!(c, NetCommand::Dial(a) if *a == other)).count()
+    };
+    assert_eq!(dials(&mut node), 1);
+    let mut now = 0;
+    for _ in 0..3 {
+        node.handle_dial_failed(now, &other);
+        now = node.poll_timeout().expect("a redial is scheduled");
+        node.handle_timeout(now);
+        assert_eq!(dials(&mut node), 1, "dialled again at {now} ms");
+    }
+}

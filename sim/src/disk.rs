@@ -10,7 +10,7 @@
 //! loses queued commands and may tear the write in progress, and the retry list and
 //! interrupted inserts are gone after a restart.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use torronto_core::layout::{chunk_len, ChunkIndex};
@@ -33,7 +33,7 @@ pub struct Disk {
     pub manifests: BTreeMap<FileName, Manifest>,
     pub files: BTreeMap<FileName, Stored>,
     /// Inserted files copied aside, not yet published (lost on restart).
-    imports: HashMap<ImportId, FileSpec>,
+    imports: BTreeMap<ImportId, FileSpec>,
     /// Files whose preparing failed, retried on their next read or write (in memory).
     unprepared: BTreeMap<FileName, Manifest>,
     /// Writes fail with ENOSPC.

@@ -169,7 +169,7 @@ impl Node {
     /// Drops every chunk request in flight (leaving: nothing more is wanted).
     pub(super) fn forget_all_requests(&mut self) {
         for (addr, peer) in &mut self.peers {
-            for (file, i) in peer.requests.drain() {
+            for (file, i) in std::mem::take(&mut peer.requests) {
                 self.timers.cancel(Timer::Request { peer: addr.clone(), file: file.clone(), index: i });
                 if let Some(f) = self.files.get_mut(&file) {
                     f.requested.remove(i);

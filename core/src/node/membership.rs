@@ -1,7 +1,7 @@
 //! Membership: joining the network, and leaving it without losing data — chunks only
 //! we hold are pushed to peers and confirmed before we go (the leave plan).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{envelope, ConnId, Event, Millis, NetCommand, Node, StorageCommand, Timer};
 use crate::bitset::ChunkSet;
@@ -29,7 +29,7 @@ pub(super) struct LeavePlan {
     /// Chunks no connected peer has proven to hold (see `PeerState::proven`).
     todo: BTreeSet<(FileName, ChunkIndex)>,
     /// Chunks pushed and not yet confirmed, by receiver.
-    pushed: HashMap<(FileName, ChunkIndex), PeerAddr>,
+    pushed: BTreeMap<(FileName, ChunkIndex), PeerAddr>,
     /// Files whose manifest has been pushed to a peer.
     manifests_sent: BTreeSet<(PeerAddr, FileName)>,
 }
@@ -102,7 +102,7 @@ impl Node {
         }
         self.stop_redials();
         self.membership =
-            Membership::Leaving(LeavePlan { reply_to, todo, pushed: HashMap::new(), manifests_sent: BTreeSet::new() });
+            Membership::Leaving(LeavePlan { reply_to, todo, pushed: BTreeMap::new(), manifests_sent: BTreeSet::new() });
         self.timers.set(Timer::Leave, now + self.config.tuning.leave_timeout);
         self.pump_leave();
     }
@@ -179,7 +179,7 @@ impl Node {
     }
 
     /// A peer that proved chunks is gone: those it alone proved are planned again.
-    pub(super) fn replan_leave(&mut self, gone: &HashMap<FileName, ChunkSet>) {
+    pub(super) fn replan_leave(&mut self, gone: &BTreeMap<FileName, ChunkSet>) {
         if !matches!(self.membership, Membership::Leaving(_)) {
             return;
         }

@@ -37,7 +37,7 @@ mod peers;
 mod serving;
 mod timers;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use api::{
     Config, ConnId, ConnInfo, Event, ImportId, LocalFile, Millis, NetCommand, Refusal, StorageCommand, StorageError,
@@ -63,7 +63,7 @@ pub struct Node {
     config: Config,
     membership: Membership,
     files: FileTable,
-    conns: HashMap<ConnId, ConnState>,
+    conns: BTreeMap<ConnId, ConnState>,
     peers: BTreeMap<PeerAddr, PeerState>,
     /// Peers banned by address (open networks; private ones ban keys, in `identities`).
     banned: BTreeSet<PeerAddr>,
@@ -74,7 +74,7 @@ pub struct Node {
     /// Accepted connections that have not introduced themselves yet, oldest first; each
     /// has a [`Timer::Introduction`].
     unintroduced: BTreeSet<ConnId>,
-    imports: HashMap<ImportId, PendingImport>,
+    imports: BTreeMap<ImportId, PendingImport>,
     next_import: u64,
     pending_have: Vec<HaveEntry>,
     /// Files to fetch; `None` means every file the network has.
@@ -104,14 +104,14 @@ impl Node {
             config,
             membership: Membership::NotJoined,
             files: FileTable::default(),
-            conns: HashMap::new(),
+            conns: BTreeMap::new(),
             peers: BTreeMap::new(),
             banned: BTreeSet::new(),
             identities: Identities::default(),
             guesses: Guesses::default(),
             redial: BTreeMap::new(),
             unintroduced: BTreeSet::new(),
-            imports: HashMap::new(),
+            imports: BTreeMap::new(),
             next_import: 0,
             pending_have: Vec::new(),
             wanted: None,
@@ -292,6 +292,9 @@ impl Node {
 
     pub fn handle_dial_failed(&mut self, now: Millis, addr: &PeerAddr) {
         self.join_answered(addr);
+        // A peer the peers file names that was down when we joined is tried again, as
+        // one we lost is: otherwise two nodes started apart would never meet.
+        self.schedule_redial(now, addr.clone(), false);
         self.after_input(now);
     }
 

@@ -1,7 +1,7 @@
 //! Connections and the peers behind them: introductions (Add, Files), what each peer
 //! holds, leaving and losing peers, strikes and bans, and dialling lost peers again.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{ConnId, Event, Membership, Millis, NetCommand, Node, Timer};
 use crate::bitset::ChunkSet;
@@ -52,19 +52,19 @@ pub(super) struct PeerState {
     pub conn: ConnId,
     pub conns: BTreeSet<ConnId>,
     /// What it claims to hold (file lists, Have): good enough to ask it for chunks.
-    pub files: HashMap<FileName, ChunkSet>,
+    pub files: BTreeMap<FileName, ChunkSet>,
     /// The total size of `files`, held within [`super::Tuning::max_peer_bytes`].
     pub announced_bytes: u64,
     /// What it has proven to hold: chunks it served us verified, or announced after we
     /// sent them to it. Only these count when a leave plan decides what is safe
     /// elsewhere; a claim costs nothing to make.
-    pub proven: HashMap<FileName, ChunkSet>,
+    pub proven: BTreeMap<FileName, ChunkSet>,
     /// Chunks we sent it (served or pushed) that it has not announced since.
-    pub sent: HashMap<FileName, ChunkSet>,
+    pub sent: BTreeMap<FileName, ChunkSet>,
     /// Our chunk requests to it; each has a [`Timer::Request`].
-    pub requests: HashSet<(FileName, ChunkIndex)>,
+    pub requests: BTreeSet<(FileName, ChunkIndex)>,
     /// Our manifest requests to it; each has a [`Timer::ManifestRequest`].
-    pub manifest_requests: HashSet<FileName>,
+    pub manifest_requests: BTreeSet<FileName>,
     pub pushes: usize,
     pub strikes: u32,
     /// Bytes of verified chunks it has served us: peers are asked in this order, and
@@ -121,12 +121,12 @@ impl Node {
                         id,
                         conn,
                         conns: BTreeSet::from([conn]),
-                        files: HashMap::new(),
+                        files: BTreeMap::new(),
                         announced_bytes: 0,
-                        proven: HashMap::new(),
-                        sent: HashMap::new(),
-                        requests: HashSet::new(),
-                        manifest_requests: HashSet::new(),
+                        proven: BTreeMap::new(),
+                        sent: BTreeMap::new(),
+                        requests: BTreeSet::new(),
+                        manifest_requests: BTreeSet::new(),
                         pushes: 0,
                         strikes: 0,
                         delivered: 0,
@@ -195,7 +195,7 @@ impl Node {
         };
         if replace {
             peer.announced_bytes = 0;
-            for (name, held) in peer.files.drain() {
+            for (name, held) in std::mem::take(&mut peer.files) {
                 if let Some(f) = self.files.get_mut(&name) {
                     for i in held.iter() {
                         f.remove_claim(i);

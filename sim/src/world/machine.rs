@@ -1,7 +1,7 @@
 //! A machine's life: started from what its disk holds, crashed (losing queued writes,
 //! maybe tearing the one in progress), and its storage queue carried out in order.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use torronto_core::{Config, FileName, ImportId, Millis, Node, PeerAddr, StorageCommand};
@@ -33,7 +33,7 @@ pub struct Machine {
     pub member: bool,
     /// Files a browser peer's user asked for; kept across restarts as the page does.
     pub wanted: BTreeSet<FileName>,
-    pub(super) inserts: HashMap<ImportId, usize>,
+    pub(super) inserts: BTreeMap<ImportId, usize>,
     /// Delete the folder once the Leave in progress answers with nothing unconfirmed.
     pub(super) wipe_on_leave: bool,
     /// Folder deleted after a leave, or a liar taken out at the end: never restarted.
@@ -57,7 +57,7 @@ impl Machine {
             epoch: 0,
             member: false,
             wanted: BTreeSet::new(),
-            inserts: HashMap::new(),
+            inserts: BTreeMap::new(),
             wipe_on_leave: false,
             gone: false,
         }

@@ -17,7 +17,7 @@ mod actions;
 mod machine;
 mod network;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use torronto_core::wire::MessageReader;
@@ -121,8 +121,8 @@ pub struct World {
     pub now: Millis,
     queue: BTreeMap<(Millis, u64), Ev>,
     seq: u64,
-    links: HashMap<(usize, ConnId), Half>,
-    readers: HashMap<(usize, ConnId), MessageReader>,
+    links: BTreeMap<(usize, ConnId), Half>,
+    readers: BTreeMap<(usize, ConnId), MessageReader>,
     next_conn: u64,
     partition: Option<u64>,
     extra_delay: Millis,
@@ -168,8 +168,8 @@ impl World {
             now: 0,
             queue: BTreeMap::new(),
             seq: 0,
-            links: HashMap::new(),
-            readers: HashMap::new(),
+            links: BTreeMap::new(),
+            readers: BTreeMap::new(),
             next_conn: 1,
             partition: None,
             extra_delay: 0,
