@@ -159,7 +159,11 @@ impl Link {
 #[derive(Debug)]
 pub struct Lan {
     pub hosts: Vec<(Netns, String)>,
-    _hub: Netns,
+    /// Each host's veth end in the hub namespace (its port on the bridge).
+    hub_ports: Vec<String>,
+    /// Each host's veth end in its own namespace.
+    host_devs: Vec<String>,
+    hub: Netns,
 }
 
 impl Lan {
@@ -169,7 +173,7 @@ impl Lan {
         let bridge = format!("t77br{k}");
         hub.ip(&["link", "add", &bridge, "type", "bridge"])?;
         hub.ip(&["link", "set", &bridge, "up"])?;
-        let mut hosts = Vec::new();
+        let (mut hosts, mut hub_ports, mut host_devs) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..n {
             let ns = Netns::new()?;
             let (host_dev, hub_dev) = (format!("t77h{k}x{i}"), format!("t77p{k}x{i}"));
@@ -186,8 +190,38 @@ impl Lan {
             ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", &host_dev])?;
             ns.ip(&["link", "set", &host_dev, "up"])?;
             hosts.push((ns, ip));
+            hub_ports.push(hub_dev);
+            host_devs.push(host_dev);
         }
-        Ok(Lan { hosts, _hub: hub })
+        Ok(Lan { hosts, hub_ports, host_devs, hub })
+    }
+
+    /// Limits every host's traffic, both ways, to `rate` (a tbf qdisc, e.g. "50mbit").
+    pub fn limit(&self, rate: &str) -> Result<(), String> {
+        let tbf = |ns: &Netns, dev: &str| {
+            ns.exec("tc", &["qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "200ms"])
+        };
+        for (i, (ns, _)) in self.hosts.iter().enumerate() {
+            tbf(ns, &self.host_devs[i])?;
+            tbf(&self.hub, &self.hub_ports[i])?;
+        }
+        Ok(())
+    }
+
+    /// Takes host `i`'s port on the switch down (nothing passes to or from any other host;
+    /// the host's own address still answers inside its namespace) or up again.
+    pub fn set_host_up(&self, i: usize, up: bool) -> Result<(), String> {
+        self.hub.ip(&["link", "set", &self.hub_ports[i], if up { "up" } else { "down" }]).map(|_| ())
+    }
+
+    /// Cuts (or heals) the path between hosts `i` and `j` alone: a blackhole route to the
+    /// other's address in each of the two namespaces, so neither can send to the other.
+    pub fn set_pair_cut(&self, i: usize, j: usize, cut: bool) -> Result<(), String> {
+        for (a, b) in [(i, j), (j, i)] {
+            let to = format!("{}/32", self.hosts[b].1);
+            self.hosts[a].0.ip(&["route", if cut { "add" } else { "del" }, "blackhole", &to])?;
+        }
+        Ok(())
     }
 }
 
@@ -324,11 +358,18 @@ impl NsNode {
         self.cli(&["insert", &path.display().to_string()]).unwrap_or_else(|e| panic!("insert on {}: {e}", self.label));
     }
 
+    /// Kills the node with SIGKILL (`ip netns exec` execs the node, so this is the node's
+    /// own process) and waits for it. The folder stays.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Whether the process was started and has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 }
 
