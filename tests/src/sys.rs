@@ -199,7 +199,10 @@ impl Lan {
     /// Limits every host's traffic, both ways, to `rate` (a tbf qdisc, e.g. "50mbit").
     pub fn limit(&self, rate: &str) -> Result<(), String> {
         let tbf = |ns: &Netns, dev: &str| {
-            ns.exec("tc", &["qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "200ms"])
+            ns.exec(
+                "tc",
+                &["qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "200ms"],
+            )
         };
         for (i, (ns, _)) in self.hosts.iter().enumerate() {
             tbf(ns, &self.host_devs[i])?;

@@ -35,6 +35,8 @@ const INITIAL_FILES: usize = 50;
 const CONVERGE_BOUND: Duration = Duration::from_secs(120);
 /// How often the watcher looks at every folder.
 const WATCH_EVERY: Duration = Duration::from_millis(150);
+/// Once the files inserted come to this much, new ones are small (long runs stay modest).
+const DATA_CAP: u64 = 64 << 20;
 /// At most this many nodes are down, leaving or left at once.
 const MAX_OUT: usize = NODES / 2;
 /// Each host's link to the switch, both ways: a few-MiB file takes a good part of a second,
@@ -201,6 +203,22 @@ impl Watcher {
 // ---------------------------------------------------------------------------------
 // The nemesis
 
+/// A control command running in the background on a node, which may be killed meanwhile.
+struct Busy {
+    what: Command,
+    incarnation: u32,
+    handle: JoinHandle<Result<String, String>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Command {
+    Leave,
+    Insert(String),
+}
+
+/// One of the nemesis's moves.
+type Fault = fn(&mut Nemesis);
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Life {
     Joined,
@@ -219,6 +237,7 @@ struct Counts {
     leaves: u32,
     leaves_unconfirmed: u32,
     leaves_interrupted: u32,
+    inserts_interrupted: u32,
     joins: u32,
     inserts: u32,
     failures: Vec<String>,
@@ -230,8 +249,10 @@ struct Nemesis {
     lan: Lan,
     nodes: Vec<NsNode>,
     life: Vec<Life>,
-    /// The `torronto leave` running for a node, if any.
-    leaving: Vec<Option<JoinHandle<Result<String, String>>>>,
+    /// The command (leave or insert) running in the background on each node, if any.
+    busy: Vec<Option<Busy>>,
+    /// Kills so far of each node: a command it was running when killed need not succeed.
+    incarnation: Vec<u32>,
     isolated: BTreeSet<usize>,
     cuts: BTreeSet<(usize, usize)>,
     expected: Expected,
@@ -258,7 +279,8 @@ impl Nemesis {
             lan,
             nodes,
             life: vec![Life::Down; NODES],
-            leaving: (0..NODES).map(|_| None).collect(),
+            busy: (0..NODES).map(|_| None).collect(),
+            incarnation: vec![0; NODES],
             isolated: BTreeSet::new(),
             cuts: BTreeSet::new(),
             expected: Arc::default(),
@@ -292,12 +314,13 @@ impl Nemesis {
 
     /// One fault or insert, chosen by the seed among those possible now.
     fn step(&mut self) {
-        self.reap_leaves(false);
-        let room = self.out() < MAX_OUT;
-        let joined = self.with_life(Life::Joined);
-        let mut menu: Vec<(u32, fn(&mut Nemesis))> = vec![(25, Nemesis::insert_new), (8, Nemesis::cut_pair)];
-        if room && !joined.is_empty() {
-            menu.extend([(12, Nemesis::kill as fn(&mut Nemesis)), (8, Nemesis::leave)]);
+        self.reap(false);
+        let mut menu: Vec<(u32, Fault)> = vec![(25, Nemesis::insert_new), (8, Nemesis::cut_pair)];
+        if !self.killable().is_empty() {
+            menu.push((12, Nemesis::kill));
+        }
+        if self.out() < MAX_OUT && !self.with_life(Life::Joined).is_empty() {
+            menu.push((8, Nemesis::leave));
         }
         if !self.with_life(Life::Down).is_empty() {
             menu.push((15, Nemesis::restart));
@@ -323,9 +346,12 @@ impl Nemesis {
 
     /// Inserts a new file of a drawn size on a running node.
     fn insert_new(&mut self) {
-        let running: Vec<usize> = (0..NODES).filter(|&i| self.life[i] != Life::Down).collect();
-        let Some(i) = self.rng.pick(&running) else { return };
-        let size = draw_size(&mut self.rng);
+        let Some(i) = self.rng.pick(&self.idle(&[Life::Joined, Life::Leaving, Life::Left])) else { return };
+        let mut size = draw_size(&mut self.rng);
+        let data: u64 = self.expected.lock().unwrap().values().map(|w| w.size).sum();
+        if data + size as u64 > DATA_CAP {
+            size %= 100_000;
+        }
         let name = format!("f{:03}-{size}.bin", self.next_file);
         let bytes = random_bytes(size, self.rng.next());
         self.next_file += 1;
@@ -333,25 +359,39 @@ impl Nemesis {
         fs::write(&path, &bytes).expect("write source file");
         let want = Want { size: size as u64, sha: sha256_hex(&bytes) };
         self.expected.lock().unwrap().insert(name.clone(), want);
+        self.say(&format!("insert {name} on {} ({:?})", self.nodes[i].label, self.life[i]));
+        self.run_in_background(i, Command::Insert(name), &["insert", &path.display().to_string()]);
+    }
+
+    /// Running nodes in one of the `lives` with no command running in the background.
+    fn idle(&self, lives: &[Life]) -> Vec<usize> {
+        (0..NODES).filter(|&i| lives.contains(&self.life[i]) && self.busy[i].is_none()).collect()
+    }
+
+    /// `torronto ARGS --node .. --token ..` inside node `i`'s namespace, in a thread.
+    fn run_in_background(&mut self, i: usize, what: Command, args: &[&str]) {
         let node = &self.nodes[i];
-        match node.cli(&["insert", &path.display().to_string()]) {
-            Ok(_) => {
-                self.acked.insert(name.clone());
-                self.n.inserts += 1;
-            }
-            Err(e) => self.n.failures.push(format!("insert {name} on {}: {e}", node.label)),
-        }
-        self.say(&format!("insert {name} on {} ({:?})", node.label, self.life[i]));
+        let mut all: Vec<String> = ["netns", "exec", &node.ns, &bin().display().to_string()].map(String::from).to_vec();
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend(["--node".into(), node.addr(), "--token".into(), node.token.clone()]);
+        let handle = std::thread::spawn(move || run("ip", &all.iter().map(String::as_str).collect::<Vec<_>>()));
+        self.busy[i] = Some(Busy { what, incarnation: self.incarnation[i], handle });
+    }
+
+    /// Running nodes that may be killed: any already out, a joined one while few are out.
+    fn killable(&self) -> Vec<usize> {
+        let room = self.out() < MAX_OUT;
+        (0..NODES).filter(|&i| self.life[i] != Life::Down && (room || self.life[i] != Life::Joined)).collect()
     }
 
     /// SIGKILL, no warning: a crash or a pulled plug.
     fn kill(&mut self) {
-        let up: Vec<usize> = (0..NODES).filter(|&i| matches!(self.life[i], Life::Joined | Life::Leaving)).collect();
-        let Some(i) = self.rng.pick(&up) else { return };
+        let Some(i) = self.rng.pick(&self.killable()) else { return };
         self.say(&format!("kill -9 {} ({:?})", self.nodes[i].label, self.life[i]));
         self.nodes[i].stop();
         assert!(self.nodes[i].try_query().is_none(), "{} still answers after SIGKILL", self.nodes[i].label);
         self.life[i] = Life::Down;
+        self.incarnation[i] += 1;
         self.n.kills += 1;
     }
 
@@ -382,41 +422,47 @@ impl Nemesis {
     /// `torronto leave` in the background: it may take up to 30 s, and the node may be
     /// killed or cut off meanwhile.
     fn leave(&mut self) {
-        let Some(i) = self.rng.pick(&self.with_life(Life::Joined)) else { return };
-        let node = &self.nodes[i];
-        self.say(&format!("leave {}", node.label));
-        let (ns, addr, token) = (node.ns.clone(), node.addr(), node.token.clone());
-        let bin = bin().display().to_string();
-        self.leaving[i] = Some(std::thread::spawn(move || {
-            run("ip", &["netns", "exec", &ns, &bin, "leave", "--json", "--node", &addr, "--token", &token])
-        }));
+        let Some(i) = self.rng.pick(&self.idle(&[Life::Joined])) else { return };
+        self.say(&format!("leave {}", self.nodes[i].label));
+        self.run_in_background(i, Command::Leave, &["leave", "--json"]);
         self.life[i] = Life::Leaving;
         self.n.leaves += 1;
     }
 
-    /// Takes the answers of finished leaves (all of them, waiting, if `wait`).
-    fn reap_leaves(&mut self, wait: bool) {
+    /// Takes the answers of finished background commands (of all, waiting, if `wait`).
+    fn reap(&mut self, wait: bool) {
         for i in 0..NODES {
-            if !self.leaving[i].as_ref().is_some_and(|h| wait || h.is_finished()) {
+            if !self.busy[i].as_ref().is_some_and(|b| wait || b.handle.is_finished()) {
                 continue;
             }
-            let answer = self.leaving[i].take().unwrap().join().expect("leave thread");
+            let busy = self.busy[i].take().unwrap();
+            let answer = busy.handle.join().expect("command thread");
             let label = self.nodes[i].label.clone();
-            match (self.life[i], answer) {
-                (Life::Leaving, Ok(out)) => {
+            let killed = busy.incarnation != self.incarnation[i];
+            match (busy.what, answer) {
+                (Command::Insert(name), Ok(_)) => {
+                    self.acked.insert(name);
+                    self.n.inserts += 1;
+                }
+                (Command::Insert(name), Err(e)) if killed => {
+                    self.n.inserts_interrupted += 1;
+                    self.say(&format!("the insert of {name} on {label} ended with its node: {}", e.trim()));
+                }
+                (Command::Insert(name), Err(e)) => self.n.failures.push(format!("insert {name} on {label}: {e}")),
+                (Command::Leave, answer) if killed => {
+                    self.n.leaves_interrupted += 1;
+                    self.say(&format!("{label} was killed while leaving; the leave answered {answer:?}"));
+                }
+                (Command::Leave, Ok(out)) => {
                     let reply: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
                     let unconfirmed = reply.get("Unconfirmed").and_then(Value::as_u64).unwrap_or(0);
                     self.n.leaves_unconfirmed += u32::from(unconfirmed > 0);
                     self.life[i] = Life::Left;
                     self.say(&format!("{label} left ({unconfirmed} chunks unconfirmed)"));
                 }
-                (Life::Leaving, Err(e)) => {
+                (Command::Leave, Err(e)) => {
                     self.n.failures.push(format!("leave {label}: {e}"));
                     self.life[i] = Life::Left;
-                }
-                (_, answer) => {
-                    self.n.leaves_interrupted += 1;
-                    self.say(&format!("{label}'s interrupted leave answered {answer:?}"));
                 }
             }
         }
@@ -476,7 +522,7 @@ impl Nemesis {
             self.n.restarts += 1;
             self.join(i);
         }
-        self.reap_leaves(true);
+        self.reap(true);
         for i in self.with_life(Life::Left) {
             self.say(&format!("join {} again", self.nodes[i].label));
             self.join(i);
@@ -532,6 +578,7 @@ fn six_nodes_under_a_nemesis_lose_nothing_and_show_no_wrong_byte() {
     let watcher = Watcher::start(dirs, nemesis.expected.clone());
     for _ in 0..INITIAL_FILES {
         nemesis.insert_new();
+        nemesis.reap(true);
     }
     let chaos = Instant::now();
     while chaos.elapsed() < Duration::from_secs(secs) {
@@ -557,7 +604,8 @@ fn six_nodes_under_a_nemesis_lose_nothing_and_show_no_wrong_byte() {
     println!(
         "chaos summary: seed {seed}, {secs} s of faults on {NODES} nodes: {} kills, {} restarts, \
          {} nodes cut off the switch and {} pairs cut, {} heals, {} leaves ({} with chunks unconfirmed, \
-         {} interrupted), {} joins, {} inserts answered OK ({} files, {:.1} MiB in all); watcher: \
+         {} interrupted), {} joins, {} inserts answered OK \
+         ({} ended by a kill; {} files, {:.1} MiB, in all); watcher: \
          {passes} passes over every folder, {files} file checks; converged {converged:.1?} after the \
          faults stopped ({calmed:.1?} of it healing, restarting and joining; bound {CONVERGE_BOUND:?})",
         n.kills,
@@ -570,7 +618,8 @@ fn six_nodes_under_a_nemesis_lose_nothing_and_show_no_wrong_byte() {
         n.leaves_interrupted,
         n.joins,
         n.inserts,
-        nemesis.acked.len(),
+        n.inserts_interrupted,
+        nemesis.expected.lock().unwrap().len(),
         data as f64 / (1 << 20) as f64,
     );
     if !n.failures.is_empty() {
