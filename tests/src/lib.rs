@@ -29,6 +29,7 @@
 pub mod browser;
 pub mod raw;
 pub mod sys;
+pub mod watch;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
