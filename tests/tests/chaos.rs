@@ -13,7 +13,8 @@
 //!
 //! The nodes are the binary the tests find (`target/debug/torronto` after
 //! `cargo build -p torronto-node`); `TORRONTO_BIN=target/release/torronto` runs a release
-//! build. Skipped, saying why, where network namespaces cannot be made.
+//! build. `TORRONTO_CHAOS_LOGS=DIR` copies the nodes' logs there at the end. Skipped,
+//! saying why, where network namespaces cannot be made.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -92,6 +93,7 @@ fn draw_size(rng: &mut Rng) -> usize {
 struct Busy {
     what: Command,
     incarnation: u32,
+    since: Instant,
     handle: JoinHandle<Result<String, String>>,
 }
 
@@ -145,6 +147,8 @@ struct Nemesis {
     acked: BTreeSet<String>,
     src: tempfile::TempDir,
     next_file: usize,
+    /// Whether the faults have begun (the first files are inserted in peace).
+    started: bool,
     n: Counts,
 }
 
@@ -172,6 +176,7 @@ impl Nemesis {
             acked: BTreeSet::new(),
             src: tempfile::tempdir().expect("tempdir"),
             next_file: 0,
+            started: false,
             n: Counts::default(),
         };
         for i in 0..NODES {
@@ -233,8 +238,7 @@ impl Nemesis {
     fn insert_new(&mut self) {
         let Some(i) = self.rng.pick(&self.idle(&[Life::Joined, Life::Leaving, Life::Left])) else { return };
         let mut size = draw_size(&mut self.rng);
-        let data: u64 = self.expected.lock().unwrap().values().map(|w| w.size).sum();
-        if data + size as u64 > DATA_CAP {
+        if self.data() + size as u64 > DATA_CAP {
             size %= 100_000;
         }
         let name = format!("f{:03}-{size}.bin", self.next_file);
@@ -246,6 +250,16 @@ impl Nemesis {
         self.expected.lock().unwrap().insert(name.clone(), want);
         self.say(&format!("insert {name} on {} ({:?})", self.nodes[i].label, self.life[i]));
         self.run_in_background(i, Command::Insert(name), &["insert", &path.display().to_string()]);
+        // Now and then the node dies while it copies the file in.
+        if self.started && self.rng.below(6) == 0 && self.killable().contains(&i) {
+            std::thread::sleep(Duration::from_millis(self.rng.below(40) as u64));
+            self.kill_node(i);
+        }
+    }
+
+    /// Bytes of every file handed to an insert.
+    fn data(&self) -> u64 {
+        self.expected.lock().unwrap().values().map(|w| w.size).sum()
     }
 
     /// Running nodes in one of the `lives` with no command running in the background.
@@ -260,7 +274,7 @@ impl Nemesis {
         all.extend(args.iter().map(|a| a.to_string()));
         all.extend(["--node".into(), node.addr(), "--token".into(), node.token.clone()]);
         let handle = std::thread::spawn(move || run("ip", &all.iter().map(String::as_str).collect::<Vec<_>>()));
-        self.busy[i] = Some(Busy { what, incarnation: self.incarnation[i], handle });
+        self.busy[i] = Some(Busy { what, incarnation: self.incarnation[i], since: Instant::now(), handle });
     }
 
     /// Running nodes that may be killed: any already out, a joined one while few are out.
@@ -272,6 +286,10 @@ impl Nemesis {
     /// SIGKILL, no warning: a crash or a pulled plug.
     fn kill(&mut self) {
         let Some(i) = self.rng.pick(&self.killable()) else { return };
+        self.kill_node(i);
+    }
+
+    fn kill_node(&mut self, i: usize) {
         self.say(&format!("kill -9 {} ({:?})", self.nodes[i].label, self.life[i]));
         self.nodes[i].stop();
         assert!(self.nodes[i].try_query().is_none(), "{} still answers after SIGKILL", self.nodes[i].label);
@@ -343,7 +361,8 @@ impl Nemesis {
                     let unconfirmed = reply.get("Unconfirmed").and_then(Value::as_u64).unwrap_or(0);
                     self.n.leaves_unconfirmed += u32::from(unconfirmed > 0);
                     self.life[i] = Life::Left;
-                    self.say(&format!("{label} left ({unconfirmed} chunks unconfirmed)"));
+                    let took = busy.since.elapsed();
+                    self.say(&format!("{label} left after {took:.1?} ({unconfirmed} chunks unconfirmed)"));
                 }
                 (Command::Leave, Err(e)) => {
                     self.n.failures.push(format!("leave {label}: {e}"));
@@ -465,7 +484,9 @@ fn six_nodes_under_a_nemesis_lose_nothing_and_show_no_wrong_byte() {
         nemesis.insert_new();
         nemesis.reap(true);
     }
+    println!("{INITIAL_FILES} files to start with, {:.1} MiB", nemesis.data() as f64 / (1 << 20) as f64);
     let chaos = Instant::now();
+    nemesis.started = true;
     while chaos.elapsed() < Duration::from_secs(secs) {
         nemesis.step();
         let wrong = watcher.wrong();
@@ -485,7 +506,7 @@ fn six_nodes_under_a_nemesis_lose_nothing_and_show_no_wrong_byte() {
     let converged = calm.elapsed();
     let (passes, files, wrong) = watcher.finish();
     let n = &nemesis.n;
-    let data: u64 = nemesis.expected.lock().unwrap().values().map(|w| w.size).sum();
+    let data = nemesis.data();
     println!(
         "chaos summary: seed {seed}, {secs} s of faults on {NODES} nodes: {} kills, {} restarts, \
          {} nodes cut off the switch and {} pairs cut, {} heals, {} leaves ({} with chunks unconfirmed, \
@@ -509,6 +530,12 @@ fn six_nodes_under_a_nemesis_lose_nothing_and_show_no_wrong_byte() {
     );
     if !n.failures.is_empty() {
         println!("commands that failed: {:#?}", n.failures);
+    }
+    if let Some(to) = std::env::var_os("TORRONTO_CHAOS_LOGS") {
+        for node in &nemesis.nodes {
+            let copy = PathBuf::from(&to).join(format!("{}.log", node.label));
+            fs::create_dir_all(&to).and_then(|_| fs::copy(node.log_file(), &copy)).expect("copy a node's log");
+        }
     }
     assert!(wrong.is_empty(), "seed {seed}: the watcher saw wrong files: {wrong:#?}");
     assert!(missing.is_empty(), "seed {seed}: not converged within {CONVERGE_BOUND:?}: {missing:#?}");
