@@ -4,12 +4,13 @@
 //! logged seed (`TORRONTO_CHAOS_SEED` to replay the same choices; the timing of the
 //! processes is not replayed), kills nodes with SIGKILL and restarts them on the same
 //! folder, cuts a node off the switch or cuts the path between two nodes and heals them,
-//! makes nodes leave gracefully (`torronto leave`) and join again, and inserts more files.
+//! makes nodes leave gracefully (`torronto leave`) and join again, and inserts more files
+//! (now and then killing the node while it copies one in).
 //! A [`Watcher`] thread looks at every node's folder every 150 ms: a file visible at
 //! `DIR/<name>` must be complete with the expected bytes (it may be absent; once there it
 //! must stay). At the end the faults stop, every link heals, every node runs and joins,
-//! and within [`CONVERGE_BOUND`] every node holds every file whose insert answered OK,
-//! byte-identical, its status saying so. A summary is printed.
+//! and within [`CONVERGE_BOUND`] every node holds every file whose insert answered OK (and
+//! any file some node shows), byte-identical, its status saying so. A summary is printed.
 //!
 //! The nodes are the binary the tests find (`target/debug/torronto` after
 //! `cargo build -p torronto-node`); `TORRONTO_BIN=target/release/torronto` runs a release
