@@ -499,7 +499,11 @@ fn six_nodes_under_a_nemesis_lose_nothing_and_show_no_wrong_byte() {
     let calmed = calm.elapsed();
     let mut cache = HashMap::new();
     let mut missing = nemesis.missing(&mut cache);
-    println!("{calmed:.1?} to heal, restart and join: {} copies or states still missing", missing.len());
+    println!(
+        "{calmed:.1?} to heal, restart and join: {} copies or states still missing {:?}",
+        missing.len(),
+        missing.iter().take(4).collect::<Vec<_>>()
+    );
     while !missing.is_empty() && calm.elapsed() < CONVERGE_BOUND {
         std::thread::sleep(Duration::from_millis(500));
         missing = nemesis.missing(&mut cache);
