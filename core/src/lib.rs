@@ -37,4 +37,4 @@ pub use node::{
 };
 pub use secure::{Handshake, Identity, NetworkSecret, NodeId, SecureChannel, SecureConfig, SecureError};
 pub use status::{ChunkMap, FileRow, Status};
-pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage};
+pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage, Tombstone};

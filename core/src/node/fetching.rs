@@ -13,6 +13,7 @@ use crate::wire::{ChunkRef, Code, FileRef, HaveEntry, PeerAddr, PeerMessage};
 impl Node {
     /// After every input: ask for whatever can be asked for now.
     pub(super) fn after_input(&mut self, now: Millis) {
+        self.save_tombstones();
         let member = matches!(self.membership, Membership::Joined | Membership::Joining { .. });
         if member && !self.timers.is_set(&Timer::FetchPause) {
             self.request_manifests(now);

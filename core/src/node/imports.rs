@@ -90,6 +90,18 @@ impl Node {
         Some(Refusal { code: Code::FileExists, reason: collision.explain(name) })
     }
 
+    /// Why this very content may not come back under `name`: it was removed, and peers
+    /// keeping the tombstone would ignore it.
+    fn buried_refusal(&self, name: &FileName, manifest: &Manifest) -> Option<Refusal> {
+        self.buried(name, manifest.digest()).then(|| Refusal {
+            code: Code::FileExists,
+            reason: format!(
+                "{name} with this very content was removed from the network, and its tombstone still stands; \
+                 insert it under another name, or changed content under this one"
+            ),
+        })
+    }
+
     /// Tells whoever asked for insert `id` how it ended.
     fn insert_done(&mut self, from: InsertFrom, id: ImportId, result: Result<(), Refusal>) {
         match from {
@@ -115,18 +127,20 @@ impl Node {
                 self.imports.remove(&id);
                 self.insert_done(from, id, Err(e.into()));
             }
-            Ok(manifest) => match self.name_refusal(&name, Some(id)) {
-                // Announced by a peer while we were hashing: the same answer as before.
-                Some(refusal) => {
-                    self.imports.remove(&id);
-                    self.storage.push_back(StorageCommand::Discard { id });
-                    self.insert_done(from, id, Err(refusal));
+            Ok(manifest) => {
+                match self.name_refusal(&name, Some(id)).or_else(|| self.buried_refusal(&name, &manifest)) {
+                    // Announced by a peer while we were hashing: the same answer as before.
+                    Some(refusal) => {
+                        self.imports.remove(&id);
+                        self.storage.push_back(StorageCommand::Discard { id });
+                        self.insert_done(from, id, Err(refusal));
+                    }
+                    None => {
+                        self.imports.get_mut(&id).expect("looked up above").manifest = Some(manifest.clone());
+                        self.storage.push_back(StorageCommand::Commit { id, name, manifest });
+                    }
                 }
-                None => {
-                    self.imports.get_mut(&id).expect("looked up above").manifest = Some(manifest.clone());
-                    self.storage.push_back(StorageCommand::Commit { id, name, manifest });
-                }
-            },
+            }
         }
     }
 

@@ -45,6 +45,8 @@ struct OutFile<'a> {
     digest: Option<Digest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     chunks: Option<OutChunks<'a>>,
+    #[serde(rename = "Removed", skip_serializing_if = "Option::is_none")]
+    removed: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -69,7 +71,7 @@ struct OutFileList<'a> {
 
 impl<'a> OutFile<'a> {
     fn name(name: &'a str) -> Self {
-        OutFile { name, size: None, digest: None, chunks: None }
+        OutFile { name, size: None, digest: None, chunks: None, removed: None }
     }
 
     fn chunk(c: &'a ChunkRef) -> Self {
@@ -82,6 +84,7 @@ impl<'a> OutFile<'a> {
             size: Some(e.size),
             digest: Some(e.digest),
             chunks: Some(OutChunks::List(&e.chunks)),
+            removed: None,
         }
     }
 }
@@ -119,6 +122,17 @@ impl Envelope {
                 head.files.extend(file.iter().map(|f| OutFile::name(f.as_str())))
             }
             Message::Control(Control::Insert { path }) => head.files.push(OutFile::name(path)),
+            Message::Control(Control::Delete { file }) => head.files.push(OutFile::name(file.as_str())),
+            Message::Peer(PeerMessage::Tombstones(list)) => {
+                head.files = list
+                    .iter()
+                    .map(|t| OutFile {
+                        digest: Some(t.digest),
+                        removed: Some(t.time),
+                        ..OutFile::name(t.file.as_str())
+                    })
+                    .collect();
+            }
             Message::Peer(PeerMessage::Add { files } | PeerMessage::Files { files }) => {
                 body = Some(to_json(&OutFileList { files: files.iter().map(OutFile::entry).collect() }));
             }
