@@ -99,6 +99,9 @@ impl World {
             tuning: tuning(x.role),
             private: None,
         });
+        for t in x.disk.tombstones.iter().cloned() {
+            node.restore_tombstone(now, t);
+        }
         for file in x.disk.load() {
             node.add_local_file(file);
         }
