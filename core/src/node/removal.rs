@@ -11,7 +11,7 @@
 //! [`Tuning::max_peer_tombstones`] of them learned from any one peer, and each lives
 //! [`Tuning::tombstone_lifetime`] from its time (a time in the future counts as now).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{ConnId, Event, Membership, Millis, Node, StorageCommand, Timer, Tuning};
 use crate::manifest::Digest;
@@ -29,6 +29,8 @@ struct Kept {
 #[derive(Debug, Default)]
 pub(super) struct Graveyard {
     kept: BTreeMap<(FileName, Digest), Kept>,
+    /// How many of `kept` each peer told us.
+    per_peer: HashMap<PeerAddr, usize>,
     /// Changed since the driver last saved them.
     dirty: bool,
     /// The Unix time (ms) at which the driver's `now` was 0.
@@ -48,22 +50,39 @@ impl Graveyard {
     fn keep(&mut self, tuning: &Tuning, unix_now: u64, t: &Tombstone, from: Option<&PeerAddr>) -> bool {
         let key = (t.file.clone(), t.digest);
         let time = t.time.min(unix_now);
-        if self.kept.contains_key(&key) || time.saturating_add(tuning.tombstone_lifetime) <= unix_now {
+        let expired = |time: u64| time.saturating_add(tuning.tombstone_lifetime) <= unix_now;
+        if self.kept.contains_key(&key) || expired(time) {
             return false;
         }
-        if let Some(peer) = from {
-            if self.kept.values().filter(|k| k.from.as_ref() == Some(peer)).count() >= tuning.max_peer_tombstones {
-                return false;
+        if from.is_some_and(|p| self.per_peer.get(p).copied().unwrap_or(0) >= tuning.max_peer_tombstones) {
+            return false;
+        }
+        if self.kept.len() >= tuning.max_tombstones.max(1) {
+            let gone: Vec<_> = self.kept.iter().filter(|(_, k)| expired(k.time)).map(|(key, _)| key.clone()).collect();
+            for key in gone {
+                self.forget(&key);
             }
         }
-        self.kept.retain(|_, k| k.time.saturating_add(tuning.tombstone_lifetime) > unix_now);
         while self.kept.len() >= tuning.max_tombstones.max(1) {
             let oldest = self.kept.iter().min_by_key(|(_, k)| k.time).map(|(key, _)| key.clone());
-            self.kept.remove(&oldest.expect("not empty"));
+            self.forget(&oldest.expect("not empty"));
+        }
+        if let Some(p) = from {
+            *self.per_peer.entry(p.clone()).or_default() += 1;
         }
         self.kept.insert(key, Kept { time, from: from.cloned() });
         self.dirty = true;
         true
+    }
+
+    fn forget(&mut self, key: &(FileName, Digest)) {
+        let Some(Kept { from: Some(peer), .. }) = self.kept.remove(key) else { return };
+        if let Some(n) = self.per_peer.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&peer);
+            }
+        }
     }
 
     fn buries(&self, name: &FileName, digest: Digest) -> bool {
@@ -172,7 +191,7 @@ impl Node {
     /// Removes the content `digest` of `name` from this node, if it has it: whatever is
     /// fetched of it is given up, peers' claims of it forgotten, and storage deletes it.
     fn bury(&mut self, name: &FileName, digest: Digest, by: Option<&PeerAddr>) {
-        if !self.files.get(name).is_some_and(|f| f.digest == digest) {
+        if self.files.get(name).is_none_or(|f| f.digest != digest) {
             return;
         }
         for (addr, peer) in &mut self.peers {
@@ -217,5 +236,157 @@ impl Node {
         self.storage.push_back(StorageCommand::Delete { file: name.clone(), digest, stored_as });
         self.events.push_back(Event::FileRemoved { file: name.clone(), by: None });
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, ConnInfo, NetCommand};
+    use super::*;
+    use crate::layout::ChunkIndex;
+    use crate::manifest::ManifestBuilder;
+    use crate::wire::Control;
+    use crate::wire::{Envelope, FileEntry, Message};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const DAY: u64 = 24 * 3_600_000;
+
+    fn name(s: &str) -> FileName {
+        FileName::new(s).unwrap()
+    }
+
+    fn digest(seed: u8) -> Digest {
+        let mut b = ManifestBuilder::new();
+        b.update(&[seed; 1000]);
+        b.finish().unwrap().digest()
+    }
+
+    /// A joined node with peers on connections 1.. (peer i at 10.0.0.i), each having
+    /// announced `files` (name, digest) of 200 kB.
+    fn node_with_peers(peers: u8, files: &[(&str, Digest)]) -> Node {
+        let mut node = Node::new(Config {
+            me: PeerAddr::new("10.0.0.100", 7000),
+            peers: vec![],
+            token: Some("t".into()),
+            insert_from: Vec::new(),
+            seed: 1,
+            tuning: Tuning::default(),
+            private: None,
+        });
+        node.set_unix_origin(1_000 * DAY);
+        node.join(0);
+        for p in 1..=peers {
+            let conn = ConnId(u64::from(p));
+            node.handle_connected(0, conn, ConnInfo::default());
+            let files = files
+                .iter()
+                .map(|(n, d)| FileEntry { name: name(n), size: 200_000, digest: *d, chunks: vec![ChunkIndex(0)] })
+                .collect();
+            node.handle_message(0, conn, from(p, PeerMessage::Add { files }.into()));
+        }
+        node
+    }
+
+    fn from(p: u8, message: Message) -> Envelope {
+        Envelope { from: Some(PeerAddr::new(format!("10.0.0.{p}"), 7000)), token: None, message }
+    }
+
+    fn tombstones(node: &mut Node, p: u8, list: Vec<Tombstone>) {
+        node.handle_message(0, ConnId(u64::from(p)), from(p, PeerMessage::Tombstones(list).into()));
+    }
+
+    fn sent_tombstones(node: &mut Node) -> Vec<(ConnId, usize)> {
+        std::iter::from_fn(|| node.poll_net())
+            .filter_map(|c| match c {
+                NetCommand::Send {
+                    conn,
+                    envelope: Envelope { message: Message::Peer(PeerMessage::Tombstones(l)), .. },
+                } => Some((conn, l.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tombstone_kills_its_digest_only_cancels_fetching_and_is_passed_on_once() {
+        let (old, new) = (digest(1), digest(2));
+        let mut node = node_with_peers(2, &[("a", old), ("b", new)]);
+        assert!(node.files[&name("a")].manifest_from.is_some(), "its manifest is being fetched");
+        while node.poll_net().is_some() {}
+        let t = Tombstone { file: name("a"), digest: old, time: 1_000 * DAY };
+        tombstones(&mut node, 1, vec![t.clone()]);
+        assert!(!node.status().files.contains(&"a".to_string()), "a left the status");
+        assert!(node
+            .peers
+            .values()
+            .all(|p| !p.manifest_requests.contains(&name("a")) && !p.files.contains_key(&name("a"))));
+        assert!(node
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::FileRemoved { file, by: Some(_) } if *file == name("a"))));
+        assert_eq!(sent_tombstones(&mut node), vec![(ConnId(2), 1)], "passed on to the other peer only");
+        assert!(matches!(node.poll_storage(), Some(StorageCommand::SaveTombstones(l)) if l == vec![t.clone()]));
+        // Known now: not passed on again, and the content is not taken back.
+        tombstones(&mut node, 2, vec![t]);
+        assert_eq!(sent_tombstones(&mut node), vec![]);
+        let files = vec![FileEntry { name: name("a"), size: 200_000, digest: old, chunks: vec![ChunkIndex(0)] }];
+        node.handle_message(0, ConnId(2), from(2, PeerMessage::Files { files }.into()));
+        assert!(!node.files.contains_key(&name("a")), "removed content is not brought back");
+        // A stale tombstone for b's name names other content: b stays.
+        tombstones(&mut node, 1, vec![Tombstone { file: name("b"), digest: old, time: 1_000 * DAY }]);
+        assert!(node.files.contains_key(&name("b")));
+        // New content under a's name is taken as usual.
+        let files = vec![FileEntry { name: name("a"), size: 200_000, digest: new, chunks: vec![ChunkIndex(0)] }];
+        node.handle_message(0, ConnId(2), from(2, PeerMessage::Files { files }.into()));
+        assert!(node.files.contains_key(&name("a")));
+    }
+
+    #[test]
+    fn tombstones_are_bounded_per_peer_in_all_and_in_time() {
+        let mut node = node_with_peers(2, &[]);
+        let now = 1_000 * DAY;
+        let many = |from: u32, n: u32, time: u64| -> Vec<Tombstone> {
+            (from..from + n).map(|i| Tombstone { file: name(&format!("f{i}")), digest: digest(0), time }).collect()
+        };
+        tombstones(&mut node, 1, many(0, 1_500, now));
+        assert_eq!(node.tombstones().len(), 1_000, "one peer's share");
+        tombstones(&mut node, 2, many(5_000, 10, now - 91 * DAY));
+        assert_eq!(node.tombstones().len(), 1_000, "expired ones are not kept");
+        tombstones(&mut node, 2, many(6_000, 1, u64::MAX));
+        let future = node.tombstones().into_iter().find(|t| t.file == name("f6000")).unwrap();
+        assert_eq!(future.time, now, "a time in the future counts as now");
+
+        let mut node = node_with_peers(12, &[]);
+        node.config.tuning.max_tombstones = 3_000;
+        for p in 1..=4 {
+            tombstones(&mut node, p, many(u32::from(p) * 1_000, 1_000, now - 10 + u64::from(p)));
+        }
+        let kept = node.tombstones();
+        assert_eq!(kept.len(), 3_000);
+        assert!(kept.iter().all(|t| t.time > now - 9), "the oldest went first");
+    }
+
+    #[test]
+    fn delete_of_an_unknown_name_is_refused_and_a_known_one_spreads() {
+        let d = digest(3);
+        let mut node = node_with_peers(1, &[("x", d)]);
+        while node.poll_net().is_some() {}
+        node.handle_connected(0, ConnId(50), ConnInfo { local: true, ..ConnInfo::default() });
+        let delete = |f: &str| Envelope {
+            from: None,
+            token: Some("t".into()),
+            message: Control::Delete { file: name(f) }.into(),
+        };
+        node.handle_message(5, ConnId(50), delete("nope"));
+        let replies: Vec<NetCommand> = std::iter::from_fn(|| node.poll_net()).collect();
+        assert!(
+            matches!(&replies[..], [NetCommand::Send { envelope: Envelope { message: Message::Reply(r), .. }, .. }]
+                if r.code == Some(Code::FileMissing) && r.reason.as_deref().is_some_and(|r| r.contains("not in the network"))),
+            "{replies:?}"
+        );
+        node.handle_message(5, ConnId(50), delete("x"));
+        assert_eq!(node.tombstones(), vec![Tombstone { file: name("x"), digest: d, time: 1_000 * DAY + 5 }]);
+        assert!(!node.files.contains_key(&name("x")));
     }
 }
