@@ -15,7 +15,8 @@
 //! - [`storage`]: carries out storage commands off the loop (chunk I/O on its own
 //!   thread, inserts on the blocking pool);
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests,
-//!   conflict copies, the space it may use, removed files and their tombstones), one idea per file in `store/`;
+//!   conflict copies, the space it may use, removed files and their tombstones), one idea
+//!   per file in `store/`;
 //! - [`beneath`]: paths in the folder, opened and renamed into without following symlinks;
 //! - [`events`]: how the node's events read in the log;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`);

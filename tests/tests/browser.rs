@@ -231,6 +231,82 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
     browser.screenshot(&artifact("browser-peer.png"));
 }
 
+/// How many manifests and chunk records of `file` the page keeps in IndexedDB.
+fn stored_in_page(browser: &Browser, file: &str) -> Value {
+    browser.exec_async(
+        r#"const done = arguments[arguments.length - 1];
+           const name = arguments[0];
+           const req = indexedDB.open("torronto");
+           req.onerror = () => done("cannot open the database");
+           req.onsuccess = () => {
+             const db = req.result;
+             const tx = db.transaction(["files", "index"], "readonly");
+             const files = tx.objectStore("files").count(name);
+             const records = tx.objectStore("index").count(IDBKeyRange.bound([name, 0], [name, 4294967295]));
+             tx.oncomplete = () => { db.close(); done([files.result, records.result]); };
+             tx.onerror = () => done("cannot read the database");
+           };"#,
+        json!([file]),
+    )
+}
+
+#[test]
+fn the_panel_removes_a_file_everywhere_after_confirmation_and_the_browser_peer_drops_it() {
+    if !require_browser() {
+        return;
+    }
+    let nodes = WsNode::cluster(2, true);
+    let browser = Browser::start();
+    browser.goto(&nodes[0].panel_url());
+    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
+    let src = nodes[1].scratch().join("old.bin");
+    random_file(&src, 300_000, 21);
+    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &nodes[1].addr()]);
+    assert_eq!(out.code, 0, "insert into node w1: {out}");
+    browser.click(r#"section.browser-peer button.download[data-file="old.bin"]"#);
+    browser.wait(LONG, "the page holds old.bin complete", PEER_ROW_COMPLETE, json!(["old.bin"]));
+    browser.wait(
+        LONG,
+        "node w0's card shows old.bin complete",
+        NODE_ROW_COMPLETE,
+        json!([nodes[0].ws_url(), "old.bin", 3]),
+    );
+    let stored = stored_in_page(&browser, "old.bin");
+    assert!(stored[0] == 1 && stored[1].as_u64() >= Some(1), "the page keeps old.bin in IndexedDB: {stored}");
+
+    // Remove asks first; Cancel takes nothing out.
+    let row = format!(r#"{} tr.file[data-file="old.bin"]"#, card(&nodes[0]));
+    browser.click(&format!("{row} button.remove"));
+    browser.element(&format!("{row} .confirm-remove button.confirm"), LONG);
+    browser.click(&format!("{row} .confirm-remove button.cancel"));
+    browser.element(&format!("{row} button.remove"), LONG);
+    assert!(nodes[0].dir().join("old.bin").is_file() && nodes[1].dir().join("old.bin").is_file());
+
+    browser.click(&format!("{row} button.remove"));
+    browser.click(&format!("{row} .confirm-remove button.confirm"));
+    browser.wait(
+        LONG,
+        "the panel shows the Remove answered ErrOK",
+        "return !!document.querySelector(arguments[0] + ' .notice[data-code=ErrOK]');",
+        json!([card(&nodes[0])]),
+    );
+    for node in &nodes {
+        wait_until(LONG, &format!("node {} deleted old.bin", node.label), || {
+            !node.dir().join("old.bin").exists() && file_status(&node.query(), "old.bin").is_none()
+        });
+    }
+    browser.wait(
+        LONG,
+        "neither the node's card nor the browser peer lists old.bin",
+        "return !document.querySelector('tr.file[data-file=\"old.bin\"]');",
+        json!([]),
+    );
+    wait_until(LONG, "the page deleted old.bin from IndexedDB", || {
+        stored_in_page(&browser, "old.bin") == json!([0, 0])
+    });
+    browser.screenshot(&artifact("browser-remove.png"));
+}
+
 /// A fresh network secret file in `dir`, made by `torronto secret new --out`.
 fn secret_in(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("net.secret");

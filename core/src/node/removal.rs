@@ -209,6 +209,10 @@ impl Node {
             peer.sent.remove(name);
         }
         self.timers.cancel(Timer::SpaceRetry(name.clone()));
+        // Asked for by a browser peer's user: new content under the name is asked anew.
+        if let Some(wanted) = &mut self.wanted {
+            wanted.remove(name);
+        }
         self.pending_have.retain(|h| h.chunk.file != *name);
         let state = self.files.remove(name).expect("checked above");
         // Writes in flight are answered for a file no longer known, and not counted then.
