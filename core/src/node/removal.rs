@@ -393,4 +393,26 @@ mod tests {
         assert_eq!(node.tombstones(), vec![Tombstone { file: name("x"), digest: d, time: 1_000 * DAY + 5 }]);
         assert!(!node.files.contains_key(&name("x")));
     }
+
+    #[test]
+    fn tombstones_go_before_the_file_list_so_a_returning_node_judges_it_by_them() {
+        let mut node = node_with_peers(0, &[]);
+        node.restore_tombstone(0, Tombstone { file: name("gone"), digest: digest(5), time: 1_000 * DAY });
+        let actions = |node: &mut Node| -> Vec<Option<u8>> {
+            std::iter::from_fn(|| node.poll_net())
+                .filter_map(|c| match c {
+                    NetCommand::Send { envelope, .. } => Some(envelope.message.action().map(u8::from)),
+                    _ => None,
+                })
+                .collect()
+        };
+        // A peer introduces itself: our tombstones, then our Files.
+        node.handle_connected(0, ConnId(1), ConnInfo::default());
+        node.handle_message(0, ConnId(1), from(1, PeerMessage::Add { files: vec![] }.into()));
+        assert_eq!(actions(&mut node), vec![Some(13), Some(6)]);
+        // We dial a peer: our tombstones, then our Add.
+        let dialed = ConnInfo { dialed: Some(PeerAddr::new("10.0.0.7", 7000)), ..ConnInfo::default() };
+        node.handle_connected(0, ConnId(2), dialed);
+        assert_eq!(actions(&mut node), vec![Some(13), Some(4)]);
+    }
 }
