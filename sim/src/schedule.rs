@@ -40,6 +40,11 @@ pub enum Action {
         m: usize,
         wipe: bool,
     },
+    /// The owner of `m` removes catalog file `file` from the network (if `m` knows it).
+    Remove {
+        m: usize,
+        file: usize,
+    },
     /// A browser peer's user asks for a file.
     Request {
         m: usize,
@@ -99,7 +104,7 @@ pub const FAULT_WINDOW: Millis = 60_000;
 
 impl Schedule {
     /// The schedule of `seed`: 3–12 machines, browsers and a liar among them at times,
-    /// a few small files, and up to 40 actions and faults.
+    /// a few small files (a fifth of them removed later), and up to 40 actions and faults.
     pub fn generate(seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let n = rng.between(3, 12) as usize;
@@ -135,6 +140,13 @@ impl Schedule {
         for (file, _) in files.iter().enumerate() {
             let m = honest[rng.below(honest.len() as u64) as usize];
             steps.push(Step { at: rng.below(FAULT_WINDOW / 2), action: Action::Insert { m, file } });
+            if rng.chance(20) {
+                let at = rng.between(FAULT_WINDOW / 4, FAULT_WINDOW);
+                steps.push(Step {
+                    at,
+                    action: Action::Remove { m: natives[rng.below(natives.len() as u64) as usize], file },
+                });
+            }
             for &b in &browsers {
                 if rng.chance(60) {
                     steps.push(Step { at: rng.below(FAULT_WINDOW), action: Action::Request { m: b, file } });

@@ -62,6 +62,11 @@ fn a_status_out_of_step_with_the_network_is_caught() {
 }
 
 #[test]
+fn a_removed_file_left_on_a_disk_is_caught() {
+    caught(Plant::DeleteIgnored, Invariant::Resurrected);
+}
+
+#[test]
 fn a_panic_is_reported_with_its_seed() {
     let failure = check_seed(1, &Options { plant: Some(Plant::Panic), ..Options::default() }).unwrap_err();
     assert_eq!((failure.seed, failure.violation.invariant), (1, Invariant::Panic));

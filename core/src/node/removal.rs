@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{ConnId, Event, Membership, Millis, Node, StorageCommand, Timer, Tuning};
+use super::{ConnId, Event, Membership, Millis, Node, Refusal, StorageCommand, Timer, Tuning};
 use crate::manifest::Digest;
 use crate::name::FileName;
 use crate::wire::{tombstone_len, Code, PeerAddr, PeerMessage, Reply, Tombstone, HEADER_LIMIT};
@@ -124,19 +124,33 @@ impl Node {
     /// The owner's Delete: the file this node knows under `file` is removed here and,
     /// through its tombstone, everywhere.
     pub(super) fn delete(&mut self, now: Millis, conn: ConnId, file: FileName) {
-        let Some(digest) = self.files.get(&file).filter(|f| f.is_known()).map(|f| f.digest) else {
-            let reason = format!("{file} is not in the network (`query` lists the files this node knows)");
-            self.reply(conn, Reply { reason: Some(reason), ..Reply::code(Code::FileMissing) });
-            return;
+        let reply = match self.remove_file(now, &file) {
+            Ok(()) => Reply::code(Code::Ok),
+            Err(refusal) => Reply { reason: Some(refusal.reason), ..Reply::code(refusal.code) },
         };
-        let t = Tombstone { file, digest, time: self.unix_now(now) };
+        self.reply(conn, reply);
+    }
+
+    /// Removes `file` from the network as the owner's Delete would, for a driver that
+    /// is its own user (the simulator).
+    pub fn remove(&mut self, now: Millis, file: &FileName) -> Result<(), Refusal> {
+        let result = self.remove_file(now, file);
+        self.after_input(now);
+        result
+    }
+
+    fn remove_file(&mut self, now: Millis, file: &FileName) -> Result<(), Refusal> {
+        let Some(digest) = self.files.get(file).filter(|f| f.is_known()).map(|f| f.digest) else {
+            let reason = format!("{file} is not in the network (`query` lists the files this node knows)");
+            return Err(Refusal { code: Code::FileMissing, reason });
+        };
+        let t = Tombstone { file: file.clone(), digest, time: self.unix_now(now) };
         self.graveyard.keep(&self.config.tuning, t.time, &t, None);
         self.bury(&t.file, digest, None);
-        let conns = self.listening_conns();
-        for c in conns {
+        for c in self.listening_conns() {
             self.send_tombstone_batches(c, std::slice::from_ref(&t));
         }
-        self.reply(conn, Reply::code(Code::Ok));
+        Ok(())
     }
 
     /// Tombstones from `addr` (on `conn`): the new ones bury their files here and go on

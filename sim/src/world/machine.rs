@@ -191,13 +191,15 @@ impl World {
                 *data = Bytes::from(bad);
             }
         }
+        let ignored =
+            self.options.plant == Some(Plant::DeleteIgnored) && matches!(command, StorageCommand::Delete { .. });
         crate::check::storing(self, m, &command);
         let finalize = match &command {
             StorageCommand::Finalize { file, .. } => Some(file.clone()),
             _ => None,
         };
         let x = &mut self.machines[m];
-        let event = x.disk.execute(command, &self.schedule.files);
+        let event = if ignored { None } else { x.disk.execute(command, &self.schedule.files) };
         if let Some(file) = finalize {
             crate::check::published(self, m, &file);
         }

@@ -69,6 +69,8 @@ pub enum Plant {
     SilentLinkLoss,
     /// The driver panics on the first Upload.
     Panic,
+    /// A disk keeps the files the node tells it to delete (removed from the network).
+    DeleteIgnored,
 }
 
 /// How a run is observed and what it may excuse.
@@ -122,8 +124,11 @@ pub struct World {
     partition: Option<u64>,
     extra_delay: Millis,
     rng: Rng,
-    /// Files whose insert was answered OK: the network must keep them.
+    /// Files whose insert was answered OK: the network must keep them, unless removed.
     pub inserted: BTreeSet<usize>,
+    /// Files whose remove was answered OK: not expected to converge, and once a
+    /// tombstone of theirs is saved, expected gone everywhere.
+    pub removed: BTreeSet<usize>,
     /// Chunks a liar claimed to each machine without holding them.
     false_haves: BTreeSet<(usize, FileName, u32)>,
     /// Files a leave lost to a liar's claim: excused from convergence (issue 11).
@@ -170,6 +175,7 @@ impl World {
             extra_delay: 0,
             rng: rng.fork(),
             inserted: BTreeSet::new(),
+            removed: BTreeSet::new(),
             false_haves: BTreeSet::new(),
             excused: BTreeSet::new(),
             stats: Stats::default(),
