@@ -49,6 +49,24 @@ fn saved_sha(browser: &Browser, file: &str) -> Value {
     )
 }
 
+/// Two joined nodes and the panel of the first, its browser peer connected.
+fn page_with_peer() -> (Vec<WsNode>, Browser) {
+    let nodes = WsNode::cluster(2, true);
+    let browser = Browser::start();
+    browser.goto(&nodes[0].panel_url());
+    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
+    (nodes, browser)
+}
+
+/// Inserts a random file `name` of `size` bytes into `node` with the CLI; its SHA-256.
+fn insert_on(node: &WsNode, name: &str, size: usize, seed: u64) -> String {
+    let src = node.scratch().join(name);
+    random_file(&src, size, seed);
+    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &node.addr()]);
+    assert_eq!(out.code, 0, "insert {name} into node {}: {out}", node.label);
+    sha256_file(&src)
+}
+
 fn card(node: &WsNode) -> String {
     format!(r#"section.node[data-url="{}"]"#, node.ws_url())
 }
@@ -155,10 +173,7 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
     if !require_browser() {
         return;
     }
-    let nodes = WsNode::cluster(2, true);
-    let browser = Browser::start();
-    browser.goto(&nodes[0].panel_url());
-    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
+    let (nodes, browser) = page_with_peer();
 
     // Share a file from "this computer" through the file picker: the nodes fetch it
     // from the page, byte for byte.
@@ -183,11 +198,7 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
     assert!(peers(&st).iter().any(|p| p.starts_with("browser-")), "node w0 counts the page among its peers: {st}");
 
     // Download a network file into the page, chunk by chunk, then save it.
-    let src = nodes[1].scratch().join("network.bin");
-    random_file(&src, 5 * 1024 * 1024 + 777, 12);
-    let sha = sha256_file(&src);
-    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &nodes[1].addr()]);
-    assert_eq!(out.code, 0, "insert into node w1: {out}");
+    let sha = insert_on(&nodes[1], "network.bin", 5 * 1024 * 1024 + 777, 12);
     browser.click(r#"section.browser-peer button.download[data-file="network.bin"]"#);
     browser.wait(LONG, "the page holds network.bin complete", PEER_ROW_COMPLETE, json!(["network.bin"]));
     assert_eq!(
@@ -255,14 +266,8 @@ fn the_panel_removes_a_file_everywhere_after_confirmation_and_the_browser_peer_d
     if !require_browser() {
         return;
     }
-    let nodes = WsNode::cluster(2, true);
-    let browser = Browser::start();
-    browser.goto(&nodes[0].panel_url());
-    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
-    let src = nodes[1].scratch().join("old.bin");
-    random_file(&src, 300_000, 21);
-    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &nodes[1].addr()]);
-    assert_eq!(out.code, 0, "insert into node w1: {out}");
+    let (nodes, browser) = page_with_peer();
+    insert_on(&nodes[1], "old.bin", 300_000, 21);
     browser.click(r#"section.browser-peer button.download[data-file="old.bin"]"#);
     browser.wait(LONG, "the page holds old.bin complete", PEER_ROW_COMPLETE, json!(["old.bin"]));
     browser.wait(

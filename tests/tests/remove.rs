@@ -55,6 +55,19 @@ fn wait_forgotten(nodes: &[&TestNode], name: &str) {
     }
 }
 
+/// Three nodes: the first inserts `name`, all hold it, the third stops, and the second
+/// removes it, which the first two carry out. Returns them, the third still stopped.
+fn removed_while_away(labels: &[&str; 3], name: &str, data: &[u8]) -> Vec<TestNode> {
+    let mut nodes = network(labels);
+    insert(&nodes[0], name, data);
+    wait_held(&[&nodes[0], &nodes[1], &nodes[2]], name, data);
+    nodes[2].stop();
+    nodes[1].cli(&["remove", name]).ok("remove");
+    wait_forgotten(&[&nodes[0], &nodes[1]], name);
+    assert!(nodes[2].file(name).exists(), "the node away still has its copy");
+    nodes
+}
+
 /// Files under `DIR/.torronto/files`: the state of every file the node holds or fetches.
 fn state_files(dir: &Path) -> usize {
     fs::read_dir(dir.join(".torronto/files")).map_or(0, |d| d.count())
@@ -89,15 +102,7 @@ fn remove_deletes_the_file_on_every_node_and_query_no_longer_lists_it() {
 
 #[test]
 fn a_node_away_during_the_remove_deletes_its_copy_when_it_returns_to_restarted_nodes() {
-    let mut nodes = network(&["away-a", "away-b", "away-c"]);
-    let data = random_bytes(200_000, 3);
-    insert(&nodes[0], "movie.bin", &data);
-    wait_held(&[&nodes[0], &nodes[1], &nodes[2]], "movie.bin", &data);
-
-    nodes[2].stop();
-    nodes[0].cli(&["remove", "movie.bin"]).ok("remove");
-    wait_forgotten(&[&nodes[0], &nodes[1]], "movie.bin");
-    assert!(nodes[2].file("movie.bin").exists(), "the node away still has its copy");
+    let mut nodes = removed_while_away(&["away-a", "away-b", "away-c"], "movie.bin", &random_bytes(200_000, 3));
 
     // The tombstone survives a restart: a and b start again, and only they can tell c.
     for n in &mut nodes[..2] {
@@ -120,13 +125,8 @@ fn a_node_away_during_the_remove_deletes_its_copy_when_it_returns_to_restarted_n
 
 #[test]
 fn the_name_can_be_inserted_again_with_new_content_and_a_returning_node_gets_it() {
-    let mut nodes = network(&["again-a", "again-b", "again-c"]);
     let old = random_bytes(150_000, 4);
-    insert(&nodes[0], "notes.bin", &old);
-    wait_held(&[&nodes[0], &nodes[1], &nodes[2]], "notes.bin", &old);
-    nodes[2].stop();
-    nodes[1].cli(&["remove", "notes.bin"]).ok("remove");
-    wait_forgotten(&[&nodes[0], &nodes[1]], "notes.bin");
+    let mut nodes = removed_while_away(&["again-a", "again-b", "again-c"], "notes.bin", &old);
 
     // The very content removed cannot come back under its name (the others would ignore
     // it): the insert says so.
