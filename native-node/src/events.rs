@@ -73,7 +73,7 @@ impl EventLog {
                 tracing::info!("removed {file} from the network (a tombstone keeps it removed)")
             }
             Event::FileRemoved { file, by: Some(peer) } => {
-                tracing::info!("{file} was removed from the network (told by {peer}); deleting this node's copy")
+                tracing::info!("{file} was removed from the network (told by {peer}); this node keeps no copy")
             }
             Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
             Event::BadRequest { conn, reason } => tracing::debug!(%conn, "bad request: {reason}"),

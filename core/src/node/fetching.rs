@@ -315,9 +315,12 @@ impl Node {
         let Some(f) = self.files.get_mut(&chunk.file) else {
             return;
         };
-        if f.writing.remove(chunk.index) {
-            self.writing -= 1;
+        // A write for other content (the file was removed, and the name taken again
+        // since) is none of this file's.
+        if !f.writing.remove(chunk.index) {
+            return;
         }
+        self.writing -= 1;
         if let Err(e) = result {
             self.timers.set(Timer::FetchPause, now + self.config.tuning.storage_backoff);
             self.events.push_back(Event::StorageFailed { file: chunk.file, message: e.message });

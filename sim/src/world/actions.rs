@@ -45,6 +45,7 @@ impl World {
                     let removed = node.remove(now, &name).is_ok();
                     self.log(|| format!("m{m}: remove {name}: {}", if removed { "ok" } else { "unknown here" }));
                     if removed {
+                        self.stats.removes_ok += 1;
                         self.removed.insert(file);
                     }
                     self.drain(m);

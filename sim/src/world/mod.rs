@@ -93,6 +93,8 @@ pub struct Stats {
     pub torn_writes: u64,
     pub rejected_chunks: u64,
     pub leaves_ok: u64,
+    /// Removes answered OK.
+    pub removes_ok: u64,
     /// Leaves that lost chunks only because a liar claimed them (issue 11).
     pub known_leave_losses: u64,
     pub sim_millis: Millis,
@@ -106,6 +108,7 @@ impl Stats {
         self.torn_writes += other.torn_writes;
         self.rejected_chunks += other.rejected_chunks;
         self.leaves_ok += other.leaves_ok;
+        self.removes_ok += other.removes_ok;
         self.known_leave_losses += other.known_leave_losses;
         self.sim_millis += other.sim_millis;
     }
