@@ -394,6 +394,12 @@ impl Machine {
                 self.finalized.push(file);
                 return None;
             }
+            StorageCommand::Delete { file, .. } => {
+                self.folder.remove(&file);
+                self.finalized.retain(|f| *f != file);
+                return None;
+            }
+            StorageCommand::SaveTombstones(_) => return None,
         })
     }
 }

@@ -164,6 +164,11 @@ impl Driver {
         if !files.is_empty() {
             tracing::info!("restored {complete} complete and {partial} partial files from {}", store.dir().display());
         }
+        // Before the files, which they may kill.
+        node.set_unix_origin(crate::store::unix_millis());
+        for t in store.load_tombstones() {
+            node.restore_tombstone(0, t);
+        }
         for f in files {
             node.add_local_file(f);
         }

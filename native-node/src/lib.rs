@@ -22,7 +22,8 @@
 //! - [`shared`]: the shared folder: files put in it are adopted once settled (inotify),
 //!   files the node held and that were deleted from it are restored;
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests,
-//!   conflict copies, the space it may use), one idea per file in `store/`;
+//!   conflict copies, the space it may use, removed files and their tombstones), one idea
+//!   per file in `store/`;
 //! - [`beneath`]: paths in the folder, opened, walked and renamed into without following
 //!   symlinks;
 //! - [`events`]: how the node's events read in the log;

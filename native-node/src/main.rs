@@ -149,6 +149,14 @@ enum Command {
         #[command(flatten)]
         control: Control,
     },
+    /// Take a file out of the network: every node deletes its copy, and a node that
+    /// is away does so when it returns. The name can be inserted again with new content.
+    Remove {
+        /// The file's name in the network, as `query` lists it (e.g. `docs/report.pdf`).
+        name: String,
+        #[command(flatten)]
+        control: Control,
+    },
     /// Network secrets for private networks.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -340,6 +348,11 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let secret = control.secret()?;
             let every = std::time::Duration::from_secs_f64(interval);
             watch::run(&control.node, control.token, secret, every, control.json).await
+        }
+        Command::Remove { name, control } => {
+            let file = torronto_core::FileName::new(&name)
+                .map_err(|e| anyhow::anyhow!("{name:?} is not a file name of the network: {e}"))?;
+            simple(control, wire::Control::Delete { file }, &format!("removed {name} from the network")).await
         }
         Command::Secret(SecretCommand::New { out }) => {
             let text = new_secret_text();

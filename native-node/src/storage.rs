@@ -172,6 +172,19 @@ pub fn execute(
         StorageCommand::Finalize { file, digest } => {
             Some(StorageEvent::Finalized { result: store.finalize(&file, digest), file })
         }
+        StorageCommand::Delete { file, digest, stored_as } => {
+            match store.delete(&file, digest, stored_as.as_deref()) {
+                Ok(()) => tracing::info!("deleted {file}: it was removed from the network"),
+                Err(e) => tracing::warn!("cannot delete {file}, which was removed from the network: {e}"),
+            }
+            None
+        }
+        StorageCommand::SaveTombstones(list) => {
+            if let Err(e) = store.save_tombstones(&list) {
+                tracing::warn!("cannot save the list of removed files: {e}");
+            }
+            None
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! A control session: one WebSocket to a node on which the panel sends Join, Leave,
-//! Insert and Query with the node's token, polling Query about twice a second.
+//! Insert, Delete (Remove) and Query with the node's token, polling Query about twice a
+//! second.
 //!
 //! Replies are not tagged with a request, so they are matched as the protocol allows:
 //! a reply carrying a status answers a Query; any other reply answers the oldest
-//! Join/Leave/Insert still waiting (the panel sends at most one of those at a time,
+//! Join/Leave/Insert/Remove still waiting (the panel sends at most one of those at a time,
 //! since Join and Leave may take seconds while Queries keep being answered).
 
 use std::cell::RefCell;
@@ -109,12 +110,13 @@ impl ControlSession {
         ControlSession { inner }
     }
 
-    /// Sends Join, Leave or Insert; false if the session is not open.
+    /// Sends Join, Leave, Insert or Delete; false if the session is not open.
     pub fn act(&self, control: Control) -> bool {
         let name = match &control {
             Control::Join => "Join",
             Control::Leave => "Leave",
             Control::Insert { .. } => "Insert",
+            Control::Delete { .. } => "Remove",
             Control::Query { .. } | Control::Limit { .. } => return false,
         };
         let sent = {

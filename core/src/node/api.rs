@@ -9,7 +9,7 @@ use crate::bitset::ChunkSet;
 use crate::manifest::{Digest, Manifest};
 use crate::name::FileName;
 use crate::secure::{AuthenticatedPeer, NodeId};
-use crate::wire::{ChunkRef, Code, Envelope, PeerAddr, RateLimits};
+use crate::wire::{ChunkRef, Code, Envelope, PeerAddr, RateLimits, Tombstone};
 
 /// Milliseconds since an origin of the driver's choosing.
 pub type Millis = u64;
@@ -96,6 +96,13 @@ pub struct Tuning {
     pub token_delay_max: Millis,
     /// Without a wrong token for this long, the delay starts over.
     pub token_quiet: Millis,
+    /// Tombstones (removed files) kept, all told, and learned from any one peer; past
+    /// the first the oldest is forgotten, past the second a peer's new ones are ignored.
+    pub max_tombstones: usize,
+    pub max_peer_tombstones: usize,
+    /// How long a tombstone is kept after the remove (a node away longer brings the
+    /// file back when it returns).
+    pub tombstone_lifetime: Millis,
 }
 
 impl Default for Tuning {
@@ -128,6 +135,9 @@ impl Default for Tuning {
             token_delay: 100,
             token_delay_max: 5_000,
             token_quiet: 60_000,
+            max_tombstones: 10_000,
+            max_peer_tombstones: 1_000,
+            tombstone_lifetime: 90 * 24 * 3_600_000,
         }
     }
 }
@@ -212,6 +222,13 @@ pub enum StorageCommand {
     /// copy beside it if a file the node does not manage has the name; answer
     /// `Finalized` (a driver that cannot fail here need not).
     Finalize { file: FileName, digest: Digest },
+    /// The file was removed from the network: delete the managed copy of content
+    /// `digest` (at `stored_as` if it went to a conflict copy; never a file the node
+    /// did not write) and its state. Not answered.
+    Delete { file: FileName, digest: Digest, stored_as: Option<String> },
+    /// Save these tombstones (all the node keeps), for [`super::Node::restore_tombstone`]
+    /// after a restart. Not answered.
+    SaveTombstones(Vec<Tombstone>),
 }
 
 /// A storage failure, with the code a user should see.
@@ -385,6 +402,12 @@ pub enum Event {
     StoredAsConflictCopy {
         file: FileName,
         path: String,
+    },
+    /// A file was removed from the network (by our owner when `by` is `None`, or as
+    /// `by` told us): this node's copy, if any, is being deleted.
+    FileRemoved {
+        file: FileName,
+        by: Option<PeerAddr>,
     },
     BadRequest {
         conn: ConnId,

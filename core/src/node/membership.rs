@@ -42,6 +42,17 @@ impl LeavePlan {
     }
 }
 
+impl LeavePlan {
+    /// Forgets a file removed while leaving; returns the peers pushes of it went to.
+    pub(super) fn forget_file(&mut self, name: &FileName) -> Vec<PeerAddr> {
+        self.todo.retain(|(f, _)| f != name);
+        self.manifests_sent.retain(|(_, f)| f != name);
+        let receivers = self.pushed.iter().filter(|((f, _), _)| f == name).map(|(_, to)| to.clone()).collect();
+        self.pushed.retain(|(f, _), _| f != name);
+        receivers
+    }
+}
+
 impl Node {
     pub(super) fn start_join(&mut self, now: Millis, reply_to: Option<ConnId>) {
         let connected: BTreeSet<PeerAddr> = self.conns.values().filter_map(|c| c.dialed.clone()).collect();
@@ -53,6 +64,7 @@ impl Node {
         // Connections we dialled before (while not joined) are introduced now.
         let open: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.dialed.is_some()).map(|(&id, _)| id).collect();
         for conn in open {
+            self.send_tombstones(conn);
             let files = self.file_list();
             self.send(conn, PeerMessage::Add { files });
         }

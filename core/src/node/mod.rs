@@ -23,6 +23,8 @@
 //!   where a remote client may insert from; adopting a file found in the folder;
 //! - `copies`: this node's own copies in its folder: where each is, and one deleted by
 //!   hand, fetched again ([`Node::local_copy_gone`]);
+//! - `removal`: Delete (remove a file network-wide) and the tombstones that keep it
+//!   removed;
 //! - `timers`: every deadline, in order.
 
 mod api;
@@ -34,6 +36,7 @@ mod imports;
 mod limits;
 mod membership;
 mod peers;
+mod removal;
 mod serving;
 mod timers;
 
@@ -49,6 +52,7 @@ pub use imports::check_insert_source;
 use imports::{InsertFrom, PendingImport};
 use membership::Membership;
 use peers::{ConnState, PeerState, Proven, Redial};
+use removal::Graveyard;
 use timers::{Timer, Timers};
 
 use crate::files::{FileState, FileTable};
@@ -75,6 +79,7 @@ pub struct Node {
     /// has a [`Timer::Introduction`].
     unintroduced: BTreeSet<ConnId>,
     imports: BTreeMap<ImportId, PendingImport>,
+    graveyard: Graveyard,
     next_import: u64,
     pending_have: Vec<HaveEntry>,
     /// Files to fetch; `None` means every file the network has.
@@ -112,6 +117,7 @@ impl Node {
             redial: BTreeMap::new(),
             unintroduced: BTreeSet::new(),
             imports: BTreeMap::new(),
+            graveyard: Graveyard::default(),
             next_import: 0,
             pending_have: Vec::new(),
             wanted: None,
@@ -142,8 +148,12 @@ impl Node {
         !matches!(self.membership, Membership::NotJoined)
     }
 
-    /// Registers a file found on disk at start-up.
+    /// Registers a file found on disk at start-up (or, if a tombstone restored with
+    /// [`Node::restore_tombstone`] kills it, has storage delete it).
     pub fn add_local_file(&mut self, file: LocalFile) {
+        if self.buried_at_start(&file.name, file.manifest.digest(), file.stored_as.clone()) {
+            return;
+        }
         let mut state = FileState::new(file.manifest.size(), file.manifest.digest());
         for i in file.have.iter() {
             state.mark_held(i);
@@ -281,6 +291,8 @@ impl Node {
             if matches!(self.membership, Membership::Joining { .. } | Membership::Joined)
                 && !self.banned.contains(&addr)
             {
+                // Tombstones first: what the peer announces next is judged by them.
+                self.send_tombstones(conn);
                 let files = self.file_list();
                 self.send(conn, PeerMessage::Add { files });
             } else {
@@ -421,6 +433,7 @@ impl Node {
             Control::Insert { path } => {
                 self.start_insert(InsertFrom::Client(conn), path);
             }
+            Control::Delete { file } => self.delete(now, conn, file),
             Control::Query { file } => {
                 let mut status = self.status();
                 status.chunk_map = file.and_then(|f| self.chunk_map(&f));
@@ -465,6 +478,7 @@ impl Node {
                 let fresh = self.peers.get(&addr).is_none_or(|p| conn >= p.conn);
                 if self.register_peer(conn, addr.clone()) {
                     self.apply_file_list(&addr, files, fresh);
+                    self.send_tombstones(conn);
                     let files = self.file_list();
                     self.send(conn, PeerMessage::Files { files });
                 }
@@ -479,6 +493,14 @@ impl Node {
                 if self.register_peer(conn, addr.clone()) {
                     self.apply_file_list(&addr, files, false);
                     self.join_answered(&addr);
+                }
+            }
+            (PeerMessage::Tombstones(list), known) => {
+                // Sent before the Add or Files that introduces the peer.
+                let dialed = self.conns.get(&conn).and_then(|c| c.dialed.clone());
+                match known.or(proven).or(dialed).or(from) {
+                    Some(addr) => self.on_tombstones(now, conn, &addr, list),
+                    None => self.handle_malformed(now, conn, "Tombstones needs HostName and PortNumber".into()),
                 }
             }
             (_, None) => self.reply(

@@ -266,6 +266,8 @@ impl Node {
             }
             (Some(f), None) if f.size != size => false,
             (Some(_), _) => true,
+            // Removed from the network: not brought back.
+            (None, Some(d)) if self.buried(name, d) => false,
             (None, Some(d)) => {
                 if let Some(collision) = self.files.collision(name) {
                     let reason = collision.explain(name);

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::frame::{bad, WireError, HEADER_LIMIT, LIST_BODY_LIMIT};
 use super::message::{
     Action, ChunkRef, Code, Control, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr, PeerMessage,
-    RateLimits, Reply,
+    RateLimits, Reply, Tombstone,
 };
 use crate::layout::{chunk_count, chunk_len, ChunkIndex, MAX_FILE_SIZE};
 use crate::manifest::Digest;
@@ -135,6 +135,9 @@ struct InFile {
     size: Option<u64>,
     #[serde(rename = "Digest", default)]
     digest: Option<String>,
+    /// Tombstones: when the file was removed (Unix milliseconds).
+    #[serde(rename = "Removed", default)]
+    removed: Option<u64>,
 }
 
 /// `chunks` is a JSON array, or (as in the original document) a string holding one.
@@ -199,6 +202,13 @@ impl InFile {
         chunks.sort_unstable();
         chunks.dedup();
         Ok(FileEntry { name, size, digest, chunks })
+    }
+
+    fn tombstone(self) -> Result<Tombstone, WireError> {
+        let file = self.name()?;
+        let digest = self.digest()?.ok_or_else(|| bad(format!("{file}: tombstone without Digest")))?;
+        let time = self.removed.ok_or_else(|| bad(format!("{file}: tombstone without Removed")))?;
+        Ok(Tombstone { file, digest, time })
     }
 
     /// What a reply is about: a file, and perhaps one of its chunks.
@@ -403,6 +413,14 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
             let digest = f.digest()?.ok_or_else(|| bad("Manifest needs Digest"))?;
             let size = checked_size(f.size.ok_or_else(|| bad("Manifest needs Size"))?)?;
             HeadKind::Manifest { file, size, digest }
+        }
+        Some(Action::Delete) => HeadKind::Complete(Control::Delete { file: one_file(&mut files)?.name()? }.into()),
+        Some(Action::Tombstones) => {
+            if files.is_empty() {
+                return Err(bad("Tombstones needs at least one entry"));
+            }
+            let list = files.into_iter().map(InFile::tombstone).collect::<Result<Vec<_>, WireError>>()?;
+            HeadKind::Complete(PeerMessage::Tombstones(list).into())
         }
     };
     Ok(Head { from, token: raw.token, kind })

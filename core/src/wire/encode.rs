@@ -49,6 +49,8 @@ struct OutFile<'a> {
     digest: Option<Digest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     chunks: Option<OutChunks<'a>>,
+    #[serde(rename = "Removed", skip_serializing_if = "Option::is_none")]
+    removed: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -73,7 +75,7 @@ struct OutFileList<'a> {
 
 impl<'a> OutFile<'a> {
     fn name(name: &'a str) -> Self {
-        OutFile { name, size: None, digest: None, chunks: None }
+        OutFile { name, size: None, digest: None, chunks: None, removed: None }
     }
 
     fn chunk(c: &'a ChunkRef) -> Self {
@@ -86,6 +88,7 @@ impl<'a> OutFile<'a> {
             size: Some(e.size),
             digest: Some(e.digest),
             chunks: Some(OutChunks::List(&e.chunks)),
+            removed: None,
         }
     }
 }
@@ -128,6 +131,17 @@ impl Envelope {
             Message::Control(Control::Limit { upload, download }) => {
                 head.upload_limit = *upload;
                 head.download_limit = *download;
+            }
+            Message::Control(Control::Delete { file }) => head.files.push(OutFile::name(file.as_str())),
+            Message::Peer(PeerMessage::Tombstones(list)) => {
+                head.files = list
+                    .iter()
+                    .map(|t| OutFile {
+                        digest: Some(t.digest),
+                        removed: Some(t.time),
+                        ..OutFile::name(t.file.as_str())
+                    })
+                    .collect();
             }
             Message::Peer(PeerMessage::Add { files } | PeerMessage::Files { files }) => {
                 body = Some(to_json(&OutFileList { files: files.iter().map(OutFile::entry).collect() }));

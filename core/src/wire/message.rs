@@ -30,12 +30,13 @@ pub enum Action {
     Have = 9,
     GetManifest = 10,
     Manifest = 11,
-    // 12 and 13 are taken by other work in progress.
+    Delete = 12,
+    Tombstones = 13,
     Limit = 14,
 }
 
 impl Action {
-    const ALL: [Action; 13] = [
+    const ALL: [Action; 15] = [
         Action::Join,
         Action::Leave,
         Action::Insert,
@@ -48,6 +49,8 @@ impl Action {
         Action::Have,
         Action::GetManifest,
         Action::Manifest,
+        Action::Delete,
+        Action::Tombstones,
         Action::Limit,
     ];
 
@@ -128,7 +131,10 @@ impl Code {
             Code::Connected => "the node has already joined the network",
             Code::Disconnected => "the node has not joined the network (run `join` first)",
             Code::FileExists => "a file of that name is already in the network",
-            Code::FileMissing => "no readable regular file at that path on the node's machine",
+            Code::FileMissing => {
+                "no such file (insert: no readable regular file at that path on the node's machine; \
+                 remove: no file of that name in the network)"
+            }
             Code::BadPermission => {
                 "not allowed: the control token is missing or wrong, or the file may not be inserted"
             }
@@ -234,6 +240,21 @@ pub struct FileRef {
     pub chunk: Option<(u64, ChunkIndex)>,
 }
 
+/// A file taken out of the network: the content `digest` under `file`, removed at
+/// `time` (Unix milliseconds, as the remover's clock read it). It kills only that
+/// content: a file of the same name with another digest is left alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tombstone {
+    pub file: FileName,
+    pub digest: Digest,
+    pub time: u64,
+}
+
+/// Rough header bytes a tombstone adds, to keep batches under [`super::HEADER_LIMIT`].
+pub fn tombstone_len(t: &Tombstone) -> usize {
+    t.file.as_str().len() + 120
+}
+
 /// A reply header: a code, and for Query the status.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Reply {
@@ -285,6 +306,11 @@ pub enum Control {
         upload: Option<u64>,
         download: Option<u64>,
     },
+    /// Take the file out of the network: on this node and, through tombstones, on every
+    /// node (`torronto remove`).
+    Delete {
+        file: FileName,
+    },
 }
 
 impl Control {
@@ -295,6 +321,7 @@ impl Control {
             Control::Insert { .. } => Action::Insert,
             Control::Query { .. } => Action::Query,
             Control::Limit { .. } => Action::Limit,
+            Control::Delete { .. } => Action::Delete,
         }
     }
 }
@@ -302,14 +329,30 @@ impl Control {
 /// A message between participants of the network.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PeerMessage {
-    Add { files: Vec<FileEntry> },
+    Add {
+        files: Vec<FileEntry>,
+    },
     Remove,
-    Files { files: Vec<FileEntry> },
+    Files {
+        files: Vec<FileEntry>,
+    },
     Download(ChunkRef),
-    Upload { chunk: ChunkRef, data: Bytes },
+    Upload {
+        chunk: ChunkRef,
+        data: Bytes,
+    },
     Have(Vec<HaveEntry>),
-    GetManifest { file: FileName },
-    Manifest { file: FileName, size: u64, digest: Digest, hashes: Bytes },
+    GetManifest {
+        file: FileName,
+    },
+    Manifest {
+        file: FileName,
+        size: u64,
+        digest: Digest,
+        hashes: Bytes,
+    },
+    /// Files removed from the network (at most a header's worth).
+    Tombstones(Vec<Tombstone>),
 }
 
 impl PeerMessage {
@@ -323,6 +366,7 @@ impl PeerMessage {
             PeerMessage::Have(_) => Action::Have,
             PeerMessage::GetManifest { .. } => Action::GetManifest,
             PeerMessage::Manifest { .. } => Action::Manifest,
+            PeerMessage::Tombstones(_) => Action::Tombstones,
         }
     }
 }

@@ -82,6 +82,12 @@ fn every_message_round_trips() {
         ])
         .into(),
         PeerMessage::GetManifest { file: name("a") }.into(),
+        Control::Delete { file: name("dir/a.bin") }.into(),
+        PeerMessage::Tombstones(vec![
+            Tombstone { file: name("a"), digest: Digest([4; 32]), time: 1_764_787_200_000 },
+            Tombstone { file: name("b/c"), digest: Digest([6; 32]), time: 0 },
+        ])
+        .into(),
         PeerMessage::Manifest {
             file: name("a"),
             size: 10,
@@ -199,10 +205,10 @@ fn bad_requests_keep_the_stream_in_step() {
 
 #[test]
 fn action_numbers_decode_as_they_encode() {
-    for n in 0..12 {
+    for n in 0..14 {
         assert_eq!(Action::try_from(n).map(|a| i64::from(u8::from(a))), Ok(n));
     }
-    assert!(Action::try_from(12).is_err() && Action::try_from(-1).is_err());
+    assert!(Action::try_from(14).is_err() && Action::try_from(-1).is_err());
     assert_eq!(Code::from_number(6), Some(Code::BadRequest));
     assert_eq!(Code::from_number(7), Some(Code::NoSpace));
     assert_eq!(Code::from_number(8), None);
@@ -238,4 +244,23 @@ fn a_control_only_reader_refuses_any_body_before_reading_it() {
     let mut open = MessageReader::new();
     assert_eq!(open.push_frame(add.encode().header), Ok(None));
     assert_eq!(open.frame_limit(), LIST_BODY_LIMIT);
+}
+
+#[test]
+fn tombstones_need_a_digest_and_a_time_and_delete_a_valid_name() {
+    let refused = |header: &str| {
+        let got = decode_stream(raw_frames(&[header.as_bytes()]));
+        assert!(matches!(got[..], [Err(WireError::BadRequest(_))]), "{header}: {got:?}");
+    };
+    let digest = "04".repeat(32);
+    refused(r#"{"HostName":"h","PortNumber":1,"Action":13,"Files":[]}"#);
+    refused(r#"{"HostName":"h","PortNumber":1,"Action":13,"Files":[{"FileName":"a","Removed":5}]}"#);
+    refused(&format!(
+        r#"{{"HostName":"h","PortNumber":1,"Action":13,"Files":[{{"FileName":"a","Digest":"{digest}"}}]}}"#
+    ));
+    refused(&format!(
+        r#"{{"HostName":"h","PortNumber":1,"Action":13,"Files":[{{"FileName":"../a","Digest":"{digest}","Removed":5}}]}}"#
+    ));
+    refused(r#"{"Action":12,"Token":"t","Files":[{"FileName":".torronto/token"}]}"#);
+    refused(r#"{"Action":12,"Token":"t"}"#);
 }

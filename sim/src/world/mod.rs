@@ -74,6 +74,8 @@ pub enum Plant {
     SilentLinkLoss,
     /// The driver panics on the first Upload.
     Panic,
+    /// A disk keeps the files the node tells it to delete (removed from the network).
+    DeleteIgnored,
 }
 
 /// How a run is observed and what it may excuse.
@@ -96,6 +98,8 @@ pub struct Stats {
     pub torn_writes: u64,
     pub rejected_chunks: u64,
     pub leaves_ok: u64,
+    /// Removes answered OK.
+    pub removes_ok: u64,
     /// Leaves that lost chunks only because a lying member proved it held them.
     pub known_leave_losses: u64,
     pub sim_millis: Millis,
@@ -109,6 +113,7 @@ impl Stats {
         self.torn_writes += other.torn_writes;
         self.rejected_chunks += other.rejected_chunks;
         self.leaves_ok += other.leaves_ok;
+        self.removes_ok += other.removes_ok;
         self.known_leave_losses += other.known_leave_losses;
         self.sim_millis += other.sim_millis;
     }
@@ -127,8 +132,11 @@ pub struct World {
     partition: Option<u64>,
     extra_delay: Millis,
     rng: Rng,
-    /// Files whose insert was answered OK: the network must keep them.
+    /// Files whose insert was answered OK: the network must keep them, unless removed.
     pub inserted: BTreeSet<usize>,
+    /// Files whose remove was answered OK: not expected to converge, and once a
+    /// tombstone of theirs is saved, expected gone everywhere.
+    pub removed: BTreeSet<usize>,
     /// Chunks a liar claimed to each machine without holding them.
     false_haves: BTreeSet<(usize, FileName, u32)>,
     /// Files a leave lost to a lying member's proof: excused from convergence.
@@ -175,6 +183,7 @@ impl World {
             extra_delay: 0,
             rng: rng.fork(),
             inserted: BTreeSet::new(),
+            removed: BTreeSet::new(),
             false_haves: BTreeSet::new(),
             excused: BTreeSet::new(),
             stats: Stats::default(),

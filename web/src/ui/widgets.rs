@@ -13,6 +13,7 @@ pub fn advice(code: Code, action: &str) -> &'static str {
         (Code::FileExists, _) => {
             "A file of that name is already in the network (or being inserted): rename the file and insert it again."
         }
+        (Code::FileMissing, "Remove") => "This node no longer knows that file: it may have been removed already.",
         (Code::FileMissing, _) => {
             "No readable regular file at that path on the node's machine: check the path (it is a path on the node's computer, not on this one)."
         }

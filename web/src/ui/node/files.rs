@@ -13,11 +13,17 @@ pub(super) struct FileTableProps {
     pub(super) status: Rc<Status>,
     pub(super) selected: Option<String>,
     pub(super) on_select: Callback<String>,
+    /// Removes the named file from the network (after the person confirmed).
+    pub(super) on_delete: Callback<String>,
+    /// Whether an action may be sent now (the session is open and none is waiting).
+    pub(super) can_act: bool,
 }
 
-/// The status table: one row per file, click for its chunk map.
+/// The status table: one row per file, click for its chunk map. Remove asks for a
+/// confirmation in the row first: it deletes the file on every node.
 #[function_component]
 pub(super) fn FileTable(props: &FileTableProps) -> Html {
+    let confirming = use_state(|| None::<String>);
     let st = &props.status;
     if st.files.is_empty() {
         return html! { <p class="empty">{ "No files yet. Insert one by path above, or share one from this browser below." }</p> };
@@ -29,6 +35,7 @@ pub(super) fn FileTable(props: &FileTableProps) -> Html {
                 <th class="num" title="Chunks held by at least one participant">{ "In network" }</th>
                 <th class="num" title="Fewest participants holding any one chunk">{ "Least copies" }</th>
                 <th class="num" title="Average participants holding a chunk">{ "Avg copies" }</th>
+                <th></th>
             </tr></thead>
             <tbody>
             { for st.rows().map(|row| {
@@ -40,6 +47,7 @@ pub(super) fn FileTable(props: &FileTableProps) -> Html {
                     Callback::from(move |_: MouseEvent| cb.emit(name.clone()))
                 };
                 let selected = props.selected.as_deref() == Some(name.as_str());
+                let remove = remove_cell(&name, &confirming, &props.on_delete, props.can_act);
                 html! {
                     <tr class={classes!("file", selected.then_some("selected"))} onclick={on_click}
                         data-file={name.clone()} data-local={local.to_string()} data-least={least.to_string()}
@@ -50,11 +58,53 @@ pub(super) fn FileTable(props: &FileTableProps) -> Html {
                         <td class="num">{ percent(system) }</td>
                         <td class="num"><span class={classes!("level", level_class(least))}>{ least }</span></td>
                         <td class="num">{ format!("{avg:.2}") }</td>
+                        <td class="act">{ remove }</td>
                     </tr>
                 }
             }) }
             </tbody>
         </table>
+    }
+}
+
+/// The Remove button of file `name`, or, once pressed, the question whether to remove
+/// it from every node. Clicks here do not select the row.
+fn remove_cell(
+    name: &str,
+    confirming: &UseStateHandle<Option<String>>,
+    on_delete: &Callback<String>,
+    can_act: bool,
+) -> Html {
+    let click = |f: Box<dyn Fn()>| {
+        Callback::from(move |e: MouseEvent| {
+            e.stop_propagation();
+            f();
+        })
+    };
+    if confirming.as_deref() != Some(name) {
+        let (confirming, name) = (confirming.clone(), name.to_string());
+        let ask = click(Box::new(move || confirming.set(Some(name.clone()))));
+        return html! {
+            <button class="remove ghost" title="Delete this file on every node of the network" onclick={ask} disabled={!can_act}>{ "Remove" }</button>
+        };
+    }
+    let cancel = {
+        let confirming = confirming.clone();
+        click(Box::new(move || confirming.set(None)))
+    };
+    let confirm = {
+        let (confirming, on_delete, name) = (confirming.clone(), on_delete.clone(), name.to_string());
+        click(Box::new(move || {
+            confirming.set(None);
+            on_delete.emit(name.clone());
+        }))
+    };
+    html! {
+        <span class="confirm-remove">
+            <span>{ "Delete it on every node?" }</span>
+            <button class="confirm danger" onclick={confirm} disabled={!can_act}>{ "Remove everywhere" }</button>
+            <button class="cancel ghost" onclick={cancel}>{ "Cancel" }</button>
+        </span>
     }
 }
 

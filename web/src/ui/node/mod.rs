@@ -9,7 +9,7 @@ mod state;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use torronto_core::{Control, NetworkSecret, PeerAddr, Status};
+use torronto_core::{Control, FileName, NetworkSecret, PeerAddr, Status};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -29,7 +29,8 @@ pub struct NodeProps {
     pub on_remove: Callback<AttrValue>,
 }
 
-/// A node's card: link state, Join/Leave/Insert, files and the selected chunk map.
+/// A node's card: link state, Join/Leave/Insert, files (each with Remove) and the
+/// selected chunk map.
 #[function_component]
 pub fn NodePanel(props: &NodeProps) -> Html {
     let client = use_context::<EngineClient>().expect("NodePanel is inside the engine context");
@@ -62,7 +63,16 @@ pub fn NodePanel(props: &NodeProps) -> Html {
         let act = act.clone();
         Callback::from(move |_: MouseEvent| act(Control::Leave))
     };
-    let on_insert = Callback::from(move |path: String| act(Control::Insert { path }));
+    let on_insert = {
+        let act = act.clone();
+        Callback::from(move |path: String| act(Control::Insert { path }))
+    };
+    // Names come from the node's own status, so they are valid; one that is not is skipped.
+    let on_delete = Callback::from(move |name: String| {
+        if let Ok(file) = FileName::new(&name) {
+            act(Control::Delete { file });
+        }
+    });
     let on_remove = {
         let cb = props.on_remove.clone();
         let url = props.url.clone();
@@ -104,7 +114,8 @@ pub fn NodePanel(props: &NodeProps) -> Html {
             { node_notices(&props.url, s) }
             { insert_form(&path_ref, open, busy, on_insert) }
             if let Some(st) = &s.status {
-                <FileTable status={st.clone()} selected={(*selected).clone()} on_select={on_select} />
+                <FileTable status={st.clone()} selected={(*selected).clone()} on_select={on_select}
+                    on_delete={on_delete} can_act={open && !busy} />
                 if let Some(map) = st.chunk_map.as_ref().filter(|m| selected.as_deref() == Some(m.file.as_str())) {
                     <ChunkMapView map={map.clone()} />
                 }
@@ -168,6 +179,7 @@ fn link_pill(s: &NodeState) -> (&'static str, String) {
                     .replace("join", "joining")
                     .replace("leave", "leaving")
                     .replace("insert", "inserting")
+                    .replace("remove", "removing")
             ),
         ),
         (Link::Open, Some(true)) => ("joined", "joined".to_string()),
