@@ -359,7 +359,9 @@ impl Node {
             // The peer has not joined: it will introduce itself when it does.
             Code::Disconnected => {
                 self.join_answered(&addr);
-                if self.peers.get(&addr).is_some_and(|p| p.conns.contains(&conn)) {
+                // As a Remove, it speaks for its own connection: one that arrives late on
+                // an old connection must not end the peer back on a newer one.
+                if self.peers.get(&addr).is_some_and(|p| p.conns.contains(&conn)) && self.detach(&addr, conn) {
                     self.drop_peer(&addr, true);
                 }
                 self.stop_redial(&addr);

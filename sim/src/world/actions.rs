@@ -83,6 +83,7 @@ impl World {
     /// (what they claimed is forgotten with them).
     pub fn heal_all(&mut self) {
         self.log(|| "HEAL ALL".into());
+        self.healed = true;
         self.partition = None;
         self.extra_delay = 0;
         for m in 0..self.machines.len() {

@@ -26,7 +26,7 @@ use torronto_core::{ConnId, Event, FileName, Millis, PeerAddr, Tuning};
 use crate::check::Violation;
 use crate::disk::Disk;
 use crate::rng::Rng;
-use crate::schedule::{Role, Schedule};
+use crate::schedule::{Action, Role, Schedule};
 
 use network::Half;
 
@@ -53,6 +53,10 @@ enum Ev {
     Storage {
         m: usize,
         epoch: u64,
+    },
+    /// Once the faults are over, a node whose leave was still under way joins again.
+    Rejoin {
+        m: usize,
     },
     /// A page's control sessions poll its nodes' status.
     PagePoll {
@@ -136,6 +140,8 @@ pub struct World {
     pub inserted: BTreeSet<usize>,
     /// Files whose remove was answered OK: not expected to converge, and once a
     /// tombstone of theirs is saved, expected gone everywhere.
+    /// The faults are over (`heal_all`).
+    pub healed: bool,
     pub removed: BTreeSet<usize>,
     /// Chunks a liar claimed to each machine without holding them.
     false_haves: BTreeSet<(usize, FileName, u32)>,
@@ -183,6 +189,7 @@ impl World {
             extra_delay: 0,
             rng: rng.fork(),
             inserted: BTreeSet::new(),
+            healed: false,
             removed: BTreeSet::new(),
             false_haves: BTreeSet::new(),
             excused: BTreeSet::new(),
@@ -288,6 +295,7 @@ impl World {
             Ev::Connect { from, epoch, addr } => self.connect(from, epoch, addr),
             Ev::Storage { m, epoch } => self.storage_step(m, epoch),
             Ev::PagePoll { m, epoch } => self.page_poll(m, epoch),
+            Ev::Rejoin { m } => self.act(Action::Join { m }),
         }
     }
 
@@ -317,6 +325,12 @@ impl World {
                         self.machines[m].gone = true;
                         self.log(|| format!("m{m}: folder deleted after leaving"));
                     }
+                }
+                if self.healed && !self.machines[m].gone {
+                    // Every owner wants back in once the faults are over (`heal_all`); a
+                    // leave still under way then could not be joined over.
+                    let at = self.now + 1;
+                    self.at(at, Ev::Rejoin { m });
                 }
             }
             Event::ChunkRejected { .. } => self.stats.rejected_chunks += 1,
