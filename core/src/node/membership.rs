@@ -1,5 +1,6 @@
-//! Membership: joining the network, and leaving it without losing data — chunks only
-//! we hold are pushed to peers and confirmed before we go (the leave plan).
+//! Membership: joining the network, peers introducing themselves and leaving, and
+//! leaving it ourselves without losing data — chunks only we hold are pushed to peers
+//! and confirmed before we go (the leave plan).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,7 +8,7 @@ use super::{envelope, ConnId, Event, Millis, NetCommand, Node, StorageCommand, T
 use crate::bitset::ChunkSet;
 use crate::layout::ChunkIndex;
 use crate::name::FileName;
-use crate::wire::{ChunkRef, Code, PeerAddr, PeerMessage, Reply};
+use crate::wire::{ChunkRef, Code, FileEntry, PeerAddr, PeerMessage, Reply};
 
 #[derive(Debug)]
 pub(super) enum Membership {
@@ -98,6 +99,44 @@ impl Node {
         self.events.push_back(Event::Joined { peers: self.peers.len() });
         if let Some(conn) = reply_to {
             self.reply(conn, Reply::code(Code::Ok));
+        }
+    }
+
+    // -----------------------------------------------------------------------------
+    // Peers coming and going.
+
+    /// A peer introduces itself with its file list; we answer with ours (after our
+    /// tombstones, so that it forgets what we removed before counting what it holds).
+    pub(super) fn on_add(&mut self, conn: ConnId, addr: PeerAddr, files: Vec<FileEntry>) {
+        // An Add on a connection older than one the peer already speaks on was sent
+        // before what came on the newer one (the peer restarted or dialled again): it
+        // adds to what we know but replaces nothing.
+        let fresh = self.peers.get(&addr).is_none_or(|p| conn >= p.conn);
+        if self.register_peer(conn, addr.clone()) {
+            self.apply_file_list(&addr, files, fresh);
+            self.send_tombstones(conn);
+            let files = self.file_list();
+            self.send(conn, PeerMessage::Files { files });
+        }
+    }
+
+    /// A peer answered our Add with its file list.
+    pub(super) fn on_files(&mut self, conn: ConnId, addr: PeerAddr, files: Vec<FileEntry>) {
+        if self.register_peer(conn, addr.clone()) {
+            self.apply_file_list(&addr, files, false);
+            self.join_answered(&addr);
+        }
+    }
+
+    /// A peer leaves. It speaks for this connection only: a Remove that arrives late on
+    /// an old connection must not end the peer that has since come back on a new one. A
+    /// leaving peer says it on each of its connections.
+    pub(super) fn on_remove(&mut self, conn: ConnId, addr: &PeerAddr) {
+        if self.detach(addr, conn) {
+            self.drop_peer(addr, true);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.peer = None;
         }
     }
 

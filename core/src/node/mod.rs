@@ -11,7 +11,8 @@
 //! decides on it:
 //! - `api`: the inputs and outputs ([`Config`], [`NetCommand`], [`StorageCommand`],
 //!   [`StorageEvent`], [`Event`]…);
-//! - `membership`: Join, Leave and the leave plan that pushes away sole-held chunks;
+//! - `membership`: Join, Leave and the leave plan that pushes away sole-held chunks; peers
+//!   introducing themselves (Add, Files) and leaving (Remove);
 //! - `peers`: connections and peers — introductions, file lists, strikes, bans, redials;
 //! - `fetching`: manifests and chunks we ask for, their verification and timeouts;
 //! - `serving`: chunks and manifests peers ask of us, and what we tell them we hold;
@@ -467,32 +468,16 @@ impl Node {
         }
         let known = self.conns.get(&conn).and_then(|c| c.peer.clone());
         match (message, known) {
-            (PeerMessage::Add { files }, _) => {
-                let Some(addr) = from else {
-                    self.handle_malformed(now, conn, "Add needs HostName and PortNumber".into());
-                    return;
-                };
-                // An Add on a connection older than one the peer already speaks on
-                // was sent before what came on the newer one (the peer restarted or
-                // dialled again): it adds to what we know but replaces nothing.
-                let fresh = self.peers.get(&addr).is_none_or(|p| conn >= p.conn);
-                if self.register_peer(conn, addr.clone()) {
-                    self.apply_file_list(&addr, files, fresh);
-                    self.send_tombstones(conn);
-                    let files = self.file_list();
-                    self.send(conn, PeerMessage::Files { files });
-                }
-            }
+            (PeerMessage::Add { files }, _) => match from {
+                Some(addr) => self.on_add(conn, addr, files),
+                None => self.handle_malformed(now, conn, "Add needs HostName and PortNumber".into()),
+            },
             (PeerMessage::Files { files }, known) => {
                 // The answer to our Add: the peer is who proved its key, or who we dialled.
                 let dialed = self.conns.get(&conn).and_then(|c| c.dialed.clone());
-                let Some(addr) = known.or(proven).or(dialed).or(from) else {
-                    self.handle_malformed(now, conn, "Files needs HostName and PortNumber".into());
-                    return;
-                };
-                if self.register_peer(conn, addr.clone()) {
-                    self.apply_file_list(&addr, files, false);
-                    self.join_answered(&addr);
+                match known.or(proven).or(dialed).or(from) {
+                    Some(addr) => self.on_files(conn, addr, files),
+                    None => self.handle_malformed(now, conn, "Files needs HostName and PortNumber".into()),
                 }
             }
             (PeerMessage::Tombstones(list), known) => {
@@ -507,17 +492,7 @@ impl Node {
                 conn,
                 Reply { reason: Some("introduce yourself with Add first".into()), ..Reply::code(Code::BadRequest) },
             ),
-            (PeerMessage::Remove, Some(addr)) => {
-                // It speaks for this connection only: a Remove that arrives late on an
-                // old connection must not end the peer that has since come back on a
-                // new one. A leaving peer says it on each of its connections.
-                if self.detach(&addr, conn) {
-                    self.drop_peer(&addr, true);
-                }
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.peer = None;
-                }
-            }
+            (PeerMessage::Remove, Some(addr)) => self.on_remove(conn, &addr),
             (PeerMessage::Have(entries), Some(addr)) => self.on_have(&addr, entries),
             (PeerMessage::Download(chunk), Some(_)) => self.on_download(conn, chunk),
             (PeerMessage::Upload { chunk, data }, Some(addr)) => self.on_upload(&addr, chunk, data, chunk_hash),
