@@ -58,6 +58,9 @@ pub struct Tuning {
     pub join_timeout: Millis,
     /// Leave waits this long for its pushed chunks to be confirmed.
     pub leave_timeout: Millis,
+    /// Leave waits this long for each peer to answer our Leaving; one that has not by
+    /// then is counted on as little as a leaving one.
+    pub leaving_answer_timeout: Millis,
     /// Verified chunks waiting for storage; past this, fetching waits, so a disk
     /// slower than the network throttles requests instead of filling memory.
     pub max_writing: usize,
@@ -117,6 +120,7 @@ impl Default for Tuning {
             manifest_timeout: 10_000,
             join_timeout: 5_000,
             leave_timeout: 30_000,
+            leaving_answer_timeout: 5_000,
             max_writing: 64,
             push_window: 24,
             serve_limit: 256,

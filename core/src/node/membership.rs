@@ -33,6 +33,9 @@ pub(super) struct LeavePlan {
     pushed: BTreeMap<(FileName, ChunkIndex), PeerAddr>,
     /// Files whose manifest has been pushed to a peer.
     manifests_sent: BTreeSet<(PeerAddr, FileName)>,
+    /// Peers told we are leaving that have not answered yet. Until each has, we cannot
+    /// know it is not leaving too, counting on us as we count on it.
+    awaiting: BTreeSet<PeerAddr>,
 }
 
 impl LeavePlan {
@@ -40,6 +43,7 @@ impl LeavePlan {
     pub(super) fn forget_peer(&mut self, addr: &PeerAddr) {
         self.pushed.retain(|_, to| to != addr);
         self.manifests_sent.retain(|(to, _)| to != addr);
+        self.awaiting.remove(addr);
     }
 }
 
@@ -113,6 +117,10 @@ impl Node {
         // adds to what we know but replaces nothing.
         let fresh = self.peers.get(&addr).is_none_or(|p| conn >= p.conn);
         if self.register_peer(conn, addr.clone()) {
+            if fresh {
+                // Back after a leave (its Remove may still be on its way elsewhere).
+                self.peers.get_mut(&addr).expect("registered").leaving = false;
+            }
             self.apply_file_list(&addr, files, fresh);
             self.send_tombstones(conn);
             let files = self.file_list();
@@ -126,6 +134,36 @@ impl Node {
             self.apply_file_list(&addr, files, false);
             self.join_answered(&addr);
         }
+    }
+
+    /// A peer has begun to leave: what only it proved is no longer safe for a leave of
+    /// ours, and it is no receiver for our pushes. The answer, after anything we sent
+    /// before, tells it whether we are leaving too.
+    pub(super) fn on_leaving(&mut self, conn: ConnId, addr: &PeerAddr) {
+        let Some(peer) = self.peers.get_mut(addr) else { return };
+        peer.leaving = true;
+        let proven = peer.proven.clone();
+        self.replan_leave(&proven);
+        self.reply(conn, Reply::code(Code::Ok));
+        self.pump_leave();
+    }
+
+    /// A peer answered our Leaving: had it been leaving, its own Leaving came first.
+    pub(super) fn leaving_answered(&mut self, addr: &PeerAddr) {
+        if let Membership::Leaving(plan) = &mut self.membership {
+            if plan.awaiting.remove(addr) {
+                self.pump_leave();
+            }
+        }
+    }
+
+    /// Peers that did not answer our Leaving in time are not waited for any more: one
+    /// that does not know the message (a third-party client) cannot tell us it leaves
+    /// either, and counts as it did before Leaving existed.
+    pub(super) fn leaving_unanswered(&mut self) {
+        let Membership::Leaving(plan) = &mut self.membership else { return };
+        plan.awaiting.clear();
+        self.pump_leave();
     }
 
     /// A peer leaves. It speaks for this connection only: a Remove that arrives late on
@@ -152,9 +190,22 @@ impl Node {
             }
         }
         self.stop_redials();
-        self.membership =
-            Membership::Leaving(LeavePlan { reply_to, todo, pushed: BTreeMap::new(), manifests_sent: BTreeSet::new() });
+        // Two holders of a chunk leaving at once would each count on the other: tell
+        // every peer, and finish only once each peer we count on has answered.
+        let peers: Vec<(PeerAddr, ConnId, bool)> =
+            self.peers.iter().map(|(a, p)| (a.clone(), p.conn, p.proven.values().any(|s| s.count() > 0))).collect();
+        let mut awaiting = BTreeSet::new();
+        for (addr, conn, counted_on) in peers {
+            self.send(conn, PeerMessage::Leaving);
+            if counted_on {
+                awaiting.insert(addr);
+            }
+        }
+        let pushed = BTreeMap::new();
+        let manifests_sent = BTreeSet::new();
+        self.membership = Membership::Leaving(LeavePlan { reply_to, todo, pushed, manifests_sent, awaiting });
         self.timers.set(Timer::Leave, now + self.config.tuning.leave_timeout);
+        self.timers.set(Timer::LeavingAnswers, now + self.config.tuning.leaving_answer_timeout);
         self.pump_leave();
     }
 
@@ -163,7 +214,7 @@ impl Node {
         let Membership::Leaving(plan) = &mut self.membership else {
             return;
         };
-        if plan.todo.is_empty() || self.peers.is_empty() {
+        if (plan.todo.is_empty() && plan.awaiting.is_empty()) || self.peers.is_empty() {
             self.finish_leave();
             return;
         }
@@ -173,7 +224,7 @@ impl Node {
         for key in unassigned {
             // Least-loaded receiver; the browser peers too, as they hold chunks as well.
             let Some((addr, peer)) =
-                self.peers.iter_mut().filter(|(_, p)| p.pushes < window).min_by_key(|(_, p)| p.pushes)
+                self.peers.iter_mut().filter(|(_, p)| p.pushes < window && !p.leaving).min_by_key(|(_, p)| p.pushes)
             else {
                 break;
             };
@@ -207,7 +258,7 @@ impl Node {
     /// empty file has no chunk to prove; a peer that lists it holds all there is.
     fn safe_elsewhere(&self, name: &FileName, i: ChunkIndex) -> bool {
         match self.files.get(name) {
-            Some(f) if f.chunk_count() == 0 => self.peers.values().any(|p| p.files.contains_key(name)),
+            Some(f) if f.chunk_count() == 0 => self.peers.values().any(|p| !p.leaving && p.files.contains_key(name)),
             _ => self.proven_elsewhere(name, i, None),
         }
     }
@@ -276,6 +327,7 @@ impl Node {
             }
         };
         self.timers.cancel(Timer::Leave);
+        self.timers.cancel(Timer::LeavingAnswers);
         let unconfirmed = plan.todo.len() as u64;
         let peers: Vec<PeerAddr> = self.peers.keys().cloned().collect();
         for addr in peers {

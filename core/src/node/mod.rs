@@ -381,6 +381,7 @@ impl Node {
             match timer {
                 Timer::Join => self.finish_join(),
                 Timer::Leave => self.finish_leave(),
+                Timer::LeavingAnswers => self.leaving_unanswered(),
                 Timer::Request { peer, file, index } => {
                     if self.forget_request(&peer, &file, index) {
                         self.stall(now, &peer);
@@ -493,6 +494,7 @@ impl Node {
                 Reply { reason: Some("introduce yourself with Add first".into()), ..Reply::code(Code::BadRequest) },
             ),
             (PeerMessage::Remove, Some(addr)) => self.on_remove(conn, &addr),
+            (PeerMessage::Leaving, Some(addr)) => self.on_leaving(conn, &addr),
             (PeerMessage::Have(entries), Some(addr)) => self.on_have(&addr, entries),
             (PeerMessage::Download(chunk), Some(_)) => self.on_download(conn, chunk),
             (PeerMessage::Upload { chunk, data }, Some(addr)) => self.on_upload(&addr, chunk, data, chunk_hash),

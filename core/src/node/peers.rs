@@ -52,6 +52,8 @@ pub(super) struct PeerState {
     pub conn: ConnId,
     pub conns: BTreeSet<ConnId>,
     /// What it claims to hold (file lists, Have): good enough to ask it for chunks.
+    /// It told us it has begun to leave: its proofs do not make a chunk safe.
+    pub leaving: bool,
     pub files: BTreeMap<FileName, ChunkSet>,
     /// The total size of `files`, held within [`super::Tuning::max_peer_bytes`].
     pub announced_bytes: u64,
@@ -121,6 +123,7 @@ impl Node {
                         id,
                         conn,
                         conns: BTreeSet::from([conn]),
+                        leaving: false,
                         files: BTreeMap::new(),
                         announced_bytes: 0,
                         proven: BTreeMap::new(),
@@ -336,7 +339,9 @@ impl Node {
 
     /// Whether a connected peer other than `except` has proven it holds chunk `i` of `name`.
     pub(super) fn proven_elsewhere(&self, name: &FileName, i: ChunkIndex, except: Option<&PeerAddr>) -> bool {
-        self.peers.iter().any(|(a, p)| Some(a) != except && p.proven.get(name).is_some_and(|s| s.contains(i)))
+        self.peers
+            .iter()
+            .any(|(a, p)| Some(a) != except && !p.leaving && p.proven.get(name).is_some_and(|s| s.contains(i)))
     }
 
     pub(super) fn on_have(&mut self, addr: &PeerAddr, entries: Vec<HaveEntry>) {
@@ -374,6 +379,7 @@ impl Node {
                     self.not_held(&addr, about);
                 }
             }
+            Code::Ok => self.leaving_answered(&addr),
             _ => {}
         }
     }

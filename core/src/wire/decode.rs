@@ -388,6 +388,7 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
         }
         Some(Action::Add) => HeadKind::FileList { add: true },
         Some(Action::Remove) => HeadKind::Complete(PeerMessage::Remove.into()),
+        Some(Action::Leaving) => HeadKind::Complete(PeerMessage::Leaving.into()),
         Some(Action::Files) => HeadKind::FileList { add: false },
         Some(Action::Download) => HeadKind::Complete(PeerMessage::Download(one_file(&mut files)?.chunk_ref()?).into()),
         Some(Action::Upload) => HeadKind::Upload(one_file(&mut files)?.chunk_ref()?),

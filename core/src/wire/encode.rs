@@ -123,7 +123,8 @@ impl Envelope {
         };
         let mut body = None;
         match &self.message {
-            Message::Control(Control::Join | Control::Leave) | Message::Peer(PeerMessage::Remove) => {}
+            Message::Control(Control::Join | Control::Leave)
+            | Message::Peer(PeerMessage::Remove | PeerMessage::Leaving) => {}
             Message::Control(Control::Query { file }) => {
                 head.files.extend(file.iter().map(|f| OutFile::name(f.as_str())))
             }

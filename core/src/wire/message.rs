@@ -33,10 +33,12 @@ pub enum Action {
     Delete = 12,
     Tombstones = 13,
     Limit = 14,
+    // 15 is taken by other work in progress.
+    Leaving = 16,
 }
 
 impl Action {
-    const ALL: [Action; 15] = [
+    const ALL: [Action; 16] = [
         Action::Join,
         Action::Leave,
         Action::Insert,
@@ -52,6 +54,7 @@ impl Action {
         Action::Delete,
         Action::Tombstones,
         Action::Limit,
+        Action::Leaving,
     ];
 
     /// The largest body a header of this action can announce, if it announces one:
@@ -353,6 +356,10 @@ pub enum PeerMessage {
     },
     /// Files removed from the network (at most a header's worth).
     Tombstones(Vec<Tombstone>),
+    /// The sender has begun to leave: do not count on it to keep chunks. Answered with
+    /// a Reply (Code 0), which, coming after anything sent before it, tells the sender
+    /// whether we were leaving too.
+    Leaving,
 }
 
 impl PeerMessage {
@@ -367,6 +374,7 @@ impl PeerMessage {
             PeerMessage::GetManifest { .. } => Action::GetManifest,
             PeerMessage::Manifest { .. } => Action::Manifest,
             PeerMessage::Tombstones(_) => Action::Tombstones,
+            PeerMessage::Leaving => Action::Leaving,
         }
     }
 }
