@@ -86,6 +86,8 @@ pub struct Driver {
     /// Counters for `--metrics`; none are kept without it.
     metrics: Option<Metrics>,
     metrics_listener: Option<TcpListener>,
+    /// `--bittorrent`, until `run` starts serving it.
+    bittorrent_listener: Option<TcpListener>,
     /// Accepted TCP connections by remote address, and who may use the reserved slots.
     slots: Slots,
     /// The bandwidth limits every connection's reader and writer wait on.
@@ -139,6 +141,21 @@ impl Driver {
             ),
             None => None,
         };
+        let bittorrent_listener = match &opts.bittorrent {
+            Some(addr) => Some(
+                TcpListener::bind((addr.host.as_str(), addr.port))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot serve BitTorrent on {addr}: {e}"))?,
+            ),
+            None => None,
+        };
+        let bittorrent_addr = bittorrent_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .zip(opts.bittorrent.as_ref())
+            .map(|(bound, asked)| PeerAddr::new(asked.host.clone(), bound.port()).to_string());
+        crate::bittorrent::set_listen_addr(&opts.dir, bittorrent_addr.as_deref())
+            .map_err(|e| anyhow::anyhow!("cannot record the --bittorrent address: {e}"))?;
         let me = opts
             .advertise
             .unwrap_or_else(|| PeerAddr::new(opts.listen.host, listener.local_addr().map_or(0, |a| a.port())));
@@ -198,6 +215,7 @@ impl Driver {
             handshaking: 0,
             metrics: metrics_listener.as_ref().map(|_| Metrics::default()),
             metrics_listener,
+            bittorrent_listener,
             slots,
             limiter: Limiter::new(opts.limits),
             shared,
@@ -243,6 +261,10 @@ impl Driver {
         }
         if let Some(listener) = self.metrics_listener.take() {
             self.tasks.spawn(crate::metrics::serve(listener, self.inputs_tx.clone()));
+        }
+        if let Some(listener) = self.bittorrent_listener.take() {
+            let dir = self.dir().to_path_buf();
+            self.tasks.spawn(crate::bittorrent::serve::serve(listener, dir, self.tasks.clone()));
         }
         let mut leave_deadline: Option<Instant> = None;
         self.drain_outputs();

@@ -110,6 +110,10 @@ enum Command {
         /// writer) before it is shared, in milliseconds.
         #[arg(long, value_name = "MS", default_value_t = 1000)]
         settle_ms: u64,
+        /// Also seed exported files (`torronto torrent`) to BitTorrent clients on this
+        /// address (BEP 3 peer wire). Off by default.
+        #[arg(long, value_name = "HOST:PORT")]
+        bittorrent: Option<PeerAddr>,
     },
     /// Tell a node to join the network.
     Join(Control),
@@ -148,6 +152,23 @@ enum Command {
         interval: f64,
         #[command(flatten)]
         control: Control,
+    },
+    /// Export a network file as a v1 .torrent and print its magnet link; a node started
+    /// with --bittorrent seeds it to standard BitTorrent clients from then on.
+    Torrent {
+        /// The file's name in the network.
+        name: String,
+        /// The node's folder (its --dir), on this machine: the node must hold the
+        /// whole file there.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where to write the .torrent (default: the file's name plus .torrent, here).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// A tracker announce URL to put in the torrent and the link (repeatable). The
+        /// node does not announce to it yet.
+        #[arg(long = "tracker", value_name = "URL")]
+        trackers: Vec<String>,
     },
     /// Network secrets for private networks.
     #[command(subcommand)]
@@ -250,6 +271,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             upload_limit,
             download_limit,
             settle_ms,
+            bittorrent,
         } => {
             init_logs(log_format);
             check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
@@ -276,6 +298,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 space: Space { min_free, max_store },
                 limits: RateLimits { upload: upload_limit.unwrap_or(0), download: download_limit.unwrap_or(0) },
                 settle: Some(std::time::Duration::from_millis(settle_ms)),
+                bittorrent,
             };
             let driver = Driver::bind(options).await?;
             let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));
@@ -285,6 +308,9 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 driver.dir().display(),
                 driver.dir().join(".torronto/token").display()
             );
+            if let Some(addr) = torronto_node::bittorrent::listen_addr(driver.dir()) {
+                println!("BitTorrent peers served on {addr} (files exported with `torronto torrent`)");
+            }
             if let Some(url) = driver.panel_url() {
                 println!("control panel: {url}");
                 if driver.node_id().is_some() {
@@ -340,6 +366,17 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let secret = control.secret()?;
             let every = std::time::Duration::from_secs_f64(interval);
             watch::run(&control.node, control.token, secret, every, control.json).await
+        }
+        Command::Torrent { name, dir, out, trackers } => {
+            let made = torronto_node::bittorrent::torrent(&dir, &name, &trackers)?;
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", made.export.info.name)));
+            std::fs::write(&out, &made.torrent).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+            eprintln!("torrent written to {}", out.display());
+            if made.peer.is_none() {
+                eprintln!("the node is not serving BitTorrent: start it with --bittorrent HOST:PORT to seed this file");
+            }
+            println!("{}", made.magnet);
+            Ok(0)
         }
         Command::Secret(SecretCommand::New { out }) => {
             let text = new_secret_text();

@@ -211,7 +211,8 @@ impl<'a> Parser<'a> {
         }
         // Only ASCII digits and a sign: valid UTF-8, and at most 19 digits fit an i64
         // unless above i64::MAX, which parse refuses.
-        let n = std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()).ok_or_else(|| self.err("number too big"))?;
+        let n =
+            std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()).ok_or_else(|| self.err("number too big"))?;
         self.pos = start + len + 1;
         Ok(n)
     }

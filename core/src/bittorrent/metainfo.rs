@@ -100,7 +100,8 @@ impl Info {
         let name = String::from_utf8(name.to_vec()).map_err(|_| MetainfoError::Bad("name is not UTF-8"))?;
         let length = v.get("length").and_then(Value::as_int).ok_or(MetainfoError::Bad("no length"))?;
         let length = u64::try_from(length).map_err(|_| MetainfoError::Bad("negative length"))?;
-        let piece_length = v.get("piece length").and_then(Value::as_int).ok_or(MetainfoError::Bad("no piece length"))?;
+        let piece_length =
+            v.get("piece length").and_then(Value::as_int).ok_or(MetainfoError::Bad("no piece length"))?;
         let piece_length = u64::try_from(piece_length)
             .ok()
             .filter(|p| PIECE_LENGTH_RANGE.contains(p))
@@ -322,7 +323,10 @@ mod tests {
         let link = magnet(&h, &info, Some("127.0.0.1:6881"), &["http://t/a?b=c".into()]);
         assert_eq!(
             link,
-            format!("magnet:?xt=urn:btih:{}&dn=a%20b.bin&xl=10&x.pe=127.0.0.1:6881&tr=http:%2F%2Ft%2Fa%3Fb%3Dc", hex(&h))
+            format!(
+                "magnet:?xt=urn:btih:{}&dn=a%20b.bin&xl=10&x.pe=127.0.0.1:6881&tr=http:%2F%2Ft%2Fa%3Fb%3Dc",
+                hex(&h)
+            )
         );
     }
 }

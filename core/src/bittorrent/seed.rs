@@ -38,7 +38,12 @@ pub struct SeedSession {
 
 impl SeedSession {
     pub fn new(info: &Info) -> Self {
-        SeedSession { piece_length: info.piece_length, pieces: info.piece_count(), length: info.length, queue: VecDeque::new() }
+        SeedSession {
+            piece_length: info.piece_length,
+            pieces: info.piece_count(),
+            length: info.length,
+            queue: VecDeque::new(),
+        }
     }
 
     /// What follows our handshake: every piece is held, and the peer may ask at once
@@ -114,7 +119,9 @@ mod tests {
     #[test]
     fn refuses_anything_outside_the_file() {
         let mut s = SeedSession::new(&info());
-        for (i, b, l) in [(3, 0, 1), (2, 0, 101), (2, 100, 1), (0, 32768, 1), (0, 16384, 16385), (0, 0, 0), (0, u32::MAX, 2)] {
+        for (i, b, l) in
+            [(3, 0, 1), (2, 0, 101), (2, 100, 1), (0, 32768, 1), (0, 16384, 16385), (0, 0, 0), (0, u32::MAX, 2)]
+        {
             assert!(matches!(s.on_message(req(i, b, l)), Err(SeedError::OutOfRange(_))), "{i} {b} {l}");
         }
         let piece = PeerMessage::Piece { index: 0, begin: 0, block: bytes::Bytes::new() };

@@ -81,10 +81,16 @@ pub enum PeerMessage {
     Have(u32),
     Bitfield(Bytes),
     Request(BlockRef),
-    Piece { index: u32, begin: u32, block: Bytes },
+    Piece {
+        index: u32,
+        begin: u32,
+        block: Bytes,
+    },
     Cancel(BlockRef),
     /// An id this side does not speak (DHT port, extensions): read whole and skipped.
-    Unknown { id: u8 },
+    Unknown {
+        id: u8,
+    },
 }
 
 impl PeerMessage {

@@ -1,0 +1,157 @@
+//! BitTorrent beside torronto (issue 15): files exported as v1 torrents, and the
+//! `--bittorrent` listener that seeds them ([`serve`]).
+//!
+//! What an export leaves in `DIR/.torronto/bittorrent/` (read by the listener on each
+//! handshake, so exports made by `torronto torrent` while the node runs count at once):
+//!
+//! ```text
+//! <info-hash hex>.info    the bencoded info dictionary, exactly as hashed
+//! <info-hash hex>.export  the network file's name, then the stamp of the copy hashed
+//! names/<sha256 of name>  the info-hash of the last export of that name (the cache)
+//! listen                  the node's --bittorrent address, for the magnet link's x.pe
+//! ```
+//!
+//! Only info-hashes with both files are visible to BitTorrent peers, and only while the
+//! node's complete copy is the one hashed (same inode, size and modification time).
+
+pub mod serve;
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use sha2::{Digest as _, Sha256};
+use torronto_core::bittorrent::metainfo::{from_hex, hex, magnet, piece_length_for};
+use torronto_core::bittorrent::{Info, PieceHasher, Sha1Hash, Torrent};
+use torronto_core::name::STATE_DIR;
+use torronto_core::FileName;
+
+use crate::store::{open_published, write_atomic};
+
+/// Largest info dictionary read back: 1 TiB in 4 MiB pieces is 5 MiB of hashes.
+const MAX_INFO_FILE: u64 = 16 << 20;
+
+/// `DIR/.torronto/bittorrent`.
+pub fn state_dir(dir: &Path) -> PathBuf {
+    dir.join(STATE_DIR).join("bittorrent")
+}
+
+/// An exported file: its info dictionary and info-hash.
+#[derive(Debug)]
+pub struct Export {
+    pub info: Info,
+    pub info_hash: Sha1Hash,
+}
+
+/// What says the copy hashed is still the copy there.
+fn stamp(file: &File) -> io::Result<String> {
+    let m = file.metadata()?;
+    Ok(format!("{} {} {} {} {}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+fn name_key(name: &FileName) -> String {
+    Sha256::digest(name.as_str().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Exports the network file `name` held complete by the node of folder `dir`: hashes its
+/// pieces (one pass), or takes the hashes of an earlier export of the same copy.
+pub fn export(dir: &Path, name: &str) -> anyhow::Result<Export> {
+    let name = FileName::new(name).map_err(|e| anyhow::anyhow!("{name:?} is not a file name: {e}"))?;
+    let Some(mut file) = open_published(dir, &name).with_context(|| format!("cannot open {name}"))? else {
+        bail!("the node of {} holds no complete copy of {name}", dir.display());
+    };
+    let state = state_dir(dir);
+    let stamp = stamp(&file)?;
+    let cached = fs::read_to_string(state.join("names").join(name_key(&name)))
+        .ok()
+        .and_then(|h| from_hex(h.trim()))
+        .and_then(|h| read_export(&state, &h).ok().map(|(info, n, s)| (h, info, n, s)));
+    if let Some((info_hash, info, n, s)) = cached {
+        if n == name && s == stamp {
+            return Ok(Export { info, info_hash });
+        }
+    }
+    let size = file.metadata()?.len();
+    let mut hasher = PieceHasher::new(piece_length_for(size));
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    // A torrent's name is one path component; the network name's last one.
+    let base = name.components().last().unwrap_or(name.as_str()).to_owned();
+    let info = hasher.finish(base);
+    if info.length != size || self::stamp(&file)? != stamp {
+        bail!("{name} changed while it was hashed; try again");
+    }
+    let info_hash = info.info_hash();
+    let h = hex(&info_hash);
+    write_atomic(&state.join(format!("{h}.info")), &info.encode(), 0o644)?;
+    write_atomic(&state.join(format!("{h}.export")), format!("{}\n{stamp}\n", name.as_str()).as_bytes(), 0o644)?;
+    write_atomic(&state.join("names").join(name_key(&name)), h.as_bytes(), 0o644)?;
+    Ok(Export { info, info_hash })
+}
+
+/// What `torronto torrent` makes of an export.
+#[derive(Debug)]
+pub struct Made {
+    pub export: Export,
+    /// The `.torrent` file's bytes.
+    pub torrent: Vec<u8>,
+    /// Where the node seeds it (`x.pe` of the magnet link), if it serves BitTorrent.
+    pub peer: Option<String>,
+    pub magnet: String,
+}
+
+/// Exports `name` from the node of folder `dir` with `trackers` in the torrent and link.
+pub fn torrent(dir: &Path, name: &str, trackers: &[String]) -> anyhow::Result<Made> {
+    if let Some(bad) = trackers.iter().find(|t| !["http://", "https://", "udp://"].iter().any(|s| t.starts_with(s))) {
+        bail!("{bad:?} is not a tracker URL (http://, https:// or udp://)");
+    }
+    let export = export(dir, name)?;
+    let torrent = Torrent::encode(&export.info, trackers);
+    let peer = listen_addr(dir);
+    let magnet = magnet(&export.info_hash, &export.info, peer.as_deref(), trackers);
+    Ok(Made { export, torrent, peer, magnet })
+}
+
+/// The info dictionary, network name and stamp recorded for `info_hash`.
+fn read_export(state: &Path, info_hash: &Sha1Hash) -> anyhow::Result<(Info, FileName, String)> {
+    let h = hex(info_hash);
+    let mut encoded = Vec::new();
+    File::open(state.join(format!("{h}.info")))?.take(MAX_INFO_FILE).read_to_end(&mut encoded)?;
+    let info = Info::decode(&encoded)?;
+    let record = fs::read_to_string(state.join(format!("{h}.export")))?;
+    let mut lines = record.lines();
+    let name = FileName::new(lines.next().unwrap_or_default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((info, name, lines.next().unwrap_or_default().to_owned()))
+}
+
+/// The exported file of `info_hash`, opened, if it is exported and unchanged since.
+pub fn lookup(dir: &Path, info_hash: &Sha1Hash) -> Option<(Info, File)> {
+    let (info, name, recorded) = read_export(&state_dir(dir), info_hash).ok()?;
+    let file = open_published(dir, &name).ok()??;
+    (stamp(&file).ok()? == recorded && file.metadata().ok()?.len() == info.length).then_some((info, file))
+}
+
+/// The `--bittorrent` address a running node of `dir` left, if any.
+pub fn listen_addr(dir: &Path) -> Option<String> {
+    fs::read_to_string(state_dir(dir).join("listen")).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// Records (or with `None` forgets) the node's `--bittorrent` address.
+pub fn set_listen_addr(dir: &Path, addr: Option<&str>) -> io::Result<()> {
+    let path = state_dir(dir).join("listen");
+    match addr {
+        Some(addr) => write_atomic(&path, addr.as_bytes(), 0o644),
+        None => match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    }
+}
