@@ -133,22 +133,8 @@ impl Driver {
             None => None,
         };
         let web_addr = web.as_ref().map(|w| w.addr().clone());
-        let metrics_listener = match &opts.metrics {
-            Some(addr) => Some(
-                TcpListener::bind((addr.host.as_str(), addr.port))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?,
-            ),
-            None => None,
-        };
-        let bittorrent_listener = match &opts.bittorrent {
-            Some(addr) => Some(
-                TcpListener::bind((addr.host.as_str(), addr.port))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot serve BitTorrent on {addr}: {e}"))?,
-            ),
-            None => None,
-        };
+        let metrics_listener = bind_if(opts.metrics.as_ref(), "metrics").await?;
+        let bittorrent_listener = bind_if(opts.bittorrent.as_ref(), "BitTorrent").await?;
         let bittorrent_addr = bittorrent_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
@@ -573,4 +559,13 @@ async fn until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// A listener on `addr` if one is asked for (`--metrics`, `--bittorrent`), serving `what`.
+async fn bind_if(addr: Option<&PeerAddr>, what: &str) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind((addr.host.as_str(), addr.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve {what} on {addr}: {e}"))?;
+    Ok(Some(listener))
 }
