@@ -10,7 +10,8 @@
 //! - [`status`]: the Query answer, computed per file and read back row by row;
 //! - `files`: per-file bookkeeping (held, fetching, replication counts, rarest pick);
 //! - [`node`]: the state machine the native node and the browser peer both drive,
-//!   carved into rooms: membership, peers, fetching, serving, imports, copies, control, timers;
+//!   carved into rooms: membership, peers, fetching, serving, imports, copies, control,
+//!   exports, timers;
 //! - [`secure`]: private networks: identities, node IDs, the network secret, and the
 //!   Noise handshake and encrypted channel the open protocol's frames travel in;
 //! - [`bittorrent`]: speaking to standard BitTorrent clients: bencode, v1 metainfo and

@@ -153,15 +153,12 @@ enum Command {
         #[command(flatten)]
         control: Control,
     },
-    /// Export a network file as a v1 .torrent and print its magnet link; a node started
-    /// with --bittorrent seeds it to standard BitTorrent clients from then on.
+    /// Export a network file the node holds complete as a v1 .torrent (written here) and
+    /// print its magnet link; a node started with --bittorrent seeds it to standard
+    /// BitTorrent clients from then on.
     Torrent {
         /// The file's name in the network.
         name: String,
-        /// The node's folder (its --dir), on this machine: the node must hold the
-        /// whole file there.
-        #[arg(long)]
-        dir: PathBuf,
         /// Where to write the .torrent (default: the file's name plus .torrent, here).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -169,6 +166,8 @@ enum Command {
         /// node does not announce to it yet.
         #[arg(long = "tracker", value_name = "URL")]
         trackers: Vec<String>,
+        #[command(flatten)]
+        control: Control,
     },
     /// Network secrets for private networks.
     #[command(subcommand)]
@@ -367,16 +366,18 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let every = std::time::Duration::from_secs_f64(interval);
             watch::run(&control.node, control.token, secret, every, control.json).await
         }
-        Command::Torrent { name, dir, out, trackers } => {
-            let made = torronto_node::bittorrent::torrent(&dir, &name, &trackers)?;
-            let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", made.export.info.name)));
-            std::fs::write(&out, &made.torrent).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
-            eprintln!("torrent written to {}", out.display());
-            if made.peer.is_none() {
-                eprintln!("the node is not serving BitTorrent: start it with --bittorrent HOST:PORT to seed this file");
+        Command::Torrent { name, out, trackers, control } => {
+            let secret = control.secret()?;
+            let file = torronto_core::FileName::new(&name).map_err(|e| anyhow::anyhow!("{name:?}: {e}"))?;
+            let request = wire::Control::Torrent { file, trackers };
+            let answer = client::request_secured(&control.node, control.token, secret, request).await?;
+            match &answer.reply.torrent {
+                Some(export) if answer.reply.code_or_ok() == Code::Ok => {
+                    torronto_node::bittorrent::save_export(export, out, control.json)?;
+                    Ok(0)
+                }
+                _ => finish(&answer, "", control.json),
             }
-            println!("{}", made.magnet);
-            Ok(0)
         }
         Command::Secret(SecretCommand::New { out }) => {
             let text = new_secret_text();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use torronto_core::bittorrent::metainfo::hex;
 use torronto_core::bittorrent::Torrent;
-use torronto_tests::{cli_in, free_port, random_file, sha256_file, wait_until, TestNode};
+use torronto_tests::{free_port, random_file, sha256_file, wait_until, TestNode};
 
 /// 5 MiB and 123 bytes: 21 pieces of 256 KiB, the last one short.
 const SIZE: usize = (5 << 20) + 123;
@@ -53,13 +53,12 @@ fn seeding_node() -> (TestNode, u16) {
     (node, bt_port)
 }
 
-/// `torronto torrent NAME --dir DIR --out OUT ...` run in the node's root; its magnet link.
+/// `torronto torrent NAME --out OUT ... --node ADDR` (control Action 15); its magnet link.
 fn export(node: &TestNode, out: &Path, extra: &[&str]) -> String {
-    let dir = node.dir().display().to_string();
     let out_arg = out.display().to_string();
-    let mut args = vec!["torrent", NAME, "--dir", &dir, "--out", &out_arg];
+    let mut args = vec!["torrent", NAME, "--out", &out_arg];
     args.extend_from_slice(extra);
-    cli_in(node.root(), &args).ok("torronto torrent").stdout.trim().to_owned()
+    node.cli(&args).ok("torronto torrent").stdout.trim().to_owned()
 }
 
 /// A tracker answering every announce with `peer_port` on 127.0.0.1 as the one peer
@@ -234,4 +233,21 @@ fn peers_with_unknown_hashes_or_bad_messages_are_closed_and_the_node_serves_on()
     let at = 19 * 256 * 1024 + 16384;
     assert_eq!(&piece[13..], &file[at..at + 16384]);
     assert!(node.query().is_object(), "the node answers its control port");
+}
+
+#[test]
+fn exporting_a_file_the_node_lacks_or_with_a_bad_tracker_is_refused() {
+    let node = TestNode::start_alone("bt-refusals");
+    let out = node.root().join("x.torrent");
+    let out_arg = out.display().to_string();
+    node.cli(&["torrent", "absent.bin", "--out", &out_arg]).expect_error("a file not held", 14, "ErrFileMissing");
+    let file = node.root().join("f.bin");
+    random_file(&file, 1000, 3);
+    node.insert(&file).ok("insert");
+    node.cli(&["torrent", "f.bin", "--out", &out_arg, "--tracker", "ftp://t"]).expect_error("ftp", 16, "ErrBadRequest");
+    assert!(!out.exists(), "nothing is written when refused");
+    // Without --bittorrent the export works, and the link has no x.pe.
+    let link = node.cli(&["torrent", "f.bin", "--out", &out_arg]).ok("export").stdout;
+    assert!(link.starts_with("magnet:?xt=urn:btih:") && !link.contains("x.pe="), "{link}");
+    assert!(out.exists());
 }

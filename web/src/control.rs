@@ -115,7 +115,7 @@ impl ControlSession {
             Control::Join => "Join",
             Control::Leave => "Leave",
             Control::Insert { .. } => "Insert",
-            Control::Query { .. } | Control::Limit { .. } => return false,
+            Control::Query { .. } | Control::Limit { .. } | Control::Torrent { .. } => return false,
         };
         let sent = {
             let mut inner = self.inner.borrow_mut();

@@ -32,10 +32,11 @@ pub enum Action {
     Manifest = 11,
     // 12 and 13 are taken by other work in progress.
     Limit = 14,
+    Torrent = 15,
 }
 
 impl Action {
-    const ALL: [Action; 13] = [
+    const ALL: [Action; 14] = [
         Action::Join,
         Action::Leave,
         Action::Insert,
@@ -49,6 +50,7 @@ impl Action {
         Action::GetManifest,
         Action::Manifest,
         Action::Limit,
+        Action::Torrent,
     ];
 
     /// The largest body a header of this action can announce, if it announces one:
@@ -247,7 +249,21 @@ pub struct Reply {
     pub unconfirmed: Option<u64>,
     /// Limit: the node's bandwidth limits after the request.
     pub limits: Option<RateLimits>,
+    /// Torrent: the exported file's `.torrent`.
+    pub torrent: Option<Box<TorrentExport>>,
 }
+
+/// A file exported to BitTorrent (Action 15): its `.torrent` bytes (sent as the body),
+/// and where the node seeds it (`BitTorrent`, its `--bittorrent` address), if it does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TorrentExport {
+    pub torrent: Bytes,
+    pub seeder: Option<String>,
+}
+
+/// Most trackers a Torrent request may name, and the longest URL.
+pub const MAX_TRACKERS: usize = 32;
+pub const MAX_TRACKER_LEN: usize = 2048;
 
 /// A node's bandwidth limits on chunk bodies, in bytes per second; 0 means unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -285,6 +301,12 @@ pub enum Control {
         upload: Option<u64>,
         download: Option<u64>,
     },
+    /// Export `file`, held complete by the node, as a v1 `.torrent` with `trackers`
+    /// (http, https or udp URLs); the reply carries it ([`TorrentExport`]).
+    Torrent {
+        file: FileName,
+        trackers: Vec<String>,
+    },
 }
 
 impl Control {
@@ -295,6 +317,7 @@ impl Control {
             Control::Insert { .. } => Action::Insert,
             Control::Query { .. } => Action::Query,
             Control::Limit { .. } => Action::Limit,
+            Control::Torrent { .. } => Action::Torrent,
         }
     }
 }

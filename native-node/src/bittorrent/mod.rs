@@ -26,6 +26,7 @@ use sha2::{Digest as _, Sha256};
 use torronto_core::bittorrent::metainfo::{from_hex, hex, magnet, piece_length_for};
 use torronto_core::bittorrent::{Info, PieceHasher, Sha1Hash, Torrent};
 use torronto_core::name::STATE_DIR;
+use torronto_core::wire::{is_tracker_url, TorrentExport};
 use torronto_core::FileName;
 
 use crate::store::{open_published, write_atomic};
@@ -105,19 +106,16 @@ pub struct Made {
     pub torrent: Vec<u8>,
     /// Where the node seeds it (`x.pe` of the magnet link), if it serves BitTorrent.
     pub peer: Option<String>,
-    pub magnet: String,
 }
 
 /// Exports `name` from the node of folder `dir` with `trackers` in the torrent and link.
 pub fn torrent(dir: &Path, name: &str, trackers: &[String]) -> anyhow::Result<Made> {
-    if let Some(bad) = trackers.iter().find(|t| !["http://", "https://", "udp://"].iter().any(|s| t.starts_with(s))) {
+    if let Some(bad) = trackers.iter().find(|t| !is_tracker_url(t)) {
         bail!("{bad:?} is not a tracker URL (http://, https:// or udp://)");
     }
     let export = export(dir, name)?;
     let torrent = Torrent::encode(&export.info, trackers);
-    let peer = listen_addr(dir);
-    let magnet = magnet(&export.info_hash, &export.info, peer.as_deref(), trackers);
-    Ok(Made { export, torrent, peer, magnet })
+    Ok(Made { export, torrent, peer: listen_addr(dir) })
 }
 
 /// The info dictionary, network name and stamp recorded for `info_hash`.
@@ -154,4 +152,25 @@ pub fn set_listen_addr(dir: &Path, addr: Option<&str>) -> io::Result<()> {
             _ => Ok(()),
         },
     }
+}
+
+/// `torronto torrent`'s end: writes the `.torrent` a node sent to `out` (default: its
+/// name plus `.torrent`, here) and prints the magnet link (or, with `json`, both).
+pub fn save_export(export: &TorrentExport, out: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let torrent = Torrent::decode(&export.torrent).context("the node sent a .torrent that does not decode")?;
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.info.name)));
+    fs::write(&out, &export.torrent).with_context(|| format!("cannot write {}", out.display()))?;
+    let link = magnet(&torrent.info_hash, &torrent.info, export.seeder.as_deref(), &torrent.trackers);
+    if json {
+        let object =
+            serde_json::json!({"Code": 0, "Torrent": out, "InfoHash": hex(&torrent.info_hash), "Magnet": link});
+        println!("{object}");
+        return Ok(());
+    }
+    eprintln!("torrent written to {}", out.display());
+    if export.seeder.is_none() {
+        eprintln!("the node is not serving BitTorrent: start it with --bittorrent HOST:PORT to seed this file");
+    }
+    println!("{link}");
+    Ok(())
 }

@@ -99,6 +99,9 @@ impl Engine {
                 }
             }
             StorageCommand::Finalize { .. } => {}
+            StorageCommand::Torrent { conn, file, .. } => {
+                self.ready_events.push(StorageEvent::no_bittorrent(conn, file))
+            }
         }
     }
 
@@ -116,6 +119,7 @@ impl Engine {
             }
             StorageCommand::Write { chunk, .. } => StorageEvent::Written { chunk, result: Err(error()) },
             StorageCommand::Prepare { file, .. } => StorageEvent::Prepared { file, result: Err(error()) },
+            StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
             StorageCommand::Discard { .. } | StorageCommand::Finalize { .. } => return,
         };
         self.ready_events.push(event);
