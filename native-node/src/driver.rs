@@ -249,8 +249,12 @@ impl Driver {
             self.tasks.spawn(crate::metrics::serve(listener, self.inputs_tx.clone()));
         }
         if let Some(listener) = self.bittorrent_listener.take() {
-            let dir = self.dir().to_path_buf();
-            self.tasks.spawn(crate::bittorrent::serve::serve(listener, dir, self.tasks.clone()));
+            use crate::bittorrent::{announce::announce, serve};
+            let (dir, peer_id) = (self.dir().to_path_buf(), serve::our_peer_id());
+            if let Ok(bound) = listener.local_addr() {
+                self.tasks.spawn(announce(dir.clone(), bound.port(), peer_id));
+            }
+            self.tasks.spawn(serve::serve(listener, dir, peer_id, self.tasks.clone()));
         }
         let mut leave_deadline: Option<Instant> = None;
         self.drain_outputs();

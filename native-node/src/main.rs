@@ -162,8 +162,8 @@ enum Command {
         /// Where to write the .torrent (default: the file's name plus .torrent, here).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-        /// A tracker announce URL to put in the torrent and the link (repeatable). The
-        /// node does not announce to it yet.
+        /// A tracker announce URL to put in the torrent and the link (repeatable); the
+        /// node announces itself to the http:// ones.
         #[arg(long = "tracker", value_name = "URL")]
         trackers: Vec<String>,
         #[command(flatten)]

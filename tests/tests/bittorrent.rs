@@ -3,17 +3,17 @@
 //! must get it byte-identical; raw peers with an unknown info-hash, a malformed handshake
 //! or bad requests are closed, and the node goes on serving.
 //!
-//! aria2 learns the node's address from a tracker run by the test (the node does not
-//! announce yet, and aria2 ignores a magnet link's `x.pe`): every announce is answered
-//! with the node's BitTorrent address as the only peer.
+//! aria2 ignores a magnet link's `x.pe`, so it learns the node's address from a tracker
+//! the test runs: the node announces itself there as a seeder, and the tracker hands
+//! every announcer the seeders that announced that info-hash.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use torronto_core::bittorrent::metainfo::hex;
@@ -61,30 +61,57 @@ fn export(node: &TestNode, out: &Path, extra: &[&str]) -> String {
     node.cli(&args).ok("torronto torrent").stdout.trim().to_owned()
 }
 
-/// A tracker answering every announce with `peer_port` on 127.0.0.1 as the one peer
-/// (compact form, BEP 23); counts the announces.
-fn tracker(peer_port: u16) -> (String, Arc<AtomicUsize>) {
+/// The value of `key` in an announce's query, percent-decoded.
+fn param(query: &str, key: &str) -> Option<Vec<u8>> {
+    let raw = query.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))?;
+    let mut out = Vec::new();
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hex: String = [bytes.next()?, bytes.next()?].iter().map(|&c| c as char).collect();
+                out.push(u8::from_str_radix(&hex, 16).ok()?);
+            }
+            _ => out.push(b),
+        }
+    }
+    Some(out)
+}
+
+/// Seeders (`left=0`) that announced, by info-hash: their ports on 127.0.0.1.
+type Seeders = Arc<Mutex<HashMap<Vec<u8>, Vec<u16>>>>;
+
+/// A minimal HTTP tracker on loopback: records each seeder's announce and answers every
+/// announce with the seeders of its info-hash (compact form, BEP 23).
+fn tracker() -> (String, Seeders) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind tracker");
     let url = format!("http://127.0.0.1:{}/announce", listener.local_addr().unwrap().port());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
+    let seeders = Seeders::default();
+    let known = seeders.clone();
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
             let mut request = [0u8; 4096];
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
             let Ok(n) = stream.read(&mut request) else { continue };
-            if !request[..n].starts_with(b"GET /announce?") {
-                continue;
+            let text = String::from_utf8_lossy(&request[..n]).into_owned();
+            let Some(query) = text.strip_prefix("GET /announce?").and_then(|r| r.split(' ').next()) else { continue };
+            let (Some(hash), Some(port)) = (param(query, "info_hash"), param(query, "port")) else { continue };
+            let mut known = known.lock().unwrap();
+            if param(query, "left").as_deref() == Some(b"0") {
+                let port = String::from_utf8(port).unwrap().parse().unwrap();
+                known.entry(hash.clone()).or_default().push(port);
             }
-            seen.fetch_add(1, Ordering::SeqCst);
-            let mut body = b"d8:intervali600e5:peers6:\x7f\x00\x00\x01".to_vec();
-            body.extend_from_slice(&peer_port.to_be_bytes());
+            let mut body = format!("d8:intervali600e5:peers{}:", 6 * known.get(&hash).map_or(0, Vec::len)).into_bytes();
+            for port in known.get(&hash).into_iter().flatten() {
+                body.extend_from_slice(&[127, 0, 0, 1]);
+                body.extend_from_slice(&port.to_be_bytes());
+            }
             body.push(b'e');
             let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
             let _ = stream.write_all(&[head.as_bytes(), &body].concat());
         }
     });
-    (url, count)
+    (url, seeders)
 }
 
 #[test]
@@ -93,7 +120,7 @@ fn aria2_downloads_an_exported_file_byte_identical() {
         return;
     }
     let (node, bt_port) = seeding_node();
-    let (url, announces) = tracker(bt_port);
+    let (url, seeders) = tracker();
     let torrent_path = node.root().join("x.torrent");
     let magnet = export(&node, &torrent_path, &["--tracker", &url]);
     let bytes = fs::read(&torrent_path).unwrap();
@@ -125,6 +152,11 @@ fn aria2_downloads_an_exported_file_byte_identical() {
     assert_eq!(fs::read(&again).unwrap(), bytes);
     assert_eq!(fs::metadata(&info_file).unwrap().modified().unwrap(), written);
 
+    // The node announces the export as a seeder on its BitTorrent port.
+    wait_until(Duration::from_secs(20), "the node to announce itself to the tracker", || {
+        seeders.lock().unwrap().get(&torrent.info_hash[..]) == Some(&vec![bt_port])
+    });
+
     let out = node.root().join("aria2-out");
     let mut aria2 = Command::new("aria2c")
         .arg(format!("--dir={}", out.display()))
@@ -155,7 +187,6 @@ fn aria2_downloads_an_exported_file_byte_identical() {
     let mut said = String::new();
     aria2.stdout.take().unwrap().read_to_string(&mut said).unwrap();
     assert!(status.success(), "aria2c failed ({status}):\n{said}\nnode log:\n{}", node.log_tail(40));
-    assert!(announces.load(Ordering::SeqCst) > 0, "aria2c never asked the tracker");
     let got = fs::read(out.join(NAME)).expect("aria2c wrote the file");
     assert!(got == fs::read(node.file(NAME)).unwrap(), "aria2c's copy differs from the node's");
     assert!(node.log().contains(&format!("downloading {NAME}")), "the node did not log the BitTorrent peer");

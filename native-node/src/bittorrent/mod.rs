@@ -1,12 +1,13 @@
-//! BitTorrent beside torronto (issue 15): files exported as v1 torrents, and the
-//! `--bittorrent` listener that seeds them ([`serve`]).
+//! BitTorrent beside torronto (issue 15): files exported as v1 torrents, the
+//! `--bittorrent` listener that seeds them ([`serve`]) and their tracker announces
+//! ([`announce`]).
 //!
 //! What an export leaves in `DIR/.torronto/bittorrent/` (read by the listener on each
 //! handshake, so exports made by `torronto torrent` while the node runs count at once):
 //!
 //! ```text
 //! <info-hash hex>.info    the bencoded info dictionary, exactly as hashed
-//! <info-hash hex>.export  the network file's name, then the stamp of the copy hashed
+//! <info-hash hex>.export  the network name, the stamp of the copy hashed, its trackers
 //! names/<sha256 of name>  the info-hash of the last export of that name (the cache)
 //! listen                  the node's --bittorrent address, for the magnet link's x.pe
 //! ```
@@ -14,6 +15,7 @@
 //! Only info-hashes with both files are visible to BitTorrent peers, and only while the
 //! node's complete copy is the one hashed (same inode, size and modification time).
 
+pub mod announce;
 pub mod serve;
 
 use std::fs::{self, File};
@@ -33,6 +35,8 @@ use crate::store::{open_published, write_atomic};
 
 /// Largest info dictionary read back: 1 TiB in 4 MiB pieces is 5 MiB of hashes.
 const MAX_INFO_FILE: u64 = 16 << 20;
+/// Largest export record read back: a name, a stamp and 32 tracker URLs of 2 KiB.
+const MAX_RECORD: u64 = 128 << 10;
 
 /// `DIR/.torronto/bittorrent`.
 pub fn state_dir(dir: &Path) -> PathBuf {
@@ -57,8 +61,9 @@ fn name_key(name: &FileName) -> String {
 }
 
 /// Exports the network file `name` held complete by the node of folder `dir`: hashes its
-/// pieces (one pass), or takes the hashes of an earlier export of the same copy.
-pub fn export(dir: &Path, name: &str) -> anyhow::Result<Export> {
+/// pieces (one pass), or takes the hashes of an earlier export of the same copy; the
+/// node announces it to `trackers` from then on.
+pub fn export(dir: &Path, name: &str, trackers: &[String]) -> anyhow::Result<Export> {
     let name = FileName::new(name).map_err(|e| anyhow::anyhow!("{name:?} is not a file name: {e}"))?;
     let Some(mut file) = open_published(dir, &name).with_context(|| format!("cannot open {name}"))? else {
         bail!("the node of {} holds no complete copy of {name}", dir.display());
@@ -68,9 +73,11 @@ pub fn export(dir: &Path, name: &str) -> anyhow::Result<Export> {
     let cached = fs::read_to_string(state.join("names").join(name_key(&name)))
         .ok()
         .and_then(|h| from_hex(h.trim()))
-        .and_then(|h| read_export(&state, &h).ok().map(|(info, n, s)| (h, info, n, s)));
-    if let Some((info_hash, info, n, s)) = cached {
-        if n == name && s == stamp {
+        .and_then(|h| Some((h, read_info(&state, &h).ok()?, Record::read(&state, &h).ok()?)));
+    let record = Record { name: name.clone(), stamp: stamp.clone(), trackers: trackers.to_vec() };
+    if let Some((info_hash, info, old)) = cached {
+        if old.name == name && old.stamp == stamp {
+            record.write(&state, &info_hash)?;
             return Ok(Export { info, info_hash });
         }
     }
@@ -93,7 +100,7 @@ pub fn export(dir: &Path, name: &str) -> anyhow::Result<Export> {
     let info_hash = info.info_hash();
     let h = hex(&info_hash);
     write_atomic(&state.join(format!("{h}.info")), &info.encode(), 0o644)?;
-    write_atomic(&state.join(format!("{h}.export")), format!("{}\n{stamp}\n", name.as_str()).as_bytes(), 0o644)?;
+    record.write(&state, &info_hash)?;
     write_atomic(&state.join("names").join(name_key(&name)), h.as_bytes(), 0o644)?;
     Ok(Export { info, info_hash })
 }
@@ -113,28 +120,62 @@ pub fn torrent(dir: &Path, name: &str, trackers: &[String]) -> anyhow::Result<Ma
     if let Some(bad) = trackers.iter().find(|t| !is_tracker_url(t)) {
         bail!("{bad:?} is not a tracker URL (http://, https:// or udp://)");
     }
-    let export = export(dir, name)?;
+    let export = export(dir, name, trackers)?;
     let torrent = Torrent::encode(&export.info, trackers);
     Ok(Made { export, torrent, peer: listen_addr(dir) })
 }
 
-/// The info dictionary, network name and stamp recorded for `info_hash`.
-fn read_export(state: &Path, info_hash: &Sha1Hash) -> anyhow::Result<(Info, FileName, String)> {
-    let h = hex(info_hash);
+/// What an export recorded beside its info dictionary (`<info-hash>.export`): the
+/// network name, the stamp of the copy hashed, and the trackers to announce to, a line
+/// each (tracker URLs hold no whitespace: [`is_tracker_url`]).
+#[derive(Debug)]
+pub struct Record {
+    pub name: FileName,
+    stamp: String,
+    pub trackers: Vec<String>,
+}
+
+impl Record {
+    fn write(&self, state: &Path, info_hash: &Sha1Hash) -> io::Result<()> {
+        let text = format!("{}\n{}\n{}\n", self.name.as_str(), self.stamp, self.trackers.join(" "));
+        write_atomic(&state.join(format!("{}.export", hex(info_hash))), text.as_bytes(), 0o644)
+    }
+
+    pub fn read(state: &Path, info_hash: &Sha1Hash) -> anyhow::Result<Record> {
+        let mut text = String::new();
+        File::open(state.join(format!("{}.export", hex(info_hash))))?.take(MAX_RECORD).read_to_string(&mut text)?;
+        let mut lines = text.lines();
+        let name = FileName::new(lines.next().unwrap_or_default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let stamp = lines.next().unwrap_or_default().to_owned();
+        let trackers = lines.next().unwrap_or_default().split(' ').filter(|t| is_tracker_url(t)).map(str::to_owned);
+        Ok(Record { name, stamp, trackers: trackers.collect() })
+    }
+}
+
+/// The info dictionary recorded for `info_hash`.
+fn read_info(state: &Path, info_hash: &Sha1Hash) -> anyhow::Result<Info> {
     let mut encoded = Vec::new();
-    File::open(state.join(format!("{h}.info")))?.take(MAX_INFO_FILE).read_to_end(&mut encoded)?;
-    let info = Info::decode(&encoded)?;
-    let record = fs::read_to_string(state.join(format!("{h}.export")))?;
-    let mut lines = record.lines();
-    let name = FileName::new(lines.next().unwrap_or_default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((info, name, lines.next().unwrap_or_default().to_owned()))
+    File::open(state.join(format!("{}.info", hex(info_hash))))?.take(MAX_INFO_FILE).read_to_end(&mut encoded)?;
+    Ok(Info::decode(&encoded)?)
+}
+
+/// Every info-hash exported from folder `dir`, with its record.
+pub fn exports(dir: &Path) -> Vec<(Sha1Hash, Record)> {
+    let state = state_dir(dir);
+    let Ok(entries) = fs::read_dir(&state) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| from_hex(e.file_name().to_str()?.strip_suffix(".export")?))
+        .filter_map(|h| Some((h, Record::read(&state, &h).ok()?)))
+        .collect()
 }
 
 /// The exported file of `info_hash`, opened, if it is exported and unchanged since.
 pub fn lookup(dir: &Path, info_hash: &Sha1Hash) -> Option<(Info, File)> {
-    let (info, name, recorded) = read_export(&state_dir(dir), info_hash).ok()?;
-    let file = open_published(dir, &name).ok()??;
-    (stamp(&file).ok()? == recorded && file.metadata().ok()?.len() == info.length).then_some((info, file))
+    let state = state_dir(dir);
+    let (info, record) = (read_info(&state, info_hash).ok()?, Record::read(&state, info_hash).ok()?);
+    let file = open_published(dir, &record.name).ok()??;
+    (stamp(&file).ok()? == record.stamp && file.metadata().ok()?.len() == info.length).then_some((info, file))
 }
 
 /// The `--bittorrent` address a running node of `dir` left, if any.

@@ -31,9 +31,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Accepts BitTorrent peers on `listener` and serves the exports of folder `dir` until
 /// the node's tasks are shut down.
-pub async fn serve(listener: TcpListener, dir: PathBuf, tasks: Tasks) {
+pub async fn serve(listener: TcpListener, dir: PathBuf, peer_id: [u8; 20], tasks: Tasks) {
     let slots = Arc::new(Semaphore::new(MAX_PEERS));
-    let peer_id = our_peer_id();
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -58,8 +57,8 @@ pub async fn serve(listener: TcpListener, dir: PathBuf, tasks: Tasks) {
     }
 }
 
-/// Azureus-style: client `TO`, version 0.1, then random bytes.
-fn our_peer_id() -> [u8; 20] {
+/// The node's peer id, Azureus-style: client `TO`, version 0.1, then random bytes.
+pub fn our_peer_id() -> [u8; 20] {
     let mut id = *b"-TO0010-000000000000";
     rand::fill(&mut id[8..]);
     id
