@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc as tokio_mpsc;
-use torronto_core::wire::TorrentExport;
 use torronto_core::{Code, StorageCommand, StorageError, StorageEvent};
 
 use crate::connection::{Outgoing, StoredUpload};
@@ -176,7 +175,6 @@ pub fn execute(
         }
         StorageCommand::Torrent { conn, file, trackers } => {
             let result = crate::bittorrent::torrent(store.dir(), file.as_str(), &trackers)
-                .map(|made| TorrentExport { torrent: made.torrent.into(), seeder: made.peer })
                 .map_err(|e| StorageError { code: Code::FileMissing, message: format!("{e:#}") });
             Some(StorageEvent::Torrent { conn, file, result })
         }

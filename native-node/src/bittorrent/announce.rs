@@ -72,14 +72,7 @@ pub async fn announce(dir: PathBuf, port: u16, peer_id: [u8; 20]) {
 /// `GET url?query` over HTTP/1.0 (the tracker closes after its answer); the body of a
 /// 200 answer.
 async fn get(url: &str, query: &str) -> anyhow::Result<Vec<u8>> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| anyhow::anyhow!("not an http:// URL"))?;
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse::<u16>()?),
-        _ => (authority, 80),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let Target { host, port, authority, path } = Target::of(url)?;
     let join = if path.contains('?') { '&' } else { '?' };
     let mut stream = TcpStream::connect((host, port)).await?;
     let request = format!("GET {path}{join}{query} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: torronto\r\n\r\n");
@@ -92,4 +85,44 @@ async fn get(url: &str, query: &str) -> anyhow::Result<Vec<u8>> {
         anyhow::bail!("HTTP {}", String::from_utf8_lossy(status).trim());
     }
     Ok(answer.split_off(split + 4))
+}
+
+/// Where an `http://` URL points.
+#[derive(Debug, PartialEq, Eq)]
+struct Target<'a> {
+    host: &'a str,
+    port: u16,
+    /// `host[:port]` as written, for the Host header.
+    authority: &'a str,
+    path: &'a str,
+}
+
+impl<'a> Target<'a> {
+    fn of(url: &'a str) -> anyhow::Result<Self> {
+        let rest = url.strip_prefix("http://").ok_or_else(|| anyhow::anyhow!("not an http:// URL"))?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = if path.is_empty() { "/" } else { path };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') => (h, p.parse::<u16>()?),
+            _ => (authority, 80),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Ok(Target { host, port, authority, path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    #[test]
+    fn tracker_urls_split_into_host_port_and_path() {
+        let t = |host, port, authority, path| Target { host, port, authority, path };
+        assert_eq!(Target::of("http://t.example/announce").unwrap(), t("t.example", 80, "t.example", "/announce"));
+        assert_eq!(Target::of("http://10.0.0.1:6969/a?k=v").unwrap(), t("10.0.0.1", 6969, "10.0.0.1:6969", "/a?k=v"));
+        assert_eq!(Target::of("http://[::1]:8080").unwrap(), t("::1", 8080, "[::1]:8080", "/"));
+        assert_eq!(Target::of("http://[::1]/x").unwrap(), t("::1", 80, "[::1]", "/x"));
+        assert!(Target::of("https://t.example/announce").is_err());
+        assert!(Target::of("http://t.example:99999/").is_err());
+    }
 }

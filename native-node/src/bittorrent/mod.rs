@@ -105,24 +105,15 @@ pub fn export(dir: &Path, name: &str, trackers: &[String]) -> anyhow::Result<Exp
     Ok(Export { info, info_hash })
 }
 
-/// What `torronto torrent` makes of an export.
-#[derive(Debug)]
-pub struct Made {
-    pub export: Export,
-    /// The `.torrent` file's bytes.
-    pub torrent: Vec<u8>,
-    /// Where the node seeds it (`x.pe` of the magnet link), if it serves BitTorrent.
-    pub peer: Option<String>,
-}
-
-/// Exports `name` from the node of folder `dir` with `trackers` in the torrent and link.
-pub fn torrent(dir: &Path, name: &str, trackers: &[String]) -> anyhow::Result<Made> {
+/// Exports `name` from the node of folder `dir` with `trackers`: the `.torrent` for
+/// control Torrent's reply, and where the node seeds it if it serves BitTorrent.
+pub fn torrent(dir: &Path, name: &str, trackers: &[String]) -> anyhow::Result<TorrentExport> {
     if let Some(bad) = trackers.iter().find(|t| !is_tracker_url(t)) {
         bail!("{bad:?} is not a tracker URL (http://, https:// or udp://)");
     }
     let export = export(dir, name, trackers)?;
-    let torrent = Torrent::encode(&export.info, trackers);
-    Ok(Made { export, torrent, peer: listen_addr(dir) })
+    let torrent = Torrent::encode(&export.info, trackers).into();
+    Ok(TorrentExport { torrent, seeder: listen_addr(dir) })
 }
 
 /// What an export recorded beside its info dictionary (`<info-hash>.export`): the
