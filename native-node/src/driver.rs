@@ -254,7 +254,7 @@ impl Driver {
             if let Ok(bound) = listener.local_addr() {
                 self.tasks.spawn(announce(dir.clone(), bound.port(), peer_id));
             }
-            self.tasks.spawn(serve::serve(listener, dir, peer_id, self.tasks.clone()));
+            self.tasks.spawn(serve::serve(listener, dir, peer_id, self.limiter.clone(), self.tasks.clone()));
         }
         let mut leave_deadline: Option<Instant> = None;
         self.drain_outputs();

@@ -1,7 +1,8 @@
 //! BitTorrent (issue 15), with real processes: a node started with `--bittorrent` seeds a
 //! file exported by `torronto torrent` to aria2 (a real client nobody here wrote), which
 //! must get it byte-identical; raw peers with an unknown info-hash, a malformed handshake
-//! or bad requests are closed, and the node goes on serving.
+//! or bad requests are closed, and the node goes on serving; `--upload-limit` paces
+//! BitTorrent blocks.
 //!
 //! aria2 ignores a magnet link's `x.pe`, so it learns the node's address from a tracker
 //! the test runs: the node announces itself there as a seeder, and the tracker hands
@@ -39,11 +40,13 @@ fn require_aria2() -> bool {
     false
 }
 
-/// A node seeding BitTorrent on a port of its own, holding NAME; and that port.
-fn seeding_node() -> (TestNode, u16) {
+/// A node seeding BitTorrent on a port of its own, with `extra` flags, holding NAME; and
+/// that port.
+fn seeding_node(extra: &[&str]) -> (TestNode, u16) {
     let bt_port = free_port();
     let mut node = TestNode::new("bt");
-    node.set_extra_args(&["--bittorrent", &format!("127.0.0.1:{bt_port}")]);
+    let bt = format!("127.0.0.1:{bt_port}");
+    node.set_extra_args(&[&["--bittorrent", bt.as_str()], extra].concat());
     node.start();
     let file = node.root().join(NAME);
     random_file(&file, SIZE, 15);
@@ -119,7 +122,7 @@ fn aria2_downloads_an_exported_file_byte_identical() {
     if !require_aria2() {
         return;
     }
-    let (node, bt_port) = seeding_node();
+    let (node, bt_port) = seeding_node(&[]);
     let (url, seeders) = tracker();
     let torrent_path = node.root().join("x.torrent");
     let magnet = export(&node, &torrent_path, &["--tracker", &url]);
@@ -232,7 +235,7 @@ fn read_opening(s: &mut TcpStream, info_hash: &[u8; 20], pieces: usize) {
 
 #[test]
 fn peers_with_unknown_hashes_or_bad_messages_are_closed_and_the_node_serves_on() {
-    let (node, bt_port) = seeding_node();
+    let (node, bt_port) = seeding_node(&[]);
     let torrent_path = node.root().join("x.torrent");
     export(&node, &torrent_path, &[]);
     let torrent = Torrent::decode(&fs::read(&torrent_path).unwrap()).unwrap();
@@ -281,4 +284,26 @@ fn exporting_a_file_the_node_lacks_or_with_a_bad_tracker_is_refused() {
     let link = node.cli(&["torrent", "f.bin", "--out", &out_arg]).ok("export").stdout;
     assert!(link.starts_with("magnet:?xt=urn:btih:") && !link.contains("x.pe="), "{link}");
     assert!(out.exists());
+}
+
+#[test]
+fn the_upload_limit_paces_bittorrent_peers() {
+    let (node, bt_port) = seeding_node(&["--upload-limit", "1MiB/s"]);
+    let torrent_path = node.root().join("x.torrent");
+    export(&node, &torrent_path, &[]);
+    let torrent = Torrent::decode(&fs::read(&torrent_path).unwrap()).unwrap();
+    let mut s = raw(bt_port, &handshake(&torrent.info_hash));
+    read_opening(&mut s, &torrent.info_hash, torrent.info.pieces.len());
+    // 2 MiB: the first 128 blocks of 16 KiB, asked at once.
+    let requests: Vec<u8> = (0..128u32).flat_map(|b| request(b / 16, b % 16 * 16384, 16384)).collect();
+    let started = Instant::now();
+    s.write_all(&requests).unwrap();
+    let mut got = vec![0u8; 128 * (13 + 16384)];
+    s.read_exact(&mut got).expect("all 128 blocks");
+    let took = started.elapsed().as_secs_f64();
+    // At 1 MiB/s, 2 MiB less a burst of one block takes nearly 2 s.
+    assert!(took > 1.5, "2 MiB in {took:.2} s under a 1 MiB/s upload limit");
+    let file = fs::read(node.file(NAME)).unwrap();
+    let blocks: Vec<u8> = got.chunks(13 + 16384).flat_map(|m| m[13..].to_vec()).collect();
+    assert!(blocks == file[..2 << 20], "the paced blocks are the file's first 2 MiB");
 }

@@ -18,6 +18,7 @@ use torronto_core::bittorrent::metainfo::hex;
 use torronto_core::bittorrent::seed::SeedSession;
 use torronto_core::bittorrent::wire::{decode_message, piece_header, Handshake, HANDSHAKE_LEN};
 
+use crate::limits::Limiter;
 use crate::tasks::Tasks;
 
 /// Most BitTorrent peers served at once; more are closed as they come.
@@ -31,7 +32,9 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Accepts BitTorrent peers on `listener` and serves the exports of folder `dir` until
 /// the node's tasks are shut down.
-pub async fn serve(listener: TcpListener, dir: PathBuf, peer_id: [u8; 20], tasks: Tasks) {
+/// Blocks wait their turn on the node's upload pacer (`--upload-limit`), shared with
+/// torronto's own peers.
+pub async fn serve(listener: TcpListener, dir: PathBuf, peer_id: [u8; 20], limiter: Arc<Limiter>, tasks: Tasks) {
     let slots = Arc::new(Semaphore::new(MAX_PEERS));
     loop {
         let (stream, from) = match listener.accept().await {
@@ -46,9 +49,9 @@ pub async fn serve(listener: TcpListener, dir: PathBuf, peer_id: [u8; 20], tasks
             tracing::debug!("bittorrent: {from} refused: {MAX_PEERS} peers already");
             continue;
         };
-        let dir = dir.clone();
+        let (dir, limiter) = (dir.clone(), limiter.clone());
         tasks.spawn(async move {
-            match peer(stream, dir, peer_id).await {
+            match peer(stream, dir, peer_id, limiter).await {
                 Ok(()) => tracing::debug!("bittorrent: {from} done"),
                 Err(e) => tracing::debug!("bittorrent: {from} closed: {e}"),
             }
@@ -64,7 +67,7 @@ pub fn our_peer_id() -> [u8; 20] {
     id
 }
 
-async fn peer(mut stream: TcpStream, dir: PathBuf, peer_id: [u8; 20]) -> anyhow::Result<()> {
+async fn peer(mut stream: TcpStream, dir: PathBuf, peer_id: [u8; 20], limiter: Arc<Limiter>) -> anyhow::Result<()> {
     let mut hs = [0u8; HANDSHAKE_LEN];
     timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut hs)).await??;
     let theirs = Handshake::decode(&hs)?;
@@ -92,6 +95,7 @@ async fn peer(mut stream: TcpStream, dir: PathBuf, peer_id: [u8; 20]) -> anyhow:
                 file.read_exact_at(&mut data, b.offset).map(|()| data)
             })
             .await??;
+            limiter.upload.take(data.len() as u64).await;
             let send = async {
                 stream.write_all(&piece_header(b.block.index, b.block.begin, b.block.length)).await?;
                 stream.write_all(&data).await
