@@ -11,14 +11,17 @@
 //! - `files`: per-file bookkeeping (held, fetching, replication counts, rarest pick);
 //! - [`node`]: the state machine the native node and the browser peer both drive,
 //!   carved into rooms: membership, peers, fetching, serving, imports, copies, removal, control,
-//!   timers;
+//!   exports, timers;
 //! - [`secure`]: private networks: identities, node IDs, the network secret, and the
-//!   Noise handshake and encrypted channel the open protocol's frames travel in.
+//!   Noise handshake and encrypted channel the open protocol's frames travel in;
+//! - [`bittorrent`]: speaking to standard BitTorrent clients: bencode, v1 metainfo and
+//!   info-hash, the BEP 3 peer wire, a seeding session.
 //!
 //! Nothing here does I/O, reads a clock, draws randomness or spawns: drivers pass time
 //! and random bytes in and carry out the commands that come out (see [`node::Node`]).
 
 pub mod bitset;
+pub mod bittorrent;
 mod files;
 pub mod layout;
 pub mod manifest;

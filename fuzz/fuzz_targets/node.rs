@@ -287,6 +287,7 @@ impl Harness {
             StorageCommand::Write { chunk, .. } => {
                 StorageEvent::Written { chunk, result: if ok { Ok(()) } else { Err(fail("write")) } }
             }
+            StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
             StorageCommand::Discard { .. }
             | StorageCommand::Prepare { .. }
             | StorageCommand::Finalize { .. }

@@ -27,6 +27,8 @@
 //! - [`beneath`]: paths in the folder, opened, walked and renamed into without following
 //!   symlinks;
 //! - [`events`]: how the node's events read in the log;
+//! - [`bittorrent`]: files exported as v1 torrents (control Torrent), the
+//!   `--bittorrent` listener seeding them to standard clients, tracker announces;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`, `limit`);
 //! - [`progress`]: `torronto insert`'s progress bar (or lines), from the node's status;
 //! - [`watch`]: `torronto watch`, a live view of one node redrawn in place;
@@ -40,6 +42,7 @@
 //! - [`demo`]: `torronto demo`, a local private network to try it out.
 
 pub mod beneath;
+pub mod bittorrent;
 pub mod client;
 pub mod config;
 pub mod connection;

@@ -90,6 +90,7 @@ impl Disk {
                 self.imports.remove(&id);
                 return None;
             }
+            StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
             StorageCommand::Prepare { file, manifest } => {
                 let result = if self.prepare(file.clone(), manifest) { Ok(()) } else { Err(enospc(file.as_str())) };
                 StorageEvent::Prepared { file, result }

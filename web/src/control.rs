@@ -117,7 +117,7 @@ impl ControlSession {
             Control::Leave => "Leave",
             Control::Insert { .. } => "Insert",
             Control::Delete { .. } => "Remove",
-            Control::Query { .. } | Control::Limit { .. } => return false,
+            Control::Query { .. } | Control::Limit { .. } | Control::Torrent { .. } => return false,
         };
         let sent = {
             let mut inner = self.inner.borrow_mut();

@@ -9,7 +9,7 @@ use crate::bitset::ChunkSet;
 use crate::manifest::{Digest, Manifest};
 use crate::name::FileName;
 use crate::secure::{AuthenticatedPeer, NodeId};
-use crate::wire::{ChunkRef, Code, Envelope, PeerAddr, RateLimits, Tombstone};
+use crate::wire::{ChunkRef, Code, Envelope, PeerAddr, RateLimits, Tombstone, TorrentExport};
 
 /// Milliseconds since an origin of the driver's choosing.
 pub type Millis = u64;
@@ -233,6 +233,11 @@ pub enum StorageCommand {
     /// Save these tombstones (all the node keeps), for [`super::Node::restore_tombstone`]
     /// after a restart. Not answered.
     SaveTombstones(Vec<Tombstone>),
+    /// Export the complete `file` as a v1 `.torrent` naming `trackers` (BitTorrent,
+    /// Action 15): hash its pieces, or take the hashes kept from an earlier export of
+    /// the same copy, and from then on seed it to BitTorrent peers if the driver does;
+    /// answer `Torrent`. A driver without BitTorrent answers with an error.
+    Torrent { conn: ConnId, file: FileName, trackers: Vec<String> },
 }
 
 /// A storage failure, with the code a user should see.
@@ -288,6 +293,20 @@ pub enum StorageEvent {
         file: FileName,
         result: Result<Option<String>, StorageError>,
     },
+    Torrent {
+        conn: ConnId,
+        file: FileName,
+        result: Result<TorrentExport, StorageError>,
+    },
+}
+
+impl StorageEvent {
+    /// The answer to [`StorageCommand::Torrent`] of a driver that does not speak
+    /// BitTorrent (the simulator, the browser peer).
+    pub fn no_bittorrent(conn: ConnId, file: FileName) -> StorageEvent {
+        let message = "this node does not serve BitTorrent (only the native node does)".into();
+        StorageEvent::Torrent { conn, file, result: Err(StorageError { code: Code::BadRequest, message }) }
+    }
 }
 
 /// Why a user's request was refused: the code a control client would get, and why.

@@ -26,11 +26,14 @@
 //!   hand, fetched again ([`Node::local_copy_gone`]);
 //! - `removal`: Delete (remove a file network-wide) and the tombstones that keep it
 //!   removed;
+//! - `exports`: control Torrent, a file held complete handed to the driver to export to
+//!   BitTorrent;
 //! - `timers`: every deadline, in order.
 
 mod api;
 mod control;
 mod copies;
+mod exports;
 mod fetching;
 mod identities;
 mod imports;
@@ -372,6 +375,7 @@ impl Node {
             StorageEvent::Written { chunk, result } => self.on_written(now, chunk, result),
             StorageEvent::Prepared { file, result } => self.on_prepared(now, file, result),
             StorageEvent::Finalized { file, result } => self.on_finalized(file, result),
+            StorageEvent::Torrent { conn, file, result } => self.on_torrent(conn, file, result),
         }
         self.after_input(now);
     }
@@ -442,6 +446,7 @@ impl Node {
                 self.reply(conn, Reply { status: Some(Box::new(status)), ..Reply::code(Code::Ok) });
             }
             Control::Limit { upload, download } => self.limit(conn, upload, download),
+            Control::Torrent { file, trackers } => self.export_torrent(conn, file, trackers),
         }
     }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::frame::{bad, WireError, HEADER_LIMIT, LIST_BODY_LIMIT};
 use super::message::{
     Action, ChunkRef, Code, Control, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr, PeerMessage,
-    RateLimits, Reply, Tombstone,
+    RateLimits, Reply, Tombstone, TorrentExport, MAX_TRACKERS, MAX_TRACKER_LEN,
 };
 use crate::layout::{chunk_count, chunk_len, ChunkIndex, MAX_FILE_SIZE};
 use crate::manifest::Digest;
@@ -116,6 +116,10 @@ struct InHeader {
     download_limit: Option<u64>,
     #[serde(rename = "Body", default)]
     body: Option<String>,
+    #[serde(rename = "Trackers", default)]
+    trackers: Option<Vec<String>>,
+    #[serde(rename = "BitTorrent", default)]
+    bittorrent: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -260,13 +264,15 @@ enum HeadKind {
     },
     /// A Query reply too large for a header: the status object follows as a body.
     StatusReply(Reply),
+    /// A Torrent reply: the `.torrent` follows as a body.
+    TorrentReply(Reply),
 }
 
 impl Head {
     fn body_limit(&self) -> Option<usize> {
         match &self.kind {
             HeadKind::Complete(_) => None,
-            HeadKind::FileList { .. } | HeadKind::StatusReply(_) => Some(LIST_BODY_LIMIT),
+            HeadKind::FileList { .. } | HeadKind::StatusReply(_) | HeadKind::TorrentReply(_) => Some(LIST_BODY_LIMIT),
             HeadKind::Upload(c) => Some(chunk_len(c.size, c.index)),
             HeadKind::Manifest { size, .. } => Some(chunk_count(*size) as usize * 32),
         }
@@ -294,6 +300,12 @@ impl Head {
             HeadKind::StatusReply(mut reply) => {
                 let status = serde_json::from_slice::<Status>(&body).map_err(|e| bad(format!("status: {e}")))?;
                 reply.status = Some(Box::new(status));
+                Message::Reply(reply)
+            }
+            HeadKind::TorrentReply(mut reply) => {
+                if let Some(t) = reply.torrent.as_mut() {
+                    t.torrent = body;
+                }
                 Message::Reply(reply)
             }
             HeadKind::Manifest { file, size, digest } => {
@@ -360,10 +372,21 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
                 (None, None) => None,
                 (up, down) => Some(RateLimits { upload: up.unwrap_or(0), download: down.unwrap_or(0) }),
             };
-            let reply =
-                Reply { code: Some(code), status, about, reason: raw.reason, unconfirmed: raw.unconfirmed, limits };
+            let mut reply = Reply {
+                code: Some(code),
+                status,
+                about,
+                reason: raw.reason,
+                unconfirmed: raw.unconfirmed,
+                limits,
+                torrent: None,
+            };
             match raw.body.as_deref() {
                 Some("status") => HeadKind::StatusReply(reply),
+                Some("torrent") => {
+                    reply.torrent = Some(Box::new(TorrentExport { torrent: Bytes::new(), seeder: raw.bittorrent }));
+                    HeadKind::TorrentReply(reply)
+                }
                 Some(other) => return Err(bad(format!("unknown Body {other:?}"))),
                 None => HeadKind::Complete(Message::Reply(reply)),
             }
@@ -385,6 +408,17 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
         }
         Some(Action::Limit) => {
             HeadKind::Complete(Control::Limit { upload: raw.upload_limit, download: raw.download_limit }.into())
+        }
+        Some(Action::Torrent) => {
+            let file = one_file(&mut files)?.name()?;
+            let trackers = raw.trackers.unwrap_or_default();
+            if trackers.len() > MAX_TRACKERS {
+                return Err(bad(format!("more than {MAX_TRACKERS} Trackers")));
+            }
+            if let Some(t) = trackers.iter().find(|t| !is_tracker_url(t)) {
+                return Err(bad(format!("{t:?} is not a tracker URL (http://, https:// or udp://)")));
+            }
+            HeadKind::Complete(Control::Torrent { file, trackers }.into())
         }
         Some(Action::Add) => HeadKind::FileList { add: true },
         Some(Action::Remove) => HeadKind::Complete(PeerMessage::Remove.into()),
@@ -425,4 +459,12 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
         }
     };
     Ok(Head { from, token: raw.token, kind })
+}
+
+/// A tracker announce URL: http, https or udp, no longer than [`MAX_TRACKER_LEN`], no
+/// control characters or spaces (it goes into a magnet link and a `.torrent` as is).
+pub fn is_tracker_url(url: &str) -> bool {
+    url.len() <= MAX_TRACKER_LEN
+        && ["http://", "https://", "udp://"].iter().any(|s| url.len() > s.len() && url.starts_with(s))
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace())
 }

@@ -32,6 +32,10 @@ struct OutHeader<'a> {
     upload_limit: Option<u64>,
     #[serde(rename = "DownloadLimit", skip_serializing_if = "Option::is_none")]
     download_limit: Option<u64>,
+    #[serde(rename = "Trackers", skip_serializing_if = "Option::is_none")]
+    trackers: Option<&'a [String]>,
+    #[serde(rename = "BitTorrent", skip_serializing_if = "Option::is_none")]
+    bittorrent: Option<&'a str>,
     /// What the body frame of a reply holds, when it has one.
     #[serde(rename = "Body", skip_serializing_if = "Option::is_none")]
     body: Option<&'static str>,
@@ -118,6 +122,8 @@ impl Envelope {
             unconfirmed: None,
             upload_limit: None,
             download_limit: None,
+            trackers: None,
+            bittorrent: None,
             body: None,
             status: None,
         };
@@ -144,6 +150,10 @@ impl Envelope {
                     })
                     .collect();
             }
+            Message::Control(Control::Torrent { file, trackers }) => {
+                head.files.push(OutFile::name(file.as_str()));
+                head.trackers = (!trackers.is_empty()).then_some(trackers.as_slice());
+            }
             Message::Peer(PeerMessage::Add { files } | PeerMessage::Files { files }) => {
                 body = Some(to_json(&OutFileList { files: files.iter().map(OutFile::entry).collect() }));
             }
@@ -167,6 +177,11 @@ impl Envelope {
                 head.unconfirmed = r.unconfirmed;
                 head.upload_limit = r.limits.map(|l| l.upload);
                 head.download_limit = r.limits.map(|l| l.download);
+                if let Some(t) = &r.torrent {
+                    head.bittorrent = t.seeder.as_deref();
+                    head.body = Some("torrent");
+                    body = Some(t.torrent.clone());
+                }
                 if let Some(about) = &r.about {
                     head.files.push(OutFile {
                         chunks: about.chunk.map(|(size, index)| OutChunks::chunk(size, index)),

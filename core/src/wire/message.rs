@@ -33,12 +33,12 @@ pub enum Action {
     Delete = 12,
     Tombstones = 13,
     Limit = 14,
-    // 15 is taken by other work in progress.
+    Torrent = 15,
     Leaving = 16,
 }
 
 impl Action {
-    const ALL: [Action; 16] = [
+    const ALL: [Action; 17] = [
         Action::Join,
         Action::Leave,
         Action::Insert,
@@ -54,6 +54,7 @@ impl Action {
         Action::Delete,
         Action::Tombstones,
         Action::Limit,
+        Action::Torrent,
         Action::Leaving,
     ];
 
@@ -271,7 +272,21 @@ pub struct Reply {
     pub unconfirmed: Option<u64>,
     /// Limit: the node's bandwidth limits after the request.
     pub limits: Option<RateLimits>,
+    /// Torrent: the exported file's `.torrent`.
+    pub torrent: Option<Box<TorrentExport>>,
 }
+
+/// A file exported to BitTorrent (Action 15): its `.torrent` bytes (sent as the body),
+/// and where the node seeds it (`BitTorrent`, its `--bittorrent` address), if it does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TorrentExport {
+    pub torrent: Bytes,
+    pub seeder: Option<String>,
+}
+
+/// Most trackers a Torrent request may name, and the longest URL.
+pub const MAX_TRACKERS: usize = 32;
+pub const MAX_TRACKER_LEN: usize = 2048;
 
 /// A node's bandwidth limits on chunk bodies, in bytes per second; 0 means unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -314,6 +329,12 @@ pub enum Control {
     Delete {
         file: FileName,
     },
+    /// Export `file`, held complete by the node, as a v1 `.torrent` with `trackers`
+    /// (http, https or udp URLs); the reply carries it ([`TorrentExport`]).
+    Torrent {
+        file: FileName,
+        trackers: Vec<String>,
+    },
 }
 
 impl Control {
@@ -325,6 +346,7 @@ impl Control {
             Control::Query { .. } => Action::Query,
             Control::Limit { .. } => Action::Limit,
             Control::Delete { .. } => Action::Delete,
+            Control::Torrent { .. } => Action::Torrent,
         }
     }
 }

@@ -71,6 +71,7 @@ pub use conflict::{conflict_name, is_conflict_copy};
 pub use error::io_error;
 pub use removal::unix_millis;
 pub use space::{parse_size, MinFree, Space};
+pub use state::open_published;
 pub(crate) use state::write_atomic;
 
 /// Paths and open handles of one node's folder. Blocking: once the node runs, only

@@ -112,6 +112,9 @@ impl Engine {
             // Not kept across reloads: the nodes send theirs before their file lists,
             // so a copy restored after a reload is deleted then.
             StorageCommand::SaveTombstones(_) => {}
+            StorageCommand::Torrent { conn, file, .. } => {
+                self.ready_events.push(StorageEvent::no_bittorrent(conn, file))
+            }
         }
     }
 
@@ -129,6 +132,7 @@ impl Engine {
             }
             StorageCommand::Write { chunk, .. } => StorageEvent::Written { chunk, result: Err(error()) },
             StorageCommand::Prepare { file, .. } => StorageEvent::Prepared { file, result: Err(error()) },
+            StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
             StorageCommand::Discard { .. }
             | StorageCommand::Finalize { .. }
             | StorageCommand::Delete { .. }
