@@ -7,9 +7,11 @@
 //! - [`connect`]: the form that adds a node to watch;
 //! - [`targets`]: the watched nodes and the addresses that name them;
 //! - [`node`]: one native node's card; [`peer`]: the browser peer's card;
+//! - [`listing`]: search, sort and pages of the file tables;
 //! - [`widgets`]: small pieces both cards use.
 
 mod connect;
+mod listing;
 mod node;
 mod peer;
 mod targets;

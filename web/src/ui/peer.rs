@@ -4,7 +4,8 @@
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::widgets::{level_class, Bar};
+use super::listing::{arrange, pager, search_box, sort_header, Column, Listed, Listing};
+use super::widgets::{Bar, CopyBadge};
 use crate::bridge::{Notice, PeerFile, PeerView, Save};
 use crate::client::{EngineClient, PeerState};
 use crate::util::{bytes, percent, rate};
@@ -38,7 +39,7 @@ pub fn BrowserPeer(props: &BrowserPeerProps) -> Html {
             if view.files.is_empty() {
                 <p class="empty">{ if connected { "No files in the network yet. Share one from this computer." } else { "Connect to a node above: once it has joined, this browser joins it as a peer and sees its files." } }</p>
             } else {
-                { file_table(&client, &props.state) }
+                <PeerFiles state={props.state.clone()} />
             }
         </section>
     }
@@ -127,27 +128,74 @@ fn notice(client: &EngineClient, n: &Notice) -> Html {
     }
 }
 
-/// The files of the network as this browser holds them.
-fn file_table(client: &EngineClient, state: &PeerState) -> Html {
+/// The browser table's columns; [`Listed::number`] of a [`PeerFile`] follows their order.
+const COLUMNS: [Column; 6] = [
+    Column { label: "File", numeric: false, sortable: true, title: None },
+    Column { label: "Size", numeric: true, sortable: true, title: None },
+    Column { label: "In this browser", numeric: false, sortable: true, title: None },
+    Column {
+        label: "In network",
+        numeric: true,
+        sortable: true,
+        title: Some("Chunks held by at least one participant"),
+    },
+    Column {
+        label: "Least copies",
+        numeric: true,
+        sortable: true,
+        title: Some("Fewest participants holding any one chunk"),
+    },
+    Column { label: "Actions", numeric: false, sortable: false, title: None },
+];
+
+impl Listed for PeerFile {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn number(&self, col: usize) -> f64 {
+        match col {
+            1 => self.size as f64,
+            2 => self.local,
+            3 => self.system,
+            _ => f64::from(self.least),
+        }
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct PeerFilesProps {
+    state: UseReducerHandle<PeerState>,
+}
+
+/// The files of the network as this browser holds them, a page at a time.
+#[function_component]
+fn PeerFiles(props: &PeerFilesProps) -> Html {
+    let client = use_context::<EngineClient>().expect("PeerFiles is inside the engine context");
+    let listing = use_state(Listing::default);
+    let state = &props.state;
+    let files = &state.view.files;
+    let shown = arrange(files, &listing);
     html! {
+        <>
+        { search_box(&listing, files.len(), shown.matching) }
         <table class="files">
-            <thead><tr>
-                <th>{ "File" }</th><th class="num">{ "Size" }</th><th>{ "In this browser" }</th>
-                <th class="num">{ "In network" }</th><th class="num">{ "Least copies" }</th><th></th>
-            </tr></thead>
+            { sort_header(&listing, &COLUMNS) }
             <tbody>
-            { for state.view.files.iter().map(|f| html! {
-                <tr class="file" data-file={f.name.clone()} data-local={f.local.to_string()}>
-                    <td class="name">{ f.name.clone() }</td>
-                    <td class="num">{ bytes(f.size) }</td>
-                    <td class="progress"><Bar value={f.local} label={percent(f.local)} /></td>
-                    <td class="num">{ percent(f.system) }</td>
-                    <td class="num"><span class={classes!("level", level_class(f.least))}>{ f.least }</span></td>
-                    <td class="act">{ file_action(client, f, state.saved.get(&f.name)) }</td>
+            { for shown.rows.iter().map(|f| html! {
+                <tr class="file" data-file={f.name.clone()} data-local={f.local.to_string()} data-least={f.least.to_string()}>
+                    <td class="name" data-label="File" title={f.name.clone()}>{ f.name.clone() }</td>
+                    <td class="num" data-label="Size">{ bytes(f.size) }</td>
+                    <td class="progress" data-label="In this browser"><Bar value={f.local} label={percent(f.local)} /></td>
+                    <td class="num" data-label="In network">{ percent(f.system) }</td>
+                    <td class="num" data-label="Least copies"><CopyBadge copies={f.least} /></td>
+                    <td class="act">{ file_action(&client, f, state.saved.get(&f.name)) }</td>
                 </tr>
             }) }
             </tbody>
         </table>
+        { pager(&listing, shown.page, shown.pages, shown.matching) }
+        </>
     }
 }
 

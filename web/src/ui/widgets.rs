@@ -86,3 +86,21 @@ pub fn level_class(replication: u32) -> &'static str {
         _ => "r4",
     }
 }
+
+#[derive(Properties, PartialEq)]
+pub struct CopyBadgeProps {
+    pub copies: u32,
+}
+
+/// How many participants hold a file's least replicated chunk: the number on a badge
+/// coloured by level, its meaning in words for the title and screen readers.
+#[function_component]
+pub fn CopyBadge(props: &CopyBadgeProps) -> Html {
+    let n = props.copies;
+    let words = match n {
+        0 => "a chunk is missing everywhere".to_string(),
+        1 => "1 copy".to_string(),
+        n => format!("{n} copies"),
+    };
+    html! { <span class={classes!("level", level_class(n))} title={words.clone()} aria-label={words}>{ n }</span> }
+}

@@ -2,10 +2,11 @@
 
 use std::rc::Rc;
 
-use torronto_core::{ChunkMap, Status};
+use torronto_core::{ChunkMap, FileRow, Status};
 use yew::prelude::*;
 
-use crate::ui::widgets::{level_class, Bar};
+use crate::ui::listing::{arrange, pager, search_box, sort_header, Column, Listed, Listing};
+use crate::ui::widgets::{level_class, Bar, CopyBadge};
 use crate::util::{bytes, percent};
 
 #[derive(Properties, PartialEq)]
@@ -19,26 +20,63 @@ pub(super) struct FileTableProps {
     pub(super) can_act: bool,
 }
 
-/// The status table: one row per file, click for its chunk map. Remove asks for a
-/// confirmation in the row first: it deletes the file on every node.
+/// The node table's columns; [`Listed::number`] of a [`FileRow`] follows their order.
+const COLUMNS: [Column; 7] = [
+    Column { label: "File", numeric: false, sortable: true, title: None },
+    Column { label: "Size", numeric: true, sortable: true, title: None },
+    Column { label: "On this node", numeric: false, sortable: true, title: None },
+    Column {
+        label: "In network",
+        numeric: true,
+        sortable: true,
+        title: Some("Chunks held by at least one participant"),
+    },
+    Column {
+        label: "Least copies",
+        numeric: true,
+        sortable: true,
+        title: Some("Fewest participants holding any one chunk"),
+    },
+    Column { label: "Avg copies", numeric: true, sortable: true, title: Some("Average participants holding a chunk") },
+    Column { label: "Actions", numeric: false, sortable: false, title: None },
+];
+
+impl Listed for FileRow<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn number(&self, col: usize) -> f64 {
+        match col {
+            1 => self.size.unwrap_or(0) as f64,
+            2 => self.local,
+            3 => self.system,
+            4 => f64::from(self.least),
+            _ => self.average,
+        }
+    }
+}
+
+/// The status table: one row per file (a page of them), searchable and sortable; the
+/// name (a button) opens the file's chunk map, as a click on the row does. Remove asks
+/// for a confirmation in the row first: it deletes the file on every node.
 #[function_component]
 pub(super) fn FileTable(props: &FileTableProps) -> Html {
     let confirming = use_state(|| None::<String>);
+    let listing = use_state(Listing::default);
     let st = &props.status;
     if st.files.is_empty() {
         return html! { <p class="empty">{ "No files yet. Insert one by path above, or share one from this browser below." }</p> };
     }
+    let rows: Vec<FileRow<'_>> = st.rows().collect();
+    let shown = arrange(&rows, &listing);
     html! {
+        <>
+        { search_box(&listing, rows.len(), shown.matching) }
         <table class="files">
-            <thead><tr>
-                <th>{ "File" }</th><th class="num">{ "Size" }</th><th>{ "On this node" }</th>
-                <th class="num" title="Chunks held by at least one participant">{ "In network" }</th>
-                <th class="num" title="Fewest participants holding any one chunk">{ "Least copies" }</th>
-                <th class="num" title="Average participants holding a chunk">{ "Avg copies" }</th>
-                <th></th>
-            </tr></thead>
+            { sort_header(&listing, &COLUMNS) }
             <tbody>
-            { for st.rows().map(|row| {
+            { for shown.rows.iter().map(|row| {
                 let (name, local, system, least, avg) = (row.name.to_string(), row.local, row.system, row.least, row.average);
                 let size = row.size.unwrap_or(0);
                 let on_click = {
@@ -50,20 +88,24 @@ pub(super) fn FileTable(props: &FileTableProps) -> Html {
                 let remove = remove_cell(&name, &confirming, &props.on_delete, props.can_act);
                 html! {
                     <tr class={classes!("file", selected.then_some("selected"))} onclick={on_click}
-                        data-file={name.clone()} data-local={local.to_string()} data-least={least.to_string()}
-                        title="Show its chunk map">
-                        <td class="name">{ name }</td>
-                        <td class="num">{ bytes(size) }</td>
-                        <td class="progress"><Bar value={local} label={percent(local)} /></td>
-                        <td class="num">{ percent(system) }</td>
-                        <td class="num"><span class={classes!("level", level_class(least))}>{ least }</span></td>
-                        <td class="num">{ format!("{avg:.2}") }</td>
+                        data-file={name.clone()} data-local={local.to_string()} data-least={least.to_string()}>
+                        <td class="name" data-label="File">
+                            <button type="button" class="name" title={format!("{name}: show its chunk map")}
+                                aria-expanded={selected.to_string()}>{ name.clone() }</button>
+                        </td>
+                        <td class="num" data-label="Size">{ bytes(size) }</td>
+                        <td class="progress" data-label="On this node"><Bar value={local} label={percent(local)} /></td>
+                        <td class="num" data-label="In network">{ percent(system) }</td>
+                        <td class="num" data-label="Least copies"><CopyBadge copies={least} /></td>
+                        <td class="num" data-label="Avg copies">{ format!("{avg:.2}") }</td>
                         <td class="act">{ remove }</td>
                     </tr>
                 }
             }) }
             </tbody>
         </table>
+        { pager(&listing, shown.page, shown.pages, shown.matching) }
+        </>
     }
 }
 

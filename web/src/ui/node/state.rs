@@ -42,6 +42,13 @@ impl Reducible for NodeState {
     type Action = ControlEvent;
 
     fn reduce(self: Rc<Self>, event: ControlEvent) -> Rc<Self> {
+        // The same answer as last time changes nothing: the card is not drawn again
+        // (a Query comes twice a second, and a node at rest answers the same).
+        if let ControlEvent::Status(status) = &event {
+            if self.link == Link::Open && self.query_error.is_none() && self.status.as_ref() == Some(status) {
+                return self;
+            }
+        }
         let mut s = (*self).clone();
         match event {
             ControlEvent::Connecting => {
