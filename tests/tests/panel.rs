@@ -6,7 +6,7 @@
 use std::fs;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use torronto_tests::browser::{artifact, require_browser, Browser, WsNode};
 use torronto_tests::{number, wait_until};
 
@@ -131,4 +131,107 @@ fn three_hundred_files_fit_narrow_and_wide_screens_a_page_at_a_time_and_search_f
     search(&browser, &node_card, "");
     assert!(sideways(&browser) <= 0, "at 360 px the page scrolls sideways by {} px", sideways(&browser));
     browser.screenshot(&artifact("panel-360.png"));
+}
+
+/// The text of the pill beside the name of the card `css`.
+fn pill(browser: &Browser, css: &str) -> Value {
+    browser.exec(
+        "const p = document.querySelector(arguments[0] + ' .title .pill'); return p && p.textContent;",
+        json!([css]),
+    )
+}
+
+#[test]
+fn a_refused_token_says_so_keeps_the_working_session_and_an_unreachable_node_gets_the_ws_command() {
+    if !require_browser() {
+        return;
+    }
+    let nodes = WsNode::cluster(1, false);
+    let node = &nodes[0];
+    let node_card = card(node);
+    let browser = Browser::start();
+
+    // Opened with a wrong token: the card says "token refused", not "connecting…",
+    // and Join stays disabled.
+    browser.goto(&format!("http://127.0.0.1:{}/#token=not-the-token", node.ws_port));
+    browser.wait(
+        LONG,
+        "the card says token refused",
+        "const c = document.querySelector(arguments[0]); \
+         return !!c && c.querySelector('.title .pill').textContent === 'token refused' && \
+         !!c.querySelector('.notice[data-code=ErrBadPermission]') && c.querySelector('button.join').disabled;",
+        json!([node_card]),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pill(&browser, &node_card), json!("token refused"), "the refusal stays (no endless connecting…)");
+
+    // The right token, typed in the form: the node accepts it and the card works.
+    browser.type_into("#node-url", &node.ws_url());
+    browser.type_into("#node-token", &node.token);
+    browser.click("form.connect button[type=submit]");
+    browser.wait(
+        LONG,
+        "the card shows the node not joined",
+        "const p = document.querySelector(arguments[0] + ' .title .pill'); return !!p && p.textContent === 'not joined';",
+        json!([node_card]),
+    );
+
+    // Join: success in plain words, dismissible.
+    browser.click(&format!("{node_card} button.join"));
+    browser.wait(
+        LONG,
+        "the card says the node joined, in words",
+        "const n = document.querySelector(arguments[0] + ' .notice[data-code=ErrOK]'); \
+         return !!n && n.textContent.includes('Joined the network.');",
+        json!([node_card]),
+    );
+    let text = browser.exec("return document.body.innerText;", json!([]));
+    assert!(!text.as_str().unwrap_or("").contains("ErrOK"), "no reply code is shown for a success: {text}");
+    browser.press(&format!("{node_card} .notice[data-code=ErrOK] button.close"), ENTER);
+    browser.wait(
+        LONG,
+        "the notice is dismissed",
+        "return !document.querySelector(arguments[0] + ' .notice[data-code=ErrOK]');",
+        json!([node_card]),
+    );
+
+    // A wrong token for the watched node: refused, said so, and the working session stays.
+    browser.type_into("#node-url", &node.ws_url());
+    browser.type_into("#node-token", "another-wrong-token");
+    browser.click("form.connect button[type=submit]");
+    browser.wait(
+        LONG,
+        "the card says the new token was refused",
+        "const n = document.querySelector(arguments[0] + ' .notice[data-code=ErrBadPermission]'); \
+         return !!n && n.textContent.includes('new token');",
+        json!([node_card]),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(pill(&browser, &node_card), json!("joined"), "the working session goes on");
+
+    // A node that is not there (no --ws on that port): the card says what to run, and
+    // stops trying after a few attempts.
+    let nobody = torronto_tests::free_port();
+    browser.type_into("#node-url", &format!("127.0.0.1:{nobody}"));
+    browser.type_into("#node-token", "whatever");
+    browser.click("form.connect button[type=submit]");
+    let gone = format!(r#"section.node[data-url="ws://127.0.0.1:{nobody}/ws"]"#);
+    let advice = browser.wait(
+        LONG,
+        "the unreachable card gives the --ws and ws-bridge commands",
+        "const c = document.querySelector(arguments[0]); const a = c && c.querySelector('.notice .advice'); \
+         return a && a.textContent;",
+        json!([gone]),
+    );
+    let advice = advice.as_str().unwrap_or_default();
+    assert!(advice.contains(&format!("--ws 127.0.0.1:{nobody}")), "{advice}");
+    assert!(advice.contains(&format!("ws-bridge --listen 127.0.0.1:{nobody}")), "{advice}");
+    browser.wait(
+        Duration::from_secs(40),
+        "the card stops trying and offers Retry",
+        "return !!document.querySelector(arguments[0] + ' .notice button.retry');",
+        json!([gone]),
+    );
+    assert_eq!(pill(&browser, &gone), json!("unreachable"));
+    browser.screenshot(&artifact("panel-states.png"));
 }

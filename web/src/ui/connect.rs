@@ -78,5 +78,5 @@ fn read_target(url_in: &HtmlInputElement, token_in: &HtmlInputElement) -> Result
     if token.is_empty() {
         return Err(WebError::NoToken);
     }
-    Ok(Target { url: address.url.into(), token: token.into(), secret: address.secret })
+    Ok(Target { url: address.url.into(), token: token.into(), secret: address.secret, candidate: None })
 }

@@ -44,6 +44,7 @@ pub fn App() -> Html {
                 url: o.url.clone().into(),
                 token: origin_token.clone().into(),
                 secret: o.secret.clone(),
+                candidate: None,
             }]),
             _ => TargetList::default(),
         }
@@ -52,6 +53,10 @@ pub fn App() -> Html {
     let on_connect = {
         let targets = targets.dispatcher();
         Callback::from(move |t: Target| targets.dispatch(Targets::Add(t)))
+    };
+    let on_candidate = {
+        let targets = targets.dispatcher();
+        Callback::from(move |(url, accepted): (AttrValue, bool)| targets.dispatch(Targets::Candidate(url, accepted)))
     };
     let on_remove = {
         let targets = targets.dispatcher();
@@ -67,7 +72,8 @@ pub fn App() -> Html {
             <main>
                 <ConnectForm url={origin_url} token={origin_token} on_connect={on_connect} />
                 { for targets.0.iter().map(|t| html! {
-                    <node::NodePanel key={format!("{}#{}#{}", t.url, t.token, t.secret.is_some())} url={t.url.clone()} token={t.token.clone()} secret={t.secret.clone()} on_remove={on_remove.clone()} />
+                    <node::NodePanel key={format!("{}#{}", t.url, t.secret.is_some())} url={t.url.clone()} token={t.token.clone()}
+                        secret={t.secret.clone()} candidate={t.candidate.clone()} on_candidate={on_candidate.clone()} on_remove={on_remove.clone()} />
                 }) }
                 <peer::BrowserPeer state={peer} />
             </main>

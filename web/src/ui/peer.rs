@@ -5,8 +5,8 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use super::listing::{arrange, pager, search_box, sort_header, Column, Listed, Listing};
-use super::widgets::{Bar, CopyBadge};
-use crate::bridge::{Notice, PeerFile, PeerView, Save};
+use super::widgets::{Bar, CopyBadge, Notice};
+use crate::bridge::{Notice as PeerNotice, PeerFile, PeerView, Save};
 use crate::client::{EngineClient, PeerState};
 use crate::util::{bytes, percent, rate};
 
@@ -35,7 +35,9 @@ pub fn BrowserPeer(props: &BrowserPeerProps) -> Html {
                 let f = if *total == 0 { 1.0 } else { *done as f64 / *total as f64 };
                 html! { <div class="inserting"><span>{ format!("Sharing {name}") }</span><Bar value={f} label={format!("{} of {}", bytes(*done), bytes(*total))} /></div> }
             }) }
-            { for view.notices.iter().rev().map(|n| notice(&client, n)) }
+            <div class="notices" aria-live="polite" role="status">
+                { for view.notices.iter().rev().map(|n| notice(&client, n)) }
+            </div>
             if view.files.is_empty() {
                 <p class="empty">{ if connected { "No files in the network yet. Share one from this computer." } else { "Connect to a node above: once it has joined, this browser joins it as a peer and sees its files." } }</p>
             } else {
@@ -114,17 +116,15 @@ fn peer_meta(view: &PeerView) -> Html {
     }
 }
 
-/// One notice, with its reply code if it has one, dismissable.
-fn notice(client: &EngineClient, n: &Notice) -> Html {
+/// One notice of the engine's, dismissible; it expires by itself.
+fn notice(client: &EngineClient, n: &PeerNotice) -> Html {
     let id = n.id;
     let client = client.clone();
-    let dismiss = Callback::from(move |_: MouseEvent| client.dismiss(id));
+    let title = if n.ok { "Done." } else { "Something went wrong." };
     html! {
-        <div class={classes!("notice", if n.ok { "ok" } else { "err" })} data-code={n.code.map(|c| c.name())}>
-            if let Some(code) = n.code { <strong>{ code.name() }</strong> }
+        <Notice key={id} ok={n.ok} code={n.code} title={title} on_dismiss={Callback::from(move |_| client.dismiss(id))}>
             <span>{ n.text.clone() }</span>
-            <button class="close" onclick={dismiss} title="Dismiss">{ "×" }</button>
-        </div>
+        </Notice>
     }
 }
 
