@@ -235,3 +235,109 @@ fn a_refused_token_says_so_keeps_the_working_session_and_an_unreachable_node_get
     assert_eq!(pill(&browser, &gone), json!("unreachable"));
     browser.screenshot(&artifact("panel-states.png"));
 }
+
+/// The lowest text contrast among badges, pills, notices, chips, headings and enabled
+/// buttons, and the element that has it: each text colour against the first opaque
+/// background behind it (WCAG's relative luminance).
+const LOWEST_CONTRAST: &str = r#"
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+        .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const behind = (e) => { for (; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor);
+        if (c.length === 3 || c[3] > 0.5) return c; } return [255, 255, 255]; };
+    let worst = [99, ""];
+    for (const e of document.querySelectorAll(".level, .pill, .notice, .notice *, .peer, .meta span, .legend span, th button.sort, button:not(:disabled), h2, td")) {
+        if (!e.textContent.trim() || e.offsetParent === null) continue;
+        const [a, b] = [lum(rgb(getComputedStyle(e).color)), lum(behind(e))];
+        const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+        if (ratio < worst[0]) worst = [ratio, e.className + " " + e.textContent.trim().slice(0, 30)];
+    }
+    return worst;
+"#;
+
+#[test]
+fn share_and_the_chunk_map_work_by_keyboard_text_contrast_holds_light_and_dark_and_copy_counts_agree() {
+    if !require_browser() {
+        return;
+    }
+    let nodes = WsNode::cluster(2, true);
+    let browser = Browser::start();
+    browser.goto(&nodes[0].panel_url());
+    browser.type_into("#node-url", &nodes[1].ws_url());
+    browser.type_into("#node-token", &nodes[1].token);
+    browser.click("form.connect button[type=submit]");
+    browser.wait(
+        LONG,
+        "the browser peer is connected to both nodes",
+        "const s = document.querySelector('section.browser-peer'); return !!s && Number(s.dataset.connected) >= 2;",
+        json!([]),
+    );
+
+    // Share is a button reached by the keyboard; Enter on it opens the file picker.
+    let focused = browser.exec(
+        "const b = document.querySelector('section.browser-peer button.share'); b.focus(); \
+         document.querySelector('#share-file').addEventListener('click', (e) => { window.pickerOpened = true; e.preventDefault(); }); \
+         return document.activeElement === b && b.tabIndex >= 0;",
+        json!([]),
+    );
+    assert_eq!(focused, json!(true), "Share a file… takes the keyboard focus");
+    browser.press("section.browser-peer button.share", ENTER);
+    browser.wait(LONG, "Enter on Share opened the file picker", "return window.pickerOpened === true;", json!([]));
+    let unlabelled = browser.exec(
+        "return [...document.querySelectorAll('input')].filter((i) => !i.labels.length && !i.getAttribute('aria-label')).length;",
+        json!([]),
+    );
+    assert_eq!(unlabelled, json!(0), "every input has a label");
+
+    // A file of node w1, fetched by node w0 and downloaded into the page: three copies,
+    // the same number in every table.
+    let src = nodes[1].scratch().join("shared.bin");
+    torronto_tests::random_file(&src, 600_000, 31);
+    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &nodes[1].addr()]);
+    assert_eq!(out.code, 0, "insert: {out}");
+    browser.click(r#"section.browser-peer button.download[data-file="shared.bin"]"#);
+    let counts = browser.wait(
+        LONG,
+        "both node cards and the browser table count three copies of shared.bin",
+        "const l = [...document.querySelectorAll('tr.file[data-file=\"shared.bin\"]')].map((r) => r.dataset.least); \
+         return l.length === 3 && l.every((n) => n === '3') && l;",
+        json!([]),
+    );
+    assert_eq!(counts, json!(["3", "3", "3"]));
+
+    // The chunk map opens from the keyboard (Enter on the file's name) and reads
+    // without colour: a legend counting each level.
+    let node_card = card(&nodes[0]);
+    browser.press(&format!(r#"{node_card} tr.file[data-file="shared.bin"] button.name"#), ENTER);
+    let legend = browser.wait(
+        LONG,
+        "the chunk map of shared.bin is open, its legend counting its 10 chunks at 3 copies",
+        "const m = document.querySelector(arguments[0] + ' .chunkmap[data-file=\"shared.bin\"]'); \
+         const c = m && m.querySelector('.legend [data-level=r3] .count'); \
+         return !!c && c.textContent === '10' && m.querySelector('.cells').getAttribute('aria-label');",
+        json!([node_card]),
+    );
+    assert_eq!(legend, json!("chunks by copies — 3 copies: 10; held by this node: 10"));
+    assert_eq!(
+        browser.exec(
+            "return document.querySelector(arguments[0] + ' button.name').getAttribute('aria-expanded');",
+            json!([node_card])
+        ),
+        json!("true")
+    );
+
+    // Text contrast at least 4.5:1, in light mode and in dark mode (as the system says).
+    let worst = browser.exec(LOWEST_CONTRAST, json!([]));
+    assert!(worst[0].as_f64() >= Some(4.5), "light mode: lowest contrast {worst}");
+    browser.screenshot(&artifact("panel-light.png"));
+    browser.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}}),
+    );
+    let dark = browser.exec("return getComputedStyle(document.querySelector('.card')).backgroundColor;", json!([]));
+    assert_eq!(dark, json!("rgb(31, 36, 48)"), "the cards turn dark with the system");
+    let worst = browser.exec(LOWEST_CONTRAST, json!([]));
+    assert!(worst[0].as_f64() >= Some(4.5), "dark mode: lowest contrast {worst}");
+    browser.screenshot(&artifact("panel-dark.png"));
+}

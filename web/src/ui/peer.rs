@@ -22,10 +22,11 @@ pub fn BrowserPeer(props: &BrowserPeerProps) -> Html {
     let client = use_context::<EngineClient>().expect("BrowserPeer is inside the engine context");
     let view = &props.state.view;
     let connected = !view.peers.is_empty();
+    let picker = use_node_ref();
     html! {
         <section class="card browser-peer" data-peer={view.me.clone()} data-connected={view.peers.len().to_string()}
             data-verifier={if view.webcrypto { "webcrypto" } else { "wasm" }}>
-            { peer_head(&client, view) }
+            { peer_head(&client, view, &picker) }
             { peer_meta(view) }
             if let Some(err) = &view.storage_error {
                 <div class="notice err"><strong>{ "Browser storage unavailable" }</strong>
@@ -48,7 +49,15 @@ pub fn BrowserPeer(props: &BrowserPeerProps) -> Html {
 }
 
 /// The card's title line: the peer's name and link, Share and Forget all.
-fn peer_head(client: &EngineClient, view: &PeerView) -> Html {
+fn peer_head(client: &EngineClient, view: &PeerView, picker: &NodeRef) -> Html {
+    let on_share = {
+        let picker = picker.clone();
+        Callback::from(move |_: MouseEvent| {
+            if let Some(input) = picker.cast::<HtmlInputElement>() {
+                input.click();
+            }
+        })
+    };
     let on_pick = {
         let client = client.clone();
         Callback::from(move |e: Event| {
@@ -87,10 +96,10 @@ fn peer_head(client: &EngineClient, view: &PeerView) -> Html {
                 </span>
             </div>
             <div class="actions">
-                <label class={classes!("button", "primary", (!ready).then_some("disabled"))}>
-                    { "Share a file…" }
-                    <input id="share-file" type="file" multiple=true onchange={on_pick} disabled={!ready} />
-                </label>
+                // A button opens the picker, so Share is reached and pressed like any button.
+                <button type="button" class="share primary" onclick={on_share} disabled={!ready}>{ "Share a file…" }</button>
+                <input ref={picker} id="share-file" class="picker" type="file" multiple=true onchange={on_pick}
+                    disabled={!ready} aria-label="Files to share from this computer" tabindex="-1" />
                 <button class="ghost" onclick={on_clear} title="Delete the chunks kept in this browser">{ "Forget all" }</button>
             </div>
         </header>

@@ -155,7 +155,12 @@ pub(super) struct ChunkMapProps {
     pub(super) map: ChunkMap,
 }
 
-/// Chunks coloured by how many participants hold them; a dot marks those held here.
+/// The legend's levels: class, words.
+const LEVELS: [(&str, &str); 5] =
+    [("r0", "missing"), ("r1", "1 copy"), ("r2", "2 copies"), ("r3", "3 copies"), ("r4", "4 or more")];
+
+/// Chunks drawn by how many participants hold them (each level a colour and a
+/// pattern), a dot on those held here; the legend counts the cells of each level.
 #[function_component]
 pub(super) fn ChunkMapView(props: &ChunkMapProps) -> Html {
     let m = &props.map;
@@ -164,13 +169,26 @@ pub(super) fn ChunkMapView(props: &ChunkMapProps) -> Html {
     } else {
         String::new()
     };
+    let mut counts = [0usize; 5];
+    for &r in &m.buckets {
+        counts[(r as usize).min(4)] += 1;
+    }
+    let here = m.local.iter().filter(|h| **h).count();
+    let summary = LEVELS
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|((_, words), n)| format!("{words}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let unit = if m.bucket_size > 1 { "cells" } else { "chunks" };
     html! {
-        <div class="chunkmap" data-file={m.file.clone()}>
+        <div class="chunkmap" data-file={m.file.clone()} role="region" aria-label={format!("Chunk map of {}", m.file)}>
             <div class="chunkmap-head">
                 <strong>{ format!("Chunk map of {}", m.file) }</strong>
                 <span>{ format!("{} chunks{per}", m.chunks) }</span>
             </div>
-            <div class="cells">
+            <div class="cells" role="img" aria-label={format!("{unit} by copies — {summary}; held by this node: {here}")}>
                 { for m.buckets.iter().enumerate().map(|(b, &r)| {
                     let first = b as u32 * m.bucket_size;
                     let last = (first + m.bucket_size).min(m.chunks).saturating_sub(1);
@@ -181,12 +199,10 @@ pub(super) fn ChunkMapView(props: &ChunkMapProps) -> Html {
                 }) }
             </div>
             <div class="legend">
-                <span><i class="cell r0"></i>{ "missing" }</span>
-                <span><i class="cell r1"></i>{ "1 copy" }</span>
-                <span><i class="cell r2"></i>{ "2 copies" }</span>
-                <span><i class="cell r3"></i>{ "3 copies" }</span>
-                <span><i class="cell r4"></i>{ "4 or more" }</span>
-                <span><i class="cell r2 here"></i>{ "held by this node" }</span>
+                { for LEVELS.iter().zip(counts).map(|((class, words), n)| html! {
+                    <span data-level={*class}><i class={classes!("cell", *class)}></i>{ *words }<span class="count">{ n }</span></span>
+                }) }
+                <span data-level="here"><i class="cell r4 here"></i>{ "held by this node" }<span class="count">{ here }</span></span>
             </div>
         </div>
     }

@@ -268,7 +268,10 @@ fn insert_form(path_ref: &NodeRef, open: bool, busy: bool, on_insert: Callback<S
     };
     html! {
         <form class="insert" onsubmit={on_submit}>
-            <input ref={path_ref} type="text" name="path" placeholder="Path of a file in one of the node's --insert-from folders, e.g. /srv/share/report.pdf" disabled={!open} />
+            <label class="path">
+                <span class="sr-only">{ "Path of a file on the node's machine, in one of its --insert-from folders" }</span>
+                <input ref={path_ref} type="text" name="path" placeholder="Path of a file in one of the node's --insert-from folders, e.g. /srv/share/report.pdf" disabled={!open} />
+            </label>
             <button type="submit" disabled={!open || busy}>{ "Insert" }</button>
         </form>
     }
