@@ -165,10 +165,9 @@ fn a_refused_token_says_so_keeps_the_working_session_and_an_unreachable_node_get
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(pill(&browser, &node_card), json!("token refused"), "the refusal stays (no endless connecting…)");
 
-    // The right token, typed in the form: the node accepts it and the card works.
-    browser.type_into("#node-url", &node.ws_url());
-    browser.type_into("#node-token", &node.token);
-    browser.click("form.connect button[type=submit]");
+    // The right token arrives in the address (a link opened in this tab): the node
+    // accepts it and the card works.
+    browser.exec("location.hash = arguments[0];", json!([format!("#token={}", node.token)]));
     browser.wait(
         LONG,
         "the card shows the node not joined",
@@ -234,6 +233,16 @@ fn a_refused_token_says_so_keeps_the_working_session_and_an_unreachable_node_get
     );
     assert_eq!(pill(&browser, &gone), json!("unreachable"));
     browser.screenshot(&artifact("panel-states.png"));
+
+    // After a reload the nodes watched before are offered again, without their tokens.
+    browser.refresh();
+    let offered = format!(r#"form.connect button.remembered-node[data-url="ws://127.0.0.1:{nobody}/ws"]"#);
+    browser.click(&offered);
+    let form = browser.exec(
+        "return [document.querySelector('#node-url').value, document.activeElement.id,          Object.values(localStorage).join(' ').includes(arguments[0])];",
+        json!([node.token]),
+    );
+    assert_eq!(form, json!([format!("ws://127.0.0.1:{nobody}/ws"), "node-token", false]), "no token in storage");
 }
 
 /// The lowest text contrast among badges, pills, notices, chips, headings and enabled

@@ -107,3 +107,32 @@ pub(super) fn own_origin() -> Option<Address> {
     }
     parse_target(&href).ok()
 }
+
+/// Where the page remembers the nodes it watched: their URLs only, one a line (a token
+/// never goes to storage).
+const REMEMBERED: &str = "torronto.watched";
+
+/// The nodes this browser watched before, as remembered.
+pub(super) fn remembered() -> Vec<AttrValue> {
+    let stored = local_storage().and_then(|s| s.get_item(REMEMBERED).ok().flatten()).unwrap_or_default();
+    stored.lines().filter(|l| !l.is_empty()).map(|l| AttrValue::from(l.to_string())).collect()
+}
+
+/// Remembers `url` as watched (`keep`) or forgets it; the list as it is now.
+pub(super) fn remember(url: &AttrValue, keep: bool) -> Vec<AttrValue> {
+    let mut list = remembered();
+    list.retain(|u| u != url);
+    if keep {
+        list.push(url.clone());
+    }
+    if let Some(storage) = local_storage() {
+        let text: Vec<&str> = list.iter().map(|u| u.as_str()).collect();
+        // Storage full or refused: the panel works, it just forgets.
+        let _ = storage.set_item(REMEMBERED, &text.join("\n"));
+    }
+    list
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
+}
