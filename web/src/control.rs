@@ -26,9 +26,9 @@ const POLL_MS: u32 = 500;
 const QUERY_TIMEOUT_MS: u64 = 5_000;
 const RETRY_MIN_MS: u32 = 1_000;
 const RETRY_MAX_MS: u32 = 16_000;
-/// Attempts in a row that never opened before the session stops trying (1 + 2 + 4 + 8
-/// + 16 s apart): a node without `--ws` will not grow one; [`ControlSession::retry`]
-/// tries again when the person asks.
+/// Attempts in a row that never opened before the session stops trying (waits of 1,
+/// 2, 4 and 8 s between them): a node without `--ws` will not grow one;
+/// [`ControlSession::retry`] tries again when the person asks.
 const ATTEMPTS: u32 = 5;
 
 /// What the panel hears from a control session.

@@ -29,6 +29,26 @@ pub(super) struct Column {
     pub(super) title: Option<&'static str>,
 }
 
+impl Column {
+    /// A column sorted by text or a fraction drawn as a bar.
+    pub(super) const fn text(label: &'static str) -> Column {
+        Column { label, numeric: false, sortable: true, title: None }
+    }
+
+    /// A right-aligned number, explained by `title` if it needs it.
+    pub(super) const fn number(label: &'static str, title: Option<&'static str>) -> Column {
+        Column { label, numeric: true, sortable: true, title }
+    }
+}
+
+/// The columns both file tables have.
+pub(super) const FILE: Column = Column::text("File");
+pub(super) const SIZE: Column = Column::number("Size", None);
+pub(super) const IN_NETWORK: Column = Column::number("In network", Some("Chunks held by at least one participant"));
+pub(super) const LEAST_COPIES: Column =
+    Column::number("Least copies", Some("Fewest participants holding any one chunk"));
+pub(super) const ACTIONS: Column = Column { label: "Actions", numeric: false, sortable: false, title: None };
+
 /// What the person asked of a table: a search, a sort, a page.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub(super) struct Listing {

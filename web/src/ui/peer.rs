@@ -4,7 +4,9 @@
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::listing::{arrange, pager, search_box, sort_header, Column, Listed, Listing};
+use super::listing::{
+    arrange, pager, search_box, sort_header, Column, Listed, Listing, ACTIONS, FILE, IN_NETWORK, LEAST_COPIES, SIZE,
+};
 use super::widgets::{Bar, CopyBadge, Notice};
 use crate::bridge::{Notice as PeerNotice, PeerFile, PeerView, Save};
 use crate::client::{EngineClient, PeerState};
@@ -138,24 +140,7 @@ fn notice(client: &EngineClient, n: &PeerNotice) -> Html {
 }
 
 /// The browser table's columns; [`Listed::number`] of a [`PeerFile`] follows their order.
-const COLUMNS: [Column; 6] = [
-    Column { label: "File", numeric: false, sortable: true, title: None },
-    Column { label: "Size", numeric: true, sortable: true, title: None },
-    Column { label: "In this browser", numeric: false, sortable: true, title: None },
-    Column {
-        label: "In network",
-        numeric: true,
-        sortable: true,
-        title: Some("Chunks held by at least one participant"),
-    },
-    Column {
-        label: "Least copies",
-        numeric: true,
-        sortable: true,
-        title: Some("Fewest participants holding any one chunk"),
-    },
-    Column { label: "Actions", numeric: false, sortable: false, title: None },
-];
+const COLUMNS: [Column; 6] = [FILE, SIZE, Column::text("In this browser"), IN_NETWORK, LEAST_COPIES, ACTIONS];
 
 impl Listed for PeerFile {
     fn name(&self) -> &str {

@@ -5,7 +5,9 @@ use std::rc::Rc;
 use torronto_core::{ChunkMap, FileRow, Status};
 use yew::prelude::*;
 
-use crate::ui::listing::{arrange, pager, search_box, sort_header, Column, Listed, Listing};
+use crate::ui::listing::{
+    arrange, pager, search_box, sort_header, Column, Listed, Listing, ACTIONS, FILE, IN_NETWORK, LEAST_COPIES, SIZE,
+};
 use crate::ui::widgets::{level_class, Bar, CopyBadge};
 use crate::util::{bytes, percent};
 
@@ -22,23 +24,13 @@ pub(super) struct FileTableProps {
 
 /// The node table's columns; [`Listed::number`] of a [`FileRow`] follows their order.
 const COLUMNS: [Column; 7] = [
-    Column { label: "File", numeric: false, sortable: true, title: None },
-    Column { label: "Size", numeric: true, sortable: true, title: None },
-    Column { label: "On this node", numeric: false, sortable: true, title: None },
-    Column {
-        label: "In network",
-        numeric: true,
-        sortable: true,
-        title: Some("Chunks held by at least one participant"),
-    },
-    Column {
-        label: "Least copies",
-        numeric: true,
-        sortable: true,
-        title: Some("Fewest participants holding any one chunk"),
-    },
-    Column { label: "Avg copies", numeric: true, sortable: true, title: Some("Average participants holding a chunk") },
-    Column { label: "Actions", numeric: false, sortable: false, title: None },
+    FILE,
+    SIZE,
+    Column::text("On this node"),
+    IN_NETWORK,
+    LEAST_COPIES,
+    Column::number("Avg copies", Some("Average participants holding a chunk")),
+    ACTIONS,
 ];
 
 impl Listed for FileRow<'_> {
