@@ -29,6 +29,20 @@ fn sideways(browser: &Browser) -> i64 {
     v.as_i64().unwrap_or(i64::MAX)
 }
 
+/// The share of `period` the page's thread spends running script (Chromium's own
+/// count, `Performance.getMetrics`).
+fn idle_script_share(browser: &Browser, period: Duration) -> f64 {
+    let script = || {
+        let m = browser.cmd("POST", "/goog/cdp/execute", json!({"cmd": "Performance.getMetrics", "params": {}}));
+        let metrics = m["metrics"].as_array().cloned().unwrap_or_default();
+        metrics.iter().find(|x| x["name"] == "ScriptDuration").and_then(|x| x["value"].as_f64()).unwrap_or(0.0)
+    };
+    browser.cmd("POST", "/goog/cdp/execute", json!({"cmd": "Performance.enable", "params": {}}));
+    let before = script();
+    std::thread::sleep(period);
+    (script() - before) / period.as_secs_f64()
+}
+
 /// Rows of file tables in the DOM under `css`.
 fn rows(browser: &Browser, css: &str) -> u64 {
     let v = browser.exec("return document.querySelectorAll(arguments[0] + ' tr.file').length;", json!([css]));
@@ -67,6 +81,12 @@ fn three_hundred_files_fit_narrow_and_wide_screens_a_page_at_a_time_and_search_f
         browser.exec("return document.querySelector(arguments[0] + ' .pager span').textContent;", json!([node_card])),
         json!("1–50 of 300 · page 1 of 6")
     );
+
+    // At rest the page does next to nothing: Queries come twice a second, but an
+    // answer like the last one redraws nothing.
+    let busy = idle_script_share(&browser, Duration::from_secs(3));
+    eprintln!("idle with 300 files: script {:.1}% of the time", busy * 100.0);
+    assert!(busy < 0.05, "idle with 300 files, the page runs script {:.1}% of the time", busy * 100.0);
 
     // Search finds one file among 300.
     search(&browser, &node_card, "file-123");
