@@ -2,7 +2,8 @@
 # Installs what building and testing torronto needs, skipping what is already there:
 #   the wasm32 target, wasm-bindgen-cli at the Cargo.lock version, wasm-pack,
 #   and (with --test) what the tests use from Debian: chromium and chromium-driver for
-#   the browser tests, iproute2 (ip, tc) for the network-namespace fault tests.
+#   the browser tests, iproute2 (ip, tc) for the network-namespace fault tests, aria2
+#   (aria2c) as the BitTorrent client of tests/tests/bittorrent.rs.
 # Nothing here downloads prebuilt binaries at build time: wasm tools come from crates.io,
 # the browser from Debian.
 set -euo pipefail
@@ -42,6 +43,7 @@ if $want_test; then
   command -v chromium >/dev/null || missing+=(chromium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   { command -v ip >/dev/null && command -v tc >/dev/null; } || missing+=(iproute2)
+  command -v aria2c >/dev/null || missing+=(aria2)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]} (Debian)"

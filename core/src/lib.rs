@@ -10,14 +10,18 @@
 //! - [`status`]: the Query answer, computed per file and read back row by row;
 //! - `files`: per-file bookkeeping (held, fetching, replication counts, rarest pick);
 //! - [`node`]: the state machine the native node and the browser peer both drive,
-//!   carved into rooms: membership, peers, fetching, serving, imports, copies, control, timers;
+//!   carved into rooms: membership, peers, fetching, serving, imports, copies, removal, control,
+//!   exports, timers;
 //! - [`secure`]: private networks: identities, node IDs, the network secret, and the
-//!   Noise handshake and encrypted channel the open protocol's frames travel in.
+//!   Noise handshake and encrypted channel the open protocol's frames travel in;
+//! - [`bittorrent`]: speaking to standard BitTorrent clients: bencode, v1 metainfo and
+//!   info-hash, the BEP 3 peer wire, a seeding session.
 //!
 //! Nothing here does I/O, reads a clock, draws randomness or spawns: drivers pass time
 //! and random bytes in and carry out the commands that come out (see [`node::Node`]).
 
 pub mod bitset;
+pub mod bittorrent;
 mod files;
 pub mod layout;
 pub mod manifest;
@@ -37,4 +41,4 @@ pub use node::{
 };
 pub use secure::{Handshake, Identity, NetworkSecret, NodeId, SecureChannel, SecureConfig, SecureError};
 pub use status::{ChunkMap, FileRow, InsertProgress, Status};
-pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage, RateLimits};
+pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage, RateLimits, Tombstone};

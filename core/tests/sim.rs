@@ -390,10 +390,17 @@ impl Machine {
                 self.folder.get_mut(&chunk.file).unwrap()[r.start as usize..r.end as usize].copy_from_slice(&data);
                 StorageEvent::Written { chunk, result: Ok(()) }
             }
+            StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
             StorageCommand::Finalize { file, .. } => {
                 self.finalized.push(file);
                 return None;
             }
+            StorageCommand::Delete { file, .. } => {
+                self.folder.remove(&file);
+                self.finalized.retain(|f| *f != file);
+                return None;
+            }
+            StorageCommand::SaveTombstones(_) => return None,
         })
     }
 }
@@ -514,6 +521,10 @@ fn control_error_codes() {
     assert_eq!(net.code(0, Control::Insert { path: "/nope/missing".into() }), Code::FileMissing);
     assert_eq!(net.insert(0, "a", content(10, 0)), Code::Ok);
     assert_eq!(net.insert(0, "a", content(10, 0)), Code::FileExists, "same file again");
+    let torrent = |file: &str| Control::Torrent { file: name(file), trackers: vec![] };
+    assert_eq!(net.code(0, torrent("nope")), Code::FileMissing, "export of a file not held");
+    // Held: the node asks its storage, which here speaks no BitTorrent.
+    assert_eq!(net.code(0, torrent("a")), Code::BadRequest, "export by a driver without BitTorrent");
     assert_eq!(net.insert(0, "a", content(11, 0)), Code::FileExists, "other content, same name");
     assert_eq!(net.code(0, Control::Insert { path: "/tmp/..".into() }), Code::BadRequest);
     assert_eq!(net.code(0, Control::Leave), Code::Ok);

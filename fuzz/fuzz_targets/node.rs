@@ -12,7 +12,7 @@ use torronto_core::wire::{ChunkRef, FileEntry, FileRef, FrameDecoder, HaveEntry,
 use torronto_core::{
     ChunkIndex, ChunkSet, Code, Config, ConnId, ConnInfo, Control, Digest, Envelope, FileName, LocalFile, Manifest,
     ManifestBuilder, Message, NetCommand, Node, PeerAddr, PeerMessage, StorageCommand, StorageError, StorageEvent,
-    Tuning,
+    Tombstone, Tuning,
 };
 
 const NAMES: [&str; 3] = ["a", "b", "dir/c"];
@@ -58,6 +58,8 @@ enum FMsg {
     GetManifest { name: u8 },
     Manifest { file: FFile, good: bool },
     Reply { code: u8, about: Option<(u8, Option<(u8, u32)>)> },
+    Delete { name: u8 },
+    Tombstones { files: Vec<(FFile, u64)> },
 }
 
 fn content(size: u64, seed: u8) -> Vec<u8> {
@@ -126,6 +128,11 @@ fn build(msg: FMsg) -> Message {
             PeerMessage::Files { files: files.iter().take(6).map(|(f, c)| f.entry(c)).collect() }.into()
         }
         FMsg::Remove => PeerMessage::Remove.into(),
+        FMsg::Delete { name: n } => Control::Delete { file: name(n) }.into(),
+        FMsg::Tombstones { files } => PeerMessage::Tombstones(
+            files.iter().take(6).map(|(f, time)| Tombstone { file: name(f.name), digest: f.digest(), time: *time }).collect(),
+        )
+        .into(),
         FMsg::Download { file, index } => {
             PeerMessage::Download(ChunkRef { file: name(file.name), size: file.size(), index: file.index(index) })
                 .into()
@@ -280,7 +287,12 @@ impl Harness {
             StorageCommand::Write { chunk, .. } => {
                 StorageEvent::Written { chunk, result: if ok { Ok(()) } else { Err(fail("write")) } }
             }
-            StorageCommand::Discard { .. } | StorageCommand::Prepare { .. } | StorageCommand::Finalize { .. } => return,
+            StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
+            StorageCommand::Discard { .. }
+            | StorageCommand::Prepare { .. }
+            | StorageCommand::Finalize { .. }
+            | StorageCommand::Delete { .. }
+            | StorageCommand::SaveTombstones(_) => return,
         };
         self.node.handle_storage(self.now, event);
     }

@@ -194,6 +194,27 @@ impl Folder {
         }
     }
 
+    /// Removes the regular file at `rel` if `ours` says, of it opened, that it is the
+    /// one to remove; returns whether it was removed. A symlink there, or a file swapped
+    /// in after the check, is left alone.
+    pub fn remove_file_if(&self, rel: &str, ours: impl FnOnce(&File) -> bool) -> io::Result<bool> {
+        let file = match self.open_file(rel, false) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if !ours(&file) {
+            return Ok(false);
+        }
+        let (dir, last) = self.parent(rel, false)?;
+        let (opened, there) = (rfs::fstat(&file)?, rfs::statat(&dir, last, AtFlags::SYMLINK_NOFOLLOW)?);
+        if (opened.st_dev, opened.st_ino) != (there.st_dev, there.st_ino) {
+            return Ok(false);
+        }
+        rfs::unlinkat(&dir, last, AtFlags::empty())?;
+        Ok(true)
+    }
+
     /// An error of the walk at `name` in `dir` (full path `path`), saying what stood in
     /// the way when it was a symlink or a file.
     fn explain(&self, e: Errno, dir: &OwnedFd, name: &str, path: &Path) -> io::Error {

@@ -1,4 +1,4 @@
-//! The control client: sends Join, Leave, Insert or Query to a node and shows the
+//! The control client: sends Join, Leave, Insert, Query or Remove (Delete) to a node and shows the
 //! answer, with error codes by name. Every request carries the node's control token:
 //! the one given (`TORRONTO_TOKEN`, `--token`), else, for a node on this machine, the
 //! one it registered for its owner (see [`crate::registry`]).

@@ -64,6 +64,7 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             metrics: None,
             space: Space::default(),
             limits: Default::default(),
+            bittorrent: None,
             settle: Some(crate::shared::DEFAULT_SETTLE),
         };
         let driver = Driver::bind(options).await?;

@@ -86,6 +86,8 @@ pub struct Driver {
     /// Counters for `--metrics`; none are kept without it.
     metrics: Option<Metrics>,
     metrics_listener: Option<TcpListener>,
+    /// `--bittorrent`, until `run` starts serving it.
+    bittorrent_listener: Option<TcpListener>,
     /// Accepted TCP connections by remote address, and who may use the reserved slots.
     slots: Slots,
     /// The bandwidth limits every connection's reader and writer wait on.
@@ -131,14 +133,15 @@ impl Driver {
             None => None,
         };
         let web_addr = web.as_ref().map(|w| w.addr().clone());
-        let metrics_listener = match &opts.metrics {
-            Some(addr) => Some(
-                TcpListener::bind((addr.host.as_str(), addr.port))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?,
-            ),
-            None => None,
-        };
+        let metrics_listener = bind_if(opts.metrics.as_ref(), "metrics").await?;
+        let bittorrent_listener = bind_if(opts.bittorrent.as_ref(), "BitTorrent").await?;
+        let bittorrent_addr = bittorrent_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .zip(opts.bittorrent.as_ref())
+            .map(|(bound, asked)| PeerAddr::new(asked.host.clone(), bound.port()).to_string());
+        crate::bittorrent::set_listen_addr(&opts.dir, bittorrent_addr.as_deref())
+            .map_err(|e| anyhow::anyhow!("cannot record the --bittorrent address: {e}"))?;
         let me = opts
             .advertise
             .unwrap_or_else(|| PeerAddr::new(opts.listen.host, listener.local_addr().map_or(0, |a| a.port())));
@@ -163,6 +166,11 @@ impl Driver {
             files.iter().fold((0, 0), |(c, p), f| if f.have.is_complete() { (c + 1, p) } else { (c, p + 1) });
         if !files.is_empty() {
             tracing::info!("restored {complete} complete and {partial} partial files from {}", store.dir().display());
+        }
+        // Before the files, which they may kill.
+        node.set_unix_origin(crate::store::unix_millis());
+        for t in store.load_tombstones() {
+            node.restore_tombstone(0, t);
         }
         for f in files {
             node.add_local_file(f);
@@ -198,6 +206,7 @@ impl Driver {
             handshaking: 0,
             metrics: metrics_listener.as_ref().map(|_| Metrics::default()),
             metrics_listener,
+            bittorrent_listener,
             slots,
             limiter: Limiter::new(opts.limits),
             shared,
@@ -243,6 +252,14 @@ impl Driver {
         }
         if let Some(listener) = self.metrics_listener.take() {
             self.tasks.spawn(crate::metrics::serve(listener, self.inputs_tx.clone()));
+        }
+        if let Some(listener) = self.bittorrent_listener.take() {
+            use crate::bittorrent::{announce::announce, serve};
+            let (dir, peer_id) = (self.dir().to_path_buf(), serve::our_peer_id());
+            if let Ok(bound) = listener.local_addr() {
+                self.tasks.spawn(announce(dir.clone(), bound.port(), peer_id));
+            }
+            self.tasks.spawn(serve::serve(listener, dir, peer_id, self.limiter.clone(), self.tasks.clone()));
         }
         let mut leave_deadline: Option<Instant> = None;
         self.drain_outputs();
@@ -551,4 +568,13 @@ async fn until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// A listener on `addr` if one is asked for (`--metrics`, `--bittorrent`), serving `what`.
+async fn bind_if(addr: Option<&PeerAddr>, what: &str) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind((addr.host.as_str(), addr.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve {what} on {addr}: {e}"))?;
+    Ok(Some(listener))
 }

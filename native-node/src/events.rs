@@ -72,6 +72,12 @@ impl EventLog {
                 "a file torronto does not manage is in the folder as {file}: left alone; the network's {file} is \
                  stored as {path}"
             ),
+            Event::FileRemoved { file, by: None } => {
+                tracing::info!("removed {file} from the network (a tombstone keeps it removed)")
+            }
+            Event::FileRemoved { file, by: Some(peer) } => {
+                tracing::info!("{file} was removed from the network (told by {peer}); this node keeps no copy")
+            }
             Event::StorageFailed { file, message } => self.storage_errors.report(&file, &message),
             Event::BadRequest { conn, reason } => tracing::debug!(%conn, "bad request: {reason}"),
             Event::TokenRefused { conn } => tracing::warn!(

@@ -22,10 +22,13 @@
 //! - [`shared`]: the shared folder: files put in it are adopted once settled (inotify),
 //!   files the node held and that were deleted from it are restored;
 //! - [`store`]: the node's folder on disk (complete files, partial data, manifests,
-//!   conflict copies, the space it may use), one idea per file in `store/`;
+//!   conflict copies, the space it may use, removed files and their tombstones), one idea
+//!   per file in `store/`;
 //! - [`beneath`]: paths in the folder, opened, walked and renamed into without following
 //!   symlinks;
 //! - [`events`]: how the node's events read in the log;
+//! - [`bittorrent`]: files exported as v1 torrents (control Torrent), the
+//!   `--bittorrent` listener seeding them to standard clients, tracker announces;
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`, `limit`);
 //! - [`progress`]: `torronto insert`'s progress bar (or lines), from the node's status;
 //! - [`watch`]: `torronto watch`, a live view of one node redrawn in place;
@@ -39,6 +42,7 @@
 //! - [`demo`]: `torronto demo`, a local private network to try it out.
 
 pub mod beneath;
+pub mod bittorrent;
 pub mod client;
 pub mod config;
 pub mod connection;

@@ -110,6 +110,10 @@ enum Command {
         /// writer) before it is shared, in milliseconds.
         #[arg(long, value_name = "MS", default_value_t = 1000)]
         settle_ms: u64,
+        /// Also seed exported files (`torronto torrent`) to BitTorrent clients on this
+        /// address (BEP 3 peer wire). Off by default.
+        #[arg(long, value_name = "HOST:PORT")]
+        bittorrent: Option<PeerAddr>,
     },
     /// Tell a node to join the network.
     Join(Control),
@@ -146,6 +150,30 @@ enum Command {
         /// Seconds between refreshes.
         #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
         interval: f64,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Take a file out of the network: every node deletes its copy, and a node that
+    /// is away does so when it returns. The name can be inserted again with new content.
+    Remove {
+        /// The file's name in the network, as `query` lists it (e.g. `docs/report.pdf`).
+        name: String,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Export a network file the node holds complete as a v1 .torrent (written here) and
+    /// print its magnet link; a node started with --bittorrent seeds it to standard
+    /// BitTorrent clients from then on.
+    Torrent {
+        /// The file's name in the network.
+        name: String,
+        /// Where to write the .torrent (default: the file's name plus .torrent, here).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// A tracker announce URL to put in the torrent and the link (repeatable); the
+        /// node announces itself to the http:// ones.
+        #[arg(long = "tracker", value_name = "URL")]
+        trackers: Vec<String>,
         #[command(flatten)]
         control: Control,
     },
@@ -250,6 +278,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             upload_limit,
             download_limit,
             settle_ms,
+            bittorrent,
         } => {
             init_logs(log_format);
             check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
@@ -276,6 +305,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 space: Space { min_free, max_store },
                 limits: RateLimits { upload: upload_limit.unwrap_or(0), download: download_limit.unwrap_or(0) },
                 settle: Some(std::time::Duration::from_millis(settle_ms)),
+                bittorrent,
             };
             let driver = Driver::bind(options).await?;
             let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));
@@ -285,6 +315,9 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 driver.dir().display(),
                 driver.dir().join(".torronto/token").display()
             );
+            if let Some(addr) = torronto_node::bittorrent::listen_addr(driver.dir()) {
+                println!("BitTorrent peers served on {addr} (files exported with `torronto torrent`)");
+            }
             if let Some(url) = driver.panel_url() {
                 println!("control panel: {url}");
                 if driver.node_id().is_some() {
@@ -340,6 +373,24 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let secret = control.secret()?;
             let every = std::time::Duration::from_secs_f64(interval);
             watch::run(&control.node, control.token, secret, every, control.json).await
+        }
+        Command::Remove { name, control } => {
+            let file = torronto_core::FileName::new(&name)
+                .map_err(|e| anyhow::anyhow!("{name:?} is not a file name of the network: {e}"))?;
+            simple(control, wire::Control::Delete { file }, &format!("removed {name} from the network")).await
+        }
+        Command::Torrent { name, out, trackers, control } => {
+            let secret = control.secret()?;
+            let file = torronto_core::FileName::new(&name).map_err(|e| anyhow::anyhow!("{name:?}: {e}"))?;
+            let request = wire::Control::Torrent { file, trackers };
+            let answer = client::request_secured(&control.node, control.token, secret, request).await?;
+            match &answer.reply.torrent {
+                Some(export) if answer.reply.code_or_ok() == Code::Ok => {
+                    torronto_node::bittorrent::save_export(export, out, control.json)?;
+                    Ok(0)
+                }
+                _ => finish(&answer, "", control.json),
+            }
         }
         Command::Secret(SecretCommand::New { out }) => {
             let text = new_secret_text();

@@ -38,6 +38,8 @@ pub struct NodeOptions {
     pub space: Space,
     /// Bandwidth limits on chunk bodies (`--upload-limit`, `--download-limit`).
     pub limits: RateLimits,
+    /// Seed exported files to BitTorrent peers on this address (`--bittorrent`).
+    pub bittorrent: Option<PeerAddr>,
     /// Share the folder ([`crate::shared`]), taking a file once unchanged this long.
     pub settle: Option<Duration>,
 }

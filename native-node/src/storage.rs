@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc as tokio_mpsc;
-use torronto_core::{StorageCommand, StorageEvent};
+use torronto_core::{Code, StorageCommand, StorageError, StorageEvent};
 
 use crate::connection::{Outgoing, StoredUpload};
 use crate::input::Input;
@@ -66,15 +66,16 @@ impl Storage {
     }
 
     /// Carries out `command` on the storage thread, after every command given before
-    /// it, or on the blocking pool if it concerns an insert. A `Read` with `send_file`
+    /// it, or on the blocking pool if it concerns an insert or a BitTorrent export (a
+    /// pass over a whole file). A `Read` with `send_file`
     /// goes out on that connection straight from its file.
     pub fn submit(&self, command: StorageCommand, send_file: Option<SendFile>) {
-        use StorageCommand::{Commit, Discard, Import};
+        use StorageCommand::{Commit, Discard, Import, Torrent};
         // Committing a file hashed in place only records it, and must come after any
         // Prepare of the same name core sent before (fetching it as it was hashed),
         // which would otherwise take the file back to a partial: the thread keeps order.
         let in_place = matches!(&command, Commit { id, .. } if self.store.hashed_in_place(*id));
-        if !in_place && matches!(command, Import { .. } | Commit { .. } | Discard { .. }) {
+        if !in_place && matches!(command, Import { .. } | Commit { .. } | Discard { .. } | Torrent { .. }) {
             let (store, inputs) = (self.store.clone(), self.inputs.clone());
             tokio::task::spawn_blocking(move || report(&inputs, execute(&store, command, None, &inputs)));
             return;
@@ -171,6 +172,24 @@ pub fn execute(
         }
         StorageCommand::Finalize { file, digest } => {
             Some(StorageEvent::Finalized { result: store.finalize(&file, digest), file })
+        }
+        StorageCommand::Delete { file, digest, stored_as } => {
+            match store.delete(&file, digest, stored_as.as_deref()) {
+                Ok(()) => tracing::info!("deleted {file}: it was removed from the network"),
+                Err(e) => tracing::warn!("cannot delete {file}, which was removed from the network: {e}"),
+            }
+            None
+        }
+        StorageCommand::SaveTombstones(list) => {
+            if let Err(e) = store.save_tombstones(&list) {
+                tracing::warn!("cannot save the list of removed files: {e}");
+            }
+            None
+        }
+        StorageCommand::Torrent { conn, file, trackers } => {
+            let result = crate::bittorrent::torrent(store.dir(), file.as_str(), &trackers)
+                .map_err(|e| StorageError { code: Code::FileMissing, message: format!("{e:#}") });
+            Some(StorageEvent::Torrent { conn, file, result })
         }
     }
 }

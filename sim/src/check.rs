@@ -32,6 +32,9 @@ pub enum Invariant {
     LeaveLostData,
     /// After the faults, a joined node lacks a file within the bound.
     NotConverged,
+    /// After the faults, a joined node still holds a file whose tombstone a joined
+    /// node has saved: the removal did not reach it, or it brought the file back.
+    Resurrected,
     /// A node's Query status differs from the oracle's.
     StatusWrong,
     /// A queue grew past what the code promises, or the run never settles.
@@ -115,8 +118,11 @@ pub fn bounds(world: &mut World) {
 /// A leave answered with nothing unconfirmed: every chunk the leaver holds must be on
 /// the disk of another honest machine, since its folder may now be deleted.
 pub fn leave_answered(world: &mut World, m: usize) {
-    let files: Vec<FileSpec> =
-        world.schedule.files.iter().filter(|s| world.machines[m].disk.knows(&s.name)).cloned().collect();
+    // A file removed from the network is not data to keep: no leave owes it.
+    let files: Vec<FileSpec> = (world.schedule.files.iter().enumerate())
+        .filter(|(k, s)| !world.removed.contains(k) && world.machines[m].disk.knows(&s.name))
+        .map(|(_, s)| s.clone())
+        .collect();
     for s in &files {
         if s.manifest.chunk_count() == 0 {
             // An empty file has no chunk to hand over, but it is data all the same.
@@ -177,7 +183,8 @@ pub fn missing(world: &World) -> Vec<String> {
         if !x.honest() || !x.joined() || (x.role == Role::Browser && !native_joined) {
             continue;
         }
-        for &k in &world.inserted {
+        // A removed file is not expected anywhere (see `resurrected`).
+        for &k in world.inserted.difference(&world.removed) {
             let s = &world.schedule.files[k];
             let wanted = x.role != Role::Browser || x.wanted.contains(&s.name);
             // Known: an empty file fetched while the disk was full is neither prepared
@@ -189,6 +196,30 @@ pub fn missing(world: &World) -> Vec<String> {
         }
     }
     missing
+}
+
+/// Once the network has healed: a removed file whose tombstone some joined honest
+/// machine keeps on disk is known to no joined honest machine that can hear of it (a
+/// browser peer cut off from every node cannot; it dials nobody again here). A remove
+/// whose tombstone was lost in a crash before it was saved or sent may come undone.
+pub fn resurrected(world: &World) -> Result<(), String> {
+    let joined: Vec<usize> = (0..world.machines.len())
+        .filter(|&m| {
+            let x = &world.machines[m];
+            x.honest() && x.joined() && !x.gone && (x.role != Role::Browser || !world.linked(m).is_empty())
+        })
+        .collect();
+    for &k in &world.removed {
+        let s = &world.schedule.files[k];
+        let digest = s.manifest.digest();
+        let kept = joined
+            .iter()
+            .any(|&m| world.machines[m].disk.tombstones.iter().any(|t| t.file == s.name && t.digest == digest));
+        if let Some(m) = joined.iter().find(|&&m| world.machines[m].disk.knows(&s.name)).filter(|_| kept) {
+            return Err(format!("m{m} still has {} after its removal", s.name));
+        }
+    }
+    Ok(())
 }
 
 /// Each joined machine's status against the oracle: who it is connected to and, from

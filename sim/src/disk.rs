@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use torronto_core::layout::{chunk_len, ChunkIndex};
 use torronto_core::{
-    ChunkSet, Code, FileName, ImportId, LocalFile, Manifest, StorageCommand, StorageError, StorageEvent,
+    ChunkSet, Code, FileName, ImportId, LocalFile, Manifest, StorageCommand, StorageError, StorageEvent, Tombstone,
 };
 
 use crate::content::FileSpec;
@@ -40,6 +40,8 @@ pub struct Disk {
     pub full: bool,
     /// Files whose Finalize found no partial file to rename (its preparing had failed).
     pub unpublished: BTreeSet<FileName>,
+    /// The tombstones saved last (`DIR/.torronto/tombstones`), restored at a restart.
+    pub tombstones: Vec<Tombstone>,
 }
 
 fn enospc(what: &str) -> StorageError {
@@ -88,6 +90,7 @@ impl Disk {
                 self.imports.remove(&id);
                 return None;
             }
+            StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
             StorageCommand::Prepare { file, manifest } => {
                 let result = if self.prepare(file.clone(), manifest) { Ok(()) } else { Err(enospc(file.as_str())) };
                 StorageEvent::Prepared { file, result }
@@ -113,6 +116,19 @@ impl Disk {
                     }
                 };
                 StorageEvent::Finalized { file, result }
+            }
+            StorageCommand::Delete { file, digest, .. } => {
+                // `Store::delete`: only the state of that content.
+                if self.manifests.get(&file).is_some_and(|m| m.digest() == digest) {
+                    self.manifests.remove(&file);
+                    self.files.remove(&file);
+                }
+                self.unprepared.remove(&file);
+                return None;
+            }
+            StorageCommand::SaveTombstones(list) => {
+                self.tombstones = list;
+                return None;
             }
         })
     }

@@ -2,7 +2,7 @@
 //!
 //! N real [`torronto_core::Node`]s (native nodes, browser peers, and sometimes a lying
 //! peer) run in one simulated world with no clock and no sockets, driven by a
-//! schedule drawn from one seed: inserts, joins, graceful leaves, dropped connections,
+//! schedule drawn from one seed: inserts, removes, joins, graceful leaves, dropped connections,
 //! partitions and heals, message delays, crashes that lose queued writes and tear the
 //! one in progress, restarts from what the disk held, full and slow disks, and lies.
 //! Invariants are checked as it runs and once the faults stop; a failing seed is

@@ -74,8 +74,8 @@ fn main() -> ExitCode {
     let t = &summary.totals;
     println!(
         "{} seeds from {from} in {secs:.1} s ({:.0} seeds/s, {threads} threads): {} failed; {} events, {} messages, \
-         {} crashes, {} torn writes, {} bad chunks rejected, {} leaves answered OK, {} leave losses to lying members \
-         (issue 11), {:.0} simulated hours",
+         {} crashes, {} torn writes, {} bad chunks rejected, {} leaves answered OK, {} files removed, {} leave \
+         losses to lying members, {:.0} simulated hours",
         summary.seeds,
         summary.seeds as f64 / secs,
         summary.failures.len(),
@@ -85,6 +85,7 @@ fn main() -> ExitCode {
         t.torn_writes,
         t.rejected_chunks,
         t.leaves_ok,
+        t.removes_ok,
         t.known_leave_losses,
         t.sim_millis as f64 / 3.6e6
     );

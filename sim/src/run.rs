@@ -71,6 +71,8 @@ fn drive(world: &mut World) -> (Option<Violation>, Stats) {
         }
         if world.busy() {
             fail(world, Invariant::Unbounded, "still busy a minute after converging".into());
+        } else if let Err(e) = check::resurrected(world) {
+            fail(world, Invariant::Resurrected, e);
         } else if let Err(e) = check::status(world) {
             fail(world, Invariant::StatusWrong, e);
         }
@@ -84,15 +86,17 @@ fn fail(world: &mut World, invariant: Invariant, detail: String) {
     world.fail(Violation { invariant, detail, at });
 }
 
-/// Runs until every joined node holds every file, or the bound passes.
+/// Runs until every joined node holds every file and no removed one, or the bound passes.
 fn converge(world: &mut World, deadline: Millis) {
-    while world.violation.is_none() && !check::missing(world).is_empty() {
+    while world.violation.is_none() && (!check::missing(world).is_empty() || check::resurrected(world).is_err()) {
         let until = (world.now + 1_000).min(deadline);
         if !world.run_until(until, false) || world.now >= deadline {
             let missing = check::missing(world);
             if !missing.is_empty() {
                 let detail = format!("{CONVERGENCE_BOUND} ms after the faults stopped: {}", missing.join(", "));
                 fail(world, Invariant::NotConverged, detail);
+            } else if let Err(e) = check::resurrected(world) {
+                fail(world, Invariant::Resurrected, format!("{CONVERGENCE_BOUND} ms after the faults stopped: {e}"));
             }
             return;
         }

@@ -40,6 +40,11 @@ pub enum Action {
         m: usize,
         wipe: bool,
     },
+    /// The owner of `m` removes catalog file `file` from the network (if `m` knows it).
+    Remove {
+        m: usize,
+        file: usize,
+    },
     /// A browser peer's user asks for a file.
     Request {
         m: usize,
@@ -99,7 +104,7 @@ pub const FAULT_WINDOW: Millis = 60_000;
 
 impl Schedule {
     /// The schedule of `seed`: 3–12 machines, browsers and a liar among them at times,
-    /// a few small files, and up to 40 actions and faults.
+    /// a few small files (a fifth of them removed later), and up to 40 actions and faults.
     pub fn generate(seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let n = rng.between(3, 12) as usize;
@@ -142,6 +147,15 @@ impl Schedule {
             }
         }
         let pick = |rng: &mut Rng, from: &[usize]| from[rng.below(from.len() as u64) as usize];
+        // Removes come from a stream of their own: the rest of each seed's schedule is
+        // what it was before removes existed, so the seeds of regressions still replay it.
+        let mut removes = Rng::new(seed ^ 0x7e3b_0de5);
+        for file in 0..files.len() {
+            if removes.chance(20) {
+                let at = removes.between(FAULT_WINDOW / 4, FAULT_WINDOW);
+                steps.push(Step { at, action: Action::Remove { m: pick(&mut removes, &natives), file } });
+            }
+        }
         for _ in 0..rng.below(40) {
             let at = rng.below(FAULT_WINDOW);
             let m = rng.below(n as u64) as usize;

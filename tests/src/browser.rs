@@ -425,6 +425,19 @@ impl Browser {
         self.cmd("POST", &format!("/element/{e}/value"), json!({ "text": text }));
     }
 
+    /// Sends keystrokes to the element matching `css` as a keyboard would (it gets the
+    /// focus first): WebDriver's key codes, e.g. `"\u{E007}"` for Enter.
+    #[track_caller]
+    pub fn press(&self, css: &str, keys: &str) {
+        let e = self.element(css, Duration::from_secs(20));
+        self.cmd("POST", &format!("/element/{e}/value"), json!({ "text": keys }));
+    }
+
+    /// Resizes the browser window (the page's viewport follows).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.cmd("POST", "/window/rect", json!({ "width": width, "height": height }));
+    }
+
     /// Polls `script` (with `args`) until it returns something truthy, and returns that.
     #[track_caller]
     pub fn wait(&self, timeout: Duration, what: &str, script: &str, args: Value) -> Value {

@@ -56,6 +56,7 @@ async fn start_node_on(web_host: &str, web_root: PathBuf, allow_origins: Vec<Str
         metrics: None,
         space: Default::default(),
         limits: Default::default(),
+        bittorrent: None,
         settle: None,
     };
     let driver = Driver::bind(options).await.unwrap();

@@ -49,6 +49,24 @@ fn saved_sha(browser: &Browser, file: &str) -> Value {
     )
 }
 
+/// Two joined nodes and the panel of the first, its browser peer connected.
+fn page_with_peer() -> (Vec<WsNode>, Browser) {
+    let nodes = WsNode::cluster(2, true);
+    let browser = Browser::start();
+    browser.goto(&nodes[0].panel_url());
+    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
+    (nodes, browser)
+}
+
+/// Inserts a random file `name` of `size` bytes into `node` with the CLI; its SHA-256.
+fn insert_on(node: &WsNode, name: &str, size: usize, seed: u64) -> String {
+    let src = node.scratch().join(name);
+    random_file(&src, size, seed);
+    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &node.addr()]);
+    assert_eq!(out.code, 0, "insert {name} into node {}: {out}", node.label);
+    sha256_file(&src)
+}
+
 fn card(node: &WsNode) -> String {
     format!(r#"section.node[data-url="{}"]"#, node.ws_url())
 }
@@ -155,10 +173,7 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
     if !require_browser() {
         return;
     }
-    let nodes = WsNode::cluster(2, true);
-    let browser = Browser::start();
-    browser.goto(&nodes[0].panel_url());
-    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
+    let (nodes, browser) = page_with_peer();
 
     // Share a file from "this computer" through the file picker: the nodes fetch it
     // from the page, byte for byte.
@@ -183,11 +198,7 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
     assert!(peers(&st).iter().any(|p| p.starts_with("browser-")), "node w0 counts the page among its peers: {st}");
 
     // Download a network file into the page, chunk by chunk, then save it.
-    let src = nodes[1].scratch().join("network.bin");
-    random_file(&src, 5 * 1024 * 1024 + 777, 12);
-    let sha = sha256_file(&src);
-    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &nodes[1].addr()]);
-    assert_eq!(out.code, 0, "insert into node w1: {out}");
+    let sha = insert_on(&nodes[1], "network.bin", 5 * 1024 * 1024 + 777, 12);
     browser.click(r#"section.browser-peer button.download[data-file="network.bin"]"#);
     browser.wait(LONG, "the page holds network.bin complete", PEER_ROW_COMPLETE, json!(["network.bin"]));
     assert_eq!(
@@ -229,6 +240,76 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
         json!([nodes[0].ws_url(), "network.bin", 3]),
     );
     browser.screenshot(&artifact("browser-peer.png"));
+}
+
+/// How many manifests and chunk records of `file` the page keeps in IndexedDB.
+fn stored_in_page(browser: &Browser, file: &str) -> Value {
+    browser.exec_async(
+        r#"const done = arguments[arguments.length - 1];
+           const name = arguments[0];
+           const req = indexedDB.open("torronto");
+           req.onerror = () => done("cannot open the database");
+           req.onsuccess = () => {
+             const db = req.result;
+             const tx = db.transaction(["files", "index"], "readonly");
+             const files = tx.objectStore("files").count(name);
+             const records = tx.objectStore("index").count(IDBKeyRange.bound([name, 0], [name, 4294967295]));
+             tx.oncomplete = () => { db.close(); done([files.result, records.result]); };
+             tx.onerror = () => done("cannot read the database");
+           };"#,
+        json!([file]),
+    )
+}
+
+#[test]
+fn the_panel_removes_a_file_everywhere_after_confirmation_and_the_browser_peer_drops_it() {
+    if !require_browser() {
+        return;
+    }
+    let (nodes, browser) = page_with_peer();
+    insert_on(&nodes[1], "old.bin", 300_000, 21);
+    browser.click(r#"section.browser-peer button.download[data-file="old.bin"]"#);
+    browser.wait(LONG, "the page holds old.bin complete", PEER_ROW_COMPLETE, json!(["old.bin"]));
+    browser.wait(
+        LONG,
+        "node w0's card shows old.bin complete",
+        NODE_ROW_COMPLETE,
+        json!([nodes[0].ws_url(), "old.bin", 3]),
+    );
+    let stored = stored_in_page(&browser, "old.bin");
+    assert!(stored[0] == 1 && stored[1].as_u64() >= Some(1), "the page keeps old.bin in IndexedDB: {stored}");
+
+    // Remove asks first; Cancel takes nothing out.
+    let row = format!(r#"{} tr.file[data-file="old.bin"]"#, card(&nodes[0]));
+    browser.click(&format!("{row} button.remove"));
+    browser.element(&format!("{row} .confirm-remove button.confirm"), LONG);
+    browser.click(&format!("{row} .confirm-remove button.cancel"));
+    browser.element(&format!("{row} button.remove"), LONG);
+    assert!(nodes[0].dir().join("old.bin").is_file() && nodes[1].dir().join("old.bin").is_file());
+
+    browser.click(&format!("{row} button.remove"));
+    browser.click(&format!("{row} .confirm-remove button.confirm"));
+    browser.wait(
+        LONG,
+        "the panel shows the Remove answered ErrOK",
+        "return !!document.querySelector(arguments[0] + ' .notice[data-code=ErrOK]');",
+        json!([card(&nodes[0])]),
+    );
+    for node in &nodes {
+        wait_until(LONG, &format!("node {} deleted old.bin", node.label), || {
+            !node.dir().join("old.bin").exists() && file_status(&node.query(), "old.bin").is_none()
+        });
+    }
+    browser.wait(
+        LONG,
+        "neither the node's card nor the browser peer lists old.bin",
+        "return !document.querySelector('tr.file[data-file=\"old.bin\"]');",
+        json!([]),
+    );
+    wait_until(LONG, "the page deleted old.bin from IndexedDB", || {
+        stored_in_page(&browser, "old.bin") == json!([0, 0])
+    });
+    browser.screenshot(&artifact("browser-remove.png"));
 }
 
 /// A fresh network secret file in `dir`, made by `torronto secret new --out`.

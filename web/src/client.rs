@@ -47,6 +47,10 @@ impl Reducible for PeerState {
     type Action = PeerUpdate;
 
     fn reduce(self: Rc<Self>, update: PeerUpdate) -> Rc<Self> {
+        // The view the page shows already: nothing to draw again.
+        if matches!(&update, PeerUpdate::View(view) if **view == self.view) {
+            return self;
+        }
         let mut s = Rc::unwrap_or_clone(self);
         match update {
             PeerUpdate::View(view) => s.view = *view,

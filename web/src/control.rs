@@ -1,9 +1,13 @@
 //! A control session: one WebSocket to a node on which the panel sends Join, Leave,
-//! Insert and Query with the node's token, polling Query about twice a second.
+//! Insert, Delete (Remove) and Query with the node's token, polling Query about twice a
+//! second.
+//!
+//! A Query refused for the token ends the session ([`ControlEvent::Refused`]); a node
+//! that cannot be reached is tried again with a growing delay, [`ATTEMPTS`] times.
 //!
 //! Replies are not tagged with a request, so they are matched as the protocol allows:
 //! a reply carrying a status answers a Query; any other reply answers the oldest
-//! Join/Leave/Insert still waiting (the panel sends at most one of those at a time,
+//! Join/Leave/Insert/Remove still waiting (the panel sends at most one of those at a time,
 //! since Join and Leave may take seconds while Queries keep being answered).
 
 use std::cell::RefCell;
@@ -21,7 +25,11 @@ const POLL_MS: u32 = 500;
 /// A Query unanswered this long is given up, so polling never stalls for good.
 const QUERY_TIMEOUT_MS: u64 = 5_000;
 const RETRY_MIN_MS: u32 = 1_000;
-const RETRY_MAX_MS: u32 = 10_000;
+const RETRY_MAX_MS: u32 = 16_000;
+/// Attempts in a row that never opened before the session stops trying (waits of 1,
+/// 2, 4 and 8 s between them): a node without `--ws` will not grow one;
+/// [`ControlSession::retry`] tries again when the person asks.
+const ATTEMPTS: u32 = 5;
 
 /// What the panel hears from a control session.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,10 +45,16 @@ pub enum ControlEvent {
         reason: Option<String>,
         unconfirmed: Option<u64>,
     },
-    /// The socket closed; another attempt follows after `retry_ms`.
+    /// The socket closed; another attempt follows after `retry_ms`, or none (the
+    /// session gave up after [`ATTEMPTS`] attempts that never opened).
     Closed {
         reason: String,
-        retry_ms: u32,
+        retry_ms: Option<u32>,
+    },
+    /// The node refused the token: the session stops polling and closes, since the
+    /// same token will be refused again.
+    Refused {
+        reason: Option<String>,
     },
 }
 
@@ -59,6 +73,9 @@ struct Inner {
     _poll: Option<Interval>,
     retry: Option<Timeout>,
     backoff: u32,
+    /// Attempts in a row that failed before opening.
+    failures: u32,
+    refused: bool,
 }
 
 /// A control session; dropping it closes the socket and stops polling.
@@ -103,19 +120,22 @@ impl ControlSession {
                 _poll: Some(poll),
                 retry: None,
                 backoff: RETRY_MIN_MS,
+                failures: 0,
+                refused: false,
             })
         });
         Inner::connect(&inner);
         ControlSession { inner }
     }
 
-    /// Sends Join, Leave or Insert; false if the session is not open.
+    /// Sends Join, Leave, Insert or Delete; false if the session is not open.
     pub fn act(&self, control: Control) -> bool {
         let name = match &control {
             Control::Join => "Join",
             Control::Leave => "Leave",
             Control::Insert { .. } => "Insert",
-            Control::Query { .. } | Control::Limit { .. } => return false,
+            Control::Delete { .. } => "Remove",
+            Control::Query { .. } | Control::Limit { .. } | Control::Torrent { .. } => return false,
         };
         let sent = {
             let mut inner = self.inner.borrow_mut();
@@ -129,6 +149,20 @@ impl ControlSession {
             cb.emit(ControlEvent::Sent(name));
         }
         sent
+    }
+
+    /// Connects again at once after the session gave up (or while it waits to retry).
+    pub fn retry(&self) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            if inner.open || inner.refused {
+                return;
+            }
+            inner.retry = None;
+            inner.failures = 0;
+            inner.backoff = RETRY_MIN_MS;
+        }
+        Inner::connect(&self.inner);
     }
 
     /// Chooses the file whose chunk map Queries ask for, and asks now.
@@ -180,6 +214,7 @@ impl Inner {
             SocketEvent::Open(_) => {
                 self.open = true;
                 self.backoff = RETRY_MIN_MS;
+                self.failures = 0;
                 self.query_sent = None;
                 self.poll();
                 Some(ControlEvent::Open)
@@ -192,6 +227,13 @@ impl Inner {
                 }
                 let action = match self.pending.pop_front() {
                     Some(action) => action,
+                    None if code == Code::BadPermission => {
+                        self.refused = true;
+                        self.open = false;
+                        self.socket = None;
+                        self.retry = None;
+                        return Some(ControlEvent::Refused { reason: reply.reason });
+                    }
                     None => {
                         self.query_sent = None;
                         "Query"
@@ -201,6 +243,7 @@ impl Inner {
             }
             // Nothing else is meant for a control session.
             SocketEvent::Message(..) | SocketEvent::Malformed(_) => None,
+            SocketEvent::Closed(_) if self.refused => None,
             SocketEvent::Closed(reason) => Some(self.closed(reason)),
         }
     }
@@ -211,15 +254,19 @@ impl Inner {
         self.query_sent = None;
         let retry_ms = self.backoff;
         self.backoff = (self.backoff * 2).min(RETRY_MAX_MS);
+        self.failures += 1;
         // Unanswered actions are lost with the connection; say so rather than wait.
         let lost = self.pending.len();
         self.pending.clear();
-        let weak = self.weak.clone();
-        self.retry = Some(Timeout::new(retry_ms, move || {
-            if let Some(inner) = weak.upgrade() {
-                Inner::connect(&inner);
-            }
-        }));
+        let retry_ms = (self.failures < ATTEMPTS).then_some(retry_ms);
+        self.retry = retry_ms.map(|ms| {
+            let weak = self.weak.clone();
+            Timeout::new(ms, move || {
+                if let Some(inner) = weak.upgrade() {
+                    Inner::connect(&inner);
+                }
+            })
+        });
         let reason = if lost > 0 { format!("{reason}; {lost} action(s) went unanswered") } else { reason };
         ControlEvent::Closed { reason, retry_ms }
     }

@@ -30,12 +30,18 @@
 //! - [`client`] (in the page): [`client::EngineClient`] starts the worker and sends it
 //!   commands; its reports become updates of [`client::PeerState`], a yew reducer;
 //! - [`control`] (in the page): a control session to one node (Join, Leave, Insert,
-//!   Query polled twice a second, replies matched to requests);
+//!   Query polled twice a second, replies matched to requests; a refused token ends it,
+//!   an unreachable node is tried five times with a growing delay);
 //! - `ui`: yew components. `App` holds the peer's state, provides the engine's client
-//!   through a context and lists the watched nodes; `NodePanel` opens its control
-//!   session in a hook and renders the node's status, file table and chunk map;
-//!   `BrowserPeer` renders the page's peer. Components only render state and send
-//!   intents.
+//!   through a context and lists the watched nodes (remembered by URL in
+//!   `localStorage`, never with tokens; a new `#token=` in the address adds one);
+//!   `NodePanel` opens its control session in a hook (and tries a new token in a second
+//!   one before it replaces a working session) and renders the node's status, file
+//!   table and chunk map; `BrowserPeer` renders the page's peer. File tables are
+//!   searched, sorted and paged by `ui::listing`; notices (dismissible, expiring, in
+//!   aria-live regions) and copy badges are `ui::widgets`. Components only render state
+//!   and send intents. The CSS (`static/style.css`) holds the narrow-screen layout
+//!   (stacked file cards below 700 px) and the dark palette (`prefers-color-scheme`).
 //!
 //! Each watched node gets two WebSockets: the control session (in the page), and —
 //! once the node has joined — a peer session (in the worker) the page's node treats

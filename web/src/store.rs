@@ -18,6 +18,8 @@
 //! whole record. Where each chunk lives is kept in memory; the Blob handles of the
 //! last records read are cached.
 //!
+//! A removed file's manifest and records are deleted together ([`Store::delete_file`]).
+//!
 //! Every operation is one transaction. Requests and transactions are awaited through
 //! promises whose resolve/reject are the IDB handlers themselves, so no Rust closure is
 //! leaked.
@@ -376,6 +378,27 @@ impl Store {
         let options = BlobPropertyBag::new();
         options.set_type("application/octet-stream");
         Blob::new_with_u8_array_sequence_and_options(&sequence, &options).map_err(WebError::from)
+    }
+
+    /// Deletes file `name` (its manifest and every chunk) if it is the content `digest`:
+    /// it was removed from the network.
+    pub async fn delete_file(&self, name: &FileName, digest: Digest) -> Result<(), WebError> {
+        let key = JsValue::from_str(name.as_str());
+        let read = self.tx(&[FILES], IdbTransactionMode::Readonly)?;
+        let record = request_done(&Self::store(&read, FILES)?.get(&key)?).await?;
+        // Another content kept under the name since (inserted again): not this one's.
+        if get(&record, "digest").as_string().is_some_and(|d| d != digest.to_string()) {
+            return Ok(());
+        }
+        let tx = self.tx(&[FILES, CHUNKS, INDEX], IdbTransactionMode::Readwrite)?;
+        Self::store(&tx, FILES)?.delete(&key)?;
+        let range = IdbKeyRange::bound(&chunk_key(name.as_str(), 0), &chunk_key(name.as_str(), u32::MAX))?;
+        Self::store(&tx, CHUNKS)?.delete(&range)?;
+        Self::store(&tx, INDEX)?.delete(&range)?;
+        transaction_done(&tx).await?;
+        self.places.borrow_mut().remove(name.as_str());
+        self.cache.borrow_mut().retain(|(n, _, _)| n != name.as_str());
+        Ok(())
     }
 
     /// Forgets everything the page holds.

@@ -9,7 +9,7 @@ use crate::bitset::ChunkSet;
 use crate::manifest::{Digest, Manifest};
 use crate::name::FileName;
 use crate::secure::{AuthenticatedPeer, NodeId};
-use crate::wire::{ChunkRef, Code, Envelope, PeerAddr, RateLimits};
+use crate::wire::{ChunkRef, Code, Envelope, PeerAddr, RateLimits, Tombstone, TorrentExport};
 
 /// Milliseconds since an origin of the driver's choosing.
 pub type Millis = u64;
@@ -58,6 +58,9 @@ pub struct Tuning {
     pub join_timeout: Millis,
     /// Leave waits this long for its pushed chunks to be confirmed.
     pub leave_timeout: Millis,
+    /// Leave waits this long for each peer to answer our Leaving; one that has not by
+    /// then is counted on as little as a leaving one.
+    pub leaving_answer_timeout: Millis,
     /// Verified chunks waiting for storage; past this, fetching waits, so a disk
     /// slower than the network throttles requests instead of filling memory.
     pub max_writing: usize,
@@ -96,6 +99,13 @@ pub struct Tuning {
     pub token_delay_max: Millis,
     /// Without a wrong token for this long, the delay starts over.
     pub token_quiet: Millis,
+    /// Tombstones (removed files) kept, all told, and learned from any one peer; past
+    /// the first the oldest is forgotten, past the second a peer's new ones are ignored.
+    pub max_tombstones: usize,
+    pub max_peer_tombstones: usize,
+    /// How long a tombstone is kept after the remove (a node away longer brings the
+    /// file back when it returns).
+    pub tombstone_lifetime: Millis,
 }
 
 impl Default for Tuning {
@@ -110,6 +120,7 @@ impl Default for Tuning {
             manifest_timeout: 10_000,
             join_timeout: 5_000,
             leave_timeout: 30_000,
+            leaving_answer_timeout: 5_000,
             max_writing: 64,
             push_window: 24,
             serve_limit: 256,
@@ -128,6 +139,9 @@ impl Default for Tuning {
             token_delay: 100,
             token_delay_max: 5_000,
             token_quiet: 60_000,
+            max_tombstones: 10_000,
+            max_peer_tombstones: 1_000,
+            tombstone_lifetime: 90 * 24 * 3_600_000,
         }
     }
 }
@@ -212,6 +226,18 @@ pub enum StorageCommand {
     /// copy beside it if a file the node does not manage has the name; answer
     /// `Finalized` (a driver that cannot fail here need not).
     Finalize { file: FileName, digest: Digest },
+    /// The file was removed from the network: delete the managed copy of content
+    /// `digest` (at `stored_as` if it went to a conflict copy; never a file the node
+    /// did not write) and its state. Not answered.
+    Delete { file: FileName, digest: Digest, stored_as: Option<String> },
+    /// Save these tombstones (all the node keeps), for [`super::Node::restore_tombstone`]
+    /// after a restart. Not answered.
+    SaveTombstones(Vec<Tombstone>),
+    /// Export the complete `file` as a v1 `.torrent` naming `trackers` (BitTorrent,
+    /// Action 15): hash its pieces, or take the hashes kept from an earlier export of
+    /// the same copy, and from then on seed it to BitTorrent peers if the driver does;
+    /// answer `Torrent`. A driver without BitTorrent answers with an error.
+    Torrent { conn: ConnId, file: FileName, trackers: Vec<String> },
 }
 
 /// A storage failure, with the code a user should see.
@@ -267,6 +293,20 @@ pub enum StorageEvent {
         file: FileName,
         result: Result<Option<String>, StorageError>,
     },
+    Torrent {
+        conn: ConnId,
+        file: FileName,
+        result: Result<TorrentExport, StorageError>,
+    },
+}
+
+impl StorageEvent {
+    /// The answer to [`StorageCommand::Torrent`] of a driver that does not speak
+    /// BitTorrent (the simulator, the browser peer).
+    pub fn no_bittorrent(conn: ConnId, file: FileName) -> StorageEvent {
+        let message = "this node does not serve BitTorrent (only the native node does)".into();
+        StorageEvent::Torrent { conn, file, result: Err(StorageError { code: Code::BadRequest, message }) }
+    }
 }
 
 /// Why a user's request was refused: the code a control client would get, and why.
@@ -385,6 +425,12 @@ pub enum Event {
     StoredAsConflictCopy {
         file: FileName,
         path: String,
+    },
+    /// A file was removed from the network (by our owner when `by` is `None`, or as
+    /// `by` told us): this node's copy, if any, is being deleted.
+    FileRemoved {
+        file: FileName,
+        by: Option<PeerAddr>,
     },
     BadRequest {
         conn: ConnId,

@@ -13,6 +13,7 @@ use crate::wire::{ChunkRef, Code, FileRef, HaveEntry, PeerAddr, PeerMessage};
 impl Node {
     /// After every input: ask for whatever can be asked for now.
     pub(super) fn after_input(&mut self, now: Millis) {
+        self.save_tombstones();
         let member = matches!(self.membership, Membership::Joined | Membership::Joining { .. });
         if member && !self.timers.is_set(&Timer::FetchPause) {
             self.request_manifests(now);
@@ -324,9 +325,12 @@ impl Node {
         let Some(f) = self.files.get_mut(&chunk.file) else {
             return;
         };
-        if f.writing.remove(chunk.index) {
-            self.writing -= 1;
+        // A write for other content (the file was removed, and the name taken again
+        // since) is none of this file's.
+        if !f.writing.remove(chunk.index) {
+            return;
         }
+        self.writing -= 1;
         if let Err(e) = result {
             self.timers.set(Timer::FetchPause, now + self.config.tuning.storage_backoff);
             self.events.push_back(Event::StorageFailed { file: chunk.file, message: e.message });

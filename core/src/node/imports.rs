@@ -128,6 +128,7 @@ impl Node {
             }
             _ => self.name_refusal(name, Some(id)),
         }
+        .or_else(|| self.buried_refusal(name, manifest))
     }
 
     /// The folders an insert must come from, or `None` for anywhere (the owner's CLI
@@ -151,6 +152,18 @@ impl Node {
         let inserting: BTreeMap<String, FileName> = others().map(|n| (n.folded(), n.clone())).collect();
         let collision = self.files.collision(name).or_else(|| collision_among(&inserting, name))?;
         Some(Refusal { code: Code::FileExists, reason: collision.explain(name) })
+    }
+
+    /// Why this very content may not come back under `name`: it was removed, and peers
+    /// keeping the tombstone would ignore it.
+    fn buried_refusal(&self, name: &FileName, manifest: &Manifest) -> Option<Refusal> {
+        self.buried(name, manifest.digest()).then(|| Refusal {
+            code: Code::FileExists,
+            reason: format!(
+                "{name} with this very content was removed from the network, and its tombstone still stands; \
+                 insert it under another name, or changed content under this one"
+            ),
+        })
     }
 
     /// Tells whoever asked for insert `id` how it ended.

@@ -1,5 +1,6 @@
-//! Membership: joining the network, and leaving it without losing data — chunks only
-//! we hold are pushed to peers and confirmed before we go (the leave plan).
+//! Membership: joining the network, peers introducing themselves and leaving, and
+//! leaving it ourselves without losing data — chunks only we hold are pushed to peers
+//! and confirmed before we go (the leave plan).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,7 +8,7 @@ use super::{envelope, ConnId, Event, Millis, NetCommand, Node, StorageCommand, T
 use crate::bitset::ChunkSet;
 use crate::layout::ChunkIndex;
 use crate::name::FileName;
-use crate::wire::{ChunkRef, Code, PeerAddr, PeerMessage, Reply};
+use crate::wire::{ChunkRef, Code, FileEntry, PeerAddr, PeerMessage, Reply};
 
 #[derive(Debug)]
 pub(super) enum Membership {
@@ -32,6 +33,9 @@ pub(super) struct LeavePlan {
     pushed: BTreeMap<(FileName, ChunkIndex), PeerAddr>,
     /// Files whose manifest has been pushed to a peer.
     manifests_sent: BTreeSet<(PeerAddr, FileName)>,
+    /// Peers told we are leaving that have not answered yet. Until each has, we cannot
+    /// know it is not leaving too, counting on us as we count on it.
+    awaiting: BTreeSet<PeerAddr>,
 }
 
 impl LeavePlan {
@@ -39,6 +43,18 @@ impl LeavePlan {
     pub(super) fn forget_peer(&mut self, addr: &PeerAddr) {
         self.pushed.retain(|_, to| to != addr);
         self.manifests_sent.retain(|(to, _)| to != addr);
+        self.awaiting.remove(addr);
+    }
+}
+
+impl LeavePlan {
+    /// Forgets a file removed while leaving; returns the peers pushes of it went to.
+    pub(super) fn forget_file(&mut self, name: &FileName) -> Vec<PeerAddr> {
+        self.todo.retain(|(f, _)| f != name);
+        self.manifests_sent.retain(|(_, f)| f != name);
+        let receivers = self.pushed.iter().filter(|((f, _), _)| f == name).map(|(_, to)| to.clone()).collect();
+        self.pushed.retain(|(f, _), _| f != name);
+        receivers
     }
 }
 
@@ -53,6 +69,7 @@ impl Node {
         // Connections we dialled before (while not joined) are introduced now.
         let open: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.dialed.is_some()).map(|(&id, _)| id).collect();
         for conn in open {
+            self.send_tombstones(conn);
             let files = self.file_list();
             self.send(conn, PeerMessage::Add { files });
         }
@@ -89,6 +106,78 @@ impl Node {
         }
     }
 
+    // -----------------------------------------------------------------------------
+    // Peers coming and going.
+
+    /// A peer introduces itself with its file list; we answer with ours (after our
+    /// tombstones, so that it forgets what we removed before counting what it holds).
+    pub(super) fn on_add(&mut self, conn: ConnId, addr: PeerAddr, files: Vec<FileEntry>) {
+        // An Add on a connection older than one the peer already speaks on was sent
+        // before what came on the newer one (the peer restarted or dialled again): it
+        // adds to what we know but replaces nothing.
+        let fresh = self.peers.get(&addr).is_none_or(|p| conn >= p.conn);
+        if self.register_peer(conn, addr.clone()) {
+            if fresh {
+                // Back after a leave (its Remove may still be on its way elsewhere).
+                self.peers.get_mut(&addr).expect("registered").leaving = false;
+            }
+            self.apply_file_list(&addr, files, fresh);
+            self.send_tombstones(conn);
+            let files = self.file_list();
+            self.send(conn, PeerMessage::Files { files });
+        }
+    }
+
+    /// A peer answered our Add with its file list.
+    pub(super) fn on_files(&mut self, conn: ConnId, addr: PeerAddr, files: Vec<FileEntry>) {
+        if self.register_peer(conn, addr.clone()) {
+            self.apply_file_list(&addr, files, false);
+            self.join_answered(&addr);
+        }
+    }
+
+    /// A peer has begun to leave: what only it proved is no longer safe for a leave of
+    /// ours, and it is no receiver for our pushes. The answer, after anything we sent
+    /// before, tells it whether we are leaving too.
+    pub(super) fn on_leaving(&mut self, conn: ConnId, addr: &PeerAddr) {
+        let Some(peer) = self.peers.get_mut(addr) else { return };
+        peer.leaving = true;
+        let proven = peer.proven.clone();
+        self.replan_leave(&proven);
+        self.reply(conn, Reply::code(Code::Ok));
+        self.pump_leave();
+    }
+
+    /// A peer answered our Leaving: had it been leaving, its own Leaving came first.
+    pub(super) fn leaving_answered(&mut self, addr: &PeerAddr) {
+        if let Membership::Leaving(plan) = &mut self.membership {
+            if plan.awaiting.remove(addr) {
+                self.pump_leave();
+            }
+        }
+    }
+
+    /// Peers that did not answer our Leaving in time are not waited for any more: one
+    /// that does not know the message (a third-party client) cannot tell us it leaves
+    /// either, and counts as it did before Leaving existed.
+    pub(super) fn leaving_unanswered(&mut self) {
+        let Membership::Leaving(plan) = &mut self.membership else { return };
+        plan.awaiting.clear();
+        self.pump_leave();
+    }
+
+    /// A peer leaves. It speaks for this connection only: a Remove that arrives late on
+    /// an old connection must not end the peer that has since come back on a new one. A
+    /// leaving peer says it on each of its connections.
+    pub(super) fn on_remove(&mut self, conn: ConnId, addr: &PeerAddr) {
+        if self.detach(addr, conn) {
+            self.drop_peer(addr, true);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.peer = None;
+        }
+    }
+
     pub(super) fn start_leave(&mut self, now: Millis, reply_to: Option<ConnId>) {
         // Stop fetching: what is in flight is no longer wanted.
         self.forget_all_requests();
@@ -101,9 +190,22 @@ impl Node {
             }
         }
         self.stop_redials();
-        self.membership =
-            Membership::Leaving(LeavePlan { reply_to, todo, pushed: BTreeMap::new(), manifests_sent: BTreeSet::new() });
+        // Two holders of a chunk leaving at once would each count on the other: tell
+        // every peer, and finish only once each peer we count on has answered.
+        let peers: Vec<(PeerAddr, ConnId, bool)> =
+            self.peers.iter().map(|(a, p)| (a.clone(), p.conn, p.proven.values().any(|s| s.count() > 0))).collect();
+        let mut awaiting = BTreeSet::new();
+        for (addr, conn, counted_on) in peers {
+            self.send(conn, PeerMessage::Leaving);
+            if counted_on {
+                awaiting.insert(addr);
+            }
+        }
+        let pushed = BTreeMap::new();
+        let manifests_sent = BTreeSet::new();
+        self.membership = Membership::Leaving(LeavePlan { reply_to, todo, pushed, manifests_sent, awaiting });
         self.timers.set(Timer::Leave, now + self.config.tuning.leave_timeout);
+        self.timers.set(Timer::LeavingAnswers, now + self.config.tuning.leaving_answer_timeout);
         self.pump_leave();
     }
 
@@ -112,7 +214,7 @@ impl Node {
         let Membership::Leaving(plan) = &mut self.membership else {
             return;
         };
-        if plan.todo.is_empty() || self.peers.is_empty() {
+        if (plan.todo.is_empty() && plan.awaiting.is_empty()) || self.peers.is_empty() {
             self.finish_leave();
             return;
         }
@@ -122,7 +224,7 @@ impl Node {
         for key in unassigned {
             // Least-loaded receiver; the browser peers too, as they hold chunks as well.
             let Some((addr, peer)) =
-                self.peers.iter_mut().filter(|(_, p)| p.pushes < window).min_by_key(|(_, p)| p.pushes)
+                self.peers.iter_mut().filter(|(_, p)| p.pushes < window && !p.leaving).min_by_key(|(_, p)| p.pushes)
             else {
                 break;
             };
@@ -156,7 +258,7 @@ impl Node {
     /// empty file has no chunk to prove; a peer that lists it holds all there is.
     fn safe_elsewhere(&self, name: &FileName, i: ChunkIndex) -> bool {
         match self.files.get(name) {
-            Some(f) if f.chunk_count() == 0 => self.peers.values().any(|p| p.files.contains_key(name)),
+            Some(f) if f.chunk_count() == 0 => self.peers.values().any(|p| !p.leaving && p.files.contains_key(name)),
             _ => self.proven_elsewhere(name, i, None),
         }
     }
@@ -225,6 +327,7 @@ impl Node {
             }
         };
         self.timers.cancel(Timer::Leave);
+        self.timers.cancel(Timer::LeavingAnswers);
         let unconfirmed = plan.todo.len() as u64;
         let peers: Vec<PeerAddr> = self.peers.keys().cloned().collect();
         for addr in peers {

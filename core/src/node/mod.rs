@@ -11,7 +11,8 @@
 //! decides on it:
 //! - `api`: the inputs and outputs ([`Config`], [`NetCommand`], [`StorageCommand`],
 //!   [`StorageEvent`], [`Event`]…);
-//! - `membership`: Join, Leave and the leave plan that pushes away sole-held chunks;
+//! - `membership`: Join, Leave and the leave plan that pushes away sole-held chunks; peers
+//!   introducing themselves (Add, Files) and leaving (Remove);
 //! - `peers`: connections and peers — introductions, file lists, strikes, bans, redials;
 //! - `fetching`: manifests and chunks we ask for, their verification and timeouts;
 //! - `serving`: chunks and manifests peers ask of us, and what we tell them we hold;
@@ -23,17 +24,23 @@
 //!   where a remote client may insert from; adopting a file found in the folder;
 //! - `copies`: this node's own copies in its folder: where each is, and one deleted by
 //!   hand, fetched again ([`Node::local_copy_gone`]);
+//! - `removal`: Delete (remove a file network-wide) and the tombstones that keep it
+//!   removed;
+//! - `exports`: control Torrent, a file held complete handed to the driver to export to
+//!   BitTorrent;
 //! - `timers`: every deadline, in order.
 
 mod api;
 mod control;
 mod copies;
+mod exports;
 mod fetching;
 mod identities;
 mod imports;
 mod limits;
 mod membership;
 mod peers;
+mod removal;
 mod serving;
 mod timers;
 
@@ -49,6 +56,7 @@ pub use imports::check_insert_source;
 use imports::{InsertFrom, PendingImport};
 use membership::Membership;
 use peers::{ConnState, PeerState, Proven, Redial};
+use removal::Graveyard;
 use timers::{Timer, Timers};
 
 use crate::files::{FileState, FileTable};
@@ -75,6 +83,7 @@ pub struct Node {
     /// has a [`Timer::Introduction`].
     unintroduced: BTreeSet<ConnId>,
     imports: BTreeMap<ImportId, PendingImport>,
+    graveyard: Graveyard,
     next_import: u64,
     pending_have: Vec<HaveEntry>,
     /// Files to fetch; `None` means every file the network has.
@@ -112,6 +121,7 @@ impl Node {
             redial: BTreeMap::new(),
             unintroduced: BTreeSet::new(),
             imports: BTreeMap::new(),
+            graveyard: Graveyard::default(),
             next_import: 0,
             pending_have: Vec::new(),
             wanted: None,
@@ -142,8 +152,12 @@ impl Node {
         !matches!(self.membership, Membership::NotJoined)
     }
 
-    /// Registers a file found on disk at start-up.
+    /// Registers a file found on disk at start-up (or, if a tombstone restored with
+    /// [`Node::restore_tombstone`] kills it, has storage delete it).
     pub fn add_local_file(&mut self, file: LocalFile) {
+        if self.buried_at_start(&file.name, file.manifest.digest(), file.stored_as.clone()) {
+            return;
+        }
         let mut state = FileState::new(file.manifest.size(), file.manifest.digest());
         for i in file.have.iter() {
             state.mark_held(i);
@@ -281,6 +295,8 @@ impl Node {
             if matches!(self.membership, Membership::Joining { .. } | Membership::Joined)
                 && !self.banned.contains(&addr)
             {
+                // Tombstones first: what the peer announces next is judged by them.
+                self.send_tombstones(conn);
                 let files = self.file_list();
                 self.send(conn, PeerMessage::Add { files });
             } else {
@@ -359,6 +375,7 @@ impl Node {
             StorageEvent::Written { chunk, result } => self.on_written(now, chunk, result),
             StorageEvent::Prepared { file, result } => self.on_prepared(now, file, result),
             StorageEvent::Finalized { file, result } => self.on_finalized(file, result),
+            StorageEvent::Torrent { conn, file, result } => self.on_torrent(conn, file, result),
         }
         self.after_input(now);
     }
@@ -368,6 +385,7 @@ impl Node {
             match timer {
                 Timer::Join => self.finish_join(),
                 Timer::Leave => self.finish_leave(),
+                Timer::LeavingAnswers => self.leaving_unanswered(),
                 Timer::Request { peer, file, index } => {
                     if self.forget_request(&peer, &file, index) {
                         self.stall(now, &peer);
@@ -421,12 +439,14 @@ impl Node {
             Control::Insert { path } => {
                 self.start_insert(InsertFrom::Client(conn), path);
             }
+            Control::Delete { file } => self.delete(now, conn, file),
             Control::Query { file } => {
                 let mut status = self.status();
                 status.chunk_map = file.and_then(|f| self.chunk_map(&f));
                 self.reply(conn, Reply { status: Some(Box::new(status)), ..Reply::code(Code::Ok) });
             }
             Control::Limit { upload, download } => self.limit(conn, upload, download),
+            Control::Torrent { file, trackers } => self.export_torrent(conn, file, trackers),
         }
     }
 
@@ -454,48 +474,32 @@ impl Node {
         }
         let known = self.conns.get(&conn).and_then(|c| c.peer.clone());
         match (message, known) {
-            (PeerMessage::Add { files }, _) => {
-                let Some(addr) = from else {
-                    self.handle_malformed(now, conn, "Add needs HostName and PortNumber".into());
-                    return;
-                };
-                // An Add on a connection older than one the peer already speaks on
-                // was sent before what came on the newer one (the peer restarted or
-                // dialled again): it adds to what we know but replaces nothing.
-                let fresh = self.peers.get(&addr).is_none_or(|p| conn >= p.conn);
-                if self.register_peer(conn, addr.clone()) {
-                    self.apply_file_list(&addr, files, fresh);
-                    let files = self.file_list();
-                    self.send(conn, PeerMessage::Files { files });
-                }
-            }
+            (PeerMessage::Add { files }, _) => match from {
+                Some(addr) => self.on_add(conn, addr, files),
+                None => self.handle_malformed(now, conn, "Add needs HostName and PortNumber".into()),
+            },
             (PeerMessage::Files { files }, known) => {
                 // The answer to our Add: the peer is who proved its key, or who we dialled.
                 let dialed = self.conns.get(&conn).and_then(|c| c.dialed.clone());
-                let Some(addr) = known.or(proven).or(dialed).or(from) else {
-                    self.handle_malformed(now, conn, "Files needs HostName and PortNumber".into());
-                    return;
-                };
-                if self.register_peer(conn, addr.clone()) {
-                    self.apply_file_list(&addr, files, false);
-                    self.join_answered(&addr);
+                match known.or(proven).or(dialed).or(from) {
+                    Some(addr) => self.on_files(conn, addr, files),
+                    None => self.handle_malformed(now, conn, "Files needs HostName and PortNumber".into()),
+                }
+            }
+            (PeerMessage::Tombstones(list), known) => {
+                // Sent before the Add or Files that introduces the peer.
+                let dialed = self.conns.get(&conn).and_then(|c| c.dialed.clone());
+                match known.or(proven).or(dialed).or(from) {
+                    Some(addr) => self.on_tombstones(now, conn, &addr, list),
+                    None => self.handle_malformed(now, conn, "Tombstones needs HostName and PortNumber".into()),
                 }
             }
             (_, None) => self.reply(
                 conn,
                 Reply { reason: Some("introduce yourself with Add first".into()), ..Reply::code(Code::BadRequest) },
             ),
-            (PeerMessage::Remove, Some(addr)) => {
-                // It speaks for this connection only: a Remove that arrives late on an
-                // old connection must not end the peer that has since come back on a
-                // new one. A leaving peer says it on each of its connections.
-                if self.detach(&addr, conn) {
-                    self.drop_peer(&addr, true);
-                }
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.peer = None;
-                }
-            }
+            (PeerMessage::Remove, Some(addr)) => self.on_remove(conn, &addr),
+            (PeerMessage::Leaving, Some(addr)) => self.on_leaving(conn, &addr),
             (PeerMessage::Have(entries), Some(addr)) => self.on_have(&addr, entries),
             (PeerMessage::Download(chunk), Some(_)) => self.on_download(conn, chunk),
             (PeerMessage::Upload { chunk, data }, Some(addr)) => self.on_upload(&addr, chunk, data, chunk_hash),

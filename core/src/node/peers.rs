@@ -52,6 +52,8 @@ pub(super) struct PeerState {
     pub conn: ConnId,
     pub conns: BTreeSet<ConnId>,
     /// What it claims to hold (file lists, Have): good enough to ask it for chunks.
+    /// It told us it has begun to leave: its proofs do not make a chunk safe.
+    pub leaving: bool,
     pub files: BTreeMap<FileName, ChunkSet>,
     /// The total size of `files`, held within [`super::Tuning::max_peer_bytes`].
     pub announced_bytes: u64,
@@ -121,6 +123,7 @@ impl Node {
                         id,
                         conn,
                         conns: BTreeSet::from([conn]),
+                        leaving: false,
                         files: BTreeMap::new(),
                         announced_bytes: 0,
                         proven: BTreeMap::new(),
@@ -266,6 +269,8 @@ impl Node {
             }
             (Some(f), None) if f.size != size => false,
             (Some(_), _) => true,
+            // Removed from the network: not brought back.
+            (None, Some(d)) if self.buried(name, d) => false,
             (None, Some(d)) => {
                 if let Some(collision) = self.files.collision(name) {
                     let reason = collision.explain(name);
@@ -334,7 +339,9 @@ impl Node {
 
     /// Whether a connected peer other than `except` has proven it holds chunk `i` of `name`.
     pub(super) fn proven_elsewhere(&self, name: &FileName, i: ChunkIndex, except: Option<&PeerAddr>) -> bool {
-        self.peers.iter().any(|(a, p)| Some(a) != except && p.proven.get(name).is_some_and(|s| s.contains(i)))
+        self.peers
+            .iter()
+            .any(|(a, p)| Some(a) != except && !p.leaving && p.proven.get(name).is_some_and(|s| s.contains(i)))
     }
 
     pub(super) fn on_have(&mut self, addr: &PeerAddr, entries: Vec<HaveEntry>) {
@@ -357,7 +364,9 @@ impl Node {
             // The peer has not joined: it will introduce itself when it does.
             Code::Disconnected => {
                 self.join_answered(&addr);
-                if self.peers.get(&addr).is_some_and(|p| p.conns.contains(&conn)) {
+                // As a Remove, it speaks for its own connection: one that arrives late on
+                // an old connection must not end the peer back on a newer one.
+                if self.peers.get(&addr).is_some_and(|p| p.conns.contains(&conn)) && self.detach(&addr, conn) {
                     self.drop_peer(&addr, true);
                 }
                 self.stop_redial(&addr);
@@ -370,6 +379,7 @@ impl Node {
                     self.not_held(&addr, about);
                 }
             }
+            Code::Ok => self.leaving_answered(&addr),
             _ => {}
         }
     }

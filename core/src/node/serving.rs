@@ -95,7 +95,7 @@ impl Node {
     /// whose peer has not answered our Add yet. That Add listed what we held when it
     /// was sent; without this, what we store or insert before the answer comes would
     /// never reach that peer, which would count our copies short for good.
-    fn listening_conns(&self) -> Vec<ConnId> {
+    pub(super) fn listening_conns(&self) -> Vec<ConnId> {
         let mut introducing: Vec<ConnId> =
             self.conns.iter().filter(|(_, c)| c.dialed.is_some() && c.peer.is_none()).map(|(&id, _)| id).collect();
         introducing.sort_unstable();

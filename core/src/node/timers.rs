@@ -17,6 +17,8 @@ pub(super) enum Timer {
     Join,
     /// Leave stops waiting for its pushed chunks to be confirmed.
     Leave,
+    /// Leave stops waiting for peers to answer our Leaving.
+    LeavingAnswers,
     /// Our request of a chunk from a peer is given up.
     Request { peer: PeerAddr, file: FileName, index: ChunkIndex },
     /// Our request of a manifest from a peer is given up.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::frame::{bad, WireError, HEADER_LIMIT, LIST_BODY_LIMIT};
 use super::message::{
     Action, ChunkRef, Code, Control, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr, PeerMessage,
-    RateLimits, Reply,
+    RateLimits, Reply, Tombstone, TorrentExport, MAX_TRACKERS, MAX_TRACKER_LEN,
 };
 use crate::layout::{chunk_count, chunk_len, ChunkIndex, MAX_FILE_SIZE};
 use crate::manifest::Digest;
@@ -116,6 +116,10 @@ struct InHeader {
     download_limit: Option<u64>,
     #[serde(rename = "Body", default)]
     body: Option<String>,
+    #[serde(rename = "Trackers", default)]
+    trackers: Option<Vec<String>>,
+    #[serde(rename = "BitTorrent", default)]
+    bittorrent: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -135,6 +139,9 @@ struct InFile {
     size: Option<u64>,
     #[serde(rename = "Digest", default)]
     digest: Option<String>,
+    /// Tombstones: when the file was removed (Unix milliseconds).
+    #[serde(rename = "Removed", default)]
+    removed: Option<u64>,
 }
 
 /// `chunks` is a JSON array, or (as in the original document) a string holding one.
@@ -201,6 +208,13 @@ impl InFile {
         Ok(FileEntry { name, size, digest, chunks })
     }
 
+    fn tombstone(self) -> Result<Tombstone, WireError> {
+        let file = self.name()?;
+        let digest = self.digest()?.ok_or_else(|| bad(format!("{file}: tombstone without Digest")))?;
+        let time = self.removed.ok_or_else(|| bad(format!("{file}: tombstone without Removed")))?;
+        Ok(Tombstone { file, digest, time })
+    }
+
     /// What a reply is about: a file, and perhaps one of its chunks.
     fn about(self) -> Result<FileRef, WireError> {
         let name = self.name()?;
@@ -250,13 +264,15 @@ enum HeadKind {
     },
     /// A Query reply too large for a header: the status object follows as a body.
     StatusReply(Reply),
+    /// A Torrent reply: the `.torrent` follows as a body.
+    TorrentReply(Reply),
 }
 
 impl Head {
     fn body_limit(&self) -> Option<usize> {
         match &self.kind {
             HeadKind::Complete(_) => None,
-            HeadKind::FileList { .. } | HeadKind::StatusReply(_) => Some(LIST_BODY_LIMIT),
+            HeadKind::FileList { .. } | HeadKind::StatusReply(_) | HeadKind::TorrentReply(_) => Some(LIST_BODY_LIMIT),
             HeadKind::Upload(c) => Some(chunk_len(c.size, c.index)),
             HeadKind::Manifest { size, .. } => Some(chunk_count(*size) as usize * 32),
         }
@@ -284,6 +300,12 @@ impl Head {
             HeadKind::StatusReply(mut reply) => {
                 let status = serde_json::from_slice::<Status>(&body).map_err(|e| bad(format!("status: {e}")))?;
                 reply.status = Some(Box::new(status));
+                Message::Reply(reply)
+            }
+            HeadKind::TorrentReply(mut reply) => {
+                if let Some(t) = reply.torrent.as_mut() {
+                    t.torrent = body;
+                }
                 Message::Reply(reply)
             }
             HeadKind::Manifest { file, size, digest } => {
@@ -350,10 +372,21 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
                 (None, None) => None,
                 (up, down) => Some(RateLimits { upload: up.unwrap_or(0), download: down.unwrap_or(0) }),
             };
-            let reply =
-                Reply { code: Some(code), status, about, reason: raw.reason, unconfirmed: raw.unconfirmed, limits };
+            let mut reply = Reply {
+                code: Some(code),
+                status,
+                about,
+                reason: raw.reason,
+                unconfirmed: raw.unconfirmed,
+                limits,
+                torrent: None,
+            };
             match raw.body.as_deref() {
                 Some("status") => HeadKind::StatusReply(reply),
+                Some("torrent") => {
+                    reply.torrent = Some(Box::new(TorrentExport { torrent: Bytes::new(), seeder: raw.bittorrent }));
+                    HeadKind::TorrentReply(reply)
+                }
                 Some(other) => return Err(bad(format!("unknown Body {other:?}"))),
                 None => HeadKind::Complete(Message::Reply(reply)),
             }
@@ -376,8 +409,20 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
         Some(Action::Limit) => {
             HeadKind::Complete(Control::Limit { upload: raw.upload_limit, download: raw.download_limit }.into())
         }
+        Some(Action::Torrent) => {
+            let file = one_file(&mut files)?.name()?;
+            let trackers = raw.trackers.unwrap_or_default();
+            if trackers.len() > MAX_TRACKERS {
+                return Err(bad(format!("more than {MAX_TRACKERS} Trackers")));
+            }
+            if let Some(t) = trackers.iter().find(|t| !is_tracker_url(t)) {
+                return Err(bad(format!("{t:?} is not a tracker URL (http://, https:// or udp://)")));
+            }
+            HeadKind::Complete(Control::Torrent { file, trackers }.into())
+        }
         Some(Action::Add) => HeadKind::FileList { add: true },
         Some(Action::Remove) => HeadKind::Complete(PeerMessage::Remove.into()),
+        Some(Action::Leaving) => HeadKind::Complete(PeerMessage::Leaving.into()),
         Some(Action::Files) => HeadKind::FileList { add: false },
         Some(Action::Download) => HeadKind::Complete(PeerMessage::Download(one_file(&mut files)?.chunk_ref()?).into()),
         Some(Action::Upload) => HeadKind::Upload(one_file(&mut files)?.chunk_ref()?),
@@ -404,6 +449,22 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
             let size = checked_size(f.size.ok_or_else(|| bad("Manifest needs Size"))?)?;
             HeadKind::Manifest { file, size, digest }
         }
+        Some(Action::Delete) => HeadKind::Complete(Control::Delete { file: one_file(&mut files)?.name()? }.into()),
+        Some(Action::Tombstones) => {
+            if files.is_empty() {
+                return Err(bad("Tombstones needs at least one entry"));
+            }
+            let list = files.into_iter().map(InFile::tombstone).collect::<Result<Vec<_>, WireError>>()?;
+            HeadKind::Complete(PeerMessage::Tombstones(list).into())
+        }
     };
     Ok(Head { from, token: raw.token, kind })
+}
+
+/// A tracker announce URL: http, https or udp, no longer than [`MAX_TRACKER_LEN`], no
+/// control characters or spaces (it goes into a magnet link and a `.torrent` as is).
+pub fn is_tracker_url(url: &str) -> bool {
+    url.len() <= MAX_TRACKER_LEN
+        && ["http://", "https://", "udp://"].iter().any(|s| url.len() > s.len() && url.starts_with(s))
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace())
 }

@@ -32,6 +32,10 @@ struct OutHeader<'a> {
     upload_limit: Option<u64>,
     #[serde(rename = "DownloadLimit", skip_serializing_if = "Option::is_none")]
     download_limit: Option<u64>,
+    #[serde(rename = "Trackers", skip_serializing_if = "Option::is_none")]
+    trackers: Option<&'a [String]>,
+    #[serde(rename = "BitTorrent", skip_serializing_if = "Option::is_none")]
+    bittorrent: Option<&'a str>,
     /// What the body frame of a reply holds, when it has one.
     #[serde(rename = "Body", skip_serializing_if = "Option::is_none")]
     body: Option<&'static str>,
@@ -49,6 +53,8 @@ struct OutFile<'a> {
     digest: Option<Digest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     chunks: Option<OutChunks<'a>>,
+    #[serde(rename = "Removed", skip_serializing_if = "Option::is_none")]
+    removed: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -73,7 +79,7 @@ struct OutFileList<'a> {
 
 impl<'a> OutFile<'a> {
     fn name(name: &'a str) -> Self {
-        OutFile { name, size: None, digest: None, chunks: None }
+        OutFile { name, size: None, digest: None, chunks: None, removed: None }
     }
 
     fn chunk(c: &'a ChunkRef) -> Self {
@@ -86,6 +92,7 @@ impl<'a> OutFile<'a> {
             size: Some(e.size),
             digest: Some(e.digest),
             chunks: Some(OutChunks::List(&e.chunks)),
+            removed: None,
         }
     }
 }
@@ -115,12 +122,15 @@ impl Envelope {
             unconfirmed: None,
             upload_limit: None,
             download_limit: None,
+            trackers: None,
+            bittorrent: None,
             body: None,
             status: None,
         };
         let mut body = None;
         match &self.message {
-            Message::Control(Control::Join | Control::Leave) | Message::Peer(PeerMessage::Remove) => {}
+            Message::Control(Control::Join | Control::Leave)
+            | Message::Peer(PeerMessage::Remove | PeerMessage::Leaving) => {}
             Message::Control(Control::Query { file }) => {
                 head.files.extend(file.iter().map(|f| OutFile::name(f.as_str())))
             }
@@ -128,6 +138,21 @@ impl Envelope {
             Message::Control(Control::Limit { upload, download }) => {
                 head.upload_limit = *upload;
                 head.download_limit = *download;
+            }
+            Message::Control(Control::Delete { file }) => head.files.push(OutFile::name(file.as_str())),
+            Message::Peer(PeerMessage::Tombstones(list)) => {
+                head.files = list
+                    .iter()
+                    .map(|t| OutFile {
+                        digest: Some(t.digest),
+                        removed: Some(t.time),
+                        ..OutFile::name(t.file.as_str())
+                    })
+                    .collect();
+            }
+            Message::Control(Control::Torrent { file, trackers }) => {
+                head.files.push(OutFile::name(file.as_str()));
+                head.trackers = (!trackers.is_empty()).then_some(trackers.as_slice());
             }
             Message::Peer(PeerMessage::Add { files } | PeerMessage::Files { files }) => {
                 body = Some(to_json(&OutFileList { files: files.iter().map(OutFile::entry).collect() }));
@@ -152,6 +177,11 @@ impl Envelope {
                 head.unconfirmed = r.unconfirmed;
                 head.upload_limit = r.limits.map(|l| l.upload);
                 head.download_limit = r.limits.map(|l| l.download);
+                if let Some(t) = &r.torrent {
+                    head.bittorrent = t.seeder.as_deref();
+                    head.body = Some("torrent");
+                    body = Some(t.torrent.clone());
+                }
                 if let Some(about) = &r.about {
                     head.files.push(OutFile {
                         chunks: about.chunk.map(|(size, index)| OutChunks::chunk(size, index)),

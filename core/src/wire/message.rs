@@ -30,12 +30,15 @@ pub enum Action {
     Have = 9,
     GetManifest = 10,
     Manifest = 11,
-    // 12 and 13 are taken by other work in progress.
+    Delete = 12,
+    Tombstones = 13,
     Limit = 14,
+    Torrent = 15,
+    Leaving = 16,
 }
 
 impl Action {
-    const ALL: [Action; 13] = [
+    const ALL: [Action; 17] = [
         Action::Join,
         Action::Leave,
         Action::Insert,
@@ -48,7 +51,11 @@ impl Action {
         Action::Have,
         Action::GetManifest,
         Action::Manifest,
+        Action::Delete,
+        Action::Tombstones,
         Action::Limit,
+        Action::Torrent,
+        Action::Leaving,
     ];
 
     /// The largest body a header of this action can announce, if it announces one:
@@ -128,7 +135,10 @@ impl Code {
             Code::Connected => "the node has already joined the network",
             Code::Disconnected => "the node has not joined the network (run `join` first)",
             Code::FileExists => "a file of that name is already in the network",
-            Code::FileMissing => "no readable regular file at that path on the node's machine",
+            Code::FileMissing => {
+                "no such file (insert: no readable regular file at that path on the node's machine; \
+                 remove: no file of that name in the network)"
+            }
             Code::BadPermission => {
                 "not allowed: the control token is missing or wrong, or the file may not be inserted"
             }
@@ -234,6 +244,21 @@ pub struct FileRef {
     pub chunk: Option<(u64, ChunkIndex)>,
 }
 
+/// A file taken out of the network: the content `digest` under `file`, removed at
+/// `time` (Unix milliseconds, as the remover's clock read it). It kills only that
+/// content: a file of the same name with another digest is left alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tombstone {
+    pub file: FileName,
+    pub digest: Digest,
+    pub time: u64,
+}
+
+/// Rough header bytes a tombstone adds, to keep batches under [`super::HEADER_LIMIT`].
+pub fn tombstone_len(t: &Tombstone) -> usize {
+    t.file.as_str().len() + 120
+}
+
 /// A reply header: a code, and for Query the status.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Reply {
@@ -247,7 +272,21 @@ pub struct Reply {
     pub unconfirmed: Option<u64>,
     /// Limit: the node's bandwidth limits after the request.
     pub limits: Option<RateLimits>,
+    /// Torrent: the exported file's `.torrent`.
+    pub torrent: Option<Box<TorrentExport>>,
 }
+
+/// A file exported to BitTorrent (Action 15): its `.torrent` bytes (sent as the body),
+/// and where the node seeds it (`BitTorrent`, its `--bittorrent` address), if it does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TorrentExport {
+    pub torrent: Bytes,
+    pub seeder: Option<String>,
+}
+
+/// Most trackers a Torrent request may name, and the longest URL.
+pub const MAX_TRACKERS: usize = 32;
+pub const MAX_TRACKER_LEN: usize = 2048;
 
 /// A node's bandwidth limits on chunk bodies, in bytes per second; 0 means unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -285,6 +324,17 @@ pub enum Control {
         upload: Option<u64>,
         download: Option<u64>,
     },
+    /// Take the file out of the network: on this node and, through tombstones, on every
+    /// node (`torronto remove`).
+    Delete {
+        file: FileName,
+    },
+    /// Export `file`, held complete by the node, as a v1 `.torrent` with `trackers`
+    /// (http, https or udp URLs); the reply carries it ([`TorrentExport`]).
+    Torrent {
+        file: FileName,
+        trackers: Vec<String>,
+    },
 }
 
 impl Control {
@@ -295,6 +345,8 @@ impl Control {
             Control::Insert { .. } => Action::Insert,
             Control::Query { .. } => Action::Query,
             Control::Limit { .. } => Action::Limit,
+            Control::Delete { .. } => Action::Delete,
+            Control::Torrent { .. } => Action::Torrent,
         }
     }
 }
@@ -302,14 +354,34 @@ impl Control {
 /// A message between participants of the network.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PeerMessage {
-    Add { files: Vec<FileEntry> },
+    Add {
+        files: Vec<FileEntry>,
+    },
     Remove,
-    Files { files: Vec<FileEntry> },
+    Files {
+        files: Vec<FileEntry>,
+    },
     Download(ChunkRef),
-    Upload { chunk: ChunkRef, data: Bytes },
+    Upload {
+        chunk: ChunkRef,
+        data: Bytes,
+    },
     Have(Vec<HaveEntry>),
-    GetManifest { file: FileName },
-    Manifest { file: FileName, size: u64, digest: Digest, hashes: Bytes },
+    GetManifest {
+        file: FileName,
+    },
+    Manifest {
+        file: FileName,
+        size: u64,
+        digest: Digest,
+        hashes: Bytes,
+    },
+    /// Files removed from the network (at most a header's worth).
+    Tombstones(Vec<Tombstone>),
+    /// The sender has begun to leave: do not count on it to keep chunks. Answered with
+    /// a Reply (Code 0), which, coming after anything sent before it, tells the sender
+    /// whether we were leaving too.
+    Leaving,
 }
 
 impl PeerMessage {
@@ -323,6 +395,8 @@ impl PeerMessage {
             PeerMessage::Have(_) => Action::Have,
             PeerMessage::GetManifest { .. } => Action::GetManifest,
             PeerMessage::Manifest { .. } => Action::Manifest,
+            PeerMessage::Tombstones(_) => Action::Tombstones,
+            PeerMessage::Leaving => Action::Leaving,
         }
     }
 }

@@ -68,6 +68,8 @@ fn every_message_round_trips() {
         Control::Query { file: Some(name("a/b")) }.into(),
         Control::Limit { upload: None, download: None }.into(),
         Control::Limit { upload: Some(2 << 20), download: Some(0) }.into(),
+        Control::Torrent { file: name("a/b.iso"), trackers: vec![] }.into(),
+        Control::Torrent { file: name("c"), trackers: vec!["http://t/a".into(), "udp://u:80".into()] }.into(),
         PeerMessage::Add { files: vec![entry.clone()] }.into(),
         PeerMessage::Remove.into(),
         PeerMessage::Files {
@@ -82,6 +84,12 @@ fn every_message_round_trips() {
         ])
         .into(),
         PeerMessage::GetManifest { file: name("a") }.into(),
+        Control::Delete { file: name("dir/a.bin") }.into(),
+        PeerMessage::Tombstones(vec![
+            Tombstone { file: name("a"), digest: Digest([4; 32]), time: 1_764_787_200_000 },
+            Tombstone { file: name("b/c"), digest: Digest([6; 32]), time: 0 },
+        ])
+        .into(),
         PeerMessage::Manifest {
             file: name("a"),
             size: 10,
@@ -90,6 +98,17 @@ fn every_message_round_trips() {
         }
         .into(),
         Message::Reply(Reply::code(Code::FileExists)),
+        Message::Reply(Reply {
+            torrent: Some(Box::new(TorrentExport {
+                torrent: Bytes::from_static(b"d4:infode"),
+                seeder: Some("h:6881".into()),
+            })),
+            ..Reply::code(Code::Ok)
+        }),
+        Message::Reply(Reply {
+            torrent: Some(Box::new(TorrentExport { torrent: Bytes::from_static(b"de"), seeder: None })),
+            ..Reply::code(Code::Ok)
+        }),
         Message::Reply(Reply { limits: Some(RateLimits { upload: 0, download: 500 }), ..Reply::code(Code::Ok) }),
         Message::Reply(Reply {
             code: Some(Code::Ok),
@@ -199,10 +218,10 @@ fn bad_requests_keep_the_stream_in_step() {
 
 #[test]
 fn action_numbers_decode_as_they_encode() {
-    for n in 0..12 {
+    for n in 0..17 {
         assert_eq!(Action::try_from(n).map(|a| i64::from(u8::from(a))), Ok(n));
     }
-    assert!(Action::try_from(12).is_err() && Action::try_from(-1).is_err());
+    assert!(Action::try_from(17).is_err() && Action::try_from(-1).is_err());
     assert_eq!(Code::from_number(6), Some(Code::BadRequest));
     assert_eq!(Code::from_number(7), Some(Code::NoSpace));
     assert_eq!(Code::from_number(8), None);
@@ -238,4 +257,41 @@ fn a_control_only_reader_refuses_any_body_before_reading_it() {
     let mut open = MessageReader::new();
     assert_eq!(open.push_frame(add.encode().header), Ok(None));
     assert_eq!(open.frame_limit(), LIST_BODY_LIMIT);
+}
+
+#[test]
+fn tombstones_need_a_digest_and_a_time_and_delete_a_valid_name() {
+    let refused = |header: &str| {
+        let got = decode_stream(raw_frames(&[header.as_bytes()]));
+        assert!(matches!(got[..], [Err(WireError::BadRequest(_))]), "{header}: {got:?}");
+    };
+    let digest = "04".repeat(32);
+    refused(r#"{"HostName":"h","PortNumber":1,"Action":13,"Files":[]}"#);
+    refused(r#"{"HostName":"h","PortNumber":1,"Action":13,"Files":[{"FileName":"a","Removed":5}]}"#);
+    refused(&format!(
+        r#"{{"HostName":"h","PortNumber":1,"Action":13,"Files":[{{"FileName":"a","Digest":"{digest}"}}]}}"#
+    ));
+    refused(&format!(
+        r#"{{"HostName":"h","PortNumber":1,"Action":13,"Files":[{{"FileName":"../a","Digest":"{digest}","Removed":5}}]}}"#
+    ));
+    refused(r#"{"Action":12,"Token":"t","Files":[{"FileName":".torronto/token"}]}"#);
+    refused(r#"{"Action":12,"Token":"t"}"#);
+}
+
+#[test]
+fn torrent_requests_name_one_file_and_bounded_tracker_urls() {
+    let refused = |header: String| {
+        let got = decode_stream(raw_frames(&[header.as_bytes()]));
+        assert!(matches!(&got[..], [Err(WireError::BadRequest(_))]), "{header}: {got:?}");
+    };
+    refused(r#"{"Action":15}"#.into());
+    refused(r#"{"Action":15,"Files":[{"FileName":"../x"}]}"#.into());
+    for bad in ["ftp://x", "http://", "http://a b", "x", &format!("http://{}", "a".repeat(MAX_TRACKER_LEN))] {
+        refused(format!(r#"{{"Action":15,"Files":[{{"FileName":"a"}}],"Trackers":[{bad:?}]}}"#));
+    }
+    let many = vec!["http://t/a"; MAX_TRACKERS + 1];
+    refused(format!(r#"{{"Action":15,"Files":[{{"FileName":"a"}}],"Trackers":{many:?}}}"#));
+    let ok = decode_stream(raw_frames(&[br#"{"Action":15,"Files":[{"FileName":"a"}],"Trackers":["https://t/a"]}"#]));
+    let want = Control::Torrent { file: name("a"), trackers: vec!["https://t/a".into()] };
+    assert!(matches!(&ok[..], [Ok(Envelope { message: Message::Control(c), .. })] if *c == want), "{ok:?}");
 }

@@ -8,6 +8,7 @@
 //! DIR/.torronto/files/<key>.partial     data of a file still being fetched
 //! DIR/.torronto/files/<key>.published   where in DIR the complete file was put
 //! DIR/.torronto/import/<id>             an inserted file being copied and hashed
+//! DIR/.torronto/tombstones              files removed from the network (JSON list)
 //! ```
 //!
 //! `<key>` is the SHA-256 of the name in hex: every name gets state files of one short
@@ -37,11 +38,13 @@
 //!   the folder (the shared folder) hashed in place, committed only if unchanged;
 //! - `conflict`: the name of a conflict copy, telling one by its name, and a name that
 //!   holds the network's content already (taken as the node's copy, no conflict copy);
+//! - `removal`: deleting a removed file's copy and state, and the saved tombstones;
 //! - `error`: I/O failures as the storage errors users see (ENOSPC is no space).
 
 mod conflict;
 mod error;
 mod import;
+mod removal;
 mod space;
 mod state;
 
@@ -66,7 +69,9 @@ use state::{read_manifest, write_manifest};
 
 pub use conflict::{conflict_name, is_conflict_copy};
 pub use error::io_error;
+pub use removal::unix_millis;
 pub use space::{parse_size, MinFree, Space};
+pub use state::open_published;
 pub(crate) use state::write_atomic;
 
 /// Paths and open handles of one node's folder. Blocking: once the node runs, only

@@ -39,7 +39,27 @@ impl Store {
         // Written by us, but the folder may have been tampered with: only plain names.
         FileName::new(&at).ok().map(|n| n.as_str().to_owned())
     }
+}
 
+/// The complete copy of `name` in the folder `dir` of a node (running or not), as the
+/// node published it; `None` while the node holds no complete copy. For readers beside
+/// the node (BitTorrent export): nothing is created or changed.
+pub fn open_published(dir: &Path, name: &FileName) -> io::Result<Option<fs::File>> {
+    let record = dir.join(torronto_core::name::STATE_DIR).join("files").join(Store::state_file(name, "published"));
+    let at = match fs::read_to_string(record) {
+        Ok(at) => at,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Ok(at) = FileName::new(&at) else { return Ok(None) };
+    match crate::beneath::Folder::open(dir)?.open_file(at.as_str(), false) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Store {
     /// Moves state kept under the file's name (`manifests/<name>.manifest`,
     /// `partial/<name>`) to the hashed layout. A state file that cannot be moved is
     /// left where it is, and said so.

@@ -39,6 +39,18 @@ impl World {
                     self.drain(m);
                 }
             }
+            Action::Remove { m, file } => {
+                let name = self.schedule.files[file].name.clone();
+                if let Some(node) = self.machines[m].node.as_mut() {
+                    let removed = node.remove(now, &name).is_ok();
+                    self.log(|| format!("m{m}: remove {name}: {}", if removed { "ok" } else { "unknown here" }));
+                    if removed {
+                        self.stats.removes_ok += 1;
+                        self.removed.insert(file);
+                    }
+                    self.drain(m);
+                }
+            }
             Action::Request { m, file } => {
                 let name = self.schedule.files[file].name.clone();
                 let x = &mut self.machines[m];
@@ -71,6 +83,7 @@ impl World {
     /// (what they claimed is forgotten with them).
     pub fn heal_all(&mut self) {
         self.log(|| "HEAL ALL".into());
+        self.healed = true;
         self.partition = None;
         self.extra_delay = 0;
         for m in 0..self.machines.len() {

@@ -102,6 +102,9 @@ impl World {
             tuning: tuning(x.role),
             private: None,
         });
+        for t in x.disk.tombstones.iter().cloned() {
+            node.restore_tombstone(now, t);
+        }
         for file in x.disk.load() {
             node.add_local_file(file);
         }
@@ -216,13 +219,15 @@ impl World {
                 *data = Bytes::from(bad);
             }
         }
+        let ignored =
+            self.options.plant == Some(Plant::DeleteIgnored) && matches!(command, StorageCommand::Delete { .. });
         crate::check::storing(self, m, &command);
         let finalize = match &command {
             StorageCommand::Finalize { file, .. } => Some(file.clone()),
             _ => None,
         };
         let x = &mut self.machines[m];
-        let event = x.disk.execute(command, &self.schedule.files);
+        let event = if ignored { None } else { x.disk.execute(command, &self.schedule.files) };
         if let Some(file) = finalize {
             crate::check::published(self, m, &file);
         }

@@ -26,7 +26,7 @@ use torronto_core::{ConnId, Event, FileName, Millis, PeerAddr, Tuning};
 use crate::check::Violation;
 use crate::disk::Disk;
 use crate::rng::Rng;
-use crate::schedule::{Role, Schedule};
+use crate::schedule::{Action, Role, Schedule};
 
 use network::Half;
 
@@ -54,6 +54,10 @@ enum Ev {
         m: usize,
         epoch: u64,
     },
+    /// Once the faults are over, a node whose leave was still under way joins again.
+    Rejoin {
+        m: usize,
+    },
     /// A page's control sessions poll its nodes' status.
     PagePoll {
         m: usize,
@@ -74,6 +78,8 @@ pub enum Plant {
     SilentLinkLoss,
     /// The driver panics on the first Upload.
     Panic,
+    /// A disk keeps the files the node tells it to delete (removed from the network).
+    DeleteIgnored,
 }
 
 /// How a run is observed and what it may excuse.
@@ -96,6 +102,8 @@ pub struct Stats {
     pub torn_writes: u64,
     pub rejected_chunks: u64,
     pub leaves_ok: u64,
+    /// Removes answered OK.
+    pub removes_ok: u64,
     /// Leaves that lost chunks only because a lying member proved it held them.
     pub known_leave_losses: u64,
     pub sim_millis: Millis,
@@ -109,6 +117,7 @@ impl Stats {
         self.torn_writes += other.torn_writes;
         self.rejected_chunks += other.rejected_chunks;
         self.leaves_ok += other.leaves_ok;
+        self.removes_ok += other.removes_ok;
         self.known_leave_losses += other.known_leave_losses;
         self.sim_millis += other.sim_millis;
     }
@@ -127,8 +136,13 @@ pub struct World {
     partition: Option<u64>,
     extra_delay: Millis,
     rng: Rng,
-    /// Files whose insert was answered OK: the network must keep them.
+    /// Files whose insert was answered OK: the network must keep them, unless removed.
     pub inserted: BTreeSet<usize>,
+    /// Files whose remove was answered OK: not expected to converge, and once a
+    /// tombstone of theirs is saved, expected gone everywhere.
+    /// The faults are over (`heal_all`).
+    pub healed: bool,
+    pub removed: BTreeSet<usize>,
     /// Chunks a liar claimed to each machine without holding them.
     false_haves: BTreeSet<(usize, FileName, u32)>,
     /// Files a leave lost to a lying member's proof: excused from convergence.
@@ -175,6 +189,8 @@ impl World {
             extra_delay: 0,
             rng: rng.fork(),
             inserted: BTreeSet::new(),
+            healed: false,
+            removed: BTreeSet::new(),
             false_haves: BTreeSet::new(),
             excused: BTreeSet::new(),
             stats: Stats::default(),
@@ -279,6 +295,7 @@ impl World {
             Ev::Connect { from, epoch, addr } => self.connect(from, epoch, addr),
             Ev::Storage { m, epoch } => self.storage_step(m, epoch),
             Ev::PagePoll { m, epoch } => self.page_poll(m, epoch),
+            Ev::Rejoin { m } => self.act(Action::Join { m }),
         }
     }
 
@@ -308,6 +325,12 @@ impl World {
                         self.machines[m].gone = true;
                         self.log(|| format!("m{m}: folder deleted after leaving"));
                     }
+                }
+                if self.healed && !self.machines[m].gone {
+                    // Every owner wants back in once the faults are over (`heal_all`); a
+                    // leave still under way then could not be joined over.
+                    let at = self.now + 1;
+                    self.at(at, Ev::Rejoin { m });
                 }
             }
             Event::ChunkRejected { .. } => self.stats.rejected_chunks += 1,

@@ -342,6 +342,11 @@ impl Engine {
             Event::PeerBanned(peer) => {
                 self.notice(false, None, format!("disconnected {peer}: it kept sending corrupt chunks"))
             }
+            Event::FileRemoved { file, .. } => {
+                self.requested.remove(&file);
+                self.meters.remove(&file);
+                self.notice(true, None, format!("{file} was removed from the network; this browser keeps no copy"));
+            }
             Event::Conflict { peer, file } => {
                 self.notice(false, None, format!("{peer} offers other content under the name {file}; ignored"))
             }

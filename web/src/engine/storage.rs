@@ -99,6 +99,22 @@ impl Engine {
                 }
             }
             StorageCommand::Finalize { .. } => {}
+            StorageCommand::Delete { file, digest, .. } => {
+                let weak = self.weak.clone();
+                spawn_local(async move {
+                    if let Err(err) = store.delete_file(&file, digest).await {
+                        if let Some(e) = weak.upgrade() {
+                            e.borrow_mut().notice(false, None, format!("cannot delete the removed {file}: {err}"));
+                        }
+                    }
+                });
+            }
+            // Not kept across reloads: the nodes send theirs before their file lists,
+            // so a copy restored after a reload is deleted then.
+            StorageCommand::SaveTombstones(_) => {}
+            StorageCommand::Torrent { conn, file, .. } => {
+                self.ready_events.push(StorageEvent::no_bittorrent(conn, file))
+            }
         }
     }
 
@@ -116,7 +132,11 @@ impl Engine {
             }
             StorageCommand::Write { chunk, .. } => StorageEvent::Written { chunk, result: Err(error()) },
             StorageCommand::Prepare { file, .. } => StorageEvent::Prepared { file, result: Err(error()) },
-            StorageCommand::Discard { .. } | StorageCommand::Finalize { .. } => return,
+            StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
+            StorageCommand::Discard { .. }
+            | StorageCommand::Finalize { .. }
+            | StorageCommand::Delete { .. }
+            | StorageCommand::SaveTombstones(_) => return,
         };
         self.ready_events.push(event);
     }

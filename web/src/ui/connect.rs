@@ -10,6 +10,8 @@ use crate::error::WebError;
 pub(super) struct ConnectProps {
     pub(super) url: String,
     pub(super) token: String,
+    /// Nodes watched before (remembered without their tokens) and not watched now.
+    pub(super) remembered: Vec<AttrValue>,
     pub(super) on_connect: Callback<Target>,
 }
 
@@ -43,14 +45,20 @@ pub(super) fn ConnectForm(props: &ConnectProps) -> Html {
         <form class="card connect" onsubmit={on_submit}>
             <label>
                 <span>{ "Node" }</span>
-                <input ref={url_ref} id="node-url" type="text" placeholder="ws://127.0.0.1:8080/ws or the control-panel address a node printed" />
+                <input ref={url_ref.clone()} id="node-url" type="text" placeholder="ws://127.0.0.1:8080/ws or the control-panel address a node printed" />
             </label>
             <label>
                 <span>{ "Token" }</span>
-                <input ref={token_ref} id="node-token" type="password" placeholder="control token" autocomplete="off" />
+                <input ref={token_ref.clone()} id="node-token" type="password" placeholder="control token" autocomplete="off" />
             </label>
             <button type="submit" class="primary">{ "Connect" }</button>
             if let Some(e) = &*error { <p class="error">{ e.to_string() }</p> }
+            if !props.remembered.is_empty() {
+                <div class="remembered">
+                    <span>{ "Watched before (enter the token again):" }</span>
+                    { for props.remembered.iter().map(|url| remembered_button(url, &url_ref, &token_ref)) }
+                </div>
+            }
         </form>
     }
 }
@@ -78,5 +86,23 @@ fn read_target(url_in: &HtmlInputElement, token_in: &HtmlInputElement) -> Result
     if token.is_empty() {
         return Err(WebError::NoToken);
     }
-    Ok(Target { url: address.url.into(), token: token.into(), secret: address.secret })
+    Ok(Target { url: address.url.into(), token: token.into(), secret: address.secret, candidate: None })
+}
+
+/// A node watched before: pressing it puts its address in the form and the cursor in
+/// the token field.
+fn remembered_button(url: &AttrValue, url_ref: &NodeRef, token_ref: &NodeRef) -> Html {
+    let on_click = {
+        let (url, url_ref, token_ref) = (url.clone(), url_ref.clone(), token_ref.clone());
+        Callback::from(move |_: MouseEvent| {
+            if let Some(input) = url_ref.cast::<HtmlInputElement>() {
+                input.set_value(&url);
+            }
+            if let Some(input) = token_ref.cast::<HtmlInputElement>() {
+                input.set_value("");
+                let _ = input.focus();
+            }
+        })
+    };
+    html! { <button type="button" class="ghost remembered-node" data-url={url.clone()} onclick={on_click}>{ url.clone() }</button> }
 }

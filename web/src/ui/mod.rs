@@ -7,19 +7,23 @@
 //! - [`connect`]: the form that adds a node to watch;
 //! - [`targets`]: the watched nodes and the addresses that name them;
 //! - [`node`]: one native node's card; [`peer`]: the browser peer's card;
+//! - [`listing`]: search, sort and pages of the file tables;
 //! - [`widgets`]: small pieces both cards use.
 
 mod connect;
+mod listing;
 mod node;
 mod peer;
 mod targets;
 mod widgets;
 
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
 use crate::client::{EngineClient, PeerState};
 use connect::ConnectForm;
-use targets::{own_origin, Target, TargetList, Targets};
+use targets::{own_origin, remember, remembered, Target, TargetList, Targets};
 
 #[function_component]
 pub fn App() -> Html {
@@ -42,19 +46,44 @@ pub fn App() -> Html {
                 url: o.url.clone().into(),
                 token: origin_token.clone().into(),
                 secret: o.secret.clone(),
+                candidate: None,
             }]),
             _ => TargetList::default(),
         }
     });
 
+    // Watched nodes are remembered (their URLs, never tokens) and offered again.
+    let known = use_state(remembered);
+    {
+        let known = known.clone();
+        // The node the page was opened for is watched from the start.
+        let opened_for = targets.0.first().map(|t| t.url.clone());
+        use_effect_with(opened_for, move |url| {
+            if let Some(url) = url {
+                known.set(remember(url, true));
+            }
+        });
+    }
+    use_hash_targets(targets.dispatcher());
     let on_connect = {
+        let (targets, known) = (targets.dispatcher(), known.clone());
+        Callback::from(move |t: Target| {
+            known.set(remember(&t.url, true));
+            targets.dispatch(Targets::Add(t))
+        })
+    };
+    let on_candidate = {
         let targets = targets.dispatcher();
-        Callback::from(move |t: Target| targets.dispatch(Targets::Add(t)))
+        Callback::from(move |(url, accepted): (AttrValue, bool)| targets.dispatch(Targets::Candidate(url, accepted)))
     };
     let on_remove = {
-        let targets = targets.dispatcher();
-        Callback::from(move |url: AttrValue| targets.dispatch(Targets::Remove(url)))
+        let (targets, known) = (targets.dispatcher(), known.clone());
+        Callback::from(move |url: AttrValue| {
+            known.set(remember(&url, false));
+            targets.dispatch(Targets::Remove(url))
+        })
     };
+    let before: Vec<AttrValue> = known.iter().filter(|u| !targets.0.iter().any(|t| &t.url == *u)).cloned().collect();
 
     html! {
         <ContextProvider<EngineClient> context={(*client).clone()}>
@@ -63,12 +92,38 @@ pub fn App() -> Html {
                 <span class="tagline">{ "peer-to-peer file replication · control panel" }</span>
             </header>
             <main>
-                <ConnectForm url={origin_url} token={origin_token} on_connect={on_connect} />
+                <ConnectForm url={origin_url} token={origin_token} remembered={before} on_connect={on_connect} />
                 { for targets.0.iter().map(|t| html! {
-                    <node::NodePanel key={format!("{}#{}#{}", t.url, t.token, t.secret.is_some())} url={t.url.clone()} token={t.token.clone()} secret={t.secret.clone()} on_remove={on_remove.clone()} />
+                    <node::NodePanel key={format!("{}#{}", t.url, t.secret.is_some())} url={t.url.clone()} token={t.token.clone()}
+                        secret={t.secret.clone()} candidate={t.candidate.clone()} on_candidate={on_candidate.clone()} on_remove={on_remove.clone()} />
                 }) }
                 <peer::BrowserPeer state={peer} />
             </main>
         </ContextProvider<EngineClient>>
     }
+}
+
+/// Watches the page's address: a new `#token=…` (a link opened in this tab) watches
+/// that node, or tries the token on it if it is watched already.
+#[hook]
+fn use_hash_targets(targets: UseReducerDispatcher<TargetList>) {
+    use_effect_with((), move |_| {
+        let listener = Closure::<dyn Fn()>::new(move || {
+            let Some(address) = own_origin() else { return };
+            if let Some(token) = address.token.filter(|t| !t.is_empty()) {
+                let target =
+                    Target { url: address.url.into(), token: token.into(), secret: address.secret, candidate: None };
+                targets.dispatch(Targets::Add(target));
+            }
+        });
+        let window = web_sys::window();
+        if let Some(w) = &window {
+            let _ = w.add_event_listener_with_callback("hashchange", listener.as_ref().unchecked_ref());
+        }
+        move || {
+            if let Some(w) = &window {
+                let _ = w.remove_event_listener_with_callback("hashchange", listener.as_ref().unchecked_ref());
+            }
+        }
+    });
 }

@@ -4,8 +4,11 @@
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::widgets::{level_class, Bar};
-use crate::bridge::{Notice, PeerFile, PeerView, Save};
+use super::listing::{
+    arrange, pager, search_box, sort_header, Column, Listed, Listing, ACTIONS, FILE, IN_NETWORK, LEAST_COPIES, SIZE,
+};
+use super::widgets::{Bar, CopyBadge, Notice};
+use crate::bridge::{Notice as PeerNotice, PeerFile, PeerView, Save};
 use crate::client::{EngineClient, PeerState};
 use crate::util::{bytes, percent, rate};
 
@@ -21,10 +24,11 @@ pub fn BrowserPeer(props: &BrowserPeerProps) -> Html {
     let client = use_context::<EngineClient>().expect("BrowserPeer is inside the engine context");
     let view = &props.state.view;
     let connected = !view.peers.is_empty();
+    let picker = use_node_ref();
     html! {
         <section class="card browser-peer" data-peer={view.me.clone()} data-connected={view.peers.len().to_string()}
             data-verifier={if view.webcrypto { "webcrypto" } else { "wasm" }}>
-            { peer_head(&client, view) }
+            { peer_head(&client, view, &picker) }
             { peer_meta(view) }
             if let Some(err) = &view.storage_error {
                 <div class="notice err"><strong>{ "Browser storage unavailable" }</strong>
@@ -34,18 +38,28 @@ pub fn BrowserPeer(props: &BrowserPeerProps) -> Html {
                 let f = if *total == 0 { 1.0 } else { *done as f64 / *total as f64 };
                 html! { <div class="inserting"><span>{ format!("Sharing {name}") }</span><Bar value={f} label={format!("{} of {}", bytes(*done), bytes(*total))} /></div> }
             }) }
-            { for view.notices.iter().rev().map(|n| notice(&client, n)) }
+            <div class="notices" aria-live="polite" role="status">
+                { for view.notices.iter().rev().map(|n| notice(&client, n)) }
+            </div>
             if view.files.is_empty() {
                 <p class="empty">{ if connected { "No files in the network yet. Share one from this computer." } else { "Connect to a node above: once it has joined, this browser joins it as a peer and sees its files." } }</p>
             } else {
-                { file_table(&client, &props.state) }
+                <PeerFiles state={props.state.clone()} />
             }
         </section>
     }
 }
 
 /// The card's title line: the peer's name and link, Share and Forget all.
-fn peer_head(client: &EngineClient, view: &PeerView) -> Html {
+fn peer_head(client: &EngineClient, view: &PeerView, picker: &NodeRef) -> Html {
+    let on_share = {
+        let picker = picker.clone();
+        Callback::from(move |_: MouseEvent| {
+            if let Some(input) = picker.cast::<HtmlInputElement>() {
+                input.click();
+            }
+        })
+    };
     let on_pick = {
         let client = client.clone();
         Callback::from(move |e: Event| {
@@ -84,10 +98,10 @@ fn peer_head(client: &EngineClient, view: &PeerView) -> Html {
                 </span>
             </div>
             <div class="actions">
-                <label class={classes!("button", "primary", (!ready).then_some("disabled"))}>
-                    { "Share a file…" }
-                    <input id="share-file" type="file" multiple=true onchange={on_pick} disabled={!ready} />
-                </label>
+                // A button opens the picker, so Share is reached and pressed like any button.
+                <button type="button" class="share primary" onclick={on_share} disabled={!ready}>{ "Share a file…" }</button>
+                <input ref={picker} id="share-file" class="picker" type="file" multiple=true onchange={on_pick}
+                    disabled={!ready} aria-label="Files to share from this computer" tabindex="-1" />
                 <button class="ghost" onclick={on_clear} title="Delete the chunks kept in this browser">{ "Forget all" }</button>
             </div>
         </header>
@@ -113,41 +127,69 @@ fn peer_meta(view: &PeerView) -> Html {
     }
 }
 
-/// One notice, with its reply code if it has one, dismissable.
-fn notice(client: &EngineClient, n: &Notice) -> Html {
+/// One notice of the engine's, dismissible; it expires by itself.
+fn notice(client: &EngineClient, n: &PeerNotice) -> Html {
     let id = n.id;
     let client = client.clone();
-    let dismiss = Callback::from(move |_: MouseEvent| client.dismiss(id));
+    let title = if n.ok { "Done." } else { "Something went wrong." };
     html! {
-        <div class={classes!("notice", if n.ok { "ok" } else { "err" })} data-code={n.code.map(|c| c.name())}>
-            if let Some(code) = n.code { <strong>{ code.name() }</strong> }
+        <Notice key={id} ok={n.ok} code={n.code} title={title} on_dismiss={Callback::from(move |_| client.dismiss(id))}>
             <span>{ n.text.clone() }</span>
-            <button class="close" onclick={dismiss} title="Dismiss">{ "×" }</button>
-        </div>
+        </Notice>
     }
 }
 
-/// The files of the network as this browser holds them.
-fn file_table(client: &EngineClient, state: &PeerState) -> Html {
+/// The browser table's columns; [`Listed::number`] of a [`PeerFile`] follows their order.
+const COLUMNS: [Column; 6] = [FILE, SIZE, Column::text("In this browser"), IN_NETWORK, LEAST_COPIES, ACTIONS];
+
+impl Listed for PeerFile {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn number(&self, col: usize) -> f64 {
+        match col {
+            1 => self.size as f64,
+            2 => self.local,
+            3 => self.system,
+            _ => f64::from(self.least),
+        }
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct PeerFilesProps {
+    state: UseReducerHandle<PeerState>,
+}
+
+/// The files of the network as this browser holds them, a page at a time.
+#[function_component]
+fn PeerFiles(props: &PeerFilesProps) -> Html {
+    let client = use_context::<EngineClient>().expect("PeerFiles is inside the engine context");
+    let listing = use_state(Listing::default);
+    let state = &props.state;
+    let files = &state.view.files;
+    let shown = arrange(files, &listing);
     html! {
+        <>
+        { search_box(&listing, files.len(), shown.matching) }
         <table class="files">
-            <thead><tr>
-                <th>{ "File" }</th><th class="num">{ "Size" }</th><th>{ "In this browser" }</th>
-                <th class="num">{ "In network" }</th><th class="num">{ "Least copies" }</th><th></th>
-            </tr></thead>
+            { sort_header(&listing, &COLUMNS) }
             <tbody>
-            { for state.view.files.iter().map(|f| html! {
-                <tr class="file" data-file={f.name.clone()} data-local={f.local.to_string()}>
-                    <td class="name">{ f.name.clone() }</td>
-                    <td class="num">{ bytes(f.size) }</td>
-                    <td class="progress"><Bar value={f.local} label={percent(f.local)} /></td>
-                    <td class="num">{ percent(f.system) }</td>
-                    <td class="num"><span class={classes!("level", level_class(f.least))}>{ f.least }</span></td>
-                    <td class="act">{ file_action(client, f, state.saved.get(&f.name)) }</td>
+            { for shown.rows.iter().map(|f| html! {
+                <tr class="file" data-file={f.name.clone()} data-local={f.local.to_string()} data-least={f.least.to_string()}>
+                    <td class="name" data-label="File" title={f.name.clone()}>{ f.name.clone() }</td>
+                    <td class="num" data-label="Size">{ bytes(f.size) }</td>
+                    <td class="progress" data-label="In this browser"><Bar value={f.local} label={percent(f.local)} /></td>
+                    <td class="num" data-label="In network">{ percent(f.system) }</td>
+                    <td class="num" data-label="Least copies"><CopyBadge copies={f.least} /></td>
+                    <td class="act">{ file_action(&client, f, state.saved.get(&f.name)) }</td>
                 </tr>
             }) }
             </tbody>
         </table>
+        { pager(&listing, shown.page, shown.pages, shown.matching) }
+        </>
     }
 }
 

@@ -14,6 +14,9 @@ pub(super) struct Target {
     pub(super) token: AttrValue,
     /// The private network's secret: the control session is then encrypted.
     pub(super) secret: Option<NetworkSecret>,
+    /// Another token given for this node: tried, and it replaces `token` only once
+    /// the node accepts it (a wrong one never ends a working session).
+    pub(super) candidate: Option<AttrValue>,
 }
 
 /// What an address a person pastes names.
@@ -28,6 +31,8 @@ pub(super) struct Address {
 pub(super) enum Targets {
     Add(Target),
     Remove(AttrValue),
+    /// The node at this URL accepted its candidate token (true) or refused it.
+    Candidate(AttrValue, bool),
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -38,12 +43,20 @@ impl Reducible for TargetList {
     fn reduce(self: Rc<Self>, action: Targets) -> Rc<Self> {
         let mut list = self.0.clone();
         match action {
-            Targets::Add(t) => {
-                // Connecting again to a node replaces its token (a typo fixed, say).
-                list.retain(|o| o.url != t.url);
-                list.push(t);
-            }
+            Targets::Add(t) => match list.iter_mut().find(|o| o.url == t.url) {
+                // Another token for a watched node of the same network: tried first.
+                Some(o) if o.secret == t.secret => o.candidate = (o.token != t.token).then_some(t.token),
+                Some(o) => *o = t,
+                None => list.push(t),
+            },
             Targets::Remove(url) => list.retain(|o| o.url != url),
+            Targets::Candidate(url, accepted) => {
+                if let Some(o) = list.iter_mut().find(|o| o.url == url) {
+                    if let Some(token) = o.candidate.take().filter(|_| accepted) {
+                        o.token = token;
+                    }
+                }
+            }
         }
         Rc::new(TargetList(list))
     }
@@ -93,4 +106,33 @@ pub(super) fn own_origin() -> Option<Address> {
         return None;
     }
     parse_target(&href).ok()
+}
+
+/// Where the page remembers the nodes it watched: their URLs only, one a line (a token
+/// never goes to storage).
+const REMEMBERED: &str = "torronto.watched";
+
+/// The nodes this browser watched before, as remembered.
+pub(super) fn remembered() -> Vec<AttrValue> {
+    let stored = local_storage().and_then(|s| s.get_item(REMEMBERED).ok().flatten()).unwrap_or_default();
+    stored.lines().filter(|l| !l.is_empty()).map(|l| AttrValue::from(l.to_string())).collect()
+}
+
+/// Remembers `url` as watched (`keep`) or forgets it; the list as it is now.
+pub(super) fn remember(url: &AttrValue, keep: bool) -> Vec<AttrValue> {
+    let mut list = remembered();
+    list.retain(|u| u != url);
+    if keep {
+        list.push(url.clone());
+    }
+    if let Some(storage) = local_storage() {
+        let text: Vec<&str> = list.iter().map(|u| u.as_str()).collect();
+        // Storage full or refused: the panel works, it just forgets.
+        let _ = storage.set_item(REMEMBERED, &text.join("\n"));
+    }
+    list
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
 }

@@ -13,6 +13,7 @@ pub fn advice(code: Code, action: &str) -> &'static str {
         (Code::FileExists, _) => {
             "A file of that name is already in the network (or being inserted): rename the file and insert it again."
         }
+        (Code::FileMissing, "Remove") => "This node no longer knows that file: it may have been removed already.",
         (Code::FileMissing, _) => {
             "No readable regular file at that path on the node's machine: check the path (it is a path on the node's computer, not on this one)."
         }
@@ -51,6 +52,55 @@ pub fn Bar(props: &BarProps) -> Html {
     }
 }
 
+/// How long a notice stays before it goes by itself: good news briefly, trouble longer.
+const OK_MS: u32 = 8_000;
+const ERR_MS: u32 = 30_000;
+
+#[derive(Properties, PartialEq)]
+pub struct NoticeProps {
+    pub ok: bool,
+    /// The reply code behind it (shown small when something went wrong, and in
+    /// `data-code`).
+    #[prop_or_default]
+    pub code: Option<Code>,
+    /// What happened, in plain words.
+    pub title: AttrValue,
+    #[prop_or_default]
+    pub children: Html,
+    /// Dismissed by its × or when it expires; without it the notice stays (a state,
+    /// not news).
+    #[prop_or_default]
+    pub on_dismiss: Option<Callback<()>>,
+}
+
+/// A notice: what happened, what to do, a × to dismiss it; it expires by itself. Give
+/// each notice its own `key` so a new one starts its own time.
+#[function_component]
+pub fn Notice(props: &NoticeProps) -> Html {
+    {
+        let on_dismiss = props.on_dismiss.clone();
+        let ms = if props.ok { OK_MS } else { ERR_MS };
+        use_effect_with((), move |_| {
+            let timer = on_dismiss.map(|cb| gloo_timers::callback::Timeout::new(ms, move || cb.emit(())));
+            move || drop(timer)
+        });
+    }
+    let close = props.on_dismiss.clone().map(|cb| {
+        html! {
+            <button class="close" type="button" aria-label="Dismiss this notice" title="Dismiss"
+                onclick={Callback::from(move |_: MouseEvent| cb.emit(()))}>{ "×" }</button>
+        }
+    });
+    html! {
+        <div class={classes!("notice", if props.ok { "ok" } else { "err" })} data-code={props.code.map(|c| c.name())}>
+            <strong>{ props.title.clone() }</strong>
+            { props.children.clone() }
+            if let Some(code) = props.code.filter(|c| *c != Code::Ok) { <code class="code">{ code.name() }</code> }
+            { for close }
+        </div>
+    }
+}
+
 #[derive(Properties, PartialEq)]
 pub struct ReplyProps {
     pub action: AttrValue,
@@ -59,19 +109,28 @@ pub struct ReplyProps {
     pub reason: Option<AttrValue>,
     #[prop_or_default]
     pub extra: Option<AttrValue>,
+    #[prop_or_default]
+    pub on_dismiss: Option<Callback<()>>,
 }
 
-/// A reply code by name, with what it means and what to do.
+/// A node's reply to an action, in plain words, with what to do when it failed.
 #[function_component]
 pub fn ReplyNotice(props: &ReplyProps) -> Html {
     let ok = props.code == Code::Ok;
+    let title = match (props.code, props.action.as_str()) {
+        (Code::Ok, "Join") => "Joined the network.".to_string(),
+        (Code::Ok, "Leave") => "Left the network.".to_string(),
+        (Code::Ok, "Insert") => "Inserted: the file is in the network.".to_string(),
+        (Code::Ok, "Remove") => "Removed from every node.".to_string(),
+        (Code::Ok, action) => format!("{action} done."),
+        (_, action) => format!("{action} not done."),
+    };
     html! {
-        <div class={classes!("notice", if ok { "ok" } else { "err" })} data-code={props.code.name()}>
-            <strong>{ format!("{}: {}", props.action, props.code.name()) }</strong>
-            <span>{ advice(props.code, &props.action) }</span>
+        <Notice {ok} code={props.code} title={title} on_dismiss={props.on_dismiss.clone()}>
+            if !ok { <span>{ advice(props.code, &props.action) }</span> }
             if let Some(reason) = &props.reason { <span class="reason">{ reason.clone() }</span> }
             if let Some(extra) = &props.extra { <span class="reason">{ extra.clone() }</span> }
-        </div>
+        </Notice>
     }
 }
 
@@ -84,4 +143,22 @@ pub fn level_class(replication: u32) -> &'static str {
         3 => "r3",
         _ => "r4",
     }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct CopyBadgeProps {
+    pub copies: u32,
+}
+
+/// How many participants hold a file's least replicated chunk: the number on a badge
+/// coloured by level, its meaning in words for the title and screen readers.
+#[function_component]
+pub fn CopyBadge(props: &CopyBadgeProps) -> Html {
+    let n = props.copies;
+    let words = match n {
+        0 => "a chunk is missing everywhere".to_string(),
+        1 => "1 copy".to_string(),
+        n => format!("{n} copies"),
+    };
+    html! { <span class={classes!("level", level_class(n))} title={words.clone()} aria-label={words}>{ n }</span> }
 }

@@ -1,23 +1,22 @@
 //! One native node in the panel: its control session, status, files and chunk map.
 //!
-//! [`NodePanel`] holds the session and the node's state ([`state::NodeState`]); the
-//! card's parts are drawn by the functions below it and the files by [`files`].
+//! [`NodePanel`] holds the session ([`session`]) and the node's state
+//! ([`state::NodeState`]); the card's parts are drawn by the functions below it and the
+//! files by [`files`].
 
 mod files;
+mod session;
 mod state;
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
-use torronto_core::{Control, NetworkSecret, PeerAddr, Status};
+use torronto_core::{Code, Control, FileName, NetworkSecret, Status};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::widgets::ReplyNotice;
+use super::widgets::{advice, Notice, ReplyNotice};
 use crate::client::EngineClient;
-use crate::control::{ControlEvent, ControlSession};
 use files::{ChunkMapView, FileTable};
-use state::{Link, NodeState};
+use session::{use_candidate, use_control_session};
+use state::{Link, NodeAction, NodeState};
 
 #[derive(Properties, PartialEq)]
 pub struct NodeProps {
@@ -26,10 +25,16 @@ pub struct NodeProps {
     pub token: AttrValue,
     /// A private network's secret: the control session is encrypted end to end.
     pub secret: Option<NetworkSecret>,
+    /// Another token given for this node, tried before it replaces `token`.
+    #[prop_or_default]
+    pub candidate: Option<AttrValue>,
+    /// Whether the node accepted the candidate token (the URL, and the answer).
+    pub on_candidate: Callback<(AttrValue, bool)>,
     pub on_remove: Callback<AttrValue>,
 }
 
-/// A node's card: link state, Join/Leave/Insert, files and the selected chunk map.
+/// A node's card: link state, Join/Leave/Insert, files (each with Remove) and the
+/// selected chunk map.
 #[function_component]
 pub fn NodePanel(props: &NodeProps) -> Html {
     let client = use_context::<EngineClient>().expect("NodePanel is inside the engine context");
@@ -37,6 +42,23 @@ pub fn NodePanel(props: &NodeProps) -> Html {
     let session = use_control_session(&props.url, &props.token, &props.secret, &client, state.dispatcher());
     let selected = use_state(|| None::<String>);
     let path_ref = use_node_ref();
+    // The last candidate token the node refused: the card says so, and keeps its session.
+    let refused_candidate = use_state(|| None::<AttrValue>);
+    {
+        let (cb, url, refused, candidate) =
+            (props.on_candidate.clone(), props.url.clone(), refused_candidate.clone(), props.candidate.clone());
+        use_candidate(
+            &props.url,
+            &props.candidate,
+            &props.secret,
+            Callback::from(move |accepted: bool| {
+                if !accepted {
+                    refused.set(candidate.clone());
+                }
+                cb.emit((url.clone(), accepted));
+            }),
+        );
+    }
     {
         let session = session.clone();
         use_effect_with((*selected).clone(), move |file| {
@@ -62,12 +84,42 @@ pub fn NodePanel(props: &NodeProps) -> Html {
         let act = act.clone();
         Callback::from(move |_: MouseEvent| act(Control::Leave))
     };
-    let on_insert = Callback::from(move |path: String| act(Control::Insert { path }));
+    let on_insert = {
+        let act = act.clone();
+        Callback::from(move |path: String| act(Control::Insert { path }))
+    };
+    // Names come from the node's own status, so they are valid; one that is not is skipped.
+    let on_delete = Callback::from(move |name: String| {
+        if let Ok(file) = FileName::new(&name) {
+            act(Control::Delete { file });
+        }
+    });
     let on_remove = {
         let cb = props.on_remove.clone();
         let url = props.url.clone();
         Callback::from(move |_: MouseEvent| cb.emit(url.clone()))
     };
+    let on_retry = {
+        let session = session.clone();
+        Callback::from(move |_: MouseEvent| {
+            if let Some(s) = session.borrow().as_ref() {
+                s.retry();
+            }
+        })
+    };
+    let on_dismiss = {
+        let dispatcher = state.dispatcher();
+        Callback::from(move |seq: u64| dispatcher.dispatch(NodeAction::Dismiss(seq)))
+    };
+    let candidate_note = refused_candidate.as_ref().map(|_| {
+        let refused = refused_candidate.clone();
+        html! {
+            <Notice ok=false code={Code::BadPermission} title="Token refused: the new token was not accepted."
+                on_dismiss={Callback::from(move |_| refused.set(None))}>
+                <span>{ "The panel keeps the session it had with this node. Check the token (it is in the address the node printed, after #token=)." }</span>
+            </Notice>
+        }
+    });
     let on_select = {
         let selected = selected.clone();
         Callback::from(move |name: String| {
@@ -101,10 +153,14 @@ pub fn NodePanel(props: &NodeProps) -> Html {
                 </div>
             </header>
             { node_meta(&props.url, s.status.as_deref()) }
-            { node_notices(&props.url, s) }
+            <div class="notices" aria-live="polite" role="status">
+                { node_notices(&props.url, s, on_retry, on_dismiss) }
+                { for candidate_note }
+            </div>
             { insert_form(&path_ref, open, busy, on_insert) }
             if let Some(st) = &s.status {
-                <FileTable status={st.clone()} selected={(*selected).clone()} on_select={on_select} />
+                <FileTable status={st.clone()} selected={(*selected).clone()} on_select={on_select}
+                    on_delete={on_delete} can_act={open && !busy} />
                 if let Some(map) = st.chunk_map.as_ref().filter(|m| selected.as_deref() == Some(m.file.as_str())) {
                     <ChunkMapView map={map.clone()} />
                 }
@@ -113,51 +169,12 @@ pub fn NodePanel(props: &NodeProps) -> Html {
     }
 }
 
-/// Opens the node's control session, kept as long as the card shows this node (a new
-/// URL or token opens another). Every event goes to the card's state; a node seen
-/// joined also gets a peer session from the browser peer.
-#[hook]
-fn use_control_session(
-    url: &AttrValue,
-    token: &AttrValue,
-    secret: &Option<NetworkSecret>,
-    client: &EngineClient,
-    dispatcher: UseReducerDispatcher<NodeState>,
-) -> Rc<RefCell<Option<ControlSession>>> {
-    let session = use_mut_ref(|| None::<ControlSession>);
-    {
-        let session = session.clone();
-        let client = client.clone();
-        use_effect_with((url.clone(), token.clone(), secret.clone()), move |(url, token, secret)| {
-            let peer_url = url.to_string();
-            let peer_client = client.clone();
-            let on_event = Callback::from(move |event: ControlEvent| {
-                // A joined node takes the page as a peer: open the peer session.
-                if let ControlEvent::Status(status) = &event {
-                    if status.joined {
-                        if let Ok(addr) = status.node.parse::<PeerAddr>() {
-                            peer_client.ensure_peer(&peer_url, &addr);
-                        }
-                    }
-                }
-                dispatcher.dispatch(event);
-            });
-            *session.borrow_mut() = Some(ControlSession::open(url, token, secret.clone(), on_event));
-            let url = url.to_string();
-            move || {
-                session.borrow_mut().take();
-                client.forget_node(&url);
-            }
-        });
-    }
-    session
-}
-
 /// The pill beside the node's name: its class and text.
 fn link_pill(s: &NodeState) -> (&'static str, String) {
     let joined = s.status.as_ref().map(|st| st.joined);
     match (&s.link, joined) {
         (Link::Closed { .. }, _) => ("offline", "unreachable".to_string()),
+        (Link::Refused { .. }, _) => ("offline", "token refused".to_string()),
         (Link::Connecting, _) | (Link::Open, None) => ("connecting", "connecting…".to_string()),
         (Link::Open, Some(_)) if !s.busy.is_empty() => (
             "busy",
@@ -168,6 +185,7 @@ fn link_pill(s: &NodeState) -> (&'static str, String) {
                     .replace("join", "joining")
                     .replace("leave", "leaving")
                     .replace("insert", "inserting")
+                    .replace("remove", "removing")
             ),
         ),
         (Link::Open, Some(true)) => ("joined", "joined".to_string()),
@@ -199,23 +217,34 @@ fn node_meta(url: &AttrValue, status: Option<&Status>) -> Html {
     }
 }
 
-/// Why the node is unreachable, a refused Query, and the last action's reply.
-fn node_notices(url: &str, s: &NodeState) -> Html {
+/// Why the node is unreachable or refused the token, a refused Query, and the last
+/// action's reply (dismissible, and it expires).
+fn node_notices(url: &str, s: &NodeState, on_retry: Callback<MouseEvent>, on_dismiss: Callback<u64>) -> Html {
     html! {
         <>
             if let Link::Closed { reason, retry_ms } = &s.link {
-                <div class="notice err">
-                    <strong>{ "No connection" }</strong>
-                    <span>{ format!("{reason}. Trying again in {} s.", retry_ms / 1000) }</span>
-                    <span class="reason">{ unreachable_advice(url) }</span>
-                </div>
+                <Notice ok=false title="No connection to this node.">
+                    <span>{ match retry_ms {
+                        Some(ms) => format!("{reason}. Trying again in {} s.", ms / 1000),
+                        None => format!("{reason}. Stopped trying: press Retry once the node is running."),
+                    } }</span>
+                    if retry_ms.is_none() { <button class="retry" type="button" onclick={on_retry}>{ "Retry" }</button> }
+                    <span class="reason advice">{ unreachable_advice(url) }</span>
+                </Notice>
+            }
+            if let Link::Refused { reason } = &s.link {
+                <Notice ok=false code={Code::BadPermission} title="Token refused.">
+                    <span>{ advice(Code::BadPermission, "Query") }</span>
+                    if let Some(r) = reason { <span class="reason">{ r.clone() }</span> }
+                </Notice>
             }
             if let Some(q) = &s.query_error {
                 <ReplyNotice action={q.action} code={q.code} reason={q.reason.clone().map(AttrValue::from)} />
             }
             if let Some(r) = &s.last {
-                <ReplyNotice action={r.action} code={r.code} reason={r.reason.clone().map(AttrValue::from)}
-                    extra={r.unconfirmed.map(|n| AttrValue::from(format!("{n} chunks held only by this node were not confirmed elsewhere in time.")))} />
+                <ReplyNotice key={r.seq} action={r.action} code={r.code} reason={r.reason.clone().map(AttrValue::from)}
+                    extra={r.unconfirmed.map(|n| AttrValue::from(format!("{n} chunks held only by this node were not confirmed elsewhere in time.")))}
+                    on_dismiss={let (seq, cb) = (r.seq, on_dismiss.clone()); Callback::from(move |_| cb.emit(seq))} />
             }
         </>
     }
@@ -239,23 +268,31 @@ fn insert_form(path_ref: &NodeRef, open: bool, busy: bool, on_insert: Callback<S
     };
     html! {
         <form class="insert" onsubmit={on_submit}>
-            <input ref={path_ref} type="text" name="path" placeholder="Path of a file in one of the node's --insert-from folders, e.g. /srv/share/report.pdf" disabled={!open} />
+            <label class="path">
+                <span class="sr-only">{ "Path of a file on the node's machine, in one of its --insert-from folders" }</span>
+                <input ref={path_ref} type="text" name="path" placeholder="Path of a file in one of the node's --insert-from folders, e.g. /srv/share/report.pdf" disabled={!open} />
+            </label>
             <button type="submit" disabled={!open || busy}>{ "Insert" }</button>
         </form>
     }
 }
 
-/// What to check when a node's WebSocket cannot be opened. A node refuses handshakes
-/// from pages of other origins unless started with `--allow-origin`.
+/// What to check when a node's WebSocket cannot be opened, with the commands that
+/// help: the node needs `--ws` on that address (or a `ws-bridge` relaying to its TCP
+/// port), and a page of another origin needs `--allow-origin`.
 fn unreachable_advice(url: &str) -> String {
     let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
     let host = |u: &str| u.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("").to_string();
-    if !origin.is_empty() && host(url) != host(&origin) {
-        format!(
-            "Check that the node runs with --ws on that address, and that it accepts this page: \
-             start it with --allow-origin {origin}, or open the panel address that node printed."
-        )
-    } else {
-        "Check that the node is running with --ws on that address.".to_string()
+    let at = host(url);
+    let mut advice = format!(
+        "Is a node running with a WebSocket listener at {at}? Start it with `torronto node … --ws {at}`, \
+         or relay a running node's TCP port with `ws-bridge --listen {at} --node NODE_HOST:NODE_PORT`."
+    );
+    if !origin.is_empty() && at != host(&origin) {
+        advice.push_str(&format!(
+            " This page comes from {origin}: the node must also accept it (add `--allow-origin {origin}`), \
+             or open the panel address that node printed."
+        ));
     }
+    advice
 }

@@ -1,0 +1,16 @@
+//! BitTorrent, beside torronto's own protocol (issue 15): what a node needs to publish a
+//! file to standard clients, sans-IO like the rest of core.
+//!
+//! - [`bencode`]: the encoding, decoding bounded in depth, count and length;
+//! - [`metainfo`]: v1 info dictionary, info-hash, `.torrent`, piece hashing, magnet link;
+//! - [`wire`]: BEP 3 peer wire handshake and messages, lengths checked before reading;
+//! - [`seed`]: one peer downloading from a seeder: requests checked and queued;
+//! - [`tracker`]: HTTP tracker announces: the query, the answer read bounded.
+
+pub mod bencode;
+pub mod metainfo;
+pub mod seed;
+pub mod tracker;
+pub mod wire;
+
+pub use metainfo::{Info, PieceHasher, Sha1Hash, Torrent};

@@ -1,0 +1,110 @@
+//! The `--bittorrent` listener: BEP 3 peers download exported files from this node.
+//! Each connection: the peer's handshake (its info-hash must be exported, else the
+//! connection is closed), ours, a full bitfield and an unchoke, then requested blocks
+//! read from the node's complete copy. What each message means is core's
+//! [`SeedSession`]; this moves the bytes.
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+use torronto_core::bittorrent::metainfo::hex;
+use torronto_core::bittorrent::seed::SeedSession;
+use torronto_core::bittorrent::wire::{decode_message, piece_header, Handshake, HANDSHAKE_LEN};
+
+use crate::limits::Limiter;
+use crate::tasks::Tasks;
+
+/// Most BitTorrent peers served at once; more are closed as they come.
+pub const MAX_PEERS: usize = 64;
+/// A peer must send its handshake this soon after connecting.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A peer silent this long is closed (BEP 3 keep-alives come every two minutes).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
+/// Sending one block may take this long before the peer is given up on.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Accepts BitTorrent peers on `listener` and serves the exports of folder `dir` until
+/// the node's tasks are shut down.
+/// Blocks wait their turn on the node's upload pacer (`--upload-limit`), shared with
+/// torronto's own peers.
+pub async fn serve(listener: TcpListener, dir: PathBuf, peer_id: [u8; 20], limiter: Arc<Limiter>, tasks: Tasks) {
+    let slots = Arc::new(Semaphore::new(MAX_PEERS));
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("bittorrent: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("bittorrent: {from} refused: {MAX_PEERS} peers already");
+            continue;
+        };
+        let (dir, limiter) = (dir.clone(), limiter.clone());
+        tasks.spawn(async move {
+            match peer(stream, dir, peer_id, limiter).await {
+                Ok(()) => tracing::debug!("bittorrent: {from} done"),
+                Err(e) => tracing::debug!("bittorrent: {from} closed: {e}"),
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// The node's peer id, Azureus-style: client `TO`, version 0.1, then random bytes.
+pub fn our_peer_id() -> [u8; 20] {
+    let mut id = *b"-TO0010-000000000000";
+    rand::fill(&mut id[8..]);
+    id
+}
+
+async fn peer(mut stream: TcpStream, dir: PathBuf, peer_id: [u8; 20], limiter: Arc<Limiter>) -> anyhow::Result<()> {
+    let mut hs = [0u8; HANDSHAKE_LEN];
+    timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut hs)).await??;
+    let theirs = Handshake::decode(&hs)?;
+    let info_hash = theirs.info_hash;
+    let found = tokio::task::spawn_blocking(move || super::lookup(&dir, &info_hash)).await?;
+    let Some((info, file)) = found else {
+        anyhow::bail!("info-hash {} is not exported here", hex(&info_hash));
+    };
+    tracing::info!("bittorrent: {} downloading {}", stream.peer_addr()?, info.name);
+    let file = Arc::new(file);
+    let mut session = SeedSession::new(&info);
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&Handshake::new(info_hash, peer_id).encode());
+    session.opening().iter().for_each(|m| m.encode(&mut out));
+    stream.write_all(&out).await?;
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    loop {
+        while let Some(msg) = decode_message(&mut input)? {
+            session.on_message(msg)?;
+        }
+        while let Some(b) = session.next_block() {
+            let (file, len) = (file.clone(), b.block.length as usize);
+            let data = tokio::task::spawn_blocking(move || {
+                let mut data = vec![0u8; len];
+                file.read_exact_at(&mut data, b.offset).map(|()| data)
+            })
+            .await??;
+            limiter.upload.take(data.len() as u64).await;
+            let send = async {
+                stream.write_all(&piece_header(b.block.index, b.block.begin, b.block.length)).await?;
+                stream.write_all(&data).await
+            };
+            timeout(SEND_TIMEOUT, send).await??;
+        }
+        input.reserve(16 * 1024);
+        if timeout(IDLE_TIMEOUT, stream.read_buf(&mut input)).await?? == 0 {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! BitTorrent (issue 15), with real processes: a node started with `--bittorrent` seeds a
+//! file exported by `torronto torrent` to aria2 (a real client nobody here wrote), which
+//! must get it byte-identical; raw peers with an unknown info-hash, a malformed handshake
+//! or bad requests are closed, and the node goes on serving; `--upload-limit` paces
+//! BitTorrent blocks.
+//!
+//! aria2 ignores a magnet link's `x.pe`, so it learns the node's address from a tracker
+//! the test runs: the node announces itself there as a seeder, and the tracker hands
+//! every announcer the seeders that announced that info-hash.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use torronto_core::bittorrent::metainfo::hex;
+use torronto_core::bittorrent::Torrent;
+use torronto_tests::{free_port, random_file, sha256_file, wait_until, TestNode};
+
+/// 5 MiB and 123 bytes: 21 pieces of 256 KiB, the last one short.
+const SIZE: usize = (5 << 20) + 123;
+const NAME: &str = "odd.bin";
+
+/// Whether aria2c is there, installing it (Debian's `aria2`) if it is not. Only when that
+/// fails does the test skip, saying so.
+fn require_aria2() -> bool {
+    let present = || Command::new("aria2c").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    if present() {
+        return true;
+    }
+    let _ = Command::new("apt-get").args(["install", "-y", "-qq", "aria2"]).stdout(Stdio::null()).status();
+    if present() {
+        return true;
+    }
+    eprintln!("SKIPPED: aria2c is missing and `apt-get install aria2` failed (scripts/setup.sh --test installs it)");
+    false
+}
+
+/// A node seeding BitTorrent on a port of its own, with `extra` flags, holding NAME; and
+/// that port.
+fn seeding_node(extra: &[&str]) -> (TestNode, u16) {
+    let bt_port = free_port();
+    let mut node = TestNode::new("bt");
+    let bt = format!("127.0.0.1:{bt_port}");
+    node.set_extra_args(&[&["--bittorrent", bt.as_str()], extra].concat());
+    node.start();
+    let file = node.root().join(NAME);
+    random_file(&file, SIZE, 15);
+    node.insert(&file).ok("insert");
+    let sha = sha256_file(&file);
+    wait_until(Duration::from_secs(30), "the node to hold the file", || node.holds(NAME, SIZE as u64, &sha));
+    (node, bt_port)
+}
+
+/// `torronto torrent NAME --out OUT ... --node ADDR` (control Action 15); its magnet link.
+fn export(node: &TestNode, out: &Path, extra: &[&str]) -> String {
+    let out_arg = out.display().to_string();
+    let mut args = vec!["torrent", NAME, "--out", &out_arg];
+    args.extend_from_slice(extra);
+    node.cli(&args).ok("torronto torrent").stdout.trim().to_owned()
+}
+
+/// The value of `key` in an announce's query, percent-decoded.
+fn param(query: &str, key: &str) -> Option<Vec<u8>> {
+    let raw = query.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))?;
+    let mut out = Vec::new();
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hex: String = [bytes.next()?, bytes.next()?].iter().map(|&c| c as char).collect();
+                out.push(u8::from_str_radix(&hex, 16).ok()?);
+            }
+            _ => out.push(b),
+        }
+    }
+    Some(out)
+}
+
+/// Seeders (`left=0`) that announced, by info-hash: their ports on 127.0.0.1.
+type Seeders = Arc<Mutex<HashMap<Vec<u8>, Vec<u16>>>>;
+
+/// A minimal HTTP tracker on loopback: records each seeder's announce and answers every
+/// announce with the seeders of its info-hash (compact form, BEP 23).
+fn tracker() -> (String, Seeders) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind tracker");
+    let url = format!("http://127.0.0.1:{}/announce", listener.local_addr().unwrap().port());
+    let seeders = Seeders::default();
+    let known = seeders.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let Ok(n) = stream.read(&mut request) else { continue };
+            let text = String::from_utf8_lossy(&request[..n]).into_owned();
+            let Some(query) = text.strip_prefix("GET /announce?").and_then(|r| r.split(' ').next()) else { continue };
+            let (Some(hash), Some(port)) = (param(query, "info_hash"), param(query, "port")) else { continue };
+            let mut known = known.lock().unwrap();
+            if param(query, "left").as_deref() == Some(b"0") {
+                let port = String::from_utf8(port).unwrap().parse().unwrap();
+                known.entry(hash.clone()).or_default().push(port);
+            }
+            let mut body = format!("d8:intervali600e5:peers{}:", 6 * known.get(&hash).map_or(0, Vec::len)).into_bytes();
+            for port in known.get(&hash).into_iter().flatten() {
+                body.extend_from_slice(&[127, 0, 0, 1]);
+                body.extend_from_slice(&port.to_be_bytes());
+            }
+            body.push(b'e');
+            let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = stream.write_all(&[head.as_bytes(), &body].concat());
+        }
+    });
+    (url, seeders)
+}
+
+#[test]
+fn aria2_downloads_an_exported_file_byte_identical() {
+    if !require_aria2() {
+        return;
+    }
+    let (node, bt_port) = seeding_node(&[]);
+    let (url, seeders) = tracker();
+    let torrent_path = node.root().join("x.torrent");
+    let magnet = export(&node, &torrent_path, &["--tracker", &url]);
+    let bytes = fs::read(&torrent_path).unwrap();
+    let torrent = Torrent::decode(&bytes).expect("the exported .torrent decodes");
+    assert_eq!((torrent.info.name.as_str(), torrent.info.length), (NAME, SIZE as u64));
+    assert_eq!(torrent.info.piece_length, 256 * 1024);
+    assert_eq!(torrent.trackers, vec![url.clone()]);
+    let tr: String = url
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b":.-".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    assert_eq!(
+        magnet,
+        format!("magnet:?xt=urn:btih:{}&dn={NAME}&xl={SIZE}&x.pe=127.0.0.1:{bt_port}&tr={tr}", hex(&torrent.info_hash))
+    );
+
+    // A second export of the same copy takes the cached hashes: same torrent, the
+    // recorded info dictionary left untouched.
+    let info_file = node.dir().join(".torronto/bittorrent").join(format!("{}.info", hex(&torrent.info_hash)));
+    let written = fs::metadata(&info_file).unwrap().modified().unwrap();
+    let again = node.root().join("again.torrent");
+    assert_eq!(export(&node, &again, &["--tracker", &url]), magnet);
+    assert_eq!(fs::read(&again).unwrap(), bytes);
+    assert_eq!(fs::metadata(&info_file).unwrap().modified().unwrap(), written);
+
+    // The node announces the export as a seeder on its BitTorrent port.
+    wait_until(Duration::from_secs(20), "the node to announce itself to the tracker", || {
+        seeders.lock().unwrap().get(&torrent.info_hash[..]) == Some(&vec![bt_port])
+    });
+
+    let out = node.root().join("aria2-out");
+    let mut aria2 = Command::new("aria2c")
+        .arg(format!("--dir={}", out.display()))
+        .args(["--seed-time=0", "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false"])
+        .args([
+            "--enable-peer-exchange=false",
+            "--bt-stop-timeout=90",
+            "--summary-interval=0",
+            "--file-allocation=none",
+        ])
+        .arg(format!("--listen-port={}", free_port()))
+        .arg(&torrent_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run aria2c");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = aria2.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = aria2.kill();
+            panic!("aria2c did not finish in 120 s; node log:\n{}", node.log_tail(40));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut said = String::new();
+    aria2.stdout.take().unwrap().read_to_string(&mut said).unwrap();
+    assert!(status.success(), "aria2c failed ({status}):\n{said}\nnode log:\n{}", node.log_tail(40));
+    let got = fs::read(out.join(NAME)).expect("aria2c wrote the file");
+    assert!(got == fs::read(node.file(NAME)).unwrap(), "aria2c's copy differs from the node's");
+    assert!(node.log().contains(&format!("downloading {NAME}")), "the node did not log the BitTorrent peer");
+}
+
+/// Connects to the node's BitTorrent port and sends `bytes`.
+fn raw(bt_port: u16, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", bt_port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    s
+}
+
+/// Whether the node closes `s` without sending anything more.
+fn closed(mut s: TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    match s.read(&mut buf) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+fn handshake(info_hash: &[u8; 20]) -> Vec<u8> {
+    [&b"\x13BitTorrent protocol"[..], &[0; 8], info_hash, b"-XX0000-raw-test-pee"].concat()
+}
+
+fn request(index: u32, begin: u32, length: u32) -> Vec<u8> {
+    [&13u32.to_be_bytes()[..], &[6], &index.to_be_bytes(), &begin.to_be_bytes(), &length.to_be_bytes()].concat()
+}
+
+/// After a handshake for the exported file: the node's handshake, bitfield and unchoke.
+fn read_opening(s: &mut TcpStream, info_hash: &[u8; 20], pieces: usize) {
+    let mut hs = [0u8; 68];
+    s.read_exact(&mut hs).expect("the node's handshake");
+    assert_eq!(&hs[..20], b"\x13BitTorrent protocol");
+    assert_eq!(&hs[28..48], info_hash);
+    let bitfield_len = pieces.div_ceil(8);
+    let mut msgs = vec![0u8; 4 + 1 + bitfield_len + 5];
+    s.read_exact(&mut msgs).expect("bitfield and unchoke");
+    assert_eq!(&msgs[..5], &[&((1 + bitfield_len) as u32).to_be_bytes()[..], &[5]].concat()[..]);
+    assert_eq!(&msgs[5 + bitfield_len..], &[0, 0, 0, 1, 1]);
+}
+
+#[test]
+fn peers_with_unknown_hashes_or_bad_messages_are_closed_and_the_node_serves_on() {
+    let (node, bt_port) = seeding_node(&[]);
+    let torrent_path = node.root().join("x.torrent");
+    export(&node, &torrent_path, &[]);
+    let torrent = Torrent::decode(&fs::read(&torrent_path).unwrap()).unwrap();
+    let (hash, pieces) = (torrent.info_hash, torrent.info.pieces.len());
+
+    // An info-hash never exported: closed without a handshake.
+    assert!(closed(raw(bt_port, &handshake(&[7; 20]))), "a handshake for an unknown info-hash was answered");
+    // Not BitTorrent at all.
+    assert!(closed(raw(bt_port, &[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3)].concat())), "HTTP was answered");
+    // A request over 128 KiB, one past the end of the file, and a length prefix of 4 GiB.
+    for bad in [request(0, 0, 128 * 1024 + 1), request(pieces as u32 - 1, 123, 1), vec![0xff; 4]] {
+        let mut s = raw(bt_port, &handshake(&hash));
+        read_opening(&mut s, &hash, pieces);
+        s.write_all(&bad).unwrap();
+        assert!(closed(s), "bad message {bad:?} did not close the connection");
+    }
+
+    // The node is fine: a good request gets the file's bytes.
+    let mut s = raw(bt_port, &handshake(&hash));
+    read_opening(&mut s, &hash, pieces);
+    s.write_all(&[&[0, 0, 0, 1, 2][..], &request(19, 16384, 16384)].concat()).unwrap();
+    let mut piece = vec![0u8; 13 + 16384];
+    s.read_exact(&mut piece).expect("the piece");
+    assert_eq!(
+        &piece[..13],
+        &[&(9u32 + 16384).to_be_bytes()[..], &[7], &19u32.to_be_bytes(), &16384u32.to_be_bytes()].concat()[..]
+    );
+    let file = fs::read(node.file(NAME)).unwrap();
+    let at = 19 * 256 * 1024 + 16384;
+    assert_eq!(&piece[13..], &file[at..at + 16384]);
+    assert!(node.query().is_object(), "the node answers its control port");
+}
+
+#[test]
+fn exporting_a_file_the_node_lacks_or_with_a_bad_tracker_is_refused() {
+    let node = TestNode::start_alone("bt-refusals");
+    let out = node.root().join("x.torrent");
+    let out_arg = out.display().to_string();
+    node.cli(&["torrent", "absent.bin", "--out", &out_arg]).expect_error("a file not held", 14, "ErrFileMissing");
+    let file = node.root().join("f.bin");
+    random_file(&file, 1000, 3);
+    node.insert(&file).ok("insert");
+    node.cli(&["torrent", "f.bin", "--out", &out_arg, "--tracker", "ftp://t"]).expect_error("ftp", 16, "ErrBadRequest");
+    assert!(!out.exists(), "nothing is written when refused");
+    // Without --bittorrent the export works, and the link has no x.pe.
+    let link = node.cli(&["torrent", "f.bin", "--out", &out_arg]).ok("export").stdout;
+    assert!(link.starts_with("magnet:?xt=urn:btih:") && !link.contains("x.pe="), "{link}");
+    assert!(out.exists());
+}
+
+#[test]
+fn the_upload_limit_paces_bittorrent_peers() {
+    let (node, bt_port) = seeding_node(&["--upload-limit", "1MiB/s"]);
+    let torrent_path = node.root().join("x.torrent");
+    export(&node, &torrent_path, &[]);
+    let torrent = Torrent::decode(&fs::read(&torrent_path).unwrap()).unwrap();
+    let mut s = raw(bt_port, &handshake(&torrent.info_hash));
+    read_opening(&mut s, &torrent.info_hash, torrent.info.pieces.len());
+    // 2 MiB: the first 128 blocks of 16 KiB, asked at once.
+    let requests: Vec<u8> = (0..128u32).flat_map(|b| request(b / 16, b % 16 * 16384, 16384)).collect();
+    let started = Instant::now();
+    s.write_all(&requests).unwrap();
+    let mut got = vec![0u8; 128 * (13 + 16384)];
+    s.read_exact(&mut got).expect("all 128 blocks");
+    let took = started.elapsed().as_secs_f64();
+    // At 1 MiB/s, 2 MiB less a burst of one block takes nearly 2 s.
+    assert!(took > 1.5, "2 MiB in {took:.2} s under a 1 MiB/s upload limit");
+    let file = fs::read(node.file(NAME)).unwrap();
+    let blocks: Vec<u8> = got.chunks(13 + 16384).flat_map(|m| m[13..].to_vec()).collect();
+    assert!(blocks == file[..2 << 20], "the paced blocks are the file's first 2 MiB");
+}
