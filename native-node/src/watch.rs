@@ -41,16 +41,15 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = interrupt.recv() => return Ok(0),
-            Some(key) = async { keys.as_mut()?.recv().await } => {
-                if matches!(key, b'q' | b'Q' | 3) {
-                    return Ok(0);
-                }
-                continue;
-            }
+            () = quit_asked(&mut interrupt, &mut keys) => return Ok(0),
         }
         let query = Control::Query { file: None };
-        let lines = match request_secured(node, token.clone(), secret.clone(), query).await {
+        // A node that does not answer must not keep the user from quitting.
+        let answer = tokio::select! {
+            answer = request_secured(node, token.clone(), secret.clone(), query) => answer,
+            () = quit_asked(&mut interrupt, &mut keys) => return Ok(0),
+        };
+        let lines = match answer {
             Ok(answer) if answer.reply.code_or_ok() == Code::Ok => {
                 let Some(status) = answer.reply.status.clone() else { continue };
                 let sample = Sample { status: *status, at: Instant::now() };
@@ -90,6 +89,22 @@ pub async fn run(
             }
             writeln!(out)?;
             out.flush()?;
+        }
+    }
+}
+
+/// Ends when the user asks to quit: q, Ctrl-C typed (a key, as ISIG is off) or SIGINT
+/// sent from elsewhere. Other keys are skipped.
+async fn quit_asked(interrupt: &mut tokio::signal::unix::Signal, keys: &mut Option<mpsc::Receiver<u8>>) {
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => return,
+            Some(key) = async { keys.as_mut()?.recv().await } => {
+                if matches!(key, b'q' | b'Q' | 3) {
+                    return;
+                }
+            }
+            else => std::future::pending::<()>().await,
         }
     }
 }
@@ -206,8 +221,9 @@ impl Screen {
         let saved = tcgetattr(&stdin).ok();
         if let Some(saved) = &saved {
             let mut keys = saved.clone();
-            // ISIG stays: Ctrl-C still signals, and is caught.
-            keys.local_modes.remove(LocalModes::ICANON | LocalModes::ECHO);
+            // Without ISIG, Ctrl-C is a key like q: no SIGINT reaches the process group,
+            // so a shell that started watch is not killed by it (dash would be).
+            keys.local_modes.remove(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG);
             keys.special_codes[SpecialCodeIndex::VMIN] = 1;
             keys.special_codes[SpecialCodeIndex::VTIME] = 0;
             let _ = tcsetattr(&stdin, OptionalActions::Now, &keys);
