@@ -112,9 +112,6 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     let size = t.strip_suffix("/s").or_else(|| t.strip_suffix("/S")).unwrap_or(t);
     let not_a_rate =
         || format!("{text:?} is not a rate (like 20MiB/s, 500K/s, or bytes per second; 0 or off for none)");
-    if size.is_empty() || size.starts_with('-') {
-        return Err(not_a_rate());
-    }
     let rate = parse_size(size).map_err(|_| not_a_rate())?;
     // Rounded down to nothing, it would read as no limit at all.
     if rate == 0 && size.chars().any(|c| matches!(c, '1'..='9')) {
