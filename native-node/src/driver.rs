@@ -285,13 +285,7 @@ impl Driver {
                         }
                     }
                 }
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, from)) => self.admit(stream, from),
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
+                (stream, from) = torronto_net::accept(&self.listener, "peers") => self.admit(stream, from),
                 () = wake => self.node.handle_timeout(self.now()),
                 () = settled => {
                     let now = self.now();

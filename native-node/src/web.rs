@@ -93,14 +93,7 @@ impl WebListener {
         let slots = Arc::new(Semaphore::new(MAX_REQUESTS));
         let heads = Arc::new(Mutex::new(SlowHeads::default()));
         loop {
-            let (stream, from) = match self.listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!("control panel: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let (stream, from) = torronto_net::accept(&self.listener, "control panel").await;
             // Every slot taken: the request still sending its head the longest gives way
             // (a browser sends a head in one packet; a slow client cannot hold the panel).
             // With none of those, wait for a request to finish.

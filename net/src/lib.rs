@@ -14,7 +14,8 @@
 //!   the socket, for serving chunks.
 //! - [`decoder`]: [`Decoder`], frames into messages through core's `MessageReader`.
 //! - [`blocking`]: the same framing over `std::io`, for synchronous clients.
-//! - [`socket`]: [`tune`], the socket options of the node's connections.
+//! - [`socket`]: [`tune`], the socket options of the node's connections, and
+//!   [`accept`], a listener's next connection whatever errors come first.
 //! - [`secure`]: private networks: core's handshake run on a stream ([`handshake`]), and
 //!   [`SecureFrameReader`]/[`SecureFrameWriter`], frames inside the encrypted channel;
 //!   [`SealBatch`], frames gathered for sealing, shared with the WebSocket form.
@@ -32,5 +33,5 @@ pub use frames::{write_encoded, FrameKind, FrameRead, FrameWrite, ReadError, BOD
 pub use secure::{
     handshake, FirstBytes, HandshakeError, SealBatch, SecureFrameReader, SecureFrameWriter, Secured, SNIFF_LEN,
 };
-pub use socket::tune;
+pub use socket::{accept, tune};
 pub use tcp::{TcpFrameReader, TcpFrameWriter};

@@ -1,8 +1,24 @@
-//! Socket options for the node's connections.
+//! Socket options for the node's connections, and accepting them.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+
+/// The next connection on `listener`. A failed accept (most often out of file
+/// descriptors) is logged as `what` and retried after a pause: it would fail again at
+/// once, and a listener must outlive it. Cancel-safe, so it can sit in a `select!`.
+pub async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::warn!("{what}: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
 
 /// Socket options every connection gets, TCP peers and WebSocket sessions alike.
 pub fn tune(stream: &TcpStream) {

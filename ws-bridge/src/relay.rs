@@ -48,14 +48,7 @@ pub async fn serve(listener: TcpListener, config: RelayConfig) {
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.max_sessions));
     loop {
-        let (stream, from) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, from) = torronto_net::accept(&listener, "relay").await;
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!("refusing {from}: {} sessions already open", config.max_sessions);
             continue;

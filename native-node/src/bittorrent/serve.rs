@@ -37,14 +37,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn serve(listener: TcpListener, dir: PathBuf, peer_id: [u8; 20], limiter: Arc<Limiter>, tasks: Tasks) {
     let slots = Arc::new(Semaphore::new(MAX_PEERS));
     loop {
-        let (stream, from) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!("bittorrent: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, from) = torronto_net::accept(&listener, "bittorrent").await;
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!("bittorrent: {from} refused: {MAX_PEERS} peers already");
             continue;
