@@ -13,7 +13,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{Blob, ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
 use yew::{Callback, Reducible};
 
-use crate::bridge::{self, Command, PeerView, Report};
+use crate::bridge::{self, Command, PeerIdentity, PeerView, Report};
 use crate::error::WebError;
 
 /// The worker script, next to `index.html` (copied from `web/static`).
@@ -123,7 +123,8 @@ impl EngineClient {
             on_message.forget();
             on_error.forget();
         }
-        client.send(&Command::Start { secret: secret.map(NetworkSecret::to_hex) }, None);
+        let identity = remembered_identity();
+        client.send(&Command::Start { secret: secret.map(NetworkSecret::to_hex), identity }, None);
         client
     }
 
@@ -190,6 +191,22 @@ impl EngineClient {
     fn failed(&self, error: WebError) {
         self.0.on_update.emit(PeerUpdate::Failed(WebError::WorkerStopped(Box::new(error))));
     }
+}
+
+/// Where the browser peer's identity is kept (this origin's `localStorage`).
+const IDENTITY: &str = "torronto.peer";
+
+/// The browser peer's identity as kept, or a new one, kept from now on. None when the
+/// browser keeps nothing (the engine then makes a fresh identity for this page).
+fn remembered_identity() -> Option<PeerIdentity> {
+    let storage = web_sys::window()?.local_storage().ok().flatten()?;
+    let kept = storage.get_item(IDENTITY).ok().flatten().and_then(|t| serde_json::from_str::<PeerIdentity>(&t).ok());
+    if let Some(identity) = kept.filter(|i| i.parts().is_some()) {
+        return Some(identity);
+    }
+    let fresh = PeerIdentity::fresh().ok()?;
+    storage.set_item(IDENTITY, &serde_json::to_string(&fresh).ok()?).ok()?;
+    Some(fresh)
 }
 
 /// Starts the browser's download of `url` as `name`.

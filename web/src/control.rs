@@ -21,7 +21,7 @@ use yew::Callback;
 use crate::socket::{page_member, Socket, SocketEvent};
 use crate::util::now_ms;
 
-const POLL_MS: u32 = 500;
+pub const POLL_MS: u32 = 500;
 /// A Query unanswered this long is given up, so polling never stalls for good.
 const QUERY_TIMEOUT_MS: u64 = 5_000;
 const RETRY_MIN_MS: u32 = 1_000;

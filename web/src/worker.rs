@@ -18,13 +18,14 @@ use crate::engine::PeerEngine;
 #[wasm_bindgen]
 pub fn worker_main(early: js_sys::Array) {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-    let secret = early.iter().find_map(|data| match bridge::decode::<Command>(&data) {
-        Some((Command::Start { secret }, _)) => Some(secret),
+    let start = early.iter().find_map(|data| match bridge::decode::<Command>(&data) {
+        Some((Command::Start { secret, identity }, _)) => Some((secret, identity)),
         _ => None,
     });
+    let (secret, identity) = start.unwrap_or_default();
     // The page checked the secret already; a bad one here means an open-network peer.
-    let secret = secret.flatten().and_then(|hex| NetworkSecret::from_hex(&hex).ok());
-    let engine = PeerEngine::new(secret);
+    let secret = secret.and_then(|hex| NetworkSecret::from_hex(&hex).ok());
+    let engine = PeerEngine::new(secret, identity);
     let out = scope.clone();
     engine.start(Rc::new(move |report: &Report, extra: Option<&JsValue>| {
         // Only a page that has gone away refuses a message.

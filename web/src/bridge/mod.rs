@@ -17,6 +17,32 @@ use wasm_bindgen::JsValue;
 
 pub use view::{Notice, PeerFile, PeerView, Save};
 
+/// Who the browser peer is, kept in `localStorage` so a reload is the same peer: its
+/// name (`browser-` and 8 hex digits) and, for private networks, its static key (64
+/// hex digits: the key pair its node ID comes from).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerIdentity {
+    pub name: String,
+    pub key: String,
+}
+
+impl PeerIdentity {
+    /// A new identity from the browser's random numbers.
+    pub fn fresh() -> Result<PeerIdentity, crate::WebError> {
+        let mut key = [0u8; 32];
+        crate::util::random_bytes(&mut key)?;
+        Ok(PeerIdentity { name: format!("browser-{}", crate::util::random_hex(8)), key: crate::util::hex(&key) })
+    }
+
+    /// The name and key, if both are well formed (a damaged entry makes a fresh one).
+    pub fn parts(&self) -> Option<(String, [u8; 32])> {
+        let suffix = self.name.strip_prefix("browser-")?;
+        let name_ok = suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit());
+        let key = crate::util::from_hex32(&self.key)?;
+        name_ok.then(|| (self.name.clone(), key))
+    }
+}
+
 /// An intent of the user, for the engine.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Command {
@@ -24,6 +50,8 @@ pub enum Command {
     /// from the page's address), or none for an open network. Fixed for the engine's life.
     Start {
         secret: Option<String>,
+        /// The peer's identity as this browser remembers it (none: a fresh one).
+        identity: Option<PeerIdentity>,
     },
     /// A watched node has joined: keep a peer session to it (`addr` is its identity).
     EnsurePeer {

@@ -40,10 +40,10 @@ use torronto_core::{
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
 
-use crate::bridge::{Notice, Report, Save};
+use crate::bridge::{Notice, PeerIdentity, Report, Save};
 use crate::digest::Hasher;
 use crate::error::WebError;
-use crate::socket::page_member;
+use crate::socket::{page_member, page_member_with};
 use crate::store::Store;
 use crate::util::{now_ms, random_hex, random_u64};
 use peers::PeerConn;
@@ -152,14 +152,21 @@ impl std::fmt::Debug for Engine {
 }
 
 impl PeerEngine {
-    /// A new browser peer with a fresh identity; call [`PeerEngine::start`] to
-    /// open its storage. With `secret` it is a member of that private network: every
+    /// A new browser peer, with the identity the page remembers (or a fresh one); call
+    /// [`PeerEngine::start`] to open its storage. With `secret` it is a member of that private network: every
     /// peer session runs the secure handshake, and core takes peer messages only from
     /// proven members (as a private native node does).
-    pub fn new(secret: Option<NetworkSecret>) -> Self {
-        let me = PeerAddr::new(format!("browser-{}", random_hex(8)), 0);
+    pub fn new(secret: Option<NetworkSecret>, identity: Option<PeerIdentity>) -> Self {
+        let identity = identity.and_then(|i| i.parts());
+        let name =
+            identity.as_ref().map(|(name, _)| name.clone()).unwrap_or_else(|| format!("browser-{}", random_hex(8)));
+        let me = PeerAddr::new(name, 0);
         let mut notices = Vec::new();
-        let secure = secret.and_then(|secret| match page_member(&secret) {
+        let member = |secret: &NetworkSecret| match &identity {
+            Some((_, key)) => Ok(page_member_with(secret, *key)),
+            None => page_member(secret),
+        };
+        let secure = secret.and_then(|secret| match member(&secret) {
             Ok(config) => Some(config),
             Err(e) => {
                 notices.push(Notice {
@@ -280,7 +287,7 @@ impl PeerEngine {
 impl Default for PeerEngine {
     /// An open-network peer.
     fn default() -> Self {
-        Self::new(None)
+        Self::new(None, None)
     }
 }
 

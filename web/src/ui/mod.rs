@@ -21,6 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
+use crate::bridge::PeerView;
 use crate::client::{EngineClient, PeerState};
 use connect::ConnectForm;
 use targets::{own_origin, remember, remembered, Target, TargetList, Targets};
@@ -65,6 +66,7 @@ pub fn App() -> Html {
         });
     }
     use_hash_targets(targets.dispatcher());
+    use_leave_warning(at_risk(&peer.view));
     let on_connect = {
         let (targets, known) = (targets.dispatcher(), known.clone());
         Callback::from(move |t: Target| {
@@ -123,6 +125,53 @@ fn use_hash_targets(targets: UseReducerDispatcher<TargetList>) {
         move || {
             if let Some(w) = &window {
                 let _ = w.remove_event_listener_with_callback("hashchange", listener.as_ref().unchecked_ref());
+            }
+        }
+    });
+}
+
+/// Why closing the page now would cost something: a transfer under way, or a file of
+/// which this browser holds the only complete copy (the network could not fetch it
+/// while the page is closed). None when nothing is at stake.
+fn at_risk(view: &PeerView) -> Option<String> {
+    if let Some((name, _, _)) = view.inserting.first() {
+        return Some(format!("{name} is still being shared from this computer"));
+    }
+    if let Some(f) = view.files.iter().find(|f| f.requested && f.local < 1.0) {
+        return Some(format!("{} is still downloading", f.name));
+    }
+    // With no node connected, no one could fetch it now anyway: nothing to warn of.
+    let connected = !view.peers.is_empty();
+    let only = view.files.iter().find(|f| connected && f.local >= 1.0 && f.least <= 1);
+    only.map(|f| format!("this browser holds the only copy of {}", f.name))
+}
+
+/// While `reason` is Some, closing or leaving the page asks first (the browser shows
+/// its own words; `data-leave-warning` on the body says why, for people and tests).
+#[hook]
+fn use_leave_warning(reason: Option<String>) {
+    use_effect_with(reason, move |reason| {
+        let window = web_sys::window();
+        let body = window.as_ref().and_then(|w| w.document()).and_then(|d| d.body());
+        let listener = reason.clone().map(|why| {
+            Closure::<dyn Fn(web_sys::Event)>::new(move |e: web_sys::Event| {
+                e.prevent_default();
+                // Older browsers ask only when `returnValue` is set.
+                let _ = js_sys::Reflect::set(&e, &"returnValue".into(), &why.as_str().into());
+            })
+        });
+        if let (Some(w), Some(l)) = (&window, &listener) {
+            let _ = w.add_event_listener_with_callback("beforeunload", l.as_ref().unchecked_ref());
+        }
+        if let Some(body) = &body {
+            let _ = match reason {
+                Some(why) => body.set_attribute("data-leave-warning", why),
+                None => body.remove_attribute("data-leave-warning"),
+            };
+        }
+        move || {
+            if let (Some(w), Some(l)) = (&window, &listener) {
+                let _ = w.remove_event_listener_with_callback("beforeunload", l.as_ref().unchecked_ref());
             }
         }
     });

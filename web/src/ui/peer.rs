@@ -7,7 +7,7 @@ use yew::prelude::*;
 use super::listing::{
     arrange, pager, search_box, sort_header, Column, Listed, Listing, ACTIONS, FILE, IN_NETWORK, LEAST_COPIES, SIZE,
 };
-use super::widgets::{Bar, CopyBadge, Notice};
+use super::widgets::{copies_cell, transfer_label, Bar, Notice};
 use crate::bridge::{Notice as PeerNotice, PeerFile, PeerView, Save};
 use crate::client::{EngineClient, PeerState};
 use crate::util::{bytes, percent, rate};
@@ -169,6 +169,8 @@ fn PeerFiles(props: &PeerFilesProps) -> Html {
     let listing = use_state(Listing::default);
     let state = &props.state;
     let files = &state.view.files;
+    // With no node connected, this browser is not part of any network.
+    let joined = !state.view.peers.is_empty();
     let shown = arrange(files, &listing);
     html! {
         <>
@@ -180,9 +182,10 @@ fn PeerFiles(props: &PeerFilesProps) -> Html {
                 <tr class="file" data-file={f.name.clone()} data-local={f.local.to_string()} data-least={f.least.to_string()}>
                     <td class="name" data-label="File" title={f.name.clone()}>{ f.name.clone() }</td>
                     <td class="num" data-label="Size">{ bytes(f.size) }</td>
-                    <td class="progress" data-label="In this browser"><Bar value={f.local} label={percent(f.local)} /></td>
-                    <td class="num" data-label="In network">{ percent(f.system) }</td>
-                    <td class="num" data-label="Least copies"><CopyBadge copies={f.least} /></td>
+                    <td class="progress" data-label="In this browser">
+                        <Bar value={f.local} label={transfer_label(f.local, f.size, f.rate)} /></td>
+                    <td class="num" data-label="In network">{ if joined { percent(f.system) } else { "—".into() } }</td>
+                    <td class="num copies" data-label="Least copies">{ copies_cell(joined, f.least) }</td>
                     <td class="act">{ file_action(&client, f, state.saved.get(&f.name)) }</td>
                 </tr>
             }) }

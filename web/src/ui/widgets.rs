@@ -162,3 +162,26 @@ pub fn CopyBadge(props: &CopyBadgeProps) -> Html {
     };
     html! { <span class={classes!("level", level_class(n))} title={words.clone()} aria-label={words}>{ n }</span> }
 }
+
+/// The copies of a file as a participant sees them, or "not joined" when it is not
+/// part of the network: a node that left counts only itself, which is no alarm.
+pub fn copies_cell(joined: bool, copies: u32) -> Html {
+    if joined {
+        html! { <CopyBadge copies={copies} /> }
+    } else {
+        html! { <span class="muted not-joined" title="not part of the network: its copies are not counted">{ "not joined" }</span> }
+    }
+}
+
+/// A progress bar's words: how much is here and, while it arrives, how fast and how
+/// long the rest takes at that rate.
+pub fn transfer_label(done: f64, size: u64, rate: Option<f64>) -> AttrValue {
+    let pct = crate::util::percent(done);
+    match rate.filter(|r| *r > 0.0 && done < 1.0) {
+        Some(r) => {
+            let left = size as f64 * (1.0 - done.clamp(0.0, 1.0)) / r;
+            format!("{pct} · {} · {} left", crate::util::rate(r), crate::util::duration(left)).into()
+        }
+        None => pct.into(),
+    }
+}

@@ -1,5 +1,6 @@
 //! A node's files: the status table, and the chunk map of the file selected in it.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use torronto_core::{ChunkMap, FileRow, Status};
@@ -8,7 +9,7 @@ use yew::prelude::*;
 use crate::ui::listing::{
     arrange, pager, search_box, sort_header, Column, Listed, Listing, ACTIONS, FILE, IN_NETWORK, LEAST_COPIES, SIZE,
 };
-use crate::ui::widgets::{level_class, Bar, CopyBadge};
+use crate::ui::widgets::{copies_cell, level_class, transfer_label, Bar};
 use crate::util::{bytes, percent};
 
 #[derive(Properties, PartialEq)]
@@ -20,6 +21,10 @@ pub(super) struct FileTableProps {
     pub(super) on_delete: Callback<String>,
     /// Whether an action may be sent now (the session is open and none is waiting).
     pub(super) can_act: bool,
+    /// Whether the node is part of the network: if not, copies read "not joined".
+    pub(super) joined: bool,
+    /// Bytes per second arriving for each file being fetched, from successive answers.
+    pub(super) rates: Rc<HashMap<String, f64>>,
 }
 
 /// The node table's columns; [`Listed::number`] of a [`FileRow`] follows their order.
@@ -86,10 +91,11 @@ pub(super) fn FileTable(props: &FileTableProps) -> Html {
                                 aria-expanded={selected.to_string()}>{ name.clone() }</button>
                         </td>
                         <td class="num" data-label="Size">{ bytes(size) }</td>
-                        <td class="progress" data-label="On this node"><Bar value={local} label={percent(local)} /></td>
-                        <td class="num" data-label="In network">{ percent(system) }</td>
-                        <td class="num" data-label="Least copies"><CopyBadge copies={least} /></td>
-                        <td class="num" data-label="Avg copies">{ format!("{avg:.2}") }</td>
+                        <td class="progress" data-label="On this node">
+                            <Bar value={local} label={transfer_label(local, size, props.rates.get(&name).copied())} /></td>
+                        <td class="num" data-label="In network">{ if props.joined { percent(system) } else { "—".into() } }</td>
+                        <td class="num copies" data-label="Least copies">{ copies_cell(props.joined, least) }</td>
+                        <td class="num" data-label="Avg copies">{ if props.joined { format!("{avg:.2}") } else { "—".into() } }</td>
                         <td class="act">{ remove }</td>
                     </tr>
                 }

@@ -12,11 +12,12 @@ use torronto_core::{Code, Control, FileName, NetworkSecret, Status};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::widgets::{advice, Notice, ReplyNotice};
+use super::widgets::{advice, Bar, Notice, ReplyNotice};
 use crate::client::EngineClient;
+use crate::util::{bytes, rate};
 use files::{ChunkMapView, FileTable};
 use session::{use_candidate, use_control_session};
-use state::{Link, NodeAction, NodeState};
+use state::{Link, NodeAction, NodeState, Rates};
 
 #[derive(Properties, PartialEq)]
 pub struct NodeProps {
@@ -152,7 +153,7 @@ pub fn NodePanel(props: &NodeProps) -> Html {
                     <button class="ghost" title="Stop watching this node" onclick={on_remove}>{ "Disconnect" }</button>
                 </div>
             </header>
-            { node_meta(&props.url, s.status.as_deref()) }
+            { node_meta(&props.url, s.status.as_deref(), &s.rates) }
             <div class="notices" aria-live="polite" role="status">
                 { node_notices(&props.url, s, on_retry, on_dismiss) }
                 { for candidate_note }
@@ -160,7 +161,7 @@ pub fn NodePanel(props: &NodeProps) -> Html {
             { insert_form(&path_ref, open, busy, on_insert) }
             if let Some(st) = &s.status {
                 <FileTable status={st.clone()} selected={(*selected).clone()} on_select={on_select}
-                    on_delete={on_delete} can_act={open && !busy} />
+                    on_delete={on_delete} can_act={open && !busy} joined={st.joined} rates={s.rates.files.clone()} />
                 if let Some(map) = st.chunk_map.as_ref().filter(|m| selected.as_deref() == Some(m.file.as_str())) {
                     <ChunkMapView map={map.clone()} />
                 }
@@ -194,7 +195,7 @@ fn link_pill(s: &NodeState) -> (&'static str, String) {
 }
 
 /// The node's address, peers and chunk counts.
-fn node_meta(url: &AttrValue, status: Option<&Status>) -> Html {
+fn node_meta(url: &AttrValue, status: Option<&Status>, rates: &Rates) -> Html {
     html! {
         <>
             <div class="meta">
@@ -202,8 +203,17 @@ fn node_meta(url: &AttrValue, status: Option<&Status>) -> Html {
                 if let Some(st) = status {
                     <span>{ format!("{} peer{}", st.peers.len(), if st.peers.len() == 1 { "" } else { "s" }) }</span>
                     <span>{ format!("{} chunks fetched · {} served", st.chunks_fetched, st.chunks_served) }</span>
+                    <span class="rates" data-down={rates.down.round().to_string()} data-up={rates.up.round().to_string()}>
+                        { format!("↓ {} · ↑ {}", rate(rates.down), rate(rates.up)) }</span>
                 }
             </div>
+            if let Some(st) = status {
+                { for st.inserting.iter().map(|p| html! {
+                    <div class="inserting" data-file={p.file.clone()}><span>{ format!("Inserting {}", p.file) }</span>
+                        <Bar value={if p.size == 0 { 1.0 } else { p.done as f64 / p.size as f64 }}
+                            label={format!("{} of {}", bytes(p.done), bytes(p.size))} /></div>
+                }) }
+            }
             if let Some(st) = status {
                 if !st.peers.is_empty() {
                     <div class="peers">

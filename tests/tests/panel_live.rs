@@ -1,0 +1,219 @@
+//! The control panel's live side, in real headless Chromium against real nodes: a node
+//! that left reads "not joined" (not one red copy per file), rates and the time left
+//! while bytes move, the warning before closing the tab while something is at stake,
+//! and the browser peer's identity kept across reloads. Screenshots go to
+//! `tests/artifacts/`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use torronto_tests::browser::{artifact, require_browser, Browser, WsNode};
+use torronto_tests::{cli, random_file};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn card(node: &WsNode) -> String {
+    format!(r#"section.node[data-url="{}"]"#, node.ws_url())
+}
+
+/// The browser peer is connected to at least `arguments[0]` nodes.
+const PEER_CONNECTED: &str = r#"
+    const s = document.querySelector("section.browser-peer");
+    return !!s && Number(s.dataset.connected) >= arguments[0];
+"#;
+
+/// Inserts a random file `name` of `size` bytes into `node` with the CLI.
+fn insert_on(node: &WsNode, name: &str, size: usize, seed: u64) {
+    let src = node.scratch().join(name);
+    random_file(&src, size, seed);
+    let out = cli(&["insert", &src.display().to_string(), "--node", &node.addr()]);
+    assert_eq!(out.code, 0, "insert {name} into node {}: {out}", node.label);
+}
+
+/// Sets a node's bandwidth limits with the CLI (`torronto limit`).
+fn limit(node: &WsNode, flag: &str, rate: &str) {
+    let out = cli(&["limit", flag, rate, "--node", &node.addr()]);
+    assert_eq!(out.code, 0, "limit {flag} {rate} on node {}: {out}", node.label);
+}
+
+/// Whether a `beforeunload` now is held back (the page asks before it closes), and the
+/// reason the page gives on its body.
+fn leave_warning(browser: &Browser) -> Value {
+    browser.exec(
+        "const e = new Event('beforeunload', { cancelable: true }); window.dispatchEvent(e); \
+         return [e.defaultPrevented, document.body.dataset.leaveWarning || null];",
+        json!([]),
+    )
+}
+
+#[test]
+fn a_node_that_left_shows_not_joined_instead_of_one_red_copy_per_file() {
+    if !require_browser() {
+        return;
+    }
+    let nodes = WsNode::cluster(2, true);
+    let node_card = card(&nodes[0]);
+    let browser = Browser::start();
+    browser.goto(&nodes[0].panel_url());
+    insert_on(&nodes[1], "kept.bin", 300_000, 41);
+    insert_on(&nodes[1], "also-kept.bin", 200_000, 42);
+    browser.wait(
+        LONG,
+        "node w0's card counts two copies of both files",
+        "const r = [...document.querySelectorAll(arguments[0] + ' tr.file')]; \
+         return r.length === 2 && r.every((x) => x.dataset.least === '2');",
+        json!([node_card]),
+    );
+
+    browser.click(&format!("{node_card} button.leave"));
+    browser.wait(
+        LONG,
+        "node w0's card says it is not joined",
+        "const p = document.querySelector(arguments[0] + ' .title .pill'); return !!p && p.textContent === 'not joined';",
+        json!([node_card]),
+    );
+    // Its files keep their rows, and each copy cell says "not joined": no red badge.
+    let cells = browser.wait(
+        LONG,
+        "every copy cell of node w0 reads not joined",
+        "const r = [...document.querySelectorAll(arguments[0] + ' tr.file td.copies')]; \
+         return r.length === 2 && r.every((c) => c.textContent === 'not joined') && r.map((c) => c.textContent);",
+        json!([node_card]),
+    );
+    assert_eq!(cells, json!(["not joined", "not joined"]));
+    let red = browser.exec("return document.querySelectorAll(arguments[0] + ' .level.r1').length;", json!([node_card]));
+    assert_eq!(red, json!(0), "no alarming one-copy badge on a node that left");
+    browser.screenshot(&artifact("panel-not-joined.png"));
+
+    // Joined again, the counts come back.
+    browser.click(&format!("{node_card} button.join"));
+    browser.wait(
+        LONG,
+        "node w0's card counts two copies again",
+        "const r = [...document.querySelectorAll(arguments[0] + ' tr.file')]; \
+         return r.length === 2 && r.every((x) => x.dataset.least === '2' && !!x.querySelector('.level.r2'));",
+        json!([node_card]),
+    );
+}
+
+#[test]
+fn rates_and_time_left_show_while_bytes_move_and_closing_the_tab_asks_first() {
+    if !require_browser() {
+        return;
+    }
+    let nodes = WsNode::cluster(2, true);
+    let node_card = card(&nodes[0]);
+    let browser = Browser::start();
+    browser.goto(&nodes[0].panel_url());
+    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
+    assert_eq!(leave_warning(&browser), json!([false, null]), "nothing at stake: the tab closes without asking");
+
+    // Node w1 sends at most 1 MiB/s, so an 8 MiB file takes seconds to reach w0 and
+    // the page: long enough to read rates.
+    limit(&nodes[1], "--upload-limit", "1MiB");
+    insert_on(&nodes[1], "slow.bin", 8 * 1024 * 1024, 43);
+    browser.click(r#"section.browser-peer button.download[data-file="slow.bin"]"#);
+    let seen = browser.wait(
+        LONG,
+        "node w0's card shows bytes arriving, and slow.bin's time left",
+        "const r = document.querySelector(arguments[0] + ' .meta .rates'); \
+         const bar = document.querySelector(arguments[0] + ' tr.file[data-file=\"slow.bin\"] td.progress .bar span'); \
+         return !!r && Number(r.dataset.down) > 0 && !!bar && bar.textContent.includes('left') && [r.textContent, bar.textContent];",
+        json!([node_card]),
+    );
+    eprintln!("node w0 while fetching: {seen}");
+    let peer = browser.wait(
+        LONG,
+        "the browser's row of slow.bin shows its rate and time left",
+        "const bar = document.querySelector('section.browser-peer tr.file[data-file=\"slow.bin\"] td.progress .bar span'); \
+         return !!bar && bar.textContent.includes('/s') && bar.textContent.includes('left') && bar.textContent;",
+        json!([]),
+    );
+    eprintln!("the page while downloading: {peer}");
+    let warning = leave_warning(&browser);
+    assert_eq!(warning[0], json!(true), "mid-download, closing the tab asks first: {warning}");
+    assert!(warning[1].as_str().is_some_and(|w| w.contains("slow.bin is still downloading")), "{warning}");
+
+    // Done, and held elsewhere too: nothing at stake, and the rates fall back to zero.
+    browser.wait(
+        LONG,
+        "the page holds slow.bin, and so does node w0",
+        "const r = document.querySelector('section.browser-peer tr.file[data-file=\"slow.bin\"]'); \
+         return !!r && r.dataset.local === '1' && Number(r.dataset.least) >= 2;",
+        json!([]),
+    );
+    browser.wait(LONG, "the leave warning is gone", "return !document.body.dataset.leaveWarning;", json!([]));
+    assert_eq!(leave_warning(&browser), json!([false, null]));
+    browser.wait(
+        LONG,
+        "node w0's rates are back to zero",
+        "const r = document.querySelector(arguments[0] + ' .meta .rates'); return !!r && r.dataset.down === '0';",
+        json!([node_card]),
+    );
+
+    // A file shared from the page, while the nodes take it slowly: the page holds the
+    // only complete copy, and closing the tab asks first.
+    limit(&nodes[0], "--download-limit", "512K");
+    limit(&nodes[1], "--download-limit", "512K");
+    let picked_dir = tempfile::tempdir().expect("tempdir");
+    let picked = picked_dir.path().join("only-here.bin");
+    random_file(&picked, 4 * 1024 * 1024, 44);
+    browser.type_into("#share-file", &picked.display().to_string());
+    let only = browser.wait(
+        LONG,
+        "closing the tab warns that the page holds the only copy",
+        "const w = document.body.dataset.leaveWarning; return !!w && w.includes('only copy of only-here.bin') && w;",
+        json!([]),
+    );
+    eprintln!("while the nodes fetch: {only}");
+    assert_eq!(leave_warning(&browser)[0], json!(true));
+    browser.screenshot(&artifact("panel-rates.png"));
+}
+
+#[test]
+fn the_browser_peer_keeps_its_name_and_key_across_reloads() {
+    if !require_browser() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secret = tmp.path().join("net.secret");
+    let out = cli(&["secret", "new", "--out", &secret.display().to_string()]);
+    assert_eq!(out.code, 0, "secret new: {out}");
+    let nodes = WsNode::private_cluster(1, true, &secret);
+    let browser = Browser::start();
+    browser.goto(&nodes[0].printed_panel_url());
+    browser.wait(LONG, "the browser peer is a member of the private network", PEER_CONNECTED, json!([1]));
+
+    // The page as node w0 knows it: its name and the node ID its key proves.
+    let seen_by_node = || -> (String, String) {
+        let mut found = None;
+        torronto_tests::wait_until(LONG, "node w0 lists the page with its node ID", || {
+            let st = nodes[0].query();
+            let peers = st["peers"].as_array().cloned().unwrap_or_default();
+            let at = peers.iter().position(|p| p.as_str().is_some_and(|p| p.starts_with("browser-")));
+            found = at.and_then(|i| {
+                let id = st["peerIds"][i].as_str().filter(|id| !id.is_empty())?;
+                Some((peers[i].as_str()?.to_string(), id.to_string()))
+            });
+            found.is_some()
+        });
+        found.expect("found above")
+    };
+    let name = browser.exec("return document.querySelector('section.browser-peer').dataset.peer;", json!([]));
+    assert!(name.as_str().is_some_and(|n| n.starts_with("browser-")), "{name}");
+    // In a private network a node names a member by its key: the page's ID.
+    let before = seen_by_node();
+
+    browser.refresh();
+    browser.wait(LONG, "the reloaded page is connected again", PEER_CONNECTED, json!([1]));
+    let again = browser.exec("return document.querySelector('section.browser-peer').dataset.peer;", json!([]));
+    assert_eq!(again, name, "the page is the same peer after a reload");
+    // The old session may linger a moment at the node: wait for the one of the new page.
+    torronto_tests::wait_until(LONG, "node w0 sees the reloaded page (one browser peer)", || {
+        let st = nodes[0].query();
+        st["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().filter(|x| x.as_str().is_some_and(|x| x.starts_with("browser-"))).count() == 1)
+    });
+    assert_eq!(seen_by_node(), before, "node w0 knows the reloaded page by the same name and node ID");
+}
