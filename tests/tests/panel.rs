@@ -328,7 +328,7 @@ fn share_and_the_chunk_map_work_by_keyboard_text_contrast_holds_light_and_dark_a
     let counts = browser.wait(
         LONG,
         "both node cards and the browser table count three copies of shared.bin",
-        "const l = [...document.querySelectorAll('tr.file[data-file=\"shared.bin\"]')].map((r) => r.dataset.least); \
+        "const l = [...document.querySelectorAll(':is(section.node, section.browser-peer) tr.file[data-file=\"shared.bin\"]')].map((r) => r.dataset.least); \
          return l.length === 3 && l.every((n) => n === '3') && l;",
         json!([]),
     );

@@ -1,5 +1,6 @@
 //! The control panel's live side, in real headless Chromium against real nodes: a node
-//! that left reads "not joined" (not one red copy per file), rates and the time left
+//! that left reads "not joined" (not one red copy per file), the files × nodes overview
+//! of two watched nodes, rates and the time left
 //! while bytes move, the warning before closing the tab while something is at stake,
 //! and the browser peer's identity kept across reloads. Screenshots go to
 //! `tests/artifacts/`.
@@ -47,7 +48,7 @@ fn leave_warning(browser: &Browser) -> Value {
 }
 
 #[test]
-fn a_node_that_left_shows_not_joined_instead_of_one_red_copy_per_file() {
+fn a_node_that_left_shows_not_joined_instead_of_one_red_copy_and_two_nodes_get_a_files_by_nodes_overview() {
     if !require_browser() {
         return;
     }
@@ -64,6 +65,22 @@ fn a_node_that_left_shows_not_joined_instead_of_one_red_copy_per_file() {
          return r.length === 2 && r.every((x) => x.dataset.least === '2');",
         json!([node_card]),
     );
+
+    // One node watched: no overview. Two: a files × nodes table and a card per node.
+    assert_eq!(browser.exec("return !!document.querySelector('section.overview');", json!([])), json!(false));
+    browser.type_into("#node-url", &nodes[1].ws_url());
+    browser.type_into("#node-token", &nodes[1].token);
+    browser.click("form.connect button[type=submit]");
+    let across = browser.wait(
+        LONG,
+        "the overview shows both files complete on both nodes",
+        "const o = document.querySelector('section.overview'); if (!o) return false; \
+         const cells = [...o.querySelectorAll('tr.file td.held')].map((c) => c.textContent); \
+         const devices = [...o.querySelectorAll('li.device')].map((d) => d.dataset.done); \
+         return cells.length === 4 && cells.every((c) => c === '100%') && devices.length === 2 && [cells, devices];",
+        json!([]),
+    );
+    assert_eq!(across[1], json!(["1", "1"]), "each node holds everything: {across}");
 
     browser.click(&format!("{node_card} button.leave"));
     browser.wait(
@@ -83,6 +100,14 @@ fn a_node_that_left_shows_not_joined_instead_of_one_red_copy_per_file() {
     assert_eq!(cells, json!(["not joined", "not joined"]));
     let red = browser.exec("return document.querySelectorAll(arguments[0] + ' .level.r1').length;", json!([node_card]));
     assert_eq!(red, json!(0), "no alarming one-copy badge on a node that left");
+    let w0 = nodes[0].addr();
+    browser.wait(
+        LONG,
+        "the overview says node w0 is not joined",
+        "const c = [...document.querySelectorAll(`section.overview td.held[data-node=\"${arguments[0]}\"]`)]; \
+         return c.length === 2 && c.every((x) => x.textContent === 'not joined');",
+        json!([w0]),
+    );
     browser.screenshot(&artifact("panel-not-joined.png"));
 
     // Joined again, the counts come back.

@@ -13,6 +13,7 @@
 mod connect;
 mod listing;
 mod node;
+mod overview;
 mod peer;
 mod targets;
 mod widgets;
@@ -85,6 +86,11 @@ pub fn App() -> Html {
             targets.dispatch(Targets::Remove(url))
         })
     };
+    let watched = use_reducer(overview::WatchedList::default);
+    let on_watched = {
+        let watched = watched.dispatcher();
+        Callback::from(move |news| watched.dispatch(news))
+    };
     let before: Vec<AttrValue> = known.iter().filter(|u| !targets.0.iter().any(|t| &t.url == *u)).cloned().collect();
 
     html! {
@@ -97,8 +103,10 @@ pub fn App() -> Html {
                 <ConnectForm url={origin_url} token={origin_token} remembered={before} on_connect={on_connect} />
                 { for targets.0.iter().map(|t| html! {
                     <node::NodePanel key={format!("{}#{}", t.url, t.secret.is_some())} url={t.url.clone()} token={t.token.clone()}
-                        secret={t.secret.clone()} candidate={t.candidate.clone()} on_candidate={on_candidate.clone()} on_remove={on_remove.clone()} />
+                        secret={t.secret.clone()} candidate={t.candidate.clone()} on_candidate={on_candidate.clone()} on_remove={on_remove.clone()}
+                        on_watched={on_watched.clone()} />
                 }) }
+                <overview::Overview nodes={watched.clone()} />
                 <peer::BrowserPeer state={peer} />
             </main>
         </ContextProvider<EngineClient>>

@@ -12,6 +12,7 @@ use torronto_core::{Code, Control, FileName, NetworkSecret, Status};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
+use super::overview::Watched;
 use super::widgets::{advice, Bar, Notice, ReplyNotice};
 use crate::client::EngineClient;
 use crate::util::{bytes, rate};
@@ -32,6 +33,9 @@ pub struct NodeProps {
     /// Whether the node accepted the candidate token (the URL, and the answer).
     pub on_candidate: Callback<(AttrValue, bool)>,
     pub on_remove: Callback<AttrValue>,
+    /// Hears the node's latest answer and rates (and none once the card is gone), for
+    /// the files × nodes overview.
+    pub on_watched: Callback<(AttrValue, Option<Watched>)>,
 }
 
 /// A node's card: link state, Join/Leave/Insert, files (each with Remove) and the
@@ -59,6 +63,16 @@ pub fn NodePanel(props: &NodeProps) -> Html {
                 cb.emit((url.clone(), accepted));
             }),
         );
+    }
+    {
+        let (cb, url) = (props.on_watched.clone(), props.url.clone());
+        let seen = (state.status.clone(), state.rates.down, state.rates.up);
+        use_effect_with(seen, move |(status, down, up)| {
+            let watched = status.clone().map(|status| Watched { status, down: *down, up: *up });
+            cb.emit((url, watched));
+        });
+        let (cb, url) = (props.on_watched.clone(), props.url.clone());
+        use_effect_with((), move |_| move || cb.emit((url, None)));
     }
     {
         let session = session.clone();

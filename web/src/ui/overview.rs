@@ -1,0 +1,134 @@
+//! Files × nodes: when the panel watches several nodes, one table with a column per
+//! node (how much of each file it holds) under a head per node (joined or not, how
+//! much of everything it holds, its rates): the Syncthing device list and the
+//! per-file picture in one place.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use torronto_core::Status;
+use yew::prelude::*;
+
+use super::listing::{arrange, pager, search_box, Listed, Listing};
+use crate::util::{bytes, percent, rate};
+
+/// What one watched node last said, and its rates (bytes per second).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Watched {
+    pub(super) status: Rc<Status>,
+    pub(super) down: f64,
+    pub(super) up: f64,
+}
+
+/// The watched nodes that have answered, by URL.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub(super) struct WatchedList(pub(super) BTreeMap<AttrValue, Watched>);
+
+impl Reducible for WatchedList {
+    /// A node's latest, or none once it is no longer watched (or answers no more).
+    type Action = (AttrValue, Option<Watched>);
+
+    fn reduce(self: Rc<Self>, (url, watched): Self::Action) -> Rc<Self> {
+        if self.0.get(&url) == watched.as_ref() {
+            return self;
+        }
+        let mut list = self.0.clone();
+        match watched {
+            Some(w) => list.insert(url, w),
+            None => list.remove(&url),
+        };
+        Rc::new(WatchedList(list))
+    }
+}
+
+/// One file across the nodes: the fraction each holds (None: the node does not know it).
+struct Across {
+    name: String,
+    held: Vec<Option<f64>>,
+}
+
+impl Listed for Across {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn number(&self, col: usize) -> f64 {
+        self.held.get(col.wrapping_sub(1)).copied().flatten().unwrap_or(0.0)
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub(super) struct OverviewProps {
+    pub(super) nodes: UseReducerHandle<WatchedList>,
+}
+
+/// The files × nodes table, shown once two or more watched nodes have answered.
+#[function_component]
+pub(super) fn Overview(props: &OverviewProps) -> Html {
+    let listing = use_state(Listing::default);
+    let nodes: Vec<&Watched> = props.nodes.0.values().collect();
+    if nodes.len() < 2 {
+        return html! {};
+    }
+    let mut names: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for row in node.status.rows() {
+            names.entry(row.name).or_insert_with(|| vec![None; nodes.len()])[i] = Some(row.local);
+        }
+    }
+    let rows: Vec<Across> = names.into_iter().map(|(name, held)| Across { name: name.to_string(), held }).collect();
+    let shown = arrange(&rows, &listing);
+    html! {
+        <section class="card overview" aria-label="Files on each watched node">
+            <header class="card-head"><div class="title"><h2>{ "Files × nodes" }</h2></div></header>
+            <ul class="devices">
+                { for nodes.iter().map(|w| node_summary(w)) }
+            </ul>
+            { search_box(&listing, rows.len(), shown.matching) }
+            <table class="files across">
+                <thead><tr>
+                    <th>{ "File" }</th>
+                    { for nodes.iter().map(|w| html! { <th class="num" data-node={w.status.node.clone()}>{ w.status.node.clone() }</th> }) }
+                </tr></thead>
+                <tbody>
+                { for shown.rows.iter().map(|r| html! {
+                    <tr class="file" data-file={r.name.clone()}>
+                        <td class="name" data-label="File" title={r.name.clone()}>{ r.name.clone() }</td>
+                        { for r.held.iter().zip(&nodes).map(|(held, w)| {
+                            let text = match held {
+                                Some(f) if w.status.joined => percent(*f),
+                                Some(_) => "not joined".to_string(),
+                                None => "—".to_string(),
+                            };
+                            html! { <td class="num held" data-label={w.status.node.clone()} data-node={w.status.node.clone()}>{ text }</td> }
+                        }) }
+                    </tr>
+                }) }
+                </tbody>
+            </table>
+            { pager(&listing, shown.page, shown.pages, shown.matching) }
+        </section>
+    }
+}
+
+/// One node as a device card: joined or not, how much of the network's bytes it
+/// holds, its peers and rates.
+fn node_summary(w: &Watched) -> Html {
+    let st = &w.status;
+    let (mut have, mut total) = (0.0, 0.0);
+    for row in st.rows() {
+        let size = row.size.unwrap_or(0) as f64;
+        have += row.local * size;
+        total += size;
+    }
+    let done = if total > 0.0 { have / total } else { 1.0 };
+    html! {
+        <li class="device" data-node={st.node.clone()} data-done={done.to_string()}>
+            <strong>{ st.node.clone() }</strong>
+            <span>{ if st.joined { "joined" } else { "not joined" } }</span>
+            <span>{ format!("{} of {} ({})", bytes(have as u64), bytes(total as u64), percent(done)) }</span>
+            <span>{ format!("{} peer{}", st.peers.len(), if st.peers.len() == 1 { "" } else { "s" }) }</span>
+            <span class="rates">{ format!("↓ {} · ↑ {}", rate(w.down), rate(w.up)) }</span>
+        </li>
+    }
+}
