@@ -47,15 +47,21 @@ fn leave_warning(browser: &Browser) -> Value {
     )
 }
 
+/// `n` joined nodes, and a browser on the panel of the first; its card's selector.
+fn panel_of(n: usize) -> (Vec<WsNode>, String, Browser) {
+    let nodes = WsNode::cluster(n, true);
+    let node_card = card(&nodes[0]);
+    let browser = Browser::start();
+    browser.goto(&nodes[0].panel_url());
+    (nodes, node_card, browser)
+}
+
 #[test]
 fn a_node_that_left_shows_not_joined_instead_of_one_red_copy_and_two_nodes_get_a_files_by_nodes_overview() {
     if !require_browser() {
         return;
     }
-    let nodes = WsNode::cluster(2, true);
-    let node_card = card(&nodes[0]);
-    let browser = Browser::start();
-    browser.goto(&nodes[0].panel_url());
+    let (nodes, node_card, browser) = panel_of(2);
     insert_on(&nodes[1], "kept.bin", 300_000, 41);
     insert_on(&nodes[1], "also-kept.bin", 200_000, 42);
     browser.wait(
@@ -126,10 +132,7 @@ fn rates_and_time_left_show_while_bytes_move_and_closing_the_tab_asks_first() {
     if !require_browser() {
         return;
     }
-    let nodes = WsNode::cluster(2, true);
-    let node_card = card(&nodes[0]);
-    let browser = Browser::start();
-    browser.goto(&nodes[0].panel_url());
+    let (nodes, node_card, browser) = panel_of(2);
     browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
     assert_eq!(leave_warning(&browser), json!([false, null]), "nothing at stake: the tab closes without asking");
 
@@ -168,6 +171,11 @@ fn rates_and_time_left_show_while_bytes_move_and_closing_the_tab_asks_first() {
         json!([]),
     );
     browser.wait(LONG, "the leave warning is gone", "return !document.body.dataset.leaveWarning;", json!([]));
+    let stored = browser.exec(
+        "const s = document.querySelector('section.browser-peer .meta .stored'); return s && [s.dataset.bytes, s.textContent];",
+        json!([]),
+    );
+    assert_eq!(stored, json!(["8388608", "8.0 MiB kept in this browser"]), "the storage the page uses is shown");
     assert_eq!(leave_warning(&browser), json!([false, null]));
     browser.wait(
         LONG,
@@ -241,4 +249,34 @@ fn the_browser_peer_keeps_its_name_and_key_across_reloads() {
             .is_some_and(|p| p.iter().filter(|x| x.as_str().is_some_and(|x| x.starts_with("browser-"))).count() == 1)
     });
     assert_eq!(seen_by_node(), before, "node w0 knows the reloaded page by the same name and node ID");
+}
+
+#[test]
+fn an_insert_by_path_shows_its_progress_on_the_node_card() {
+    if !require_browser() {
+        return;
+    }
+    let (nodes, node_card, browser) = panel_of(1);
+    browser.element(&format!("{node_card} form.insert input"), LONG);
+    // Large enough that copying and hashing it takes a few of the panel's Queries.
+    let src = nodes[0].scratch().join("big.bin");
+    let file = std::fs::File::create(&src).expect("create big.bin");
+    file.set_len(768 * 1024 * 1024).expect("size big.bin");
+    browser.type_into(&format!("{node_card} form.insert input"), &src.display().to_string());
+    browser.click(&format!("{node_card} form.insert button"));
+    let progress = browser.wait(
+        LONG,
+        "the node card shows big.bin's insert progress",
+        "const p = document.querySelector(arguments[0] + ' .inserting[data-file=\"big.bin\"] .bar span'); \
+         return !!p && p.textContent.endsWith('of 768 MiB') && p.textContent;",
+        json!([node_card]),
+    );
+    eprintln!("while inserting: {progress}");
+    browser.wait(
+        LONG,
+        "the insert is done and the progress bar gone",
+        "return !document.querySelector(arguments[0] + ' .inserting') && \
+         !!document.querySelector(arguments[0] + ' tr.file[data-file=\"big.bin\"]');",
+        json!([node_card]),
+    );
 }

@@ -21,7 +21,8 @@
 //!   of up to 64, `index` = which chunks each record holds);
 //! - [`digest`]: SHA-256 of downloaded chunks with WebCrypto, off the engine's thread;
 //! - [`engine`] (in the worker): [`engine::PeerEngine`], the page's own
-//!   `torronto_core::Node` (identity `browser-<random>`, port 0, fetching only what
+//!   `torronto_core::Node` (identity `browser-<8 hex digits>` and, in a private network, a
+//!   static key, both kept in `localStorage` by the page; port 0; fetching only what
 //!   the user asks for) driven by peer sockets, the store and timers — the wasm twin of
 //!   native-node's driver, with no protocol logic of its own;
 //! - [`worker`] (in the worker): the engine's message loop;
@@ -38,7 +39,10 @@
 //!   `NodePanel` opens its control session in a hook (and tries a new token in a second
 //!   one before it replaces a working session) and renders the node's status, file
 //!   table and chunk map; `BrowserPeer` renders the page's peer. File tables are
-//!   searched, sorted and paged by `ui::listing`; notices (dismissible, expiring, in
+//!   searched, sorted and paged by `ui::listing`; a node's rates come from
+//!   successive Query answers (`ui::node::state`); two or more watched nodes get the
+//!   files × nodes overview (`ui::overview`); closing the tab asks first while a
+//!   transfer runs or the page holds the only copy (`ui` `use_leave_warning`); notices (dismissible, expiring, in
 //!   aria-live regions) and copy badges are `ui::widgets`. Components only render state
 //!   and send intents. The CSS (`static/style.css`) holds the narrow-screen layout
 //!   (stacked file cards below 700 px) and the dark palette (`prefers-color-scheme`).

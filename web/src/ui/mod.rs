@@ -2,12 +2,14 @@
 //! state in a reducer ([`PeerState`]) and the list of nodes the panel watches; the
 //! client is provided to every component through a context. Each node is a
 //! [`node::NodePanel`] with its own control session, and [`peer::BrowserPeer`] shows
-//! the page's own peer.
+//! the page's own peer. The App also asks before the tab closes while something is
+//! at stake ([`use_leave_warning`]).
 //!
 //! - [`connect`]: the form that adds a node to watch;
 //! - [`targets`]: the watched nodes and the addresses that name them;
 //! - [`node`]: one native node's card; [`peer`]: the browser peer's card;
 //! - [`listing`]: search, sort and pages of the file tables;
+//! - [`overview`]: files × nodes, and a card per watched node, once two are watched;
 //! - [`widgets`]: small pieces both cards use.
 
 mod connect;

@@ -111,6 +111,8 @@ fn peer_head(client: &EngineClient, view: &PeerView, picker: &NodeRef) -> Html {
 /// What the card is about, chunk counts, how chunks are verified, the nodes it is
 /// connected to.
 fn peer_meta(view: &PeerView) -> Html {
+    // The verified chunks kept in IndexedDB, counted from the files' shares.
+    let stored: u64 = view.files.iter().map(|f| (f.local.clamp(0.0, 1.0) * f.size as f64).round() as u64).sum();
     html! {
         <>
             <div class="meta">
@@ -118,6 +120,7 @@ fn peer_meta(view: &PeerView) -> Html {
             </div>
             <div class="meta">
                 <span>{ format!("{} chunks fetched · {} served", view.chunks_fetched, view.chunks_served) }</span>
+                <span class="stored" data-bytes={stored.to_string()}>{ format!("{} kept in this browser", bytes(stored)) }</span>
                 <span>{ if view.webcrypto { "verified with WebCrypto SHA-256" } else { "verified in wasm (WebCrypto needs https or a loopback address)" } }</span>
                 if !view.peers.is_empty() {
                     <span>{ format!("connected to {}", view.peers.join(", ")) }</span>
