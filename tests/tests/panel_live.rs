@@ -158,6 +158,12 @@ fn rates_and_time_left_show_while_bytes_move_and_closing_the_tab_asks_first() {
         json!([]),
     );
     eprintln!("the page while downloading: {peer}");
+    browser.wait(
+        LONG,
+        "the browser card shows bytes arriving",
+        "const r = document.querySelector('section.browser-peer .meta .rates'); return !!r && Number(r.dataset.down) > 0;",
+        json!([]),
+    );
     let warning = leave_warning(&browser);
     assert_eq!(warning[0], json!(true), "mid-download, closing the tab asks first: {warning}");
     assert!(warning[1].as_str().is_some_and(|w| w.contains("slow.bin is still downloading")), "{warning}");
@@ -176,6 +182,12 @@ fn rates_and_time_left_show_while_bytes_move_and_closing_the_tab_asks_first() {
         json!([]),
     );
     assert_eq!(stored, json!(["8388608", "8.0 MiB kept in this browser"]), "the storage the page uses is shown");
+    browser.wait(
+        LONG,
+        "the browser card's download rate is back to zero",
+        "const r = document.querySelector('section.browser-peer .meta .rates'); return !!r && r.dataset.down === '0';",
+        json!([]),
+    );
     assert_eq!(leave_warning(&browser), json!([false, null]));
     browser.wait(
         LONG,
@@ -199,6 +211,12 @@ fn rates_and_time_left_show_while_bytes_move_and_closing_the_tab_asks_first() {
         json!([]),
     );
     eprintln!("while the nodes fetch: {only}");
+    browser.wait(
+        LONG,
+        "the browser card shows bytes going out",
+        "const r = document.querySelector('section.browser-peer .meta .rates'); return !!r && Number(r.dataset.up) > 0;",
+        json!([]),
+    );
     assert_eq!(leave_warning(&browser)[0], json!(true));
     browser.screenshot(&artifact("panel-rates.png"));
 }

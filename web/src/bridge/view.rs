@@ -65,6 +65,9 @@ pub struct PeerView {
     pub notices: Vec<Notice>,
     pub chunks_fetched: u64,
     pub chunks_served: u64,
+    /// Chunk bytes per second arriving from and sent to peers, over the last seconds.
+    pub down: f64,
+    pub up: f64,
     /// Downloaded chunks are hashed with WebCrypto (else in wasm, by core).
     pub webcrypto: bool,
 }

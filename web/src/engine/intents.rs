@@ -128,6 +128,8 @@ impl Engine {
             notices: self.notices.clone(),
             chunks_fetched: status.chunks_fetched,
             chunks_served: status.chunks_served,
+            down: self.received.rate(now).unwrap_or(0.0).round(),
+            up: self.sent.rate(now).unwrap_or(0.0).round(),
             webcrypto: self.hasher.is_some(),
         }
     }

@@ -123,6 +123,9 @@ pub struct Engine {
     requested: BTreeSet<FileName>,
     saves: HashMap<String, Save>,
     meters: HashMap<FileName, Meter>,
+    /// Chunk bytes arriving from and sent to every peer, for the card's rates.
+    received: Meter,
+    sent: Meter,
     /// Chunks to store, each already a JS object (a Blob part).
     writes: Vec<(ChunkRef, JsValue)>,
     /// The body of the Upload being handled, as the socket received it: the chunk's
@@ -211,6 +214,8 @@ impl PeerEngine {
                 requested: BTreeSet::new(),
                 saves: HashMap::new(),
                 meters: HashMap::new(),
+                received: Meter::default(),
+                sent: Meter::default(),
                 writes: Vec::new(),
                 upload_body: None,
                 hasher: Hasher::new(),
@@ -408,7 +413,13 @@ impl Engine {
             let mut e = engine.borrow_mut();
             e.notify_timer = None;
             if let Some(post) = e.post.clone() {
-                post(&Report::View(Box::new(e.view())), None);
+                let view = e.view();
+                // While bytes move, views keep coming, so the rates fall to zero when they stop.
+                let moving = view.down > 0.0 || view.up > 0.0;
+                post(&Report::View(Box::new(view)), None);
+                if moving {
+                    e.changed();
+                }
             }
         }));
     }

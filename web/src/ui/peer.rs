@@ -120,6 +120,8 @@ fn peer_meta(view: &PeerView) -> Html {
             </div>
             <div class="meta">
                 <span>{ format!("{} chunks fetched · {} served", view.chunks_fetched, view.chunks_served) }</span>
+                <span class="rates" data-down={view.down.to_string()} data-up={view.up.to_string()}>
+                    { format!("↓ {} · ↑ {}", rate(view.down), rate(view.up)) }</span>
                 <span class="stored" data-bytes={stored.to_string()}>{ format!("{} kept in this browser", bytes(stored)) }</span>
                 <span>{ if view.webcrypto { "verified with WebCrypto SHA-256" } else { "verified in wasm (WebCrypto needs https or a loopback address)" } }</span>
                 if !view.peers.is_empty() {
