@@ -167,13 +167,30 @@ impl Node {
         true
     }
 
-    /// Drops every chunk request in flight (leaving: nothing more is wanted).
-    pub(super) fn forget_all_requests(&mut self) {
+    /// Drops the requests in flight for `only` (a file removed from the network: chunks
+    /// and manifest), or every chunk request when `None` (leaving: no more chunks are
+    /// wanted; a manifest asked for is still taken when it comes, so it is no surprise).
+    pub(super) fn forget_requests_for(&mut self, only: Option<&FileName>) {
+        let of_it = |file: &FileName| only.is_none_or(|o| o == file);
         for (addr, peer) in &mut self.peers {
-            for (file, i) in std::mem::take(&mut peer.requests) {
+            let dropped: Vec<(FileName, ChunkIndex)> =
+                peer.requests.iter().filter(|(f, _)| of_it(f)).cloned().collect();
+            for (file, i) in dropped {
+                peer.requests.remove(&(file.clone(), i));
                 self.timers.cancel(Timer::Request { peer: addr.clone(), file: file.clone(), index: i });
                 if let Some(f) = self.files.get_mut(&file) {
                     f.requested.remove(i);
+                }
+            }
+            let manifests: Vec<FileName> = match only {
+                Some(file) if peer.manifest_requests.contains(file) => vec![file.clone()],
+                _ => Vec::new(),
+            };
+            for file in manifests {
+                peer.manifest_requests.remove(&file);
+                self.timers.cancel(Timer::ManifestRequest { peer: addr.clone(), file: file.clone() });
+                if let Some(f) = self.files.get_mut(&file) {
+                    f.manifest_from = None;
                 }
             }
         }

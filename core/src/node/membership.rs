@@ -180,7 +180,7 @@ impl Node {
 
     pub(super) fn start_leave(&mut self, now: Millis, reply_to: Option<ConnId>) {
         // Stop fetching: what is in flight is no longer wanted.
-        self.forget_all_requests();
+        self.forget_requests_for(None);
         // A peer's claim to hold a chunk is not enough: only a proof counts.
         let mut todo = BTreeSet::new();
         for (name, f) in self.files.iter() {

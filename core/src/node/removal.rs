@@ -208,14 +208,8 @@ impl Node {
         if self.files.get(name).is_none_or(|f| f.digest != digest) {
             return;
         }
-        for (addr, peer) in &mut self.peers {
-            for i in peer.requests.iter().filter(|(f, _)| f == name).map(|(_, i)| *i).collect::<Vec<_>>() {
-                peer.requests.remove(&(name.clone(), i));
-                self.timers.cancel(Timer::Request { peer: addr.clone(), file: name.clone(), index: i });
-            }
-            if peer.manifest_requests.remove(name) {
-                self.timers.cancel(Timer::ManifestRequest { peer: addr.clone(), file: name.clone() });
-            }
+        self.forget_requests_for(Some(name));
+        for peer in self.peers.values_mut() {
             if peer.files.remove(name).is_some() {
                 peer.announced_bytes = peer.announced_bytes.saturating_sub(self.files[name].size);
             }
