@@ -371,9 +371,10 @@ fn add_brings_torrents_seeded_by_aria2_to_every_node() {
     let (a, b) = (&c.nodes[0], &c.nodes[1]);
     let (url, seeders) = tracker();
     let seed_dir = a.root().join("seed");
-    let single = make_torrent(&seed_dir, "one.bin", &[("one.bin", (1 << 20) + 7, 41)], true, &[url.clone()]);
+    let single =
+        make_torrent(&seed_dir, "one.bin", &[("one.bin", (1 << 20) + 7, 41)], true, std::slice::from_ref(&url));
     let multi_files = [("a.txt", 300_000, 42), ("sub/b.bin", 700_003, 43), ("c", 10, 44), ("zero", 0, 45)];
-    let multi = make_torrent(&seed_dir, "album", &multi_files, false, &[url.clone()]);
+    let multi = make_torrent(&seed_dir, "album", &multi_files, false, std::slice::from_ref(&url));
     let mut aria2 = Vec::new();
     for torrent in [&single, &multi] {
         let port = free_port();

@@ -160,13 +160,11 @@ impl Leech {
                 self.release(&asked);
             }
             PeerMessage::Unchoke => p.choked = false,
-            PeerMessage::Piece { index, begin, block } => {
-                if p.asked.remove(&(index, begin)) {
-                    self.on_block(peer, index, begin, &block)?;
-                }
-                // Not asked (any more): dropped; it cost us no memory beyond the message.
+            PeerMessage::Piece { index, begin, block } if p.asked.remove(&(index, begin)) => {
+                self.on_block(peer, index, begin, &block)?;
             }
-            // We serve nothing while downloading; extensions are ignored as BEP 3 asks.
+            // A piece not asked (any more) is dropped: it cost no memory beyond the
+            // message. We serve nothing while downloading; extensions are ignored.
             _ => {}
         }
         self.fill(now, peer);
