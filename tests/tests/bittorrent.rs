@@ -2,7 +2,8 @@
 //! file exported by `torronto torrent` to aria2 (a real client nobody here wrote), which
 //! must get it byte-identical; raw peers with an unknown info-hash, a malformed handshake
 //! or bad requests are closed, and the node goes on serving; `--upload-limit` paces
-//! BitTorrent blocks.
+//! BitTorrent blocks. The other way, `torronto add` brings torrents aria2 seeds into a
+//! 2-node network, byte-identical on both, and keeps a lying seeder's bytes out.
 //!
 //! aria2 ignores a magnet link's `x.pe`, so it learns the node's address from a tracker
 //! the test runs: the node announces itself there as a seeder, and the tracker hands
