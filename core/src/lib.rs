@@ -15,7 +15,7 @@
 //! - [`secure`]: private networks: identities, node IDs, the network secret, and the
 //!   Noise handshake and encrypted channel the open protocol's frames travel in;
 //! - [`bittorrent`]: speaking to standard BitTorrent clients: bencode, v1 metainfo and
-//!   info-hash, the BEP 3 peer wire, a seeding session.
+//!   info-hash, the BEP 3 peer wire, a seeding and a leeching session.
 //!
 //! Nothing here does I/O, reads a clock, draws randomness or spawns: drivers pass time
 //! and random bytes in and carry out the commands that come out (see [`node::Node`]).

@@ -391,6 +391,8 @@ impl Machine {
                 StorageEvent::Written { chunk, result: Ok(()) }
             }
             StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
+            StorageCommand::AddTorrent { id, .. } => StorageEvent::no_bittorrent_add(id),
+            StorageCommand::AddFinished { .. } => return None,
             StorageCommand::Finalize { file, .. } => {
                 self.finalized.push(file);
                 return None;

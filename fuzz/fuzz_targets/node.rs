@@ -288,7 +288,9 @@ impl Harness {
                 StorageEvent::Written { chunk, result: if ok { Ok(()) } else { Err(fail("write")) } }
             }
             StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
-            StorageCommand::Discard { .. }
+            StorageCommand::AddTorrent { id, .. } => StorageEvent::no_bittorrent_add(id),
+            StorageCommand::AddFinished { .. }
+            | StorageCommand::Discard { .. }
             | StorageCommand::Prepare { .. }
             | StorageCommand::Finalize { .. }
             | StorageCommand::Delete { .. }

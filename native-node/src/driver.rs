@@ -546,6 +546,12 @@ impl Driver {
     /// Hands a storage command to the storage. A chunk to be sent on a connection that
     /// sends files goes from its file to that connection's writer, which answers `Sent`.
     fn storage(&mut self, command: StorageCommand) {
+        if let StorageCommand::AddTorrent { id, torrent, peers } = command {
+            let fetch =
+                crate::bittorrent::fetch::fetch(self.dir().to_path_buf(), id, torrent, peers, self.inputs_tx.clone());
+            self.tasks.spawn(fetch);
+            return;
+        }
         let send_file = match &command {
             StorageCommand::Read { conn, chunk, .. } => self.conns.get(conn).filter(|c| c.sends_files).map(|c| {
                 SendFile { header: Envelope::upload_header(self.node.me(), chunk), writer: c.outgoing.clone() }

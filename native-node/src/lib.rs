@@ -29,6 +29,7 @@
 //! - [`events`]: how the node's events read in the log;
 //! - [`bittorrent`]: files exported as v1 torrents (control Torrent), the
 //!   `--bittorrent` listener seeding them to standard clients, tracker announces;
+//!   torrents downloaded for `torronto add` (control AddTorrent);
 //! - [`client`]: the control client (`join`, `leave`, `insert`, `query`, `limit`);
 //! - [`progress`]: `torronto insert`'s progress bar (or lines), from the node's status;
 //! - [`watch`]: `torronto watch`, a live view of one node redrawn in place;

@@ -177,6 +177,18 @@ enum Command {
         #[command(flatten)]
         control: Control,
     },
+    /// Bring a torrent into the network: the node downloads it from BitTorrent peers
+    /// (its http trackers' and any given with --peer), verifies every piece and inserts
+    /// its files (a multi-file torrent's as NAME/PATH), which then reach every node.
+    Add {
+        /// A v1 .torrent file (read here and sent to the node).
+        source: PathBuf,
+        /// A BitTorrent peer to download from, HOST:PORT (repeatable).
+        #[arg(long = "peer", value_name = "HOST:PORT")]
+        peers: Vec<String>,
+        #[command(flatten)]
+        control: Control,
+    },
     /// Network secrets for private networks.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -391,6 +403,19 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 }
                 _ => finish(&answer, "", control.json),
             }
+        }
+        Command::Add { source, peers, control } => {
+            let secret = control.secret()?;
+            let torrent =
+                anyhow::Context::with_context(std::fs::read(&source), || format!("cannot read {}", source.display()))?;
+            let name = match torronto_core::bittorrent::Torrent::decode(&torrent) {
+                Ok(t) => t.info.name,
+                Err(e) => anyhow::bail!("{} is not a torrent this version reads (v1 .torrent): {e}", source.display()),
+            };
+            let request = wire::Control::AddTorrent { torrent: torrent.into(), peers };
+            let what = format!("downloading {name}");
+            let answer = client::request_with_progress(&control.node, control.token, secret, request, &what).await?;
+            finish(&answer, &format!("added {name} to the network"), control.json)
         }
         Command::Secret(SecretCommand::New { out }) => {
             let text = new_secret_text();

@@ -191,6 +191,12 @@ pub fn execute(
                 .map_err(|e| StorageError { code: Code::FileMissing, message: format!("{e:#}") });
             Some(StorageEvent::Torrent { conn, file, result })
         }
+        StorageCommand::AddFinished { id } => {
+            crate::bittorrent::fetch::remove_staging(store.dir(), id);
+            None
+        }
+        // Taken by the driver (`Driver::storage`): a download is no storage job.
+        StorageCommand::AddTorrent { id, .. } => Some(StorageEvent::no_bittorrent_add(id)),
     }
 }
 

@@ -91,6 +91,8 @@ impl Disk {
                 return None;
             }
             StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
+            StorageCommand::AddTorrent { id, .. } => StorageEvent::no_bittorrent_add(id),
+            StorageCommand::AddFinished { .. } => return None,
             StorageCommand::Prepare { file, manifest } => {
                 let result = if self.prepare(file.clone(), manifest) { Ok(()) } else { Err(enospc(file.as_str())) };
                 StorageEvent::Prepared { file, result }

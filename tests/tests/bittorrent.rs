@@ -2,7 +2,8 @@
 //! file exported by `torronto torrent` to aria2 (a real client nobody here wrote), which
 //! must get it byte-identical; raw peers with an unknown info-hash, a malformed handshake
 //! or bad requests are closed, and the node goes on serving; `--upload-limit` paces
-//! BitTorrent blocks.
+//! BitTorrent blocks. The other way, `torronto add` brings torrents aria2 seeds into a
+//! 2-node network, byte-identical on both, and keeps a lying seeder's bytes out.
 //!
 //! aria2 ignores a magnet link's `x.pe`, so it learns the node's address from a tracker
 //! the test runs: the node announces itself there as a seeder, and the tracker hands
@@ -306,4 +307,184 @@ fn the_upload_limit_paces_bittorrent_peers() {
     let file = fs::read(node.file(NAME)).unwrap();
     let blocks: Vec<u8> = got.chunks(13 + 16384).flat_map(|m| m[13..].to_vec()).collect();
     assert!(blocks == file[..2 << 20], "the paced blocks are the file's first 2 MiB");
+}
+
+// ---------------------------------------------------------------------------------
+// `torronto add`: torrents brought into a 2-node network, aria2 seeding them.
+
+/// Writes the files `files` (path below `root/name`, size, seed) and a v1 torrent of
+/// them (multi-file unless `single`) with 64 KiB pieces, so pieces straddle files;
+/// the .torrent's path.
+fn make_torrent(
+    root: &Path,
+    name: &str,
+    files: &[(&str, usize, u64)],
+    single: bool,
+    trackers: &[String],
+) -> std::path::PathBuf {
+    use torronto_core::bittorrent::{PieceHasher, TorrentFile};
+    let mut hasher = PieceHasher::new(64 * 1024);
+    let mut listed = Vec::new();
+    for &(path, size, seed) in files {
+        let at = if single { root.join(name) } else { root.join(name).join(path) };
+        fs::create_dir_all(at.parent().unwrap()).unwrap();
+        random_file(&at, size, seed);
+        hasher.update(&fs::read(&at).unwrap());
+        listed.push(TorrentFile { path: path.split('/').map(str::to_owned).collect(), length: size as u64 });
+    }
+    let mut info = hasher.finish(name.to_owned());
+    if !single {
+        info.files = listed;
+    }
+    let out = root.join(format!("{name}.torrent"));
+    fs::write(&out, Torrent::encode(&info, trackers)).unwrap();
+    out
+}
+
+/// aria2 seeding `torrent` from the data under `dir` on `port` (checked with -V first).
+fn aria2_seed(dir: &Path, torrent: &Path, port: u16) -> std::process::Child {
+    Command::new("aria2c")
+        .arg(format!("--dir={}", dir.display()))
+        .args(["-V", "--seed-ratio=0.0", "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false"])
+        .args(["--enable-peer-exchange=false", "--summary-interval=0", "--bt-seed-unverified=false"])
+        .arg(format!("--listen-port={port}"))
+        .arg(torrent)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run aria2c")
+}
+
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn add_brings_torrents_seeded_by_aria2_to_every_node() {
+    if !require_aria2() {
+        return;
+    }
+    let c = torronto_tests::Cluster::start_joined(2);
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let (url, seeders) = tracker();
+    let seed_dir = a.root().join("seed");
+    let single =
+        make_torrent(&seed_dir, "one.bin", &[("one.bin", (1 << 20) + 7, 41)], true, std::slice::from_ref(&url));
+    let multi_files = [("a.txt", 300_000, 42), ("sub/b.bin", 700_003, 43), ("c", 10, 44), ("zero", 0, 45)];
+    let multi = make_torrent(&seed_dir, "album", &multi_files, false, std::slice::from_ref(&url));
+    let mut aria2 = Vec::new();
+    for torrent in [&single, &multi] {
+        let port = free_port();
+        aria2.push(Killed(aria2_seed(&seed_dir, torrent, port)));
+        let hash = Torrent::decode(&fs::read(torrent).unwrap()).unwrap().info_hash;
+        wait_until(Duration::from_secs(30), "aria2 to announce itself as a seeder", || {
+            seeders.lock().unwrap().get(&hash[..]).is_some_and(|p| p.contains(&port))
+        });
+    }
+    let t = Instant::now();
+    a.cli(&["add", &single.display().to_string()]).ok("torronto add one.bin.torrent");
+    a.cli(&["add", &multi.display().to_string()]).ok("torronto add album.torrent");
+    eprintln!("both torrents added in {:.1}s", t.elapsed().as_secs_f64());
+    let mut expect = vec![("one.bin".to_owned(), seed_dir.join("one.bin"))];
+    for (path, _, _) in multi_files {
+        expect.push((format!("album/{path}"), seed_dir.join("album").join(path)));
+    }
+    for (name, source) in &expect {
+        let (size, sha) = (fs::metadata(source).unwrap().len(), sha256_file(source));
+        for node in [a, b] {
+            wait_until(Duration::from_secs(60), &format!("{} to hold {name}", node.label()), || {
+                node.holds(name, size, &sha)
+            });
+        }
+    }
+    assert!(
+        !a.dir().join(".torronto/bittorrent/adds/0").exists(),
+        "the download folder is removed once the files are inserted"
+    );
+    // The same torrent again: its names are taken.
+    a.cli(&["add", &single.display().to_string()]).expect_error("a second add", 13, "ErrFileExists");
+}
+
+/// A BitTorrent peer that has every piece and answers every request with zeros.
+fn lying_seeder(info_hash: [u8; 20], pieces: u32) -> u16 {
+    use torronto_core::bittorrent::wire::{decode_message, full_bitfield, Handshake, PeerMessage, HANDSHAKE_LEN};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut hs = [0u8; HANDSHAKE_LEN];
+            if s.read_exact(&mut hs).is_err() {
+                continue;
+            }
+            let mut out = bytes::BytesMut::new();
+            out.extend_from_slice(&Handshake::new(info_hash, [7; 20]).encode());
+            PeerMessage::Bitfield(full_bitfield(pieces)).encode(&mut out);
+            PeerMessage::Unchoke.encode(&mut out);
+            let _ = s.write_all(&out);
+            let mut input = bytes::BytesMut::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = s.read(&mut buf) {
+                input.extend_from_slice(&buf[..n]);
+                while let Ok(Some(msg)) = decode_message(&mut input) {
+                    if let PeerMessage::Request(r) = msg {
+                        let mut reply = bytes::BytesMut::new();
+                        let block = vec![0u8; r.length as usize].into();
+                        PeerMessage::Piece { index: r.index, begin: r.begin, block }.encode(&mut reply);
+                        let _ = s.write_all(&reply);
+                    }
+                }
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn add_keeps_a_lying_seeders_bytes_out() {
+    if !require_aria2() {
+        return;
+    }
+    let c = torronto_tests::Cluster::start_joined(2);
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let seed_dir = a.root().join("seed");
+    let torrent = make_torrent(&seed_dir, "lie.bin", &[("lie.bin", 500_000, 46)], true, &[]);
+    let t = Torrent::decode(&fs::read(&torrent).unwrap()).unwrap();
+    let liar = format!("127.0.0.1:{}", lying_seeder(t.info_hash, t.info.pieces.len() as u32));
+    let path = torrent.display().to_string();
+    // Only the liar: every piece fails its hash, the liar is cut off, nothing is stored.
+    a.cli(&["add", &path, "--peer", &liar]).expect_error("add from a liar", 14, "ErrFileMissing");
+    assert!(file_status_of(a, "lie.bin").is_none(), "nothing of lie.bin may be in the network");
+    // The liar first, then aria2: the liar's pieces are refused, aria2's taken.
+    let port = free_port();
+    let _aria2 = Killed(aria2_seed(&seed_dir, &torrent, port));
+    let honest = format!("127.0.0.1:{port}");
+    wait_until(Duration::from_secs(20), "aria2 to listen", || TcpStream::connect(&honest).is_ok());
+    a.cli(&["add", &path, "--peer", &liar, "--peer", &honest]).ok("add from a liar and aria2");
+    let (size, sha) = (500_000, sha256_file(&seed_dir.join("lie.bin")));
+    for node in [a, b] {
+        wait_until(Duration::from_secs(60), "the honest copy everywhere", || node.holds("lie.bin", size, &sha));
+    }
+    assert!(a.log().contains("cut a peer off"), "the node did not log cutting the liar off");
+    // A torrent naming a file outside its folder is refused before anything is fetched.
+    let evil = Torrent::encode(
+        &torronto_core::bittorrent::Info {
+            files: vec![torronto_core::bittorrent::TorrentFile {
+                path: vec!["..".into(), "x".into()],
+                length: t.info.length,
+            }],
+            ..t.info.clone()
+        },
+        &[],
+    );
+    let evil_path = a.root().join("evil.torrent");
+    fs::write(&evil_path, evil).unwrap();
+    a.cli(&["add", &evil_path.display().to_string()]).expect_error("an unsafe name", 16, "ErrBadRequest");
+}
+
+fn file_status_of(node: &TestNode, name: &str) -> Option<torronto_tests::FileStatus> {
+    torronto_tests::file_status(&node.query(), name)
 }

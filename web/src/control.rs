@@ -135,7 +135,9 @@ impl ControlSession {
             Control::Leave => "Leave",
             Control::Insert { .. } => "Insert",
             Control::Delete { .. } => "Remove",
-            Control::Query { .. } | Control::Limit { .. } | Control::Torrent { .. } => return false,
+            Control::Query { .. } | Control::Limit { .. } | Control::Torrent { .. } | Control::AddTorrent { .. } => {
+                return false
+            }
         };
         let sent = {
             let mut inner = self.inner.borrow_mut();

@@ -1,5 +1,6 @@
-//! v1 metainfo (BEP 3): the single-file info dictionary, its info-hash, the `.torrent`
-//! around it, piece hashing and the magnet link (BEP 9).
+//! v1 metainfo (BEP 3): the info dictionary (single-file, or multi-file as read from
+//! others' torrents), its info-hash, the `.torrent` around it, piece hashing and the
+//! magnet link (BEP 9). Every count and length read is bounded.
 
 use sha1::{Digest as _, Sha1};
 
@@ -15,6 +16,12 @@ pub const MAX_PIECE_LENGTH: u32 = 4 * 1024 * 1024;
 /// Piece lengths accepted from others' torrents (BEP 3 only asks for a power of two; 16 KiB
 /// is the block size, and more than 64 MiB per piece is unheard of).
 const PIECE_LENGTH_RANGE: std::ops::RangeInclusive<u64> = 16 * 1024..=64 * 1024 * 1024;
+/// Most files a multi-file torrent may list, path components per file, and bytes in
+/// all (with at most 1 Mi pieces: 20 MiB of hashes, the most a `.torrent` body holds).
+pub const MAX_FILES: usize = 10_000;
+pub const MAX_PATH_DEPTH: usize = 32;
+pub const MAX_TOTAL_LENGTH: u64 = 1 << 40;
+pub const MAX_PIECES: u64 = 1 << 20;
 /// Pieces aimed at on export before the piece length grows.
 const TARGET_PIECES: u64 = 1500;
 
@@ -27,13 +34,25 @@ pub enum MetainfoError {
     Bad(&'static str),
 }
 
-/// The info dictionary of a single-file v1 torrent.
+/// The info dictionary of a v1 torrent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Info {
     pub name: String,
+    /// Bytes in all (the sum of `files` for a multi-file torrent).
     pub length: u64,
     pub piece_length: u32,
     pub pieces: Vec<Sha1Hash>,
+    /// A multi-file torrent's files, in the order their bytes follow one another;
+    /// empty for a single-file torrent (the file is `name`, `length` bytes).
+    pub files: Vec<TorrentFile>,
+}
+
+/// One file of a multi-file torrent: its path below the torrent's name, as sent (each
+/// component unchecked; see [`super::files`] for what may be stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TorrentFile {
+    pub path: Vec<String>,
+    pub length: u64,
 }
 
 /// The piece length export picks for a file of `size` bytes: a power of two from 256 KiB
@@ -67,17 +86,24 @@ impl Info {
 
     pub fn to_value(&self) -> Value {
         let pieces: Vec<u8> = self.pieces.concat();
-        Value::Dict(
-            [
-                ("length", Value::Int(self.length as i64)),
-                ("name", Value::bytes(self.name.as_bytes())),
-                ("piece length", Value::Int(i64::from(self.piece_length))),
-                ("pieces", Value::Bytes(pieces)),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v))
-            .collect(),
-        )
+        let dict = |entries: Vec<(&str, Value)>| {
+            Value::Dict(entries.into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect())
+        };
+        let size = if self.files.is_empty() {
+            ("length", Value::Int(self.length as i64))
+        } else {
+            let file = |f: &TorrentFile| {
+                let path = f.path.iter().map(|c| Value::bytes(c.as_bytes())).collect();
+                dict(vec![("length", Value::Int(f.length as i64)), ("path", Value::List(path))])
+            };
+            ("files", Value::List(self.files.iter().map(file).collect()))
+        };
+        dict(vec![
+            size,
+            ("name", Value::bytes(self.name.as_bytes())),
+            ("piece length", Value::Int(i64::from(self.piece_length))),
+            ("pieces", Value::Bytes(pieces)),
+        ])
     }
 
     /// The bencoded info dictionary; its SHA-1 is the info-hash.
@@ -89,17 +115,21 @@ impl Info {
         Sha1::digest(self.encode()).into()
     }
 
-    /// Reads a single-file info dictionary, checking that every piece has its hash and
-    /// nothing else; a multi-file one (`files`) is refused.
+    /// Reads an info dictionary, single- or multi-file, checking that every piece has
+    /// its hash and nothing else, and every count and length against the bounds above.
     pub fn decode(encoded: &[u8]) -> Result<Info, MetainfoError> {
         let v = bencode::decode(encoded)?;
-        if v.get("files").is_some() {
-            return Err(MetainfoError::Bad("multi-file torrents are not supported yet"));
+        let name = v.get("name").and_then(text).ok_or(MetainfoError::Bad("no name, or not UTF-8"))?;
+        let (length, files) = match v.get("files") {
+            Some(list) => {
+                let files = decode_files(list)?;
+                (files.iter().map(|f| f.length).sum(), files)
+            }
+            None => (length_of(&v)?, Vec::new()),
+        };
+        if length > MAX_TOTAL_LENGTH {
+            return Err(MetainfoError::Bad("more bytes than a torrent may have (1 TiB)"));
         }
-        let name = v.get("name").and_then(Value::as_bytes).ok_or(MetainfoError::Bad("no name"))?;
-        let name = String::from_utf8(name.to_vec()).map_err(|_| MetainfoError::Bad("name is not UTF-8"))?;
-        let length = v.get("length").and_then(Value::as_int).ok_or(MetainfoError::Bad("no length"))?;
-        let length = u64::try_from(length).map_err(|_| MetainfoError::Bad("negative length"))?;
         let piece_length =
             v.get("piece length").and_then(Value::as_int).ok_or(MetainfoError::Bad("no piece length"))?;
         let piece_length = u64::try_from(piece_length)
@@ -107,12 +137,53 @@ impl Info {
             .filter(|p| PIECE_LENGTH_RANGE.contains(p))
             .ok_or(MetainfoError::Bad("piece length out of range"))? as u32;
         let raw = v.get("pieces").and_then(Value::as_bytes).ok_or(MetainfoError::Bad("no pieces"))?;
+        if piece_count(length, piece_length) > MAX_PIECES {
+            return Err(MetainfoError::Bad("more pieces than a torrent may have (1 Mi)"));
+        }
         if raw.len() % 20 != 0 || (raw.len() / 20) as u64 != piece_count(length, piece_length) {
             return Err(MetainfoError::Bad("pieces do not match the length"));
         }
         let pieces = raw.chunks_exact(20).map(|c| c.try_into().expect("20 bytes")).collect();
-        Ok(Info { name, length, piece_length, pieces })
+        Ok(Info { name, length, piece_length, pieces, files })
     }
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_bytes().and_then(|b| String::from_utf8(b.to_vec()).ok())
+}
+
+/// A `length` entry: not negative, and no more than a torrent may hold.
+fn length_of(v: &Value) -> Result<u64, MetainfoError> {
+    let length = v.get("length").and_then(Value::as_int).ok_or(MetainfoError::Bad("no length"))?;
+    u64::try_from(length)
+        .ok()
+        .filter(|l| *l <= MAX_TOTAL_LENGTH)
+        .ok_or(MetainfoError::Bad("length negative or over 1 TiB"))
+}
+
+/// A multi-file torrent's `files`: at most [`MAX_FILES`], each with a non-empty `path`
+/// of at most [`MAX_PATH_DEPTH`] UTF-8 components.
+fn decode_files(list: &Value) -> Result<Vec<TorrentFile>, MetainfoError> {
+    let Value::List(list) = list else { return Err(MetainfoError::Bad("files is not a list")) };
+    if list.is_empty() || list.len() > MAX_FILES {
+        return Err(MetainfoError::Bad("files: none, or more than 10,000"));
+    }
+    let mut total: u64 = 0;
+    let mut files = Vec::with_capacity(list.len());
+    for f in list {
+        let length = length_of(f)?;
+        total = total.saturating_add(length);
+        if total > MAX_TOTAL_LENGTH {
+            return Err(MetainfoError::Bad("more bytes than a torrent may have (1 TiB)"));
+        }
+        let Some(Value::List(parts)) = f.get("path") else { return Err(MetainfoError::Bad("a file without path")) };
+        if parts.is_empty() || parts.len() > MAX_PATH_DEPTH {
+            return Err(MetainfoError::Bad("a file path empty or deeper than 32"));
+        }
+        let path = parts.iter().map(text).collect::<Option<Vec<_>>>();
+        files.push(TorrentFile { path: path.ok_or(MetainfoError::Bad("a file path is not UTF-8"))?, length });
+    }
+    Ok(files)
 }
 
 /// A `.torrent` file: trackers around an info dictionary.
@@ -144,7 +215,6 @@ impl Torrent {
         let info = Info::decode(raw)?;
         let top = bencode::decode(bytes)?;
         let mut trackers: Vec<String> = Vec::new();
-        let text = |v: &Value| v.as_bytes().and_then(|b| std::str::from_utf8(b).ok()).map(str::to_owned);
         if let Some(Value::List(tiers)) = top.get("announce-list") {
             for tier in tiers {
                 if let Value::List(urls) = tier {
@@ -196,7 +266,7 @@ impl PieceHasher {
         if self.in_piece > 0 {
             self.pieces.push(self.current.finalize().into());
         }
-        Info { name, length: self.total, piece_length: self.piece_length, pieces: self.pieces }
+        Info { name, length: self.total, piece_length: self.piece_length, pieces: self.pieces, files: Vec::new() }
     }
 }
 
@@ -274,7 +344,8 @@ mod tests {
     fn known_info_hash() {
         // The SHA-1 of the literal encoding, computed independently: keys sorted, the
         // piece length as an integer, the pieces as one byte string.
-        let info = Info { name: "x".into(), length: 1, piece_length: 16384, pieces: vec![[0xab; 20]] };
+        let info =
+            Info { name: "x".into(), length: 1, piece_length: 16384, pieces: vec![[0xab; 20]], files: Vec::new() };
         let expected = [&b"d6:lengthi1e4:name1:x12:piece lengthi16384e6:pieces20:"[..], &[0xab; 20], b"e"].concat();
         assert_eq!(info.encode(), expected);
         assert_eq!(info.info_hash(), <[u8; 20]>::from(Sha1::digest(&expected)));
@@ -304,6 +375,24 @@ mod tests {
         assert!(Info::decode(b"d4:name1:xe").is_err());
         assert!(Torrent::decode(b"d8:announce1:xe").is_err());
         assert!(Info::decode(b"d5:filesle4:name1:xe").is_err());
+        // A multi-file dictionary whose file lacks a path, or has a negative length.
+        assert!(Info::decode(b"d5:filesld6:lengthi1eee4:name1:x12:piece lengthi16384e6:pieces0:e").is_err());
+        assert!(Info::decode(b"d5:filesld6:lengthi-1e4:pathl1:aeee4:name1:xe").is_err());
+    }
+
+    #[test]
+    fn multi_file_round_trips() {
+        let (_, single) = sample(40_000, 16384);
+        let files = vec![
+            TorrentFile { path: vec!["a.txt".into()], length: 30_000 },
+            TorrentFile { path: vec!["sub".into(), "b.bin".into()], length: 10_000 },
+        ];
+        let info = Info { files, ..single };
+        let decoded = Info::decode(&info.encode()).unwrap();
+        assert_eq!(decoded, info);
+        assert_eq!(decoded.length, 40_000);
+        let bytes = Torrent::encode(&info, &[]);
+        assert_eq!(Torrent::decode(&bytes).unwrap().info_hash, info.info_hash());
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //! - [`metainfo`]: v1 info dictionary, info-hash, `.torrent`, piece hashing, magnet link;
 //! - [`wire`]: BEP 3 peer wire handshake and messages, lengths checked before reading;
 //! - [`seed`]: one peer downloading from a seeder: requests checked and queued;
+//! - [`leech`]: downloading a torrent from its peers: blocks asked, pieces verified;
+//! - [`files`]: a torrent's files as network files: names checked, pieces placed;
 //! - [`tracker`]: HTTP tracker announces: the query, the answer read bounded.
 
 pub mod bencode;
+pub mod files;
+pub mod leech;
 pub mod metainfo;
 pub mod seed;
 pub mod tracker;
 pub mod wire;
 
-pub use metainfo::{Info, PieceHasher, Sha1Hash, Torrent};
+pub use metainfo::{Info, PieceHasher, Sha1Hash, Torrent, TorrentFile};

@@ -95,7 +95,8 @@ mod tests {
 
     fn info() -> Info {
         // Three pieces of 32 KiB, the last one 100 bytes.
-        Info { name: "f".into(), length: 2 * 32768 + 100, piece_length: 32768, pieces: vec![[0; 20]; 3] }
+        let pieces = vec![[0; 20]; 3];
+        Info { name: "f".into(), length: 2 * 32768 + 100, piece_length: 32768, pieces, files: Vec::new() }
     }
 
     fn req(index: u32, begin: u32, length: u32) -> PeerMessage {

@@ -29,17 +29,18 @@ pub enum TrackerError {
     Bad(&'static str),
 }
 
-/// The query string of an announce by a seeder (`left=0`) listening on `port`; `event`
-/// is `started` on the first announce, none after.
+/// The query string of an announce by a peer listening on `port` that lacks `left`
+/// bytes (0: a seeder); `event` is `started` on the first announce, none after.
 pub fn announce_query(
     info_hash: &Sha1Hash,
     peer_id: &[u8; 20],
     port: u16,
     uploaded: u64,
+    left: u64,
     event: Option<&str>,
 ) -> String {
     let mut q = format!(
-        "info_hash={}&peer_id={}&port={port}&uploaded={uploaded}&downloaded=0&left=0&compact=1",
+        "info_hash={}&peer_id={}&port={port}&uploaded={uploaded}&downloaded=0&left={left}&compact=1",
         percent_bytes(info_hash),
         percent_bytes(peer_id)
     );
@@ -78,7 +79,7 @@ pub fn parse_answer(body: &[u8]) -> Result<Announced, TrackerError> {
             .map(|p| ([p[0], p[1], p[2], p[3]], u16::from_be_bytes([p[4], p[5]])))
             .collect(),
         Some(Value::Bytes(_)) => return Err(TrackerError::Bad("compact peers not a multiple of 6 bytes")),
-        // A seeder needs no peers: a dictionary list (no compact support) is ignored.
+        // A dictionary list (a tracker without compact support) is not read.
         _ => Vec::new(),
     };
     Ok(Announced { interval_secs, peers })
@@ -90,13 +91,13 @@ mod tests {
 
     #[test]
     fn the_query_escapes_raw_bytes() {
-        let q = announce_query(&[0x00; 20], b"-TO0010-abcdefghijkl", 6881, 5, Some("started"));
+        let q = announce_query(&[0x00; 20], b"-TO0010-abcdefghijkl", 6881, 5, 0, Some("started"));
         assert!(
             q.starts_with(&format!("info_hash={}&peer_id=-TO0010-abcdefghijkl&port=6881&", "%00".repeat(20))),
             "{q}"
         );
         assert!(q.ends_with("&uploaded=5&downloaded=0&left=0&compact=1&event=started"), "{q}");
-        assert!(!announce_query(&[0x41; 20], &[0; 20], 1, 0, None).contains("event"));
+        assert!(!announce_query(&[0x41; 20], &[0; 20], 1, 0, 9, None).contains("event"));
     }
 
     #[test]

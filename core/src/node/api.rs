@@ -238,6 +238,14 @@ pub enum StorageCommand {
     /// the same copy, and from then on seed it to BitTorrent peers if the driver does;
     /// answer `Torrent`. A driver without BitTorrent answers with an error.
     Torrent { conn: ConnId, file: FileName, trackers: Vec<String> },
+    /// Download the `.torrent` `torrent` (checked by the node: its files' names may be
+    /// inserted) from BitTorrent peers (its http trackers', and `peers`), verifying
+    /// every piece, into files of the driver's choosing; answer `TorrentFetched` with
+    /// the path of each, in the order of [`crate::bittorrent::files::network_files`].
+    /// The node then inserts them. A driver without BitTorrent answers with an error.
+    AddTorrent { id: ImportId, torrent: Bytes, peers: Vec<String> },
+    /// The inserts of AddTorrent `id` have ended: its downloaded files may go.
+    AddFinished { id: ImportId },
 }
 
 /// A storage failure, with the code a user should see.
@@ -298,6 +306,10 @@ pub enum StorageEvent {
         file: FileName,
         result: Result<TorrentExport, StorageError>,
     },
+    TorrentFetched {
+        id: ImportId,
+        result: Result<Vec<String>, StorageError>,
+    },
 }
 
 impl StorageEvent {
@@ -306,6 +318,13 @@ impl StorageEvent {
     pub fn no_bittorrent(conn: ConnId, file: FileName) -> StorageEvent {
         let message = "this node does not serve BitTorrent (only the native node does)".into();
         StorageEvent::Torrent { conn, file, result: Err(StorageError { code: Code::BadRequest, message }) }
+    }
+
+    /// The answer to [`StorageCommand::AddTorrent`] of a driver that does not speak
+    /// BitTorrent.
+    pub fn no_bittorrent_add(id: ImportId) -> StorageEvent {
+        let message = "this node does not download BitTorrent (only the native node does)".into();
+        StorageEvent::TorrentFetched { id, result: Err(StorageError { code: Code::BadRequest, message }) }
     }
 }
 

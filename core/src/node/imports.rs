@@ -34,6 +34,8 @@ pub(super) enum InsertFrom {
     Driver,
     /// [`Node::adopt`] of this file in the folder, answered with [`Event::Adopted`].
     Folder(FileName),
+    /// One file of AddTorrent `id`, answered once all of them are (`adds`).
+    Torrent(ImportId),
 }
 
 #[derive(Debug)]
@@ -52,16 +54,22 @@ fn already_in_network(name: &FileName) -> Refusal {
 
 impl Node {
     pub(super) fn start_insert(&mut self, from: InsertFrom, path: String) -> ImportId {
-        let id = ImportId(self.next_import);
-        self.next_import += 1;
-        let name = match FileName::from_path_base(&path) {
-            Ok(name) => name,
+        match FileName::from_path_base(&path) {
+            Ok(name) => self.start_insert_as(from, path, name),
             Err(e) => {
+                let id = ImportId(self.next_import);
+                self.next_import += 1;
                 let refusal = Refusal { code: Code::BadRequest, reason: format!("{path:?}: {e}") };
                 self.insert_done(from, id, Err(refusal));
-                return id;
+                id
             }
-        };
+        }
+    }
+
+    /// Inserts the file at `path` as `name`.
+    pub(super) fn start_insert_as(&mut self, from: InsertFrom, path: String, name: FileName) -> ImportId {
+        let id = ImportId(self.next_import);
+        self.next_import += 1;
         if let Some(refusal) = self.name_refusal(&name, None) {
             self.insert_done(from, id, Err(refusal));
             return id;
@@ -144,7 +152,7 @@ impl Node {
 
     /// Why `name` may not be inserted (besides by insert `except`, itself): it is in
     /// the network, being inserted, or cannot live beside a file that is.
-    fn name_refusal(&self, name: &FileName, except: Option<ImportId>) -> Option<Refusal> {
+    pub(super) fn name_refusal(&self, name: &FileName, except: Option<ImportId>) -> Option<Refusal> {
         let others = || self.imports.iter().filter(move |(id, _)| Some(**id) != except).map(|(_, i)| &i.name);
         if self.files.get(name).is_some_and(FileState::is_known) || others().any(|n| n == name) {
             return Some(already_in_network(name));
@@ -178,6 +186,7 @@ impl Node {
                 self.reply(conn, reply);
             }
             InsertFrom::Driver => self.events.push_back(Event::Inserted { id, result }),
+            InsertFrom::Torrent(add) => self.add_file_done(add, result),
         }
     }
 

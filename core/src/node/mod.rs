@@ -28,8 +28,10 @@
 //!   removed;
 //! - `exports`: control Torrent, a file held complete handed to the driver to export to
 //!   BitTorrent;
+//! - `adds`: control AddTorrent, a torrent the driver downloads, its files inserted;
 //! - `timers`: every deadline, in order.
 
+mod adds;
 mod api;
 mod control;
 mod copies;
@@ -83,6 +85,7 @@ pub struct Node {
     /// has a [`Timer::Introduction`].
     unintroduced: BTreeSet<ConnId>,
     imports: BTreeMap<ImportId, PendingImport>,
+    adds: BTreeMap<ImportId, adds::PendingAdd>,
     graveyard: Graveyard,
     next_import: u64,
     pending_have: Vec<HaveEntry>,
@@ -121,6 +124,7 @@ impl Node {
             redial: BTreeMap::new(),
             unintroduced: BTreeSet::new(),
             imports: BTreeMap::new(),
+            adds: BTreeMap::new(),
             graveyard: Graveyard::default(),
             next_import: 0,
             pending_have: Vec::new(),
@@ -376,6 +380,7 @@ impl Node {
             StorageEvent::Prepared { file, result } => self.on_prepared(now, file, result),
             StorageEvent::Finalized { file, result } => self.on_finalized(file, result),
             StorageEvent::Torrent { conn, file, result } => self.on_torrent(conn, file, result),
+            StorageEvent::TorrentFetched { id, result } => self.on_torrent_fetched(id, result),
         }
         self.after_input(now);
     }
@@ -447,6 +452,7 @@ impl Node {
             }
             Control::Limit { upload, download } => self.limit(conn, upload, download),
             Control::Torrent { file, trackers } => self.export_torrent(conn, file, trackers),
+            Control::AddTorrent { torrent, peers } => self.start_add(conn, torrent, peers),
         }
     }
 

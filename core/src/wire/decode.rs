@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::frame::{bad, WireError, HEADER_LIMIT, LIST_BODY_LIMIT};
 use super::message::{
     Action, ChunkRef, Code, Control, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr, PeerMessage,
-    RateLimits, Reply, Tombstone, TorrentExport, MAX_TRACKERS, MAX_TRACKER_LEN,
+    RateLimits, Reply, Tombstone, TorrentExport, MAX_ADD_PEERS, MAX_TRACKERS, MAX_TRACKER_LEN,
 };
 use crate::layout::{chunk_count, chunk_len, ChunkIndex, MAX_FILE_SIZE};
 use crate::manifest::Digest;
@@ -120,6 +120,8 @@ struct InHeader {
     trackers: Option<Vec<String>>,
     #[serde(rename = "BitTorrent", default)]
     bittorrent: Option<String>,
+    #[serde(rename = "BitTorrentPeers", default)]
+    bittorrent_peers: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -266,13 +268,20 @@ enum HeadKind {
     StatusReply(Reply),
     /// A Torrent reply: the `.torrent` follows as a body.
     TorrentReply(Reply),
+    /// An AddTorrent request: the `.torrent` follows as a body.
+    AddTorrent {
+        peers: Vec<String>,
+    },
 }
 
 impl Head {
     fn body_limit(&self) -> Option<usize> {
         match &self.kind {
             HeadKind::Complete(_) => None,
-            HeadKind::FileList { .. } | HeadKind::StatusReply(_) | HeadKind::TorrentReply(_) => Some(LIST_BODY_LIMIT),
+            HeadKind::FileList { .. }
+            | HeadKind::StatusReply(_)
+            | HeadKind::TorrentReply(_)
+            | HeadKind::AddTorrent { .. } => Some(LIST_BODY_LIMIT),
             HeadKind::Upload(c) => Some(chunk_len(c.size, c.index)),
             HeadKind::Manifest { size, .. } => Some(chunk_count(*size) as usize * 32),
         }
@@ -302,6 +311,7 @@ impl Head {
                 reply.status = Some(Box::new(status));
                 Message::Reply(reply)
             }
+            HeadKind::AddTorrent { peers } => Control::AddTorrent { torrent: body, peers }.into(),
             HeadKind::TorrentReply(mut reply) => {
                 if let Some(t) = reply.torrent.as_mut() {
                     t.torrent = body;
@@ -419,6 +429,16 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
                 return Err(bad(format!("{t:?} is not a tracker URL (http://, https:// or udp://)")));
             }
             HeadKind::Complete(Control::Torrent { file, trackers }.into())
+        }
+        Some(Action::AddTorrent) => {
+            let peers = raw.bittorrent_peers.unwrap_or_default();
+            if peers.len() > MAX_ADD_PEERS {
+                return Err(bad(format!("more than {MAX_ADD_PEERS} BitTorrentPeers")));
+            }
+            if let Some(p) = peers.iter().find(|p| p.len() > MAX_TRACKER_LEN || !p.contains(':')) {
+                return Err(bad(format!("BitTorrentPeers: {p:?} is not HOST:PORT")));
+            }
+            HeadKind::AddTorrent { peers }
         }
         Some(Action::Add) => HeadKind::FileList { add: true },
         Some(Action::Remove) => HeadKind::Complete(PeerMessage::Remove.into()),

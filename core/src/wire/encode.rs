@@ -36,6 +36,8 @@ struct OutHeader<'a> {
     trackers: Option<&'a [String]>,
     #[serde(rename = "BitTorrent", skip_serializing_if = "Option::is_none")]
     bittorrent: Option<&'a str>,
+    #[serde(rename = "BitTorrentPeers", skip_serializing_if = "Option::is_none")]
+    bittorrent_peers: Option<&'a [String]>,
     /// What the body frame of a reply holds, when it has one.
     #[serde(rename = "Body", skip_serializing_if = "Option::is_none")]
     body: Option<&'static str>,
@@ -124,6 +126,7 @@ impl Envelope {
             download_limit: None,
             trackers: None,
             bittorrent: None,
+            bittorrent_peers: None,
             body: None,
             status: None,
         };
@@ -149,6 +152,10 @@ impl Envelope {
                         ..OutFile::name(t.file.as_str())
                     })
                     .collect();
+            }
+            Message::Control(Control::AddTorrent { torrent, peers }) => {
+                head.bittorrent_peers = (!peers.is_empty()).then_some(peers.as_slice());
+                body = Some(torrent.clone());
             }
             Message::Control(Control::Torrent { file, trackers }) => {
                 head.files.push(OutFile::name(file.as_str()));

@@ -35,10 +35,11 @@ pub enum Action {
     Limit = 14,
     Torrent = 15,
     Leaving = 16,
+    AddTorrent = 17,
 }
 
 impl Action {
-    const ALL: [Action; 17] = [
+    const ALL: [Action; 18] = [
         Action::Join,
         Action::Leave,
         Action::Insert,
@@ -56,13 +57,14 @@ impl Action {
         Action::Limit,
         Action::Torrent,
         Action::Leaving,
+        Action::AddTorrent,
     ];
 
     /// The largest body a header of this action can announce, if it announces one:
     /// enough to skip the body of a header that is refused.
     pub fn max_body(self) -> Option<usize> {
         match self {
-            Action::Add | Action::Files | Action::Manifest => Some(LIST_BODY_LIMIT),
+            Action::Add | Action::Files | Action::Manifest | Action::AddTorrent => Some(LIST_BODY_LIMIT),
             Action::Upload => Some(CHUNK_SIZE as usize),
             _ => None,
         }
@@ -284,6 +286,10 @@ pub struct TorrentExport {
     pub seeder: Option<String>,
 }
 
+/// Most BitTorrent peers an AddTorrent request may name (`HOST:PORT`, each at most
+/// [`MAX_TRACKER_LEN`] bytes).
+pub const MAX_ADD_PEERS: usize = 32;
+
 /// Most trackers a Torrent request may name, and the longest URL.
 pub const MAX_TRACKERS: usize = 32;
 pub const MAX_TRACKER_LEN: usize = 2048;
@@ -335,6 +341,13 @@ pub enum Control {
         file: FileName,
         trackers: Vec<String>,
     },
+    /// Download the `.torrent` (`torrent`, sent as the body) from BitTorrent peers
+    /// (its http trackers' and `peers`, `HOST:PORT`) and insert its files
+    /// (`torronto add`); answered once every file is inserted.
+    AddTorrent {
+        torrent: Bytes,
+        peers: Vec<String>,
+    },
 }
 
 impl Control {
@@ -347,6 +360,7 @@ impl Control {
             Control::Limit { .. } => Action::Limit,
             Control::Delete { .. } => Action::Delete,
             Control::Torrent { .. } => Action::Torrent,
+            Control::AddTorrent { .. } => Action::AddTorrent,
         }
     }
 }

@@ -70,6 +70,8 @@ fn every_message_round_trips() {
         Control::Limit { upload: Some(2 << 20), download: Some(0) }.into(),
         Control::Torrent { file: name("a/b.iso"), trackers: vec![] }.into(),
         Control::Torrent { file: name("c"), trackers: vec!["http://t/a".into(), "udp://u:80".into()] }.into(),
+        Control::AddTorrent { torrent: Bytes::from_static(b"d4:infodee"), peers: vec![] }.into(),
+        Control::AddTorrent { torrent: Bytes::from_static(b"de"), peers: vec!["10.0.0.5:6881".into()] }.into(),
         PeerMessage::Add { files: vec![entry.clone()] }.into(),
         PeerMessage::Remove.into(),
         PeerMessage::Files {
@@ -218,10 +220,10 @@ fn bad_requests_keep_the_stream_in_step() {
 
 #[test]
 fn action_numbers_decode_as_they_encode() {
-    for n in 0..17 {
+    for n in 0..18 {
         assert_eq!(Action::try_from(n).map(|a| i64::from(u8::from(a))), Ok(n));
     }
-    assert!(Action::try_from(17).is_err() && Action::try_from(-1).is_err());
+    assert!(Action::try_from(18).is_err() && Action::try_from(-1).is_err());
     assert_eq!(Code::from_number(6), Some(Code::BadRequest));
     assert_eq!(Code::from_number(7), Some(Code::NoSpace));
     assert_eq!(Code::from_number(8), None);
@@ -294,4 +296,20 @@ fn torrent_requests_name_one_file_and_bounded_tracker_urls() {
     let ok = decode_stream(raw_frames(&[br#"{"Action":15,"Files":[{"FileName":"a"}],"Trackers":["https://t/a"]}"#]));
     let want = Control::Torrent { file: name("a"), trackers: vec!["https://t/a".into()] };
     assert!(matches!(&ok[..], [Ok(Envelope { message: Message::Control(c), .. })] if *c == want), "{ok:?}");
+}
+
+#[test]
+fn add_torrent_requests_carry_the_torrent_as_a_body_and_bounded_peers() {
+    let refused = |header: String| {
+        let got = decode_stream(raw_frames(&[header.as_bytes(), b"de"]));
+        assert!(matches!(&got[0], Err(WireError::BadRequest(_))), "{header}: {got:?}");
+    };
+    refused(format!(r#"{{"Action":17,"BitTorrentPeers":{:?}}}"#, vec!["h:1"; MAX_ADD_PEERS + 1]));
+    refused(r#"{"Action":17,"BitTorrentPeers":["no-port"]}"#.into());
+    let ok = decode_stream(raw_frames(&[br#"{"Action":17,"BitTorrentPeers":["h:1"]}"#, b"d4:infodee"]));
+    let want = Control::AddTorrent { torrent: Bytes::from_static(b"d4:infodee"), peers: vec!["h:1".into()] };
+    assert!(matches!(&ok[..], [Ok(Envelope { message: Message::Control(c), .. })] if *c == want), "{ok:?}");
+    // Not on a connection that may make control requests only: no body is read there.
+    let mut reader = MessageReader::control_only();
+    assert!(matches!(reader.push_frame(Bytes::from_static(br#"{"Action":17}"#)), Err(WireError::ControlOnly)));
 }

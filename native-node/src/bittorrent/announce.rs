@@ -41,7 +41,7 @@ pub async fn announce(dir: PathBuf, port: u16, peer_id: [u8; 20]) {
                 {
                     continue;
                 }
-                let query = announce_query(&info_hash, &peer_id, port, 0, first.then_some("started"));
+                let query = announce_query(&info_hash, &peer_id, port, 0, 0, first.then_some("started"));
                 let wait = match timeout(ANNOUNCE_TIMEOUT, get(tracker, &query)).await {
                     Ok(Ok(body)) => match parse_answer(&body) {
                         Ok(answer) => {
@@ -71,7 +71,7 @@ pub async fn announce(dir: PathBuf, port: u16, peer_id: [u8; 20]) {
 
 /// `GET url?query` over HTTP/1.0 (the tracker closes after its answer); the body of a
 /// 200 answer.
-async fn get(url: &str, query: &str) -> anyhow::Result<Vec<u8>> {
+pub(super) async fn get(url: &str, query: &str) -> anyhow::Result<Vec<u8>> {
     let Target { host, port, authority, path } = Target::of(url)?;
     let join = if path.contains('?') { '&' } else { '?' };
     let mut stream = TcpStream::connect((host, port)).await?;

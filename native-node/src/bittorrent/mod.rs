@@ -1,6 +1,6 @@
 //! BitTorrent beside torronto (issue 15): files exported as v1 torrents, the
 //! `--bittorrent` listener that seeds them ([`serve`]) and their tracker announces
-//! ([`announce`]).
+//! ([`announce`]); torrents downloaded for `torronto add` ([`fetch`]).
 //!
 //! What an export leaves in `DIR/.torronto/bittorrent/` (read by the listener on each
 //! handshake, so exports made by `torronto torrent` while the node runs count at once):
@@ -16,6 +16,7 @@
 //! node's complete copy is the one hashed (same inode, size and modification time).
 
 pub mod announce;
+pub mod fetch;
 pub mod serve;
 
 use std::fs::{self, File};

@@ -30,7 +30,10 @@ impl Store {
         let source = Path::new(path);
         let private =
             || storage_error(Code::BadPermission, format!("{path} is inside the node's private state folder"));
-        if source.starts_with(&self.state) {
+        // Except torrents downloaded for `torronto add`, inserted from there.
+        let adds = self.state.join("bittorrent").join("adds");
+        let private_path = |p: &Path| p.starts_with(&self.state) && !p.starts_with(&adds);
+        if private_path(source) {
             return Err(private());
         }
         // Checked before opening, so that a FIFO or device is not opened at all.
@@ -41,7 +44,7 @@ impl Store {
         let mut input = File::open(source).map_err(|e| io_error(path, &e))?;
         // What was opened, not what the path says now: no symlink or swap leads out.
         let real = opened_path(&input, source).map_err(|e| io_error(path, &e))?;
-        if real.starts_with(&self.state) {
+        if private_path(&real) {
             return Err(private());
         }
         if let Some(within) = within {

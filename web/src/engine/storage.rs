@@ -115,6 +115,8 @@ impl Engine {
             StorageCommand::Torrent { conn, file, .. } => {
                 self.ready_events.push(StorageEvent::no_bittorrent(conn, file))
             }
+            StorageCommand::AddTorrent { id, .. } => self.ready_events.push(StorageEvent::no_bittorrent_add(id)),
+            StorageCommand::AddFinished { .. } => {}
         }
     }
 
@@ -133,7 +135,9 @@ impl Engine {
             StorageCommand::Write { chunk, .. } => StorageEvent::Written { chunk, result: Err(error()) },
             StorageCommand::Prepare { file, .. } => StorageEvent::Prepared { file, result: Err(error()) },
             StorageCommand::Torrent { conn, file, .. } => StorageEvent::no_bittorrent(conn, file),
-            StorageCommand::Discard { .. }
+            StorageCommand::AddTorrent { id, .. } => StorageEvent::no_bittorrent_add(id),
+            StorageCommand::AddFinished { .. }
+            | StorageCommand::Discard { .. }
             | StorageCommand::Finalize { .. }
             | StorageCommand::Delete { .. }
             | StorageCommand::SaveTombstones(_) => return,
