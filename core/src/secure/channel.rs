@@ -266,7 +266,7 @@ fn open_into(aead: &Aead, received: &mut u64, record: &[u8], plaintext: &mut Byt
         }
         Err(err) => {
             plaintext.truncate(start);
-            Err(err.into())
+            Err(err)
         }
     }
 }

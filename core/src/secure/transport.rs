@@ -31,7 +31,7 @@ const LABEL: &[u8] = b"torronto transport v1 ";
 /// One direction's AEAD, keyed.
 pub(crate) enum Aead {
     #[cfg(not(target_arch = "wasm32"))]
-    Ring(ring::aead::LessSafeKey),
+    Ring(Box<ring::aead::LessSafeKey>),
     Aes128(Box<aes_gcm::Aes128Gcm>),
     ChaCha(Box<chacha20poly1305::ChaCha20Poly1305>),
 }
@@ -92,7 +92,7 @@ impl Aead {
                 Suite::ChaChaPoly => &ring::aead::CHACHA20_POLY1305,
             };
             let key = ring::aead::UnboundKey::new(algorithm, &key[..algorithm.key_len()]).map_err(|_| bad_key())?;
-            return Ok(Aead::Ring(ring::aead::LessSafeKey::new(key)));
+            return Ok(Aead::Ring(Box::new(ring::aead::LessSafeKey::new(key))));
         }
         let _ = providers;
         Ok(match suite {
