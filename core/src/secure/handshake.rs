@@ -30,6 +30,7 @@ use super::node_id::NodeId;
 use super::noise::{self, Providers, Suite, HANDSHAKE_ENTROPY_LEN};
 use super::record::{put_prefix, Flow, RecordReader, MAX_RECORD_LEN};
 use super::secret::NetworkSecret;
+use super::transport;
 use super::x25519;
 
 /// Largest handshake record: a suite byte, keys, tags and a `Hello`, with room to spare.
@@ -67,6 +68,8 @@ struct Progress {
     /// A responder's makings of its Noise state, until the first record names the suite.
     start: Option<Start>,
     noise: Option<(snow::HandshakeState, Suite)>,
+    /// Where the transport cipher comes from, as for the handshake's.
+    providers: Providers,
     /// Our `Hello`, encoded, for our second message (the first carries nothing).
     hello: Vec<u8>,
     pinned: Option<NodeId>,
@@ -120,6 +123,7 @@ impl Handshake {
         let progress = Progress {
             start: Some(start),
             noise: None,
+            providers: config.providers,
             hello: config.hello.encode()?,
             pinned: None,
             outgoing: VecDeque::new(),
@@ -208,8 +212,9 @@ impl Handshake {
             return Err(SecureError::Sequence("the handshake is not finished, or its last message not yet sent"));
         }
         let peer = self.progress.peer.expect("a finished handshake has proven its peer");
-        let (state, suite) = self.progress.noise.expect("a finished handshake has a Noise state");
-        Ok((SecureChannel::new(state.into_stateless_transport_mode()?, suite), peer))
+        let (mut state, suite) = self.progress.noise.expect("a finished handshake has a Noise state");
+        let (send, receive) = transport::transport_ciphers(&mut state, suite, self.progress.providers)?;
+        Ok((SecureChannel::new(send, receive, suite), peer))
     }
 
     fn check_usable(&self) -> Result<(), SecureError> {

@@ -10,6 +10,7 @@
 //! - `x25519`: public keys from private ones, and the low-order point check;
 //! - [`record`]: record framing on streams (4-byte length) and WebSockets (one per message);
 //! - [`handshake`]: `Handshake`, Noise XXpsk0 driven by bytes in, bytes out;
+//! - `transport`: the keys derived from the handshake and the AEAD that seals records;
 //! - [`channel`]: `SecureChannel`, sealing and opening the stream after the handshake,
 //!   and its `Sealer`/`Opener` halves for drivers that read and write apart;
 //! - [`error`]: what goes wrong, never quoting a key.
@@ -32,6 +33,7 @@ pub mod node_id;
 mod noise;
 pub mod record;
 pub mod secret;
+mod transport;
 mod x25519;
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::secret::NetworkSecret;
 
 /// Bound into the handshake hash: a torronto handshake cannot be spliced into another
 /// protocol's, and a future version's never completes with this one.
-pub const PROLOGUE: &[u8] = b"torronto secure v1";
+pub const PROLOGUE: &[u8] = b"torronto secure v2";
 
 /// Bytes of driver randomness one handshake consumes (its ephemeral private key).
 pub const HANDSHAKE_ENTROPY_LEN: usize = 32;
@@ -33,9 +33,11 @@ pub const HANDSHAKE_ENTROPY_LEN: usize = 32;
 /// the handshake hash: a changed suite byte fails the first message like a wrong secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Suite {
-    /// AES-256-GCM: fastest where the CPU has AES instructions (native nodes).
+    /// AES-GCM: Noise's AES-256-GCM in the handshake, AES-128-GCM records after it
+    /// (`transport`); fastest where the CPU has AES instructions (native nodes).
     AesGcm,
-    /// ChaCha20-Poly1305: seven times faster than software AES in wasm (the browser).
+    /// ChaCha20-Poly1305 in the handshake and the records: seven times faster than software
+    /// AES in wasm (the browser).
     ChaChaPoly,
 }
 
