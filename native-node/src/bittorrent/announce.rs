@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 use torronto_core::bittorrent::metainfo::hex;
-use torronto_core::bittorrent::tracker::{announce_query, parse_answer};
+use torronto_core::bittorrent::tracker::{announce_query, parse_answer, Announced};
 use torronto_core::bittorrent::Sha1Hash;
 
 /// How often the exports are looked at for new ones or announces due.
@@ -42,23 +42,13 @@ pub async fn announce(dir: PathBuf, port: u16, peer_id: [u8; 20]) {
                     continue;
                 }
                 let query = announce_query(&info_hash, &peer_id, port, 0, 0, first.then_some("started"));
-                let wait = match timeout(ANNOUNCE_TIMEOUT, get(tracker, &query)).await {
-                    Ok(Ok(body)) => match parse_answer(&body) {
-                        Ok(answer) => {
-                            tracing::info!("announced {} to {tracker}", record.name);
-                            Duration::from_secs(answer.interval_secs)
-                        }
-                        Err(e) => {
-                            tracing::warn!("announce of {} ({}) to {tracker}: {e}", record.name, hex(&info_hash));
-                            RETRY
-                        }
-                    },
-                    Ok(Err(e)) => {
-                        tracing::warn!("announce of {} to {tracker} failed: {e}", record.name);
-                        RETRY
+                let wait = match ask(tracker, &query).await {
+                    Ok(answer) => {
+                        tracing::info!("announced {} to {tracker}", record.name);
+                        Duration::from_secs(answer.interval_secs)
                     }
-                    Err(_) => {
-                        tracing::warn!("announce of {} to {tracker}: no answer in {ANNOUNCE_TIMEOUT:?}", record.name);
+                    Err(why) => {
+                        tracing::warn!("announce of {} ({}) to {tracker}: {why}", record.name, hex(&info_hash));
                         RETRY
                     }
                 };
@@ -69,9 +59,18 @@ pub async fn announce(dir: PathBuf, port: u16, peer_id: [u8; 20]) {
     }
 }
 
+/// One announce to an http tracker: its answer, or why there is none (for the log).
+pub(super) async fn ask(url: &str, query: &str) -> Result<Announced, String> {
+    match timeout(ANNOUNCE_TIMEOUT, get(url, query)).await {
+        Ok(Ok(body)) => parse_answer(&body).map_err(|e| e.to_string()),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err(format!("no answer in {ANNOUNCE_TIMEOUT:?}")),
+    }
+}
+
 /// `GET url?query` over HTTP/1.0 (the tracker closes after its answer); the body of a
 /// 200 answer.
-pub(super) async fn get(url: &str, query: &str) -> anyhow::Result<Vec<u8>> {
+async fn get(url: &str, query: &str) -> anyhow::Result<Vec<u8>> {
     let Target { host, port, authority, path } = Target::of(url)?;
     let join = if path.contains('?') { '&' } else { '?' };
     let mut stream = TcpStream::connect((host, port)).await?;

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use torronto_core::bittorrent::files::{network_files, spans, NetworkFile};
 use torronto_core::bittorrent::leech::{Leech, PeerKey};
-use torronto_core::bittorrent::tracker::{announce_query, parse_answer};
+use torronto_core::bittorrent::tracker::announce_query;
 use torronto_core::bittorrent::wire::{decode_message, Handshake, PeerMessage, HANDSHAKE_LEN};
 use torronto_core::bittorrent::{Sha1Hash, Torrent};
 use torronto_core::{Code, ImportId, StorageError, StorageEvent};
@@ -33,8 +33,7 @@ const MAX_PEERS: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connected peer silent this long is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// One tracker announce; and how often the trackers are asked again meanwhile.
-const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often the trackers are asked again while the download runs.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(30);
 /// The download fails when no piece has come in this long.
 const STALL: Duration = Duration::from_secs(300);
@@ -183,22 +182,12 @@ fn write_piece(files: &[NetworkFile], handles: &[File], offset: u64, data: &[u8]
 /// Asks an http tracker for peers; none if it does not answer well.
 async fn announce(url: &str, info_hash: &Sha1Hash, peer_id: &[u8; 20], port: u16, left: u64) -> Vec<String> {
     let query = announce_query(info_hash, peer_id, port, 0, left, Some("started"));
-    match timeout(ANNOUNCE_TIMEOUT, super::announce::get(url, &query)).await {
-        Ok(Ok(body)) => match parse_answer(&body) {
-            Ok(answer) => {
-                answer.peers.iter().map(|(ip, port)| format!("{}:{port}", std::net::Ipv4Addr::from(*ip))).collect()
-            }
-            Err(e) => {
-                tracing::warn!("tracker {url}: {e}");
-                Vec::new()
-            }
-        },
-        Ok(Err(e)) => {
-            tracing::warn!("tracker {url}: {e:#}");
-            Vec::new()
+    match super::announce::ask(url, &query).await {
+        Ok(answer) => {
+            answer.peers.iter().map(|(ip, port)| format!("{}:{port}", std::net::Ipv4Addr::from(*ip))).collect()
         }
-        Err(_) => {
-            tracing::warn!("tracker {url}: no answer in {ANNOUNCE_TIMEOUT:?}");
+        Err(why) => {
+            tracing::warn!("tracker {url}: {why}");
             Vec::new()
         }
     }
