@@ -35,12 +35,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the trackers are asked again while the download runs.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(30);
+/// Reasons for lost peers kept for the error message.
+const MAX_FAILURES_KEPT: usize = 8;
 /// The download fails when no piece has come in this long.
 const STALL: Duration = Duration::from_secs(300);
 
+/// Where `torronto add` downloads torrents to, one folder per add.
+pub fn adds_dir(dir: &Path) -> PathBuf {
+    super::state_dir(dir).join("adds")
+}
+
 /// Where AddTorrent `id` downloads to.
 pub fn staging(dir: &Path, id: ImportId) -> PathBuf {
-    super::state_dir(dir).join("adds").join(id.to_string())
+    adds_dir(dir).join(id.to_string())
 }
 
 /// Drops what AddTorrent `id` downloaded (its files are inserted, or failed).
@@ -61,8 +68,10 @@ pub async fn fetch(dir: PathBuf, id: ImportId, torrent: Bytes, peers: Vec<String
     let _ = inputs.send(Input::Storage(StorageEvent::TorrentFetched { id, result })).await;
 }
 
-/// What a peer's task tells the download.
+/// What a peer's task (or a tracker's answer) tells the download.
 enum PeerEvent {
+    /// Peers a tracker named.
+    Candidates(Vec<String>),
     Connected(PeerKey, mpsc::UnboundedSender<PeerMessage>),
     Message(PeerKey, PeerMessage),
     /// The connection failed or ended (`connected`: after the handshake).
@@ -102,14 +111,29 @@ async fn download(dir: &Path, id: ImportId, torrent: &[u8], given: Vec<String>) 
     let mut dialing: HashSet<PeerKey> = HashSet::new();
     let mut tried: HashSet<String> = HashSet::new();
     let mut candidates: VecDeque<String> = given.into();
-    let mut failures: Vec<String> = Vec::new();
+    // The last few reasons peers were lost, for the error if the download fails.
+    let mut failures: VecDeque<String> = VecDeque::new();
+    let mut failed = |why: String| {
+        if failures.len() == MAX_FAILURES_KEPT {
+            failures.pop_front();
+        }
+        failures.push_back(why);
+    };
     let (mut next_key, mut next_announce, mut last_piece) = (0, Instant::now(), Instant::now());
+    let mut first_announce = true;
     while !leech.is_complete() {
         if !trackers.is_empty() && Instant::now() >= next_announce {
+            // Asked in the background: a slow tracker must not hold up the peers' messages.
             let left = t.info.length - leech.progress().0;
+            let event = first_announce.then_some("started");
             for url in &trackers {
-                candidates.extend(announce(url, &t.info_hash, &peer_id, port, left).await);
+                let query = announce_query(&t.info_hash, &peer_id, port, 0, left, event);
+                let (url, events) = (url.clone(), events_tx.clone());
+                tokio::spawn(async move {
+                    let _ = events.send(PeerEvent::Candidates(announce(&url, &query).await)).await;
+                });
             }
+            first_announce = false;
             next_announce = Instant::now() + ANNOUNCE_EVERY;
         }
         while writers.len() + dialing.len() < MAX_PEERS {
@@ -123,14 +147,15 @@ async fn download(dir: &Path, id: ImportId, torrent: &[u8], given: Vec<String>) 
             tokio::spawn(peer(key, addr, t.info_hash, peer_id, events_tx.clone()));
         }
         if writers.is_empty() && dialing.is_empty() && trackers.is_empty() {
-            bail!("no BitTorrent peer left to download from ({})", failures.join("; "));
+            bail!("no BitTorrent peer left to download from ({})", Vec::from(failures).join("; "));
         }
         if last_piece.elapsed() > STALL {
-            bail!("no piece came in for {}s ({})", STALL.as_secs(), failures.join("; "));
+            bail!("no piece came in for {}s ({})", STALL.as_secs(), Vec::from(failures).join("; "));
         }
         let now = || started.elapsed().as_millis() as u64;
         tokio::select! {
             Some(event) = events.recv() => match event {
+                PeerEvent::Candidates(found) => candidates.extend(found),
                 PeerEvent::Connected(key, tx) => {
                     dialing.remove(&key);
                     writers.insert(key, tx);
@@ -142,7 +167,7 @@ async fn download(dir: &Path, id: ImportId, torrent: &[u8], given: Vec<String>) 
                     writers.remove(&key);
                     leech.peer_gone(key);
                     tracing::debug!("torrent add {id}: {addr} (connected: {connected}): {why}");
-                    failures.push(format!("{addr}: {why}"));
+                    failed(format!("{addr}: {why}"));
                     // Candidates come back from trackers; a lost one may be tried again.
                     tried.remove(&addr);
                 }
@@ -151,7 +176,7 @@ async fn download(dir: &Path, id: ImportId, torrent: &[u8], given: Vec<String>) 
         }
         while let Some((key, why)) = leech.poll_close() {
             tracing::info!("torrent add {id}: cut a peer off: {why}");
-            failures.push(why.to_string());
+            failed(why.to_string());
             writers.remove(&key);
         }
         while let Some((key, msg)) = leech.poll_message() {
@@ -180,9 +205,8 @@ fn write_piece(files: &[NetworkFile], handles: &[File], offset: u64, data: &[u8]
 }
 
 /// Asks an http tracker for peers; none if it does not answer well.
-async fn announce(url: &str, info_hash: &Sha1Hash, peer_id: &[u8; 20], port: u16, left: u64) -> Vec<String> {
-    let query = announce_query(info_hash, peer_id, port, 0, left, Some("started"));
-    match super::announce::ask(url, &query).await {
+async fn announce(url: &str, query: &str) -> Vec<String> {
+    match super::announce::ask(url, query).await {
         Ok(answer) => {
             answer.peers.iter().map(|(ip, port)| format!("{}:{port}", std::net::Ipv4Addr::from(*ip))).collect()
         }

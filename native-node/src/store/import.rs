@@ -31,7 +31,7 @@ impl Store {
         let private =
             || storage_error(Code::BadPermission, format!("{path} is inside the node's private state folder"));
         // Except torrents downloaded for `torronto add`, inserted from there.
-        let adds = self.state.join("bittorrent").join("adds");
+        let adds = crate::bittorrent::fetch::adds_dir(&self.dir);
         let private_path = |p: &Path| p.starts_with(&self.state) && !p.starts_with(&adds);
         if private_path(source) {
             return Err(private());
