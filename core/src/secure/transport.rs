@@ -20,6 +20,7 @@
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use super::error::SecureError;
 use super::noise::{Providers, Suite};
@@ -44,9 +45,10 @@ pub(crate) fn transport_ciphers(
 ) -> Result<(Aead, Aead), SecureError> {
     let hash = state.get_handshake_hash().to_vec();
     let (initiator_to_responder, responder_to_initiator) = state.dangerously_get_raw_split();
+    // Key material is wiped once the ciphers hold what they need.
     let (send, receive) = match state.is_initiator() {
-        true => (initiator_to_responder, responder_to_initiator),
-        false => (responder_to_initiator, initiator_to_responder),
+        true => (Zeroizing::new(initiator_to_responder), Zeroizing::new(responder_to_initiator)),
+        false => (Zeroizing::new(responder_to_initiator), Zeroizing::new(initiator_to_responder)),
     };
     Ok((Aead::new(suite, providers, &send, &hash)?, Aead::new(suite, providers, &receive, &hash)?))
 }
@@ -58,12 +60,12 @@ fn cipher_name(suite: Suite) -> &'static [u8] {
     }
 }
 
-fn derive(split_key: &[u8; 32], suite: Suite, hash: &[u8]) -> [u8; 32] {
+fn derive(split_key: &[u8; 32], suite: Suite, hash: &[u8]) -> Zeroizing<[u8; 32]> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(split_key).expect("HMAC takes any key length");
     mac.update(LABEL);
     mac.update(cipher_name(suite));
     mac.update(hash);
-    mac.finalize().into_bytes().into()
+    Zeroizing::new(mac.finalize().into_bytes().into())
 }
 
 /// The nonce of record number `counter`.
@@ -99,9 +101,9 @@ impl Aead {
             Suite::AesGcm => {
                 Aead::Aes128(Box::new(aes_gcm::Aes128Gcm::new_from_slice(&key[..16]).map_err(|_| bad_key())?))
             }
-            Suite::ChaChaPoly => {
-                Aead::ChaCha(Box::new(chacha20poly1305::ChaCha20Poly1305::new_from_slice(&key).map_err(|_| bad_key())?))
-            }
+            Suite::ChaChaPoly => Aead::ChaCha(Box::new(
+                chacha20poly1305::ChaCha20Poly1305::new_from_slice(&key[..]).map_err(|_| bad_key())?,
+            )),
         })
     }
 
