@@ -127,9 +127,6 @@ impl Info {
             }
             None => (length_of(&v)?, Vec::new()),
         };
-        if length > MAX_TOTAL_LENGTH {
-            return Err(MetainfoError::Bad("more bytes than a torrent may have (1 TiB)"));
-        }
         let piece_length =
             v.get("piece length").and_then(Value::as_int).ok_or(MetainfoError::Bad("no piece length"))?;
         let piece_length = u64::try_from(piece_length)

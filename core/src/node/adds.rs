@@ -41,8 +41,7 @@ impl Node {
         if let Some(refusal) = names.iter().find_map(|n| self.name_refusal(n, None)) {
             return refuse(self, refusal.code, refusal.reason);
         }
-        let id = ImportId(self.next_import);
-        self.next_import += 1;
+        let id = self.new_import_id();
         self.adds.insert(id, PendingAdd { conn, names, waiting: 0, refusals: Vec::new() });
         self.storage.push_back(StorageCommand::AddTorrent { id, torrent, peers });
     }

@@ -182,14 +182,9 @@ impl Node {
                     f.requested.remove(i);
                 }
             }
-            let manifests: Vec<FileName> = match only {
-                Some(file) if peer.manifest_requests.contains(file) => vec![file.clone()],
-                _ => Vec::new(),
-            };
-            for file in manifests {
-                peer.manifest_requests.remove(&file);
+            if let Some(file) = only.filter(|f| peer.manifest_requests.remove(*f)) {
                 self.timers.cancel(Timer::ManifestRequest { peer: addr.clone(), file: file.clone() });
-                if let Some(f) = self.files.get_mut(&file) {
+                if let Some(f) = self.files.get_mut(file) {
                     f.manifest_from = None;
                 }
             }

@@ -53,12 +53,17 @@ fn already_in_network(name: &FileName) -> Refusal {
 }
 
 impl Node {
+    /// A fresh id for an insert, an adoption or an add.
+    pub(super) fn new_import_id(&mut self) -> ImportId {
+        self.next_import += 1;
+        ImportId(self.next_import - 1)
+    }
+
     pub(super) fn start_insert(&mut self, from: InsertFrom, path: String) -> ImportId {
         match FileName::from_path_base(&path) {
             Ok(name) => self.start_insert_as(from, path, name),
             Err(e) => {
-                let id = ImportId(self.next_import);
-                self.next_import += 1;
+                let id = self.new_import_id();
                 let refusal = Refusal { code: Code::BadRequest, reason: format!("{path:?}: {e}") };
                 self.insert_done(from, id, Err(refusal));
                 id
@@ -68,8 +73,7 @@ impl Node {
 
     /// Inserts the file at `path` as `name`.
     pub(super) fn start_insert_as(&mut self, from: InsertFrom, path: String, name: FileName) -> ImportId {
-        let id = ImportId(self.next_import);
-        self.next_import += 1;
+        let id = self.new_import_id();
         if let Some(refusal) = self.name_refusal(&name, None) {
             self.insert_done(from, id, Err(refusal));
             return id;
@@ -91,8 +95,7 @@ impl Node {
     /// network has but this node does not hold yet is hashed first: the same content
     /// becomes this node's copy, other content is refused.
     pub(super) fn start_adopt(&mut self, name: FileName) -> ImportId {
-        let id = ImportId(self.next_import);
-        self.next_import += 1;
+        let id = self.new_import_id();
         let from = InsertFrom::Folder(name.clone());
         let held = self.files.get(&name).is_some_and(|f| f.manifest.is_some() && f.have.is_complete());
         let inserting = self.imports.values().any(|i| i.name == name);
