@@ -369,7 +369,7 @@ fn add_brings_torrents_seeded_by_aria2_to_every_node() {
         return;
     }
     let c = torronto_tests::Cluster::start_joined(2);
-    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let a = &c.nodes[0];
     let (url, seeders) = tracker();
     let seed_dir = a.root().join("seed");
     let single =
@@ -395,16 +395,11 @@ fn add_brings_torrents_seeded_by_aria2_to_every_node() {
     }
     for (name, source) in &expect {
         let (size, sha) = (fs::metadata(source).unwrap().len(), sha256_file(source));
-        for node in [a, b] {
-            wait_until(Duration::from_secs(60), &format!("{} to hold {name}", node.label()), || {
-                node.holds(name, size, &sha)
-            });
-        }
+        c.wait_all_hold(Duration::from_secs(60), name, size, &sha);
     }
-    assert!(
-        !a.dir().join(".torronto/bittorrent/adds/0").exists(),
-        "the download folder is removed once the files are inserted"
-    );
+    let adds = a.dir().join(".torronto/bittorrent/adds");
+    let left = fs::read_dir(&adds).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "every add's download folder is removed once its files are inserted");
     // The same torrent again: its names are taken.
     a.cli(&["add", &single.display().to_string()]).expect_error("a second add", 13, "ErrFileExists");
 }
@@ -449,7 +444,7 @@ fn add_keeps_a_lying_seeders_bytes_out() {
         return;
     }
     let c = torronto_tests::Cluster::start_joined(2);
-    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let a = &c.nodes[0];
     let seed_dir = a.root().join("seed");
     let torrent = make_torrent(&seed_dir, "lie.bin", &[("lie.bin", 500_000, 46)], true, &[]);
     let t = Torrent::decode(&fs::read(&torrent).unwrap()).unwrap();
@@ -465,9 +460,7 @@ fn add_keeps_a_lying_seeders_bytes_out() {
     wait_until(Duration::from_secs(20), "aria2 to listen", || TcpStream::connect(&honest).is_ok());
     a.cli(&["add", &path, "--peer", &liar, "--peer", &honest]).ok("add from a liar and aria2");
     let (size, sha) = (500_000, sha256_file(&seed_dir.join("lie.bin")));
-    for node in [a, b] {
-        wait_until(Duration::from_secs(60), "the honest copy everywhere", || node.holds("lie.bin", size, &sha));
-    }
+    c.wait_all_hold(Duration::from_secs(60), "lie.bin", size, &sha);
     assert!(a.log().contains("cut a peer off"), "the node did not log cutting the liar off");
     // A torrent naming a file outside its folder is refused before anything is fetched.
     let evil = Torrent::encode(

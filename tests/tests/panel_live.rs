@@ -254,11 +254,15 @@ fn the_browser_peer_keeps_its_name_and_key_across_reloads() {
     assert!(name.as_str().is_some_and(|n| n.starts_with("browser-")), "{name}");
     // In a private network a node names a member by its key: the page's ID.
     let before = seen_by_node();
+    let stored = || browser.exec("return localStorage.getItem('torronto.peer');", json!([]));
+    let kept = stored();
+    assert!(kept.as_str().is_some_and(|k| !k.is_empty()), "the page keeps its identity: {kept}");
 
     browser.refresh();
     browser.wait(LONG, "the reloaded page is connected again", PEER_CONNECTED, json!([1]));
     let again = browser.exec("return document.querySelector('section.browser-peer').dataset.peer;", json!([]));
     assert_eq!(again, name, "the page is the same peer after a reload");
+    assert_eq!(stored(), kept, "the reloaded page kept the identity it had, not a fresh one");
     // The old session may linger a moment at the node: wait for the one of the new page.
     torronto_tests::wait_until(LONG, "node w0 sees the reloaded page (one browser peer)", || {
         let st = nodes[0].query();
