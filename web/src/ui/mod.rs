@@ -70,29 +70,21 @@ pub fn App() -> Html {
     }
     use_hash_targets(targets.dispatcher());
     use_leave_warning(at_risk(&peer.view));
-    let on_connect = {
-        let (targets, known) = (targets.dispatcher(), known.clone());
-        Callback::from(move |t: Target| {
-            known.set(remember(&t.url, true));
-            targets.dispatch(Targets::Add(t))
-        })
-    };
-    let on_candidate = {
-        let targets = targets.dispatcher();
-        Callback::from(move |(url, accepted): (AttrValue, bool)| targets.dispatch(Targets::Candidate(url, accepted)))
-    };
-    let on_remove = {
-        let (targets, known) = (targets.dispatcher(), known.clone());
-        Callback::from(move |url: AttrValue| {
-            known.set(remember(&url, false));
-            targets.dispatch(Targets::Remove(url))
-        })
-    };
+    // The cards' callbacks are made once (their dispatchers never change), so that one
+    // node's answer redraws no other node's card.
+    let on_connect = use_callback((targets.dispatcher(), known.setter()), |t: Target, (targets, known)| {
+        known.set(remember(&t.url, true));
+        targets.dispatch(Targets::Add(t))
+    });
+    let on_candidate = use_callback(targets.dispatcher(), |(url, accepted): (AttrValue, bool), targets| {
+        targets.dispatch(Targets::Candidate(url, accepted))
+    });
+    let on_remove = use_callback((targets.dispatcher(), known.setter()), |url: AttrValue, (targets, known)| {
+        known.set(remember(&url, false));
+        targets.dispatch(Targets::Remove(url))
+    });
     let watched = use_reducer(overview::WatchedList::default);
-    let on_watched = {
-        let watched = watched.dispatcher();
-        Callback::from(move |news| watched.dispatch(news))
-    };
+    let on_watched = use_callback(watched.dispatcher(), |news, watched| watched.dispatch(news));
     let before: Vec<AttrValue> = known.iter().filter(|u| !targets.0.iter().any(|t| &t.url == *u)).cloned().collect();
 
     html! {

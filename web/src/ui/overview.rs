@@ -10,7 +10,9 @@ use torronto_core::Status;
 use yew::prelude::*;
 
 use super::listing::{arrange, pager, search_box, Listed, Listing};
-use crate::util::{bytes, percent, rate};
+use super::widgets::{peer_count, rates};
+use crate::util::percent;
+use torronto_core::human_size;
 
 /// What one watched node last said, and its rates (bytes per second).
 #[derive(Clone, Debug, PartialEq)]
@@ -126,9 +128,9 @@ fn node_summary(w: &Watched) -> Html {
         <li class="device" data-node={st.node.clone()} data-done={done.to_string()}>
             <strong>{ st.node.clone() }</strong>
             <span>{ if st.joined { "joined" } else { "not joined" } }</span>
-            <span>{ format!("{} of {} ({})", bytes(have as u64), bytes(total as u64), percent(done)) }</span>
-            <span>{ format!("{} peer{}", st.peers.len(), if st.peers.len() == 1 { "" } else { "s" }) }</span>
-            <span class="rates">{ format!("↓ {} · ↑ {}", rate(w.down), rate(w.up)) }</span>
+            <span>{ format!("{} of {} ({})", human_size(have as u64), human_size(total as u64), percent(done)) }</span>
+            { peer_count(st.peers.len()) }
+            { rates(w.down, w.up) }
         </li>
     }
 }
