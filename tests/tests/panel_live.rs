@@ -333,6 +333,8 @@ fn a_browser_download_can_be_cancelled_and_a_file_forgotten_and_the_nodes_stop_c
     browser.wait(LONG, "node w0 counts 3 copies of kept.bin (w0, w1, the page)", least, json!([node_row, "3"]));
     browser.click(&format!("{} button.forget", row("kept.bin")));
     browser.wait(LONG, "node w0 counts 2 copies of kept.bin: the page's is gone", least, json!([node_row, "2"]));
+    // The page, connected to w0 only, counts what w0 knows too: the same 2 copies.
+    browser.wait(LONG, "the browser's table counts 2 copies of kept.bin too", least, json!([row("kept.bin"), "2"]));
     browser.wait(
         LONG,
         "the page's row of kept.bin holds nothing and offers Download",

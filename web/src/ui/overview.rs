@@ -3,7 +3,7 @@
 //! much of everything it holds, its rates): the Syncthing device list and the
 //! per-file picture in one place.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use torronto_core::Status;
@@ -11,6 +11,7 @@ use yew::prelude::*;
 
 use super::listing::{arrange, pager, search_box, Listed, Listing};
 use super::widgets::{peer_count, rates};
+use crate::bridge::PeerFile;
 use crate::util::percent;
 use torronto_core::human_size;
 
@@ -40,6 +41,32 @@ impl Reducible for WatchedList {
             None => list.remove(&url),
         };
         Rc::new(WatchedList(list))
+    }
+}
+
+impl WatchedList {
+    /// The browser's files with the most complete count of their copies that the page
+    /// has: its own node counts only the holders it is connected to, a joined watched
+    /// node those it knows. Each participant counts a subset of the true holders, so
+    /// the largest count of any of them is still no more than the truth, and the
+    /// browser's table then agrees with the node cards.
+    pub(super) fn counted(&self, files: &[PeerFile]) -> Vec<PeerFile> {
+        let mut best: HashMap<(&str, u64), (f64, u32)> = HashMap::new();
+        for w in self.0.values().filter(|w| w.status.joined) {
+            for row in w.status.rows() {
+                let Some(size) = row.size else { continue };
+                let b = best.entry((row.name, size)).or_insert((0.0, 0));
+                *b = (b.0.max(row.system), b.1.max(row.least));
+            }
+        }
+        let mut files = files.to_vec();
+        for f in &mut files {
+            if let Some(&(system, least)) = best.get(&(f.name.as_str(), f.size)) {
+                f.system = f.system.max(system);
+                f.least = f.least.max(least);
+            }
+        }
+        files
     }
 }
 

@@ -1,6 +1,8 @@
 //! The page as a peer: share a file from this computer, download network files into
 //! the browser, save them to disk.
 
+use std::rc::Rc;
+
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -17,6 +19,8 @@ use torronto_core::human_size;
 pub struct BrowserPeerProps {
     /// What the engine last reported, and the files assembled for saving.
     pub state: UseReducerHandle<PeerState>,
+    /// The engine's files, their copies counted with what the watched nodes know.
+    pub files: Rc<Vec<PeerFile>>,
 }
 
 /// The browser peer's card: its links, what it is sharing, its notices and files.
@@ -44,7 +48,7 @@ pub fn BrowserPeer(props: &BrowserPeerProps) -> Html {
             if view.files.is_empty() {
                 <p class="empty">{ if connected { "No files in the network yet. Share one from this computer." } else { "Connect to a node above: once it has joined, this browser joins it as a peer and sees its files." } }</p>
             } else {
-                <PeerFiles state={props.state.clone()} />
+                <PeerFiles state={props.state.clone()} files={props.files.clone()} />
             }
         </section>
     }
@@ -164,6 +168,7 @@ impl Listed for PeerFile {
 #[derive(Properties, PartialEq)]
 struct PeerFilesProps {
     state: UseReducerHandle<PeerState>,
+    files: Rc<Vec<PeerFile>>,
 }
 
 /// The files of the network as this browser holds them, a page at a time.
@@ -172,7 +177,7 @@ fn PeerFiles(props: &PeerFilesProps) -> Html {
     let client = use_context::<EngineClient>().expect("PeerFiles is inside the engine context");
     let listing = use_state(Listing::default);
     let state = &props.state;
-    let files = &state.view.files;
+    let files = props.files.as_slice();
     // With no node connected, this browser is not part of any network.
     let joined = !state.view.peers.is_empty();
     let shown = arrange(files, &listing);
