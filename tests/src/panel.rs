@@ -1,8 +1,10 @@
 //! What the control panel's browser tests (`browser.rs`, `panel.rs`, `panel_live.rs`)
 //! share: where a node's card is in the page, the JavaScript predicates they wait for,
-//! and the files and secrets they give the nodes through the CLI.
+//! a page whose browser peer is connected, and the files and secrets they give the
+//! nodes through the CLI.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -25,6 +27,16 @@ pub const PEER_ROW_COMPLETE: &str = r#"
     const row = document.querySelector(`section.browser-peer tr.file[data-file="${arguments[0]}"]`);
     return !!row && row.dataset.local === "1";
 "#;
+
+/// `n` joined nodes and a browser on the panel of the first, its browser peer
+/// connected to that node.
+pub fn page_with_peer(n: usize) -> (Vec<WsNode>, Browser) {
+    let nodes = WsNode::cluster(n, true);
+    let browser = Browser::start();
+    browser.goto(&nodes[0].panel_url());
+    browser.wait(Duration::from_secs(60), "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
+    (nodes, browser)
+}
 
 /// How many manifests and chunk records of `file` the page keeps in IndexedDB.
 pub fn stored_in_page(browser: &Browser, file: &str) -> Value {

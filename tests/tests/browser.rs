@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use torronto_tests::browser::{artifact, require_browser, Browser, WsNode};
-use torronto_tests::panel::{card, insert_on, secret_in, stored_in_page, PEER_CONNECTED, PEER_ROW_COMPLETE};
+use torronto_tests::panel::{
+    card, insert_on, page_with_peer, secret_in, stored_in_page, PEER_CONNECTED, PEER_ROW_COMPLETE,
+};
 use torronto_tests::{file_status, peers, random_file, sha256_file, wait_until};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -36,15 +38,6 @@ fn saved_sha(browser: &Browser, file: &str) -> Value {
              .catch(e => done("error: " + e));"#,
         json!([file]),
     )
-}
-
-/// Two joined nodes and the panel of the first, its browser peer connected.
-fn page_with_peer() -> (Vec<WsNode>, Browser) {
-    let nodes = WsNode::cluster(2, true);
-    let browser = Browser::start();
-    browser.goto(&nodes[0].panel_url());
-    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
-    (nodes, browser)
 }
 
 #[test]
@@ -149,7 +142,7 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
     if !require_browser() {
         return;
     }
-    let (nodes, browser) = page_with_peer();
+    let (nodes, browser) = page_with_peer(2);
 
     // Share a file from "this computer" through the file picker: the nodes fetch it
     // from the page, byte for byte.
@@ -223,7 +216,7 @@ fn the_panel_removes_a_file_everywhere_after_confirmation_and_the_browser_peer_d
     if !require_browser() {
         return;
     }
-    let (nodes, browser) = page_with_peer();
+    let (nodes, browser) = page_with_peer(2);
     insert_on(&nodes[1], "old.bin", 300_000, 21);
     browser.click(r#"section.browser-peer button.download[data-file="old.bin"]"#);
     browser.wait(LONG, "the page holds old.bin complete", PEER_ROW_COMPLETE, json!(["old.bin"]));

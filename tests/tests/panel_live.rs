@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use torronto_tests::browser::{artifact, require_browser, Browser, WsNode};
-use torronto_tests::panel::{card, insert_on, secret_in, stored_in_page, PEER_CONNECTED, PEER_ROW_COMPLETE};
+use torronto_tests::panel::{
+    card, insert_on, page_with_peer, secret_in, stored_in_page, PEER_CONNECTED, PEER_ROW_COMPLETE,
+};
 use torronto_tests::{cli, random_file, wait_until};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -115,8 +117,8 @@ fn rates_and_time_left_show_while_bytes_move_and_closing_the_tab_asks_first() {
     if !require_browser() {
         return;
     }
-    let (nodes, node_card, browser) = panel_of(2);
-    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
+    let (nodes, browser) = page_with_peer(2);
+    let node_card = card(&nodes[0]);
     assert_eq!(leave_warning(&browser), json!([false, null]), "nothing at stake: the tab closes without asking");
 
     // Node w1 sends at most 1 MiB/s, so an 8 MiB file takes seconds to reach w0 and
@@ -289,8 +291,8 @@ fn a_browser_download_can_be_cancelled_and_a_file_forgotten_and_the_nodes_stop_c
     if !require_browser() {
         return;
     }
-    let (nodes, node_card, browser) = panel_of(2);
-    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
+    let (nodes, browser) = page_with_peer(2);
+    let node_card = card(&nodes[0]);
     let row = |file: &str| format!(r#"section.browser-peer tr.file[data-file="{file}"]"#);
 
     // A download under way: cancelled, the page keeps nothing of it and fetches no more.
