@@ -1,7 +1,8 @@
 //! Sizes as people read them, the same in the terminal and in the panel.
 
-/// Bytes in the largest binary unit that keeps the number readable: `17 B`,
-/// `812.5 KiB`, `1.5 MiB`, and no decimal from 100 on (`768 MiB`).
+/// Bytes in the largest binary unit that keeps the number readable, with one decimal
+/// (a limit such as `--max-store 195.3 KiB` reads exactly enough): `17 B`, `1.5 MiB`,
+/// `768.0 MiB`.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
@@ -12,7 +13,6 @@ pub fn human_size(bytes: u64) -> String {
     }
     match unit {
         0 => format!("{bytes} B"),
-        _ if value >= 100.0 => format!("{value:.0} {}", UNITS[unit]),
         _ => format!("{value:.1} {}", UNITS[unit]),
     }
 }
@@ -30,8 +30,9 @@ mod tests {
         assert_eq!(human_size(1024), "1.0 KiB");
         assert_eq!(human_size(1536), "1.5 KiB");
         assert_eq!(human_size(8 << 20), "8.0 MiB");
-        assert_eq!(human_size(768 << 20), "768 MiB");
+        assert_eq!(human_size(200_000), "195.3 KiB");
+        assert_eq!(human_size(768 << 20), "768.0 MiB");
         assert_eq!(human_size(3 << 30), "3.0 GiB");
-        assert_eq!(human_size(5 << 50), "5120 TiB");
+        assert_eq!(human_size(5 << 50), "5120.0 TiB");
     }
 }

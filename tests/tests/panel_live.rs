@@ -273,7 +273,7 @@ fn an_insert_by_path_shows_its_progress_on_the_node_card() {
         LONG,
         "the node card shows big.bin's insert progress",
         "const p = document.querySelector(arguments[0] + ' .inserting[data-file=\"big.bin\"] .bar span'); \
-         return !!p && p.textContent.endsWith('of 768 MiB') && p.textContent;",
+         return !!p && p.textContent.endsWith('of 768.0 MiB') && p.textContent;",
         json!([node_card]),
     );
     eprintln!("while inserting: {progress}");
