@@ -415,6 +415,23 @@ def table(path, size_mib):
         print(f"BROKEN FLOOR: round {n}: {t} took {s:.2f} s, the floor {f:.2f} s")
     if not broken and any(t == "floor" for t, _ in seconds) and len({t for t, _ in seconds}) > 1:
         print("the floor held: no tool beat it in any round")
+    # On a machine busy with other work the wall clock also measures each tool's share of
+    # the cores (more runnable threads, more share); the work itself is the CPU it used.
+    cpu = {}  # (tool, round) -> CPU-seconds of all its processes in the timed window
+    for r in rows:
+        c = r.get("cpu_seconds") or {}
+        if r.get("seconds") and c:
+            cpu[(r["tool"], r.get("round", 1))] = c["all"] if r["tool"] == "floor" else sum(c.values())
+    if any(t == "floor" for t, _ in cpu) and len({t for t, _ in cpu}) > 1:
+        print("CPU-seconds per round (all of a tool's processes):")
+        for t in sorted({t for t, _ in cpu}, key=lambda t: t != "floor"):
+            print(f"  {t:<9} " + "  ".join(f"{cpu[(t, n)]:.2f}" if (t, n) in cpu else "-" for n in rounds))
+        less = [(n, t, c, cpu[("floor", n)]) for (t, n), c in sorted(cpu.items())
+                if t != "floor" and ("floor", n) in cpu and c < cpu[("floor", n)]]
+        for n, t, c, f in less:
+            print(f"BROKEN FLOOR (CPU): round {n}: {t} used {c:.2f} CPU-s, the floor {f:.2f}")
+        if not less:
+            print("by CPU the floor held: no tool used less in any round")
     ours = [r for r in rows if r["tool"] in ("torronto", "private")]
     if not any(r.get("seconds") for r in ours):
         return

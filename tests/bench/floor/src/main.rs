@@ -8,10 +8,11 @@
 //! Layout:
 //! - this file: the commands, their arguments, and `run` (the sender and the timed window);
 //! - `receive.rs`: one receiver process (`floor receive`), receiving on one thread and hashing
-//!   and writing on another (`--threads 2`), or all on one (`--threads 1`). The default is two
-//!   when there are more cores than receivers, else one: with every core busy already, a
-//!   second thread per receiver only adds hand-offs (measured: about 6 % more CPU at 3 receivers
-//!   on 2 cores).
+//!   and writing on another (the default), or all on one (`--threads 1`). With more receivers
+//!   than cores one thread each costs a little less CPU (about 6 % at 3 receivers on 2 cores,
+//!   within the noise of a shared machine), but on a machine busy with other work a second
+//!   runnable thread per receiver wins it a larger share of the cores, as the tools' own
+//!   threads do (a storage thread, a multi-threaded runtime): the floor must not lose there.
 //! - `probe.rs`: the per-byte costs the script turns into an estimate of the floor (SHA-256
 //!   per 64 KiB on one core; loopback TCP from `sendfile` into a receiver that drops the bytes).
 //!
@@ -147,7 +148,7 @@ fn accept_all(listener: &TcpListener, n: usize, children: &mut [Child]) -> Res<V
 
 fn run(args: &[String]) -> Res<()> {
     let mut pos = Vec::new();
-    let mut threads = 0u32;
+    let mut threads = 2u32;
     let mut keep = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -161,10 +162,6 @@ fn run(args: &[String]) -> Res<()> {
         return Err(USAGE.into());
     };
     let n: usize = number("N", Some(n))?;
-    if threads == 0 {
-        let cores = thread::available_parallelism().map_or(1, |c| c.get());
-        threads = if n < cores { 2 } else { 1 };
-    }
     if n == 0 || !(1..=2).contains(&threads) {
         return Err(format!("N must be positive and --threads 1 or 2\n{USAGE}").into());
     }
