@@ -17,7 +17,7 @@
 //!   per 64 KiB on one core; loopback TCP from `sendfile` into a receiver that drops the bytes).
 //!
 //! Commands (all print one JSON object on stdout):
-//! - `floor run FILE DIR N [--threads 1|2] [--keep]`: FILE to N receivers writing
+//! - `floor run FILE DIR N [--threads 1|2] [--block KIB] [--keep]`: FILE to N receivers writing
 //!   `DIR/floorI.bin`; `{"ok", "seconds", "cpu_seconds": {"all", "sender", "receivers"}}`.
 //!   The clock starts before the receivers are spawned and stops when the last has exited
 //!   having checked every chunk; the chunk list (DIR/floor.hashes) is made before the clock.
@@ -38,13 +38,13 @@ use sha2::{Digest, Sha256};
 
 /// The chunk every tool here hashes (torronto's chunk; the torrents' piece size too).
 pub const CHUNK: usize = 64 * 1024;
-/// Read and write size: sixteen chunks.
+/// Read size for the chunk list and the probes.
 pub const BUF: usize = 16 * CHUNK;
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-const USAGE: &str = "usage: floor run FILE DIR N [--threads 1|2] [--keep]
-       floor receive PORT OUT HASHES SIZE THREADS   (started by `run`)
+const USAGE: &str = "usage: floor run FILE DIR N [--threads 1|2] [--block KIB] [--keep]
+       floor receive PORT OUT HASHES SIZE THREADS BLOCK   (started by `run`)
        floor probe-hash
        floor probe-net FILE";
 
@@ -150,11 +150,13 @@ fn run(args: &[String]) -> Res<()> {
     let mut pos = Vec::new();
     let mut threads = 2u32;
     let mut keep = false;
+    let mut block_kib = CHUNK / 1024;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--threads" => threads = number("--threads", it.next())?,
             "--keep" => keep = true,
+            "--block" => block_kib = number("--block", it.next())?,
             _ => pos.push(a),
         }
     }
@@ -185,6 +187,7 @@ fn run(args: &[String]) -> Res<()> {
             .arg(&hashes)
             .arg(size.to_string())
             .arg(threads.to_string())
+            .arg((block_kib * 1024).to_string())
             .stdout(Stdio::piped())
             .spawn()?;
         children.push(child);
