@@ -1,9 +1,10 @@
 //! Per-byte costs for the script's estimate of the floor, measured on this machine in the
 //! same run (the third, page-cache writes, is `dd`'s, measured by the script):
 //! - `floor probe-hash`: SHA-256 of 64 KiB chunks in memory on one thread, the same crate
-//!   and backend as the receivers; `{"bytes", "seconds", "cpu_seconds"}` (the thread's CPU).
+//!   and backend as the receivers, over four chunks' worth of memory (the receivers' buffers,
+//!   which stay in the core's cache); `{"bytes", "seconds", "cpu_seconds"}` (the thread's CPU).
 //! - `floor probe-net FILE`: FILE sent with `sendfile` over one loopback connection, at least
-//!   1 GiB in all, to a thread reading it in 1 MiB reads and dropping it;
+//!   1 GiB in all, to a thread reading it in 64 KiB reads (as the receivers do) and dropping it;
 //!   `{"bytes", "seconds", "cpu_seconds"}` (both ends' CPU).
 
 use std::fs::{self, File};
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::{process_cpu, send_file, Res, BUF, CHUNK, USAGE};
+use crate::{process_cpu, send_file, Res, CHUNK, USAGE};
 
 fn thread_cpu() -> f64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
@@ -27,8 +28,7 @@ fn print(bytes: u64, seconds: f64, cpu: f64) {
 }
 
 pub fn hash() -> Res<()> {
-    // 64 MiB of xorshift bytes: more than the caches hold, as a received stream is.
-    let mut data = vec![0u8; 64 * BUF];
+    let mut data = vec![0u8; 4 * CHUNK];
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     for word in data.chunks_mut(8) {
         x ^= x << 13;
@@ -39,10 +39,12 @@ pub fn hash() -> Res<()> {
     let (cpu0, t0) = (thread_cpu(), Instant::now());
     let mut bytes = 0u64;
     while thread_cpu() - cpu0 < 0.5 {
-        for chunk in data.chunks(CHUNK) {
-            black_box(Sha256::digest(black_box(chunk)));
+        for _ in 0..256 {
+            for chunk in data.chunks(CHUNK) {
+                black_box(Sha256::digest(black_box(chunk)));
+            }
         }
-        bytes += data.len() as u64;
+        bytes += 256 * data.len() as u64;
     }
     print(bytes, t0.elapsed().as_secs_f64(), thread_cpu() - cpu0);
     Ok(())
@@ -60,7 +62,7 @@ pub fn net(args: &[String]) -> Res<()> {
     let (cpu0, t0) = (process_cpu(), Instant::now());
     let reader = thread::spawn(move || -> io::Result<u64> {
         let mut conn = TcpStream::connect(addr)?;
-        let mut buf = vec![0u8; BUF];
+        let mut buf = vec![0u8; CHUNK];
         let mut got = 0u64;
         loop {
             match conn.read(&mut buf) {
