@@ -16,9 +16,10 @@
 //! - `probe.rs`: the per-byte costs the script turns into an estimate of the floor (SHA-256
 //!   per 64 KiB on one core; loopback TCP from `sendfile` into a receiver that drops the bytes).
 //!
-//! Commands (all print one JSON object on stdout):
+//! Commands (`run` and the probes print one JSON object on stdout):
 //! - `floor run FILE DIR N [--threads 1|2] [--block KIB] [--keep]`: FILE to N receivers writing
-//!   `DIR/floorI.bin`; `{"ok", "seconds", "cpu_seconds": {"all", "sender", "receivers"}}`.
+//!   `DIR/floorI.bin`, in blocks of KIB (64: one chunk; larger only to compare);
+//!   `{"ok", "seconds", "cpu_seconds": {"all", "sender", "receivers"}}`.
 //!   The clock starts before the receivers are spawned and stops when the last has exited
 //!   having checked every chunk; the chunk list (DIR/floor.hashes) is made before the clock.
 //! - `floor probe-hash` and `floor probe-net FILE`: see `probe.rs`.
