@@ -22,9 +22,15 @@
 #             every leecher reports the torrent complete (rqbit: its HTTP API says finished;
 #             aria2: its --on-bt-download-complete hook ran). Leechers keep seeding to each
 #             other until all are done.
-#   floor     no tool: the file sent over loopback to N receiver processes that each hash every
-#             64 KiB chunk (SHA-256) and write it (bench.py floor). The work every tool here
-#             must do at least, with no protocol around it: a bound on what any tool can reach.
+#   floor     no tool: the file sent with sendfile over loopback to N receiver processes that
+#             each receive all of it, check the SHA-256 of every 64 KiB chunk against a list
+#             made before the clock, and write it (tests/bench/floor, native, timing itself
+#             from spawning the receivers until the last exits). The work every tool here must
+#             do at least, with no protocol around it: a bound on what any tool can reach. A tool
+#             faster than the floor in the same round is reported as BROKEN FLOOR.
+# Before the rounds the script measures per-byte costs on this machine (SHA-256 per 64 KiB on
+# one core and loopback TCP, both by the floor program; page-cache writes by dd) and prints
+# the floor they predict beside the floor measured.
 # Every leecher's copy is checked (size and SHA-256) after the clock stops.
 # Peak RSS is each process's VmHWM from /proc at the end of its run.
 set -euo pipefail
@@ -92,15 +98,17 @@ if wants rqbit && ! command -v rqbit >/dev/null; then
   step "installing rqbit (cargo install; takes a few minutes the first time)"
   cargo install rqbit --locked || cargo install rqbit
 fi
-for tool in python3 findmnt sha256sum; do
+for tool in python3 findmnt sha256sum dd; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
-if wants torronto; then
-  step "building torronto (release)"
-  (cd "$repo" && cargo build --release -p torronto-node --quiet)
-  target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  torronto="$target_dir/release/torronto"
-fi
+# The floor always builds: it also warms the machine up and measures the per-byte costs.
+build=(-p torronto-floor)
+wants torronto && build+=(-p torronto-node)
+step "building the floor$(wants torronto && echo " and torronto") (release)"
+(cd "$repo" && cargo build --release "${build[@]}" --quiet)
+target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+torronto="$target_dir/release/torronto"
+floor="$target_dir/release/floor"
 
 # ---------------------------------------------------------------------------------------
 # Workspace, process bookkeeping, cleanup
@@ -446,7 +454,7 @@ run_floor() {
   settle_disk
   # A receiver that fell short makes "ok" false in the JSON, and record() then leaves
   # the round without seconds (shown as failed).
-  python3 "$helper" floor "$file" "$work" "$leechers" >"$work/floor.json" || ok=false
+  "$floor" run "$file" "$work" "$leechers" >"$work/floor.json" || ok=false
   record floor "$ok" 0 0 "$work/floor.json" "$leechers" "$round"
 }
 
@@ -480,7 +488,20 @@ run_query() {
 # of later ones (seen in the floor and in torronto's first rounds), so an untimed floor
 # run goes first rather than charging that to whichever tool would.
 step "warming up: one untimed floor run"
-python3 "$helper" floor "$file" "$work" "$leechers" >/dev/null
+"$floor" run "$file" "$work" "$leechers" >/dev/null
+
+# Per-byte costs, in CPU-seconds (on a shared machine CPU time is steadier than wall time):
+# SHA-256 of 64 KiB chunks on one core, loopback TCP (sendfile in, one read copy out, both
+# ends' CPU), and writing into fresh page-cache pages (dd from /dev/zero, its user+sys time).
+step "measuring per-byte costs: hashing, loopback TCP, page-cache writes"
+"$floor" probe-hash >"$work/probe-hash.json"
+"$floor" probe-net "$file" >"$work/probe-net.json"
+settle_disk
+TIMEFORMAT='%R %U %S'
+{ time dd if=/dev/zero of="$work/dd.bin" bs=1M count="$size_mib" status=none; } 2>"$work/dd.time"
+rm -f "$work/dd.bin"
+read -r dd_real dd_user dd_sys <"$work/dd.time"
+echo "{\"bytes\": $size, \"seconds\": $dd_real, \"cpu_seconds\": $(python3 -c "import sys; print(float(sys.argv[1]) + float(sys.argv[2]))" "$dd_user" "$dd_sys")}" >"$work/probe-write.json"
 # The tools take turns, round after round, each round starting with the next tool, so a
 # busy spell on a shared machine hits one round of each rather than all of one tool.
 tools=()
@@ -504,6 +525,7 @@ echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /p
 echo "torronto: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null)$(cd "$repo" && [ -n "$(git status --porcelain -- core native-node 2>/dev/null)" ] && echo " + uncommitted changes in core/ or native-node/")"
 echo "load average before the run: $load_before (the machine may be shared with other work; see 'machine busy' below)"
 python3 "$helper" table "$results" "$size_mib"
+python3 "$helper" estimate "$results" "$size_mib" "$leechers" "$work/probe-hash.json" "$work/probe-net.json" "$work/probe-write.json"
 echo
 echo "CPU during each timed window (seconds of CPU per process; machine busy = both cores, all processes):"
 python3 - "$results" <<'EOF'
