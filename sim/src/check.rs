@@ -260,7 +260,8 @@ fn show(s: &Status) -> String {
 /// holds are computed too (and must then show nothing held).
 fn oracle(world: &World, m: usize, got: &Status) -> Status {
     let peers: Vec<usize> = world.linked(m).into_iter().collect();
-    let participants: Vec<usize> = std::iter::once(m).chain(peers.iter().copied()).collect();
+    // Every participant of the network counts, linked or not (gossip tells of the rest).
+    let participants: Vec<usize> = (0..world.machines.len()).filter(|&y| y == m || world.machines[y].joined()).collect();
     let holds = |y: usize, s: &FileSpec, i| world.machines[y].disk.knows(&s.name) && world.machines[y].disk.holds(s, i);
     let mut status = Status {
         node: world.machines[m].addr.to_string(),
@@ -271,8 +272,8 @@ fn oracle(world: &World, m: usize, got: &Status) -> Status {
     for s in &world.schedule.files {
         let n = s.manifest.chunk_count();
         let known_by = |y: usize| world.machines[y].disk.knows(&s.name);
-        let must =
-            known_by(m) || peers.iter().any(|&y| (n == 0 && known_by(y)) || ChunkIndex::all(n).any(|i| holds(y, s, i)));
+        let must = known_by(m)
+            || participants.iter().any(|&y| (n == 0 && known_by(y)) || ChunkIndex::all(n).any(|i| holds(y, s, i)));
         if !must && !got.files.iter().any(|f| f == s.name.as_str()) {
             continue;
         }
