@@ -159,7 +159,7 @@ impl Driver {
             token: Some(token.clone()),
             insert_from,
             seed: rand::random(),
-            tuning: Tuning::default(),
+            tuning: Tuning { max_links: opts.max_links, ..Tuning::default() },
             private: private.as_ref().map(|p| p.node_id()),
         });
         let (complete, partial) =

@@ -26,6 +26,8 @@ use crate::wire::{PeerAddr, PeerMessage};
 
 /// How long a participant that unlinked us is not dialled again.
 const UNLINKED_PAUSE: Millis = 60_000;
+/// How long an address whose dial failed is not dialled again.
+const DIAL_FAILED_PAUSE: Millis = 10_000;
 /// Dials for links in flight at once.
 const DIALS_AT_ONCE: usize = 4;
 
@@ -39,8 +41,8 @@ pub(super) struct Overlay {
     last_bump: Millis,
     /// Addresses dialled for a link, not yet answered.
     dialing: BTreeSet<PeerAddr>,
-    /// Participants that unlinked us, and when: not dialled again for a while.
-    unlinked_by: BTreeMap<PeerAddr, Millis>,
+    /// Participants not to dial before a time: they unlinked us, or a dial failed.
+    not_before: BTreeMap<PeerAddr, Millis>,
 }
 
 impl Node {
@@ -140,6 +142,20 @@ impl Node {
         {
             self.bump(now, Liveness::Alive);
         }
+        if self.peers.is_empty() {
+            // Cut off, we can vouch for nobody: unless gossip says otherwise once we are
+            // linked again, everyone we knew of is taken to have gone.
+            let alive: Vec<PeerAddr> = self
+                .overlay
+                .view
+                .iter()
+                .filter(|(_, k)| k.record.liveness == Liveness::Alive)
+                .map(|(a, _)| a.clone())
+                .collect();
+            for addr in alive {
+                self.suspect(now, &addr);
+            }
+        }
         let suspect_timeout = tuning.suspect_timeout;
         let expired: Vec<PeerAddr> = self
             .overlay
@@ -154,7 +170,7 @@ impl Node {
         }
         // Left records are no longer counted, so nothing is applied from them.
         self.overlay.view.forget_left(now, tuning.left_keep);
-        self.overlay.unlinked_by.retain(|_, at| now.saturating_sub(*at) < UNLINKED_PAUSE);
+        self.overlay.not_before.retain(|_, at| *at > now);
         if !self.peers.is_empty() {
             let k = (self.random() % self.peers.len() as u64) as usize;
             let conn = self.peers.values().nth(k).expect("k < len").conn;
@@ -351,12 +367,13 @@ impl Node {
 
     /// A peer unlinked us (or left): not dialled again for a while.
     pub(super) fn unlinked_by(&mut self, now: Millis, addr: &PeerAddr) {
-        self.overlay.unlinked_by.insert(addr.clone(), now);
+        self.overlay.not_before.insert(addr.clone(), now + UNLINKED_PAUSE);
     }
 
     /// A dial for a link has been answered, or failed.
     pub(super) fn dial_answered(&mut self, now: Millis, addr: &PeerAddr, failed: bool) {
         if self.overlay.dialing.remove(addr) && failed {
+            self.overlay.not_before.insert(addr.clone(), now + DIAL_FAILED_PAUSE);
             self.suspect(now, addr);
         }
     }
@@ -369,9 +386,25 @@ impl Node {
     /// Dials participants gossip told us of: random ones up to the target, and a far
     /// holder of a file we lack that none of our links holds.
     fn dial_for_links(&mut self) {
+        // A browser peer reaches only the nodes its page names (through their bridge).
+        if !self.config.me.is_diallable() {
+            return;
+        }
         let links = self.link_count();
         let mut budget = self.link_target().saturating_sub(links + self.overlay.dialing.len());
         budget = budget.min(DIALS_AT_ONCE.saturating_sub(self.overlay.dialing.len()));
+        if budget > 0 {
+            self.dial_random(budget);
+        }
+        if links < self.config.tuning.max_links && self.overlay.dialing.is_empty() {
+            if let Some(addr) = self.holder_to_dial() {
+                self.dial_link(addr);
+            }
+        }
+    }
+
+    /// Dials up to `budget` participants at random.
+    fn dial_random(&mut self, mut budget: usize) {
         // Suspects too: a node cut off suspects everyone, and must find its way back.
         // And the peers file, where gossip knows nobody (or nobody it has not given up).
         let mut candidates: Vec<PeerAddr> = self
@@ -390,11 +423,6 @@ impl Node {
             self.dial_link(addr);
             budget -= 1;
         }
-        if links < self.config.tuning.max_links && self.overlay.dialing.is_empty() {
-            if let Some(addr) = self.holder_to_dial() {
-                self.dial_link(addr);
-            }
-        }
     }
 
     fn may_dial(&self, addr: &PeerAddr) -> bool {
@@ -403,7 +431,7 @@ impl Node {
             && !self.peers.contains_key(addr)
             && !self.banned.contains(addr)
             && !self.overlay.dialing.contains(addr)
-            && !self.overlay.unlinked_by.contains_key(addr)
+            && !self.overlay.not_before.contains_key(addr)
     }
 
     fn dial_link(&mut self, addr: PeerAddr) {
