@@ -226,8 +226,15 @@ impl Node {
         let Membership::Leaving(plan) = &mut self.membership else {
             return;
         };
-        if (plan.todo.is_empty() && plan.awaiting.is_empty()) || self.peers.is_empty() {
+        if plan.todo.is_empty() && plan.awaiting.is_empty() {
             self.finish_leave();
+            return;
+        }
+        if self.peers.is_empty() {
+            // Nobody to hand our chunks to: link to someone first, if anyone is there.
+            if !self.link_for_leave() {
+                self.finish_leave();
+            }
             return;
         }
         let window = self.config.tuning.push_window;

@@ -303,7 +303,7 @@ impl Node {
             self.timers.set(Timer::Introduction(conn), now + self.config.tuning.intro_timeout);
         }
         if let Some(addr) = dialed {
-            if matches!(self.membership, Membership::Joining { .. } | Membership::Joined)
+            if matches!(self.membership, Membership::Joining { .. } | Membership::Joined | Membership::Leaving(_))
                 && !self.banned.contains(&addr)
             {
                 // Tombstones first: what the peer announces next is judged by them.

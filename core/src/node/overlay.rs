@@ -46,10 +46,13 @@ pub(super) struct Overlay {
 }
 
 impl Node {
-    /// Links worth dialling for: half the limit, at most 8 (a random graph of degree 8
-    /// among thousands of nodes is connected with a diameter of 4 or 5).
+    /// Links worth dialling for: half the limit, at least 2 (a graph where each node
+    /// picks one other at random falls apart into pairs; with two it holds together)
+    /// and at most 8 (a random graph of degree 8 among thousands of nodes is connected
+    /// with a diameter of 4 or 5).
     pub(super) fn link_target(&self) -> usize {
-        (self.config.tuning.max_links / 2).clamp(1, 8)
+        let max = self.config.tuning.max_links;
+        (max / 2).clamp(2, 8).min(max)
     }
 
     /// Links to diallable peers (browser peers, which cannot be dialled, do not count).
@@ -311,6 +314,23 @@ impl Node {
         self.overlay.dialing.remove(addr);
         self.far_recount(addr);
         self.send_gossip(conn, Gossip { digest: Some(self.full_digest()), ..Gossip::default() });
+        if matches!(self.membership, Membership::Leaving(_)) {
+            // Linked to hand chunks over: it must not count on us either.
+            self.send(conn, PeerMessage::Leaving);
+            self.pump_leave();
+        }
+    }
+
+    /// Leaving with chunks to hand over and no link: dials for one. False if there is
+    /// nobody to dial (we leave at once, as a node alone in the network does).
+    pub(super) fn link_for_leave(&mut self) -> bool {
+        if !self.config.me.is_diallable() {
+            return false;
+        }
+        if self.overlay.dialing.is_empty() {
+            self.dial_random(DIALS_AT_ONCE);
+        }
+        !self.overlay.dialing.is_empty()
     }
 
     /// Past the link limit, unlinks one: the newcomer if it dialled us, else a random
@@ -368,6 +388,10 @@ impl Node {
     /// A peer unlinked us (or left): not dialled again for a while.
     pub(super) fn unlinked_by(&mut self, now: Millis, addr: &PeerAddr) {
         self.overlay.not_before.insert(addr.clone(), now + UNLINKED_PAUSE);
+        // Turned away by a full node, which told us of others: link to them now.
+        if matches!(self.membership, Membership::Joined | Membership::Joining { .. }) {
+            self.dial_for_links();
+        }
     }
 
     /// A dial for a link has been answered, or failed.
@@ -375,6 +399,8 @@ impl Node {
         if self.overlay.dialing.remove(addr) && failed {
             self.overlay.not_before.insert(addr.clone(), now + DIAL_FAILED_PAUSE);
             self.suspect(now, addr);
+            // A leave waiting for a link tries another, or gives up.
+            self.pump_leave();
         }
     }
 
@@ -404,7 +430,7 @@ impl Node {
     }
 
     /// Dials up to `budget` participants at random.
-    fn dial_random(&mut self, mut budget: usize) {
+    pub(super) fn dial_random(&mut self, mut budget: usize) {
         // Suspects too: a node cut off suspects everyone, and must find its way back.
         // And the peers file, where gossip knows nobody (or nobody it has not given up).
         let mut candidates: Vec<PeerAddr> = self
