@@ -16,8 +16,9 @@ use crate::world::{Options, Plant, Stats, World};
 pub const CONVERGENCE_BOUND: Millis = 120_000;
 
 /// How long gossip has, once every file is everywhere, to bring every node's count of
-/// the network up to date: a suspicion's timeout (15 s) and the rounds to spread it.
-pub const GOSSIP_SETTLE: Millis = 40_000;
+/// the network up to date: a record's lease (30 s in the simulator), a suspicion's
+/// timeout (15 s) and the rounds to spread them.
+pub const GOSSIP_SETTLE: Millis = 60_000;
 
 /// How a schedule ended.
 #[derive(Debug)]

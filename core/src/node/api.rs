@@ -117,6 +117,10 @@ pub struct Tuning {
     /// are remembered for `left_keep`.
     pub suspect_timeout: Millis,
     pub left_keep: Millis,
+    /// Our record is renewed at least this often, changed or not; a record not renewed
+    /// for `lease` is suspected (a participant that crashed with no link left to notice).
+    pub refresh_interval: Millis,
+    pub lease: Millis,
 }
 
 impl Default for Tuning {
@@ -158,6 +162,8 @@ impl Default for Tuning {
             record_interval: 2_000,
             suspect_timeout: 15_000,
             left_keep: 300_000,
+            refresh_interval: 60_000,
+            lease: 180_000,
         }
     }
 }

@@ -11,8 +11,9 @@
 //!   most once per `record_interval`), when it joins or leaves, and to refute a
 //!   suspicion.
 //! - Failure detection: a link that breaks without a Remove, or a dial that fails, makes
-//!   the participant `Suspect`; unrefuted after `suspect_timeout` it is `Left` and no
-//!   longer counted. Departures are forgotten after `left_keep`.
+//!   the participant `Suspect`, and so does a record not renewed for `lease` (each node
+//!   renews its own every `refresh_interval`); unrefuted after `suspect_timeout` it is
+//!   `Left` and no longer counted. Departures are forgotten after `left_keep`.
 //! - Counting: each far participant's record is applied to the files' counts
 //!   (`FileState::set_far`); a participant we are linked to is counted from its own
 //!   announcements instead, never twice.
@@ -43,6 +44,8 @@ pub(super) struct Overlay {
     dialing: BTreeSet<PeerAddr>,
     /// Participants not to dial before a time: they unlinked us, or a dial failed.
     not_before: BTreeMap<PeerAddr, Millis>,
+    /// Participants we banned: neither counted nor dialled, whatever gossip says.
+    shunned: BTreeSet<PeerAddr>,
 }
 
 impl Node {
@@ -67,7 +70,16 @@ impl Node {
     }
 
     fn counts_far(&self, addr: &PeerAddr, record: &Record) -> bool {
-        record.liveness != Liveness::Left && !self.peers.contains_key(addr) && *addr != self.config.me
+        record.liveness != Liveness::Left
+            && !self.peers.contains_key(addr)
+            && *addr != self.config.me
+            && !self.overlay.shunned.contains(addr)
+    }
+
+    /// We banned `addr`: what it holds no longer counts, and it is not dialled.
+    pub(super) fn shun(&mut self, addr: &PeerAddr) {
+        self.overlay.shunned.insert(addr.clone());
+        self.far_recount(addr);
     }
 
     fn my_stamp(&self) -> Stamp {
@@ -140,10 +152,21 @@ impl Node {
         }
         let tuning = self.config.tuning.clone();
         self.timers.set(Timer::Gossip, now + tuning.gossip_interval);
-        if now.saturating_sub(self.overlay.last_bump) >= tuning.record_interval
-            && self.own_holdings() != self.overlay.published
+        let since_bump = now.saturating_sub(self.overlay.last_bump);
+        if since_bump >= tuning.refresh_interval
+            || (since_bump >= tuning.record_interval && self.own_holdings() != self.overlay.published)
         {
             self.bump(now, Liveness::Alive);
+        }
+        let stale: Vec<PeerAddr> = self
+            .overlay
+            .view
+            .iter()
+            .filter(|(_, k)| k.record.liveness == Liveness::Alive && now.saturating_sub(k.since) >= tuning.lease)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for addr in stale {
+            self.suspect(now, &addr);
         }
         if self.peers.is_empty() {
             // Cut off, we can vouch for nobody: unless gossip says otherwise once we are
@@ -458,6 +481,7 @@ impl Node {
             && !self.banned.contains(addr)
             && !self.overlay.dialing.contains(addr)
             && !self.overlay.not_before.contains_key(addr)
+            && !self.overlay.shunned.contains(addr)
     }
 
     fn dial_link(&mut self, addr: PeerAddr) {

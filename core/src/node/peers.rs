@@ -410,6 +410,7 @@ impl Node {
                 }
             }
             self.drop_peer(addr, false);
+            self.shun(addr);
             self.events.push_back(Event::PeerBanned(addr.clone()));
         }
     }
