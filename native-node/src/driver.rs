@@ -465,6 +465,7 @@ impl Driver {
                     (&mut self.metrics, &event)
                 {
                     metrics.sent(self.node.peer_of(*conn), chunk);
+                    metrics.upload_header_sent(Envelope::upload_header(self.node.me(), chunk).len());
                 }
                 self.node.handle_storage(now, event)
             }
@@ -489,7 +490,7 @@ impl Driver {
                 match cmd {
                     NetCommand::Send { conn, envelope } => {
                         if let Some(metrics) = &mut self.metrics {
-                            metrics.outgoing(self.node.peer_of(conn), conn, &envelope.message);
+                            metrics.outgoing(self.node.peer_of(conn), conn, &envelope);
                         }
                         let Some(c) = self.conns.get(&conn) else { continue };
                         if c.queued.fetch_add(1, Ordering::Relaxed) < OUTGOING_LIMIT {
