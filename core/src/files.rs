@@ -380,11 +380,11 @@ mod tests {
         f.set_far(&b, &[(1, 3)]);
         assert_eq!(f.replication_summary(), (1, 4, 7));
         f.set_far(&a, &[(3, 4)]);
-        assert_eq!(f.replication_summary(), (0, 3, 4), "replaced: chunk 1 and 2 by b only, 3 by a");
+        assert_eq!(f.replication_summary(), (1, 4, 4), "replaced: 0 here, 1 and 2 by b only, 3 by a");
         f.remove_far(&b);
         f.remove_far(&a);
         assert_eq!(f.replication_summary(), (0, 1, 1));
-        assert!(f.is_known(), "held here");
+        assert!(!f.is_known(), "no manifest here and nobody else holds it");
     }
 
     #[test]

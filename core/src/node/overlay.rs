@@ -419,9 +419,13 @@ impl Node {
 
     /// A dial for a link has been answered, or failed.
     pub(super) fn dial_answered(&mut self, now: Millis, addr: &PeerAddr, failed: bool) {
-        if self.overlay.dialing.remove(addr) && failed {
+        // Answered without becoming a link (it failed, or the other end has not joined):
+        // not dialled again for a while.
+        if self.overlay.dialing.remove(addr) {
             self.overlay.not_before.insert(addr.clone(), now + DIAL_FAILED_PAUSE);
-            self.suspect(now, addr);
+            if failed {
+                self.suspect(now, addr);
+            }
             // A leave waiting for a link tries another, or gives up.
             self.pump_leave();
         }
