@@ -17,7 +17,8 @@
 //! - [`secure`]: private networks: identities, node IDs, the network secret, and the
 //!   Noise handshake and encrypted channel the open protocol's frames travel in;
 //! - [`bittorrent`]: speaking to standard BitTorrent clients: bencode, v1 metainfo and
-//!   info-hash, the BEP 3 peer wire, a seeding and a leeching session.
+//!   info-hash, the BEP 3 peer wire, a seeding and a leeching session;
+//! - [`units`]: sizes as people read them (`1.5 MiB`), for every driver's output.
 //!
 //! Nothing here does I/O, reads a clock, draws randomness or spawns: drivers pass time
 //! and random bytes in and carry out the commands that come out (see [`node::Node`]).
@@ -32,6 +33,7 @@ pub mod name;
 pub mod node;
 pub mod secure;
 pub mod status;
+pub mod units;
 pub mod wire;
 
 pub use bitset::ChunkSet;
@@ -44,4 +46,5 @@ pub use node::{
 };
 pub use secure::{Handshake, Identity, NetworkSecret, NodeId, SecureChannel, SecureConfig, SecureError};
 pub use status::{ChunkMap, FileRow, InsertProgress, Status};
+pub use units::human_size;
 pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage, RateLimits, Tombstone};

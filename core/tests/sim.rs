@@ -854,3 +854,46 @@ fn a_drivers_own_insert_is_answered_with_an_event() {
     assert_eq!(code(again), Some(Some(Code::FileExists)), "the same name is being inserted");
     assert_eq!(code(missing), Some(Some(Code::FileMissing)));
 }
+
+#[test]
+fn a_peer_fetching_on_request_drops_a_file_and_the_others_stop_counting_its_copy() {
+    let mut net = Net::new(2);
+    net.machines[1].node.fetch_on_request();
+    net.join_all();
+    let data = content(3 * CHUNK_SIZE as usize, 11);
+    assert_eq!(net.insert(0, "kept", data.clone()), Code::Ok);
+    net.run();
+    let now = net.now;
+    net.machines[1].node.request_file(now, &name("kept"));
+    net.run();
+    assert_fully_replicated(&mut net, "kept", &data, 2);
+
+    // Dropped: deleted from its folder, no longer counted by the node that keeps it,
+    // still listed (the other node offers it), and not fetched again by itself.
+    assert!(net.machines[1].node.drop_file(now, &name("kept")));
+    net.run_for(60_000);
+    assert_eq!(net.machines[1].folder.get(&name("kept")), None, "storage deleted it");
+    let s = net.status(1);
+    assert_eq!((s.files.clone(), s.local.clone()), (vec!["kept".to_string()], vec![0.0]), "listed, not held");
+    let s = net.status(0);
+    assert_eq!((s.least_replication[0], s.weighted_least_replication[0]), (1, 1.0), "its copy is no longer counted");
+
+    // Asked for again, it comes back whole.
+    let now = net.now;
+    net.machines[1].node.request_file(now, &name("kept"));
+    net.run();
+    assert_fully_replicated(&mut net, "kept", &data, 2);
+
+    // Dropped before its manifest came: nothing of it is fetched or stored.
+    assert_eq!(net.insert(0, "cancelled", content(2 * CHUNK_SIZE as usize, 12)), Code::Ok);
+    net.run();
+    let now = net.now;
+    net.machines[1].node.request_file(now, &name("cancelled"));
+    assert!(net.machines[1].node.drop_file(now, &name("cancelled")));
+    net.run_for(60_000);
+    assert_eq!(net.machines[1].folder.get(&name("cancelled")), None, "no room was made for it");
+    let s = net.status(1);
+    let at = s.files.iter().position(|f| f == "cancelled").expect("still listed");
+    assert_eq!(s.local[at], 0.0);
+    assert!(!net.machines[1].node.drop_file(now, &name("never-heard-of")));
+}

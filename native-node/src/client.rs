@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use tokio::net::TcpStream;
+/// Sizes read as in the panel: core holds the one rule.
+pub use torronto_core::human_size;
 use torronto_core::wire::{Reply, WireError};
 use torronto_core::{Code, Control, Envelope, Message, NetworkSecret, PeerAddr, Status};
 use torronto_net::{
@@ -260,22 +262,6 @@ pub fn format_status(s: &Status) -> String {
     out
 }
 
-/// Bytes in the largest binary unit that keeps the number readable.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,7 +292,6 @@ mod tests {
             table.contains(&format!("127.0.0.1:7001 ({id}) · joined · 1 peer(s): 127.0.0.1:7002 ({id})")),
             "{table}"
         );
-        assert_eq!(human_size(1023), "1023 B");
         assert_eq!(exit_status(Code::FileExists), 13);
     }
 }

@@ -20,13 +20,16 @@
 //! - [`wait_until`]: poll a condition every ~50 ms; on timeout, panic saying what was awaited
 //!   and showing the last query output seen on this thread. This is the only place a test
 //!   sleeps.
-//! - [`random_file`], [`sha256_file`], [`sha256_hex`]: test data.
+//! - [`random_file`], [`sha256_file`], [`sha256_hex`]: test data;
+//! - [`browser`]: the browser tests' harness (nodes with `--ws`, headless Chromium), and
+//!   [`panel`]: what the control panel's browser tests share (card selectors, predicates).
 //!
 //! Set `TORRONTO_KEEP=1` to keep the folders and logs of a failed test (their path is printed).
 //! Nodes log with `RUST_LOG` if set, else `info` (and `NO_COLOR=1`); the control client runs without `RUST_LOG`
 //! so that its stderr holds only its own messages.
 
 pub mod browser;
+pub mod panel;
 pub mod raw;
 pub mod sys;
 pub mod watch;

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use torronto_tests::browser::{artifact, require_browser, Browser, WsNode};
+use torronto_tests::panel::{
+    card, insert_on, page_with_peer, secret_in, stored_in_page, PEER_CONNECTED, PEER_ROW_COMPLETE,
+};
 use torronto_tests::{file_status, peers, random_file, sha256_file, wait_until};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -20,18 +23,6 @@ const NODE_ROW_COMPLETE: &str = r#"
     const card = document.querySelector(`section.node[data-url="${arguments[0]}"]`);
     const row = card && card.querySelector(`tr.file[data-file="${arguments[1]}"]`);
     return !!row && row.dataset.local === "1" && Number(row.dataset.least) >= arguments[2];
-"#;
-
-/// A JS predicate: the browser peer's row of `file` shows it complete.
-const PEER_ROW_COMPLETE: &str = r#"
-    const row = document.querySelector(`section.browser-peer tr.file[data-file="${arguments[0]}"]`);
-    return !!row && row.dataset.local === "1";
-"#;
-
-/// The browser peer is connected to at least `arguments[0]` nodes.
-const PEER_CONNECTED: &str = r#"
-    const s = document.querySelector("section.browser-peer");
-    return !!s && Number(s.dataset.connected) >= arguments[0];
 "#;
 
 /// Saves `file` from the browser peer's card and returns the SHA-256 (hex) of the Blob
@@ -47,28 +38,6 @@ fn saved_sha(browser: &Browser, file: &str) -> Value {
              .catch(e => done("error: " + e));"#,
         json!([file]),
     )
-}
-
-/// Two joined nodes and the panel of the first, its browser peer connected.
-fn page_with_peer() -> (Vec<WsNode>, Browser) {
-    let nodes = WsNode::cluster(2, true);
-    let browser = Browser::start();
-    browser.goto(&nodes[0].panel_url());
-    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
-    (nodes, browser)
-}
-
-/// Inserts a random file `name` of `size` bytes into `node` with the CLI; its SHA-256.
-fn insert_on(node: &WsNode, name: &str, size: usize, seed: u64) -> String {
-    let src = node.scratch().join(name);
-    random_file(&src, size, seed);
-    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &node.addr()]);
-    assert_eq!(out.code, 0, "insert {name} into node {}: {out}", node.label);
-    sha256_file(&src)
-}
-
-fn card(node: &WsNode) -> String {
-    format!(r#"section.node[data-url="{}"]"#, node.ws_url())
 }
 
 #[test]
@@ -173,7 +142,7 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
     if !require_browser() {
         return;
     }
-    let (nodes, browser) = page_with_peer();
+    let (nodes, browser) = page_with_peer(2);
 
     // Share a file from "this computer" through the file picker: the nodes fetch it
     // from the page, byte for byte.
@@ -242,31 +211,12 @@ fn browser_peer_shares_downloads_saves_and_keeps_chunks_across_reload() {
     browser.screenshot(&artifact("browser-peer.png"));
 }
 
-/// How many manifests and chunk records of `file` the page keeps in IndexedDB.
-fn stored_in_page(browser: &Browser, file: &str) -> Value {
-    browser.exec_async(
-        r#"const done = arguments[arguments.length - 1];
-           const name = arguments[0];
-           const req = indexedDB.open("torronto");
-           req.onerror = () => done("cannot open the database");
-           req.onsuccess = () => {
-             const db = req.result;
-             const tx = db.transaction(["files", "index"], "readonly");
-             const files = tx.objectStore("files").count(name);
-             const records = tx.objectStore("index").count(IDBKeyRange.bound([name, 0], [name, 4294967295]));
-             tx.oncomplete = () => { db.close(); done([files.result, records.result]); };
-             tx.onerror = () => done("cannot read the database");
-           };"#,
-        json!([file]),
-    )
-}
-
 #[test]
 fn the_panel_removes_a_file_everywhere_after_confirmation_and_the_browser_peer_drops_it() {
     if !require_browser() {
         return;
     }
-    let (nodes, browser) = page_with_peer();
+    let (nodes, browser) = page_with_peer(2);
     insert_on(&nodes[1], "old.bin", 300_000, 21);
     browser.click(r#"section.browser-peer button.download[data-file="old.bin"]"#);
     browser.wait(LONG, "the page holds old.bin complete", PEER_ROW_COMPLETE, json!(["old.bin"]));
@@ -312,14 +262,6 @@ fn the_panel_removes_a_file_everywhere_after_confirmation_and_the_browser_peer_d
     browser.screenshot(&artifact("browser-remove.png"));
 }
 
-/// A fresh network secret file in `dir`, made by `torronto secret new --out`.
-fn secret_in(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("net.secret");
-    let out = torronto_tests::cli(&["secret", "new", "--out", &path.display().to_string()]);
-    assert_eq!(out.code, 0, "secret new: {out}");
-    path
-}
-
 #[test]
 fn browser_peer_joins_a_private_network_with_the_secret_in_the_address() {
     if !require_browser() {
@@ -362,11 +304,7 @@ fn browser_peer_joins_a_private_network_with_the_secret_in_the_address() {
     );
 
     // A network file downloaded into the page has the original bytes.
-    let src = nodes[1].scratch().join("private-network.bin");
-    random_file(&src, 3 * 1024 * 1024 + 5, 22);
-    let sha = sha256_file(&src);
-    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &nodes[1].addr()]);
-    assert_eq!(out.code, 0, "insert into node w1: {out}");
+    let sha = insert_on(&nodes[1], "private-network.bin", 3 * 1024 * 1024 + 5, 22);
     browser.click(r#"section.browser-peer button.download[data-file="private-network.bin"]"#);
     browser.wait(
         LONG,
@@ -393,10 +331,7 @@ fn without_the_secret_the_page_controls_a_private_node_but_its_peer_learns_nothi
     let tmp = tempfile::tempdir().expect("tempdir");
     let secret = secret_in(tmp.path());
     let nodes = WsNode::private_cluster(1, true, &secret);
-    let src = nodes[0].scratch().join("members-only.bin");
-    random_file(&src, 300_000, 23);
-    let out = torronto_tests::cli(&["insert", &src.display().to_string(), "--node", &nodes[0].addr()]);
-    assert_eq!(out.code, 0, "insert: {out}");
+    insert_on(&nodes[0], "members-only.bin", 300_000, 23);
 
     // Token only: control works (the token holder is the owner)...
     let browser = Browser::start();

@@ -8,14 +8,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use torronto_tests::browser::{artifact, require_browser, Browser, WsNode};
+use torronto_tests::panel::card;
 use torronto_tests::{number, wait_until};
 
 const LONG: Duration = Duration::from_secs(60);
 const ENTER: &str = "\u{E007}";
-
-fn card(node: &WsNode) -> String {
-    format!(r#"section.node[data-url="{}"]"#, node.ws_url())
-}
 
 /// Replaces what the search field of the card `css` holds with `text`, typed.
 fn search(browser: &Browser, css: &str, text: &str) {

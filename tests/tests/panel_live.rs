@@ -2,34 +2,19 @@
 //! that left reads "not joined" (not one red copy per file), the files × nodes overview
 //! of two watched nodes, rates and the time left
 //! while bytes move, the warning before closing the tab while something is at stake,
-//! and the browser peer's identity kept across reloads. Screenshots go to
-//! `tests/artifacts/`.
+//! the browser peer's identity kept across reloads, and a browser download cancelled or
+//! a file forgotten in the page. Screenshots go to `tests/artifacts/`.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use torronto_tests::browser::{artifact, require_browser, Browser, WsNode};
-use torronto_tests::{cli, random_file};
+use torronto_tests::panel::{
+    card, insert_on, page_with_peer, secret_in, stored_in_page, PEER_CONNECTED, PEER_ROW_COMPLETE,
+};
+use torronto_tests::{cli, random_file, wait_until};
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn card(node: &WsNode) -> String {
-    format!(r#"section.node[data-url="{}"]"#, node.ws_url())
-}
-
-/// The browser peer is connected to at least `arguments[0]` nodes.
-const PEER_CONNECTED: &str = r#"
-    const s = document.querySelector("section.browser-peer");
-    return !!s && Number(s.dataset.connected) >= arguments[0];
-"#;
-
-/// Inserts a random file `name` of `size` bytes into `node` with the CLI.
-fn insert_on(node: &WsNode, name: &str, size: usize, seed: u64) {
-    let src = node.scratch().join(name);
-    random_file(&src, size, seed);
-    let out = cli(&["insert", &src.display().to_string(), "--node", &node.addr()]);
-    assert_eq!(out.code, 0, "insert {name} into node {}: {out}", node.label);
-}
 
 /// Sets a node's bandwidth limits with the CLI (`torronto limit`).
 fn limit(node: &WsNode, flag: &str, rate: &str) {
@@ -132,8 +117,8 @@ fn rates_and_time_left_show_while_bytes_move_and_closing_the_tab_asks_first() {
     if !require_browser() {
         return;
     }
-    let (nodes, node_card, browser) = panel_of(2);
-    browser.wait(LONG, "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
+    let (nodes, browser) = page_with_peer(2);
+    let node_card = card(&nodes[0]);
     assert_eq!(leave_warning(&browser), json!([false, null]), "nothing at stake: the tab closes without asking");
 
     // Node w1 sends at most 1 MiB/s, so an 8 MiB file takes seconds to reach w0 and
@@ -227,9 +212,7 @@ fn the_browser_peer_keeps_its_name_and_key_across_reloads() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let secret = tmp.path().join("net.secret");
-    let out = cli(&["secret", "new", "--out", &secret.display().to_string()]);
-    assert_eq!(out.code, 0, "secret new: {out}");
+    let secret = secret_in(tmp.path());
     let nodes = WsNode::private_cluster(1, true, &secret);
     let browser = Browser::start();
     browser.goto(&nodes[0].printed_panel_url());
@@ -290,7 +273,7 @@ fn an_insert_by_path_shows_its_progress_on_the_node_card() {
         LONG,
         "the node card shows big.bin's insert progress",
         "const p = document.querySelector(arguments[0] + ' .inserting[data-file=\"big.bin\"] .bar span'); \
-         return !!p && p.textContent.endsWith('of 768 MiB') && p.textContent;",
+         return !!p && p.textContent.endsWith('of 768.0 MiB') && p.textContent;",
         json!([node_card]),
     );
     eprintln!("while inserting: {progress}");
@@ -301,4 +284,71 @@ fn an_insert_by_path_shows_its_progress_on_the_node_card() {
          !!document.querySelector(arguments[0] + ' tr.file[data-file=\"big.bin\"]');",
         json!([node_card]),
     );
+}
+
+#[test]
+fn a_browser_download_can_be_cancelled_and_a_file_forgotten_and_the_nodes_stop_counting_the_page() {
+    if !require_browser() {
+        return;
+    }
+    let (nodes, browser) = page_with_peer(2);
+    let node_card = card(&nodes[0]);
+    let row = |file: &str| format!(r#"section.browser-peer tr.file[data-file="{file}"]"#);
+
+    // A download under way: cancelled, the page keeps nothing of it and fetches no more.
+    limit(&nodes[1], "--upload-limit", "1MiB");
+    insert_on(&nodes[1], "slow.bin", 8 * 1024 * 1024, 51);
+    browser.click(&format!("{} button.download", row("slow.bin")));
+    let partial = browser.wait(
+        LONG,
+        "part of slow.bin is in the page",
+        "const r = document.querySelector(arguments[0]); const l = r && Number(r.dataset.local); \
+         return l > 0 && l < 1 && l;",
+        json!([row("slow.bin")]),
+    );
+    eprintln!("slow.bin held when cancelled: {partial}");
+    browser.click(&format!("{} button.cancel-download", row("slow.bin")));
+    browser.wait(
+        LONG,
+        "slow.bin is back to nothing held, with its Download button",
+        "const r = document.querySelector(arguments[0]); \
+         return !!r && r.dataset.local === '0' && !!r.querySelector('button.download') && !r.querySelector('button.cancel-download');",
+        json!([row("slow.bin")]),
+    );
+    wait_until(LONG, "the page deleted what it had of slow.bin from IndexedDB", || {
+        stored_in_page(&browser, "slow.bin") == json!([0, 0])
+    });
+    assert_eq!(leave_warning(&browser), json!([false, null]), "nothing downloading any more");
+    // Node w0 goes on fetching slow.bin from w1; the page takes none of it.
+    std::thread::sleep(Duration::from_secs(2));
+    let local = browser.exec("return document.querySelector(arguments[0]).dataset.local;", json!([row("slow.bin")]));
+    assert_eq!(local, json!("0"), "a cancelled download stays cancelled");
+    assert_eq!(stored_in_page(&browser, "slow.bin"), json!([0, 0]));
+
+    // A complete file, counted by the nodes: forgotten, it is no longer counted, and a
+    // second Download brings it back.
+    insert_on(&nodes[1], "kept.bin", 300_000, 52);
+    browser.click(&format!("{} button.download", row("kept.bin")));
+    browser.wait(LONG, "the page holds kept.bin", PEER_ROW_COMPLETE, json!(["kept.bin"]));
+    let node_row = format!(r#"{node_card} tr.file[data-file="kept.bin"]"#);
+    let least = "const r = document.querySelector(arguments[0]); return !!r && r.dataset.least === arguments[1];";
+    browser.wait(LONG, "node w0 counts 3 copies of kept.bin (w0, w1, the page)", least, json!([node_row, "3"]));
+    browser.click(&format!("{} button.forget", row("kept.bin")));
+    browser.wait(LONG, "node w0 counts 2 copies of kept.bin: the page's is gone", least, json!([node_row, "2"]));
+    // The page, connected to w0 only, counts what w0 knows too: the same 2 copies.
+    browser.wait(LONG, "the browser's table counts 2 copies of kept.bin too", least, json!([row("kept.bin"), "2"]));
+    browser.wait(
+        LONG,
+        "the page's row of kept.bin holds nothing and offers Download",
+        "const r = document.querySelector(arguments[0]); \
+         return !!r && r.dataset.local === '0' && !!r.querySelector('button.download');",
+        json!([row("kept.bin")]),
+    );
+    wait_until(LONG, "the page deleted kept.bin from IndexedDB", || {
+        stored_in_page(&browser, "kept.bin") == json!([0, 0])
+    });
+    browser.screenshot(&artifact("panel-forget.png"));
+    browser.click(&format!("{} button.download", row("kept.bin")));
+    browser.wait(LONG, "the page holds kept.bin again", PEER_ROW_COMPLETE, json!(["kept.bin"]));
+    browser.wait(LONG, "node w0 counts 3 copies again", least, json!([node_row, "3"]));
 }

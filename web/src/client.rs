@@ -39,6 +39,8 @@ pub enum PeerUpdate {
     },
     /// A notice dismissed here: hidden at once, before the engine's next view.
     Dismissed(u64),
+    /// The file `name` was forgotten here: its saved copy goes too.
+    Forgotten(String),
     /// The engine could not start or stopped: the panel still works without it.
     Failed(WebError),
 }
@@ -58,6 +60,11 @@ impl Reducible for PeerState {
                 s.saved.insert(name, url);
             }
             PeerUpdate::Dismissed(id) => s.view.notices.retain(|n| n.id != id),
+            PeerUpdate::Forgotten(name) => {
+                if let Some(url) = s.saved.remove(&name) {
+                    let _ = web_sys::Url::revoke_object_url(&url);
+                }
+            }
             PeerUpdate::Failed(error) => s.view.storage_error = Some(error.to_string()),
         }
         Rc::new(s)
@@ -143,6 +150,13 @@ impl EngineClient {
 
     pub fn download(&self, name: &str) {
         self.send(&Command::Download { name: name.to_string() }, None);
+    }
+
+    /// Stops fetching `name` and drops what this browser holds of it; a saved copy's
+    /// `blob:` URL is let go too.
+    pub fn forget(&self, name: &str) {
+        self.0.on_update.emit(PeerUpdate::Forgotten(name.to_string()));
+        self.send(&Command::Forget { name: name.to_string() }, None);
     }
 
     /// Saves a file held completely once the engine sends its Blob. (A file assembled

@@ -20,6 +20,8 @@
 //! - [`store`]: IndexedDB (`files` = manifests, `chunks` = verified chunks in records
 //!   of up to 64, `index` = which chunks each record holds);
 //! - [`digest`]: SHA-256 of downloaded chunks with WebCrypto, off the engine's thread;
+//! - [`rates`]: transfer rates from a node's byte counters (core's status), for the
+//!   node cards and the browser peer alike;
 //! - [`engine`] (in the worker): [`engine::PeerEngine`], the page's own
 //!   `torronto_core::Node` (identity `browser-<8 hex digits>` and, in a private network, a
 //!   static key, both kept in `localStorage` by the page; port 0; fetching only what
@@ -40,7 +42,7 @@
 //!   one before it replaces a working session) and renders the node's status, file
 //!   table and chunk map; `BrowserPeer` renders the page's peer. File tables are
 //!   searched, sorted and paged by `ui::listing`; a node's rates come from
-//!   successive Query answers (`ui::node::state`); two or more watched nodes get the
+//!   successive Query answers ([`rates`]); two or more watched nodes get the
 //!   files × nodes overview (`ui::overview`); closing the tab asks first while a
 //!   transfer runs or the page holds the only copy (`ui` `use_leave_warning`); notices (dismissible, expiring, in
 //!   aria-live regions) and copy badges are `ui::widgets`. Components only render state
@@ -58,6 +60,7 @@ pub mod control;
 pub mod digest;
 pub mod engine;
 pub mod error;
+pub mod rates;
 pub mod socket;
 pub mod store;
 mod ui;

@@ -183,12 +183,12 @@ fn send_records(ws: &WebSocket, handshake: &mut Handshake) {
 
 /// A member's part for a control session of this page: a fresh key pair, the network's secret, and no listen address (a browser accepts none).
 pub fn page_member(secret: &NetworkSecret) -> Result<SecureConfig, WebError> {
-    Ok(page_member_with(secret, random_entropy()?))
+    Ok(page_member_with(secret, Identity::from_random_bytes(random_entropy()?)))
 }
 
-/// [`page_member`] with the static key given (the browser peer's, remembered).
-pub fn page_member_with(secret: &NetworkSecret, key: [u8; 32]) -> SecureConfig {
-    SecureConfig::new(Identity::from_random_bytes(key), secret.clone(), Hello::default())
+/// [`page_member`] with the key pair given (the browser peer's, remembered).
+pub fn page_member_with(secret: &NetworkSecret, identity: Identity) -> SecureConfig {
+    SecureConfig::new(identity, secret.clone(), Hello::default())
 }
 
 /// 32 bytes for a handshake's ephemeral key, from the browser's CSPRNG.

@@ -1,4 +1,5 @@
-//! Small browser helpers: the clock core is driven by, randomness, readable numbers.
+//! Small browser helpers: the clock core is driven by, randomness, readable numbers
+//! (sizes read with core's `human_size`, as the terminal shows them).
 
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -39,22 +40,6 @@ pub fn random_u64() -> u64 {
     (hi << 32) | lo
 }
 
-/// `1.5 MiB`, `812 KiB`, `17 B`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{n} B"),
-        _ if v >= 100.0 => format!("{v:.0} {}", UNITS[unit]),
-        _ => format!("{v:.1} {}", UNITS[unit]),
-    }
-}
-
 /// A fraction as a percentage that never rounds up to 100% before it is complete.
 pub fn percent(f: f64) -> String {
     if f >= 1.0 {
@@ -73,7 +58,7 @@ pub fn percent(f: f64) -> String {
 
 /// A transfer rate, `42.0 MiB/s`.
 pub fn rate(bytes_per_s: f64) -> String {
-    format!("{}/s", bytes(bytes_per_s.max(0.0) as u64))
+    format!("{}/s", torronto_core::human_size(bytes_per_s.max(0.0) as u64))
 }
 
 /// A time left, rounded for reading: `42 s`, `3 min 5 s`, `2 h 10 min`.
@@ -84,23 +69,4 @@ pub fn duration(seconds: f64) -> String {
         60..=3599 => format!("{} min {} s", s / 60, s % 60),
         _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
     }
-}
-
-/// Bytes as lowercase hex digits.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// 64 hex digits as 32 bytes; None for anything else.
-pub fn from_hex32(text: &str) -> Option<[u8; 32]> {
-    let digits = text.as_bytes();
-    if digits.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in digits.chunks(2).enumerate() {
-        let pair = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
 }

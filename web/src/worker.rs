@@ -58,6 +58,7 @@ fn command(engine: &PeerEngine, data: &JsValue) {
             }
         }
         Command::Download { name } => e.download(&name),
+        Command::Forget { name } => e.forget(&name),
         Command::Save { name, auto } => e.save(&name, auto),
         Command::ClearStorage => e.clear_storage(),
         Command::Dismiss { id } => e.dismiss(id),

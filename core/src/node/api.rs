@@ -498,3 +498,46 @@ pub struct LocalFile {
     /// crash came between its last write and the rename) is finalised at start.
     pub published: bool,
 }
+
+impl super::Node {
+    /// Gives up `file` on this node (the browser peer's Forget, and its cancel of a
+    /// download): it is no longer fetched, what is requested of it is forgotten, every
+    /// chunk held of it is dropped and storage deletes it, and the peers are told what
+    /// this node holds now (an Add on an open connection replaces what it claimed). The
+    /// network's copies stay; a peer that still announces the file keeps it listed here,
+    /// and [`super::Node::request_file`] fetches it again. Returns whether the file was known.
+    pub fn drop_file(&mut self, now: Millis, file: &FileName) -> bool {
+        if let Some(wanted) = &mut self.wanted {
+            wanted.remove(file);
+        }
+        if self.files.get(file).is_none() || matches!(self.membership, super::Membership::Leaving(_)) {
+            return false;
+        }
+        self.forget_requests_for(Some(file));
+        self.pending_have.retain(|h| h.chunk.file != *file);
+        self.timers.cancel(super::timers::Timer::SpaceRetry(file.clone()));
+        let f = self.files.get_mut(file).expect("checked above");
+        f.forget_held();
+        // Writes in flight are answered for chunks no longer awaited, and not counted then.
+        self.writing -= f.writing.count() as usize;
+        f.writing = ChunkSet::new(f.chunk_count());
+        f.requested = ChunkSet::new(f.chunk_count());
+        (f.preparing, f.refused, f.manifest_from) = (false, None, None);
+        let stored_as = f.stored_as.take();
+        // Nothing is stored of a file before its manifest.
+        if f.manifest.take().is_some() {
+            let digest = f.digest;
+            self.storage.push_back(StorageCommand::Delete { file: file.clone(), digest, stored_as });
+        }
+        if f.announcers == 0 {
+            self.files.remove(file);
+        }
+        let files = self.file_list();
+        let conns: Vec<ConnId> = self.peers.values().map(|p| p.conn).collect();
+        for conn in conns {
+            self.send(conn, crate::wire::PeerMessage::Add { files: files.clone() });
+        }
+        self.after_input(now);
+        true
+    }
+}

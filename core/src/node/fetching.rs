@@ -259,9 +259,12 @@ impl Node {
         }
         // Answering our request, or pushed by a leaving peer, which announced the file
         // before. Any other manifest is not taken: it would make us keep its hashes and
-        // prepare room for a file nobody offered.
+        // prepare room for a file nobody offered. A file this node does not fetch (a
+        // download dropped while its manifest was on the way) takes one only from a
+        // peer that is leaving.
         let announced = self.peers.get(addr).is_some_and(|p| p.files.contains_key(&file));
-        if !asked && !announced {
+        let pushed = announced && (self.wants(&file) || self.peers.get(addr).is_some_and(|p| p.leaving));
+        if !asked && !pushed {
             self.events.push_back(Event::ManifestIgnored { peer: addr.clone(), file });
             return;
         }

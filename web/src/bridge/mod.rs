@@ -13,13 +13,14 @@ mod view;
 
 use js_sys::Array;
 use serde::{Deserialize, Serialize};
+use torronto_core::Identity;
 use wasm_bindgen::JsValue;
 
 pub use view::{Notice, PeerFile, PeerView, Save};
 
 /// Who the browser peer is, kept in `localStorage` so a reload is the same peer: its
-/// name (`browser-` and 8 hex digits) and, for private networks, its static key (64
-/// hex digits: the key pair its node ID comes from).
+/// name (`browser-` and 8 hex digits) and, for private networks, its static key, in
+/// the text of core's identity file (the key pair its node ID comes from).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerIdentity {
     pub name: String,
@@ -31,14 +32,15 @@ impl PeerIdentity {
     pub fn fresh() -> Result<PeerIdentity, crate::WebError> {
         let mut key = [0u8; 32];
         crate::util::random_bytes(&mut key)?;
-        Ok(PeerIdentity { name: format!("browser-{}", crate::util::random_hex(8)), key: crate::util::hex(&key) })
+        let key = Identity::from_random_bytes(key).to_file_text();
+        Ok(PeerIdentity { name: format!("browser-{}", crate::util::random_hex(8)), key })
     }
 
-    /// The name and key, if both are well formed (a damaged entry makes a fresh one).
-    pub fn parts(&self) -> Option<(String, [u8; 32])> {
+    /// The name and key pair, if both are well formed (a damaged entry makes a fresh one).
+    pub fn parts(&self) -> Option<(String, Identity)> {
         let suffix = self.name.strip_prefix("browser-")?;
         let name_ok = suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit());
-        let key = crate::util::from_hex32(&self.key)?;
+        let key = Identity::from_file_text(&self.key).ok()?;
         name_ok.then(|| (self.name.clone(), key))
     }
 }
@@ -65,6 +67,11 @@ pub enum Command {
     /// Share the picked file that comes with this message.
     Insert,
     Download {
+        name: String,
+    },
+    /// Stop fetching the file and drop what this browser holds of it (the network's
+    /// copies stay).
+    Forget {
         name: String,
     },
     /// Assemble a complete file; `auto` also starts saving it.

@@ -49,6 +49,19 @@ impl Engine {
         self.drain();
     }
 
+    /// Stops fetching a file and drops every chunk of it this page holds (core tells
+    /// the nodes; IndexedDB deletes them). The network keeps its copies.
+    pub fn forget(&mut self, name: &str) {
+        let Ok(file) = FileName::new(name) else { return };
+        let was_downloading = self.requested.remove(&file);
+        self.saves.remove(name);
+        if self.node.drop_file(now_ms(), &file) {
+            let what = if was_downloading { "download cancelled" } else { "forgotten" };
+            self.notice(true, None, format!("{file}: {what}; this browser keeps none of it now"));
+        }
+        self.drain();
+    }
+
     /// Assembles a file held completely from IndexedDB into a Blob and sends it to
     /// the page, which offers it for saving (a link; `auto` also clicks it). The page
     /// keeps the Blob, so this happens once per file.
@@ -97,9 +110,11 @@ impl Engine {
         self.changed();
     }
 
-    pub fn view(&self) -> PeerView {
+    /// What the page shows now; each view also takes the node's counters into the
+    /// rates (views come every `NOTIFY_EVERY_MS` while bytes move).
+    pub fn view(&mut self) -> PeerView {
         let status = self.node.status();
-        let now = now_ms();
+        let rates = self.rates.measure(&status, now_ms(), u64::from(super::NOTIFY_EVERY_MS));
         let files = status
             .rows()
             .map(|row| {
@@ -113,7 +128,7 @@ impl Engine {
                     least: row.least,
                     average: row.average,
                     requested,
-                    rate: file.and_then(|f| self.meters.get(&f)).and_then(|m| m.rate(now)),
+                    rate: rates.files.get(row.name).copied(),
                     save: self.saves.get(row.name).cloned(),
                 }
             })
@@ -128,8 +143,8 @@ impl Engine {
             notices: self.notices.clone(),
             chunks_fetched: status.chunks_fetched,
             chunks_served: status.chunks_served,
-            down: self.received.rate(now).unwrap_or(0.0).round(),
-            up: self.sent.rate(now).unwrap_or(0.0).round(),
+            down: rates.down.round(),
+            up: rates.up.round(),
             webcrypto: self.hasher.is_some(),
         }
     }

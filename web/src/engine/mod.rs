@@ -28,7 +28,7 @@ mod picked;
 mod storage;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
@@ -43,6 +43,7 @@ use wasm_bindgen_futures::spawn_local;
 use crate::bridge::{Notice, PeerIdentity, Report, Save};
 use crate::digest::Hasher;
 use crate::error::WebError;
+use crate::rates::RateMeter;
 use crate::socket::{page_member, page_member_with};
 use crate::store::Store;
 use crate::util::{now_ms, random_hex, random_u64};
@@ -75,30 +76,6 @@ pub type Post = Rc<dyn Fn(&Report, Option<&JsValue>)>;
 #[derive(Clone, Debug)]
 pub struct PeerEngine(pub Rc<RefCell<Engine>>);
 
-/// Arrival of a file's chunks, for the rate shown while it downloads.
-#[derive(Debug, Default)]
-struct Meter {
-    samples: VecDeque<(u64, u64)>,
-}
-
-impl Meter {
-    fn record(&mut self, at: u64, bytes: u64) {
-        self.samples.push_back((at, bytes));
-        while self.samples.front().is_some_and(|&(t, _)| at - t > 3_000) {
-            self.samples.pop_front();
-        }
-    }
-
-    fn rate(&self, now: u64) -> Option<f64> {
-        let (first, _) = *self.samples.front()?;
-        if now.saturating_sub(first) > 4_000 {
-            return None;
-        }
-        let total: u64 = self.samples.iter().map(|&(_, b)| b).sum();
-        Some(total as f64 * 1000.0 / (now - first).max(250) as f64)
-    }
-}
-
 /// The browser peer's driver.
 pub struct Engine {
     node: Node,
@@ -122,10 +99,8 @@ pub struct Engine {
     inserting: BTreeMap<String, (u64, u64)>,
     requested: BTreeSet<FileName>,
     saves: HashMap<String, Save>,
-    meters: HashMap<FileName, Meter>,
-    /// Chunk bytes arriving from and sent to every peer, for the card's rates.
-    received: Meter,
-    sent: Meter,
+    /// The node's byte counters over the last seconds: the card's and each file's rates.
+    rates: RateMeter,
     /// Chunks to store, each already a JS object (a Blob part).
     writes: Vec<(ChunkRef, JsValue)>,
     /// The body of the Upload being handled, as the socket received it: the chunk's
@@ -166,7 +141,7 @@ impl PeerEngine {
         let me = PeerAddr::new(name, 0);
         let mut notices = Vec::new();
         let member = |secret: &NetworkSecret| match &identity {
-            Some((_, key)) => Ok(page_member_with(secret, *key)),
+            Some((_, key)) => Ok(page_member_with(secret, key.clone())),
             None => page_member(secret),
         };
         let secure = secret.and_then(|secret| match member(&secret) {
@@ -213,9 +188,7 @@ impl PeerEngine {
                 inserting: BTreeMap::new(),
                 requested: BTreeSet::new(),
                 saves: HashMap::new(),
-                meters: HashMap::new(),
-                received: Meter::default(),
-                sent: Meter::default(),
+                rates: RateMeter::default(),
                 writes: Vec::new(),
                 upload_body: None,
                 hasher: Hasher::new(),
@@ -340,8 +313,8 @@ impl Engine {
     fn event(&mut self, event: Event) {
         match event {
             Event::FileComplete { file, size } if self.requested.remove(&file) => {
-                self.meters.remove(&file);
-                let text = format!("{file} ({}) is complete and verified in this browser", crate::util::bytes(size));
+                let text =
+                    format!("{file} ({}) is complete and verified in this browser", torronto_core::human_size(size));
                 self.notice(true, None, text);
             }
             Event::Inserted { id, result } => self.insert_answered(id, result),
@@ -356,7 +329,6 @@ impl Engine {
             }
             Event::FileRemoved { file, .. } => {
                 self.requested.remove(&file);
-                self.meters.remove(&file);
                 self.notice(true, None, format!("{file} was removed from the network; this browser keeps no copy"));
             }
             Event::Conflict { peer, file } => {

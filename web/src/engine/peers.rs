@@ -135,9 +135,7 @@ impl Engine {
             }
             let Inbound { envelope, body, hash, .. } = p.inbox.pop_front().expect("checked above");
             let now = now_ms();
-            if let Message::Peer(PeerMessage::Upload { chunk, data }) = &envelope.message {
-                self.meters.entry(chunk.file.clone()).or_default().record(now, data.len() as u64);
-                self.received.record(now, data.len() as u64);
+            if let Message::Peer(PeerMessage::Upload { chunk, .. }) = &envelope.message {
                 self.upload_body = body.map(|body| (chunk.clone(), body));
             }
             self.node.handle_message_hashed(now, conn, envelope, hash);
@@ -152,9 +150,6 @@ impl Engine {
         let now = now_ms();
         match cmd {
             NetCommand::Send { conn, envelope } => {
-                if let Message::Peer(PeerMessage::Upload { data, .. }) = &envelope.message {
-                    self.sent.record(now, data.len() as u64);
-                }
                 if let Some(p) = self.peers.get(&conn) {
                     if p.socket.send(&envelope).is_err() {
                         // The close event follows and reports the disconnection.

@@ -100,11 +100,17 @@ impl Engine {
             }
             StorageCommand::Finalize { .. } => {}
             StorageCommand::Delete { file, digest, .. } => {
+                // Chunks still waiting for their transaction are not written at all.
+                self.writes.retain(|(chunk, _)| chunk.file != file);
                 let weak = self.weak.clone();
                 spawn_local(async move {
                     if let Err(err) = store.delete_file(&file, digest).await {
                         if let Some(e) = weak.upgrade() {
-                            e.borrow_mut().notice(false, None, format!("cannot delete the removed {file}: {err}"));
+                            e.borrow_mut().notice(
+                                false,
+                                None,
+                                format!("cannot delete {file} from this browser: {err}"),
+                            );
                         }
                     }
                 });

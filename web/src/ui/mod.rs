@@ -24,7 +24,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
-use crate::bridge::PeerView;
+use crate::bridge::{PeerFile, PeerView};
 use crate::client::{EngineClient, PeerState};
 use connect::ConnectForm;
 use targets::{own_origin, remember, remembered, Target, TargetList, Targets};
@@ -69,30 +69,24 @@ pub fn App() -> Html {
         });
     }
     use_hash_targets(targets.dispatcher());
-    use_leave_warning(at_risk(&peer.view));
-    let on_connect = {
-        let (targets, known) = (targets.dispatcher(), known.clone());
-        Callback::from(move |t: Target| {
-            known.set(remember(&t.url, true));
-            targets.dispatch(Targets::Add(t))
-        })
-    };
-    let on_candidate = {
-        let targets = targets.dispatcher();
-        Callback::from(move |(url, accepted): (AttrValue, bool)| targets.dispatch(Targets::Candidate(url, accepted)))
-    };
-    let on_remove = {
-        let (targets, known) = (targets.dispatcher(), known.clone());
-        Callback::from(move |url: AttrValue| {
-            known.set(remember(&url, false));
-            targets.dispatch(Targets::Remove(url))
-        })
-    };
+    // The cards' callbacks are made once (their dispatchers never change), so that one
+    // node's answer redraws no other node's card.
+    let on_connect = use_callback((targets.dispatcher(), known.setter()), |t: Target, (targets, known)| {
+        known.set(remember(&t.url, true));
+        targets.dispatch(Targets::Add(t))
+    });
+    let on_candidate = use_callback(targets.dispatcher(), |(url, accepted): (AttrValue, bool), targets| {
+        targets.dispatch(Targets::Candidate(url, accepted))
+    });
+    let on_remove = use_callback((targets.dispatcher(), known.setter()), |url: AttrValue, (targets, known)| {
+        known.set(remember(&url, false));
+        targets.dispatch(Targets::Remove(url))
+    });
     let watched = use_reducer(overview::WatchedList::default);
-    let on_watched = {
-        let watched = watched.dispatcher();
-        Callback::from(move |news| watched.dispatch(news))
-    };
+    let on_watched = use_callback(watched.dispatcher(), |news, watched| watched.dispatch(news));
+    // The browser's files, their copies counted as completely as the watched nodes allow.
+    let files = use_memo((peer.clone(), watched.clone()), |(peer, watched)| watched.counted(&peer.view.files));
+    use_leave_warning(at_risk(&peer.view, &files));
     let before: Vec<AttrValue> = known.iter().filter(|u| !targets.0.iter().any(|t| &t.url == *u)).cloned().collect();
 
     html! {
@@ -109,7 +103,7 @@ pub fn App() -> Html {
                         on_watched={on_watched.clone()} />
                 }) }
                 <overview::Overview nodes={watched.clone()} />
-                <peer::BrowserPeer state={peer} />
+                <peer::BrowserPeer state={peer} files={files} />
             </main>
         </ContextProvider<EngineClient>>
     }
@@ -143,16 +137,16 @@ fn use_hash_targets(targets: UseReducerDispatcher<TargetList>) {
 /// Why closing the page now would cost something: a transfer under way, or a file of
 /// which this browser holds the only complete copy (the network could not fetch it
 /// while the page is closed). None when nothing is at stake.
-fn at_risk(view: &PeerView) -> Option<String> {
+fn at_risk(view: &PeerView, files: &[PeerFile]) -> Option<String> {
     if let Some((name, _, _)) = view.inserting.first() {
         return Some(format!("{name} is still being shared from this computer"));
     }
-    if let Some(f) = view.files.iter().find(|f| f.requested && f.local < 1.0) {
+    if let Some(f) = files.iter().find(|f| f.requested && f.local < 1.0) {
         return Some(format!("{} is still downloading", f.name));
     }
     // With no node connected, no one could fetch it now anyway: nothing to warn of.
     let connected = !view.peers.is_empty();
-    let only = view.files.iter().find(|f| connected && f.local >= 1.0 && f.least <= 1);
+    let only = files.iter().find(|f| connected && f.local >= 1.0 && f.least <= 1);
     only.map(|f| format!("this browser holds the only copy of {}", f.name))
 }
 

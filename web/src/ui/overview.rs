@@ -3,14 +3,17 @@
 //! much of everything it holds, its rates): the Syncthing device list and the
 //! per-file picture in one place.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use torronto_core::Status;
 use yew::prelude::*;
 
 use super::listing::{arrange, pager, search_box, Listed, Listing};
-use crate::util::{bytes, percent, rate};
+use super::widgets::{peer_count, rates};
+use crate::bridge::PeerFile;
+use crate::util::percent;
+use torronto_core::human_size;
 
 /// What one watched node last said, and its rates (bytes per second).
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +41,32 @@ impl Reducible for WatchedList {
             None => list.remove(&url),
         };
         Rc::new(WatchedList(list))
+    }
+}
+
+impl WatchedList {
+    /// The browser's files with the most complete count of their copies that the page
+    /// has: its own node counts only the holders it is connected to, a joined watched
+    /// node those it knows. Each participant counts a subset of the true holders, so
+    /// the largest count of any of them is still no more than the truth, and the
+    /// browser's table then agrees with the node cards.
+    pub(super) fn counted(&self, files: &[PeerFile]) -> Vec<PeerFile> {
+        let mut best: HashMap<(&str, u64), (f64, u32)> = HashMap::new();
+        for w in self.0.values().filter(|w| w.status.joined) {
+            for row in w.status.rows() {
+                let Some(size) = row.size else { continue };
+                let b = best.entry((row.name, size)).or_insert((0.0, 0));
+                *b = (b.0.max(row.system), b.1.max(row.least));
+            }
+        }
+        let mut files = files.to_vec();
+        for f in &mut files {
+            if let Some(&(system, least)) = best.get(&(f.name.as_str(), f.size)) {
+                f.system = f.system.max(system);
+                f.least = f.least.max(least);
+            }
+        }
+        files
     }
 }
 
@@ -126,9 +155,9 @@ fn node_summary(w: &Watched) -> Html {
         <li class="device" data-node={st.node.clone()} data-done={done.to_string()}>
             <strong>{ st.node.clone() }</strong>
             <span>{ if st.joined { "joined" } else { "not joined" } }</span>
-            <span>{ format!("{} of {} ({})", bytes(have as u64), bytes(total as u64), percent(done)) }</span>
-            <span>{ format!("{} peer{}", st.peers.len(), if st.peers.len() == 1 { "" } else { "s" }) }</span>
-            <span class="rates">{ format!("↓ {} · ↑ {}", rate(w.down), rate(w.up)) }</span>
+            <span>{ format!("{} of {} ({})", human_size(have as u64), human_size(total as u64), percent(done)) }</span>
+            { peer_count(st.peers.len()) }
+            { rates(w.down, w.up) }
         </li>
     }
 }

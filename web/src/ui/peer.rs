@@ -1,21 +1,26 @@
 //! The page as a peer: share a file from this computer, download network files into
 //! the browser, save them to disk.
 
+use std::rc::Rc;
+
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use super::listing::{
     arrange, pager, search_box, sort_header, Column, Listed, Listing, ACTIONS, FILE, IN_NETWORK, LEAST_COPIES, SIZE,
 };
-use super::widgets::{copies_cell, transfer_label, Bar, Notice};
+use super::widgets::{chunk_counts, copies_cell, rates, transfer_label, Bar, Inserting, Notice};
 use crate::bridge::{Notice as PeerNotice, PeerFile, PeerView, Save};
 use crate::client::{EngineClient, PeerState};
-use crate::util::{bytes, percent, rate};
+use crate::util::{percent, rate};
+use torronto_core::human_size;
 
 #[derive(Properties, PartialEq)]
 pub struct BrowserPeerProps {
     /// What the engine last reported, and the files assembled for saving.
     pub state: UseReducerHandle<PeerState>,
+    /// The engine's files, their copies counted with what the watched nodes know.
+    pub files: Rc<Vec<PeerFile>>,
 }
 
 /// The browser peer's card: its links, what it is sharing, its notices and files.
@@ -34,9 +39,8 @@ pub fn BrowserPeer(props: &BrowserPeerProps) -> Html {
                 <div class="notice err"><strong>{ "Browser storage unavailable" }</strong>
                     <span>{ format!("{err}. The panel works, but this browser cannot hold files.") }</span></div>
             }
-            { for view.inserting.iter().map(|(name, done, total)| {
-                let f = if *total == 0 { 1.0 } else { *done as f64 / *total as f64 };
-                html! { <div class="inserting"><span>{ format!("Sharing {name}") }</span><Bar value={f} label={format!("{} of {}", bytes(*done), bytes(*total))} /></div> }
+            { for view.inserting.iter().map(|(name, done, total)| html! {
+                <Inserting verb="Sharing" file={name.clone()} done={*done} size={*total} />
             }) }
             <div class="notices" aria-live="polite" role="status">
                 { for view.notices.iter().rev().map(|n| notice(&client, n)) }
@@ -44,7 +48,7 @@ pub fn BrowserPeer(props: &BrowserPeerProps) -> Html {
             if view.files.is_empty() {
                 <p class="empty">{ if connected { "No files in the network yet. Share one from this computer." } else { "Connect to a node above: once it has joined, this browser joins it as a peer and sees its files." } }</p>
             } else {
-                <PeerFiles state={props.state.clone()} />
+                <PeerFiles state={props.state.clone()} files={props.files.clone()} />
             }
         </section>
     }
@@ -119,10 +123,9 @@ fn peer_meta(view: &PeerView) -> Html {
                 <span>{ "Files shared from here are fetched by the nodes from this page; downloads are verified chunk by chunk and kept in the browser (IndexedDB) across reloads." }</span>
             </div>
             <div class="meta">
-                <span>{ format!("{} chunks fetched · {} served", view.chunks_fetched, view.chunks_served) }</span>
-                <span class="rates" data-down={view.down.to_string()} data-up={view.up.to_string()}>
-                    { format!("↓ {} · ↑ {}", rate(view.down), rate(view.up)) }</span>
-                <span class="stored" data-bytes={stored.to_string()}>{ format!("{} kept in this browser", bytes(stored)) }</span>
+                { chunk_counts(view.chunks_fetched, view.chunks_served) }
+                { rates(view.down, view.up) }
+                <span class="stored" data-bytes={stored.to_string()}>{ format!("{} kept in this browser", human_size(stored)) }</span>
                 <span>{ if view.webcrypto { "verified with WebCrypto SHA-256" } else { "verified in wasm (WebCrypto needs https or a loopback address)" } }</span>
                 if !view.peers.is_empty() {
                     <span>{ format!("connected to {}", view.peers.join(", ")) }</span>
@@ -165,6 +168,7 @@ impl Listed for PeerFile {
 #[derive(Properties, PartialEq)]
 struct PeerFilesProps {
     state: UseReducerHandle<PeerState>,
+    files: Rc<Vec<PeerFile>>,
 }
 
 /// The files of the network as this browser holds them, a page at a time.
@@ -173,7 +177,7 @@ fn PeerFiles(props: &PeerFilesProps) -> Html {
     let client = use_context::<EngineClient>().expect("PeerFiles is inside the engine context");
     let listing = use_state(Listing::default);
     let state = &props.state;
-    let files = &state.view.files;
+    let files = props.files.as_slice();
     // With no node connected, this browser is not part of any network.
     let joined = !state.view.peers.is_empty();
     let shown = arrange(files, &listing);
@@ -186,12 +190,12 @@ fn PeerFiles(props: &PeerFilesProps) -> Html {
             { for shown.rows.iter().map(|f| html! {
                 <tr class="file" data-file={f.name.clone()} data-local={f.local.to_string()} data-least={f.least.to_string()}>
                     <td class="name" data-label="File" title={f.name.clone()}>{ f.name.clone() }</td>
-                    <td class="num" data-label="Size">{ bytes(f.size) }</td>
+                    <td class="num" data-label="Size">{ human_size(f.size) }</td>
                     <td class="progress" data-label="In this browser">
                         <Bar value={f.local} label={transfer_label(f.local, f.size, f.rate)} /></td>
                     <td class="num" data-label="In network">{ if joined { percent(f.system) } else { "—".into() } }</td>
                     <td class="num copies" data-label="Least copies">{ copies_cell(joined, f.least) }</td>
-                    <td class="act">{ file_action(&client, f, state.saved.get(&f.name)) }</td>
+                    <td class="act">{ file_action(&client, f, state.saved.get(&f.name)) }{ forget_button(&client, f, joined) }</td>
                 </tr>
             }) }
             </tbody>
@@ -225,5 +229,38 @@ fn file_action(client: &EngineClient, f: &PeerFile, saved: Option<&String>) -> H
         let n = name.clone();
         let download = Callback::from(move |_: MouseEvent| client.download(&n));
         html! { <button class="download" onclick={download} data-file={name} disabled={f.system <= 0.0}>{ "Download" }</button> }
+    }
+}
+
+/// Cancel (a download under way) or Forget (what this browser holds of a file): the
+/// page stops fetching it and drops its chunks; the network keeps its copies. Forget
+/// asks first when this browser holds the only copy.
+fn forget_button(client: &EngineClient, f: &PeerFile, joined: bool) -> Html {
+    let downloading = f.requested && f.local < 1.0;
+    if !downloading && f.local <= 0.0 {
+        return html! {};
+    }
+    let only_copy = f.local >= 1.0 && (!joined || f.least <= 1);
+    let (client, name) = (client.clone(), f.name.clone());
+    let forget = Callback::from(move |_: MouseEvent| {
+        let sure = !only_copy
+            || web_sys::window()
+                .and_then(|w| {
+                    let q = format!("This browser holds the only copy of {name}. Forget it anyway?");
+                    w.confirm_with_message(&q).ok()
+                })
+                .unwrap_or(false);
+        if sure {
+            client.forget(&name);
+        }
+    });
+    let (class, text, title) = if downloading {
+        ("cancel-download ghost", "Cancel", "Stop downloading and delete what arrived")
+    } else {
+        ("forget ghost", "Forget", "Delete this file's chunks from this browser; the network keeps its copies")
+    };
+    html! {
+        <button type="button" class={class} onclick={forget} data-file={f.name.clone()} title={title}
+            aria-label={format!("{text} {}", f.name)}>{ text }</button>
     }
 }

@@ -1,7 +1,9 @@
 //! Small presentational pieces shared by the panels.
 
-use torronto_core::Code;
+use torronto_core::{human_size, Code};
 use yew::prelude::*;
+
+use crate::util::rate;
 
 /// What a reply code means for the person at the panel, and what to do about it.
 pub fn advice(code: Code, action: &str) -> &'static str {
@@ -49,6 +51,46 @@ pub fn Bar(props: &BarProps) -> Html {
             <div class="fill" style={format!("width: {pct}%")}></div>
             <span>{ props.label.clone() }</span>
         </div>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct InsertingProps {
+    /// What is happening to the file: "Inserting" (on a node), "Sharing" (from here).
+    pub verb: AttrValue,
+    pub file: AttrValue,
+    pub done: u64,
+    pub size: u64,
+}
+
+/// A file on its way into the network: its bytes copied and hashed so far.
+#[function_component]
+pub fn Inserting(props: &InsertingProps) -> Html {
+    let value = if props.size == 0 { 1.0 } else { props.done as f64 / props.size as f64 };
+    html! {
+        <div class="inserting" data-file={props.file.clone()}>
+            <span>{ format!("{} {}", props.verb, props.file) }</span>
+            <Bar {value} label={format!("{} of {}", human_size(props.done), human_size(props.size))} />
+        </div>
+    }
+}
+
+/// How many peers a participant is connected to, in words.
+pub fn peer_count(n: usize) -> Html {
+    html! { <span class="peer-count">{ format!("{n} peer{}", if n == 1 { "" } else { "s" }) }</span> }
+}
+
+/// Chunks this participant fetched and served since it started.
+pub fn chunk_counts(fetched: u64, served: u64) -> Html {
+    html! { <span class="chunks">{ format!("{fetched} chunks fetched · {served} served") }</span> }
+}
+
+/// Bytes per second arriving and going out, in words and (rounded) in `data-down` and
+/// `data-up`.
+pub fn rates(down: f64, up: f64) -> Html {
+    html! {
+        <span class="rates" data-down={down.round().to_string()} data-up={up.round().to_string()}>
+            { format!("↓ {} · ↑ {}", rate(down), rate(up)) }</span>
     }
 }
 

@@ -10,7 +10,8 @@ use crate::ui::listing::{
     arrange, pager, search_box, sort_header, Column, Listed, Listing, ACTIONS, FILE, IN_NETWORK, LEAST_COPIES, SIZE,
 };
 use crate::ui::widgets::{copies_cell, level_class, transfer_label, Bar};
-use crate::util::{bytes, percent};
+use crate::util::percent;
+use torronto_core::human_size;
 
 #[derive(Properties, PartialEq)]
 pub(super) struct FileTableProps {
@@ -90,7 +91,7 @@ pub(super) fn FileTable(props: &FileTableProps) -> Html {
                             <button type="button" class="name" title={format!("{name}: show its chunk map")}
                                 aria-expanded={selected.to_string()}>{ name.clone() }</button>
                         </td>
-                        <td class="num" data-label="Size">{ bytes(size) }</td>
+                        <td class="num" data-label="Size">{ human_size(size) }</td>
                         <td class="progress" data-label="On this node">
                             <Bar value={local} label={transfer_label(local, size, props.rates.get(&name).copied())} /></td>
                         <td class="num" data-label="In network">{ if props.joined { percent(system) } else { "—".into() } }</td>

@@ -13,12 +13,12 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use super::overview::Watched;
-use super::widgets::{advice, Bar, Notice, ReplyNotice};
+use super::widgets::{advice, chunk_counts, peer_count, rates, Inserting, Notice, ReplyNotice};
 use crate::client::EngineClient;
-use crate::util::{bytes, rate};
+use crate::rates::Rates;
 use files::{ChunkMapView, FileTable};
 use session::{use_candidate, use_control_session};
-use state::{Link, NodeAction, NodeState, Rates};
+use state::{Link, NodeAction, NodeState};
 
 #[derive(Properties, PartialEq)]
 pub struct NodeProps {
@@ -209,23 +209,20 @@ fn link_pill(s: &NodeState) -> (&'static str, String) {
 }
 
 /// The node's address, peers and chunk counts.
-fn node_meta(url: &AttrValue, status: Option<&Status>, rates: &Rates) -> Html {
+fn node_meta(url: &AttrValue, status: Option<&Status>, rates_now: &Rates) -> Html {
     html! {
         <>
             <div class="meta">
                 <span class="url">{ url.clone() }</span>
                 if let Some(st) = status {
-                    <span>{ format!("{} peer{}", st.peers.len(), if st.peers.len() == 1 { "" } else { "s" }) }</span>
-                    <span>{ format!("{} chunks fetched · {} served", st.chunks_fetched, st.chunks_served) }</span>
-                    <span class="rates" data-down={rates.down.round().to_string()} data-up={rates.up.round().to_string()}>
-                        { format!("↓ {} · ↑ {}", rate(rates.down), rate(rates.up)) }</span>
+                    { peer_count(st.peers.len()) }
+                    { chunk_counts(st.chunks_fetched, st.chunks_served) }
+                    { rates(rates_now.down, rates_now.up) }
                 }
             </div>
             if let Some(st) = status {
                 { for st.inserting.iter().map(|p| html! {
-                    <div class="inserting" data-file={p.file.clone()}><span>{ format!("Inserting {}", p.file) }</span>
-                        <Bar value={if p.size == 0 { 1.0 } else { p.done as f64 / p.size as f64 }}
-                            label={format!("{} of {}", bytes(p.done), bytes(p.size))} /></div>
+                    <Inserting verb="Inserting" file={p.file.clone()} done={p.done} size={p.size} />
                 }) }
             }
             if let Some(st) = status {

@@ -1,64 +1,14 @@
 //! What the panel knows about one node, reduced from its control session's events and
 //! the person's dismissals.
 
-use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use torronto_core::{Code, Status};
 use yew::prelude::*;
 
 use crate::control::ControlEvent;
+use crate::rates::{RateMeter, Rates};
 use crate::util::now_ms;
-
-/// Rates are measured over the answers of about this long.
-const RATE_WINDOW_MS: u64 = 3_000;
-
-/// What one Query answer said about bytes moved, for rates.
-#[derive(Clone, Debug, PartialEq)]
-struct Sample {
-    at: u64,
-    fetched: u64,
-    served: u64,
-    /// Bytes of each file held by the node.
-    held: HashMap<String, f64>,
-}
-
-impl Sample {
-    fn of(status: &Status, at: u64) -> Sample {
-        let held = status.rows().map(|r| (r.name.to_string(), r.local * r.size.unwrap_or(0) as f64)).collect();
-        Sample { at, fetched: status.bytes_fetched, served: status.bytes_served, held }
-    }
-}
-
-/// The node's transfer rates, bytes per second, from successive Query answers (the
-/// node counts bytes; the page divides by time).
-#[derive(Clone, Debug, PartialEq, Default)]
-pub(super) struct Rates {
-    pub(super) down: f64,
-    pub(super) up: f64,
-    /// Each file arriving, by name.
-    pub(super) files: Rc<HashMap<String, f64>>,
-}
-
-impl Rates {
-    fn idle(&self) -> bool {
-        self.down == 0.0 && self.up == 0.0 && self.files.is_empty()
-    }
-
-    fn between(first: &Sample, last: &Sample) -> Rates {
-        let secs = (last.at.saturating_sub(first.at)).max(1) as f64 / 1000.0;
-        let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
-        let files = last
-            .held
-            .iter()
-            .filter_map(|(name, &now)| {
-                let gained = now - first.held.get(name).copied().unwrap_or(now);
-                (gained > 0.0).then(|| (name.clone(), gained / secs))
-            })
-            .collect();
-        Rates { down: per(first.fetched, last.fetched), up: per(first.served, last.served), files: Rc::new(files) }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Default)]
 pub(super) enum Link {
@@ -104,26 +54,14 @@ pub(super) struct NodeState {
     /// A Query refused for a reason other than the token: shown beside the numbers.
     pub(super) query_error: Option<LastReply>,
     pub(super) rates: Rates,
-    samples: VecDeque<Sample>,
+    meter: RateMeter,
     replies: u64,
 }
 
 impl NodeState {
     /// Takes a new answer's counters into the rates.
     fn measure(&mut self, status: &Status) {
-        let now = now_ms();
-        // Answers equal to the last one kept are not kept (they draw nothing): after a
-        // pause, the last one kept still held until the answer before this one.
-        if let Some(last) = self.samples.back_mut() {
-            last.at = last.at.max(now.saturating_sub(u64::from(crate::control::POLL_MS)));
-        }
-        self.samples.push_back(Sample::of(status, now));
-        // The oldest answer kept is the last one older than the window (or the first).
-        while self.samples.len() > 2 && self.samples[1].at + RATE_WINDOW_MS <= now {
-            self.samples.pop_front();
-        }
-        let (first, last) = (&self.samples[0], &self.samples[self.samples.len() - 1]);
-        self.rates = if self.samples.len() < 2 { Rates::default() } else { Rates::between(first, last) };
+        self.rates = self.meter.measure(status, now_ms(), u64::from(crate::control::POLL_MS));
     }
 }
 
@@ -186,7 +124,7 @@ impl Reducible for NodeState {
             ControlEvent::Refused { reason } => {
                 s.busy.clear();
                 s.status = None;
-                s.samples.clear();
+                s.meter.clear();
                 s.rates = Rates::default();
                 s.link = Link::Refused { reason };
             }
