@@ -227,7 +227,6 @@ impl View {
         self.known.iter()
     }
 
-
     pub fn summary(&self) -> u64 {
         self.summary
     }

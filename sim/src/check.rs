@@ -266,7 +266,7 @@ fn show(s: &Status) -> String {
         .rows()
         .map(|r| format!("{} local={} system={} least={} avg={}", r.name, r.local, r.system, r.least, r.average))
         .collect();
-    format!("peers={:?} files=[{}]", s.peers, rows.join("; "))
+    format!("peers={:?} participants={} files=[{}]", s.peers, s.participants, rows.join("; "))
 }
 
 /// The status machine `m` should report. Files it lists beyond those some participant
@@ -283,6 +283,7 @@ fn oracle(world: &World, m: usize, got: &Status, held: &[Vec<Vec<bool>>]) -> Sta
         node: world.machines[m].addr.to_string(),
         joined: true,
         peers: peers.iter().map(|&y| world.machines[y].addr.to_string()).collect(),
+        participants: participants.len(),
         ..Status::default()
     };
     for (k, s) in world.schedule.files.iter().enumerate() {

@@ -16,8 +16,10 @@ fn main() -> ExitCode {
     let value =
         |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(|v| v.parse::<u64>());
     let usage = || {
-        eprintln!("usage: torronto-sim --seeds N [--from S] [--threads T] [--strict] | --seed S [--trace [--shrink]] \
-             | --scale N [--seed S]");
+        eprintln!(
+            "usage: torronto-sim --seeds N [--from S] [--threads T] [--strict] | --seed S [--trace [--shrink]] \
+             | --scale N [--seed S]"
+        );
         ExitCode::from(2)
     };
     let options = Options { strict: args.iter().any(|a| a == "--strict"), ..Options::default() };
@@ -30,7 +32,10 @@ fn main() -> ExitCode {
         let s = &verdict.stats;
         println!(
             "{n} nodes (seed {seed}): {} in {secs:.1} s of wall time; {:.0} simulated s, {} events, {} messages",
-            verdict.violation.as_ref().map_or("converged, every node's status exact".to_owned(), |v| format!("FAILED: {v}")),
+            verdict
+                .violation
+                .as_ref()
+                .map_or("converged, every node's status exact".to_owned(), |v| format!("FAILED: {v}")),
             s.sim_millis as f64 / 1e3,
             s.events,
             s.messages

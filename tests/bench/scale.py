@@ -103,7 +103,7 @@ def run(n, size_mib, max_links, keep):
         while not everyone_counted():
             if time.time() - t0 > 300:
                 seen = [(query(node["port"], root) or {}) for node in nodes]
-                counts = sorted((st.get("participants"), len(st.get("peers", []))) for st in seen)
+                counts = sorted((st.get("participants", -1), len(st.get("peers", []))) for st in seen)
                 raise SystemExit(f"{n} nodes: gossip did not count everyone in 300 s; (participants, links): {counts}")
             time.sleep(1)
         gossip_s = time.time() - t0

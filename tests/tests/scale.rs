@@ -40,7 +40,12 @@ fn participants(status: &Value) -> u64 {
 fn assert_links_bounded(nodes: &[TestNode]) {
     for n in nodes {
         let st = n.query();
-        assert!(peers(&st).len() <= MAX_LINKS, "{}: {} links, over --max-links {MAX_LINKS}: {st}", n.label(), peers(&st).len());
+        assert!(
+            peers(&st).len() <= MAX_LINKS,
+            "{}: {} links, over --max-links {MAX_LINKS}: {st}",
+            n.label(),
+            peers(&st).len()
+        );
     }
 }
 

@@ -468,7 +468,13 @@ impl Node {
             .map(|(a, _)| a.clone())
             .collect();
         if candidates.is_empty() {
-            candidates = self.config.peers.iter().filter(|a| self.may_dial(a) && !self.redial.contains_key(*a)).cloned().collect();
+            candidates = self
+                .config
+                .peers
+                .iter()
+                .filter(|a| self.may_dial(a) && !self.redial.contains_key(*a))
+                .cloned()
+                .collect();
         }
         while budget > 0 && !candidates.is_empty() {
             let k = (self.random() % candidates.len() as u64) as usize;

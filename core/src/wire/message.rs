@@ -67,7 +67,9 @@ impl Action {
     /// enough to skip the body of a header that is refused.
     pub fn max_body(self) -> Option<usize> {
         match self {
-            Action::Add | Action::Files | Action::Manifest | Action::AddTorrent | Action::Gossip => Some(LIST_BODY_LIMIT),
+            Action::Add | Action::Files | Action::Manifest | Action::AddTorrent | Action::Gossip => {
+                Some(LIST_BODY_LIMIT)
+            }
             Action::Upload => Some(CHUNK_SIZE as usize),
             _ => None,
         }
