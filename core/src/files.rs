@@ -35,6 +35,11 @@ pub(crate) struct FileState {
     levels: Vec<u32>,
     /// Connected peers that announced the file (even with no chunks).
     pub announcers: u32,
+    /// Participants we are not linked to that hold some of the file, by their gossip
+    /// record: the chunk ranges each holds. Those holding all of it are counted in
+    /// `far_complete` (once for every chunk); the others per chunk in `peer_counts`.
+    far: BTreeMap<PeerAddr, Vec<(u32, u32)>>,
+    far_complete: u32,
     /// The peer a manifest request is outstanding with.
     pub manifest_from: Option<PeerAddr>,
     /// Where in the node's folder the complete file is, when not under its name: a
@@ -61,6 +66,8 @@ impl FileState {
             peer_counts: Vec::new(),
             levels: vec![n],
             announcers: 0,
+            far: BTreeMap::new(),
+            far_complete: 0,
             manifest_from: None,
             preparing: false,
             stored_as: None,
@@ -72,9 +79,10 @@ impl FileState {
         self.have.len()
     }
 
-    /// Worth listing in the status: held here, or announced by a connected peer.
+    /// Worth listing in the status: held here, announced by a connected peer, or held
+    /// by a participant further away.
     pub fn is_known(&self) -> bool {
-        self.manifest.is_some() || self.announcers > 0
+        self.manifest.is_some() || self.announcers > 0 || !self.far.is_empty()
     }
 
     pub fn matches(&self, size: u64, digest: Digest) -> bool {
@@ -87,14 +95,51 @@ impl FileState {
         Some(FileEntry { name: name.clone(), size: self.size, digest: self.digest, chunks: self.have.iter().collect() })
     }
 
-    /// Connected peers claiming chunk `i`.
+    /// Participants other than this node claiming chunk `i`, leaving out those far
+    /// away that hold the whole file.
     pub fn peer_count(&self, i: ChunkIndex) -> u16 {
         self.peer_counts.get(i.slot()).copied().unwrap_or(0)
     }
 
-    /// Participants holding chunk `i`: connected peers, plus this node.
+    /// Participants holding chunk `i`: connected peers, those further away, and this node.
     pub fn replication(&self, i: ChunkIndex) -> u32 {
-        u32::from(self.peer_count(i)) + u32::from(self.have.contains(i))
+        u32::from(self.peer_count(i)) + self.far_complete + u32::from(self.have.contains(i))
+    }
+
+    /// A participant we are not linked to holds `ranges` of the file (replacing what it
+    /// held before).
+    pub fn set_far(&mut self, addr: &PeerAddr, ranges: &[(u32, u32)]) {
+        self.remove_far(addr);
+        let n = self.chunk_count();
+        if n > 0 && ranges == [(0, n)] {
+            // Every chunk's replication rises by one: the histogram shifts up.
+            self.far_complete += 1;
+            self.levels.insert(0, 0);
+        } else {
+            for &(a, b) in ranges {
+                for i in a..b.min(n) {
+                    self.add_claim(ChunkIndex(i));
+                }
+            }
+        }
+        self.far.insert(addr.clone(), ranges.to_vec());
+    }
+
+    /// A far participant's holding no longer counts (it left, linked to us, or changed).
+    pub fn remove_far(&mut self, addr: &PeerAddr) {
+        let Some(ranges) = self.far.remove(addr) else { return };
+        let n = self.chunk_count();
+        if n > 0 && ranges == [(0, n)] {
+            self.far_complete -= 1;
+            debug_assert_eq!(self.levels[0], 0, "a complete holder gave every chunk a copy");
+            self.levels.remove(0);
+        } else {
+            for (a, b) in ranges {
+                for i in a..b.min(n) {
+                    self.remove_claim(ChunkIndex(i));
+                }
+            }
+        }
     }
 
     /// One chunk's replication went from `from` to `to`.
@@ -155,7 +200,7 @@ impl FileState {
 
     /// Participants holding an empty file: it is complete wherever it is known.
     pub fn empty_file_holders(&self) -> u32 {
-        self.announcers + u32::from(self.manifest.is_some())
+        self.announcers + self.far.len() as u32 + u32::from(self.manifest.is_some())
     }
 
     /// The rarest chunk worth requesting from a peer holding `peer_has`, scanning from
@@ -322,6 +367,24 @@ mod tests {
         f.forget_held();
         assert_eq!((f.have.count(), f.replication_summary()), (0, (0, 1, 1)));
         assert!(f.mark_held(ChunkIndex(0)), "held again once fetched");
+    }
+
+    #[test]
+    fn far_holders_count_whole_files_at_once_and_parts_per_chunk() {
+        let digest = ManifestBuilder::new().finish().unwrap().digest();
+        let mut f = FileState::new(4 * crate::layout::CHUNK_SIZE, digest);
+        let (a, b) = (PeerAddr::new("a", 1), PeerAddr::new("b", 1));
+        f.mark_held(ChunkIndex(0));
+        f.set_far(&a, &[(0, 4)]);
+        assert_eq!(f.replication_summary(), (1, 4, 5));
+        f.set_far(&b, &[(1, 3)]);
+        assert_eq!(f.replication_summary(), (1, 4, 7));
+        f.set_far(&a, &[(3, 4)]);
+        assert_eq!(f.replication_summary(), (1, 4, 4), "replaced: 0 here, 1 and 2 by b only, 3 by a");
+        f.remove_far(&b);
+        f.remove_far(&a);
+        assert_eq!(f.replication_summary(), (0, 1, 1));
+        assert!(!f.is_known(), "no manifest here and nobody else holds it");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`bitset`]: `ChunkSet`, which chunks of a file a participant holds;
 //! - [`wire`]: frames and their limits, the typed vocabulary (control requests, peer
 //!   messages, replies), header decoding and encoding;
+//! - [`gossip`]: participants' records of what they hold, the view of the whole network
+//!   and its anti-entropy exchange;
 //! - [`status`]: the Query answer, computed per file and read back row by row;
 //! - `files`: per-file bookkeeping (held, fetching, replication counts, rarest pick);
 //! - [`node`]: the state machine the native node and the browser peer both drive,
@@ -24,6 +26,7 @@
 pub mod bitset;
 pub mod bittorrent;
 mod files;
+pub mod gossip;
 pub mod layout;
 pub mod manifest;
 pub mod name;

@@ -31,9 +31,13 @@ pub struct Status {
     pub node: String,
     #[serde(default)]
     pub joined: bool,
-    /// Connected peers, `host:port` each.
+    /// Connected peers (this node's links), `host:port` each.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// Participants of the network this node counts: itself, its links, and those
+    /// gossip tells of; the replication figures are over all of them.
+    #[serde(default)]
+    pub participants: usize,
     /// In a private network: this node's ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,

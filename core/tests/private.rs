@@ -92,7 +92,11 @@ fn a_proven_peer_is_its_hello_address_whatever_its_headers_say() {
     let alice = member(2, "10.0.0.2:7001");
     let conn = connect(&mut node, 1, Some(alice.clone()));
     let out = say(&mut node, conn, PeerAddr::new("10.0.0.9", 9), PeerMessage::Add { files: vec![] });
-    assert!(matches!(replies(&out)[..], [Message::Peer(PeerMessage::Files { .. })]), "{out:?}");
+    // Files, then the gossip digest every new link gets.
+    assert!(
+        matches!(replies(&out)[..], [Message::Peer(PeerMessage::Files { .. }), Message::Peer(PeerMessage::Gossip(_))]),
+        "{out:?}"
+    );
     let status = node.status();
     assert_eq!(status.peers, ["10.0.0.2:7001"]);
     assert_eq!(status.peer_ids, [alice.id.to_string()]);

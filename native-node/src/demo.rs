@@ -66,6 +66,7 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             limits: Default::default(),
             bittorrent: None,
             settle: Some(crate::shared::DEFAULT_SETTLE),
+            max_links: crate::options::DEFAULT_MAX_LINKS,
         };
         let driver = Driver::bind(options).await?;
         panel = panel.or_else(|| driver.panel_url());

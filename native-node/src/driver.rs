@@ -159,7 +159,7 @@ impl Driver {
             token: Some(token.clone()),
             insert_from,
             seed: rand::random(),
-            tuning: Tuning::default(),
+            tuning: Tuning { max_links: opts.max_links, ..Tuning::default() },
             private: private.as_ref().map(|p| p.node_id()),
         });
         let (complete, partial) =
@@ -465,6 +465,7 @@ impl Driver {
                     (&mut self.metrics, &event)
                 {
                     metrics.sent(self.node.peer_of(*conn), chunk);
+                    metrics.upload_header_sent(Envelope::upload_header(self.node.me(), chunk).len());
                 }
                 self.node.handle_storage(now, event)
             }
@@ -489,7 +490,7 @@ impl Driver {
                 match cmd {
                     NetCommand::Send { conn, envelope } => {
                         if let Some(metrics) = &mut self.metrics {
-                            metrics.outgoing(self.node.peer_of(conn), conn, &envelope.message);
+                            metrics.outgoing(self.node.peer_of(conn), conn, &envelope);
                         }
                         let Some(c) = self.conns.get(&conn) else { continue };
                         if c.queued.fetch_add(1, Ordering::Relaxed) < OUTGOING_LIMIT {

@@ -114,6 +114,10 @@ enum Command {
         /// address (BEP 3 peer wire). Off by default.
         #[arg(long, value_name = "HOST:PORT")]
         bittorrent: Option<PeerAddr>,
+        /// Most links to other nodes (1 or more). The node dials half of it (at most 8),
+        /// lets others dial it for the rest, and learns the whole network by gossip.
+        #[arg(long, value_name = "N", default_value_t = torronto_node::options::DEFAULT_MAX_LINKS, value_parser = parse_max_links)]
+        max_links: usize,
     },
     /// Tell a node to join the network.
     Join(Control),
@@ -291,6 +295,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             download_limit,
             settle_ms,
             bittorrent,
+            max_links,
         } => {
             init_logs(log_format);
             check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
@@ -318,6 +323,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 limits: RateLimits { upload: upload_limit.unwrap_or(0), download: download_limit.unwrap_or(0) },
                 settle: Some(std::time::Duration::from_millis(settle_ms)),
                 bittorrent,
+                max_links,
             };
             let driver = Driver::bind(options).await?;
             let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));
@@ -512,6 +518,14 @@ fn node_flags() -> Vec<(String, bool)> {
     let cli = Cli::command();
     let Some(node) = cli.find_subcommand("node") else { return Vec::new() };
     node.get_arguments().filter_map(|arg| Some((arg.get_long()?.to_owned(), arg.get_action().takes_values()))).collect()
+}
+
+/// `--max-links`: a count of at least 1.
+fn parse_max_links(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?}: give a number of links, 1 or more")),
+    }
 }
 
 /// `--interval`: seconds, a tenth at least (each refresh is a Query).

@@ -14,7 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use torronto_core::layout::{chunk_count, chunk_len};
-use torronto_core::{ChunkIndex, ChunkRef, ConnId, Control, Event, FileName, Message, PeerAddr, PeerMessage, Status};
+use torronto_core::wire::FRAME_PREFIX_LEN;
+use torronto_core::{
+    ChunkIndex, ChunkRef, ConnId, Control, Envelope, Event, FileName, Message, PeerAddr, PeerMessage, Status,
+};
 
 use crate::input::Input;
 
@@ -78,6 +81,9 @@ pub struct Metrics {
     sent: BTreeMap<Option<PeerAddr>, Flow>,
     verification_failures: u64,
     storage_errors: u64,
+    /// Bytes of protocol sent to peers other than chunk payload: every header, every
+    /// body but an Upload's, and the frames' length prefixes (before encryption).
+    control_sent: u64,
     /// Chunk requests in flight, by connection, file and index (an Upload's header
     /// need not repeat the file's size).
     requests: HashMap<(ConnId, FileName, ChunkIndex), Instant>,
@@ -97,13 +103,22 @@ impl Metrics {
         None
     }
 
-    /// The node sends `message` to `peer` on `conn`.
-    pub fn outgoing(&mut self, peer: Option<&PeerAddr>, conn: ConnId, message: &Message) {
-        match message {
+    /// The node sends `envelope` to `peer` on `conn`.
+    pub fn outgoing(&mut self, peer: Option<&PeerAddr>, conn: ConnId, envelope: &Envelope) {
+        let encoded = envelope.encode();
+        let prefixes = FRAME_PREFIX_LEN * (1 + usize::from(encoded.body.is_some()));
+        let mut control = encoded.header.len() + prefixes;
+        match &envelope.message {
             Message::Peer(PeerMessage::Download(chunk)) => self.requested(conn, chunk),
             Message::Peer(PeerMessage::Upload { chunk, .. }) => self.sent(peer, chunk),
-            _ => {}
+            _ => control += encoded.body.as_ref().map_or(0, |b| b.len()),
         }
+        self.control_sent += control as u64;
+    }
+
+    /// An Upload's header went out ahead of its body, sent straight from the file.
+    pub fn upload_header_sent(&mut self, header_len: usize) {
+        self.control_sent += (header_len + 2 * FRAME_PREFIX_LEN) as u64;
     }
 
     /// What the node's events say about failures.
@@ -192,6 +207,11 @@ impl Metrics {
                 self.verification_failures,
             ),
             ("torronto_storage_errors_total", "Storage operations that failed.", self.storage_errors),
+            (
+                "torronto_control_sent_bytes_total",
+                "Protocol bytes sent to peers other than chunk payload (headers, lists, gossip).",
+                self.control_sent,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
@@ -276,7 +296,9 @@ mod tests {
         let upload = |index: u32, len: usize| -> Message {
             PeerMessage::Upload { chunk: chunk(index), data: bytes::Bytes::from(vec![0; len]) }.into()
         };
-        m.outgoing(Some(&peer), ConnId(1), &PeerMessage::Download(chunk(0)).into());
+        let download = Envelope { from: None, token: None, message: PeerMessage::Download(chunk(0)).into() };
+        let download_len = download.encode().header.len() + FRAME_PREFIX_LEN;
+        m.outgoing(Some(&peer), ConnId(1), &download);
         assert!(m.incoming(Some(&peer), ConnId(1), &upload(0, 65_536)).is_none());
         m.incoming(None, ConnId(2), &upload(1, 34_464));
         m.sent(Some(&peer), &chunk(1));
@@ -284,6 +306,7 @@ mod tests {
         m.query_answered(Duration::from_millis(2));
         let status = Status { num_files: 1, sizes: vec![100_000], local: vec![0.5], ..Status::default() };
         let text = m.render(&status);
+        let control_line = format!("torronto_control_sent_bytes_total {download_len}");
         for line in [
             "torronto_files 1",
             "torronto_chunks_held 1",
@@ -294,6 +317,7 @@ mod tests {
             "torronto_peer_received_chunks_total{peer=\"unknown\"} 1",
             "torronto_sent_bytes_total 34464",
             "torronto_verification_failures_total 1",
+            control_line.as_str(),
             "torronto_chunk_request_duration_seconds_count 1",
             "torronto_query_duration_seconds_bucket{le=\"0.001\"} 0",
             "torronto_query_duration_seconds_bucket{le=\"0.0025\"} 1",

@@ -42,4 +42,9 @@ pub struct NodeOptions {
     pub bittorrent: Option<PeerAddr>,
     /// Share the folder ([`crate::shared`]), taking a file once unchanged this long.
     pub settle: Option<Duration>,
+    /// Most links to other nodes (`--max-links`).
+    pub max_links: usize,
 }
+
+/// `--max-links`'s default.
+pub const DEFAULT_MAX_LINKS: usize = 32;

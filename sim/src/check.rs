@@ -225,10 +225,23 @@ pub fn resurrected(world: &World) -> Result<(), String> {
 /// Each joined machine's status against the oracle: who it is connected to and, from
 /// what every disk truly holds, each file's replication as docs/protocol.md defines it.
 pub fn status(world: &World) -> Result<(), String> {
+    // Which machine holds which chunk, once for all: checking a chunk compares 64 KiB.
+    let held: Vec<Vec<Vec<bool>>> = world
+        .schedule
+        .files
+        .iter()
+        .map(|s| {
+            let n = s.manifest.chunk_count();
+            let disk = |y: usize| &world.machines[y].disk;
+            (0..world.machines.len())
+                .map(|y| ChunkIndex::all(n).map(|i| disk(y).knows(&s.name) && disk(y).holds(s, i)).collect())
+                .collect()
+        })
+        .collect();
     for (m, x) in world.machines.iter().enumerate() {
         let Some(node) = x.node.as_ref().filter(|n| n.is_joined()) else { continue };
         let got = node.status();
-        let want = oracle(world, m, &got);
+        let want = oracle(world, m, &got, &held);
         if got.peers.iter().collect::<BTreeSet<_>>() != want.peers.iter().collect::<BTreeSet<_>>()
             || got.files != want.files
             || got.local != want.local
@@ -253,26 +266,32 @@ fn show(s: &Status) -> String {
         .rows()
         .map(|r| format!("{} local={} system={} least={} avg={}", r.name, r.local, r.system, r.least, r.average))
         .collect();
-    format!("peers={:?} files=[{}]", s.peers, rows.join("; "))
+    format!("peers={:?} participants={} files=[{}]", s.peers, s.participants, rows.join("; "))
 }
 
 /// The status machine `m` should report. Files it lists beyond those some participant
 /// holds are computed too (and must then show nothing held).
-fn oracle(world: &World, m: usize, got: &Status) -> Status {
+fn oracle(world: &World, m: usize, got: &Status, held: &[Vec<Vec<bool>>]) -> Status {
     let peers: Vec<usize> = world.linked(m).into_iter().collect();
-    let participants: Vec<usize> = std::iter::once(m).chain(peers.iter().copied()).collect();
-    let holds = |y: usize, s: &FileSpec, i| world.machines[y].disk.knows(&s.name) && world.machines[y].disk.holds(s, i);
+    // Every participant of the network counts, linked or not (gossip tells of the rest);
+    // browser peers meet only through nodes, so without a joined node each is alone.
+    let x = &world.machines;
+    let joined: Vec<usize> = (0..x.len()).filter(|&y| y == m || x[y].joined()).collect();
+    let nodes_up = joined.iter().any(|&y| x[y].role != Role::Browser);
+    let participants: Vec<usize> = if nodes_up { joined } else { vec![m] };
     let mut status = Status {
         node: world.machines[m].addr.to_string(),
         joined: true,
         peers: peers.iter().map(|&y| world.machines[y].addr.to_string()).collect(),
+        participants: participants.len(),
         ..Status::default()
     };
-    for s in &world.schedule.files {
+    for (k, s) in world.schedule.files.iter().enumerate() {
         let n = s.manifest.chunk_count();
+        let holds = |y: usize, i: ChunkIndex| held[k][y][i.0 as usize];
         let known_by = |y: usize| world.machines[y].disk.knows(&s.name);
-        let must =
-            known_by(m) || peers.iter().any(|&y| (n == 0 && known_by(y)) || ChunkIndex::all(n).any(|i| holds(y, s, i)));
+        let must = known_by(m)
+            || participants.iter().any(|&y| (n == 0 && known_by(y)) || ChunkIndex::all(n).any(|i| holds(y, i)));
         if !must && !got.files.iter().any(|f| f == s.name.as_str()) {
             continue;
         }
@@ -281,9 +300,9 @@ fn oracle(world: &World, m: usize, got: &Status) -> Status {
             (1.0, 1.0, holders, f64::from(holders))
         } else {
             let replication: Vec<u32> =
-                ChunkIndex::all(n).map(|i| participants.iter().filter(|&&y| holds(y, s, i)).count() as u32).collect();
+                ChunkIndex::all(n).map(|i| participants.iter().filter(|&&y| holds(y, i)).count() as u32).collect();
             let fraction = |x: f64| (x / f64::from(n) * 1e4).round() / 1e4;
-            let here = ChunkIndex::all(n).filter(|&i| holds(m, s, i)).count();
+            let here = ChunkIndex::all(n).filter(|&i| holds(m, i)).count();
             (
                 fraction(here as f64),
                 fraction(replication.iter().filter(|&&r| r > 0).count() as f64),

@@ -3,6 +3,7 @@
 //! ```text
 //! torronto-sim --seeds N [--from S] [--threads T] [--strict]
 //! torronto-sim --seed S [--trace [--shrink]]
+//! torronto-sim --scale N [--seed S]
 //! ```
 
 use std::process::ExitCode;
@@ -15,10 +16,32 @@ fn main() -> ExitCode {
     let value =
         |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(|v| v.parse::<u64>());
     let usage = || {
-        eprintln!("usage: torronto-sim --seeds N [--from S] [--threads T] [--strict] | --seed S [--trace [--shrink]]");
+        eprintln!(
+            "usage: torronto-sim --seeds N [--from S] [--threads T] [--strict] | --seed S [--trace [--shrink]] \
+             | --scale N [--seed S]"
+        );
         ExitCode::from(2)
     };
     let options = Options { strict: args.iter().any(|a| a == "--strict"), ..Options::default() };
+    if let Some(n) = value("--scale") {
+        let Ok(n) = n else { return usage() };
+        let seed = value("--seed").and_then(Result::ok).unwrap_or(1);
+        let started = Instant::now();
+        let verdict = run(&Schedule::scale(seed, n as usize), &options);
+        let secs = started.elapsed().as_secs_f64();
+        let s = &verdict.stats;
+        println!(
+            "{n} nodes (seed {seed}): {} in {secs:.1} s of wall time; {:.0} simulated s, {} events, {} messages",
+            verdict
+                .violation
+                .as_ref()
+                .map_or("converged, every node's status exact".to_owned(), |v| format!("FAILED: {v}")),
+            s.sim_millis as f64 / 1e3,
+            s.events,
+            s.messages
+        );
+        return if verdict.violation.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+    }
     if let Some(seed) = value("--seed") {
         let Ok(seed) = seed else { return usage() };
         if args.iter().any(|a| a == "--trace") {

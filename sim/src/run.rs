@@ -15,6 +15,11 @@ use crate::world::{Options, Plant, Stats, World};
 /// redialled within 30 s (`redial_max`), an unanswered request given up after 30 s.
 pub const CONVERGENCE_BOUND: Millis = 120_000;
 
+/// How long gossip has, once every file is everywhere, to bring every node's count of
+/// the network up to date: a record's lease (30 s in the simulator), a suspicion's
+/// timeout (15 s) and the rounds to spread them.
+pub const GOSSIP_SETTLE: Millis = 60_000;
+
 /// How a schedule ended.
 #[derive(Debug)]
 pub struct Verdict {
@@ -63,7 +68,10 @@ fn drive(world: &mut World) -> (Option<Violation>, Stats) {
         }
     }
     if world.violation.is_none() {
-        // The status is compared once nothing is under way: every message delivered.
+        // Gossip needs time to tell every node of the last changes, and to conclude that
+        // a crashed node is gone (`suspect_timeout`); the status is then compared once
+        // nothing is under way: every message delivered.
+        world.run_until(world.now + GOSSIP_SETTLE, false);
         let quiet = world.now + 60_000;
         world.run_until(quiet, true);
         if world.options.plant == Some(Plant::SilentLinkLoss) {

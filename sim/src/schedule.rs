@@ -178,6 +178,20 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// A network of `n` native nodes and no faults, to measure scale: each joins within
+    /// the first 10 s, and one inserts a file of three chunks at 12 s. Every node's
+    /// peers file names every node; each dials only a few and learns the rest by gossip.
+    pub fn scale(seed: u64, n: usize) -> Self {
+        let mut rng = Rng::new(seed);
+        let mut steps: Vec<Step> = (0..n).map(|m| Step { at: rng.below(10_000), action: Action::Join { m } }).collect();
+        steps.push(Step { at: 12_000, action: Action::Insert { m: rng.below(n as u64) as usize, file: 0 } });
+        steps.sort_by_key(|s| s.at);
+        let files = vec![FileSpec::new(0, 3 * 64 * 1024 - 100, seed)];
+        Schedule { seed, roles: vec![Role::Native; n], files, steps }
+    }
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "t={:>6}ms {:?}", self.at, self.action)

@@ -162,3 +162,12 @@ fn two_holders_leaving_at_once_do_not_count_on_each_other() {
 fn a_remove_sent_before_a_crash_still_arrives() {
     passes_as_found(213);
 }
+
+/// 256 nodes whose peers files name everyone, each dialling a few and learning the rest
+/// by gossip: the file reaches all, and every node's status counts all 256 exactly.
+/// (`scripts/sim.sh --scale 1000` runs a thousand; it takes minutes.)
+#[test]
+fn two_hundred_and_fifty_six_nodes_converge_with_every_status_exact() {
+    let verdict = run(&Schedule::scale(1, 256), &Options::default());
+    assert!(verdict.violation.is_none(), "{}", verdict.violation.unwrap());
+}

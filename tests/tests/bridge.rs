@@ -58,6 +58,7 @@ async fn start_node_on(web_host: &str, web_root: PathBuf, allow_origins: Vec<Str
         limits: Default::default(),
         bittorrent: None,
         settle: None,
+        max_links: torronto_node::options::DEFAULT_MAX_LINKS,
     };
     let driver = Driver::bind(options).await.unwrap();
     let tcp = driver.addr().clone();

@@ -106,6 +106,21 @@ pub struct Tuning {
     /// How long a tombstone is kept after the remove (a node away longer brings the
     /// file back when it returns).
     pub tombstone_lifetime: Millis,
+    /// Links to other nodes kept at most (`--max-links`); half of it, at most 8, are
+    /// dialled for, the rest are left to peers that dial us.
+    pub max_links: usize,
+    /// A gossip round every this long; our record changes at most every
+    /// `record_interval` for holdings.
+    pub gossip_interval: Millis,
+    pub record_interval: Millis,
+    /// A suspected participant not heard from by then is taken to have left; departures
+    /// are remembered for `left_keep`.
+    pub suspect_timeout: Millis,
+    pub left_keep: Millis,
+    /// Our record is renewed at least this often, changed or not; a record not renewed
+    /// for `lease` is suspected (a participant that crashed with no link left to notice).
+    pub refresh_interval: Millis,
+    pub lease: Millis,
 }
 
 impl Default for Tuning {
@@ -142,6 +157,13 @@ impl Default for Tuning {
             max_tombstones: 10_000,
             max_peer_tombstones: 1_000,
             tombstone_lifetime: 90 * 24 * 3_600_000,
+            max_links: 32,
+            gossip_interval: 1_000,
+            record_interval: 2_000,
+            suspect_timeout: 15_000,
+            left_keep: 300_000,
+            refresh_interval: 60_000,
+            lease: 180_000,
         }
     }
 }

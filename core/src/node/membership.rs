@@ -61,8 +61,13 @@ impl LeavePlan {
 impl Node {
     pub(super) fn start_join(&mut self, now: Millis, reply_to: Option<ConnId>) {
         let connected: BTreeSet<PeerAddr> = self.conns.values().filter_map(|c| c.dialed.clone()).collect();
-        let waiting: BTreeSet<PeerAddr> =
-            self.config.peers.iter().filter(|p| !connected.contains(*p)).cloned().collect();
+        // A few peers of the peers file, at random, are enough: gossip finds the rest.
+        let mut listed: Vec<PeerAddr> = self.config.peers.iter().filter(|p| !connected.contains(*p)).cloned().collect();
+        let mut waiting = BTreeSet::new();
+        while waiting.len() < self.link_target() && !listed.is_empty() {
+            let k = (self.random() % listed.len() as u64) as usize;
+            waiting.insert(listed.swap_remove(k));
+        }
         for addr in &waiting {
             self.net.push_back(NetCommand::Dial(addr.clone()));
         }
@@ -74,6 +79,7 @@ impl Node {
             self.send(conn, PeerMessage::Add { files });
         }
         self.membership = Membership::Joining { reply_to, waiting };
+        self.overlay_joined(now);
         self.timers.set(Timer::Join, now + self.config.tuning.join_timeout);
         self.maybe_finish_join();
     }
@@ -125,6 +131,8 @@ impl Node {
             self.send_tombstones(conn);
             let files = self.file_list();
             self.send(conn, PeerMessage::Files { files });
+            self.linked(conn, &addr);
+            self.enforce_link_limit(&addr, conn);
         }
     }
 
@@ -133,6 +141,8 @@ impl Node {
         if self.register_peer(conn, addr.clone()) {
             self.apply_file_list(&addr, files, false);
             self.join_answered(&addr);
+            self.linked(conn, &addr);
+            self.enforce_link_limit(&addr, conn);
         }
     }
 
@@ -169,9 +179,10 @@ impl Node {
     /// A peer leaves. It speaks for this connection only: a Remove that arrives late on
     /// an old connection must not end the peer that has since come back on a new one. A
     /// leaving peer says it on each of its connections.
-    pub(super) fn on_remove(&mut self, conn: ConnId, addr: &PeerAddr) {
+    pub(super) fn on_remove(&mut self, now: Millis, conn: ConnId, addr: &PeerAddr) {
         if self.detach(addr, conn) {
             self.drop_peer(addr, true);
+            self.unlinked_by(now, addr);
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.peer = None;
@@ -190,6 +201,7 @@ impl Node {
             }
         }
         self.stop_redials();
+        self.overlay_leaving(now);
         // Two holders of a chunk leaving at once would each count on the other: tell
         // every peer, and finish only once each peer we count on has answered.
         let peers: Vec<(PeerAddr, ConnId, bool)> =
@@ -214,8 +226,15 @@ impl Node {
         let Membership::Leaving(plan) = &mut self.membership else {
             return;
         };
-        if (plan.todo.is_empty() && plan.awaiting.is_empty()) || self.peers.is_empty() {
+        if plan.todo.is_empty() && plan.awaiting.is_empty() {
             self.finish_leave();
+            return;
+        }
+        if self.peers.is_empty() {
+            // Nobody to hand our chunks to: link to someone first, if anyone is there.
+            if !self.link_for_leave() {
+                self.finish_leave();
+            }
             return;
         }
         let window = self.config.tuning.push_window;

@@ -13,6 +13,9 @@
 //!   [`StorageEvent`], [`Event`]…);
 //! - `membership`: Join, Leave and the leave plan that pushes away sole-held chunks; peers
 //!   introducing themselves (Add, Files) and leaving (Remove);
+//! - `overlay`: bounded links and gossip: which peers to link to, every participant's
+//!   record, failure detection, and far participants counted in the status;
+//! - `query`: the Query answer;
 //! - `peers`: connections and peers — introductions, file lists, strikes, bans, redials;
 //! - `fetching`: manifests and chunks we ask for, their verification and timeouts;
 //! - `serving`: chunks and manifests peers ask of us, and what we tell them we hold;
@@ -41,7 +44,9 @@ mod identities;
 mod imports;
 mod limits;
 mod membership;
+mod overlay;
 mod peers;
+mod query;
 mod removal;
 mod serving;
 mod timers;
@@ -57,6 +62,7 @@ use identities::Identities;
 pub use imports::check_insert_source;
 use imports::{InsertFrom, PendingImport};
 use membership::Membership;
+use overlay::Overlay;
 use peers::{ConnState, PeerState, Proven, Redial};
 use removal::Graveyard;
 use timers::{Timer, Timers};
@@ -64,7 +70,6 @@ use timers::{Timer, Timers};
 use crate::files::{FileState, FileTable};
 use crate::manifest::ChunkHash;
 use crate::name::FileName;
-use crate::status::{ChunkMap, Status};
 use crate::wire::{Code, Control, Envelope, HaveEntry, Message, PeerAddr, PeerMessage, RateLimits, Reply};
 
 /// A participant of the network. See the module documentation for how to drive it.
@@ -72,6 +77,7 @@ use crate::wire::{Code, Control, Envelope, HaveEntry, Message, PeerAddr, PeerMes
 pub struct Node {
     config: Config,
     membership: Membership,
+    overlay: Overlay,
     files: FileTable,
     conns: BTreeMap<ConnId, ConnState>,
     peers: BTreeMap<PeerAddr, PeerState>,
@@ -115,6 +121,7 @@ impl Node {
         Self {
             config,
             membership: Membership::NotJoined,
+            overlay: Overlay::default(),
             files: FileTable::default(),
             conns: BTreeMap::new(),
             peers: BTreeMap::new(),
@@ -296,7 +303,7 @@ impl Node {
             self.timers.set(Timer::Introduction(conn), now + self.config.tuning.intro_timeout);
         }
         if let Some(addr) = dialed {
-            if matches!(self.membership, Membership::Joining { .. } | Membership::Joined)
+            if matches!(self.membership, Membership::Joining { .. } | Membership::Joined | Membership::Leaving(_))
                 && !self.banned.contains(&addr)
             {
                 // Tombstones first: what the peer announces next is judged by them.
@@ -312,6 +319,7 @@ impl Node {
 
     pub fn handle_dial_failed(&mut self, now: Millis, addr: &PeerAddr) {
         self.join_answered(addr);
+        self.dial_answered(now, addr, true);
         // A peer the peers file names that was down when we joined is tried again, as
         // one we lost is: otherwise two nodes started apart would never meet.
         self.schedule_redial(now, addr.clone(), false);
@@ -323,11 +331,13 @@ impl Node {
         if let Some(state) = self.conns.remove(&conn) {
             if let Some(addr) = &state.dialed {
                 self.join_answered(addr);
+                self.dial_answered(now, addr, false);
             }
             if let Some(addr) = state.peer {
                 if self.detach(&addr, conn) {
                     let trusted = self.proved_itself(&addr);
                     self.drop_peer(&addr, false);
+                    self.suspect(now, &addr);
                     self.schedule_redial(now, addr, trusted);
                 }
             }
@@ -409,6 +419,7 @@ impl Node {
                 Timer::FetchPause => {}
                 Timer::SpaceRetry(file) => self.prepare_again(&file),
                 Timer::TokenRefusal { conn, attempt } => self.token_refusal_due(conn, attempt),
+                Timer::Gossip => self.gossip_due(now),
             }
         }
         self.after_input(now);
@@ -504,7 +515,8 @@ impl Node {
                 conn,
                 Reply { reason: Some("introduce yourself with Add first".into()), ..Reply::code(Code::BadRequest) },
             ),
-            (PeerMessage::Remove, Some(addr)) => self.on_remove(conn, &addr),
+            (PeerMessage::Remove, Some(addr)) => self.on_remove(now, conn, &addr),
+            (PeerMessage::Gossip(gossip), Some(_)) => self.on_gossip(now, conn, *gossip),
             (PeerMessage::Leaving, Some(addr)) => self.on_leaving(conn, &addr),
             (PeerMessage::Have(entries), Some(addr)) => self.on_have(&addr, entries),
             (PeerMessage::Download(chunk), Some(_)) => self.on_download(conn, chunk),
@@ -532,40 +544,6 @@ impl Node {
 
     fn reply(&mut self, conn: ConnId, reply: Reply) {
         self.send(conn, reply);
-    }
-
-    // -----------------------------------------------------------------------------
-    // Status.
-
-    /// The Query answer (docs/protocol.md, "Query").
-    pub fn status(&self) -> Status {
-        let mut status = Status {
-            node: self.config.me.to_string(),
-            joined: self.is_joined(),
-            peers: self.peers.keys().map(ToString::to_string).collect(),
-            id: self.config.private.map(|id| id.to_string()),
-            chunks_fetched: self.chunks_fetched,
-            chunks_served: self.chunks_served,
-            bytes_fetched: self.bytes_fetched,
-            bytes_served: self.bytes_served,
-            upload_limit: self.limits.upload,
-            download_limit: self.limits.download,
-            inserting: self.import_progress(),
-            ..Status::default()
-        };
-        if self.config.private.is_some() {
-            status.peer_ids = self.peers.values().map(|p| p.id.map(|id| id.to_string()).unwrap_or_default()).collect();
-        }
-        for (name, f) in self.files.iter().filter(|(_, f)| f.is_known()) {
-            status.push_file(name, f);
-        }
-        status
-    }
-
-    /// How many participants hold each chunk of `name`, summarised for drawing.
-    pub fn chunk_map(&self, name: &FileName) -> Option<ChunkMap> {
-        let f = self.files.get(name).filter(|f| f.is_known())?;
-        Some(ChunkMap::of(name, f))
     }
 }
 

@@ -188,6 +188,8 @@ impl Node {
         }
         self.replan_leave(&peer.proven);
         self.events.push_back(Event::PeerLeft { peer: addr.clone(), graceful });
+        // Counted from its gossip record again, if it is still in the network.
+        self.far_recount(addr);
         self.pump_leave();
     }
 
@@ -408,6 +410,7 @@ impl Node {
                 }
             }
             self.drop_peer(addr, false);
+            self.shun(addr);
             self.events.push_back(Event::PeerBanned(addr.clone()));
         }
     }
@@ -457,9 +460,15 @@ impl Node {
     /// try; an address learned from the network is given up after a few tries.
     pub(super) fn redial_due(&mut self, now: Millis, addr: PeerAddr) {
         let tuning = &self.config.tuning;
+        let wants_links = self.wants_links();
         let Some(r) = self.redial.get_mut(&addr) else {
             return;
         };
+        if !wants_links {
+            // Links enough: it is tried again later, if we still need it then.
+            self.timers.set(Timer::Redial(addr), now + r.backoff);
+            return;
+        }
         if !r.listed && (r.tries >= tuning.redial_tries || now.saturating_sub(r.since) >= tuning.redial_give_up) {
             let tries = r.tries;
             self.redial.remove(&addr);
@@ -566,7 +575,8 @@ mod tests {
         assert_eq!(n.oldest_unintroduced(), Some(ConnId(1)));
         while n.poll_net().is_some() {}
         n.handle_timeout(n.config.tuning.intro_timeout);
-        let closed: Vec<NetCommand> = std::iter::from_fn(|| n.poll_net()).collect();
+        let closed: Vec<NetCommand> =
+            std::iter::from_fn(|| n.poll_net()).filter(|c| matches!(c, NetCommand::Close(_))).collect();
         assert!(matches!(closed[..], [NetCommand::Close(ConnId(1))]), "{closed:?}");
         assert_eq!(n.oldest_unintroduced(), None);
     }

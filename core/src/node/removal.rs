@@ -417,7 +417,8 @@ mod tests {
         // A peer introduces itself: our tombstones, then our Files.
         node.handle_connected(0, ConnId(1), ConnInfo::default());
         node.handle_message(0, ConnId(1), from(1, PeerMessage::Add { files: vec![] }.into()));
-        assert_eq!(actions(&mut node), vec![Some(13), Some(6)]);
+        // (then the gossip a new link gets: Action 18)
+        assert_eq!(actions(&mut node), vec![Some(13), Some(6), Some(18)]);
         // We dial a peer: our tombstones, then our Add.
         let dialed = ConnInfo { dialed: Some(PeerAddr::new("10.0.0.7", 7000)), ..ConnInfo::default() };
         node.handle_connected(0, ConnId(2), dialed);

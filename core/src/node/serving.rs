@@ -121,8 +121,16 @@ impl Node {
             batches.last_mut().expect("never empty").push(e);
         }
         for conn in self.listening_conns() {
-            for batch in &batches {
-                self.send(conn, PeerMessage::Have(batch.clone()));
+            // A peer that announced a file knows its digest: most of a Have entry's bytes,
+            // sent per chunk to every link, so left out where it tells nothing.
+            let peer = self.conns.get(&conn).and_then(|c| c.peer.as_ref()).and_then(|a| self.peers.get(a));
+            let knows = |e: &HaveEntry| peer.is_some_and(|p| p.files.contains_key(&e.chunk.file));
+            let batches: Vec<Vec<HaveEntry>> = batches
+                .iter()
+                .map(|b| b.iter().map(|e| HaveEntry { digest: e.digest.filter(|_| !knows(e)), ..e.clone() }).collect())
+                .collect();
+            for batch in batches {
+                self.send(conn, PeerMessage::Have(batch));
             }
         }
     }

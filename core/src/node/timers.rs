@@ -35,6 +35,8 @@ pub(super) enum Timer {
     SpaceRetry(FileName),
     /// A control request with a wrong token is answered (`attempt` counts them on `conn`).
     TokenRefusal { conn: ConnId, attempt: u32 },
+    /// A gossip round: our summary to a random link, links dialled, suspicions aged.
+    Gossip,
 }
 
 #[derive(Debug, Default)]

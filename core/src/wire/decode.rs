@@ -10,6 +10,7 @@ use super::message::{
     Action, ChunkRef, Code, Control, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr, PeerMessage,
     RateLimits, Reply, Tombstone, TorrentExport, MAX_ADD_PEERS, MAX_TRACKERS, MAX_TRACKER_LEN,
 };
+use crate::gossip::Gossip;
 use crate::layout::{chunk_count, chunk_len, ChunkIndex, MAX_FILE_SIZE};
 use crate::manifest::Digest;
 use crate::name::FileName;
@@ -272,6 +273,8 @@ enum HeadKind {
     AddTorrent {
         peers: Vec<String>,
     },
+    /// Gossip: its JSON follows as a body.
+    Gossip,
 }
 
 impl Head {
@@ -281,7 +284,8 @@ impl Head {
             HeadKind::FileList { .. }
             | HeadKind::StatusReply(_)
             | HeadKind::TorrentReply(_)
-            | HeadKind::AddTorrent { .. } => Some(LIST_BODY_LIMIT),
+            | HeadKind::AddTorrent { .. }
+            | HeadKind::Gossip => Some(LIST_BODY_LIMIT),
             HeadKind::Upload(c) => Some(chunk_len(c.size, c.index)),
             HeadKind::Manifest { size, .. } => Some(chunk_count(*size) as usize * 32),
         }
@@ -312,6 +316,11 @@ impl Head {
                 Message::Reply(reply)
             }
             HeadKind::AddTorrent { peers } => Control::AddTorrent { torrent: body, peers }.into(),
+            HeadKind::Gossip => {
+                let gossip: Gossip = serde_json::from_slice(&body).map_err(|e| bad(format!("gossip: {e}")))?;
+                gossip.check().map_err(|e| bad(format!("gossip: {e}")))?;
+                PeerMessage::Gossip(Box::new(gossip)).into()
+            }
             HeadKind::TorrentReply(mut reply) => {
                 if let Some(t) = reply.torrent.as_mut() {
                     t.torrent = body;
@@ -443,6 +452,7 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
         Some(Action::Add) => HeadKind::FileList { add: true },
         Some(Action::Remove) => HeadKind::Complete(PeerMessage::Remove.into()),
         Some(Action::Leaving) => HeadKind::Complete(PeerMessage::Leaving.into()),
+        Some(Action::Gossip) => HeadKind::Gossip,
         Some(Action::Files) => HeadKind::FileList { add: false },
         Some(Action::Download) => HeadKind::Complete(PeerMessage::Download(one_file(&mut files)?.chunk_ref()?).into()),
         Some(Action::Upload) => HeadKind::Upload(one_file(&mut files)?.chunk_ref()?),

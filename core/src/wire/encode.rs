@@ -172,6 +172,7 @@ impl Envelope {
             Message::Peer(PeerMessage::Have(entries)) => {
                 head.files = entries.iter().map(|e| OutFile { digest: e.digest, ..OutFile::chunk(&e.chunk) }).collect();
             }
+            Message::Peer(PeerMessage::Gossip(gossip)) => body = Some(to_json(gossip)),
             Message::Peer(PeerMessage::GetManifest { file }) => head.files.push(OutFile::name(file.as_str())),
             Message::Peer(PeerMessage::Manifest { file, size, digest, hashes }) => {
                 head.files.push(OutFile { size: Some(*size), digest: Some(*digest), ..OutFile::name(file.as_str()) });

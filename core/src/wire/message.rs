@@ -8,6 +8,7 @@ use std::str::FromStr;
 use bytes::Bytes;
 
 use super::frame::{bad, WireError, LIST_BODY_LIMIT};
+use crate::gossip::Gossip;
 use crate::layout::{ChunkIndex, CHUNK_SIZE};
 use crate::manifest::Digest;
 use crate::name::FileName;
@@ -36,10 +37,11 @@ pub enum Action {
     Torrent = 15,
     Leaving = 16,
     AddTorrent = 17,
+    Gossip = 18,
 }
 
 impl Action {
-    const ALL: [Action; 18] = [
+    const ALL: [Action; 19] = [
         Action::Join,
         Action::Leave,
         Action::Insert,
@@ -58,13 +60,16 @@ impl Action {
         Action::Torrent,
         Action::Leaving,
         Action::AddTorrent,
+        Action::Gossip,
     ];
 
     /// The largest body a header of this action can announce, if it announces one:
     /// enough to skip the body of a header that is refused.
     pub fn max_body(self) -> Option<usize> {
         match self {
-            Action::Add | Action::Files | Action::Manifest | Action::AddTorrent => Some(LIST_BODY_LIMIT),
+            Action::Add | Action::Files | Action::Manifest | Action::AddTorrent | Action::Gossip => {
+                Some(LIST_BODY_LIMIT)
+            }
             Action::Upload => Some(CHUNK_SIZE as usize),
             _ => None,
         }
@@ -396,6 +401,8 @@ pub enum PeerMessage {
     /// a Reply (Code 0), which, coming after anything sent before it, tells the sender
     /// whether we were leaving too.
     Leaving,
+    /// Records of the network's participants (see [`crate::gossip`]), as a JSON body.
+    Gossip(Box<Gossip>),
 }
 
 impl PeerMessage {
@@ -411,6 +418,7 @@ impl PeerMessage {
             PeerMessage::Manifest { .. } => Action::Manifest,
             PeerMessage::Tombstones(_) => Action::Tombstones,
             PeerMessage::Leaving => Action::Leaving,
+            PeerMessage::Gossip(_) => Action::Gossip,
         }
     }
 }

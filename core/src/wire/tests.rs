@@ -220,10 +220,10 @@ fn bad_requests_keep_the_stream_in_step() {
 
 #[test]
 fn action_numbers_decode_as_they_encode() {
-    for n in 0..18 {
+    for n in 0..19 {
         assert_eq!(Action::try_from(n).map(|a| i64::from(u8::from(a))), Ok(n));
     }
-    assert!(Action::try_from(18).is_err() && Action::try_from(-1).is_err());
+    assert!(Action::try_from(19).is_err() && Action::try_from(-1).is_err());
     assert_eq!(Code::from_number(6), Some(Code::BadRequest));
     assert_eq!(Code::from_number(7), Some(Code::NoSpace));
     assert_eq!(Code::from_number(8), None);

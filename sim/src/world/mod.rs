@@ -165,10 +165,13 @@ pub fn native_addr(m: usize) -> PeerAddr {
 /// Tuning for the simulation: the defaults, with the request window small enough
 /// that the bounds below bite.
 pub fn tuning(role: Role) -> Tuning {
+    // Records renewed every 10 s and suspected after 30 s, so that a run's minute of
+    // settling sees a node that crashed with no link left concluded gone.
+    let gossip = Tuning { refresh_interval: 10_000, lease: 30_000, ..Tuning::default() };
     match role {
         // As the web engine configures its node.
-        Role::Browser => Tuning { requests_per_peer: 64, max_writing: 256, ..Tuning::default() },
-        _ => Tuning::default(),
+        Role::Browser => Tuning { requests_per_peer: 64, max_writing: 256, ..gossip },
+        _ => gossip,
     }
 }
 

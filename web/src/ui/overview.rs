@@ -156,7 +156,7 @@ fn node_summary(w: &Watched) -> Html {
             <strong>{ st.node.clone() }</strong>
             <span>{ if st.joined { "joined" } else { "not joined" } }</span>
             <span>{ format!("{} of {} ({})", human_size(have as u64), human_size(total as u64), percent(done)) }</span>
-            { peer_count(st.peers.len()) }
+            { peer_count(st) }
             { rates(w.down, w.up) }
         </li>
     }

@@ -1,6 +1,6 @@
 //! Small presentational pieces shared by the panels.
 
-use torronto_core::{human_size, Code};
+use torronto_core::{human_size, Code, Status};
 use yew::prelude::*;
 
 use crate::util::rate;
@@ -75,9 +75,16 @@ pub fn Inserting(props: &InsertingProps) -> Html {
     }
 }
 
-/// How many peers a participant is connected to, in words.
-pub fn peer_count(n: usize) -> Html {
-    html! { <span class="peer-count">{ format!("{n} peer{}", if n == 1 { "" } else { "s" }) }</span> }
+/// How many peers a participant is linked to and, when gossip has told it of more, how
+/// many participants the network has (its copy counts are over all of them).
+pub fn peer_count(st: &Status) -> Html {
+    let n = st.peers.len();
+    let links = format!("{n} peer{}", if n == 1 { "" } else { "s" });
+    let text = match st.participants {
+        p if p > n + 1 => format!("{links} · {p} in the network"),
+        _ => links,
+    };
+    html! { <span class="peer-count" data-participants={st.participants.to_string()}>{ text }</span> }
 }
 
 /// Chunks this participant fetched and served since it started.

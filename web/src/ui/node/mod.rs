@@ -215,7 +215,7 @@ fn node_meta(url: &AttrValue, status: Option<&Status>, rates_now: &Rates) -> Htm
             <div class="meta">
                 <span class="url">{ url.clone() }</span>
                 if let Some(st) = status {
-                    { peer_count(st.peers.len()) }
+                    { peer_count(st) }
                     { chunk_counts(st.chunks_fetched, st.chunks_served) }
                     { rates(rates_now.down, rates_now.up) }
                 }
