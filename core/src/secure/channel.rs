@@ -154,7 +154,10 @@ impl Sealer {
     pub fn seal_record(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
         check_usable(self.failed)?;
         if plaintext.len() > MAX_RECORD_PLAINTEXT {
-            return Err(SecureError::RecordTooLong { len: plaintext.len() + TAG_LEN, limit: MAX_RECORD_PLAINTEXT + TAG_LEN });
+            return Err(SecureError::RecordTooLong {
+                len: plaintext.len() + TAG_LEN,
+                limit: MAX_RECORD_PLAINTEXT + TAG_LEN,
+            });
         }
         let start = out.len();
         out.extend_from_slice(plaintext);
