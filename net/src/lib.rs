@@ -18,7 +18,8 @@
 //!   [`accept`], a listener's next connection whatever errors come first.
 //! - [`secure`]: private networks: core's handshake run on a stream ([`handshake`]), and
 //!   [`SecureFrameReader`]/[`SecureFrameWriter`], frames inside the encrypted channel;
-//!   [`SealBatch`], frames gathered for sealing, shared with the WebSocket form.
+//!   [`SealBatch`], frames (and chunk bodies read from files) sealed where they lie in
+//!   records, shared with the WebSocket form.
 
 pub mod blocking;
 pub mod decoder;

@@ -4,7 +4,8 @@
 //!
 //! Inside the records runs exactly what runs inside a TCP secure channel: the open
 //! protocol's byte stream of 4-byte length-prefixed frames. A frame may span records
-//! (a 64 KiB chunk does not fit one) and a record may hold several frames, so the reader
+//! (the browser seals at most 64 KiB per record, so its chunks take two) and a record may
+//! hold several frames, so the reader
 //! splits frames off its plaintext with core's `FrameDecoder`, under the same limits as
 //! TCP, and the writer gathers frames and seals them once per flush.
 
@@ -154,7 +155,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> SecureWsWriter<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameWrite for SecureWsWriter<S> {
     async fn write_frame(&mut self, _kind: FrameKind, frame: Bytes) -> io::Result<()> {
-        if self.batch.push(&frame) {
+        if self.batch.push(&frame)? {
             self.write_out().await?;
         }
         Ok(())

@@ -2,11 +2,13 @@
 //!
 //! Inside is exactly the open protocol's TCP byte stream (4-byte length-prefixed frames),
 //! so the frame decoder runs on what `open` delivers, unchanged. Each record carries up to
-//! [`MAX_RECORD_PLAINTEXT`] bytes, sealed with the transport cipher of `transport`; its
-//! nonce is its position in the stream (counted here, one counter per direction), so a
-//! replayed, dropped or reordered record fails authentication like a tampered one. Any
-//! failure is fatal: the channel refuses all further use. Plaintext is copied once, into
-//! its place in the output, and encrypted or decrypted there: no zero-filling, no scratch.
+//! [`MAX_TRANSPORT_PLAINTEXT`] bytes (the `seal*` forms cut at [`MAX_RECORD_PLAINTEXT`]),
+//! sealed with the transport cipher of `transport`; its nonce is its position in the
+//! stream (counted here, one counter per direction), so a replayed, dropped or reordered
+//! record fails authentication like a tampered one. Any failure is fatal: the channel
+//! refuses all further use. `seal`/`open` copy plaintext once, into its place, and encrypt
+//! or decrypt it there; [`Sealer::seal_in_place`] and [`Opener::open_in_place`] work in the
+//! driver's own buffer, where the plaintext already lies or the records arrived: no copy.
 //!
 //! A driver whose reading and writing run apart (two tasks) takes the channel apart with
 //! [`SecureChannel::split`]: a [`Sealer`] and an [`Opener`], each with its own direction's
@@ -17,8 +19,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::error::SecureError;
 use super::noise::Suite;
 use super::record::{
-    missing_bytes, put_prefix, whole_records, Flow, RecordReader, MAX_RECORD_LEN, MAX_RECORD_PLAINTEXT,
-    RECORD_PREFIX_LEN, TAG_LEN,
+    missing_bytes, put_prefix, record_len, whole_records, Flow, RecordReader, MAX_RECORD_PLAINTEXT,
+    MAX_TRANSPORT_PLAINTEXT, MAX_TRANSPORT_RECORD_LEN, RECORD_PREFIX_LEN, TAG_LEN,
 };
 use super::transport::Aead;
 
@@ -139,8 +141,10 @@ impl Sealer {
         check_usable(self.failed)?;
         out.reserve(Self::sealed_len(plaintext.len()));
         for piece in plaintext.chunks(MAX_RECORD_PLAINTEXT) {
+            let start = out.len();
             put_prefix(out, piece.len() + TAG_LEN);
-            self.seal_into(piece, out)?;
+            out.extend_from_slice(piece);
+            self.seal_in_place(out, start)?;
         }
         Ok(())
     }
@@ -150,9 +154,40 @@ impl Sealer {
     pub fn seal_record(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
         check_usable(self.failed)?;
         if plaintext.len() > MAX_RECORD_PLAINTEXT {
-            return Err(SecureError::RecordTooLong { len: plaintext.len() + TAG_LEN, limit: MAX_RECORD_LEN });
+            return Err(SecureError::RecordTooLong {
+                len: plaintext.len() + TAG_LEN,
+                limit: MAX_RECORD_PLAINTEXT + TAG_LEN,
+            });
         }
-        self.seal_into(plaintext, out)
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        self.seal_at(out, start)
+    }
+
+    /// Stream form where the plaintext already lies in the output: `out[start..]` is
+    /// [`RECORD_PREFIX_LEN`] bytes of room for the prefix, then the record's plaintext (at
+    /// most [`MAX_TRANSPORT_PLAINTEXT`]), put there by the caller (a frame read straight
+    /// from its file, say). Writes the prefix, encrypts the plaintext where it lies and
+    /// appends the tag: no copy. On failure `out` is cut back to `start`.
+    pub fn seal_in_place(&mut self, out: &mut BytesMut, start: usize) -> Result<(), SecureError> {
+        let result = self.seal_in_place_checked(out, start);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn seal_in_place_checked(&mut self, out: &mut BytesMut, start: usize) -> Result<(), SecureError> {
+        check_usable(self.failed)?;
+        let body = start + RECORD_PREFIX_LEN;
+        let Some(len) = out.len().checked_sub(body) else {
+            return Err(SecureError::Sequence("no room for the record's prefix"));
+        };
+        if len > MAX_TRANSPORT_PLAINTEXT {
+            return Err(SecureError::RecordTooLong { len: len + TAG_LEN, limit: MAX_TRANSPORT_RECORD_LEN });
+        }
+        out[start..body].copy_from_slice(&((len + TAG_LEN) as u32).to_be_bytes());
+        self.seal_at(out, body)
     }
 
     /// Message form for any length: one record per WebSocket message, in order.
@@ -166,10 +201,8 @@ impl Sealer {
         Ok(records)
     }
 
-    fn seal_into(&mut self, piece: &[u8], out: &mut BytesMut) -> Result<(), SecureError> {
-        let start = out.len();
-        out.reserve(piece.len() + TAG_LEN);
-        out.extend_from_slice(piece);
+    /// Encrypts `out[start..]` in place as the next record and appends its tag.
+    fn seal_at(&mut self, out: &mut BytesMut, start: usize) -> Result<(), SecureError> {
         match self.aead.seal(self.sent, &mut out[start..]) {
             Ok(tag) => {
                 out.extend_from_slice(&tag);
@@ -191,7 +224,7 @@ impl Opener {
     pub fn open(&mut self, ciphertext: &[u8], plaintext: &mut BytesMut) -> Result<(), SecureError> {
         check_usable(self.failed)?;
         let (aead, received) = (&self.aead, &mut self.received);
-        let result = self.reader.feed(ciphertext, MAX_RECORD_LEN, |record| {
+        let result = self.reader.feed(ciphertext, MAX_TRANSPORT_RECORD_LEN, |record| {
             open_into(aead, received, record, plaintext)?;
             Ok(Flow::Continue)
         });
@@ -211,7 +244,7 @@ impl Opener {
             return result;
         }
         let (aead, received) = (&self.aead, &mut self.received);
-        let result = whole_records(buf, MAX_RECORD_LEN, |record| {
+        let result = whole_records(buf, MAX_TRANSPORT_RECORD_LEN, |record| {
             open_into(aead, received, record, plaintext)?;
             Ok(Flow::Continue)
         });
@@ -221,11 +254,49 @@ impl Opener {
         Ok(())
     }
 
+    /// Stream form in one buffer, without a copy: `buf[..*plain]` is plaintext opened
+    /// before, `buf[*sealed..]` records as they arrived (what lies between is spent
+    /// prefixes and tags). Opens every whole record there, its plaintext moved down to
+    /// follow `*plain` as it is decrypted, and moves both marks on; a partial record stays
+    /// after `*sealed`. Not to be mixed with [`Opener::open`], which holds its own partial
+    /// record.
+    pub fn open_in_place(&mut self, buf: &mut [u8], plain: &mut usize, sealed: &mut usize) -> Result<(), SecureError> {
+        check_usable(self.failed)?;
+        if self.reader.buffered() > 0 || *plain > *sealed || *sealed > buf.len() {
+            return Err(SecureError::Sequence("open_in_place after open, or marks out of order"));
+        }
+        let result = loop {
+            let Some(prefix) = buf.get(*sealed..*sealed + RECORD_PREFIX_LEN) else {
+                break Ok(());
+            };
+            let len = match record_len(prefix, MAX_TRANSPORT_RECORD_LEN) {
+                Ok(len) => len,
+                Err(err) => break Err(err),
+            };
+            let end = *sealed + RECORD_PREFIX_LEN + len;
+            if end > buf.len() {
+                break Ok(());
+            }
+            let Some(body_len) = len.checked_sub(TAG_LEN) else {
+                break Err(SecureError::Decrypt);
+            };
+            let tag: [u8; TAG_LEN] = buf[end - TAG_LEN..end].try_into().expect("a 16-byte tag");
+            let shift = *sealed + RECORD_PREFIX_LEN - *plain;
+            if let Err(err) = self.aead.open(self.received, &mut buf[*plain..end - TAG_LEN], shift, &tag) {
+                break Err(err);
+            }
+            self.received += 1;
+            *plain += body_len;
+            *sealed = end;
+        };
+        self.poison_on_error(result)
+    }
+
     /// Message form: one whole record (one WebSocket message); appends its plaintext.
     pub fn open_record(&mut self, record: &[u8], plaintext: &mut BytesMut) -> Result<(), SecureError> {
         check_usable(self.failed)?;
-        let result = if record.len() > MAX_RECORD_LEN {
-            Err(SecureError::RecordTooLong { len: record.len(), limit: MAX_RECORD_LEN })
+        let result = if record.len() > MAX_TRANSPORT_RECORD_LEN {
+            Err(SecureError::RecordTooLong { len: record.len(), limit: MAX_TRANSPORT_RECORD_LEN })
         } else {
             open_into(&self.aead, &mut self.received, record, plaintext)
         };
@@ -259,7 +330,7 @@ fn open_into(aead: &Aead, received: &mut u64, record: &[u8], plaintext: &mut Byt
     let (body, tag) = record.split_at(body_len);
     let start = plaintext.len();
     plaintext.extend_from_slice(body);
-    match aead.open(*received, &mut plaintext[start..], tag.try_into().expect("a 16-byte tag")) {
+    match aead.open(*received, &mut plaintext[start..], 0, tag.try_into().expect("a 16-byte tag")) {
         Ok(()) => {
             *received += 1;
             Ok(())

@@ -47,5 +47,7 @@ pub use identity::Identity;
 pub use node_id::NodeId;
 pub use node_id::NodeIdError;
 pub use noise::{Suite, HANDSHAKE_ENTROPY_LEN, PROLOGUE};
-pub use record::{MAX_RECORD_LEN, MAX_RECORD_PLAINTEXT, RECORD_PREFIX_LEN, TAG_LEN};
+pub use record::{
+    MAX_RECORD_LEN, MAX_RECORD_PLAINTEXT, MAX_TRANSPORT_PLAINTEXT, MAX_TRANSPORT_RECORD_LEN, RECORD_PREFIX_LEN, TAG_LEN,
+};
 pub use secret::NetworkSecret;

@@ -21,7 +21,7 @@ use super::secret::NetworkSecret;
 
 /// Bound into the handshake hash: a torronto handshake cannot be spliced into another
 /// protocol's, and a future version's never completes with this one.
-pub const PROLOGUE: &[u8] = b"torronto secure v2";
+pub const PROLOGUE: &[u8] = b"torronto secure v3";
 
 /// Bytes of driver randomness one handshake consumes (its ephemeral private key).
 pub const HANDSHAKE_ENTROPY_LEN: usize = 32;

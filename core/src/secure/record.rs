@@ -17,6 +17,12 @@ pub const MAX_RECORD_LEN: usize = 65_535;
 pub const TAG_LEN: usize = 16;
 /// Most plaintext one record carries.
 pub const MAX_RECORD_PLAINTEXT: usize = MAX_RECORD_LEN - TAG_LEN;
+/// Most plaintext one record of the transport phase may carry: the channel's records are
+/// its own, not Noise messages, and this lets a 64 KiB chunk's Upload (header and body
+/// frames) travel in one record, sealed and opened where it lies.
+pub const MAX_TRANSPORT_PLAINTEXT: usize = 128 * 1024;
+/// Largest record of the transport phase.
+pub const MAX_TRANSPORT_RECORD_LEN: usize = MAX_TRANSPORT_PLAINTEXT + TAG_LEN;
 
 /// What a record's consumer wants after one record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,11 +34,11 @@ pub(crate) enum Flow {
 
 /// Appends the stream prefix of a record of `len` bytes.
 pub(crate) fn put_prefix(out: &mut BytesMut, len: usize) {
-    debug_assert!(len <= MAX_RECORD_LEN);
+    debug_assert!(len <= MAX_TRANSPORT_RECORD_LEN);
     out.put_u32(len as u32);
 }
 
-fn record_len(prefix: &[u8], limit: usize) -> Result<usize, SecureError> {
+pub(crate) fn record_len(prefix: &[u8], limit: usize) -> Result<usize, SecureError> {
     let len = u32::from_be_bytes(prefix[..RECORD_PREFIX_LEN].try_into().expect("4 bytes")) as usize;
     if len > limit {
         return Err(SecureError::RecordTooLong { len, limit });

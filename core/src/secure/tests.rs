@@ -307,10 +307,10 @@ fn a_replayed_or_reordered_record_is_detected() {
 fn a_record_prefix_over_the_limit_is_refused_before_allocating() {
     let ((_, _), (mut b, _)) = establish();
     let mut out = BytesMut::new();
-    let prefix = ((MAX_RECORD_LEN + 1) as u32).to_be_bytes();
+    let prefix = ((MAX_TRANSPORT_RECORD_LEN + 1) as u32).to_be_bytes();
     assert_eq!(
         b.open(&prefix, &mut out),
-        Err(SecureError::RecordTooLong { len: MAX_RECORD_LEN + 1, limit: MAX_RECORD_LEN })
+        Err(SecureError::RecordTooLong { len: MAX_TRANSPORT_RECORD_LEN + 1, limit: MAX_TRANSPORT_RECORD_LEN })
     );
     assert_eq!(b.buffered_len(), 0);
     assert!(out.capacity() == 0, "nothing was reserved for the record");
@@ -318,6 +318,10 @@ fn a_record_prefix_over_the_limit_is_refused_before_allocating() {
     let mut buf = BytesMut::from(&prefix[..]);
     assert!(matches!(b.open_buf(&mut buf, &mut out), Err(SecureError::RecordTooLong { .. })));
     assert!(buf.capacity() < 64, "nothing was reserved for the record");
+    let ((_, _), (b, _)) = establish();
+    let (_, mut b) = b.split();
+    let (mut buf, mut plain, mut sealed) = (prefix.to_vec(), 0, 0);
+    assert!(matches!(b.open_in_place(&mut buf, &mut plain, &mut sealed), Err(SecureError::RecordTooLong { .. })));
     // The handshake's limit is smaller still.
     let (_, mut responder) = pair(7, 7);
     let prefix = ((HANDSHAKE_RECORD_LIMIT + 1) as u32).to_be_bytes();
@@ -456,4 +460,116 @@ fn a_first_record_is_told_from_a_plaintext_frame() {
     assert!(!Handshake::is_first_record(br#"{"Action":"Query","Token":"t"}"#));
     assert!(!Handshake::is_first_record(b" {}"));
     assert!(!Handshake::is_first_record(b""));
+}
+
+/// Seals `pieces` as records where they lie, each behind room for its prefix, as a
+/// writer that reads chunks straight into its output does.
+fn seal_pieces_in_place(sealer: &mut Sealer, pieces: &[&[u8]]) -> BytesMut {
+    let mut wire = BytesMut::new();
+    for piece in pieces {
+        let start = wire.len();
+        wire.extend_from_slice(&[0; RECORD_PREFIX_LEN]);
+        wire.extend_from_slice(piece);
+        sealer.seal_in_place(&mut wire, start).unwrap();
+        assert_eq!(wire.len(), start + RECORD_PREFIX_LEN + piece.len() + TAG_LEN);
+    }
+    wire
+}
+
+#[test]
+fn records_sealed_in_place_open_in_place_in_any_reads() {
+    let ((a, _), (b, _)) = establish();
+    let ((mut sealer, _), (_, mut opener)) = (a.split(), b.split());
+    let data = plaintext(3 * MAX_TRANSPORT_PLAINTEXT + 100);
+    // A whole 64 KiB chunk frame and more in one record, an empty one, the largest.
+    let pieces: Vec<&[u8]> = vec![
+        &data[..65_536 + 300],
+        &data[..0],
+        &data[1..MAX_TRANSPORT_PLAINTEXT + 1],
+        &data[7..100],
+        &data[..MAX_TRANSPORT_PLAINTEXT],
+    ];
+    let wire = seal_pieces_in_place(&mut sealer, &pieces);
+    let want: Vec<u8> = pieces.concat();
+    for read in [1, 5, 1000, 65_557, 100_003, wire.len()] {
+        let ((a, _), (b, _)) = establish();
+        let ((mut sealer, _), (_, mut opener)) = (a.split(), b.split());
+        let wire = seal_pieces_in_place(&mut sealer, &pieces);
+        // One buffer, as the reader keeps it: plaintext taken off the front as it opens.
+        let (mut buf, mut plain, mut sealed, mut got) = (Vec::new(), 0, 0, Vec::new());
+        for piece in wire.chunks(read) {
+            buf.extend_from_slice(piece);
+            opener.open_in_place(&mut buf, &mut plain, &mut sealed).unwrap();
+            assert!(buf.len() - sealed <= RECORD_PREFIX_LEN + MAX_TRANSPORT_RECORD_LEN, "a partial record at most");
+            got.extend_from_slice(&buf[..plain]);
+            buf.drain(..sealed);
+            (plain, sealed) = (0, 0);
+        }
+        assert_eq!(sealed, buf.len(), "all opened, reads of {read}");
+        assert!(got == want, "reads of {read}");
+    }
+    // Plaintext left in front (a partial frame) stays and the next record follows it.
+    let mut buf = wire.to_vec();
+    let (mut plain, mut sealed) = (0, 0);
+    opener.open_in_place(&mut buf[..RECORD_PREFIX_LEN + pieces[0].len() + TAG_LEN], &mut plain, &mut sealed).unwrap();
+    assert_eq!(plain, pieces[0].len());
+    opener.open_in_place(&mut buf, &mut plain, &mut sealed).unwrap();
+    assert!(buf[..plain] == want[..], "records moved down behind the plaintext before them");
+    // The stream form of the other API reads what was sealed in place, and vice versa.
+    let ((a, _), (mut b, _)) = establish();
+    let (mut sealer, _) = a.split();
+    let wire = seal_pieces_in_place(&mut sealer, &pieces);
+    let mut out = BytesMut::new();
+    b.open(&wire, &mut out).unwrap();
+    assert!(out[..] == want[..]);
+    let ((mut a, _), (b, _)) = establish();
+    let (_, mut opener) = b.split();
+    let mut wire = BytesMut::new();
+    a.seal(&want, &mut wire).unwrap();
+    let (mut buf, mut plain, mut sealed) = (wire.to_vec(), 0, 0);
+    opener.open_in_place(&mut buf, &mut plain, &mut sealed).unwrap();
+    assert!(buf[..plain] == want[..]);
+}
+
+#[test]
+fn in_place_records_fail_on_tampering_replay_and_size() {
+    let ((a, _), (b, _)) = establish();
+    let ((mut sealer, _), (_, opener)) = (a.split(), b.split());
+    let wire = seal_pieces_in_place(&mut sealer, &[b"first", b"second"]);
+    let first_len = RECORD_PREFIX_LEN + 5 + TAG_LEN;
+    let open = |mut opener: Opener, mut buf: Vec<u8>| {
+        let (mut plain, mut sealed) = (0, 0);
+        let result = opener.open_in_place(&mut buf, &mut plain, &mut sealed);
+        // Poisoned after a failure.
+        let again = opener.open_in_place(&mut buf, &mut plain, &mut sealed);
+        (result, again, buf[..plain].to_vec())
+    };
+    let fresh = || {
+        let ((_, _), (b, _)) = establish();
+        b.split().1
+    };
+    // A flipped bit anywhere in the body or the tag.
+    for at in [RECORD_PREFIX_LEN, first_len - 1] {
+        let mut bad = wire.to_vec();
+        bad[at] ^= 1;
+        let (result, again, plain) = open(fresh(), bad);
+        assert_eq!(result, Err(SecureError::Decrypt), "bit {at}");
+        assert_eq!(again, Err(SecureError::Poisoned));
+        assert!(plain.is_empty());
+    }
+    // A record replayed, or the second one first.
+    let mut replayed = wire[..first_len].to_vec();
+    replayed.extend_from_slice(&wire[..first_len]);
+    let (result, _, plain) = open(opener, replayed);
+    assert_eq!((result, &plain[..]), (Err(SecureError::Decrypt), &b"first"[..]));
+    let (result, _, _) = open(fresh(), wire[first_len..].to_vec());
+    assert_eq!(result, Err(SecureError::Decrypt));
+    // A record shorter than its tag.
+    let (result, _, _) = open(fresh(), vec![0, 0, 0, 3, 1, 2, 3]);
+    assert_eq!(result, Err(SecureError::Decrypt));
+    // Sealing more than a record holds is refused and leaves the output as it was.
+    let mut out = BytesMut::from(&b"kept"[..]);
+    out.extend_from_slice(&vec![0; RECORD_PREFIX_LEN + MAX_TRANSPORT_PLAINTEXT + 1]);
+    assert!(matches!(sealer.seal_in_place(&mut out, 4), Err(SecureError::RecordTooLong { .. })));
+    assert_eq!(&out[..], b"kept");
 }

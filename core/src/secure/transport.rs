@@ -129,20 +129,37 @@ impl Aead {
         Ok(tag)
     }
 
-    /// Decrypts `in_out` in place as record number `counter` if `tag` authenticates it;
-    /// otherwise `in_out` holds garbage and the error says so.
-    pub(crate) fn open(&self, counter: u64, in_out: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), SecureError> {
+    /// Decrypts record number `counter`, whose ciphertext is `in_out[shift..]`, into
+    /// `in_out[..in_out.len() - shift]` if `tag` authenticates it: in place when `shift` is
+    /// 0, otherwise moved down as it is decrypted (ring's AES-GCM reads and writes in one
+    /// pass; the RustCrypto ciphers decrypt in place, then move). On failure `in_out` holds
+    /// garbage and the error says so.
+    pub(crate) fn open(
+        &self,
+        counter: u64,
+        in_out: &mut [u8],
+        shift: usize,
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), SecureError> {
         let nonce = nonce(usable(counter)?);
-        let ok = match self {
+        // (authenticated, already where it belongs)
+        let (ok, moved) = match self {
             #[cfg(not(target_arch = "wasm32"))]
             Aead::Ring(key) => {
                 let nonce = ring::aead::Nonce::assume_unique_for_key(nonce);
                 let tag = ring::aead::Tag::from(*tag);
-                key.open_in_place_separate_tag(nonce, ring::aead::Aad::empty(), tag, in_out, 0..).is_ok()
+                (key.open_in_place_separate_tag(nonce, ring::aead::Aad::empty(), tag, in_out, shift..).is_ok(), true)
             }
-            Aead::Aes128(key) => key.decrypt_in_place_detached(&nonce.into(), &[], in_out, tag.into()).is_ok(),
-            Aead::ChaCha(key) => key.decrypt_in_place_detached(&nonce.into(), &[], in_out, tag.into()).is_ok(),
+            Aead::Aes128(key) => {
+                (key.decrypt_in_place_detached(&nonce.into(), &[], &mut in_out[shift..], tag.into()).is_ok(), false)
+            }
+            Aead::ChaCha(key) => {
+                (key.decrypt_in_place_detached(&nonce.into(), &[], &mut in_out[shift..], tag.into()).is_ok(), false)
+            }
         };
+        if ok && !moved && shift > 0 {
+            in_out.copy_within(shift.., 0);
+        }
         ok.then_some(()).ok_or(SecureError::Decrypt)
     }
 }
@@ -160,11 +177,11 @@ mod tests {
             let pure = Aead::new(suite, Providers::PureRust, &[5; 32], b"h").unwrap();
             let mut data = *b"a record of the transport phase";
             let tag = fast.seal(7, &mut data).unwrap();
-            pure.open(7, &mut data, &tag).unwrap();
+            pure.open(7, &mut data, 0, &tag).unwrap();
             assert_eq!(&data, b"a record of the transport phase");
             let tag = pure.seal(8, &mut data).unwrap();
-            assert_eq!(fast.open(9, &mut data.clone(), &tag), Err(SecureError::Decrypt), "another counter");
-            fast.open(8, &mut data, &tag).unwrap();
+            assert_eq!(fast.open(9, &mut data.clone(), 0, &tag), Err(SecureError::Decrypt), "another counter");
+            fast.open(8, &mut data, 0, &tag).unwrap();
             assert_eq!(&data, b"a record of the transport phase");
         }
     }
