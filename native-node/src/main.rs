@@ -114,7 +114,7 @@ enum Command {
         /// address (BEP 3 peer wire). Off by default.
         #[arg(long, value_name = "HOST:PORT")]
         bittorrent: Option<PeerAddr>,
-        /// Most links to other nodes (1 or more). The node dials half of it (at most 8),
+        /// Most links to other nodes (1 or more). The node dials half of it (2 to 8),
         /// lets others dial it for the rest, and learns the whole network by gossip.
         #[arg(long, value_name = "N", default_value_t = torronto_node::options::DEFAULT_MAX_LINKS, value_parser = parse_max_links)]
         max_links: usize,

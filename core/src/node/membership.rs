@@ -350,20 +350,7 @@ impl Node {
         let unconfirmed = plan.todo.len() as u64;
         let peers: Vec<PeerAddr> = self.peers.keys().cloned().collect();
         for addr in peers {
-            let peer = &self.peers[&addr];
-            let conns: Vec<ConnId> = peer.conns.iter().copied().collect();
-            for &conn in &conns {
-                self.send(conn, PeerMessage::Remove);
-            }
-            for conn in conns {
-                if self.conns.get(&conn).is_some_and(|c| !c.control) {
-                    self.net.push_back(NetCommand::Close(conn));
-                }
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.peer = None;
-                }
-            }
-            self.drop_peer(&addr, true);
+            self.say_goodbye(&addr);
         }
         self.stop_redials();
         self.events.push_back(Event::Left { unconfirmed });

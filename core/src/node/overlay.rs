@@ -13,7 +13,8 @@
 //! - Failure detection: a link that breaks without a Remove, or a dial that fails, makes
 //!   the participant `Suspect`, and so does a record not renewed for `lease` (each node
 //!   renews its own every `refresh_interval`); unrefuted after `suspect_timeout` it is
-//!   `Left` and no longer counted. Departures are forgotten after `left_keep`.
+//!   `Left`. Only `Alive` records are counted: a suspect's holdings make no file look
+//!   safer until it refutes. Departures are forgotten after `left_keep`.
 //! - Counting: each far participant's record is applied to the files' counts
 //!   (`FileState::set_far`); a participant we are linked to is counted from its own
 //!   announcements instead, never twice.
@@ -21,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{ConnId, Membership, Millis, NetCommand, Node, Timer};
-use crate::gossip::{ranges_of, stamp_hash, DigestEntry, Gossip, Holding, Liveness, Record, Stamp, View};
+use crate::gossip::{ranges_of, stamp_hash, DigestEntry, Gossip, Holding, Known, Liveness, Record, Stamp, View};
 use crate::name::FileName;
 use crate::wire::{PeerAddr, PeerMessage};
 
@@ -69,8 +70,10 @@ impl Node {
         1 + self.peers.len() + far
     }
 
+    /// A suspect is not counted: a node that may be gone must not make a file look
+    /// safer than it is (it counts again as soon as it refutes).
     fn counts_far(&self, addr: &PeerAddr, record: &Record) -> bool {
-        record.liveness != Liveness::Left
+        record.liveness == Liveness::Alive
             && !self.peers.contains_key(addr)
             && *addr != self.config.me
             && !self.overlay.shunned.contains(addr)
@@ -139,6 +142,11 @@ impl Node {
         }
     }
 
+    /// The participants whose records `keep` picks.
+    fn known_where(&self, keep: impl Fn(&Known) -> bool) -> Vec<PeerAddr> {
+        self.overlay.view.iter().filter(|(_, k)| keep(k)).map(|(a, _)| a.clone()).collect()
+    }
+
     fn send_gossip(&mut self, conn: ConnId, gossip: Gossip) {
         self.send(conn, PeerMessage::Gossip(Box::new(gossip)));
     }
@@ -158,39 +166,14 @@ impl Node {
         {
             self.bump(now, Liveness::Alive);
         }
-        let stale: Vec<PeerAddr> = self
-            .overlay
-            .view
-            .iter()
-            .filter(|(_, k)| k.record.liveness == Liveness::Alive && now.saturating_sub(k.since) >= tuning.lease)
-            .map(|(a, _)| a.clone())
-            .collect();
-        for addr in stale {
+        // Suspected: records not renewed within their lease, and, when we are cut off
+        // and can vouch for nobody, everyone (gossip says otherwise once we are linked).
+        let cut_off = self.peers.is_empty();
+        let age = |k: &Known| now.saturating_sub(k.since);
+        for addr in self.known_where(|k| k.record.liveness == Liveness::Alive && (cut_off || age(k) >= tuning.lease)) {
             self.suspect(now, &addr);
         }
-        if self.peers.is_empty() {
-            // Cut off, we can vouch for nobody: unless gossip says otherwise once we are
-            // linked again, everyone we knew of is taken to have gone.
-            let alive: Vec<PeerAddr> = self
-                .overlay
-                .view
-                .iter()
-                .filter(|(_, k)| k.record.liveness == Liveness::Alive)
-                .map(|(a, _)| a.clone())
-                .collect();
-            for addr in alive {
-                self.suspect(now, &addr);
-            }
-        }
-        let suspect_timeout = tuning.suspect_timeout;
-        let expired: Vec<PeerAddr> = self
-            .overlay
-            .view
-            .iter()
-            .filter(|(_, k)| k.record.liveness == Liveness::Suspect && now.saturating_sub(k.since) >= suspect_timeout)
-            .map(|(a, _)| a.clone())
-            .collect();
-        for addr in expired {
+        for addr in self.known_where(|k| k.record.liveness == Liveness::Suspect && age(k) >= tuning.suspect_timeout) {
             self.overlay.view.mark(now, &addr, Liveness::Left);
             self.far_recount(&addr);
         }
@@ -288,16 +271,13 @@ impl Node {
     pub(super) fn far_recount(&mut self, addr: &PeerAddr) {
         let Some(known) = self.overlay.view.get_mut(addr) else { return };
         let applied = std::mem::take(&mut known.applied);
-        let countable = self.counts_far(addr, &self.overlay.view.get(addr).expect("present").record);
+        let record = &self.overlay.view.get(addr).expect("present").record;
+        let holdings = if self.counts_far(addr, record) { record.files.clone() } else { Vec::new() };
         for name in &applied {
             if let Some(f) = self.files.get_mut(name) {
                 f.remove_far(addr);
             }
         }
-        let holdings = match countable {
-            true => self.overlay.view.get(addr).expect("present").record.files.clone(),
-            false => Vec::new(),
-        };
         // A far record may make us track as much as a link's announcements may.
         let (mut files, mut bytes) = (0usize, 0u64);
         let mut now_applied = BTreeSet::new();
@@ -315,10 +295,16 @@ impl Node {
                 now_applied.insert(h.name);
             }
         }
+        // Files only this record kept known are forgotten (not a pass over every file:
+        // this runs for each record gossip brings).
+        for name in applied.difference(&now_applied) {
+            if self.files.get(name).is_some_and(|f| !f.is_known()) {
+                self.files.remove(name);
+            }
+        }
         if let Some(known) = self.overlay.view.get_mut(addr) {
             known.applied = now_applied;
         }
-        self.files.retain(|_, f| f.is_known());
     }
 
     /// A link broke without a goodbye, or a dial failed: the participant may be gone.
@@ -385,8 +371,7 @@ impl Node {
     /// Ends our link to `addr` (it stays a participant): it gets our records, so that a
     /// newcomer knows whom else to dial, then a Remove on each connection.
     fn unlink(&mut self, addr: &PeerAddr) {
-        let Some(peer) = self.peers.get(addr) else { return };
-        let conns: Vec<ConnId> = peer.conns.iter().copied().collect();
+        let Some(conn) = self.peers.get(addr).map(|p| p.conn) else { return };
         let mut records: Vec<Record> = self
             .overlay
             .view
@@ -395,17 +380,8 @@ impl Node {
             .map(|(_, k)| k.record.clone())
             .collect();
         records.push(self.my_record());
-        self.send_gossip(peer.conn, Gossip { records, ..Gossip::default() });
-        for &conn in &conns {
-            self.send(conn, PeerMessage::Remove);
-            if self.conns.get(&conn).is_some_and(|c| !c.control) {
-                self.net.push_back(NetCommand::Close(conn));
-            }
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.peer = None;
-            }
-        }
-        self.drop_peer(addr, true);
+        self.send_gossip(conn, Gossip { records, ..Gossip::default() });
+        self.say_goodbye(addr);
     }
 
     /// A peer unlinked us (or left): not dialled again for a while.

@@ -10,7 +10,7 @@ use crate::layout::ChunkIndex;
 use crate::manifest::Digest;
 use crate::name::FileName;
 use crate::secure::{AuthenticatedPeer, NodeId};
-use crate::wire::{Code, FileEntry, HaveEntry, PeerAddr, Reply};
+use crate::wire::{Code, FileEntry, HaveEntry, PeerAddr, PeerMessage, Reply};
 
 #[derive(Debug)]
 pub(super) struct ConnState {
@@ -191,6 +191,25 @@ impl Node {
         // Counted from its gossip record again, if it is still in the network.
         self.far_recount(addr);
         self.pump_leave();
+    }
+
+    /// Ends our link to `addr` politely: a Remove on each of its connections, which
+    /// are then closed (a user's client on one stays), and the peer forgotten.
+    pub(super) fn say_goodbye(&mut self, addr: &PeerAddr) {
+        let Some(peer) = self.peers.get(addr) else { return };
+        let conns: Vec<ConnId> = peer.conns.iter().copied().collect();
+        for &conn in &conns {
+            self.send(conn, PeerMessage::Remove);
+        }
+        for conn in conns {
+            if self.conns.get(&conn).is_some_and(|c| !c.control) {
+                self.net.push_back(NetCommand::Close(conn));
+            }
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.peer = None;
+            }
+        }
+        self.drop_peer(addr, true);
     }
 
     /// Records a peer's file list; `replace` forgets what it announced before.
