@@ -84,6 +84,8 @@ pub struct Metrics {
     /// Bytes of protocol sent to peers other than chunk payload: every header, every
     /// body but an Upload's, and the frames' length prefixes (before encryption).
     control_sent: u64,
+    /// The same bytes by kind of message, to see what the control share is made of.
+    control_sent_by_kind: BTreeMap<&'static str, u64>,
     /// Chunk requests in flight, by connection, file and index (an Upload's header
     /// need not repeat the file's size).
     requests: HashMap<(ConnId, FileName, ChunkIndex), Instant>,
@@ -113,12 +115,17 @@ impl Metrics {
             Message::Peer(PeerMessage::Upload { chunk, .. }) => self.sent(peer, chunk),
             _ => control += encoded.body.as_ref().map_or(0, |b| b.len()),
         }
-        self.control_sent += control as u64;
+        self.count_control(control_kind(&envelope.message), control);
     }
 
     /// An Upload's header went out ahead of its body, sent straight from the file.
     pub fn upload_header_sent(&mut self, header_len: usize) {
-        self.control_sent += (header_len + 2 * FRAME_PREFIX_LEN) as u64;
+        self.count_control("requests", header_len + 2 * FRAME_PREFIX_LEN);
+    }
+
+    fn count_control(&mut self, kind: &'static str, bytes: usize) {
+        self.control_sent += bytes as u64;
+        *self.control_sent_by_kind.entry(kind).or_default() += bytes as u64;
     }
 
     /// What the node's events say about failures.
@@ -216,6 +223,15 @@ impl Metrics {
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         }
+        let name = "torronto_control_sent_bytes_by_kind_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} torronto_control_sent_bytes_total by kind of message: have, gossip, requests \
+             (Download, Upload headers), file_lists (Add, Files, Manifest), other.\n# TYPE {name} counter"
+        );
+        for (kind, value) in &self.control_sent_by_kind {
+            let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {value}");
+        }
         self.request_latency.render(
             &mut out,
             "torronto_chunk_request_duration_seconds",
@@ -223,6 +239,22 @@ impl Metrics {
         );
         self.query_latency.render(&mut out, "torronto_query_duration_seconds", "Time to answer a Query.");
         out
+    }
+}
+
+/// Which part of the control share `message` belongs to.
+fn control_kind(message: &Message) -> &'static str {
+    match message {
+        Message::Peer(PeerMessage::Have(_)) => "have",
+        Message::Peer(PeerMessage::Gossip(_)) => "gossip",
+        Message::Peer(PeerMessage::Download(_) | PeerMessage::Upload { .. }) => "requests",
+        Message::Peer(
+            PeerMessage::Add { .. }
+            | PeerMessage::Files { .. }
+            | PeerMessage::Manifest { .. }
+            | PeerMessage::GetManifest { .. },
+        ) => "file_lists",
+        _ => "other",
     }
 }
 

@@ -171,3 +171,14 @@ fn two_hundred_and_fifty_six_nodes_converge_with_every_status_exact() {
     let verdict = run(&Schedule::scale(1, 256), &Options::default());
     assert!(verdict.violation.is_none(), "{}", verdict.violation.unwrap());
 }
+
+/// Regression (core, membership): a browser that had dialled a node twice kept speaking
+/// on the connection the node had just ended (it left and came back), so its Have was
+/// dropped and the node counted one copy short. Our file list now goes again on the
+/// connection that remains.
+#[test]
+fn what_was_said_on_a_connection_its_peer_ended_is_said_again() {
+    if let Err(failure) = check_seed(20656, &Options::default()) {
+        panic!("{failure}");
+    }
+}

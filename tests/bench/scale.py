@@ -4,7 +4,7 @@
 holds the file, the time until every node's Query counts N participants and least
 replication N, the most links any node had, peak RSS per node, and control bytes (every
 header, list and gossip message sent, from each node's /metrics) as a share of chunk
-payload bytes.
+payload bytes, in all and by kind of message.
 
     tests/bench/scale.py [--nodes 8,32,64,128,256] [--size MiB] [--max-links N] [--keep]
 
@@ -34,10 +34,31 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(REPO, "target", "release", "torronto")
 
 
+def ephemeral_range():
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = (int(x) for x in f.read().split())
+    return low, high
+
+
+_next_port = [None]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port below the ephemeral range: with hundreds of nodes dialling, a port the
+    kernel handed out as free may meanwhile be some node's outgoing source port, and
+    the node meant to listen there would fail to start."""
+    if _next_port[0] is None:
+        low, _ = ephemeral_range()
+        _next_port[0] = max(1024, low - 12000)
+    while True:
+        port = _next_port[0]
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def query(port, root):
@@ -56,6 +77,18 @@ def metric(port, name):
             if line.startswith(name + " "):
                 return int(float(line.split()[1]))
     return 0
+
+
+KINDS = ["have", "gossip", "requests", "file_lists", "other"]
+
+
+def control_by_kind(nodes):
+    """Control bytes sent by all nodes, by kind of message."""
+    total = dict.fromkeys(KINDS, 0)
+    for node in nodes:
+        for kind in KINDS:
+            total[kind] += metric(node["mport"], f'torronto_control_sent_bytes_by_kind_total{{kind="{kind}"}}')
+    return total
 
 
 def peak_rss_kib(pid):
@@ -101,6 +134,9 @@ def run(n, size_mib, max_links, keep):
 
         t0 = time.time()
         while not everyone_counted():
+            dead = [i for i, node in enumerate(nodes) if node["proc"].poll() is not None]
+            if dead:
+                raise SystemExit(f"{n} nodes: node(s) {dead} exited; see their node.log (--keep)")
             if time.time() - t0 > 300:
                 seen = [(query(node["port"], root) or {}) for node in nodes]
                 counts = sorted((st.get("participants", -1), len(st.get("peers", []))) for st in seen)
@@ -112,7 +148,7 @@ def run(n, size_mib, max_links, keep):
         with open(src, "wb") as f:
             f.write(random.randbytes(size_mib * 1024 * 1024))
         size = os.path.getsize(src)
-        before = sum(metric(node["mport"], "torronto_control_sent_bytes_total") for node in nodes)
+        before = control_by_kind(nodes)
         start = time.time()
         subprocess.run([BIN, "insert", "--node", f"127.0.0.1:{ports[0]}", src], check=True,
                        capture_output=True, env=dict(os.environ, XDG_STATE_HOME=root))
@@ -130,7 +166,9 @@ def run(n, size_mib, max_links, keep):
                 raise SystemExit(f"{n} nodes: status never reached least replication {n}")
             time.sleep(1)
         status_s = time.time() - start
-        control = sum(metric(node["mport"], "torronto_control_sent_bytes_total") for node in nodes) - before
+        after = control_by_kind(nodes)
+        by_kind = {k: after[k] - before[k] for k in KINDS}
+        control = sum(by_kind.values())
         payload = sum(metric(node["mport"], "torronto_sent_bytes_total") for node in nodes)
         links = max(len(query(node["port"], root)["peers"]) for node in nodes)
         rss = [peak_rss_kib(node["proc"].pid) / 1024 for node in nodes]
@@ -138,6 +176,7 @@ def run(n, size_mib, max_links, keep):
             "nodes": n, "replicate_s": replicate_s, "status_s": status_s, "gossip_s": gossip_s,
             "links": links, "rss_max": max(rss), "rss_median": statistics.median(rss),
             "control_pct": 100.0 * control / max(payload, 1), "payload_mib": payload / 2**20,
+            "kinds_pct": {k: 100.0 * v / max(payload, 1) for k, v in by_kind.items()},
         }
     finally:
         for node in nodes:
@@ -161,13 +200,14 @@ def main():
     print(f"{args.size} MiB to every node, --max-links {args.max_links}, loopback, release build, "
           f"{os.cpu_count()} cores")
     print("| nodes | replicated (s) | status exact (s) | gossip at start (s) | most links | peak RSS max / median (MiB) "
-          "| control / payload |")
-    print("|---|---|---|---|---|---|---|")
+          "| control / payload | of which " + " / ".join(KINDS) + " |")
+    print("|---|---|---|---|---|---|---|---|")
     for n in [int(x) for x in args.nodes.split(",")]:
         r = run(n, args.size, args.max_links, args.keep)
         print(f"| {r['nodes']} | {r['replicate_s']:.1f} | {r['status_s']:.1f} | {r['gossip_s']:.1f} | {r['links']} "
               f"| {r['rss_max']:.1f} / {r['rss_median']:.1f} | {r['control_pct']:.2f} % "
-              f"(payload {r['payload_mib']:.0f} MiB) |", flush=True)
+              f"(payload {r['payload_mib']:.0f} MiB) | "
+              + " / ".join(f"{r['kinds_pct'][k]:.2f}" for k in KINDS) + " % |", flush=True)
 
 
 if __name__ == "__main__":

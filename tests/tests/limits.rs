@@ -202,8 +202,10 @@ async fn a_browser_peer_on_the_websocket_endpoint_is_paced_too() {
 #[test]
 fn a_limited_seeder_shares_its_rate_fairly_even_with_a_greedy_peer() {
     let seeder = seeder(&["--upload-limit", "2MiB/s"]);
-    let first = downloader("first", &seeder, &[]);
-    let second = downloader("second", &seeder, &[]);
+    // One link each (the seeder): the two would otherwise find each other by gossip and
+    // trade chunks, and what they fetch would no longer be the seeder's share.
+    let first = downloader("first", &seeder, &["--max-links", "1"]);
+    let second = downloader("second", &seeder, &["--max-links", "1"]);
 
     // A peer that keeps 200 chunk requests outstanding and asks again for each it gets.
     let greedy_bytes = Arc::new(AtomicU64::new(0));

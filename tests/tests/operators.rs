@@ -229,6 +229,16 @@ fn metrics_count_the_bytes_and_chunks_a_transfer_moved() {
     assert_eq!(sample(&body, "torronto_verification_failures_total"), 0.0);
     assert_eq!(sample(&body, "torronto_chunk_request_duration_seconds_count"), 6.0);
     assert!(sample(&body, "torronto_query_duration_seconds_count") >= 1.0);
+    // The control share, by kind: the fetcher announced what it stored (Have) and asked
+    // for chunks, and the kinds add up to the total.
+    let kind =
+        |body: &str, k: &str| sample(body, &format!("torronto_control_sent_bytes_by_kind_total{{kind=\"{k}\"}}"));
+    assert!(kind(&body, "have") > 0.0 && kind(&body, "requests") > 0.0, "{body}");
+    let kinds: f64 = ["have", "gossip", "requests", "file_lists", "other"]
+        .iter()
+        .map(|k| if body.contains(&format!("kind=\"{k}\"")) { kind(&body, k) } else { 0.0 })
+        .sum();
+    assert_eq!(kinds, sample(&body, "torronto_control_sent_bytes_total"));
     assert_eq!(http_get(&metrics, "/").0, "HTTP/1.1 404 Not Found");
     // The seeder sent each chunk once, straight from its file (sendfile).
     let (_, body) = http_get(&seeder_metrics, "/metrics");

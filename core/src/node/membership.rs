@@ -136,6 +136,16 @@ impl Node {
         }
     }
 
+    /// One of a peer's connections ended while it stays linked on another: what we
+    /// announced there since the peer stopped reading it (a Have sent after its Remove)
+    /// is lost, so our file list goes again on the connection that remains.
+    pub(super) fn restate_holdings(&mut self, addr: &PeerAddr) {
+        if let Some(conn) = self.peers.get(addr).map(|p| p.conn) {
+            let files = self.file_list();
+            self.send(conn, PeerMessage::Files { files });
+        }
+    }
+
     /// A peer answered our Add with its file list.
     pub(super) fn on_files(&mut self, conn: ConnId, addr: PeerAddr, files: Vec<FileEntry>) {
         if self.register_peer(conn, addr.clone()) {
@@ -183,6 +193,8 @@ impl Node {
         if self.detach(addr, conn) {
             self.drop_peer(addr, true);
             self.unlinked_by(now, addr);
+        } else {
+            self.restate_holdings(addr);
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.peer = None;

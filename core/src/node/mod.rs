@@ -339,6 +339,8 @@ impl Node {
                     self.drop_peer(&addr, false);
                     self.suspect(now, &addr);
                     self.schedule_redial(now, addr, trusted);
+                } else {
+                    self.restate_holdings(&addr);
                 }
             }
         }
