@@ -72,11 +72,55 @@ struct Pending {
     writing: bool,
 }
 
+/// How often a folder is looked at when the kernel cannot notify us of changes.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The kernel's notifications where it gives them, else polling.
+#[derive(Debug)]
+enum FolderWatcher {
+    Kernel(notify::RecommendedWatcher),
+    Polling(notify::PollWatcher),
+}
+
+impl FolderWatcher {
+    fn watch(&mut self, path: &Path) -> notify::Result<()> {
+        match self {
+            Self::Kernel(w) => w.watch(path, RecursiveMode::NonRecursive),
+            Self::Polling(w) => w.watch(path, RecursiveMode::NonRecursive),
+        }
+    }
+}
+
+/// Turns what the watcher saw into the node's input.
+fn handler(inputs: mpsc::Sender<Input>) -> impl notify::EventHandler {
+    move |event: notify::Result<notify::Event>| {
+        let changes = match event {
+            Ok(event) if event.need_rescan() => vec![Change::Rescan],
+            Ok(event) => {
+                let how = match event.kind {
+                    EventKind::Modify(ModifyKind::Data(_)) => How::Wrote,
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => How::Closed,
+                    // Reads (ours, serving chunks, among them) change nothing.
+                    EventKind::Access(_) => return,
+                    _ => How::Other,
+                };
+                event.paths.into_iter().map(|path| Change::Touched { path, how }).collect()
+            }
+            Err(e) => {
+                tracing::warn!("watching the folder: {e}; looking at all of it again");
+                vec![Change::Rescan]
+            }
+        };
+        // Waits when the loop is busy; only fails once the node has stopped.
+        let _ = inputs.blocking_send(Input::Folder(changes));
+    }
+}
+
 /// The watcher and the paths waiting to be looked at.
 #[derive(Debug)]
 pub struct SharedFolder {
     folder: Folder,
-    watcher: notify::RecommendedWatcher,
+    watcher: FolderWatcher,
     settle: Duration,
     pending: HashMap<String, Pending>,
     /// Settled files waiting for the node to be a member, or for their turn.
@@ -91,29 +135,23 @@ impl SharedFolder {
     /// Starts watching `dir` and queues every file in it, so files already there are
     /// adopted like new ones.
     pub fn start(dir: &Path, settle: Duration, inputs: mpsc::Sender<Input>) -> anyhow::Result<Self> {
-        let handler = move |event: notify::Result<notify::Event>| {
-            let changes = match event {
-                Ok(event) if event.need_rescan() => vec![Change::Rescan],
-                Ok(event) => {
-                    let how = match event.kind {
-                        EventKind::Modify(ModifyKind::Data(_)) => How::Wrote,
-                        EventKind::Access(AccessKind::Close(AccessMode::Write)) => How::Closed,
-                        // Reads (ours, serving chunks, among them) change nothing.
-                        EventKind::Access(_) => return,
-                        _ => How::Other,
-                    };
-                    event.paths.into_iter().map(|path| Change::Touched { path, how }).collect()
-                }
-                Err(e) => {
-                    tracing::warn!("watching the folder: {e}; looking at all of it again");
-                    vec![Change::Rescan]
-                }
-            };
-            // Waits when the loop is busy; only fails once the node has stopped.
-            let _ = inputs.blocking_send(Input::Folder(changes));
-        };
         let config = notify::Config::default().with_follow_symlinks(false);
-        let watcher = notify::RecommendedWatcher::new(handler, config)?;
+        let watcher = match notify::RecommendedWatcher::new(handler(inputs.clone()), config) {
+            Ok(watcher) => FolderWatcher::Kernel(watcher),
+            // Linux allows 128 inotify instances per user by default: the 129th node on a
+            // machine still shares its folder, by looking at it now and then.
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch the folder with the kernel's notifications ({e}; on Linux, raise \
+                     fs.inotify.max_user_instances); looking at it every {} s instead",
+                    POLL_INTERVAL.as_secs()
+                );
+                FolderWatcher::Polling(notify::PollWatcher::new(
+                    handler(inputs),
+                    config.with_poll_interval(POLL_INTERVAL),
+                )?)
+            }
+        };
         let mut shared = Self {
             folder: Folder::open(dir)?,
             watcher,
@@ -135,7 +173,7 @@ impl SharedFolder {
         };
         for dir in &walked.dirs {
             let path = self.folder.path().join(dir);
-            if let Err(e) = self.watcher.watch(&path, RecursiveMode::NonRecursive) {
+            if let Err(e) = self.watcher.watch(&path) {
                 tracing::warn!("cannot watch {}: {e}; files put there are not shared until restart", path.display());
             }
         }
