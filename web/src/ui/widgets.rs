@@ -96,7 +96,8 @@ pub fn chunk_counts(fetched: u64, served: u64) -> Html {
 /// `data-up`.
 pub fn rates(down: f64, up: f64) -> Html {
     html! {
-        <span class="rates" data-down={down.round().to_string()} data-up={up.round().to_string()}>
+        <span class="rates" data-down={down.round().to_string()} data-up={up.round().to_string()}
+            title="bytes per second arriving (↓) and going out (↑)">
             { format!("↓ {} · ↑ {}", rate(down), rate(up)) }</span>
     }
 }
