@@ -1,7 +1,8 @@
 //! Transfer rates from a node's own byte counters: core counts the bytes it fetched
 //! and served (in all, and per link) and how much of each file it holds; [`RateMeter`]
-//! divides their growth by time. The node cards measure successive Query answers, the browser peer's engine
-//! successive statuses of its own node: one way of reading rates for both.
+//! divides their growth by time. The node cards measure successive Query answers, the
+//! browser peer's engine successive statuses of its own node: one way of reading rates
+//! for both.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;

@@ -47,7 +47,8 @@ pub fn Bar(props: &BarProps) -> Html {
     let done = props.value >= 1.0;
     html! {
         <div class={classes!("bar", done.then_some("done"))} role="progressbar"
-             aria-valuenow={pct.to_string()} aria-valuemin="0" aria-valuemax="100">
+             aria-valuenow={pct.to_string()} aria-valuemin="0" aria-valuemax="100"
+             aria-valuetext={(!props.label.is_empty()).then(|| props.label.clone())}>
             <div class="fill" style={format!("width: {pct}%")}></div>
             <span>{ props.label.clone() }</span>
         </div>
