@@ -45,6 +45,6 @@ pub use node::{
     NetCommand, Node, Refusal, StorageCommand, StorageError, StorageEvent, Tuning,
 };
 pub use secure::{Handshake, Identity, NetworkSecret, NodeId, SecureChannel, SecureConfig, SecureError};
-pub use status::{ChunkMap, FileRow, InsertProgress, Status};
+pub use status::{ChunkMap, FileRow, InsertProgress, LinkStatus, Status};
 pub use units::human_size;
 pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage, RateLimits, Tombstone};

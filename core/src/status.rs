@@ -75,6 +75,10 @@ pub struct Status {
     pub upload_limit: u64,
     #[serde(rename = "downloadLimit", default)]
     pub download_limit: u64,
+    /// Each of `peers`, in the same order: how much of the files listed it holds and the
+    /// bytes moved between it and this node (the panel's per-peer list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkStatus>,
     /// Inserts being copied and hashed, with how far each has got.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inserting: Vec<InsertProgress>,
@@ -89,6 +93,29 @@ pub struct InsertProgress {
     pub file: String,
     pub done: u64,
     pub size: u64,
+}
+
+/// One link of a [`Status`]: a connected peer as this node knows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// The peer, `host:port`, as in `peers`.
+    pub peer: String,
+    /// Bytes of the status's files it has announced holding.
+    pub held: u64,
+    /// Bytes of verified chunks it has sent this node since the link came up.
+    pub fetched: u64,
+    /// Bytes of chunks this node has sent it since the link came up.
+    pub served: u64,
+}
+
+impl LinkStatus {
+    /// The share of the status's bytes it holds; all of nothing is complete.
+    pub fn completion(&self, status: &Status) -> f64 {
+        match status.total_bytes() {
+            0 => 1.0,
+            total => (self.held as f64 / total as f64).min(1.0),
+        }
+    }
 }
 
 /// One file of a [`Status`]: its entries of the parallel arrays, which are the wire
@@ -127,6 +154,12 @@ impl Status {
             stored_as: self.stored_as.get(i).map(String::as_str).filter(|s| !s.is_empty()),
             refused: self.refused.get(i).map(String::as_str).filter(|s| !s.is_empty()),
         })
+    }
+
+    /// The bytes of every file listed (those an older node sent sizes for).
+    pub fn total_bytes(&self) -> u64 {
+        // Saturating: a status read from elsewhere may say anything.
+        self.sizes.iter().fold(0u64, |sum, &size| sum.saturating_add(size))
     }
 
     /// Appends a file's row, computed from what this node knows of it.

@@ -1,7 +1,7 @@
 //! What the control panel's browser tests (`browser.rs`, `panel.rs`, `panel_live.rs`)
 //! share: where a node's card is in the page, the JavaScript predicates they wait for,
-//! a page whose browser peer is connected, and the files and secrets they give the
-//! nodes through the CLI.
+//! a page whose browser peer is connected, whether the page scrolls sideways, and the
+//! files and secrets they give the nodes through the CLI.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +36,12 @@ pub fn page_with_peer(n: usize) -> (Vec<WsNode>, Browser) {
     browser.goto(&nodes[0].panel_url());
     browser.wait(Duration::from_secs(60), "the browser peer is connected to node w0", PEER_CONNECTED, json!([1]));
     (nodes, browser)
+}
+
+/// The page scrolls sideways by this many pixels (0: it fits its viewport).
+pub fn sideways(browser: &Browser) -> i64 {
+    let v = browser.exec("return document.documentElement.scrollWidth - window.innerWidth;", json!([]));
+    v.as_i64().unwrap_or(i64::MAX)
 }
 
 /// How many manifests and chunk records of `file` the page keeps in IndexedDB.

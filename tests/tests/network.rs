@@ -180,6 +180,36 @@ fn status_before_and_after_join() {
     }
 }
 
+/// Query's `links` (docs/protocol.md §9): each node lists its peer with the bytes of the
+/// files it holds and the bytes moved between them. A file of a short last chunk, sent
+/// by n1 to n0: n0 counts it fetched from n1, n1 counts it served to n0.
+#[test]
+fn links_say_what_each_peer_holds_and_the_bytes_moved() {
+    let c = Cluster::start_joined(2);
+    let src_dir = tempfile::tempdir().unwrap();
+    let src = Source::new(src_dir.path(), "links.bin", MIB + 12_345, 9);
+    let link = |n: usize| {
+        let st = c[n].query();
+        let links = st["links"].as_array().unwrap_or_else(|| panic!("node n{n}: no links in {st}")).clone();
+        assert_eq!(links.len(), 1, "node n{n}: one link, to its one peer: {st}");
+        assert_eq!(links[0]["peer"], st["peers"][0], "node n{n}: links follow peers: {st}");
+        links[0].clone()
+    };
+    assert_eq!(link(0)["held"], 0, "nothing in the network yet");
+
+    c[1].insert(&src.path).ok("insert links.bin on n1");
+    wait_until(REPLICATE, "n0 holds links.bin", || c[0].holds(&src.name, src.size(), &src.sha));
+    wait_until(SETTLE, "each node counts its peer holding all of links.bin", || {
+        link(0)["held"] == src.size() && link(1)["held"] == src.size()
+    });
+    let (at0, at1) = (link(0), link(1));
+    assert_eq!(at0["peer"], c[1].addr());
+    assert!(at0["fetched"].as_u64() >= Some(src.size()), "n0 fetched the file from n1: {at0}");
+    assert_eq!(at0["served"], 0, "n0 sent n1 nothing: {at0}");
+    assert!(at1["served"].as_u64() >= Some(src.size()), "n1 served the file to n0: {at1}");
+    assert_eq!(at1["fetched"], 0, "n1 fetched nothing from n0: {at1}");
+}
+
 /// (d) A node that nobody lists joins through node 0 and receives everything; node 0 then
 /// counts it as a peer, and files inserted elsewhere later reach it too.
 #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use torronto_tests::browser::{artifact, require_browser, Browser, WsNode};
-use torronto_tests::panel::card;
+use torronto_tests::panel::{card, sideways};
 use torronto_tests::{number, wait_until};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -18,12 +18,6 @@ const ENTER: &str = "\u{E007}";
 fn search(browser: &Browser, css: &str, text: &str) {
     // Ctrl+A, release, Backspace, then the text: as a person clears a field.
     browser.press(&format!("{css} .listing-bar input[type=search]"), &format!("\u{E009}a\u{E000}\u{E003}{text}"));
-}
-
-/// The page scrolls sideways by this many pixels (0: it fits its viewport).
-fn sideways(browser: &Browser) -> i64 {
-    let v = browser.exec("return document.documentElement.scrollWidth - window.innerWidth;", json!([]));
-    v.as_i64().unwrap_or(i64::MAX)
 }
 
 /// The share of `period` the page's thread spends running script (Chromium's own

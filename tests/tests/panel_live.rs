@@ -1,7 +1,7 @@
 //! The control panel's live side, in real headless Chromium against real nodes: a node
 //! that left reads "not joined" (not one red copy per file), the files × nodes overview
 //! of two watched nodes, rates and the time left
-//! while bytes move, the warning before closing the tab while something is at stake,
+//! while bytes move, each node's peers with how complete each is and its rates, the warning before closing the tab while something is at stake,
 //! the browser peer's identity kept across reloads, and a browser download cancelled or
 //! a file forgotten in the page. Screenshots go to `tests/artifacts/`.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use torronto_tests::browser::{artifact, require_browser, Browser, WsNode};
 use torronto_tests::panel::{
-    card, insert_on, page_with_peer, secret_in, stored_in_page, PEER_CONNECTED, PEER_ROW_COMPLETE,
+    card, insert_on, page_with_peer, secret_in, sideways, stored_in_page, PEER_CONNECTED, PEER_ROW_COMPLETE,
 };
 use torronto_tests::{cli, random_file, wait_until};
 
@@ -204,6 +204,102 @@ fn rates_and_time_left_show_while_bytes_move_and_closing_the_tab_asks_first() {
     );
     assert_eq!(leave_warning(&browser)[0], json!(true));
     browser.screenshot(&artifact("panel-rates.png"));
+}
+
+/// A JS predicate: in the card `arguments[0]`, the peer whose address starts with
+/// `arguments[1]` reads `arguments[2]` on its bar; its bytes held, share held and text.
+const PEER_DONE: &str = r#"
+    const p = [...document.querySelectorAll(arguments[0] + ' ul.peers li.peer')]
+        .find((x) => x.dataset.peer.startsWith(arguments[1]));
+    const bar = p && p.querySelector('[role=progressbar] span');
+    return !!bar && bar.textContent === arguments[2] && [Number(p.dataset.held), Number(p.dataset.done), p.textContent];
+"#;
+
+#[test]
+fn a_node_card_lists_its_peers_with_how_complete_each_is_and_its_rates() {
+    if !require_browser() {
+        return;
+    }
+    let (nodes, browser) = page_with_peer(2);
+    let node_card = card(&nodes[0]);
+    let w1 = nodes[1].addr();
+    // 500,000 bytes in the network, all on w1; the page holds nothing yet.
+    insert_on(&nodes[1], "a.bin", 300_000, 61);
+    insert_on(&nodes[1], "b.bin", 200_000, 62);
+    browser.wait(
+        LONG,
+        "node w0 knows both files",
+        "return document.querySelectorAll(arguments[0] + ' tr.file').length === 2;",
+        json!([node_card]),
+    );
+    let w1_seen =
+        browser.wait(LONG, "node w0's card shows w1 complete", PEER_DONE, json!([node_card, w1, "100% complete"]));
+    assert_eq!((&w1_seen[0], &w1_seen[1]), (&json!(500_000), &json!(1)), "{w1_seen}");
+    assert!(w1_seen[2].as_str().is_some_and(|t| t.contains("holds 488.3 KiB of 488.3 KiB")), "{w1_seen}");
+    let page = browser.wait(
+        LONG,
+        "node w0's card shows the page holding nothing",
+        PEER_DONE,
+        json!([node_card, "browser-", "0% complete"]),
+    );
+    assert_eq!((&page[0], &page[1]), (&json!(0), &json!(0)), "{page}");
+    let labelled = browser.exec(
+        "const l = document.querySelector(arguments[0] + ' ul.peers'); return [l.getAttribute('aria-label'), l.children.length];",
+        json!([node_card]),
+    );
+    assert!(labelled[0].as_str().is_some_and(|l| l.starts_with("Peers")) && labelled[1] == json!(2), "{labelled}");
+
+    // The page downloads b.bin: 200,000 of 500,000 bytes.
+    browser.click(r#"section.browser-peer button.download[data-file="b.bin"]"#);
+    browser.wait(LONG, "the page holds b.bin", PEER_ROW_COMPLETE, json!(["b.bin"]));
+    let page = browser.wait(
+        LONG,
+        "node w0's card shows the page 40% complete",
+        PEER_DONE,
+        json!([node_card, "browser-", "40% complete"]),
+    );
+    assert_eq!((&page[0], &page[1]), (&json!(200_000), &json!(0.4)), "{page}");
+
+    // w1 sends a larger file at 1 MiB/s: node w0's card shows bytes coming from w1, and
+    // the page's share shrinking (200,000 of 500,000 + 4 MiB), while w1 stays complete.
+    limit(&nodes[1], "--upload-limit", "1MiB");
+    insert_on(&nodes[1], "slow.bin", 4 * 1024 * 1024, 63);
+    let from_w1 = browser.wait(
+        LONG,
+        "node w0's card shows w1 sending",
+        "const p = [...document.querySelectorAll(arguments[0] + ' ul.peers li.peer')].find((x) => x.dataset.peer === arguments[1]); \
+         const r = p && p.querySelector('.rates'); \
+         return !!r && Number(r.dataset.down) > 0 && r.dataset.up === '0' && p.dataset.done === '1' && r.textContent;",
+        json!([node_card, w1]),
+    );
+    eprintln!("w1 as node w0's card shows it: {from_w1}");
+    let page = browser.wait(
+        LONG,
+        "node w0's card shows the page 4.2% complete",
+        PEER_DONE,
+        json!([node_card, "browser-", "4.2% complete"]),
+    );
+    assert_eq!(page[0], json!(200_000), "{page}");
+    browser.resize(400, 900);
+    assert!(sideways(&browser) <= 0, "at 400 px the page scrolls sideways by {} px", sideways(&browser));
+    let fits = browser.exec(
+        "const c = document.querySelector(arguments[0]).getBoundingClientRect(); \
+         return [...document.querySelectorAll(arguments[0] + ' li.peer')].every((p) => p.getBoundingClientRect().right <= c.right);",
+        json!([node_card]),
+    );
+    assert_eq!(fits, json!(true), "at 400 px each peer's card stays inside the node's card");
+    browser.screenshot(&artifact("panel-peers-400.png"));
+    browser.resize(1400, 1000);
+    browser.wait(
+        LONG,
+        "node w0 has slow.bin, and w1 no longer sends",
+        "const p = [...document.querySelectorAll(arguments[0] + ' ul.peers li.peer')].find((x) => x.dataset.peer === arguments[1]); \
+         const r = p && p.querySelector('.rates'); \
+         const row = document.querySelector(arguments[0] + ' tr.file[data-file=\"slow.bin\"]'); \
+         return !!r && r.dataset.down === '0' && !!row && row.dataset.local === '1';",
+        json!([node_card, w1]),
+    );
+    browser.screenshot(&artifact("panel-peers.png"));
 }
 
 #[test]

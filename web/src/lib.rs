@@ -39,8 +39,8 @@
 //!   through a context and lists the watched nodes (remembered by URL in
 //!   `localStorage`, never with tokens; a new `#token=` in the address adds one);
 //!   `NodePanel` opens its control session in a hook (and tries a new token in a second
-//!   one before it replaces a working session) and renders the node's status, file
-//!   table and chunk map; `BrowserPeer` renders the page's peer. File tables are
+//!   one before it replaces a working session) and renders the node's status, its
+//!   peers (how complete each is, their rates), file table and chunk map; `BrowserPeer` renders the page's peer. File tables are
 //!   searched, sorted and paged by `ui::listing`; a node's rates come from
 //!   successive Query answers ([`rates`]); two or more watched nodes get the
 //!   files × nodes overview (`ui::overview`); closing the tab asks first while a

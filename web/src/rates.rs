@@ -1,7 +1,8 @@
 //! Transfer rates from a node's own byte counters: core counts the bytes it fetched
-//! and served and how much of each file it holds; [`RateMeter`] divides their growth
-//! by time. The node cards measure successive Query answers, the browser peer's engine
-//! successive statuses of its own node: one way of reading rates for both.
+//! and served (in all, and per link) and how much of each file it holds; [`RateMeter`]
+//! divides their growth by time. The node cards measure successive Query answers, the
+//! browser peer's engine successive statuses of its own node: one way of reading rates
+//! for both.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -19,12 +20,15 @@ struct Sample {
     served: u64,
     /// Bytes of each file held.
     held: HashMap<String, f64>,
+    /// Bytes fetched from and served to each linked peer.
+    links: HashMap<String, (u64, u64)>,
 }
 
 impl Sample {
     fn of(status: &Status, at: u64) -> Sample {
         let held = status.rows().map(|r| (r.name.to_string(), r.local * r.size.unwrap_or(0) as f64)).collect();
-        Sample { at, fetched: status.bytes_fetched, served: status.bytes_served, held }
+        let links = status.links.iter().map(|l| (l.peer.clone(), (l.fetched, l.served))).collect();
+        Sample { at, fetched: status.bytes_fetched, served: status.bytes_served, held, links }
     }
 }
 
@@ -35,11 +39,13 @@ pub struct Rates {
     pub up: f64,
     /// Each file arriving, by name.
     pub files: Rc<HashMap<String, f64>>,
+    /// Each linked peer moving bytes, by address: (from it, to it).
+    pub links: Rc<HashMap<String, (f64, f64)>>,
 }
 
 impl Rates {
     pub fn idle(&self) -> bool {
-        self.down == 0.0 && self.up == 0.0 && self.files.is_empty()
+        self.down == 0.0 && self.up == 0.0 && self.files.is_empty() && self.links.is_empty()
     }
 
     fn between(first: &Sample, last: &Sample) -> Rates {
@@ -53,7 +59,24 @@ impl Rates {
                 (gained > 0.0).then(|| (name.clone(), gained / secs))
             })
             .collect();
-        Rates { down: per(first.fetched, last.fetched), up: per(first.served, last.served), files: Rc::new(files) }
+        // A link that came up again within the window starts its counters over: it is
+        // measured from its new start.
+        let links = last
+            .links
+            .iter()
+            .filter_map(|(peer, &(fetched, served))| {
+                let (f0, s0) =
+                    first.links.get(peer).copied().filter(|&(f, s)| f <= fetched && s <= served).unwrap_or((0, 0));
+                let moved = (per(f0, fetched), per(s0, served));
+                (moved != (0.0, 0.0)).then(|| (peer.clone(), moved))
+            })
+            .collect();
+        Rates {
+            down: per(first.fetched, last.fetched),
+            up: per(first.served, last.served),
+            files: Rc::new(files),
+            links: Rc::new(links),
+        }
     }
 }
 

@@ -192,6 +192,23 @@ pub struct Config {
     pub private: Option<NodeId>,
 }
 
+#[cfg(test)]
+impl Config {
+    /// A node of the open protocol at `me` (control token `t`, no peers file), for the
+    /// unit tests.
+    pub(crate) fn for_tests(me: PeerAddr) -> Config {
+        Config {
+            me,
+            peers: vec![],
+            token: Some("t".into()),
+            insert_from: Vec::new(),
+            seed: 1,
+            tuning: Tuning::default(),
+            private: None,
+        }
+    }
+}
+
 /// What the driver knows about a new connection.
 #[derive(Clone, Debug, Default)]
 pub struct ConnInfo {

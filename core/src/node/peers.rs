@@ -72,6 +72,8 @@ pub(super) struct PeerState {
     /// Bytes of verified chunks it has served us: peers are asked in this order, and
     /// one that has delivered nothing gets only a small window.
     pub delivered: u64,
+    /// Bytes of chunks we sent it (served or pushed), for the Query's `links`.
+    pub served: u64,
     /// Requests it let time out since it last delivered; it is asked nothing before
     /// `stalled_until`.
     pub stalls: u32,
@@ -133,6 +135,7 @@ impl Node {
                         pushes: 0,
                         strikes: 0,
                         delivered: 0,
+                        served: 0,
                         stalls: 0,
                         stalled_until: 0,
                         cursor,

@@ -277,15 +277,7 @@ mod tests {
     /// A joined node with peers on connections 1.. (peer i at 10.0.0.i), each having
     /// announced `files` (name, digest) of 200 kB.
     fn node_with_peers(peers: u8, files: &[(&str, Digest)]) -> Node {
-        let mut node = Node::new(Config {
-            me: PeerAddr::new("10.0.0.100", 7000),
-            peers: vec![],
-            token: Some("t".into()),
-            insert_from: Vec::new(),
-            seed: 1,
-            tuning: Tuning::default(),
-            private: None,
-        });
+        let mut node = Node::new(Config::for_tests(PeerAddr::new("10.0.0.100", 7000)));
         node.set_unix_origin(1_000 * DAY);
         node.join(0);
         for p in 1..=peers {

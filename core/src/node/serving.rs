@@ -49,8 +49,12 @@ impl Node {
         }
         match result {
             Ok(data) => {
+                let len = chunk_len(chunk.size, chunk.index) as u64;
                 self.chunks_served += 1;
-                self.bytes_served += chunk_len(chunk.size, chunk.index) as u64;
+                self.bytes_served += len;
+                if let Some(peer) = state.peer.as_ref().and_then(|addr| self.peers.get_mut(addr)) {
+                    peer.served += len;
+                }
                 if let Some(data) = data {
                     self.send(conn, PeerMessage::Upload { chunk, data });
                 }

@@ -47,7 +47,8 @@ pub fn Bar(props: &BarProps) -> Html {
     let done = props.value >= 1.0;
     html! {
         <div class={classes!("bar", done.then_some("done"))} role="progressbar"
-             aria-valuenow={pct.to_string()} aria-valuemin="0" aria-valuemax="100">
+             aria-valuenow={pct.to_string()} aria-valuemin="0" aria-valuemax="100"
+             aria-valuetext={(!props.label.is_empty()).then(|| props.label.clone())}>
             <div class="fill" style={format!("width: {pct}%")}></div>
             <span>{ props.label.clone() }</span>
         </div>
@@ -96,7 +97,8 @@ pub fn chunk_counts(fetched: u64, served: u64) -> Html {
 /// `data-up`.
 pub fn rates(down: f64, up: f64) -> Html {
     html! {
-        <span class="rates" data-down={down.round().to_string()} data-up={up.round().to_string()}>
+        <span class="rates" data-down={down.round().to_string()} data-up={up.round().to_string()}
+            title="bytes per second arriving (↓) and going out (↑)">
             { format!("↓ {} · ↑ {}", rate(down), rate(up)) }</span>
     }
 }

@@ -1,4 +1,4 @@
-//! One native node in the panel: its control session, status, files and chunk map.
+//! One native node in the panel: its control session, status, peers, files and chunk map.
 //!
 //! [`NodePanel`] holds the session ([`session`]) and the node's state
 //! ([`state::NodeState`]); the card's parts are drawn by the functions below it and the
@@ -8,14 +8,15 @@ mod files;
 mod session;
 mod state;
 
-use torronto_core::{Code, Control, FileName, NetworkSecret, Status};
+use torronto_core::{human_size, Code, Control, FileName, NetworkSecret, Status};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use super::overview::Watched;
-use super::widgets::{advice, chunk_counts, peer_count, rates, Inserting, Notice, ReplyNotice};
+use super::widgets::{advice, chunk_counts, peer_count, rates, Bar, Inserting, Notice, ReplyNotice};
 use crate::client::EngineClient;
 use crate::rates::Rates;
+use crate::util::percent;
 use files::{ChunkMapView, FileTable};
 use session::{use_candidate, use_control_session};
 use state::{Link, NodeAction, NodeState};
@@ -226,15 +227,41 @@ fn node_meta(url: &AttrValue, status: Option<&Status>, rates_now: &Rates) -> Htm
                 }) }
             }
             if let Some(st) = status {
-                if !st.peers.is_empty() {
-                    <div class="peers">
-                        { for st.peers.iter().map(|p| html! {
-                            <span class={classes!("peer", p.starts_with("browser-").then_some("browser"))}>{ p }</span>
-                        }) }
-                    </div>
-                }
+                { peer_list(st, rates_now) }
             }
         </>
+    }
+}
+
+/// The node's links as device cards (Syncthing's): each peer's address, how much of the
+/// files listed it holds, and the bytes per second moving between it and the node. A
+/// node that sends no `links` (an older one) gets the addresses alone.
+fn peer_list(st: &Status, rates_now: &Rates) -> Html {
+    if st.peers.is_empty() {
+        return html! {};
+    }
+    let total = st.total_bytes();
+    let item = |i: usize, peer: &String| {
+        let class = classes!("peer", peer.starts_with("browser-").then_some("browser"));
+        let Some(link) = st.links.get(i).filter(|l| &l.peer == peer) else {
+            return html! { <li {class} data-peer={peer.clone()}><strong>{ peer.clone() }</strong></li> };
+        };
+        let done = link.completion(st);
+        let (down, up) = rates_now.links.get(peer).copied().unwrap_or_default();
+        let holds = format!("holds {} of {}", human_size(link.held), human_size(total));
+        html! {
+            <li {class} data-peer={peer.clone()} data-held={link.held.to_string()} data-done={done.to_string()}>
+                <strong>{ peer.clone() }</strong>
+                <Bar value={done} label={format!("{} complete", percent(done))} />
+                <span class="holds">{ holds }</span>
+                { rates(down, up) }
+            </li>
+        }
+    };
+    html! {
+        <ul class="peers" aria-label="Peers linked to this node: how much of the files each holds, and the rates to and from it">
+            { for st.peers.iter().enumerate().map(|(i, p)| item(i, p)) }
+        </ul>
     }
 }
 
