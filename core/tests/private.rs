@@ -22,7 +22,7 @@ fn private_node() -> Node {
         token: None,
         insert_from: Vec::new(),
         seed: 1,
-        tuning: Tuning::default(),
+        tuning: Tuning { have_delay: 0, ..Tuning::default() },
         private: Some(NodeId::from_public_key(&[1; 32])),
     });
     let mut b = ManifestBuilder::new();

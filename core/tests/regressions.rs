@@ -17,7 +17,7 @@ fn node() -> Node {
         token: None,
         insert_from: Vec::new(),
         seed: 1,
-        tuning: Tuning::default(),
+        tuning: Tuning { have_delay: 0, ..Tuning::default() },
         private: None,
     });
     let mut b = ManifestBuilder::new();
@@ -189,7 +189,7 @@ fn a_listed_peer_down_at_join_is_tried_again() {
         token: None,
         insert_from: Vec::new(),
         seed: 1,
-        tuning: Tuning::default(),
+        tuning: Tuning { have_delay: 0, ..Tuning::default() },
         private: None,
     });
     node.join(0);

@@ -66,7 +66,8 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
 impl Net {
     /// `n` machines, each with every other in its peers file.
     fn new(n: usize) -> Self {
-        Self::with_tuning(n, Tuning::default())
+        // Haves at once: `run` lets no time pass unless asked to.
+        Self::with_tuning(n, Tuning { have_delay: 0, ..Tuning::default() })
     }
 
     fn with_tuning(n: usize, tuning: Tuning) -> Self {
@@ -581,7 +582,7 @@ fn remote_clients_insert_only_from_the_insert_from_folders() {
     let reason = refused.reason.unwrap();
     assert!(reason.contains("--insert-from") && reason.contains("file picker"), "{reason}");
 
-    let tuning = Tuning::default();
+    let tuning = Tuning { have_delay: 0, ..Tuning::default() };
     let config = Config {
         me: addr(0),
         peers: Vec::new(),
@@ -622,7 +623,7 @@ fn a_peer_not_in_the_peers_file_can_join() {
             token: Some("secret".into()),
             insert_from: Vec::new(),
             seed: 9,
-            tuning: Tuning::default(),
+            tuning: Tuning { have_delay: 0, ..Tuning::default() },
             private: None,
         });
     }
@@ -632,7 +633,7 @@ fn a_peer_not_in_the_peers_file_can_join() {
         token: Some("secret".into()),
         insert_from: Vec::new(),
         seed: 3,
-        tuning: Tuning::default(),
+        tuning: Tuning { have_delay: 0, ..Tuning::default() },
         private: None,
     });
     net.join_all();
@@ -746,7 +747,7 @@ fn crash_and_restart_keeps_verified_chunks() {
         token: Some("secret".into()),
         insert_from: Vec::new(),
         seed: 5,
-        tuning: Tuning::default(),
+        tuning: Tuning { have_delay: 0, ..Tuning::default() },
         private: None,
     });
     m1.node.add_local_file(torronto_core::LocalFile {
@@ -789,7 +790,7 @@ fn odd_sizes_replicate() {
 
 #[test]
 fn many_files_replicate_across_many_nodes() {
-    let tuning = Tuning { requests_per_peer: 4, ..Tuning::default() };
+    let tuning = Tuning { requests_per_peer: 4, ..Tuning { have_delay: 0, ..Tuning::default() } };
     let mut net = Net::with_tuning(6, tuning);
     net.join_all();
     let files: Vec<(String, Vec<u8>)> =

@@ -121,6 +121,10 @@ pub struct Tuning {
     /// for `lease` is suspected (a participant that crashed with no link left to notice).
     pub refresh_interval: Millis,
     pub lease: Millis,
+    /// Chunks stored within this long of each other are announced in one Have (each
+    /// is otherwise a message of its own to every link: at 128 nodes, 1.3 % of the
+    /// payload); 0 announces each as soon as the node is idle.
+    pub have_delay: Millis,
 }
 
 impl Default for Tuning {
@@ -164,6 +168,7 @@ impl Default for Tuning {
             left_keep: 300_000,
             refresh_interval: 60_000,
             lease: 180_000,
+            have_delay: 50,
         }
     }
 }
@@ -203,7 +208,8 @@ impl Config {
             token: Some("t".into()),
             insert_from: Vec::new(),
             seed: 1,
-            tuning: Tuning::default(),
+            // Haves at once: the tests read what a stored chunk sends without a clock.
+            tuning: Tuning { have_delay: 0, ..Tuning::default() },
             private: None,
         }
     }

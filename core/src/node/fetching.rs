@@ -356,6 +356,9 @@ impl Node {
         }
         self.chunks_fetched += 1;
         self.bytes_fetched += chunk_len(chunk.size, chunk.index) as u64;
+        if self.pending_have.is_empty() && self.config.tuning.have_delay > 0 {
+            self.timers.set(Timer::Have, now + self.config.tuning.have_delay);
+        }
         self.pending_have.push(HaveEntry { chunk: chunk.clone(), digest: Some(f.digest) });
         if f.have.is_complete() {
             let (size, digest) = (f.size, f.digest);

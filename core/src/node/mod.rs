@@ -235,7 +235,7 @@ impl Node {
     // Outputs.
 
     pub fn poll_net(&mut self) -> Option<NetCommand> {
-        if self.net.is_empty() {
+        if self.net.is_empty() && self.config.tuning.have_delay == 0 {
             self.flush_have();
         }
         self.net.pop_front()
@@ -422,6 +422,7 @@ impl Node {
                 Timer::SpaceRetry(file) => self.prepare_again(&file),
                 Timer::TokenRefusal { conn, attempt } => self.token_refusal_due(conn, attempt),
                 Timer::Gossip => self.gossip_due(now),
+                Timer::Have => self.flush_have(),
             }
         }
         self.after_input(now);

@@ -37,6 +37,8 @@ pub(super) enum Timer {
     TokenRefusal { conn: ConnId, attempt: u32 },
     /// A gossip round: our summary to a random link, links dialled, suspicions aged.
     Gossip,
+    /// The chunks stored since the last Have are announced.
+    Have,
 }
 
 #[derive(Debug, Default)]
