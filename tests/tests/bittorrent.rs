@@ -26,27 +26,49 @@ use torronto_tests::{free_port, random_file, sha256_file, wait_until, TestNode};
 const SIZE: usize = (5 << 20) + 123;
 const NAME: &str = "odd.bin";
 
-/// Whether aria2c is there, installing it (Debian's `aria2`) if it is not. Only when that
-/// fails does the test skip, saying so.
-fn require_aria2() -> bool {
-    let present = || Command::new("aria2c").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+/// Whether a Debian `package` is there (`present`), installing it if it is not. Only when
+/// that fails does the test skip, saying so.
+fn require(package: &str, present: impl Fn() -> bool) -> bool {
     if present() {
         return true;
     }
-    let _ = Command::new("apt-get").args(["install", "-y", "-qq", "aria2"]).stdout(Stdio::null()).status();
+    let _ = Command::new("apt-get").args(["install", "-y", "-qq", package]).stdout(Stdio::null()).status();
     if present() {
         return true;
     }
-    eprintln!("SKIPPED: aria2c is missing and `apt-get install aria2` failed (scripts/setup.sh --test installs it)");
+    eprintln!(
+        "SKIPPED: {package} is missing and `apt-get install {package}` failed (scripts/setup.sh --test installs it)"
+    );
     false
+}
+
+fn runs(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn require_aria2() -> bool {
+    require("aria2", || runs("aria2c", &["--version"]))
+}
+
+/// Debian's Python, which sees Debian's python3-libtorrent (another `python3` on the
+/// PATH may not).
+const PYTHON: &str = "/usr/bin/python3";
+
+fn require_libtorrent() -> bool {
+    require("python3-libtorrent", || runs(PYTHON, &["-c", "import libtorrent"]))
 }
 
 /// A node seeding BitTorrent on a port of its own, with `extra` flags, holding NAME; and
 /// that port.
 fn seeding_node(extra: &[&str]) -> (TestNode, u16) {
+    seeding_node_on("127.0.0.1", extra)
+}
+
+/// [`seeding_node`] serving BitTorrent on `host`.
+fn seeding_node_on(host: &str, extra: &[&str]) -> (TestNode, u16) {
     let bt_port = free_port();
     let mut node = TestNode::new("bt");
-    let bt = format!("127.0.0.1:{bt_port}");
+    let bt = format!("{host}:{bt_port}");
     node.set_extra_args(&[&["--bittorrent", bt.as_str()], extra].concat());
     node.start();
     let file = node.root().join(NAME);
@@ -88,8 +110,13 @@ type Seeders = Arc<Mutex<HashMap<Vec<u8>, Vec<u16>>>>;
 /// A minimal HTTP tracker on loopback: records each seeder's announce and answers every
 /// announce with the seeders of its info-hash (compact form, BEP 23).
 fn tracker() -> (String, Seeders) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind tracker");
-    let url = format!("http://127.0.0.1:{}/announce", listener.local_addr().unwrap().port());
+    tracker_on([127, 0, 0, 1])
+}
+
+/// A tracker listening on `ip`, whose seeders are all at `ip` (on their own ports).
+fn tracker_on(ip: [u8; 4]) -> (String, Seeders) {
+    let listener = TcpListener::bind((std::net::Ipv4Addr::from(ip), 0)).expect("bind tracker");
+    let url = format!("http://{}/announce", listener.local_addr().unwrap());
     let seeders = Seeders::default();
     let known = seeders.clone();
     std::thread::spawn(move || {
@@ -107,7 +134,7 @@ fn tracker() -> (String, Seeders) {
             }
             let mut body = format!("d8:intervali600e5:peers{}:", 6 * known.get(&hash).map_or(0, Vec::len)).into_bytes();
             for port in known.get(&hash).into_iter().flatten() {
-                body.extend_from_slice(&[127, 0, 0, 1]);
+                body.extend_from_slice(&ip);
                 body.extend_from_slice(&port.to_be_bytes());
             }
             body.push(b'e');
@@ -480,4 +507,185 @@ fn add_keeps_a_lying_seeders_bytes_out() {
 
 fn file_status_of(node: &TestNode, name: &str) -> Option<torronto_tests::FileStatus> {
     torronto_tests::file_status(&node.query(), name)
+}
+
+/// libtorrent downloading magnet link `argv[1]` into `argv[2]`, dialling `argv[3]`
+/// (HOST:PORT) itself, for at most `argv[4]` seconds; exits 0 once it has every piece.
+const LIBTORRENT_LEECH: &str = r#"
+import sys, time, libtorrent as lt
+link, out, peer, limit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+ses = lt.session({"listen_interfaces": "127.0.0.1:0", "enable_dht": False, "enable_lsd": False,
+                  "enable_upnp": False, "enable_natpmp": False, "enable_outgoing_utp": False})
+p = lt.parse_magnet_uri(link)
+p.save_path = out
+h = ses.add_torrent(p)
+host, port = peer.rsplit(":", 1)
+h.connect_peer((host, int(port)))
+end = time.time() + limit
+while time.time() < end:
+    s = h.status()
+    if s.is_seeding:
+        print("complete, metadata of", h.torrent_file().metadata_size(), "bytes")
+        sys.exit(0)
+    time.sleep(0.2)
+print("timed out: state %s, metadata %s, %d of %d bytes" % (s.state, s.has_metadata, s.total_wanted_done, s.total_wanted))
+sys.exit(1)
+"#;
+
+/// libtorrent seeding the file `argv[1]` (a v1 torrent it makes) on 127.0.0.1:`argv[2]`;
+/// prints its magnet link once it seeds, then runs until killed.
+const LIBTORRENT_SEED: &str = r#"
+import os, sys, time, libtorrent as lt
+path, port = sys.argv[1], int(sys.argv[2])
+fs = lt.file_storage()
+lt.add_files(fs, path)
+ct = lt.create_torrent(fs, 0, lt.create_torrent.v1_only)
+lt.set_piece_hashes(ct, os.path.dirname(path))
+ti = lt.torrent_info(lt.bencode(ct.generate()))
+ses = lt.session({"listen_interfaces": "127.0.0.1:%d" % port, "enable_dht": False, "enable_lsd": False,
+                  "enable_upnp": False, "enable_natpmp": False, "enable_incoming_utp": False})
+p = lt.add_torrent_params()
+p.ti = ti
+p.save_path = os.path.dirname(path)
+h = ses.add_torrent(p)
+while not h.status().is_seeding:
+    time.sleep(0.1)
+print(lt.make_magnet_uri(ti), flush=True)
+while True:
+    time.sleep(1)
+"#;
+
+#[test]
+fn libtorrent_fetches_the_metadata_and_downloads_an_export_byte_identical() {
+    if !require_libtorrent() {
+        return;
+    }
+    let (node, bt_port) = seeding_node(&[]);
+    let magnet = export(&node, &node.root().join("x.torrent"), &[]);
+    let out = node.root().join("libtorrent-out");
+    fs::create_dir_all(&out).unwrap();
+    // Only the magnet link: the info dictionary must come from the node (BEP 9).
+    let peer = format!("127.0.0.1:{bt_port}");
+    let run = Command::new(PYTHON)
+        .args(["-c", LIBTORRENT_LEECH, &magnet, &out.display().to_string(), &peer, "120"])
+        .output()
+        .expect("run python3");
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "libtorrent failed: {said}{}\nnode log:\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        node.log_tail(40)
+    );
+    eprintln!("libtorrent: {said}");
+    let got = fs::read(out.join(NAME)).expect("libtorrent wrote the file");
+    assert!(got == fs::read(node.file(NAME)).unwrap(), "libtorrent's copy differs from the node's");
+}
+
+/// libtorrent seeding `path` on a port of its own: the process, and its magnet link.
+fn libtorrent_seed(path: &Path) -> (Killed, String, u16) {
+    let port = free_port();
+    let mut child = Command::new(PYTHON)
+        .args(["-c", LIBTORRENT_SEED, &path.display().to_string(), &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run python3");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut magnet = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut magnet).expect("libtorrent's magnet link");
+    assert!(magnet.starts_with("magnet:?xt=urn:btih:"), "libtorrent printed {magnet:?}");
+    (Killed(child), magnet.trim().to_owned(), port)
+}
+
+#[test]
+fn add_brings_a_magnet_served_by_libtorrent_to_every_node() {
+    if !require_libtorrent() {
+        return;
+    }
+    let c = torronto_tests::Cluster::start_joined(2);
+    let a = &c.nodes[0];
+    let seed_dir = a.root().join("seed");
+    fs::create_dir_all(&seed_dir).unwrap();
+    let path = seed_dir.join("lt.bin");
+    random_file(&path, (3 << 20) + 99, 47);
+    let (_seeder, magnet, port) = libtorrent_seed(&path);
+    let peer = format!("127.0.0.1:{port}");
+    let t = Instant::now();
+    a.cli(&["add", &magnet, "--peer", &peer]).ok("torronto add MAGNET");
+    eprintln!("magnet {magnet} added in {:.1}s", t.elapsed().as_secs_f64());
+    c.wait_all_hold(Duration::from_secs(60), "lt.bin", (3 << 20) + 99, &sha256_file(&path));
+    assert!(a.log().contains("metadata of"), "the node did not log fetching the metadata");
+    // Again: the name, learnt from the metadata, is taken.
+    a.cli(&["add", &magnet, "--peer", &peer]).expect_error("a second add", 13, "ErrFileExists");
+    // A magnet nobody serves: libtorrent closes on the unknown info-hash.
+    let unknown = format!("magnet:?xt=urn:btih:{}&dn=none", "ab".repeat(20));
+    a.cli(&["add", &unknown, "--peer", &peer]).expect_error("an unknown magnet", 14, "ErrFileMissing");
+    // Not a v1 magnet link at all: refused before anything is sent.
+    let bad = a.cli(&["add", "magnet:?dn=x", "--peer", &peer]);
+    assert!(bad.code != 0 && bad.stderr.contains("btih"), "a link without btih: {bad}");
+}
+
+/// A namespace reached from this one over a veth pair: this side is 10.77.215.1, the
+/// namespace's 10.77.215.2 (the pair goes with the namespace).
+fn namespace_beside() -> Result<torronto_tests::sys::Netns, String> {
+    use torronto_tests::sys::{run, Netns};
+    let ns = Netns::new()?;
+    let (here, there) = (format!("t77h{}", std::process::id()), format!("t77n{}", std::process::id()));
+    run("ip", &["link", "add", &here, "type", "veth", "peer", "name", &there, "netns", &ns.name])?;
+    run("ip", &["addr", "add", "10.77.215.1/24", "dev", &here])?;
+    run("ip", &["link", "set", &here, "up"])?;
+    ns.ip(&["addr", "add", "10.77.215.2/24", "dev", &there])?;
+    ns.ip(&["link", "set", &there, "up"])?;
+    Ok(ns)
+}
+
+#[test]
+fn transmission_downloads_an_export_byte_identical() {
+    if !require("transmission-cli", || runs("transmission-cli", &["--version"])) {
+        return;
+    }
+    torronto_tests::skip_unless_netns!();
+    // Transmission never dials 127.x peers: it runs in a namespace of its own and
+    // reaches the node (and the tracker) at 10.77.215.1 over a veth pair.
+    let ns = namespace_beside().expect("a namespace with a veth pair");
+    let (node, bt_port) = seeding_node_on("10.77.215.1", &[]);
+    let (url, seeders) = tracker_on([10, 77, 215, 1]);
+    // Only the magnet link: the info dictionary must come from the node (BEP 9).
+    let magnet = export(&node, &node.root().join("x.torrent"), &["--tracker", &url]);
+    let hash = Torrent::decode(&fs::read(node.root().join("x.torrent")).unwrap()).unwrap().info_hash;
+    wait_until(Duration::from_secs(20), "the node to announce itself to the tracker", || {
+        seeders.lock().unwrap().get(&hash[..]) == Some(&vec![bt_port])
+    });
+    let (conf, out) = (node.root().join("transmission"), node.root().join("transmission-out"));
+    fs::create_dir_all(&conf).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    let settings = r#"{"dht-enabled": false, "lpd-enabled": false, "pex-enabled": false, "utp-enabled": false,
+        "port-forwarding-enabled": false, "encryption": 0}"#;
+    fs::write(conf.join("settings.json"), settings).unwrap();
+    let said = node.root().join("transmission.log");
+    let (conf_arg, out_arg) = (conf.display().to_string(), out.display().to_string());
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "transmission-cli", "-g", &conf_arg, "-w", &out_arg, "-et", "-M"])
+        .args(["-p", &free_port().to_string(), &magnet])
+        .stdout(fs::File::create(&said).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run transmission-cli");
+    let _transmission = Killed(child);
+    let want = fs::read(node.file(NAME)).unwrap();
+    let started = Instant::now();
+    while fs::read(out.join(NAME)).ok().as_ref() != Some(&want) {
+        if started.elapsed() > Duration::from_secs(120) {
+            let log = String::from_utf8_lossy(&fs::read(&said).unwrap_or_default()).replace('\r', "\n");
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!(
+                "Transmission did not get the file in 120 s:\n{}\nnode log:\n{}",
+                tail.join("\n"),
+                node.log_tail(40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!("Transmission got {NAME} byte-identical in {:.1}s", started.elapsed().as_secs_f64());
 }

@@ -390,6 +390,7 @@ impl Node {
             StorageEvent::Prepared { file, result } => self.on_prepared(now, file, result),
             StorageEvent::Finalized { file, result } => self.on_finalized(file, result),
             StorageEvent::Torrent { conn, file, result } => self.on_torrent(conn, file, result),
+            StorageEvent::TorrentMetadata { id, result } => self.on_torrent_metadata(id, result),
             StorageEvent::TorrentFetched { id, result } => self.on_torrent_fetched(id, result),
         }
         self.after_input(now);
