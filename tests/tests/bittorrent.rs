@@ -431,8 +431,16 @@ fn add_brings_torrents_seeded_by_aria2_to_every_node() {
     a.cli(&["add", &single.display().to_string()]).expect_error("a second add", 13, "ErrFileExists");
 }
 
+/// What a raw seeder sends for a request.
+type Answer = Arc<dyn Fn(torronto_core::bittorrent::wire::BlockRef) -> Vec<u8> + Send + Sync>;
+
 /// A BitTorrent peer that has every piece and answers every request with zeros.
 fn lying_seeder(info_hash: [u8; 20], pieces: u32) -> u16 {
+    raw_seeder(info_hash, pieces, Arc::new(|r| vec![0; r.length as usize]))
+}
+
+/// A BitTorrent peer that has every piece and answers each request with `answer`'s bytes.
+fn raw_seeder(info_hash: [u8; 20], pieces: u32, answer: Answer) -> u16 {
     use torronto_core::bittorrent::wire::{decode_message, full_bitfield, Handshake, PeerMessage, HANDSHAKE_LEN};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -454,7 +462,7 @@ fn lying_seeder(info_hash: [u8; 20], pieces: u32) -> u16 {
                 while let Ok(Some(msg)) = decode_message(&mut input) {
                     if let PeerMessage::Request(r) = msg {
                         let mut reply = bytes::BytesMut::new();
-                        let block = vec![0u8; r.length as usize].into();
+                        let block = answer(r).into();
                         PeerMessage::Piece { index: r.index, begin: r.begin, block }.encode(&mut reply);
                         let _ = s.write_all(&reply);
                     }
@@ -688,4 +696,31 @@ fn transmission_downloads_an_export_byte_identical() {
         std::thread::sleep(Duration::from_millis(300));
     }
     eprintln!("Transmission got {NAME} byte-identical in {:.1}s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn query_shows_an_add_as_it_downloads() {
+    let c = torronto_tests::Cluster::start_joined(2);
+    let a = &c.nodes[0];
+    let seed_dir = a.root().join("seed");
+    let torrent = make_torrent(&seed_dir, "slow.bin", &[("slow.bin", 1 << 20, 48)], true, &[]);
+    let t = Torrent::decode(&fs::read(&torrent).unwrap()).unwrap();
+    let data = Arc::new(fs::read(seed_dir.join("slow.bin")).unwrap());
+    // 64 blocks of 16 KiB, 50 ms each: about 3 s to download.
+    let slow: Answer = Arc::new(move |r| {
+        std::thread::sleep(Duration::from_millis(50));
+        let start = r.index as usize * 64 * 1024 + r.begin as usize;
+        data[start..start + r.length as usize].to_vec()
+    });
+    let peer = format!("127.0.0.1:{}", raw_seeder(t.info_hash, t.info.pieces.len() as u32, slow));
+    let (addr, path) = (a.addr(), torrent.display().to_string());
+    let add = std::thread::spawn(move || torronto_tests::cli(&["add", &path, "--peer", &peer, "--node", &addr]));
+    wait_until(Duration::from_secs(20), "Query to show the add part done", || {
+        let adding = a.query()["adding"].clone();
+        let done = adding[0]["done"].as_u64().unwrap_or(0);
+        adding[0]["file"] == "slow.bin" && adding[0]["size"] == 1 << 20 && done > 0 && done < 1 << 20
+    });
+    add.join().unwrap().ok("torronto add slow.bin.torrent");
+    assert!(a.query().get("adding").is_none(), "a finished add leaves Query's adding");
+    c.wait_all_hold(Duration::from_secs(60), "slow.bin", 1 << 20, &sha256_file(&seed_dir.join("slow.bin")));
 }

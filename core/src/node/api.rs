@@ -331,6 +331,12 @@ pub enum StorageEvent {
         file: FileName,
         result: Result<TorrentExport, StorageError>,
     },
+    /// How far the download of AddTorrent `id` has got: `done` of `total` bytes verified.
+    TorrentProgress {
+        id: ImportId,
+        done: u64,
+        total: u64,
+    },
     /// A magnet link's info dictionary, verified against its info-hash, as a `.torrent`
     /// with the link's trackers.
     TorrentMetadata {

@@ -42,6 +42,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(30);
 /// Reasons for lost peers kept for the error message.
 const MAX_FAILURES_KEPT: usize = 8;
+/// How often the node hears how far a download has got (Query's `adding`).
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// The download fails when no piece has come in this long.
 const STALL: Duration = Duration::from_secs(300);
 
@@ -78,7 +80,7 @@ pub async fn fetch(dir: PathBuf, id: ImportId, torrent: Bytes, peers: Vec<String
             result: result.map_err(|e| failed("the magnet link's metadata could not be fetched", e)),
         }
     } else {
-        let result = download(&dir, id, &torrent, peers).await;
+        let result = download(&dir, id, &torrent, peers, &inputs).await;
         StorageEvent::TorrentFetched {
             id,
             result: result.map_err(|e| failed("the torrent could not be downloaded", e)),
@@ -124,7 +126,15 @@ async fn fetch_metadata(dir: &Path, id: ImportId, link: &[u8], given: Vec<String
     }
 }
 
-async fn download(dir: &Path, id: ImportId, torrent: &[u8], given: Vec<String>) -> anyhow::Result<Vec<String>> {
+/// Downloads `torrent` into the staging folder of AddTorrent `id`, telling the node how
+/// far it has got (at most every [`PROGRESS_EVERY`]); the path of each file.
+async fn download(
+    dir: &Path,
+    id: ImportId,
+    torrent: &[u8],
+    given: Vec<String>,
+    inputs: &mpsc::Sender<Input>,
+) -> anyhow::Result<Vec<String>> {
     let t = Torrent::decode(torrent)?;
     let files = network_files(&t.info).map_err(|e| anyhow::anyhow!(e))?;
     let stage = staging(dir, id);
@@ -145,12 +155,18 @@ async fn download(dir: &Path, id: ImportId, torrent: &[u8], given: Vec<String>) 
     let started = Instant::now();
     let mut leech = Leech::new(t.info.clone());
     let mut peers = Connections::new(dir, id, t.info_hash, &t.trackers, given);
+    let mut told = Instant::now();
     while !leech.is_complete() {
         peers.step(&mut leech).await?;
         while let Some((index, data)) = leech.poll_piece() {
             let offset = u64::from(index) * u64::from(t.info.piece_length);
             let (files, handles) = (files.clone(), handles.clone());
             tokio::task::spawn_blocking(move || write_piece(&files, &handles, offset, &data)).await??;
+        }
+        if told.elapsed() >= PROGRESS_EVERY || leech.is_complete() {
+            let (done, total) = leech.progress();
+            let _ = inputs.send(Input::Storage(StorageEvent::TorrentProgress { id, done, total })).await;
+            told = Instant::now();
         }
     }
     tracing::info!("downloaded torrent {} in {:.1}s", t.info.name, started.elapsed().as_secs_f64());
