@@ -724,3 +724,66 @@ fn query_shows_an_add_as_it_downloads() {
     assert!(a.query().get("adding").is_none(), "a finished add leaves Query's adding");
     c.wait_all_hold(Duration::from_secs(60), "slow.bin", 1 << 20, &sha256_file(&seed_dir.join("slow.bin")));
 }
+
+/// A BitTorrent peer that offers, for `info_hash`, the info dictionary `metadata` (whose
+/// SHA-1 is something else) by the metadata exchange.
+fn metadata_liar(info_hash: [u8; 20], metadata: Vec<u8>) -> u16 {
+    use torronto_core::bittorrent::metadata::{answer, ExtensionHandshake, MetadataMessage, UT_METADATA};
+    use torronto_core::bittorrent::wire::{decode_message, Handshake, PeerMessage, HANDSHAKE_LEN};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let metadata = bytes::Bytes::from(metadata);
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut hs = [0u8; HANDSHAKE_LEN];
+            if s.read_exact(&mut hs).is_err() {
+                continue;
+            }
+            let mut out = bytes::BytesMut::new();
+            out.extend_from_slice(&Handshake::new(info_hash, [9; 20]).encode());
+            let offer = ExtensionHandshake { ut_metadata: Some(3), metadata_size: Some(metadata.len() as u64) };
+            PeerMessage::Extended { id: 0, payload: offer.encode() }.encode(&mut out);
+            let _ = s.write_all(&out);
+            let mut input = bytes::BytesMut::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = s.read(&mut buf) {
+                input.extend_from_slice(&buf[..n]);
+                while let Ok(Some(msg)) = decode_message(&mut input) {
+                    let PeerMessage::Extended { id: 3, payload } = msg else { continue };
+                    if let Ok(MetadataMessage::Request(piece)) = MetadataMessage::decode(payload) {
+                        let mut reply = bytes::BytesMut::new();
+                        let payload = answer(&metadata, piece).encode();
+                        PeerMessage::Extended { id: UT_METADATA, payload }.encode(&mut reply);
+                        let _ = s.write_all(&reply);
+                    }
+                }
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn a_magnets_metadata_must_hash_to_its_info_hash() {
+    // A torronto node seeds an export; another network adds it by its magnet link.
+    let (seeder, bt_port) = seeding_node(&[]);
+    let magnet = export(&seeder, &seeder.root().join("x.torrent"), &[]);
+    let t = Torrent::decode(&fs::read(seeder.root().join("x.torrent")).unwrap()).unwrap();
+    let mut forged = t.info.clone();
+    forged.name = "forged.bin".into();
+    let liar = format!("127.0.0.1:{}", metadata_liar(t.info_hash, forged.encode()));
+    let c = torronto_tests::Cluster::start_joined(2);
+    let a = &c.nodes[0];
+    // Only the liar (the link without the seeder's x.pe): its dictionary does not hash to
+    // the link's info-hash; nothing is stored.
+    let bare: Vec<&str> = magnet.split('&').filter(|kv| !kv.starts_with("x.pe=")).collect();
+    let refused = a.cli(&["add", &bare.join("&"), "--peer", &liar]);
+    refused.expect_error("add from a metadata liar", 14, "ErrFileMissing");
+    assert!(refused.stderr.contains("SHA-1 is not the info-hash"), "{refused}");
+    assert!(file_status_of(a, "forged.bin").is_none() && file_status_of(a, NAME).is_none());
+    // The liar and the seeding node: the true dictionary, then the file, everywhere.
+    let honest = format!("127.0.0.1:{bt_port}");
+    a.cli(&["add", &bare.join("&"), "--peer", &liar, "--peer", &honest]).ok("add from a liar and a torronto seeder");
+    c.wait_all_hold(Duration::from_secs(60), NAME, SIZE as u64, &sha256_file(&seeder.file(NAME)));
+    assert!(file_status_of(a, "forged.bin").is_none(), "the forged name must never appear");
+}
