@@ -441,7 +441,24 @@ fn lying_seeder(info_hash: [u8; 20], pieces: u32) -> u16 {
 
 /// A BitTorrent peer that has every piece and answers each request with `answer`'s bytes.
 fn raw_seeder(info_hash: [u8; 20], pieces: u32, answer: Answer) -> u16 {
-    use torronto_core::bittorrent::wire::{decode_message, full_bitfield, Handshake, PeerMessage, HANDSHAKE_LEN};
+    use torronto_core::bittorrent::wire::{full_bitfield, PeerMessage};
+    let opening = vec![PeerMessage::Bitfield(full_bitfield(pieces)), PeerMessage::Unchoke];
+    raw_peer(info_hash, opening, move |msg| match msg {
+        PeerMessage::Request(r) => Some(PeerMessage::Piece { index: r.index, begin: r.begin, block: answer(r).into() }),
+        _ => None,
+    })
+}
+
+/// A BitTorrent peer on loopback for `info_hash`: after the handshakes it sends `opening`,
+/// then answers each message with what `respond` makes of it. Its port.
+fn raw_peer(
+    info_hash: [u8; 20],
+    opening: Vec<torronto_core::bittorrent::wire::PeerMessage>,
+    respond: impl Fn(torronto_core::bittorrent::wire::PeerMessage) -> Option<torronto_core::bittorrent::wire::PeerMessage>
+        + Send
+        + 'static,
+) -> u16 {
+    use torronto_core::bittorrent::wire::{decode_message, Handshake, HANDSHAKE_LEN};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -452,19 +469,17 @@ fn raw_seeder(info_hash: [u8; 20], pieces: u32, answer: Answer) -> u16 {
             }
             let mut out = bytes::BytesMut::new();
             out.extend_from_slice(&Handshake::new(info_hash, [7; 20]).encode());
-            PeerMessage::Bitfield(full_bitfield(pieces)).encode(&mut out);
-            PeerMessage::Unchoke.encode(&mut out);
+            opening.iter().for_each(|m| m.encode(&mut out));
             let _ = s.write_all(&out);
             let mut input = bytes::BytesMut::new();
             let mut buf = [0u8; 4096];
             while let Ok(n @ 1..) = s.read(&mut buf) {
                 input.extend_from_slice(&buf[..n]);
                 while let Ok(Some(msg)) = decode_message(&mut input) {
-                    if let PeerMessage::Request(r) = msg {
-                        let mut reply = bytes::BytesMut::new();
-                        let block = answer(r).into();
-                        PeerMessage::Piece { index: r.index, begin: r.begin, block }.encode(&mut reply);
-                        let _ = s.write_all(&reply);
+                    if let Some(reply) = respond(msg) {
+                        out.clear();
+                        reply.encode(&mut out);
+                        let _ = s.write_all(&out);
                     }
                 }
             }
@@ -729,38 +744,14 @@ fn query_shows_an_add_as_it_downloads() {
 /// SHA-1 is something else) by the metadata exchange.
 fn metadata_liar(info_hash: [u8; 20], metadata: Vec<u8>) -> u16 {
     use torronto_core::bittorrent::metadata::{answer, ExtensionHandshake, MetadataMessage, UT_METADATA};
-    use torronto_core::bittorrent::wire::{decode_message, Handshake, PeerMessage, HANDSHAKE_LEN};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    use torronto_core::bittorrent::wire::PeerMessage;
     let metadata = bytes::Bytes::from(metadata);
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            let mut hs = [0u8; HANDSHAKE_LEN];
-            if s.read_exact(&mut hs).is_err() {
-                continue;
-            }
-            let mut out = bytes::BytesMut::new();
-            out.extend_from_slice(&Handshake::new(info_hash, [9; 20]).encode());
-            let offer = ExtensionHandshake { ut_metadata: Some(3), metadata_size: Some(metadata.len() as u64) };
-            PeerMessage::Extended { id: 0, payload: offer.encode() }.encode(&mut out);
-            let _ = s.write_all(&out);
-            let mut input = bytes::BytesMut::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = s.read(&mut buf) {
-                input.extend_from_slice(&buf[..n]);
-                while let Ok(Some(msg)) = decode_message(&mut input) {
-                    let PeerMessage::Extended { id: 3, payload } = msg else { continue };
-                    if let Ok(MetadataMessage::Request(piece)) = MetadataMessage::decode(payload) {
-                        let mut reply = bytes::BytesMut::new();
-                        let payload = answer(&metadata, piece).encode();
-                        PeerMessage::Extended { id: UT_METADATA, payload }.encode(&mut reply);
-                        let _ = s.write_all(&reply);
-                    }
-                }
-            }
-        }
-    });
-    port
+    let offer = ExtensionHandshake { ut_metadata: Some(3), metadata_size: Some(metadata.len() as u64) };
+    raw_peer(info_hash, vec![PeerMessage::Extended { id: 0, payload: offer.encode() }], move |msg| {
+        let PeerMessage::Extended { id: 3, payload } = msg else { return None };
+        let Ok(MetadataMessage::Request(piece)) = MetadataMessage::decode(payload) else { return None };
+        Some(PeerMessage::Extended { id: UT_METADATA, payload: answer(&metadata, piece).encode() })
+    })
 }
 
 #[test]
