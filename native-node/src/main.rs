@@ -415,8 +415,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let secret = control.secret()?;
             let (torrent, name) = read_add_source(&source)?;
             let request = wire::Control::AddTorrent { torrent: torrent.into(), peers };
-            let what = format!("downloading {name}");
-            let answer = client::request_with_progress(&control.node, control.token, secret, request, &what).await?;
+            let answer = progress::add(&control.node, control.token, secret, request, name.clone()).await?;
             finish(&answer, &format!("added {name} to the network"), control.json)
         }
         Command::Secret(SecretCommand::New { out }) => {

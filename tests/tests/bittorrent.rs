@@ -735,7 +735,9 @@ fn query_shows_an_add_as_it_downloads() {
         let done = adding[0]["done"].as_u64().unwrap_or(0);
         adding[0]["file"] == "slow.bin" && adding[0]["size"] == 1 << 20 && done > 0 && done < 1 << 20
     });
-    add.join().unwrap().ok("torronto add slow.bin.torrent");
+    let added = add.join().unwrap().ok("torronto add slow.bin.torrent");
+    // Off a terminal, the CLI prints how far the download has got (from Query's adding).
+    assert!(added.stderr.contains("downloading slow.bin: "), "no progress lines: {added}");
     assert!(a.query().get("adding").is_none(), "a finished add leaves Query's adding");
     c.wait_all_hold(Duration::from_secs(60), "slow.bin", 1 << 20, &sha256_file(&seed_dir.join("slow.bin")));
 }
