@@ -67,12 +67,15 @@ async fn peer(mut stream: TcpStream, dir: PathBuf, peer_id: [u8; 20], limiter: A
     let theirs = Handshake::decode(&hs)?;
     let info_hash = theirs.info_hash;
     let found = tokio::task::spawn_blocking(move || super::lookup(&dir, &info_hash)).await?;
-    let Some(seeded) = found else {
+    let Some(super::Seeded { info, metadata, file }) = found else {
         anyhow::bail!("info-hash {} is not exported here", hex(&info_hash));
     };
-    tracing::info!("bittorrent: {} downloading {}", stream.peer_addr()?, seeded.info.name);
-    let file = Arc::new(seeded.file);
-    let mut session = SeedSession::new(&seeded.info, seeded.metadata);
+    tracing::info!("bittorrent: {} downloading {}", stream.peer_addr()?, info.name);
+    let file = Arc::new(file);
+    let mut session = SeedSession::new(&info, metadata);
+    // The piece hashes are not needed to seed (the info dictionary's bytes are kept for
+    // the metadata exchange): not held for the connection's life.
+    drop(info);
     let mut out = BytesMut::new();
     out.extend_from_slice(&Handshake::new(info_hash, peer_id).encode());
     session.opening(theirs.supports_extensions()).iter().for_each(|m| m.encode(&mut out));
