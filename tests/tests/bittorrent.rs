@@ -555,18 +555,23 @@ print("timed out: state %s, metadata %s, %d of %d bytes" % (s.state, s.has_metad
 sys.exit(1)
 "#;
 
-/// libtorrent seeding the file `argv[1]` (a v1 torrent it makes) on 127.0.0.1:`argv[2]`;
-/// prints its magnet link once it seeds, then runs until killed.
+/// libtorrent seeding the file `argv[1]` (a v1 torrent it makes, with the trackers
+/// `argv[3:]`) on 127.0.0.1:`argv[2]`; prints its magnet link once it seeds, then runs
+/// until killed.
 const LIBTORRENT_SEED: &str = r#"
 import os, sys, time, libtorrent as lt
 path, port = sys.argv[1], int(sys.argv[2])
 fs = lt.file_storage()
 lt.add_files(fs, path)
 ct = lt.create_torrent(fs, 0, lt.create_torrent.v1_only)
+for url in sys.argv[3:]:
+    ct.add_tracker(url)
 lt.set_piece_hashes(ct, os.path.dirname(path))
 ti = lt.torrent_info(lt.bencode(ct.generate()))
+# Every peer of the test is at 127.0.0.1 (libtorrent itself too, in the tracker's answer).
 ses = lt.session({"listen_interfaces": "127.0.0.1:%d" % port, "enable_dht": False, "enable_lsd": False,
-                  "enable_upnp": False, "enable_natpmp": False, "enable_incoming_utp": False})
+                  "enable_upnp": False, "enable_natpmp": False, "enable_incoming_utp": False,
+                  "allow_multiple_connections_per_ip": True})
 p = lt.add_torrent_params()
 p.ti = ti
 p.save_path = os.path.dirname(path)
@@ -605,11 +610,13 @@ fn libtorrent_fetches_the_metadata_and_downloads_an_export_byte_identical() {
     assert!(got == fs::read(node.file(NAME)).unwrap(), "libtorrent's copy differs from the node's");
 }
 
-/// libtorrent seeding `path` on a port of its own: the process, and its magnet link.
-fn libtorrent_seed(path: &Path) -> (Killed, String, u16) {
+/// libtorrent seeding `path` on a port of its own, announcing to `trackers`: the
+/// process, its magnet link and its port.
+fn libtorrent_seed(path: &Path, trackers: &[&str]) -> (Killed, String, u16) {
     let port = free_port();
     let mut child = Command::new(PYTHON)
         .args(["-c", LIBTORRENT_SEED, &path.display().to_string(), &port.to_string()])
+        .args(trackers)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -632,7 +639,7 @@ fn add_brings_a_magnet_served_by_libtorrent_to_every_node() {
     fs::create_dir_all(&seed_dir).unwrap();
     let path = seed_dir.join("lt.bin");
     random_file(&path, (3 << 20) + 99, 47);
-    let (_seeder, magnet, port) = libtorrent_seed(&path);
+    let (_seeder, magnet, port) = libtorrent_seed(&path, &[]);
     let peer = format!("127.0.0.1:{port}");
     let t = Instant::now();
     a.cli(&["add", &magnet, "--peer", &peer]).ok("torronto add MAGNET");
@@ -779,4 +786,27 @@ fn a_magnets_metadata_must_hash_to_its_info_hash() {
     a.cli(&["add", &bare.join("&"), "--peer", &liar, "--peer", &honest]).ok("add from a liar and a torronto seeder");
     c.wait_all_hold(Duration::from_secs(60), NAME, SIZE as u64, &sha256_file(&seeder.file(NAME)));
     assert!(file_status_of(a, "forged.bin").is_none(), "the forged name must never appear");
+}
+
+#[test]
+fn add_finds_a_magnets_peers_through_its_tracker() {
+    if !require_libtorrent() {
+        return;
+    }
+    let c = torronto_tests::Cluster::start_joined(2);
+    let a = &c.nodes[0];
+    let (url, seeders) = tracker();
+    let seed_dir = a.root().join("seed");
+    fs::create_dir_all(&seed_dir).unwrap();
+    let path = seed_dir.join("tracked.bin");
+    random_file(&path, (1 << 20) + 5, 49);
+    let (_seeder, magnet, port) = libtorrent_seed(&path, &[&url]);
+    let hash = torronto_core::bittorrent::magnet::Magnet::parse(&magnet).unwrap().info_hash;
+    assert!(magnet.contains("&tr="), "libtorrent's link names the tracker: {magnet}");
+    wait_until(Duration::from_secs(30), "libtorrent to announce itself as a seeder", || {
+        seeders.lock().unwrap().get(&hash[..]).is_some_and(|p| p.contains(&port))
+    });
+    // No --peer and no x.pe: the link's tr= is the only way to the seeder.
+    a.cli(&["add", &magnet]).ok("torronto add MAGNET (tracker only)");
+    c.wait_all_hold(Duration::from_secs(60), "tracked.bin", (1 << 20) + 5, &sha256_file(&path));
 }
