@@ -3,7 +3,8 @@
 #   the wasm32 target, wasm-bindgen-cli at the Cargo.lock version, wasm-pack,
 #   and (with --test) what the tests use from Debian: chromium and chromium-driver for
 #   the browser tests, iproute2 (ip, tc) for the network-namespace fault tests, aria2
-#   (aria2c) as the BitTorrent client of tests/tests/bittorrent.rs.
+#   (aria2c), transmission-cli and python3-libtorrent as the BitTorrent clients of
+#   tests/tests/bittorrent.rs.
 # Nothing here downloads prebuilt binaries at build time: wasm tools come from crates.io,
 # the browser from Debian.
 set -euo pipefail
@@ -44,6 +45,9 @@ if $want_test; then
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   { command -v ip >/dev/null && command -v tc >/dev/null; } || missing+=(iproute2)
   command -v aria2c >/dev/null || missing+=(aria2)
+  command -v transmission-cli >/dev/null || missing+=(transmission-cli)
+  # Debian's Python: another python3 on the PATH may not see Debian's modules.
+  /usr/bin/python3 -c 'import libtorrent' 2>/dev/null || missing+=(python3-libtorrent)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]} (Debian)"

@@ -17,7 +17,8 @@
 //! - [`secure`]: private networks: identities, node IDs, the network secret, and the
 //!   Noise handshake and encrypted channel the open protocol's frames travel in;
 //! - [`bittorrent`]: speaking to standard BitTorrent clients: bencode, v1 metainfo and
-//!   info-hash, the BEP 3 peer wire, a seeding and a leeching session;
+//!   info-hash, magnet links, the BEP 3 peer wire, the BEP 9/10 metadata exchange, a
+//!   seeding and a leeching session;
 //! - [`units`]: sizes as people read them (`1.5 MiB`), for every driver's output.
 //!
 //! Nothing here does I/O, reads a clock, draws randomness or spawns: drivers pass time

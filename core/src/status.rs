@@ -82,6 +82,10 @@ pub struct Status {
     /// Inserts being copied and hashed, with how far each has got.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inserting: Vec<InsertProgress>,
+    /// Torrents `torronto add` is downloading, by the torrent's name, with the bytes
+    /// verified so far (`size` 0 while a magnet link's metadata is fetched).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<InsertProgress>,
     /// For a Query naming a file: how many participants hold its chunks.
     #[serde(rename = "chunkMap", default, skip_serializing_if = "Option::is_none")]
     pub chunk_map: Option<ChunkMap>,

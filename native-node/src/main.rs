@@ -185,8 +185,9 @@ enum Command {
     /// (its http trackers' and any given with --peer), verifies every piece and inserts
     /// its files (a multi-file torrent's as NAME/PATH), which then reach every node.
     Add {
-        /// A v1 .torrent file (read here and sent to the node).
-        source: PathBuf,
+        /// A v1 .torrent file (read here and sent to the node), or a magnet link
+        /// (magnet:?xt=urn:btih:..., its metadata fetched by the node from the peers).
+        source: String,
         /// A BitTorrent peer to download from, HOST:PORT (repeatable).
         #[arg(long = "peer", value_name = "HOST:PORT")]
         peers: Vec<String>,
@@ -412,15 +413,9 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         }
         Command::Add { source, peers, control } => {
             let secret = control.secret()?;
-            let torrent =
-                anyhow::Context::with_context(std::fs::read(&source), || format!("cannot read {}", source.display()))?;
-            let name = match torronto_core::bittorrent::Torrent::decode(&torrent) {
-                Ok(t) => t.info.name,
-                Err(e) => anyhow::bail!("{} is not a torrent this version reads (v1 .torrent): {e}", source.display()),
-            };
+            let (torrent, name) = read_add_source(&source)?;
             let request = wire::Control::AddTorrent { torrent: torrent.into(), peers };
-            let what = format!("downloading {name}");
-            let answer = client::request_with_progress(&control.node, control.token, secret, request, &what).await?;
+            let answer = progress::add(&control.node, control.token, secret, request, name.clone()).await?;
             finish(&answer, &format!("added {name} to the network"), control.json)
         }
         Command::Secret(SecretCommand::New { out }) => {
@@ -447,6 +442,22 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             demo::run(nodes, base_port, once).await?;
             Ok(0)
         }
+    }
+}
+
+/// `torronto add`'s SOURCE: a magnet link, sent as it is, or a `.torrent` file, read
+/// here; and the name to show for it.
+fn read_add_source(source: &str) -> anyhow::Result<(Vec<u8>, String)> {
+    use torronto_core::bittorrent::magnet::{is_magnet, Magnet};
+    if is_magnet(source.as_bytes()) {
+        let m = Magnet::parse(source)?;
+        let name = m.name.unwrap_or_else(|| torronto_core::bittorrent::metainfo::hex(&m.info_hash));
+        return Ok((source.as_bytes().to_vec(), name));
+    }
+    let torrent = anyhow::Context::with_context(std::fs::read(source), || format!("cannot read {source}"))?;
+    match torronto_core::bittorrent::Torrent::decode(&torrent) {
+        Ok(t) => Ok((torrent, t.info.name)),
+        Err(e) => anyhow::bail!("{source} is not a torrent this version reads (v1 .torrent): {e}"),
     }
 }
 

@@ -1,12 +1,13 @@
-//! `torronto insert`'s progress. The node copies and hashes the file; while the
-//! Insert waits for its answer, a second connection asks the node (Query) how far
-//! that has got (the status's `inserting`, fed by the storage as it reads). Shown as
-//! a bar redrawn in place when stderr is a terminal, as plain lines otherwise.
+//! `torronto insert`'s and `torronto add`'s progress. The node copies and hashes the
+//! file, or downloads the torrent; while the request waits for its answer, a second
+//! connection asks the node (Query) how far that has got (the status's `inserting`, fed
+//! by the storage as it reads, or `adding`, by the download). Shown as a bar redrawn in
+//! place when stderr is a terminal, as plain lines otherwise.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use torronto_core::{Code, Control, FileName, NetworkSecret};
+use torronto_core::{Code, Control, FileName, InsertProgress, NetworkSecret, Status};
 
 use crate::client::{human_size, request_secured, spinner, Answer};
 use crate::limits::format_rate;
@@ -19,6 +20,15 @@ const LINE_EVERY: Duration = Duration::from_secs(1);
 const FIRST_POLL: Duration = Duration::from_millis(150);
 const BAR_WIDTH: usize = 24;
 
+/// What a long request does, for its progress: the verb shown, what it works on, the
+/// name the node reports it under, and the list of the status that has it.
+struct Task {
+    verb: &'static str,
+    label: String,
+    name: Option<String>,
+    list: fn(Status) -> Vec<InsertProgress>,
+}
+
 /// Inserts `path` (absolute, on the node's machine), showing progress on stderr.
 pub async fn insert(
     node: &str,
@@ -28,10 +38,36 @@ pub async fn insert(
 ) -> anyhow::Result<Answer> {
     // The node names the file after the path's last part, as here.
     let name = FileName::from_path_base(&path).ok().map(|n| n.to_string());
+    let task = Task { verb: "inserting", label: path.clone(), name, list: |s| s.inserting };
+    run(node, token, secret, Control::Insert { path }, task).await
+}
+
+/// Sends AddTorrent `request` for the torrent called `name`, showing the download's
+/// progress on stderr.
+pub async fn add(
+    node: &str,
+    token: Option<String>,
+    secret: Option<NetworkSecret>,
+    request: Control,
+    name: String,
+) -> anyhow::Result<Answer> {
+    let task = Task { verb: "downloading", label: name.clone(), name: Some(name), list: |s| s.adding };
+    run(node, token, secret, request, task).await
+}
+
+async fn run(
+    node: &str,
+    token: Option<String>,
+    secret: Option<NetworkSecret>,
+    request: Control,
+    task: Task,
+) -> anyhow::Result<Answer> {
+    let Task { verb, label, name, list } = task;
     let started = Instant::now();
-    let answer = request_secured(node, token.clone(), secret.clone(), Control::Insert { path: path.clone() });
+    let answer = request_secured(node, token.clone(), secret.clone(), request);
     tokio::pin!(answer);
-    let mut shown = Shown { terminal: std::io::stderr().is_terminal(), first: None, last_line: None, drawn: false };
+    let mut shown =
+        Shown { verb, terminal: std::io::stderr().is_terminal(), first: None, last_line: None, drawn: false };
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FIRST_POLL, POLL_EVERY);
     let mut asking = name.is_some();
     loop {
@@ -48,7 +84,7 @@ pub async fn insert(
                             Ok(a) if a.reply.code_or_ok() == Code::Ok => a
                                 .reply
                                 .status
-                                .and_then(|s| s.inserting.into_iter().find(|p| p.file == *name))
+                                .and_then(|s| list(*s).into_iter().find(|p| p.file == *name))
                                 .map(|p| (p.done, p.size)),
                             // Refused or gone: the Insert's own answer will say why.
                             _ => {
@@ -61,7 +97,7 @@ pub async fn insert(
                 };
                 match progress {
                     Some((done, size)) if size > 0 => shown.update(name.as_deref().unwrap_or(""), done, size),
-                    _ => shown.waiting(&path, started),
+                    _ => shown.waiting(&label, started),
                 }
             }
         }
@@ -70,6 +106,7 @@ pub async fn insert(
 
 /// What has been shown so far.
 struct Shown {
+    verb: &'static str,
     terminal: bool,
     /// The first progress seen, and when: the rate is measured from there.
     first: Option<(u64, Instant)>,
@@ -99,7 +136,8 @@ impl Shown {
             self.drawn = true;
         } else if self.last_line.is_none_or(|t| now.duration_since(t) >= LINE_EVERY) {
             eprintln!(
-                "inserting {name}: {percent:.0}% ({} of {}), {rate_text}, ETA {eta}",
+                "{} {name}: {percent:.0}% ({} of {}), {rate_text}, ETA {eta}",
+                self.verb,
                 human_size(done),
                 human_size(size)
             );
@@ -108,9 +146,9 @@ impl Shown {
     }
 
     /// Before the node reports progress (or a node too old to): a spinner on a terminal.
-    fn waiting(&mut self, path: &str, started: Instant) {
+    fn waiting(&mut self, label: &str, started: Instant) {
         if self.terminal && self.first.is_none() {
-            eprint!("{}", spinner(&format!("inserting {path}"), started));
+            eprint!("{}", spinner(&format!("{} {label}", self.verb), started));
             self.drawn = true;
         }
     }

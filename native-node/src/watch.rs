@@ -180,9 +180,9 @@ fn render(node: &str, s: &Status, before: Option<(&Status, Rates)>, every: Durat
             ));
         }
     }
-    for p in &s.inserting {
+    for (what, p) in s.inserting.iter().map(|p| ("inserting", p)).chain(s.adding.iter().map(|p| ("adding", p))) {
         let percent = if p.size == 0 { 0.0 } else { p.done as f64 * 100.0 / p.size as f64 };
-        lines.push(format!("inserting {}: {percent:.0}% of {}", p.file, human_size(p.size)));
+        lines.push(format!("{what} {}: {percent:.0}% of {}", p.file, human_size(p.size)));
     }
     lines.push(String::new());
     lines.push(match s.peers.is_empty() {

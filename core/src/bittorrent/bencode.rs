@@ -93,12 +93,18 @@ fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {
 
 /// Decodes exactly one value filling all of `input`.
 pub fn decode(input: &[u8]) -> Result<Value, BencodeError> {
+    match decode_prefix(input)? {
+        (v, used) if used == input.len() => Ok(v),
+        (_, used) => Err(BencodeError { at: used, what: "bytes after the value" }),
+    }
+}
+
+/// Decodes the one value at the start of `input`, and how many bytes it took (a BEP 9
+/// data message is a dictionary followed by raw bytes).
+pub fn decode_prefix(input: &[u8]) -> Result<(Value, usize), BencodeError> {
     let mut p = Parser { input, pos: 0, values: 0 };
     let v = p.value(0)?;
-    if p.pos != input.len() {
-        return Err(p.err("bytes after the value"));
-    }
-    Ok(v)
+    Ok((v, p.pos))
 }
 
 /// The exact bytes of the value under `key` in the top-level dictionary `input` (the

@@ -15,19 +15,13 @@ use bytes::Bytes;
 use sha1::{Digest as _, Sha1};
 
 use super::metainfo::Info;
+use super::swarm::{Millis, PeerKey, Swarm, REQUEST_TIMEOUT};
 use super::wire::{BlockRef, PeerMessage};
-
-/// The driver's name for one peer connection.
-pub type PeerKey = u64;
-/// Milliseconds since an origin of the driver's choosing.
-pub type Millis = u64;
 
 /// Bytes asked for in one request (what every client serves).
 pub const BLOCK: u32 = 16 * 1024;
 /// Requests in flight to one peer.
 pub const REQUESTS_PER_PEER: usize = 16;
-/// A peer that leaves a request unanswered this long is cut off.
-pub const REQUEST_TIMEOUT: Millis = 30_000;
 /// Partly received pieces held at once, in bytes.
 pub const MAX_PARTIAL_BYTES: u64 = 32 << 20;
 /// Bad pieces a peer may have had a hand in before it is cut off.
@@ -118,29 +112,6 @@ impl Leech {
         self.peers.len()
     }
 
-    /// A peer finished the handshake: we are interested (and stay choking it: we
-    /// serve nothing while downloading).
-    pub fn peer_connected(&mut self, peer: PeerKey) {
-        let has = vec![false; self.done.len()];
-        self.peers.insert(peer, Peer { has, choked: true, ..Peer::default() });
-        self.out.push_back((peer, PeerMessage::Interested));
-    }
-
-    /// The connection to `peer` is gone: what it was asked goes back to be asked again.
-    pub fn peer_gone(&mut self, peer: PeerKey) {
-        if let Some(p) = self.peers.remove(&peer) {
-            self.release(&p.asked);
-        }
-    }
-
-    /// Takes in one message from `peer`; one that breaks the rules has the peer cut
-    /// off ([`Leech::poll_close`]).
-    pub fn on_message(&mut self, now: Millis, peer: PeerKey, msg: PeerMessage) {
-        if let Err(e) = self.message(now, peer, msg) {
-            self.cut_off(peer, e);
-        }
-    }
-
     fn message(&mut self, now: Millis, peer: PeerKey, msg: PeerMessage) -> Result<(), LeechError> {
         let n = self.done.len();
         let Some(p) = self.peers.get_mut(&peer) else { return Ok(()) };
@@ -171,37 +142,9 @@ impl Leech {
         Ok(())
     }
 
-    /// Requests older than [`REQUEST_TIMEOUT`] cut their peer off.
-    pub fn handle_timeout(&mut self, now: Millis) {
-        let mut late = BTreeSet::new();
-        for part in self.partial.values() {
-            for b in &part.blocks {
-                if let BlockState::Asked(peer, at) = b {
-                    if now.saturating_sub(*at) >= REQUEST_TIMEOUT {
-                        late.insert(*peer);
-                    }
-                }
-            }
-        }
-        for peer in late {
-            self.cut_off(peer, LeechError::Timeout);
-        }
-        let peers: Vec<PeerKey> = self.peers.keys().copied().collect();
-        peers.into_iter().for_each(|p| self.fill(now, p));
-    }
-
-    pub fn poll_message(&mut self) -> Option<(PeerKey, PeerMessage)> {
-        self.out.pop_front()
-    }
-
     /// A verified piece to write: its index and bytes.
     pub fn poll_piece(&mut self) -> Option<(u32, Bytes)> {
         self.verified.pop_front()
-    }
-
-    /// A peer to close, and why (it is already forgotten).
-    pub fn poll_close(&mut self) -> Option<(PeerKey, LeechError)> {
-        self.closing.pop_front()
     }
 
     fn cut_off(&mut self, peer: PeerKey, why: LeechError) {
@@ -312,6 +255,61 @@ impl Leech {
     }
 }
 
+impl Swarm for Leech {
+    /// We are interested (and stay choking it: we serve nothing while downloading).
+    fn peer_connected(&mut self, peer: PeerKey, _extensions: bool) {
+        let has = vec![false; self.done.len()];
+        self.peers.insert(peer, Peer { has, choked: true, ..Peer::default() });
+        self.out.push_back((peer, PeerMessage::Interested));
+    }
+
+    fn peer_gone(&mut self, peer: PeerKey) {
+        if let Some(p) = self.peers.remove(&peer) {
+            self.release(&p.asked);
+        }
+    }
+
+    fn on_message(&mut self, now: Millis, peer: PeerKey, msg: PeerMessage) {
+        if let Err(e) = self.message(now, peer, msg) {
+            self.cut_off(peer, e);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Millis) {
+        let mut late = BTreeSet::new();
+        for part in self.partial.values() {
+            for b in &part.blocks {
+                if let BlockState::Asked(peer, at) = b {
+                    if now.saturating_sub(*at) >= REQUEST_TIMEOUT {
+                        late.insert(*peer);
+                    }
+                }
+            }
+        }
+        for peer in late {
+            self.cut_off(peer, LeechError::Timeout);
+        }
+        let peers: Vec<PeerKey> = self.peers.keys().copied().collect();
+        peers.into_iter().for_each(|p| self.fill(now, p));
+    }
+
+    fn poll_message(&mut self) -> Option<(PeerKey, PeerMessage)> {
+        self.out.pop_front()
+    }
+
+    fn poll_close(&mut self) -> Option<(PeerKey, String)> {
+        self.closing.pop_front().map(|(peer, why)| (peer, why.to_string()))
+    }
+
+    fn verified(&self) -> u64 {
+        self.done_bytes
+    }
+
+    fn left(&self) -> u64 {
+        self.info.length - self.done_bytes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,7 +324,7 @@ mod tests {
     }
 
     /// Answers every request `peer` was sent with `data` (bytes at `corrupt` flipped).
-    fn serve(l: &mut Leech, now: Millis, data: &[u8], corrupt: Option<usize>) -> Vec<(PeerKey, LeechError)> {
+    fn serve(l: &mut Leech, now: Millis, data: &[u8], corrupt: Option<usize>) -> Vec<(PeerKey, String)> {
         while let Some((peer, msg)) = l.poll_message() {
             if let PeerMessage::Request(b) = msg {
                 let start = b.index as usize * 32768 + b.begin as usize;
@@ -342,7 +340,7 @@ mod tests {
     }
 
     fn seeder(l: &mut Leech, peer: PeerKey, pieces: u32) {
-        l.peer_connected(peer);
+        l.peer_connected(peer, false);
         l.on_message(0, peer, PeerMessage::Bitfield(full_bitfield(pieces)));
         l.on_message(0, peer, PeerMessage::Unchoke);
     }
@@ -374,7 +372,7 @@ mod tests {
         let mut l = Leech::new(info);
         seeder(&mut l, 1, 3);
         let closed = serve(&mut l, 0, &data, Some(40_000));
-        assert_eq!(closed, [(1, LeechError::BadPiece(1))]);
+        assert_eq!(closed, [(1, LeechError::BadPiece(1).to_string())]);
         assert_eq!(l.peer_count(), 0);
         // Piece 0 came out, piece 1 did not; an honest peer finishes it.
         seeder(&mut l, 2, 3);
@@ -398,7 +396,7 @@ mod tests {
             std::iter::from_fn(|| l.poll_message()).filter(|(p, m)| *p == 2 && matches!(m, PeerMessage::Request(_)));
         assert_eq!(asked.count(), 4);
         l.handle_timeout(REQUEST_TIMEOUT);
-        assert_eq!(l.poll_close(), Some((2, LeechError::Timeout)));
+        assert_eq!(l.poll_close(), Some((2, LeechError::Timeout.to_string())));
         l.on_message(REQUEST_TIMEOUT, 1, PeerMessage::Unchoke);
         while !l.is_complete() {
             assert!(serve(&mut l, REQUEST_TIMEOUT, &data, None).is_empty());
@@ -410,12 +408,12 @@ mod tests {
         let (_, info) = torrent(10 * 32768);
         let mut l = Leech::new(info);
         for peer in 1..=3 {
-            l.peer_connected(peer);
+            l.peer_connected(peer, false);
         }
         l.on_message(0, 1, PeerMessage::Bitfield(full_bitfield(20)));
-        assert_eq!(l.poll_close(), Some((1, LeechError::BadBitfield(3))));
+        assert_eq!(l.poll_close(), Some((1, LeechError::BadBitfield(3).to_string())));
         l.on_message(0, 2, PeerMessage::Have(10));
-        assert_eq!(l.poll_close(), Some((2, LeechError::BadHave(10))));
+        assert_eq!(l.poll_close(), Some((2, LeechError::BadHave(10).to_string())));
         let stray = PeerMessage::Piece { index: 0, begin: 0, block: Bytes::from(vec![0; 16384]) };
         l.on_message(0, 3, stray);
         assert_eq!((l.poll_close(), l.poll_piece(), l.peer_count()), (None, None, 1));

@@ -1,6 +1,6 @@
 //! v1 metainfo (BEP 3): the info dictionary (single-file, or multi-file as read from
-//! others' torrents), its info-hash, the `.torrent` around it, piece hashing and the
-//! magnet link (BEP 9). Every count and length read is bounded.
+//! others' torrents), its info-hash, the `.torrent` around it, piece hashing, and
+//! info-hashes in hex. Every count and length read is bounded.
 
 use sha1::{Digest as _, Sha1};
 
@@ -195,6 +195,12 @@ impl Torrent {
     /// The `.torrent` bytes: `announce` is the first tracker, `announce-list` (BEP 12)
     /// has each tracker in a tier of its own.
     pub fn encode(info: &Info, trackers: &[String]) -> Vec<u8> {
+        Torrent::encode_raw(&info.encode(), trackers)
+    }
+
+    /// The `.torrent` around an info dictionary kept as it was encoded (one fetched by
+    /// the metadata exchange: re-encoding could drop keys and change the info-hash).
+    pub fn encode_raw(info: &[u8], trackers: &[String]) -> Vec<u8> {
         let mut top = std::collections::BTreeMap::new();
         if let Some(first) = trackers.first() {
             top.insert(b"announce".to_vec(), Value::bytes(first.as_bytes()));
@@ -202,8 +208,13 @@ impl Torrent {
             top.insert(b"announce-list".to_vec(), Value::List(tiers));
         }
         top.insert(b"created by".to_vec(), Value::bytes(&b"torronto"[..]));
-        top.insert(b"info".to_vec(), info.to_value());
-        Value::Dict(top).encode()
+        // "info" sorts after every other key: the dictionary ends with it, spliced in.
+        let mut out = Value::Dict(top).encode();
+        out.pop();
+        out.extend_from_slice(b"4:info");
+        out.extend_from_slice(info);
+        out.push(b'e');
+        out
     }
 
     /// Reads a `.torrent`; the info-hash is taken over the info dictionary as sent.
@@ -267,7 +278,7 @@ impl PieceHasher {
     }
 }
 
-/// Lowercase hex of a hash (the magnet link's `btih`, the node's file names).
+/// Lowercase hex of a hash (a magnet link's `btih`, the node's file names).
 pub fn hex(hash: &Sha1Hash) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -282,33 +293,6 @@ pub fn from_hex(text: &str) -> Option<Sha1Hash> {
         *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(out)
-}
-
-/// A magnet link (BEP 9): `xt=urn:btih:`, the name, the size, a peer to dial (`x.pe`)
-/// and the trackers, each value percent-encoded.
-pub fn magnet(info_hash: &Sha1Hash, info: &Info, peer: Option<&str>, trackers: &[String]) -> String {
-    let mut link = format!("magnet:?xt=urn:btih:{}&dn={}&xl={}", hex(info_hash), percent(&info.name), info.length);
-    if let Some(peer) = peer {
-        link += &format!("&x.pe={}", percent(peer));
-    }
-    for t in trackers {
-        link += &format!("&tr={}", percent(t));
-    }
-    link
-}
-
-/// Percent-encodes all but RFC 3986's unreserved characters (and `:`, harmless in a query
-/// and kept so `x.pe=HOST:PORT` stays readable).
-fn percent(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
-            out.push(b as char);
-        } else {
-            out += &format!("%{b:02X}");
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -357,6 +341,12 @@ mod tests {
         assert_eq!(t.info, info);
         assert_eq!(t.trackers, trackers);
         assert_eq!(t.info_hash, info.info_hash());
+        // An info dictionary with a key this side does not read keeps its info-hash.
+        let mut raw = info.encode();
+        raw.pop();
+        raw.extend_from_slice(b"7:privatei0e6:source1:xe");
+        let spliced = Torrent::decode(&Torrent::encode_raw(&raw, &[])).unwrap();
+        assert_eq!((spliced.info, spliced.info_hash), (info, <[u8; 20]>::from(Sha1::digest(&raw))));
     }
 
     #[test]
@@ -398,21 +388,5 @@ mod tests {
         assert_eq!(piece_length_for(5 << 20), MIN_PIECE_LENGTH);
         assert_eq!(piece_length_for(1 << 30), 1 << 20);
         assert_eq!(piece_length_for(1 << 40), MAX_PIECE_LENGTH);
-    }
-
-    #[test]
-    fn magnet_link_and_hex() {
-        let (_, info) = sample(10, 16384);
-        let h = info.info_hash();
-        assert_eq!(from_hex(&hex(&h)), Some(h));
-        assert_eq!(from_hex("zz"), None);
-        let link = magnet(&h, &info, Some("127.0.0.1:6881"), &["http://t/a?b=c".into()]);
-        assert_eq!(
-            link,
-            format!(
-                "magnet:?xt=urn:btih:{}&dn=a%20b.bin&xl=10&x.pe=127.0.0.1:6881&tr=http:%2F%2Ft%2Fa%3Fb%3Dc",
-                hex(&h)
-            )
-        );
     }
 }

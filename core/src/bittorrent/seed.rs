@@ -1,8 +1,12 @@
 //! One BitTorrent peer downloading from us, a seeder of the whole file: what to answer
-//! each message, and which blocks to send. The driver reads the bytes and writes them.
+//! each message (the info dictionary itself to a peer that came by a magnet link, BEP 9),
+//! and which blocks to send. The driver reads the bytes and writes them.
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
+use super::metadata::{answer, ExtensionHandshake, MetadataError, MetadataMessage, EXTENSION_HANDSHAKE, UT_METADATA};
 use super::metainfo::Info;
 use super::wire::{full_bitfield, BlockRef, PeerMessage};
 
@@ -19,6 +23,8 @@ pub enum SeedError {
     TooManyRequests,
     #[error("a seeder was sent a piece")]
     UnexpectedPiece,
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
 }
 
 /// A block to send: `length` bytes of the file at `offset`.
@@ -34,22 +40,45 @@ pub struct SeedSession {
     pieces: u32,
     length: u64,
     queue: VecDeque<BlockRef>,
+    /// The info dictionary as hashed, for the metadata exchange.
+    metadata: Bytes,
+    /// The peer's id for `ut_metadata`, once its extension handshake named one.
+    their_ut_metadata: Option<u8>,
+    /// Metadata answers to send, at most [`MAX_QUEUED`].
+    replies: VecDeque<PeerMessage>,
 }
 
 impl SeedSession {
-    pub fn new(info: &Info) -> Self {
+    /// A session seeding `info`, whose encoding (as hashed) is `metadata`.
+    pub fn new(info: &Info, metadata: Bytes) -> Self {
         SeedSession {
             piece_length: info.piece_length,
             pieces: info.piece_count(),
             length: info.length,
             queue: VecDeque::new(),
+            metadata,
+            their_ut_metadata: None,
+            replies: VecDeque::new(),
         }
     }
 
-    /// What follows our handshake: every piece is held, and the peer may ask at once
-    /// (every peer is unchoked: the node serves all it admits).
-    pub fn opening(&self) -> [PeerMessage; 2] {
-        [PeerMessage::Bitfield(full_bitfield(self.pieces)), PeerMessage::Unchoke]
+    /// What follows our handshake: every piece is held, the info dictionary is offered
+    /// to a peer that speaks the extension protocol (`extensions`), and the peer may
+    /// ask at once (every peer is unchoked: the node serves all it admits).
+    pub fn opening(&self, extensions: bool) -> Vec<PeerMessage> {
+        let mut out = vec![PeerMessage::Bitfield(full_bitfield(self.pieces))];
+        if extensions {
+            let ours =
+                ExtensionHandshake { ut_metadata: Some(UT_METADATA), metadata_size: Some(self.metadata.len() as u64) };
+            out.push(PeerMessage::Extended { id: EXTENSION_HANDSHAKE, payload: ours.encode() });
+        }
+        out.push(PeerMessage::Unchoke);
+        out
+    }
+
+    /// The next message to send before any block (a metadata answer).
+    pub fn poll_message(&mut self) -> Option<PeerMessage> {
+        self.replies.pop_front()
     }
 
     /// Takes in one message from the peer.
@@ -64,8 +93,23 @@ impl SeedSession {
             }
             PeerMessage::Cancel(b) => self.queue.retain(|q| *q != b),
             PeerMessage::Piece { .. } => return Err(SeedError::UnexpectedPiece),
+            PeerMessage::Extended { id: EXTENSION_HANDSHAKE, payload } => {
+                self.their_ut_metadata = ExtensionHandshake::decode(&payload)?.ut_metadata;
+            }
+            PeerMessage::Extended { id: UT_METADATA, payload } => {
+                // A request from a peer that named no id for the answer goes unanswered.
+                let (MetadataMessage::Request(piece), Some(id)) =
+                    (MetadataMessage::decode(payload)?, self.their_ut_metadata)
+                else {
+                    return Ok(());
+                };
+                if self.replies.len() >= MAX_QUEUED {
+                    return Err(SeedError::TooManyRequests);
+                }
+                self.replies.push_back(PeerMessage::Extended { id, payload: answer(&self.metadata, piece).encode() });
+            }
             // A leecher's interest, haves and bitfield change nothing for a seeder that
-            // unchokes everyone; unknown extensions are ignored as BEP 3 asks.
+            // unchokes everyone; unknown messages and extensions are ignored as BEP 3 asks.
             _ => {}
         }
         Ok(())
@@ -103,10 +147,15 @@ mod tests {
         PeerMessage::Request(BlockRef { index, begin, length })
     }
 
+    fn session() -> SeedSession {
+        let info = info();
+        SeedSession::new(&info, info.encode().into())
+    }
+
     #[test]
     fn serves_requests_in_order_and_honours_cancel() {
-        let mut s = SeedSession::new(&info());
-        assert_eq!(s.opening()[0], PeerMessage::Bitfield(full_bitfield(3)));
+        let mut s = session();
+        assert_eq!(s.opening(false), [PeerMessage::Bitfield(full_bitfield(3)), PeerMessage::Unchoke]);
         s.on_message(PeerMessage::Interested).unwrap();
         s.on_message(req(1, 16384, 16384)).unwrap();
         s.on_message(req(2, 0, 100)).unwrap();
@@ -119,7 +168,7 @@ mod tests {
 
     #[test]
     fn refuses_anything_outside_the_file() {
-        let mut s = SeedSession::new(&info());
+        let mut s = session();
         for (i, b, l) in
             [(3, 0, 1), (2, 0, 101), (2, 100, 1), (0, 32768, 1), (0, 16384, 16385), (0, 0, 0), (0, u32::MAX, 2)]
         {
@@ -131,10 +180,40 @@ mod tests {
 
     #[test]
     fn the_queue_is_bounded() {
-        let mut s = SeedSession::new(&info());
+        let mut s = session();
         for _ in 0..MAX_QUEUED {
             s.on_message(req(0, 0, 16)).unwrap();
         }
         assert_eq!(s.on_message(req(0, 0, 16)), Err(SeedError::TooManyRequests));
+    }
+
+    #[test]
+    fn serves_the_info_dictionary_to_peers_that_ask() {
+        let mut s = session();
+        let metadata = Bytes::from(info().encode());
+        let opening = s.opening(true);
+        let PeerMessage::Extended { id: EXTENSION_HANDSHAKE, payload } = &opening[1] else { panic!("{opening:?}") };
+        let ours = ExtensionHandshake::decode(payload).unwrap();
+        assert_eq!((ours.ut_metadata, ours.metadata_size), (Some(UT_METADATA), Some(metadata.len() as u64)));
+        let ask = |piece| PeerMessage::Extended { id: UT_METADATA, payload: MetadataMessage::Request(piece).encode() };
+        // Before the peer names its id, nothing can be answered.
+        s.on_message(ask(0)).unwrap();
+        assert_eq!(s.poll_message(), None);
+        let theirs = ExtensionHandshake { ut_metadata: Some(9), metadata_size: None };
+        s.on_message(PeerMessage::Extended { id: EXTENSION_HANDSHAKE, payload: theirs.encode() }).unwrap();
+        s.on_message(ask(0)).unwrap();
+        s.on_message(ask(1)).unwrap();
+        let data = MetadataMessage::Data { piece: 0, total_size: metadata.len() as u64, data: metadata.clone() };
+        assert_eq!(s.poll_message(), Some(PeerMessage::Extended { id: 9, payload: data.encode() }));
+        assert_eq!(
+            s.poll_message(),
+            Some(PeerMessage::Extended { id: 9, payload: MetadataMessage::Reject(1).encode() })
+        );
+        let junk = PeerMessage::Extended { id: UT_METADATA, payload: Bytes::from_static(b"x") };
+        assert!(matches!(s.on_message(junk), Err(SeedError::Metadata(_))));
+        for _ in 0..MAX_QUEUED {
+            s.on_message(ask(0)).unwrap();
+        }
+        assert_eq!(s.on_message(ask(0)), Err(SeedError::TooManyRequests));
     }
 }

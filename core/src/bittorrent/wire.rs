@@ -34,10 +34,22 @@ pub struct Handshake {
     pub peer_id: [u8; 20],
 }
 
+/// The reserved bit of BEP 10's extension protocol (byte 5, 0x10).
+const EXTENSION_BYTE: usize = 5;
+const EXTENSION_BIT: u8 = 0x10;
+
 impl Handshake {
-    /// Ours: no extension bits set (no BEP 10 extensions, no DHT, no fast extension).
+    /// Ours: the extension protocol (BEP 10, for BEP 9's metadata exchange) and no
+    /// other bit (no DHT, no fast extension).
     pub fn new(info_hash: Sha1Hash, peer_id: [u8; 20]) -> Self {
-        Handshake { reserved: [0; 8], info_hash, peer_id }
+        let mut reserved = [0; 8];
+        reserved[EXTENSION_BYTE] = EXTENSION_BIT;
+        Handshake { reserved, info_hash, peer_id }
+    }
+
+    /// Whether this side speaks the extension protocol (BEP 10).
+    pub fn supports_extensions(&self) -> bool {
+        self.reserved[EXTENSION_BYTE] & EXTENSION_BIT != 0
     }
 
     pub fn encode(&self) -> [u8; HANDSHAKE_LEN] {
@@ -54,13 +66,16 @@ impl Handshake {
         if bytes[0] != 19 || &bytes[1..20] != PROTOCOL {
             return Err(PeerWireError::BadHandshake);
         }
-        let mut h = Handshake::new([0; 20], [0; 20]);
+        let mut h = Handshake { reserved: [0; 8], info_hash: [0; 20], peer_id: [0; 20] };
         h.reserved.copy_from_slice(&bytes[20..28]);
         h.info_hash.copy_from_slice(&bytes[28..48]);
         h.peer_id.copy_from_slice(&bytes[48..68]);
         Ok(h)
     }
 }
+
+/// The message id of BEP 10 extension messages.
+const EXTENDED: u8 = 20;
 
 /// A block of a piece: `length` bytes at `begin` in piece `index`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -87,7 +102,13 @@ pub enum PeerMessage {
         block: Bytes,
     },
     Cancel(BlockRef),
-    /// An id this side does not speak (DHT port, extensions): read whole and skipped.
+    /// A BEP 10 extension message: `id` 0 is the extension handshake, others are the
+    /// ids the receiver gave its extensions; the payload is the rest of the message.
+    Extended {
+        id: u8,
+        payload: Bytes,
+    },
+    /// An id this side does not speak (DHT port, fast extension): read whole and skipped.
     Unknown {
         id: u8,
     },
@@ -118,6 +139,12 @@ impl PeerMessage {
                 out.put_slice(block);
             }
             PeerMessage::Cancel(b) => fixed(out, 8, &[b.index, b.begin, b.length]),
+            PeerMessage::Extended { id, payload } => {
+                out.put_u32(2 + payload.len() as u32);
+                out.put_u8(EXTENDED);
+                out.put_u8(*id);
+                out.put_slice(payload);
+            }
             PeerMessage::Unknown { id } => fixed(out, *id, &[]),
         }
     }
@@ -199,6 +226,12 @@ pub fn decode_message(buf: &mut BytesMut) -> Result<Option<PeerMessage>, PeerWir
             want(12)?;
             PeerMessage::Cancel(block(&mut body)?)
         }
+        EXTENDED => {
+            if body.is_empty() {
+                return Err(PeerWireError::BadLength { id, len });
+            }
+            PeerMessage::Extended { id: body.get_u8(), payload: body }
+        }
         _ => PeerMessage::Unknown { id },
     }))
 }
@@ -213,6 +246,8 @@ mod tests {
         let bytes = h.encode();
         assert_eq!(&bytes[..20], b"\x13BitTorrent protocol");
         assert_eq!(Handshake::decode(&bytes), Ok(h));
+        assert!(h.supports_extensions());
+        assert_eq!(bytes[25], 0x10);
         let mut bad = bytes;
         bad[0] = 18;
         assert_eq!(Handshake::decode(&bad), Err(PeerWireError::BadHandshake));
@@ -235,7 +270,8 @@ mod tests {
             PeerMessage::Request(b),
             PeerMessage::Piece { index: 1, begin: 2, block: Bytes::from_static(b"abc") },
             PeerMessage::Cancel(b),
-            PeerMessage::Unknown { id: 20 },
+            PeerMessage::Extended { id: 3, payload: Bytes::from_static(b"d8:msg_typei0e5:piecei0ee") },
+            PeerMessage::Unknown { id: 9 },
         ];
         let mut buf = BytesMut::new();
         all.iter().for_each(|m| m.encode(&mut buf));
@@ -267,6 +303,8 @@ mod tests {
         assert_eq!(decode_message(&mut long_choke), Err(PeerWireError::BadLength { id: 0, len: 2 }));
         let mut short_piece = BytesMut::from(&[0, 0, 0, 3, 7, 0, 0][..]);
         assert_eq!(decode_message(&mut short_piece), Err(PeerWireError::BadLength { id: 7, len: 3 }));
+        let mut bare_extended = BytesMut::from(&[0, 0, 0, 1, 20][..]);
+        assert_eq!(decode_message(&mut bare_extended), Err(PeerWireError::BadLength { id: 20, len: 1 }));
     }
 
     #[test]

@@ -288,6 +288,9 @@ pub enum StorageCommand {
     /// every piece, into files of the driver's choosing; answer `TorrentFetched` with
     /// the path of each, in the order of [`crate::bittorrent::files::network_files`].
     /// The node then inserts them. A driver without BitTorrent answers with an error.
+    /// When `torrent` is a magnet link, fetch its info dictionary instead (BEP 9, from
+    /// `peers` and the link's http trackers) and answer `TorrentMetadata`; the node
+    /// checks it and sends the `.torrent` back to be downloaded.
     AddTorrent { id: ImportId, torrent: Bytes, peers: Vec<String> },
     /// The inserts of AddTorrent `id` have ended: its downloaded files may go.
     AddFinished { id: ImportId },
@@ -350,6 +353,18 @@ pub enum StorageEvent {
         conn: ConnId,
         file: FileName,
         result: Result<TorrentExport, StorageError>,
+    },
+    /// How far the download of AddTorrent `id` has got: `done` of `total` bytes verified.
+    TorrentProgress {
+        id: ImportId,
+        done: u64,
+        total: u64,
+    },
+    /// A magnet link's info dictionary, verified against its info-hash, as a `.torrent`
+    /// with the link's trackers.
+    TorrentMetadata {
+        id: ImportId,
+        result: Result<Bytes, StorageError>,
     },
     TorrentFetched {
         id: ImportId,

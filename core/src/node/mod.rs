@@ -392,6 +392,8 @@ impl Node {
             StorageEvent::Prepared { file, result } => self.on_prepared(now, file, result),
             StorageEvent::Finalized { file, result } => self.on_finalized(file, result),
             StorageEvent::Torrent { conn, file, result } => self.on_torrent(conn, file, result),
+            StorageEvent::TorrentMetadata { id, result } => self.on_torrent_metadata(id, result),
+            StorageEvent::TorrentProgress { id, done, total } => self.on_torrent_progress(id, done, total),
             StorageEvent::TorrentFetched { id, result } => self.on_torrent_fetched(id, result),
         }
         self.after_input(now);

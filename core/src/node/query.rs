@@ -24,6 +24,7 @@ impl Node {
             upload_limit: self.limits.upload,
             download_limit: self.limits.download,
             inserting: self.import_progress(),
+            adding: self.add_progress(),
             ..Status::default()
         };
         if self.config.private.is_some() {

@@ -25,8 +25,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
-use torronto_core::bittorrent::metainfo::{from_hex, hex, magnet, piece_length_for};
+use torronto_core::bittorrent::magnet::magnet;
+use torronto_core::bittorrent::metainfo::{from_hex, hex, piece_length_for};
 use torronto_core::bittorrent::{Info, PieceHasher, Sha1Hash, Torrent};
 use torronto_core::name::STATE_DIR;
 use torronto_core::wire::{is_tracker_url, TorrentExport};
@@ -146,9 +148,14 @@ impl Record {
 
 /// The info dictionary recorded for `info_hash`.
 fn read_info(state: &Path, info_hash: &Sha1Hash) -> anyhow::Result<Info> {
+    Ok(read_info_raw(state, info_hash)?.0)
+}
+
+/// The info dictionary recorded for `info_hash`, and its bytes as hashed.
+fn read_info_raw(state: &Path, info_hash: &Sha1Hash) -> anyhow::Result<(Info, Bytes)> {
     let mut encoded = Vec::new();
     File::open(state.join(format!("{}.info", hex(info_hash))))?.take(MAX_INFO_FILE).read_to_end(&mut encoded)?;
-    Ok(Info::decode(&encoded)?)
+    Ok((Info::decode(&encoded)?, encoded.into()))
 }
 
 /// Every info-hash exported from folder `dir`, with its record.
@@ -162,12 +169,22 @@ pub fn exports(dir: &Path) -> Vec<(Sha1Hash, Record)> {
         .collect()
 }
 
+/// An exported file, open for its BitTorrent peers.
+#[derive(Debug)]
+pub struct Seeded {
+    pub info: Info,
+    /// The info dictionary as hashed, for the metadata exchange.
+    pub metadata: Bytes,
+    pub file: File,
+}
+
 /// The exported file of `info_hash`, opened, if it is exported and unchanged since.
-pub fn lookup(dir: &Path, info_hash: &Sha1Hash) -> Option<(Info, File)> {
+pub fn lookup(dir: &Path, info_hash: &Sha1Hash) -> Option<Seeded> {
     let state = state_dir(dir);
-    let (info, record) = (read_info(&state, info_hash).ok()?, Record::read(&state, info_hash).ok()?);
+    let ((info, metadata), record) = (read_info_raw(&state, info_hash).ok()?, Record::read(&state, info_hash).ok()?);
     let file = open_published(dir, &record.name).ok()??;
-    (stamp(&file).ok()? == record.stamp && file.metadata().ok()?.len() == info.length).then_some((info, file))
+    let unchanged = stamp(&file).ok()? == record.stamp && file.metadata().ok()?.len() == info.length;
+    unchanged.then_some(Seeded { info, metadata, file })
 }
 
 /// The `--bittorrent` address a running node of `dir` left, if any.

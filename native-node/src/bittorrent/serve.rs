@@ -1,7 +1,8 @@
 //! The `--bittorrent` listener: BEP 3 peers download exported files from this node.
 //! Each connection: the peer's handshake (its info-hash must be exported, else the
-//! connection is closed), ours, a full bitfield and an unchoke, then requested blocks
-//! read from the node's complete copy. What each message means is core's
+//! connection is closed), ours, a full bitfield, our extension handshake offering the
+//! info dictionary (BEP 9/10) and an unchoke, then requested blocks read from the
+//! node's complete copy and metadata pieces. What each message means is core's
 //! [`SeedSession`]; this moves the bytes.
 
 use std::os::unix::fs::FileExt;
@@ -66,20 +67,30 @@ async fn peer(mut stream: TcpStream, dir: PathBuf, peer_id: [u8; 20], limiter: A
     let theirs = Handshake::decode(&hs)?;
     let info_hash = theirs.info_hash;
     let found = tokio::task::spawn_blocking(move || super::lookup(&dir, &info_hash)).await?;
-    let Some((info, file)) = found else {
+    let Some(super::Seeded { info, metadata, file }) = found else {
         anyhow::bail!("info-hash {} is not exported here", hex(&info_hash));
     };
     tracing::info!("bittorrent: {} downloading {}", stream.peer_addr()?, info.name);
     let file = Arc::new(file);
-    let mut session = SeedSession::new(&info);
+    let mut session = SeedSession::new(&info, metadata);
+    // The piece hashes are not needed to seed (the info dictionary's bytes are kept for
+    // the metadata exchange): not held for the connection's life.
+    drop(info);
     let mut out = BytesMut::new();
     out.extend_from_slice(&Handshake::new(info_hash, peer_id).encode());
-    session.opening().iter().for_each(|m| m.encode(&mut out));
+    session.opening(theirs.supports_extensions()).iter().for_each(|m| m.encode(&mut out));
     stream.write_all(&out).await?;
     let mut input = BytesMut::with_capacity(16 * 1024);
     loop {
         while let Some(msg) = decode_message(&mut input)? {
             session.on_message(msg)?;
+        }
+        out.clear();
+        while let Some(msg) = session.poll_message() {
+            msg.encode(&mut out);
+        }
+        if !out.is_empty() {
+            timeout(SEND_TIMEOUT, stream.write_all(&out)).await??;
         }
         while let Some(b) = session.next_block() {
             let (file, len) = (file.clone(), b.block.length as usize);
