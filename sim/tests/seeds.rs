@@ -182,3 +182,16 @@ fn what_was_said_on_a_connection_its_peer_ended_is_said_again() {
         panic!("{failure}");
     }
 }
+
+/// Regression (core, serving): a node listed an empty file as soon as it had its
+/// manifest, before its storage had kept it (a slow disk) or though storage refused it
+/// (a full disk), and a leaving peer counted on that listing: it answered OK and lost
+/// the file. An empty file is now listed once its Prepare succeeds.
+#[test]
+fn a_leave_counts_only_on_an_empty_file_a_peer_has_stored() {
+    for seed in [26466, 27648] {
+        if let Err(failure) = check_seed(seed, &Options::default()) {
+            panic!("{failure}");
+        }
+    }
+}

@@ -284,10 +284,10 @@ impl Node {
                 f.preparing = true;
                 self.storage.push_back(StorageCommand::Prepare { file: file.clone(), manifest });
                 if f.have.is_complete() {
-                    // An empty file is complete as soon as it exists; tell the others.
+                    // An empty file is complete as soon as it exists; the others are told
+                    // once storage has kept it (`on_prepared`).
                     self.storage.push_back(StorageCommand::Finalize { file: file.clone(), digest });
                     self.events.push_back(Event::FileComplete { file: file.clone(), size });
-                    self.announce(&file);
                 }
             }
             Err(_) => self.strike(addr),
@@ -377,7 +377,13 @@ impl Node {
         let Some(f) = self.files.get_mut(&file) else { return };
         f.preparing = false;
         match result {
-            Ok(()) => f.refused = None,
+            Ok(()) => {
+                f.refused = None;
+                if f.chunk_count() == 0 {
+                    // All there is of an empty file is kept now: it may be listed.
+                    self.announce(&file);
+                }
+            }
             Err(e) => {
                 if e.code == Code::NoSpace {
                     self.timers.set(Timer::SpaceRetry(file.clone()), now + self.config.tuning.space_retry);

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::{ConnId, Event, NetCommand, Node, StorageCommand, StorageError};
+use crate::files::FileState;
 use crate::layout::chunk_len;
 use crate::name::FileName;
 use crate::wire::{have_entry_len, ChunkRef, Code, FileEntry, FileRef, HaveEntry, PeerMessage, Reply, HEADER_LIMIT};
@@ -82,12 +83,12 @@ impl Node {
 
     /// Our file list, for Add and Files.
     pub(super) fn file_list(&self) -> Vec<FileEntry> {
-        self.files.iter().filter_map(|(name, f)| f.entry(name)).collect()
+        self.files.iter().filter_map(|(name, f)| listed(name, f)).collect()
     }
 
     /// Tells every peer about one file we hold.
     pub(super) fn announce(&mut self, name: &FileName) {
-        let Some(entry) = self.files.get(name).and_then(|f| f.entry(name)) else {
+        let Some(entry) = self.files.get(name).and_then(|f| listed(name, f)) else {
             return;
         };
         for conn in self.listening_conns() {
@@ -137,5 +138,18 @@ impl Node {
                 self.send(conn, PeerMessage::Have(batch));
             }
         }
+    }
+}
+
+/// Our entry for `name` in a file list, if we can serve it. An empty file is listed only
+/// once storage has kept it (prepared, not refused): listing one is all a leaving peer
+/// asks as proof that we hold it (`peer_holds_file`), as a Have, sent once a chunk is
+/// written, is for a chunk.
+fn listed(name: &FileName, f: &FileState) -> Option<FileEntry> {
+    let unstored = f.chunk_count() == 0 && (f.preparing || f.refused.is_some());
+    if unstored {
+        None
+    } else {
+        f.entry(name)
     }
 }
