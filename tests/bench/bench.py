@@ -508,17 +508,19 @@ def estimate(path, size_mib, n, hash_json, net_json, write_json):
 def bt_table(path, size_mib):
     """--only bt-seed: per round, the seconds until every aria2c leecher had the file with
     torronto seeding and with aria2c seeding the same torrent, their ratio and the median;
-    a markdown table, with each seeder's CPU-seconds in the window."""
+    a markdown table, with each seeder's CPU-seconds in the window and its peak RSS."""
     with open(path) as f:
         rows = {(r["tool"], r.get("round", 1)): r for r in map(json.loads, f)}
     rounds = sorted({n for _, n in rows})
     leechers = next(iter(rows.values()))["leechers"] if rows else 0
     secs = lambda t, n: (rows.get((t, n)) or {}).get("seconds")
     cpu = lambda t, n: ((rows.get((t, n)) or {}).get("cpu_seconds") or {}).get("seeder")
+    rss = lambda t, n: (rows.get((t, n)) or {}).get("seeder_rss_kib", 0) / 1024 or None
     fmt = lambda x, spec=".2f": "failed" if x is None else format(x, spec)
     print(f"\n{size_mib:g} MiB to {leechers} aria2c leechers on loopback (seconds until every leecher has the whole file):\n")
-    print("| round | torronto seeds, s | aria2c seeds, s | torronto/aria2c | seeder CPU-s: torronto | aria2c |")
-    print("|---|---|---|---|---|---|")
+    print("| round | torronto seeds, s | aria2c seeds, s | torronto/aria2c | seeder CPU-s: torronto | aria2c "
+          "| seeder RSS MiB: torronto | aria2c |")
+    print("|---|---|---|---|---|---|---|---|")
     ratios, ts, as_ = [], [], []
     for n in rounds:
         t, a = secs("torronto-bt", n), secs("aria2-bt", n)
@@ -527,9 +529,10 @@ def bt_table(path, size_mib):
             ratios.append(ratio)
         ts += [t] if t else []
         as_ += [a] if a else []
-        print(f"| {n} | {fmt(t)} | {fmt(a)} | {fmt(ratio)} | {fmt(cpu('torronto-bt', n), '.1f')} | {fmt(cpu('aria2-bt', n), '.1f')} |")
+        print(f"| {n} | {fmt(t)} | {fmt(a)} | {fmt(ratio)} | {fmt(cpu('torronto-bt', n), '.1f')} | {fmt(cpu('aria2-bt', n), '.1f')} "
+              f"| {fmt(rss('torronto-bt', n), '.1f')} | {fmt(rss('aria2-bt', n), '.1f')} |")
     med = lambda xs: statistics.median(xs) if xs else None
-    print(f"| median | {fmt(med(ts))} | {fmt(med(as_))} | {fmt(med(ratios))} | | |")
+    print(f"| median | {fmt(med(ts))} | {fmt(med(as_))} | {fmt(med(ratios))} | | | | |")
     if ratios:
         verdict = "no slower" if med(ratios) <= 1.0 else "SLOWER"
         print(f"\ntorronto seeding is {verdict} than aria2c seeding: median ratio {med(ratios):.2f} over {len(ratios)} round(s)")
