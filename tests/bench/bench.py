@@ -505,6 +505,39 @@ def estimate(path, size_mib, n, hash_json, net_json, write_json):
               f"{statistics.median(c / (x * cores) for c, x in zip(cpu, secs)) * 100:.0f} % of the {cores} cores")
 
 
+def bt_table(path, size_mib):
+    """--only bt-seed: per round, the seconds until every aria2c leecher had the file with
+    torronto seeding and with aria2c seeding the same torrent, their ratio and the median;
+    a markdown table, with each seeder's CPU-seconds in the window and its peak RSS."""
+    with open(path) as f:
+        rows = {(r["tool"], r.get("round", 1)): r for r in map(json.loads, f)}
+    rounds = sorted({n for _, n in rows})
+    leechers = next(iter(rows.values()))["leechers"] if rows else 0
+    secs = lambda t, n: (rows.get((t, n)) or {}).get("seconds")
+    cpu = lambda t, n: ((rows.get((t, n)) or {}).get("cpu_seconds") or {}).get("seeder")
+    rss = lambda t, n: (rows.get((t, n)) or {}).get("seeder_rss_kib", 0) / 1024 or None
+    fmt = lambda x, spec=".2f": "failed" if x is None else format(x, spec)
+    print(f"\n{size_mib:g} MiB to {leechers} aria2c leechers on loopback (seconds until every leecher has the whole file):\n")
+    print("| round | torronto seeds, s | aria2c seeds, s | torronto/aria2c | seeder CPU-s: torronto | aria2c "
+          "| seeder RSS MiB: torronto | aria2c |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios, ts, as_ = [], [], []
+    for n in rounds:
+        t, a = secs("torronto-bt", n), secs("aria2-bt", n)
+        ratio = t / a if t and a else None
+        if ratio is not None:
+            ratios.append(ratio)
+        ts += [t] if t else []
+        as_ += [a] if a else []
+        print(f"| {n} | {fmt(t)} | {fmt(a)} | {fmt(ratio)} | {fmt(cpu('torronto-bt', n), '.1f')} | {fmt(cpu('aria2-bt', n), '.1f')} "
+              f"| {fmt(rss('torronto-bt', n), '.1f')} | {fmt(rss('aria2-bt', n), '.1f')} |")
+    med = lambda xs: statistics.median(xs) if xs else None
+    print(f"| median | {fmt(med(ts))} | {fmt(med(as_))} | {fmt(med(ratios))} | | | | |")
+    if ratios:
+        verdict = "no slower" if med(ratios) <= 1.0 else "SLOWER"
+        print(f"\ntorronto seeding is {verdict} than aria2c seeding: median ratio {med(ratios):.2f} over {len(ratios)} round(s)")
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "tracker":
@@ -517,6 +550,8 @@ def main(argv):
         query_latency(argv[2], argv[3], int(argv[4]), int(argv[5]), argv[6])
     elif cmd == "table":
         table(argv[2], float(argv[3]))
+    elif cmd == "bt-table":
+        bt_table(argv[2], float(argv[3]))
     elif cmd == "estimate":
         estimate(argv[2], float(argv[3]), int(argv[4]), argv[5], argv[6], argv[7])
     elif cmd == "free-ports":

@@ -3,8 +3,16 @@
 # torronto, rqbit and aria2, timed in the same run; plus Query latency on a node holding
 # 1,000 files and the hashing cost per GiB.
 #
-#   tests/bench/replication.sh [--size MiB] [--nodes N] [--rounds N] [--only torronto|private|rqbit|aria2|floor] [--private] [--keep]
+#   tests/bench/replication.sh [--size MiB] [--nodes N] [--rounds N] [--only torronto|private|rqbit|aria2|floor|bt-seed] [--private] [--keep]
 #
+# `--only bt-seed` (issue 15) is a benchmark of its own: a torronto node seeds its BitTorrent
+# export (`torronto torrent --tracker`) to N aria2c leechers, beside aria2c seeding that same
+# .torrent to the same leechers (same flags, trading with each other as they do by default);
+# the clock runs from the leechers' start until every one has run its completion hook.
+# aria2c's own defaults stand (no upload limit, 55 peers, 16 MiB disk cache); the leechers
+# keep seeding (--seed-ratio=0.0) so they trade pieces until the last is done. Both seeders
+# hash the file before the clock: the node when exporting, aria2c with --check-integrity.
+# No rqbit leechers yet (rqbit was not installed where this was written to try them).
 # Installs what it needs (rqbit via `cargo install`, Debian's aria2 and transmission-cli via
 # apt-get), skipping what is already there, and builds torronto in release mode.
 # Every process listens on 127.0.0.1 on ports picked here; DHT, LPD, UPnP and the like are
@@ -62,17 +70,18 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
 done
-case "$only" in ""|torronto|private|rqbit|aria2|floor) ;; *) echo "--only takes torronto, private, rqbit, aria2 or floor" >&2; exit 2 ;; esac
+case "$only" in ""|torronto|private|rqbit|aria2|floor|bt-seed) ;; *) echo "--only takes torronto, private, rqbit, aria2, floor or bt-seed" >&2; exit 2 ;; esac
 [ "$only" = private ] && private=true
 [[ "$size_mib" =~ ^[0-9]+$ && "$size_mib" -gt 0 ]] || { echo "--size takes a whole number of MiB" >&2; exit 2; }
 [[ "$leechers" =~ ^[0-9]+$ && "$leechers" -gt 0 ]] || { echo "--nodes takes a positive number" >&2; exit 2; }
 [[ "$rounds" =~ ^[0-9]+$ && "$rounds" -gt 0 ]] || { echo "--rounds takes a positive number" >&2; exit 2; }
-# `private` (torronto in a private network, --secret) runs only when asked for; building
-# torronto is wanted for either.
+# `private` (torronto in a private network, --secret) and the bt-seed pair run only when
+# asked for; building torronto is wanted for any of them.
 wants() {
   case "$1" in
     private) $private && { [ -z "$only" ] || [ "$only" = private ]; } ;;
     torronto) [ -z "$only" ] || [ "$only" = torronto ] || [ "$only" = private ] ;;
+    bt_torronto|bt_aria2) [ "$only" = bt-seed ] ;;
     *) [ -z "$only" ] || [ "$only" = "$1" ] ;;
   esac
 }
@@ -86,7 +95,7 @@ elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv
 
 export PATH="$HOME/.cargo/bin:$PATH"
 apt_pkgs=()
-if wants aria2 && ! command -v aria2c >/dev/null; then apt_pkgs+=(aria2); fi
+if { wants aria2 || wants bt_aria2; } && ! command -v aria2c >/dev/null; then apt_pkgs+=(aria2); fi
 if { wants aria2 || wants rqbit; } && ! command -v transmission-create >/dev/null; then apt_pkgs+=(transmission-cli); fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   step "installing ${apt_pkgs[*]} (Debian)"
@@ -103,8 +112,8 @@ for tool in python3 findmnt sha256sum dd; do
 done
 # The floor always builds: it also warms the machine up and measures the per-byte costs.
 build=(-p torronto-floor)
-wants torronto && build+=(-p torronto-node)
-step "building the floor$(wants torronto && echo " and torronto") (release)"
+{ wants torronto || wants bt_torronto; } && build+=(-p torronto-node)
+step "building the floor$({ wants torronto || wants bt_torronto; } && echo " and torronto") (release)"
 (cd "$repo" && cargo build --release "${build[@]}" --quiet)
 target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 torronto="$target_dir/release/torronto"
@@ -318,6 +327,10 @@ start_tracker() {
   tracker_port=$(ports 1)
   spawn "$work/tracker.out" python3 "$helper" tracker "$tracker_port" "$work/tracker.log"
   wait_port "$tracker_port"
+}
+make_torrent() {
+  [ -e "$torrent" ] && return 0
+  start_tracker
   step "making the torrent (transmission-create)"
   transmission-create -o "$torrent" -t "http://127.0.0.1:$tracker_port/announce" "$file" >"$work/transmission-create.log" 2>&1
 }
@@ -328,7 +341,7 @@ reset_tracker() { python3 -c "import urllib.request,sys; urllib.request.urlopen(
 
 run_rqbit() {
   step "rqbit: 1 seeder + $leechers leechers"
-  start_tracker
+  make_torrent
   reset_tracker
   local base="$work/rqbit-r$round" n=$(( leechers + 1 )) i
   mkdir -p "$base/seed"
@@ -396,54 +409,120 @@ EOF2
 # ---------------------------------------------------------------------------------------
 # aria2
 
+ap=()  # the swarm's peer ports: the seeder's, then each leecher's
+aria_args() {  # i dir
+  echo --dir="$2" --seed-ratio=0.0 --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+    --enable-peer-exchange=true --listen-port="${ap[$1]}" --interface=127.0.0.1 --disable-ipv6=true \
+    --bt-external-ip=127.0.0.1 --file-allocation=falloc --auto-file-renaming=false --allow-overwrite=true \
+    --summary-interval=0 --console-log-level=warn --no-conf=true --bt-save-metadata=false
+}
+
+# aria2c seeds the torrent (a hard link of the file, checked before the clock) to the
+# leechers; `run_aria2 bt` seeds torronto's export of the file instead (--only bt-seed).
 run_aria2() {
-  step "aria2: 1 seeder + $leechers leechers"
-  start_tracker
+  local tool=aria2 torrent_file=$torrent
+  if [ "${1:-}" = bt ]; then
+    step "bt-seed: aria2c seeds torronto's torrent to $leechers aria2c leechers"
+    make_bt_export
+    tool=aria2-bt torrent_file=$bt_torrent
+  else
+    step "aria2: 1 seeder + $leechers leechers"
+    make_torrent
+  fi
   reset_tracker
-  local base="$work/aria2-r$round" n=$(( leechers + 1 )) i
+  local base="$work/$tool-r$round"
+  read -r -a ap <<<"$(ports "$(( leechers + 1 ))")"
   mkdir -p "$base/seed"
   ln "$file" "$base/seed/$name" 2>/dev/null || cp "$file" "$base/seed/$name"
+  # shellcheck disable=SC2046
+  spawn "$base/seed.log" aria2c $(aria_args 0 "$base/seed") --check-integrity=true "$torrent_file"
+  local seeder=$last_pid
+  python3 "$helper" wait-seeder "http://127.0.0.1:$tracker_port" "${ap[0]}" 120
+  aria2_leechers "$tool" "$base" "$torrent_file" "$seeder"
+  $keep || rm -rf "$base"/seed
+}
+
+# Starts $leechers aria2c leechers of TORRENT together, the same flags whoever seeds (ports
+# ap[1..]), and times them from their start until each has run its completion hook; then
+# stops them and the seeder (SEEDER_PID, already announced to the tracker), checks the
+# copies and records TOOL.
+aria2_leechers() {  # tool base torrent seeder_pid
+  local tool=$1 base=$2 torrent_file=$3 seeder=$4 n=$(( leechers + 1 )) i
   printf '#!/bin/sh\ntouch "$(dirname "$3")/.complete"\n' >"$base/hook.sh"
   chmod +x "$base/hook.sh"
-  read -r -a ap <<<"$(ports "$n")"
-  aria_args() {  # i dir
-    echo --dir="$2" --seed-ratio=0.0 --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
-      --enable-peer-exchange=true --listen-port="${ap[$1]}" --interface=127.0.0.1 --disable-ipv6=true \
-      --bt-external-ip=127.0.0.1 --file-allocation=falloc --auto-file-renaming=false --allow-overwrite=true \
-      --summary-interval=0 --console-log-level=warn --no-conf=true --bt-save-metadata=false
-  }
-  local apids=()
-  # shellcheck disable=SC2046
-  spawn "$base/seed.log" aria2c $(aria_args 0 "$base/seed") --check-integrity=true "$torrent"
-  apids+=("$last_pid")
-  python3 "$helper" wait-seeder "http://127.0.0.1:$tracker_port" "${ap[0]}" 120
-  local targets=() later="" ok=true
+  local apids=() targets=() later="" ok=true
   for i in $(seq 1 $(( n - 1 ))); do
     mkdir -p "$base/l$i"
     targets+=("exists:$base/l$i/.complete")
   done
-  begin_wait "$base/wait.json" "seeder=${apids[0]}" "${targets[@]}"
+  begin_wait "$base/wait.json" "seeder=$seeder" "${targets[@]}"
   start_clock
   for i in $(seq 1 $(( n - 1 ))); do
     # shellcheck disable=SC2046
-    spawn "$base/l$i.log" aria2c $(aria_args "$i" "$base/l$i") --on-bt-download-complete="$base/hook.sh" "$torrent"
+    spawn "$base/l$i.log" aria2c $(aria_args "$i" "$base/l$i") --on-bt-download-complete="$base/hook.sh" "$torrent_file"
     apids+=("$last_pid")
     later+="${later:+,}l$i=$last_pid"
   done
   echo "$later" >"$work/start.pids"
   end_wait || ok=false
   local lrss=0 r
-  for i in $(seq 1 $(( n - 1 ))); do r=$(peak_kib "${apids[$i]}"); [ "$r" -gt "$lrss" ] && lrss=$r; done
-  local srss; srss=$(peak_kib "${apids[0]}")
-  stop "${apids[@]}"
+  for i in "${apids[@]}"; do r=$(peak_kib "$i"); [ "$r" -gt "$lrss" ] && lrss=$r; done
+  local srss; srss=$(peak_kib "$seeder")
+  stop "$seeder" "${apids[@]}"
   if $ok; then
     local copies=()
     for i in $(seq 1 $(( n - 1 ))); do copies+=("$base/l$i/$name"); done
     [ "$(verify_copies "${copies[@]}")" = true ] || ok=false
   fi
-  record aria2 "$ok" "$lrss" "$srss" "$base/wait.json" "$leechers" "$round"
-  $keep || rm -rf "$base"/seed "$base"/l*
+  record "$tool" "$ok" "$lrss" "$srss" "$base/wait.json" "$leechers" "$round"
+  $keep || rm -rf "$base"/l*
 }
+
+# ---------------------------------------------------------------------------------------
+# BitTorrent seeding (--only bt-seed): torronto's export against aria2 seeding it
+
+bt_torrent="$work/export.torrent"
+bt_dir="$work/bt-node"
+bt_ctl_port=""
+bt_port=""
+# The torronto seeder: one node holding the file, listening for BitTorrent peers. Restarted
+# every round (the export it recorded survives), so between its rounds it is in no swarm.
+start_bt_node() {  # log
+  spawn "$1" env NO_COLOR=1 "$torronto" node --listen "127.0.0.1:$bt_ctl_port" --dir "$bt_dir" \
+    --peers "$work/bt-peers.txt" --bittorrent "127.0.0.1:$bt_port"
+  wait_port "$bt_ctl_port"
+}
+# Inserts the file and exports it once, with the tracker in the .torrent: the hashing is
+# done here, before any clock, as aria2c's seeder checks its copy before the clock.
+make_bt_export() {
+  [ -e "$bt_torrent" ] && return 0
+  start_tracker
+  read -r bt_ctl_port bt_port <<<"$(ports 2)"
+  mkdir -p "$bt_dir"
+  : >"$work/bt-peers.txt"
+  step "inserting and exporting the file (torronto torrent --tracker)"
+  start_bt_node "$work/bt-node-export.log"
+  local pid=$last_pid
+  "$torronto" insert "$file" --node "127.0.0.1:$bt_ctl_port" >/dev/null
+  "$torronto" torrent "$name" --out "$bt_torrent" --tracker "http://127.0.0.1:$tracker_port/announce" \
+    --node "127.0.0.1:$bt_ctl_port" >"$work/bt-magnet.txt" 2>/dev/null
+  stop "$pid"
+}
+
+run_bt_torronto() {
+  step "bt-seed: torronto seeds to $leechers aria2c leechers"
+  make_bt_export
+  reset_tracker
+  local base="$work/torronto-bt-r$round"
+  mkdir -p "$base"
+  start_bt_node "$base/node.log"
+  local seeder=$last_pid
+  read -r -a ap <<<"$bt_port $(ports "$leechers")"
+  python3 "$helper" wait-seeder "http://127.0.0.1:$tracker_port" "$bt_port" 120
+  aria2_leechers torronto-bt "$base" "$bt_torrent" "$seeder"
+}
+
+run_bt_aria2() { run_aria2 bt; }
 
 # ---------------------------------------------------------------------------------------
 # The floor
@@ -505,7 +584,11 @@ echo "{\"bytes\": $size, \"seconds\": $dd_real, \"cpu_seconds\": $(python3 -c "i
 # The tools take turns, round after round, each round starting with the next tool, so a
 # busy spell on a shared machine hits one round of each rather than all of one tool.
 tools=()
-for tool in torronto private rqbit aria2; do wants "$tool" && tools+=("$tool"); done
+if [ "$only" = bt-seed ]; then
+  tools=(bt_torronto bt_aria2)
+else
+  for tool in torronto private rqbit aria2; do wants "$tool" && tools+=("$tool"); done
+fi
 for round in $(seq 1 "$rounds"); do
   [ "$rounds" -gt 1 ] && step "round $round of $rounds"
   for i in "${!tools[@]}"; do
@@ -524,8 +607,12 @@ echo "== replication: 1 seeder -> $leechers leechers, ${size_mib} MiB file, loop
 echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.1f GiB RAM", $2/1048576 }' /proc/meminfo), files on $fstype ($work)"
 echo "torronto: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null)$(cd "$repo" && [ -n "$(git status --porcelain -- core native-node 2>/dev/null)" ] && echo " + uncommitted changes in core/ or native-node/")"
 echo "load average before the run: $load_before (the machine may be shared with other work; see 'machine busy' below)"
-python3 "$helper" table "$results" "$size_mib"
-python3 "$helper" estimate "$results" "$size_mib" "$leechers" "$work/probe-hash.json" "$work/probe-net.json" "$work/probe-write.json"
+if [ "$only" = bt-seed ]; then
+  python3 "$helper" bt-table "$results" "$size_mib"
+else
+  python3 "$helper" table "$results" "$size_mib"
+  python3 "$helper" estimate "$results" "$size_mib" "$leechers" "$work/probe-hash.json" "$work/probe-net.json" "$work/probe-write.json"
+fi
 echo
 echo "CPU during each timed window (seconds of CPU per process; machine busy = both cores, all processes):"
 python3 - "$results" <<'EOF'
