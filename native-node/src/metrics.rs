@@ -81,10 +81,9 @@ pub struct Metrics {
     sent: BTreeMap<Option<PeerAddr>, Flow>,
     verification_failures: u64,
     storage_errors: u64,
-    /// Bytes of protocol sent to peers other than chunk payload: every header, every
-    /// body but an Upload's, and the frames' length prefixes (before encryption).
-    control_sent: u64,
-    /// The same bytes by kind of message, to see what the control share is made of.
+    /// Bytes of protocol sent to peers other than chunk payload, by kind of message:
+    /// every header, every body but an Upload's, and the frames' length prefixes
+    /// (before encryption).
     control_sent_by_kind: BTreeMap<&'static str, u64>,
     /// Chunk requests in flight, by connection, file and index (an Upload's header
     /// need not repeat the file's size).
@@ -124,7 +123,6 @@ impl Metrics {
     }
 
     fn count_control(&mut self, kind: &'static str, bytes: usize) {
-        self.control_sent += bytes as u64;
         *self.control_sent_by_kind.entry(kind).or_default() += bytes as u64;
     }
 
@@ -217,7 +215,7 @@ impl Metrics {
             (
                 "torronto_control_sent_bytes_total",
                 "Protocol bytes sent to peers other than chunk payload (headers, lists, gossip).",
-                self.control_sent,
+                self.control_sent_by_kind.values().sum(),
             ),
         ];
         for (name, help, value) in counters {

@@ -120,6 +120,21 @@ impl Node {
             .collect()
     }
 
+    /// Whether our holdings changed enough, `since_bump` after our last record, for a
+    /// new one. A file gained, lost or completed is news for every node's counts;
+    /// progress within a file goes out less often the larger the network, or every
+    /// node's every step would reach every other (at 256 nodes, 3 % of the payload).
+    fn record_due(&self, since_bump: Millis) -> bool {
+        let holdings = self.own_holdings();
+        if holdings == self.overlay.published {
+            return false;
+        }
+        let shape = |h: &[Holding]| h.iter().map(|h| (h.name.clone(), h.is_complete())).collect::<Vec<_>>();
+        let progress_interval =
+            self.config.tuning.record_interval * (self.participant_count() as u64 / PROGRESS_PER).max(1);
+        shape(&holdings) != shape(&self.overlay.published) || since_bump >= progress_interval
+    }
+
     /// A new incarnation of our record: joining, leaving, or refuting.
     fn bump(&mut self, now: Millis, liveness: Liveness) {
         self.overlay.version += 1;
@@ -164,17 +179,8 @@ impl Node {
         let tuning = self.config.tuning.clone();
         self.timers.set(Timer::Gossip, now + tuning.gossip_interval);
         let since_bump = now.saturating_sub(self.overlay.last_bump);
-        let holdings = self.own_holdings();
-        let changed = holdings != self.overlay.published;
-        // A file gained, lost or completed is news for every node's counts; progress
-        // within a file goes out less often the larger the network, or every node's
-        // every step would reach every other (at 256 nodes that was 3 % of the payload).
-        let shape = |h: &[Holding]| h.iter().map(|h| (h.name.clone(), h.is_complete())).collect::<Vec<_>>();
-        let news = changed && shape(&holdings) != shape(&self.overlay.published);
-        let progress_interval = tuning.record_interval * (self.participant_count() as u64 / PROGRESS_PER).max(1);
         if since_bump >= tuning.refresh_interval
-            || (news && since_bump >= tuning.record_interval)
-            || (changed && since_bump >= progress_interval)
+            || (since_bump >= tuning.record_interval && self.record_due(since_bump))
         {
             self.bump(now, Liveness::Alive);
         }
