@@ -354,8 +354,10 @@ impl Swarm for MetadataFetch {
         self.closing.pop_front().map(|(peer, why)| (peer, why.to_string()))
     }
 
+    /// Bytes of the info dictionary received from the current source: what tells the
+    /// driver's stall check that the fetch moves (`done` is taken as soon as it is set).
     fn verified(&self) -> u64 {
-        self.done.as_ref().map_or(0, |d| d.len() as u64)
+        self.source.as_ref().map_or(0, |s| s.received)
     }
 
     fn left(&self) -> u64 {

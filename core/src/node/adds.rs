@@ -91,13 +91,13 @@ impl Node {
     /// A magnet link's info dictionary came (as a `.torrent` with the link's trackers):
     /// checked like any torrent, then downloaded.
     pub(super) fn on_torrent_metadata(&mut self, id: ImportId, result: Result<Bytes, StorageError>) {
-        let Some(add) = self.adds.get(&id) else { return };
-        let peers = add.peers.clone();
+        let Some(peers) = self.adds.get(&id).map(|a| a.peers.clone()) else { return };
         let checked = result.map_err(Refusal::from).and_then(|torrent| Ok((self.torrent_names(&torrent)?, torrent)));
         let add = self.adds.get_mut(&id).expect("looked up above");
         match checked {
-            Ok(((name, names), torrent)) => {
-                (add.name, add.names) = (name, names);
+            // The add keeps the link's name: it is what the CLI asks progress of.
+            Ok(((_, names), torrent)) => {
+                add.names = names;
                 self.storage.push_back(StorageCommand::AddTorrent { id, torrent, peers });
             }
             Err(refusal) => {

@@ -265,7 +265,7 @@ impl Connections {
         } else if self.progress.1.elapsed() > STALL {
             bail!("nothing came in for {}s ({})", STALL.as_secs(), failures());
         }
-        let now = self.started.elapsed().as_millis() as u64;
+        let now = || self.started.elapsed().as_millis() as u64;
         tokio::select! {
             Some(event) = self.events.recv() => match event {
                 PeerEvent::Candidates(found) => self.candidates.extend(found),
@@ -274,7 +274,7 @@ impl Connections {
                     self.writers.insert(key, writer);
                     session.peer_connected(key, extensions);
                 }
-                PeerEvent::Message(key, msg) => session.on_message(now, key, msg),
+                PeerEvent::Message(key, msg) => session.on_message(now(), key, msg),
                 PeerEvent::Gone { key, addr, connected, why } => {
                     self.dialing.remove(&key);
                     self.writers.remove(&key);
@@ -285,7 +285,7 @@ impl Connections {
                     self.tried.remove(&addr);
                 }
             },
-            () = tokio::time::sleep(Duration::from_secs(1)) => session.handle_timeout(now),
+            () = tokio::time::sleep(Duration::from_secs(1)) => session.handle_timeout(now()),
         }
         while let Some((key, why)) = session.poll_close() {
             tracing::info!("torrent add {}: cut a peer off: {why}", self.id);
