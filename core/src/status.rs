@@ -113,9 +113,10 @@ pub struct LinkStatus {
 }
 
 impl LinkStatus {
-    /// The share of the status's bytes it holds; all of nothing is complete.
-    pub fn completion(&self, status: &Status) -> f64 {
-        match status.total_bytes() {
+    /// The share of `total` bytes (the status's, [`Status::total_bytes`]) it holds; all
+    /// of nothing is complete.
+    pub fn completion(&self, total: u64) -> f64 {
+        match total {
             0 => 1.0,
             total => (self.held as f64 / total as f64).min(1.0),
         }

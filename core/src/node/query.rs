@@ -62,7 +62,7 @@ fn held_bytes(size: u64, held: &ChunkSet) -> u64 {
     let Some(last) = chunk_count(size).checked_sub(1).map(ChunkIndex) else { return 0 };
     // Every chunk is whole but the last.
     let short = if held.contains(last) { CHUNK_SIZE - chunk_len(size, last) as u64 } else { 0 };
-    (u64::from(held.count()) * CHUNK_SIZE).saturating_sub(short).min(size)
+    (u64::from(held.count()) * CHUNK_SIZE).saturating_sub(short)
 }
 
 #[cfg(test)]
@@ -115,8 +115,8 @@ mod tests {
         assert_eq!(status.peers, ["10.0.0.1:7000", "10.0.0.2:7000"]);
         let links: Vec<_> = status.links.iter().map(|l| (l.peer.as_str(), l.held, l.fetched, l.served)).collect();
         assert_eq!(links, [("10.0.0.1:7000", 200_000, 0, 0), ("10.0.0.2:7000", CHUNK_SIZE, 0, 3392)]);
-        assert_eq!(status.links[0].completion(&status), 1.0);
-        assert_eq!(status.links[1].completion(&status), CHUNK_SIZE as f64 / 200_000.0);
+        assert_eq!(status.links[0].completion(status.total_bytes()), 1.0);
+        assert_eq!(status.links[1].completion(status.total_bytes()), CHUNK_SIZE as f64 / 200_000.0);
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(
             json["links"][1],

@@ -246,7 +246,7 @@ fn peer_list(st: &Status, rates_now: &Rates) -> Html {
         let Some(link) = st.links.get(i).filter(|l| &l.peer == peer) else {
             return html! { <li {class} data-peer={peer.clone()}><strong>{ peer.clone() }</strong></li> };
         };
-        let done = link.completion(st);
+        let done = link.completion(total);
         let (down, up) = rates_now.links.get(peer).copied().unwrap_or_default();
         let holds = format!("holds {} of {}", human_size(link.held), human_size(total));
         html! {
