@@ -227,7 +227,10 @@ impl Metrics {
             "# HELP {name} torronto_control_sent_bytes_total by kind of message: have, gossip, requests \
              (Download, Upload headers), file_lists (Add, Files, Manifest), other.\n# TYPE {name} counter"
         );
-        for (kind, value) in &self.control_sent_by_kind {
+        // Every kind is listed from the start, at 0 until one is sent, so a rate over
+        // the series never starts from a missing sample.
+        for kind in CONTROL_KINDS {
+            let value = self.control_sent_by_kind.get(kind).copied().unwrap_or(0);
             let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {value}");
         }
         self.request_latency.render(
@@ -239,6 +242,9 @@ impl Metrics {
         out
     }
 }
+
+/// The kinds [`control_kind`] sorts the control share into.
+const CONTROL_KINDS: [&str; 5] = ["have", "gossip", "requests", "file_lists", "other"];
 
 /// Which part of the control share `message` belongs to.
 fn control_kind(message: &Message) -> &'static str {
