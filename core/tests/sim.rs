@@ -898,3 +898,26 @@ fn a_peer_fetching_on_request_drops_a_file_and_the_others_stop_counting_its_copy
     assert_eq!(s.local[at], 0.0);
     assert!(!net.machines[1].node.drop_file(now, &name("never-heard-of")));
 }
+
+/// A Have tells a link that holds the chunk, and did not send it, only that we count as
+/// a copy: with batching on, it waits for the gossip round, and the counts catch up then.
+#[test]
+fn haves_to_a_link_holding_the_chunk_wait_for_the_gossip_round() {
+    let mut net = Net::with_tuning(3, Tuning::default());
+    for m in 0..2 {
+        assert_eq!(net.code(m, Control::Join), Code::Ok);
+    }
+    let data = content(20 * CHUNK_SIZE as usize + 5, 9);
+    assert_eq!(net.insert(0, "held.bin", data.clone()), Code::Ok);
+    net.run_for(1_500);
+    assert_eq!(net.file(1, "held.bin"), Some(&data));
+    // A newcomer fetches from both holders: what it got from one, the other hears of in
+    // the next round; its source hears at once.
+    assert_eq!(net.code(2, Control::Join), Code::Ok);
+    net.run_for(200);
+    assert_eq!(net.file(2, "held.bin"), Some(&data));
+    let counts: Vec<u32> = (0..2).map(|m| net.status(m).least_replication[0]).collect();
+    assert!(counts.iter().any(|&c| c < 3), "the newcomer's Haves to holders wait: {counts:?}");
+    net.run_for(1_000);
+    assert_fully_replicated(&mut net, "held.bin", &data, 3);
+}

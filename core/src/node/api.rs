@@ -552,7 +552,7 @@ impl super::Node {
             return false;
         }
         self.forget_requests_for(Some(file));
-        self.pending_have.retain(|h| h.chunk.file != *file);
+        self.haves.forget_file(file);
         self.timers.cancel(super::timers::Timer::SpaceRetry(file.clone()));
         let f = self.files.get_mut(file).expect("checked above");
         f.forget_held();

@@ -333,6 +333,7 @@ impl Node {
         peer.delivered += data.len() as u64;
         peer.stalls = 0;
         self.proves(addr, &chunk.file, i);
+        self.haves.sources.insert((chunk.file.clone(), i), addr.clone());
         self.storage.push_back(StorageCommand::Write { chunk, data });
     }
 
@@ -346,6 +347,7 @@ impl Node {
             return;
         }
         self.writing -= 1;
+        let source = self.haves.sources.remove(&(chunk.file.clone(), chunk.index));
         if let Err(e) = result {
             self.timers.set(Timer::FetchPause, now + self.config.tuning.storage_backoff);
             self.events.push_back(Event::StorageFailed { file: chunk.file, message: e.message });
@@ -356,10 +358,10 @@ impl Node {
         }
         self.chunks_fetched += 1;
         self.bytes_fetched += chunk_len(chunk.size, chunk.index) as u64;
-        if self.pending_have.is_empty() && self.config.tuning.have_delay > 0 {
+        if self.haves.pending.is_empty() && self.config.tuning.have_delay > 0 {
             self.timers.set(Timer::Have, now + self.config.tuning.have_delay);
         }
-        self.pending_have.push(HaveEntry { chunk: chunk.clone(), digest: Some(f.digest) });
+        self.haves.pending.push((HaveEntry { chunk: chunk.clone(), digest: Some(f.digest) }, source));
         if f.have.is_complete() {
             let (size, digest) = (f.size, f.digest);
             self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone(), digest });

@@ -65,12 +65,13 @@ use membership::Membership;
 use overlay::Overlay;
 use peers::{ConnState, PeerState, Proven, Redial};
 use removal::Graveyard;
+use serving::PendingHaves;
 use timers::{Timer, Timers};
 
 use crate::files::{FileState, FileTable};
 use crate::manifest::ChunkHash;
 use crate::name::FileName;
-use crate::wire::{Code, Control, Envelope, HaveEntry, Message, PeerAddr, PeerMessage, RateLimits, Reply};
+use crate::wire::{Code, Control, Envelope, Message, PeerAddr, PeerMessage, RateLimits, Reply};
 
 /// A participant of the network. See the module documentation for how to drive it.
 #[derive(Debug)]
@@ -94,7 +95,7 @@ pub struct Node {
     adds: BTreeMap<ImportId, adds::PendingAdd>,
     graveyard: Graveyard,
     next_import: u64,
-    pending_have: Vec<HaveEntry>,
+    haves: PendingHaves,
     /// Files to fetch; `None` means every file the network has.
     wanted: Option<BTreeSet<FileName>>,
     /// Chunks handed to storage and not yet written, across files.
@@ -134,7 +135,7 @@ impl Node {
             adds: BTreeMap::new(),
             graveyard: Graveyard::default(),
             next_import: 0,
-            pending_have: Vec::new(),
+            haves: PendingHaves::default(),
             wanted: None,
             writing: 0,
             chunks_fetched: 0,

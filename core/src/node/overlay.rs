@@ -7,9 +7,9 @@
 //!   our records and unlinked (Remove), so it knows where else to go.
 //! - Gossip: every `gossip_interval` a node sends its summary to one random link; where
 //!   summaries differ the two trade digests, then the records each lacks
-//!   ([`crate::gossip`]). A node raises its own version when it gains, loses or
-//!   completes a file (at most once per `record_interval`), when its progress within a
-//!   file changes (at most once per `record_interval` × participants / 32), when it
+//!   ([`crate::gossip`]). A node raises its own version when it loses or completes a
+//!   file (at most once per `record_interval`), when its progress changes, a file
+//!   begun included (at most once per `record_interval` × participants / 32), when it
 //!   joins or leaves, and to refute a suspicion.
 //! - Failure detection: a link that breaks without a Remove, or a dial that fails, makes
 //!   the participant `Suspect`, and so does a record not renewed for `lease` (each node
@@ -121,18 +121,20 @@ impl Node {
     }
 
     /// Whether our holdings changed enough, `since_bump` after our last record, for a
-    /// new one. A file gained, lost or completed is news for every node's counts;
-    /// progress within a file goes out less often the larger the network, or every
-    /// node's every step would reach every other (at 256 nodes, 3 % of the payload).
+    /// new one. A file completed or lost is news for every node's least replication;
+    /// progress within a file, a file begun included, goes out less often the larger
+    /// the network, or every node's every step would reach every other (at 256 nodes,
+    /// 3 % of the payload).
     fn record_due(&self, since_bump: Millis) -> bool {
         let holdings = self.own_holdings();
         if holdings == self.overlay.published {
             return false;
         }
-        let shape = |h: &[Holding]| h.iter().map(|h| (h.name.clone(), h.is_complete())).collect::<Vec<_>>();
+        let complete = |h: &[Holding]| h.iter().filter(|h| h.is_complete()).map(|h| h.name.clone()).collect::<Vec<_>>();
+        let lost = self.overlay.published.iter().any(|p| !holdings.iter().any(|h| h.name == p.name));
         let progress_interval =
             self.config.tuning.record_interval * (self.participant_count() as u64 / PROGRESS_PER).max(1);
-        shape(&holdings) != shape(&self.overlay.published) || since_bump >= progress_interval
+        lost || complete(&holdings) != complete(&self.overlay.published) || since_bump >= progress_interval
     }
 
     /// A new incarnation of our record: joining, leaving, or refuting.
@@ -198,6 +200,7 @@ impl Node {
         // Left records are no longer counted, so nothing is applied from them.
         self.overlay.view.forget_left(now, tuning.left_keep);
         self.overlay.not_before.retain(|_, at| *at > now);
+        self.flush_held_have();
         if !self.peers.is_empty() {
             let k = (self.random() % self.peers.len() as u64) as usize;
             let conn = self.peers.values().nth(k).expect("k < len").conn;

@@ -221,7 +221,7 @@ impl Node {
         if let Some(wanted) = &mut self.wanted {
             wanted.remove(name);
         }
-        self.pending_have.retain(|h| h.chunk.file != *name);
+        self.haves.forget_file(name);
         let state = self.files.remove(name).expect("checked above");
         // Writes in flight are answered for a file no longer known, and not counted then.
         self.writing -= state.writing.count() as usize;
