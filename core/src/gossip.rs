@@ -26,6 +26,9 @@ use crate::wire::PeerAddr;
 
 /// Participants a view holds at most: records about more are ignored.
 pub const MAX_PARTICIPANTS: usize = 4096;
+/// Parts a summary splits into (by address): two views that differ trade digests of
+/// the parts that differ only.
+pub const SUMMARY_PARTS: usize = 16;
 /// Files one record may list.
 pub const MAX_RECORD_FILES: usize = 10_000;
 /// Chunk ranges one file of a record may list; a holder with a more scattered copy
@@ -117,14 +120,21 @@ impl DigestEntry {
 }
 
 /// The body of a Gossip message (Action 18). Each part is optional; an exchange goes:
-/// `summary` → (if it differs) `digest` → `records` the other lacks and `want` for those
-/// it has newer → `records` wanted.
+/// `summary` → (if it differs) `digest`, or in a large network first `parts` and then
+/// the `digest` of the parts that differ (`digest_of`) → `records` the other lacks and
+/// `want` for those it has newer → `records` wanted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gossip {
     #[serde(rename = "sum", default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<u64>,
+    /// The summary of each part ([`SUMMARY_PARTS`] of them).
+    #[serde(rename = "parts", default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<u64>>,
     #[serde(rename = "dig", default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Vec<DigestEntry>>,
+    /// The parts `digest` lists every stamp of; absent, all of them.
+    #[serde(rename = "of", default, skip_serializing_if = "Option::is_none")]
+    pub digest_of: Option<Vec<u8>>,
     #[serde(rename = "rec", default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<Record>,
     #[serde(rename = "want", default, skip_serializing_if = "Vec::is_empty", with = "addr_list")]
@@ -137,6 +147,17 @@ impl Gossip {
         let digest = self.digest.as_ref().map_or(0, Vec::len);
         if digest > MAX_PARTICIPANTS || self.records.len() > MAX_PARTICIPANTS || self.want.len() > MAX_PARTICIPANTS {
             return Err(format!("gossip about more than {MAX_PARTICIPANTS} participants"));
+        }
+        if self.parts.as_ref().is_some_and(|p| p.len() != SUMMARY_PARTS) {
+            return Err(format!("a summary in other than {SUMMARY_PARTS} parts"));
+        }
+        if let Some(of) = &self.digest_of {
+            if of.len() > SUMMARY_PARTS || of.iter().any(|&p| usize::from(p) >= SUMMARY_PARTS) {
+                return Err(format!("a digest of parts other than 0 to {}", SUMMARY_PARTS - 1));
+            }
+            if self.digest.as_ref().is_some_and(|d| d.iter().any(|e| !of.contains(&(part_of(&e.0) as u8)))) {
+                return Err("a digest entry outside the parts it covers".into());
+            }
         }
         let mut seen = BTreeSet::new();
         for r in &self.records {
@@ -210,8 +231,9 @@ pub(crate) struct Known {
 #[derive(Debug, Default)]
 pub(crate) struct View {
     known: BTreeMap<PeerAddr, Known>,
-    /// Xor of [`stamp_hash`] over `known` (our own record is mixed in by the caller).
-    summary: u64,
+    /// Xor of [`stamp_hash`] over `known`, per [`part_of`] their address (our own record
+    /// is mixed in by the caller).
+    parts: [u64; SUMMARY_PARTS],
 }
 
 impl View {
@@ -228,7 +250,16 @@ impl View {
     }
 
     pub fn summary(&self) -> u64 {
-        self.summary
+        self.parts.iter().fold(0, |a, p| a ^ p)
+    }
+
+    /// The summary of each part.
+    pub fn parts(&self) -> [u64; SUMMARY_PARTS] {
+        self.parts
+    }
+
+    fn mix(&mut self, addr: &PeerAddr, stamp: Stamp) {
+        self.parts[part_of(addr)] ^= stamp_hash(addr, stamp);
     }
 
     /// Takes `record` if it is newer than ours of the same participant; returns whether
@@ -237,16 +268,19 @@ impl View {
         match self.known.get_mut(&record.addr) {
             Some(k) if k.record.stamp() >= record.stamp() => false,
             Some(k) => {
-                self.summary ^= stamp_hash(&k.record.addr, k.record.stamp()) ^ stamp_hash(&record.addr, record.stamp());
+                let old = k.record.stamp();
                 k.record = record;
                 k.since = now;
+                let (addr, new) = (k.record.addr.clone(), k.record.stamp());
+                self.mix(&addr, old);
+                self.mix(&addr, new);
                 true
             }
             None => {
                 if self.known.len() >= MAX_PARTICIPANTS && !self.evict_oldest_left() {
                     return false;
                 }
-                self.summary ^= stamp_hash(&record.addr, record.stamp());
+                self.mix(&record.addr, record.stamp());
                 let known = Known { record, since: now, applied: BTreeSet::new() };
                 self.known.insert(known.record.addr.clone(), known);
                 true
@@ -293,34 +327,46 @@ impl View {
     fn remove(&mut self, addr: &PeerAddr) -> bool {
         match self.known.remove(addr) {
             Some(k) => {
-                self.summary ^= stamp_hash(addr, k.record.stamp());
+                self.mix(addr, k.record.stamp());
                 true
             }
             None => false,
         }
     }
 
-    /// Every record's stamp.
-    pub fn digest(&self) -> Vec<DigestEntry> {
-        self.known.values().map(|k| DigestEntry(k.record.addr.clone(), k.record.version, k.record.liveness)).collect()
+    /// The stamp of every record in the parts `parts` picks.
+    pub fn digest(&self, parts: impl Fn(usize) -> bool) -> Vec<DigestEntry> {
+        self.known
+            .values()
+            .filter(|k| parts(part_of(&k.record.addr)))
+            .map(|k| DigestEntry(k.record.addr.clone(), k.record.version, k.record.liveness))
+            .collect()
     }
+}
+
+/// Which part of a summary a participant's stamp falls in: FNV-1a over its address.
+pub fn part_of(addr: &PeerAddr) -> usize {
+    (fnv1a(&[addr.host.as_bytes(), &addr.port.to_be_bytes()]) % SUMMARY_PARTS as u64) as usize
+}
+
+fn fnv1a(pieces: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in pieces.iter().flat_map(|p| p.iter()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// A stamp's contribution to a summary: FNV-1a over the address and stamp, the same
 /// on every platform (nodes and browsers compare summaries).
 pub fn stamp_hash(addr: &PeerAddr, stamp: Stamp) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    eat(addr.host.as_bytes());
-    eat(&addr.port.to_be_bytes());
-    eat(&stamp.version.to_be_bytes());
-    eat(&[stamp.liveness as u8]);
-    h
+    fnv1a(&[
+        addr.host.as_bytes(),
+        &addr.port.to_be_bytes(),
+        &stamp.version.to_be_bytes(),
+        &[stamp.liveness as u8],
+    ])
 }
 
 mod addr_text {
@@ -381,6 +427,35 @@ mod tests {
         assert_eq!(b.forget_left(10, 5), Vec::<PeerAddr>::new());
         assert_eq!(b.forget_left(11, 5), vec![PeerAddr::new("10.0.0.1", 2)]);
         assert_eq!(a.summary(), b.summary());
+    }
+
+    #[test]
+    fn views_that_differ_in_one_participant_differ_in_one_part() {
+        let (mut a, mut b) = (View::default(), View::default());
+        for port in 0..200 {
+            a.offer(0, record(port, 1, Liveness::Alive));
+            b.offer(0, record(port, 1, Liveness::Alive));
+        }
+        assert_eq!(a.parts(), b.parts());
+        b.offer(1, record(77, 2, Liveness::Alive));
+        let differ: Vec<usize> = (0..SUMMARY_PARTS).filter(|&p| a.parts()[p] != b.parts()[p]).collect();
+        let part = part_of(&PeerAddr::new("10.0.0.1", 77));
+        assert_eq!(differ, vec![part]);
+        assert_eq!(a.parts().iter().fold(0, |x, p| x ^ p), a.summary());
+        let digest = b.digest(|p| p == part);
+        assert!(digest.iter().all(|e| part_of(&e.0) == part) && digest.iter().any(|e| e.0.port == 77));
+        assert!(digest.len() < 200 / 4, "a part holds about a sixteenth: {}", digest.len());
+        let of = |parts: Vec<u64>, digest: Vec<DigestEntry>, of: Vec<u8>| Gossip {
+            parts: Some(parts),
+            digest: Some(digest),
+            digest_of: Some(of),
+            ..Gossip::default()
+        };
+        assert_eq!(of(b.parts().to_vec(), digest.clone(), vec![part as u8]).check(), Ok(()));
+        assert!(of(vec![1, 2], Vec::new(), Vec::new()).check().is_err(), "16 parts or none");
+        let elsewhere = ((part + 1) % SUMMARY_PARTS) as u8;
+        assert!(of(b.parts().to_vec(), digest, vec![elsewhere]).check().is_err(), "entries outside `of`");
+        assert!(of(b.parts().to_vec(), Vec::new(), vec![16]).check().is_err());
     }
 
     #[test]

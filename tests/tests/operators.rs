@@ -218,7 +218,7 @@ fn metrics_count_the_bytes_and_chunks_a_transfer_moved() {
 
     let kind =
         |body: &str, k: &str| sample(body, &format!("torronto_control_sent_bytes_by_kind_total{{kind=\"{k}\"}}"));
-    // The fetcher tells its peers what it stored in batches (a Have waits up to 50 ms for
+    // The fetcher tells its peers what it stored in batches (a Have waits up to 200 ms for
     // company), so the last one may still be on its way.
     wait_until(Duration::from_secs(10), "the fetcher to announce what it stored", || {
         kind(&http_get(&metrics, "/metrics").1, "have") > 0.0

@@ -113,6 +113,10 @@ pub struct Tuning {
     /// `record_interval` for holdings.
     pub gossip_interval: Millis,
     pub record_interval: Millis,
+    /// Participants past which two differing views compare the parts of their
+    /// summaries before trading digests of the parts that differ (below, a whole
+    /// digest is hardly longer than the parts).
+    pub summary_parts_from: usize,
     /// A suspected participant not heard from by then is taken to have left; departures
     /// are remembered for `left_keep`.
     pub suspect_timeout: Millis,
@@ -123,7 +127,8 @@ pub struct Tuning {
     pub lease: Millis,
     /// Chunks stored within this long of each other are announced in one Have (each
     /// is otherwise a message of its own to every link: at 128 nodes, 1.3 % of the
-    /// payload); 0 announces each as soon as the node is idle.
+    /// payload), unless 16 of them are waiting already; 0 announces each as
+    /// soon as the node is idle.
     pub have_delay: Millis,
 }
 
@@ -164,11 +169,12 @@ impl Default for Tuning {
             max_links: 32,
             gossip_interval: 1_000,
             record_interval: 2_000,
+            summary_parts_from: 4 * crate::gossip::SUMMARY_PARTS,
             suspect_timeout: 15_000,
             left_keep: 300_000,
             refresh_interval: 60_000,
             lease: 180_000,
-            have_delay: 50,
+            have_delay: 200,
         }
     }
 }

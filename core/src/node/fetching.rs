@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 
+use super::serving::HAVE_BATCH;
 use super::{envelope, Event, Membership, Millis, NetCommand, Node, StorageCommand, StorageError, Timer};
 use crate::layout::{chunk_len, ChunkIndex};
 use crate::manifest::{ChunkHash, Digest, Manifest};
@@ -362,10 +363,16 @@ impl Node {
             self.timers.set(Timer::Have, now + self.config.tuning.have_delay);
         }
         self.haves.pending.push((HaveEntry { chunk: chunk.clone(), digest: Some(f.digest) }, source));
+
         if f.have.is_complete() {
             let (size, digest) = (f.size, f.digest);
             self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone(), digest });
             self.events.push_back(Event::FileComplete { file: chunk.file.clone(), size });
+        }
+        // A fast download fills a batch long before the delay: no need to wait then.
+        if self.haves.pending.len() >= HAVE_BATCH {
+            self.timers.cancel(Timer::Have);
+            self.flush_have();
         }
         self.plan_more(&chunk.file, [chunk.index]);
     }

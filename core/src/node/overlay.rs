@@ -6,8 +6,8 @@
 //!   keeps more than [`super::Tuning::max_links`]: a newcomer past the limit is handed
 //!   our records and unlinked (Remove), so it knows where else to go.
 //! - Gossip: every `gossip_interval` a node sends its summary to one random link; where
-//!   summaries differ the two trade digests, then the records each lacks
-//!   ([`crate::gossip`]). A node raises its own version when it loses or completes a
+//!   summaries differ the two trade digests (in a large network, only of the parts
+//!   of the summary that differ), then the records each lacks ([`crate::gossip`]). A node raises its own version when it loses or completes a
 //!   file (at most once per `record_interval`), when its progress changes, a file
 //!   begun included (at most once per `record_interval` × participants / 32), when it
 //!   joins or leaves, and to refute a suspicion.
@@ -23,7 +23,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{ConnId, Membership, Millis, NetCommand, Node, Timer};
-use crate::gossip::{ranges_of, stamp_hash, DigestEntry, Gossip, Holding, Known, Liveness, Record, Stamp, View};
+use crate::gossip::{
+    part_of, ranges_of, stamp_hash, DigestEntry, Gossip, Holding, Known, Liveness, Record, Stamp, View, SUMMARY_PARTS,
+};
 use crate::name::FileName;
 use crate::wire::{PeerAddr, PeerMessage};
 
@@ -211,7 +213,7 @@ impl Node {
     }
 
     pub(super) fn on_gossip(&mut self, now: Millis, conn: ConnId, gossip: Gossip) {
-        let Gossip { summary, digest, records, want } = gossip;
+        let Gossip { summary, parts, digest, digest_of, records, want } = gossip;
         for record in records {
             if record.addr == self.config.me {
                 self.refute(now, record.stamp());
@@ -223,7 +225,15 @@ impl Node {
             }
         }
         if let Some(digest) = digest {
-            self.answer_digest(now, conn, digest);
+            self.answer_digest(now, conn, digest, digest_of.as_deref());
+        }
+        if let Some(theirs) = parts {
+            let ours = self.summary_parts();
+            let differ: Vec<u8> = (0..SUMMARY_PARTS).filter(|&p| theirs[p] != ours[p]).map(|p| p as u8).collect();
+            if !differ.is_empty() {
+                let digest = Some(self.digest_of(|p| differ.contains(&(p as u8))));
+                self.send_gossip(conn, Gossip { digest, digest_of: Some(differ), ..Gossip::default() });
+            }
         }
         if !want.is_empty() {
             let records = want
@@ -236,31 +246,51 @@ impl Node {
             self.send_gossip(conn, Gossip { records, ..Gossip::default() });
         }
         if summary.is_some_and(|s| s != self.summary()) {
-            self.send_gossip(conn, Gossip { digest: Some(self.full_digest()), ..Gossip::default() });
+            // In a large network two views differ in a few parts at a time: comparing
+            // the parts first spares the digest of the rest (at 256 participants a whole
+            // digest is about 7 KB, the parts 0.3 KB).
+            let reply = if self.participant_count() > self.config.tuning.summary_parts_from {
+                Gossip { parts: Some(self.summary_parts().to_vec()), ..Gossip::default() }
+            } else {
+                Gossip { digest: Some(self.digest_of(|_| true)), ..Gossip::default() }
+            };
+            self.send_gossip(conn, reply);
         }
     }
 
-    fn full_digest(&self) -> Vec<DigestEntry> {
+    /// The summary of each part, our own record mixed in.
+    fn summary_parts(&self) -> [u64; SUMMARY_PARTS] {
+        let mut parts = self.overlay.view.parts();
+        parts[part_of(&self.config.me)] ^= stamp_hash(&self.config.me, self.my_stamp());
+        parts
+    }
+
+    /// The stamps, ours included, of the parts `parts` picks.
+    fn digest_of(&self, parts: impl Fn(usize) -> bool) -> Vec<DigestEntry> {
         let s = self.my_stamp();
-        let mut digest = self.overlay.view.digest();
-        digest.push(DigestEntry(self.config.me.clone(), s.version, s.liveness));
+        let mut digest = self.overlay.view.digest(&parts);
+        if parts(part_of(&self.config.me)) {
+            digest.push(DigestEntry(self.config.me.clone(), s.version, s.liveness));
+        }
         digest
     }
 
-    /// Sends the records the digest's sender lacks and asks for those it has newer.
-    fn answer_digest(&mut self, now: Millis, conn: ConnId, digest: Vec<DigestEntry>) {
+    /// Sends the records the digest's sender lacks and asks for those it has newer;
+    /// a digest of some parts (`of`) says nothing of the others.
+    fn answer_digest(&mut self, now: Millis, conn: ConnId, digest: Vec<DigestEntry>, of: Option<&[u8]>) {
         let theirs: BTreeMap<&PeerAddr, Stamp> = digest.iter().map(|e| (&e.0, e.stamp())).collect();
         if let Some(&about_me) = theirs.get(&self.config.me) {
             self.refute(now, about_me);
         }
+        let covered = |a: &PeerAddr| of.is_none_or(|of| of.contains(&(part_of(a) as u8)));
         let mut records: Vec<Record> = self
             .overlay
             .view
             .iter()
-            .filter(|(a, k)| theirs.get(a).is_none_or(|s| *s < k.record.stamp()))
+            .filter(|(a, k)| covered(a) && theirs.get(a).is_none_or(|s| *s < k.record.stamp()))
             .map(|(_, k)| k.record.clone())
             .collect();
-        if theirs.get(&self.config.me).is_none_or(|s| *s < self.my_stamp()) {
+        if covered(&self.config.me) && theirs.get(&self.config.me).is_none_or(|s| *s < self.my_stamp()) {
             records.push(self.my_record());
         }
         let want: Vec<PeerAddr> = digest
@@ -343,7 +373,7 @@ impl Node {
     pub(super) fn linked(&mut self, conn: ConnId, addr: &PeerAddr) {
         self.overlay.dialing.remove(addr);
         self.far_recount(addr);
-        self.send_gossip(conn, Gossip { digest: Some(self.full_digest()), ..Gossip::default() });
+        self.send_gossip(conn, Gossip { digest: Some(self.digest_of(|_| true)), ..Gossip::default() });
         if matches!(self.membership, Membership::Leaving(_)) {
             // Linked to hand chunks over: it must not count on us either.
             self.send(conn, PeerMessage::Leaving);

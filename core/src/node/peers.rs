@@ -63,6 +63,8 @@ pub(super) struct PeerState {
     pub proven: BTreeMap<FileName, ChunkSet>,
     /// Chunks we sent it (served or pushed) that it has not announced since.
     pub sent: BTreeMap<FileName, ChunkSet>,
+    /// Files whose digest a Have of ours has told it: later Haves leave it out.
+    pub told_digest: BTreeSet<FileName>,
     /// Our chunk requests to it; each has a [`Timer::Request`].
     pub requests: BTreeSet<(FileName, ChunkIndex)>,
     /// Our manifest requests to it; each has a [`Timer::ManifestRequest`].
@@ -130,6 +132,7 @@ impl Node {
                         announced_bytes: 0,
                         proven: BTreeMap::new(),
                         sent: BTreeMap::new(),
+                        told_digest: BTreeSet::new(),
                         requests: BTreeSet::new(),
                         manifest_requests: BTreeSet::new(),
                         pushes: 0,

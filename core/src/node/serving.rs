@@ -154,14 +154,18 @@ impl Node {
 
     /// `entries` to `conn`, in as few Have messages as the header limit allows.
     fn send_have(&mut self, conn: ConnId, entries: Vec<HaveEntry>) {
-        // A peer that announced a file knows its digest: most of a Have entry's bytes,
-        // sent per chunk to every link, so left out where it tells nothing.
-        let peer = self.conns.get(&conn).and_then(|c| c.peer.as_ref()).and_then(|a| self.peers.get(a));
-        let knows = |e: &HaveEntry| peer.is_some_and(|p| p.files.contains_key(&e.chunk.file));
+        // A peer that announced a file, or heard its digest from us, knows it: most of a
+        // Have entry's bytes, sent per chunk to every link, so left out where it tells
+        // nothing.
+        let addr = self.conns.get(&conn).and_then(|c| c.peer.clone());
+        let mut peer = addr.as_ref().and_then(|a| self.peers.get_mut(a));
         let mut batches: Vec<Vec<HaveEntry>> = Vec::new();
         let mut len = HEADER_LIMIT;
         for e in entries {
-            let e = HaveEntry { digest: e.digest.filter(|_| !knows(&e)), ..e };
+            let knows = peer.as_mut().is_some_and(|p| {
+                p.files.contains_key(&e.chunk.file) || !p.told_digest.insert(e.chunk.file.clone())
+            });
+            let e = HaveEntry { digest: e.digest.filter(|_| !knows), ..e };
             let l = have_entry_len(&e);
             if len + l > HEADER_LIMIT / 2 {
                 batches.push(Vec::new());
@@ -175,6 +179,9 @@ impl Node {
         }
     }
 }
+
+/// Chunks stored that are announced at once, without waiting for `have_delay`.
+pub(super) const HAVE_BATCH: usize = 16;
 
 /// Chunks stored that links have not been told of yet.
 #[derive(Debug, Default)]

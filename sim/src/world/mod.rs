@@ -167,7 +167,8 @@ pub fn native_addr(m: usize) -> PeerAddr {
 pub fn tuning(role: Role) -> Tuning {
     // Records renewed every 10 s and suspected after 30 s, so that a run's minute of
     // settling sees a node that crashed with no link left concluded gone.
-    let gossip = Tuning { refresh_interval: 10_000, lease: 30_000, ..Tuning::default() };
+    // Summaries compared part by part from 5 participants on, as in a large network.
+    let gossip = Tuning { refresh_interval: 10_000, lease: 30_000, summary_parts_from: 4, ..Tuning::default() };
     match role {
         // As the web engine configures its node.
         Role::Browser => Tuning { requests_per_peer: 64, max_writing: 256, ..gossip },
