@@ -361,12 +361,7 @@ fn fnv1a(pieces: &[&[u8]]) -> u64 {
 /// A stamp's contribution to a summary: FNV-1a over the address and stamp, the same
 /// on every platform (nodes and browsers compare summaries).
 pub fn stamp_hash(addr: &PeerAddr, stamp: Stamp) -> u64 {
-    fnv1a(&[
-        addr.host.as_bytes(),
-        &addr.port.to_be_bytes(),
-        &stamp.version.to_be_bytes(),
-        &[stamp.liveness as u8],
-    ])
+    fnv1a(&[addr.host.as_bytes(), &addr.port.to_be_bytes(), &stamp.version.to_be_bytes(), &[stamp.liveness as u8]])
 }
 
 mod addr_text {

@@ -162,9 +162,9 @@ impl Node {
         let mut batches: Vec<Vec<HaveEntry>> = Vec::new();
         let mut len = HEADER_LIMIT;
         for e in entries {
-            let knows = peer.as_mut().is_some_and(|p| {
-                p.files.contains_key(&e.chunk.file) || !p.told_digest.insert(e.chunk.file.clone())
-            });
+            let knows = peer
+                .as_mut()
+                .is_some_and(|p| p.files.contains_key(&e.chunk.file) || !p.told_digest.insert(e.chunk.file.clone()));
             let e = HaveEntry { digest: e.digest.filter(|_| !knows), ..e };
             let l = have_entry_len(&e);
             if len + l > HEADER_LIMIT / 2 {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::frame::{bad, WireError, HEADER_LIMIT, LIST_BODY_LIMIT};
 use super::message::{
     Action, ChunkRef, Code, Control, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr, PeerMessage,
-    RateLimits, Reply, Tombstone, TorrentExport, MAX_ADD_PEERS, MAX_TRACKERS, MAX_TRACKER_LEN,
+    RateLimits, Reply, Tombstone, TorrentExport, MAX_ADD_PEERS, MAX_HAVE_CHUNKS, MAX_TRACKERS, MAX_TRACKER_LEN,
 };
 use crate::gossip::Gossip;
 use crate::layout::{chunk_count, chunk_len, ChunkIndex, MAX_FILE_SIZE};
@@ -181,17 +181,34 @@ impl InFile {
     }
 
     fn chunk_ref(self) -> Result<ChunkRef, WireError> {
+        let mut refs = self.chunk_refs()?;
+        match (refs.pop(), refs.is_empty()) {
+            (Some(one), true) => Ok(one),
+            _ => Err(bad("chunks must be [FileSize, chunk]")),
+        }
+    }
+
+    /// `[FileSize, chunk, chunk, …]`: one or more chunks of a file (a Have entry).
+    fn chunk_refs(self) -> Result<Vec<ChunkRef>, WireError> {
         let file = self.name()?;
         let list = self.chunks.ok_or_else(|| bad("chunk reference without chunks"))?.into_list()?;
-        let [size, index] = list[..] else {
+        let [size, ref indexes @ ..] = list[..] else {
             return Err(bad("chunks must be [FileSize, chunk]"));
         };
-        let size = checked_size(size)?;
-        let index = u32::try_from(index).map_err(|_| bad("chunk number out of range"))?;
-        if index >= chunk_count(size) {
-            return Err(bad(format!("chunk {index} is past the end of a {size}-byte file")));
+        if indexes.is_empty() {
+            return Err(bad("chunks must be [FileSize, chunk]"));
         }
-        Ok(ChunkRef { file, size, index: ChunkIndex(index) })
+        let size = checked_size(size)?;
+        indexes
+            .iter()
+            .map(|&index| {
+                let index = u32::try_from(index).map_err(|_| bad("chunk number out of range"))?;
+                if index >= chunk_count(size) {
+                    return Err(bad(format!("chunk {index} is past the end of a {size}-byte file")));
+                }
+                Ok(ChunkRef { file: file.clone(), size, index: ChunkIndex(index) })
+            })
+            .collect()
     }
 
     fn entry(self) -> Result<FileEntry, WireError> {
@@ -460,13 +477,14 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
             if files.is_empty() {
                 return Err(bad("Have needs at least one entry"));
             }
-            let entries = files
-                .into_iter()
-                .map(|f| {
-                    let digest = f.digest()?;
-                    Ok(HaveEntry { chunk: f.chunk_ref()?, digest })
-                })
-                .collect::<Result<Vec<_>, WireError>>()?;
+            let mut entries = Vec::new();
+            for f in files {
+                let digest = f.digest()?;
+                entries.extend(f.chunk_refs()?.into_iter().map(|chunk| HaveEntry { chunk, digest }));
+                if entries.len() > MAX_HAVE_CHUNKS {
+                    return Err(bad(format!("Have of more than {MAX_HAVE_CHUNKS} chunks")));
+                }
+            }
             HeadKind::Complete(PeerMessage::Have(entries).into())
         }
         Some(Action::GetManifest) => {

@@ -64,6 +64,8 @@ struct OutFile<'a> {
 enum OutChunks<'a> {
     /// `[FileSize, chunk]`.
     Ref([u64; 2]),
+    /// `[FileSize, chunk, chunk, …]`: a Have entry's chunks of one file.
+    Refs(Vec<u64>),
     List(&'a [ChunkIndex]),
 }
 
@@ -82,6 +84,14 @@ struct OutFileList<'a> {
 impl<'a> OutFile<'a> {
     fn name(name: &'a str) -> Self {
         OutFile { name, size: None, digest: None, chunks: None, removed: None }
+    }
+
+    /// The file size a Have entry's chunks are of.
+    fn size_of_refs(&self) -> Option<u64> {
+        match &self.chunks {
+            Some(OutChunks::Refs(list)) => list.first().copied(),
+            _ => None,
+        }
     }
 
     fn chunk(c: &'a ChunkRef) -> Self {
@@ -170,7 +180,23 @@ impl Envelope {
                 body = Some(data.clone());
             }
             Message::Peer(PeerMessage::Have(entries)) => {
-                head.files = entries.iter().map(|e| OutFile { digest: e.digest, ..OutFile::chunk(&e.chunk) }).collect();
+                // One entry per file (and digest, said or not), its chunks after the size.
+                for e in entries {
+                    let c = &e.chunk;
+                    let same = |f: &OutFile| {
+                        f.name == c.file.as_str() && f.digest == e.digest && f.size_of_refs() == Some(c.size)
+                    };
+                    match head.files.iter_mut().find(|f| same(f)) {
+                        Some(OutFile { chunks: Some(OutChunks::Refs(list)), .. }) => {
+                            list.push(u64::from(c.index.get()))
+                        }
+                        _ => head.files.push(OutFile {
+                            digest: e.digest,
+                            chunks: Some(OutChunks::Refs(vec![c.size, u64::from(c.index.get())])),
+                            ..OutFile::name(c.file.as_str())
+                        }),
+                    }
+                }
             }
             Message::Peer(PeerMessage::Gossip(gossip)) => body = Some(to_json(gossip)),
             Message::Peer(PeerMessage::GetManifest { file }) => head.files.push(OutFile::name(file.as_str())),

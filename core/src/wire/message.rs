@@ -291,6 +291,10 @@ pub struct TorrentExport {
     pub seeder: Option<String>,
 }
 
+/// Most chunks one Have may announce (an entry lists a file's chunks after its size,
+/// so a header of a few bytes per chunk could otherwise ask for thousands of entries).
+pub const MAX_HAVE_CHUNKS: usize = 4096;
+
 /// Most BitTorrent peers an AddTorrent request may name (`HOST:PORT`, each at most
 /// [`MAX_TRACKER_LEN`] bytes).
 pub const MAX_ADD_PEERS: usize = 32;

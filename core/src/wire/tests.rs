@@ -313,3 +313,39 @@ fn add_torrent_requests_carry_the_torrent_as_a_body_and_bounded_peers() {
     let mut reader = MessageReader::control_only();
     assert!(matches!(reader.push_frame(Bytes::from_static(br#"{"Action":17}"#)), Err(WireError::ControlOnly)));
 }
+
+#[test]
+fn a_have_lists_each_files_chunks_in_one_entry_and_is_bounded() {
+    let size = 10 * CHUNK_SIZE as u64;
+    let have = |file: &str, i: u32, digest: Option<Digest>| HaveEntry {
+        chunk: ChunkRef { file: name(file), size, index: ChunkIndex(i) },
+        digest,
+    };
+    let d = Some(Digest([7; 32]));
+    let message: Message =
+        PeerMessage::Have(vec![have("a", 1, d), have("b", 0, None), have("a", 2, d), have("a", 3, d)]).into();
+    let env = Envelope { from: Some(PeerAddr::new("127.0.0.1", 7001)), token: None, message };
+    let encoded = env.encode();
+    let header = std::str::from_utf8(&encoded.header).unwrap();
+    assert!(header.contains(&format!(r#""chunks":[{size},1,2,3]"#)), "{header}");
+    assert_eq!(header.matches("FileName").count(), 2, "{header}");
+    let mut buf = BytesMut::new();
+    encoded.write_tcp(&mut buf);
+    let Ok(Envelope { message: Message::Peer(PeerMessage::Have(got)), .. }) = decode_stream(buf).remove(0) else {
+        panic!("a Have")
+    };
+    assert_eq!(got, vec![have("a", 1, d), have("a", 2, d), have("a", 3, d), have("b", 0, None)]);
+
+    // The seed's one chunk per entry still reads; an entry without a chunk, a chunk past
+    // the end, or more chunks than a Have may carry do not.
+    let read = |chunks: &str| {
+        let header =
+            format!(r#"{{"HostName":"h","PortNumber":1,"Action":9,"Files":[{{"FileName":"a","chunks":{chunks}}}]}}"#);
+        decode_stream(raw_frames(&[header.as_bytes()])).remove(0)
+    };
+    assert!(read(&format!("[{size},4]")).is_ok());
+    for bad in [format!("[{size}]"), format!("[{size},1,10]"), format!("[{size}{}]", ",1".repeat(MAX_HAVE_CHUNKS + 1))]
+    {
+        assert!(matches!(read(&bad), Err(WireError::BadRequest(_))), "{bad}");
+    }
+}
