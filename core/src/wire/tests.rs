@@ -316,7 +316,7 @@ fn add_torrent_requests_carry_the_torrent_as_a_body_and_bounded_peers() {
 
 #[test]
 fn a_have_lists_each_files_chunks_in_one_entry_and_is_bounded() {
-    let size = 10 * CHUNK_SIZE as u64;
+    let size = 10 * CHUNK_SIZE;
     let have = |file: &str, i: u32, digest: Option<Digest>| HaveEntry {
         chunk: ChunkRef { file: name(file), size, index: ChunkIndex(i) },
         digest,
