@@ -165,7 +165,8 @@ async fn expect_ok(node: &str, token: &str, secret: &NetworkSecret, request: Con
     Ok(())
 }
 
-/// Prints one progress line until every node holds every sample file.
+/// Prints one progress line until every node holds every sample file and counts every
+/// copy.
 async fn watch_replication(
     nodes: &[String],
     tokens: &[String],
@@ -183,7 +184,11 @@ async fn watch_replication(
             let status = *answer.reply.status.context("a Query answer carries a status")?;
             let held: u64 = status.rows().filter_map(|r| Some((r.size? as f64 * r.local) as u64)).sum();
             let total: u64 = status.rows().filter_map(|r| r.size).sum();
-            done &= status.num_files == files && status.local.iter().all(|&l| l >= 1.0);
+            // Held everywhere, and every node's status counts every copy (a node hears of
+            // a copy from a peer that already had the chunk with the next gossip round).
+            done &= status.num_files == files
+                && status.local.iter().all(|&l| l >= 1.0)
+                && status.least_replication.iter().all(|&copies| copies as usize >= nodes.len());
             line.push_str(&format!("  {} {}/{}", node, human_size(held), human_size(total)));
             last = status;
         }
