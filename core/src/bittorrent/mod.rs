@@ -5,7 +5,8 @@
 //! - [`metainfo`]: v1 info dictionary, info-hash, `.torrent`, piece hashing;
 //! - [`magnet`]: magnet links, written and read;
 //! - [`wire`]: BEP 3 peer wire handshake and messages, lengths checked before reading;
-//! - [`seed`]: one peer downloading from a seeder: requests checked and queued;
+//! - [`seed`]: one peer downloading from a seeder: requests checked and queued, then
+//!   laid out as piece messages a batch at a time;
 //! - [`swarm`]: what a driver talking to a torrent's peers asks of a session;
 //! - [`metadata`]: BEP 9/10 metadata exchange: a magnet link's info dictionary served
 //!   and fetched, verified against the info-hash;

@@ -1,6 +1,7 @@
 //! One BitTorrent peer downloading from us, a seeder of the whole file: what to answer
 //! each message (the info dictionary itself to a peer that came by a magnet link, BEP 9),
-//! and which blocks to send. The driver reads the bytes and writes them.
+//! and which blocks to send, laid out as piece messages in a [`PieceBatch`]. The driver
+//! reads the blocks' bytes into their places and writes the batch.
 
 use std::collections::VecDeque;
 
@@ -8,11 +9,16 @@ use bytes::Bytes;
 
 use super::metadata::{answer, ExtensionHandshake, MetadataError, MetadataMessage, EXTENSION_HANDSHAKE, UT_METADATA};
 use super::metainfo::Info;
-use super::wire::{full_bitfield, BlockRef, PeerMessage};
+use super::wire::{full_bitfield, piece_header, BlockRef, PeerMessage, MAX_BLOCK};
 
 /// Most requests a peer may have queued with us; more is a peer ignoring our pace (common
 /// clients keep well under this), and the connection is closed.
 pub const MAX_QUEUED: usize = 256;
+
+/// Most block bytes sent as one batch: one read pass and one write per batch instead of
+/// per block, and the most memory a peer holds of ours while it is sent.
+pub const BATCH_BYTES: usize = 256 * 1024;
+const _: () = assert!(MAX_BLOCK as usize <= BATCH_BYTES);
 
 /// Why a peer was cut off.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -27,11 +33,62 @@ pub enum SeedError {
     Metadata(#[from] MetadataError),
 }
 
-/// A block to send: `length` bytes of the file at `offset`.
+/// Piece messages sent together, laid end to end in one buffer kept from batch to batch:
+/// each header in place, each block's bytes to be read from the file into its slot.
+#[derive(Debug, Default)]
+pub struct PieceBatch {
+    /// Never shrinks, so a reused buffer is not zeroed again; `used` bytes are this batch.
+    buf: Vec<u8>,
+    used: usize,
+    slots: Vec<Slot>,
+}
+
+/// One block of a batch: `len` bytes of the file at `offset`, into `buf[at..at + len]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Block {
-    pub block: BlockRef,
-    pub offset: u64,
+struct Slot {
+    offset: u64,
+    at: usize,
+    len: usize,
+}
+
+impl PieceBatch {
+    fn clear(&mut self) {
+        self.used = 0;
+        self.slots.clear();
+    }
+
+    fn push(&mut self, b: BlockRef, offset: u64) {
+        let (at, len) = (self.used + 13, b.length as usize);
+        if self.buf.len() < at + len {
+            self.buf.resize(at + len, 0);
+        }
+        self.buf[self.used..at].copy_from_slice(&piece_header(b.index, b.begin, b.length));
+        self.slots.push(Slot { offset, at, len });
+        self.used = at + len;
+    }
+
+    /// Fills every block's slot with `read(offset, slot)`, which must fill it whole with
+    /// the file's bytes at `offset`.
+    pub fn fill<E>(&mut self, mut read: impl FnMut(u64, &mut [u8]) -> Result<(), E>) -> Result<(), E> {
+        for s in &self.slots {
+            read(s.offset, &mut self.buf[s.at..s.at + s.len])?;
+        }
+        Ok(())
+    }
+
+    /// The batch's piece messages, to write as they are once filled.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.used]
+    }
+
+    /// The length of each block in the batch (what an upload pacer counts, block by block).
+    pub fn block_lengths(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slots.iter().map(|s| s.len as u64)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
 }
 
 #[derive(Debug)]
@@ -115,10 +172,19 @@ impl SeedSession {
         Ok(())
     }
 
-    /// The next block to send, in the order asked.
-    pub fn next_block(&mut self) -> Option<Block> {
-        let b = self.queue.pop_front()?;
-        Some(Block { block: b, offset: self.locate(b).expect("checked when queued") })
+    /// Lays the next blocks to send, in the order asked, into `batch` (emptied first): at
+    /// most [`BATCH_BYTES`] of them, and none when none is queued.
+    pub fn next_batch(&mut self, batch: &mut PieceBatch) {
+        batch.clear();
+        let mut bytes = 0;
+        while let Some(&b) = self.queue.front() {
+            bytes += b.length as usize;
+            if bytes > BATCH_BYTES {
+                break;
+            }
+            self.queue.pop_front();
+            batch.push(b, self.locate(b).expect("checked when queued"));
+        }
     }
 
     /// Where block `b` starts in the file, if it lies wholly inside one piece of it.
@@ -135,7 +201,10 @@ impl SeedSession {
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+
     use super::*;
+    use crate::bittorrent::wire::decode_message;
 
     fn info() -> Info {
         // Three pieces of 32 KiB, the last one 100 bytes.
@@ -161,9 +230,56 @@ mod tests {
         s.on_message(req(2, 0, 100)).unwrap();
         s.on_message(req(0, 0, 16384)).unwrap();
         s.on_message(PeerMessage::Cancel(BlockRef { index: 0, begin: 0, length: 16384 })).unwrap();
-        assert_eq!(s.next_block().unwrap().offset, 32768 + 16384);
-        assert_eq!(s.next_block().unwrap().offset, 65536);
-        assert_eq!(s.next_block(), None);
+        let mut batch = PieceBatch::default();
+        let blocks = [BlockRef { index: 1, begin: 16384, length: 16384 }, BlockRef { index: 2, begin: 0, length: 100 }];
+        assert_eq!(sent(&mut s, &mut batch), blocks);
+        assert_eq!(sent(&mut s, &mut batch), []);
+    }
+
+    /// The blocks of the next batch (laid into `batch`, as the driver reuses it), read back from its piece messages, each block filled
+    /// from a file whose every byte is the low byte of its offset and checked against it.
+    fn sent(s: &mut SeedSession, batch: &mut PieceBatch) -> Vec<BlockRef> {
+        s.next_batch(batch);
+        batch
+            .fill(|offset, slot| {
+                slot.iter_mut().zip(offset..).for_each(|(b, at)| *b = at as u8);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        let (mut bytes, mut blocks) = (BytesMut::from(batch.bytes()), Vec::new());
+        while let Some(msg) = decode_message(&mut bytes).unwrap() {
+            let PeerMessage::Piece { index, begin, block } = msg else { panic!("{msg:?}") };
+            let offset = u64::from(index) * u64::from(s.piece_length) + u64::from(begin);
+            assert!(block.iter().zip(offset..).all(|(b, at)| *b == at as u8), "block {index} {begin}");
+            blocks.push(BlockRef { index, begin, length: block.len() as u32 });
+        }
+        assert!(bytes.is_empty(), "a batch is whole piece messages");
+        assert!(batch.block_lengths().eq(blocks.iter().map(|b| u64::from(b.length))));
+        assert_eq!(batch.is_empty(), blocks.is_empty());
+        blocks
+    }
+
+    #[test]
+    fn batches_are_bounded_and_reuse_their_buffer() {
+        let pieces = vec![[0; 20]; 4];
+        let info = Info { name: "f".into(), length: 4 << 20, piece_length: 1 << 20, pieces, files: Vec::new() };
+        let mut s = SeedSession::new(&info, info.encode().into());
+        let per_batch = (BATCH_BYTES / 16384) as u32;
+        let blocks: Vec<_> =
+            (0..2 * per_batch + 1).map(|i| BlockRef { index: i / 64, begin: i % 64 * 16384, length: 16384 }).collect();
+        blocks.iter().for_each(|b| s.on_message(PeerMessage::Request(*b)).unwrap());
+        let mut batch = PieceBatch::default();
+        assert_eq!(sent(&mut s, &mut batch), blocks[..per_batch as usize]);
+        assert_eq!(sent(&mut s, &mut batch), blocks[per_batch as usize..2 * per_batch as usize]);
+        assert_eq!(sent(&mut s, &mut batch), blocks[2 * per_batch as usize..]);
+        s.next_batch(&mut batch);
+        assert!(batch.is_empty() && batch.bytes().is_empty());
+        // Blocks of any size up to the limit: a batch stops before the one that would pass it.
+        let big = BlockRef { index: 3, begin: 0, length: MAX_BLOCK };
+        let small = BlockRef { index: 2, begin: 5, length: 100 };
+        [small, big, big].iter().for_each(|b| s.on_message(PeerMessage::Request(*b)).unwrap());
+        assert_eq!(sent(&mut s, &mut batch), [small, big]);
+        assert_eq!(sent(&mut s, &mut batch), [big]);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! connection is closed), ours, a full bitfield, our extension handshake offering the
 //! info dictionary (BEP 9/10) and an unchoke, then requested blocks read from the
 //! node's complete copy and metadata pieces. What each message means is core's
-//! [`SeedSession`]; this moves the bytes.
+//! [`SeedSession`]; this moves the bytes: the blocks queued go out in batches
+//! ([`PieceBatch`], bounded), each read in one blocking pass into a buffer the connection
+//! keeps and sent in one write, rather than a read task and two writes per 16 KiB block.
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -16,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use torronto_core::bittorrent::metainfo::hex;
-use torronto_core::bittorrent::seed::SeedSession;
-use torronto_core::bittorrent::wire::{decode_message, piece_header, Handshake, HANDSHAKE_LEN};
+use torronto_core::bittorrent::seed::{PieceBatch, SeedSession};
+use torronto_core::bittorrent::wire::{decode_message, Handshake, HANDSHAKE_LEN};
 
 use crate::limits::Limiter;
 use crate::tasks::Tasks;
@@ -28,7 +30,7 @@ pub const MAX_PEERS: usize = 64;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer silent this long is closed (BEP 3 keep-alives come every two minutes).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
-/// Sending one block may take this long before the peer is given up on.
+/// Sending one batch of blocks may take this long before the peer is given up on.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Accepts BitTorrent peers on `listener` and serves the exports of folder `dir` until
@@ -62,6 +64,9 @@ pub fn our_peer_id() -> [u8; 20] {
 }
 
 async fn peer(mut stream: TcpStream, dir: PathBuf, peer_id: [u8; 20], limiter: Arc<Limiter>) -> anyhow::Result<()> {
+    // Every write is whole messages (a batch, or our replies): nothing is gained by holding
+    // a batch's last segment back for the peer's ACK.
+    stream.set_nodelay(true)?;
     let mut hs = [0u8; HANDSHAKE_LEN];
     timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut hs)).await??;
     let theirs = Handshake::decode(&hs)?;
@@ -81,6 +86,7 @@ async fn peer(mut stream: TcpStream, dir: PathBuf, peer_id: [u8; 20], limiter: A
     session.opening(theirs.supports_extensions()).iter().for_each(|m| m.encode(&mut out));
     stream.write_all(&out).await?;
     let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut batch = PieceBatch::default();
     loop {
         while let Some(msg) = decode_message(&mut input)? {
             session.on_message(msg)?;
@@ -92,23 +98,32 @@ async fn peer(mut stream: TcpStream, dir: PathBuf, peer_id: [u8; 20], limiter: A
         if !out.is_empty() {
             timeout(SEND_TIMEOUT, stream.write_all(&out)).await??;
         }
-        while let Some(b) = session.next_block() {
-            let (file, len) = (file.clone(), b.block.length as usize);
-            let data = tokio::task::spawn_blocking(move || {
-                let mut data = vec![0u8; len];
-                file.read_exact_at(&mut data, b.offset).map(|()| data)
-            })
-            .await??;
-            limiter.upload.take(data.len() as u64).await;
-            let send = async {
-                stream.write_all(&piece_header(b.block.index, b.block.begin, b.block.length)).await?;
-                stream.write_all(&data).await
-            };
-            timeout(SEND_TIMEOUT, send).await??;
-        }
+        session.next_batch(&mut batch);
         input.reserve(16 * 1024);
-        if timeout(IDLE_TIMEOUT, stream.read_buf(&mut input)).await?? == 0 {
-            return Ok(());
+        if batch.is_empty() {
+            if timeout(IDLE_TIMEOUT, stream.read_buf(&mut input)).await?? == 0 {
+                return Ok(());
+            }
+            continue;
+        }
+        let file = file.clone();
+        batch = tokio::task::spawn_blocking(move || {
+            batch.fill(|offset, slot| file.read_exact_at(slot, offset)).map(|()| batch)
+        })
+        .await??;
+        // A turn of the pacer per block, not per batch: peers share a limited rate
+        // block by block, and what passes the rate stays one block at most.
+        for length in batch.block_lengths() {
+            limiter.upload.take(length).await;
+        }
+        timeout(SEND_TIMEOUT, stream.write_all(batch.bytes())).await??;
+        // Requests (and cancels) that came meanwhile count before the next batch, so
+        // batches stay full while the peer keeps asking.
+        match stream.try_read_buf(&mut input) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
