@@ -118,9 +118,23 @@ impl FileName {
     /// take them for the same: NFC-normalised, then lower-cased. `README` and `readme`,
     /// or `é` precomposed and `e` + combining accent, have one key.
     pub fn folded(&self) -> String {
-        use unicode_normalization::UnicodeNormalization;
-        self.0.nfc().collect::<String>().to_lowercase()
+        nfc(&self.0).to_lowercase()
     }
+}
+
+/// Unicode Normalization Form C.
+#[cfg(not(target_arch = "wasm32"))]
+fn nfc(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfc().collect()
+}
+
+/// Unicode Normalization Form C, by the JS engine (wasm32 runs in one): its tables are
+/// already in the browser, where unicode-normalization's would be most of 120 KiB of
+/// the bundle.
+#[cfg(target_arch = "wasm32")]
+fn nfc(text: &str) -> String {
+    js_sys::JsString::from(text).normalize("NFC").into()
 }
 
 impl fmt::Display for FileName {
