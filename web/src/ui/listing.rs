@@ -9,6 +9,8 @@ use std::cmp::Ordering;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
+use crate::util::lowercase;
+
 /// Rows per page.
 pub(super) const PAGE: usize = 50;
 /// Fewer files than this need no search box.
@@ -71,15 +73,15 @@ pub(super) struct Arranged<'a, R> {
 
 /// The rows matching `listing`'s search, sorted as it says, cut to its page.
 pub(super) fn arrange<'a, R: Listed>(rows: &'a [R], listing: &Listing) -> Arranged<'a, R> {
-    let needle = listing.query.trim().to_lowercase();
+    let needle = lowercase(listing.query.trim());
     let mut found: Vec<&R> =
-        rows.iter().filter(|r| needle.is_empty() || r.name().to_lowercase().contains(&needle)).collect();
+        rows.iter().filter(|r| needle.is_empty() || lowercase(r.name()).contains(&needle)).collect();
     if let Some((col, descending)) = listing.sort {
         let mut keyed: Vec<(SortKey, usize)> = found
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                (if col == 0 { SortKey::Name(r.name().to_lowercase()) } else { SortKey::Number(r.number(col)) }, i)
+                (if col == 0 { SortKey::Name(lowercase(r.name())) } else { SortKey::Number(r.number(col)) }, i)
             })
             .collect();
         sort_keys(&mut keyed, descending);
