@@ -160,7 +160,10 @@ impl Node {
         if self.files.get(name).is_some_and(FileState::is_known) || others().any(|n| n == name) {
             return Some(already_in_network(name));
         }
-        let inserting: BTreeMap<String, FileName> = others().map(|n| (n.folded(), n.clone())).collect();
+        // By insert, not collect (which sorts first: a copy of the sort in the browser's
+        // bundle). Equal keys: the last wins either way.
+        let mut inserting: BTreeMap<String, FileName> = BTreeMap::new();
+        inserting.extend(others().map(|n| (n.folded(), n.clone())));
         let collision = self.files.collision(name).or_else(|| collision_among(&inserting, name))?;
         Some(Refusal { code: Code::FileExists, reason: collision.explain(name) })
     }
