@@ -202,13 +202,12 @@ impl Node {
         }
     }
 
-    /// Inserts under way, for the status, in the order they were asked for.
+    /// Inserts under way, for the status, in the order they were asked for (the map's
+    /// order: import IDs count up).
     pub(super) fn import_progress(&self) -> Vec<InsertProgress> {
-        let mut ids: Vec<&ImportId> = self.imports.keys().collect();
-        ids.sort();
-        ids.into_iter()
-            .map(|id| {
-                let import = &self.imports[id];
+        self.imports
+            .values()
+            .map(|import| {
                 let (done, size) = import.progress;
                 InsertProgress { file: import.name.to_string(), done, size }
             })
