@@ -210,9 +210,11 @@ pub fn ranges_of(held: impl Iterator<Item = u32>) -> Vec<(u32, u32)> {
     if runs.len() > MAX_RANGES {
         let mut by_length: Vec<usize> = (0..runs.len()).collect();
         by_length.sort_by_key(|&k| std::cmp::Reverse(runs[k].1 - runs[k].0));
-        let mut keep: Vec<usize> = by_length[..MAX_RANGES].to_vec();
-        keep.sort_unstable();
-        runs = keep.into_iter().map(|k| runs[k]).collect();
+        let mut keep = vec![false; runs.len()];
+        for &k in &by_length[..MAX_RANGES] {
+            keep[k] = true;
+        }
+        runs = runs.into_iter().zip(keep).filter_map(|(run, kept)| kept.then_some(run)).collect();
     }
     runs
 }
@@ -459,6 +461,10 @@ mod tests {
         let scattered = ranges_of((0..1000).filter(|i| i % 3 != 0 || *i < 30));
         assert_eq!(scattered.len(), MAX_RANGES);
         assert_eq!(scattered[0], (0, 30), "the longest run is kept");
+        let long_last = ranges_of((0..1000).filter(|i| i % 3 != 0 || *i >= 970));
+        assert_eq!(long_last.len(), MAX_RANGES);
+        assert!(long_last.windows(2).all(|w| w[0].1 < w[1].0), "kept runs stay in chunk order: {long_last:?}");
+        assert_eq!(long_last.last(), Some(&(970, 1000)), "the longest run is kept, in its place");
     }
 
     #[test]

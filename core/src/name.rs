@@ -118,9 +118,23 @@ impl FileName {
     /// take them for the same: NFC-normalised, then lower-cased. `README` and `readme`,
     /// or `é` precomposed and `e` + combining accent, have one key.
     pub fn folded(&self) -> String {
-        use unicode_normalization::UnicodeNormalization;
-        self.0.nfc().collect::<String>().to_lowercase()
+        fold(&self.0)
     }
+}
+
+/// Unicode Normalization Form C, then lower case.
+#[cfg(not(target_arch = "wasm32"))]
+fn fold(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfc().collect::<String>().to_lowercase()
+}
+
+/// Unicode Normalization Form C, then lower case, by the JS engine (wasm32 runs in
+/// one): the same Unicode algorithms, whose tables the browser already has, where
+/// unicode-normalization's and std's case tables would be 130 KiB of the bundle.
+#[cfg(target_arch = "wasm32")]
+fn fold(text: &str) -> String {
+    js_sys::JsString::from(text).normalize("NFC").to_lower_case().into()
 }
 
 impl fmt::Display for FileName {

@@ -214,7 +214,11 @@ const IDENTITY: &str = "torronto.peer";
 /// browser keeps nothing (the engine then makes a fresh identity for this page).
 fn remembered_identity() -> Option<PeerIdentity> {
     let storage = web_sys::window()?.local_storage().ok().flatten()?;
-    let kept = storage.get_item(IDENTITY).ok().flatten().and_then(|t| serde_json::from_str::<PeerIdentity>(&t).ok());
+    let kept = storage
+        .get_item(IDENTITY)
+        .ok()
+        .flatten()
+        .and_then(|t| serde_json::from_slice::<PeerIdentity>(t.as_bytes()).ok());
     if let Some(identity) = kept.filter(|i| i.parts().is_some()) {
         return Some(identity);
     }

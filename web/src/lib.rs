@@ -10,7 +10,7 @@
 //! Chromium's own work on the page's thread. They talk by `postMessage` ([`bridge`]).
 //!
 //! Layout, one idea per module:
-//! - [`util`]: the clock core is driven by, randomness, readable numbers;
+//! - [`util`]: the clock core is driven by, randomness, lower case, readable numbers;
 //! - [`error`]: [`WebError`], everything that can fail in the browser, displayed as
 //!   the line the user is shown;
 //! - [`socket`]: a WebSocket carrying protocol frames (text = header, binary = body),

@@ -1,5 +1,5 @@
-//! Small browser helpers: the clock core is driven by, randomness, readable numbers
-//! (sizes read with core's `human_size`, as the terminal shows them).
+//! Small browser helpers: the clock core is driven by, randomness, lower case, readable
+//! numbers (sizes read with core's `human_size`, as the terminal shows them).
 
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -27,6 +27,12 @@ pub fn random_bytes(out: &mut [u8]) -> Result<(), crate::WebError> {
         .unchecked_into();
     crypto.get_random_values_with_u8_array(out)?;
     Ok(())
+}
+
+/// `text` in lower case, by the JS engine (`toLowerCase`, the same Unicode mapping as
+/// `str::to_lowercase`): std's case tables stay out of the bundle.
+pub fn lowercase(text: &str) -> String {
+    js_sys::JsString::from(text).to_lower_case().into()
 }
 
 /// `n` random hex digits (identity and seeds only; nothing here needs a CSPRNG).

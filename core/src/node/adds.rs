@@ -113,13 +113,12 @@ impl Node {
         }
     }
 
-    /// Adds under way, for the status, in the order they were asked for.
+    /// Adds under way, for the status, in the order they were asked for (the map's
+    /// order: import IDs count up).
     pub(super) fn add_progress(&self) -> Vec<InsertProgress> {
-        let mut ids: Vec<&ImportId> = self.adds.keys().collect();
-        ids.sort();
         let row =
             |add: &PendingAdd| InsertProgress { file: add.name.clone(), done: add.progress.0, size: add.progress.1 };
-        ids.into_iter().map(|id| row(&self.adds[id])).collect()
+        self.adds.values().map(row).collect()
     }
 
     pub(super) fn on_torrent_fetched(&mut self, id: ImportId, result: Result<Vec<String>, StorageError>) {

@@ -160,7 +160,10 @@ impl Node {
         if self.files.get(name).is_some_and(FileState::is_known) || others().any(|n| n == name) {
             return Some(already_in_network(name));
         }
-        let inserting: BTreeMap<String, FileName> = others().map(|n| (n.folded(), n.clone())).collect();
+        // By insert, not collect (which sorts first: a copy of the sort in the browser's
+        // bundle). Equal keys: the last wins either way.
+        let mut inserting: BTreeMap<String, FileName> = BTreeMap::new();
+        inserting.extend(others().map(|n| (n.folded(), n.clone())));
         let collision = self.files.collision(name).or_else(|| collision_among(&inserting, name))?;
         Some(Refusal { code: Code::FileExists, reason: collision.explain(name) })
     }
@@ -199,13 +202,12 @@ impl Node {
         }
     }
 
-    /// Inserts under way, for the status, in the order they were asked for.
+    /// Inserts under way, for the status, in the order they were asked for (the map's
+    /// order: import IDs count up).
     pub(super) fn import_progress(&self) -> Vec<InsertProgress> {
-        let mut ids: Vec<&ImportId> = self.imports.keys().collect();
-        ids.sort();
-        ids.into_iter()
-            .map(|id| {
-                let import = &self.imports[id];
+        self.imports
+            .values()
+            .map(|import| {
                 let (done, size) = import.progress;
                 InsertProgress { file: import.name.to_string(), done, size }
             })

@@ -60,7 +60,10 @@ impl LeavePlan {
 
 impl Node {
     pub(super) fn start_join(&mut self, now: Millis, reply_to: Option<ConnId>) {
-        let connected: BTreeSet<PeerAddr> = self.conns.values().filter_map(|c| c.dialed.clone()).collect();
+        // Filled by insert, not collect: a collect into a B-tree sorts first, one more copy
+        // of the stable sort in the browser's bundle.
+        let mut connected = BTreeSet::new();
+        connected.extend(self.conns.values().filter_map(|c| c.dialed.clone()));
         // A few peers of the peers file, at random, are enough: gossip finds the rest.
         let mut listed: Vec<PeerAddr> = self.config.peers.iter().filter(|p| !connected.contains(*p)).cloned().collect();
         let mut waiting = BTreeSet::new();

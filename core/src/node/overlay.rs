@@ -278,7 +278,10 @@ impl Node {
     /// Sends the records the digest's sender lacks and asks for those it has newer;
     /// a digest of some parts (`of`) says nothing of the others.
     fn answer_digest(&mut self, now: Millis, conn: ConnId, digest: Vec<DigestEntry>, of: Option<&[u8]>) {
-        let theirs: BTreeMap<&PeerAddr, Stamp> = digest.iter().map(|e| (&e.0, e.stamp())).collect();
+        // By insert, not collect: a collect into a B-tree sorts first, one more copy of the
+        // stable sort in the browser's bundle. Equal keys: the last wins either way.
+        let mut theirs: BTreeMap<&PeerAddr, Stamp> = BTreeMap::new();
+        theirs.extend(digest.iter().map(|e| (&e.0, e.stamp())));
         if let Some(&about_me) = theirs.get(&self.config.me) {
             self.refute(now, about_me);
         }

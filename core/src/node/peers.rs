@@ -121,12 +121,16 @@ impl Node {
             }
             None => {
                 let cursor = self.random();
+                // By insert, not BTreeSet::from: that collects, and a collect into a B-tree
+                // sorts first, one more copy of the stable sort in the browser's bundle.
+                let mut conns = BTreeSet::new();
+                conns.insert(conn);
                 self.peers.insert(
                     addr.clone(),
                     PeerState {
                         id,
                         conn,
-                        conns: BTreeSet::from([conn]),
+                        conns,
                         leaving: false,
                         files: BTreeMap::new(),
                         announced_bytes: 0,

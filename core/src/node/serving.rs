@@ -105,9 +105,8 @@ impl Node {
     /// was sent; without this, what we store or insert before the answer comes would
     /// never reach that peer, which would count our copies short for good.
     pub(super) fn listening_conns(&self) -> Vec<ConnId> {
-        let mut introducing: Vec<ConnId> =
-            self.conns.iter().filter(|(_, c)| c.dialed.is_some() && c.peer.is_none()).map(|(&id, _)| id).collect();
-        introducing.sort_unstable();
+        // In ConnId order, the map's.
+        let introducing = self.conns.iter().filter(|(_, c)| c.dialed.is_some() && c.peer.is_none()).map(|(&id, _)| id);
         self.peers.values().map(|p| p.conn).chain(introducing).collect()
     }
 

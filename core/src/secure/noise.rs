@@ -9,6 +9,7 @@
 
 use std::cell::Cell;
 
+use sha2::{Digest as _, Sha256};
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 #[cfg(not(target_arch = "wasm32"))]
 use snow::resolvers::RingResolver;
@@ -120,7 +121,10 @@ impl CryptoResolver for EntropyResolver {
     }
 
     fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
-        DefaultResolver.resolve_hash(choice)
+        match choice {
+            HashChoice::SHA256 => Some(Box::new(NoiseSha256(Sha256::new()))),
+            _ => None,
+        }
     }
 
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
@@ -129,6 +133,37 @@ impl CryptoResolver for EntropyResolver {
             Providers::PureRust => None,
         };
         native.or_else(|| DefaultResolver.resolve_cipher(choice))
+    }
+}
+
+/// SHA-256, the one hash every suite names, from the RustCrypto crate the default resolver
+/// wraps too. Ours rather than the default resolver's, which would bring SHA-512 into the
+/// browser's bundle (20 KiB) for suites that are never offered.
+struct NoiseSha256(Sha256);
+
+impl Hash for NoiseSha256 {
+    fn name(&self) -> &'static str {
+        "SHA256"
+    }
+
+    fn block_len(&self) -> usize {
+        64
+    }
+
+    fn hash_len(&self) -> usize {
+        32
+    }
+
+    fn reset(&mut self) {
+        self.0 = Sha256::new();
+    }
+
+    fn input(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    fn result(&mut self, out: &mut [u8]) {
+        out[..32].copy_from_slice(&self.0.finalize_reset());
     }
 }
 
@@ -175,6 +210,24 @@ mod tests {
         let resolver = EntropyResolver { entropy: Cell::new(Some([1; 32])), providers: Providers::Fastest };
         assert!(resolver.resolve_rng().is_some());
         assert!(resolver.resolve_rng().is_none());
+    }
+
+    #[test]
+    fn our_sha256_keys_exactly_as_snows_own() {
+        let mut ours: Box<dyn Hash> = Box::new(NoiseSha256(Sha256::new()));
+        let mut snows = DefaultResolver.resolve_hash(&HashChoice::SHA256).unwrap();
+        assert_eq!(
+            (ours.name(), ours.block_len(), ours.hash_len()),
+            (snows.name(), snows.block_len(), snows.hash_len())
+        );
+        let (mut a, mut b) = ([[0u8; 64]; 3], [[0u8; 64]; 3]);
+        let [a1, a2, a3] = &mut a;
+        let [b1, b2, b3] = &mut b;
+        ours.input(b"left over from an earlier use");
+        ours.hkdf(b"chaining key", b"input key material", 3, a1, a2, a3);
+        snows.hkdf(b"chaining key", b"input key material", 3, b1, b2, b3);
+        assert_eq!(a, b);
+        assert_ne!(a[0], [0u8; 64]);
     }
 
     #[test]

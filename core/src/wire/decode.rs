@@ -159,7 +159,8 @@ impl InChunks {
     fn into_list(self) -> Result<Vec<u64>, WireError> {
         match self {
             InChunks::List(l) => Ok(l),
-            InChunks::Text(t) => serde_json::from_str(&t).map_err(|e| bad(format!("chunks: {e}"))),
+            // from_slice, as every other decode here: one serde_json reader in the bundle.
+            InChunks::Text(t) => serde_json::from_slice(t.as_bytes()).map_err(|e| bad(format!("chunks: {e}"))),
         }
     }
 }

@@ -105,6 +105,8 @@ pub fn encode<T: Serialize>(what: &T, extra: Option<&JsValue>) -> JsValue {
 /// A message as received, with its extra object (`undefined` if none).
 pub fn decode<T: for<'de> Deserialize<'de>>(data: &JsValue) -> Option<(T, JsValue)> {
     let array: &Array = wasm_bindgen::JsCast::dyn_ref(data)?;
-    let what = serde_json::from_str(&array.get(0).as_string()?).ok()?;
+    // from_slice, not from_str: core decodes with serde_json's slice reader, and a second
+    // reader would be a second copy of the whole deserializer in the bundle.
+    let what = serde_json::from_slice(array.get(0).as_string()?.as_bytes()).ok()?;
     Some((what, array.get(1)))
 }

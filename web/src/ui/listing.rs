@@ -9,6 +9,8 @@ use std::cmp::Ordering;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
+use crate::util::lowercase;
+
 /// Rows per page.
 pub(super) const PAGE: usize = 50;
 /// Fewer files than this need no search box.
@@ -71,28 +73,48 @@ pub(super) struct Arranged<'a, R> {
 
 /// The rows matching `listing`'s search, sorted as it says, cut to its page.
 pub(super) fn arrange<'a, R: Listed>(rows: &'a [R], listing: &Listing) -> Arranged<'a, R> {
-    let needle = listing.query.trim().to_lowercase();
+    let needle = lowercase(listing.query.trim());
     let mut found: Vec<&R> =
-        rows.iter().filter(|r| needle.is_empty() || r.name().to_lowercase().contains(&needle)).collect();
+        rows.iter().filter(|r| needle.is_empty() || lowercase(r.name()).contains(&needle)).collect();
     if let Some((col, descending)) = listing.sort {
-        found.sort_by(|a, b| {
-            let order = if col == 0 {
-                a.name().to_lowercase().cmp(&b.name().to_lowercase())
-            } else {
-                a.number(col).partial_cmp(&b.number(col)).unwrap_or(Ordering::Equal)
-            };
-            if descending {
-                order.reverse()
-            } else {
-                order
-            }
-        });
+        let mut keyed: Vec<(SortKey, usize)> = found
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (if col == 0 { SortKey::Name(lowercase(r.name())) } else { SortKey::Number(r.number(col)) }, i)
+            })
+            .collect();
+        sort_keys(&mut keyed, descending);
+        found = keyed.into_iter().map(|(_, i)| found[i]).collect();
     }
     let matching = found.len();
     let pages = matching.div_ceil(PAGE).max(1);
     let page = listing.page.min(pages - 1);
     let rows = found.into_iter().skip(page * PAGE).take(PAGE).collect();
     Arranged { rows, matching, pages, page }
+}
+
+/// What a row is sorted by: its lower-cased name (column 0) or a number.
+enum SortKey {
+    Name(String),
+    Number(f64),
+}
+
+/// Sorts rows by their keys, stably. Not generic over the row type: every table shares
+/// one copy of the sort in the bundle, and each key is computed once, not per comparison.
+fn sort_keys(keyed: &mut [(SortKey, usize)], descending: bool) {
+    keyed.sort_by(|(a, _), (b, _)| {
+        let order = match (a, b) {
+            (SortKey::Name(a), SortKey::Name(b)) => a.cmp(b),
+            (SortKey::Number(a), SortKey::Number(b)) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
+            _ => Ordering::Equal,
+        };
+        if descending {
+            order.reverse()
+        } else {
+            order
+        }
+    });
 }
 
 /// The search field above a table of `total` rows (none for a handful).

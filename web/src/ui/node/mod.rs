@@ -197,7 +197,7 @@ fn link_pill(s: &NodeState) -> (&'static str, String) {
             format!(
                 "{}…",
                 s.busy[0]
-                    .to_lowercase()
+                    .to_ascii_lowercase()
                     .replace("join", "joining")
                     .replace("leave", "leaving")
                     .replace("insert", "inserting")
