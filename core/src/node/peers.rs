@@ -63,8 +63,6 @@ pub(super) struct PeerState {
     pub proven: BTreeMap<FileName, ChunkSet>,
     /// Chunks we sent it (served or pushed) that it has not announced since.
     pub sent: BTreeMap<FileName, ChunkSet>,
-    /// Files whose digest a Have of ours has told it: later Haves leave it out.
-    pub told_digest: BTreeSet<FileName>,
     /// Our chunk requests to it; each has a [`Timer::Request`].
     pub requests: BTreeSet<(FileName, ChunkIndex)>,
     /// Our manifest requests to it; each has a [`Timer::ManifestRequest`].
@@ -136,7 +134,6 @@ impl Node {
                         announced_bytes: 0,
                         proven: BTreeMap::new(),
                         sent: BTreeMap::new(),
-                        told_digest: BTreeSet::new(),
                         requests: BTreeSet::new(),
                         manifest_requests: BTreeSet::new(),
                         pushes: 0,

@@ -215,7 +215,6 @@ impl Node {
             }
             peer.proven.remove(name);
             peer.sent.remove(name);
-            peer.told_digest.remove(name);
         }
         self.timers.cancel(Timer::SpaceRetry(name.clone()));
         // Asked for by a browser peer's user: new content under the name is asked anew.

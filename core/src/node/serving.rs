@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::{ConnId, Event, NetCommand, Node, StorageCommand, StorageError};
+use super::{ConnId, Event, Membership, NetCommand, Node, StorageCommand, StorageError};
 use crate::files::FileState;
 use crate::layout::{chunk_len, ChunkIndex};
 use crate::name::FileName;
@@ -121,7 +121,9 @@ impl Node {
             return;
         }
         let entries = std::mem::take(&mut self.haves.pending);
-        let hold = self.config.tuning.have_delay > 0;
+        // Held entries go with the gossip round, which runs only while we are joined.
+        let joined = matches!(self.membership, Membership::Joined | Membership::Joining { .. });
+        let hold = self.config.tuning.have_delay > 0 && joined;
         for conn in self.listening_conns() {
             let addr = self.conns.get(&conn).and_then(|c| c.peer.clone());
             let peer = addr.as_ref().and_then(|a| self.peers.get(a));
@@ -153,18 +155,15 @@ impl Node {
 
     /// `entries` to `conn`, in as few Have messages as the header limit allows.
     fn send_have(&mut self, conn: ConnId, entries: Vec<HaveEntry>) {
-        // A peer that announced a file, or heard its digest from us, knows it: most of a
-        // Have entry's bytes, sent per chunk to every link, so left out where it tells
-        // nothing.
-        let addr = self.conns.get(&conn).and_then(|c| c.peer.clone());
-        let mut peer = addr.as_ref().and_then(|a| self.peers.get_mut(a));
+        // A peer that announced a file knows its digest, left out where it tells nothing
+        // (a peer that has not may have ignored our last entry that carried it: refused
+        // for its limits, or a name it had taken, so each of our Haves carries it again).
+        let peer = self.conns.get(&conn).and_then(|c| c.peer.as_ref()).and_then(|a| self.peers.get(a));
+        let knows = |e: &HaveEntry| peer.is_some_and(|p| p.files.contains_key(&e.chunk.file));
         let mut batches: Vec<Vec<HaveEntry>> = Vec::new();
         let mut len = HEADER_LIMIT;
         for e in entries {
-            let knows = peer
-                .as_mut()
-                .is_some_and(|p| p.files.contains_key(&e.chunk.file) || !p.told_digest.insert(e.chunk.file.clone()));
-            let e = HaveEntry { digest: e.digest.filter(|_| !knows), ..e };
+            let e = HaveEntry { digest: e.digest.filter(|_| !knows(&e)), ..e };
             let l = have_entry_len(&e);
             if len + l > HEADER_LIMIT / 2 {
                 batches.push(Vec::new());

@@ -182,22 +182,23 @@ impl InFile {
     }
 
     fn chunk_ref(self) -> Result<ChunkRef, WireError> {
-        let mut refs = self.chunk_refs()?;
+        let mut refs = self.chunk_refs(1)?;
         match (refs.pop(), refs.is_empty()) {
             (Some(one), true) => Ok(one),
             _ => Err(bad("chunks must be [FileSize, chunk]")),
         }
     }
 
-    /// `[FileSize, chunk, chunk, …]`: one or more chunks of a file (a Have entry).
-    fn chunk_refs(self) -> Result<Vec<ChunkRef>, WireError> {
+    /// `[FileSize, chunk, chunk, …]`: one to `most` chunks of a file (a Have entry), the
+    /// count checked before any is built.
+    fn chunk_refs(self, most: usize) -> Result<Vec<ChunkRef>, WireError> {
         let file = self.name()?;
         let list = self.chunks.ok_or_else(|| bad("chunk reference without chunks"))?.into_list()?;
         let [size, ref indexes @ ..] = list[..] else {
             return Err(bad("chunks must be [FileSize, chunk]"));
         };
-        if indexes.is_empty() {
-            return Err(bad("chunks must be [FileSize, chunk]"));
+        if indexes.is_empty() || indexes.len() > most {
+            return Err(bad(format!("chunks must be [FileSize, chunk] with 1 to {most} chunks")));
         }
         let size = checked_size(size)?;
         indexes
@@ -481,10 +482,9 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
             let mut entries = Vec::new();
             for f in files {
                 let digest = f.digest()?;
-                entries.extend(f.chunk_refs()?.into_iter().map(|chunk| HaveEntry { chunk, digest }));
-                if entries.len() > MAX_HAVE_CHUNKS {
-                    return Err(bad(format!("Have of more than {MAX_HAVE_CHUNKS} chunks")));
-                }
+                // What is left of the message's bound, so a long list is refused unbuilt.
+                let room = MAX_HAVE_CHUNKS - entries.len();
+                entries.extend(f.chunk_refs(room)?.into_iter().map(|chunk| HaveEntry { chunk, digest }));
             }
             HeadKind::Complete(PeerMessage::Have(entries).into())
         }

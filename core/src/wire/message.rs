@@ -293,7 +293,7 @@ pub struct TorrentExport {
 
 /// Most chunks one Have may announce (an entry lists a file's chunks after its size,
 /// so a header of a few bytes per chunk could otherwise ask for thousands of entries).
-pub const MAX_HAVE_CHUNKS: usize = 4096;
+pub const MAX_HAVE_CHUNKS: usize = 1024;
 
 /// Most BitTorrent peers an AddTorrent request may name (`HOST:PORT`, each at most
 /// [`MAX_TRACKER_LEN`] bytes).
