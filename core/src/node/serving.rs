@@ -130,15 +130,13 @@ impl Node {
             let claims = |e: &HaveEntry| {
                 peer.and_then(|p| p.files.get(&e.chunk.file)).is_some_and(|held| held.contains(e.chunk.index))
             };
-            let from_them = |source: &Option<PeerAddr>| source.is_some() && *source == addr;
-            let wait = |(e, source): &(HaveEntry, Option<PeerAddr>)| hold && claims(e) && !from_them(source);
-            let (later, now): (Vec<_>, Vec<_>) = entries.iter().cloned().partition(wait);
-            let (later, now) = (later.into_iter().map(|(e, _)| e), now.into_iter().map(|(e, _)| e).collect());
-            if let Some(addr) = addr {
-                let later: Vec<HaveEntry> = later.collect();
-                if !later.is_empty() {
-                    self.haves.held.entry(addr).or_default().extend(later);
-                }
+            let (mut now, mut later) = (Vec::new(), Vec::new());
+            for (e, source) in &entries {
+                let wait = hold && claims(e) && source.as_ref() != addr.as_ref();
+                if wait { &mut later } else { &mut now }.push(e.clone());
+            }
+            if let (Some(addr), false) = (addr, later.is_empty()) {
+                self.haves.held.entry(addr).or_default().extend(later);
             }
             self.send_have(conn, now);
         }
