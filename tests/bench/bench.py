@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Helpers for tests/bench/replication.sh (Python 3 standard library only).
 
-  bench.py tracker PORT LOGFILE       a tiny HTTP BitTorrent tracker on 127.0.0.1:PORT
+  bench.py tracker PORT LOGFILE [HOST] a tiny HTTP BitTorrent tracker on HOST:PORT (HOST
+                                      127.0.0.1 unless given; shaped.py binds its bridge)
   bench.py wait-seeder URL PORT SECS  until the tracker has seen PORT announce left=0
   bench.py wait STARTFILE SECS OUTJSON ROLE=PID,... TARGET...
                                       polls until every TARGET is done; samples CPU use
@@ -52,7 +53,7 @@ def bencode(v):
     raise TypeError(type(v))
 
 
-def tracker(port, logfile):
+def tracker(port, logfile, host="127.0.0.1"):
     swarms = {}  # info_hash -> {peer_id: {"ip","port","left"}}
     lock = threading.Lock()
     log = open(logfile, "a", buffering=1)
@@ -108,7 +109,7 @@ def tracker(port, logfile):
             self.end_headers()
             self.wfile.write(body)
 
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    ThreadingHTTPServer((host, port), Handler).serve_forever()
 
 
 def wait_seeder(url, port, secs):
@@ -541,7 +542,7 @@ def bt_table(path, size_mib):
 def main(argv):
     cmd = argv[1]
     if cmd == "tracker":
-        tracker(int(argv[2]), argv[3])
+        tracker(int(argv[2]), argv[3], *argv[4:5])
     elif cmd == "wait-seeder":
         return wait_seeder(argv[2], int(argv[3]), float(argv[4]))
     elif cmd == "wait":
