@@ -213,14 +213,15 @@ def apply_case(case, nodes):
 
 
 def t_min(size, rates):
-    """The peer-assisted lower bound and its three terms (seconds)."""
+    """The peer-assisted lower bound, its three terms (seconds) and what they are made of
+    (F, u_s, Σu_i, d_min in bits and bit/s)."""
     f = size * 8
     us = rates[0][0] * MBIT
-    ups = [u * MBIT for u, _ in rates[1:]]
+    sum_ui = sum(u for u, _ in rates[1:]) * MBIT
     dmin = min(d for _, d in rates[1:]) * MBIT
-    n = len(ups)
-    terms = (f / us, n * f / (us + sum(ups)), f / dmin)
-    return max(terms), terms
+    n = len(rates) - 1
+    terms = (f / us, n * f / (us + sum_ui), f / dmin)
+    return max(terms), terms, (f, us, sum_ui, dmin)
 
 
 def tx_bytes(i):
@@ -610,11 +611,7 @@ def main():
     summaries = []
     for case in cases:
         rates = apply_case(case, args.nodes)
-        tmin, (t1, t2, t3) = t_min(size, rates)
-        f_bits = size * 8
-        us = rates[0][0] * MBIT
-        sum_ui = sum(u for u, _ in rates[1:]) * MBIT
-        dmin = min(d for _, d in rates[1:]) * MBIT
+        tmin, (t1, t2, t3), (f_bits, us, sum_ui, dmin) = t_min(size, rates)
         summary = (f"{case}: seeder up/down {rates[0][0]}/{rates[0][1]} Mbit/s, nodes "
                    + ", ".join(f"{u}/{d}" for u, d in rates[1:]) + f" (htb leaf: {leaf_qdisc}, no delay)\n"
                    f"  T_min = max(F/u_s = {f_bits}/{us} = {t1:.2f} s, "
