@@ -204,7 +204,11 @@ impl Net {
                         }
                     }
                 }
-                _ => return,
+                _ => {
+                    // The time asked for has passed, whether or not anything happened in it.
+                    self.now = end;
+                    return;
+                }
             }
         }
     }
