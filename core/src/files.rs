@@ -445,6 +445,27 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_run_starts_inside_the_widest_gap_of_sole_chunks() {
+        let digest = ManifestBuilder::new().finish().unwrap().digest();
+        let mut f = FileState::new(1000 * crate::layout::CHUNK_SIZE, digest);
+        let seeder = ChunkSet::full(1000);
+        for i in 0..1000 {
+            f.add_claim(ChunkIndex(i)); // the seeder
+        }
+        for i in 0..300 {
+            f.add_claim(ChunkIndex(i)); // another node holds the first 300
+        }
+        f.requested.insert(ChunkIndex(600));
+        for probe in [0, 150, 299, 300, 450, 599, 601, 999] {
+            let start = f.sole_run_start(&seeder, [probe, 999], 12_345).expect("sole chunks are left");
+            // Widest run: 601..1000; a quarter to three quarters in.
+            assert!((700..900).contains(&start.get()), "probe {probe}: start {}", start.get());
+            assert!(f.sole_wanted(&seeder, start));
+        }
+        assert_eq!(f.sole_run_start(&seeder, [0, 10, 299], 1), None, "no probe found a sole chunk");
+    }
+
+    #[test]
     fn names_that_cannot_live_beside_known_files_collide() {
         let t = table(&["readme", "a", "dir/x", "Caf\u{e9}"]);
         let name = |s: &str| FileName::new(s).unwrap();
