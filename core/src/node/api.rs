@@ -38,8 +38,13 @@ impl fmt::Display for ImportId {
 /// Limits and timings; the defaults suit loopback and LAN alike.
 #[derive(Clone, Debug)]
 pub struct Tuning {
-    /// Chunk requests in flight to one peer that has delivered chunks.
+    /// Chunk requests in flight to one peer that has delivered chunks, at most.
     pub requests_per_peer: usize,
+    /// How long our requests may wait on one peer: its window is what it delivered in
+    /// this long of late (at least [`MIN_WINDOW`](super::fetching::MIN_WINDOW)), so that
+    /// on a slow or busy link requests do not queue behind each other while another
+    /// peer could serve them. Loopback peers deliver a full window in far less.
+    pub request_queue_time: Millis,
     /// Chunk requests in flight to the peers that have delivered none yet, all of them
     /// together: claims cost nothing, so a peer earns its window by delivering, and any
     /// number of peers that never do hold at most this many chunks up.
@@ -136,6 +141,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             requests_per_peer: 32,
+            request_queue_time: 300,
             unproven_requests: 2,
             request_timeout: 30_000,
             unproven_request_timeout: 5_000,

@@ -4,9 +4,11 @@
 
 use bytes::Bytes;
 
+use super::peers::{PeerState, PickCursor};
 use super::serving::HAVE_BATCH;
 use super::{envelope, Event, Membership, Millis, NetCommand, Node, StorageCommand, StorageError, Timer};
-use crate::layout::{chunk_len, ChunkIndex};
+use crate::files::FileState;
+use crate::layout::{chunk_len, ChunkIndex, CHUNK_SIZE};
 use crate::manifest::{ChunkHash, Digest, Manifest};
 use crate::name::FileName;
 use crate::wire::{ChunkRef, Code, FileRef, HaveEntry, PeerAddr, PeerMessage};
@@ -64,6 +66,7 @@ impl Node {
             return;
         }
         let (full, unproven) = (tuning.requests_per_peer, tuning.unproven_requests);
+        let queue_time = tuning.request_queue_time;
         let (timeout, unproven_timeout) = (tuning.request_timeout, tuning.unproven_request_timeout);
         let mut open: Vec<PeerAddr> = self.peers.keys().cloned().collect();
         open.sort_by_key(|a| std::cmp::Reverse(self.peers[a].delivered));
@@ -76,7 +79,7 @@ impl Node {
                     _ if peer.stalled_until > now => (0, now),
                     0 if unproven_in_flight >= unproven => (0, now),
                     0 => (usize::MAX, now + unproven_timeout),
-                    _ => (full, now + timeout),
+                    _ => (window(peer, full, queue_time), now + timeout),
                 };
                 if peer.requests.len() >= window {
                     return false;
@@ -103,24 +106,38 @@ impl Node {
         }
     }
 
+    /// The next chunk to ask `addr` for. Picks go on along a run of chunks only that
+    /// peer has; when the run ends, the rarest chunk it can give us, scanning on from
+    /// there; and when that is again one only it has, the walk starts afresh inside the
+    /// widest such run ([`FileState::sole_run_start`]), away from others' frontiers.
     fn pick_for(&mut self, addr: &PeerAddr) -> Option<(FileName, ChunkIndex)> {
+        let dice = self.random();
         let peer = &self.peers[addr];
+        let walking = peer.cursor.file.clone();
+        if let Some(name) = &walking {
+            let next = ChunkIndex(peer.cursor.next);
+            let f = self.files.get(name).filter(|f| self.fetchable(name, f));
+            let on = !peer.cursor.crossed && f.zip(peer.files.get(name)).is_some_and(|(f, h)| f.sole_wanted(h, next));
+            if on && !self.sole_requests_enough(addr, name) {
+                let cursor = &mut self.peers.get_mut(addr).expect("looked up above").cursor;
+                cursor.next += 1;
+                return Some((name.clone(), next));
+            }
+        }
         let mut best: Option<(FileName, ChunkIndex, u16)> = None;
         for (name, held) in &peer.files {
             let Some(f) = self.files.get(name) else {
                 continue;
             };
-            if f.manifest.is_none()
-                || f.preparing
-                || f.refused.is_some()
-                || f.have.is_complete()
-                || held.count() == 0
-                || !self.wants(name)
-            {
+            if held.count() == 0 || !self.fetchable(name, f) {
                 continue;
             }
-            let start = (peer.cursor % held.word_count().max(1) as u64) as usize;
-            if let Some((i, count)) = f.rarest_wanted(held, start) {
+            let words = held.word_count().max(1) as u64;
+            let start = match walking.as_ref() == Some(name) {
+                true => u64::from(peer.cursor.next % f.chunk_count().max(1)) / 64,
+                false => dice,
+            } % words;
+            if let Some((i, count)) = f.rarest_wanted(held, start as usize) {
                 if best.as_ref().is_none_or(|b| count < b.2) {
                     best = Some((name.clone(), i, count));
                     if count <= 1 {
@@ -129,17 +146,58 @@ impl Node {
                 }
             }
         }
-        let (name, i, _) = best?;
-        self.peers.get_mut(addr).expect("looked up above").cursor = u64::from(i.get() / 64);
+        let (name, mut i, count) = best?;
+        if count <= 1 && self.sole_requests_enough(addr, &name) {
+            return None;
+        }
+        if count <= 1 {
+            // Others fetching from this peer are somewhere in its sole chunks too: start
+            // at a random one at first, and inside the widest run left once our run ran
+            // into others' chunks. A run that reached the end of the file, or chunks we
+            // have, goes on from the scan's pick.
+            let (f, held) = (&self.files[&name], &peer.files[&name]);
+            let mut rng = dice;
+            let probes = std::iter::repeat_with(|| xorshift(&mut rng) as u32 % f.chunk_count().max(1)).take(32);
+            let start = if walking.as_ref() != Some(&name) {
+                probes.map(ChunkIndex).find(|&p| f.sole_wanted(held, p))
+            } else if peer.cursor.crossed || f.peer_count(ChunkIndex(peer.cursor.next)) > 1 {
+                f.sole_run_start(held, probes, dice >> 32)
+            } else {
+                None
+            };
+            i = start.unwrap_or(i);
+        }
+        let cursor = &mut self.peers.get_mut(addr).expect("looked up above").cursor;
+        *cursor = PickCursor { file: Some(name.clone()), next: i.get() + 1, run_start: i.get(), crossed: false };
         Some((name, i))
+    }
+
+    /// Whether we have asked `addr` for enough chunks of `name` that only it holds. Those
+    /// requests are invisible to the others fetching the file until the chunks arrive
+    /// and we announce them; while such chunks are plenty, each fetcher may keep a full
+    /// window of them, but as they run out, fetchers asking blindly would ask the one
+    /// holder for the same chunks, which it would send twice over the uplink everyone
+    /// waits on. So the requests out for them stay a small share of what is left.
+    fn sole_requests_enough(&self, addr: &PeerAddr, name: &FileName) -> bool {
+        let (Some(f), Some(peer)) = (self.files.get(name), self.peers.get(addr)) else {
+            return true;
+        };
+        let n = f.chunk_count();
+        let fetchers = 1 + self.peers.values().filter(|p| p.files.get(name).is_some_and(|h| h.count() < n)).count();
+        let share = (f.held_once() as usize / (4 * fetchers)).max(1);
+        let out = peer.requests.iter().filter(|(file, i)| file == name && f.peer_count(*i) <= 1).count();
+        out >= share
+    }
+
+    /// Whether chunks of `name` are fetched now: its manifest is here, storage has made
+    /// room, it is wanted and not complete.
+    fn fetchable(&self, name: &FileName, f: &FileState) -> bool {
+        f.manifest.is_some() && !f.preparing && f.refused.is_none() && !f.have.is_complete() && self.wants(name)
     }
 
     /// The next number of the node's xorshift generator (seeded from its config).
     pub(super) fn random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
+        xorshift(&mut self.rng)
     }
 
     // -----------------------------------------------------------------------------
@@ -295,7 +353,14 @@ impl Node {
         }
     }
 
-    pub(super) fn on_upload(&mut self, addr: &PeerAddr, chunk: ChunkRef, data: Bytes, hash: Option<ChunkHash>) {
+    pub(super) fn on_upload(
+        &mut self,
+        now: Millis,
+        addr: &PeerAddr,
+        chunk: ChunkRef,
+        data: Bytes,
+        hash: Option<ChunkHash>,
+    ) {
         let i = chunk.index;
         if !self.peers.contains_key(addr) {
             return;
@@ -332,6 +397,7 @@ impl Node {
         self.writing += 1;
         let peer = self.peers.get_mut(addr).expect("checked above");
         peer.delivered += data.len() as u64;
+        peer.rate.record(now, data.len() as u64);
         peer.stalls = 0;
         self.proves(addr, &chunk.file, i);
         self.haves.sources.insert((chunk.file.clone(), i), addr.clone());
@@ -369,8 +435,12 @@ impl Node {
             self.storage.push_back(StorageCommand::Finalize { file: chunk.file.clone(), digest });
             self.events.push_back(Event::FileComplete { file: chunk.file.clone(), size });
         }
-        // A fast download fills a batch long before the delay: no need to wait then.
-        if self.haves.pending.len() >= HAVE_BATCH {
+        // A fast download fills a batch long before the delay: no need to wait then. A
+        // chunk only its source held is news that cannot wait: until others hear of it,
+        // they may ask that source for it too (typically a seeder, whose uplink is the
+        // swarm's scarcest resource).
+        let news = f.peer_count(chunk.index) <= 1;
+        if news || self.haves.pending.len() >= HAVE_BATCH {
             self.timers.cancel(Timer::Have);
             self.flush_have();
         }
@@ -429,4 +499,24 @@ impl Node {
             self.events.push_back(Event::FileRefused { file: file.clone(), reason });
         }
     }
+}
+
+/// Requests in flight to a peer that has delivered, however slow it is.
+pub(super) const MIN_WINDOW: usize = 4;
+
+/// Requests in flight to a peer that has delivered: growing by one with each chunk it
+/// delivers at first (so a fast link opens up within a few round trips), then what it
+/// delivers in `queue_time`, never more than `full`.
+fn window(peer: &PeerState, full: usize, queue_time: Millis) -> usize {
+    let started = MIN_WINDOW + (peer.delivered / CHUNK_SIZE) as usize;
+    let paced = peer.rate.per_second().map_or(usize::MAX, |r| (r * queue_time / 1000 / CHUNK_SIZE) as usize);
+    started.min(paced.max(MIN_WINDOW)).min(full)
+}
+
+/// One step of a xorshift generator: cheap, deterministic, good enough to spread picks.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }

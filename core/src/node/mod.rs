@@ -118,7 +118,12 @@ impl Node {
         let me = config.me.clone();
         config.peers.retain(|p| *p != me);
         config.peers.dedup();
-        let rng = config.seed | 1;
+        // Mixed (splitmix64's finaliser): seeds that differ in a bit, as a simulation's
+        // numbered nodes, must not start the same or correlated xorshift streams.
+        let mut z = config.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let rng = (z ^ (z >> 31)) | 1;
         Self {
             config,
             membership: Membership::NotJoined,
@@ -526,7 +531,7 @@ impl Node {
             (PeerMessage::Leaving, Some(addr)) => self.on_leaving(conn, &addr),
             (PeerMessage::Have(entries), Some(addr)) => self.on_have(&addr, entries),
             (PeerMessage::Download(chunk), Some(_)) => self.on_download(conn, chunk),
-            (PeerMessage::Upload { chunk, data }, Some(addr)) => self.on_upload(&addr, chunk, data, chunk_hash),
+            (PeerMessage::Upload { chunk, data }, Some(addr)) => self.on_upload(now, &addr, chunk, data, chunk_hash),
             (PeerMessage::GetManifest { file }, Some(_)) => self.on_get_manifest(conn, file),
             (PeerMessage::Manifest { file, size, digest, hashes }, Some(addr)) => {
                 self.on_manifest(&addr, file, size, digest, &hashes)

@@ -78,11 +78,56 @@ pub(super) struct PeerState {
     /// `stalled_until`.
     pub stalls: u32,
     pub stalled_until: Millis,
-    /// Where picks from this peer go on (a word of its chunk bitmap): consecutive
-    /// requests take consecutive chunks, so files are written in runs rather than
-    /// scattered 64 KiB at a time (scattered writes cost the filesystem dearly).
-    /// Random at first, so that different fetchers start in different places.
-    pub cursor: u64,
+    /// Where picks from this peer go on: consecutive requests take consecutive chunks,
+    /// so files are written in runs rather than scattered 64 KiB at a time (scattered
+    /// writes cost the filesystem dearly).
+    pub cursor: PickCursor,
+    pub rate: DeliveryRate,
+}
+
+/// How fast a peer delivers the chunks we ask of it, measured over slots of a quarter
+/// second in which it delivered any (an idle slot says nothing of the link).
+#[derive(Debug, Default)]
+pub(super) struct DeliveryRate {
+    slot_start: Millis,
+    slot_bytes: u64,
+    /// Bytes per second, smoothed; None until a slot has passed.
+    per_second: Option<u64>,
+}
+
+impl DeliveryRate {
+    const SLOT: Millis = 250;
+
+    pub fn record(&mut self, now: Millis, bytes: u64) {
+        if self.slot_bytes == 0 {
+            self.slot_start = now;
+        } else if now >= self.slot_start + Self::SLOT {
+            let rate = self.slot_bytes * 1000 / (now - self.slot_start);
+            self.per_second = Some(self.per_second.map_or(rate, |old| (old + rate) / 2));
+            self.slot_start = now;
+            self.slot_bytes = 0;
+        }
+        self.slot_bytes += bytes;
+    }
+
+    pub fn per_second(&self) -> Option<u64> {
+        self.per_second
+    }
+}
+
+/// The file and chunk the next pick from a peer tries first.
+#[derive(Debug, Default)]
+pub(super) struct PickCursor {
+    /// None until the first pick; a pick in another file starts at a random place, so
+    /// that different fetchers start in different places.
+    pub file: Option<FileName>,
+    pub next: u32,
+    /// Where the current run of picks began.
+    pub run_start: u32,
+    /// Another peer announced a chunk of the current run that it did not get from us:
+    /// it is fetching the same chunks from the same place (neither sees the other's
+    /// requests), and would go on doing so in step with us; the next pick starts afresh.
+    pub crossed: bool,
 }
 
 impl Node {
@@ -118,7 +163,6 @@ impl Node {
                 peer.conn = *peer.conns.last().expect("just inserted");
             }
             None => {
-                let cursor = self.random();
                 // By insert, not BTreeSet::from: that collects, and a collect into a B-tree
                 // sorts first, one more copy of the stable sort in the browser's bundle.
                 let mut conns = BTreeSet::new();
@@ -142,7 +186,8 @@ impl Node {
                         served: 0,
                         stalls: 0,
                         stalled_until: 0,
-                        cursor,
+                        cursor: PickCursor::default(),
+                        rate: DeliveryRate::default(),
                     },
                 );
                 self.events.push_back(Event::PeerJoined(addr));
@@ -342,6 +387,14 @@ impl Node {
         // Announcing a chunk we sent it proves it holds it.
         if peer.sent.get_mut(name).is_some_and(|s| s.remove(i)) {
             self.proves(addr, name, i);
+        } else if f.requested.contains(i) || f.have.contains(i) {
+            // It got elsewhere a chunk we fetched too.
+            for p in self.peers.values_mut() {
+                let c = &mut p.cursor;
+                if c.file.as_ref() == Some(name) && (c.run_start..c.next).contains(&i.get()) {
+                    c.crossed = true;
+                }
+            }
         }
     }
 
