@@ -263,8 +263,7 @@ impl FileState {
         let n = self.chunk_count();
         let sole = |i: u32| self.sole_wanted(peer_has, ChunkIndex(i));
         let mut widest: Option<(u32, u32)> = None;
-        for probe in probes {
-            let p = probe;
+        for p in probes {
             if !sole(p) || widest.is_some_and(|(lo, hi)| (lo..hi).contains(&p)) {
                 continue;
             }

@@ -182,11 +182,12 @@ impl Node {
         let (Some(f), Some(peer)) = (self.files.get(name), self.peers.get(addr)) else {
             return true;
         };
-        let n = f.chunk_count();
-        let fetchers = 1 + self.peers.values().filter(|p| p.files.get(name).is_some_and(|h| h.count() < n)).count();
-        let share = (f.held_once() as usize / (4 * fetchers)).max(1);
         let out = peer.requests.iter().filter(|(file, i)| file == name && f.peer_count(*i) <= 1).count();
-        out >= share
+        if out == 0 {
+            return false; // the share is at least one
+        }
+        let fetchers = 1 + self.peers.values().filter(|p| p.files.get(name).is_some_and(|h| !h.is_complete())).count();
+        out >= (f.held_once() as usize / (4 * fetchers)).max(1)
     }
 
     /// Whether chunks of `name` are fetched now: its manifest is here, storage has made
