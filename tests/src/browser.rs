@@ -29,6 +29,17 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The key WebDriver uses for element references.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// Arms the check that the next click reaches `arguments[0]` (see [`Browser::click`]).
+const ARM_CLICK_CHECK: &str = "\
+    const el = arguments[0];\
+    window.__torrontoClick = { el, state: 'armed' };\
+    if (!window.__torrontoClickListener) {\
+        window.__torrontoClickListener = ev => {\
+            const c = window.__torrontoClick;\
+            if (c && c.state === 'armed') c.state = c.el.contains(ev.target) ? 'hit' : 'missed';\
+        };\
+        document.addEventListener('click', window.__torrontoClickListener, true);\
+    }";
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The built web app, as `scripts/build-web.sh` leaves it.
@@ -404,13 +415,31 @@ impl Browser {
         }
     }
 
+    /// Clicks the element matching `css` as a user would: WebDriver moves the pointer to
+    /// its middle and presses there. The page may move between WebDriver placing the
+    /// pointer and pressing (a status poll adds a row above, a notice goes), and then the
+    /// press lands elsewhere without any error; so a listener on the document checks that
+    /// the element got the click, and if it did not, the click is made again.
     #[track_caller]
     pub fn click(&self, css: &str) {
-        let e = self.element(css, Duration::from_secs(20));
+        self.element(css, Duration::from_secs(20));
         // An enabled element only: a click on a disabled button would do nothing silently.
         let script = "const e = document.querySelector(arguments[0]); return !!e && !e.disabled;";
         self.wait(Duration::from_secs(20), &format!("{css} is enabled"), script, json!([css]));
-        self.cmd("POST", &format!("/element/{e}/click"), json!({}));
+        for attempt in 1..=3 {
+            let e = self.element(css, Duration::from_secs(20));
+            self.exec(ARM_CLICK_CHECK, json!([{ ELEMENT: e }]));
+            self.cmd("POST", &format!("/element/{e}/click"), json!({}));
+            // 'hit', or nothing: a page that navigated away forgot the check, and the
+            // click did what it was for.
+            let state = self.exec("return window.__torrontoClick && window.__torrontoClick.state;", json!([]));
+            if state != json!("armed") && state != json!("missed") {
+                return;
+            }
+            eprintln!("click {attempt} on {css} landed elsewhere (the page moved under it); clicking again");
+            self.wait(Duration::from_secs(20), &format!("{css} is enabled"), script, json!([css]));
+        }
+        self.fail(&format!("three clicks on {css} all landed elsewhere"));
     }
 
     /// Types `text` into the element matching `css` (replacing what it held, unless it
