@@ -154,11 +154,16 @@ impl Node {
         let (name, mut i, count) = best?;
         let (f, held) = (&self.files[&name], &peer.files[&name]);
         if count > 1 && held.is_complete() {
-            // A fetcher like us has it too: a seeder's uplink, which everyone waits on,
-            // is kept for what only it has while the others serve us.
-            let relayed = self.peers.values().any(|p| p.files.get(&name).is_some_and(|h| !h.is_complete() && h.contains(i)));
-            let elsewhere: usize = self.peers.iter().filter(|(a, _)| *a != addr).map(|(_, p)| p.requests.len()).sum();
-            if relayed && elsewhere >= MIN_WINDOW {
+            // A fetcher like us has it too. A seeder that serves us no faster than others
+            // do is the scarce one (every fetcher waits on its uplink): keep it for what
+            // only it has while the others serve us. One faster than them has room for more.
+            let relayed =
+                self.peers.values().any(|p| p.files.get(&name).is_some_and(|h| !h.is_complete() && h.contains(i)));
+            let others = self.peers.iter().filter(|(a, _)| *a != addr);
+            let elsewhere: usize = others.clone().map(|(_, p)| p.requests.len()).sum();
+            let fastest_other = others.filter_map(|(_, p)| p.rate.per_second()).max();
+            let scarce = peer.rate.per_second().is_none_or(|r| fastest_other.is_some_and(|o| r <= o));
+            if relayed && scarce && elsewhere >= MIN_WINDOW {
                 return None;
             }
         }
