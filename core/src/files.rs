@@ -15,6 +15,7 @@ use crate::layout::{chunk_count, ChunkIndex};
 use crate::manifest::{Digest, Manifest};
 use crate::name::FileName;
 use crate::wire::{FileEntry, PeerAddr};
+use crate::Millis;
 
 /// One file as this node sees it.
 #[derive(Debug)]
@@ -29,6 +30,12 @@ pub(crate) struct FileState {
     pub requested: ChunkSet,
     /// Verified chunks being written.
     pub writing: ChunkSet,
+    /// When each link last announced a chunk of this file we lacked and only one peer
+    /// held (a seeder's, most often): those fetching from a seeder, who split its chunks
+    /// into stripes (see `Node::stripe`).
+    pub sole_news: BTreeMap<PeerAddr, Millis>,
+    /// When we last stored such a chunk.
+    pub sole_stored_at: Option<Millis>,
     /// For each chunk, how many connected peers claim it; empty until one claims any.
     peer_counts: Vec<u16>,
     /// `levels[r]`: how many chunks have replication `r` (claiming peers plus this node).
@@ -63,6 +70,8 @@ impl FileState {
             have: ChunkSet::new(n),
             requested: ChunkSet::new(n),
             writing: ChunkSet::new(n),
+            sole_news: BTreeMap::new(),
+            sole_stored_at: None,
             peer_counts: Vec::new(),
             levels: vec![n],
             announcers: 0,
@@ -198,12 +207,6 @@ impl FileState {
         (least, present, total)
     }
 
-    /// Chunks one participant alone holds: for a node fetching the file, about the
-    /// chunks only a single peer (often the seeder) can give.
-    pub fn held_once(&self) -> u32 {
-        self.levels.get(1).copied().unwrap_or(0)
-    }
-
     /// Participants holding an empty file: it is complete wherever it is known.
     pub fn empty_file_holders(&self) -> u32 {
         self.announcers + self.far.len() as u32 + u32::from(self.manifest.is_some())
@@ -245,43 +248,10 @@ impl FileState {
             && self.peer_count(i) <= 1
     }
 
-    /// Where to go on asking a peer holding `peer_has` for chunks no one else has, once
-    /// the run we were walking ran into chunks others hold: inside the widest run of
-    /// such chunks the `probes` find, a quarter to three quarters in (`jitter` decides
-    /// where). Others fetching from the same peer walk runs of their own, and what they
-    /// have asked for but not yet announced looks unclaimed here: starting in the
-    /// middle of the widest gap, not at its edge, keeps clear of their frontiers, so
-    /// the peer (often the only seeder, on a slow uplink) is not asked twice for a chunk.
-    pub fn sole_run_start(
-        &self,
-        peer_has: &ChunkSet,
-        probes: impl IntoIterator<Item = u32>,
-        jitter: u64,
-    ) -> Option<ChunkIndex> {
-        // Bounds the work per probe; a run this long is wide enough to start in.
-        const REACH: u32 = 4096;
-        let n = self.chunk_count();
-        let sole = |i: u32| self.sole_wanted(peer_has, ChunkIndex(i));
-        let mut widest: Option<(u32, u32)> = None;
-        for p in probes {
-            if !sole(p) || widest.is_some_and(|(lo, hi)| (lo..hi).contains(&p)) {
-                continue;
-            }
-            let mut lo = p;
-            while lo > 0 && p - lo < REACH && sole(lo - 1) {
-                lo -= 1;
-            }
-            let mut hi = p + 1;
-            while hi < n && hi - p < REACH && sole(hi) {
-                hi += 1;
-            }
-            if widest.is_none_or(|(a, b)| hi - lo > b - a) {
-                widest = Some((lo, hi));
-            }
-        }
-        let (lo, hi) = widest?;
-        let len = hi - lo;
-        Some(ChunkIndex(lo + len / 4 + (jitter % u64::from((len / 2).max(1))) as u32))
+    /// Whether chunk `i`, which we lack, is held by one peer at most: one announcing it
+    /// now got it from the only holder (typically a seeder).
+    pub fn sole_wanted_anew(&self, i: ChunkIndex) -> bool {
+        !self.have.contains(i) && self.peer_count(i) <= 1
     }
 
     fn writing_word(&self, w: usize) -> u64 {
@@ -441,27 +411,6 @@ mod tests {
         f.remove_far(&a);
         assert_eq!(f.replication_summary(), (0, 1, 1));
         assert!(!f.is_known(), "no manifest here and nobody else holds it");
-    }
-
-    #[test]
-    fn a_fresh_run_starts_inside_the_widest_gap_of_sole_chunks() {
-        let digest = ManifestBuilder::new().finish().unwrap().digest();
-        let mut f = FileState::new(1000 * crate::layout::CHUNK_SIZE, digest);
-        let seeder = ChunkSet::full(1000);
-        for i in 0..1000 {
-            f.add_claim(ChunkIndex(i)); // the seeder
-        }
-        for i in 0..300 {
-            f.add_claim(ChunkIndex(i)); // another node holds the first 300
-        }
-        f.requested.insert(ChunkIndex(600));
-        for probe in [0, 150, 299, 300, 450, 599, 601, 999] {
-            let start = f.sole_run_start(&seeder, [probe, 999], 12_345).expect("sole chunks are left");
-            // Widest run: 601..1000; a quarter to three quarters in.
-            assert!((700..900).contains(&start.get()), "probe {probe}: start {}", start.get());
-            assert!(f.sole_wanted(&seeder, start));
-        }
-        assert_eq!(f.sole_run_start(&seeder, [0, 10, 299], 1), None, "no probe found a sole chunk");
     }
 
     #[test]

@@ -981,11 +981,14 @@ fn haves_to_a_link_holding_the_chunk_wait_for_the_gossip_round() {
 /// A seeder whose uplink is the bottleneck, as on real links: one seeder and eight nodes,
 /// every link 100 Mbit/s each way. The seeder's uplink is the scarce thing, so it should
 /// send each chunk about once and the nodes trade the rest; the whole takes little more
-/// than the peer-assisted bound T_min = max(F/u_s, N·F/(u_s + Σu_i), F/d_min). Before
-/// the picks were spread (fetchers fell into step, asking the seeder for the same chunks)
-/// it sent each chunk 5.5 times and took 6.9 × the bound; now about 1.6 and 3.3 ×. This
-/// simulator stores and forwards whole messages and has no TCP, so it is harsher than
-/// real links: the shaped-links benchmark (tests/bench/shaped.py) holds the real figures.
+/// than the peer-assisted bound T_min = max(F/u_s, N·F/(u_s + Σu_i), F/d_min). With picks
+/// spread at random over the seeder's chunks (fetchers see each other's requests only
+/// once the chunks arrive) it took 2.86 × the bound; with the chunks split into stripes,
+/// one per fetcher, 2.39 ×. (Before picks were spread at all, the seeder sent each chunk
+/// 5.5 times.) This simulator stores and forwards whole messages and has no TCP, so it is
+/// harsher than real links, and its seeder seems to serve as fast as the nodes do, so
+/// they also ask it for chunks they could relay (1.6 copies here, 1.03 on real links):
+/// the shaped-links benchmark (tests/bench/shaped.py) holds the real figures.
 #[test]
 fn a_seeder_on_a_slow_uplink_is_not_asked_for_the_same_chunks_again_and_again() {
     const NODES: usize = 8;
@@ -994,7 +997,7 @@ fn a_seeder_on_a_slow_uplink_is_not_asked_for_the_same_chunks_again_and_again() 
     for m in 0..=NODES {
         net.shape(m, RATE, RATE);
     }
-    let chunks = 256;
+    let chunks = 512;
     let data = content(chunks * CHUNK_SIZE as usize, 7);
     assert_eq!(net.code(0, Control::Join), Code::Ok);
     assert_eq!(net.insert(0, "big.bin", data.clone()), Code::Ok);
@@ -1011,6 +1014,6 @@ fn a_seeder_on_a_slow_uplink_is_not_asked_for_the_same_chunks_again_and_again() 
     let bound = data.len() as u64 / RATE; // F/u_s; the other two terms are no larger here
     let copies = net.status(0).chunks_served as f64 / chunks as f64;
     eprintln!("took {took} ms, T_min {bound} ms ({:.2} ×), seeder sent {copies:.2} copies", took as f64 / bound as f64);
-    assert!(copies <= 2.0, "the seeder sent each chunk {copies:.2} times");
-    assert!(took as f64 <= 4.5 * bound as f64, "took {took} ms against a bound of {bound} ms");
+    assert!(copies <= 1.8, "the seeder sent each chunk {copies:.2} times");
+    assert!(took as f64 <= 2.6 * bound as f64, "took {took} ms against a bound of {bound} ms");
 }

@@ -84,7 +84,7 @@ impl Node {
                 if peer.requests.len() >= window {
                     return false;
                 }
-                let Some((name, i)) = self.pick_for(addr) else {
+                let Some((name, i)) = self.pick_for(now, addr) else {
                     return false;
                 };
                 let f = self.files.get_mut(&name).expect("picked from files");
@@ -108,9 +108,12 @@ impl Node {
 
     /// The next chunk to ask `addr` for. Picks go on along a run of chunks only that
     /// peer has; when the run ends, the rarest chunk it can give us, scanning on from
-    /// there; and when that is again one only it has, the walk starts afresh inside the
-    /// widest such run ([`FileState::sole_run_start`]), away from others' frontiers.
-    fn pick_for(&mut self, addr: &PeerAddr) -> Option<(FileName, ChunkIndex)> {
+    /// there. A seeder (a peer holding the whole file) is the scarce one, since every
+    /// fetcher waits on its uplink, and fetchers do not see each other's requests: so
+    /// the chunks only it has are split into stripes, one per fetcher ([`Node::stripe`]),
+    /// each asking only for its own; and it is not asked for a chunk a fellow fetcher
+    /// holds while others serve us. Then it sends each chunk about once.
+    fn pick_for(&mut self, now: Millis, addr: &PeerAddr) -> Option<(FileName, ChunkIndex)> {
         let dice = self.random();
         let peer = &self.peers[addr];
         let walking = peer.cursor.file.clone();
@@ -118,7 +121,9 @@ impl Node {
             let next = ChunkIndex(peer.cursor.next);
             let f = self.files.get(name).filter(|f| self.fetchable(name, f));
             let on = !peer.cursor.crossed && f.zip(peer.files.get(name)).is_some_and(|(f, h)| f.sole_wanted(h, next));
-            if on && !self.sole_requests_enough(addr, name) {
+            let seeder = peer.files.get(name).is_some_and(|h| h.is_complete());
+            let go = on && (!seeder || peer.cursor.own && self.stripe(now, addr, name).0.contains(&next.get()));
+            if go {
                 let cursor = &mut self.peers.get_mut(addr).expect("looked up above").cursor;
                 cursor.next += 1;
                 return Some((name.clone(), next));
@@ -147,47 +152,71 @@ impl Node {
             }
         }
         let (name, mut i, count) = best?;
-        if count <= 1 && self.sole_requests_enough(addr, &name) {
-            return None;
+        let (f, held) = (&self.files[&name], &peer.files[&name]);
+        if count > 1 && held.is_complete() {
+            // A fetcher like us has it too. A seeder that serves us no faster than others
+            // do is the scarce one (every fetcher waits on its uplink): keep it for what
+            // only it has while the others serve us. One faster than them has room for more.
+            let relayed =
+                self.peers.values().any(|p| p.files.get(&name).is_some_and(|h| !h.is_complete() && h.contains(i)));
+            let others = self.peers.iter().filter(|(a, _)| *a != addr);
+            let elsewhere: usize = others.clone().map(|(_, p)| p.requests.len()).sum();
+            let fastest_other = others.filter_map(|(_, p)| p.rate.per_second()).max();
+            let scarce = peer.rate.per_second().is_none_or(|r| fastest_other.is_some_and(|o| r <= o));
+            if relayed && scarce && elsewhere >= MIN_WINDOW {
+                return None;
+            }
         }
-        if count <= 1 {
-            // Others fetching from this peer are somewhere in its sole chunks too: start
-            // at a random one at first, and inside the widest run left once our run ran
-            // into others' chunks. A run that reached the end of the file, or chunks we
-            // have, goes on from the scan's pick.
-            let (f, held) = (&self.files[&name], &peer.files[&name]);
-            let mut rng = dice;
-            let probes = std::iter::repeat_with(|| xorshift(&mut rng) as u32 % f.chunk_count().max(1)).take(32);
-            let start = if walking.as_ref() != Some(&name) {
-                probes.map(ChunkIndex).find(|&p| f.sole_wanted(held, p))
-            } else if peer.cursor.crossed || f.peer_count(ChunkIndex(peer.cursor.next)) > 1 {
-                f.sole_run_start(held, probes, dice >> 32)
-            } else {
-                None
-            };
-            i = start.unwrap_or(i);
+        let mut own = false;
+        if count <= 1 && held.is_complete() {
+            let (stripe, alone) = self.stripe(now, addr, &name);
+            if !alone {
+                // Once our stripe is asked for, the rest are others', who would ask for
+                // the same chunks unseen.
+                i = stripe.map(ChunkIndex).find(|&c| f.sole_wanted(held, c))?;
+            } else if walking.as_ref() != Some(&name) {
+                // No one else seen fetching: start at a random chunk, so that those
+                // starting together do not all ask for the first ones (then go on from
+                // the scan's pick, in order).
+                let mut rng = dice;
+                let n = f.chunk_count().max(1);
+                let mut probes = std::iter::repeat_with(|| ChunkIndex(xorshift(&mut rng) as u32 % n)).take(32);
+                i = probes.find(|&c| f.sole_wanted(held, c)).unwrap_or(i);
+            }
+            own = true;
         }
         let cursor = &mut self.peers.get_mut(addr).expect("looked up above").cursor;
-        *cursor = PickCursor { file: Some(name.clone()), next: i.get() + 1, run_start: i.get(), crossed: false };
+        *cursor = PickCursor { file: Some(name.clone()), next: i.get() + 1, run_start: i.get(), crossed: false, own };
         Some((name, i))
     }
 
-    /// Whether we have asked `addr` for enough chunks of `name` that only it holds. Those
-    /// requests are invisible to the others fetching the file until the chunks arrive
-    /// and we announce them; while such chunks are plenty, each fetcher may keep a full
-    /// window of them, but as they run out, fetchers asking blindly would ask the one
-    /// holder for the same chunks, which it would send twice over the uplink everyone
-    /// waits on. So the requests out for them stay a small share of what is left.
-    fn sole_requests_enough(&self, addr: &PeerAddr, name: &FileName) -> bool {
-        let (Some(f), Some(peer)) = (self.files.get(name), self.peers.get(addr)) else {
-            return true;
+    /// Our stripe of the chunks of `name` that `seeder` holds, and whether we fetch them
+    /// alone. The file is split evenly, in address order, among those fetching chunks
+    /// only a seeder has: the links (other than `seeder`) that announced such a chunk in
+    /// the last [`SOLE_NEWS_FRESH`], and us while we store such chunks (or have not yet,
+    /// or no one else does). All fetchers hear the same announcements, so they draw the
+    /// same stripes and none asks the seeder for a chunk another asks for; one that
+    /// stops (its stripe done, or it left) drops out within [`SOLE_NEWS_FRESH`] and the
+    /// others share what is left. Where views differ, stripes overlap a little.
+    fn stripe(&self, now: Millis, seeder: &PeerAddr, name: &FileName) -> (std::ops::Range<u32>, bool) {
+        let Some(f) = self.files.get(name) else {
+            return (0..0, false);
         };
-        let out = peer.requests.iter().filter(|(file, i)| file == name && f.peer_count(*i) <= 1).count();
-        if out == 0 {
-            return false; // the share is at least one
+        let fresh = |at: Millis| now < at + SOLE_NEWS_FRESH;
+        let (mut before_me, mut others) = (0u64, 0u64);
+        for (a, &at) in &f.sole_news {
+            let fetching = a != seeder && fresh(at);
+            if fetching && self.peers.get(a).is_some_and(|p| !p.files.get(name).is_some_and(|h| h.is_complete())) {
+                others += 1;
+                before_me += u64::from(*a < self.config.me);
+            }
         }
-        let fetchers = 1 + self.peers.values().filter(|p| p.files.get(name).is_some_and(|h| !h.is_complete())).count();
-        out >= (f.held_once() as usize / (4 * fetchers)).max(1)
+        if !(f.sole_stored_at.is_none_or(fresh) || others == 0) {
+            return (0..0, false);
+        }
+        let n = u64::from(f.chunk_count());
+        let at = |r: u64| (n * r / (others + 1)) as u32;
+        (at(before_me)..at(before_me + 1), others == 0)
     }
 
     /// Whether chunks of `name` are fetched now: its manifest is here, storage has made
@@ -441,6 +470,9 @@ impl Node {
         // they may ask that source for it too (typically a seeder, whose uplink is the
         // swarm's scarcest resource).
         let news = f.peer_count(chunk.index) <= 1;
+        if news {
+            f.sole_stored_at = Some(now);
+        }
         if news || self.haves.pending.len() >= HAVE_BATCH {
             self.timers.cancel(Timer::Have);
             self.flush_have();
@@ -504,6 +536,12 @@ impl Node {
 
 /// Requests in flight to a peer that has delivered, however slow it is.
 pub(super) const MIN_WINDOW: usize = 4;
+/// How long after announcing a chunk only a seeder held a participant still counts as
+/// fetching from it, with a stripe of its own ([`Node::stripe`]). Fetchers announce such
+/// chunks many times a second; long enough that one done with its stripe keeps its place
+/// while the others finish theirs (a re-split would move chunks from under them), short
+/// enough that a stripe whose fetcher stalled is taken over soon.
+const SOLE_NEWS_FRESH: Millis = 10_000;
 
 /// Requests in flight to a peer that has delivered: growing by one with each chunk it
 /// delivers at first (so a fast link opens up within a few round trips), then what it

@@ -529,7 +529,7 @@ impl Node {
             (PeerMessage::Remove, Some(addr)) => self.on_remove(now, conn, &addr),
             (PeerMessage::Gossip(gossip), Some(_)) => self.on_gossip(now, conn, *gossip),
             (PeerMessage::Leaving, Some(addr)) => self.on_leaving(conn, &addr),
-            (PeerMessage::Have(entries), Some(addr)) => self.on_have(&addr, entries),
+            (PeerMessage::Have(entries), Some(addr)) => self.on_have(now, &addr, entries),
             (PeerMessage::Download(chunk), Some(_)) => self.on_download(conn, chunk),
             (PeerMessage::Upload { chunk, data }, Some(addr)) => self.on_upload(now, &addr, chunk, data, chunk_hash),
             (PeerMessage::GetManifest { file }, Some(_)) => self.on_get_manifest(conn, file),

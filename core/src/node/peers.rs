@@ -128,6 +128,8 @@ pub(super) struct PickCursor {
     /// it is fetching the same chunks from the same place (neither sees the other's
     /// requests), and would go on doing so in step with us; the next pick starts afresh.
     pub crossed: bool,
+    /// The run is in our own stripe of a seeder's chunks ([`Node::stripe`]).
+    pub own: bool,
 }
 
 impl Node {
@@ -219,6 +221,7 @@ impl Node {
                     f.remove_claim(i);
                 }
                 f.announcers -= 1;
+                f.sole_news.remove(addr);
             }
         }
         for (name, i) in peer.requests {
@@ -425,12 +428,15 @@ impl Node {
             .any(|(a, p)| Some(a) != except && !p.leaving && p.proven.get(name).is_some_and(|s| s.contains(i)))
     }
 
-    pub(super) fn on_have(&mut self, addr: &PeerAddr, entries: Vec<HaveEntry>) {
+    pub(super) fn on_have(&mut self, now: Millis, addr: &PeerAddr, entries: Vec<HaveEntry>) {
         let mut ignored = 0;
         for HaveEntry { chunk, digest } in entries {
             if !self.may_announce(addr, &chunk.file, chunk.size) {
                 ignored += 1;
             } else if self.learn_file(addr, &chunk.file, chunk.size, digest) {
+                if let Some(f) = self.files.get_mut(&chunk.file).filter(|f| f.sole_wanted_anew(chunk.index)) {
+                    f.sole_news.insert(addr.clone(), now);
+                }
                 self.peer_holds(addr, &chunk.file, chunk.index);
             }
         }
