@@ -572,7 +572,7 @@ impl super::Node {
         self.writing -= f.writing.count() as usize;
         f.writing = ChunkSet::new(f.chunk_count());
         f.requested = ChunkSet::new(f.chunk_count());
-        (f.preparing, f.refused, f.manifest_from) = (false, None, None);
+        (f.preparing, f.refused, f.manifest_from, f.sole_stored_at) = (false, None, None, None);
         let stored_as = f.stored_as.take();
         // Nothing is stored of a file before its manifest.
         if f.manifest.take().is_some() {

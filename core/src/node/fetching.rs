@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::peers::{PeerState, PickCursor};
 use super::serving::HAVE_BATCH;
 use super::{envelope, Event, Membership, Millis, NetCommand, Node, StorageCommand, StorageError, Timer};
+use crate::bitset::ChunkSet;
 use crate::files::FileState;
 use crate::layout::{chunk_len, ChunkIndex, CHUNK_SIZE};
 use crate::manifest::{ChunkHash, Digest, Manifest};
@@ -111,8 +112,10 @@ impl Node {
     /// there. A seeder (a peer holding the whole file) is the scarce one, since every
     /// fetcher waits on its uplink, and fetchers do not see each other's requests: so
     /// the chunks only it has are split into stripes, one per fetcher ([`Node::stripe`]),
-    /// each asking only for its own; and it is not asked for a chunk a fellow fetcher
-    /// holds while others serve us. Then it sends each chunk about once.
+    /// each asking only for its own; and, while it serves us no faster than our other
+    /// peers, it is not asked for a chunk a fellow fetcher holds while they have our
+    /// requests. On links where the seeder is the bottleneck it then sends each chunk
+    /// about once.
     fn pick_for(&mut self, now: Millis, addr: &PeerAddr) -> Option<(FileName, ChunkIndex)> {
         let dice = self.random();
         let peer = &self.peers[addr];
@@ -129,7 +132,7 @@ impl Node {
                 return Some((name.clone(), next));
             }
         }
-        let mut best: Option<(FileName, ChunkIndex, u16)> = None;
+        let mut best: Option<(FileName, ChunkIndex, u16, bool)> = None;
         for (name, held) in &peer.files {
             let Some(f) = self.files.get(name) else {
                 continue;
@@ -142,17 +145,28 @@ impl Node {
                 true => u64::from(peer.cursor.next % f.chunk_count().max(1)) / 64,
                 false => dice,
             } % words;
-            if let Some((i, count)) = f.rarest_wanted(held, start as usize) {
-                if best.as_ref().is_none_or(|b| count < b.2) {
-                    best = Some((name.clone(), i, count));
-                    if count <= 1 {
-                        break;
-                    }
+            let Some((mut i, count)) = f.rarest_wanted(held, start as usize) else {
+                continue;
+            };
+            let own = count <= 1 && held.is_complete();
+            if own {
+                // A seeder's chunk: asked for only in our stripe. With that done, this
+                // file waits for the other fetchers here; other files need not.
+                let walking_here = walking.as_ref() == Some(name);
+                let Some(mine) = self.stripe_pick(now, addr, name, held, i, walking_here, dice) else {
+                    continue;
+                };
+                i = mine;
+            }
+            if best.as_ref().is_none_or(|b| count < b.2) {
+                best = Some((name.clone(), i, count, own));
+                if count <= 1 {
+                    break;
                 }
             }
         }
-        let (name, mut i, count) = best?;
-        let (f, held) = (&self.files[&name], &peer.files[&name]);
+        let (name, i, count, own) = best?;
+        let held = &peer.files[&name];
         if count > 1 && held.is_complete() {
             // A fetcher like us has it too. A seeder that serves us no faster than others
             // do is the scarce one (every fetcher waits on its uplink): keep it for what
@@ -167,27 +181,39 @@ impl Node {
                 return None;
             }
         }
-        let mut own = false;
-        if count <= 1 && held.is_complete() {
-            let (stripe, alone) = self.stripe(now, addr, &name);
-            if !alone {
-                // Once our stripe is asked for, the rest are others', who would ask for
-                // the same chunks unseen.
-                i = stripe.map(ChunkIndex).find(|&c| f.sole_wanted(held, c))?;
-            } else if walking.as_ref() != Some(&name) {
-                // No one else seen fetching: start at a random chunk, so that those
-                // starting together do not all ask for the first ones (then go on from
-                // the scan's pick, in order).
-                let mut rng = dice;
-                let n = f.chunk_count().max(1);
-                let mut probes = std::iter::repeat_with(|| ChunkIndex(xorshift(&mut rng) as u32 % n)).take(32);
-                i = probes.find(|&c| f.sole_wanted(held, c)).unwrap_or(i);
-            }
-            own = true;
-        }
         let cursor = &mut self.peers.get_mut(addr).expect("looked up above").cursor;
         *cursor = PickCursor { file: Some(name.clone()), next: i.get() + 1, run_start: i.get(), crossed: false, own };
         Some((name, i))
+    }
+
+    /// Which of the chunks only `seeder` holds of `name` to ask it for (`scanned` being
+    /// the scan's pick): the first in our stripe that we still want, or none once our
+    /// stripe is asked for (the rest are others', who would ask for the same chunks
+    /// unseen). Fetching them alone, anywhere, starting at a random chunk so that those
+    /// starting together do not all ask for the first ones, then in order.
+    #[allow(clippy::too_many_arguments)]
+    fn stripe_pick(
+        &self,
+        now: Millis,
+        seeder: &PeerAddr,
+        name: &FileName,
+        held: &ChunkSet,
+        scanned: ChunkIndex,
+        walking_here: bool,
+        dice: u64,
+    ) -> Option<ChunkIndex> {
+        let f = self.files.get(name)?;
+        let (stripe, alone) = self.stripe(now, seeder, name);
+        if !alone {
+            return stripe.map(ChunkIndex).find(|&c| f.sole_wanted(held, c));
+        }
+        if walking_here {
+            return Some(scanned);
+        }
+        let mut rng = dice;
+        let n = f.chunk_count().max(1);
+        let mut probes = std::iter::repeat_with(|| ChunkIndex(xorshift(&mut rng) as u32 % n)).take(32);
+        Some(probes.find(|&c| f.sole_wanted(held, c)).unwrap_or(scanned))
     }
 
     /// Our stripe of the chunks of `name` that `seeder` holds, and whether we fetch them
@@ -196,8 +222,10 @@ impl Node {
     /// the last [`SOLE_NEWS_FRESH`], and us while we store such chunks (or have not yet,
     /// or no one else does). All fetchers hear the same announcements, so they draw the
     /// same stripes and none asks the seeder for a chunk another asks for; one that
-    /// stops (its stripe done, or it left) drops out within [`SOLE_NEWS_FRESH`] and the
-    /// others share what is left. Where views differ, stripes overlap a little.
+    /// stops (its stripe done, or it left) drops out after [`SOLE_NEWS_FRESH`] and the
+    /// others share what is left. Where views differ (links coming up; a node relaying
+    /// a seeder's chunks to us from a peer we do not see looks like their fetcher), the
+    /// stripes differ too, until that news goes stale.
     fn stripe(&self, now: Millis, seeder: &PeerAddr, name: &FileName) -> (std::ops::Range<u32>, bool) {
         let Some(f) = self.files.get(name) else {
             return (0..0, false);
@@ -538,9 +566,9 @@ impl Node {
 pub(super) const MIN_WINDOW: usize = 4;
 /// How long after announcing a chunk only a seeder held a participant still counts as
 /// fetching from it, with a stripe of its own ([`Node::stripe`]). Fetchers announce such
-/// chunks many times a second; long enough that one done with its stripe keeps its place
-/// while the others finish theirs (a re-split would move chunks from under them), short
-/// enough that a stripe whose fetcher stalled is taken over soon.
+/// chunks many times a second; one done with its stripe keeps its place this long, so
+/// stripes do not move under the others while most are still at work; one that stalled
+/// has its stripe shared out after this long.
 const SOLE_NEWS_FRESH: Millis = 10_000;
 
 /// Requests in flight to a peer that has delivered: growing by one with each chunk it

@@ -118,8 +118,8 @@ impl DeliveryRate {
 /// The file and chunk the next pick from a peer tries first.
 #[derive(Debug, Default)]
 pub(super) struct PickCursor {
-    /// None until the first pick; a pick in another file starts at a random place, so
-    /// that different fetchers start in different places.
+    /// None until the first pick; a pick in another file starts afresh: in our stripe of
+    /// a seeder's chunks, or at a random place, so that fetchers start apart.
     pub file: Option<FileName>,
     pub next: u32,
     /// Where the current run of picks began.
