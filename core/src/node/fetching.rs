@@ -7,7 +7,6 @@ use bytes::Bytes;
 use super::peers::{PeerState, PickCursor};
 use super::serving::HAVE_BATCH;
 use super::{envelope, Event, Membership, Millis, NetCommand, Node, StorageCommand, StorageError, Timer};
-use crate::bitset::ChunkSet;
 use crate::files::FileState;
 use crate::layout::{chunk_len, ChunkIndex, CHUNK_SIZE};
 use crate::manifest::{ChunkHash, Digest, Manifest};
@@ -124,15 +123,16 @@ impl Node {
             let next = ChunkIndex(peer.cursor.next);
             let f = self.files.get(name).filter(|f| self.fetchable(name, f));
             let on = !peer.cursor.crossed && f.zip(peer.files.get(name)).is_some_and(|(f, h)| f.sole_wanted(h, next));
+            // A seeder's chunks are ours to ask for only in our stripe.
             let seeder = peer.files.get(name).is_some_and(|h| h.is_complete());
-            let go = on && (!seeder || peer.cursor.own && self.stripe(now, addr, name).0.contains(&next.get()));
+            let go = on && (!seeder || self.stripe(now, addr, name).0.contains(&next.get()));
             if go {
                 let cursor = &mut self.peers.get_mut(addr).expect("looked up above").cursor;
                 cursor.next += 1;
                 return Some((name.clone(), next));
             }
         }
-        let mut best: Option<(FileName, ChunkIndex, u16, bool)> = None;
+        let mut best: Option<(FileName, ChunkIndex, u16)> = None;
         for (name, held) in &peer.files {
             let Some(f) = self.files.get(name) else {
                 continue;
@@ -148,41 +148,39 @@ impl Node {
             let Some((mut i, count)) = f.rarest_wanted(held, start as usize) else {
                 continue;
             };
-            let own = count <= 1 && held.is_complete();
-            if own {
+            if count <= 1 && held.is_complete() {
                 // A seeder's chunk: asked for only in our stripe. With that done, this
                 // file waits for the other fetchers here; other files need not.
                 let walking_here = walking.as_ref() == Some(name);
-                let Some(mine) = self.stripe_pick(now, addr, name, held, i, walking_here, dice) else {
+                let Some(mine) = self.stripe_pick(now, addr, name, i, walking_here, dice) else {
                     continue;
                 };
                 i = mine;
             }
             if best.as_ref().is_none_or(|b| count < b.2) {
-                best = Some((name.clone(), i, count, own));
+                best = Some((name.clone(), i, count));
                 if count <= 1 {
                     break;
                 }
             }
         }
-        let (name, i, count, own) = best?;
-        let held = &peer.files[&name];
-        if count > 1 && held.is_complete() {
-            // A fetcher like us has it too. A seeder that serves us no faster than others
-            // do is the scarce one (every fetcher waits on its uplink): keep it for what
-            // only it has while the others serve us. One faster than them has room for more.
-            let relayed =
-                self.peers.values().any(|p| p.files.get(&name).is_some_and(|h| !h.is_complete() && h.contains(i)));
-            let others = self.peers.iter().filter(|(a, _)| *a != addr);
-            let elsewhere: usize = others.clone().map(|(_, p)| p.requests.len()).sum();
-            let fastest_other = others.filter_map(|(_, p)| p.rate.per_second()).max();
+        let (name, i, count) = best?;
+        if count > 1 && peer.files[&name].is_complete() {
+            // A fetcher like us may have it too. A seeder that serves us no faster than
+            // others do is the scarce one (every fetcher waits on its uplink): keep it for
+            // what only it has while the others serve us. One faster has room for more.
+            let others = || self.peers.iter().filter(|(a, _)| *a != addr).map(|(_, p)| p);
+            let fastest_other = others().filter_map(|p| p.rate.per_second()).max();
             let scarce = peer.rate.per_second().is_none_or(|r| fastest_other.is_some_and(|o| r <= o));
-            if relayed && scarce && elsewhere >= MIN_WINDOW {
+            if scarce
+                && others().map(|p| p.requests.len()).sum::<usize>() >= MIN_WINDOW
+                && others().any(|p| p.files.get(&name).is_some_and(|h| !h.is_complete() && h.contains(i)))
+            {
                 return None;
             }
         }
         let cursor = &mut self.peers.get_mut(addr).expect("looked up above").cursor;
-        *cursor = PickCursor { file: Some(name.clone()), next: i.get() + 1, run_start: i.get(), crossed: false, own };
+        *cursor = PickCursor { file: Some(name.clone()), next: i.get() + 1, run_start: i.get(), crossed: false };
         Some((name, i))
     }
 
@@ -191,18 +189,17 @@ impl Node {
     /// stripe is asked for (the rest are others', who would ask for the same chunks
     /// unseen). Fetching them alone, anywhere, starting at a random chunk so that those
     /// starting together do not all ask for the first ones, then in order.
-    #[allow(clippy::too_many_arguments)]
     fn stripe_pick(
         &self,
         now: Millis,
         seeder: &PeerAddr,
         name: &FileName,
-        held: &ChunkSet,
         scanned: ChunkIndex,
         walking_here: bool,
         dice: u64,
     ) -> Option<ChunkIndex> {
         let f = self.files.get(name)?;
+        let held = self.peers.get(seeder)?.files.get(name)?;
         let (stripe, alone) = self.stripe(now, seeder, name);
         if !alone {
             return stripe.map(ChunkIndex).find(|&c| f.sole_wanted(held, c));

@@ -128,8 +128,6 @@ pub(super) struct PickCursor {
     /// it is fetching the same chunks from the same place (neither sees the other's
     /// requests), and would go on doing so in step with us; the next pick starts afresh.
     pub crossed: bool,
-    /// The run is in our own stripe of a seeder's chunks ([`Node::stripe`]).
-    pub own: bool,
 }
 
 impl Node {
