@@ -6,7 +6,6 @@
 //!   (`driver/admission.rs` carries out the slot rule for each accepted connection);
 //! - [`options`]: how to run a node ([`options::NodeOptions`], from the flags);
 //! - [`input`]: what the node's tasks tell the loop;
-//! - [`options`]: how to run a node ([`options::NodeOptions`], from the flags);
 //! - [`limits`]: `--upload-limit`/`--download-limit`: pacing chunk bodies, fair
 //!   between connections, changed at run time by control Limit;
 //! - [`metrics`]: `--metrics`, the node's counters as Prometheus text;

@@ -20,7 +20,7 @@ use torronto_core::{Code, StorageCommand, StorageError, StorageEvent};
 
 use crate::connection::{Outgoing, StoredUpload};
 use crate::input::Input;
-use crate::store::{io_error, read_chunk, write_chunk, Store};
+use crate::store::{io_error, read_chunk, ChunkWriter, Store};
 
 /// The writer of a connection that sends chunk bodies straight from their files: a
 /// `Read` for it is answered by queueing the Upload there, which reports `Sent`.
@@ -53,8 +53,9 @@ impl Storage {
         let thread = {
             let (store, inputs) = (store.clone(), inputs.clone());
             std::thread::Builder::new().name("torronto-storage".into()).spawn(move || {
+                let mut writer = ChunkWriter::default();
                 for job in queue {
-                    report(&inputs, execute(&store, job.command, job.send_file, &inputs));
+                    report(&inputs, execute(&store, job.command, job.send_file, &inputs, &mut writer));
                 }
             })?
         };
@@ -77,7 +78,9 @@ impl Storage {
         let in_place = matches!(&command, Commit { id, .. } if self.store.hashed_in_place(*id));
         if !in_place && matches!(command, Import { .. } | Commit { .. } | Discard { .. } | Torrent { .. }) {
             let (store, inputs) = (self.store.clone(), self.inputs.clone());
-            tokio::task::spawn_blocking(move || report(&inputs, execute(&store, command, None, &inputs)));
+            tokio::task::spawn_blocking(move || {
+                report(&inputs, execute(&store, command, None, &inputs, &mut ChunkWriter::default()))
+            });
             return;
         }
         // The thread only stops when the node does; a lost command then does not matter.
@@ -107,6 +110,7 @@ pub fn execute(
     command: StorageCommand,
     send_file: Option<SendFile>,
     inputs: &tokio_mpsc::Sender<Input>,
+    writer: &mut ChunkWriter,
 ) -> Option<StorageEvent> {
     match command {
         StorageCommand::Import { id, path, name, within, in_place } => {
@@ -164,9 +168,8 @@ pub fn execute(
             }
         },
         StorageCommand::Write { chunk, data } => {
-            let result = store
-                .handle(&chunk.file)
-                .and_then(|h| write_chunk(&h, chunk.size, chunk.index, &data))
+            let result = writer
+                .write(store, &chunk.file, chunk.size, chunk.index, &data)
                 .map_err(|e| io_error(chunk.file.as_str(), &e));
             Some(StorageEvent::Written { chunk, result })
         }

@@ -39,6 +39,8 @@
 //! - `conflict`: the name of a conflict copy, telling one by its name, and a name that
 //!   holds the network's content already (taken as the node's copy, no conflict copy);
 //! - `removal`: deleting a removed file's copy and state, and the saved tombstones;
+//! - `write_behind`: chunk writes pushed to the disk and out of the page cache soon
+//!   after, so a fetching node reuses warm pages and leaves the cache as it found it;
 //! - `error`: I/O failures as the storage errors users see (ENOSPC is no space).
 
 mod conflict;
@@ -47,6 +49,7 @@ mod import;
 mod removal;
 mod space;
 mod state;
+mod write_behind;
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -73,6 +76,7 @@ pub use removal::unix_millis;
 pub use space::{parse_size, MinFree, Space};
 pub use state::open_published;
 pub(crate) use state::write_atomic;
+pub use write_behind::ChunkWriter;
 
 /// Paths and open handles of one node's folder. Blocking: once the node runs, only
 /// [`crate::storage`] calls it, from the storage thread or the blocking pool.
