@@ -144,9 +144,11 @@ pub struct Gossip {
 impl Gossip {
     /// Checks the limits and shapes a peer's gossip must keep; the error says which.
     pub fn check(&self) -> Result<(), String> {
+        // A full view and the sender's own record: one more than a view holds.
+        const MOST: usize = MAX_PARTICIPANTS + 1;
         let digest = self.digest.as_ref().map_or(0, Vec::len);
-        if digest > MAX_PARTICIPANTS || self.records.len() > MAX_PARTICIPANTS || self.want.len() > MAX_PARTICIPANTS {
-            return Err(format!("gossip about more than {MAX_PARTICIPANTS} participants"));
+        if digest > MOST || self.records.len() > MOST || self.want.len() > MOST {
+            return Err(format!("gossip about more than {MOST} participants"));
         }
         if self.parts.as_ref().is_some_and(|p| p.len() != SUMMARY_PARTS) {
             return Err(format!("a summary in other than {SUMMARY_PARTS} parts"));
@@ -465,6 +467,21 @@ mod tests {
         assert_eq!(long_last.len(), MAX_RANGES);
         assert!(long_last.windows(2).all(|w| w[0].1 < w[1].0), "kept runs stay in chunk order: {long_last:?}");
         assert_eq!(long_last.last(), Some(&(970, 1000)), "the longest run is kept, in its place");
+    }
+
+    #[test]
+    fn a_full_view_and_its_sender_fit_in_one_gossip() {
+        // The sender's digest of a full view lists every participant it knows and itself.
+        let entries = |n: usize| (0..n).map(|i| DigestEntry(PeerAddr::new("10.0.0.1", i as u16), 1, Liveness::Alive));
+        let digest = |n| Gossip { digest: Some(entries(n).collect()), ..Gossip::default() };
+        assert_eq!(digest(MAX_PARTICIPANTS + 1).check(), Ok(()));
+        assert!(digest(MAX_PARTICIPANTS + 2).check().is_err());
+        let records = |n: usize| Gossip {
+            records: (0..n).map(|i| record(i as u16, 1, Liveness::Alive)).collect(),
+            ..Gossip::default()
+        };
+        assert_eq!(records(MAX_PARTICIPANTS + 1).check(), Ok(()));
+        assert!(records(MAX_PARTICIPANTS + 2).check().is_err());
     }
 
     #[test]
