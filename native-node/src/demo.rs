@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use torronto_core::{Code, Control, NetworkSecret, PeerAddr, Status};
 
@@ -35,8 +36,9 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
     crate::store::write_atomic(&secret_file, secret.to_file_text().as_bytes(), 0o600)
         .with_context(|| format!("cannot write the demo's network secret to {}", secret_file.display()))?;
     let addrs: Vec<PeerAddr> = ports.iter().map(|&p| PeerAddr::new("127.0.0.1", p)).collect();
-    let stop = CancellationToken::new();
-    let mut tasks = Vec::new();
+    // One stop per node: they leave one after another, so each hands what only it holds
+    // to nodes still running instead of all waiting for each other at once.
+    let mut running = Vec::new();
     let mut dirs = Vec::new();
     let mut tokens = Vec::new();
     let mut panel = None;
@@ -72,8 +74,9 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
         panel = panel.or_else(|| driver.panel_url());
         dirs.push(dir);
         tokens.push(driver.token().to_owned());
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move { driver.run(stop.cancelled_owned()).await }));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(driver.run(stop.clone().cancelled_owned()));
+        running.push((stop, task));
     }
     let samples = write_samples(&root.join("samples"))?;
     let nodes: Vec<String> = addrs.iter().map(ToString::to_string).collect();
@@ -96,11 +99,7 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
     let status = watch_replication(&nodes, &tokens, &secret, samples.len()).await?;
     print!("\n{}", format_status(&status));
     if once {
-        stop.cancel();
-        for t in tasks {
-            t.await??;
-        }
-        return Ok(());
+        return stop_in_turn(running).await;
     }
     if let Some(url) = &panel {
         println!("\nopen the control panel (node {}): {url}", nodes[0]);
@@ -120,11 +119,19 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
     println!("\nCtrl-C stops the demo and removes its folders.");
     crate::shutdown_signal().await;
     println!("stopping…");
-    stop.cancel();
-    for t in tasks {
-        let _ = t.await;
+    stop_in_turn(running).await
+}
+
+/// Stops the nodes one by one, each after the one before has left; the first error
+/// is returned once all have stopped.
+async fn stop_in_turn(running: Vec<(CancellationToken, JoinHandle<anyhow::Result<()>>)>) -> anyhow::Result<()> {
+    let mut result = Ok(());
+    for (stop, task) in running {
+        stop.cancel();
+        let ended = task.await.map_err(anyhow::Error::from).and_then(|r| r);
+        result = result.and(ended);
     }
-    Ok(())
+    result
 }
 
 /// `base_port` and the ports after it when they are free, else ports the system picks.
