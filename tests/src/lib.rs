@@ -17,6 +17,8 @@
 //! - [`cli`] / [`Output`]: run the control client and capture exit code, stdout and stderr;
 //!   [`query`] runs `query --json` and parses the status object; [`FileStatus`] and friends
 //!   read fields out of it.
+//! - [`Demo`]: `torronto demo` started by hand and read up to its Ctrl-C hint, to be
+//!   interrupted as a user would (killed if still running when dropped).
 //! - [`wait_until`]: poll a condition every ~50 ms; on timeout, panic saying what was awaited
 //!   and showing the last query output seen on this thread. This is the only place a test
 //!   sleeps.
@@ -311,6 +313,67 @@ pub fn joined(status: &Value) -> bool {
 /// A numeric top-level field of a status object (`numFiles`, `chunksFetched`, ...).
 pub fn number(status: &Value, key: &str) -> u64 {
     status.get(key).and_then(Value::as_u64).unwrap_or_else(|| panic!("status has no integer {key}: {status}"))
+}
+
+// ---------------------------------------------------------------------------------
+// The demo, run as a user runs it
+
+/// A running `torronto demo --nodes N`, started with `env` and read up to its Ctrl-C hint;
+/// killed if still running when dropped.
+#[derive(Debug)]
+pub struct Demo {
+    child: Child,
+    /// What it printed up to and including the Ctrl-C hint.
+    pub printed: Vec<String>,
+    /// Kept open: the demo goes on printing as it stops, and a closed pipe would end it.
+    _stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Demo {
+    pub fn start(nodes: usize, env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let base = free_port().to_string();
+        let mut child = Command::new(bin())
+            .args(["demo", "--nodes", &nodes.to_string(), "--base-port", &base])
+            .env("XDG_STATE_HOME", state_home())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the demo");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let mut printed = Vec::new();
+        for line in stdout.by_ref() {
+            let line = line.expect("the demo's output");
+            let hint = line.starts_with("Ctrl-C stops the demo");
+            printed.push(line);
+            if hint {
+                break;
+            }
+        }
+        Self { child, printed, _stdout: stdout }
+    }
+
+    /// Sends Ctrl-C (SIGINT) and waits up to `timeout` for the demo to exit.
+    #[track_caller]
+    pub fn interrupt(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-INT", &pid]).status().expect("run kill").success());
+        let mut status = None;
+        wait_until(timeout, "the demo to stop after Ctrl-C", || {
+            status = self.child.try_wait().expect("wait for the demo");
+            status.is_some()
+        });
+        status.expect("it exited")
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 //! `torronto demo`, the README's run command: a local network that replicates its sample
 //! files and serves the control panel.
 
-use torronto_tests::{cli, free_port};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use torronto_tests::{cli, free_port, Demo};
 
 #[test]
 fn demo_starts_a_network_replicates_its_samples_and_serves_the_panel() {
@@ -30,44 +33,17 @@ fn demo_starts_a_network_replicates_its_samples_and_serves_the_panel() {
 /// for peers that were leaving too.
 #[test]
 fn ctrl_c_stops_the_demo_promptly_and_removes_its_folders() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    let base = free_port().to_string();
-    let mut child = Command::new(torronto_tests::bin())
-        .args(["demo", "--nodes", "3", "--base-port", &base])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the demo");
-    let mut folders = Vec::new();
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    for line in lines.by_ref() {
-        let line = line.expect("demo output");
-        let path = line.trim();
-        if line.starts_with("  /") && !path.contains(' ') && path.contains("torronto-demo-") {
-            folders.push(std::path::PathBuf::from(path));
-        }
-        if line.starts_with("Ctrl-C stops the demo") {
-            break;
-        }
-    }
+    let mut demo = Demo::start(3, &[]);
+    let folders: Vec<PathBuf> = demo
+        .printed
+        .iter()
+        .map(|line| line.trim())
+        .filter(|path| path.starts_with('/') && !path.contains(' ') && path.contains("torronto-demo-"))
+        .map(PathBuf::from)
+        .collect();
     assert_eq!(folders.len(), 3, "the demo lists its three node folders");
     assert!(folders.iter().all(|f| f.is_dir()));
-    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
-    assert!(sent.success());
-    let asked = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if asked.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("the demo was still running 20 s after Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = demo.interrupt(Duration::from_secs(20));
     assert!(status.success(), "{status}");
     assert!(folders.iter().all(|f| !f.exists()), "the demo removes its folders: {folders:?}");
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use torronto_tests::{
-    bin, free_port, joined, peers, query, random_file, sha256_file, state_home, wait_until, TestNode,
+    bin, free_port, joined, peers, query, random_file, sha256_file, state_home, wait_until, Demo, TestNode,
 };
 
 /// A `torronto` process started by hand, killed when dropped.
@@ -129,31 +129,10 @@ fn a_config_file_with_an_unknown_key_or_a_bad_value_is_refused_before_starting()
 
 #[test]
 fn the_demos_hints_are_commands_that_work_when_torronto_is_not_on_path() {
-    use std::io::{BufRead, BufReader};
-    let base = free_port().to_string();
-    let mut demo = Command::new(bin())
-        .args(["demo", "--nodes", "2", "--base-port", &base])
-        .env("XDG_STATE_HOME", state_home())
-        .env("PATH", "/usr/bin:/bin")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the demo");
-    let mut hints = Vec::new();
-    let mut seen = String::new();
-    for line in BufReader::new(demo.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("Ctrl-C stops the demo") {
-            break;
-        }
-        if line.contains(" query --node ") {
-            hints.push(line.trim().to_owned());
-        }
-    }
-    let demo = Process(demo);
+    let mut demo = Demo::start(2, &[("PATH", "/usr/bin:/bin")]);
+    let hints: Vec<String> =
+        demo.printed.iter().filter(|line| line.contains(" query --node ")).map(|line| line.trim().to_owned()).collect();
+    let seen = demo.printed.join("\n");
     let [query_hint] = &hints[..] else { panic!("one query hint expected in:\n{seen}") };
     assert!(!query_hint.starts_with("torronto "), "`torronto` is not on this PATH: {query_hint}");
     // Pasted into another terminal: another folder, the same PATH.
@@ -168,9 +147,7 @@ fn the_demos_hints_are_commands_that_work_when_torronto_is_not_on_path() {
     assert!(out.status.success(), "{query_hint}: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("joined"), "{query_hint}: {stdout}");
     // Ctrl-C, so the demo removes its folders.
-    let mut demo = demo;
-    let _ = Command::new("kill").args(["-INT", &demo.0.id().to_string()]).status();
-    wait_until(Duration::from_secs(20), "the demo to stop", || matches!(demo.0.try_wait(), Ok(Some(_))));
+    demo.interrupt(Duration::from_secs(20));
 }
 
 /// `GET path` on `addr`; the status line and the body.
