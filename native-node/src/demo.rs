@@ -70,7 +70,16 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             settle: Some(crate::shared::DEFAULT_SETTLE),
             max_links: crate::options::DEFAULT_MAX_LINKS,
         };
-        let driver = Driver::bind(options).await?;
+        let driver = match Driver::bind(options.clone()).await {
+            // Another program (another demo, say) took the usual panel port between the
+            // check above and the bind: any port will do.
+            Err(_) if options.web.as_ref().is_some_and(|w| w.listen.port == PANEL_PORT) => {
+                let mut options = options;
+                options.web.as_mut().expect("checked above").listen.port = 0;
+                Driver::bind(options).await?
+            }
+            bound => bound?,
+        };
         panel = panel.or_else(|| driver.panel_url());
         dirs.push(dir);
         tokens.push(driver.token().to_owned());

@@ -339,18 +339,31 @@ impl Demo {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the demo");
+        // Drained on its own thread so a chatty log never blocks the demo; shown if it fails.
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
         let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let mut printed = Vec::new();
+        let mut reached_hint = false;
         for line in stdout.by_ref() {
             let line = line.expect("the demo's output");
-            let hint = line.starts_with("Ctrl-C stops the demo");
+            reached_hint = line.starts_with("Ctrl-C stops the demo");
             printed.push(line);
-            if hint {
+            if reached_hint {
                 break;
             }
+        }
+        if !reached_hint {
+            let status = child.wait().expect("wait for the demo");
+            let stderr = stderr.join().unwrap_or_default();
+            panic!("the demo ended ({status}) before its Ctrl-C hint:\n{}\n{stderr}", printed.join("\n"));
         }
         Self { child, printed, _stdout: stdout }
     }
