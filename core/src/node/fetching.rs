@@ -642,8 +642,8 @@ impl Stripes {
 
     /// With our stripe asked for: a chunk of the `helpable` stripe with the most of the
     /// seeder's chunks still to fetch. Fetchers' shares of the seeder's uplink differ
-    /// (TCP flows sharing its queue are far from fair: on shaped links some got a
-    /// quarter of the others' rate), so stripes finish at different times; without
+    /// (on shaped links some got a quarter of the others' rate from the start, their
+    /// flows sharing one queue), so stripes finish at different times; without
     /// help, a stripe's last chunks all came through one downlink and left from one
     /// uplink to all the others, while the seeder's uplink stood half idle. Its fetcher
     /// works from the front; helpers pick at random in the back half of what is open,
