@@ -32,7 +32,7 @@ pub(crate) struct FileState {
     pub writing: ChunkSet,
     /// When each link last announced a chunk of this file we lacked and only one peer
     /// held (a seeder's, most often): those fetching from a seeder, who split its chunks
-    /// into stripes (see `Node::stripe`).
+    /// into stripes (see `Node::stripes`).
     pub sole_news: BTreeMap<PeerAddr, Millis>,
     /// When we last stored such a chunk.
     pub sole_stored_at: Option<Millis>,

@@ -233,6 +233,65 @@ def counters(participants):
     return [tx_bytes(i) for i in range(participants)]
 
 
+class Timeline:
+    """Every participant's bytes sent and received, sampled every 50 ms from the hub's end
+    of its veth (where rx is what the participant sent): where a run's time goes."""
+
+    def __init__(self, participants):
+        self.n = participants
+        self.samples = []  # (seconds since the clock started, [tx], [rx])
+        self.running = False
+
+    def read(self):
+        # One `ip` per sample: /sys shows the namespace it was mounted in, not the hub.
+        links = {link["ifname"]: link["stats64"] for link in json.loads(run("ip", "-s", "-j", "link", "show"))}
+        ends = [links[f"v{i}"] for i in range(self.n)]
+        return [e["rx"]["bytes"] for e in ends], [e["tx"]["bytes"] for e in ends]
+
+    def start(self, clock):
+        import threading
+        self.clock, self.running = clock, True
+        base = self.read()
+
+        def loop():
+            while self.running:
+                tx, rx = self.read()
+                self.samples.append((time.time() - clock, [a - b for a, b in zip(tx, base[0])],
+                                     [a - b for a, b in zip(rx, base[1])]))
+                time.sleep(0.05)
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        return self
+
+    def first(self, cond):
+        return next((t for t, tx, rx in self.samples if cond(tx, rx)), float("nan"))
+
+    def milestones(self, size, done):
+        """When the seeder's uplink got busy and finished, and when each node had half and
+        all of its bytes: the start, the middle and the tail of a run."""
+        seeder_total = self.samples[-1][1][0] if self.samples else 0
+        lines = ["    timeline (s): seeder sent 1 MiB at {:.2f}, 50 % of its bytes at {:.2f}, 99 % at {:.2f}, "
+                 "all at {:.2f}".format(self.first(lambda tx, rx: tx[0] >= 1 << 20),
+                                        self.first(lambda tx, rx: tx[0] >= seeder_total / 2),
+                                        self.first(lambda tx, rx: tx[0] >= 0.99 * seeder_total),
+                                        self.first(lambda tx, rx: tx[0] >= seeder_total))]
+        for i in range(1, self.n):
+            got = [self.first(lambda tx, rx, q=q: rx[i] >= q * size) for q in (0.01, 0.5, 0.9)]
+            lines.append(f"      n{i}: 1 % at {got[0]:.2f}, 50 % at {got[1]:.2f}, 90 % at {got[2]:.2f}, "
+                         f"done at {done.get(f'n{i}', done.get(f'l{i}', float('nan'))):.2f}")
+        # What the seeder sent in each second of the run.
+        def sent_by(t):
+            return max((tx[0] for at, tx, rx in self.samples if at <= t), default=0)
+        per_second = [f"{(sent_by(sec + 1) - sent_by(sec)) * 8 / 1e6:.0f}"
+                      for sec in range(int(self.samples[-1][0]) + 1 if self.samples else 0)]
+        lines.append("      seeder Mbit/s per second: " + " ".join(per_second))
+        return "\n".join(lines)
+
+
 def enter_hub():
     """Moves this process into the hub namespace: the tracker, the nodes' control ports and
     rqbit's APIs are reached over the bridge from here. `ip -n` still works from anywhere."""
@@ -312,9 +371,17 @@ class Bench:
         for TARGETS, reads the counters again; returns the measurements."""
         os.sync()  # dirty pages of the setup are written back before the clock, not during
         before = counters(self.n)
+        sampler = Timeline(self.n)
+        sampler.start(time.time())  # the clock starts within microseconds of this
         start = start_clock_and_go()
         seconds, missing, done = wait_done(targets, start, self.args.timeout)
+        timeline = sampler.stop()
         after = counters(self.n)
+        if self.args.timeline and not missing:
+            print(timeline.milestones(self.size, done), file=sys.stderr)
+            if getattr(self, "joined", None):
+                print("      joins answered at " + " ".join(f"{t:.2f}" for t in self.joined), file=sys.stderr)
+                self.joined = None
         tx = [a - b for a, b in zip(after, before)]
         per_node = {k: round(v, 3) for k, v in done.items()}
         if missing:
@@ -372,9 +439,19 @@ class Bench:
             cli(0, "insert", self.file)
 
             def go():
+                # All told at once, as the BitTorrent leechers are all started at once: one
+                # after another, each join waited for answers queued behind the data the
+                # nodes told before were already sending (0.6 s for the eighth).
+                import concurrent.futures
                 start = time.time()
-                for i in range(1, self.n):
+                self.joined = []
+
+                def join(i):
                     cli(i, "join")
+                    self.joined.append(time.time() - start)
+                with concurrent.futures.ThreadPoolExecutor(self.n - 1) as pool:
+                    list(pool.map(join, range(1, self.n)))
+                self.joined.sort()
                 return start
 
             targets = {f"n{i}": file_complete(os.path.join(base, f"n{i}", NAME), self.size) for i in range(1, self.n)}
@@ -513,6 +590,7 @@ def parse_args():
     p.add_argument("--timeout", type=float, default=180, help="seconds a run may take before it counts as failed")
     p.add_argument("--work", help="work folder (kept); default a fresh one under /tmp, removed unless --keep")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--timeline", action="store_true", help="print when each run's bytes moved (start, middle, tail)")
     a = p.parse_args()
     if a.size <= 0 or a.nodes <= 0 or a.rounds <= 0 or a.nodes > 200:
         p.error("--size, --nodes (at most 200) and --rounds take positive numbers")

@@ -110,8 +110,9 @@ impl Node {
     /// peer has; when the run ends, the rarest chunk it can give us, scanning on from
     /// there. A seeder (a peer holding the whole file) is the scarce one, since every
     /// fetcher waits on its uplink, and fetchers do not see each other's requests: so
-    /// the chunks only it has are split into stripes, one per fetcher ([`Node::stripe`]),
-    /// each asking only for its own; and, while it serves us no faster than our other
+    /// the chunks only it has are split into stripes, one per fetcher ([`Node::stripes`]),
+    /// each asking for its own, then helping with those left ([`Stripes::help`]); and,
+    /// while it serves us no faster than our other
     /// peers, it is not asked for a chunk a fellow fetcher holds while they have our
     /// requests. On links where the seeder is the bottleneck it then sends each chunk
     /// about once.
@@ -125,7 +126,7 @@ impl Node {
             let on = !peer.cursor.crossed && f.zip(peer.files.get(name)).is_some_and(|(f, h)| f.sole_wanted(h, next));
             // A seeder's chunks are ours to ask for only in our stripe.
             let seeder = peer.files.get(name).is_some_and(|h| h.is_complete());
-            let go = on && (!seeder || self.stripe(now, addr, name).0.contains(&next.get()));
+            let go = on && (!seeder || self.stripes(now, addr, name).mine().contains(&next.get()));
             if go {
                 let cursor = &mut self.peers.get_mut(addr).expect("looked up above").cursor;
                 cursor.next += 1;
@@ -149,8 +150,9 @@ impl Node {
                 continue;
             };
             if count <= 1 && held.is_complete() {
-                // A seeder's chunk: asked for only in our stripe. With that done, this
-                // file waits for the other fetchers here; other files need not.
+                // A seeder's chunk: asked for in our stripe, then in those that lag.
+                // With none to ask for, this file waits for the other fetchers here;
+                // other files need not.
                 let walking_here = walking.as_ref() == Some(name);
                 let Some(mine) = self.stripe_pick(now, addr, name, i, walking_here, dice) else {
                     continue;
@@ -185,10 +187,11 @@ impl Node {
     }
 
     /// Which of the chunks only `seeder` holds of `name` to ask it for (`scanned` being
-    /// the scan's pick): the first in our stripe that we still want, or none once our
-    /// stripe is asked for (the rest are others', who would ask for the same chunks
-    /// unseen). Fetching them alone, anywhere, starting at a random chunk so that those
-    /// starting together do not all ask for the first ones, then in order.
+    /// the scan's pick): the first in our stripe that we still want; once our stripe is
+    /// asked for, one of a stripe that lags ([`Stripes::help`]), or none (the rest are
+    /// others', who would ask for the same chunks unseen). Fetching them alone, anywhere,
+    /// starting at a random chunk so that those starting together do not all ask for
+    /// the first ones, then in order.
     fn stripe_pick(
         &self,
         now: Millis,
@@ -200,9 +203,22 @@ impl Node {
     ) -> Option<ChunkIndex> {
         let f = self.files.get(name)?;
         let held = self.peers.get(seeder)?.files.get(name)?;
-        let (stripe, alone) = self.stripe(now, seeder, name);
-        if !alone {
-            return stripe.map(ChunkIndex).find(|&c| f.sole_wanted(held, c));
+        let stripes = self.stripes(now, seeder, name);
+        if stripes.parts > 1 {
+            if let Some(c) = stripes.mine().map(ChunkIndex).find(|&c| f.sole_wanted(held, c)) {
+                return Some(c);
+            }
+            // Outside our class of helped chunks, where other helpers may be asking too,
+            // one request at a time.
+            let mine = stripes.mine();
+            let beyond = |(n, c): &&(FileName, ChunkIndex)| n == name && !mine.contains(&c.get());
+            let astray = self.peers.get(seeder)?.requests.iter().filter(beyond).any(|(_, c)| !stripes.in_class(*c));
+            // The last few of a stripe are its fetcher's, unless it has gone quiet.
+            let helpable = |r: u64, left: usize| left >= HELP_MIN || self.stripe_quiet(now, seeder, name, r);
+            return stripes.help(f, held, dice, !astray, helpable);
+        }
+        if stripes.parts == 0 {
+            return None;
         }
         if walking_here {
             return Some(scanned);
@@ -213,35 +229,57 @@ impl Node {
         Some(probes.find(|&c| f.sole_wanted(held, c)).unwrap_or(scanned))
     }
 
-    /// Our stripe of the chunks of `name` that `seeder` holds, and whether we fetch them
-    /// alone. The file is split evenly, in address order, among those fetching chunks
+    /// How the chunks of `name` that `seeder` holds are split into stripes, one per
+    /// fetcher. The file is split evenly, in address order, among those fetching chunks
     /// only a seeder has: the links (other than `seeder`) that announced such a chunk in
     /// the last [`SOLE_NEWS_FRESH`], and us while we store such chunks (or have not yet,
     /// or no one else does). All fetchers hear the same announcements, so they draw the
     /// same stripes and none asks the seeder for a chunk another asks for; one that
-    /// stops (its stripe done, or it left) drops out after [`SOLE_NEWS_FRESH`] and the
-    /// others share what is left. Where views differ (links coming up; a node relaying
-    /// a seeder's chunks to us from a peer we do not see looks like their fetcher), the
+    /// stops (it left, or stalled) drops out after [`SOLE_NEWS_FRESH`] and the others
+    /// share what is left. Where views differ (links coming up; a node relaying a
+    /// seeder's chunks to us from a peer we do not see looks like their fetcher), the
     /// stripes differ too, until that news goes stale.
-    fn stripe(&self, now: Millis, seeder: &PeerAddr, name: &FileName) -> (std::ops::Range<u32>, bool) {
+    fn stripes(&self, now: Millis, seeder: &PeerAddr, name: &FileName) -> Stripes {
         let Some(f) = self.files.get(name) else {
-            return (0..0, false);
+            return Stripes::NONE;
         };
-        let fresh = |at: Millis| now < at + SOLE_NEWS_FRESH;
         let (mut before_me, mut others) = (0u64, 0u64);
-        for (a, &at) in &f.sole_news {
-            let fetching = a != seeder && fresh(at);
-            if fetching && self.peers.get(a).is_some_and(|p| !p.files.get(name).is_some_and(|h| h.is_complete())) {
-                others += 1;
-                before_me += u64::from(*a < self.config.me);
-            }
+        for (a, _) in self.fellow_fetchers(now, seeder, name, f) {
+            others += 1;
+            before_me += u64::from(*a < self.config.me);
         }
-        if !(f.sole_stored_at.is_none_or(fresh) || others == 0) {
-            return (0..0, false);
+        if !(f.sole_stored_at.is_none_or(|at| now < at + SOLE_NEWS_FRESH) || others == 0) {
+            return Stripes::NONE;
         }
-        let n = u64::from(f.chunk_count());
-        let at = |r: u64| (n * r / (others + 1)) as u32;
-        (at(before_me)..at(before_me + 1), others == 0)
+        Stripes { chunks: u64::from(f.chunk_count()), parts: others + 1, me: before_me }
+    }
+
+    /// The other fetchers of `seeder`'s chunks of `name`, each with when it last announced
+    /// one (see [`Node::stripes`]).
+    fn fellow_fetchers<'a>(
+        &'a self,
+        now: Millis,
+        seeder: &'a PeerAddr,
+        name: &'a FileName,
+        f: &'a FileState,
+    ) -> impl Iterator<Item = (&'a PeerAddr, Millis)> + 'a {
+        f.sole_news.iter().map(|(a, &at)| (a, at)).filter(move |&(a, at)| {
+            a != seeder
+                && now < at + SOLE_NEWS_FRESH
+                && self.peers.get(a).is_some_and(|p| !p.files.get(name).is_some_and(|h| h.is_complete()))
+        })
+    }
+
+    /// Whether the fetcher of stripe `r` has announced none of the seeder's chunks for
+    /// [`STRIPE_QUIET`]: what is left of its stripe is anyone's to help with, however
+    /// little (views of who fetches differ for a while; a stripe nobody thinks is theirs
+    /// would otherwise wait until that news goes stale).
+    fn stripe_quiet(&self, now: Millis, seeder: &PeerAddr, name: &FileName, r: u64) -> bool {
+        let Some(f) = self.files.get(name) else { return false };
+        let mut fetchers: Vec<(&PeerAddr, Millis)> = self.fellow_fetchers(now, seeder, name, f).collect();
+        fetchers.push((&self.config.me, now));
+        fetchers.sort_unstable();
+        fetchers.get(r as usize).is_some_and(|&(_, at)| now >= at + STRIPE_QUIET)
     }
 
     /// Whether chunks of `name` are fetched now: its manifest is here, storage has made
@@ -559,10 +597,15 @@ impl Node {
     }
 }
 
+/// The fewest of a seeder's chunks a stripe must have left to be helped with
+/// ([`Stripes::help`]): fewer are its fetcher's, most of them asked for already...
+const HELP_MIN: usize = 16;
+/// ...unless that fetcher has announced none of the seeder's chunks this long.
+const STRIPE_QUIET: Millis = 1_000;
 /// Requests in flight to a peer that has delivered, however slow it is.
 pub(super) const MIN_WINDOW: usize = 4;
 /// How long after announcing a chunk only a seeder held a participant still counts as
-/// fetching from it, with a stripe of its own ([`Node::stripe`]). Fetchers announce such
+/// fetching from it, with a stripe of its own ([`Node::stripes`]). Fetchers announce such
 /// chunks many times a second; one done with its stripe keeps its place this long, so
 /// stripes do not move under the others while most are still at work; one that stalled
 /// has its stripe shared out after this long.
@@ -575,6 +618,73 @@ fn window(peer: &PeerState, full: usize, queue_time: Millis) -> usize {
     let started = MIN_WINDOW + (peer.delivered / CHUNK_SIZE) as usize;
     let paced = peer.rate.per_second().map_or(usize::MAX, |r| (r * queue_time / 1000 / CHUNK_SIZE) as usize);
     started.min(paced.max(MIN_WINDOW)).min(full)
+}
+
+/// The chunks of a file split evenly, in order, into `parts` stripes, one per fetcher of
+/// a seeder's chunks; ours is number `me`. No parts: we are not among its fetchers.
+struct Stripes {
+    chunks: u64,
+    parts: u64,
+    me: u64,
+}
+
+impl Stripes {
+    const NONE: Stripes = Stripes { chunks: 0, parts: 0, me: 0 };
+
+    fn range(&self, r: u64) -> std::ops::Range<u32> {
+        let at = |r: u64| (self.chunks * r / self.parts.max(1)) as u32;
+        at(r)..at(r + 1)
+    }
+
+    fn mine(&self) -> std::ops::Range<u32> {
+        self.range(self.me)
+    }
+
+    /// With our stripe asked for: a chunk of the `helpable` stripe with the most of the
+    /// seeder's chunks still to fetch. Fetchers' shares of the seeder's uplink differ
+    /// (on shaped links some got a quarter of the others' rate from the start, their
+    /// flows sharing one queue), so stripes finish at different times; without
+    /// help, a stripe's last chunks all came through one downlink and left from one
+    /// uplink to all the others, while the seeder's uplink stood half idle. Its fetcher
+    /// works from the front; helpers pick at random in the back half of what is open,
+    /// each in its own class of chunks ([`Stripes::in_class`]) while there are any
+    /// there, and in the others (`astray_ok`) only a chunk at a time, so that two
+    /// rarely ask for the same one.
+    fn help(
+        &self,
+        f: &FileState,
+        seeder_has: &crate::bitset::ChunkSet,
+        dice: u64,
+        astray_ok: bool,
+        helpable: impl Fn(u64, usize) -> bool,
+    ) -> Option<ChunkIndex> {
+        let left = |r: u64| self.range(r).filter(|&c| f.sole_wanted_anew(ChunkIndex(c))).count();
+        let (_, target) = (0..self.parts)
+            .filter(|&r| r != self.me)
+            .map(|r| (left(r), r))
+            .filter(|&(l, r)| l > 0 && helpable(r, l))
+            .max()?;
+        let open: Vec<ChunkIndex> =
+            self.range(target).map(ChunkIndex).filter(|&c| f.sole_wanted(seeder_has, c)).collect();
+        let back = &open[open.len() / 2..];
+        let ours: Vec<ChunkIndex> = back.iter().copied().filter(|&c| self.in_class(c)).collect();
+        let pool = match ours.is_empty() {
+            false => &ours[..],
+            true if astray_ok => back,
+            true => &[],
+        };
+        (!pool.is_empty()).then(|| pool[(dice % pool.len() as u64) as usize])
+    }
+
+    /// Whether chunk `c` is in our class of the chunks we help with: those of another's
+    /// stripe are split by index among the other fetchers, its own having none.
+    fn in_class(&self, c: ChunkIndex) -> bool {
+        let Some(owner) = (0..self.parts).find(|&r| self.range(r).contains(&c.get())) else {
+            return false;
+        };
+        let helpers = self.parts - 1;
+        owner != self.me && u64::from(c.get()) % helpers.max(1) == self.me - u64::from(self.me > owner)
+    }
 }
 
 /// One step of a xorshift generator: cheap, deterministic, good enough to spread picks.
