@@ -371,13 +371,14 @@ class Bench:
         for TARGETS, reads the counters again; returns the measurements."""
         os.sync()  # dirty pages of the setup are written back before the clock, not during
         before = counters(self.n)
-        sampler = Timeline(self.n)
-        sampler.start(time.time())  # the clock starts within microseconds of this
+        sampler = Timeline(self.n) if self.args.timeline else None  # an `ip` every 50 ms: only when asked
+        if sampler:
+            sampler.start(time.time())  # the clock starts within microseconds of this
         start = start_clock_and_go()
         seconds, missing, done = wait_done(targets, start, self.args.timeout)
-        timeline = sampler.stop()
+        timeline = sampler.stop() if sampler else None
         after = counters(self.n)
-        if self.args.timeline and not missing:
+        if timeline and not missing:
             print(timeline.milestones(self.size, done), file=sys.stderr)
             if getattr(self, "joined", None):
                 print("      joins answered at " + " ".join(f"{t:.2f}" for t in self.joined), file=sys.stderr)
