@@ -1043,10 +1043,11 @@ const RATE_100_MBIT: u64 = 12_500;
 /// fetcher, 2.39–2.76 × over eight seeds, and 2.58–2.91 × over five since fetchers done
 /// with their stripe help with those that lag (which pays on real links, where shares of
 /// the seeder differ, and costs a little here, where they do not). (Before picks were
-/// spread at all, the seeder sent each chunk 5.5 times.) This simulator stores and forwards whole messages and has no TCP, so it is
-/// harsher than real links, and its seeder seems to serve as fast as the nodes do, so
-/// they also ask it for chunks they could relay (about 1.6 copies here, 1.05 on real
-/// links): the shaped-links benchmark (tests/bench/shaped.py) holds the real figures.
+/// spread at all, the seeder sent each chunk 5.5 times.) This simulator stores and
+/// forwards whole messages and has no TCP, so it is harsher than real links, and its
+/// seeder seems to serve as fast as the nodes do, so they also ask it for chunks they
+/// could relay (about 1.6 copies here, 1.05 on real links): the shaped-links benchmark
+/// (tests/bench/shaped.py) holds the real figures.
 /// One run's figures move by a tenth with any change in the order of events, so the
 /// medians of five seeds are held to the bounds.
 #[test]

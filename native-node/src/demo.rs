@@ -44,10 +44,11 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
     let mut panel = None;
     for (i, addr) in addrs.iter().enumerate() {
         let dir = root.join(format!("node-{}", i + 1));
-        // Node 1 serves the control panel; any port will do if the usual one is taken.
-        let web = (i == 0).then(|| {
-            let port = if port_free(PANEL_PORT) { PANEL_PORT } else { 0 };
-            WebOptions { listen: PeerAddr::new("127.0.0.1", port), root: default_web_root(), allow_origins: Vec::new() }
+        // Node 1 serves the control panel.
+        let web = (i == 0).then(|| WebOptions {
+            listen: PeerAddr::new("127.0.0.1", PANEL_PORT),
+            root: default_web_root(),
+            allow_origins: Vec::new(),
         });
         // Private, like a real deployment; registered like any node, so `torronto query`
         // works without a token for the user who started the demo (the hints below).
@@ -71,9 +72,9 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             max_links: crate::options::DEFAULT_MAX_LINKS,
         };
         let driver = match Driver::bind(options.clone()).await {
-            // Another program (another demo, say) took the usual panel port between the
-            // check above and the bind: any port will do.
-            Err(_) if options.web.as_ref().is_some_and(|w| w.listen.port == PANEL_PORT) => {
+            // The usual panel port is taken (by another demo, say): any port will do. Bound
+            // and not checked first, since another program may take it in between.
+            Err(_) if options.web.is_some() => {
                 let mut options = options;
                 options.web.as_mut().expect("checked above").listen.port = 0;
                 Driver::bind(options).await?

@@ -56,6 +56,7 @@ after the clock stops; a wrong one fails the run. Rows also go to WORK/results.j
 
 import argparse
 import atexit
+import concurrent.futures
 import ctypes
 import hashlib
 import json
@@ -68,6 +69,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -249,7 +251,6 @@ class Timeline:
         return [e["rx"]["bytes"] for e in ends], [e["tx"]["bytes"] for e in ends]
 
     def start(self, clock):
-        import threading
         self.clock, self.running = clock, True
         base = self.read()
 
@@ -352,6 +353,7 @@ class Bench:
         self.args, self.work, self.file, self.size, self.digest = args, work, file, size, digest
         self.n = args.nodes + 1
         self.torrent = None
+        self.joined = None  # when each torronto node's join was answered, for --timeline
 
     def tracker_url(self):
         return f"http://{HUB_ADDR}:{TRACKER_PORT}"
@@ -380,7 +382,7 @@ class Bench:
         after = counters(self.n)
         if timeline and not missing:
             print(timeline.milestones(self.size, done), file=sys.stderr)
-            if getattr(self, "joined", None):
+            if self.joined:
                 print("      joins answered at " + " ".join(f"{t:.2f}" for t in self.joined), file=sys.stderr)
                 self.joined = None
         tx = [a - b for a, b in zip(after, before)]
@@ -443,7 +445,6 @@ class Bench:
                 # All told at once, as the BitTorrent leechers are all started at once: one
                 # after another, each join waited for answers queued behind the data the
                 # nodes told before were already sending (0.6 s for the eighth).
-                import concurrent.futures
                 start = time.time()
                 self.joined = []
 

@@ -112,9 +112,8 @@ impl Node {
     /// fetcher waits on its uplink, and fetchers do not see each other's requests: so
     /// the chunks only it has are split into stripes, one per fetcher ([`Node::stripes`]),
     /// each asking for its own, then helping with those left ([`Stripes::help`]); and,
-    /// while it serves us no faster than our other
-    /// peers, it is not asked for a chunk a fellow fetcher holds while they have our
-    /// requests. On links where the seeder is the bottleneck it then sends each chunk
+    /// while it serves us no faster than our other peers, it is not asked for a chunk a
+    /// fellow fetcher holds while they have our requests. On links where the seeder is the bottleneck it then sends each chunk
     /// about once.
     fn pick_for(&mut self, now: Millis, addr: &PeerAddr) -> Option<(FileName, ChunkIndex)> {
         let dice = self.random();
@@ -206,12 +205,12 @@ impl Node {
         let held = self.peers.get(seeder)?.files.get(name)?;
         let stripes = self.stripes(now, seeder, name);
         if stripes.parts > 1 {
-            if let Some(c) = stripes.mine().map(ChunkIndex).find(|&c| f.sole_wanted(held, c)) {
+            let mine = stripes.mine();
+            if let Some(c) = mine.clone().map(ChunkIndex).find(|&c| f.sole_wanted(held, c)) {
                 return Some(c);
             }
             // Outside our class of helped chunks, where other helpers may be asking too,
             // one request at a time.
-            let mine = stripes.mine();
             let beyond = |(n, c): &&(FileName, ChunkIndex)| n == name && !mine.contains(&c.get());
             let astray = self.peers.get(seeder)?.requests.iter().filter(beyond).any(|(_, c)| !stripes.in_class(*c));
             // The last few of a stripe are its fetcher's, unless it has gone quiet.
@@ -236,10 +235,10 @@ impl Node {
     /// the last [`SOLE_NEWS_FRESH`], and us while we store such chunks (or have not yet,
     /// or no one else does). All fetchers hear the same announcements, so they draw the
     /// same stripes and, until they help with each other's, none asks the seeder for a
-    /// chunk another asks for; one that stops (it left, or stalled) drops out after [`SOLE_NEWS_FRESH`] and the others
-    /// share what is left. Where views differ (links coming up; a node relaying a
-    /// seeder's chunks to us from a peer we do not see looks like their fetcher), the
-    /// stripes differ too, until that news goes stale.
+    /// chunk another asks for; one that stops (it left, or stalled) drops out after
+    /// [`SOLE_NEWS_FRESH`] and the others share what is left. Where views differ (links
+    /// coming up; a node relaying a seeder's chunks to us from a peer we do not see looks
+    /// like their fetcher), the stripes differ too, until that news goes stale.
     fn stripes(&self, now: Millis, seeder: &PeerAddr, name: &FileName) -> Stripes {
         let Some(f) = self.files.get(name) else {
             return Stripes::NONE;
