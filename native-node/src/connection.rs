@@ -17,7 +17,7 @@ use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,7 +28,8 @@ use tokio::sync::mpsc::error::TryRecvError;
 use torronto_core::layout::{chunk_len, chunk_range};
 use torronto_core::{ChunkRef, ConnId, Envelope, Message, PeerAddr, PeerMessage, StorageEvent};
 use torronto_net::{
-    tune, write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, SecureFrameWriter, TcpFrameWriter,
+    limit_unsent, tune, write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, SecureFrameWriter,
+    TcpFrameWriter,
 };
 use torronto_ws_bridge::ws::WsFrameWriter;
 use torronto_ws_bridge::SecureWsWriter;
@@ -90,6 +91,10 @@ pub trait ConnWrite: FrameWrite {
     /// chunks into memory and the node sends them as messages.
     const SENDS_FILES: bool;
     fn write_stored(&mut self, upload: &StoredUpload) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Lets at most about `bytes` wait unsent in the kernel ([`UnsentLimit`]), where the
+    /// transport has such a bound.
+    fn limit_unsent(&self, _bytes: u32) {}
 }
 
 impl ConnWrite for TcpFrameWriter<OwnedWriteHalf> {
@@ -98,6 +103,10 @@ impl ConnWrite for TcpFrameWriter<OwnedWriteHalf> {
         let r = chunk_range(upload.chunk.size, upload.chunk.index);
         self.write_frame(FrameKind::Header, upload.header.clone()).await?;
         self.write_file_frame(&upload.file, r.start, (r.end - r.start) as usize).await
+    }
+
+    fn limit_unsent(&self, bytes: u32) {
+        let _ = limit_unsent(self.get_ref().as_ref(), bytes);
     }
 }
 
@@ -109,6 +118,10 @@ impl ConnWrite for SecureFrameWriter<OwnedWriteHalf> {
         let r = chunk_range(upload.chunk.size, upload.chunk.index);
         self.write_frame(FrameKind::Header, upload.header.clone()).await?;
         self.write_file_frame(&upload.file, r.start, (r.end - r.start) as usize).await
+    }
+
+    fn limit_unsent(&self, bytes: u32) {
+        let _ = limit_unsent(self.get_ref().as_ref(), bytes);
     }
 }
 
@@ -166,7 +179,9 @@ pub const OUTGOING_LIMIT: usize = 4096;
 /// goes away; flushes whenever the queue runs dry. Each stored Upload is reported to
 /// the node once it is on its way (`Sent`), which frees its place in the serving limit.
 /// `queued` counts the messages the driver has queued and this has not yet written.
-/// Chunk bodies wait for the upload limit; other messages go on meanwhile.
+/// Messages go before the chunk bodies queued with them, and on while chunk bodies wait
+/// for the upload limit; little waits unsent in the kernel ([`UnsentLimit`]), so that
+/// our requests to a peer we upload to are not held up behind our uploads.
 pub async fn write_loop(
     conn: ConnId,
     mut frames: impl ConnWrite,
@@ -179,6 +194,7 @@ pub async fn write_loop(
     // holds back chunk bodies only, not what else the node tells this peer (its own
     // requests above all, or our downloads would slow down with our uploads).
     let mut later = VecDeque::new();
+    let mut unsent = UnsentLimit::new(&frames);
     loop {
         let item = match later.pop_front() {
             Some(item) => item,
@@ -196,11 +212,28 @@ pub async fn write_loop(
                 Err(TryRecvError::Disconnected) => break,
             },
         };
-        if let Some(bytes) = chunk_body(&item).filter(|_| limiter.upload.is_limited()) {
+        let Some(body) = chunk_body(&item) else {
+            if !send(conn, &mut frames, item, &queued, &inputs).await {
+                return;
+            }
+            continue;
+        };
+        // What else the node has queued goes first (our requests and Haves above all:
+        // a peer we upload to would otherwise hear of them only after our uploads).
+        later.push_front(item);
+        while let Ok(other) = outgoing.try_recv() {
+            if chunk_body(&other).is_some() {
+                later.push_back(other);
+            } else if !send(conn, &mut frames, other, &queued, &inputs).await {
+                return;
+            }
+        }
+        let item = later.pop_front().expect("pushed above");
+        if limiter.upload.is_limited() {
             if frames.flush().await.is_err() {
                 return;
             }
-            let paced = limiter.upload.take(bytes);
+            let paced = limiter.upload.take(body);
             tokio::pin!(paced);
             loop {
                 tokio::select! {
@@ -216,11 +249,58 @@ pub async fn write_loop(
                 }
             }
         }
+        let started = Instant::now();
         if !send(conn, &mut frames, item, &queued, &inputs).await {
             return;
         }
+        unsent.wrote(&frames, body, started.elapsed());
     }
     let _ = frames.close().await;
+}
+
+/// How much of what a connection sends may wait unsent in the kernel: about
+/// [`UnsentLimit::TIME`] of the connection's own pace, so that a message written behind
+/// chunk bodies (a request to the peer we upload to) waits about that long, however slow
+/// the link. Left to itself the kernel kept 200–500 KB unsent per connection on 100
+/// Mbit/s links shared by eight: a third of a second before a request even left. The
+/// pace is what the writer wrote over the time it spent writing (waiting on the socket
+/// included); on fast links it comes to megabytes, and writes go on as before.
+struct UnsentLimit {
+    bytes: u64,
+    busy: Duration,
+    set: u32,
+}
+
+impl UnsentLimit {
+    const TIME: Duration = Duration::from_millis(10);
+    /// Where every connection starts: a quarter of a chunk.
+    const LEAST: u32 = 16 << 10;
+    const MOST: u32 = 4 << 20;
+    /// The pace is measured again after this much writing, or this many bytes.
+    const MEASURE_TIME: Duration = Duration::from_millis(250);
+    const MEASURE_BYTES: u64 = 4 << 20;
+
+    fn new(frames: &impl ConnWrite) -> Self {
+        frames.limit_unsent(Self::LEAST);
+        Self { bytes: 0, busy: Duration::ZERO, set: Self::LEAST }
+    }
+
+    /// `bytes` of chunk body written, in `took`.
+    fn wrote(&mut self, frames: &impl ConnWrite, bytes: u64, took: Duration) {
+        self.bytes += bytes;
+        self.busy += took;
+        if self.bytes < Self::MEASURE_BYTES && self.busy < Self::MEASURE_TIME {
+            return;
+        }
+        let per_second = u128::from(self.bytes) * 1_000_000 / self.busy.as_micros().max(1);
+        let want = (per_second * Self::TIME.as_micros() / 1_000_000).clamp(Self::LEAST.into(), Self::MOST.into());
+        let want = want as u32;
+        if want != self.set {
+            frames.limit_unsent(want);
+            self.set = want;
+        }
+        (self.bytes, self.busy) = (0, Duration::ZERO);
+    }
 }
 
 /// The size of the chunk body `item` carries, if it carries one.
@@ -272,4 +352,93 @@ async fn send(
 fn is_disconnect(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | TimedOut)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+    use torronto_core::layout::ChunkIndex;
+    use torronto_core::{FileName, RateLimits};
+    use torronto_net::TcpFrameReader;
+
+    use super::*;
+
+    fn chunk(index: u32) -> ChunkRef {
+        let size = 4 * torronto_core::layout::CHUNK_SIZE;
+        ChunkRef { file: FileName::new("a.bin").unwrap(), size, index: ChunkIndex(index) }
+    }
+
+    fn outgoing(message: PeerMessage) -> Outgoing {
+        Outgoing::Message(Envelope { from: None, token: None, message: message.into() })
+    }
+
+    /// A request queued behind chunk bodies leaves before them: on a link where our
+    /// uploads to a peer fill the pipe, our requests to it would otherwise wait for them.
+    #[tokio::test]
+    async fn messages_go_before_the_chunk_bodies_queued_with_them() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_keep_open, write_half) = client.into_split();
+        let (read_half, _unused) = server.into_split();
+
+        let (to_writer, queue) = mpsc::unbounded_channel();
+        for i in 0..3 {
+            let data = Bytes::from(vec![i as u8; torronto_core::layout::CHUNK_SIZE as usize]);
+            to_writer.send(outgoing(PeerMessage::Upload { chunk: chunk(i), data })).unwrap();
+        }
+        to_writer.send(outgoing(PeerMessage::Download(chunk(3)))).unwrap();
+        drop(to_writer);
+
+        let limiter = Limiter::new(RateLimits::default());
+        let (inputs, mut received) = mpsc::channel(16);
+        let queued = Arc::new(AtomicUsize::new(4));
+        let writer = TcpFrameWriter::new(write_half);
+        tokio::spawn(write_loop(ConnId(1), writer, queue, queued, inputs.clone(), limiter.clone()));
+        tokio::spawn(read_loop(ConnId(2), Decoder::new(TcpFrameReader::new(read_half)), inputs, limiter));
+
+        let mut order = Vec::new();
+        while order.len() < 4 {
+            match received.recv().await.expect("the reader reports every message") {
+                Input::Message { envelope, .. } => match envelope.message {
+                    Message::Peer(PeerMessage::Upload { chunk, .. }) => {
+                        order.push(format!("upload {}", chunk.index.get()))
+                    }
+                    Message::Peer(PeerMessage::Download(chunk)) => order.push(format!("request {}", chunk.index.get())),
+                    other => panic!("unexpected {other:?}"),
+                },
+                Input::Disconnected { .. } => panic!("the stream ended after {order:?}"),
+                _ => {}
+            }
+        }
+        assert_eq!(order, ["request 3", "upload 0", "upload 1", "upload 2"]);
+    }
+
+    /// What may wait unsent follows the pace a connection's writes go at: a quarter of a
+    /// chunk at first, 10 ms of a 100 Mbit/s link's worth there, megabytes on loopback.
+    #[tokio::test]
+    async fn what_may_wait_unsent_follows_the_pace_of_the_link() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (_read_half, write_half) = client.into_split();
+        let frames = TcpFrameWriter::new(write_half);
+        let lowat = |frames: &TcpFrameWriter<OwnedWriteHalf>| {
+            socket2::SockRef::from(frames.get_ref().as_ref()).tcp_notsent_lowat().unwrap()
+        };
+        let mut unsent = UnsentLimit::new(&frames);
+        assert_eq!(lowat(&frames), 16 << 10);
+        // 100 Mbit/s: 12.5 MB a second, 125 kB in 10 ms (measured after 250 ms).
+        for _ in 0..3 {
+            unsent.wrote(&frames, 1_250_000, Duration::from_millis(100));
+        }
+        assert_eq!(lowat(&frames), 125_000);
+        // 2 GB/s, as on loopback: capped (measured after 4 MiB).
+        for _ in 0..2 {
+            unsent.wrote(&frames, 2_500_000, Duration::from_micros(1_250));
+        }
+        assert_eq!(lowat(&frames), 4 << 20);
+        // 1 Mbit/s: never below a quarter of a chunk.
+        unsent.wrote(&frames, 40_000, Duration::from_millis(320));
+        assert_eq!(lowat(&frames), 16 << 10);
+    }
 }

@@ -34,5 +34,5 @@ pub use frames::{write_encoded, FrameKind, FrameRead, FrameWrite, ReadError, BOD
 pub use secure::{
     handshake, FirstBytes, HandshakeError, SealBatch, SecureFrameReader, SecureFrameWriter, Secured, SNIFF_LEN,
 };
-pub use socket::{accept, tune};
+pub use socket::{accept, limit_unsent, tune};
 pub use tcp::{TcpFrameReader, TcpFrameWriter};

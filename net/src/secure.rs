@@ -320,6 +320,11 @@ impl<W: AsyncWrite + Unpin + Send> SecureFrameWriter<W> {
         Self { stream, batch: SealBatch::new(sealer) }
     }
 
+    /// The stream the records go to.
+    pub fn get_ref(&self) -> &W {
+        &self.stream
+    }
+
     /// Sends `len` bytes of `file` from `offset` as the next frame: read from the file
     /// into its place in a record and sealed there. An error leaves the stream unusable.
     pub async fn write_file_frame(&mut self, file: &File, offset: u64, len: usize) -> io::Result<()> {

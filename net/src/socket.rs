@@ -20,6 +20,13 @@ pub async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, SocketAdd
     }
 }
 
+/// Lets at most about `bytes` wait unsent in the socket's buffer (`TCP_NOTSENT_LOWAT`):
+/// a write waits until what was written before has left, so that what is written next
+/// (a request behind chunk bodies) does not queue behind more than that.
+pub fn limit_unsent(stream: &TcpStream, bytes: u32) -> std::io::Result<()> {
+    socket2::SockRef::from(stream).set_tcp_notsent_lowat(bytes)
+}
+
 /// Socket options every connection gets, TCP peers and WebSocket sessions alike.
 pub fn tune(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);

@@ -100,6 +100,11 @@ impl<W: AsyncWrite + Unpin + Send> TcpFrameWriter<W> {
         Self { stream, staged: BytesMut::with_capacity(COPY_BELOW), queue: VecDeque::new(), queued: 0 }
     }
 
+    /// The stream the frames go to.
+    pub fn get_ref(&self) -> &W {
+        &self.stream
+    }
+
     fn push(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
             self.queued += bytes.len();
