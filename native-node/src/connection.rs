@@ -179,8 +179,8 @@ pub const OUTGOING_LIMIT: usize = 4096;
 /// goes away; flushes whenever the queue runs dry. Each stored Upload is reported to
 /// the node once it is on its way (`Sent`), which frees its place in the serving limit.
 /// `queued` counts the messages the driver has queued and this has not yet written.
-/// Messages go before the chunk bodies queued with them, and on while chunk bodies wait
-/// for the upload limit; little waits unsent in the kernel ([`UnsentLimit`]), so that
+/// Our requests and Haves go before the chunk bodies queued ahead of them, and on while
+/// chunk bodies wait for the upload limit (other messages keep their place); little waits unsent in the kernel ([`UnsentLimit`]), so that
 /// our requests to a peer we upload to are not held up behind our uploads.
 pub async fn write_loop(
     conn: ConnId,
@@ -218,14 +218,20 @@ pub async fn write_loop(
             }
             continue;
         };
-        // What else the node has queued goes first (our requests and Haves above all:
-        // a peer we upload to would otherwise hear of them only after our uploads).
+        // Our requests and Haves queued behind it go first: a peer we upload to would
+        // otherwise hear of them only after our uploads. Anything else keeps its place,
+        // and so does what came after it.
         later.push_front(item);
-        while let Ok(other) = outgoing.try_recv() {
-            if chunk_body(&other).is_some() {
+        let mut parked = later.iter().any(|i| chunk_body(i).is_none());
+        while !parked {
+            let Ok(other) = outgoing.try_recv() else { break };
+            if jumps_ahead(&other) {
+                if !send(conn, &mut frames, other, &queued, &inputs).await {
+                    return;
+                }
+            } else {
+                parked = chunk_body(&other).is_none();
                 later.push_back(other);
-            } else if !send(conn, &mut frames, other, &queued, &inputs).await {
-                return;
             }
         }
         let item = later.pop_front().expect("pushed above");
@@ -240,7 +246,8 @@ pub async fn write_loop(
                     biased;
                     () = &mut paced => break,
                     Some(other) = outgoing.recv() => {
-                        if chunk_body(&other).is_some() {
+                        if !jumps_ahead(&other) || parked {
+                            parked |= chunk_body(&other).is_none();
                             later.push_back(other);
                         } else if !send(conn, &mut frames, other, &queued, &inputs).await || frames.flush().await.is_err() {
                             return;
@@ -301,6 +308,15 @@ impl UnsentLimit {
         }
         (self.bytes, self.busy) = (0, Duration::ZERO);
     }
+}
+
+/// Whether `item` may go before the chunk bodies queued ahead of it: our requests and
+/// announcements, which only let the peer and us go on sooner. Anything else keeps its
+/// place: a Remove that overtook our uploads would have the peer drop them as a
+/// stranger's (a leave's last pushes among them).
+fn jumps_ahead(item: &Outgoing) -> bool {
+    let Outgoing::Message(Envelope { message: Message::Peer(message), .. }) = item else { return false };
+    matches!(message, PeerMessage::Download(_) | PeerMessage::Have(_) | PeerMessage::GetManifest { .. })
 }
 
 /// The size of the chunk body `item` carries, if it carries one.
@@ -368,50 +384,62 @@ mod tests {
         ChunkRef { file: FileName::new("a.bin").unwrap(), size, index: ChunkIndex(index) }
     }
 
-    fn outgoing(message: PeerMessage) -> Outgoing {
-        Outgoing::Message(Envelope { from: None, token: None, message: message.into() })
-    }
-
-    /// A request queued behind chunk bodies leaves before them: on a link where our
-    /// uploads to a peer fill the pipe, our requests to it would otherwise wait for them.
-    #[tokio::test]
-    async fn messages_go_before_the_chunk_bodies_queued_with_them() {
+    /// What a peer reads, in order, when a writer is handed `items` at once: uploads,
+    /// requests and Removes, by chunk index.
+    async fn delivered(items: Vec<PeerMessage>) -> Vec<String> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (_keep_open, write_half) = client.into_split();
         let (read_half, _unused) = server.into_split();
-
         let (to_writer, queue) = mpsc::unbounded_channel();
-        for i in 0..3 {
-            let data = Bytes::from(vec![i as u8; torronto_core::layout::CHUNK_SIZE as usize]);
-            to_writer.send(outgoing(PeerMessage::Upload { chunk: chunk(i), data })).unwrap();
+        let count = items.len();
+        for message in items {
+            to_writer.send(Outgoing::Message(Envelope { from: None, token: None, message: message.into() })).unwrap();
         }
-        to_writer.send(outgoing(PeerMessage::Download(chunk(3)))).unwrap();
         drop(to_writer);
 
         let limiter = Limiter::new(RateLimits::default());
         let (inputs, mut received) = mpsc::channel(16);
-        let queued = Arc::new(AtomicUsize::new(4));
+        let queued = Arc::new(AtomicUsize::new(count));
         let writer = TcpFrameWriter::new(write_half);
         tokio::spawn(write_loop(ConnId(1), writer, queue, queued, inputs.clone(), limiter.clone()));
         tokio::spawn(read_loop(ConnId(2), Decoder::new(TcpFrameReader::new(read_half)), inputs, limiter));
-
         let mut order = Vec::new();
-        while order.len() < 4 {
+        while order.len() < count {
             match received.recv().await.expect("the reader reports every message") {
-                Input::Message { envelope, .. } => match envelope.message {
-                    Message::Peer(PeerMessage::Upload { chunk, .. }) => {
-                        order.push(format!("upload {}", chunk.index.get()))
-                    }
-                    Message::Peer(PeerMessage::Download(chunk)) => order.push(format!("request {}", chunk.index.get())),
+                Input::Message { envelope, .. } => order.push(match envelope.message {
+                    Message::Peer(PeerMessage::Upload { chunk, .. }) => format!("upload {}", chunk.index.get()),
+                    Message::Peer(PeerMessage::Download(chunk)) => format!("request {}", chunk.index.get()),
+                    Message::Peer(PeerMessage::Remove) => "remove".into(),
                     other => panic!("unexpected {other:?}"),
-                },
+                }),
                 Input::Disconnected { .. } => panic!("the stream ended after {order:?}"),
                 _ => {}
             }
         }
+        order
+    }
+
+    fn upload(index: u32) -> PeerMessage {
+        let data = Bytes::from(vec![index as u8; torronto_core::layout::CHUNK_SIZE as usize]);
+        PeerMessage::Upload { chunk: chunk(index), data }
+    }
+
+    /// A request queued behind chunk bodies leaves before them: on a link where our
+    /// uploads to a peer fill the pipe, our requests to it would otherwise wait for them.
+    #[tokio::test]
+    async fn requests_go_before_the_chunk_bodies_queued_with_them() {
+        let order = delivered(vec![upload(0), upload(1), upload(2), PeerMessage::Download(chunk(3))]).await;
         assert_eq!(order, ["request 3", "upload 0", "upload 1", "upload 2"]);
+    }
+
+    /// A Remove queued behind uploads stays behind them, and so does what follows it: the
+    /// peer would drop uploads arriving after our Remove (a leave's last pushes among them).
+    #[tokio::test]
+    async fn a_remove_keeps_its_place_behind_the_uploads_queued_before_it() {
+        let items = vec![upload(0), upload(1), PeerMessage::Remove, PeerMessage::Download(chunk(2))];
+        assert_eq!(delivered(items).await, ["upload 0", "upload 1", "remove", "request 2"]);
     }
 
     /// What may wait unsent follows the pace a connection's writes go at: a quarter of a
