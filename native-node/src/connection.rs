@@ -180,8 +180,9 @@ pub const OUTGOING_LIMIT: usize = 4096;
 /// the node once it is on its way (`Sent`), which frees its place in the serving limit.
 /// `queued` counts the messages the driver has queued and this has not yet written.
 /// Our requests and Haves go before the chunk bodies queued ahead of them, and on while
-/// chunk bodies wait for the upload limit (other messages keep their place); little waits unsent in the kernel ([`UnsentLimit`]), so that
-/// our requests to a peer we upload to are not held up behind our uploads.
+/// chunk bodies wait for the upload limit (other messages keep their place); little
+/// waits unsent in the kernel ([`UnsentLimit`]), so that our requests to a peer we
+/// upload to are not held up behind our uploads.
 pub async fn write_loop(
     conn: ConnId,
     mut frames: impl ConnWrite,
@@ -190,9 +191,9 @@ pub async fn write_loop(
     inputs: mpsc::Sender<Input>,
     limiter: Arc<Limiter>,
 ) {
-    // Chunks taken off the queue while another waited for the upload limit: the limit
-    // holds back chunk bodies only, not what else the node tells this peer (its own
-    // requests above all, or our downloads would slow down with our uploads).
+    // What was taken off the queue ahead of its turn, in order: chunk bodies, and the
+    // messages that may not overtake them (`queue_behind`). Our requests do not wait
+    // here, or our downloads would slow down with our uploads.
     let mut later = VecDeque::new();
     let mut unsent = UnsentLimit::new(&frames);
     loop {
@@ -225,13 +226,10 @@ pub async fn write_loop(
         let mut parked = later.iter().any(|i| chunk_body(i).is_none());
         while !parked {
             let Ok(other) = outgoing.try_recv() else { break };
-            if jumps_ahead(&other) {
-                if !send(conn, &mut frames, other, &queued, &inputs).await {
+            if let Some(now) = queue_behind(&mut later, &mut parked, other) {
+                if !send(conn, &mut frames, now, &queued, &inputs).await {
                     return;
                 }
-            } else {
-                parked = chunk_body(&other).is_none();
-                later.push_back(other);
             }
         }
         let item = later.pop_front().expect("pushed above");
@@ -246,10 +244,8 @@ pub async fn write_loop(
                     biased;
                     () = &mut paced => break,
                     Some(other) = outgoing.recv() => {
-                        if !jumps_ahead(&other) || parked {
-                            parked |= chunk_body(&other).is_none();
-                            later.push_back(other);
-                        } else if !send(conn, &mut frames, other, &queued, &inputs).await || frames.flush().await.is_err() {
+                        let Some(now) = queue_behind(&mut later, &mut parked, other) else { continue };
+                        if !send(conn, &mut frames, now, &queued, &inputs).await || frames.flush().await.is_err() {
                             return;
                         }
                     }
@@ -310,13 +306,21 @@ impl UnsentLimit {
     }
 }
 
-/// Whether `item` may go before the chunk bodies queued ahead of it: our requests and
-/// announcements, which only let the peer and us go on sooner. Anything else keeps its
-/// place: a Remove that overtook our uploads would have the peer drop them as a
-/// stranger's (a leave's last pushes among them).
-fn jumps_ahead(item: &Outgoing) -> bool {
-    let Outgoing::Message(Envelope { message: Message::Peer(message), .. }) = item else { return false };
-    matches!(message, PeerMessage::Download(_) | PeerMessage::Have(_) | PeerMessage::GetManifest { .. })
+/// `item`, taken off the queue while chunk bodies wait in `later`: returned to be sent at
+/// once if it may overtake them ([`PeerMessage::may_overtake_uploads`]) and nothing
+/// `parked` keeps its place there; otherwise queued behind them, and a message queued
+/// so parks what comes after it too.
+fn queue_behind(later: &mut VecDeque<Outgoing>, parked: &mut bool, item: Outgoing) -> Option<Outgoing> {
+    let overtakes = match &item {
+        Outgoing::Message(Envelope { message: Message::Peer(message), .. }) => message.may_overtake_uploads(),
+        _ => false,
+    };
+    if overtakes && !*parked {
+        return Some(item);
+    }
+    *parked |= chunk_body(&item).is_none();
+    later.push_back(item);
+    None
 }
 
 /// The size of the chunk body `item` carries, if it carries one.

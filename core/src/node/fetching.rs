@@ -113,8 +113,8 @@ impl Node {
     /// the chunks only it has are split into stripes, one per fetcher ([`Node::stripes`]),
     /// each asking for its own, then helping with those left ([`Stripes::help`]); and,
     /// while it serves us no faster than our other peers, it is not asked for a chunk a
-    /// fellow fetcher holds while they have our requests. On links where the seeder is the bottleneck it then sends each chunk
-    /// about once.
+    /// fellow fetcher holds while they have our requests. On links where the seeder is
+    /// the bottleneck it then sends each chunk about once.
     fn pick_for(&mut self, now: Millis, addr: &PeerAddr) -> Option<(FileName, ChunkIndex)> {
         let dice = self.random();
         let peer = &self.peers[addr];

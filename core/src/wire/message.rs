@@ -425,6 +425,14 @@ impl PeerMessage {
             PeerMessage::Gossip(_) => Action::Gossip,
         }
     }
+
+    /// Whether a sender may put this message on the wire before Uploads it queued earlier
+    /// to the same peer: requests and announcements only let both sides go on sooner.
+    /// Anything else keeps its place; a Remove that overtook Uploads, say, would have the
+    /// peer drop them as a stranger's (a leave's last pushes among them).
+    pub fn may_overtake_uploads(&self) -> bool {
+        matches!(self, PeerMessage::Download(_) | PeerMessage::Have(_) | PeerMessage::GetManifest { .. })
+    }
 }
 
 /// A typed protocol message.
