@@ -78,13 +78,13 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
 
 /// Where a message goes among those a node's writer has queued on a link.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Order {
+enum Queueing {
     /// A chunk body: behind what was queued before it.
     Body,
     /// A request or Have: before the chunk bodies queued, not before other messages.
     Overtakes,
     /// Anything else: behind all queued before it.
-    InOrder,
+    Keeps,
 }
 
 impl Net {
@@ -291,9 +291,9 @@ impl Net {
                         }
                     }
                     let order = match &envelope.message {
-                        Message::Peer(p) if p.may_overtake_uploads() => Order::Overtakes,
-                        Message::Peer(PeerMessage::Upload { .. }) => Order::Body,
-                        _ => Order::InOrder,
+                        Message::Peer(p) if p.may_overtake_uploads() => Queueing::Overtakes,
+                        Message::Peer(PeerMessage::Upload { .. }) => Queueing::Body,
+                        _ => Queueing::Keeps,
                     };
                     let mut buf = BytesMut::new();
                     envelope.encode().write_tcp(&mut buf);
@@ -362,16 +362,16 @@ impl Net {
             buf.extend_from_slice(&frame_prefix(frame.len()));
             buf.extend_from_slice(frame);
         }
-        self.transmit(m, conn, buf.freeze(), Order::Body);
+        self.transmit(m, conn, buf.freeze(), Queueing::Body);
     }
 
     /// Puts bytes machine `m` sends on `conn` on their way: at once, or through the
     /// sender's uplink and the receiver's downlink queues when their rates are limited.
-    /// Requests and Haves ([`Order::Overtakes`]) take their share of both links but wait
+    /// Requests and Haves ([`Queueing::Overtakes`]) take their share of both links but wait
     /// in neither queue, as a node's writer sends them before the chunk bodies queued
     /// with them and TCP keeps what waits in the network short (these queues hold all a
     /// node has been asked for); they do not overtake other messages sent before them.
-    fn transmit(&mut self, m: usize, conn: ConnId, bytes: Bytes, order: Order) {
+    fn transmit(&mut self, m: usize, conn: ConnId, bytes: Bytes, order: Queueing) {
         let Some(&(to, their)) = self.links.get(&(m, conn)) else { return };
         if self.muted.contains(&(m, to)) {
             return;
@@ -382,7 +382,7 @@ impl Net {
             return;
         }
         let len = bytes.len() as u64;
-        let overtakes = order == Order::Overtakes;
+        let overtakes = order == Queueing::Overtakes;
         let mut at = self.now;
         if let Some(rate) = up {
             let took = len.div_ceil(rate);
@@ -396,9 +396,9 @@ impl Net {
         }
         let until = self.in_order_until.entry((m, conn)).or_default();
         match order {
-            Order::Overtakes => at = at.max(*until),
-            Order::InOrder => *until = at,
-            Order::Body => {}
+            Queueing::Overtakes => at = at.max(*until),
+            Queueing::Keeps => *until = at,
+            Queueing::Body => {}
         }
         self.sent_order += 1;
         self.shaped.insert((at, self.sent_order), (to, their, bytes));
