@@ -207,6 +207,12 @@ impl FileState {
         (least, present, total)
     }
 
+    /// Whether some chunk has a single holder, anywhere we know of: typically a seeder's
+    /// chunk no fetcher has yet, so its uplink is still the only way to it.
+    pub fn has_sole_chunks(&self) -> bool {
+        self.levels.get(1).is_some_and(|&n| n > 0)
+    }
+
     /// Participants holding an empty file: it is complete wherever it is known.
     pub fn empty_file_holders(&self) -> u32 {
         self.announcers + self.far.len() as u32 + u32::from(self.manifest.is_some())

@@ -53,6 +53,9 @@ struct Net {
     rates: Vec<Option<(u64, u64)>>,
     up_free: Vec<u64>,
     down_free: Vec<u64>,
+    /// Per link end: when the last message sent on it that keeps its place behind chunk
+    /// bodies arrives; one that may overtake them does not overtake it (see `transmit`).
+    in_order_until: HashMap<(usize, ConnId), u64>,
     sent_order: u64,
     /// (from, to): what machine `from` sends machine `to` is lost on the way.
     muted: HashSet<(usize, usize)>,
@@ -71,6 +74,17 @@ fn name(s: &str) -> FileName {
 
 fn content(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (((i as u64 * 2654435761) >> 7) as u8) ^ seed).collect()
+}
+
+/// Where a message goes among those a node's writer has queued on a link.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Queueing {
+    /// A chunk body: behind what was queued before it.
+    Body,
+    /// A request or Have: before the chunk bodies queued, not before other messages.
+    Overtakes,
+    /// Anything else: behind all queued before it.
+    Keeps,
 }
 
 impl Net {
@@ -118,6 +132,7 @@ impl Net {
             rates: vec![None; n],
             up_free: vec![0; n],
             down_free: vec![0; n],
+            in_order_until: HashMap::new(),
             sent_order: 0,
             muted: HashSet::new(),
             readers: HashMap::new(),
@@ -275,6 +290,11 @@ impl Net {
                             *data = Bytes::from(bad);
                         }
                     }
+                    let order = match &envelope.message {
+                        Message::Peer(p) if p.may_overtake_uploads() => Queueing::Overtakes,
+                        Message::Peer(PeerMessage::Upload { .. }) => Queueing::Body,
+                        _ => Queueing::Keeps,
+                    };
                     let mut buf = BytesMut::new();
                     envelope.encode().write_tcp(&mut buf);
                     if self.clients.contains_key(&(m, conn)) {
@@ -286,7 +306,7 @@ impl Net {
                             }
                         }
                     } else {
-                        self.transmit(m, conn, buf.freeze());
+                        self.transmit(m, conn, buf.freeze(), order);
                     }
                 }
                 NetCommand::Dial(peer) => {
@@ -342,12 +362,16 @@ impl Net {
             buf.extend_from_slice(&frame_prefix(frame.len()));
             buf.extend_from_slice(frame);
         }
-        self.transmit(m, conn, buf.freeze());
+        self.transmit(m, conn, buf.freeze(), Queueing::Body);
     }
 
     /// Puts bytes machine `m` sends on `conn` on their way: at once, or through the
     /// sender's uplink and the receiver's downlink queues when their rates are limited.
-    fn transmit(&mut self, m: usize, conn: ConnId, bytes: Bytes) {
+    /// Requests and Haves ([`Queueing::Overtakes`]) take their share of both links but wait
+    /// in neither queue, as a node's writer sends them before the chunk bodies queued
+    /// with them and TCP keeps what waits in the network short (these queues hold all a
+    /// node has been asked for); they do not overtake other messages sent before them.
+    fn transmit(&mut self, m: usize, conn: ConnId, bytes: Bytes, order: Queueing) {
         let Some(&(to, their)) = self.links.get(&(m, conn)) else { return };
         if self.muted.contains(&(m, to)) {
             return;
@@ -358,14 +382,23 @@ impl Net {
             return;
         }
         let len = bytes.len() as u64;
+        let overtakes = order == Queueing::Overtakes;
         let mut at = self.now;
         if let Some(rate) = up {
-            at = at.max(self.up_free[m]) + len.div_ceil(rate);
-            self.up_free[m] = at;
+            let took = len.div_ceil(rate);
+            self.up_free[m] = self.up_free[m].max(self.now) + took;
+            at = if overtakes { at + took } else { self.up_free[m] };
         }
         if let Some(rate) = down {
-            at = at.max(self.down_free[to]) + len.div_ceil(rate);
-            self.down_free[to] = at;
+            let took = len.div_ceil(rate);
+            self.down_free[to] = self.down_free[to].max(at) + took;
+            at = if overtakes { at + took } else { self.down_free[to] };
+        }
+        let until = self.in_order_until.entry((m, conn)).or_default();
+        match order {
+            Queueing::Overtakes => at = at.max(*until),
+            Queueing::Keeps => *until = at,
+            Queueing::Body => {}
         }
         self.sent_order += 1;
         self.shaped.insert((at, self.sent_order), (to, their, bytes));
@@ -1000,9 +1033,21 @@ fn haves_to_a_link_holding_the_chunk_wait_for_the_gossip_round() {
 /// copies of it the seeder sent. `cut` loses, from `cut.0` ms on, what the seeder sends
 /// node `cut.1`: then the time is until the others hold it (that one must get it too).
 fn seeder_on_a_slow_uplink(nodes: usize, salt: u64, cut: Option<(u64, usize)>) -> (u64, f64) {
+    one_seeder_to_nodes(nodes, salt, cut, |_| (RATE_100_MBIT, RATE_100_MBIT))
+}
+
+/// As [`seeder_on_a_slow_uplink`], machine `m`'s uplink and downlink being `rates(m)`
+/// (the seeder is machine 0).
+fn one_seeder_to_nodes(
+    nodes: usize,
+    salt: u64,
+    cut: Option<(u64, usize)>,
+    rates: impl Fn(usize) -> (u64, u64),
+) -> (u64, f64) {
     let mut net = Net::with_seeds(nodes + 1, Tuning::default(), salt);
     for m in 0..=nodes {
-        net.shape(m, RATE_100_MBIT, RATE_100_MBIT);
+        let (up, down) = rates(m);
+        net.shape(m, up, down);
     }
     let chunks = 512;
     let data = content(chunks * CHUNK_SIZE as usize, 7);
@@ -1043,10 +1088,14 @@ const RATE_100_MBIT: u64 = 12_500;
 /// fetcher, 2.39–2.76 × over eight seeds, and 2.58–2.91 × over five since fetchers done
 /// with their stripe help with those that lag (which pays on real links, where shares of
 /// the seeder differ, and costs a little here, where they do not). (Before picks were
-/// spread at all, the seeder sent each chunk 5.5 times.) This simulator stores and
-/// forwards whole messages and has no TCP, so it is harsher than real links, and its
-/// seeder seems to serve as fast as the nodes do, so they also ask it for chunks they
-/// could relay (about 1.6 copies here, 1.05 on real links): the shaped-links benchmark
+/// spread at all, the seeder sent each chunk 5.5 times.) Since requests and Haves pass
+/// the chunk bodies queued on a link here too, as the node's writer sends them: 2.49–2.55 ×
+/// and 1.13–1.27 copies (against 2.58–2.91 × and 1.30–2.10 copies with every message in
+/// one queue). Since a seeder is asked like any peer once every chunk has a second holder,
+/// 2.47–2.53 × and 1.51–1.65 copies: the extra copies go out in the long tail this
+/// simulator has, where the seeder would stand idle (on shaped links the seeder sends
+/// 1.05–1.06 copies either way). This simulator stores and forwards whole messages and has
+/// no TCP, so it is harsher than real links: the shaped-links benchmark
 /// (tests/bench/shaped.py) holds the real figures.
 /// One run's figures move by a tenth with any change in the order of events, so the
 /// medians of five seeds are held to the bounds.
@@ -1060,14 +1109,14 @@ fn a_seeder_on_a_slow_uplink_is_not_asked_for_the_same_chunks_again_and_again() 
     runs.sort_by(|a, b| a.1.total_cmp(&b.1));
     let copies = runs[2].1;
     assert!(copies <= 1.8, "the seeder sent each chunk {copies:.2} times (median)");
-    assert!(took as f64 <= 2.75 * bound as f64, "took {took} ms (median) against a bound of {bound} ms");
+    assert!(took as f64 <= 2.65 * bound as f64, "took {took} ms (median) against a bound of {bound} ms");
 }
 
 /// A fetcher whose path from the seeder stops carrying data keeps its stripe of the
 /// seeder's chunks for `SOLE_NEWS_FRESH` (10 s) in the others' eyes. Those done with
 /// their own stripes help with it (and with any that lags), so the others are not held
-/// up for those 10 s (13.1 s here without help, against a bound of 2.7 s); the node cut
-/// off gets the file from its peers.
+/// up for those 10 s (13.1 s here without help, against a bound of 2.7 s; 5.2 s with it);
+/// the node cut off gets the file from its peers.
 #[test]
 fn fetchers_done_with_their_stripes_help_with_one_that_lags() {
     let bound = 512 * CHUNK_SIZE / RATE_100_MBIT;
@@ -1076,4 +1125,30 @@ fn fetchers_done_with_their_stripes_help_with_one_that_lags() {
     assert!(took as f64 <= 3.5 * bound as f64, "took {took} ms against a bound of {bound} ms");
     // Helpers keep to their classes of chunks: few are asked for twice.
     assert!(copies <= 1.4, "the seeder sent each chunk {copies:.2} times");
+}
+
+/// The heterogeneous case of the shaped-links benchmark: a seeder with a 200 Mbit/s uplink,
+/// nodes with 50 or 100 up and 100 down. The bound asks the seeder for two copies (its
+/// 200 of the 800 Mbit/s of uplink) and every uplink and downlink busy to the end. Over
+/// five seeds: 7.17–7.54 s (median 2.76 × the bound), the seeder sending 2.22–2.65 copies
+/// (7.24–7.81 s and 1.88–2.30 copies while a seeder serving a node no faster than its
+/// other peers was kept for chunks only it held to the end). Until requests passed the chunk bodies queued here, a node on a 50 Mbit/s uplink
+/// had its requests wait behind everything it uploaded: 4.1–4.5 ×.
+#[test]
+fn a_seeder_with_a_wide_uplink_and_nodes_on_uneven_links() {
+    let rates = |m: usize| match m {
+        0 => (2 * RATE_100_MBIT, 2 * RATE_100_MBIT),
+        m if m % 2 == 1 => (RATE_100_MBIT / 2, RATE_100_MBIT),
+        _ => (RATE_100_MBIT, RATE_100_MBIT),
+    };
+    // N·F/(u_s + Σu_i) = F/d_min; F/u_s is half that.
+    let bound = 512 * CHUNK_SIZE / RATE_100_MBIT;
+    let mut runs: Vec<(u64, f64)> = (0..5).map(|salt| one_seeder_to_nodes(8, salt, None, rates)).collect();
+    eprintln!("took (ms), seeder copies: {runs:?}; T_min {bound} ms");
+    runs.sort_by_key(|r| r.0);
+    let took = runs[2].0;
+    runs.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let copies = runs[2].1;
+    assert!(copies >= 1.5, "the seeder sent each chunk {copies:.2} times (median), where the bound asks for 2");
+    assert!(took as f64 <= 3.0 * bound as f64, "took {took} ms (median) against a bound of {bound} ms");
 }

@@ -167,10 +167,14 @@ impl Node {
             }
         }
         let (name, i, count) = best?;
-        if count > 1 && peer.files[&name].is_complete() {
-            // A fetcher like us may have it too. A seeder that serves us no faster than
-            // others do is the scarce one (every fetcher waits on its uplink): keep it for
-            // what only it has while the others serve us. One faster has room for more.
+        if count > 1 && peer.files[&name].is_complete() && self.files[&name].has_sole_chunks() {
+            // A fetcher like us may have it too. While some chunk has a single holder (the
+            // seeder, as a rule), a seeder that serves us no faster than others do is the
+            // scarce one (every fetcher waits on its uplink): keep it for what only it has
+            // while the others serve us. One faster has room for more; and once every chunk
+            // has a second holder, it is one peer among others (with a wide uplink it must
+            // go on serving: on links where it holds a quarter of all uplink, kept idle
+            // from then on it sent 1.6–1.9 copies where the bound asks for 2).
             let others = || self.peers.iter().filter(|(a, _)| *a != addr).map(|(_, p)| p);
             let fastest_other = others().filter_map(|p| p.rate.per_second()).max();
             let scarce = peer.rate.per_second().is_none_or(|r| fastest_other.is_some_and(|o| r <= o));

@@ -1,0 +1,127 @@
+//! Whom a fetching `Node` asks for which chunk: a single node driven directly, its peers
+//! played by the test, every message through the real encoder and decoder.
+
+use bytes::BytesMut;
+use torronto_core::wire::{FileEntry, FrameDecoder, MessageReader};
+use torronto_core::{
+    ChunkIndex, Config, ConnId, ConnInfo, Envelope, FileName, ManifestBuilder, NetCommand, Node, PeerAddr, PeerMessage,
+    StorageEvent, Tuning,
+};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// Through the wire, as a connection's reader would deliver it.
+fn wire(from: &PeerAddr, message: PeerMessage) -> Envelope {
+    let mut buf = BytesMut::new();
+    Envelope { from: Some(from.clone()), token: None, message: message.into() }.encode().write_tcp(&mut buf);
+    let mut reader = MessageReader::new();
+    loop {
+        let frame = FrameDecoder::decode(&mut buf, reader.frame_limit()).unwrap().expect("a whole message");
+        if let Some(env) = reader.push_frame(frame).unwrap() {
+            return env;
+        }
+    }
+}
+
+/// The chunks asked for on each connection since the last call, answering the storage
+/// commands a fetch starts with (a Prepare succeeds).
+fn requests(node: &mut Node, now: u64) -> Vec<(ConnId, u32)> {
+    let mut asked = Vec::new();
+    loop {
+        let mut moved = false;
+        while let Some(c) = node.poll_net() {
+            moved = true;
+            if let NetCommand::Send { conn, envelope } = c {
+                if let torronto_core::Message::Peer(PeerMessage::Download(chunk)) = envelope.message {
+                    asked.push((conn, chunk.index.get()));
+                }
+            }
+        }
+        while let Some(c) = node.poll_storage() {
+            moved = true;
+            if let torronto_core::StorageCommand::Prepare { file, .. } = c {
+                node.handle_storage(now, StorageEvent::Prepared { file, result: Ok(()) });
+            }
+        }
+        while node.poll_event().is_some() {}
+        if !moved {
+            return asked;
+        }
+    }
+}
+
+/// A fetching node linked to a seeder (connection 1, holding all 16 chunks) and two
+/// fetchers (connections 2 and 3, holding `a` and `b`), the manifest come from the seeder.
+/// Every peer has delivered nothing yet, so none serves faster than the others.
+fn fetcher_among(a: std::ops::Range<u32>, b: std::ops::Range<u32>) -> (Node, u64) {
+    let mut node = Node::new(Config {
+        me: PeerAddr::new("10.0.0.9", 7000),
+        peers: Vec::new(),
+        token: None,
+        insert_from: Vec::new(),
+        seed: 1,
+        // Enough requests to peers that have not delivered yet that the other two hold
+        // more than a window's worth while the seeder is considered.
+        tuning: Tuning { have_delay: 0, unproven_requests: 64, ..Tuning::default() },
+        private: None,
+    });
+    node.join(0);
+    let data: Vec<u8> = (0..16 * 65_536u32).map(|i| (i % 251) as u8).collect();
+    let mut builder = ManifestBuilder::new();
+    builder.update(&data);
+    let manifest = builder.finish().unwrap();
+    let name = FileName::new("f").unwrap();
+    let entry = |chunks: Vec<u32>| FileEntry {
+        name: name.clone(),
+        size: manifest.size(),
+        digest: manifest.digest(),
+        chunks: chunks.into_iter().map(ChunkIndex).collect(),
+    };
+    let seeder = PeerAddr::new("10.0.0.1", 7000);
+    let holders = [(seeder.clone(), 0..16), (PeerAddr::new("10.0.0.2", 7000), a), (PeerAddr::new("10.0.0.3", 7000), b)];
+    for (k, (addr, chunks)) in holders.into_iter().enumerate() {
+        let conn = ConnId(k as u64 + 1);
+        node.handle_connected(0, conn, ConnInfo::default());
+        node.handle_message(0, conn, wire(&addr, PeerMessage::Add { files: vec![entry(chunks.collect())] }));
+    }
+    requests(&mut node, 0);
+    let manifest_msg = PeerMessage::Manifest {
+        file: name.clone(),
+        size: manifest.size(),
+        digest: manifest.digest(),
+        hashes: manifest.to_body(),
+    };
+    node.handle_message(1, ConnId(1), wire(&seeder, manifest_msg));
+    (node, 1)
+}
+
+/// The chunks asked of the seeder (connection 1) that another peer holds too.
+fn shared_asked_of_seeder(asked: &[(ConnId, u32)], seeders_own: &[u32]) -> usize {
+    asked.iter().filter(|&&(c, i)| c == ConnId(1) && !seeders_own.contains(&i)).count()
+}
+
+/// While a chunk is the seeder's alone, its uplink is the only way to it: a node asks
+/// the seeder for that one and, once its other peers have a window's worth of its
+/// requests, for nothing they hold.
+#[test]
+fn a_seeder_is_kept_for_what_only_it_holds() {
+    let (mut node, now) = fetcher_among(0..8, 8..15);
+    let asked = requests(&mut node, now);
+    assert!(asked.contains(&(ConnId(1), 15)), "the seeder is asked for its own chunk: {asked:?}");
+    assert!(shared_asked_of_seeder(&asked, &[15]) <= 1, "and little else: {asked:?}");
+    assert_eq!(asked.len(), 16, "every chunk is asked for: {asked:?}");
+}
+
+/// Once every chunk has a second holder the seeder is one peer among others, asked
+/// its share whatever its pace. (Kept for chunks only it held, a seeder with a quarter
+/// of all uplink stood half idle from then on, on shaped links.)
+#[test]
+fn a_seeder_is_asked_like_any_peer_once_every_chunk_has_a_second_holder() {
+    let (mut node, now) = fetcher_among(0..8, 8..16);
+    let asked = requests(&mut node, now);
+    assert!(shared_asked_of_seeder(&asked, &[]) >= 4, "the seeder is asked its share: {asked:?}");
+    let mut chunks: Vec<u32> = asked.iter().map(|&(_, i)| i).collect();
+    chunks.sort_unstable();
+    chunks.dedup();
+    assert_eq!((chunks.len(), asked.len()), (16, 16), "every chunk is asked for once: {asked:?}");
+}
