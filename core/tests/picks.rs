@@ -51,8 +51,9 @@ fn requests(node: &mut Node, now: u64) -> Vec<(ConnId, u32)> {
 }
 
 /// A fetching node linked to a seeder (connection 1, holding all 16 chunks) and two
-/// fetchers (connections 2 and 3, holding `a` and `b`), the manifest come from the seeder.
-/// Every peer has delivered nothing yet, so none serves faster than the others.
+/// fetchers (connections 2 and 3, holding `a` and `b`; an empty range lists no file), the
+/// manifest come from the seeder. Every peer has delivered nothing yet, so none serves
+/// faster than the others.
 fn fetcher_among(a: std::ops::Range<u32>, b: std::ops::Range<u32>) -> (Node, u64) {
     let mut node = Node::new(Config {
         me: PeerAddr::new("10.0.0.9", 7000),
@@ -82,7 +83,8 @@ fn fetcher_among(a: std::ops::Range<u32>, b: std::ops::Range<u32>) -> (Node, u64
     for (k, (addr, chunks)) in holders.into_iter().enumerate() {
         let conn = ConnId(k as u64 + 1);
         node.handle_connected(0, conn, ConnInfo::default());
-        node.handle_message(0, conn, wire(&addr, PeerMessage::Add { files: vec![entry(chunks.collect())] }));
+        let files = if chunks.is_empty() { vec![] } else { vec![entry(chunks.collect())] };
+        node.handle_message(0, conn, wire(&addr, PeerMessage::Add { files }));
     }
     requests(&mut node, 0);
     let manifest_msg = PeerMessage::Manifest {
@@ -124,4 +126,20 @@ fn a_seeder_is_asked_like_any_peer_once_every_chunk_has_a_second_holder() {
     chunks.sort_unstable();
     chunks.dedup();
     assert_eq!((chunks.len(), asked.len()), (16, 16), "every chunk is asked for once: {asked:?}");
+}
+
+/// Fetchers starting together draw the same stripes of the seeder's chunks from the
+/// first pick: every linked peer that does not hold the whole file is presumed to fetch
+/// until its news goes stale. Counted only once they announced such a chunk, the first
+/// picks fell anywhere, and crossed: 26 chunks asked of the seeder twice in the first
+/// second of a shaped-links run, against 0–1 since.
+#[test]
+fn fetchers_starting_together_ask_the_seeder_for_their_own_stripes() {
+    let (mut node, now) = fetcher_among(0..0, 0..0);
+    let asked = requests(&mut node, now);
+    // Three fetchers in address order: 10.0.0.2, 10.0.0.3 and this node, 10.0.0.9. (It
+    // then helps with the others' stripes, whose fetchers have announced nothing yet.)
+    let mut first: Vec<u32> = asked.iter().filter(|(c, _)| *c == ConnId(1)).map(|&(_, i)| i).take(6).collect();
+    first.sort_unstable();
+    assert_eq!(first, (10..16).collect::<Vec<u32>>(), "first the last third of the chunks: {asked:?}");
 }

@@ -1094,7 +1094,8 @@ const RATE_100_MBIT: u64 = 12_500;
 /// one queue). Since a seeder is asked like any peer once every chunk has a second holder,
 /// 2.47–2.53 × and 1.51–1.65 copies: the extra copies go out in the long tail this
 /// simulator has, where the seeder would stand idle (on shaped links the seeder sends
-/// 1.05–1.06 copies either way). This simulator stores and forwards whole messages and has
+/// 1.05–1.06 copies either way). Since every linked fetcher is presumed to fetch from the
+/// start (so all draw the same stripes from the first pick), 2.40–2.43 × and 1.48–1.54. This simulator stores and forwards whole messages and has
 /// no TCP, so it is harsher than real links: the shaped-links benchmark
 /// (tests/bench/shaped.py) holds the real figures.
 /// One run's figures move by a tenth with any change in the order of events, so the
@@ -1115,7 +1116,7 @@ fn a_seeder_on_a_slow_uplink_is_not_asked_for_the_same_chunks_again_and_again() 
 /// A fetcher whose path from the seeder stops carrying data keeps its stripe of the
 /// seeder's chunks for `SOLE_NEWS_FRESH` (10 s) in the others' eyes. Those done with
 /// their own stripes help with it (and with any that lags), so the others are not held
-/// up for those 10 s (13.1 s here without help, against a bound of 2.7 s; 5.2 s with it);
+/// up for those 10 s (13.1 s here without help, against a bound of 2.7 s; 4.9 s with it);
 /// the node cut off gets the file from its peers.
 #[test]
 fn fetchers_done_with_their_stripes_help_with_one_that_lags() {
@@ -1130,7 +1131,7 @@ fn fetchers_done_with_their_stripes_help_with_one_that_lags() {
 /// The heterogeneous case of the shaped-links benchmark: a seeder with a 200 Mbit/s uplink,
 /// nodes with 50 or 100 up and 100 down. The bound asks the seeder for two copies (its
 /// 200 of the 800 Mbit/s of uplink) and every uplink and downlink busy to the end. Over
-/// five seeds: 7.17–7.54 s (median 2.76 × the bound), the seeder sending 2.22–2.65 copies
+/// five seeds: 6.94–7.51 s (median 2.74 × the bound), the seeder sending 1.94–2.08 copies
 /// (7.24–7.81 s and 1.88–2.30 copies while a seeder serving a node no faster than its
 /// other peers was kept for chunks only it held to the end). Until requests passed the chunk bodies queued here, a node on a 50 Mbit/s uplink
 /// had its requests wait behind everything it uploaded: 4.1–4.5 ×.

@@ -235,8 +235,9 @@ impl Node {
 
     /// How the chunks of `name` that `seeder` holds are split into stripes, one per
     /// fetcher. The file is split evenly, in address order, among those fetching chunks
-    /// only a seeder has: the links (other than `seeder`) that announced such a chunk in
-    /// the last [`SOLE_NEWS_FRESH`], and us while we store such chunks (or have not yet,
+    /// only a seeder has: the links (other than `seeder`) that do not hold the whole file,
+    /// unless their last announcement of such a chunk is older than [`SOLE_NEWS_FRESH`]
+    /// ([`Node::fellow_fetchers`]), and us while we store such chunks (or have not yet,
     /// or no one else does). All fetchers hear the same announcements, so they draw the
     /// same stripes and, until they help with each other's, none asks the seeder for a
     /// chunk another asks for; one that stops (it left, or stalled) drops out after
@@ -247,30 +248,42 @@ impl Node {
         let Some(f) = self.files.get(name) else {
             return Stripes::NONE;
         };
-        let (mut before_me, mut others) = (0u64, 0u64);
-        for (a, _) in self.fellow_fetchers(now, seeder, name, f) {
+        let (mut before_me, mut others, mut heard) = (0u64, 0u64, 0u64);
+        for (a, at) in self.fellow_fetchers(now, seeder, name, f) {
             others += 1;
+            heard += u64::from(at.is_some());
             before_me += u64::from(*a < self.config.me);
         }
-        if !(f.sole_stored_at.is_none_or(|at| now < at + SOLE_NEWS_FRESH) || others == 0) {
+        // Having stopped storing such chunks, we leave them to those still announcing
+        // theirs; not to fellows only presumed to fetch, who may think the same of us.
+        if !(f.sole_stored_at.is_none_or(|at| now < at + SOLE_NEWS_FRESH) || heard == 0) {
             return Stripes::NONE;
         }
         Stripes { chunks: u64::from(f.chunk_count()), parts: others + 1, me: before_me }
     }
 
-    /// The other fetchers of `seeder`'s chunks of `name`, each with when it last announced
-    /// one (see [`Node::stripes`]).
+    /// The other fetchers of `seeder`'s chunks of `name`, in address order, each with when
+    /// it last announced one (see [`Node::stripes`]): the links that did so in the last
+    /// [`SOLE_NEWS_FRESH`], and those that never have (no time). A link is presumed to
+    /// fetch until its news goes stale: every node then draws the same stripes from the
+    /// first pick, where counting fetchers as their news came in made the first second's
+    /// picks cross (30–80 chunks asked of the seeder twice on shaped links). The stripe of
+    /// one that has announced nothing is quiet ([`Node::stripe_quiet`]): if it never
+    /// fetches (it wants other files, or is not linked to the seeder), others do.
     fn fellow_fetchers<'a>(
         &'a self,
         now: Millis,
         seeder: &'a PeerAddr,
         name: &'a FileName,
         f: &'a FileState,
-    ) -> impl Iterator<Item = (&'a PeerAddr, Millis)> + 'a {
-        f.sole_news.iter().map(|(a, &at)| (a, at)).filter(move |&(a, at)| {
-            a != seeder
-                && now < at + SOLE_NEWS_FRESH
-                && self.peers.get(a).is_some_and(|p| !p.files.get(name).is_some_and(|h| h.is_complete()))
+    ) -> impl Iterator<Item = (&'a PeerAddr, Option<Millis>)> + 'a {
+        self.peers.iter().filter_map(move |(a, p)| {
+            let fetching = a != seeder && !p.leaving && !p.files.get(name).is_some_and(|h| h.is_complete());
+            match f.sole_news.get(a) {
+                _ if !fetching => None,
+                None => Some((a, None)),
+                Some(&at) => (now < at + SOLE_NEWS_FRESH).then_some((a, Some(at))),
+            }
         })
     }
 
@@ -287,7 +300,7 @@ impl Node {
             std::cmp::Ordering::Greater => r - 1,
         };
         let mut fellows = self.fellow_fetchers(now, seeder, name, f);
-        fellows.nth(fellow as usize).is_some_and(|(_, at)| now >= at + STRIPE_QUIET)
+        fellows.nth(fellow as usize).is_some_and(|(_, at)| at.is_none_or(|at| now >= at + STRIPE_QUIET))
     }
 
     /// Whether chunks of `name` are fetched now: its manifest is here, storage has made
