@@ -36,6 +36,8 @@ pub(crate) struct FileState {
     pub sole_news: BTreeMap<PeerAddr, Millis>,
     /// When we last stored such a chunk.
     pub sole_stored_at: Option<Millis>,
+    /// When we first asked a peer for a chunk of the file.
+    pub first_asked_at: Option<Millis>,
     /// For each chunk, how many connected peers claim it; empty until one claims any.
     peer_counts: Vec<u16>,
     /// `levels[r]`: how many chunks have replication `r` (claiming peers plus this node).
@@ -72,6 +74,7 @@ impl FileState {
             writing: ChunkSet::new(n),
             sole_news: BTreeMap::new(),
             sole_stored_at: None,
+            first_asked_at: None,
             peer_counts: Vec::new(),
             levels: vec![n],
             announcers: 0,

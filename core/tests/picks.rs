@@ -143,3 +143,18 @@ fn fetchers_starting_together_ask_the_seeder_for_their_own_stripes() {
     first.sort_unstable();
     assert_eq!(first, (10..16).collect::<Vec<u32>>(), "first the last third of the chunks: {asked:?}");
 }
+
+/// Linked peers that never fetch the seeder's chunks (they want other files, or have no
+/// link to it) are presumed to for two seconds only: then the node asks the seeder for
+/// everything it lacks, not only its own stripe and help with theirs a chunk at a time.
+#[test]
+fn links_that_never_fetch_hold_no_stripes_for_long() {
+    let (mut node, now) = fetcher_among(0..0, 0..0);
+    let first = requests(&mut node, now);
+    assert!(first.len() < 16, "at first the silent links have stripes: {first:?}");
+    node.handle_timeout(2_100);
+    let later = requests(&mut node, 2_100);
+    let mut all: Vec<u32> = first.iter().chain(&later).map(|&(_, i)| i).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..16).collect::<Vec<u32>>(), "then all of the rest, once each: {first:?} {later:?}");
+}

@@ -1095,7 +1095,7 @@ const RATE_100_MBIT: u64 = 12_500;
 /// 2.47–2.53 × and 1.51–1.65 copies: the extra copies go out in the long tail this
 /// simulator has, where the seeder would stand idle (on shaped links the seeder sends
 /// 1.05–1.06 copies either way). Since every linked fetcher is presumed to fetch from the
-/// start (so all draw the same stripes from the first pick), 2.40–2.43 × and 1.48–1.54. This simulator stores and forwards whole messages and has
+/// start (so all draw the same stripes from the first pick), 2.42–2.43 × and 1.49–1.61. This simulator stores and forwards whole messages and has
 /// no TCP, so it is harsher than real links: the shaped-links benchmark
 /// (tests/bench/shaped.py) holds the real figures.
 /// One run's figures move by a tenth with any change in the order of events, so the
@@ -1131,7 +1131,7 @@ fn fetchers_done_with_their_stripes_help_with_one_that_lags() {
 /// The heterogeneous case of the shaped-links benchmark: a seeder with a 200 Mbit/s uplink,
 /// nodes with 50 or 100 up and 100 down. The bound asks the seeder for two copies (its
 /// 200 of the 800 Mbit/s of uplink) and every uplink and downlink busy to the end. Over
-/// five seeds: 6.94–7.51 s (median 2.74 × the bound), the seeder sending 1.94–2.08 copies
+/// five seeds: 7.21–7.55 s (median 2.75 × the bound), the seeder sending 1.98–2.04 copies
 /// (7.24–7.81 s and 1.88–2.30 copies while a seeder serving a node no faster than its
 /// other peers was kept for chunks only it held to the end). Until requests passed the chunk bodies queued here, a node on a 50 Mbit/s uplink
 /// had its requests wait behind everything it uploaded: 4.1–4.5 ×.

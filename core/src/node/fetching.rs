@@ -89,6 +89,7 @@ impl Node {
                 };
                 let f = self.files.get_mut(&name).expect("picked from files");
                 f.requested.insert(i);
+                f.first_asked_at.get_or_insert(now);
                 let chunk = ChunkRef { file: name.clone(), size: f.size, index: i };
                 self.timers.set(Timer::Request { peer: addr.clone(), file: name.clone(), index: i }, deadline);
                 let peer = self.peers.get_mut(addr).expect("listed above");
@@ -112,9 +113,10 @@ impl Node {
     /// fetcher waits on its uplink, and fetchers do not see each other's requests: so
     /// the chunks only it has are split into stripes, one per fetcher ([`Node::stripes`]),
     /// each asking for its own, then helping with those left ([`Stripes::help`]); and,
-    /// while it serves us no faster than our other peers, it is not asked for a chunk a
-    /// fellow fetcher holds while they have our requests. On links where the seeder is
-    /// the bottleneck it then sends each chunk about once.
+    /// while it serves us no faster than our other peers and some chunk has a single
+    /// holder, it is not asked for a chunk a fellow fetcher holds while they have our
+    /// requests. On links where the seeder is the bottleneck it then sends each chunk
+    /// about once.
     fn pick_for(&mut self, now: Millis, addr: &PeerAddr) -> Option<(FileName, ChunkIndex)> {
         let dice = self.random();
         let peer = &self.peers[addr];
@@ -235,10 +237,10 @@ impl Node {
 
     /// How the chunks of `name` that `seeder` holds are split into stripes, one per
     /// fetcher. The file is split evenly, in address order, among those fetching chunks
-    /// only a seeder has: the links (other than `seeder`) that do not hold the whole file,
-    /// unless their last announcement of such a chunk is older than [`SOLE_NEWS_FRESH`]
-    /// ([`Node::fellow_fetchers`]), and us while we store such chunks (or have not yet,
-    /// or no one else does). All fetchers hear the same announcements, so they draw the
+    /// only a seeder has: the links (other than `seeder`) that announced such a chunk in
+    /// the last [`SOLE_NEWS_FRESH`], at first all those that do not hold the whole file
+    /// ([`Node::fellow_fetchers`]), and us while we store such chunks (or have not yet, or
+    /// have heard from no fellow). Fetchers linked alike hear the same, so they draw the
     /// same stripes and, until they help with each other's, none asks the seeder for a
     /// chunk another asks for; one that stops (it left, or stalled) drops out after
     /// [`SOLE_NEWS_FRESH`] and the others share what is left. Where views differ (links
@@ -264,12 +266,13 @@ impl Node {
 
     /// The other fetchers of `seeder`'s chunks of `name`, in address order, each with when
     /// it last announced one (see [`Node::stripes`]): the links that did so in the last
-    /// [`SOLE_NEWS_FRESH`], and those that never have (no time). A link is presumed to
-    /// fetch until its news goes stale: every node then draws the same stripes from the
-    /// first pick, where counting fetchers as their news came in made the first second's
-    /// picks cross (30–80 chunks asked of the seeder twice on shaped links). The stripe of
-    /// one that has announced nothing is quiet ([`Node::stripe_quiet`]): if it never
-    /// fetches (it wants other files, or is not linked to the seeder), others do.
+    /// [`SOLE_NEWS_FRESH`], and, for [`PRESUMED_FOR`] after our first request for the
+    /// file, those that have not (no time). Presumed to fetch from the start, all draw the
+    /// same stripes from the first pick, where counting fetchers only as their news came
+    /// in made the first second's picks cross (26 chunks asked of the seeder twice on
+    /// shaped links). A presumed fellow's stripe is quiet ([`Node::stripe_quiet`]), so if
+    /// it does not fetch (it wants other files, or has no link to the seeder) others help
+    /// with it; after [`PRESUMED_FOR`] only fellows heard from count.
     fn fellow_fetchers<'a>(
         &'a self,
         now: Millis,
@@ -277,11 +280,12 @@ impl Node {
         name: &'a FileName,
         f: &'a FileState,
     ) -> impl Iterator<Item = (&'a PeerAddr, Option<Millis>)> + 'a {
+        let presuming = f.first_asked_at.is_none_or(|at| now < at + PRESUMED_FOR);
         self.peers.iter().filter_map(move |(a, p)| {
             let fetching = a != seeder && !p.leaving && !p.files.get(name).is_some_and(|h| h.is_complete());
             match f.sole_news.get(a) {
                 _ if !fetching => None,
-                None => Some((a, None)),
+                None => presuming.then_some((a, None)),
                 Some(&at) => (now < at + SOLE_NEWS_FRESH).then_some((a, Some(at))),
             }
         })
@@ -625,6 +629,11 @@ const HELP_MIN: usize = 16;
 const STRIPE_QUIET: Millis = 1_000;
 /// Requests in flight to a peer that has delivered, however slow it is.
 pub(super) const MIN_WINDOW: usize = 4;
+/// How long after our first request for a file its linked peers are presumed to fetch
+/// its seeder's chunks without having announced one ([`Node::fellow_fetchers`]): long
+/// enough for fetchers' first such chunks to arrive and be announced, short enough that
+/// links that never fetch do not hold stripes for long.
+const PRESUMED_FOR: Millis = 2_000;
 /// How long after announcing a chunk only a seeder held a participant still counts as
 /// fetching from it, with a stripe of its own ([`Node::stripes`]). Fetchers announce such
 /// chunks many times a second; one done with its stripe keeps its place this long, so
