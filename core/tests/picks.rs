@@ -1,27 +1,16 @@
 //! Whom a fetching `Node` asks for which chunk: a single node driven directly, its peers
 //! played by the test, every message through the real encoder and decoder.
 
-use bytes::BytesMut;
-use torronto_core::wire::{FileEntry, FrameDecoder, MessageReader};
+mod common;
+
+use common::wire;
+use torronto_core::wire::FileEntry;
 use torronto_core::{
-    ChunkIndex, Config, ConnId, ConnInfo, Envelope, FileName, ManifestBuilder, NetCommand, Node, PeerAddr, PeerMessage,
+    ChunkIndex, Config, ConnId, ConnInfo, FileName, ManifestBuilder, NetCommand, Node, PeerAddr, PeerMessage,
     StorageEvent, Tuning,
 };
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
-
-/// Through the wire, as a connection's reader would deliver it.
-fn wire(from: &PeerAddr, message: PeerMessage) -> Envelope {
-    let mut buf = BytesMut::new();
-    Envelope { from: Some(from.clone()), token: None, message: message.into() }.encode().write_tcp(&mut buf);
-    let mut reader = MessageReader::new();
-    loop {
-        let frame = FrameDecoder::decode(&mut buf, reader.frame_limit()).unwrap().expect("a whole message");
-        if let Some(env) = reader.push_frame(frame).unwrap() {
-            return env;
-        }
-    }
-}
 
 /// The chunks asked for on each connection since the last call, answering the storage
 /// commands a fetch starts with (a Prepare succeeds).
@@ -84,7 +73,7 @@ fn fetcher_among(a: std::ops::Range<u32>, b: std::ops::Range<u32>) -> (Node, u64
         let conn = ConnId(k as u64 + 1);
         node.handle_connected(0, conn, ConnInfo::default());
         let files = if chunks.is_empty() { vec![] } else { vec![entry(chunks.collect())] };
-        node.handle_message(0, conn, wire(&addr, PeerMessage::Add { files }));
+        node.handle_message(0, conn, wire(addr, PeerMessage::Add { files }));
     }
     requests(&mut node, 0);
     let manifest_msg = PeerMessage::Manifest {
@@ -93,7 +82,7 @@ fn fetcher_among(a: std::ops::Range<u32>, b: std::ops::Range<u32>) -> (Node, u64
         digest: manifest.digest(),
         hashes: manifest.to_body(),
     };
-    node.handle_message(1, ConnId(1), wire(&seeder, manifest_msg));
+    node.handle_message(1, ConnId(1), wire(seeder, manifest_msg));
     (node, 1)
 }
 

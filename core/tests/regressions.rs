@@ -1,11 +1,14 @@
 //! Regression tests for bugs found by fuzzing and by the hostile-input tests: a single
 //! `Node` driven directly, every message passed through the real encoder and decoder.
 
+mod common;
+
 use bytes::BytesMut;
+use common::wire;
 use torronto_core::wire::{FileEntry, FrameDecoder, MessageReader};
 use torronto_core::{
-    ChunkIndex, ChunkSet, Config, ConnId, ConnInfo, Control, Envelope, FileName, LocalFile, ManifestBuilder, Message,
-    NetCommand, Node, PeerAddr, PeerMessage, StorageCommand, Tuning,
+    ChunkIndex, ChunkSet, Config, ConnId, ConnInfo, Control, FileName, LocalFile, ManifestBuilder, Message, NetCommand,
+    Node, PeerAddr, PeerMessage, StorageCommand, Tuning,
 };
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -32,19 +35,6 @@ fn node() -> Node {
     });
     node.join(0);
     node
-}
-
-/// Through the wire, as a connection's reader would deliver it.
-fn wire(from: PeerAddr, message: PeerMessage) -> Envelope {
-    let mut buf = BytesMut::new();
-    Envelope { from: Some(from), token: None, message: message.into() }.encode().write_tcp(&mut buf);
-    let mut reader = MessageReader::new();
-    loop {
-        let frame = FrameDecoder::decode(&mut buf, reader.frame_limit()).unwrap().expect("a whole message");
-        if let Some(env) = reader.push_frame(frame).unwrap() {
-            return env;
-        }
-    }
 }
 
 fn drain(node: &mut Node) -> Vec<NetCommand> {
