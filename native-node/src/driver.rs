@@ -441,7 +441,7 @@ impl Driver {
                 self.node.handle_dial_failed(now, &addr);
             }
             Input::Message { conn, envelope } => {
-                trace_chunk(&self.node, conn, &envelope.message);
+                trace_chunk(&self.node, conn, &envelope.message, true);
                 match &mut self.metrics {
                     Some(metrics) => {
                         let query = metrics.incoming(self.node.peer_of(conn), conn, &envelope.message);
@@ -492,7 +492,7 @@ impl Driver {
                 moved = true;
                 match cmd {
                     NetCommand::Send { conn, envelope } => {
-                        trace_chunk(&self.node, conn, &envelope.message);
+                        trace_chunk(&self.node, conn, &envelope.message, false);
                         if let Some(metrics) = &mut self.metrics {
                             metrics.outgoing(self.node.peer_of(conn), conn, &envelope);
                         }
@@ -567,17 +567,18 @@ impl Driver {
     }
 }
 
-/// Logs a chunk request sent or a chunk received, at trace level under the target
-/// `torronto::chunks`, as `ask|got PEER INDEX FILE`: what `tests/bench/chunk_timeline.py`
-/// reads from the nodes' logs to show where a transfer's time went (who asked whom for
-/// what, when each chunk came, and from where).
-fn trace_chunk(node: &Node, conn: ConnId, message: &Message) {
+/// Logs, at trace level under the target `torronto::chunks`, each chunk request we send
+/// (`ask PEER INDEX FILE`), each we receive (`wanted ...`: PEER wants it from us) and each
+/// chunk we receive (`got ...`): what `tests/bench/chunk_timeline.py` reads from the nodes'
+/// logs to show where a transfer's time went.
+fn trace_chunk(node: &Node, conn: ConnId, message: &Message, incoming: bool) {
     if !tracing::enabled!(target: "torronto::chunks", tracing::Level::TRACE) {
         return;
     }
-    let (what, chunk) = match message {
-        Message::Peer(PeerMessage::Download(chunk)) => ("ask", chunk),
-        Message::Peer(PeerMessage::Upload { chunk, .. }) => ("got", chunk),
+    let (what, chunk) = match (message, incoming) {
+        (Message::Peer(PeerMessage::Download(chunk)), false) => ("ask", chunk),
+        (Message::Peer(PeerMessage::Download(chunk)), true) => ("wanted", chunk),
+        (Message::Peer(PeerMessage::Upload { chunk, .. }), true) => ("got", chunk),
         _ => return,
     };
     if let Some(peer) = node.peer_of(conn) {

@@ -4,8 +4,8 @@
     RUST_LOG=info,torronto::chunks=trace torronto node ...   (each node; or shaped.py --chunk-trace)
     tests/bench/chunk_timeline.py [--rate MBIT] [--json] LOG...
 
-Each node logs every chunk request it sends and every chunk it receives
-(`ask|got PEER INDEX FILE`, see `trace_chunk` in native-node/src/driver.rs). Given one log
+Each node logs every chunk request it sends, every one it receives and every chunk it
+receives (`ask|wanted|got PEER INDEX FILE`, see `trace_chunk` in native-node/src/driver.rs). Given one log
 per node, this prints, from the first request on:
   - per node: its first request and chunk, its last chunk, what it got and how much of it
     came from the seeder (the node that received nothing);
@@ -29,7 +29,7 @@ CHUNK = 64 * 1024
 # Payload of a full-sized frame on Ethernet: TCP/IP headers and framing take the rest.
 PAYLOAD = 1448 / 1514
 
-LINE = re.compile(r"^(\S+Z)\s+TRACE torronto::chunks: (ask|got) (\S+) (\d+) (.*)$")
+LINE = re.compile(r"^(\S+Z)\s+TRACE torronto::chunks: (ask|got|wanted) (\S+) (\d+) (.*)$")
 READY = re.compile(r"torronto node (\S+) \(")
 
 
@@ -39,11 +39,11 @@ def stamp(text):
 
 
 def read_logs(paths):
-    """{node: {"addr": str|None, "ask": [(t, peer, (file, index))], "got": [...]}}"""
+    """{node: {"addr": str|None, "ask": [(t, peer, (file, index))], "got": [...], "wanted": [...]}}"""
     nodes = {}
     for path in paths:
         name = os.path.splitext(os.path.basename(path))[0]
-        node = nodes.setdefault(name, {"addr": None, "ask": [], "got": []})
+        node = nodes.setdefault(name, {"addr": None, "ask": [], "got": [], "wanted": []})
         try:
             f = open(path, errors="replace")
         except OSError as e:

@@ -1,6 +1,6 @@
 //! The chunk trace and what reads it: a node run with
-//! `RUST_LOG=info,torronto::chunks=trace` logs every chunk request it sends and every
-//! chunk it receives, naming the peer (native-node/src/driver.rs, `trace_chunk`), and
+//! `RUST_LOG=info,torronto::chunks=trace` logs every chunk request it sends or receives
+//! and every chunk it receives, naming the peer (native-node/src/driver.rs, `trace_chunk`), and
 //! `tests/bench/chunk_timeline.py` turns the logs of a swarm into a timeline: who got what
 //! from whom, and when. Checked on a real fetch over loopback; the counts must match the
 //! file's chunks exactly.
@@ -55,7 +55,11 @@ fn a_traced_fetch_logs_every_chunk_and_the_timeline_counts_them() {
     for i in 0..CHUNKS {
         assert_eq!(count(&log, &format!("{got}{i} traced.bin")), 1, "chunk {i} logged once:\n{log}");
     }
-    assert_eq!(count(&seeder.log(), "torronto::chunks: got "), 0, "the seeder fetched nothing");
+    let seeder_log = seeder.log();
+    assert_eq!(count(&seeder_log, "torronto::chunks: got "), 0, "the seeder fetched nothing");
+    assert_eq!(count(&seeder_log, "torronto::chunks: ask "), 0, "the seeder asked for nothing");
+    let wanted = format!("torronto::chunks: wanted {} ", fetcher.addr());
+    assert_eq!(count(&seeder_log, &wanted), count(&log, &asked), "each request arrived, and only those:\n{seeder_log}");
 
     // The timeline, from the logs named as the script names nodes.
     let logs = tempfile::tempdir().unwrap();
