@@ -492,12 +492,12 @@ impl Driver {
                 moved = true;
                 match cmd {
                     NetCommand::Send { conn, envelope } => {
-                        trace_chunk(&self.node, conn, &envelope.message, false);
                         if let Some(metrics) = &mut self.metrics {
                             metrics.outgoing(self.node.peer_of(conn), conn, &envelope);
                         }
                         let Some(c) = self.conns.get(&conn) else { continue };
                         if c.queued.fetch_add(1, Ordering::Relaxed) < OUTGOING_LIMIT {
+                            trace_chunk(&self.node, conn, &envelope.message, false);
                             let _ = c.outgoing.send(Outgoing::Message(envelope));
                         } else {
                             // It does not read: what is queued is dropped, not flushed.

@@ -1,21 +1,22 @@
 #!/usr/bin/env python3
 """Where a transfer's time went, from the nodes' logs.
 
-    RUST_LOG=info,torronto::chunks=trace torronto node ...   (each node; or shaped.py --chunk-trace)
+    NO_COLOR=1 RUST_LOG=info,torronto::chunks=trace torronto node ... >nK.log 2>&1   (each node)
     tests/bench/chunk_timeline.py [--rate MBIT] [--json] LOG...
+(or shaped.py --chunk-trace, which does both).
 
 Each node logs every chunk request it sends, every one it receives and every chunk it
 receives (`ask|wanted|got PEER INDEX FILE`, see `trace_chunk` in native-node/src/driver.rs). Given one log
 per node, this prints, from the first request on:
   - per node: its first request and chunk, its last chunk, what it got and how much of it
-    came from the seeder (the node that received nothing);
+    came from the seeder (the one node that neither asked for nor received a chunk);
   - the chunks each node received in each second, and, with --rate (the nodes' downlink
     in Mbit/s), how many short of what that link carries they were: the start, the
     middle and the tail of a run, in chunks;
-  - the seeder: chunks it sent for the first time and again (duplicates) in each second,
-    and the requests waiting on it, per node, every half second.
-A node is named by its log file (`n3.log` is n3) and known by the address it prints
-when it starts (`torronto node ADDR ... ready`)."""
+  - the seeder: chunks it sent for the first time and again (duplicates), by the second
+    they arrived, and the requests waiting on it, per node, every half second.
+A node is named by its log file (`n3.log` is n3) and known by the address it prints on
+stdout when it starts (`torronto node ADDR ... ready`): log both streams."""
 
 import argparse
 import collections
@@ -31,6 +32,7 @@ PAYLOAD = 1448 / 1514
 
 LINE = re.compile(r"^(\S+Z)\s+TRACE torronto::chunks: (ask|got|wanted) (\S+) (\d+) (.*)$")
 READY = re.compile(r"torronto node (\S+) \(")
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def stamp(text):
@@ -43,13 +45,16 @@ def read_logs(paths):
     nodes = {}
     for path in paths:
         name = os.path.splitext(os.path.basename(path))[0]
-        node = nodes.setdefault(name, {"addr": None, "ask": [], "got": [], "wanted": []})
+        if name in nodes:
+            raise SystemExit(f"chunk_timeline.py: two logs named {name}: a node is named by its log file")
+        node = nodes[name] = {"addr": None, "ask": [], "got": [], "wanted": []}
         try:
             f = open(path, errors="replace")
         except OSError as e:
             raise SystemExit(f"chunk_timeline.py: cannot read {path}: {e.strerror}")
         with f:
             for line in f:
+                line = COLOUR.sub("", line)
                 m = LINE.match(line)
                 if m:
                     node[m.group(2)].append((stamp(m.group(1)), m.group(3), (m.group(5), int(m.group(4)))))
@@ -64,10 +69,10 @@ def analyse(nodes, rate_mbit=None):
         raise SystemExit("no chunk trace in these logs: run the nodes with RUST_LOG=info,torronto::chunks=trace")
     t0 = min(events)
     by_addr = {n["addr"]: name for name, n in nodes.items() if n["addr"]}
-    seeders = [name for name, n in nodes.items() if not n["got"] and n["addr"]]
+    seeders = [name for name, n in nodes.items() if not n["got"] and not n["ask"] and n["addr"]]
     seeder = seeders[0] if len(seeders) == 1 else None
     seeder_addr = nodes[seeder]["addr"] if seeder else None
-    fetchers = sorted((name for name, n in nodes.items() if n["got"]), key=lambda s: (len(s), s))
+    fetchers = sorted((name for name, n in nodes.items() if n["got"] or n["ask"]), key=lambda s: (len(s), s))
     end = max(events) - t0
     seconds = int(end) + 1
     report = {"nodes": {}, "seeder": seeder, "per_second": {}, "short": {}, "seeder_sent": [], "seeder_again": [],
@@ -77,17 +82,17 @@ def analyse(nodes, rate_mbit=None):
         got = n["got"]
         report["nodes"][name] = {
             "first_ask": round(min(e[0] for e in n["ask"]) - t0, 3) if n["ask"] else None,
-            "first_chunk": round(got[0][0] - t0, 3),
-            "last_chunk": round(got[-1][0] - t0, 3),
+            "first_chunk": round(got[0][0] - t0, 3) if got else None,
+            "last_chunk": round(got[-1][0] - t0, 3) if got else None,
             "chunks": len(got),
-            "from_seeder": sum(1 for e in got if e[1] == seeder_addr),
+            "from_seeder": sum(1 for e in got if e[1] == seeder_addr) if seeder_addr else None,
             "received_twice": len(got) - len({e[2] for e in got}),
         }
         counts = [0] * seconds
         for t, _, _ in got:
             counts[int(t - t0)] += 1
         report["per_second"][name] = counts
-        if rate_mbit:
+        if rate_mbit and got:
             full = rate_mbit * 1e6 / 8 * PAYLOAD / CHUNK
             # The last second counts only up to the node's last chunk.
             report["short"][name] = [round(full * min(1.0, (got[-1][0] - t0) - s) - c)
@@ -126,12 +131,14 @@ def print_report(r, rate_mbit):
     print(f"seeder: {r['seeder'] or 'not found (no single node that received nothing)'}; times in seconds "
           f"from the first request")
     print("node   first ask  first chunk  last chunk  chunks  from seeder  received twice")
+    def cell(v):
+        return "-" if v is None else v
     for name, n in r["nodes"].items():
-        print(f"{name:<6} {n['first_ask'] if n['first_ask'] is not None else '-':>9} {n['first_chunk']:>12} "
-              f"{n['last_chunk']:>11} {n['chunks']:>7} {n['from_seeder']:>12} {n['received_twice']:>15}")
+        print(f"{name:<6} {cell(n['first_ask']):>9} {cell(n['first_chunk']):>12} {cell(n['last_chunk']):>11} "
+              f"{n['chunks']:>7} {cell(n['from_seeder']):>12} {n['received_twice']:>15}")
     print("\nchunks received in each second" + (f" (short of {rate_mbit} Mbit/s in brackets)" if rate_mbit else ""))
     print("second " + " ".join(f"{n:>10}" for n in fetchers))
-    seconds = max(len(c) for c in r["per_second"].values())
+    seconds = max((len(c) for c in r["per_second"].values()), default=0)
     for s in range(seconds):
         cells = []
         for n in fetchers:
@@ -140,7 +147,7 @@ def print_report(r, rate_mbit):
             cells.append(f"{c:>4}" + (f" ({short[s]:>3})" if s < len(short) else "      "))
         print(f"{s:>6} " + " ".join(f"{c:>10}" for c in cells))
     if rate_mbit:
-        print("short in all: " + ", ".join(f"{n} {sum(r['short'][n])}" for n in fetchers))
+        print("short in all: " + ", ".join(f"{n} {sum(r['short'][n])}" for n in fetchers if n in r["short"]))
     if r["seeder_sent"]:
         print("\nthe seeder's chunks in each second: first copies / again")
         print(" ".join(f"{s}:{a}/{b}" for s, (a, b) in enumerate(zip(r["seeder_sent"], r["seeder_again"]))))

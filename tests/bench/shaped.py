@@ -428,6 +428,7 @@ class Bench:
             env = dict(os.environ, NO_COLOR="1", TORRONTO_TOKEN=tokens[i], XDG_STATE_HOME=os.path.join(base, f"state{i}"))
             if self.args.chunk_trace:
                 env["RUST_LOG"] = "info,torronto::chunks=trace"
+                env.pop("JOURNAL_STREAM", None)  # logs with timestamps, as chunk_timeline.py reads them
 
             envs.append(env)
             cmd = [binary, "node", "--listen", f"{addr(i)}:{NODE_PORT}", "--dir", d,

@@ -27,7 +27,7 @@
 //!   [`panel`]: what the control panel's browser tests share (card selectors, predicates).
 //!
 //! Set `TORRONTO_KEEP=1` to keep the folders and logs of a failed test (their path is printed).
-//! Nodes log with `RUST_LOG` if set, else `info` (and `NO_COLOR=1`); the control client runs without `RUST_LOG`
+//! Nodes log with the filter a test sets ([`TestNode::set_log_filter`]), else `RUST_LOG` if set, else `info` (and `NO_COLOR=1`); the control client runs without `RUST_LOG`
 //! so that its stderr holds only its own messages.
 
 pub mod browser;
@@ -647,6 +647,8 @@ impl TestNode {
             .args(&args)
             .env("RUST_LOG", rust_log)
             .env("NO_COLOR", "1")
+            // Under systemd the node would log for the journal, without timestamps.
+            .env_remove("JOURNAL_STREAM")
             .env_remove("TORRONTO_TOKEN")
             .env("XDG_STATE_HOME", state_home())
             .stdin(Stdio::null())
