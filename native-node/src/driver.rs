@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use torronto_core::{
-    Config, ConnId, ConnInfo, Envelope, Event, Millis, NetCommand, Node, NodeId, PeerAddr, StorageCommand,
-    StorageEvent, Tuning,
+    Config, ConnId, ConnInfo, Envelope, Event, Message, Millis, NetCommand, Node, NodeId, PeerAddr, PeerMessage,
+    StorageCommand, StorageEvent, Tuning,
 };
 use torronto_net::{
     tune, Decoder, FrameRead, SecureFrameReader, SecureFrameWriter, Secured, TcpFrameReader, TcpFrameWriter,
@@ -440,16 +440,19 @@ impl Driver {
                 tracing::debug!("cannot reach {addr}: {e}");
                 self.node.handle_dial_failed(now, &addr);
             }
-            Input::Message { conn, envelope } => match &mut self.metrics {
-                Some(metrics) => {
-                    let query = metrics.incoming(self.node.peer_of(conn), conn, &envelope.message);
-                    self.node.handle_message(now, conn, envelope);
-                    if let Some(started) = query {
-                        metrics.query_answered(started.elapsed());
+            Input::Message { conn, envelope } => {
+                trace_chunk(&self.node, conn, &envelope.message, true);
+                match &mut self.metrics {
+                    Some(metrics) => {
+                        let query = metrics.incoming(self.node.peer_of(conn), conn, &envelope.message);
+                        self.node.handle_message(now, conn, envelope);
+                        if let Some(started) = query {
+                            metrics.query_answered(started.elapsed());
+                        }
                     }
+                    None => self.node.handle_message(now, conn, envelope),
                 }
-                None => self.node.handle_message(now, conn, envelope),
-            },
+            }
             Input::Malformed { conn, reason } => self.node.handle_malformed(now, conn, reason),
             Input::Disconnected { conn } => {
                 if let Some(metrics) = &mut self.metrics {
@@ -494,6 +497,7 @@ impl Driver {
                         }
                         let Some(c) = self.conns.get(&conn) else { continue };
                         if c.queued.fetch_add(1, Ordering::Relaxed) < OUTGOING_LIMIT {
+                            trace_chunk(&self.node, conn, &envelope.message, false);
                             let _ = c.outgoing.send(Outgoing::Message(envelope));
                         } else {
                             // It does not read: what is queued is dropped, not flushed.
@@ -560,6 +564,25 @@ impl Driver {
             _ => None,
         };
         self.storage.submit(command, send_file);
+    }
+}
+
+/// Logs, at trace level under the target `torronto::chunks`, each chunk request we send
+/// (`ask PEER INDEX FILE`), each we receive (`wanted ...`: PEER wants it from us) and each
+/// chunk we receive (`got ...`): what `tests/bench/chunk_timeline.py` reads from the nodes'
+/// logs to show where a transfer's time went.
+fn trace_chunk(node: &Node, conn: ConnId, message: &Message, incoming: bool) {
+    if !tracing::enabled!(target: "torronto::chunks", tracing::Level::TRACE) {
+        return;
+    }
+    let (what, chunk) = match (message, incoming) {
+        (Message::Peer(PeerMessage::Download(chunk)), false) => ("ask", chunk),
+        (Message::Peer(PeerMessage::Download(chunk)), true) => ("wanted", chunk),
+        (Message::Peer(PeerMessage::Upload { chunk, .. }), true) => ("got", chunk),
+        _ => return,
+    };
+    if let Some(peer) = node.peer_of(conn) {
+        tracing::trace!(target: "torronto::chunks", "{what} {peer} {} {}", chunk.index.get(), chunk.file);
     }
 }
 

@@ -5,7 +5,7 @@ lower bound.
 
   tests/bench/shaped.py [--case uniform|hetero|both] [--size MiB] [--nodes N] [--rounds N]
                         [--only TOOL,...] [--torronto [LABEL=]PATH]... [--private]
-                        [--timeout SECS] [--work DIR] [--keep]
+                        [--timeout SECS] [--work DIR] [--keep] [--timeline] [--chunk-trace]
 
 Runs as root (it makes namespaces and qdiscs), Python 3 standard library only.
 
@@ -47,6 +47,11 @@ Tools, their order rotating each round, the same topology for all:
   rqbit     as aria2 (when rqbit is on PATH): the seeder's announce before the clock, the
             leechers' HTTP APIs polled until each says finished.
 Flags of aria2 and rqbit as in tests/bench/replication.sh.
+
+--chunk-trace runs the torronto nodes with RUST_LOG=info,torronto::chunks=trace and prints,
+after each torronto run, tests/bench/chunk_timeline.py on their logs: when each node got
+its chunks and from whom, how far short of its downlink it was each second, and what the
+seeder sent twice (the trace costs the nodes some CPU: compare timings without it).
 
 Per run: wall seconds; that over T_min; seeder copies (the seeder's eth0 tx bytes during the
 run over F: 1.0 is each byte sent once, frame headers add a few per cent); node uplink use
@@ -354,6 +359,7 @@ class Bench:
         self.n = args.nodes + 1
         self.torrent = None
         self.joined = None  # when each torronto node's join was answered, for --timeline
+        self.rates = None  # the case's (up, down) per participant, set as each case starts
 
     def tracker_url(self):
         return f"http://{HUB_ADDR}:{TRACKER_PORT}"
@@ -420,6 +426,10 @@ class Bench:
             # Every node listens on the same port in its own namespace: each gets its own
             # state folder, where a node registers its token under its port.
             env = dict(os.environ, NO_COLOR="1", TORRONTO_TOKEN=tokens[i], XDG_STATE_HOME=os.path.join(base, f"state{i}"))
+            if self.args.chunk_trace:
+                env["RUST_LOG"] = "info,torronto::chunks=trace"
+                env.pop("JOURNAL_STREAM", None)  # logs with timestamps, as chunk_timeline.py reads them
+
             envs.append(env)
             cmd = [binary, "node", "--listen", f"{addr(i)}:{NODE_PORT}", "--dir", d,
                    "--peers", os.path.join(base, "peers.txt")] + (secure or ["--open"])
@@ -460,6 +470,11 @@ class Bench:
             result = self.timed(go, targets)
         finally:
             stop(nodes)
+        if self.args.chunk_trace:
+            down = min(d for _, d in self.rates[1:])
+            logs = [os.path.join(base, f"n{i}.log") for i in range(self.n)]
+            script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chunk_timeline.py")
+            subprocess.run([sys.executable, script, "--rate", str(down), *logs], stdout=sys.stderr, check=False)
         return self.verify([os.path.join(base, f"n{i}", NAME) for i in range(1, self.n)], result)
 
     # aria2 ------------------------------------------------------------------------------
@@ -593,6 +608,8 @@ def parse_args():
     p.add_argument("--work", help="work folder (kept); default a fresh one under /tmp, removed unless --keep")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--timeline", action="store_true", help="print when each run's bytes moved (start, middle, tail)")
+    p.add_argument("--chunk-trace", action="store_true",
+                   help="trace torronto's chunk requests and arrivals and print tests/bench/chunk_timeline.py's report")
     a = p.parse_args()
     if a.size <= 0 or a.nodes <= 0 or a.rounds <= 0 or a.nodes > 200:
         p.error("--size, --nodes (at most 200) and --rounds take positive numbers")
@@ -691,6 +708,7 @@ def main():
     summaries = []
     for case in cases:
         rates = apply_case(case, args.nodes)
+        b.rates = rates
         tmin, (t1, t2, t3), (f_bits, us, sum_ui, dmin) = t_min(size, rates)
         summary = (f"{case}: seeder up/down {rates[0][0]}/{rates[0][1]} Mbit/s, nodes "
                    + ", ".join(f"{u}/{d}" for u, d in rates[1:]) + f" (htb leaf: {leaf_qdisc}, no delay)\n"

@@ -27,7 +27,7 @@
 //!   [`panel`]: what the control panel's browser tests share (card selectors, predicates).
 //!
 //! Set `TORRONTO_KEEP=1` to keep the folders and logs of a failed test (their path is printed).
-//! Nodes log with `RUST_LOG` if set, else `info` (and `NO_COLOR=1`); the control client runs without `RUST_LOG`
+//! Nodes log with the filter a test sets ([`TestNode::set_log_filter`]), else `RUST_LOG` if set, else `info` (and `NO_COLOR=1`); the control client runs without `RUST_LOG`
 //! so that its stderr holds only its own messages.
 
 pub mod browser;
@@ -483,6 +483,8 @@ pub struct TestNode {
     host: String,
     /// Further arguments to `torronto node` (`--secret FILE`, `--open`…).
     extra_args: Vec<String>,
+    /// `RUST_LOG` for the node, where not the test's own (or `info`).
+    log_filter: Option<String>,
     child: Option<Child>,
 }
 
@@ -502,6 +504,7 @@ impl TestNode {
             token: None,
             host: "127.0.0.1".into(),
             extra_args: Vec::new(),
+            log_filter: None,
             child: None,
         }
     }
@@ -524,6 +527,11 @@ impl TestNode {
     /// Listens on `host` (an IP address) at the next start.
     pub fn set_host(&mut self, host: &str) {
         self.host = host.to_string();
+    }
+
+    /// `RUST_LOG` for the node at the next start, e.g. `info,torronto::chunks=trace`.
+    pub fn set_log_filter(&mut self, filter: &str) {
+        self.log_filter = Some(filter.to_string());
     }
 
     /// Further arguments for `torronto node` at the next start, e.g. `["--secret", FILE]`.
@@ -633,11 +641,14 @@ impl TestNode {
         }
         args.extend(self.extra_args.iter().cloned());
         let _ = writeln!(header, "===== harness: starting torronto {}", args.join(" "));
-        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        let rust_log =
+            self.log_filter.clone().unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
         let child = Command::new(bin())
             .args(&args)
             .env("RUST_LOG", rust_log)
             .env("NO_COLOR", "1")
+            // Under systemd the node would log for the journal, without timestamps.
+            .env_remove("JOURNAL_STREAM")
             .env_remove("TORRONTO_TOKEN")
             .env("XDG_STATE_HOME", state_home())
             .stdin(Stdio::null())

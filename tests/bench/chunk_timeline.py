@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Where a transfer's time went, from the nodes' logs.
+
+    NO_COLOR=1 RUST_LOG=info,torronto::chunks=trace torronto node ... >nK.log 2>&1   (each node)
+    tests/bench/chunk_timeline.py [--rate MBIT] [--json] LOG...
+(or shaped.py --chunk-trace, which does both).
+
+Each node logs every chunk request it sends, every one it receives and every chunk it
+receives (`ask|wanted|got PEER INDEX FILE`, see `trace_chunk` in native-node/src/driver.rs). Given one log
+per node, this prints, from the first request on:
+  - per node: its first request and chunk, its last chunk, what it got and how much of it
+    came from the seeder (the one node that neither asked for nor received a chunk);
+  - the chunks each node received in each second, and, with --rate (the nodes' downlink
+    in Mbit/s), how many short of what that link carries they were: the start, the
+    middle and the tail of a run, in chunks;
+  - the seeder: chunks it sent for the first time and again (duplicates), by the second
+    they arrived, and the requests waiting on it, per node, every half second.
+A node is named by its log file (`n3.log` is n3) and known by the address it prints on
+stdout when it starts (`torronto node ADDR ... ready`): log both streams."""
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import re
+import sys
+
+CHUNK = 64 * 1024
+# Payload of a full-sized frame on Ethernet: TCP/IP headers and framing take the rest.
+PAYLOAD = 1448 / 1514
+
+LINE = re.compile(r"^(\S+Z)\s+TRACE torronto::chunks: (ask|got|wanted) (\S+) (\d+) (.*)$")
+READY = re.compile(r"torronto node (\S+) \(")
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def stamp(text):
+    return datetime.datetime.strptime(text[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def read_logs(paths):
+    """{node: {"addr": str|None, "ask": [(t, peer, (file, index))], "got": [...], "wanted": [...]}}"""
+    nodes = {}
+    for path in paths:
+        name = os.path.splitext(os.path.basename(path))[0]
+        if name in nodes:
+            raise SystemExit(f"chunk_timeline.py: two logs named {name}: a node is named by its log file")
+        node = nodes[name] = {"addr": None, "ask": [], "got": [], "wanted": []}
+        try:
+            f = open(path, errors="replace")
+        except OSError as e:
+            raise SystemExit(f"chunk_timeline.py: cannot read {path}: {e.strerror}")
+        with f:
+            for line in f:
+                line = COLOUR.sub("", line)
+                m = LINE.match(line)
+                if m:
+                    node[m.group(2)].append((stamp(m.group(1)), m.group(3), (m.group(5), int(m.group(4)))))
+                elif node["addr"] is None and (r := READY.search(line)):
+                    node["addr"] = r.group(1)
+    return nodes
+
+
+def analyse(nodes, rate_mbit=None):
+    events = [e[0] for n in nodes.values() for e in n["ask"] + n["got"]]
+    if not events:
+        raise SystemExit("no chunk trace in these logs: run the nodes with RUST_LOG=info,torronto::chunks=trace")
+    t0 = min(events)
+    by_addr = {n["addr"]: name for name, n in nodes.items() if n["addr"]}
+    seeders = [name for name, n in nodes.items() if not n["got"] and not n["ask"] and n["addr"]]
+    seeder = seeders[0] if len(seeders) == 1 else None
+    seeder_addr = nodes[seeder]["addr"] if seeder else None
+    fetchers = sorted((name for name, n in nodes.items() if n["got"] or n["ask"]), key=lambda s: (len(s), s))
+    end = max(events) - t0
+    seconds = int(end) + 1
+    report = {"nodes": {}, "seeder": seeder, "per_second": {}, "short": {}, "seeder_sent": [], "seeder_again": [],
+              "waiting_on_seeder": []}
+    for name in fetchers:
+        n = nodes[name]
+        got = n["got"]
+        report["nodes"][name] = {
+            "first_ask": round(min(e[0] for e in n["ask"]) - t0, 3) if n["ask"] else None,
+            "first_chunk": round(got[0][0] - t0, 3) if got else None,
+            "last_chunk": round(got[-1][0] - t0, 3) if got else None,
+            "chunks": len(got),
+            "from_seeder": sum(1 for e in got if e[1] == seeder_addr) if seeder_addr else None,
+            "received_twice": len(got) - len({e[2] for e in got}),
+        }
+        counts = [0] * seconds
+        for t, _, _ in got:
+            counts[int(t - t0)] += 1
+        report["per_second"][name] = counts
+        if rate_mbit and got:
+            full = rate_mbit * 1e6 / 8 * PAYLOAD / CHUNK
+            # The last second counts only up to the node's last chunk.
+            report["short"][name] = [round(full * min(1.0, (got[-1][0] - t0) - s) - c)
+                                     for s, c in enumerate(counts) if s <= got[-1][0] - t0]
+    if seeder_addr:
+        sent = collections.defaultdict(list)  # chunk -> times it arrived from the seeder
+        for name in fetchers:
+            for t, peer, chunk in nodes[name]["got"]:
+                if peer == seeder_addr:
+                    sent[chunk].append(t - t0)
+        first, again = [0] * seconds, [0] * seconds
+        for times in sent.values():
+            times.sort()
+            first[int(times[0])] += 1
+            for t in times[1:]:
+                again[int(t)] += 1
+        report["seeder_sent"], report["seeder_again"] = first, again
+        changes = []  # (t, node, +1 asked | -1 received)
+        for name in fetchers:
+            changes += [(t - t0, name, 1) for t, peer, _ in nodes[name]["ask"] if peer == seeder_addr]
+            changes += [(t - t0, name, -1) for t, peer, _ in nodes[name]["got"] if peer == seeder_addr]
+        changes.sort()
+        waiting, k, at = collections.Counter(), 0, 0.0
+        while at <= end:
+            while k < len(changes) and changes[k][0] <= at:
+                waiting[changes[k][1]] += changes[k][2]
+                k += 1
+            report["waiting_on_seeder"].append((at, [max(0, waiting[n]) for n in fetchers]))
+            at = round(at + 0.5, 3)
+    report["unknown_peers"] = sorted({e[1] for n in nodes.values() for e in n["got"]} - set(by_addr))
+    return report
+
+
+def print_report(r, rate_mbit):
+    fetchers = list(r["nodes"])
+    print(f"seeder: {r['seeder'] or 'not found (no single node that received nothing)'}; times in seconds "
+          f"from the first request")
+    print("node   first ask  first chunk  last chunk  chunks  from seeder  received twice")
+    def cell(v):
+        return "-" if v is None else v
+    for name, n in r["nodes"].items():
+        print(f"{name:<6} {cell(n['first_ask']):>9} {cell(n['first_chunk']):>12} {cell(n['last_chunk']):>11} "
+              f"{n['chunks']:>7} {cell(n['from_seeder']):>12} {n['received_twice']:>15}")
+    print("\nchunks received in each second" + (f" (short of {rate_mbit} Mbit/s in brackets)" if rate_mbit else ""))
+    print("second " + " ".join(f"{n:>10}" for n in fetchers))
+    seconds = max((len(c) for c in r["per_second"].values()), default=0)
+    for s in range(seconds):
+        cells = []
+        for n in fetchers:
+            c = r["per_second"][n][s] if s < len(r["per_second"][n]) else 0
+            short = r["short"].get(n, [])
+            cells.append(f"{c:>4}" + (f" ({short[s]:>3})" if s < len(short) else "      "))
+        print(f"{s:>6} " + " ".join(f"{c:>10}" for c in cells))
+    if rate_mbit:
+        print("short in all: " + ", ".join(f"{n} {sum(r['short'][n])}" for n in fetchers if n in r["short"]))
+    if r["seeder_sent"]:
+        print("\nthe seeder's chunks in each second: first copies / again")
+        print(" ".join(f"{s}:{a}/{b}" for s, (a, b) in enumerate(zip(r["seeder_sent"], r["seeder_again"]))))
+        print(f"in all: {sum(r['seeder_sent'])} chunks, {sum(r['seeder_again'])} sent again")
+        print("\nrequests waiting on the seeder, every half second: " + " ".join(fetchers))
+        for at, counts in r["waiting_on_seeder"]:
+            print(f"{at:>6.1f} {sum(counts):>4}  " + " ".join(f"{c:>3}" for c in counts))
+    if r["unknown_peers"]:
+        print(f"\nchunks came from peers with no log here: {', '.join(r['unknown_peers'])}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("logs", nargs="+", help="one log per node")
+    p.add_argument("--rate", type=float, help="the nodes' downlink in Mbit/s: print how many chunks short each was")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    a = p.parse_args()
+    report = analyse(read_logs(a.logs), a.rate)
+    if a.json:
+        json.dump(report, sys.stdout, indent=1)
+        print()
+    else:
+        print_report(report, a.rate)
+
+
+if __name__ == "__main__":
+    main()
