@@ -552,12 +552,27 @@ fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // journald stamps each line itself and shows no colours.
-    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let under_journald = stderr_is_the_journal();
     match format {
         LogFormat::Json => logs.json().with_current_span(false).init(),
         LogFormat::Text if under_journald => logs.without_time().with_ansi(false).init(),
         LogFormat::Text => logs.init(),
     }
+}
+
+/// Whether standard error is journald's stream. systemd names that stream's device and
+/// inode in `JOURNAL_STREAM`, which every process of the unit inherits, also those whose
+/// stderr goes elsewhere (a script in a unit sending a node's output to a file): the
+/// variable alone would leave that file without timestamps.
+fn stderr_is_the_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (dev, ino) = v.split_once(':')?;
+        Some((dev.parse::<u64>().ok()?, ino.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
 #[cfg(test)]

@@ -38,6 +38,54 @@ fn torronto(args: &[&str], cwd: &Path, log: &Path) -> Process {
     Process(child)
 }
 
+/// The log of a node started with `JOURNAL_STREAM` set to `journal` and its output going to
+/// `log`, once it has said it is ready.
+fn log_under_journal_stream(journal: &str, log: &Path) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let out = fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut node = Process(
+        Command::new(bin())
+            .args(["node", "--listen", &addr, "--dir", dir.path().to_str().unwrap()])
+            .env("XDG_STATE_HOME", state_home())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("JOURNAL_STREAM", journal)
+            .env_remove("TORRONTO_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start torronto"),
+    );
+    wait_until(Duration::from_secs(15), "the node to log that its token is registered", || {
+        fs::read_to_string(log).is_ok_and(|t| t.contains("control token registered"))
+    });
+    let _ = node.0.kill();
+    fs::read_to_string(log).unwrap()
+}
+
+/// journald stamps each line itself, so a node whose standard error is the journal's stream
+/// leaves timestamps out; one that only inherited `JOURNAL_STREAM` (its output sent to a
+/// file by a script in a unit) keeps them.
+#[test]
+fn logs_leave_out_timestamps_only_when_standard_error_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let root = tempfile::tempdir().unwrap();
+    let line = |text: &str| text.lines().find(|l| l.contains("control token registered")).unwrap().to_owned();
+
+    let inherited = log_under_journal_stream("1:1", &root.path().join("inherited.log"));
+    let stamped = line(&inherited);
+    assert!(stamped.starts_with("20") && stamped.contains("Z  INFO"), "a timestamp first: {stamped}");
+
+    // The log file's own device and inode: its stderr is "the journal".
+    let journal = root.path().join("journal.log");
+    fs::write(&journal, "").unwrap();
+    let meta = fs::metadata(&journal).unwrap();
+    let bare = line(&log_under_journal_stream(&format!("{}:{}", meta.dev(), meta.ino()), &journal));
+    assert!(bare.trim_start().starts_with("INFO"), "no timestamp: {bare}");
+}
+
 fn run(args: &[&str]) -> Output {
     Command::new(bin()).args(args).env("XDG_STATE_HOME", state_home()).output().expect("run torronto")
 }
