@@ -9,26 +9,19 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use torronto_core::wire::{frame_prefix, FrameDecoder, FRAME_PREFIX_LEN};
 
-use crate::frames::{FrameKind, FrameRead, FrameWrite, ReadError, BODY_TIMEOUT};
+use crate::frames::{FrameKind, FrameRead, FrameWrite, ReadError, SpareBuffers, BODY_TIMEOUT};
 
 /// Reads length-prefixed frames from a TCP stream (or any byte stream).
 ///
 /// Bytes land once in a large buffer and each frame is split off it without a copy
 /// (chunk bodies go on to storage as they are), using core's decoder, which checks a
-/// frame's length against the limit before buffering it.
-///
-/// A full buffer is retired rather than dropped, and read into again once every frame
-/// split off it has been dropped (written to disk): its pages are warm, where each new
-/// allocation's pages were faulted in and zeroed anew, and the frame begun at its end
-/// copied over (`perf`: 4-6 % of a fetching node's CPU on loopback).
+/// frame's length against the limit before buffering it. A full buffer is read into
+/// again once its frames are gone ([`SpareBuffers`]).
 #[derive(Debug)]
 pub struct TcpFrameReader<R> {
     stream: R,
     buf: BytesMut,
-    /// Buffers read into before, oldest first, whose frames may still be held.
-    retired: VecDeque<BytesMut>,
-    /// Buffers allocated so far.
-    allocated: usize,
+    spare: SpareBuffers,
     /// The last read brought more than a quiet connection's buffer holds.
     busy: bool,
 }
@@ -38,9 +31,6 @@ const READ_BUFFER: usize = 256 * 1024;
 /// The buffer of a quiet connection (control clients, idle peers, a flood of sockets),
 /// so that a thousand of them cost a few MiB.
 const QUIET_READ_BUFFER: usize = 8 * 1024;
-/// Buffers a busy connection keeps to read into again: room for the chunks on their
-/// way to storage.
-const RETIRED_BUFFERS: usize = 4;
 /// Room a busy connection's buffer keeps at its end to finish the frame begun there: a
 /// chunk's body, or its header.
 const FINISH_ROOM: usize = 68 * 1024;
@@ -52,7 +42,7 @@ impl<R: AsyncRead + Unpin + Send> TcpFrameReader<R> {
 
     /// A reader for a stream whose first bytes were already read (to see what it speaks).
     pub fn with_buffered(stream: R, buf: BytesMut) -> Self {
-        Self { stream, buf, retired: VecDeque::new(), allocated: 0, busy: false }
+        Self { stream, buf, spare: SpareBuffers::default(), busy: false }
     }
 
     /// Makes room for the next read and returns how many bytes it may bring. A busy
@@ -77,28 +67,13 @@ impl<R: AsyncRead + Unpin + Send> TcpFrameReader<R> {
                 return rest;
             }
         }
-        let size = want.max(begun) + keep;
         if !self.busy {
-            self.retired.clear();
+            self.spare.clear();
         }
-        let reusable = self.retired.iter_mut().position(|old| old.try_reclaim(size));
-        let mut next = match reusable.and_then(|i| self.retired.remove(i)) {
-            Some(old) => old,
-            None => {
-                self.allocated += 1;
-                BytesMut::with_capacity(size)
-            }
-        };
-        // At most a frame's first bytes, or one larger than the room that was left.
-        next.extend_from_slice(&self.buf);
-        let open = next.capacity() - next.len() - keep;
-        let mut full = std::mem::replace(&mut self.buf, next);
-        full.clear();
-        self.retired.push_back(full);
-        if self.retired.len() > RETIRED_BUFFERS {
-            self.retired.pop_front();
-        }
-        open
+        // What is copied over: at most a frame's first bytes, or a frame larger than the
+        // room that was left.
+        self.spare.renew(&mut self.buf, want.max(rest) + keep);
+        self.buf.capacity() - self.buf.len() - keep
     }
 }
 
@@ -267,8 +242,12 @@ mod tests {
             }
             // 4 MiB of frames fill 256 KiB buffers 20 times or so; all held, each fill is
             // a buffer of its own.
-            let most = if lag < frames.len() { RETIRED_BUFFERS + 2 } else { frames.len() / 2 };
-            assert!(input.allocated <= most, "{} buffers allocated with {lag} frames held", input.allocated);
+            let most = if lag < frames.len() { 6 } else { frames.len() / 2 };
+            assert!(
+                input.spare.allocated <= most,
+                "{} buffers allocated with {lag} frames held",
+                input.spare.allocated
+            );
         }
     }
 
