@@ -121,8 +121,18 @@ impl<R: AsyncRead + Unpin + Send> FrameRead for TcpFrameReader<R> {
 pub struct TcpFrameWriter<W> {
     pub(crate) stream: W,
     pub(crate) staged: BytesMut,
-    queue: VecDeque<Bytes>,
+    pub(crate) queue: VecDeque<Bytes>,
     queued: usize,
+}
+
+/// The front of a writer's queue, as slices for one vectored write.
+pub(crate) fn front_slices(queue: &VecDeque<Bytes>) -> ([IoSlice<'_>; MAX_SLICES], usize) {
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let count = queue.len().min(MAX_SLICES);
+    for (slice, bytes) in slices.iter_mut().zip(queue) {
+        *slice = IoSlice::new(bytes);
+    }
+    (slices, count)
 }
 
 /// Frames shorter than this are copied into the staging buffer; longer ones are queued.
@@ -151,28 +161,35 @@ impl<W: AsyncWrite + Unpin + Send> TcpFrameWriter<W> {
 
     /// Writes everything queued and staged.
     pub(crate) async fn write_out(&mut self) -> io::Result<()> {
+        self.stage_out();
+        while !self.queue.is_empty() {
+            let (slices, count) = front_slices(&self.queue);
+            let written = self.stream.write_vectored(&slices[..count]).await?;
+            self.written(written)?;
+        }
+        Ok(())
+    }
+
+    /// Queues what is staged, to go out next.
+    pub(crate) fn stage_out(&mut self) {
         let staged = self.staged.split().freeze();
         self.push(staged);
-        while !self.queue.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let count = self.queue.len().min(MAX_SLICES);
-            for (slice, bytes) in slices.iter_mut().zip(&self.queue) {
-                *slice = IoSlice::new(bytes);
+    }
+
+    /// Takes `written` bytes off the front of the queue.
+    pub(crate) fn written(&mut self, mut written: usize) -> io::Result<()> {
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        self.queued -= written;
+        while written > 0 {
+            let front = self.queue.front_mut().expect("written bytes were queued");
+            if written < front.len() {
+                front.advance(written);
+                break;
             }
-            let mut written = self.stream.write_vectored(&slices[..count]).await?;
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            self.queued -= written;
-            while written > 0 {
-                let front = self.queue.front_mut().expect("written bytes were queued");
-                if written < front.len() {
-                    front.advance(written);
-                    break;
-                }
-                written -= front.len();
-                self.queue.pop_front();
-            }
+            written -= front.len();
+            self.queue.pop_front();
         }
         Ok(())
     }

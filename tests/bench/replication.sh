@@ -127,7 +127,8 @@ build=(-p torronto-floor)
 step "building the floor$({ wants torronto || wants bt_torronto; } && echo " and torronto") (release)"
 (cd "$repo" && cargo build --release "${build[@]}" --quiet)
 target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-torronto="$target_dir/release/torronto"
+# TORRONTO_BIN: another build of the node to time (an A/B of two builds), as in the tests.
+torronto="${TORRONTO_BIN:-$target_dir/release/torronto}"
 floor="$target_dir/release/floor"
 
 # ---------------------------------------------------------------------------------------
