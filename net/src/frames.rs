@@ -89,6 +89,26 @@ impl SpareBuffers {
     }
 }
 
+/// Reads `frames` from `input`, checking each, holding the last `lag` as storage holds
+/// the chunks it has not written yet, and checking every frame held is intact when it
+/// is let go (a reader reusing its buffers must never write over one).
+#[cfg(test)]
+pub(crate) async fn read_holding(input: &mut impl FrameRead, frames: &[Bytes], lag: usize) {
+    let mut held = VecDeque::new();
+    for (i, want) in frames.iter().enumerate() {
+        let got = input.read_frame(1 << 20).await.unwrap().unwrap();
+        assert_eq!(&got, want);
+        held.push_back((i, got));
+        if held.len() > lag {
+            let (i, frame) = held.pop_front().unwrap();
+            assert_eq!(frame, frames[i], "frame {i} intact until dropped");
+        }
+    }
+    for (i, frame) in held {
+        assert_eq!(frame, frames[i], "frame {i} intact until dropped");
+    }
+}
+
 /// The receiving half of a connection.
 pub trait FrameRead: Send {
     /// The next frame, refused if over `limit`; `None` at a clean end of the stream.

@@ -502,19 +502,7 @@ mod tests {
             }
             let wire = batch.seal().unwrap();
             let mut input = SecureFrameReader::new(&wire[..], opener, BytesMut::new()).unwrap();
-            let mut held = std::collections::VecDeque::new();
-            for (i, want) in frames.iter().enumerate() {
-                let got = input.read_frame(1 << 20).await.unwrap().unwrap();
-                assert_eq!(&got, want);
-                held.push_back((i, got));
-                if held.len() > lag {
-                    let (i, frame) = held.pop_front().unwrap();
-                    assert_eq!(frame, frames[i], "frame {i} intact until dropped");
-                }
-            }
-            for (i, frame) in held {
-                assert_eq!(frame, frames[i], "frame {i} intact until dropped");
-            }
+            crate::frames::read_holding(&mut input, &frames, lag).await;
             let most = if lag < frames.len() { 6 } else { frames.len() };
             assert!(
                 input.spare.allocated <= most,

@@ -226,6 +226,17 @@ impl<W: AsyncWrite + Unpin + Send> FrameWrite for TcpFrameWriter<W> {
 mod tests {
     use super::*;
 
+    /// Writes `frames` to `stream` as body frames, then closes it.
+    fn write_all(stream: tokio::io::DuplexStream, frames: Vec<Bytes>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut out = TcpFrameWriter::new(stream);
+            for frame in frames {
+                out.write_frame(FrameKind::Body, frame).await.unwrap();
+            }
+            out.close().await.unwrap();
+        })
+    }
+
     /// Chunk-sized frames read through full buffers, the last few held as storage holds
     /// those it has not written yet: buffers are read into again rather than allocated
     /// anew, and frames still held are never written over.
@@ -234,29 +245,10 @@ mod tests {
         let frames: Vec<Bytes> = (0..64u8).map(|i| Bytes::from(vec![i; 65536 + usize::from(i) * 7])).collect();
         for lag in [3, frames.len()] {
             let (client, server) = tokio::io::duplex(8 << 20);
-            let sent = frames.clone();
-            let writer = tokio::spawn(async move {
-                let mut out = TcpFrameWriter::new(client);
-                for frame in sent {
-                    out.write_frame(FrameKind::Body, frame).await.unwrap();
-                }
-                out.close().await.unwrap();
-            });
+            let writer = write_all(client, frames.clone());
             let mut input = TcpFrameReader::new(server);
-            let mut held = VecDeque::new();
-            for (i, want) in frames.iter().enumerate() {
-                let got = input.read_frame(1 << 20).await.unwrap().unwrap();
-                assert_eq!(&got, want);
-                held.push_back((i, got));
-                if held.len() > lag {
-                    let (i, frame) = held.pop_front().unwrap();
-                    assert_eq!(frame, frames[i], "frame {i} intact until dropped");
-                }
-            }
+            crate::frames::read_holding(&mut input, &frames, lag).await;
             writer.await.unwrap();
-            for (i, frame) in held {
-                assert_eq!(frame, frames[i], "frame {i} intact until dropped");
-            }
             // 4 MiB of frames fill 256 KiB buffers 20 times or so; all held, each fill is
             // a buffer of its own.
             let most = if lag < frames.len() { 6 } else { frames.len() / 2 };
@@ -275,14 +267,7 @@ mod tests {
         let sizes = [0, 1, 17, COPY_BELOW - 1, COPY_BELOW, 65536, 3, WRITE_AT + 5, 65536, 2];
         let frames: Vec<Bytes> =
             sizes.iter().enumerate().map(|(i, &n)| (0..n).map(|j| (i * 31 + j) as u8).collect()).collect();
-        let sent = frames.clone();
-        let writer = tokio::spawn(async move {
-            let mut out = TcpFrameWriter::new(client);
-            for frame in sent {
-                out.write_frame(FrameKind::Body, frame).await.unwrap();
-            }
-            out.close().await.unwrap();
-        });
+        let writer = write_all(client, frames.clone());
         let mut input = TcpFrameReader::new(server);
         for want in &frames {
             assert_eq!(input.read_frame(1 << 20).await.unwrap().as_ref(), Some(want));
