@@ -88,11 +88,15 @@ impl ChunkSet {
         })
     }
 
+    /// Word `w` of the set: members `64·w` to `64·w + 63`, lowest first.
+    pub(crate) fn word(&self, w: usize) -> u64 {
+        self.words.get(w).copied().unwrap_or(0)
+    }
+
     /// Word `w` of the members that are in `self` but in neither `a` nor `b`.
     /// Used by the scheduler to skip 64 chunks at a time.
     pub(crate) fn word_minus(&self, w: usize, a: &ChunkSet, b: &ChunkSet) -> u64 {
-        let word = |s: &ChunkSet| s.words.get(w).copied().unwrap_or(0);
-        word(self) & !word(a) & !word(b)
+        self.word(w) & !a.word(w) & !b.word(w)
     }
 
     pub(crate) fn word_count(&self) -> usize {

@@ -8,7 +8,7 @@
 //! another needs a folder (`a` and `a/b`).
 
 use std::collections::BTreeMap;
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 
 use crate::bitset::ChunkSet;
 use crate::layout::{chunk_count, ChunkIndex};
@@ -16,6 +16,9 @@ use crate::manifest::{Digest, Manifest};
 use crate::name::FileName;
 use crate::wire::{FileEntry, PeerAddr};
 use crate::Millis;
+
+/// How many of the least claimed counts [`FileState`] keeps as chunk sets as well.
+const RARE_LEVELS: usize = 4;
 
 /// One file as this node sees it.
 #[derive(Debug)]
@@ -40,6 +43,12 @@ pub(crate) struct FileState {
     pub first_asked_at: Option<Millis>,
     /// For each chunk, how many connected peers claim it; empty until one claims any.
     peer_counts: Vec<u16>,
+    /// The same counts as sets, for the rarest-first pick to find the rarest chunk a peer
+    /// can give us 64 chunks at a time rather than one by one (a pass over every chunk
+    /// per pick cost a fetching node 5 % of its CPU on loopback): `rare[0]` holds the
+    /// chunks one peer at most claims, `rare[k]` those `k + 1` claim, up to
+    /// [`RARE_LEVELS`]; chunks claimed more widely are in none. Empty with `peer_counts`.
+    rare: Vec<ChunkSet>,
     /// `levels[r]`: how many chunks have replication `r` (claiming peers plus this node).
     levels: Vec<u32>,
     /// Connected peers that announced the file (even with no chunks).
@@ -76,6 +85,7 @@ impl FileState {
             sole_stored_at: None,
             first_asked_at: None,
             peer_counts: Vec::new(),
+            rare: Vec::new(),
             levels: vec![n],
             announcers: 0,
             far: BTreeMap::new(),
@@ -166,18 +176,34 @@ impl FileState {
     /// A connected peer claims chunk `i` (counted once per peer by the caller).
     pub fn add_claim(&mut self, i: ChunkIndex) {
         if self.peer_counts.is_empty() {
-            self.peer_counts = vec![0; self.chunk_count() as usize];
+            let n = self.chunk_count();
+            self.peer_counts = vec![0; n as usize];
+            self.rare = (0..RARE_LEVELS).map(|k| if k == 0 { ChunkSet::full(n) } else { ChunkSet::new(n) }).collect();
         }
         let r = self.replication(i);
-        self.peer_counts[i.slot()] += 1;
+        self.set_peer_count(i, self.peer_count(i) + 1);
         self.moved(r, r + 1);
     }
 
     /// A peer's claim of chunk `i` is withdrawn (it left, or said it does not hold it).
     pub fn remove_claim(&mut self, i: ChunkIndex) {
         let r = self.replication(i);
-        self.peer_counts[i.slot()] -= 1;
+        self.set_peer_count(i, self.peer_count(i) - 1);
         self.moved(r, r - 1);
+    }
+
+    fn set_peer_count(&mut self, i: ChunkIndex, count: u16) {
+        let level = |count: u16| usize::from(count.max(1) - 1);
+        let (from, to) = (level(self.peer_count(i)), level(count));
+        self.peer_counts[i.slot()] = count;
+        if from != to {
+            if let Some(set) = self.rare.get_mut(from) {
+                set.remove(i);
+            }
+            if let Some(set) = self.rare.get_mut(to) {
+                set.insert(i);
+            }
+        }
     }
 
     /// Chunk `i` is verified on disk here; false if it already was.
@@ -223,23 +249,38 @@ impl FileState {
 
     /// The rarest chunk worth requesting from a peer holding `peer_has`, scanning from
     /// word `start` so that different fetchers pick different chunks among equals.
-    /// Returns the chunk and how many peers hold it.
+    /// Returns the chunk and how many peers hold it: of those held by the fewest, the
+    /// first in the scan.
     pub fn rarest_wanted(&self, peer_has: &ChunkSet, start: usize) -> Option<(ChunkIndex, u16)> {
         let words = peer_has.word_count();
+        let wanted = |w: usize| peer_has.word_minus(w, &self.have, &self.requested) & !self.writing_word(w);
+        let first = |word: &dyn Fn(usize) -> u64| {
+            (0..words).map(|step| (start + step) % words).find_map(|w| {
+                let bits = word(w);
+                (bits != 0).then(|| ChunkIndex(w as u32 * 64 + bits.trailing_zeros()))
+            })
+        };
+        if self.rare.is_empty() {
+            // No peer has claimed a chunk: all count none.
+            return first(&wanted).map(|i| (i, 0));
+        }
+        // Nothing is rarer than a chunk one peer holds (`rare[0]`), then two, …
+        for level in &self.rare {
+            if let Some(i) = first(&|w| wanted(w) & level.word(w)) {
+                return Some((i, self.peer_count(i)));
+            }
+        }
+        // Every chunk worth asking for is claimed more widely: the least claimed.
         let mut best: Option<(ChunkIndex, u16)> = None;
         for step in 0..words {
             let w = (start + step) % words;
-            let mut bits = peer_has.word_minus(w, &self.have, &self.requested) & !self.writing_word(w);
+            let mut bits = wanted(w);
             while bits != 0 {
                 let i = ChunkIndex(w as u32 * 64 + bits.trailing_zeros());
                 bits &= bits - 1;
                 let count = self.peer_count(i);
                 if best.is_none_or(|(_, c)| count < c) {
                     best = Some((i, count));
-                    if count <= 1 {
-                        // Nothing is rarer than a chunk only this peer holds.
-                        return best;
-                    }
                 }
             }
         }
@@ -261,6 +302,57 @@ impl FileState {
     /// now got it from the only holder (typically a seeder).
     pub fn sole_wanted_anew(&self, i: ChunkIndex) -> bool {
         !self.have.contains(i) && self.peer_count(i) <= 1
+    }
+
+    /// How many chunks in `range` we lack that one peer at most holds: those
+    /// [`FileState::sole_wanted_anew`] is true of.
+    pub fn count_sole_anew(&self, range: Range<u32>) -> usize {
+        self.range_words(range)
+            .map(|(w, mask)| (self.sole_word(w) & !self.have.word(w) & mask).count_ones() as usize)
+            .sum()
+    }
+
+    /// The chunks in `range` [`FileState::sole_wanted`] is true of, in order.
+    pub fn sole_wanted_in(&self, peer_has: &ChunkSet, range: Range<u32>) -> impl Iterator<Item = ChunkIndex> + '_ {
+        let words: Vec<(usize, u64)> = self
+            .range_words(range)
+            .map(|(w, mask)| {
+                (
+                    w,
+                    peer_has.word_minus(w, &self.have, &self.requested)
+                        & !self.writing_word(w)
+                        & self.sole_word(w)
+                        & mask,
+                )
+            })
+            .collect();
+        words.into_iter().flat_map(|(w, mut bits)| {
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let i = ChunkIndex(w as u32 * 64 + bits.trailing_zeros());
+                    bits &= bits - 1;
+                    i
+                })
+            })
+        })
+    }
+
+    /// The words covering `range` (cut to the file), each with the mask of its bits in it.
+    fn range_words(&self, range: Range<u32>) -> impl Iterator<Item = (usize, u64)> {
+        let (start, end) = (range.start, range.end.min(self.chunk_count()));
+        let first = (start / 64) as usize;
+        let last = (end.div_ceil(64) as usize).max(first);
+        (first..last).filter(move |_| start < end).map(move |w| {
+            let (lo, hi) = ((w as u32 * 64).max(start), (w as u32 * 64 + 64).min(end));
+            let bits = hi - lo;
+            let mask = if bits == 64 { u64::MAX } else { ((1u64 << bits) - 1) << (lo % 64) };
+            (w, mask)
+        })
+    }
+
+    /// Word `w` of the chunks one peer at most holds.
+    fn sole_word(&self, w: usize) -> u64 {
+        self.rare.first().map_or(u64::MAX, |set| set.word(w))
     }
 
     fn writing_word(&self, w: usize) -> u64 {
@@ -388,6 +480,74 @@ mod tests {
             t.insert(FileName::new(n).unwrap(), FileState::new(0, digest));
         }
         t
+    }
+
+    /// The word-at-a-time picks agree with a pass over every chunk, whatever the claims
+    /// (up to twice the levels kept as sets), holdings, requests and ranges.
+    #[test]
+    fn rare_chunk_sets_pick_as_a_pass_over_every_chunk_does() {
+        let digest = ManifestBuilder::new().finish().unwrap().digest();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for round in 0..60 {
+            let n = 1 + next(700) as u32;
+            let mut f = FileState::new(u64::from(n) * crate::layout::CHUNK_SIZE, digest);
+            let peer = ChunkSet::full(n);
+            let mut peer_has = ChunkSet::new(n);
+            // Some rounds leave every chunk unclaimed: the sets are not there yet.
+            let claims = if round % 5 == 0 { 0 } else { next(3 * u64::from(n)) };
+            for _ in 0..claims {
+                f.add_claim(ChunkIndex(next(u64::from(n)) as u32));
+            }
+            for _ in 0..next(u64::from(n)) {
+                let i = ChunkIndex(next(u64::from(n)) as u32);
+                if f.peer_count(i) > 0 {
+                    f.remove_claim(i);
+                }
+            }
+            for i in ChunkIndex::all(n) {
+                match next(6) {
+                    0 => drop(f.mark_held(i)),
+                    1 => drop(f.requested.insert(i)),
+                    2 => drop(f.writing.insert(i)),
+                    _ => {}
+                }
+                if next(3) > 0 {
+                    peer_has.insert(i);
+                }
+            }
+            for has in [&peer, &peer_has] {
+                let start = next(64) as usize;
+                let words = has.word_count();
+                let scan = (0..words).map(|s| (start + s) % words).flat_map(|w| w as u32 * 64..(w as u32 + 1) * 64);
+                let wanted = |&i: &u32| {
+                    i < n
+                        && has.contains(ChunkIndex(i))
+                        && !f.have.contains(ChunkIndex(i))
+                        && !f.requested.contains(ChunkIndex(i))
+                        && !f.writing.contains(ChunkIndex(i))
+                };
+                let least = scan.clone().filter(wanted).map(|i| f.peer_count(ChunkIndex(i)).max(1)).min();
+                let expected = least.and_then(|least| {
+                    scan.clone().filter(wanted).map(ChunkIndex).find(|&i| f.peer_count(i).max(1) == least)
+                });
+                let picked = f.rarest_wanted(has, start);
+                assert_eq!(picked.map(|p| p.0), expected, "round {round}");
+                assert_eq!(picked.map(|p| p.1), expected.map(|i| f.peer_count(i)), "round {round}");
+
+                let (a, b) = (next(u64::from(n) + 1) as u32, next(u64::from(n) + 70) as u32);
+                let range = a.min(b)..a.max(b);
+                let anew = range.clone().filter(|&c| c < n && f.sole_wanted_anew(ChunkIndex(c))).count();
+                assert_eq!(f.count_sole_anew(range.clone()), anew, "round {round}, {range:?}");
+                let sole: Vec<ChunkIndex> = range.clone().map(ChunkIndex).filter(|&c| f.sole_wanted(has, c)).collect();
+                assert_eq!(f.sole_wanted_in(has, range.clone()).collect::<Vec<_>>(), sole, "round {round}, {range:?}");
+            }
+        }
     }
 
     #[test]

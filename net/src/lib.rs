@@ -5,13 +5,15 @@
 //! Layout:
 //! - [`frames`]: the transport-neutral frame stream: the [`FrameRead`] and
 //!   [`FrameWrite`] traits (implemented for TCP here and for WebSocket in
-//!   `torronto-ws-bridge`), [`FrameKind`], [`ReadError`] and [`write_encoded`].
+//!   `torronto-ws-bridge`), [`FrameKind`], [`ReadError`] and [`write_encoded`]; and the
+//!   spare read buffers both TCP readers fill again once their frames are dropped.
 //! - [`tcp`]: the TCP implementation (4-byte big-endian length prefix):
 //!   [`TcpFrameReader`] splits frames off one buffer without copying, with a body
-//!   timeout; [`TcpFrameWriter`] gathers small frames and sends large ones as they
-//!   are, in vectored writes.
+//!   timeout, finishing the frame begun before it moves to the next buffer;
+//!   [`TcpFrameWriter`] gathers small frames and sends large ones as they are, in
+//!   vectored writes.
 //! - [`sendfile`]: `TcpFrameWriter::write_file_frame`, a frame straight from a file to
-//!   the socket, for serving chunks.
+//!   the socket, for serving chunks, its header held back (`MSG_MORE`) to go with it.
 //! - [`decoder`]: [`Decoder`], frames into messages through core's `MessageReader`.
 //! - [`blocking`]: the same framing over `std::io`, for synchronous clients.
 //! - [`socket`]: [`tune`], the socket options of the node's connections, and

@@ -20,7 +20,7 @@ use torronto_core::secure::{AuthenticatedPeer, Opener, Sealer, MAX_TRANSPORT_PLA
 use torronto_core::wire::{frame_prefix, FrameDecoder};
 use torronto_core::{Handshake, SecureChannel, SecureError};
 
-use crate::frames::{FrameKind, FrameRead, FrameWrite, ReadError, BODY_TIMEOUT};
+use crate::frames::{FrameKind, FrameRead, FrameWrite, ReadError, SpareBuffers, BODY_TIMEOUT};
 
 /// A finished handshake: the channel, whom it reaches, and the bytes that came behind the
 /// handshake (the channel's first records).
@@ -97,12 +97,14 @@ fn secure_write_error(e: SecureError) -> io::Error {
 /// One buffer holds it all: the plaintext opened so far (`..plain`), spent prefixes and
 /// tags, then records as they arrive (`sealed..`). Records are opened where they arrived,
 /// each moved down behind the plaintext before it as it is decrypted, and frames are split
-/// off the plaintext without a copy.
+/// off the plaintext without a copy. A full buffer is read into again once its frames are
+/// gone ([`SpareBuffers`]).
 #[derive(Debug)]
 pub struct SecureFrameReader<R> {
     stream: R,
     opener: Opener,
     buf: BytesMut,
+    spare: SpareBuffers,
     /// End of the opened plaintext in `buf`.
     plain: usize,
     /// Start of the records not yet opened in `buf`.
@@ -115,7 +117,7 @@ const READ_BUFFER: usize = 256 * 1024;
 impl<R: AsyncRead + Unpin + Send> SecureFrameReader<R> {
     /// `leftover`: what came behind the handshake.
     pub fn new(stream: R, opener: Opener, leftover: BytesMut) -> Result<Self, ReadError> {
-        let mut reader = Self { stream, opener, buf: leftover, plain: 0, sealed: 0 };
+        let mut reader = Self { stream, opener, buf: leftover, spare: SpareBuffers::default(), plain: 0, sealed: 0 };
         reader.open()?;
         Ok(reader)
     }
@@ -157,7 +159,8 @@ impl<R: AsyncRead + Unpin + Send> FrameRead for SecureFrameReader<R> {
                 return Ok(Some(frame));
             }
             if self.buf.capacity() - self.buf.len() < READ_BUFFER / 4 {
-                self.buf.reserve(READ_BUFFER);
+                // Offsets count from the buffer's start, which moves with what it holds.
+                self.spare.renew(&mut self.buf, READ_BUFFER);
             }
             let mid_frame = !self.buf.is_empty();
             let read = self.stream.read_buf(&mut self.buf);
@@ -481,6 +484,32 @@ mod tests {
         }
         assert_eq!(input.read_frame(1 << 20).await.unwrap(), Some(big));
         assert!(input.read_frame(1 << 20).await.unwrap().is_none());
+    }
+
+    /// Chunks read through full buffers, the last few held as storage holds those it
+    /// has not written yet: buffers are read into again rather than allocated anew, and
+    /// frames still held are never written over (records are opened in place there).
+    #[tokio::test]
+    async fn buffers_are_reused_once_their_frames_are_dropped_and_never_before() {
+        let frames: Vec<Bytes> = (0..64u8).map(|i| Bytes::from(vec![i; 65536 + usize::from(i) * 7])).collect();
+        for lag in [3, frames.len()] {
+            let (dialled, accepted) = secured_pair().await;
+            let (sealer, _) = dialled.channel.split();
+            let (_, opener) = accepted.channel.split();
+            let mut batch = SealBatch::new(sealer);
+            for frame in &frames {
+                let _ = batch.push(frame).unwrap();
+            }
+            let wire = batch.seal().unwrap();
+            let mut input = SecureFrameReader::new(&wire[..], opener, BytesMut::new()).unwrap();
+            crate::frames::read_holding(&mut input, &frames, lag).await;
+            let most = if lag < frames.len() { 6 } else { frames.len() };
+            assert!(
+                input.spare.allocated <= most,
+                "{} buffers allocated with {lag} frames held",
+                input.spare.allocated
+            );
+        }
     }
 
     #[tokio::test]

@@ -5,12 +5,13 @@
 use std::fs::File;
 use std::io;
 
+use rustix::net::SendFlags;
 use tokio::io::Interest;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use torronto_core::wire::frame_prefix;
 
-use crate::tcp::TcpFrameWriter;
+use crate::tcp::{front_slices, TcpFrameWriter};
 
 impl TcpFrameWriter<OwnedWriteHalf> {
     /// Sends `len` bytes of `file` from `offset` as the next frame, after everything
@@ -18,7 +19,7 @@ impl TcpFrameWriter<OwnedWriteHalf> {
     /// (the peer would read a short frame): close it.
     pub async fn write_file_frame(&mut self, file: &File, offset: u64, len: usize) -> io::Result<()> {
         self.staged.extend_from_slice(&frame_prefix(len));
-        self.write_out().await?;
+        self.write_out_before_body().await?;
         let socket: &TcpStream = self.stream.as_ref();
         let mut offset = offset;
         let mut left = len;
@@ -31,6 +32,29 @@ impl TcpFrameWriter<OwnedWriteHalf> {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file is shorter than the frame"))
                 }
                 Ok(n) => left -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes out what is queued with `MSG_MORE`: the kernel holds it back to go out with
+    /// the body `sendfile` sends next, rather than as a segment of its own (with
+    /// `TCP_NODELAY`, each Upload's header went out alone: a packet, and on loopback its
+    /// delivery, per chunk served).
+    async fn write_out_before_body(&mut self) -> io::Result<()> {
+        self.stage_out();
+        while !self.queue.is_empty() {
+            let socket: &TcpStream = self.stream.as_ref();
+            socket.writable().await?;
+            let (slices, count) = front_slices(&self.queue);
+            let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
+            let sent = socket.try_io(Interest::WRITABLE, || {
+                Ok(rustix::net::sendmsg(socket, &slices[..count], &mut Default::default(), flags)?)
+            });
+            match sent {
+                Ok(n) => self.written(n)?,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }

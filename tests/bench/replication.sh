@@ -3,7 +3,11 @@
 # torronto, rqbit and aria2, timed in the same run; plus Query latency on a node holding
 # 1,000 files and the hashing cost per GiB.
 #
-#   tests/bench/replication.sh [--size MiB] [--nodes N] [--rounds N] [--only torronto|private|rqbit|aria2|floor|bt-seed] [--private] [--keep]
+#   tests/bench/replication.sh [--size MiB] [--nodes N] [--rounds N] [--only torronto|private|rqbit|aria2|floor|bt-seed] [--private] [--keep] [--perf DIR]
+#
+# `--perf DIR` records each torronto node with `perf record --call-graph dwarf` during the timed window only
+# (DIR/<tool>-r<round>-<role>.data; read with `perf report -i FILE --sort comm,sym`), so a
+# profile shows the transfer and not the insert, the Query rounds or other processes.
 #
 # `--only bt-seed` (issue 15) is a benchmark of its own: a torronto node seeds its BitTorrent
 # export (`torronto torrent --tracker`) to N aria2c leechers, beside aria2c seeding that same
@@ -53,6 +57,7 @@ rounds=3
 only=""
 keep=false
 private=false
+perf_dir=""
 usage() { sed -n '5,6p' "$0" | sed 's/^# *//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -65,6 +70,8 @@ while [ $# -gt 0 ]; do
     --only) only=${2:?}; shift 2 ;;
     --only=*) only=${1#*=}; shift ;;
     --keep) keep=true; shift ;;
+    --perf) perf_dir=${2:?}; shift 2 ;;
+    --perf=*) perf_dir=${1#*=}; shift ;;
     --private) private=true; shift ;;
     -h|--help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
@@ -72,6 +79,10 @@ while [ $# -gt 0 ]; do
 done
 case "$only" in ""|torronto|private|rqbit|aria2|floor|bt-seed) ;; *) echo "--only takes torronto, private, rqbit, aria2, floor or bt-seed" >&2; exit 2 ;; esac
 [ "$only" = private ] && private=true
+if [ -n "$perf_dir" ]; then
+  command -v perf >/dev/null || { echo "--perf needs perf (Debian: linux-perf)" >&2; exit 2; }
+  mkdir -p "$perf_dir" && perf_dir=$(cd "$perf_dir" && pwd)
+fi
 [[ "$size_mib" =~ ^[0-9]+$ && "$size_mib" -gt 0 ]] || { echo "--size takes a whole number of MiB" >&2; exit 2; }
 [[ "$leechers" =~ ^[0-9]+$ && "$leechers" -gt 0 ]] || { echo "--nodes takes a positive number" >&2; exit 2; }
 [[ "$rounds" =~ ^[0-9]+$ && "$rounds" -gt 0 ]] || { echo "--rounds takes a positive number" >&2; exit 2; }
@@ -116,7 +127,8 @@ build=(-p torronto-floor)
 step "building the floor$({ wants torronto || wants bt_torronto; } && echo " and torronto") (release)"
 (cd "$repo" && cargo build --release "${build[@]}" --quiet)
 target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-torronto="$target_dir/release/torronto"
+# TORRONTO_BIN: another build of the node to time (an A/B of two builds), as in the tests.
+torronto="${TORRONTO_BIN:-$target_dir/release/torronto}"
 floor="$target_dir/release/floor"
 
 # ---------------------------------------------------------------------------------------
@@ -286,9 +298,19 @@ run_torronto() {
   done
   local ok=true
   begin_wait "$base/wait.json" "$cpu" "${targets[@]}"
+  local perfs=() role
+  if [ -n "$perf_dir" ]; then
+    for i in $(seq 0 $(( n - 1 ))); do
+      role=$([ "$i" = 0 ] && echo seeder || echo "n$i")
+      perf record -q --call-graph dwarf,16384 -F 499 -p "${npids[$i]}" -o "$perf_dir/$tool-r$round-$role.data" 2>/dev/null &
+      perfs+=("$!")
+    done
+    sleep 0.5  # perf attaches to each thread before the clock starts
+  fi
   start_clock
   for i in $(seq 1 $(( n - 1 ))); do "$torronto" join --node "127.0.0.1:${tports[$i]}" >/dev/null; done
   end_wait || ok=false
+  if [ ${#perfs[@]} -gt 0 ]; then kill -INT "${perfs[@]}"; wait "${perfs[@]}" || true; fi
 
   local lrss=0 r
   for i in $(seq 1 $(( n - 1 ))); do r=$(peak_kib "${npids[$i]}"); [ "$r" -gt "$lrss" ] && lrss=$r; done

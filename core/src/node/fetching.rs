@@ -688,7 +688,7 @@ impl Stripes {
         astray_ok: bool,
         helpable: impl Fn(u64, usize) -> bool,
     ) -> Option<ChunkIndex> {
-        let left = |r: u64| self.range(r).filter(|&c| f.sole_wanted_anew(ChunkIndex(c))).count();
+        let left = |r: u64| f.count_sole_anew(self.range(r));
         let (_, target) = (0..self.parts)
             .filter(|&r| r != self.me)
             .map(|r| (left(r), r))
@@ -697,8 +697,7 @@ impl Stripes {
         // Only there. Looking on to the next when that one has nothing for us (our
         // class asked for) made helpers meet more: in the simulator's cut-off test the
         // seeder sent 1.44 copies instead of 1.21.
-        let open: Vec<ChunkIndex> =
-            self.range(target).map(ChunkIndex).filter(|&c| f.sole_wanted(seeder_has, c)).collect();
+        let open: Vec<ChunkIndex> = f.sole_wanted_in(seeder_has, self.range(target)).collect();
         let back = &open[open.len() / 2..];
         let ours: Vec<ChunkIndex> = back.iter().copied().filter(|&c| self.in_class(c)).collect();
         let pool = match ours.is_empty() {

@@ -83,7 +83,8 @@ impl FrameDecoder {
             return Err(WireError::FrameTooLong { len: len as u64, limit });
         }
         if buf.len() < FRAME_PREFIX_LEN + len {
-            buf.reserve(FRAME_PREFIX_LEN + len - buf.len());
+            // Making room for the rest is the reader's: it knows which buffers it can
+            // reuse (a reserve here allocated anew while earlier frames were held).
             return Ok(None);
         }
         buf.advance(FRAME_PREFIX_LEN);
