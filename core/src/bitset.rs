@@ -75,17 +75,7 @@ impl ChunkSet {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = ChunkIndex> + '_ {
-        self.words.iter().enumerate().flat_map(|(w, &word)| {
-            let mut bits = word;
-            std::iter::from_fn(move || {
-                if bits == 0 {
-                    return None;
-                }
-                let b = bits.trailing_zeros();
-                bits &= bits - 1;
-                Some(ChunkIndex(w as u32 * 64 + b))
-            })
-        })
+        self.words.iter().enumerate().flat_map(|(w, &bits)| word_chunks(w, bits))
     }
 
     /// Word `w` of the set: members `64·w` to `64·w + 63`, lowest first.
@@ -102,6 +92,17 @@ impl ChunkSet {
     pub(crate) fn word_count(&self) -> usize {
         (self.len as usize).div_ceil(64)
     }
+}
+
+/// The chunks whose bits are set in `bits`, word `w` of a set, lowest first.
+pub(crate) fn word_chunks(w: usize, mut bits: u64) -> impl Iterator<Item = ChunkIndex> {
+    std::iter::from_fn(move || {
+        (bits != 0).then(|| {
+            let i = ChunkIndex(w as u32 * 64 + bits.trailing_zeros());
+            bits &= bits - 1;
+            i
+        })
+    })
 }
 
 #[cfg(test)]

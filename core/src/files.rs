@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::ops::{Deref, Range};
 
-use crate::bitset::ChunkSet;
+use crate::bitset::{word_chunks, ChunkSet};
 use crate::layout::{chunk_count, ChunkIndex};
 use crate::manifest::{Digest, Manifest};
 use crate::name::FileName;
@@ -255,18 +255,13 @@ impl FileState {
         let words = peer_has.word_count();
         let wanted = |w: usize| peer_has.word_minus(w, &self.have, &self.requested) & !self.writing_word(w);
         let first = |word: &dyn Fn(usize) -> u64| {
-            (0..words).map(|step| (start + step) % words).find_map(|w| {
-                let bits = word(w);
-                (bits != 0).then(|| ChunkIndex(w as u32 * 64 + bits.trailing_zeros()))
-            })
+            (0..words).map(|step| (start + step) % words).find_map(|w| word_chunks(w, word(w)).next())
         };
-        if self.rare.is_empty() {
-            // No peer has claimed a chunk: all count none.
-            return first(&wanted).map(|i| (i, 0));
-        }
-        // Nothing is rarer than a chunk one peer holds (`rare[0]`), then two, …
-        for level in &self.rare {
-            if let Some(i) = first(&|w| wanted(w) & level.word(w)) {
+        // Nothing is rarer than a chunk one peer holds at most (with no claims yet, that is
+        // every chunk), then two, …
+        for level in 0..self.rare.len().max(1) {
+            let rare = |w| if level == 0 { self.sole_word(w) } else { self.rare[level].word(w) };
+            if let Some(i) = first(&|w| wanted(w) & rare(w)) {
                 return Some((i, self.peer_count(i)));
             }
         }
@@ -274,10 +269,7 @@ impl FileState {
         let mut best: Option<(ChunkIndex, u16)> = None;
         for step in 0..words {
             let w = (start + step) % words;
-            let mut bits = wanted(w);
-            while bits != 0 {
-                let i = ChunkIndex(w as u32 * 64 + bits.trailing_zeros());
-                bits &= bits - 1;
+            for i in word_chunks(w, wanted(w)) {
                 let count = self.peer_count(i);
                 if best.is_none_or(|(_, c)| count < c) {
                     best = Some((i, count));
@@ -313,28 +305,13 @@ impl FileState {
     }
 
     /// The chunks in `range` [`FileState::sole_wanted`] is true of, in order.
-    pub fn sole_wanted_in(&self, peer_has: &ChunkSet, range: Range<u32>) -> impl Iterator<Item = ChunkIndex> + '_ {
-        let words: Vec<(usize, u64)> = self
-            .range_words(range)
-            .map(|(w, mask)| {
-                (
-                    w,
-                    peer_has.word_minus(w, &self.have, &self.requested)
-                        & !self.writing_word(w)
-                        & self.sole_word(w)
-                        & mask,
-                )
+    pub fn sole_wanted_in(&self, peer_has: &ChunkSet, range: Range<u32>) -> Vec<ChunkIndex> {
+        self.range_words(range)
+            .flat_map(|(w, mask)| {
+                let wanted = peer_has.word_minus(w, &self.have, &self.requested) & !self.writing_word(w);
+                word_chunks(w, wanted & self.sole_word(w) & mask)
             })
-            .collect();
-        words.into_iter().flat_map(|(w, mut bits)| {
-            std::iter::from_fn(move || {
-                (bits != 0).then(|| {
-                    let i = ChunkIndex(w as u32 * 64 + bits.trailing_zeros());
-                    bits &= bits - 1;
-                    i
-                })
-            })
-        })
+            .collect()
     }
 
     /// The words covering `range` (cut to the file), each with the mask of its bits in it.
@@ -545,7 +522,7 @@ mod tests {
                 let anew = range.clone().filter(|&c| c < n && f.sole_wanted_anew(ChunkIndex(c))).count();
                 assert_eq!(f.count_sole_anew(range.clone()), anew, "round {round}, {range:?}");
                 let sole: Vec<ChunkIndex> = range.clone().map(ChunkIndex).filter(|&c| f.sole_wanted(has, c)).collect();
-                assert_eq!(f.sole_wanted_in(has, range.clone()).collect::<Vec<_>>(), sole, "round {round}, {range:?}");
+                assert_eq!(f.sole_wanted_in(has, range.clone()), sole, "round {round}, {range:?}");
             }
         }
     }

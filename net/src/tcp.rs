@@ -7,6 +7,7 @@ use std::io::{self, IoSlice};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use torronto_core::layout::CHUNK_SIZE;
 use torronto_core::wire::{frame_prefix, FrameDecoder, FRAME_PREFIX_LEN};
 
 use crate::frames::{FrameKind, FrameRead, FrameWrite, ReadError, SpareBuffers, BODY_TIMEOUT};
@@ -32,8 +33,8 @@ const READ_BUFFER: usize = 256 * 1024;
 /// so that a thousand of them cost a few MiB.
 const QUIET_READ_BUFFER: usize = 8 * 1024;
 /// Room a busy connection's buffer keeps at its end to finish the frame begun there: a
-/// chunk's body, or its header.
-const FINISH_ROOM: usize = 68 * 1024;
+/// chunk's body (with its length prefix), or its header.
+const FINISH_ROOM: usize = CHUNK_SIZE as usize + 4 * 1024;
 
 impl<R: AsyncRead + Unpin + Send> TcpFrameReader<R> {
     pub fn new(stream: R) -> Self {

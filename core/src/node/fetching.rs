@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::peers::{PeerState, PickCursor};
 use super::serving::HAVE_BATCH;
-use super::{envelope, Event, Membership, Millis, NetCommand, Node, StorageCommand, StorageError, Timer};
+use super::{envelope, Event, Membership, Millis, NetCommand, Node, StorageCommand, StorageError, Timer, Tuning};
 use crate::files::FileState;
 use crate::layout::{chunk_len, ChunkIndex, CHUNK_SIZE};
 use crate::manifest::{ChunkHash, Digest, Manifest};
@@ -61,36 +61,27 @@ impl Node {
     /// and a short timeout, and one that stalls is asked nothing for a while, so claims
     /// that never deliver cannot hold the chunks they claim.
     fn request_chunks(&mut self, now: Millis) {
-        let tuning = &self.config.tuning;
-        if self.writing >= tuning.max_writing {
+        if self.writing >= self.config.tuning.max_writing {
             return;
         }
-        let (full, unproven) = (tuning.requests_per_peer, tuning.unproven_requests);
-        let queue_time = tuning.request_queue_time;
-        let (timeout, unproven_timeout) = (tuning.request_timeout, tuning.unproven_request_timeout);
+        // A copy (plain numbers): picking below needs the node mutably.
+        let tuning = self.config.tuning.clone();
         let mut unproven_in_flight: usize =
             self.peers.values().filter(|p| p.delivered == 0).map(|p| p.requests.len()).sum();
         // Peers whose window is full now stay full this round: leaving them out at once
         // spares a copy and sort of every peer's address on every input (most inputs find
         // every window full), and changes no pick.
-        let may_ask = |p: &PeerState| {
-            p.stalled_until <= now
-                && match p.delivered {
-                    0 => unproven_in_flight < unproven,
-                    _ => p.requests.len() < window(p, full, queue_time),
-                }
-        };
-        let mut open: Vec<PeerAddr> = self.peers.iter().filter(|(_, p)| may_ask(p)).map(|(a, _)| a.clone()).collect();
+        let mut open: Vec<PeerAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.requests.len() < request_window(p, now, unproven_in_flight, &tuning).0)
+            .map(|(a, _)| a.clone())
+            .collect();
         open.sort_by_key(|a| std::cmp::Reverse(self.peers[a].delivered));
         while !open.is_empty() {
             open.retain(|addr| {
                 let peer = &self.peers[addr];
-                let (window, deadline) = match peer.delivered {
-                    _ if peer.stalled_until > now => (0, now),
-                    0 if unproven_in_flight >= unproven => (0, now),
-                    0 => (usize::MAX, now + unproven_timeout),
-                    _ => (window(peer, full, queue_time), now + timeout),
-                };
+                let (window, deadline) = request_window(peer, now, unproven_in_flight, &tuning);
                 if peer.requests.len() >= window {
                     return false;
                 }
@@ -654,6 +645,18 @@ const SOLE_NEWS_FRESH: Millis = 10_000;
 /// Requests in flight to a peer that has delivered: growing by one with each chunk it
 /// delivers at first (so a fast link opens up within a few round trips), then what it
 /// delivers in `queue_time`, never more than `full`.
+/// How many requests `peer` may have outstanding now, and the deadline of one asked now:
+/// none while it stalls; one that has delivered nothing shares the unproven allowance
+/// (`unproven_in_flight` of it taken) under a short timeout.
+fn request_window(peer: &PeerState, now: Millis, unproven_in_flight: usize, tuning: &Tuning) -> (usize, Millis) {
+    match peer.delivered {
+        _ if peer.stalled_until > now => (0, now),
+        0 if unproven_in_flight >= tuning.unproven_requests => (0, now),
+        0 => (usize::MAX, now + tuning.unproven_request_timeout),
+        _ => (window(peer, tuning.requests_per_peer, tuning.request_queue_time), now + tuning.request_timeout),
+    }
+}
+
 fn window(peer: &PeerState, full: usize, queue_time: Millis) -> usize {
     let started = MIN_WINDOW + (peer.delivered / CHUNK_SIZE) as usize;
     let paced = peer.rate.per_second().map_or(usize::MAX, |r| (r * queue_time / 1000 / CHUNK_SIZE) as usize);
@@ -707,7 +710,7 @@ impl Stripes {
         // Only there. Looking on to the next when that one has nothing for us (our
         // class asked for) made helpers meet more: in the simulator's cut-off test the
         // seeder sent 1.44 copies instead of 1.21.
-        let open: Vec<ChunkIndex> = f.sole_wanted_in(seeder_has, self.range(target)).collect();
+        let open = f.sole_wanted_in(seeder_has, self.range(target));
         let back = &open[open.len() / 2..];
         let ours: Vec<ChunkIndex> = back.iter().copied().filter(|&c| self.in_class(c)).collect();
         let pool = match ours.is_empty() {
