@@ -53,7 +53,10 @@ impl Storage {
         let thread = {
             let (store, inputs) = (store.clone(), inputs.clone());
             std::thread::Builder::new().name("torronto-storage".into()).spawn(move || {
-                let mut writer = ChunkWriter::default();
+                let mut writer = ChunkWriter::with_advisor().unwrap_or_else(|e| {
+                    tracing::warn!("no write-behind thread ({e}); page-cache advice given in place");
+                    ChunkWriter::default()
+                });
                 for job in queue {
                     report(&inputs, execute(&store, job.command, job.send_file, &inputs, &mut writer));
                 }
