@@ -642,9 +642,6 @@ const PRESUMED_FOR: Millis = 2_000;
 /// has its stripe shared out after this long.
 const SOLE_NEWS_FRESH: Millis = 10_000;
 
-/// Requests in flight to a peer that has delivered: growing by one with each chunk it
-/// delivers at first (so a fast link opens up within a few round trips), then what it
-/// delivers in `queue_time`, never more than `full`.
 /// How many requests `peer` may have outstanding now, and the deadline of one asked now:
 /// none while it stalls; one that has delivered nothing shares the unproven allowance
 /// (`unproven_in_flight` of it taken) under a short timeout.
@@ -657,6 +654,9 @@ fn request_window(peer: &PeerState, now: Millis, unproven_in_flight: usize, tuni
     }
 }
 
+/// Requests in flight to a peer that has delivered: growing by one with each chunk it
+/// delivers at first (so a fast link opens up within a few round trips), then what it
+/// delivers in `queue_time`, never more than `full`.
 fn window(peer: &PeerState, full: usize, queue_time: Millis) -> usize {
     let started = MIN_WINDOW + (peer.delivered / CHUNK_SIZE) as usize;
     let paced = peer.rate.per_second().map_or(usize::MAX, |r| (r * queue_time / 1000 / CHUNK_SIZE) as usize);

@@ -34,7 +34,7 @@ use std::fs::File;
 use std::io;
 use std::num::NonZeroU64;
 use std::os::unix::fs::FileExt;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -147,7 +147,7 @@ impl ChunkWriter {
         match self.advisor.as_ref().and_then(|a| a.queue.as_ref()) {
             // Full: the advisor is held up by the disk; this advice is skipped.
             Some(queue) => {
-                let _: Result<(), TrySendError<_>> = queue.try_send(chunk);
+                let _ = queue.try_send(chunk);
             }
             None => chunk.advise_dont_need(),
         }
@@ -208,7 +208,7 @@ mod tests {
         })
         .unwrap();
 
-        // Three queues' worth of advice: the writes must all be done while the
+        // Several queues' worth of advice: the writes must all be done while the
         // advisor is still held up.
         let file = Arc::new(tempfile::tempfile().unwrap());
         let chunks = (DROP_AFTER >> 16) * 4;

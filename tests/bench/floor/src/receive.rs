@@ -12,9 +12,10 @@
 //! 256 MiB each: 1.8-2.3 CPU-s against 1.35-1.45), 256 KiB in between.
 //!
 //! Written blocks are dropped from the page cache soon after (`posix_fadvise`, given on a
-//! thread of its own so that the disk's queue never holds up a write), as the node does: on this VM every fresh page-cache page is backed by the host at its first
-//! touch, and recycling warm pages cut a receiver's write cost from 1.3-2.6 to about
-//! 0.5 CPU-seconds per GiB (three writers at once).
+//! thread of its own so that the disk's queue never holds up a write), as the node does:
+//! on this VM every fresh page-cache page is backed by the host at its first touch, and
+//! recycling warm pages cut a receiver's write cost from 1.3-2.6 to about 0.5 CPU-seconds
+//! per GiB (three writers at once).
 //!
 //! Tried and not kept: reading from the socket straight into a shared mapping of the file
 //! (fallocated), which saves the `pwrite` copy. Each first touch of a new page-cache page
