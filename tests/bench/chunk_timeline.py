@@ -27,6 +27,7 @@ import argparse
 import collections
 import datetime
 import json
+import math
 import os
 import re
 import sys
@@ -68,6 +69,17 @@ def read_logs(paths):
     return nodes
 
 
+def running_totals(changes, times):
+    """For each of `times` (ascending), the sum so far of the (time, key, change) `changes`
+    (sorted) per key: (time, Counter), the Counter updated in place."""
+    level, k = collections.Counter(), 0
+    for at in times:
+        while k < len(changes) and changes[k][0] <= at:
+            level[changes[k][1]] += changes[k][2]
+            k += 1
+        yield at, level
+
+
 def pairs(nodes, fetchers, t0, start, stop):
     """Who fed whom between `start` and `stop` (seconds from t0): chunks and Mbit/s of payload
     received by each fetcher from each participant, and the requests it had waiting on each,
@@ -81,16 +93,12 @@ def pairs(nodes, fetchers, t0, start, stop):
         chunks[name] = dict(counts)
         changes = sorted([(t - t0, by_addr.get(peer, peer), 1) for t, peer, _ in n["ask"]]
                          + [(t - t0, by_addr.get(peer, peer), -1) for t, peer, _ in n["got"]])
-        level, total, samples, k, at = collections.Counter(), collections.Counter(), 0, 0, start
-        while at < stop:
-            while k < len(changes) and changes[k][0] <= at:
-                level[changes[k][1]] += changes[k][2]
-                k += 1
+        samples = max(1, math.ceil((stop - start) / 0.1 - 1e-9))
+        total = collections.Counter()
+        for _, level in running_totals(changes, [start + i * 0.1 for i in range(samples)]):
             for peer, v in level.items():
                 total[peer] += max(0, v)
-            samples += 1
-            at += 0.1
-        waiting[name] = {peer: round(v / max(samples, 1), 3) for peer, v in total.items() if v}
+        waiting[name] = {peer: round(v / samples, 3) for peer, v in total.items() if v}
     mbit = {r: {s: round(c * CHUNK * 8 / span / 1e6, 3) for s, c in row.items()} for r, row in chunks.items()}
     return {"from": round(start, 3), "to": round(stop, 3), "chunks": chunks, "mbit": mbit, "waiting": waiting}
 
@@ -147,13 +155,9 @@ def analyse(nodes, rate_mbit=None, window=None):
             changes += [(t - t0, name, 1) for t, peer, _ in nodes[name]["ask"] if peer == seeder_addr]
             changes += [(t - t0, name, -1) for t, peer, _ in nodes[name]["got"] if peer == seeder_addr]
         changes.sort()
-        waiting, k, at = collections.Counter(), 0, 0.0
-        while at <= end:
-            while k < len(changes) and changes[k][0] <= at:
-                waiting[changes[k][1]] += changes[k][2]
-                k += 1
+        every_half_second = [i / 2 for i in range(int(end * 2) + 1)]
+        for at, waiting in running_totals(changes, every_half_second):
             report["waiting_on_seeder"].append((at, [max(0, waiting[n]) for n in fetchers]))
-            at = round(at + 0.5, 3)
     start, stop = window if window else (end / 4, end * 3 / 4)
     report["pairs"] = pairs(nodes, fetchers, t0, start, stop)
     report["unknown_peers"] = sorted({e[1] for n in nodes.values() for e in n["got"]} - set(by_addr))
