@@ -14,7 +14,12 @@ per node, this prints, from the first request on:
     in Mbit/s), how many short of what that link carries they were: the start, the
     middle and the tail of a run, in chunks;
   - the seeder: chunks it sent for the first time and again (duplicates), by the second
-    they arrived, and the requests waiting on it, per node, every half second.
+    they arrived, and the requests waiting on it, per node, every half second;
+  - who fed whom: over a window of the run (`--window FROM TO`, seconds; the middle half
+    by default), the Mbit/s of chunk payload each node received from each participant,
+    what each one sent, and the requests each node had waiting on each peer on average.
+    A link that carries little while requests wait on it is held up in the network
+    (TCP, queues); one with few requests waiting is held up by the asking node.
 A node is named by its log file (`n3.log` is n3) and known by the address it prints on
 stdout when it starts (`torronto node ADDR ... ready`): log both streams."""
 
@@ -22,6 +27,7 @@ import argparse
 import collections
 import datetime
 import json
+import math
 import os
 import re
 import sys
@@ -63,7 +69,41 @@ def read_logs(paths):
     return nodes
 
 
-def analyse(nodes, rate_mbit=None):
+def running_totals(changes, times):
+    """For each of `times` (ascending), the sum so far of the (time, key, change) `changes`
+    (sorted) per key: (time, Counter), the Counter updated in place."""
+    level, k = collections.Counter(), 0
+    for at in times:
+        while k < len(changes) and changes[k][0] <= at:
+            level[changes[k][1]] += changes[k][2]
+            k += 1
+        yield at, level
+
+
+def pairs(nodes, fetchers, t0, start, stop):
+    """Who fed whom between `start` and `stop` (seconds from t0): chunks and Mbit/s of payload
+    received by each fetcher from each participant, and the requests it had waiting on each,
+    on average (sampled every 0.1 s)."""
+    by_addr = {n["addr"]: name for name, n in nodes.items() if n["addr"]}
+    span = max(stop - start, 1e-9)
+    chunks, waiting = {}, {}
+    for name in fetchers:
+        n = nodes[name]
+        counts = collections.Counter(by_addr.get(peer, peer) for t, peer, _ in n["got"] if start <= t - t0 < stop)
+        chunks[name] = dict(counts)
+        changes = sorted([(t - t0, by_addr.get(peer, peer), 1) for t, peer, _ in n["ask"]]
+                         + [(t - t0, by_addr.get(peer, peer), -1) for t, peer, _ in n["got"]])
+        samples = max(1, math.ceil((stop - start) / 0.1 - 1e-9))
+        total = collections.Counter()
+        for _, level in running_totals(changes, [start + i * 0.1 for i in range(samples)]):
+            for peer, v in level.items():
+                total[peer] += max(0, v)
+        waiting[name] = {peer: round(v / samples, 3) for peer, v in total.items() if v}
+    mbit = {r: {s: round(c * CHUNK * 8 / span / 1e6, 3) for s, c in row.items()} for r, row in chunks.items()}
+    return {"from": round(start, 3), "to": round(stop, 3), "chunks": chunks, "mbit": mbit, "waiting": waiting}
+
+
+def analyse(nodes, rate_mbit=None, window=None):
     events = [e[0] for n in nodes.values() for e in n["ask"] + n["got"]]
     if not events:
         raise SystemExit("no chunk trace in these logs: run the nodes with RUST_LOG=info,torronto::chunks=trace")
@@ -115,13 +155,11 @@ def analyse(nodes, rate_mbit=None):
             changes += [(t - t0, name, 1) for t, peer, _ in nodes[name]["ask"] if peer == seeder_addr]
             changes += [(t - t0, name, -1) for t, peer, _ in nodes[name]["got"] if peer == seeder_addr]
         changes.sort()
-        waiting, k, at = collections.Counter(), 0, 0.0
-        while at <= end:
-            while k < len(changes) and changes[k][0] <= at:
-                waiting[changes[k][1]] += changes[k][2]
-                k += 1
+        every_half_second = [i / 2 for i in range(int(end * 2) + 1)]
+        for at, waiting in running_totals(changes, every_half_second):
             report["waiting_on_seeder"].append((at, [max(0, waiting[n]) for n in fetchers]))
-            at = round(at + 0.5, 3)
+    start, stop = window if window else (end / 4, end * 3 / 4)
+    report["pairs"] = pairs(nodes, fetchers, t0, start, stop)
     report["unknown_peers"] = sorted({e[1] for n in nodes.values() for e in n["got"]} - set(by_addr))
     return report
 
@@ -155,6 +193,19 @@ def print_report(r, rate_mbit):
         print("\nrequests waiting on the seeder, every half second: " + " ".join(fetchers))
         for at, counts in r["waiting_on_seeder"]:
             print(f"{at:>6.1f} {sum(counts):>4}  " + " ".join(f"{c:>3}" for c in counts))
+    p = r["pairs"]
+    senders = sorted({s for row in p["mbit"].values() for s in row} | set(fetchers), key=lambda s: (len(s), s))
+    print(f"\nMbit/s received by each node (row) from each participant (column), {p['from']:.1f}-{p['to']:.1f} s")
+    print("node   " + " ".join(f"{s:>6}" for s in senders) + "   total")
+    for name in fetchers:
+        row = p["mbit"].get(name, {})
+        print(f"{name:<6} " + " ".join(f"{row.get(s, 0):>6.1f}" for s in senders) + f"  {sum(row.values()):>6.1f}")
+    sent = {s: sum(row.get(s, 0) for row in p["mbit"].values()) for s in senders}
+    print("sent   " + " ".join(f"{sent[s]:>6.1f}" for s in senders))
+    print("requests waiting, on average, by each node (row) on each participant (column)")
+    for name in fetchers:
+        row = p["waiting"].get(name, {})
+        print(f"{name:<6} " + " ".join(f"{row.get(s, 0):>6.1f}" for s in senders))
     if r["unknown_peers"]:
         print(f"\nchunks came from peers with no log here: {', '.join(r['unknown_peers'])}")
 
@@ -164,8 +215,12 @@ def main():
     p.add_argument("logs", nargs="+", help="one log per node")
     p.add_argument("--rate", type=float, help="the nodes' downlink in Mbit/s: print how many chunks short each was")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--window", type=float, nargs=2, metavar=("FROM", "TO"),
+                   help="seconds from the first request over which to tell who fed whom (default: the middle half)")
     a = p.parse_args()
-    report = analyse(read_logs(a.logs), a.rate)
+    if a.window and not a.window[0] < a.window[1]:
+        raise SystemExit(f"chunk_timeline.py: --window {a.window[0]:g} {a.window[1]:g}: FROM must come before TO")
+    report = analyse(read_logs(a.logs), a.rate, a.window)
     if a.json:
         json.dump(report, sys.stdout, indent=1)
         print()

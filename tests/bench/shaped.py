@@ -50,8 +50,9 @@ Flags of aria2 and rqbit as in tests/bench/replication.sh.
 
 --chunk-trace runs the torronto nodes with RUST_LOG=info,torronto::chunks=trace and prints,
 after each torronto run, tests/bench/chunk_timeline.py on their logs: when each node got
-its chunks and from whom, how far short of its downlink it was each second, and what the
-seeder sent twice (the trace costs the nodes some CPU: compare timings without it).
+its chunks and from whom, how far short of its downlink it was each second, what the
+seeder sent twice, and who fed whom mid-run, with the requests waiting on each link (the
+trace costs the nodes some CPU: compare timings without it).
 
 Per run: wall seconds; that over T_min; seeder copies (the seeder's eth0 tx bytes during the
 run over F: 1.0 is each byte sent once, frame headers add a few per cent); node uplink use

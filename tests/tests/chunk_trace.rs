@@ -91,6 +91,24 @@ fn a_traced_fetch_logs_every_chunk_and_the_timeline_counts_them() {
     assert_eq!(per_second, received as u64, "{report}");
     assert!(report["unknown_peers"].as_array().unwrap().is_empty(), "{report}");
 
+    // Who fed whom, over the whole run: every chunk n1 got, all from n0, and requests
+    // were waiting on n0 (none on anyone else).
+    let end = format!("{}", n1["last_chunk"].as_f64().unwrap() + 0.001);
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["--json", "--window", "0", &end])
+        .arg(logs.path().join("n0.log"))
+        .arg(logs.path().join("n1.log"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chunk_timeline.py --window failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let pairs = &report["pairs"];
+    assert_eq!(pairs["chunks"]["n1"], serde_json::json!({ "n0": received }), "{pairs}");
+    assert!(pairs["mbit"]["n1"]["n0"].as_f64().is_some_and(|m| m > 0.0), "{pairs}");
+    let waiting = pairs["waiting"]["n1"].as_object().unwrap();
+    assert!(waiting.keys().all(|k| k == "n0") && waiting["n0"].as_f64().unwrap() > 0.0, "{pairs}");
+
     // And the plain report names the node and its chunks.
     let out = Command::new("python3")
         .arg(&script)
@@ -101,6 +119,7 @@ fn a_traced_fetch_logs_every_chunk_and_the_timeline_counts_them() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("seeder: n0"), "{text}");
     assert!(text.contains(&format!("in all: {CHUNKS} chunks, {} sent again", received - CHUNKS)), "{text}");
+    assert!(text.contains("Mbit/s received by each node (row) from each participant (column)"), "{text}");
 
     // Logs without the trace say how to get it; a missing log is named.
     let plain = logs.path().join("plain.log");
