@@ -111,6 +111,8 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
     if once {
         return stop_in_turn(running).await;
     }
+    // Listening for Ctrl-C before saying how to stop.
+    let shutdown = crate::shutdown_signal();
     if let Some(url) = &panel {
         println!("\nopen the control panel (node {}): {url}", nodes[0]);
         println!("  (the address holds the token and the network secret: it is yours alone)");
@@ -127,7 +129,7 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
     println!("  {t} leave --node {} --secret {s}   # hands over what only it holds, then leaves", nodes[0]);
     println!("  {t} join --node {} --secret {s}", nodes[0]);
     println!("\nCtrl-C stops the demo and removes its folders.");
-    crate::shutdown_signal().await;
+    shutdown.await;
     println!("stopping…");
     stop_in_turn(running).await
 }

@@ -67,16 +67,44 @@ pub mod tasks;
 pub mod watch;
 pub mod web;
 
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending::<()>().await,
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed by this call, not when the
+/// future is first polled: called before a program says it is ready, a signal sent as soon
+/// as that line appears (by a test reading it, or a quick user) is caught instead of
+/// ending the process at once, with its folders and peers left as they were.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn next(signal: Option<Signal>) {
+        match signal {
+            Some(mut s) => {
+                s.recv().await;
             }
-        } => {}
+            None => std::future::pending().await,
+        }
+    }
+    let interrupt = next(signal(SignalKind::interrupt()).ok());
+    let terminate = next(signal(SignalKind::terminate()).ok());
+    async move {
+        tokio::select! {
+            () = interrupt => {}
+            () = terminate => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// Ctrl-C arriving between the call and the first poll is caught: with the handler
+    /// installed on first poll, it ended this process.
+    #[tokio::test]
+    async fn a_ctrl_c_before_the_wait_begins_is_caught() {
+        let shutdown = super::shutdown_signal();
+        let pid = std::process::id().to_string();
+        let sent = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("run kill");
+        assert!(sent.success());
+        // The signal is delivered before the wait starts (to an uncaught SIGINT, fatal).
+        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::timeout(Duration::from_secs(10), shutdown).await.expect("the signal was caught");
     }
 }

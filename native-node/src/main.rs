@@ -327,6 +327,8 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 max_links,
             };
             let driver = Driver::bind(options).await?;
+            // Listening for Ctrl-C and SIGTERM before saying it is ready.
+            let shutdown = shutdown_signal();
             let id = driver.node_id().map_or_else(|| "open network".to_owned(), |id| format!("node ID {id}"));
             println!(
                 "torronto node {} ({id}) ready · folder {} · control token in {}",
@@ -343,7 +345,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                     println!("  (this address holds the token and the network secret: share it with no one)");
                 }
             }
-            driver.run(shutdown_signal()).await?;
+            driver.run(shutdown).await?;
             Ok(0)
         }
         Command::Join(c) => simple(c, wire::Control::Join, "joined the network").await,
