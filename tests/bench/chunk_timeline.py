@@ -80,11 +80,10 @@ def running_totals(changes, times):
         yield at, level
 
 
-def pairs(nodes, fetchers, t0, start, stop):
+def pairs(nodes, fetchers, by_addr, t0, start, stop):
     """Who fed whom between `start` and `stop` (seconds from t0): chunks and Mbit/s of payload
-    received by each fetcher from each participant, and the requests it had waiting on each,
-    on average (sampled every 0.1 s)."""
-    by_addr = {n["addr"]: name for name, n in nodes.items() if n["addr"]}
+    received by each fetcher from each participant (named through `by_addr`), and the
+    requests it had waiting on each, on average (sampled every 0.1 s)."""
     span = max(stop - start, 1e-9)
     chunks, waiting = {}, {}
     for name in fetchers:
@@ -159,7 +158,7 @@ def analyse(nodes, rate_mbit=None, window=None):
         for at, waiting in running_totals(changes, every_half_second):
             report["waiting_on_seeder"].append((at, [max(0, waiting[n]) for n in fetchers]))
     start, stop = window if window else (end / 4, end * 3 / 4)
-    report["pairs"] = pairs(nodes, fetchers, t0, start, stop)
+    report["pairs"] = pairs(nodes, fetchers, by_addr, t0, start, stop)
     report["unknown_peers"] = sorted({e[1] for n in nodes.values() for e in n["got"]} - set(by_addr))
     return report
 
