@@ -6,6 +6,7 @@ lower bound.
   tests/bench/shaped.py [--case uniform|hetero|both] [--size MiB] [--nodes N] [--rounds N]
                         [--only TOOL,...] [--torronto [LABEL=]PATH]... [--private]
                         [--timeout SECS] [--work DIR] [--keep] [--timeline] [--chunk-trace]
+                        [--upload-limits NODES[,SEEDER]]
 
 Runs as root (it makes namespaces and qdiscs), Python 3 standard library only.
 
@@ -54,6 +55,13 @@ its chunks and from whom, how far short of its downlink it was each second, what
 seeder sent twice, and who fed whom mid-run, with the requests waiting on each link (the
 trace costs the nodes some CPU: compare timings without it).
 
+--upload-limits NODES[,SEEDER] adds, for each torronto build, a row LABEL@NODES[,SEEDER] run
+with `--upload-limit` on every node at NODES (a fraction, like 0.95) of its uplink's payload
+rate (rate x 1448/1514), and on the seeder at SEEDER of its own (no limit on the seeder when
+SEEDER is left out): what an operator who knows each link's rate would set. Such a limit
+keeps a node's uplink queue short, so the acknowledgements and requests of its downloads
+do not wait behind its uploads (README, "Why the 50 Mbit/s nodes starve").
+
 Per run: wall seconds; that over T_min; seeder copies (the seeder's eth0 tx bytes during the
 run over F: 1.0 is each byte sent once, frame headers add a few per cent); node uplink use
 (the mean over nodes of tx bits / (uplink rate x seconds)). Every copy is checked by SHA-256
@@ -93,6 +101,8 @@ NODE_PORT = 7001
 BT_PORT = 6881
 RQBIT_API_PORT = 3030
 MBIT = 1_000_000
+# TCP over 1500-byte frames carries 1448 payload bytes (timestamps on) in the 1514 htb counts.
+PAYLOAD = 1448 / 1514
 NAME = "bench.bin"
 CLONE_NEWNET = 0x40000000
 
@@ -434,6 +444,9 @@ class Bench:
             envs.append(env)
             cmd = [binary, "node", "--listen", f"{addr(i)}:{NODE_PORT}", "--dir", d,
                    "--peers", os.path.join(base, "peers.txt")] + (secure or ["--open"])
+            share = tool.get("limits", (None, None))[0 if i else 1]
+            if share:
+                cmd += ["--upload-limit", str(int(self.rates[i][0] * MBIT / 8 * PAYLOAD * share))]
             if i == 0:
                 # The insert comes over the bridge, not loopback: a remote insert by path
                 # reaches only --insert-from folders.
@@ -560,9 +573,8 @@ class Bench:
 
 
 def report(case, rows, tmin, tools):
-    # TCP over 1500-byte frames carries 1448 payload bytes (timestamps on) in 1514 counted by htb.
     print(f"\n### {case}: T_min {tmin:.2f} s (payload at most 1448/1514 of each rate: the best reachable is about "
-          f"{tmin * 1514 / 1448:.2f} s = {1514 / 1448:.3f} × T_min)\n")
+          f"{tmin / PAYLOAD:.2f} s = {1 / PAYLOAD:.3f} × T_min)\n")
     print("| tool | round | seconds | × T_min | seeder copies | node uplink use |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -590,10 +602,21 @@ def report(case, rows, tmin, tools):
             print(f"{t['label']} is {verdict} 1.10 × T_min ({mine:.2f} s against {1.10 * tmin:.2f} s)")
             copies = statistics.median(r["seeder_copies"] for r in rows if r["tool"] == t["label"] and r["ok"])
             print(f"{t['label']}'s seeder sent the file {copies:.2f} times (median; about 1 is the target, "
-                  f"{1514 / 1448:.2f} with frame headers)")
+                  f"{1 / PAYLOAD:.2f} with frame headers)")
 
 
 # ---------------------------------------------------------------------------------------
+
+
+def limit_shares(text):
+    """NODES[,SEEDER] for --upload-limits: fractions of an uplink, above 0 and at most 1."""
+    try:
+        shares = [float(x) for x in text.split(",")]
+    except ValueError:
+        shares = []
+    if not 1 <= len(shares) <= 2 or not all(0 < x <= 1 for x in shares):
+        raise argparse.ArgumentTypeError(f"{text!r}: give NODES or NODES,SEEDER, fractions like 0.95")
+    return (shares[0], shares[1] if len(shares) == 2 else None)
 
 
 def parse_args():
@@ -609,6 +632,8 @@ def parse_args():
     p.add_argument("--work", help="work folder (kept); default a fresh one under /tmp, removed unless --keep")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--timeline", action="store_true", help="print when each run's bytes moved (start, middle, tail)")
+    p.add_argument("--upload-limits", metavar="NODES[,SEEDER]", type=limit_shares,
+                   help="also run each torronto build with --upload-limit at these fractions of each uplink's payload rate")
     p.add_argument("--chunk-trace", action="store_true",
                    help="trace torronto's chunk requests and arrivals and print tests/bench/chunk_timeline.py's report")
     a = p.parse_args()
@@ -651,11 +676,17 @@ def main():
 
     tools = []
     spec_labels = {s.partition("=")[0] for s in args.torronto if "=" in s}
-    if not only or only & ({"torronto", "private"} | spec_labels):
+    if not only or only & ({"torronto", "private"} | spec_labels) or args.upload_limits:
         for label, path in torronto_builds(args.torronto):
             plabel = "private" if label == "torronto" else f"{label}-private"
             if wanted("torronto", label):
                 tools.append({"label": label, "kind": "torronto", "path": path, "private": False})
+            if args.upload_limits:
+                nodes, seeder = args.upload_limits
+                llabel = f"{label}@{nodes:g}" + ("" if seeder is None else f",{seeder:g}")
+                if not only or "torronto" in only or label in only or llabel in only:
+                    tools.append({"label": llabel, "kind": "torronto", "path": path, "private": False,
+                                  "limits": args.upload_limits})
             if (args.private and not only) or "private" in only or plabel in only:
                 tools.append({"label": plabel, "kind": "torronto", "path": path, "private": True})
     if wanted("aria2", "aria2"):
