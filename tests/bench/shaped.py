@@ -55,7 +55,7 @@ its chunks and from whom, how far short of its downlink it was each second, what
 seeder sent twice, and who fed whom mid-run, with the requests waiting on each link (the
 trace costs the nodes some CPU: compare timings without it).
 
---upload-limits NODES[,SEEDER] adds, for each torronto build, a row LABEL@NODES[,SEEDER] run
+--upload-limits NODES[,SEEDER] adds, for each torronto build, a row LABEL@NODES[/SEEDER] run
 with `--upload-limit` on every node at NODES (a fraction, like 0.95) of its uplink's payload
 rate (rate x 1448/1514), and on the seeder at SEEDER of its own (no limit on the seeder when
 SEEDER is left out): what an operator who knows each link's rate would set. Such a limit
@@ -683,7 +683,8 @@ def main():
                 tools.append({"label": label, "kind": "torronto", "path": path, "private": False})
             if args.upload_limits:
                 nodes, seeder = args.upload_limits
-                llabel = f"{label}@{nodes:g}" + ("" if seeder is None else f",{seeder:g}")
+                # No comma in a label: --only splits on commas.
+                llabel = f"{label}@{nodes:g}" + ("" if seeder is None else f"/{seeder:g}")
                 if not only or "torronto" in only or label in only or llabel in only:
                     tools.append({"label": llabel, "kind": "torronto", "path": path, "private": False,
                                   "limits": args.upload_limits})
