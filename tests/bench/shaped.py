@@ -444,7 +444,8 @@ class Bench:
             envs.append(env)
             cmd = [binary, "node", "--listen", f"{addr(i)}:{NODE_PORT}", "--dir", d,
                    "--peers", os.path.join(base, "peers.txt")] + (secure or ["--open"])
-            share = tool.get("limits", (None, None))[0 if i else 1]
+            nodes_share, seeder_share = tool.get("limits") or (None, None)
+            share = seeder_share if i == 0 else nodes_share
             if share:
                 cmd += ["--upload-limit", str(int(self.rates[i][0] * MBIT / 8 * PAYLOAD * share))]
             if i == 0:
@@ -674,20 +675,22 @@ def main():
     def wanted(kind, label):
         return not only or kind in only or label in only
 
+    def limited_label(label):
+        """The row of build `label` run with --upload-limits (no comma: --only splits on commas)."""
+        nodes, seeder = args.upload_limits
+        return f"{label}@{nodes:g}" + ("" if seeder is None else f"/{seeder:g}")
+
     tools = []
     spec_labels = {s.partition("=")[0] for s in args.torronto if "=" in s}
-    if not only or only & ({"torronto", "private"} | spec_labels) or args.upload_limits:
+    limited = {limited_label(l) for l in spec_labels | {"torronto"}} if args.upload_limits else set()
+    if not only or only & ({"torronto", "private"} | spec_labels | limited):
         for label, path in torronto_builds(args.torronto):
             plabel = "private" if label == "torronto" else f"{label}-private"
             if wanted("torronto", label):
                 tools.append({"label": label, "kind": "torronto", "path": path, "private": False})
-            if args.upload_limits:
-                nodes, seeder = args.upload_limits
-                # No comma in a label: --only splits on commas.
-                llabel = f"{label}@{nodes:g}" + ("" if seeder is None else f"/{seeder:g}")
-                if not only or "torronto" in only or label in only or llabel in only:
-                    tools.append({"label": llabel, "kind": "torronto", "path": path, "private": False,
-                                  "limits": args.upload_limits})
+            if args.upload_limits and (wanted("torronto", label) or limited_label(label) in only):
+                tools.append({"label": limited_label(label), "kind": "torronto", "path": path, "private": False,
+                              "limits": args.upload_limits})
             if (args.private and not only) or "private" in only or plabel in only:
                 tools.append({"label": plabel, "kind": "torronto", "path": path, "private": True})
     if wanted("aria2", "aria2"):
