@@ -103,7 +103,9 @@ impl Pacer {
 
 /// A rate as given on the command line: bytes per second, or a size with a unit
 /// ([`parse_size`]: binary, `K` = `KiB` = `KB` = 1024), with or without `/s`
-/// (`20MiB/s`, `500K`, `1.5GiB/s`); `0`, `off` or `none` for no limit.
+/// (`20MiB/s`, `500K`, `1.5GiB/s`); or bits per second as links are sold, with decimal
+/// units (`45Mbit/s`, `45Mbps`, `800kbit`, `1.5Gbit/s`); `0`, `off` or `none` for no
+/// limit.
 pub fn parse_rate(text: &str) -> Result<u64, String> {
     let t = text.trim();
     if ["off", "none", "unlimited"].iter().any(|w| t.eq_ignore_ascii_case(w)) {
@@ -111,13 +113,39 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     }
     let size = t.strip_suffix("/s").or_else(|| t.strip_suffix("/S")).unwrap_or(t);
     let not_a_rate =
-        || format!("{text:?} is not a rate (like 20MiB/s, 500K/s, or bytes per second; 0 or off for none)");
-    let rate = parse_size(size).map_err(|_| not_a_rate())?;
+        || format!("{text:?} is not a rate (like 20MiB/s, 500K/s, 45Mbit/s, or bytes per second; 0 or off for none)");
+    let rate = match bits_per_second(size) {
+        Some(bits) => bits.ok_or_else(not_a_rate)? / 8,
+        None => parse_size(size).map_err(|_| not_a_rate())?,
+    };
     // Rounded down to nothing, it would read as no limit at all.
     if rate == 0 && size.chars().any(|c| matches!(c, '1'..='9')) {
         return Err(format!("{text:?} is less than a byte per second (0 or off means no limit)"));
     }
     Ok(rate)
+}
+
+/// Bits per second, when `size` is spelt in bits (`45Mbit`, `45Mbps`; any case): `None`
+/// if it is not, `Some(None)` if it is but is no rate. Prefixes are decimal, as link rates
+/// are: 1 Mbit/s is 1,000,000 bits a second.
+fn bits_per_second(size: &str) -> Option<Option<u64>> {
+    let lower = size.trim().to_ascii_lowercase();
+    let number = lower.strip_suffix("bit").or_else(|| lower.strip_suffix("bps"))?;
+    let number = number.trim_end();
+    let prefixes = [('k', 1e3), ('m', 1e6), ('g', 1e9), ('t', 1e12)];
+    let (number, scale) = match prefixes.iter().find(|(p, _)| number.ends_with(*p)) {
+        Some(&(_, scale)) => (&number[..number.len() - 1], scale),
+        None => (number, 1.0),
+    };
+    let number = number.trim();
+    // Digits and at most one point: no signs, exponents or "inf" from f64's parser.
+    let plain = !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && number.matches('.').count() <= 1;
+    Some(match number.parse::<f64>() {
+        Ok(n) if plain => Some((n * scale) as u64),
+        _ => None,
+    })
 }
 
 /// A rate for people: `2.0 MiB/s`, or `unlimited`.
@@ -140,11 +168,24 @@ mod tests {
         assert_eq!(parse_rate("10MB/s"), Ok(10 << 20));
         assert_eq!(parse_rate("1.5GiB/s"), Ok(3 << 29));
         assert_eq!(parse_rate("123456"), Ok(123456));
+        // Link rates, in bits with decimal prefixes: what a 50 Mbit/s uplink carries at 90 %.
+        assert_eq!(parse_rate("45Mbit/s"), Ok(5_625_000));
+        assert_eq!(parse_rate("45 Mbps"), Ok(5_625_000));
+        assert_eq!(parse_rate("45mbit"), Ok(5_625_000));
+        assert_eq!(parse_rate("1.5Gbit/s"), Ok(187_500_000));
+        assert_eq!(parse_rate("800kbit/s"), Ok(100_000));
+        assert_eq!(parse_rate("800Kbps"), Ok(100_000));
+        assert_eq!(parse_rate("100000bps"), Ok(12_500));
+        assert_eq!(parse_rate("8bit"), Ok(1));
+        assert_eq!(parse_rate("0Mbit/s"), Ok(0));
         for none in ["0", "off", "OFF", "none", "0/s"] {
             assert_eq!(parse_rate(none), Ok(0), "{none}");
         }
         assert!(parse_rate("0.5").unwrap_err().contains("less than a byte per second"));
-        for bad in ["", "fast", "-5M", "20 furlongs/s", "/s", "5Mbit/s"] {
+        assert!(parse_rate("4bit/s").unwrap_err().contains("less than a byte per second"));
+        for bad in
+            ["", "fast", "-5M", "20 furlongs/s", "/s", "5Xbit/s", "5Kibit/s", "-5Mbps", "Mbit/s", "1e3bit", "1..5Mbit"]
+        {
             let e = parse_rate(bad).unwrap_err();
             assert!(e.contains("is not a rate"), "{bad}: {e}");
         }

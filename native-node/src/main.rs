@@ -99,10 +99,12 @@ enum Command {
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         max_store: Option<u64>,
         /// Most chunk bytes per second sent to peers, shared fairly between them: a rate
-        /// like 20MiB/s, 500K/s or bytes per second (units binary: K = KiB = KB); 0 or
-        /// off for none (the default). `torronto limit` changes it while the node runs.
-        /// On an uplink narrower than the downlink, about 90 % of the uplink's nominal
-        /// rate keeps the node's own downloads fast (a full uplink's queue holds them up).
+        /// like 20MiB/s, 500K/s or bytes per second (units binary: K = KiB = KB), or a
+        /// link rate in bits like 45Mbit/s or 45Mbps (decimal); 0 or off for none (the
+        /// default). `torronto limit` changes it while the node runs. On an uplink
+        /// narrower than the downlink, about 90 % of the uplink's nominal rate (45Mbit/s
+        /// on 50 Mbit/s) keeps the node's own downloads fast (a full uplink's queue holds
+        /// them up).
         #[arg(long, value_name = "RATE", value_parser = parse_rate)]
         upload_limit: Option<u64>,
         /// Most chunk bytes per second taken from peers, as --upload-limit.

@@ -112,6 +112,12 @@ fn an_upload_limit_holds_over_a_transfer_and_changes_while_it_runs() {
     stranger.send_header(&json!({"Action": 14, "UploadLimit": 0}));
     assert_code(&stranger.read_reply("Limit without a token"), 5, "Limit without a token");
     assert!(seeder.cli(&["limits"]).ok("limits").stdout.contains("upload limit:   512.0 KiB/s"));
+
+    // A link's rate, in bits as lines are sold: 4 Mbit/s is 500,000 bytes a second.
+    let bits = seeder.cli(&["limit", "--upload-limit", "4Mbit/s", "--json"]).ok("limit --upload-limit 4Mbit/s");
+    let reply: serde_json::Value = serde_json::from_str(bits.stdout.trim()).expect("limit --json is JSON");
+    assert_eq!(reply["UploadLimit"].as_u64(), Some(500_000), "{bits}");
+    assert!(seeder.cli(&["limits"]).ok("limits").stdout.contains("upload limit:   488.3 KiB/s"));
 }
 
 #[test]
