@@ -5,7 +5,7 @@ lower bound.
 
   tests/bench/shaped.py [--case uniform|hetero|both] [--size MiB] [--nodes N] [--rounds N]
                         [--only TOOL,...] [--torronto [LABEL=]PATH]... [--private]
-                        [--timeout SECS] [--work DIR] [--keep] [--timeline] [--chunk-trace]
+                        [--timeout SECS] [--work DIR] [--keep] [--timeline] [--queues] [--chunk-trace]
                         [--upload-limits NODES[,SEEDER]]
 
 Runs as root (it makes namespaces and qdiscs), Python 3 standard library only.
@@ -54,6 +54,12 @@ after each torronto run, tests/bench/chunk_timeline.py on their logs: when each 
 its chunks and from whom, how far short of its downlink it was each second, what the
 seeder sent twice, and who fed whom mid-run, with the requests waiting on each link (the
 trace costs the nodes some CPU: compare timings without it).
+
+--queues samples, four times a second over each timed run, the backlog of every participant's
+uplink (the htb on its eth0) and downlink (the htb on the hub's end of its veth) with `tc`,
+and prints per participant the median and 90th percentile of the queueing delay each makes
+(backlog over the link's rate; also in results.json): whose own uplink is full, whose
+downlink is (ten `tc` a sample cost a little CPU: compare timings without it).
 
 --upload-limits NODES[,SEEDER] adds, for each torronto build, a row LABEL@NODES[/SEEDER] run
 with `--upload-limit` on every node at NODES (a fraction, like 0.95) of its uplink's payload
@@ -309,6 +315,64 @@ class Timeline:
         return "\n".join(lines)
 
 
+class Queues:
+    """What waits in every participant's uplink (the htb on its eth0) and downlink (the htb
+    on the hub's end of its veth), sampled four times a second from `tc`: where a run's
+    packets queue, as delay (backlog over the link's rate). A node's own full uplink holds
+    up the acknowledgements and requests of its downloads; a full downlink is its peers'."""
+
+    def __init__(self, rates):
+        self.rates = rates  # (up, down) Mbit/s per participant
+        self.up = [[] for _ in rates]
+        self.down = [[] for _ in rates]
+        self.running = False
+
+    @staticmethod
+    def backlogs(ns, devs):
+        """Bytes waiting in the root htb of each of DEVS in namespace NS (None: not shaped)."""
+        qdiscs = json.loads(run("tc", "-n", ns, "-s", "-j", "qdisc", "show") or "[]")
+        # The root htb's backlog counts what waits in its leaf.
+        found = {q["dev"]: q.get("backlog", 0) for q in qdiscs if q.get("kind") == "htb" and q.get("root")}
+        return [found.get(dev) for dev in devs]
+
+    def start(self):
+        self.running = True
+
+        def loop():
+            while self.running:
+                downs = self.backlogs(HUB, [f"v{i}" for i in range(len(self.rates))])
+                for i, (up_mbit, down_mbit) in enumerate(self.rates):
+                    (up,) = self.backlogs(netns(i), ["eth0"])
+                    for series, backlog, mbit in ((self.up, up, up_mbit), (self.down, downs[i], down_mbit)):
+                        if backlog is not None:
+                            series[i].append(backlog * 8 / (mbit * MBIT) * 1000)
+                time.sleep(0.25)
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        return self
+
+    def summary(self):
+        """Per participant, the median and 90th percentile of each direction's delay, ms."""
+        def spread(ms):
+            ms = sorted(ms)
+            return [round(statistics.median(ms), 1), round(ms[(len(ms) * 9) // 10 - 1 if len(ms) > 1 else 0], 1)] if ms else None
+        return {"up": [spread(ms) for ms in self.up], "down": [spread(ms) for ms in self.down]}
+
+    def report(self):
+        q = self.summary()
+        lines = ["    queueing delay, ms (median / 90th percentile of samples 4 a second; backlog over the link's rate):"]
+        for i, (up, down) in enumerate(self.rates):
+            def show(d):
+                return f"{d[0]:5.1f} / {d[1]:5.1f}" if d else "    -"
+            name = "seeder" if i == 0 else f"n{i}"
+            lines.append(f"      {name:6s}  up {up:3d} Mbit/s: {show(q['up'][i])}   down {down:3d} Mbit/s: {show(q['down'][i])}")
+        return "\n".join(lines)
+
+
 def enter_hub():
     """Moves this process into the hub namespace: the tracker, the nodes' control ports and
     rqbit's APIs are reached over the bridge from here. `ip -n` still works from anywhere."""
@@ -391,11 +455,16 @@ class Bench:
         os.sync()  # dirty pages of the setup are written back before the clock, not during
         before = counters(self.n)
         sampler = Timeline(self.n) if self.args.timeline else None  # an `ip` every 50 ms: only when asked
+        queues = Queues(self.rates) if self.args.queues else None  # ten `tc` a sample: only when asked
         if sampler:
             sampler.start(time.time())  # the clock starts within microseconds of this
+        if queues:
+            queues.start()
         start = start_clock_and_go()
         seconds, missing, done = wait_done(targets, start, self.args.timeout)
         timeline = sampler.stop() if sampler else None
+        if queues:
+            print(queues.stop().report(), file=sys.stderr)
         after = counters(self.n)
         if timeline and not missing:
             print(timeline.milestones(self.size, done), file=sys.stderr)
@@ -404,10 +473,11 @@ class Bench:
                 self.joined = None
         tx = [a - b for a, b in zip(after, before)]
         per_node = {k: round(v, 3) for k, v in done.items()}
+        extra = {"queues": queues.summary()} if queues else {}
         if missing:
             return {"ok": False, "error": f"timed out after {self.args.timeout} s; not done: {', '.join(missing)}",
-                    "tx": tx, "per_node": per_node}
-        return {"ok": True, "seconds": round(seconds, 3), "tx": tx, "per_node": per_node}
+                    "tx": tx, "per_node": per_node, **extra}
+        return {"ok": True, "seconds": round(seconds, 3), "tx": tx, "per_node": per_node, **extra}
 
     def verify(self, paths, result):
         if not result["ok"]:
@@ -633,6 +703,8 @@ def parse_args():
     p.add_argument("--work", help="work folder (kept); default a fresh one under /tmp, removed unless --keep")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--timeline", action="store_true", help="print when each run's bytes moved (start, middle, tail)")
+    p.add_argument("--queues", action="store_true",
+                   help="print how long packets waited in each uplink and downlink (tc backlogs, 4 samples a second)")
     p.add_argument("--upload-limits", metavar="NODES[,SEEDER]", type=limit_shares,
                    help="also run each torronto build with --upload-limit at these fractions of each uplink's payload rate")
     p.add_argument("--chunk-trace", action="store_true",
