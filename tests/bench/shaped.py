@@ -5,7 +5,7 @@ lower bound.
 
   tests/bench/shaped.py [--case uniform|hetero|both] [--size MiB] [--nodes N] [--rounds N]
                         [--only TOOL,...] [--torronto [LABEL=]PATH]... [--private]
-                        [--timeout SECS] [--work DIR] [--keep] [--timeline] [--queues] [--chunk-trace]
+                        [--timeout SECS] [--work DIR] [--keep] [--timeline] [--queues] [--oracle-pacer] [--chunk-trace]
                         [--upload-limits NODES[,SEEDER]]
 
 Runs as root (it makes namespaces and qdiscs), Python 3 standard library only.
@@ -60,6 +60,13 @@ uplink (the htb on its eth0) and downlink (the htb on the hub's end of its veth)
 and prints per participant the median and 90th percentile of the queueing delay each makes
 (backlog over the link's rate; also in results.json): whose own uplink is full, whose
 downlink is (ten `tc` a sample cost a little CPU: compare timings without it).
+
+--oracle-pacer adds, for each torronto build, a row LABEL+oracle in which a thread of this
+script acts as a perfect automatic limit: every quarter second it reads each participant's
+own uplink queue from its htb and, knowing the link's rate, limits (`torronto limit`) those
+whose queue passes 8 ms to 95 % of their uplink's payload rate, raising a limit by 1 % a
+tick up to 97 % while under 3 ms is queued. No real node can see the queue in its modem or
+know its line's rate: the row bounds what an automatic limit could reach.
 
 --upload-limits NODES[,SEEDER] adds, for each torronto build, a row LABEL@NODES[/SEEDER] run
 with `--upload-limit` on every node at NODES (a fraction, like 0.95) of its uplink's payload
@@ -373,6 +380,53 @@ class Queues:
         return "\n".join(lines)
 
 
+class OraclePacer:
+    """What an automatic upload limit could reach with perfect knowledge: every quarter
+    second it reads each participant's own uplink queue from its htb (no real node can see
+    the queue in its modem) and, knowing the link's rate, holds back only those whose queue
+    builds. A participant whose uplink queue passes HIGH_MS is limited to SHARE of its
+    uplink's payload rate; while limited with less than LOW_MS queued, its limit rises 1 % a
+    tick, to CEILING at most; one whose queue never builds is never limited. Limits go
+    through `torronto limit`, as an operator's would."""
+
+    HIGH_MS, LOW_MS, SHARE, CEILING, TICK = 8.0, 3.0, 0.95, 0.97, 0.25
+
+    def __init__(self, rates, set_limit):
+        self.payload = [up * MBIT / 8 * PAYLOAD for up, _ in rates]  # bytes/s each uplink carries
+        self.set_limit = set_limit  # (participant, bytes per second)
+        self.limits = [None] * len(rates)
+        self.running = False
+
+    def start(self):
+        self.running = True
+
+        def loop():
+            while self.running:
+                for i, capacity in enumerate(self.payload):
+                    (backlog,) = Queues.backlogs(netns(i), ["eth0"])
+                    queued_ms = (backlog or 0) * PAYLOAD / capacity * 1000
+                    limit = self.limits[i]
+                    if queued_ms > self.HIGH_MS:
+                        limit = self.SHARE * capacity
+                    elif limit and queued_ms < self.LOW_MS:
+                        limit = min(limit * 1.01, self.CEILING * capacity)
+                    if limit != self.limits[i]:
+                        try:
+                            self.set_limit(i, int(limit))
+                            self.limits[i] = limit
+                        except RuntimeError as e:
+                            print(f"    oracle pacer: {e}", file=sys.stderr)
+                time.sleep(self.TICK)
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        """Stops, and returns each participant's last limit as a share of its uplink."""
+        self.running = False
+        self.thread.join()
+        return [round(limit / capacity, 3) if limit else None for limit, capacity in zip(self.limits, self.payload)]
+
+
 def enter_hub():
     """Moves this process into the hub namespace: the tracker, the nodes' control ports and
     rqbit's APIs are reached over the bridge from here. `ip -n` still works from anywhere."""
@@ -552,7 +606,17 @@ class Bench:
                 return start
 
             targets = {f"n{i}": file_complete(os.path.join(base, f"n{i}", NAME), self.size) for i in range(1, self.n)}
-            result = self.timed(go, targets)
+            pacer = None
+            if tool.get("oracle"):
+                pacer = OraclePacer(self.rates, lambda i, rate: cli(i, "limit", "--upload-limit", str(rate)))
+                pacer.start()
+            try:
+                result = self.timed(go, targets)
+            finally:
+                if pacer:
+                    shares = pacer.stop()
+                    print("    oracle pacer, last limits (share of each uplink; - for none): " +
+                          " ".join("-" if sh is None else f"{sh:g}" for sh in shares), file=sys.stderr)
         finally:
             stop(nodes)
         if self.args.chunk_trace:
@@ -703,6 +767,9 @@ def parse_args():
     p.add_argument("--work", help="work folder (kept); default a fresh one under /tmp, removed unless --keep")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--timeline", action="store_true", help="print when each run's bytes moved (start, middle, tail)")
+    p.add_argument("--oracle-pacer", action="store_true",
+                   help="add a row LABEL+oracle per torronto build: limits set while it runs from each uplink's own queue "
+                        "and known rate (what an automatic limit could reach)")
     p.add_argument("--queues", action="store_true",
                    help="print how long packets waited in each uplink and downlink (tc backlogs, 4 samples a second)")
     p.add_argument("--upload-limits", metavar="NODES[,SEEDER]", type=limit_shares,
@@ -755,6 +822,7 @@ def main():
     tools = []
     spec_labels = {s.partition("=")[0] for s in args.torronto if "=" in s}
     limited = {limited_label(l) for l in spec_labels | {"torronto"}} if args.upload_limits else set()
+    limited |= {f"{l}+oracle" for l in spec_labels | {"torronto"}} if args.oracle_pacer else set()
     if not only or only & ({"torronto", "private"} | spec_labels | limited):
         for label, path in torronto_builds(args.torronto):
             plabel = "private" if label == "torronto" else f"{label}-private"
@@ -763,6 +831,9 @@ def main():
             if args.upload_limits and (wanted("torronto", label) or limited_label(label) in only):
                 tools.append({"label": limited_label(label), "kind": "torronto", "path": path, "private": False,
                               "limits": args.upload_limits})
+            if args.oracle_pacer and (wanted("torronto", label) or f"{label}+oracle" in only):
+                tools.append({"label": f"{label}+oracle", "kind": "torronto", "path": path, "private": False,
+                              "oracle": True})
             if (args.private and not only) or "private" in only or plabel in only:
                 tools.append({"label": plabel, "kind": "torronto", "path": path, "private": True})
     if wanted("aria2", "aria2"):
