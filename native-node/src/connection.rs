@@ -28,8 +28,8 @@ use tokio::sync::mpsc::error::TryRecvError;
 use torronto_core::layout::{chunk_len, chunk_range};
 use torronto_core::{ChunkRef, ConnId, Envelope, Message, PeerAddr, PeerMessage, StorageEvent};
 use torronto_net::{
-    limit_unsent, tune, write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming, SecureFrameWriter,
-    TcpFrameWriter,
+    limit_unsent, tune, wall_clock_us, write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming,
+    SecureFrameWriter, TcpFrameWriter,
 };
 use torronto_ws_bridge::ws::WsFrameWriter;
 use torronto_ws_bridge::SecureWsWriter;
@@ -344,6 +344,9 @@ async fn send(
 ) -> bool {
     match item {
         Outgoing::Message(envelope) => {
+            if let Message::Peer(PeerMessage::Upload { chunk, .. }) = &envelope.message {
+                tracing::trace!(target: "torronto::chunks", "owd sent conn {} index {} us {}", conn.0, chunk.index, wall_clock_us());
+            }
             if write_encoded(frames, &envelope.encode()).await.is_err() {
                 return false;
             }
@@ -351,6 +354,8 @@ async fn send(
             true
         }
         Outgoing::Stored(upload) => {
+            // When its header went to the socket, for the chunk trace's one-way delays.
+            tracing::trace!(target: "torronto::chunks", "owd sent conn {} index {} us {}", conn.0, upload.chunk.index, wall_clock_us());
             let result = frames.write_stored(&upload).await;
             if let Err(e) = &result {
                 tracing::debug!(%conn, "closing connection: sending {}: {e}", upload.chunk.file);

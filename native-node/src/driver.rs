@@ -59,6 +59,8 @@ struct ConnHandle {
     sends_files: bool,
     /// The remote address it counts against ([`PER_ADDRESS`]), for accepted TCP.
     ip: Option<IpAddr>,
+    /// The chunk trace has said which peer this is (`owd conn N peer ADDR`).
+    named_in_trace: bool,
 }
 
 /// A node bound to its port and folder, ready to run.
@@ -401,8 +403,23 @@ impl Driver {
         let queued = Arc::new(AtomicUsize::new(0));
         let writer = write_loop(conn, frames_out, queue, queued.clone(), self.inputs_tx.clone(), limiter);
         let writer = self.tasks.spawn_writer(writer).abort_handle();
-        self.conns.insert(conn, ConnHandle { outgoing, queued, reader, writer, sends_files: W::SENDS_FILES, ip });
+        self.conns.insert(
+            conn,
+            ConnHandle { outgoing, queued, reader, writer, sends_files: W::SENDS_FILES, ip, named_in_trace: false },
+        );
         self.node.handle_connected(self.now(), conn, info);
+    }
+
+    /// Says once in the chunk trace which peer `conn` is: the writer's lines on the chunks
+    /// it sends there (`owd sent`) name only the connection.
+    fn name_in_trace(&mut self, conn: ConnId) {
+        if !tracing::enabled!(target: "torronto::chunks", tracing::Level::TRACE) {
+            return;
+        }
+        let (Some(handle), Some(peer)) = (self.conns.get_mut(&conn), self.node.peer_of(conn)) else { return };
+        if !std::mem::replace(&mut handle.named_in_trace, true) {
+            tracing::trace!(target: "torronto::chunks", "owd conn {} peer {peer}", conn.0);
+        }
     }
 
     fn handle_input(&mut self, input: Input) {
@@ -442,6 +459,9 @@ impl Driver {
             }
             Input::Message { conn, envelope } => {
                 trace_chunk(&self.node, conn, &envelope.message, true);
+                if matches!(envelope.message, Message::Peer(PeerMessage::Download(_))) {
+                    self.name_in_trace(conn);
+                }
                 match &mut self.metrics {
                     Some(metrics) => {
                         let query = metrics.incoming(self.node.peer_of(conn), conn, &envelope.message);

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use torronto_core::wire::MessageReader;
-use torronto_core::Envelope;
+use torronto_core::{Envelope, Message, PeerMessage};
 
 use crate::frames::{FrameKind, FrameRead, ReadError};
 
@@ -71,15 +71,36 @@ impl<R: FrameRead> Decoder<R> {
 
     /// The next message or refusal; `None` at the end of the stream.
     pub async fn next(&mut self) -> Result<Option<Incoming>, ReadError> {
+        let mut header_us = 0u128;
         loop {
             match self.next_frame().await? {
                 None => return Ok(None),
-                Some((_, _, Step::Partial)) => {}
-                Some((_, _, Step::Message(envelope))) => return Ok(Some(Incoming::Message(envelope))),
+                Some((kind, _, Step::Partial)) => {
+                    // When a chunk's header arrived, for the chunk trace's one-way delays
+                    // (its body's time on the wire would blur them).
+                    if kind == FrameKind::Header && tracing::enabled!(target: "torronto::chunks", tracing::Level::TRACE)
+                    {
+                        header_us = wall_clock_us();
+                    }
+                }
+                Some((_, _, Step::Message(envelope))) => {
+                    if let (Message::Peer(PeerMessage::Upload { chunk, .. }), Some(from)) =
+                        (&envelope.message, &envelope.from)
+                    {
+                        tracing::trace!(target: "torronto::chunks", "owd got from {from} index {} us {header_us}", chunk.index);
+                    }
+                    return Ok(Some(Incoming::Message(envelope)));
+                }
                 Some((_, _, Step::Malformed(reason))) => return Ok(Some(Incoming::Malformed(reason))),
             }
         }
     }
+}
+
+/// Microseconds of the wall clock: what the chunk trace stamps one-way delays with, so that
+/// logs of nodes sharing a clock (the shaped-links benchmark's) can be set side by side.
+pub fn wall_clock_us() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros())
 }
 
 #[cfg(test)]

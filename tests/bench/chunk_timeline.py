@@ -19,7 +19,14 @@ per node, this prints, from the first request on:
     by default), the Mbit/s of chunk payload each node received from each participant,
     what each one sent, and the requests each node had waiting on each peer on average.
     A link that carries little while requests wait on it is held up in the network
-    (TCP, queues); one with few requests waiting is held up by the asking node.
+    (TCP, queues); one with few requests waiting is held up by the asking node;
+  - one-way delays, over the same window, when the nodes share a clock (the shaped-links
+    benchmark): a sender logs when each chunk's header goes to its socket (`owd sent`, on a
+    connection it names once: `owd conn N peer ADDR`), a receiver when the header arrives
+    (`owd got from ADDR`). In each half second a receiver's least delay from any sender
+    is its own downlink's part; what a sender's delay to it adds is the sender's: the
+    median over its receivers says how much its own uplink (socket and queue) holds its
+    chunks back.
 A node is named by its log file (`n3.log` is n3) and known by the address it prints on
 stdout when it starts (`torronto node ADDR ... ready`): log both streams."""
 
@@ -30,6 +37,7 @@ import json
 import math
 import os
 import re
+import statistics
 import sys
 
 CHUNK = 64 * 1024
@@ -38,6 +46,9 @@ PAYLOAD = 1448 / 1514
 
 LINE = re.compile(r"^(\S+Z)\s+TRACE torronto::chunks: (ask|got|wanted) (\S+) (\d+) (.*)$")
 READY = re.compile(r"torronto node (\S+) \(")
+OWD_CONN = re.compile(r"owd conn (\d+) peer (\S+)")
+OWD_SENT = re.compile(r"owd sent conn (\d+) index (\d+) us (\d+)")
+OWD_GOT = re.compile(r"owd got from (\S+) index (\d+) us (\d+)")
 COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -53,7 +64,9 @@ def read_logs(paths):
         name = os.path.splitext(os.path.basename(path))[0]
         if name in nodes:
             raise SystemExit(f"chunk_timeline.py: two logs named {name}: a node is named by its log file")
-        node = nodes[name] = {"addr": None, "ask": [], "got": [], "wanted": []}
+        # owd: chunk headers sent (to host, index, wall-clock us) and arrived (from host, ...).
+        node = nodes[name] = {"addr": None, "ask": [], "got": [], "wanted": [], "sent_at": [], "arrived_at": []}
+        conn_peer = {}
         try:
             f = open(path, errors="replace")
         except OSError as e:
@@ -62,10 +75,20 @@ def read_logs(paths):
             for line in f:
                 line = COLOUR.sub("", line)
                 m = LINE.match(line)
-                if m:
+                if "owd " in line:
+                    if c := OWD_CONN.search(line):
+                        conn_peer[c.group(1)] = c.group(2)
+                    elif c := OWD_SENT.search(line):
+                        node["sent_at"].append((c.group(1), int(c.group(2)), int(c.group(3))))
+                    elif c := OWD_GOT.search(line):
+                        node["arrived_at"].append((c.group(1), int(c.group(2)), int(c.group(3))))
+                elif m:
                     node[m.group(2)].append((stamp(m.group(1)), m.group(3), (m.group(5), int(m.group(4)))))
                 elif node["addr"] is None and (r := READY.search(line)):
                     node["addr"] = r.group(1)
+        # A connection's peer is named once, at its first request, perhaps after the first
+        # chunk sent on it.
+        node["sent_at"] = [(conn_peer.get(conn), index, us) for conn, index, us in node["sent_at"]]
     return nodes
 
 
@@ -100,6 +123,42 @@ def pairs(nodes, fetchers, by_addr, t0, start, stop):
         waiting[name] = {peer: round(v / samples, 3) for peer, v in total.items() if v}
     mbit = {r: {s: round(c * CHUNK * 8 / span / 1e6, 3) for s, c in row.items()} for r, row in chunks.items()}
     return {"from": round(start, 3), "to": round(stop, 3), "chunks": chunks, "mbit": mbit, "waiting": waiting}
+
+
+def one_way(nodes, t0, start, stop, step=0.5):
+    """Each sender's share of the one-way delay of its chunk headers (sent to arrived; the
+    nodes must share a clock), over STEP-second windows between START and STOP: in each
+    window a receiver's least delay from any sender is its own downlink's part, and what a
+    sender's delay to it adds is the sender's; a sender's figure is the median of that over
+    its receivers. {sender: [per-window figures, ms]}, and the median delay of each pair."""
+    by_addr = {n["addr"]: name for name, n in nodes.items() if n["addr"]}
+    sent = collections.defaultdict(list)  # (sender, receiver, index) -> [us]
+    for name, n in nodes.items():
+        for to, index, us in n["sent_at"]:
+            if to in by_addr:
+                sent[(name, by_addr[to], index)].append(us)
+    delays = collections.defaultdict(list)  # (window, receiver, sender) -> [ms]
+    for name, n in nodes.items():
+        for frm, index, us in n["arrived_at"]:
+            at = us / 1e6 - t0
+            before = [x for x in sent.get((by_addr.get(frm), name, index), []) if x <= us]
+            if frm in by_addr and before and start <= at < stop:
+                delays[(int((at - start) / step), name, by_addr[frm])].append((us - max(before)) / 1000)
+    shares, pairs_ms = collections.defaultdict(list), collections.defaultdict(list)
+    for w in sorted({k[0] for k in delays}):
+        added = collections.defaultdict(list)
+        for receiver in nodes:
+            medians = {s: statistics.median(v) for (ww, r, s), v in delays.items() if ww == w and r == receiver and len(v) > 1}
+            if len(medians) < 2:
+                continue
+            least = min(medians.values())
+            for sender, ms in medians.items():
+                added[sender].append(ms - least)
+                pairs_ms[(sender, receiver)].append(ms)
+        for sender, v in added.items():
+            if len(v) > 1:
+                shares[sender].append(round(statistics.median(v), 1))
+    return dict(shares), {f"{s}>{r}": round(statistics.median(v), 1) for (s, r), v in pairs_ms.items()}
 
 
 def analyse(nodes, rate_mbit=None, window=None):
@@ -159,6 +218,7 @@ def analyse(nodes, rate_mbit=None, window=None):
             report["waiting_on_seeder"].append((at, [max(0, waiting[n]) for n in fetchers]))
     start, stop = window if window else (end / 4, end * 3 / 4)
     report["pairs"] = pairs(nodes, fetchers, by_addr, t0, start, stop)
+    report["one_way"], report["one_way_pairs"] = one_way(nodes, t0, start, stop)
     report["unknown_peers"] = sorted({e[1] for n in nodes.values() for e in n["got"]} - set(by_addr))
     return report
 
@@ -205,6 +265,12 @@ def print_report(r, rate_mbit):
     for name in fetchers:
         row = p["waiting"].get(name, {})
         print(f"{name:<6} " + " ".join(f"{row.get(s, 0):>6.1f}" for s in senders))
+    if r["one_way"]:
+        print("\none-way delay each sender adds to its chunk headers, ms (median over its receivers of its delay less"
+              " the receiver's least from anyone, per half second): median / 90th percentile")
+        for name in sorted(r["one_way"], key=lambda s: (len(s), s)):
+            v = sorted(r["one_way"][name])
+            print(f"{name:<6} {statistics.median(v):>6.1f} / {v[max(0, (len(v) * 9) // 10 - 1)]:>6.1f}")
     if r["unknown_peers"]:
         print(f"\nchunks came from peers with no log here: {', '.join(r['unknown_peers'])}")
 

@@ -52,8 +52,9 @@ Flags of aria2 and rqbit as in tests/bench/replication.sh.
 --chunk-trace runs the torronto nodes with RUST_LOG=info,torronto::chunks=trace and prints,
 after each torronto run, tests/bench/chunk_timeline.py on their logs: when each node got
 its chunks and from whom, how far short of its downlink it was each second, what the
-seeder sent twice, and who fed whom mid-run, with the requests waiting on each link (the
-trace costs the nodes some CPU: compare timings without it).
+seeder sent twice, who fed whom mid-run, with the requests waiting on each link, and the
+one-way delay each sender's uplink adds to its chunks (the trace costs the nodes some CPU:
+compare timings without it).
 
 --queues samples, four times a second over each timed run, the backlog of every participant's
 uplink (the htb on its eth0) and downlink (the htb on the hub's end of its veth) with `tc`,

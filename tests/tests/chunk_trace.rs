@@ -61,6 +61,13 @@ fn a_traced_fetch_logs_every_chunk_and_the_timeline_counts_them() {
     assert_eq!(count(&seeder_log, "torronto::chunks: ask "), 0, "the seeder asked for nothing");
     let wanted = format!("torronto::chunks: wanted {} ", fetcher.addr());
     assert_eq!(count(&seeder_log, &wanted), count(&log, &asked), "each request arrived, and only those:\n{seeder_log}");
+    // One-way delays: when each chunk's header left the seeder (on a connection it names
+    // once) and when it arrived, on the wall clock.
+    let arrived = format!("torronto::chunks: owd got from {} index ", seeder.addr());
+    assert_eq!(count(&log, &arrived), received, "each chunk's header arrival:\n{log}");
+    let named = format!(" peer {}", fetcher.addr());
+    assert_eq!(seeder_log.lines().filter(|l| l.contains("owd conn ") && l.contains(&named)).count(), 1, "{seeder_log}");
+    assert!(count(&seeder_log, "torronto::chunks: owd sent conn ") >= CHUNKS, "each chunk's header leaving:\n{seeder_log}");
 
     if Command::new("python3").arg("--version").output().is_err() {
         println!("SKIPPED the timeline: python3 is not installed");
@@ -90,6 +97,8 @@ fn a_traced_fetch_logs_every_chunk_and_the_timeline_counts_them() {
     let per_second: u64 = report["per_second"]["n1"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(per_second, received as u64, "{report}");
     assert!(report["unknown_peers"].as_array().unwrap().is_empty(), "{report}");
+    // A receiver's own share needs two senders to compare: with one, none is told apart.
+    assert!(report["one_way"].as_object().is_some_and(|o| o.is_empty()), "{report}");
 
     // Who fed whom, over the whole run: every chunk n1 got, all from n0, and requests
     // were waiting on n0 (none on anyone else).
