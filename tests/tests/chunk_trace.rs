@@ -67,7 +67,10 @@ fn a_traced_fetch_logs_every_chunk_and_the_timeline_counts_them() {
     assert_eq!(count(&log, &arrived), received, "each chunk's header arrival:\n{log}");
     let named = format!(" peer {}", fetcher.addr());
     assert_eq!(seeder_log.lines().filter(|l| l.contains("owd conn ") && l.contains(&named)).count(), 1, "{seeder_log}");
-    assert!(count(&seeder_log, "torronto::chunks: owd sent conn ") >= CHUNKS, "each chunk's header leaving:\n{seeder_log}");
+    assert!(
+        count(&seeder_log, "torronto::chunks: owd sent conn ") >= CHUNKS,
+        "each chunk's header leaving:\n{seeder_log}"
+    );
 
     if Command::new("python3").arg("--version").output().is_err() {
         println!("SKIPPED the timeline: python3 is not installed");
