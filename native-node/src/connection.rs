@@ -345,7 +345,7 @@ async fn send(
     match item {
         Outgoing::Message(envelope) => {
             if let Message::Peer(PeerMessage::Upload { chunk, .. }) = &envelope.message {
-                tracing::trace!(target: "torronto::chunks", "owd sent conn {} index {} us {}", conn.0, chunk.index, wall_clock_us());
+                trace_header_sent(conn, chunk);
             }
             if write_encoded(frames, &envelope.encode()).await.is_err() {
                 return false;
@@ -354,8 +354,7 @@ async fn send(
             true
         }
         Outgoing::Stored(upload) => {
-            // When its header went to the socket, for the chunk trace's one-way delays.
-            tracing::trace!(target: "torronto::chunks", "owd sent conn {} index {} us {}", conn.0, upload.chunk.index, wall_clock_us());
+            trace_header_sent(conn, &upload.chunk);
             let result = frames.write_stored(&upload).await;
             if let Err(e) = &result {
                 tracing::debug!(%conn, "closing connection: sending {}: {e}", upload.chunk.file);
@@ -372,6 +371,12 @@ async fn send(
             inputs.send(sent).await.is_ok() && !failed
         }
     }
+}
+
+/// When a chunk's header goes to the socket, for the chunk trace's one-way delays (the
+/// driver names the connection's peer: `owd conn N peer ADDR`).
+fn trace_header_sent(conn: ConnId, chunk: &ChunkRef) {
+    tracing::trace!(target: "torronto::chunks", "owd sent conn {} index {} us {}", conn.0, chunk.index, wall_clock_us());
 }
 
 fn is_disconnect(e: &io::Error) -> bool {

@@ -84,8 +84,9 @@ impl<R: FrameRead> Decoder<R> {
                     }
                 }
                 Some((_, _, Step::Message(envelope))) => {
-                    if let (Message::Peer(PeerMessage::Upload { chunk, .. }), Some(from)) =
-                        (&envelope.message, &envelope.from)
+                    // (None stamped if tracing began between the header and the body.)
+                    if let (Message::Peer(PeerMessage::Upload { chunk, .. }), Some(from), 1..) =
+                        (&envelope.message, &envelope.from, header_us)
                     {
                         tracing::trace!(target: "torronto::chunks", "owd got from {from} index {} us {header_us}", chunk.index);
                     }

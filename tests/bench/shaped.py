@@ -265,14 +265,39 @@ def counters(participants):
     return [tx_bytes(i) for i in range(participants)]
 
 
-class Timeline:
+class Periodic:
+    """Calls `tick` every PERIOD seconds on a thread of its own, from `start` to `stop`."""
+
+    PERIOD = 0.25
+
+    def tick(self):
+        raise NotImplementedError
+
+    def start(self):
+        self.running = True
+
+        def loop():
+            while self.running:
+                self.tick()
+                time.sleep(self.PERIOD)
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        return self
+
+
+class Timeline(Periodic):
     """Every participant's bytes sent and received, sampled every 50 ms from the hub's end
     of its veth (where rx is what the participant sent): where a run's time goes."""
+
+    PERIOD = 0.05
 
     def __init__(self, participants):
         self.n = participants
         self.samples = []  # (seconds since the clock started, [tx], [rx])
-        self.running = False
 
     def read(self):
         # One `ip` per sample: /sys shows the namespace it was mounted in, not the hub.
@@ -281,22 +306,13 @@ class Timeline:
         return [e["rx"]["bytes"] for e in ends], [e["tx"]["bytes"] for e in ends]
 
     def start(self, clock):
-        self.clock, self.running = clock, True
-        base = self.read()
+        self.clock, self.base = clock, self.read()
+        super().start()
 
-        def loop():
-            while self.running:
-                tx, rx = self.read()
-                self.samples.append((time.time() - clock, [a - b for a, b in zip(tx, base[0])],
-                                     [a - b for a, b in zip(rx, base[1])]))
-                time.sleep(0.05)
-        self.thread = threading.Thread(target=loop, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.running = False
-        self.thread.join()
-        return self
+    def tick(self):
+        tx, rx = self.read()
+        self.samples.append((time.time() - self.clock, [a - b for a, b in zip(tx, self.base[0])],
+                             [a - b for a, b in zip(rx, self.base[1])]))
 
     def first(self, cond):
         return next((t for t, tx, rx in self.samples if cond(tx, rx)), float("nan"))
@@ -323,7 +339,7 @@ class Timeline:
         return "\n".join(lines)
 
 
-class Queues:
+class Queues(Periodic):
     """What waits in every participant's uplink (the htb on its eth0) and downlink (the htb
     on the hub's end of its veth), sampled four times a second from `tc`: where a run's
     packets queue, as delay (backlog over the link's rate). A node's own full uplink holds
@@ -333,7 +349,6 @@ class Queues:
         self.rates = rates  # (up, down) Mbit/s per participant
         self.up = [[] for _ in rates]
         self.down = [[] for _ in rates]
-        self.running = False
 
     @staticmethod
     def backlogs(ns, devs):
@@ -343,25 +358,13 @@ class Queues:
         found = {q["dev"]: q.get("backlog", 0) for q in qdiscs if q.get("kind") == "htb" and q.get("root")}
         return [found.get(dev) for dev in devs]
 
-    def start(self):
-        self.running = True
-
-        def loop():
-            while self.running:
-                downs = self.backlogs(HUB, [f"v{i}" for i in range(len(self.rates))])
-                for i, (up_mbit, down_mbit) in enumerate(self.rates):
-                    (up,) = self.backlogs(netns(i), ["eth0"])
-                    for series, backlog, mbit in ((self.up, up, up_mbit), (self.down, downs[i], down_mbit)):
-                        if backlog is not None:
-                            series[i].append(backlog * 8 / (mbit * MBIT) * 1000)
-                time.sleep(0.25)
-        self.thread = threading.Thread(target=loop, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.running = False
-        self.thread.join()
-        return self
+    def tick(self):
+        downs = self.backlogs(HUB, [f"v{i}" for i in range(len(self.rates))])
+        for i, (up_mbit, down_mbit) in enumerate(self.rates):
+            (up,) = self.backlogs(netns(i), ["eth0"])
+            for series, backlog, mbit in ((self.up, up, up_mbit), (self.down, downs[i], down_mbit)):
+                if backlog is not None:
+                    series[i].append(backlog * 8 / (mbit * MBIT) * 1000)
 
     def summary(self):
         """Per participant, the median and 90th percentile of each direction's delay, ms."""
@@ -381,7 +384,7 @@ class Queues:
         return "\n".join(lines)
 
 
-class OraclePacer:
+class OraclePacer(Periodic):
     """What an automatic upload limit could reach with perfect knowledge: every quarter
     second it reads each participant's own uplink queue from its htb (no real node can see
     the queue in its modem) and, knowing the link's rate, holds back only those whose queue
@@ -390,41 +393,31 @@ class OraclePacer:
     tick, to CEILING at most; one whose queue never builds is never limited. Limits go
     through `torronto limit`, as an operator's would."""
 
-    HIGH_MS, LOW_MS, SHARE, CEILING, TICK = 8.0, 3.0, 0.95, 0.97, 0.25
+    HIGH_MS, LOW_MS, SHARE, CEILING = 8.0, 3.0, 0.95, 0.97
 
     def __init__(self, rates, set_limit):
         self.payload = [up * MBIT / 8 * PAYLOAD for up, _ in rates]  # bytes/s each uplink carries
         self.set_limit = set_limit  # (participant, bytes per second)
         self.limits = [None] * len(rates)
-        self.running = False
 
-    def start(self):
-        self.running = True
+    def tick(self):
+        for i, capacity in enumerate(self.payload):
+            (backlog,) = Queues.backlogs(netns(i), ["eth0"])
+            queued_ms = (backlog or 0) * PAYLOAD / capacity * 1000
+            limit = self.limits[i]
+            if queued_ms > self.HIGH_MS:
+                limit = self.SHARE * capacity
+            elif limit and queued_ms < self.LOW_MS:
+                limit = min(limit * 1.01, self.CEILING * capacity)
+            if limit != self.limits[i]:
+                try:
+                    self.set_limit(i, int(limit))
+                    self.limits[i] = limit
+                except RuntimeError as e:
+                    print(f"    oracle pacer: {e}", file=sys.stderr)
 
-        def loop():
-            while self.running:
-                for i, capacity in enumerate(self.payload):
-                    (backlog,) = Queues.backlogs(netns(i), ["eth0"])
-                    queued_ms = (backlog or 0) * PAYLOAD / capacity * 1000
-                    limit = self.limits[i]
-                    if queued_ms > self.HIGH_MS:
-                        limit = self.SHARE * capacity
-                    elif limit and queued_ms < self.LOW_MS:
-                        limit = min(limit * 1.01, self.CEILING * capacity)
-                    if limit != self.limits[i]:
-                        try:
-                            self.set_limit(i, int(limit))
-                            self.limits[i] = limit
-                        except RuntimeError as e:
-                            print(f"    oracle pacer: {e}", file=sys.stderr)
-                time.sleep(self.TICK)
-        self.thread = threading.Thread(target=loop, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        """Stops, and returns each participant's last limit as a share of its uplink."""
-        self.running = False
-        self.thread.join()
+    def shares(self):
+        """Each participant's last limit as a share of its uplink (None: never limited)."""
         return [round(limit / capacity, 3) if limit else None for limit, capacity in zip(self.limits, self.payload)]
 
 
@@ -615,7 +608,7 @@ class Bench:
                 result = self.timed(go, targets)
             finally:
                 if pacer:
-                    shares = pacer.stop()
+                    shares = pacer.stop().shares()
                     print("    oracle pacer, last limits (share of each uplink; - for none): " +
                           " ".join("-" if sh is None else f"{sh:g}" for sh in shares), file=sys.stderr)
         finally:
