@@ -28,8 +28,8 @@ use tokio::sync::mpsc::error::TryRecvError;
 use torronto_core::layout::{chunk_len, chunk_range};
 use torronto_core::{ChunkRef, ConnId, Envelope, Message, PeerAddr, PeerMessage, StorageEvent};
 use torronto_net::{
-    limit_unsent, tune, wall_clock_us, write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming,
-    SecureFrameWriter, TcpFrameWriter,
+    limit_unsent, monotonic_us, tune, wall_clock_us, write_encoded, Decoder, FrameKind, FrameRead, FrameWrite,
+    Incoming, SecureFrameWriter, TcpFrameWriter,
 };
 use torronto_ws_bridge::ws::WsFrameWriter;
 use torronto_ws_bridge::SecureWsWriter;
@@ -77,11 +77,17 @@ pub enum Outgoing {
 /// A chunk to send as an Upload from an open file, answering core's `Read` with `Sent`.
 #[derive(Debug)]
 pub struct StoredUpload {
-    /// From `Envelope::upload_header`.
-    pub header: Bytes,
+    /// Who it is from: the header is encoded as it goes out, with its `SentAt`.
+    pub from: PeerAddr,
     pub file: Arc<File>,
     pub chunk: ChunkRef,
     pub push: bool,
+}
+
+impl StoredUpload {
+    fn header(&self, sent_at: u64) -> Bytes {
+        Envelope::upload_header(&self.from, &self.chunk, Some(sent_at))
+    }
 }
 
 /// A connection's sending half: frames, and where the transport allows, chunk bodies
@@ -90,7 +96,8 @@ pub trait ConnWrite: FrameWrite {
     /// Whether [`ConnWrite::write_stored`] works; for other connections the storage reads
     /// chunks into memory and the node sends them as messages.
     const SENDS_FILES: bool;
-    fn write_stored(&mut self, upload: &StoredUpload) -> impl Future<Output = io::Result<()>> + Send;
+    /// Writes `upload`'s header, sent at `sent_at` ([`monotonic_us`]), then its body.
+    fn write_stored(&mut self, upload: &StoredUpload, sent_at: u64) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Lets at most about `bytes` wait unsent in the kernel ([`UnsentLimit`]), where the
     /// transport has such a bound.
@@ -99,9 +106,9 @@ pub trait ConnWrite: FrameWrite {
 
 impl ConnWrite for TcpFrameWriter<OwnedWriteHalf> {
     const SENDS_FILES: bool = true;
-    async fn write_stored(&mut self, upload: &StoredUpload) -> io::Result<()> {
+    async fn write_stored(&mut self, upload: &StoredUpload, sent_at: u64) -> io::Result<()> {
         let r = chunk_range(upload.chunk.size, upload.chunk.index);
-        self.write_frame(FrameKind::Header, upload.header.clone()).await?;
+        self.write_frame(FrameKind::Header, upload.header(sent_at)).await?;
         self.write_file_frame(&upload.file, r.start, (r.end - r.start) as usize).await
     }
 
@@ -114,9 +121,9 @@ impl ConnWrite for TcpFrameWriter<OwnedWriteHalf> {
 // place in a record and sealed there.
 impl ConnWrite for SecureFrameWriter<OwnedWriteHalf> {
     const SENDS_FILES: bool = true;
-    async fn write_stored(&mut self, upload: &StoredUpload) -> io::Result<()> {
+    async fn write_stored(&mut self, upload: &StoredUpload, sent_at: u64) -> io::Result<()> {
         let r = chunk_range(upload.chunk.size, upload.chunk.index);
-        self.write_frame(FrameKind::Header, upload.header.clone()).await?;
+        self.write_frame(FrameKind::Header, upload.header(sent_at)).await?;
         self.write_file_frame(&upload.file, r.start, (r.end - r.start) as usize).await
     }
 
@@ -127,14 +134,14 @@ impl ConnWrite for SecureFrameWriter<OwnedWriteHalf> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> ConnWrite for WsFrameWriter<S> {
     const SENDS_FILES: bool = false;
-    async fn write_stored(&mut self, _: &StoredUpload) -> io::Result<()> {
+    async fn write_stored(&mut self, _: &StoredUpload, _: u64) -> io::Result<()> {
         Err(io::ErrorKind::Unsupported.into())
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> ConnWrite for SecureWsWriter<S> {
     const SENDS_FILES: bool = false;
-    async fn write_stored(&mut self, _: &StoredUpload) -> io::Result<()> {
+    async fn write_stored(&mut self, _: &StoredUpload, _: u64) -> io::Result<()> {
         Err(io::ErrorKind::Unsupported.into())
     }
 }
@@ -343,8 +350,9 @@ async fn send(
     inputs: &mpsc::Sender<Input>,
 ) -> bool {
     match item {
-        Outgoing::Message(envelope) => {
-            if let Message::Peer(PeerMessage::Upload { chunk, .. }) = &envelope.message {
+        Outgoing::Message(mut envelope) => {
+            if let Message::Peer(PeerMessage::Upload { chunk, stamps, .. }) = &mut envelope.message {
+                stamps.sent = Some(monotonic_us());
                 trace_header_sent(conn, chunk);
             }
             if write_encoded(frames, &envelope.encode()).await.is_err() {
@@ -355,7 +363,7 @@ async fn send(
         }
         Outgoing::Stored(upload) => {
             trace_header_sent(conn, &upload.chunk);
-            let result = frames.write_stored(&upload).await;
+            let result = frames.write_stored(&upload, monotonic_us()).await;
             if let Err(e) = &result {
                 tracing::debug!(%conn, "closing connection: sending {}: {e}", upload.chunk.file);
             }
@@ -424,7 +432,7 @@ mod tests {
             match received.recv().await.expect("the reader reports every message") {
                 Input::Message { envelope, .. } => order.push(match envelope.message {
                     Message::Peer(PeerMessage::Upload { chunk, .. }) => format!("upload {}", chunk.index.get()),
-                    Message::Peer(PeerMessage::Download(chunk)) => format!("request {}", chunk.index.get()),
+                    Message::Peer(PeerMessage::Download { chunk, .. }) => format!("request {}", chunk.index.get()),
                     Message::Peer(PeerMessage::Remove) => "remove".into(),
                     other => panic!("unexpected {other:?}"),
                 }),
@@ -437,14 +445,14 @@ mod tests {
 
     fn upload(index: u32) -> PeerMessage {
         let data = Bytes::from(vec![index as u8; torronto_core::layout::CHUNK_SIZE as usize]);
-        PeerMessage::Upload { chunk: chunk(index), data }
+        PeerMessage::upload(chunk(index), data)
     }
 
     /// A request queued behind chunk bodies leaves before them: on a link where our
     /// uploads to a peer fill the pipe, our requests to it would otherwise wait for them.
     #[tokio::test]
     async fn requests_go_before_the_chunk_bodies_queued_with_them() {
-        let order = delivered(vec![upload(0), upload(1), upload(2), PeerMessage::Download(chunk(3))]).await;
+        let order = delivered(vec![upload(0), upload(1), upload(2), PeerMessage::download(chunk(3))]).await;
         assert_eq!(order, ["request 3", "upload 0", "upload 1", "upload 2"]);
     }
 
@@ -452,7 +460,7 @@ mod tests {
     /// peer would drop uploads arriving after our Remove (a leave's last pushes among them).
     #[tokio::test]
     async fn a_remove_keeps_its_place_behind_the_uploads_queued_before_it() {
-        let items = vec![upload(0), upload(1), PeerMessage::Remove, PeerMessage::Download(chunk(2))];
+        let items = vec![upload(0), upload(1), PeerMessage::Remove, PeerMessage::download(chunk(2))];
         assert_eq!(delivered(items).await, ["upload 0", "upload 1", "remove", "request 2"]);
     }
 

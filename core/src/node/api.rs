@@ -135,6 +135,10 @@ pub struct Tuning {
     /// payload), unless 16 of them are waiting already; 0 announces each as
     /// soon as the node is idle.
     pub have_delay: Millis,
+    /// Whether the automatic upload limit is on (`uplink`): we tell senders how long their
+    /// chunks queue, and hold our uploads under what our uplink carries when receivers
+    /// say ours queue (`--no-auto-upload-limit` turns it off).
+    pub auto_upload_limit: bool,
 }
 
 impl Default for Tuning {
@@ -181,6 +185,7 @@ impl Default for Tuning {
             refresh_interval: 60_000,
             lease: 180_000,
             have_delay: 200,
+            auto_upload_limit: true,
         }
     }
 }
@@ -532,8 +537,16 @@ pub enum Event {
     TokenRefused {
         conn: ConnId,
     },
-    /// A control client set the bandwidth limits: the driver enforces them.
+    /// A control client set the bandwidth limits: the driver enforces them (with the
+    /// automatic upload limit, [`super::Node::limits_in_force`]).
     LimitsChanged(RateLimits),
+    /// The automatic upload limit changed (bytes a second; `None`: lifted): the driver
+    /// enforces [`super::Node::limits_in_force`]. `measured` is what the uplink was just
+    /// measured to carry, when peers' reports of a queue cut the limit.
+    AutoUploadLimit {
+        limit: Option<u64>,
+        measured: Option<u64>,
+    },
 }
 
 /// A file this node holds at start-up, as found on disk by the driver.

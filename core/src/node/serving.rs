@@ -61,7 +61,7 @@ impl Node {
                     peer.served += len;
                 }
                 if let Some(data) = data {
-                    self.send(conn, PeerMessage::Upload { chunk, data });
+                    self.send(conn, PeerMessage::upload(chunk, data));
                 }
             }
             Err(e) => {
