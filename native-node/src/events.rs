@@ -92,7 +92,7 @@ impl EventLog {
             ),
             Event::AutoUploadLimit { limit: Some(limit), measured: Some(measured) } => tracing::info!(
                 "peers say our uploads queue on their way out: the uplink carries about {}, uploads held at {} \
-                 (automatic upload limit; --no-auto-upload-limit turns it off)",
+                 (--auto-upload-limit)",
                 crate::limits::format_rate(measured),
                 crate::limits::format_rate(limit)
             ),

@@ -44,8 +44,8 @@ pub struct NodeOptions {
     pub settle: Option<Duration>,
     /// Most links to other nodes (`--max-links`).
     pub max_links: usize,
-    /// Hold uploads under what the uplink carries when peers say they queue (on unless
-    /// `--no-auto-upload-limit`; see core's `uplink`).
+    /// Hold uploads under what the uplink carries when peers say they queue
+    /// (`--auto-upload-limit`; see core's `uplink`).
     pub auto_upload_limit: bool,
 }
 

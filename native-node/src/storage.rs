@@ -153,7 +153,7 @@ pub fn execute(
             Some(SendFile { from, writer }) => match store.handle(&chunk.file) {
                 Ok(file) => {
                     // A writer gone away means the peer did; its reader reports that.
-                    let _ = writer.send(Outgoing::Stored(StoredUpload { from, file, chunk, push }));
+                    let _ = writer.send(Outgoing::Stored(StoredUpload { from, sent_at: 0, file, chunk, push }));
                     None
                 }
                 Err(e) => {

@@ -59,7 +59,7 @@ async fn start_node_on(web_host: &str, web_root: PathBuf, allow_origins: Vec<Str
         bittorrent: None,
         settle: None,
         max_links: torronto_node::options::DEFAULT_MAX_LINKS,
-        auto_upload_limit: true,
+        auto_upload_limit: false,
     };
     let driver = Driver::bind(options).await.unwrap();
     let tcp = driver.addr().clone();

@@ -5,7 +5,7 @@
 //!   taken out;
 //! - a seeder whose receivers report a queue holds its uploads at what it was sending,
 //!   shows it (`autoUploadLimit`, its log), lets it rise when they stop, and does none
-//!   of it with `--no-auto-upload-limit`.
+//!   of it without `--auto-upload-limit`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,14 +84,14 @@ fn a_fetching_node_tells_each_sender_how_long_its_chunks_queued() {
 /// Three raw peers fetch from a seeder as fast as they can, each saying on every request
 /// that the seeder's chunks queue 60 ms on its side. The seeder holds its uploads under
 /// what it was sending, says so, and keeps to it; when they say the queue is gone the
-/// limit rises. With `--no-auto-upload-limit` the same reports change nothing.
+/// limit rises. Without `--auto-upload-limit` the same reports change nothing.
 ///
 /// The seeder's own `--upload-limit` plays the uplink: what it sends is then steady
 /// (on loopback it would be whatever the machine has to spare), and the automatic limit
 /// has to come in under it.
 #[test]
 fn a_seeder_told_its_uploads_queue_holds_them_at_what_its_uplink_carried() {
-    let seeder = seeder(&["--upload-limit", UPLINK]);
+    let seeder = seeder(&["--auto-upload-limit", "--upload-limit", UPLINK]);
     let queue_us = Arc::new(std::sync::atomic::AtomicU64::new(60_000));
     let stop = Arc::new(AtomicBool::new(false));
     let receivers: Vec<_> = (0..3).map(|i| receiver(&seeder, &format!("r{i}"), &queue_us, &stop)).collect();
@@ -122,13 +122,13 @@ fn a_seeder_told_its_uploads_queue_holds_them_at_what_its_uplink_carried() {
     drop(seeder);
 
     // Turned off, the same reports change nothing.
-    let seeder = self::seeder(&["--no-auto-upload-limit", "--upload-limit", UPLINK]);
+    let seeder = self::seeder(&["--upload-limit", UPLINK]);
     queue_us.store(60_000, Ordering::Relaxed);
     stop.store(false, Ordering::Relaxed);
     let receivers: Vec<_> = (0..3).map(|i| receiver(&seeder, &format!("r{i}"), &queue_us, &stop)).collect();
     wait_until(Duration::from_secs(10), "uploads under way", || number(&seeder.query(), "bytesServed") > 16 << 20);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(held_at(&seeder), None, "--no-auto-upload-limit, and still held");
+    assert_eq!(held_at(&seeder), None, "held without --auto-upload-limit");
     assert!(!seeder.log().contains("uploads held at"));
     stop.store(true, Ordering::Relaxed);
     receivers.into_iter().for_each(|r| r.join().unwrap());

@@ -135,9 +135,11 @@ pub struct Tuning {
     /// payload), unless 16 of them are waiting already; 0 announces each as
     /// soon as the node is idle.
     pub have_delay: Millis,
-    /// Whether the automatic upload limit is on (`uplink`): we tell senders how long their
-    /// chunks queue, and hold our uploads under what our uplink carries when receivers
-    /// say ours queue (`--no-auto-upload-limit` turns it off).
+    /// Whether the automatic upload limit is on (`uplink`, `--auto-upload-limit`): our
+    /// uploads are held under what our uplink carries when receivers say they queue.
+    /// (Every node tells its senders how long their chunks queue, on or off.) Off by
+    /// default: on shaped links it gained where uplinks were narrow and lost where all
+    /// links were alike (README, "An automatic upload limit").
     pub auto_upload_limit: bool,
 }
 
@@ -185,7 +187,7 @@ impl Default for Tuning {
             refresh_interval: 60_000,
             lease: 180_000,
             have_delay: 200,
-            auto_upload_limit: true,
+            auto_upload_limit: false,
         }
     }
 }

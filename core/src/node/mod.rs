@@ -397,8 +397,10 @@ impl Node {
             StorageEvent::ImportProgress { id, done, total } => self.on_import_progress(id, done, total),
             StorageEvent::Imported { id, result } => self.on_imported(id, result),
             StorageEvent::Committed { id, result } => self.on_committed(id, result),
-            StorageEvent::Read { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(Some)),
-            StorageEvent::Sent { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(|()| None)),
+            StorageEvent::Read { conn, chunk, push, result } => self.on_read(now, conn, chunk, push, result.map(Some)),
+            StorageEvent::Sent { conn, chunk, push, result } => {
+                self.on_read(now, conn, chunk, push, result.map(|()| None))
+            }
             StorageEvent::Written { chunk, result } => self.on_written(now, chunk, result),
             StorageEvent::Prepared { file, result } => self.on_prepared(now, file, result),
             StorageEvent::Finalized { file, result } => self.on_finalized(file, result),
