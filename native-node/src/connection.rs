@@ -9,7 +9,8 @@
 //! On TCP the writer also sends chunk bodies straight from their files (sendfile),
 //! sparing a read into memory and a copy into the socket for every chunk served; in a
 //! private network it reads each body from its file straight into the record that
-//! carries it, where it is sealed.
+//! carries it, where it is sealed. The writer stamps each chunk with when it goes to the
+//! socket (`SentAt`), for the receivers' one-way delays (core's `uplink`).
 
 use std::collections::VecDeque;
 use std::fs::File;
