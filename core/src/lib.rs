@@ -48,4 +48,4 @@ pub use node::{
 pub use secure::{Handshake, Identity, NetworkSecret, NodeId, SecureChannel, SecureConfig, SecureError};
 pub use status::{ChunkMap, FileRow, InsertProgress, LinkStatus, Status};
 pub use units::human_size;
-pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage, RateLimits, Tombstone};
+pub use wire::{ChunkRef, Code, Control, Envelope, Message, PeerAddr, PeerMessage, RateLimits, Stamps, Tombstone};

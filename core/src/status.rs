@@ -75,6 +75,10 @@ pub struct Status {
     pub upload_limit: u64,
     #[serde(rename = "downloadLimit", default)]
     pub download_limit: u64,
+    /// The automatic upload limit, while peers' reports of a queue hold it (bytes per
+    /// second; enforced under `uploadLimit`).
+    #[serde(rename = "autoUploadLimit", default, skip_serializing_if = "Option::is_none")]
+    pub auto_upload_limit: Option<u64>,
     /// Each of `peers`, in the same order: how much of the files listed it holds and the
     /// bytes moved between it and this node (the panel's per-peer list).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -21,7 +21,7 @@ fn requests(node: &mut Node, now: u64) -> Vec<(ConnId, u32)> {
         while let Some(c) = node.poll_net() {
             moved = true;
             if let NetCommand::Send { conn, envelope } = c {
-                if let torronto_core::Message::Peer(PeerMessage::Download(chunk)) = envelope.message {
+                if let torronto_core::Message::Peer(PeerMessage::Download { chunk, .. }) = envelope.message {
                     asked.push((conn, chunk.index.get()));
                 }
             }

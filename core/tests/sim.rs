@@ -279,7 +279,7 @@ impl Net {
             moved = true;
             match cmd {
                 NetCommand::Send { conn, envelope } => {
-                    if let Message::Peer(PeerMessage::Download(chunk)) = &envelope.message {
+                    if let Message::Peer(PeerMessage::Download { chunk, .. }) = &envelope.message {
                         self.machines[m].downloads.push(chunk.index.get());
                     }
                     let mut envelope = envelope;
@@ -356,7 +356,7 @@ impl Net {
     fn send_stored(&mut self, m: usize, conn: ConnId, chunk: &ChunkRef) {
         let r = chunk_range(chunk.size, chunk.index);
         let body = &self.machines[m].folder[&chunk.file][r.start as usize..r.end as usize];
-        let header = Envelope::upload_header(&addr(m), chunk);
+        let header = Envelope::upload_header(&addr(m), chunk, None);
         let mut buf = BytesMut::new();
         for frame in [&header[..], body] {
             buf.extend_from_slice(&frame_prefix(frame.len()));

@@ -134,7 +134,7 @@ fn build(msg: FMsg) -> Message {
         )
         .into(),
         FMsg::Download { file, index } => {
-            PeerMessage::Download(ChunkRef { file: name(file.name), size: file.size(), index: file.index(index) })
+            PeerMessage::download(ChunkRef { file: name(file.name), size: file.size(), index: file.index(index) })
                 .into()
         }
         FMsg::Upload { file, index, good } => {
@@ -146,10 +146,7 @@ fn build(msg: FMsg) -> Message {
                     *b ^= 1;
                 }
             }
-            PeerMessage::Upload {
-                chunk: ChunkRef { file: name(file.name), size: file.size(), index: i },
-                data: Bytes::from(data),
-            }
+            PeerMessage::upload(ChunkRef { file: name(file.name), size: file.size(), index: i }, Bytes::from(data))
             .into()
         }
         FMsg::Have { entries } => PeerMessage::Have(

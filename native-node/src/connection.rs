@@ -9,7 +9,8 @@
 //! On TCP the writer also sends chunk bodies straight from their files (sendfile),
 //! sparing a read into memory and a copy into the socket for every chunk served; in a
 //! private network it reads each body from its file straight into the record that
-//! carries it, where it is sealed.
+//! carries it, where it is sealed. The writer stamps each chunk with when it goes to the
+//! socket (`SentAt`), for the receivers' one-way delays (core's `uplink`).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -28,8 +29,8 @@ use tokio::sync::mpsc::error::TryRecvError;
 use torronto_core::layout::{chunk_len, chunk_range};
 use torronto_core::{ChunkRef, ConnId, Envelope, Message, PeerAddr, PeerMessage, StorageEvent};
 use torronto_net::{
-    limit_unsent, tune, wall_clock_us, write_encoded, Decoder, FrameKind, FrameRead, FrameWrite, Incoming,
-    SecureFrameWriter, TcpFrameWriter,
+    limit_unsent, monotonic_us, tune, wall_clock_us, write_encoded, Decoder, FrameKind, FrameRead, FrameWrite,
+    Incoming, SecureFrameWriter, TcpFrameWriter,
 };
 use torronto_ws_bridge::ws::WsFrameWriter;
 use torronto_ws_bridge::SecureWsWriter;
@@ -77,11 +78,19 @@ pub enum Outgoing {
 /// A chunk to send as an Upload from an open file, answering core's `Read` with `Sent`.
 #[derive(Debug)]
 pub struct StoredUpload {
-    /// From `Envelope::upload_header`.
-    pub header: Bytes,
+    /// Who it is from: the header is encoded as it goes out, with its `SentAt`.
+    pub from: PeerAddr,
+    /// Its `SentAt`, set by the writer ([`stamp`]).
+    pub sent_at: u64,
     pub file: Arc<File>,
     pub chunk: ChunkRef,
     pub push: bool,
+}
+
+impl StoredUpload {
+    fn header(&self) -> Bytes {
+        Envelope::upload_header(&self.from, &self.chunk, Some(self.sent_at))
+    }
 }
 
 /// A connection's sending half: frames, and where the transport allows, chunk bodies
@@ -90,6 +99,7 @@ pub trait ConnWrite: FrameWrite {
     /// Whether [`ConnWrite::write_stored`] works; for other connections the storage reads
     /// chunks into memory and the node sends them as messages.
     const SENDS_FILES: bool;
+    /// Writes `upload`'s header, then its body.
     fn write_stored(&mut self, upload: &StoredUpload) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Lets at most about `bytes` wait unsent in the kernel ([`UnsentLimit`]), where the
@@ -101,7 +111,7 @@ impl ConnWrite for TcpFrameWriter<OwnedWriteHalf> {
     const SENDS_FILES: bool = true;
     async fn write_stored(&mut self, upload: &StoredUpload) -> io::Result<()> {
         let r = chunk_range(upload.chunk.size, upload.chunk.index);
-        self.write_frame(FrameKind::Header, upload.header.clone()).await?;
+        self.write_frame(FrameKind::Header, upload.header()).await?;
         self.write_file_frame(&upload.file, r.start, (r.end - r.start) as usize).await
     }
 
@@ -116,7 +126,7 @@ impl ConnWrite for SecureFrameWriter<OwnedWriteHalf> {
     const SENDS_FILES: bool = true;
     async fn write_stored(&mut self, upload: &StoredUpload) -> io::Result<()> {
         let r = chunk_range(upload.chunk.size, upload.chunk.index);
-        self.write_frame(FrameKind::Header, upload.header.clone()).await?;
+        self.write_frame(FrameKind::Header, upload.header()).await?;
         self.write_file_frame(&upload.file, r.start, (r.end - r.start) as usize).await
     }
 
@@ -253,6 +263,7 @@ pub async fn write_loop(
             }
         }
         let started = Instant::now();
+        let item = stamp(item, monotonic_us());
         if !send(conn, &mut frames, item, &queued, &inputs).await {
             return;
         }
@@ -373,6 +384,21 @@ async fn send(
     }
 }
 
+/// `item`, a chunk, with its `SentAt`: `at` (in [`monotonic_us`]), as it goes to the
+/// socket. (Stamped instead with when it should leave the socket, reckoned from the
+/// connection's pace and what waits unsent, the automatic limit did worse on shaped
+/// links: 1.30–1.34 × the bound where every link was 100 Mbit/s, against 1.15–1.21.)
+fn stamp(mut item: Outgoing, at: u64) -> Outgoing {
+    match &mut item {
+        Outgoing::Message(Envelope { message: Message::Peer(PeerMessage::Upload { stamps, .. }), .. }) => {
+            stamps.sent = Some(at)
+        }
+        Outgoing::Message(_) => {}
+        Outgoing::Stored(upload) => upload.sent_at = at,
+    }
+    item
+}
+
 /// When a chunk's header goes to the socket, for the chunk trace's one-way delays (the
 /// driver names the connection's peer: `owd conn N peer ADDR`).
 fn trace_header_sent(conn: ConnId, chunk: &ChunkRef) {
@@ -424,7 +450,7 @@ mod tests {
             match received.recv().await.expect("the reader reports every message") {
                 Input::Message { envelope, .. } => order.push(match envelope.message {
                     Message::Peer(PeerMessage::Upload { chunk, .. }) => format!("upload {}", chunk.index.get()),
-                    Message::Peer(PeerMessage::Download(chunk)) => format!("request {}", chunk.index.get()),
+                    Message::Peer(PeerMessage::Download { chunk, .. }) => format!("request {}", chunk.index.get()),
                     Message::Peer(PeerMessage::Remove) => "remove".into(),
                     other => panic!("unexpected {other:?}"),
                 }),
@@ -437,14 +463,14 @@ mod tests {
 
     fn upload(index: u32) -> PeerMessage {
         let data = Bytes::from(vec![index as u8; torronto_core::layout::CHUNK_SIZE as usize]);
-        PeerMessage::Upload { chunk: chunk(index), data }
+        PeerMessage::upload(chunk(index), data)
     }
 
     /// A request queued behind chunk bodies leaves before them: on a link where our
     /// uploads to a peer fill the pipe, our requests to it would otherwise wait for them.
     #[tokio::test]
     async fn requests_go_before_the_chunk_bodies_queued_with_them() {
-        let order = delivered(vec![upload(0), upload(1), upload(2), PeerMessage::Download(chunk(3))]).await;
+        let order = delivered(vec![upload(0), upload(1), upload(2), PeerMessage::download(chunk(3))]).await;
         assert_eq!(order, ["request 3", "upload 0", "upload 1", "upload 2"]);
     }
 
@@ -452,7 +478,7 @@ mod tests {
     /// peer would drop uploads arriving after our Remove (a leave's last pushes among them).
     #[tokio::test]
     async fn a_remove_keeps_its_place_behind_the_uploads_queued_before_it() {
-        let items = vec![upload(0), upload(1), PeerMessage::Remove, PeerMessage::Download(chunk(2))];
+        let items = vec![upload(0), upload(1), PeerMessage::Remove, PeerMessage::download(chunk(2))];
         assert_eq!(delivered(items).await, ["upload 0", "upload 1", "remove", "request 2"]);
     }
 

@@ -70,6 +70,7 @@ async fn run_in(root: &Path, count: usize, base_port: u16, once: bool) -> anyhow
             bittorrent: None,
             settle: Some(crate::shared::DEFAULT_SETTLE),
             max_links: crate::options::DEFAULT_MAX_LINKS,
+            auto_upload_limit: false,
         };
         let driver = match Driver::bind(options.clone()).await {
             // The usual panel port is taken (by another demo, say): any port will do. Bound

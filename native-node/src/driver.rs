@@ -161,7 +161,11 @@ impl Driver {
             token: Some(token.clone()),
             insert_from,
             seed: rand::random(),
-            tuning: Tuning { max_links: opts.max_links, ..Tuning::default() },
+            tuning: Tuning {
+                max_links: opts.max_links,
+                auto_upload_limit: opts.auto_upload_limit,
+                ..Tuning::default()
+            },
             private: private.as_ref().map(|p| p.node_id()),
         });
         let (complete, partial) =
@@ -459,7 +463,7 @@ impl Driver {
             }
             Input::Message { conn, envelope } => {
                 trace_chunk(&self.node, conn, &envelope.message, true);
-                if matches!(envelope.message, Message::Peer(PeerMessage::Download(_))) {
+                if matches!(envelope.message, Message::Peer(PeerMessage::Download { .. })) {
                     self.name_in_trace(conn);
                 }
                 match &mut self.metrics {
@@ -488,7 +492,8 @@ impl Driver {
                     (&mut self.metrics, &event)
                 {
                     metrics.sent(self.node.peer_of(*conn), chunk);
-                    metrics.upload_header_sent(Envelope::upload_header(self.node.me(), chunk).len());
+                    let header = Envelope::upload_header(self.node.me(), chunk, Some(torronto_net::monotonic_us()));
+                    metrics.upload_header_sent(header.len());
                 }
                 self.node.handle_storage(now, event)
             }
@@ -545,8 +550,8 @@ impl Driver {
                 if let Some(metrics) = &mut self.metrics {
                     metrics.event(&event);
                 }
-                if let Event::LimitsChanged(limits) = &event {
-                    self.limiter.set(*limits);
+                if matches!(event, Event::LimitsChanged(_) | Event::AutoUploadLimit { .. }) {
+                    self.limiter.set(self.node.limits_in_force());
                 }
                 if let Some(shared) = &mut self.shared {
                     shared.event(&event);
@@ -578,9 +583,11 @@ impl Driver {
             return;
         }
         let send_file = match &command {
-            StorageCommand::Read { conn, chunk, .. } => self.conns.get(conn).filter(|c| c.sends_files).map(|c| {
-                SendFile { header: Envelope::upload_header(self.node.me(), chunk), writer: c.outgoing.clone() }
-            }),
+            StorageCommand::Read { conn, .. } => self
+                .conns
+                .get(conn)
+                .filter(|c| c.sends_files)
+                .map(|c| SendFile { from: self.node.me().clone(), writer: c.outgoing.clone() }),
             _ => None,
         };
         self.storage.submit(command, send_file);
@@ -596,8 +603,8 @@ fn trace_chunk(node: &Node, conn: ConnId, message: &Message, incoming: bool) {
         return;
     }
     let (what, chunk) = match (message, incoming) {
-        (Message::Peer(PeerMessage::Download(chunk)), false) => ("ask", chunk),
-        (Message::Peer(PeerMessage::Download(chunk)), true) => ("wanted", chunk),
+        (Message::Peer(PeerMessage::Download { chunk, .. }), false) => ("ask", chunk),
+        (Message::Peer(PeerMessage::Download { chunk, .. }), true) => ("wanted", chunk),
         (Message::Peer(PeerMessage::Upload { chunk, .. }), true) => ("got", chunk),
         _ => return,
     };

@@ -90,6 +90,18 @@ impl EventLog {
                 crate::limits::format_rate(limits.upload),
                 crate::limits::format_rate(limits.download)
             ),
+            Event::AutoUploadLimit { limit: Some(limit), measured: Some(measured) } => tracing::info!(
+                "peers say our uploads queue on their way out: the uplink carries about {}, uploads held at {} \
+                 (--auto-upload-limit)",
+                crate::limits::format_rate(measured),
+                crate::limits::format_rate(limit)
+            ),
+            Event::AutoUploadLimit { limit: Some(limit), measured: None } => {
+                tracing::debug!("automatic upload limit now {}", crate::limits::format_rate(limit))
+            }
+            Event::AutoUploadLimit { limit: None, .. } => {
+                tracing::info!("automatic upload limit lifted: no queue for a while")
+            }
             // The native node inserts through control connections only.
             Event::Inserted { .. } => {}
             // Success is logged as the insert.

@@ -52,8 +52,9 @@ impl Pacer {
         Self { rate: watch::Sender::new(rate), next: Mutex::new(Instant::now()) }
     }
 
+    /// Sets the rate; chunks waiting are woken only if it changed.
     fn set(&self, rate: u64) {
-        self.rate.send_replace(rate);
+        self.rate.send_if_modified(|old| std::mem::replace(old, rate) != rate);
     }
 
     /// Whether there is a limit (else [`Pacer::take`] never waits).
@@ -70,8 +71,8 @@ impl Pacer {
         let mut rate = self.rate.subscribe();
         // Whether this chunk waited for its turn (and so keeps to the schedule).
         let mut waited = false;
+        let mut per_second = *rate.borrow_and_update();
         loop {
-            let per_second = *rate.borrow_and_update();
             if per_second == 0 {
                 return;
             }
@@ -91,10 +92,17 @@ impl Pacer {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(*next) => waited = true,
-                // A new rate applies now, not after the old rate's wait.
+                // A new rate applies now, not after the old rate's wait: what is left of
+                // the wait for bytes already paid for is paid at the new rate. (Starting
+                // afresh instead let a chunk through at every change: at the automatic
+                // limit's 1 % a tick, 4 chunks a second over it.)
                 _ = rate.changed() => {
-                    *next = now;
-                    waited = false;
+                    let new = *rate.borrow_and_update();
+                    if new != 0 {
+                        let left = next.saturating_duration_since(now);
+                        *next = now + left.mul_f64(per_second as f64 / new as f64);
+                    }
+                    per_second = new;
                 }
             }
         }
@@ -159,6 +167,39 @@ pub fn format_rate(bytes_per_second: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rate changed again and again while a chunk waits (the automatic upload limit
+    /// rises 1 % a tick) still holds: each change only rescales the wait.
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_changed_while_chunks_wait_still_holds() {
+        const CHUNK: u64 = 64 << 10;
+        let pacer = Arc::new(Pacer::new(1_000_000));
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (p, s) = (pacer.clone(), sent.clone());
+        let sender = tokio::spawn(async move {
+            loop {
+                p.take(CHUNK).await;
+                s.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let start = Instant::now();
+        let mut rate = 1_000_000u64;
+        let mut allowed = 0.0;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            allowed += rate as f64 * 0.25;
+            rate = rate * 101 / 100;
+            pacer.set(rate);
+            // The same rate again wakes nothing.
+            pacer.set(rate);
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        sender.abort();
+        assert!((elapsed - 5.0).abs() < 0.01, "{elapsed}");
+        assert!(sent <= allowed + 2.0 * CHUNK as f64, "sent {sent} bytes where {allowed} were allowed");
+        assert!(sent >= allowed - 2.0 * CHUNK as f64, "sent {sent} bytes where {allowed} were allowed");
+    }
 
     #[test]
     fn rates_parse_with_and_without_units() {

@@ -122,6 +122,15 @@ enum Command {
         /// lets others dial it for the rest, and learns the whole network by gossip.
         #[arg(long, value_name = "N", default_value_t = torronto_node::options::DEFAULT_MAX_LINKS, value_parser = parse_max_links)]
         max_links: usize,
+        /// Hold uploads back on our own when they fill the uplink: when the peers we
+        /// send to measure that our chunks queue on their way out (a full uplink, whose
+        /// queue holds up our own requests and downloads too), uploads are held at 95 %
+        /// of what the uplink was seen to carry, under any --upload-limit; the hold rises
+        /// while the queue is gone, and is lifted 30 seconds after it last had to cut.
+        /// For a line whose uplink is narrower than its downlink, when its rate is not
+        /// known (if it is, --upload-limit at 90 % of it does better). Off by default.
+        #[arg(long)]
+        auto_upload_limit: bool,
     },
     /// Tell a node to join the network.
     Join(Control),
@@ -301,6 +310,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             settle_ms,
             bittorrent,
             max_links,
+            auto_upload_limit,
         } => {
             init_logs(log_format);
             check_exposure(&listen, advertise.as_ref(), ws.as_ref(), secret.is_some(), open)?;
@@ -329,6 +339,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 settle: Some(std::time::Duration::from_millis(settle_ms)),
                 bittorrent,
                 max_links,
+                auto_upload_limit,
             };
             let driver = Driver::bind(options).await?;
             // Listening for Ctrl-C and SIGTERM before saying it is ready.

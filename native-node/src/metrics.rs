@@ -97,7 +97,7 @@ impl Metrics {
     /// driver observes the answer's time with [`Metrics::query_answered`]).
     pub fn incoming(&mut self, peer: Option<&PeerAddr>, conn: ConnId, message: &Message) -> Option<Instant> {
         match message {
-            Message::Peer(PeerMessage::Upload { chunk, data }) => self.received(conn, peer, chunk, data.len()),
+            Message::Peer(PeerMessage::Upload { chunk, data, .. }) => self.received(conn, peer, chunk, data.len()),
             Message::Control(Control::Query { .. }) => return Some(Instant::now()),
             _ => {}
         }
@@ -110,7 +110,7 @@ impl Metrics {
         let prefixes = FRAME_PREFIX_LEN * (1 + usize::from(encoded.body.is_some()));
         let mut control = encoded.header.len() + prefixes;
         match &envelope.message {
-            Message::Peer(PeerMessage::Download(chunk)) => self.requested(conn, chunk),
+            Message::Peer(PeerMessage::Download { chunk, .. }) => self.requested(conn, chunk),
             Message::Peer(PeerMessage::Upload { chunk, .. }) => self.sent(peer, chunk),
             _ => control += encoded.body.as_ref().map_or(0, |b| b.len()),
         }
@@ -251,7 +251,7 @@ fn control_kind(message: &Message) -> &'static str {
     match message {
         Message::Peer(PeerMessage::Have(_)) => "have",
         Message::Peer(PeerMessage::Gossip(_)) => "gossip",
-        Message::Peer(PeerMessage::Download(_) | PeerMessage::Upload { .. }) => "requests",
+        Message::Peer(PeerMessage::Download { .. } | PeerMessage::Upload { .. }) => "requests",
         Message::Peer(
             PeerMessage::Add { .. }
             | PeerMessage::Files { .. }
@@ -330,9 +330,9 @@ mod tests {
         let mut m = Metrics::default();
         let peer = PeerAddr::new("10.0.0.1", 7001);
         let upload = |index: u32, len: usize| -> Message {
-            PeerMessage::Upload { chunk: chunk(index), data: bytes::Bytes::from(vec![0; len]) }.into()
+            PeerMessage::upload(chunk(index), bytes::Bytes::from(vec![0; len])).into()
         };
-        let download = Envelope { from: None, token: None, message: PeerMessage::Download(chunk(0)).into() };
+        let download = Envelope { from: None, token: None, message: PeerMessage::download(chunk(0)).into() };
         let download_len = download.encode().header.len() + FRAME_PREFIX_LEN;
         m.outgoing(Some(&peer), ConnId(1), &download);
         assert!(m.incoming(Some(&peer), ConnId(1), &upload(0, 65_536)).is_none());

@@ -44,6 +44,9 @@ pub struct NodeOptions {
     pub settle: Option<Duration>,
     /// Most links to other nodes (`--max-links`).
     pub max_links: usize,
+    /// Hold uploads under what the uplink carries when peers say they queue
+    /// (`--auto-upload-limit`; see core's `uplink`).
+    pub auto_upload_limit: bool,
 }
 
 /// `--max-links`'s default.

@@ -14,9 +14,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::mpsc as tokio_mpsc;
-use torronto_core::{Code, StorageCommand, StorageError, StorageEvent};
+use torronto_core::{Code, PeerAddr, StorageCommand, StorageError, StorageEvent};
 
 use crate::connection::{Outgoing, StoredUpload};
 use crate::input::Input;
@@ -26,8 +25,8 @@ use crate::store::{io_error, read_chunk, ChunkWriter, Store};
 /// `Read` for it is answered by queueing the Upload there, which reports `Sent`.
 #[derive(Debug)]
 pub struct SendFile {
-    /// From `Envelope::upload_header`.
-    pub header: Bytes,
+    /// Who the Upload is from (its header is written as it goes out, stamped then).
+    pub from: PeerAddr,
     pub writer: tokio_mpsc::UnboundedSender<Outgoing>,
 }
 
@@ -151,10 +150,10 @@ pub fn execute(
             Some(StorageEvent::Prepared { result: store.prepare(&file, &manifest), file })
         }
         StorageCommand::Read { conn, chunk, push } => match send_file {
-            Some(SendFile { header, writer }) => match store.handle(&chunk.file) {
+            Some(SendFile { from, writer }) => match store.handle(&chunk.file) {
                 Ok(file) => {
                     // A writer gone away means the peer did; its reader reports that.
-                    let _ = writer.send(Outgoing::Stored(StoredUpload { header, file, chunk, push }));
+                    let _ = writer.send(Outgoing::Stored(StoredUpload { from, sent_at: 0, file, chunk, push }));
                     None
                 }
                 Err(e) => {

@@ -141,8 +141,10 @@ fn render(node: &str, s: &Status, before: Option<(&Status, Rates)>, every: Durat
     let rate =
         |r: Option<f64>| r.map_or_else(|| "…".to_owned(), |r| format_rate(r as u64).replace("unlimited", "0 B/s"));
     let rates = before.map(|(_, r)| r);
+    let held =
+        s.auto_upload_limit.map_or_else(String::new, |l| format!(", held at {} by peers' reports", format_rate(l)));
     lines.push(format!(
-        "download {} (limit {}) · upload {} (limit {})",
+        "download {} (limit {}) · upload {} (limit {}{held})",
         rate(rates.map(|r| r.download)),
         format_rate(s.download_limit),
         rate(rates.map(|r| r.upload)),

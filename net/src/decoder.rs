@@ -69,26 +69,30 @@ impl<R: FrameRead> Decoder<R> {
         Ok(Some((kind, frame, step)))
     }
 
-    /// The next message or refusal; `None` at the end of the stream.
+    /// The next message or refusal; `None` at the end of the stream. An Upload is
+    /// stamped with when its header arrived (`Stamps::arrived`, [`monotonic_us`]): its
+    /// body's time on the wire would blur the one-way delay.
     pub async fn next(&mut self) -> Result<Option<Incoming>, ReadError> {
-        let mut header_us = 0u128;
+        let (mut header_at, mut header_wall_us) = (None, 0u128);
         loop {
             match self.next_frame().await? {
                 None => return Ok(None),
                 Some((kind, _, Step::Partial)) => {
-                    // When a chunk's header arrived, for the chunk trace's one-way delays
-                    // (its body's time on the wire would blur them).
-                    if kind == FrameKind::Header && tracing::enabled!(target: "torronto::chunks", tracing::Level::TRACE)
-                    {
-                        header_us = wall_clock_us();
+                    if kind == FrameKind::Header {
+                        header_at = Some(monotonic_us());
+                        // For the chunk trace, on the clock the nodes of a benchmark share.
+                        if tracing::enabled!(target: "torronto::chunks", tracing::Level::TRACE) {
+                            header_wall_us = wall_clock_us();
+                        }
                     }
                 }
-                Some((_, _, Step::Message(envelope))) => {
-                    // (None stamped if tracing began between the header and the body.)
-                    if let (Message::Peer(PeerMessage::Upload { chunk, .. }), Some(from), 1..) =
-                        (&envelope.message, &envelope.from, header_us)
-                    {
-                        tracing::trace!(target: "torronto::chunks", "owd got from {from} index {} us {header_us}", chunk.index);
+                Some((_, _, Step::Message(mut envelope))) => {
+                    if let Message::Peer(PeerMessage::Upload { chunk, stamps, .. }) = &mut envelope.message {
+                        stamps.arrived = header_at;
+                        // (None stamped if tracing began between the header and the body.)
+                        if let (Some(from), 1..) = (&envelope.from, header_wall_us) {
+                            tracing::trace!(target: "torronto::chunks", "owd got from {from} index {} us {header_wall_us}", chunk.index);
+                        }
                     }
                     return Ok(Some(Incoming::Message(envelope)));
                 }
@@ -96,6 +100,14 @@ impl<R: FrameRead> Decoder<R> {
             }
         }
     }
+}
+
+/// Microseconds since this process first asked: the clock one-way delays are stamped
+/// with on the wire ([`torronto_core::Stamps`]). Monotonic, so that a wall clock set
+/// back or forward does not read as a queue; each side's origin cancels out.
+pub fn monotonic_us() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(std::time::Instant::now).elapsed().as_micros() as u64
 }
 
 /// Microseconds of the wall clock: what the chunk trace stamps one-way delays with, so that

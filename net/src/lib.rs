@@ -31,7 +31,7 @@ pub mod sendfile;
 pub mod socket;
 pub mod tcp;
 
-pub use decoder::{wall_clock_us, Decoder, Incoming, Step};
+pub use decoder::{monotonic_us, wall_clock_us, Decoder, Incoming, Step};
 pub use frames::{write_encoded, FrameKind, FrameRead, FrameWrite, ReadError, BODY_TIMEOUT};
 pub use secure::{
     handshake, FirstBytes, HandshakeError, SealBatch, SecureFrameReader, SecureFrameWriter, Secured, SNIFF_LEN,

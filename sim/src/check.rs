@@ -78,7 +78,7 @@ pub fn sent(world: &mut World, m: usize, envelope: &Envelope) {
     if world.machines[m].role == Role::Liar {
         return;
     }
-    if let Message::Peer(PeerMessage::Upload { chunk, data }) = &envelope.message {
+    if let Message::Peer(PeerMessage::Upload { chunk, data, .. }) = &envelope.message {
         let right = spec(world, &chunk.file).is_some_and(|s| s.chunk(chunk.index) == *data);
         if !right {
             violate(world, Invariant::ServedUnverified, format!("m{m} serves a bad {}#{}", chunk.file, chunk.index));

@@ -6,7 +6,7 @@ lower bound.
   tests/bench/shaped.py [--case uniform|hetero|both] [--size MiB] [--nodes N] [--rounds N]
                         [--only TOOL,...] [--torronto [LABEL=]PATH]... [--private]
                         [--timeout SECS] [--work DIR] [--keep] [--timeline] [--queues] [--oracle-pacer] [--chunk-trace]
-                        [--upload-limits NODES[,SEEDER]]
+                        [--upload-limits NODES[,SEEDER]] [--auto-upload-limit]
 
 Runs as root (it makes namespaces and qdiscs), Python 3 standard library only.
 
@@ -68,6 +68,10 @@ own uplink queue from its htb and, knowing the link's rate, limits (`torronto li
 whose queue passes 8 ms to 95 % of their uplink's payload rate, raising a limit by 1 % a
 tick up to 97 % while under 3 ms is queued. No real node can see the queue in its modem or
 know its line's rate: the row bounds what an automatic limit could reach.
+
+--auto-upload-limit adds, for each torronto build, a row LABEL+auto run with every node's
+`--auto-upload-limit`: uploads held at 95 % of what an uplink was seen to carry while the
+peers it sends to report its chunks queue (core/src/node/uplink.rs).
 
 --upload-limits NODES[,SEEDER] adds, for each torronto build, a row LABEL@NODES[/SEEDER] run
 with `--upload-limit` on every node at NODES (a fraction, like 0.95) of its uplink's payload
@@ -566,6 +570,8 @@ class Bench:
             share = seeder_share if i == 0 else nodes_share
             if share:
                 cmd += ["--upload-limit", str(int(self.rates[i][0] * MBIT / 8 * PAYLOAD * share))]
+            if tool.get("auto"):
+                cmd += ["--auto-upload-limit"]
             if i == 0:
                 # The insert comes over the bridge, not loopback: a remote insert by path
                 # reaches only --insert-from folders.
@@ -766,6 +772,8 @@ def parse_args():
                         "and known rate (what an automatic limit could reach)")
     p.add_argument("--queues", action="store_true",
                    help="print how long packets waited in each uplink and downlink (tc backlogs, 4 samples a second)")
+    p.add_argument("--auto-upload-limit", action="store_true",
+                   help="add a row LABEL+auto per torronto build, run with --auto-upload-limit")
     p.add_argument("--upload-limits", metavar="NODES[,SEEDER]", type=limit_shares,
                    help="also run each torronto build with --upload-limit at these fractions of each uplink's payload rate")
     p.add_argument("--chunk-trace", action="store_true",
@@ -817,6 +825,7 @@ def main():
     spec_labels = {s.partition("=")[0] for s in args.torronto if "=" in s}
     limited = {limited_label(l) for l in spec_labels | {"torronto"}} if args.upload_limits else set()
     limited |= {f"{l}+oracle" for l in spec_labels | {"torronto"}} if args.oracle_pacer else set()
+    limited |= {f"{l}+auto" for l in spec_labels | {"torronto"}} if args.auto_upload_limit else set()
     if not only or only & ({"torronto", "private"} | spec_labels | limited):
         for label, path in torronto_builds(args.torronto):
             plabel = "private" if label == "torronto" else f"{label}-private"
@@ -828,6 +837,9 @@ def main():
             if args.oracle_pacer and (wanted("torronto", label) or f"{label}+oracle" in only):
                 tools.append({"label": f"{label}+oracle", "kind": "torronto", "path": path, "private": False,
                               "oracle": True})
+            if args.auto_upload_limit and (wanted("torronto", label) or f"{label}+auto" in only):
+                tools.append({"label": f"{label}+auto", "kind": "torronto", "path": path, "private": False,
+                              "auto": True})
             if (args.private and not only) or "private" in only or plabel in only:
                 tools.append({"label": plabel, "kind": "torronto", "path": path, "private": True})
     if wanted("aria2", "aria2"):

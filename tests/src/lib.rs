@@ -416,6 +416,19 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
 // ---------------------------------------------------------------------------------
 // Test data
 
+/// A node started with `args`, joined, holding `big.bin`: `size` pseudo-random bytes it
+/// inserted (the seeder of the limits' and the uplink's tests).
+pub fn seeder_of_big_bin(args: &[&str], size: usize) -> TestNode {
+    let mut seeder = TestNode::new("seeder");
+    seeder.set_extra_args(args);
+    seeder.set_join_on_start(true);
+    seeder.start();
+    let file = seeder.root().join("big.bin");
+    random_file(&file, size, 16);
+    seeder.insert(&file).ok("insert on the seeder");
+    seeder
+}
+
 /// Writes `size` pseudo-random bytes, determined by `seed`, to `path`.
 pub fn random_file(path: &Path, size: usize, seed: u64) {
     fs::write(path, random_bytes(size, seed)).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));

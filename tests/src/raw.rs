@@ -264,6 +264,18 @@ pub fn serve_files(
     files: &BTreeMap<String, Vec<u8>>,
     period: Duration,
 ) -> BTreeMap<String, u32> {
+    serve_files_with(raw, host, files, period, |_, _| {})
+}
+
+/// [`serve_files`], with `each_upload` shown every Download the node sends (its header)
+/// and the header of the Upload that answers it, to change before it goes.
+pub fn serve_files_with(
+    raw: &mut Raw,
+    host: &str,
+    files: &BTreeMap<String, Vec<u8>>,
+    period: Duration,
+    mut each_upload: impl FnMut(&Value, &mut Value),
+) -> BTreeMap<String, u32> {
     let mut asked = BTreeMap::new();
     let end = Instant::now() + period;
     while let Some(left) = end.checked_duration_since(Instant::now()) {
@@ -283,7 +295,9 @@ pub fn serve_files(
                 let chunk = &h["Files"][0]["chunks"];
                 let start = chunk[1].as_u64().expect("chunk number") as usize * CHUNK as usize;
                 let data = bytes[start..(start + CHUNK as usize).min(bytes.len())].to_vec();
-                (peer_header(host, 8, json!([{"FileName": name, "chunks": chunk}])), data)
+                let mut upload = peer_header(host, 8, json!([{"FileName": name, "chunks": chunk}]));
+                each_upload(&h, &mut upload);
+                (upload, data)
             }
             _ => continue,
         };

@@ -59,6 +59,7 @@ async fn start_node_on(web_host: &str, web_root: PathBuf, allow_origins: Vec<Str
         bittorrent: None,
         settle: None,
         max_links: torronto_node::options::DEFAULT_MAX_LINKS,
+        auto_upload_limit: false,
     };
     let driver = Driver::bind(options).await.unwrap();
     let tcp = driver.addr().clone();
@@ -189,9 +190,9 @@ async fn browser_scenario(url: &str, node: &TestNode, through_relay: bool) {
     let mut fetched = Vec::new();
     for index in 0..3u32 {
         let chunk = ChunkRef { file: name.clone(), size: entry.size, index: ChunkIndex(index) };
-        send(&mut peer, me.clone(), None, PeerMessage::Download(chunk)).await;
+        send(&mut peer, me.clone(), None, PeerMessage::download(chunk)).await;
         let bytes = recv_until(&mut peer, |m| match m {
-            Message::Peer(PeerMessage::Upload { chunk, data }) if chunk.index == ChunkIndex(index) => Some(data),
+            Message::Peer(PeerMessage::Upload { chunk, data, .. }) if chunk.index == ChunkIndex(index) => Some(data),
             _ => None,
         })
         .await;

@@ -52,16 +52,9 @@ fn assert_rate(what: &str, (bytes, shortest, longest): (f64, f64, f64), limit: f
     );
 }
 
-/// A seeder holding a 24 MiB file, joined, with `args`; and the file's name.
+/// A seeder holding big.bin, joined, with `args`.
 fn seeder(args: &[&str]) -> TestNode {
-    let mut seeder = TestNode::new("seeder");
-    seeder.set_extra_args(args);
-    seeder.set_join_on_start(true);
-    seeder.start();
-    let file = seeder.root().join("big.bin");
-    random_file(&file, FILE_SIZE, 16);
-    seeder.insert(&file).ok("insert on the seeder");
-    seeder
+    torronto_tests::seeder_of_big_bin(args, FILE_SIZE)
 }
 
 /// A node that fetches from `seeder` only (its peers file names nothing else).

@@ -135,6 +135,12 @@ pub struct Tuning {
     /// payload), unless 16 of them are waiting already; 0 announces each as
     /// soon as the node is idle.
     pub have_delay: Millis,
+    /// Whether the automatic upload limit is on (`uplink`, `--auto-upload-limit`): our
+    /// uploads are held under what our uplink carries when receivers say they queue.
+    /// (Every node tells its senders how long their chunks queue, on or off.) Off by
+    /// default: on shaped links it gained where uplinks were narrow and lost where all
+    /// links were alike (README, "An automatic upload limit").
+    pub auto_upload_limit: bool,
 }
 
 impl Default for Tuning {
@@ -181,6 +187,7 @@ impl Default for Tuning {
             refresh_interval: 60_000,
             lease: 180_000,
             have_delay: 200,
+            auto_upload_limit: false,
         }
     }
 }
@@ -532,8 +539,16 @@ pub enum Event {
     TokenRefused {
         conn: ConnId,
     },
-    /// A control client set the bandwidth limits: the driver enforces them.
+    /// A control client set the bandwidth limits: the driver enforces them (with the
+    /// automatic upload limit, [`super::Node::limits_in_force`]).
     LimitsChanged(RateLimits),
+    /// The automatic upload limit changed (bytes a second; `None`: lifted): the driver
+    /// enforces [`super::Node::limits_in_force`]. `measured` is what the uplink was just
+    /// measured to carry, when peers' reports of a queue cut the limit.
+    AutoUploadLimit {
+        limit: Option<u64>,
+        measured: Option<u64>,
+    },
 }
 
 /// A file this node holds at start-up, as found on disk by the driver.

@@ -99,9 +99,10 @@ impl Node {
                     unproven_in_flight += 1;
                 }
                 let conn = peer.conn;
+                let uplink_delay = self.uplink_delay_of(now, conn);
                 self.net.push_back(NetCommand::Send {
                     conn,
-                    envelope: envelope(&self.config.me, PeerMessage::Download(chunk).into()),
+                    envelope: envelope(&self.config.me, PeerMessage::Download { chunk, uplink_delay }.into()),
                 });
                 true
             });

@@ -23,6 +23,7 @@
 //!   first use) and which keys are banned;
 //! - `control`: who may control the node (the token) and the throttling of guesses;
 //! - `limits`: the bandwidth limits a control client sets (the driver enforces them);
+//! - `uplink`: the automatic upload limit, from the one-way delays peers measure;
 //! - `imports`: Insert, from a control client or the driver ([`Node::insert`]), and
 //!   where a remote client may insert from; adopting a file found in the folder;
 //! - `copies`: this node's own copies in its folder: where each is, and one deleted by
@@ -50,6 +51,7 @@ mod query;
 mod removal;
 mod serving;
 mod timers;
+mod uplink;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -106,6 +108,7 @@ pub struct Node {
     bytes_served: u64,
     /// Enforced by the driver; kept here to answer Limit and Query.
     limits: RateLimits,
+    uplink: uplink::Uplink,
     rng: u64,
     timers: Timers,
     net: VecDeque<NetCommand>,
@@ -148,6 +151,7 @@ impl Node {
             bytes_fetched: 0,
             bytes_served: 0,
             limits: RateLimits::default(),
+            uplink: uplink::Uplink::default(),
             rng,
             timers: Timers::default(),
             net: VecDeque::new(),
@@ -334,6 +338,7 @@ impl Node {
 
     pub fn handle_disconnected(&mut self, now: Millis, conn: ConnId) {
         self.introduced(conn);
+        self.uplink_forget(conn);
         if let Some(state) = self.conns.remove(&conn) {
             if let Some(addr) = &state.dialed {
                 self.join_answered(addr);
@@ -392,8 +397,10 @@ impl Node {
             StorageEvent::ImportProgress { id, done, total } => self.on_import_progress(id, done, total),
             StorageEvent::Imported { id, result } => self.on_imported(id, result),
             StorageEvent::Committed { id, result } => self.on_committed(id, result),
-            StorageEvent::Read { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(Some)),
-            StorageEvent::Sent { conn, chunk, push, result } => self.on_read(conn, chunk, push, result.map(|()| None)),
+            StorageEvent::Read { conn, chunk, push, result } => self.on_read(now, conn, chunk, push, result.map(Some)),
+            StorageEvent::Sent { conn, chunk, push, result } => {
+                self.on_read(now, conn, chunk, push, result.map(|()| None))
+            }
             StorageEvent::Written { chunk, result } => self.on_written(now, chunk, result),
             StorageEvent::Prepared { file, result } => self.on_prepared(now, file, result),
             StorageEvent::Finalized { file, result } => self.on_finalized(file, result),
@@ -431,6 +438,7 @@ impl Node {
                 Timer::TokenRefusal { conn, attempt } => self.token_refusal_due(conn, attempt),
                 Timer::Gossip => self.gossip_due(now),
                 Timer::Have => self.flush_have(),
+                Timer::Uplink => self.uplink_tick(now),
             }
         }
         self.after_input(now);
@@ -530,8 +538,14 @@ impl Node {
             (PeerMessage::Gossip(gossip), Some(_)) => self.on_gossip(now, conn, *gossip),
             (PeerMessage::Leaving, Some(addr)) => self.on_leaving(conn, &addr),
             (PeerMessage::Have(entries), Some(addr)) => self.on_have(now, &addr, entries),
-            (PeerMessage::Download(chunk), Some(_)) => self.on_download(conn, chunk),
-            (PeerMessage::Upload { chunk, data }, Some(addr)) => self.on_upload(now, &addr, chunk, data, chunk_hash),
+            (PeerMessage::Download { chunk, uplink_delay }, Some(_)) => {
+                self.uplink_reported(now, conn, uplink_delay);
+                self.on_download(conn, chunk)
+            }
+            (PeerMessage::Upload { chunk, data, stamps }, Some(addr)) => {
+                self.uplink_heard(now, conn, stamps);
+                self.on_upload(now, &addr, chunk, data, chunk_hash)
+            }
             (PeerMessage::GetManifest { file }, Some(_)) => self.on_get_manifest(conn, file),
             (PeerMessage::Manifest { file, size, digest, hashes }, Some(addr)) => {
                 self.on_manifest(&addr, file, size, digest, &hashes)

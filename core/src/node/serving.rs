@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::{ConnId, Event, Membership, NetCommand, Node, StorageCommand, StorageError};
+use super::{ConnId, Event, Membership, Millis, NetCommand, Node, StorageCommand, StorageError};
 use crate::files::FileState;
 use crate::layout::{chunk_len, ChunkIndex};
 use crate::name::FileName;
@@ -41,6 +41,7 @@ impl Node {
     /// has sent them itself.
     pub(super) fn on_read(
         &mut self,
+        now: Millis,
         conn: ConnId,
         chunk: ChunkRef,
         push: bool,
@@ -52,6 +53,9 @@ impl Node {
         if !push {
             state.serving = state.serving.saturating_sub(1);
         }
+        if result.is_ok() {
+            self.uplink.served(now, conn);
+        }
         match result {
             Ok(data) => {
                 let len = chunk_len(chunk.size, chunk.index) as u64;
@@ -61,7 +65,7 @@ impl Node {
                     peer.served += len;
                 }
                 if let Some(data) = data {
-                    self.send(conn, PeerMessage::Upload { chunk, data });
+                    self.send(conn, PeerMessage::upload(chunk, data));
                 }
             }
             Err(e) => {

@@ -39,6 +39,8 @@ pub(super) enum Timer {
     Gossip,
     /// The chunks stored since the last Have are announced.
     Have,
+    /// The automatic upload limit looks at what receivers report.
+    Uplink,
 }
 
 #[derive(Debug, Default)]

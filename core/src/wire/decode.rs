@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::frame::{bad, WireError, HEADER_LIMIT, LIST_BODY_LIMIT};
 use super::message::{
     Action, ChunkRef, Code, Control, Envelope, FileEntry, FileRef, HaveEntry, Message, PeerAddr, PeerMessage,
-    RateLimits, Reply, Tombstone, TorrentExport, MAX_ADD_PEERS, MAX_HAVE_CHUNKS, MAX_TRACKERS, MAX_TRACKER_LEN,
+    RateLimits, Reply, Stamps, Tombstone, TorrentExport, MAX_ADD_PEERS, MAX_HAVE_CHUNKS, MAX_TRACKERS, MAX_TRACKER_LEN,
 };
 use crate::gossip::Gossip;
 use crate::layout::{chunk_count, chunk_len, ChunkIndex, MAX_FILE_SIZE};
@@ -123,6 +123,10 @@ struct InHeader {
     bittorrent: Option<String>,
     #[serde(rename = "BitTorrentPeers", default)]
     bittorrent_peers: Option<Vec<String>>,
+    #[serde(rename = "SentAt", default)]
+    sent_at: Option<u64>,
+    #[serde(rename = "UplinkDelay", default)]
+    uplink_delay: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -278,7 +282,7 @@ enum HeadKind {
     FileList {
         add: bool,
     },
-    Upload(ChunkRef),
+    Upload(ChunkRef, Stamps),
     Manifest {
         file: FileName,
         size: u64,
@@ -305,7 +309,7 @@ impl Head {
             | HeadKind::TorrentReply(_)
             | HeadKind::AddTorrent { .. }
             | HeadKind::Gossip => Some(LIST_BODY_LIMIT),
-            HeadKind::Upload(c) => Some(chunk_len(c.size, c.index)),
+            HeadKind::Upload(c, _) => Some(chunk_len(c.size, c.index)),
             HeadKind::Manifest { size, .. } => Some(chunk_count(*size) as usize * 32),
         }
     }
@@ -322,12 +326,12 @@ impl Head {
                     PeerMessage::Files { files }.into()
                 }
             }
-            HeadKind::Upload(chunk) => {
+            HeadKind::Upload(chunk, stamps) => {
                 let want = chunk_len(chunk.size, chunk.index);
                 if body.len() != want {
                     return Err(bad(format!("chunk body has {} bytes, expected {want}", body.len())));
                 }
-                PeerMessage::Upload { chunk, data: body }.into()
+                PeerMessage::Upload { chunk, data: body, stamps }.into()
             }
             HeadKind::StatusReply(mut reply) => {
                 let status = serde_json::from_slice::<Status>(&body).map_err(|e| bad(format!("status: {e}")))?;
@@ -473,8 +477,14 @@ fn parse_fields(frame: &[u8], raw: InHeader) -> Result<Head, WireError> {
         Some(Action::Leaving) => HeadKind::Complete(PeerMessage::Leaving.into()),
         Some(Action::Gossip) => HeadKind::Gossip,
         Some(Action::Files) => HeadKind::FileList { add: false },
-        Some(Action::Download) => HeadKind::Complete(PeerMessage::Download(one_file(&mut files)?.chunk_ref()?).into()),
-        Some(Action::Upload) => HeadKind::Upload(one_file(&mut files)?.chunk_ref()?),
+        Some(Action::Download) => {
+            let chunk = one_file(&mut files)?.chunk_ref()?;
+            HeadKind::Complete(PeerMessage::Download { chunk, uplink_delay: raw.uplink_delay }.into())
+        }
+        Some(Action::Upload) => {
+            let stamps = Stamps { sent: raw.sent_at, arrived: None };
+            HeadKind::Upload(one_file(&mut files)?.chunk_ref()?, stamps)
+        }
         Some(Action::Have) => {
             if files.is_empty() {
                 return Err(bad("Have needs at least one entry"));

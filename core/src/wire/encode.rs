@@ -38,6 +38,10 @@ struct OutHeader<'a> {
     bittorrent: Option<&'a str>,
     #[serde(rename = "BitTorrentPeers", skip_serializing_if = "Option::is_none")]
     bittorrent_peers: Option<&'a [String]>,
+    #[serde(rename = "SentAt", skip_serializing_if = "Option::is_none")]
+    sent_at: Option<u64>,
+    #[serde(rename = "UplinkDelay", skip_serializing_if = "Option::is_none")]
+    uplink_delay: Option<u32>,
     /// What the body frame of a reply holds, when it has one.
     #[serde(rename = "Body", skip_serializing_if = "Option::is_none")]
     body: Option<&'static str>,
@@ -114,10 +118,11 @@ fn to_json<T: Serialize>(value: &T) -> Bytes {
 }
 
 impl Envelope {
-    /// The header frame of an Upload of `chunk` from `from`, for a driver that sends the
-    /// body frame itself, straight from a file.
-    pub fn upload_header(from: &PeerAddr, chunk: &ChunkRef) -> Bytes {
-        let message = PeerMessage::Upload { chunk: chunk.clone(), data: Bytes::new() }.into();
+    /// The header frame of an Upload of `chunk` from `from`, sent at `sent_at` (see
+    /// [`super::Stamps`]), for a driver that sends the body frame itself, straight from a file.
+    pub fn upload_header(from: &PeerAddr, chunk: &ChunkRef, sent_at: Option<u64>) -> Bytes {
+        let stamps = super::Stamps { sent: sent_at, arrived: None };
+        let message = PeerMessage::Upload { chunk: chunk.clone(), data: Bytes::new(), stamps }.into();
         Envelope { from: Some(from.clone()), token: None, message }.encode().header
     }
 
@@ -137,6 +142,8 @@ impl Envelope {
             trackers: None,
             bittorrent: None,
             bittorrent_peers: None,
+            sent_at: None,
+            uplink_delay: None,
             body: None,
             status: None,
         };
@@ -174,9 +181,13 @@ impl Envelope {
             Message::Peer(PeerMessage::Add { files } | PeerMessage::Files { files }) => {
                 body = Some(to_json(&OutFileList { files: files.iter().map(OutFile::entry).collect() }));
             }
-            Message::Peer(PeerMessage::Download(c)) => head.files.push(OutFile::chunk(c)),
-            Message::Peer(PeerMessage::Upload { chunk, data }) => {
+            Message::Peer(PeerMessage::Download { chunk, uplink_delay }) => {
                 head.files.push(OutFile::chunk(chunk));
+                head.uplink_delay = *uplink_delay;
+            }
+            Message::Peer(PeerMessage::Upload { chunk, data, stamps }) => {
+                head.files.push(OutFile::chunk(chunk));
+                head.sent_at = stamps.sent;
                 body = Some(data.clone());
             }
             Message::Peer(PeerMessage::Have(entries)) => {

@@ -220,6 +220,16 @@ pub struct ChunkRef {
     pub index: ChunkIndex,
 }
 
+/// When an Upload's header left its sender (`sent`, by the sender's clock: `SentAt` on
+/// the wire) and reached us (`arrived`, by ours, stamped by the driver), in microseconds
+/// from any fixed origin. The clocks differ, so one such delay means nothing; its excess
+/// over the least seen from the same sender is how long the chunk waited on the way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamps {
+    pub sent: Option<u64>,
+    pub arrived: Option<u64>,
+}
+
 /// A Have entry: a chunk, with the file's digest so a receiver that does not know the
 /// file yet can fetch its manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -384,10 +394,17 @@ pub enum PeerMessage {
     Files {
         files: Vec<FileEntry>,
     },
-    Download(ChunkRef),
+    /// A request for one chunk. `uplink_delay` is, where the requester has measured it, how
+    /// long the chunks we send it wait on their way out of our uplink, in microseconds
+    /// (`UplinkDelay`): what the automatic upload limit goes by (`crate::node`'s `uplink`).
+    Download {
+        chunk: ChunkRef,
+        uplink_delay: Option<u32>,
+    },
     Upload {
         chunk: ChunkRef,
         data: Bytes,
+        stamps: Stamps,
     },
     Have(Vec<HaveEntry>),
     GetManifest {
@@ -410,12 +427,22 @@ pub enum PeerMessage {
 }
 
 impl PeerMessage {
+    /// A request for `chunk`, with no uplink delay to report.
+    pub fn download(chunk: ChunkRef) -> Self {
+        PeerMessage::Download { chunk, uplink_delay: None }
+    }
+
+    /// An Upload of `chunk`, not stamped yet (its sender's driver stamps it as it goes out).
+    pub fn upload(chunk: ChunkRef, data: Bytes) -> Self {
+        PeerMessage::Upload { chunk, data, stamps: Stamps::default() }
+    }
+
     pub fn action(&self) -> Action {
         match self {
             PeerMessage::Add { .. } => Action::Add,
             PeerMessage::Remove => Action::Remove,
             PeerMessage::Files { .. } => Action::Files,
-            PeerMessage::Download(_) => Action::Download,
+            PeerMessage::Download { .. } => Action::Download,
             PeerMessage::Upload { .. } => Action::Upload,
             PeerMessage::Have(_) => Action::Have,
             PeerMessage::GetManifest { .. } => Action::GetManifest,
@@ -431,7 +458,7 @@ impl PeerMessage {
     /// Anything else keeps its place; a Remove that overtook Uploads, say, would have the
     /// peer drop them as a stranger's (a leave's last pushes among them).
     pub fn may_overtake_uploads(&self) -> bool {
-        matches!(self, PeerMessage::Download(_) | PeerMessage::Have(_) | PeerMessage::GetManifest { .. })
+        matches!(self, PeerMessage::Download { .. } | PeerMessage::Have(_) | PeerMessage::GetManifest { .. })
     }
 }
 

@@ -23,6 +23,6 @@ pub use decode::{is_tracker_url, MessageReader};
 pub use frame::{frame_prefix, Encoded, FrameDecoder, WireError, FRAME_PREFIX_LEN, HEADER_LIMIT, LIST_BODY_LIMIT};
 pub use message::{
     have_entry_len, tombstone_len, Action, ChunkRef, Code, Control, Envelope, FileEntry, FileRef, HaveEntry, Message,
-    PeerAddr, PeerMessage, RateLimits, Reply, Tombstone, TorrentExport, MAX_ADD_PEERS, MAX_HAVE_CHUNKS, MAX_TRACKERS,
-    MAX_TRACKER_LEN,
+    PeerAddr, PeerMessage, RateLimits, Reply, Stamps, Tombstone, TorrentExport, MAX_ADD_PEERS, MAX_HAVE_CHUNKS,
+    MAX_TRACKERS, MAX_TRACKER_LEN,
 };

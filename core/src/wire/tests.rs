@@ -78,8 +78,15 @@ fn every_message_round_trips() {
             files: vec![entry, FileEntry { name: name("e"), size: 0, digest: Digest([1; 32]), chunks: vec![] }],
         }
         .into(),
-        PeerMessage::Download(chunk.clone()).into(),
-        PeerMessage::Upload { chunk: chunk.clone(), data: Bytes::from_static(b"hello") }.into(),
+        PeerMessage::download(chunk.clone()).into(),
+        PeerMessage::Download { chunk: chunk.clone(), uplink_delay: Some(41_500) }.into(),
+        PeerMessage::upload(chunk.clone(), Bytes::from_static(b"hello")).into(),
+        PeerMessage::Upload {
+            chunk: chunk.clone(),
+            data: Bytes::from_static(b"hello"),
+            stamps: Stamps { sent: Some(1_764_787_200_000_123), arrived: None },
+        }
+        .into(),
         PeerMessage::Have(vec![
             HaveEntry { chunk: chunk.clone(), digest: Some(Digest([9; 32])) },
             HaveEntry { chunk, digest: None },

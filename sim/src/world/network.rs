@@ -229,10 +229,10 @@ impl World {
 
 fn describe(message: &Message) -> String {
     match message {
-        Message::Peer(PeerMessage::Upload { chunk, data }) => {
+        Message::Peer(PeerMessage::Upload { chunk, data, .. }) => {
             format!("Upload {}#{} ({} bytes)", chunk.file, chunk.index, data.len())
         }
-        Message::Peer(PeerMessage::Download(chunk)) => format!("Download {}#{}", chunk.file, chunk.index),
+        Message::Peer(PeerMessage::Download { chunk, .. }) => format!("Download {}#{}", chunk.file, chunk.index),
         Message::Peer(PeerMessage::Have(entries)) => {
             let list: Vec<String> = entries.iter().map(|e| format!("{}#{}", e.chunk.file, e.chunk.index)).collect();
             format!("Have [{}]", list.join(" "))
