@@ -11,8 +11,8 @@ use torronto_core::layout::{chunk_count, chunk_range};
 use torronto_core::wire::{ChunkRef, FileEntry, FileRef, FrameDecoder, HaveEntry, MessageReader, Reply};
 use torronto_core::{
     ChunkIndex, ChunkSet, Code, Config, ConnId, ConnInfo, Control, Digest, Envelope, FileName, LocalFile, Manifest,
-    ManifestBuilder, Message, NetCommand, Node, PeerAddr, PeerMessage, StorageCommand, StorageError, StorageEvent,
-    Tombstone, Tuning,
+    ManifestBuilder, Message, NetCommand, Node, PeerAddr, PeerMessage, Stamps, StorageCommand, StorageError,
+    StorageEvent, Tombstone, Tuning,
 };
 
 const NAMES: [&str; 3] = ["a", "b", "dir/c"];
@@ -47,19 +47,52 @@ struct FFile {
 enum FMsg {
     Join,
     Leave,
-    Query { file: Option<u8> },
-    Insert { name: u8 },
-    Add { files: Vec<(FFile, Vec<u32>)> },
-    Files { files: Vec<(FFile, Vec<u32>)> },
+    Query {
+        file: Option<u8>,
+    },
+    Insert {
+        name: u8,
+    },
+    Add {
+        files: Vec<(FFile, Vec<u32>)>,
+    },
+    Files {
+        files: Vec<(FFile, Vec<u32>)>,
+    },
     Remove,
-    Download { file: FFile, index: u32 },
-    Upload { file: FFile, index: u32, good: bool },
-    Have { entries: Vec<(FFile, u32, bool)> },
-    GetManifest { name: u8 },
-    Manifest { file: FFile, good: bool },
-    Reply { code: u8, about: Option<(u8, Option<(u8, u32)>)> },
-    Delete { name: u8 },
-    Tombstones { files: Vec<(FFile, u64)> },
+    /// With the `UplinkDelay` a receiver reports (the automatic upload limit).
+    Download {
+        file: FFile,
+        index: u32,
+        uplink_delay: Option<u32>,
+    },
+    /// With `SentAt` and the arrival stamp the driver adds, both any value.
+    Upload {
+        file: FFile,
+        index: u32,
+        good: bool,
+        stamps: Option<(u64, u64)>,
+    },
+    Have {
+        entries: Vec<(FFile, u32, bool)>,
+    },
+    GetManifest {
+        name: u8,
+    },
+    Manifest {
+        file: FFile,
+        good: bool,
+    },
+    Reply {
+        code: u8,
+        about: Option<(u8, Option<(u8, u32)>)>,
+    },
+    Delete {
+        name: u8,
+    },
+    Tombstones {
+        files: Vec<(FFile, u64)>,
+    },
 }
 
 fn content(size: u64, seed: u8) -> Vec<u8> {
@@ -130,14 +163,18 @@ fn build(msg: FMsg) -> Message {
         FMsg::Remove => PeerMessage::Remove.into(),
         FMsg::Delete { name: n } => Control::Delete { file: name(n) }.into(),
         FMsg::Tombstones { files } => PeerMessage::Tombstones(
-            files.iter().take(6).map(|(f, time)| Tombstone { file: name(f.name), digest: f.digest(), time: *time }).collect(),
+            files
+                .iter()
+                .take(6)
+                .map(|(f, time)| Tombstone { file: name(f.name), digest: f.digest(), time: *time })
+                .collect(),
         )
         .into(),
-        FMsg::Download { file, index } => {
-            PeerMessage::download(ChunkRef { file: name(file.name), size: file.size(), index: file.index(index) })
-                .into()
+        FMsg::Download { file, index, uplink_delay } => {
+            let chunk = ChunkRef { file: name(file.name), size: file.size(), index: file.index(index) };
+            PeerMessage::Download { chunk, uplink_delay }.into()
         }
-        FMsg::Upload { file, index, good } => {
+        FMsg::Upload { file, index, good, stamps } => {
             let i = file.index(index);
             let r = chunk_range(file.size(), i);
             let mut data = content(file.size(), file.seed % 2)[r.start as usize..r.end as usize].to_vec();
@@ -146,8 +183,9 @@ fn build(msg: FMsg) -> Message {
                     *b ^= 1;
                 }
             }
-            PeerMessage::upload(ChunkRef { file: name(file.name), size: file.size(), index: i }, Bytes::from(data))
-            .into()
+            let stamps = Stamps { sent: stamps.map(|s| s.0), arrived: stamps.map(|s| s.1) };
+            let chunk = ChunkRef { file: name(file.name), size: file.size(), index: i };
+            PeerMessage::Upload { chunk, data: Bytes::from(data), stamps }.into()
         }
         FMsg::Have { entries } => PeerMessage::Have(
             entries
@@ -305,10 +343,16 @@ fuzz_target!(|input: Input| {
         token: Some("t".into()),
         insert_from: vec!["/in".into()],
         seed: 1,
-        tuning: Tuning::default(),
+        tuning: Tuning { auto_upload_limit: true, ..Tuning::default() },
         private: None,
     });
-    node.add_local_file(LocalFile { name: name(0), have: ChunkSet::full(local.chunk_count()), manifest: local, stored_as: None, published: true });
+    node.add_local_file(LocalFile {
+        name: name(0),
+        have: ChunkSet::full(local.chunk_count()),
+        manifest: local,
+        stored_as: None,
+        published: true,
+    });
     let partial = manifest(65_537, 1);
     let mut have = ChunkSet::new(partial.chunk_count());
     have.insert(ChunkIndex(1));
