@@ -43,56 +43,25 @@ struct FFile {
     seed: u8,
 }
 
+// Downloads carry any `UplinkDelay` and Uploads any `SentAt` and arrival stamps: the
+// automatic upload limit's inputs, all of them a peer's claims.
 #[derive(Arbitrary, Debug)]
 enum FMsg {
     Join,
     Leave,
-    Query {
-        file: Option<u8>,
-    },
-    Insert {
-        name: u8,
-    },
-    Add {
-        files: Vec<(FFile, Vec<u32>)>,
-    },
-    Files {
-        files: Vec<(FFile, Vec<u32>)>,
-    },
+    Query { file: Option<u8> },
+    Insert { name: u8 },
+    Add { files: Vec<(FFile, Vec<u32>)> },
+    Files { files: Vec<(FFile, Vec<u32>)> },
     Remove,
-    /// With the `UplinkDelay` a receiver reports (the automatic upload limit).
-    Download {
-        file: FFile,
-        index: u32,
-        uplink_delay: Option<u32>,
-    },
-    /// With `SentAt` and the arrival stamp the driver adds, both any value.
-    Upload {
-        file: FFile,
-        index: u32,
-        good: bool,
-        stamps: Option<(u64, u64)>,
-    },
-    Have {
-        entries: Vec<(FFile, u32, bool)>,
-    },
-    GetManifest {
-        name: u8,
-    },
-    Manifest {
-        file: FFile,
-        good: bool,
-    },
-    Reply {
-        code: u8,
-        about: Option<(u8, Option<(u8, u32)>)>,
-    },
-    Delete {
-        name: u8,
-    },
-    Tombstones {
-        files: Vec<(FFile, u64)>,
-    },
+    Download { file: FFile, index: u32, uplink_delay: Option<u32> },
+    Upload { file: FFile, index: u32, good: bool, stamps: Option<(u64, u64)> },
+    Have { entries: Vec<(FFile, u32, bool)> },
+    GetManifest { name: u8 },
+    Manifest { file: FFile, good: bool },
+    Reply { code: u8, about: Option<(u8, Option<(u8, u32)>)> },
+    Delete { name: u8 },
+    Tombstones { files: Vec<(FFile, u64)> },
 }
 
 fn content(size: u64, seed: u8) -> Vec<u8> {
