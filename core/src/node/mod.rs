@@ -338,7 +338,7 @@ impl Node {
 
     pub fn handle_disconnected(&mut self, now: Millis, conn: ConnId) {
         self.introduced(conn);
-        self.uplink_forget(conn);
+        self.uplink.forget(conn);
         if let Some(state) = self.conns.remove(&conn) {
             if let Some(addr) = &state.dialed {
                 self.join_answered(addr);
@@ -543,7 +543,7 @@ impl Node {
                 self.on_download(conn, chunk)
             }
             (PeerMessage::Upload { chunk, data, stamps }, Some(addr)) => {
-                self.uplink_heard(now, conn, stamps);
+                self.uplink.heard(now, conn, stamps);
                 self.on_upload(now, &addr, chunk, data, chunk_hash)
             }
             (PeerMessage::GetManifest { file }, Some(_)) => self.on_get_manifest(conn, file),

@@ -23,7 +23,7 @@ impl Node {
             bytes_served: self.bytes_served,
             upload_limit: self.limits.upload,
             download_limit: self.limits.download,
-            auto_upload_limit: self.uplink_limit(),
+            auto_upload_limit: self.uplink.limit,
             inserting: self.import_progress(),
             adding: self.add_progress(),
             ..Status::default()

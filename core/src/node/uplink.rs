@@ -85,8 +85,8 @@ pub(super) struct Uplink {
     /// the most it was measured at since the limit was set.
     capacity: Option<u64>,
     peak: u64,
-    /// The limit in force, and when it was last cut.
-    limit: Option<u64>,
+    /// The limit in force (bytes a second), and when it was last cut.
+    pub(super) limit: Option<u64>,
     cut_at: Millis,
     /// Ticks in a row with the reports past [`HIGH`].
     high_ticks: u32,
@@ -114,8 +114,10 @@ struct Report {
 }
 
 impl Uplink {
-    /// An Upload from `conn` with these stamps reached us at `now`.
-    fn heard(&mut self, now: Millis, conn: ConnId, stamps: Stamps) {
+    /// An Upload from `conn` with these stamps reached us at `now`: its delay counts
+    /// towards what we tell it. (Every node reports, so that a sender with the limit on
+    /// hears from all its receivers.)
+    pub(super) fn heard(&mut self, now: Millis, conn: ConnId, stamps: Stamps) {
         let (Some(sent), Some(arrived)) = (stamps.sent, stamps.arrived) else { return };
         // Each clock counts from its own origin: only differences of delays mean anything.
         let delay = (arrived as i64).wrapping_sub(sent as i64);
@@ -162,7 +164,7 @@ impl Uplink {
         }
     }
 
-    fn forget(&mut self, conn: ConnId) {
+    pub(super) fn forget(&mut self, conn: ConnId) {
         self.heard.remove(&conn);
         self.reports.remove(&conn);
     }
@@ -207,11 +209,11 @@ impl Uplink {
         self.high_ticks = if high { self.high_ticks.saturating_add(1) } else { 0 };
         if high {
             // A queue that stands (two ticks running, not a burst) and has had time to
-            // drain since the last cut: the uplink carried all it could, so what we
-            // sent over the last second is its rate. (Over the ticks the queue stood
-            // only, the measure was noisier, and no better on shaped links.) Sending well under what it was
-            // measured to carry, we are not what fills it (as a transfer ends, say, and
-            // receivers queue behind others); nor sending next to nothing.
+            // drain since the last cut: the uplink carried all it could, so what we sent
+            // over the last second is its rate. (Measured over only the ticks the queue
+            // stood, it was noisier, and no better on shaped links.) Sending well under
+            // what it was measured to carry, we are not what fills it (as a transfer
+            // ends, say, and receivers queue behind others); nor sending next to nothing.
             let settled = now.saturating_sub(self.cut_at) >= SETTLE || self.limit.is_none();
             let ours = |rate: u64| {
                 rate.saturating_mul(100) >= self.peak.saturating_mul(OURS_FROM)
@@ -265,17 +267,6 @@ impl Node {
         RateLimits { upload, download: self.limits.download }
     }
 
-    /// The automatic upload limit in force, if any (bytes a second).
-    pub(super) fn uplink_limit(&self) -> Option<u64> {
-        self.uplink.limit
-    }
-
-    /// An Upload from `conn` arrived: its delay counts towards what we tell it. (Every
-    /// node reports, so that a sender with the limit on hears from all its receivers.)
-    pub(super) fn uplink_heard(&mut self, now: Millis, conn: ConnId, stamps: Stamps) {
-        self.uplink.heard(now, conn, stamps);
-    }
-
     /// What to tell `conn` of its uplink on a request: `UplinkDelay`. Nothing while a
     /// download limit paces our reads: its waits would read as the sender's queue.
     pub(super) fn uplink_delay_of(&self, now: Millis, conn: ConnId) -> Option<u32> {
@@ -289,10 +280,6 @@ impl Node {
         if !self.timers.is_set(&Timer::Uplink) {
             self.timers.set(Timer::Uplink, now + TICK);
         }
-    }
-
-    pub(super) fn uplink_forget(&mut self, conn: ConnId) {
-        self.uplink.forget(conn);
     }
 
     pub(super) fn uplink_tick(&mut self, now: Millis) {
